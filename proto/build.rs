@@ -1,0 +1,72 @@
+//! Generates the Temporal server traits (WorkflowService, OperatorService) from the descriptor
+//! set the `temporalio-protos` crate exports, and temper's own messages and internal services
+//! from `protos/temper`. Temporal's message types are never regenerated: `extern_path` maps
+//! them to the `temporalio_protos` crate.
+
+use std::{env, path::PathBuf};
+
+use prost::Message;
+use prost_types::FileDescriptorSet;
+use protox::file::{ChainFileResolver, DescriptorSetFileResolver, GoogleFileResolver, IncludeFileResolver};
+
+const TEMPORAL_SERVICE_FILES: &[&str] = &[
+    "temporal/api/workflowservice/v1/service.proto",
+    "temporal/api/operatorservice/v1/service.proto",
+];
+
+const OWN_FILES: &[&str] = &[
+    "temper/persistence/v1/state.proto",
+    "temper/internal/v1/history.proto",
+    "temper/internal/v1/matching.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let descriptor_path = env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")
+        .map_err(|_| "temporalio-protos did not export its descriptor set (links = temporalio_protos)")?;
+    println!("cargo:rerun-if-changed={descriptor_path}");
+    println!("cargo:rerun-if-changed=protos");
+    let bytes = std::fs::read(&descriptor_path)?;
+    let temporal_set = FileDescriptorSet::decode(bytes.as_slice())?;
+
+    // 1. Server traits for the two public Temporal services, nothing else.
+    let services = FileDescriptorSet {
+        file: temporal_set
+            .file
+            .iter()
+            .filter(|f| TEMPORAL_SERVICE_FILES.contains(&f.name()))
+            .cloned()
+            .collect(),
+    };
+    if services.file.len() != TEMPORAL_SERVICE_FILES.len() {
+        return Err("temporalio-protos descriptor set lacks the workflowservice/operatorservice files".into());
+    }
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(false)
+        .generate_default_stubs(true)
+        .extern_path(".temporal", "::temporalio_protos::temporal")
+        .compile_fds(services)?;
+
+    // 2. Our own files, importing Temporal's types from the same descriptor set.
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(IncludeFileResolver::new(PathBuf::from("protos")));
+    resolver.add(DescriptorSetFileResolver::decode(bytes.as_slice())?);
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    // prost needs every imported message to decide derives, so imports stay in the set; the
+    // code it also writes for Temporal's packages lands in its own directory and is unused.
+    compiler.include_imports(true);
+    compiler.open_files(OWN_FILES)?;
+    let own = compiler.file_descriptor_set();
+    let own_dir = out.join("own");
+    std::fs::create_dir_all(&own_dir)?;
+    tonic_prost_build::configure()
+        .out_dir(&own_dir)
+        .build_server(true)
+        .build_client(true)
+        .build_transport(true)
+        .extern_path(".temporal", "::temporalio_protos::temporal")
+        .compile_fds(own)?;
+    Ok(())
+}

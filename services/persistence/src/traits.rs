@@ -1,0 +1,240 @@
+//! The store traits. Backends implement all of them; the services hold them as trait objects
+//! bundled in [`Persistence`].
+//!
+//! Every method is async and must not block the caller's thread: backends with blocking
+//! drivers move the work off the async threads.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
+
+use crate::{
+    BranchId, ClusterMetadata, CommitError, CurrentExecution, ExecutionKey, ExecutionRecord,
+    ExecutionWrite, HistoryNode, NamespaceRecord, QueueTask, ShardRecord, StoreError,
+    TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord,
+};
+
+/// Facts fixed at cluster creation.
+#[async_trait]
+pub trait ClusterMetadataStore: Send + Sync {
+    /// Store `proposed` if no metadata exists yet; return what is stored (which may differ
+    /// from `proposed`: the caller compares, e.g. to refuse a changed shard count).
+    async fn init_cluster_metadata(
+        &self,
+        proposed: &ClusterMetadata,
+    ) -> Result<ClusterMetadata, StoreError>;
+}
+
+/// The shard rows and everything that lives in a shard's partition.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Read the shard row, creating it with `range_id` 0 and `initial_info` if it is missing.
+    async fn get_or_create_shard(
+        &self,
+        shard_id: ShardId,
+        initial_info: &[u8],
+    ) -> Result<ShardRecord, StoreError>;
+
+    /// Replace the shard row if its `range_id` is still `expected`. This is how a node
+    /// acquires a shard (`record.range_id = expected + 1`) and how it saves queue positions
+    /// (`record.range_id == expected`). Fails with [`StoreError::OwnershipLost`] (carrying the
+    /// stored range id) otherwise, changing nothing.
+    async fn update_shard(
+        &self,
+        expected_range_id: RangeId,
+        record: &ShardRecord,
+    ) -> Result<(), StoreError>;
+
+    /// The current-run pointer of a workflow id, if any.
+    async fn get_current_execution(
+        &self,
+        shard_id: ShardId,
+        namespace_id: &NamespaceId,
+        workflow_id: &str,
+    ) -> Result<Option<CurrentExecution>, StoreError>;
+
+    /// One execution's stored mutable state.
+    async fn get_execution(
+        &self,
+        shard_id: ShardId,
+        key: &ExecutionKey,
+    ) -> Result<Option<ExecutionRecord>, StoreError>;
+
+    /// Apply every write of `writes` in one conditional batch, only if the shard's range id
+    /// is `range_id` and every write's conditions hold. On failure nothing is applied and the
+    /// error says which condition failed first.
+    async fn commit(
+        &self,
+        shard_id: ShardId,
+        range_id: RangeId,
+        writes: &[ExecutionWrite],
+    ) -> Result<(), CommitError>;
+
+    /// Delete an execution row, and its current-run pointer if it points at this run.
+    /// Conditional on the shard's range id.
+    async fn delete_execution(
+        &self,
+        shard_id: ShardId,
+        range_id: RangeId,
+        key: &ExecutionKey,
+    ) -> Result<(), StoreError>;
+
+    /// Tasks of one category with `min < key < max`, in key order, at most `limit`.
+    async fn get_tasks(
+        &self,
+        shard_id: ShardId,
+        category: TaskCategory,
+        exclusive_min: TaskKey,
+        exclusive_max: TaskKey,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Delete one task (done).
+    async fn delete_task(
+        &self,
+        shard_id: ShardId,
+        category: TaskCategory,
+        key: TaskKey,
+    ) -> Result<(), StoreError>;
+
+    /// Delete every task of a category with `key < exclusive_max` (all acknowledged).
+    async fn delete_tasks_before(
+        &self,
+        shard_id: ShardId,
+        category: TaskCategory,
+        exclusive_max: TaskKey,
+    ) -> Result<(), StoreError>;
+}
+
+/// Append-only history events, a partition per branch.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// Write one node. Writing the same `(node_id, txn_id)` twice replaces it.
+    async fn append_history_node(
+        &self,
+        branch: &BranchId,
+        node: &HistoryNode,
+    ) -> Result<(), StoreError>;
+
+    /// Nodes with `min_node_id <= node_id < max_node_id`, ordered by node id ascending then
+    /// txn id descending, at most `limit`, starting after `after` (the `(node_id, txn_id)`
+    /// of the last node of the previous page). Every version of a node is returned; see
+    /// [`crate::history`] for the reading rule.
+    async fn read_history_nodes(
+        &self,
+        branch: &BranchId,
+        min_node_id: i64,
+        max_node_id: i64,
+        after: Option<(i64, i64)>,
+        limit: usize,
+    ) -> Result<Vec<HistoryNode>, StoreError>;
+
+    /// Remove a branch and all its nodes.
+    async fn delete_history_branch(&self, branch: &BranchId) -> Result<(), StoreError>;
+}
+
+/// Persisted matching backlog, under a lease per task queue partition.
+#[async_trait]
+pub trait TaskQueueStore: Send + Sync {
+    /// Take the lease: create the row if missing, then bump its range id by CAS. Returns
+    /// the new lease. Whoever held it before now fails every write with OwnershipLost.
+    async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<TaskQueueLease, StoreError>;
+
+    /// Save the ack level, if the lease is still `range_id`.
+    async fn update_task_queue(
+        &self,
+        key: &TaskQueueKey,
+        range_id: RangeId,
+        ack_level: TaskId,
+    ) -> Result<(), StoreError>;
+
+    /// Insert tasks, if the lease is still `range_id`; otherwise OwnershipLost and nothing
+    /// is written.
+    async fn create_queue_tasks(
+        &self,
+        key: &TaskQueueKey,
+        range_id: RangeId,
+        tasks: &[QueueTask],
+    ) -> Result<(), StoreError>;
+
+    /// Tasks with `exclusive_min < task_id`, ascending, at most `limit`.
+    async fn get_queue_tasks(
+        &self,
+        key: &TaskQueueKey,
+        exclusive_min: TaskId,
+        limit: usize,
+    ) -> Result<Vec<QueueTask>, StoreError>;
+
+    /// Delete one task.
+    async fn delete_queue_task(&self, key: &TaskQueueKey, task_id: TaskId)
+    -> Result<(), StoreError>;
+
+    /// Delete every task with `task_id <= inclusive_max`.
+    async fn delete_queue_tasks_through(
+        &self,
+        key: &TaskQueueKey,
+        inclusive_max: TaskId,
+    ) -> Result<(), StoreError>;
+}
+
+/// Namespaces, unique by id and by name.
+#[async_trait]
+pub trait NamespaceStore: Send + Sync {
+    /// Insert a namespace; [`StoreError::AlreadyExists`] if the name or id is taken.
+    async fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError>;
+
+    async fn get_namespace_by_name(&self, name: &str)
+    -> Result<Option<NamespaceRecord>, StoreError>;
+
+    async fn get_namespace_by_id(
+        &self,
+        id: &NamespaceId,
+    ) -> Result<Option<NamespaceRecord>, StoreError>;
+
+    /// Replace a namespace's detail if its notification version is still `expected_version`
+    /// (the record carries the new one); [`StoreError::ConditionFailed`] otherwise.
+    async fn update_namespace(
+        &self,
+        expected_version: i64,
+        record: &NamespaceRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Namespaces ordered by name, after `after_name`, at most `limit`.
+    async fn list_namespaces(
+        &self,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<NamespaceRecord>, StoreError>;
+}
+
+/// Every store a node needs, as trait objects.
+#[derive(Clone)]
+pub struct Persistence {
+    pub cluster: Arc<dyn ClusterMetadataStore>,
+    pub executions: Arc<dyn ExecutionStore>,
+    pub history: Arc<dyn HistoryStore>,
+    pub task_queues: Arc<dyn TaskQueueStore>,
+    pub namespaces: Arc<dyn NamespaceStore>,
+}
+
+impl Persistence {
+    /// Bundle one backend that implements every trait.
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: ClusterMetadataStore
+            + ExecutionStore
+            + HistoryStore
+            + TaskQueueStore
+            + NamespaceStore
+            + 'static,
+    {
+        Self {
+            cluster: backend.clone(),
+            executions: backend.clone(),
+            history: backend.clone(),
+            task_queues: backend.clone(),
+            namespaces: backend,
+        }
+    }
+}
