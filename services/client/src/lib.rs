@@ -1,1 +1,64 @@
-//! placeholder
+//! How the services call each other. The frontend and matching reach history, and history
+//! and the frontend reach matching, only through these handles; the binary decides what is
+//! behind them (the service itself in one process, a routing gRPC client in a cluster).
+
+use std::sync::Arc;
+
+pub use temper_proto::internal::v1::history_service_server::HistoryService;
+pub use temper_proto::internal::v1::matching_service_server::MatchingService;
+
+/// A handle on the history service.
+pub type HistoryClient = Arc<dyn HistoryService>;
+
+/// A handle on the matching service.
+pub type MatchingClient = Arc<dyn MatchingService>;
+
+/// Calls one method of an internal service and unwraps the response.
+///
+/// `call!(client.record_workflow_task_started(req))` is
+/// `client.record_workflow_task_started(tonic::Request::new(req)).await.map(into_inner)`.
+#[macro_export]
+macro_rules! call {
+    ($client:ident . $method:ident ( $req:expr )) => {
+        $client
+            .$method(::tonic::Request::new($req))
+            .await
+            .map(::tonic::Response::into_inner)
+    };
+    ($client:expr => $method:ident ( $req:expr )) => {
+        $client
+            .$method(::tonic::Request::new($req))
+            .await
+            .map(::tonic::Response::into_inner)
+    };
+}
+
+/// Status codes with a fixed meaning between temper's services.
+pub mod status {
+    use tonic::{Code, Status};
+
+    /// Prefix of the message history uses when a task handed out by matching is obsolete
+    /// (the workflow closed, the event is no longer pending, or another poll started it).
+    /// Matching drops such a task instead of retrying it.
+    pub const TASK_OBSOLETE: &str = "task obsolete: ";
+
+    /// Prefix of the message matching uses when a sticky queue has no live worker; history
+    /// then moves the workflow task to the workflow's normal queue.
+    pub const STICKY_WORKER_UNAVAILABLE: &str = "sticky worker unavailable: ";
+
+    pub fn task_obsolete(why: impl std::fmt::Display) -> Status {
+        Status::not_found(format!("{TASK_OBSOLETE}{why}"))
+    }
+
+    pub fn is_task_obsolete(s: &Status) -> bool {
+        s.code() == Code::NotFound && s.message().starts_with(TASK_OBSOLETE)
+    }
+
+    pub fn sticky_worker_unavailable(queue: &str) -> Status {
+        Status::failed_precondition(format!("{STICKY_WORKER_UNAVAILABLE}{queue}"))
+    }
+
+    pub fn is_sticky_worker_unavailable(s: &Status) -> bool {
+        s.code() == Code::FailedPrecondition && s.message().starts_with(STICKY_WORKER_UNAVAILABLE)
+    }
+}
