@@ -7,7 +7,9 @@ use std::{env, path::PathBuf};
 
 use prost::Message;
 use prost_types::FileDescriptorSet;
-use protox::file::{ChainFileResolver, DescriptorSetFileResolver, GoogleFileResolver, IncludeFileResolver};
+use protox::file::{
+    ChainFileResolver, DescriptorSetFileResolver, GoogleFileResolver, IncludeFileResolver,
+};
 
 const TEMPORAL_SERVICE_FILES: &[&str] = &[
     "temporal/api/workflowservice/v1/service.proto",
@@ -21,8 +23,9 @@ const OWN_FILES: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let descriptor_path = env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")
-        .map_err(|_| "temporalio-protos did not export its descriptor set (links = temporalio_protos)")?;
+    let descriptor_path = env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH").map_err(
+        |_| "temporalio-protos did not export its descriptor set (links = temporalio_protos)",
+    )?;
     println!("cargo:rerun-if-changed={descriptor_path}");
     println!("cargo:rerun-if-changed=protos");
     let bytes = std::fs::read(&descriptor_path)?;
@@ -38,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect(),
     };
     if services.file.len() != TEMPORAL_SERVICE_FILES.len() {
-        return Err("temporalio-protos descriptor set lacks the workflowservice/operatorservice files".into());
+        return Err(
+            "temporalio-protos descriptor set lacks the workflowservice/operatorservice files"
+                .into(),
+        );
     }
     tonic_prost_build::configure()
         .build_server(true)

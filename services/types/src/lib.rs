@@ -7,5 +7,7 @@ mod ids;
 mod routing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{NamespaceId, RangeId, ShardId, TaskId, TaskIdAllocator, TASK_ID_SEQ_BITS};
+pub use ids::{
+    NamespaceId, RangeExhausted, RangeId, ShardId, TASK_ID_SEQ_BITS, TaskId, TaskIdAllocator,
+};
 pub use routing::shard_for_workflow;

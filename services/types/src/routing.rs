@@ -3,8 +3,15 @@
 use crate::{NamespaceId, ShardId};
 
 /// `hash(namespace_id, workflow_id) % num_shards + 1`, with a stable 64-bit xxh3 hash.
-pub fn shard_for_workflow(namespace_id: &NamespaceId, workflow_id: &str, num_shards: u32) -> ShardId {
-    assert!(num_shards > 0, "num_shards is validated to be positive at start-up");
+pub fn shard_for_workflow(
+    namespace_id: &NamespaceId,
+    workflow_id: &str,
+    num_shards: u32,
+) -> ShardId {
+    assert!(
+        num_shards > 0,
+        "num_shards is validated to be positive at start-up"
+    );
     let mut key = Vec::with_capacity(namespace_id.0.len() + 1 + workflow_id.len());
     key.extend_from_slice(namespace_id.0.as_bytes());
     key.push(b'_');

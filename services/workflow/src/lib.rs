@@ -1,1 +1,33 @@
-//! placeholder
+//! Temporal's workflow semantics as plain synchronous code.
+//!
+//! A [`Txn`] wraps one execution's mutable state for one transaction: the functions of this
+//! crate apply an input (start, a workflow task completion and its commands, an activity
+//! result, a timer firing...) and collect what must be persisted atomically: the new history
+//! events and the new transfer, timer and visibility tasks ([`Mutation`]). No IO, no clock:
+//! the caller supplies `now` and commits the result.
+//!
+//! Event order follows the Temporal server, because the SDKs replay histories strictly:
+//! events that arrive while a workflow task is running are buffered and written after that
+//! task's completion and the events of its commands.
+
+pub mod activity;
+pub mod close;
+pub mod commands;
+mod error;
+mod events;
+pub mod retry;
+pub mod start;
+mod state;
+#[cfg(test)]
+mod tests;
+pub mod time;
+pub mod timer;
+pub mod token;
+pub mod workflow_task;
+
+pub use error::WorkflowError;
+pub use events::is_close_event;
+pub use state::{Limits, Mutation, Txn};
+
+pub use temper_proto::persistence::v1 as pb;
+pub use temper_proto::temporal::api as tapi;

@@ -1,0 +1,185 @@
+//! Closing a run: the Complete/Fail/CancelWorkflowExecution commands, termination, run
+//! timeout; and the cancel request that asks a workflow to cancel itself.
+
+use temper_proto::temporal::api::command::v1::{
+    CancelWorkflowExecutionCommandAttributes, CompleteWorkflowExecutionCommandAttributes,
+    FailWorkflowExecutionCommandAttributes,
+};
+use temper_proto::temporal::api::common::v1::Payloads;
+use temper_proto::temporal::api::enums::v1::{
+    RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause,
+};
+use temper_proto::temporal::api::history::v1::{
+    WorkflowExecutionCancelRequestedEventAttributes, WorkflowExecutionCanceledEventAttributes,
+    WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
+    WorkflowExecutionTerminatedEventAttributes, WorkflowExecutionTimedOutEventAttributes,
+    WorkflowTaskFailedEventAttributes,
+};
+
+use crate::start::STATE_COMPLETED;
+use crate::{Txn, WorkflowError, pb, workflow_task};
+
+/// Mark the run closed after its close event `event_id` was written.
+fn mark_closed(txn: &mut Txn<'_>, status: WorkflowExecutionStatus, event_id: i64) {
+    let now_ts = txn.now_ts;
+    let info = txn.info_mut();
+    info.status = status as i32;
+    info.state = STATE_COMPLETED;
+    info.close_time = Some(now_ts);
+    info.completion_event_id = event_id;
+    txn.ms.workflow_task = None;
+    let t = txn.transfer_task(pb::TransferTaskKind::CloseExecution);
+    txn.add_transfer_task(t);
+    txn.visibility_task(pb::VisibilityTaskKind::Close);
+}
+
+/// Whether the run is closed.
+pub fn is_closed(ms: &pb::MutableState) -> bool {
+    ms.execution_info
+        .as_ref()
+        .is_some_and(|i| i.status != WorkflowExecutionStatus::Running as i32)
+}
+
+pub fn complete(
+    txn: &mut Txn<'_>,
+    a: &CompleteWorkflowExecutionCommandAttributes,
+    wft_completed_event_id: i64,
+) {
+    let id = txn.write(
+        WorkflowExecutionCompletedEventAttributes {
+            result: a.result.clone(),
+            workflow_task_completed_event_id: wft_completed_event_id,
+            new_execution_run_id: String::new(),
+        }
+        .into(),
+    );
+    mark_closed(txn, WorkflowExecutionStatus::Completed, id);
+}
+
+pub fn fail(
+    txn: &mut Txn<'_>,
+    a: &FailWorkflowExecutionCommandAttributes,
+    wft_completed_event_id: i64,
+) {
+    let retry_state = if txn.info().retry_policy.is_some() {
+        RetryState::NonRetryableFailure
+    } else {
+        RetryState::RetryPolicyNotSet
+    };
+    let id = txn.write(
+        WorkflowExecutionFailedEventAttributes {
+            failure: a.failure.clone(),
+            retry_state: retry_state as i32,
+            workflow_task_completed_event_id: wft_completed_event_id,
+            new_execution_run_id: String::new(),
+        }
+        .into(),
+    );
+    mark_closed(txn, WorkflowExecutionStatus::Failed, id);
+}
+
+pub fn cancel(
+    txn: &mut Txn<'_>,
+    a: &CancelWorkflowExecutionCommandAttributes,
+    wft_completed_event_id: i64,
+) {
+    let id = txn.write(
+        WorkflowExecutionCanceledEventAttributes {
+            workflow_task_completed_event_id: wft_completed_event_id,
+            details: a.details.clone(),
+        }
+        .into(),
+    );
+    mark_closed(txn, WorkflowExecutionStatus::Canceled, id);
+}
+
+/// End a workflow task in flight because the run is being closed from outside, then write
+/// the events buffered during it.
+fn force_end_workflow_task(txn: &mut Txn<'_>) {
+    if let Some(wt) = txn.ms.workflow_task.clone() {
+        if wt.started_event_id > 0 {
+            txn.ms.workflow_task = None;
+            txn.write(
+                WorkflowTaskFailedEventAttributes {
+                    scheduled_event_id: wt.scheduled_event_id,
+                    started_event_id: wt.started_event_id,
+                    cause: WorkflowTaskFailedCause::ForceCloseCommand as i32,
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+    }
+    txn.flush_buffered();
+}
+
+/// TerminateWorkflowExecution.
+pub fn terminate(
+    txn: &mut Txn<'_>,
+    reason: &str,
+    details: Option<Payloads>,
+    identity: &str,
+) -> Result<(), WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::AlreadyCompleted);
+    }
+    force_end_workflow_task(txn);
+    let id = txn.write(
+        WorkflowExecutionTerminatedEventAttributes {
+            reason: reason.to_string(),
+            details,
+            identity: identity.to_string(),
+        }
+        .into(),
+    );
+    mark_closed(txn, WorkflowExecutionStatus::Terminated, id);
+    Ok(())
+}
+
+/// The run (or execution) timeout fired.
+pub fn on_run_timeout(txn: &mut Txn<'_>) {
+    if !txn.is_running() {
+        return;
+    }
+    force_end_workflow_task(txn);
+    let id = txn.write(
+        WorkflowExecutionTimedOutEventAttributes {
+            retry_state: RetryState::Timeout as i32,
+            new_execution_run_id: String::new(),
+        }
+        .into(),
+    );
+    mark_closed(txn, WorkflowExecutionStatus::TimedOut, id);
+}
+
+/// RequestCancelWorkflowExecution: record the request and let the workflow react.
+/// A repeated request (same request id, or any request once one was recorded) is a no-op.
+pub fn request_cancel(
+    txn: &mut Txn<'_>,
+    reason: &str,
+    identity: &str,
+    request_id: &str,
+) -> Result<(), WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::AlreadyCompleted);
+    }
+    if txn.info().cancel_requested {
+        return Ok(());
+    }
+    {
+        let info = txn.info_mut();
+        info.cancel_requested = true;
+        info.cancel_request_id = request_id.to_string();
+    }
+    txn.write_external(
+        WorkflowExecutionCancelRequestedEventAttributes {
+            cause: reason.to_string(),
+            external_initiated_event_id: 0,
+            identity: identity.to_string(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    workflow_task::schedule_if_needed(txn);
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! RespondWorkflowTaskCompleted: the workflow task's completion and its commands, in order.
+//! An invalid command rejects the whole completion: nothing of it is kept, and the workflow
+//! task is failed with the command's cause instead, as the Temporal server does.
+
+use temper_proto::temporal::api::command::v1::{Command, command::Attributes as C};
+use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
+use temper_proto::temporal::api::failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo};
+use temper_proto::temporal::api::history::v1::MarkerRecordedEventAttributes;
+use temper_proto::temporal::api::taskqueue::v1::StickyExecutionAttributes;
+
+use crate::{Txn, activity, close, pb, timer, workflow_task};
+
+/// A command the server refuses, with the workflow task failure cause to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadCommand {
+    pub cause: WorkflowTaskFailedCause,
+    pub message: String,
+}
+
+impl BadCommand {
+    pub fn new(cause: WorkflowTaskFailedCause, message: &str) -> Self {
+        Self {
+            cause,
+            message: message.to_string(),
+        }
+    }
+
+    fn failure(&self) -> Failure {
+        Failure {
+            message: self.message.clone(),
+            source: "Server".into(),
+            failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
+                non_retryable: true,
+            })),
+            ..Default::default()
+        }
+    }
+}
+
+/// The parts of RespondWorkflowTaskCompletedRequest the state machine needs.
+pub struct Completion<'a> {
+    pub commands: &'a [Command],
+    pub identity: &'a str,
+    pub binary_checksum: &'a str,
+    pub sticky: Option<&'a StickyExecutionAttributes>,
+    pub force_create_new_workflow_task: bool,
+}
+
+/// What came of a completion.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Applied. `new_workflow_task`: the scheduled event id of a new workflow task, if any.
+    Completed {
+        new_workflow_task: Option<i64>,
+        closed: bool,
+    },
+    /// Rejected: the workflow task was failed with this cause instead.
+    Rejected(BadCommand),
+}
+
+/// Apply a workflow task completion. `wt` is the task in flight (checked by the caller).
+pub fn complete_workflow_task(
+    txn: &mut Txn<'_>,
+    wt: &pb::WorkflowTaskInfo,
+    c: Completion<'_>,
+) -> Outcome {
+    let snapshot = txn.ms.clone();
+    let out_snapshot = txn.out.clone();
+    match apply(txn, wt, &c) {
+        Ok(outcome) => outcome,
+        Err(bad) => {
+            *txn.ms = snapshot;
+            txn.out = out_snapshot;
+            txn.needs_workflow_task = false;
+            workflow_task::fail(txn, wt, bad.cause, Some(bad.failure()), c.identity);
+            Outcome::Rejected(bad)
+        }
+    }
+}
+
+fn apply(
+    txn: &mut Txn<'_>,
+    wt: &pb::WorkflowTaskInfo,
+    c: &Completion<'_>,
+) -> Result<Outcome, BadCommand> {
+    let had_buffered = txn.has_buffered_events();
+    let completed_id = workflow_task::complete(txn, wt, c.identity, c.binary_checksum);
+    match c
+        .sticky
+        .and_then(|s| s.worker_task_queue.as_ref().map(|q| (q, s)))
+    {
+        Some((q, s)) if !q.name.is_empty() => {
+            workflow_task::set_sticky(txn, &q.name, s.schedule_to_start_timeout, c.identity)
+        }
+        _ => workflow_task::clear_sticky(txn),
+    }
+    let mut closed = false;
+    for command in c.commands {
+        if closed {
+            return Err(BadCommand::new(
+                WorkflowTaskFailedCause::UnhandledCommand,
+                "commands after the workflow's close command",
+            ));
+        }
+        let Some(attrs) = &command.attributes else {
+            return Err(BadCommand::new(
+                WorkflowTaskFailedCause::UnhandledCommand,
+                "command without attributes",
+            ));
+        };
+        match attrs {
+            C::ScheduleActivityTaskCommandAttributes(a) => {
+                activity::schedule(txn, a, completed_id)?
+            }
+            C::RequestCancelActivityTaskCommandAttributes(a) => {
+                activity::request_cancel(txn, a.scheduled_event_id, completed_id)?
+            }
+            C::StartTimerCommandAttributes(a) => timer::start(txn, a, completed_id)?,
+            C::CancelTimerCommandAttributes(a) => timer::cancel(txn, a, completed_id, c.identity)?,
+            C::RecordMarkerCommandAttributes(a) => {
+                if a.marker_name.is_empty() {
+                    return Err(BadCommand::new(
+                        WorkflowTaskFailedCause::BadRecordMarkerAttributes,
+                        "MarkerName is not set on RecordMarkerCommand.",
+                    ));
+                }
+                txn.write(
+                    MarkerRecordedEventAttributes {
+                        marker_name: a.marker_name.clone(),
+                        details: a.details.clone(),
+                        workflow_task_completed_event_id: completed_id,
+                        header: a.header.clone(),
+                        failure: a.failure.clone(),
+                    }
+                    .into(),
+                );
+            }
+            C::CompleteWorkflowExecutionCommandAttributes(_)
+            | C::FailWorkflowExecutionCommandAttributes(_)
+            | C::CancelWorkflowExecutionCommandAttributes(_) => {
+                if had_buffered || txn.has_buffered_events() {
+                    // New events arrived that the workflow has not seen: it must see them
+                    // before it may close.
+                    return Err(BadCommand::new(
+                        WorkflowTaskFailedCause::UnhandledCommand,
+                        "UnhandledCommand: new events arrived while the workflow task ran",
+                    ));
+                }
+                match attrs {
+                    C::CompleteWorkflowExecutionCommandAttributes(a) => {
+                        close::complete(txn, a, completed_id)
+                    }
+                    C::FailWorkflowExecutionCommandAttributes(a) => {
+                        close::fail(txn, a, completed_id)
+                    }
+                    C::CancelWorkflowExecutionCommandAttributes(a) => {
+                        close::cancel(txn, a, completed_id)
+                    }
+                    _ => unreachable!("matched above"),
+                }
+                closed = true;
+            }
+            other => {
+                return Err(BadCommand::new(
+                    WorkflowTaskFailedCause::UnhandledCommand,
+                    &format!(
+                        "command {} is not supported by this server yet",
+                        command_name(other)
+                    ),
+                ));
+            }
+        }
+    }
+    if closed {
+        return Ok(Outcome::Completed {
+            new_workflow_task: None,
+            closed: true,
+        });
+    }
+    let need = had_buffered
+        || txn.has_buffered_events()
+        || c.force_create_new_workflow_task
+        || txn.needs_workflow_task;
+    txn.flush_buffered();
+    let new_workflow_task = need.then(|| workflow_task::schedule(txn, 1));
+    Ok(Outcome::Completed {
+        new_workflow_task,
+        closed: false,
+    })
+}
+
+fn command_name(c: &C) -> &'static str {
+    match c {
+        C::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => {
+            "RequestCancelExternalWorkflowExecution"
+        }
+        C::ContinueAsNewWorkflowExecutionCommandAttributes(_) => "ContinueAsNewWorkflowExecution",
+        C::StartChildWorkflowExecutionCommandAttributes(_) => "StartChildWorkflowExecution",
+        C::SignalExternalWorkflowExecutionCommandAttributes(_) => "SignalExternalWorkflowExecution",
+        C::UpsertWorkflowSearchAttributesCommandAttributes(_) => "UpsertWorkflowSearchAttributes",
+        C::ProtocolMessageCommandAttributes(_) => "ProtocolMessage",
+        C::ModifyWorkflowPropertiesCommandAttributes(_) => "ModifyWorkflowProperties",
+        _ => "this command",
+    }
+}

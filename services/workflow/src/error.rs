@@ -1,0 +1,22 @@
+//! Errors of workflow operations, each with the meaning the Temporal server gives it; the
+//! history service maps them to gRPC statuses.
+
+/// Why an operation on a workflow was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum WorkflowError {
+    /// The workflow task / activity the caller names is not pending (any more).
+    #[error("{0}")]
+    NotFound(String),
+    /// The workflow has closed.
+    #[error("workflow execution already completed")]
+    AlreadyCompleted,
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A limit was hit.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Stored state is inconsistent; should never happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,69 @@
+//! Building history events and knowing their types.
+
+use temper_proto::temporal::api::enums::v1::EventType;
+use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
+
+/// The event type of an attributes variant.
+pub(crate) fn event_type_of(a: &Attributes) -> EventType {
+    use Attributes as A;
+    match a {
+        A::WorkflowExecutionStartedEventAttributes(_) => EventType::WorkflowExecutionStarted,
+        A::WorkflowExecutionCompletedEventAttributes(_) => EventType::WorkflowExecutionCompleted,
+        A::WorkflowExecutionFailedEventAttributes(_) => EventType::WorkflowExecutionFailed,
+        A::WorkflowExecutionTimedOutEventAttributes(_) => EventType::WorkflowExecutionTimedOut,
+        A::WorkflowTaskScheduledEventAttributes(_) => EventType::WorkflowTaskScheduled,
+        A::WorkflowTaskStartedEventAttributes(_) => EventType::WorkflowTaskStarted,
+        A::WorkflowTaskCompletedEventAttributes(_) => EventType::WorkflowTaskCompleted,
+        A::WorkflowTaskTimedOutEventAttributes(_) => EventType::WorkflowTaskTimedOut,
+        A::WorkflowTaskFailedEventAttributes(_) => EventType::WorkflowTaskFailed,
+        A::ActivityTaskScheduledEventAttributes(_) => EventType::ActivityTaskScheduled,
+        A::ActivityTaskStartedEventAttributes(_) => EventType::ActivityTaskStarted,
+        A::ActivityTaskCompletedEventAttributes(_) => EventType::ActivityTaskCompleted,
+        A::ActivityTaskFailedEventAttributes(_) => EventType::ActivityTaskFailed,
+        A::ActivityTaskTimedOutEventAttributes(_) => EventType::ActivityTaskTimedOut,
+        A::ActivityTaskCancelRequestedEventAttributes(_) => EventType::ActivityTaskCancelRequested,
+        A::ActivityTaskCanceledEventAttributes(_) => EventType::ActivityTaskCanceled,
+        A::TimerStartedEventAttributes(_) => EventType::TimerStarted,
+        A::TimerFiredEventAttributes(_) => EventType::TimerFired,
+        A::TimerCanceledEventAttributes(_) => EventType::TimerCanceled,
+        A::WorkflowExecutionCancelRequestedEventAttributes(_) => {
+            EventType::WorkflowExecutionCancelRequested
+        }
+        A::WorkflowExecutionCanceledEventAttributes(_) => EventType::WorkflowExecutionCanceled,
+        A::MarkerRecordedEventAttributes(_) => EventType::MarkerRecorded,
+        A::WorkflowExecutionSignaledEventAttributes(_) => EventType::WorkflowExecutionSignaled,
+        A::WorkflowExecutionTerminatedEventAttributes(_) => EventType::WorkflowExecutionTerminated,
+        A::WorkflowExecutionContinuedAsNewEventAttributes(_) => {
+            EventType::WorkflowExecutionContinuedAsNew
+        }
+        A::UpsertWorkflowSearchAttributesEventAttributes(_) => {
+            EventType::UpsertWorkflowSearchAttributes
+        }
+        A::WorkflowPropertiesModifiedEventAttributes(_) => EventType::WorkflowPropertiesModified,
+        _ => EventType::Unspecified,
+    }
+}
+
+/// Whether an event closes the workflow.
+pub fn is_close_event(t: i32) -> bool {
+    [
+        EventType::WorkflowExecutionCompleted,
+        EventType::WorkflowExecutionFailed,
+        EventType::WorkflowExecutionTimedOut,
+        EventType::WorkflowExecutionCanceled,
+        EventType::WorkflowExecutionTerminated,
+        EventType::WorkflowExecutionContinuedAsNew,
+    ]
+    .iter()
+    .any(|e| *e as i32 == t)
+}
+
+/// A new event without id (assigned when written).
+pub(crate) fn new_event(attrs: Attributes, now: &temper_proto::wkt::Timestamp) -> HistoryEvent {
+    HistoryEvent {
+        event_type: event_type_of(&attrs) as i32,
+        event_time: Some(*now),
+        attributes: Some(attrs),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,254 @@
+//! Starting a run: validation of StartWorkflowExecution and the first events and tasks.
+
+use std::time::{Duration, SystemTime};
+
+use temper_proto::temporal::api::common::v1::RetryPolicy;
+use temper_proto::temporal::api::enums::v1::{
+    ContinueAsNewInitiator, TaskQueueKind, WorkflowExecutionStatus,
+};
+use temper_proto::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes;
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+
+use crate::time::{dur, from_dur, is_negative, ts};
+use crate::{Limits, Mutation, Txn, WorkflowError, pb, retry, workflow_task};
+
+/// Temporal's `WorkflowExecutionState::Running`.
+pub const STATE_RUNNING: i32 = 2;
+/// Temporal's `WorkflowExecutionState::Completed`.
+pub const STATE_COMPLETED: i32 = 3;
+
+const MAX_ID_LENGTH: usize = 1000;
+
+/// Check a start request the way the Temporal frontend does.
+pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<(), WorkflowError> {
+    let bad = |m: &str| Err(WorkflowError::InvalidArgument(m.to_string()));
+    if req.workflow_id.is_empty() {
+        return bad("WorkflowId is not set on request.");
+    }
+    if req.workflow_id.len() > MAX_ID_LENGTH {
+        return bad("WorkflowId length exceeds limit.");
+    }
+    match &req.workflow_type {
+        Some(t) if !t.name.is_empty() => {
+            if t.name.len() > MAX_ID_LENGTH {
+                return bad("WorkflowType length exceeds limit.");
+            }
+        }
+        _ => return bad("WorkflowType is not set on request."),
+    }
+    match &req.task_queue {
+        Some(q) if !q.name.is_empty() => {
+            if q.name.len() > MAX_ID_LENGTH {
+                return bad("TaskQueue length exceeds limit.");
+            }
+        }
+        _ => return bad("TaskQueue is not set on request."),
+    }
+    if req.request_id.len() > MAX_ID_LENGTH {
+        return bad("RequestId length exceeds limit.");
+    }
+    if is_negative(&req.workflow_execution_timeout) {
+        return bad("Invalid WorkflowExecutionTimeout.");
+    }
+    if is_negative(&req.workflow_run_timeout) {
+        return bad("Invalid WorkflowRunTimeout.");
+    }
+    if is_negative(&req.workflow_task_timeout) {
+        return bad("Invalid WorkflowTaskTimeout.");
+    }
+    if is_negative(&req.workflow_start_delay) {
+        return bad("Invalid WorkflowStartDelay.");
+    }
+    if !from_dur(&req.workflow_start_delay).is_zero() {
+        return Err(WorkflowError::InvalidArgument(
+            "WorkflowStartDelay is not supported by this server yet.".into(),
+        ));
+    }
+    if !req.cron_schedule.is_empty() {
+        return Err(WorkflowError::InvalidArgument(
+            "CronSchedule is not supported by this server yet.".into(),
+        ));
+    }
+    if let Some(p) = &req.retry_policy {
+        retry::validate_policy(p).map_err(WorkflowError::InvalidArgument)?;
+    }
+    if let Some(input) = &req.input {
+        let size: usize = input.payloads.iter().map(|p| p.data.len()).sum();
+        if size > limits.max_payload_bytes {
+            return bad("Input exceeds size limit.");
+        }
+    }
+    Ok(())
+}
+
+/// Everything a new run needs besides the request.
+pub struct NewRun<'a> {
+    pub namespace_id: &'a str,
+    pub run_id: &'a str,
+    pub request_id: &'a str,
+    pub now: SystemTime,
+}
+
+/// Build the mutable state of a new run and its first events (started, workflow task
+/// scheduled) and tasks.
+pub fn new_execution(
+    run: NewRun<'_>,
+    req: &StartWorkflowExecutionRequest,
+    limits: &Limits,
+) -> (pb::MutableState, Mutation) {
+    let exec_timeout = from_dur(&req.workflow_execution_timeout);
+    let mut run_timeout = from_dur(&req.workflow_run_timeout);
+    if !exec_timeout.is_zero() && (run_timeout.is_zero() || run_timeout > exec_timeout) {
+        run_timeout = exec_timeout;
+    }
+    let mut task_timeout = from_dur(&req.workflow_task_timeout);
+    if task_timeout.is_zero() {
+        task_timeout = limits.default_workflow_task_timeout;
+    }
+    task_timeout = task_timeout.min(limits.max_workflow_task_timeout);
+    if !run_timeout.is_zero() {
+        task_timeout = task_timeout.min(run_timeout);
+    }
+    let task_queue = TaskQueue {
+        name: req
+            .task_queue
+            .as_ref()
+            .map(|q| q.name.clone())
+            .unwrap_or_default(),
+        kind: TaskQueueKind::Normal as i32,
+        normal_name: String::new(),
+    };
+    let retry_policy = req.retry_policy.clone().map(retry::with_defaults);
+    let expiration = |d: Duration| (!d.is_zero()).then(|| ts(run.now + d));
+    let info = pb::ExecutionInfo {
+        namespace_id: run.namespace_id.to_string(),
+        workflow_id: req.workflow_id.clone(),
+        run_id: run.run_id.to_string(),
+        first_run_id: run.run_id.to_string(),
+        workflow_type: req.workflow_type.clone(),
+        task_queue: Some(task_queue.clone()),
+        workflow_execution_timeout: dur(exec_timeout),
+        workflow_run_timeout: dur(run_timeout),
+        default_workflow_task_timeout: dur(task_timeout),
+        start_time: Some(ts(run.now)),
+        execution_time: Some(ts(run.now)),
+        execution_expiration_time: expiration(exec_timeout),
+        run_expiration_time: expiration(run_timeout),
+        state: STATE_RUNNING,
+        status: WorkflowExecutionStatus::Running as i32,
+        create_request_id: run.request_id.to_string(),
+        retry_policy: retry_policy.clone(),
+        attempt: 1,
+        memo: req.memo.clone(),
+        search_attributes: None,
+        ..Default::default()
+    };
+    let mut ms = pb::MutableState {
+        execution_info: Some(info),
+        next_event_id: 1,
+        ..Default::default()
+    };
+    let mut txn = Txn::new(&mut ms, run.now, limits);
+    txn.write(
+        WorkflowExecutionStartedEventAttributes {
+            workflow_type: req.workflow_type.clone(),
+            task_queue: Some(task_queue),
+            input: req.input.clone(),
+            workflow_execution_timeout: dur(exec_timeout),
+            workflow_run_timeout: dur(run_timeout),
+            workflow_task_timeout: dur(task_timeout),
+            initiator: ContinueAsNewInitiator::Unspecified as i32,
+            original_execution_run_id: run.run_id.to_string(),
+            identity: req.identity.clone(),
+            first_execution_run_id: run.run_id.to_string(),
+            retry_policy: retry_policy.map(|p: RetryPolicy| p),
+            attempt: 1,
+            memo: req.memo.clone(),
+            header: req.header.clone(),
+            workflow_id: req.workflow_id.clone(),
+            priority: req.priority.clone(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    workflow_task::schedule(&mut txn, 1);
+    if !run_timeout.is_zero() {
+        let t = txn.timer_task(pb::TimerTaskKind::WorkflowRunTimeout, 0, 0);
+        txn.add_timer_task(run.now + run_timeout, t);
+    }
+    txn.visibility_task(pb::VisibilityTaskKind::Start);
+    let out = txn.finish();
+    (ms, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temper_proto::temporal::api::common::v1::WorkflowType;
+    use temper_proto::temporal::api::enums::v1::EventType;
+
+    pub(crate) fn request() -> StartWorkflowExecutionRequest {
+        StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_id: "wf".into(),
+            workflow_type: Some(WorkflowType {
+                name: "Greet".into(),
+            }),
+            task_queue: Some(TaskQueue {
+                name: "tq".into(),
+                ..Default::default()
+            }),
+            request_id: "req-1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn first_events_and_tasks() {
+        let limits = Limits::default();
+        let (ms, out) = new_execution(
+            NewRun {
+                namespace_id: "ns",
+                run_id: "run",
+                request_id: "req-1",
+                now: SystemTime::UNIX_EPOCH,
+            },
+            &request(),
+            &limits,
+        );
+        let types: Vec<i32> = out.events.iter().map(|e| e.event_type).collect();
+        assert_eq!(
+            types,
+            vec![
+                EventType::WorkflowExecutionStarted as i32,
+                EventType::WorkflowTaskScheduled as i32
+            ]
+        );
+        assert_eq!(out.events[0].event_id, 1);
+        assert_eq!(out.events[1].event_id, 2);
+        assert_eq!(ms.next_event_id, 3);
+        assert_eq!(out.transfer.len(), 1);
+        assert_eq!(out.transfer[0].scheduled_event_id, 2);
+        assert!(out.timers.is_empty(), "no run timeout, no timer");
+        assert_eq!(
+            ms.workflow_task.as_ref().map(|w| w.scheduled_event_id),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let limits = Limits::default();
+        let mut r = request();
+        r.workflow_id.clear();
+        assert!(matches!(
+            validate(&r, &limits),
+            Err(WorkflowError::InvalidArgument(_))
+        ));
+        let mut r = request();
+        r.task_queue = None;
+        assert!(validate(&r, &limits).is_err());
+        assert!(validate(&request(), &limits).is_ok());
+    }
+}

@@ -1,0 +1,251 @@
+//! One transaction on one execution's mutable state, and what it produces.
+
+use std::time::SystemTime;
+
+use prost::Message;
+use temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus;
+use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
+use temper_proto::wkt;
+
+use crate::events::new_event;
+use crate::pb;
+use crate::time::ts;
+
+/// What one transaction must persist, atomically, besides the new mutable state.
+#[derive(Debug, Default, Clone)]
+pub struct Mutation {
+    /// New history events with their ids, in order.
+    pub events: Vec<HistoryEvent>,
+    pub transfer: Vec<pb::TransferTask>,
+    /// Timer tasks with their fire time.
+    pub timers: Vec<(SystemTime, pb::TimerTask)>,
+    pub visibility: Vec<pb::VisibilityTask>,
+}
+
+impl Mutation {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.transfer.is_empty()
+            && self.timers.is_empty()
+            && self.visibility.is_empty()
+    }
+}
+
+/// Per-workflow limits (Temporal's defaults).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_pending_activities: usize,
+    pub max_pending_timers: usize,
+    pub max_payload_bytes: usize,
+    pub max_history_events: i64,
+    pub max_history_bytes: i64,
+    pub default_workflow_task_timeout: std::time::Duration,
+    pub max_workflow_task_timeout: std::time::Duration,
+    pub sticky_schedule_to_start_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pending_activities: 2000,
+            max_pending_timers: 2000,
+            max_payload_bytes: 2 * 1024 * 1024,
+            max_history_events: 51_200,
+            max_history_bytes: 50 * 1024 * 1024,
+            default_workflow_task_timeout: std::time::Duration::from_secs(10),
+            max_workflow_task_timeout: std::time::Duration::from_secs(120),
+            sticky_schedule_to_start_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// One transaction on an execution's mutable state.
+pub struct Txn<'a> {
+    pub ms: &'a mut pb::MutableState,
+    pub now: SystemTime,
+    pub now_ts: wkt::Timestamp,
+    pub limits: &'a Limits,
+    pub out: Mutation,
+    /// A command produced an event the workflow has not seen yet, so the completion of the
+    /// current workflow task must schedule another one.
+    pub needs_workflow_task: bool,
+}
+
+impl<'a> Txn<'a> {
+    pub fn new(ms: &'a mut pb::MutableState, now: SystemTime, limits: &'a Limits) -> Self {
+        Self {
+            ms,
+            now,
+            now_ts: ts(now),
+            limits,
+            out: Mutation::default(),
+            needs_workflow_task: false,
+        }
+    }
+
+    /// Finish: count the state transition and hand back what must be persisted.
+    pub fn finish(self) -> Mutation {
+        let info = self.ms.execution_info.get_or_insert_with(Default::default);
+        info.state_transition_count += 1;
+        self.out
+    }
+
+    pub fn info(&self) -> &pb::ExecutionInfo {
+        self.ms
+            .execution_info
+            .as_ref()
+            .expect("mutable state always carries execution info")
+    }
+
+    pub fn info_mut(&mut self) -> &mut pb::ExecutionInfo {
+        self.ms.execution_info.get_or_insert_with(Default::default)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.info().status == WorkflowExecutionStatus::Running as i32
+    }
+
+    /// A workflow task is started and not yet finished: external events must be buffered.
+    pub fn has_started_workflow_task(&self) -> bool {
+        self.ms
+            .workflow_task
+            .as_ref()
+            .is_some_and(|wt| wt.started_event_id > 0)
+    }
+
+    pub fn has_pending_workflow_task(&self) -> bool {
+        self.ms.workflow_task.is_some()
+    }
+
+    /// Write an event now, returning its id.
+    pub fn write(&mut self, attrs: Attributes) -> i64 {
+        let mut ev = new_event(attrs, &self.now_ts);
+        let id = self.ms.next_event_id;
+        ev.event_id = id;
+        self.ms.next_event_id += 1;
+        let size = ev.encoded_len() as i64;
+        self.info_mut().history_size_bytes += size;
+        self.out.events.push(ev);
+        id
+    }
+
+    /// Write an event that comes from outside the workflow task (activity result, timer,
+    /// cancel request, signal): buffered while a workflow task runs. Returns the event id if
+    /// written now.
+    pub fn write_external(&mut self, attrs: Attributes) -> Option<i64> {
+        if self.has_started_workflow_task() {
+            let ev = new_event(attrs, &self.now_ts);
+            self.ms.buffered_events.push(ev);
+            None
+        } else {
+            Some(self.write(attrs))
+        }
+    }
+
+    /// Write the buffered events, fixing up references to buffered activity started events.
+    pub fn flush_buffered(&mut self) {
+        let buffered = std::mem::take(&mut self.ms.buffered_events);
+        let mut started_ids: Vec<(i64, i64)> = Vec::new();
+        for mut ev in buffered {
+            use Attributes as A;
+            match ev.attributes.as_mut() {
+                Some(A::ActivityTaskCompletedEventAttributes(a)) => {
+                    fix_started(&started_ids, a.scheduled_event_id, &mut a.started_event_id)
+                }
+                Some(A::ActivityTaskFailedEventAttributes(a)) => {
+                    fix_started(&started_ids, a.scheduled_event_id, &mut a.started_event_id)
+                }
+                Some(A::ActivityTaskTimedOutEventAttributes(a)) => {
+                    fix_started(&started_ids, a.scheduled_event_id, &mut a.started_event_id)
+                }
+                Some(A::ActivityTaskCanceledEventAttributes(a)) => {
+                    fix_started(&started_ids, a.scheduled_event_id, &mut a.started_event_id)
+                }
+                _ => {}
+            }
+            let id = self.ms.next_event_id;
+            if let Some(A::ActivityTaskStartedEventAttributes(a)) = ev.attributes.as_ref() {
+                started_ids.push((a.scheduled_event_id, id));
+            }
+            ev.event_id = id;
+            self.ms.next_event_id += 1;
+            let size = ev.encoded_len() as i64;
+            self.info_mut().history_size_bytes += size;
+            self.out.events.push(ev);
+        }
+    }
+
+    pub fn has_buffered_events(&self) -> bool {
+        !self.ms.buffered_events.is_empty()
+    }
+
+    /// Remove a buffered TimerFired event for `timer_id` (a timer canceled by the workflow
+    /// after it fired during the workflow task); returns the timer's started event id.
+    pub fn take_buffered_timer_fired(&mut self, timer_id: &str) -> Option<i64> {
+        let pos = self.ms.buffered_events.iter().position(|ev| {
+            matches!(&ev.attributes, Some(Attributes::TimerFiredEventAttributes(a)) if a.timer_id == timer_id)
+        })?;
+        let ev = self.ms.buffered_events.remove(pos);
+        match ev.attributes {
+            Some(Attributes::TimerFiredEventAttributes(a)) => Some(a.started_event_id),
+            _ => None,
+        }
+    }
+
+    pub fn add_timer_task(&mut self, at: SystemTime, task: pb::TimerTask) {
+        self.out.timers.push((at, task));
+    }
+
+    pub fn add_transfer_task(&mut self, task: pb::TransferTask) {
+        self.out.transfer.push(task);
+    }
+
+    /// A timer task for this execution.
+    pub fn timer_task(
+        &self,
+        kind: pb::TimerTaskKind,
+        event_id: i64,
+        attempt: i32,
+    ) -> pb::TimerTask {
+        let info = self.info();
+        pb::TimerTask {
+            namespace_id: info.namespace_id.clone(),
+            workflow_id: info.workflow_id.clone(),
+            run_id: info.run_id.clone(),
+            kind: kind as i32,
+            event_id,
+            attempt,
+            timeout_type: 0,
+            timer_id: String::new(),
+        }
+    }
+
+    /// A transfer task for this execution.
+    pub fn transfer_task(&self, kind: pb::TransferTaskKind) -> pb::TransferTask {
+        let info = self.info();
+        pb::TransferTask {
+            namespace_id: info.namespace_id.clone(),
+            workflow_id: info.workflow_id.clone(),
+            run_id: info.run_id.clone(),
+            kind: kind as i32,
+            ..Default::default()
+        }
+    }
+
+    pub fn visibility_task(&mut self, kind: pb::VisibilityTaskKind) {
+        let info = self.info();
+        let t = pb::VisibilityTask {
+            namespace_id: info.namespace_id.clone(),
+            workflow_id: info.workflow_id.clone(),
+            run_id: info.run_id.clone(),
+            kind: kind as i32,
+        };
+        self.out.visibility.push(t);
+    }
+}
+
+fn fix_started(started: &[(i64, i64)], scheduled: i64, slot: &mut i64) {
+    if let Some((_, id)) = started.iter().find(|(s, _)| *s == scheduled) {
+        *slot = *id;
+    }
+}

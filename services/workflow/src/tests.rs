@@ -1,0 +1,440 @@
+//! Scenario tests: whole workflow lifecycles through the state machine, checking the
+//! event order the SDKs rely on.
+
+use std::time::{Duration, SystemTime};
+
+use temper_proto::temporal::api::command::v1::{
+    Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes,
+    StartTimerCommandAttributes, command,
+};
+use temper_proto::temporal::api::common::v1::{ActivityType, RetryPolicy, WorkflowType};
+use temper_proto::temporal::api::enums::v1::{
+    EventType, RetryState, TimeoutType, WorkflowExecutionStatus,
+};
+use temper_proto::temporal::api::failure::v1::Failure;
+use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+
+use crate::commands::{Completion, Outcome, complete_workflow_task};
+use crate::start::{NewRun, new_execution};
+use crate::time::dur;
+use crate::workflow_task::{StartRequest, record_started};
+use crate::{Limits, Txn, activity, pb, timer, workflow_task};
+
+struct Harness {
+    ms: pb::MutableState,
+    history: Vec<HistoryEvent>,
+    now: SystemTime,
+    limits: Limits,
+    last: crate::Mutation,
+}
+
+impl Harness {
+    fn start() -> Self {
+        let limits = Limits::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let req = StartWorkflowExecutionRequest {
+            workflow_id: "wf".into(),
+            workflow_type: Some(WorkflowType { name: "W".into() }),
+            task_queue: Some(TaskQueue {
+                name: "tq".into(),
+                ..Default::default()
+            }),
+            request_id: "r".into(),
+            ..Default::default()
+        };
+        let (ms, out) = new_execution(
+            NewRun {
+                namespace_id: "ns",
+                run_id: "run",
+                request_id: "r",
+                now,
+            },
+            &req,
+            &limits,
+        );
+        Self {
+            ms,
+            history: out.events.clone(),
+            now,
+            limits,
+            last: out,
+        }
+    }
+
+    fn apply<R>(&mut self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+        let mut txn = Txn::new(&mut self.ms, self.now, &self.limits);
+        let r = f(&mut txn);
+        let out = txn.finish();
+        self.history.extend(out.events.iter().cloned());
+        self.last = out;
+        r
+    }
+
+    fn types(&self) -> Vec<EventType> {
+        self.history
+            .iter()
+            .map(|e| EventType::try_from(e.event_type).expect("known event type"))
+            .collect()
+    }
+
+    fn start_wt(&mut self) -> pb::WorkflowTaskInfo {
+        let sched = self
+            .ms
+            .workflow_task
+            .as_ref()
+            .expect("a workflow task is scheduled")
+            .scheduled_event_id;
+        self.apply(|t| {
+            record_started(
+                t,
+                StartRequest {
+                    scheduled_event_id: sched,
+                    request_id: "poll",
+                    identity: "w",
+                },
+            )
+        })
+        .expect("starts");
+        self.ms.workflow_task.clone().expect("started")
+    }
+
+    fn complete_wt(&mut self, commands: Vec<Command>) -> Outcome {
+        let wt = self.start_wt();
+        self.apply(|t| {
+            complete_workflow_task(
+                t,
+                &wt,
+                Completion {
+                    commands: &commands,
+                    identity: "w",
+                    binary_checksum: "",
+                    sticky: None,
+                    force_create_new_workflow_task: false,
+                },
+            )
+        })
+    }
+
+    fn check_ids(&self) {
+        for (i, e) in self.history.iter().enumerate() {
+            assert_eq!(e.event_id, i as i64 + 1, "event ids are consecutive");
+        }
+    }
+}
+
+fn schedule_activity(id: &str, policy: Option<RetryPolicy>) -> Command {
+    Command {
+        command_type: 0,
+        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes {
+                activity_id: id.into(),
+                activity_type: Some(ActivityType { name: "A".into() }),
+                start_to_close_timeout: dur(Duration::from_secs(10)),
+                retry_policy: policy,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn complete_cmd() -> Command {
+    Command {
+        attributes: Some(
+            command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes { result: None },
+            ),
+        ),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn activity_happy_path_event_order() {
+    let mut h = Harness::start();
+    h.complete_wt(vec![schedule_activity("a1", None)]);
+    let sched = *h.ms.activities.keys().next().expect("activity pending");
+    let ai = h
+        .apply(|t| activity::record_started(t, sched, 1, "p", "w"))
+        .expect("activity starts");
+    assert!(h.last.events.is_empty(), "activity start writes no event");
+    h.apply(|t| activity::complete(t, &ai, None, "w"));
+    h.complete_wt(vec![complete_cmd()]);
+    use EventType as E;
+    assert_eq!(
+        h.types(),
+        vec![
+            E::WorkflowExecutionStarted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskCompleted,
+            E::ActivityTaskScheduled,
+            E::ActivityTaskStarted,
+            E::ActivityTaskCompleted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskCompleted,
+            E::WorkflowExecutionCompleted,
+        ]
+    );
+    h.check_ids();
+    assert_eq!(
+        h.ms.execution_info.as_ref().map(|i| i.status),
+        Some(WorkflowExecutionStatus::Completed as i32)
+    );
+    match &h.history[6].attributes {
+        Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+            assert_eq!(a.scheduled_event_id, 5);
+            assert_eq!(a.started_event_id, 6);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn events_during_a_workflow_task_are_buffered_after_its_commands() {
+    let mut h = Harness::start();
+    h.complete_wt(vec![schedule_activity("a1", None)]);
+    let sched = *h.ms.activities.keys().next().expect("pending");
+    let ai = h
+        .apply(|t| activity::record_started(t, sched, 1, "p", "w"))
+        .expect("starts");
+    // A timer-less workflow task is in flight when the activity completes.
+    h.apply(|t| workflow_task::schedule(t, 1));
+    let wt = h.start_wt();
+    h.apply(|t| activity::complete(t, &ai, None, "w"));
+    assert!(h.last.events.is_empty(), "buffered, not written");
+    let timer = Command {
+        attributes: Some(command::Attributes::StartTimerCommandAttributes(
+            StartTimerCommandAttributes {
+                timer_id: "t".into(),
+                start_to_fire_timeout: dur(Duration::from_secs(1)),
+            },
+        )),
+        ..Default::default()
+    };
+    let outcome = h.apply(|t| {
+        complete_workflow_task(
+            t,
+            &wt,
+            Completion {
+                commands: &[timer],
+                identity: "w",
+                binary_checksum: "",
+                sticky: None,
+                force_create_new_workflow_task: false,
+            },
+        )
+    });
+    assert!(matches!(
+        outcome,
+        Outcome::Completed {
+            new_workflow_task: Some(_),
+            closed: false
+        }
+    ));
+    use EventType as E;
+    let tail: Vec<_> = h.types().into_iter().rev().take(6).rev().collect();
+    assert_eq!(
+        tail,
+        vec![
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskCompleted,
+            E::TimerStarted,
+            E::ActivityTaskStarted,
+            E::ActivityTaskCompleted,
+            E::WorkflowTaskScheduled
+        ]
+    );
+    h.check_ids();
+    let n = h.history.len();
+    match &h.history[n - 2].attributes {
+        Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+            assert_eq!(a.started_event_id, h.history[n - 3].event_id)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn close_with_unseen_events_is_rejected() {
+    let mut h = Harness::start();
+    h.complete_wt(
+        vec![StartTimerCommandAttributes {
+            timer_id: "t".into(),
+            start_to_fire_timeout: dur(Duration::from_secs(1)),
+        }]
+        .into_iter()
+        .map(|a| Command {
+            attributes: Some(command::Attributes::StartTimerCommandAttributes(a)),
+            ..Default::default()
+        })
+        .collect(),
+    );
+    h.apply(|t| workflow_task::schedule(t, 1));
+    let wt = h.start_wt();
+    let started = h.ms.timers.get("t").expect("timer").started_event_id;
+    h.apply(|t| timer::on_fire(t, "t", started));
+    let out = h.apply(|t| {
+        complete_workflow_task(
+            t,
+            &wt,
+            Completion {
+                commands: &[complete_cmd()],
+                identity: "w",
+                binary_checksum: "",
+                sticky: None,
+                force_create_new_workflow_task: false,
+            },
+        )
+    });
+    assert!(matches!(out, Outcome::Rejected(_)));
+    use EventType as E;
+    let tail: Vec<_> = h.types().into_iter().rev().take(3).rev().collect();
+    assert_eq!(
+        tail,
+        vec![
+            E::WorkflowTaskFailed,
+            E::TimerFired,
+            E::WorkflowTaskScheduled
+        ]
+    );
+    assert!(
+        h.ms.execution_info
+            .as_ref()
+            .is_some_and(|i| i.status == WorkflowExecutionStatus::Running as i32)
+    );
+    h.check_ids();
+}
+
+#[test]
+fn activity_retries_then_fails_with_max_attempts() {
+    let mut h = Harness::start();
+    let policy = RetryPolicy {
+        maximum_attempts: 2,
+        initial_interval: dur(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    h.complete_wt(vec![schedule_activity("a1", Some(policy))]);
+    let sched = *h.ms.activities.keys().next().expect("pending");
+    let ai = h
+        .apply(|t| activity::record_started(t, sched, 1, "p1", "w"))
+        .expect("starts");
+    h.apply(|t| {
+        activity::fail(
+            t,
+            &ai,
+            Failure {
+                message: "x".into(),
+                ..Default::default()
+            },
+            "w",
+            None,
+        )
+    });
+    assert!(
+        h.last.events.is_empty(),
+        "a retried failure writes no event"
+    );
+    assert_eq!(h.last.timers.len(), 1);
+    assert_eq!(h.ms.activities[&sched].attempt, 2);
+    assert!(
+        h.apply(|t| activity::record_started(t, sched, 2, "p2", "w"))
+            .is_err(),
+        "not before the backoff"
+    );
+    h.now += Duration::from_millis(100);
+    h.apply(|t| activity::on_retry_timer(t, sched, 2));
+    assert_eq!(h.last.transfer.len(), 1, "dispatched again");
+    let ai = h
+        .apply(|t| activity::record_started(t, sched, 2, "p2", "w"))
+        .expect("attempt 2 starts");
+    h.apply(|t| {
+        activity::fail(
+            t,
+            &ai,
+            Failure {
+                message: "x".into(),
+                ..Default::default()
+            },
+            "w",
+            None,
+        )
+    });
+    let last = h.history.last().expect("events");
+    match &last.attributes {
+        Some(Attributes::WorkflowTaskScheduledEventAttributes(_)) => {}
+        other => panic!("expected a new workflow task, got {other:?}"),
+    }
+    let failed = &h.history[h.history.len() - 2];
+    match &failed.attributes {
+        Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
+            assert_eq!(a.retry_state, RetryState::MaximumAttemptsReached as i32)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    h.check_ids();
+}
+
+#[test]
+fn heartbeat_timeout_waits_for_the_latest_heartbeat() {
+    let mut h = Harness::start();
+    let mut cmd = schedule_activity(
+        "a1",
+        Some(RetryPolicy {
+            maximum_attempts: 1,
+            ..Default::default()
+        }),
+    );
+    if let Some(command::Attributes::ScheduleActivityTaskCommandAttributes(a)) =
+        cmd.attributes.as_mut()
+    {
+        a.heartbeat_timeout = dur(Duration::from_secs(2));
+    }
+    h.complete_wt(vec![cmd]);
+    let sched = *h.ms.activities.keys().next().expect("pending");
+    let ai = h
+        .apply(|t| activity::record_started(t, sched, 1, "p", "w"))
+        .expect("starts");
+    h.now += Duration::from_secs(1);
+    h.apply(|t| activity::heartbeat(t, &ai, None));
+    h.now += Duration::from_secs(1);
+    h.apply(|t| activity::on_timeout(t, sched, 1, TimeoutType::Heartbeat as i32));
+    assert!(
+        h.last.events.is_empty(),
+        "heartbeat 1 s ago: not timed out yet"
+    );
+    assert_eq!(h.last.timers.len(), 1, "re-armed");
+    h.now += Duration::from_secs(1);
+    h.apply(|t| activity::on_timeout(t, sched, 1, TimeoutType::Heartbeat as i32));
+    assert!(h.types().contains(&EventType::ActivityTaskTimedOut));
+    h.check_ids();
+}
+
+#[test]
+fn bad_command_fails_the_workflow_task_and_keeps_nothing() {
+    let mut h = Harness::start();
+    let before = h.history.len();
+    let bad = Command {
+        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes::default(),
+        )),
+        ..Default::default()
+    };
+    let out = h.complete_wt(vec![schedule_activity("ok", None), bad]);
+    assert!(matches!(out, Outcome::Rejected(_)));
+    assert!(h.ms.activities.is_empty());
+    use EventType as E;
+    assert_eq!(
+        &h.types()[before..],
+        &[
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskFailed,
+            E::WorkflowTaskScheduled
+        ]
+    );
+    assert_eq!(h.ms.workflow_task.as_ref().map(|w| w.attempt), Some(2));
+    h.check_ids();
+}

@@ -1,0 +1,83 @@
+//! Conversions between protobuf time types and std time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use temper_proto::wkt;
+
+pub fn ts(t: SystemTime) -> wkt::Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    wkt::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+pub fn from_ts(t: &wkt::Timestamp) -> SystemTime {
+    if t.seconds < 0 {
+        return UNIX_EPOCH;
+    }
+    UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos.clamp(0, 999_999_999) as u32)
+}
+
+pub fn opt_from_ts(t: &Option<wkt::Timestamp>) -> Option<SystemTime> {
+    t.as_ref().map(from_ts)
+}
+
+pub fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// A protobuf duration; `None` for zero.
+pub fn dur(d: Duration) -> Option<wkt::Duration> {
+    if d.is_zero() {
+        None
+    } else {
+        Some(wkt::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        })
+    }
+}
+
+/// A std duration from protobuf; negative or absent is zero.
+pub fn from_dur(d: &Option<wkt::Duration>) -> Duration {
+    match d {
+        Some(d) if d.seconds > 0 || (d.seconds == 0 && d.nanos > 0) => Duration::new(
+            d.seconds.max(0) as u64,
+            d.nanos.clamp(0, 999_999_999) as u32,
+        ),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Whether a protobuf duration is negative (invalid in requests).
+pub fn is_negative(d: &Option<wkt::Duration>) -> bool {
+    matches!(d, Some(d) if d.seconds < 0 || d.nanos < 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(from_ts(&ts(t)), t);
+        assert_eq!(from_millis(millis(t)), t);
+        assert_eq!(
+            from_dur(&dur(Duration::from_millis(1500))),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(dur(Duration::ZERO), None);
+        assert!(is_negative(&Some(wkt::Duration {
+            seconds: -1,
+            nanos: 0
+        })));
+    }
+}

@@ -1,0 +1,116 @@
+//! User timers: StartTimer and CancelTimer commands, and firing.
+
+use temper_proto::temporal::api::command::v1::{
+    CancelTimerCommandAttributes, StartTimerCommandAttributes,
+};
+use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
+use temper_proto::temporal::api::history::v1::{
+    TimerCanceledEventAttributes, TimerFiredEventAttributes, TimerStartedEventAttributes,
+};
+
+use crate::commands::BadCommand;
+use crate::time::{from_dur, is_negative, ts};
+use crate::{Txn, pb, workflow_task};
+
+/// The StartTimer command.
+pub fn start(
+    txn: &mut Txn<'_>,
+    a: &StartTimerCommandAttributes,
+    wft_completed_event_id: i64,
+) -> Result<(), BadCommand> {
+    let bad = |m: &str| BadCommand::new(WorkflowTaskFailedCause::BadStartTimerAttributes, m);
+    if a.timer_id.is_empty() {
+        return Err(bad("TimerId is not set on StartTimerCommand."));
+    }
+    if a.timer_id.len() > 1000 {
+        return Err(bad("TimerId exceeds length limit."));
+    }
+    let d = from_dur(&a.start_to_fire_timeout);
+    if is_negative(&a.start_to_fire_timeout) || d.is_zero() {
+        return Err(bad(
+            "A valid StartToFireTimeout is not set on StartTimerCommand.",
+        ));
+    }
+    if txn.ms.timers.contains_key(&a.timer_id) {
+        return Err(BadCommand::new(
+            WorkflowTaskFailedCause::StartTimerDuplicateId,
+            &format!("Timer with id {} is already started.", a.timer_id),
+        ));
+    }
+    if txn.ms.timers.len() >= txn.limits.max_pending_timers {
+        return Err(bad("the number of pending timers has reached the limit"));
+    }
+    let id = txn.write(
+        TimerStartedEventAttributes {
+            timer_id: a.timer_id.clone(),
+            start_to_fire_timeout: a.start_to_fire_timeout,
+            workflow_task_completed_event_id: wft_completed_event_id,
+        }
+        .into(),
+    );
+    let fire_at = txn.now + d;
+    txn.ms.timers.insert(
+        a.timer_id.clone(),
+        pb::TimerInfo {
+            timer_id: a.timer_id.clone(),
+            started_event_id: id,
+            expiry_time: Some(ts(fire_at)),
+        },
+    );
+    let mut t = txn.timer_task(pb::TimerTaskKind::UserTimer, id, 0);
+    t.timer_id = a.timer_id.clone();
+    txn.add_timer_task(fire_at, t);
+    Ok(())
+}
+
+/// The CancelTimer command. A timer that fired while the workflow task ran (its TimerFired
+/// still buffered) can be canceled too: the buffered event is dropped, as in Temporal.
+pub fn cancel(
+    txn: &mut Txn<'_>,
+    a: &CancelTimerCommandAttributes,
+    wft_completed_event_id: i64,
+    identity: &str,
+) -> Result<(), BadCommand> {
+    let started_event_id = match txn.ms.timers.remove(&a.timer_id) {
+        Some(t) => t.started_event_id,
+        None => match txn.take_buffered_timer_fired(&a.timer_id) {
+            Some(started) => started,
+            None => {
+                return Err(BadCommand::new(
+                    WorkflowTaskFailedCause::BadCancelTimerAttributes,
+                    &format!("CancelTimer: timer with id {} is not pending.", a.timer_id),
+                ));
+            }
+        },
+    };
+    txn.write(
+        TimerCanceledEventAttributes {
+            timer_id: a.timer_id.clone(),
+            started_event_id,
+            workflow_task_completed_event_id: wft_completed_event_id,
+            identity: identity.to_string(),
+        }
+        .into(),
+    );
+    Ok(())
+}
+
+/// A user timer's task fired.
+pub fn on_fire(txn: &mut Txn<'_>, timer_id: &str, started_event_id: i64) {
+    if !txn.is_running() {
+        return;
+    }
+    match txn.ms.timers.get(timer_id) {
+        Some(t) if t.started_event_id == started_event_id => {}
+        _ => return,
+    }
+    txn.ms.timers.remove(timer_id);
+    txn.write_external(
+        TimerFiredEventAttributes {
+            timer_id: timer_id.to_string(),
+            started_event_id,
+        }
+        .into(),
+    );
+    workflow_task::schedule_if_needed(txn);
+}

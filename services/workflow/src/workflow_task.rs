@@ -1,0 +1,314 @@
+//! The workflow task lifecycle: scheduled -> started -> completed / failed / timed out, on
+//! the workflow's normal queue or on a worker's sticky queue.
+
+use temper_proto::temporal::api::enums::v1::{TaskQueueKind, TimeoutType, WorkflowTaskFailedCause};
+use temper_proto::temporal::api::failure::v1::Failure;
+use temper_proto::temporal::api::history::v1::{
+    WorkflowTaskCompletedEventAttributes, WorkflowTaskFailedEventAttributes,
+    WorkflowTaskScheduledEventAttributes, WorkflowTaskStartedEventAttributes,
+    WorkflowTaskTimedOutEventAttributes,
+};
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+
+use crate::time::{dur, from_dur, ts};
+use crate::{Txn, WorkflowError, pb};
+
+/// The queue the next workflow task goes to: the sticky queue if a worker holds the
+/// workflow in cache, else the normal one. Returns the queue and its schedule-to-start
+/// timeout (zero for the normal queue).
+fn next_queue(txn: &Txn<'_>) -> (TaskQueue, std::time::Duration) {
+    let info = txn.info();
+    let normal = info.task_queue.clone().unwrap_or_default();
+    if info.sticky_task_queue.is_empty() {
+        return (normal, std::time::Duration::ZERO);
+    }
+    let mut timeout = from_dur(&info.sticky_schedule_to_start_timeout);
+    if timeout.is_zero() {
+        timeout = txn.limits.sticky_schedule_to_start_timeout;
+    }
+    (
+        TaskQueue {
+            name: info.sticky_task_queue.clone(),
+            kind: TaskQueueKind::Sticky as i32,
+            normal_name: normal.name,
+        },
+        timeout,
+    )
+}
+
+/// Schedule a workflow task unless one is pending. Returns its scheduled event id.
+pub fn schedule(txn: &mut Txn<'_>, attempt: i32) -> i64 {
+    if let Some(wt) = &txn.ms.workflow_task {
+        return wt.scheduled_event_id;
+    }
+    let (queue, sticky_timeout) = next_queue(txn);
+    let timeout = from_dur(&txn.info().default_workflow_task_timeout);
+    let id = txn.write(
+        WorkflowTaskScheduledEventAttributes {
+            task_queue: Some(queue.clone()),
+            start_to_close_timeout: dur(timeout),
+            attempt,
+        }
+        .into(),
+    );
+    txn.ms.workflow_task = Some(pb::WorkflowTaskInfo {
+        scheduled_event_id: id,
+        started_event_id: 0,
+        attempt,
+        task_queue: Some(queue.clone()),
+        scheduled_time: Some(txn.now_ts),
+        start_to_close_timeout: dur(timeout),
+        ..Default::default()
+    });
+    let mut t = txn.transfer_task(pb::TransferTaskKind::WorkflowTask);
+    t.scheduled_event_id = id;
+    t.task_queue = Some(queue);
+    t.schedule_to_start_timeout = dur(sticky_timeout);
+    t.attempt = attempt;
+    txn.add_transfer_task(t);
+    if !sticky_timeout.is_zero() {
+        let mut timer = txn.timer_task(pb::TimerTaskKind::WorkflowTaskTimeout, id, attempt);
+        timer.timeout_type = TimeoutType::ScheduleToStart as i32;
+        txn.add_timer_task(txn.now + sticky_timeout, timer);
+    }
+    id
+}
+
+/// Schedule a workflow task if the workflow runs and has none pending (after a new event).
+pub fn schedule_if_needed(txn: &mut Txn<'_>) {
+    if txn.is_running() && !txn.has_pending_workflow_task() {
+        schedule(txn, 1);
+    }
+}
+
+/// What a worker's poll asked for when it got the workflow task.
+pub struct StartRequest<'a> {
+    pub scheduled_event_id: i64,
+    pub request_id: &'a str,
+    pub identity: &'a str,
+}
+
+/// Outcome of recording a workflow task as started.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Started {
+    /// Newly started with this event id.
+    New(i64),
+    /// The same poll already started it (a retried call): answer the same way.
+    AlreadyByThisPoll(i64),
+}
+
+/// Record that a worker picked up the workflow task.
+pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Started, WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::NotFound(
+            "workflow execution already completed".into(),
+        ));
+    }
+    let Some(wt) = txn.ms.workflow_task.clone() else {
+        return Err(WorkflowError::NotFound("workflow task not found".into()));
+    };
+    if wt.scheduled_event_id != req.scheduled_event_id {
+        return Err(WorkflowError::NotFound("workflow task not found".into()));
+    }
+    if wt.started_event_id > 0 {
+        if wt.request_id == req.request_id {
+            return Ok(Started::AlreadyByThisPoll(wt.started_event_id));
+        }
+        return Err(WorkflowError::NotFound(
+            "workflow task already started".into(),
+        ));
+    }
+    let history_size = txn.info().history_size_bytes;
+    let id = txn.write(
+        WorkflowTaskStartedEventAttributes {
+            scheduled_event_id: wt.scheduled_event_id,
+            identity: req.identity.to_string(),
+            request_id: req.request_id.to_string(),
+            history_size_bytes: history_size,
+            ..Default::default()
+        }
+        .into(),
+    );
+    let timeout = from_dur(&wt.start_to_close_timeout);
+    let now_ts = txn.now_ts;
+    if let Some(w) = txn.ms.workflow_task.as_mut() {
+        w.started_event_id = id;
+        w.started_time = Some(now_ts);
+        w.request_id = req.request_id.to_string();
+        w.identity = req.identity.to_string();
+    }
+    let mut timer = txn.timer_task(
+        pb::TimerTaskKind::WorkflowTaskTimeout,
+        wt.scheduled_event_id,
+        wt.attempt,
+    );
+    timer.timeout_type = TimeoutType::StartToClose as i32;
+    txn.add_timer_task(txn.now + timeout, timer);
+    Ok(Started::New(id))
+}
+
+/// Check that a worker's token names the workflow task in flight; returns it.
+pub fn check_token(
+    txn: &Txn<'_>,
+    token: &pb::TaskToken,
+) -> Result<pb::WorkflowTaskInfo, WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::NotFound("Workflow task not found.".into()));
+    }
+    match &txn.ms.workflow_task {
+        Some(wt)
+            if wt.scheduled_event_id == token.scheduled_event_id
+                && wt.started_event_id > 0
+                && wt.started_event_id == token.started_event_id
+                && wt.attempt == token.attempt =>
+        {
+            Ok(wt.clone())
+        }
+        _ => Err(WorkflowError::NotFound("Workflow task not found.".into())),
+    }
+}
+
+/// Write WorkflowTaskCompleted and end the task. Returns the completed event id.
+pub fn complete(
+    txn: &mut Txn<'_>,
+    wt: &pb::WorkflowTaskInfo,
+    identity: &str,
+    binary_checksum: &str,
+) -> i64 {
+    txn.ms.workflow_task = None;
+    let id = txn.write(
+        WorkflowTaskCompletedEventAttributes {
+            scheduled_event_id: wt.scheduled_event_id,
+            started_event_id: wt.started_event_id,
+            identity: identity.to_string(),
+            #[allow(deprecated)]
+            binary_checksum: binary_checksum.to_string(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    txn.info_mut().last_completed_workflow_task_started_event_id = wt.started_event_id;
+    id
+}
+
+/// The worker reported the task failed (or its completion was invalid): write
+/// WorkflowTaskFailed, drop stickiness, write buffered events and schedule the next attempt.
+pub fn fail(
+    txn: &mut Txn<'_>,
+    wt: &pb::WorkflowTaskInfo,
+    cause: WorkflowTaskFailedCause,
+    failure: Option<Failure>,
+    identity: &str,
+) {
+    txn.ms.workflow_task = None;
+    txn.write(
+        WorkflowTaskFailedEventAttributes {
+            scheduled_event_id: wt.scheduled_event_id,
+            started_event_id: wt.started_event_id,
+            cause: cause as i32,
+            failure,
+            identity: identity.to_string(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    clear_sticky(txn);
+    txn.flush_buffered();
+    if txn.is_running() {
+        // A workflow task failed by the worker or found invalid does not count towards a
+        // retry of the same work when the reason was the server's (unhandled command).
+        let attempt = if cause == WorkflowTaskFailedCause::UnhandledCommand {
+            1
+        } else {
+            wt.attempt + 1
+        };
+        schedule(txn, attempt);
+    }
+}
+
+/// A workflow task timeout timer fired.
+pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, timeout_type: i32) {
+    if !txn.is_running() {
+        return;
+    }
+    let Some(wt) = txn.ms.workflow_task.clone() else {
+        return;
+    };
+    if wt.scheduled_event_id != scheduled_event_id || wt.attempt != attempt {
+        return;
+    }
+    if timeout_type == TimeoutType::ScheduleToStart as i32 {
+        // Only the sticky queue has a schedule-to-start limit; if the task already moved
+        // to the normal queue or started, this timer is stale.
+        let sticky = wt
+            .task_queue
+            .as_ref()
+            .is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
+        if wt.started_event_id > 0 || !sticky {
+            return;
+        }
+    } else if wt.started_event_id == 0 {
+        return;
+    }
+    txn.ms.workflow_task = None;
+    txn.write(
+        WorkflowTaskTimedOutEventAttributes {
+            scheduled_event_id: wt.scheduled_event_id,
+            started_event_id: wt.started_event_id,
+            timeout_type,
+        }
+        .into(),
+    );
+    clear_sticky(txn);
+    txn.flush_buffered();
+    let next = if timeout_type == TimeoutType::ScheduleToStart as i32 {
+        wt.attempt
+    } else {
+        wt.attempt + 1
+    };
+    schedule(txn, next);
+}
+
+/// Matching has no live worker on the sticky queue: move the scheduled task to the normal
+/// queue (no new event, as in Temporal). Returns the transfer task to push, if any.
+pub fn move_to_normal_queue(
+    txn: &mut Txn<'_>,
+    scheduled_event_id: i64,
+) -> Option<pb::TransferTask> {
+    clear_sticky(txn);
+    let normal = txn.info().task_queue.clone().unwrap_or_default();
+    let wt = txn.ms.workflow_task.as_mut()?;
+    if wt.scheduled_event_id != scheduled_event_id || wt.started_event_id > 0 {
+        return None;
+    }
+    wt.task_queue = Some(normal.clone());
+    let attempt = wt.attempt;
+    let mut t = txn.transfer_task(pb::TransferTaskKind::WorkflowTask);
+    t.scheduled_event_id = scheduled_event_id;
+    t.task_queue = Some(normal);
+    t.attempt = attempt;
+    Some(t)
+}
+
+/// Forget the worker that cached this workflow.
+pub fn clear_sticky(txn: &mut Txn<'_>) {
+    let info = txn.info_mut();
+    info.sticky_task_queue.clear();
+    info.sticky_schedule_to_start_timeout = None;
+    info.sticky_worker_identity.clear();
+}
+
+/// Remember the sticky queue a worker asked for.
+pub fn set_sticky(
+    txn: &mut Txn<'_>,
+    queue: &str,
+    timeout: Option<temper_proto::wkt::Duration>,
+    identity: &str,
+) {
+    let now = ts(txn.now);
+    let info = txn.info_mut();
+    info.sticky_task_queue = queue.to_string();
+    info.sticky_schedule_to_start_timeout = timeout;
+    info.sticky_worker_identity = identity.to_string();
+    info.sticky_last_updated = Some(now);
+}
