@@ -1,1 +1,275 @@
-//! placeholder
+//! The history service: owns shards, runs every workflow-changing API as one transaction on
+//! one execution, and drives the shards' transfer and timer queues.
+
+mod api;
+mod error;
+mod queues;
+mod shard;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use temper_client::MatchingClient;
+use temper_persistence::{Persistence, ShardRecord};
+use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::workflowservice::v1 as ws;
+use temper_types::{Clock, NamespaceId, RangeId, ShardId, TaskIdAllocator, shard_for_workflow};
+use temper_workflow::Limits;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+pub use error::HistoryError;
+pub use shard::ShardContext;
+
+/// History settings.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    pub num_shards: u32,
+    /// Written into the shard row of shards this node owns.
+    pub owner: String,
+    pub limits: Limits,
+}
+
+/// The history service of one node.
+pub struct HistoryEngine {
+    config: HistoryConfig,
+    persistence: Persistence,
+    clock: Arc<dyn Clock>,
+    shards: RwLock<HashMap<ShardId, Arc<ShardContext>>>,
+    cancel: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl HistoryEngine {
+    pub fn new(config: HistoryConfig, persistence: Persistence, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            persistence,
+            clock,
+            shards: RwLock::new(HashMap::new()),
+            cancel: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
+        })
+    }
+
+    /// Acquire every shard (single-node mode) and start their queues.
+    pub async fn acquire_all_shards(&self, matching: MatchingClient) -> Result<(), HistoryError> {
+        for id in 1..=self.config.num_shards {
+            self.acquire_shard(ShardId(id), matching.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Take ownership of one shard: bump its range id by CAS, then load and run its queues.
+    pub async fn acquire_shard(&self, shard_id: ShardId, matching: MatchingClient) -> Result<(), HistoryError> {
+        let info = prost::Message::encode_to_vec(&temper_workflow::pb::ShardInfo {
+            shard_id: shard_id.0 as i32,
+            owner: self.config.owner.clone(),
+            ..Default::default()
+        });
+        let rec = self.persistence.executions.get_or_create_shard(shard_id, &info).await?;
+        let new_range = RangeId(rec.range_id.0 + 1);
+        self.persistence
+            .executions
+            .update_shard(rec.range_id, &ShardRecord { shard_id, range_id: new_range, info: info.clone() })
+            .await?;
+        let cancel = self.cancel.child_token();
+        let (sinks, receivers) = queues::queue_channels();
+        let (tx, rx) = mpsc::channel(4096);
+        let ctx = Arc::new(ShardContext::new(
+            shard_id,
+            self.persistence.clone(),
+            self.config.limits.clone(),
+            self.clock.clone(),
+            tx,
+            cancel.clone(),
+        ));
+        let w = writer::Writer {
+            shard_id,
+            persistence: self.persistence.clone(),
+            ids: TaskIdAllocator::new(new_range),
+            info,
+            sinks: Arc::new(sinks),
+            cancel: cancel.clone(),
+        };
+        self.tasks.spawn(w.run(rx));
+        self.tasks.spawn(queues::run_transfer(ctx.clone(), matching, receivers.transfer));
+        self.tasks.spawn(queues::run_timers(ctx.clone(), receivers.timer));
+        self.shards.write().expect("shard map poisoned").insert(shard_id, ctx);
+        tracing::info!(shard = %shard_id, range = %new_range, "acquired shard");
+        Ok(())
+    }
+
+    /// Stop every shard and wait for their tasks.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.shards.write().expect("shard map poisoned").clear();
+    }
+
+    pub fn num_shards(&self) -> u32 {
+        self.config.num_shards
+    }
+
+    pub(crate) fn shard(&self, ns: &NamespaceId, workflow_id: &str) -> Result<Arc<ShardContext>, HistoryError> {
+        let id = shard_for_workflow(ns, workflow_id, self.config.num_shards);
+        let shards = self.shards.read().expect("shard map poisoned");
+        match shards.get(&id) {
+            Some(s) if !s.cancel.is_cancelled() => Ok(s.clone()),
+            _ => Err(HistoryError::ShardNotOwned(id.0)),
+        }
+    }
+}
+
+fn ns_id(s: &str) -> Result<NamespaceId, Status> {
+    if s.is_empty() {
+        return Err(Status::invalid_argument("namespace id is not set"));
+    }
+    Ok(NamespaceId(s.to_string()))
+}
+
+fn required<T>(v: Option<T>) -> Result<T, Status> {
+    v.ok_or_else(|| Status::invalid_argument("request is not set"))
+}
+
+#[tonic::async_trait]
+impl temper_client::HistoryService for HistoryEngine {
+    async fn start_workflow_execution(
+        &self,
+        request: Request<internal::StartWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(api::start::start(self, &ns, required(r.request)?).await?))
+    }
+
+    async fn record_workflow_task_started(
+        &self,
+        request: Request<internal::RecordWorkflowTaskStartedRequest>,
+    ) -> Result<Response<internal::RecordWorkflowTaskStartedResponse>, Status> {
+        Ok(Response::new(api::workflow_task::record_started(self, request.into_inner()).await?))
+    }
+
+    async fn record_activity_task_started(
+        &self,
+        request: Request<internal::RecordActivityTaskStartedRequest>,
+    ) -> Result<Response<internal::RecordActivityTaskStartedResponse>, Status> {
+        Ok(Response::new(api::activity::record_started(self, request.into_inner()).await?))
+    }
+
+    async fn respond_workflow_task_completed(
+        &self,
+        request: Request<internal::RespondWorkflowTaskCompletedRequest>,
+    ) -> Result<Response<ws::RespondWorkflowTaskCompletedResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(api::workflow_task::completed(self, required(r.request)?).await?))
+    }
+
+    async fn respond_workflow_task_failed(
+        &self,
+        request: Request<internal::RespondWorkflowTaskFailedRequest>,
+    ) -> Result<Response<ws::RespondWorkflowTaskFailedResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(api::workflow_task::failed(self, required(r.request)?).await?))
+    }
+
+    async fn respond_activity_task_completed(
+        &self,
+        request: Request<internal::RespondActivityTaskCompletedRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskCompletedResponse>, Status> {
+        let r = request.into_inner();
+        let req = required(r.request)?;
+        api::activity::respond(self, &r.namespace_id, &req.task_token, r.by_id, api::activity::Report::Completed(req.result, req.identity)).await?;
+        Ok(Response::new(ws::RespondActivityTaskCompletedResponse::default()))
+    }
+
+    async fn respond_activity_task_failed(
+        &self,
+        request: Request<internal::RespondActivityTaskFailedRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskFailedResponse>, Status> {
+        let r = request.into_inner();
+        let req = required(r.request)?;
+        let details = req.last_heartbeat_details;
+        api::activity::respond(
+            self,
+            &r.namespace_id,
+            &req.task_token,
+            r.by_id,
+            api::activity::Report::Failed(req.failure.unwrap_or_default(), req.identity, details),
+        )
+        .await?;
+        Ok(Response::new(ws::RespondActivityTaskFailedResponse::default()))
+    }
+
+    async fn respond_activity_task_canceled(
+        &self,
+        request: Request<internal::RespondActivityTaskCanceledRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskCanceledResponse>, Status> {
+        let r = request.into_inner();
+        let req = required(r.request)?;
+        api::activity::respond(self, &r.namespace_id, &req.task_token, r.by_id, api::activity::Report::Canceled(req.details, req.identity)).await?;
+        Ok(Response::new(ws::RespondActivityTaskCanceledResponse::default()))
+    }
+
+    async fn record_activity_task_heartbeat(
+        &self,
+        request: Request<internal::RecordActivityTaskHeartbeatRequest>,
+    ) -> Result<Response<ws::RecordActivityTaskHeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let req = required(r.request)?;
+        let cancel_requested =
+            api::activity::respond(self, &r.namespace_id, &req.task_token, r.by_id, api::activity::Report::Heartbeat(req.details)).await?;
+        Ok(Response::new(ws::RecordActivityTaskHeartbeatResponse { cancel_requested, ..Default::default() }))
+    }
+
+    async fn get_workflow_execution_history(
+        &self,
+        request: Request<internal::GetWorkflowExecutionHistoryRequest>,
+    ) -> Result<Response<ws::GetWorkflowExecutionHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(api::history::get(self, &ns, required(r.request)?, r.long_poll_timeout_ms).await?))
+    }
+
+    async fn describe_workflow_execution(
+        &self,
+        request: Request<internal::DescribeWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::DescribeWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(api::describe::describe(self, &ns, required(r.request)?).await?))
+    }
+
+    async fn request_cancel_workflow_execution(
+        &self,
+        request: Request<internal::RequestCancelWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::RequestCancelWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::control::request_cancel(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::RequestCancelWorkflowExecutionResponse::default()))
+    }
+
+    async fn terminate_workflow_execution(
+        &self,
+        request: Request<internal::TerminateWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::TerminateWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::control::terminate(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::TerminateWorkflowExecutionResponse::default()))
+    }
+
+    async fn reset_sticky_task_queue(
+        &self,
+        request: Request<internal::ResetStickyTaskQueueRequest>,
+    ) -> Result<Response<ws::ResetStickyTaskQueueResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::control::reset_sticky(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::ResetStickyTaskQueueResponse::default()))
+    }
+}

@@ -1,1 +1,96 @@
-//! placeholder
+//! temper's embedded store: every persistence trait on one SQLite database.
+//!
+//! Used by `start-dev` and single-host clusters; several processes on one host may share a
+//! file (WAL mode), so every write condition (shard range id, record version, current-run
+//! pointer, lease) is checked inside the `BEGIN IMMEDIATE` transaction that applies the
+//! write, never from a cache.
+//!
+//! SQLite is blocking, so every call runs on tokio's blocking pool: writes on the one writer
+//! connection (SQLite admits one writer at a time anyway), reads on a small pool of reader
+//! connections that see the last committed state (see `pool.rs`).
+
+mod executions;
+mod history;
+mod namespaces;
+mod pool;
+mod schema;
+mod task_queues;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use temper_persistence::{Persistence, StoreError};
+
+use pool::Pool;
+pub use schema::LATEST_SCHEMA_VERSION;
+
+/// A SQLite database implementing every store trait of `temper-persistence`.
+///
+/// Cheap to clone: clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.pool.location())
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating it if needed) the database file at `path`, switch it to WAL mode and
+    /// apply pending schema migrations. Refuses a database written by a newer temper.
+    ///
+    /// This blocks for a few milliseconds; call it at start-up or from `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: Arc::new(Pool::open_file(path)?),
+        })
+    }
+
+    /// A private in-memory database, gone when the last clone is dropped. All calls share
+    /// one connection, serialised (an in-memory database has no WAL readers).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: Arc::new(Pool::open_in_memory()?),
+        })
+    }
+
+    /// This store as the services' bundle of trait objects.
+    pub fn into_persistence(self) -> Persistence {
+        Persistence::from_backend(Arc::new(self))
+    }
+
+    /// Run `f` on the writer connection, off the async threads.
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || pool.with_writer(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sqlite writer task failed: {e}")))?
+    }
+
+    /// Run `f` on a reader connection, off the async threads.
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || pool.with_reader(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sqlite reader task failed: {e}")))?
+    }
+}
+
+/// `LIMIT` parameter for a page size.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

@@ -35,7 +35,10 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConflictKind {
     /// The execution row's `db_record_version` was not the expected one (`None`: no row).
-    VersionMismatch { expected: Option<i64>, actual: Option<i64> },
+    VersionMismatch {
+        expected: Option<i64>,
+        actual: Option<i64>,
+    },
     /// The current-run pointer did not match the condition; `actual` is what the store has.
     CurrentRunMismatch { actual: Option<CurrentExecution> },
 }

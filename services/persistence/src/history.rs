@@ -39,7 +39,9 @@ mod tests {
         let nodes = vec![node(1, 10), node(3, 30), node(3, 20), node(5, 50)];
         let won = winning_nodes(nodes, None);
         assert_eq!(
-            won.iter().map(|n| (n.node_id, n.txn_id)).collect::<Vec<_>>(),
+            won.iter()
+                .map(|n| (n.node_id, n.txn_id))
+                .collect::<Vec<_>>(),
             vec![(1, 10), (3, 30), (5, 50)]
         );
         let next_page = vec![node(5, 40), node(7, 70)];

@@ -8,7 +8,7 @@
 //!
 //! History events are appended to a separate store before the state commit
 //! ([`HistoryStore`]); nodes written by a commit that then failed are orphans that
-//! [`history::read_events`] ignores (for one node id, the highest transaction id wins).
+//! [`history::winning_nodes`] ignores (for one node id, the highest transaction id wins).
 //!
 //! Blobs are opaque bytes here: the services encode them with protobuf.
 

@@ -11,8 +11,8 @@ use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 
 use crate::{
     BranchId, ClusterMetadata, CommitError, CurrentExecution, ExecutionKey, ExecutionRecord,
-    ExecutionWrite, HistoryNode, NamespaceRecord, QueueTask, ShardRecord, StoreError,
-    TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord,
+    ExecutionWrite, HistoryNode, NamespaceRecord, QueueTask, ShardRecord, StoreError, TaskCategory,
+    TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord,
 };
 
 /// Facts fixed at cluster creation.
@@ -167,8 +167,11 @@ pub trait TaskQueueStore: Send + Sync {
     ) -> Result<Vec<QueueTask>, StoreError>;
 
     /// Delete one task.
-    async fn delete_queue_task(&self, key: &TaskQueueKey, task_id: TaskId)
-    -> Result<(), StoreError>;
+    async fn delete_queue_task(
+        &self,
+        key: &TaskQueueKey,
+        task_id: TaskId,
+    ) -> Result<(), StoreError>;
 
     /// Delete every task with `task_id <= inclusive_max`.
     async fn delete_queue_tasks_through(
@@ -184,8 +187,10 @@ pub trait NamespaceStore: Send + Sync {
     /// Insert a namespace; [`StoreError::AlreadyExists`] if the name or id is taken.
     async fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError>;
 
-    async fn get_namespace_by_name(&self, name: &str)
-    -> Result<Option<NamespaceRecord>, StoreError>;
+    async fn get_namespace_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<NamespaceRecord>, StoreError>;
 
     async fn get_namespace_by_id(
         &self,

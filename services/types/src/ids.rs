@@ -76,7 +76,7 @@ impl TaskIdAllocator {
     }
 
     /// Next id, or `None` when the block of this range is used up.
-    pub fn next(&mut self) -> Option<TaskId> {
+    pub fn allocate(&mut self) -> Option<TaskId> {
         if self.next_seq >= (1 << TASK_ID_SEQ_BITS) {
             return None;
         }
@@ -98,20 +98,20 @@ mod tests {
     #[test]
     fn ids_are_monotonic_across_ranges() {
         let mut a = TaskIdAllocator::new(RangeId(3));
-        let first = a.next().expect("fresh block");
-        let second = a.next().expect("fresh block");
+        let first = a.allocate().expect("fresh block");
+        let second = a.allocate().expect("fresh block");
         assert!(second > first);
         let mut b = TaskIdAllocator::new(RangeId(4));
-        assert!(b.next().expect("fresh block") > second);
+        assert!(b.allocate().expect("fresh block") > second);
     }
 
     #[test]
     fn block_exhausts() {
         let mut a = TaskIdAllocator::new(RangeId(1));
         for _ in 0..(1 << TASK_ID_SEQ_BITS) {
-            assert!(a.next().is_some());
+            assert!(a.allocate().is_some());
         }
-        assert_eq!(a.next(), None);
+        assert_eq!(a.allocate(), None);
         assert_eq!(a.remaining(), 0);
     }
 }

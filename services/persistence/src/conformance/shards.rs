@@ -26,7 +26,10 @@ pub async fn case_shard_get_or_create(p: &Persistence) {
         .get_or_create_shard(SHARD, b"other initial info")
         .await
         .expect("read shard");
-    assert_eq!(again, created, "an existing shard row must not be overwritten");
+    assert_eq!(
+        again, created,
+        "an existing shard row must not be overwritten"
+    );
 
     let other = p
         .executions
@@ -172,7 +175,10 @@ pub async fn case_cluster_metadata_first_init_wins(p: &Persistence) {
         .init_cluster_metadata(&second)
         .await
         .expect("second init");
-    assert_eq!(stored, first, "the originally stored metadata must be returned");
+    assert_eq!(
+        stored, first,
+        "the originally stored metadata must be returned"
+    );
 
     let stored = p
         .cluster

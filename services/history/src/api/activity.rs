@@ -1,0 +1,137 @@
+//! RecordActivityTaskStarted (from matching) and the worker's activity reports: completed,
+//! failed, canceled, heartbeat, by task token or by id.
+
+use temper_persistence::ExecutionKey;
+use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::common::v1::{Payloads, WorkflowExecution};
+use temper_proto::temporal::api::failure::v1::Failure;
+use temper_proto::temporal::api::workflowservice::v1::PollActivityTaskQueueResponse;
+use temper_types::NamespaceId;
+use temper_workflow::activity::{self as act, ActivityRef};
+use temper_workflow::{WorkflowError, pb, token};
+use tonic::Status;
+
+use super::obsolete_or;
+use crate::{HistoryEngine, HistoryError};
+
+pub(crate) async fn record_started(
+    engine: &HistoryEngine,
+    r: internal::RecordActivityTaskStartedRequest,
+) -> Result<internal::RecordActivityTaskStartedResponse, Status> {
+    let ns = NamespaceId(r.namespace_id.clone());
+    let exec = r.execution.clone().unwrap_or_default();
+    let poll = r.poll_request.clone().unwrap_or_default();
+    let shard = engine.shard(&ns, &exec.workflow_id)?;
+    let key = ExecutionKey { namespace_id: ns.clone(), workflow_id: exec.workflow_id.clone(), run_id: exec.run_id.clone() };
+    let updated = shard
+        .update(&key, |txn| act::record_started(txn, r.scheduled_event_id, 0, &r.request_id, &poll.identity))
+        .await
+        .map_err(obsolete_or)?;
+    let ai = updated.value;
+    let info = updated.state.execution_info.unwrap_or_default();
+    let task_token = token::encode(&pb::TaskToken {
+        namespace_id: ns.0.clone(),
+        workflow_id: key.workflow_id.clone(),
+        run_id: key.run_id.clone(),
+        scheduled_event_id: ai.scheduled_event_id,
+        attempt: ai.attempt,
+        activity_id: ai.activity_id.clone(),
+        activity_type: ai.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        workflow_type: info.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        ..Default::default()
+    });
+    Ok(internal::RecordActivityTaskStartedResponse {
+        response: Some(PollActivityTaskQueueResponse {
+            task_token,
+            workflow_namespace: poll.namespace.clone(),
+            workflow_type: info.workflow_type.clone(),
+            workflow_execution: Some(WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }),
+            activity_type: ai.activity_type.clone(),
+            activity_id: ai.activity_id.clone(),
+            header: ai.header.clone(),
+            input: ai.input.clone(),
+            heartbeat_details: ai.heartbeat_details.clone(),
+            scheduled_time: ai.first_scheduled_time,
+            current_attempt_scheduled_time: ai.scheduled_time,
+            started_time: ai.started_time,
+            attempt: ai.attempt,
+            schedule_to_close_timeout: ai.schedule_to_close_timeout,
+            start_to_close_timeout: ai.start_to_close_timeout,
+            heartbeat_timeout: ai.heartbeat_timeout,
+            retry_policy: ai.retry_policy.clone(),
+            priority: ai.priority.clone(),
+            ..Default::default()
+        }),
+    })
+}
+
+/// What a worker reports about an activity.
+pub(crate) enum Report {
+    Completed(Option<Payloads>, String),
+    Failed(Failure, String, Option<Payloads>),
+    Canceled(Option<Payloads>, String),
+    Heartbeat(Option<Payloads>),
+}
+
+/// Apply a report. Returns, for heartbeats, whether cancellation was requested.
+pub(crate) async fn respond(
+    engine: &HistoryEngine,
+    namespace_id: &str,
+    task_token: &[u8],
+    by_id: Option<internal::ActivityRef>,
+    report: Report,
+) -> Result<bool, HistoryError> {
+    let (ns, workflow_id, run_id, token) = match by_id {
+        Some(r) => {
+            if r.workflow_id.is_empty() {
+                return Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into());
+            }
+            if r.activity_id.is_empty() {
+                return Err(WorkflowError::InvalidArgument("ActivityId is not set on request.".into()).into());
+            }
+            let token = pb::TaskToken { activity_id: r.activity_id, ..Default::default() };
+            (NamespaceId(namespace_id.to_string()), r.workflow_id, r.run_id, token)
+        }
+        None => {
+            let t = token::decode(task_token)?;
+            if !namespace_id.is_empty() && t.namespace_id != namespace_id {
+                return Err(WorkflowError::InvalidArgument("Operation requested with a token from a different namespace.".into()).into());
+            }
+            (NamespaceId(t.namespace_id.clone()), t.workflow_id.clone(), t.run_id.clone(), t)
+        }
+    };
+    let by_id = token.scheduled_event_id == 0 && !token.activity_id.is_empty() && token.run_id.is_empty();
+    let shard = engine.shard(&ns, &workflow_id)?;
+    let key = shard.resolve(&ns, &workflow_id, &run_id).await?;
+    let updated = shard
+        .update(&key, |txn| {
+            let r = if by_id { ActivityRef::ById(&token.activity_id) } else { ActivityRef::Token(&token) };
+            let ai = act::find_started(txn, r)?;
+            let size = |p: &Option<Payloads>| p.as_ref().map(|p| p.payloads.iter().map(|x| x.data.len()).sum::<usize>()).unwrap_or(0);
+            match &report {
+                Report::Completed(result, identity) => {
+                    if size(result) > txn.limits.max_payload_bytes {
+                        return Err(WorkflowError::InvalidArgument("Activity result exceeds size limit.".into()));
+                    }
+                    act::complete(txn, &ai, result.clone(), identity);
+                    Ok(false)
+                }
+                Report::Failed(failure, identity, details) => {
+                    act::fail(txn, &ai, failure.clone(), identity, details.clone());
+                    Ok(false)
+                }
+                Report::Canceled(details, identity) => {
+                    act::canceled(txn, &ai, details.clone(), identity);
+                    Ok(false)
+                }
+                Report::Heartbeat(details) => {
+                    if size(details) > txn.limits.max_payload_bytes {
+                        return Err(WorkflowError::InvalidArgument("Heartbeat details exceed size limit.".into()));
+                    }
+                    Ok(act::heartbeat(txn, &ai, details.clone()))
+                }
+            }
+        })
+        .await?;
+    Ok(updated.value)
+}

@@ -1,0 +1,101 @@
+//! DescribeWorkflowExecution, from the mutable state.
+
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::enums::v1::{PendingActivityState, PendingWorkflowTaskState};
+use temper_proto::temporal::api::workflow::v1::{
+    PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig, WorkflowExecutionInfo,
+};
+use temper_proto::temporal::api::workflowservice::v1::{
+    DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse,
+};
+use temper_types::NamespaceId;
+use temper_workflow::WorkflowError;
+use temper_workflow::time::{from_ts, ts};
+
+use crate::{HistoryEngine, HistoryError};
+
+pub(crate) async fn describe(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: DescribeWorkflowExecutionRequest,
+) -> Result<DescribeWorkflowExecutionResponse, HistoryError> {
+    let exec = req.execution.unwrap_or_default();
+    if exec.workflow_id.is_empty() {
+        return Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into());
+    }
+    let shard = engine.shard(ns, &exec.workflow_id)?;
+    let key = shard.resolve(ns, &exec.workflow_id, &exec.run_id).await?;
+    let ms = shard.snapshot(&key).await?;
+    let info = ms.execution_info.clone().unwrap_or_default();
+    let execution_duration = match (&info.close_time, &info.start_time) {
+        (Some(c), Some(s)) => from_ts(c).duration_since(from_ts(s)).ok().and_then(temper_workflow::time::dur),
+        _ => None,
+    };
+    let mut pending_activities: Vec<PendingActivityInfo> = ms
+        .activities
+        .values()
+        .map(|ai| {
+            let state = if ai.cancel_requested {
+                PendingActivityState::CancelRequested
+            } else if ai.started_time.is_some() {
+                PendingActivityState::Started
+            } else {
+                PendingActivityState::Scheduled
+            };
+            PendingActivityInfo {
+                activity_id: ai.activity_id.clone(),
+                activity_type: ai.activity_type.clone(),
+                state: state as i32,
+                heartbeat_details: ai.heartbeat_details.clone(),
+                last_heartbeat_time: ai.last_heartbeat_time,
+                last_started_time: ai.started_time,
+                attempt: ai.attempt,
+                maximum_attempts: ai.retry_policy.as_ref().map(|p| p.maximum_attempts).unwrap_or(0),
+                scheduled_time: ai.scheduled_time,
+                expiration_time: ai.expiration_time,
+                last_failure: ai.last_failure.clone(),
+                last_worker_identity: ai.last_worker_identity.clone(),
+                next_attempt_schedule_time: ai.retry_time,
+                ..Default::default()
+            }
+        })
+        .collect();
+    pending_activities.sort_by(|a, b| a.activity_id.cmp(&b.activity_id));
+    let pending_workflow_task = ms.workflow_task.as_ref().map(|wt| PendingWorkflowTaskInfo {
+        state: if wt.started_event_id > 0 { PendingWorkflowTaskState::Started } else { PendingWorkflowTaskState::Scheduled } as i32,
+        scheduled_time: wt.scheduled_time,
+        original_scheduled_time: wt.scheduled_time,
+        started_time: wt.started_time,
+        attempt: wt.attempt,
+    });
+    let _ = ts;
+    Ok(DescribeWorkflowExecutionResponse {
+        execution_config: Some(WorkflowExecutionConfig {
+            task_queue: info.task_queue.clone(),
+            workflow_execution_timeout: info.workflow_execution_timeout,
+            workflow_run_timeout: info.workflow_run_timeout,
+            default_workflow_task_timeout: info.default_workflow_task_timeout,
+            ..Default::default()
+        }),
+        workflow_execution_info: Some(WorkflowExecutionInfo {
+            execution: Some(WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }),
+            r#type: info.workflow_type.clone(),
+            start_time: info.start_time,
+            close_time: info.close_time,
+            status: info.status,
+            history_length: ms.next_event_id - 1,
+            execution_time: info.execution_time,
+            memo: info.memo.clone(),
+            search_attributes: info.search_attributes.clone(),
+            task_queue: info.task_queue.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+            state_transition_count: info.state_transition_count,
+            history_size_bytes: info.history_size_bytes,
+            execution_duration,
+            first_run_id: info.first_run_id.clone(),
+            ..Default::default()
+        }),
+        pending_activities,
+        pending_workflow_task,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,110 @@
+//! StartWorkflowExecution: request-id idempotency, workflow id reuse and conflict policies.
+
+use temper_persistence::{CurrentRunCondition, ExecutionKey, run_state};
+use temper_proto::temporal::api::enums::v1::{
+    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+};
+use temper_proto::temporal::api::workflowservice::v1::{
+    StartWorkflowExecutionRequest, StartWorkflowExecutionResponse,
+};
+use temper_types::NamespaceId;
+use temper_workflow::{close, start};
+
+use crate::shard::current_run_conflict;
+use crate::{HistoryEngine, HistoryError};
+
+const MAX_RACES: usize = 5;
+
+pub(crate) async fn start(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: StartWorkflowExecutionRequest,
+) -> Result<StartWorkflowExecutionResponse, HistoryError> {
+    let shard = engine.shard(ns, &req.workflow_id)?;
+    start::validate(&req, &shard.limits)?;
+    let request_id = if req.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.request_id.clone() };
+    let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy).unwrap_or(WorkflowIdReusePolicy::Unspecified);
+    let conflict =
+        WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy).unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+    for _ in 0..MAX_RACES {
+        let condition = match shard.current_run(ns, &req.workflow_id).await? {
+            None => CurrentRunCondition::MustNotExist,
+            Some(current) => {
+                if current.create_request_id == request_id {
+                    return Ok(StartWorkflowExecutionResponse {
+                        run_id: current.run_id,
+                        started: true,
+                        status: current.status,
+                        ..Default::default()
+                    });
+                }
+                let already = || HistoryError::AlreadyStarted {
+                    workflow_id: req.workflow_id.clone(),
+                    run_id: current.run_id.clone(),
+                    start_request_id: current.create_request_id.clone(),
+                };
+                if current.state != run_state::COMPLETED {
+                    #[allow(deprecated)]
+                    let terminate = conflict == WorkflowIdConflictPolicy::TerminateExisting
+                        || reuse == WorkflowIdReusePolicy::TerminateIfRunning;
+                    if conflict == WorkflowIdConflictPolicy::UseExisting {
+                        return Ok(StartWorkflowExecutionResponse {
+                            run_id: current.run_id,
+                            started: false,
+                            status: WorkflowExecutionStatus::Running as i32,
+                            ..Default::default()
+                        });
+                    }
+                    if !terminate {
+                        return Err(already());
+                    }
+                    let key = ExecutionKey {
+                        namespace_id: ns.clone(),
+                        workflow_id: req.workflow_id.clone(),
+                        run_id: current.run_id.clone(),
+                    };
+                    let identity = req.identity.clone();
+                    match shard
+                        .update(&key, |txn| close::terminate(txn, "terminated by a new start of the workflow id", None, &identity))
+                        .await
+                    {
+                        Ok(_) | Err(HistoryError::Workflow(temper_workflow::WorkflowError::AlreadyCompleted)) => {}
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    let ok = match reuse {
+                        WorkflowIdReusePolicy::RejectDuplicate => false,
+                        WorkflowIdReusePolicy::AllowDuplicateFailedOnly => {
+                            current.status != WorkflowExecutionStatus::Completed as i32
+                        }
+                        _ => true,
+                    };
+                    if !ok {
+                        return Err(already());
+                    }
+                }
+                CurrentRunCondition::RunIdIs(current.run_id.clone())
+            }
+        };
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let (ms, mutation) = start::new_execution(
+            start::NewRun { namespace_id: &ns.0, run_id: &run_id, request_id: &request_id, now: shard.now() },
+            &req,
+            &shard.limits,
+        );
+        let key = ExecutionKey { namespace_id: ns.clone(), workflow_id: req.workflow_id.clone(), run_id: run_id.clone() };
+        match shard.create(&key, ms, condition, mutation).await {
+            Ok(()) => {
+                return Ok(StartWorkflowExecutionResponse {
+                    run_id,
+                    started: true,
+                    status: WorkflowExecutionStatus::Running as i32,
+                    ..Default::default()
+                });
+            }
+            Err(e) if current_run_conflict(&e).is_some() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(HistoryError::Busy)
+}

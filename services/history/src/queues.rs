@@ -1,0 +1,345 @@
+//! The shard's transfer and timer queues. Tasks reach the processors in memory right after
+//! their commit; on acquiring a shard the processors first load what the store still holds,
+//! so nothing is lost across restarts. Finished tasks are deleted in ranges below the lowest
+//! task still outstanding.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use temper_client::MatchingClient;
+use temper_persistence::{ExecutionKey, TaskCategory, TaskKey};
+use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_types::NamespaceId;
+use temper_workflow::{activity, close, pb, timer, workflow_task};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::error::HistoryError;
+use crate::shard::ShardContext;
+use crate::writer::fire_time;
+
+type TransferBatch = Vec<(TaskKey, pb::TransferTask)>;
+type TimerBatch = Vec<(TaskKey, pb::TimerTask)>;
+
+/// Where the writer hands freshly committed tasks.
+pub struct QueueSinks {
+    transfer: mpsc::UnboundedSender<TransferBatch>,
+    timer: mpsc::UnboundedSender<TimerBatch>,
+}
+
+pub struct QueueReceivers {
+    pub(crate) transfer: mpsc::UnboundedReceiver<TransferBatch>,
+    pub(crate) timer: mpsc::UnboundedReceiver<TimerBatch>,
+}
+
+pub fn queue_channels() -> (QueueSinks, QueueReceivers) {
+    let (ttx, trx) = mpsc::unbounded_channel();
+    let (mtx, mrx) = mpsc::unbounded_channel();
+    (QueueSinks { transfer: ttx, timer: mtx }, QueueReceivers { transfer: trx, timer: mrx })
+}
+
+impl QueueSinks {
+    pub(crate) fn transfer(&self, t: TransferBatch) {
+        if !t.is_empty() {
+            let _ = self.transfer.send(t);
+        }
+    }
+
+    pub(crate) fn timers(&self, t: TimerBatch) {
+        if !t.is_empty() {
+            let _ = self.timer.send(t);
+        }
+    }
+}
+
+const MAX_CONCURRENT_TASKS: usize = 512;
+const ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
+    ExecutionKey {
+        namespace_id: NamespaceId(ns.to_string()),
+        workflow_id: wf.to_string(),
+        run_id: run.to_string(),
+    }
+}
+
+/// Load the tasks of a category the store still holds.
+async fn load<T: Message + Default>(shard: &ShardContext, category: TaskCategory) -> Result<Vec<(TaskKey, T)>, HistoryError> {
+    let mut out = Vec::new();
+    let mut from = TaskKey::MIN;
+    loop {
+        let page = shard
+            .persistence
+            .executions
+            .get_tasks(shard.shard_id, category, from, TaskKey::MAX, 1000)
+            .await?;
+        let n = page.len();
+        for rec in page {
+            from = rec.key;
+            match T::decode(rec.data.as_slice()) {
+                Ok(t) => out.push((rec.key, t)),
+                Err(e) => tracing::error!(shard = %shard.shard_id, key = ?rec.key, error = %e, "undecodable task skipped"),
+            }
+        }
+        if n < 1000 {
+            return Ok(out);
+        }
+    }
+}
+
+/// Tracks outstanding keys and deletes everything below the lowest.
+struct Acker {
+    outstanding: Mutex<BTreeSet<TaskKey>>,
+    max_seen: Mutex<Option<TaskKey>>,
+    acked: Mutex<TaskKey>,
+}
+
+impl Acker {
+    fn new() -> Self {
+        Self { outstanding: Mutex::new(BTreeSet::new()), max_seen: Mutex::new(None), acked: Mutex::new(TaskKey::MIN) }
+    }
+
+    fn add(&self, k: TaskKey) {
+        self.outstanding.lock().expect("acker poisoned").insert(k);
+        let mut m = self.max_seen.lock().expect("acker poisoned");
+        if m.is_none_or(|m| k > m) {
+            *m = Some(k);
+        }
+    }
+
+    fn done(&self, k: &TaskKey) {
+        self.outstanding.lock().expect("acker poisoned").remove(k);
+    }
+
+    /// The exclusive bound below which everything is done, if it moved.
+    fn advance(&self) -> Option<TaskKey> {
+        let low = self.outstanding.lock().expect("acker poisoned").first().copied();
+        let bound = match low {
+            Some(k) => k,
+            None => {
+                let m = (*self.max_seen.lock().expect("acker poisoned"))?;
+                TaskKey { fire_time_ms: m.fire_time_ms, task_id: m.task_id + 1 }
+            }
+        };
+        let mut acked = self.acked.lock().expect("acker poisoned");
+        if bound > *acked {
+            *acked = bound;
+            Some(bound)
+        } else {
+            None
+        }
+    }
+}
+
+async fn flush_acks(shard: &ShardContext, category: TaskCategory, acker: &Acker) {
+    if let Some(bound) = acker.advance() {
+        if let Err(e) = shard.persistence.executions.delete_tasks_before(shard.shard_id, category, bound).await {
+            tracing::warn!(shard = %shard.shard_id, error = %e, "deleting acknowledged tasks failed; will retry");
+            *acker.acked.lock().expect("acker poisoned") = TaskKey::MIN;
+        }
+    }
+}
+
+/// Retry `f` with backoff until it succeeds, says the task is moot, or the shard closes.
+async fn with_retries<F, Fut>(shard: &ShardContext, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), HistoryError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match f().await {
+            Ok(()) | Err(HistoryError::ExecutionNotFound(_)) => return,
+            Err(e) => {
+                tracing::debug!(shard = %shard.shard_id, task = what, error = %e, "task failed; retrying");
+                tokio::select! {
+                    _ = shard.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+pub(crate) async fn run_transfer(shard: Arc<ShardContext>, matching: MatchingClient, mut rx: mpsc::UnboundedReceiver<TransferBatch>) {
+    let acker = Arc::new(Acker::new());
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
+    let initial = match load::<pb::TransferTask>(&shard, TaskCategory::Transfer).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(shard = %shard.shard_id, error = %e, "loading transfer tasks failed; closing shard");
+            shard.cancel.cancel();
+            return;
+        }
+    };
+    let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
+    let spawn = |batch: TransferBatch| {
+        for (key, task) in batch {
+            acker.add(key);
+            let (shard, matching, acker, limit) = (shard.clone(), matching.clone(), acker.clone(), limit.clone());
+            tokio::spawn(async move {
+                let Ok(_permit) = limit.acquire().await else { return };
+                with_retries(&shard, "transfer", || process_transfer(&shard, &matching, &task)).await;
+                acker.done(&key);
+            });
+        }
+    };
+    spawn(initial);
+    loop {
+        tokio::select! {
+            _ = shard.cancel.cancelled() => return,
+            b = rx.recv() => match b {
+                Some(b) => spawn(b),
+                None => return,
+            },
+            _ = ack_tick.tick() => flush_acks(&shard, TaskCategory::Transfer, &acker).await,
+        }
+    }
+}
+
+async fn process_transfer(shard: &ShardContext, matching: &MatchingClient, task: &pb::TransferTask) -> Result<(), HistoryError> {
+    let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
+    let execution = Some(WorkflowExecution { workflow_id: task.workflow_id.clone(), run_id: task.run_id.clone() });
+    match pb::TransferTaskKind::try_from(task.kind) {
+        Ok(pb::TransferTaskKind::WorkflowTask) => {
+            let ms = shard.snapshot(&key).await?;
+            let queue = task.task_queue.clone().unwrap_or_default();
+            let pending = ms.workflow_task.as_ref().is_some_and(|wt| {
+                wt.scheduled_event_id == task.scheduled_event_id
+                    && wt.started_event_id == 0
+                    && wt.task_queue.as_ref().is_some_and(|q| q.name == queue.name)
+            });
+            if close::is_closed(&ms) || !pending {
+                return Ok(());
+            }
+            let req = internal::AddWorkflowTaskRequest {
+                namespace_id: task.namespace_id.clone(),
+                execution,
+                task_queue: Some(queue),
+                scheduled_event_id: task.scheduled_event_id,
+                schedule_to_start_timeout: task.schedule_to_start_timeout,
+                attempt: task.attempt,
+            };
+            match matching.add_workflow_task(tonic::Request::new(req)).await {
+                Ok(_) => Ok(()),
+                Err(s) if temper_client::status::is_sticky_worker_unavailable(&s) => {
+                    let scheduled = task.scheduled_event_id;
+                    shard
+                        .update(&key, |txn| {
+                            if let Some(t) = workflow_task::move_to_normal_queue(txn, scheduled) {
+                                txn.add_transfer_task(t);
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    Ok(())
+                }
+                Err(s) => Err(HistoryError::Store(temper_persistence::StoreError::Unavailable(format!("matching: {s}")))),
+            }
+        }
+        Ok(pb::TransferTaskKind::ActivityTask) => {
+            let ms = shard.snapshot(&key).await?;
+            let pending = ms
+                .activities
+                .get(&task.scheduled_event_id)
+                .is_some_and(|ai| ai.attempt == task.attempt && ai.started_time.is_none());
+            if close::is_closed(&ms) || !pending {
+                return Ok(());
+            }
+            let req = internal::AddActivityTaskRequest {
+                namespace_id: task.namespace_id.clone(),
+                execution,
+                task_queue: task.task_queue.clone(),
+                scheduled_event_id: task.scheduled_event_id,
+                schedule_to_start_timeout: task.schedule_to_start_timeout,
+                attempt: task.attempt,
+            };
+            matching
+                .add_activity_task(tonic::Request::new(req))
+                .await
+                .map(|_| ())
+                .map_err(|s| HistoryError::Store(temper_persistence::StoreError::Unavailable(format!("matching: {s}"))))
+        }
+        // Closing needs no follow-up yet (no parents, no visibility store).
+        Ok(pb::TransferTaskKind::CloseExecution) | Ok(pb::TransferTaskKind::Unspecified) | Err(_) => Ok(()),
+    }
+}
+
+pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut rx: mpsc::UnboundedReceiver<TimerBatch>) {
+    let acker = Arc::new(Acker::new());
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
+    let mut pending: BTreeMap<TaskKey, pb::TimerTask> = BTreeMap::new();
+    match load::<pb::TimerTask>(&shard, TaskCategory::Timer).await {
+        Ok(tasks) => {
+            for (k, t) in tasks {
+                acker.add(k);
+                pending.insert(k, t);
+            }
+        }
+        Err(e) => {
+            tracing::error!(shard = %shard.shard_id, error = %e, "loading timer tasks failed; closing shard");
+            shard.cancel.cancel();
+            return;
+        }
+    }
+    let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
+    loop {
+        let now = shard.now();
+        while let Some((k, _)) = pending.first_key_value() {
+            if fire_time(k) > now {
+                break;
+            }
+            let (key, task) = pending.pop_first().expect("first exists");
+            let (shard, acker, limit) = (shard.clone(), acker.clone(), limit.clone());
+            tokio::spawn(async move {
+                let Ok(_permit) = limit.acquire().await else { return };
+                with_retries(&shard, "timer", || process_timer(&shard, &task)).await;
+                acker.done(&key);
+            });
+        }
+        let wait = pending
+            .first_key_value()
+            .map(|(k, _)| fire_time(k).duration_since(now).unwrap_or_default())
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = shard.cancel.cancelled() => return,
+            b = rx.recv() => match b {
+                Some(batch) => for (k, t) in batch {
+                    acker.add(k);
+                    pending.insert(k, t);
+                },
+                None => return,
+            },
+            _ = tokio::time::sleep(wait) => {}
+            _ = ack_tick.tick() => flush_acks(&shard, TaskCategory::Timer, &acker).await,
+        }
+    }
+}
+
+async fn process_timer(shard: &ShardContext, task: &pb::TimerTask) -> Result<(), HistoryError> {
+    let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
+    let kind = pb::TimerTaskKind::try_from(task.kind).unwrap_or(pb::TimerTaskKind::Unspecified);
+    shard
+        .update(&key, |txn| {
+            match kind {
+                pb::TimerTaskKind::UserTimer => timer::on_fire(txn, &task.timer_id, task.event_id),
+                pb::TimerTaskKind::ActivityTimeout | pb::TimerTaskKind::HeartbeatTimeout => {
+                    activity::on_timeout(txn, task.event_id, task.attempt, task.timeout_type)
+                }
+                pb::TimerTaskKind::WorkflowTaskTimeout => {
+                    workflow_task::on_timeout(txn, task.event_id, task.attempt, task.timeout_type)
+                }
+                pb::TimerTaskKind::WorkflowRunTimeout | pb::TimerTaskKind::WorkflowExecutionTimeout => {
+                    close::on_run_timeout(txn)
+                }
+                pb::TimerTaskKind::ActivityRetry => activity::on_retry_timer(txn, task.event_id, task.attempt),
+                pb::TimerTaskKind::DeleteHistory | pb::TimerTaskKind::Unspecified => {}
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}

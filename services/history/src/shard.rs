@@ -1,0 +1,314 @@
+//! One history shard owned by this node: its mutable-state cache with a lock per execution,
+//! and the update primitive every workflow-changing API uses: load, apply, commit through
+//! the shard's group-commit writer, then publish.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use prost::Message;
+use temper_persistence::{
+    CommitError, ConflictKind, CurrentExecution, CurrentRunCondition, CurrentRunWrite,
+    ExecutionKey, Persistence, run_state,
+};
+use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
+use temper_types::{Clock, NamespaceId, ShardId};
+use temper_workflow::{Limits, Mutation, Txn, WorkflowError, pb};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::HistoryError;
+use crate::writer::{CommitRequest, branch_of};
+
+/// The cached part of one execution. `None` state: not loaded yet.
+#[derive(Default)]
+pub struct Cached {
+    pub state: Option<(pb::MutableState, i64)>,
+    /// The whole history of the run, once something needed it.
+    pub events: Option<Vec<HistoryEvent>>,
+}
+
+/// One execution in the cache: its lock, and a watch that ticks with `next_event_id` after
+/// every commit (history long polls wait on it).
+pub struct ExecutionEntry {
+    pub lock: tokio::sync::Mutex<Cached>,
+    pub changes: watch::Sender<i64>,
+}
+
+/// What a committed update produced.
+pub struct Updated<R> {
+    pub value: R,
+    /// The state after the update.
+    pub state: pb::MutableState,
+    /// The events it wrote, with task ids.
+    pub events: Vec<HistoryEvent>,
+}
+
+const MAX_CONFLICT_RETRIES: usize = 5;
+const CACHE_CAPACITY: usize = 20_000;
+
+pub struct ShardContext {
+    pub shard_id: ShardId,
+    pub persistence: Persistence,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+    cache: Mutex<HashMap<ExecutionKey, Arc<ExecutionEntry>>>,
+    writer: mpsc::Sender<CommitRequest>,
+    /// Cancelled when the shard is lost or closed.
+    pub cancel: CancellationToken,
+}
+
+impl ShardContext {
+    pub(crate) fn new(
+        shard_id: ShardId,
+        persistence: Persistence,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+        writer: mpsc::Sender<CommitRequest>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            shard_id,
+            persistence,
+            limits,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+            writer,
+            cancel,
+        }
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    pub fn entry(&self, key: &ExecutionKey) -> Arc<ExecutionEntry> {
+        let mut cache = self.cache.lock().expect("cache mutex poisoned");
+        if let Some(e) = cache.get(key) {
+            return e.clone();
+        }
+        if cache.len() >= CACHE_CAPACITY {
+            // Evict entries nobody holds; the store has everything they cache.
+            cache.retain(|_, e| Arc::strong_count(e) > 1);
+        }
+        let (tx, _) = watch::channel(0);
+        let e = Arc::new(ExecutionEntry {
+            lock: tokio::sync::Mutex::new(Cached::default()),
+            changes: tx,
+        });
+        cache.insert(key.clone(), e.clone());
+        e
+    }
+
+    fn forget(&self, key: &ExecutionKey) {
+        self.cache.lock().expect("cache mutex poisoned").remove(key);
+    }
+
+    /// The current run of a workflow id, from the store.
+    pub async fn current_run(&self, ns: &NamespaceId, workflow_id: &str) -> Result<Option<CurrentExecution>, HistoryError> {
+        Ok(self
+            .persistence
+            .executions
+            .get_current_execution(self.shard_id, ns, workflow_id)
+            .await?)
+    }
+
+    /// Resolve an empty run id to the current run.
+    pub async fn resolve(&self, ns: &NamespaceId, workflow_id: &str, run_id: &str) -> Result<ExecutionKey, HistoryError> {
+        let run_id = if run_id.is_empty() {
+            match self.current_run(ns, workflow_id).await? {
+                Some(c) => c.run_id,
+                None => return Err(HistoryError::ExecutionNotFound(format!("WorkflowId {workflow_id}"))),
+            }
+        } else {
+            run_id.to_string()
+        };
+        Ok(ExecutionKey {
+            namespace_id: ns.clone(),
+            workflow_id: workflow_id.to_string(),
+            run_id,
+        })
+    }
+
+    /// Load the state into the cached slot if needed.
+    pub async fn load<'a>(&self, key: &ExecutionKey, slot: &'a mut Cached) -> Result<&'a mut (pb::MutableState, i64), HistoryError> {
+        if slot.state.is_none() {
+            let rec = self
+                .persistence
+                .executions
+                .get_execution(self.shard_id, key)
+                .await?
+                .ok_or_else(|| HistoryError::ExecutionNotFound(format!("WorkflowId {}, RunId {}", key.workflow_id, key.run_id)))?;
+            let ms = pb::MutableState::decode(rec.state.as_slice())
+                .map_err(|e| HistoryError::Store(temper_persistence::StoreError::Invalid(format!("mutable state: {e}"))))?;
+            slot.state = Some((ms, rec.db_record_version));
+        }
+        Ok(slot.state.as_mut().expect("loaded above"))
+    }
+
+    /// A read-only snapshot of an execution's state.
+    pub async fn snapshot(&self, key: &ExecutionKey) -> Result<pb::MutableState, HistoryError> {
+        let entry = self.entry(key);
+        let mut slot = entry.lock.lock().await;
+        Ok(self.load(key, &mut slot).await?.0.clone())
+    }
+
+    /// Run `f` on the execution in a transaction and commit what it produced. A version
+    /// conflict (someone else wrote) reloads and runs `f` again; a no-op writes nothing.
+    pub async fn update<R>(
+        &self,
+        key: &ExecutionKey,
+        mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
+    ) -> Result<Updated<R>, HistoryError> {
+        let entry = self.entry(key);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let mut slot = entry.lock.lock().await;
+            let (ms, version) = self.load(key, &mut slot).await?.clone();
+            let mut next = ms.clone();
+            let now = self.now();
+            let mut txn = Txn::new(&mut next, now, &self.limits);
+            let value = f(&mut txn)?;
+            if *txn.ms == ms && txn.out.is_empty() {
+                return Ok(Updated { value, state: ms, events: Vec::new() });
+            }
+            let mutation = txn.finish();
+            let was_running = !temper_workflow::close::is_closed(&ms);
+            let closed_now = was_running && temper_workflow::close::is_closed(&next);
+            let current = closed_now.then(|| current_write(&next, run_state::COMPLETED));
+            match self.commit(key, Some(version), &next, current, mutation).await {
+                Ok(events) => {
+                    if let Some(cached) = slot.events.as_mut() {
+                        cached.extend(events.iter().cloned());
+                    }
+                    slot.state = Some((next.clone(), version + 1));
+                    entry.changes.send_replace(next.next_event_id);
+                    return Ok(Updated { value, state: next, events });
+                }
+                Err(CommitError::Conflict { .. }) => {
+                    slot.state = None;
+                    slot.events = None;
+                    continue;
+                }
+                Err(e) => {
+                    drop(slot);
+                    self.forget(key);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(HistoryError::Busy)
+    }
+
+    /// Create a new run (its first commit). `current` is the condition on the workflow id's
+    /// current-run pointer.
+    pub async fn create(
+        &self,
+        key: &ExecutionKey,
+        ms: pb::MutableState,
+        condition: CurrentRunCondition,
+        mutation: Mutation,
+    ) -> Result<(), CommitError> {
+        let mut current = current_write(&ms, run_state::RUNNING);
+        current.condition = condition;
+        let entry = self.entry(key);
+        let mut slot = entry.lock.lock().await;
+        let events = self.commit(key, None, &ms, Some(current), mutation).await?;
+        slot.state = Some((ms.clone(), 1));
+        slot.events = Some(events);
+        entry.changes.send_replace(ms.next_event_id);
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        key: &ExecutionKey,
+        expected_version: Option<i64>,
+        ms: &pb::MutableState,
+        current: Option<CurrentRunWrite>,
+        mutation: Mutation,
+    ) -> Result<Vec<HistoryEvent>, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        let req = CommitRequest {
+            key: key.clone(),
+            branch: branch_of(key),
+            expected_version,
+            new_version: expected_version.unwrap_or(0) + 1,
+            state: ms.encode_to_vec(),
+            current,
+            mutation,
+            reply,
+        };
+        let gone = || CommitError::Store(temper_persistence::StoreError::Unavailable("shard is closing".into()));
+        self.writer.send(req).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// The whole history of a run (cached after the first read).
+    pub async fn events(&self, key: &ExecutionKey) -> Result<(Vec<HistoryEvent>, pb::MutableState), HistoryError> {
+        let entry = self.entry(key);
+        let mut slot = entry.lock.lock().await;
+        let (ms, _) = self.load(key, &mut slot).await?.clone();
+        if let Some(ev) = &slot.events {
+            if ev.last().map(|e| e.event_id + 1).unwrap_or(1) == ms.next_event_id {
+                return Ok((ev.clone(), ms));
+            }
+        }
+        let events = read_history(&self.persistence, key, ms.next_event_id).await?;
+        slot.events = Some(events.clone());
+        Ok((events, ms))
+    }
+}
+
+/// The current-run pointer for a run in `state`.
+fn current_write(ms: &pb::MutableState, state: i32) -> CurrentRunWrite {
+    let info = ms.execution_info.clone().unwrap_or_default();
+    CurrentRunWrite {
+        condition: CurrentRunCondition::RunIdIs(info.run_id.clone()),
+        record: CurrentExecution {
+            run_id: info.run_id,
+            create_request_id: info.create_request_id,
+            state,
+            status: info.status,
+            start_time_ms: info.start_time.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).unwrap_or(0),
+        },
+    }
+}
+
+/// Read a run's history from the store: events `1..next_event_id`, honouring the rule that
+/// a node's highest transaction id wins.
+pub async fn read_history(p: &Persistence, key: &ExecutionKey, next_event_id: i64) -> Result<Vec<HistoryEvent>, HistoryError> {
+    let branch = branch_of(key);
+    let mut out: Vec<HistoryEvent> = Vec::new();
+    let mut after = None;
+    let mut last_node = None;
+    loop {
+        let nodes = p.history.read_history_nodes(&branch, 1, next_event_id, after, 1000).await?;
+        let done = nodes.len() < 1000;
+        if let Some(n) = nodes.last() {
+            after = Some((n.node_id, n.txn_id));
+        }
+        for node in temper_persistence::history::winning_nodes(nodes, last_node) {
+            last_node = Some(node.node_id);
+            let batch = History::decode(node.events.as_slice())
+                .map_err(|e| HistoryError::Store(temper_persistence::StoreError::Invalid(format!("history node: {e}"))))?;
+            for ev in batch.events {
+                let expected = out.last().map(|e| e.event_id + 1).unwrap_or(1);
+                if ev.event_id == expected && ev.event_id < next_event_id {
+                    out.push(ev);
+                }
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Which of the conflicts means "the workflow id is taken by another run".
+pub fn current_run_conflict(e: &CommitError) -> Option<Option<CurrentExecution>> {
+    match e {
+        CommitError::Conflict { kind: ConflictKind::CurrentRunMismatch { actual }, .. } => Some(actual.clone()),
+        _ => None,
+    }
+}

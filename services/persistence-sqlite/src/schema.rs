@@ -1,0 +1,105 @@
+//! Schema migrations: numbered scripts from `schema/sqlite/`, applied in order inside one
+//! transaction and recorded in `schema_version`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use temper_persistence::StoreError;
+
+use crate::pool::store_error;
+
+/// `(version, script)`, ascending. Append new scripts; never edit a released one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../schema/sqlite/0001_initial.sql"))];
+
+/// The newest schema version this binary knows.
+pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Bring the database to [`LATEST_SCHEMA_VERSION`]. The immediate transaction makes
+/// concurrent openers (other processes) wait, and the second one finds nothing to do.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_error)?;
+    let current = current_version(&tx).map_err(store_error)?;
+    if current > LATEST_SCHEMA_VERSION {
+        return Err(StoreError::Invalid(format!(
+            "the SQLite database has schema version {current}, but this temper knows versions \
+             up to {LATEST_SCHEMA_VERSION}; run a newer temper or use another database file"
+        )));
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    for &(version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.execute_batch(script).map_err(|e| {
+            StoreError::Internal(format!(
+                "applying SQLite schema version {version} failed: {e}"
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, ?2)",
+            (version, now_ms),
+        )
+        .map_err(store_error)?;
+        tracing::info!(version, "applied SQLite schema migration");
+    }
+    tx.commit().map_err(store_error)
+}
+
+/// 0 for an empty database.
+fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let exists = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |row| row.get(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_ascend() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(MIGRATIONS[0].0, 1);
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("first migration");
+        migrate(&mut conn).expect("second migration");
+        assert_eq!(
+            current_version(&conn).expect("version"),
+            LATEST_SCHEMA_VERSION
+        );
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        conn.execute(
+            "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, 0)",
+            [LATEST_SCHEMA_VERSION + 1],
+        )
+        .expect("pretend a newer temper migrated it");
+        let err = migrate(&mut conn).expect_err("newer schema");
+        assert!(
+            matches!(&err, StoreError::Invalid(msg) if msg.contains("newer temper")),
+            "{err:?}"
+        );
+    }
+}
