@@ -1,1 +1,446 @@
-//! placeholder
+//! The public face of temper: Temporal's WorkflowService and OperatorService. Requests are
+//! validated here, namespaces resolved to ids, and the work routed to history or matching.
+
+mod errors;
+mod namespaces;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use temper_client::{HistoryClient, MatchingClient};
+use temper_proto::api::operatorservice::v1::operator_service_server::OperatorService;
+use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowService;
+use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::workflowservice::v1::{self as ws, get_system_info_response::Capabilities};
+use temper_workflow::token;
+use tonic::{Request, Response, Status};
+
+pub use errors::{parse_grpc_timeout, status_with_details};
+pub use namespaces::{Namespace, Namespaces};
+
+/// Frontend settings.
+#[derive(Debug, Clone)]
+pub struct FrontendConfig {
+    pub cluster_name: String,
+    pub cluster_id: String,
+    pub num_shards: u32,
+    pub persistence_store: String,
+    /// Longest a task-queue poll waits before answering empty.
+    pub max_long_poll: Duration,
+}
+
+/// The version we report; the SDKs only check its presence.
+pub const SERVER_VERSION: &str = "1.27.0";
+
+pub struct Frontend {
+    config: FrontendConfig,
+    pub namespaces: Arc<Namespaces>,
+    history: HistoryClient,
+    matching: MatchingClient,
+}
+
+impl Frontend {
+    pub fn new(config: FrontendConfig, namespaces: Arc<Namespaces>, history: HistoryClient, matching: MatchingClient) -> Self {
+        Self { config, namespaces, history, matching }
+    }
+
+    async fn ns_id(&self, name: &str) -> Result<String, Status> {
+        Ok(self.namespaces.get(name).await?.id.0)
+    }
+
+    /// The namespace of a task token must be the namespace named in the request.
+    async fn ns_for_token(&self, name: &str, task_token: &[u8]) -> Result<String, Status> {
+        let id = self.ns_id(name).await?;
+        let t = token::decode(task_token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if t.namespace_id != id {
+            return Err(Status::invalid_argument("Operation requested with a token from a different namespace."));
+        }
+        Ok(id)
+    }
+}
+
+fn check_task_queue(q: &Option<temper_proto::temporal::api::taskqueue::v1::TaskQueue>) -> Result<(), Status> {
+    match q {
+        Some(q) if !q.name.is_empty() => {
+            if q.name.len() > 1000 {
+                return Err(Status::invalid_argument("TaskQueue length exceeds limit."));
+            }
+            Ok(())
+        }
+        _ => Err(Status::invalid_argument("TaskQueue is not set on request.")),
+    }
+}
+
+fn check_identity(identity: &str) -> Result<(), Status> {
+    if identity.len() > 1000 {
+        return Err(Status::invalid_argument("Identity length exceeds limit."));
+    }
+    Ok(())
+}
+
+fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal::ActivityRef> {
+    Some(internal::ActivityRef {
+        workflow_id: workflow_id.to_string(),
+        run_id: run_id.to_string(),
+        activity_id: activity_id.to_string(),
+    })
+}
+
+#[tonic::async_trait]
+impl WorkflowService for Frontend {
+    async fn get_system_info(&self, _r: Request<ws::GetSystemInfoRequest>) -> Result<Response<ws::GetSystemInfoResponse>, Status> {
+        Ok(Response::new(ws::GetSystemInfoResponse {
+            server_version: SERVER_VERSION.to_string(),
+            capabilities: Some(Capabilities {
+                internal_error_differentiation: true,
+                activity_failure_include_heartbeat: true,
+                encoded_failure_attributes: true,
+                sdk_metadata: true,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn get_cluster_info(&self, _r: Request<ws::GetClusterInfoRequest>) -> Result<Response<ws::GetClusterInfoResponse>, Status> {
+        Ok(Response::new(ws::GetClusterInfoResponse {
+            server_version: SERVER_VERSION.to_string(),
+            cluster_id: self.config.cluster_id.clone(),
+            cluster_name: self.config.cluster_name.clone(),
+            history_shard_count: self.config.num_shards as i32,
+            persistence_store: self.config.persistence_store.clone(),
+            visibility_store: String::new(),
+            failover_version_increment: 10,
+            initial_failover_version: 1,
+            ..Default::default()
+        }))
+    }
+
+    async fn register_namespace(&self, r: Request<ws::RegisterNamespaceRequest>) -> Result<Response<ws::RegisterNamespaceResponse>, Status> {
+        self.namespaces.register(r.into_inner()).await?;
+        Ok(Response::new(ws::RegisterNamespaceResponse::default()))
+    }
+
+    async fn describe_namespace(&self, r: Request<ws::DescribeNamespaceRequest>) -> Result<Response<ws::DescribeNamespaceResponse>, Status> {
+        let r = r.into_inner();
+        let ns = if !r.namespace.is_empty() {
+            self.namespaces.get(&r.namespace).await?
+        } else if !r.id.is_empty() {
+            self.namespaces.get_by_id(&r.id).await?
+        } else {
+            return Err(Status::invalid_argument("Namespace not set on request."));
+        };
+        Ok(Response::new(ns.describe()))
+    }
+
+    async fn list_namespaces(&self, r: Request<ws::ListNamespacesRequest>) -> Result<Response<ws::ListNamespacesResponse>, Status> {
+        let r = r.into_inner();
+        let limit = if r.page_size > 0 { r.page_size as usize } else { 100 };
+        let after = if r.next_page_token.is_empty() {
+            None
+        } else {
+            Some(String::from_utf8(r.next_page_token.clone()).map_err(|_| Status::invalid_argument("Invalid NextPageToken."))?)
+        };
+        let list = self.namespaces.list(after.as_deref(), limit).await?;
+        let next_page_token = if list.len() == limit { list.last().map(|n| n.name.clone().into_bytes()).unwrap_or_default() } else { Vec::new() };
+        Ok(Response::new(ws::ListNamespacesResponse { namespaces: list.iter().map(Namespace::describe).collect(), next_page_token }))
+    }
+
+    async fn update_namespace(&self, r: Request<ws::UpdateNamespaceRequest>) -> Result<Response<ws::UpdateNamespaceResponse>, Status> {
+        let ns = self.namespaces.update(r.into_inner()).await?;
+        let d = ns.describe();
+        Ok(Response::new(ws::UpdateNamespaceResponse {
+            namespace_info: d.namespace_info,
+            config: d.config,
+            replication_config: d.replication_config,
+            failover_version: d.failover_version,
+            is_global_namespace: d.is_global_namespace,
+        }))
+    }
+
+    async fn start_workflow_execution(
+        &self,
+        r: Request<ws::StartWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn poll_workflow_task_queue(
+        &self,
+        r: Request<ws::PollWorkflowTaskQueueRequest>,
+    ) -> Result<Response<ws::PollWorkflowTaskQueueResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let r = r.into_inner();
+        check_task_queue(&r.task_queue)?;
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.matching
+            .poll_workflow_task_queue(Request::new(internal::PollWorkflowTaskQueueRequest {
+                namespace_id,
+                poller_id: uuid::Uuid::new_v4().to_string(),
+                request: Some(r),
+                long_poll_timeout_ms: budget.as_millis() as i64,
+            }))
+            .await
+    }
+
+    async fn poll_activity_task_queue(
+        &self,
+        r: Request<ws::PollActivityTaskQueueRequest>,
+    ) -> Result<Response<ws::PollActivityTaskQueueResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let r = r.into_inner();
+        check_task_queue(&r.task_queue)?;
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.matching
+            .poll_activity_task_queue(Request::new(internal::PollActivityTaskQueueRequest {
+                namespace_id,
+                poller_id: uuid::Uuid::new_v4().to_string(),
+                request: Some(r),
+                long_poll_timeout_ms: budget.as_millis() as i64,
+            }))
+            .await
+    }
+
+    async fn respond_workflow_task_completed(
+        &self,
+        r: Request<ws::RespondWorkflowTaskCompletedRequest>,
+    ) -> Result<Response<ws::RespondWorkflowTaskCompletedResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        self.history
+            .respond_workflow_task_completed(Request::new(internal::RespondWorkflowTaskCompletedRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn respond_workflow_task_failed(
+        &self,
+        r: Request<ws::RespondWorkflowTaskFailedRequest>,
+    ) -> Result<Response<ws::RespondWorkflowTaskFailedResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        self.history
+            .respond_workflow_task_failed(Request::new(internal::RespondWorkflowTaskFailedRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn record_activity_task_heartbeat(
+        &self,
+        r: Request<ws::RecordActivityTaskHeartbeatRequest>,
+    ) -> Result<Response<ws::RecordActivityTaskHeartbeatResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        self.history
+            .record_activity_task_heartbeat(Request::new(internal::RecordActivityTaskHeartbeatRequest { namespace_id, request: Some(r), by_id: None }))
+            .await
+    }
+
+    async fn record_activity_task_heartbeat_by_id(
+        &self,
+        r: Request<ws::RecordActivityTaskHeartbeatByIdRequest>,
+    ) -> Result<Response<ws::RecordActivityTaskHeartbeatByIdResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        let req = ws::RecordActivityTaskHeartbeatRequest { details: r.details.clone(), identity: r.identity.clone(), namespace: r.namespace.clone(), ..Default::default() };
+        let resp = self
+            .history
+            .record_activity_task_heartbeat(Request::new(internal::RecordActivityTaskHeartbeatRequest {
+                namespace_id,
+                request: Some(req),
+                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+            }))
+            .await?
+            .into_inner();
+        Ok(Response::new(ws::RecordActivityTaskHeartbeatByIdResponse {
+            cancel_requested: resp.cancel_requested,
+            activity_paused: resp.activity_paused,
+            activity_reset: resp.activity_reset,
+        }))
+    }
+
+    async fn respond_activity_task_completed(
+        &self,
+        r: Request<ws::RespondActivityTaskCompletedRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskCompletedResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        self.history
+            .respond_activity_task_completed(Request::new(internal::RespondActivityTaskCompletedRequest { namespace_id, request: Some(r), by_id: None }))
+            .await
+    }
+
+    async fn respond_activity_task_completed_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskCompletedByIdRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskCompletedByIdResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        let req = ws::RespondActivityTaskCompletedRequest { result: r.result.clone(), identity: r.identity.clone(), namespace: r.namespace.clone(), ..Default::default() };
+        self.history
+            .respond_activity_task_completed(Request::new(internal::RespondActivityTaskCompletedRequest {
+                namespace_id,
+                request: Some(req),
+                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+            }))
+            .await?;
+        Ok(Response::new(ws::RespondActivityTaskCompletedByIdResponse::default()))
+    }
+
+    async fn respond_activity_task_failed(
+        &self,
+        r: Request<ws::RespondActivityTaskFailedRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskFailedResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        self.history
+            .respond_activity_task_failed(Request::new(internal::RespondActivityTaskFailedRequest { namespace_id, request: Some(r), by_id: None }))
+            .await
+    }
+
+    async fn respond_activity_task_failed_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskFailedByIdRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskFailedByIdResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        let req = ws::RespondActivityTaskFailedRequest {
+            failure: r.failure.clone(),
+            identity: r.identity.clone(),
+            namespace: r.namespace.clone(),
+            last_heartbeat_details: r.last_heartbeat_details.clone(),
+            ..Default::default()
+        };
+        self.history
+            .respond_activity_task_failed(Request::new(internal::RespondActivityTaskFailedRequest {
+                namespace_id,
+                request: Some(req),
+                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+            }))
+            .await?;
+        Ok(Response::new(ws::RespondActivityTaskFailedByIdResponse::default()))
+    }
+
+    async fn respond_activity_task_canceled(
+        &self,
+        r: Request<ws::RespondActivityTaskCanceledRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskCanceledResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        self.history
+            .respond_activity_task_canceled(Request::new(internal::RespondActivityTaskCanceledRequest { namespace_id, request: Some(r), by_id: None }))
+            .await
+    }
+
+    async fn respond_activity_task_canceled_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskCanceledByIdRequest>,
+    ) -> Result<Response<ws::RespondActivityTaskCanceledByIdResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        let req = ws::RespondActivityTaskCanceledRequest { details: r.details.clone(), identity: r.identity.clone(), namespace: r.namespace.clone(), ..Default::default() };
+        self.history
+            .respond_activity_task_canceled(Request::new(internal::RespondActivityTaskCanceledRequest {
+                namespace_id,
+                request: Some(req),
+                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+            }))
+            .await?;
+        Ok(Response::new(ws::RespondActivityTaskCanceledByIdResponse::default()))
+    }
+
+    async fn get_workflow_execution_history(
+        &self,
+        r: Request<ws::GetWorkflowExecutionHistoryRequest>,
+    ) -> Result<Response<ws::GetWorkflowExecutionHistoryResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .get_workflow_execution_history(Request::new(internal::GetWorkflowExecutionHistoryRequest {
+                namespace_id,
+                request: Some(r),
+                long_poll_timeout_ms: budget.as_millis() as i64,
+            }))
+            .await
+    }
+
+    async fn describe_workflow_execution(
+        &self,
+        r: Request<ws::DescribeWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::DescribeWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .describe_workflow_execution(Request::new(internal::DescribeWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn request_cancel_workflow_execution(
+        &self,
+        r: Request<ws::RequestCancelWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::RequestCancelWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .request_cancel_workflow_execution(Request::new(internal::RequestCancelWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn terminate_workflow_execution(
+        &self,
+        r: Request<ws::TerminateWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::TerminateWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .terminate_workflow_execution(Request::new(internal::TerminateWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn reset_sticky_task_queue(
+        &self,
+        r: Request<ws::ResetStickyTaskQueueRequest>,
+    ) -> Result<Response<ws::ResetStickyTaskQueueResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .reset_sticky_task_queue(Request::new(internal::ResetStickyTaskQueueRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn describe_task_queue(
+        &self,
+        r: Request<ws::DescribeTaskQueueRequest>,
+    ) -> Result<Response<ws::DescribeTaskQueueResponse>, Status> {
+        let r = r.into_inner();
+        check_task_queue(&r.task_queue)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.matching
+            .describe_task_queue(Request::new(internal::DescribeTaskQueueRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<Response<ws::ShutdownWorkerResponse>, Status> {
+        let r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        if !r.sticky_task_queue.is_empty() {
+            self.matching
+                .shutdown_worker(Request::new(internal::ShutdownWorkerRequest { namespace_id, request: Some(r) }))
+                .await?;
+        }
+        Ok(Response::new(ws::ShutdownWorkerResponse::default()))
+    }
+}
+
+/// The OperatorService: nothing implemented yet; every call answers UNIMPLEMENTED.
+pub struct Operator;
+
+#[tonic::async_trait]
+impl OperatorService for Operator {}

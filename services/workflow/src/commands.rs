@@ -44,6 +44,9 @@ pub struct Completion<'a> {
     pub binary_checksum: &'a str,
     pub sticky: Option<&'a StickyExecutionAttributes>,
     pub force_create_new_workflow_task: bool,
+    /// SDK flags and metadata, kept on the WorkflowTaskCompleted event for replay.
+    pub sdk_metadata: Option<temper_proto::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata>,
+    pub metering_metadata: Option<temper_proto::temporal::api::common::v1::MeteringMetadata>,
 }
 
 /// What came of a completion.
@@ -84,7 +87,7 @@ fn apply(
     c: &Completion<'_>,
 ) -> Result<Outcome, BadCommand> {
     let had_buffered = txn.has_buffered_events();
-    let completed_id = workflow_task::complete(txn, wt, c.identity, c.binary_checksum);
+    let completed_id = workflow_task::complete(txn, wt, c);
     match c
         .sticky
         .and_then(|s| s.worker_task_queue.as_ref().map(|q| (q, s)))

@@ -112,6 +112,8 @@ impl Harness {
                     binary_checksum: "",
                     sticky: None,
                     force_create_new_workflow_task: false,
+                    sdk_metadata: None,
+                    metering_metadata: None,
                 },
             )
         })
@@ -225,6 +227,8 @@ fn events_during_a_workflow_task_are_buffered_after_its_commands() {
                 binary_checksum: "",
                 sticky: None,
                 force_create_new_workflow_task: false,
+                sdk_metadata: None,
+                metering_metadata: None,
             },
         )
     });
@@ -287,6 +291,8 @@ fn close_with_unseen_events_is_rejected() {
                 binary_checksum: "",
                 sticky: None,
                 force_create_new_workflow_task: false,
+                sdk_metadata: None,
+                metering_metadata: None,
             },
         )
     });

@@ -169,20 +169,17 @@ pub fn check_token(
 }
 
 /// Write WorkflowTaskCompleted and end the task. Returns the completed event id.
-pub fn complete(
-    txn: &mut Txn<'_>,
-    wt: &pb::WorkflowTaskInfo,
-    identity: &str,
-    binary_checksum: &str,
-) -> i64 {
+pub fn complete(txn: &mut Txn<'_>, wt: &pb::WorkflowTaskInfo, c: &crate::commands::Completion<'_>) -> i64 {
     txn.ms.workflow_task = None;
     let id = txn.write(
         WorkflowTaskCompletedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             started_event_id: wt.started_event_id,
-            identity: identity.to_string(),
+            identity: c.identity.to_string(),
             #[allow(deprecated)]
-            binary_checksum: binary_checksum.to_string(),
+            binary_checksum: c.binary_checksum.to_string(),
+            sdk_metadata: c.sdk_metadata.clone(),
+            metering_metadata: c.metering_metadata,
             ..Default::default()
         }
         .into(),

@@ -112,6 +112,8 @@ pub(crate) async fn completed(
                     binary_checksum: &binary_checksum,
                     sticky: req.sticky_attributes.as_ref(),
                     force_create_new_workflow_task: req.force_create_new_workflow_task,
+                    sdk_metadata: req.sdk_metadata.clone(),
+                    metering_metadata: req.metering_metadata,
                 },
             ))
         })

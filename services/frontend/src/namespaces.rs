@@ -1,0 +1,230 @@
+//! Namespaces: registration, lookups by name and id (cached), updates and listing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prost::Message;
+use temper_persistence::{NamespaceRecord, NamespaceStore, StoreError};
+use temper_proto::persistence::v1::NamespaceDetail;
+use temper_proto::temporal::api::enums::v1::{ArchivalState, NamespaceState};
+use temper_proto::temporal::api::errordetails::v1::{NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure};
+use temper_proto::temporal::api::namespace::v1::{NamespaceConfig, NamespaceInfo};
+use temper_proto::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
+use temper_proto::temporal::api::workflowservice::v1::{
+    DescribeNamespaceResponse, RegisterNamespaceRequest, UpdateNamespaceRequest,
+};
+use temper_types::NamespaceId;
+use temper_workflow::time::{dur, from_dur};
+use tonic::{Code, Status};
+
+use crate::errors::{status_with_details, store_status};
+
+/// A namespace as the frontend uses it.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub id: NamespaceId,
+    pub name: String,
+    pub detail: NamespaceDetail,
+    pub version: i64,
+}
+
+impl Namespace {
+    fn from_record(r: NamespaceRecord) -> Result<Self, Status> {
+        let detail = NamespaceDetail::decode(r.detail.as_slice())
+            .map_err(|e| Status::internal(format!("stored namespace {} is unreadable: {e}", r.name)))?;
+        Ok(Self { id: r.id, name: r.name, detail, version: r.notification_version })
+    }
+
+    pub fn describe(&self) -> DescribeNamespaceResponse {
+        DescribeNamespaceResponse {
+            namespace_info: self.detail.info.clone(),
+            config: self.detail.config.clone(),
+            replication_config: self.detail.replication_config.clone(),
+            failover_version: self.detail.failover_version,
+            is_global_namespace: self.detail.is_global_namespace,
+            ..Default::default()
+        }
+    }
+}
+
+pub fn not_found(name: &str) -> Status {
+    status_with_details(
+        Code::NotFound,
+        format!("Namespace {name} is not found."),
+        &NamespaceNotFoundFailure { namespace: name.to_string() },
+    )
+}
+
+/// Shortest retention Temporal accepts.
+const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Namespaces {
+    store: Arc<dyn NamespaceStore>,
+    cluster_name: String,
+    by_name: RwLock<HashMap<String, Namespace>>,
+}
+
+impl Namespaces {
+    pub fn new(store: Arc<dyn NamespaceStore>, cluster_name: String) -> Self {
+        Self { store, cluster_name, by_name: RwLock::new(HashMap::new()) }
+    }
+
+    /// A namespace by name, from the cache or the store.
+    pub async fn get(&self, name: &str) -> Result<Namespace, Status> {
+        if name.is_empty() {
+            return Err(Status::invalid_argument("Namespace not set on request."));
+        }
+        if let Some(ns) = self.by_name.read().expect("namespace cache poisoned").get(name) {
+            return Ok(ns.clone());
+        }
+        let rec = self.store.get_namespace_by_name(name).await.map_err(store_status)?;
+        let ns = Namespace::from_record(rec.ok_or_else(|| not_found(name))?)?;
+        self.by_name.write().expect("namespace cache poisoned").insert(name.to_string(), ns.clone());
+        Ok(ns)
+    }
+
+    pub async fn get_by_id(&self, id: &str) -> Result<Namespace, Status> {
+        let rec = self.store.get_namespace_by_id(&NamespaceId(id.to_string())).await.map_err(store_status)?;
+        Namespace::from_record(rec.ok_or_else(|| not_found(id))?)
+    }
+
+    fn detail(&self, id: &NamespaceId, r: &RegisterNamespaceRequest) -> NamespaceDetail {
+        NamespaceDetail {
+            info: Some(NamespaceInfo {
+                name: r.namespace.clone(),
+                state: NamespaceState::Registered as i32,
+                description: r.description.clone(),
+                owner_email: r.owner_email.clone(),
+                data: r.data.clone(),
+                id: id.0.clone(),
+                supports_schedules: false,
+                ..Default::default()
+            }),
+            config: Some(NamespaceConfig {
+                workflow_execution_retention_ttl: r.workflow_execution_retention_period,
+                history_archival_state: ArchivalState::Disabled as i32,
+                visibility_archival_state: ArchivalState::Disabled as i32,
+                ..Default::default()
+            }),
+            replication_config: Some(NamespaceReplicationConfig {
+                active_cluster_name: self.cluster_name.clone(),
+                clusters: vec![ClusterReplicationConfig { cluster_name: self.cluster_name.clone(), ..Default::default() }],
+                state: 0,
+            }),
+            failover_version: 0,
+            is_global_namespace: false,
+        }
+    }
+
+    pub async fn register(&self, r: RegisterNamespaceRequest) -> Result<(), Status> {
+        validate_name(&r.namespace)?;
+        let retention = from_dur(&r.workflow_execution_retention_period);
+        if retention < MIN_RETENTION {
+            return Err(Status::invalid_argument("WorkflowExecutionRetentionPeriod must be at least 1 day."));
+        }
+        let id = NamespaceId::random();
+        let detail = self.detail(&id, &r);
+        let rec = NamespaceRecord { id, name: r.namespace.clone(), detail: detail.encode_to_vec(), notification_version: 1 };
+        match self.store.create_namespace(&rec).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists(_)) => Err(status_with_details(
+                Code::AlreadyExists,
+                "Namespace already exists.".to_string(),
+                &NamespaceAlreadyExistsFailure {},
+            )),
+            Err(e) => Err(store_status(e)),
+        }
+    }
+
+    /// Register `name` unless it exists (start-dev's default namespace).
+    pub async fn ensure(&self, name: &str, retention: Duration) -> Result<(), Status> {
+        match self.get(name).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => {
+                let r = RegisterNamespaceRequest {
+                    namespace: name.to_string(),
+                    workflow_execution_retention_period: dur(retention),
+                    ..Default::default()
+                };
+                match self.register(r).await {
+                    Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+                    other => other,
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn update(&self, r: UpdateNamespaceRequest) -> Result<Namespace, Status> {
+        let mut ns = self.get(&r.namespace).await?;
+        // Read the newest version before changing it.
+        ns = self.get_by_id(&ns.id.0).await?;
+        if let Some(u) = &r.update_info {
+            let info = ns.detail.info.get_or_insert_with(Default::default);
+            if !u.description.is_empty() {
+                info.description = u.description.clone();
+            }
+            if !u.owner_email.is_empty() {
+                info.owner_email = u.owner_email.clone();
+            }
+            info.data.extend(u.data.clone());
+        }
+        if let Some(c) = &r.config {
+            let config = ns.detail.config.get_or_insert_with(Default::default);
+            if c.workflow_execution_retention_ttl.is_some() {
+                if from_dur(&c.workflow_execution_retention_ttl) < MIN_RETENTION {
+                    return Err(Status::invalid_argument("WorkflowExecutionRetentionPeriod must be at least 1 day."));
+                }
+                config.workflow_execution_retention_ttl = c.workflow_execution_retention_ttl;
+            }
+        }
+        let rec = NamespaceRecord {
+            id: ns.id.clone(),
+            name: ns.name.clone(),
+            detail: ns.detail.encode_to_vec(),
+            notification_version: ns.version + 1,
+        };
+        self.store.update_namespace(ns.version, &rec).await.map_err(|e| match e {
+            StoreError::ConditionFailed(_) => Status::aborted("namespace was updated concurrently; retry"),
+            e => store_status(e),
+        })?;
+        ns.version += 1;
+        self.by_name.write().expect("namespace cache poisoned").insert(ns.name.clone(), ns.clone());
+        Ok(ns)
+    }
+
+    pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<Namespace>, Status> {
+        let recs = self.store.list_namespaces(after, limit).await.map_err(store_status)?;
+        recs.into_iter().map(Namespace::from_record).collect()
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), Status> {
+    if name.is_empty() {
+        return Err(Status::invalid_argument("Namespace not set on request."));
+    }
+    if name.len() > 255 {
+        return Err(Status::invalid_argument("Namespace length exceeds limit."));
+    }
+    let ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(Status::invalid_argument(format!("Namespace has invalid characters: {name}.")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("default").is_ok());
+        assert!(validate_name("my-ns.prod_1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a b").is_err());
+    }
+}

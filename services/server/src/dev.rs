@@ -1,0 +1,194 @@
+//! `temper server start-dev`: frontend, history and matching in one process on an embedded
+//! SQLite store, the way `temporal server start-dev` runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use temper_client::{HistoryClient, MatchingClient};
+use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
+use temper_history::{HistoryConfig, HistoryEngine};
+use temper_matching::{MatchingConfig, MatchingEngine};
+use temper_persistence::{ClusterMetadata, Persistence};
+use temper_persistence_sqlite::SqliteStore;
+use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
+use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
+use temper_types::SystemClock;
+use temper_workflow::Limits;
+use tonic::codec::CompressionEncoding;
+
+/// Largest gRPC message accepted or sent (Temporal allows large history pages).
+const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: String,
+    /// Frontend gRPC port.
+    #[arg(long, short = 'p', default_value_t = 7233)]
+    pub port: u16,
+    /// SQLite file to keep state in (created if missing). Default: temper/dev.sqlite in the
+    /// user's data directory.
+    #[arg(long = "db-file", alias = "db-filename", short = 'f')]
+    pub db_file: Option<PathBuf>,
+    /// Keep everything in memory; nothing survives a restart.
+    #[arg(long, conflicts_with = "db_file")]
+    pub ephemeral: bool,
+    /// Namespaces to register at start, besides `default`.
+    #[arg(long = "namespace", short = 'n')]
+    pub namespaces: Vec<String>,
+    /// History shards (fixed when the store is created).
+    #[arg(long, default_value_t = 4)]
+    pub num_shards: u32,
+    /// Log level or filter (`info`, `temper_history=debug,info`...).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+    /// Accepted for compatibility with `temporal server start-dev`; temper has no UI.
+    #[arg(long, hide = true)]
+    pub headless: bool,
+    /// Accepted for compatibility; temper has no UI.
+    #[arg(long, hide = true)]
+    pub ui_port: Option<u16>,
+}
+
+fn default_db_file() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("temper").join("dev.sqlite")
+}
+
+async fn open_store(args: &DevArgs) -> anyhow::Result<(Persistence, String)> {
+    if args.ephemeral {
+        let store = tokio::task::spawn_blocking(SqliteStore::open_in_memory).await??;
+        return Ok((store.into_persistence(), "in memory".into()));
+    }
+    let path = args.db_file.clone().unwrap_or_else(default_db_file);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let p = path.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&p))
+        .await?
+        .with_context(|| format!("opening the store at {}", path.display()))?;
+    Ok((store.into_persistence(), path.display().to_string()))
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if args.num_shards == 0 {
+        anyhow::bail!("--num-shards must be at least 1");
+    }
+    let addr: SocketAddr = format!("{}:{}", args.ip, args.port)
+        .parse()
+        .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
+    let (persistence, where_) = open_store(&args).await?;
+    let meta = persistence
+        .cluster
+        .init_cluster_metadata(&ClusterMetadata { cluster_name: "active".into(), num_shards: args.num_shards })
+        .await?;
+    if meta.num_shards != args.num_shards {
+        anyhow::bail!(
+            "the store was created with {} shards; --num-shards {} cannot change that",
+            meta.num_shards,
+            args.num_shards
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+
+    let clock = Arc::new(SystemClock);
+    let history = HistoryEngine::new(
+        HistoryConfig { num_shards: meta.num_shards, owner: format!("{addr}"), limits: Limits::default() },
+        persistence.clone(),
+        clock,
+    );
+    let history_client: HistoryClient = history.clone();
+    let matching = Arc::new(MatchingEngine::new(persistence.task_queues.clone(), history_client.clone(), MatchingConfig::default()));
+    let matching_client: MatchingClient = matching.clone();
+    history.acquire_all_shards(matching_client.clone()).await?;
+
+    let namespaces = Arc::new(Namespaces::new(persistence.namespaces.clone(), meta.cluster_name.clone()));
+    let retention = Duration::from_secs(24 * 3600);
+    namespaces.ensure("default", retention).await.map_err(|s| anyhow::anyhow!("registering default namespace: {s}"))?;
+    for ns in &args.namespaces {
+        namespaces.ensure(ns, retention).await.map_err(|s| anyhow::anyhow!("registering namespace {ns}: {s}"))?;
+    }
+    let frontend = Frontend::new(
+        FrontendConfig {
+            cluster_name: meta.cluster_name.clone(),
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+            num_shards: meta.num_shards,
+            persistence_store: "sqlite".into(),
+            max_long_poll: Duration::from_secs(60),
+        },
+        namespaces,
+        history_client,
+        matching_client,
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<WorkflowServiceServer<Frontend>>().await;
+    let workflow_service = WorkflowServiceServer::new(frontend)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let operator_service = OperatorServiceServer::new(Operator)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+
+    tracing::info!(address = %addr, store = %where_, shards = meta.num_shards, ready_ms = started.elapsed().as_millis() as u64, "temper server listening");
+    eprintln!("temper dev server listening on {addr} (store: {where_}; ready in {} ms)", started.elapsed().as_millis());
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let drain = shutdown.clone();
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(workflow_service)
+        .add_service(operator_service)
+        .serve_with_incoming_shutdown(incoming, async move { drain.cancelled().await })
+        .await
+        .context("serving gRPC")?;
+    tracing::info!("shutting down");
+    matching.shutdown();
+    history.shutdown().await;
+    eprintln!("temper dev server stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

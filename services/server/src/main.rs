@@ -1,0 +1,37 @@
+//! The `temper` command.
+
+mod dev;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "temper", version, about = "A durable execution server that speaks the Temporal API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Run every role in one process on an embedded store, with the `default` namespace.
+    StartDev(dev::DevArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(ServerCommand::StartDev(args)) => {
+            logging::init(&args.log_level, &args.log_format)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("temper").build()?;
+            rt.block_on(dev::run(args))
+        }
+    }
+}
