@@ -1,0 +1,41 @@
+//! Matching's tunables. Defaults are the Temporal server's values.
+
+use std::time::Duration;
+
+/// How matching behaves; every field has a default (see [`MatchingConfig::default`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchingConfig {
+    /// How long a poll waits for a task when the caller passes no `long_poll_timeout_ms`.
+    /// Default 60 s (SDKs give up after 70 s).
+    pub default_long_poll_timeout: Duration,
+    /// A sticky queue with no poll for this long has no live worker: adding a workflow task
+    /// to it fails with `sticky worker unavailable`, and history uses the normal queue.
+    /// Default 10 s.
+    pub sticky_poller_unavailable_window: Duration,
+    /// Pollers not seen for this long are left out of DescribeTaskQueue. Default 5 min.
+    pub poller_history_ttl: Duration,
+    /// Backlog tasks read from the store per page. Default 1000.
+    pub backlog_read_batch_size: usize,
+    /// Most tasks written to the store in one call; adds that arrive while a write is in
+    /// flight are batched into the next one. Default 100.
+    pub max_write_batch_size: usize,
+    /// A queue with no poll, add or pending work for this long is unloaded from memory (its
+    /// backlog stays in the store). Default 5 min.
+    pub idle_queue_ttl: Duration,
+    /// After a failed backlog read, pollers wait this long before reading again. Default 1 s.
+    pub backlog_read_retry: Duration,
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        Self {
+            default_long_poll_timeout: Duration::from_secs(60),
+            sticky_poller_unavailable_window: Duration::from_secs(10),
+            poller_history_ttl: Duration::from_secs(5 * 60),
+            backlog_read_batch_size: 1000,
+            max_write_batch_size: 100,
+            idle_queue_ttl: Duration::from_secs(5 * 60),
+            backlog_read_retry: Duration::from_secs(1),
+        }
+    }
+}

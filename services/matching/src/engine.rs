@@ -1,0 +1,367 @@
+//! The matching engine: owns the task queues of this node, creates them on first use, and
+//! runs adds and polls against them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use temper_client::{HistoryClient, status};
+use temper_persistence::TaskQueueStore;
+use temper_proto::internal::v1::{
+    RecordActivityTaskStartedRequest, RecordWorkflowTaskStartedRequest,
+};
+use temper_proto::temporal::api::workflowservice::v1::{
+    PollActivityTaskQueueRequest, PollActivityTaskQueueResponse, PollWorkflowTaskQueueRequest,
+    PollWorkflowTaskQueueResponse,
+};
+use temper_types::{Clock, SystemClock};
+use tokio::sync::{OnceCell, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+
+use crate::config::MatchingConfig;
+use crate::error::MatchingError;
+use crate::key::{QueueKey, QueueKind};
+use crate::pollers::PollerSeen;
+use crate::queue::{Context, TaskQueue, Wait, WriteError};
+use crate::task::{Origin, Outcome, Task, TaskInfo};
+
+type QueueCell = Arc<OnceCell<Arc<TaskQueue>>>;
+
+struct Registry {
+    queues: HashMap<QueueKey, QueueCell>,
+    last_sweep: Instant,
+}
+
+/// Matching for one node: implements the internal `MatchingService`.
+pub struct MatchingEngine {
+    ctx: Arc<Context>,
+    history: HistoryClient,
+    registry: Mutex<Registry>,
+}
+
+/// A poll, workflow or activity, as history's record call needs it.
+pub(crate) enum PollRequest {
+    Workflow(PollWorkflowTaskQueueRequest),
+    Activity(PollActivityTaskQueueRequest),
+}
+
+/// What history built for a started task.
+pub(crate) enum PollResponse {
+    Workflow(PollWorkflowTaskQueueResponse),
+    Activity(PollActivityTaskQueueResponse),
+}
+
+/// One poll call, validated.
+pub(crate) struct Poll {
+    pub key: QueueKey,
+    pub poller: PollerSeen,
+    pub poller_id: String,
+    pub worker_instance_key: String,
+    pub timeout: Duration,
+    pub request: PollRequest,
+}
+
+impl MatchingEngine {
+    /// An engine over `store` (backlogs and leases) that starts tasks through `history`.
+    /// Queues are created on first use; nothing runs until the first call.
+    pub fn new(
+        store: Arc<dyn TaskQueueStore>,
+        history: HistoryClient,
+        config: MatchingConfig,
+    ) -> Self {
+        Self::with_clock(store, history, config, Arc::new(SystemClock))
+    }
+
+    /// Like [`MatchingEngine::new`], with the wall clock used for task create and expiry
+    /// times and poller access times.
+    pub fn with_clock(
+        store: Arc<dyn TaskQueueStore>,
+        history: HistoryClient,
+        config: MatchingConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            ctx: Arc::new(Context {
+                store,
+                clock,
+                config,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+            history,
+            registry: Mutex::new(Registry {
+                queues: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// Stop: waiting polls answer empty at once, new adds fail with `Unavailable`,
+    /// background store work stops. Idempotent.
+    pub fn shutdown(&self) {
+        self.ctx.shutdown.cancel();
+        self.ctx.tasks.close();
+    }
+
+    /// Wait until every background task has ended (after [`MatchingEngine::shutdown`]).
+    pub async fn wait_stopped(&self) {
+        self.ctx.tasks.wait().await;
+    }
+
+    /// Cancelled when the engine shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.ctx.shutdown.clone()
+    }
+
+    pub(crate) fn config(&self) -> &MatchingConfig {
+        &self.ctx.config
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.ctx.clock.as_ref()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cell that holds (or will hold) a queue, unloading idle queues now and then.
+    fn cell(&self, key: &QueueKey) -> QueueCell {
+        let mut reg = self.registry();
+        self.sweep_locked(&mut reg);
+        reg.queues.entry(key.clone()).or_default().clone()
+    }
+
+    fn sweep_locked(&self, reg: &mut Registry) {
+        let ttl = self.ctx.config.idle_queue_ttl;
+        let every = ttl.min(Duration::from_secs(60));
+        let now = Instant::now();
+        if now.saturating_duration_since(reg.last_sweep) < every {
+            return;
+        }
+        reg.last_sweep = now;
+        reg.queues.retain(|key, cell| match cell.get() {
+            Some(queue) => {
+                if queue.is_idle(now, ttl) {
+                    tracing::debug!(queue = %key, "unloading idle task queue");
+                    queue.close();
+                    false
+                } else {
+                    true
+                }
+            }
+            // Keep a cell someone is opening; drop one whose opener gave up.
+            None => Arc::strong_count(cell) > 1,
+        });
+    }
+
+    /// Forget a dead queue so the next use re-creates it.
+    fn forget(&self, key: &QueueKey, cell: &QueueCell) {
+        let mut reg = self.registry();
+        if reg.queues.get(key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            reg.queues.remove(key);
+        }
+    }
+
+    /// A loaded, live queue, without creating it.
+    pub(crate) fn loaded(&self, key: &QueueKey) -> Option<Arc<TaskQueue>> {
+        let reg = self.registry();
+        reg.queues
+            .get(key)
+            .and_then(|cell| cell.get())
+            .filter(|q| !q.is_lost())
+            .cloned()
+    }
+
+    /// Every loaded queue matching `pred`.
+    pub(crate) fn loaded_where(&self, pred: impl Fn(&QueueKey) -> bool) -> Vec<Arc<TaskQueue>> {
+        let reg = self.registry();
+        reg.queues
+            .iter()
+            .filter(|(key, _)| pred(key))
+            .filter_map(|(_, cell)| cell.get().cloned())
+            .collect()
+    }
+
+    /// Remove a queue from the registry and close it.
+    pub(crate) fn unload(&self, key: &QueueKey) -> Option<Arc<TaskQueue>> {
+        let cell = self.registry().queues.remove(key)?;
+        let queue = cell.get().cloned()?;
+        queue.close();
+        Some(queue)
+    }
+
+    /// The queue for `key`, creating it (and, for a normal queue, taking its lease and
+    /// loading its backlog) on first use, or again after it lost its lease.
+    pub(crate) async fn queue(&self, key: &QueueKey) -> Result<Arc<TaskQueue>, MatchingError> {
+        for _ in 0..3 {
+            if self.ctx.shutdown.is_cancelled() {
+                return Err(MatchingError::ShuttingDown);
+            }
+            let cell = self.cell(key);
+            let queue = cell.get_or_try_init(|| self.open(key)).await?.clone();
+            if !queue.is_lost() {
+                return Ok(queue);
+            }
+            self.forget(key, &cell);
+        }
+        Err(MatchingError::OwnershipLost(key.name.clone()))
+    }
+
+    async fn open(&self, key: &QueueKey) -> Result<Arc<TaskQueue>, MatchingError> {
+        match key.kind {
+            QueueKind::Sticky => Ok(TaskQueue::new_sticky(key.clone(), self.ctx.clone())),
+            QueueKind::Normal => Ok(TaskQueue::open_normal(key.clone(), self.ctx.clone()).await?),
+        }
+    }
+
+    /// Add a task: sync match to a waiting poller (returning once history recorded the
+    /// start), else persist it (normal queues) or hold it in memory (sticky queues).
+    pub(crate) async fn add_task(&self, key: QueueKey, info: TaskInfo) -> Result<(), Status> {
+        for attempt in 0..2 {
+            if self.ctx.shutdown.is_cancelled() {
+                return Err(MatchingError::ShuttingDown.into());
+            }
+            let queue = match key.kind {
+                QueueKind::Sticky => match self.loaded(&key) {
+                    Some(q) if q.has_live_poller(Instant::now()) => q,
+                    _ => return Err(status::sticky_worker_unavailable(&key.name)),
+                },
+                QueueKind::Normal => self.queue(&key).await?,
+            };
+
+            let (done_tx, done_rx) = oneshot::channel();
+            let task = Task {
+                info: info.clone(),
+                origin: Origin::Sync(done_tx),
+            };
+            if queue.try_sync_match(task).is_ok() {
+                match done_rx.await {
+                    Ok(Outcome::Started) => return Ok(()),
+                    Ok(Outcome::Obsolete) => {
+                        tracing::debug!(queue = %key, workflow_id = %info.execution.workflow_id,
+                            "dropping obsolete task");
+                        return Ok(());
+                    }
+                    // The poller failed or went away before history started the task.
+                    Ok(Outcome::Failed) | Err(_) => {}
+                }
+            }
+
+            match key.kind {
+                QueueKind::Sticky => {
+                    return if queue.hold(info) {
+                        Ok(())
+                    } else {
+                        Err(status::sticky_worker_unavailable(&key.name))
+                    };
+                }
+                QueueKind::Normal => match queue.persist(info.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(WriteError::OwnershipLost) if attempt == 0 => {
+                        tracing::info!(queue = %key, "lease lost while adding a task; re-leasing");
+                    }
+                    Err(WriteError::OwnershipLost) => {
+                        return Err(MatchingError::OwnershipLost(key.name.clone()).into());
+                    }
+                    Err(WriteError::ShuttingDown) => {
+                        return Err(MatchingError::ShuttingDown.into());
+                    }
+                    Err(WriteError::Store(err)) => return Err(MatchingError::Store(err).into()),
+                },
+            }
+        }
+        Err(MatchingError::OwnershipLost(key.name.clone()).into())
+    }
+
+    /// Long-poll for a task and have history start it. `Ok(None)`: no task before the
+    /// deadline (or the worker / engine is stopping).
+    pub(crate) async fn poll(&self, poll: Poll) -> Result<Option<PollResponse>, Status> {
+        let deadline = Instant::now() + poll.timeout;
+        loop {
+            if self.ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
+                return Ok(None);
+            }
+            let queue = match self.queue(&poll.key).await {
+                Ok(queue) => queue,
+                Err(MatchingError::ShuttingDown) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            queue.record_poll(&poll.poller);
+            match queue.take(deadline, &poll.worker_instance_key).await {
+                Wait::Task(task) => {
+                    let Some(info) = task.info().cloned() else {
+                        continue;
+                    };
+                    match self.record_started(&poll, &info).await {
+                        Ok(response) => {
+                            task.finish(Outcome::Started);
+                            // Proof of life for sticky liveness, however long the poll waited.
+                            queue.record_poll(&poll.poller);
+                            return Ok(Some(response));
+                        }
+                        Err(s) if status::is_task_obsolete(&s) => {
+                            tracing::debug!(queue = %poll.key, workflow_id = %info.execution.workflow_id,
+                                scheduled_event_id = info.scheduled_event_id, "task obsolete; dropped");
+                            task.finish(Outcome::Obsolete);
+                        }
+                        Err(s) => {
+                            tracing::warn!(queue = %poll.key, workflow_id = %info.execution.workflow_id,
+                                status = %s, "recording task start failed; task requeued");
+                            task.finish(Outcome::Failed);
+                            return Err(s);
+                        }
+                    }
+                }
+                Wait::TimedOut => return Ok(None),
+                Wait::Woken => {
+                    // A queue that lost its lease is re-created; anything else ends the poll.
+                    if !queue.is_lost() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record_started(&self, poll: &Poll, info: &TaskInfo) -> Result<PollResponse, Status> {
+        let history = &self.history;
+        match &poll.request {
+            PollRequest::Workflow(request) => {
+                let req = RecordWorkflowTaskStartedRequest {
+                    namespace_id: info.namespace_id.clone(),
+                    execution: Some(info.execution.clone()),
+                    scheduled_event_id: info.scheduled_event_id,
+                    request_id: poll.poller_id.clone(),
+                    poll_request: Some(request.clone()),
+                };
+                let resp = temper_client::call!(history => record_workflow_task_started(req))?;
+                resp.response.map(PollResponse::Workflow).ok_or_else(|| {
+                    Status::internal("history started the workflow task but returned no task")
+                })
+            }
+            PollRequest::Activity(request) => {
+                let req = RecordActivityTaskStartedRequest {
+                    namespace_id: info.namespace_id.clone(),
+                    execution: Some(info.execution.clone()),
+                    scheduled_event_id: info.scheduled_event_id,
+                    request_id: poll.poller_id.clone(),
+                    poll_request: Some(request.clone()),
+                };
+                let resp = temper_client::call!(history => record_activity_task_started(req))?;
+                resp.response.map(PollResponse::Activity).ok_or_else(|| {
+                    Status::internal("history started the activity task but returned no task")
+                })
+            }
+        }
+    }
+}
+
+impl Drop for MatchingEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

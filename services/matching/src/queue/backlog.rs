@@ -1,0 +1,562 @@
+//! A normal queue's persisted backlog: the lease, batched writes, paged reads and deletes.
+//!
+//! Task ids come from the lease's range (`range_id << 20 | seq`); a used-up block renews the
+//! lease. Memory holds at most one read page of the backlog plus what was written while
+//! memory had caught up with the store: every stored task with an id above `read_level`
+//! is only in the store, every one at or below it is in memory, with a poller, or done.
+//! Finished tasks are deleted in the background: everything up to the ack level (below the
+//! oldest unfinished task) in one range delete, the rest one by one.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use temper_persistence::{QueueTask, StoreError};
+use temper_types::{RangeId, TaskId, TaskIdAllocator};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::{Context, State, TaskQueue};
+use crate::key::QueueKey;
+use crate::task::{Origin, Task, TaskInfo};
+
+/// Why a task could not be written to the backlog.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WriteError {
+    #[error("the task queue's lease was taken by another owner")]
+    OwnershipLost,
+    #[error("matching is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+fn write_error(err: StoreError) -> WriteError {
+    match err {
+        StoreError::OwnershipLost { .. } => WriteError::OwnershipLost,
+        other => WriteError::Store(other),
+    }
+}
+
+pub(super) struct PendingWrite {
+    info: TaskInfo,
+    done: oneshot::Sender<Result<(), WriteError>>,
+}
+
+pub(super) struct Backlog {
+    range_id: RangeId,
+    ids: TaskIdAllocator,
+    /// Highest task id loaded into memory (or known to be done).
+    read_level: TaskId,
+    /// The store may hold tasks above `read_level`.
+    more_in_store: bool,
+    reading: bool,
+    read_failed_at: Option<Instant>,
+    /// Bumped by each write that stayed out of memory because older tasks are unread; a read
+    /// that sees it change knows it may have missed those writes.
+    skipped_writes: u64,
+    /// Written but not read back yet (for the backlog count).
+    unread_hint: i64,
+    /// Loaded tasks not finished yet (ready, or with a poller).
+    outstanding: BTreeSet<TaskId>,
+    /// The ack level last saved in the store.
+    saved_ack_level: TaskId,
+    pending_writes: Vec<PendingWrite>,
+    flushing: bool,
+    pending_deletes: Vec<TaskId>,
+    deleting: bool,
+}
+
+impl Backlog {
+    /// Every task with an id up to this is done.
+    fn ack_level(&self) -> TaskId {
+        let below_outstanding = self
+            .outstanding
+            .first()
+            .map_or(TaskId::MAX, |first| first - 1);
+        below_outstanding.min(self.read_level)
+    }
+
+    pub(super) fn is_busy(&self) -> bool {
+        self.flushing || self.reading || !self.pending_writes.is_empty()
+    }
+
+    pub(super) fn range_id(&self) -> RangeId {
+        self.range_id
+    }
+
+    pub(super) fn read_level(&self) -> TaskId {
+        self.read_level
+    }
+
+    pub(super) fn ack_level_hint(&self) -> TaskId {
+        self.ack_level()
+    }
+
+    /// Unfinished stored tasks, roughly.
+    pub(super) fn count_hint(&self) -> i64 {
+        self.outstanding.len() as i64 + self.unread_hint
+    }
+}
+
+/// What a poll that found no ready task should do about the backlog.
+pub(super) enum ReadStart {
+    /// Read the next page.
+    Read(ReadTicket),
+    /// The last read failed; wait, and try again at this time.
+    RetryAt(Instant),
+    /// Nothing to read, or another poll is reading.
+    No,
+}
+
+pub(super) struct ReadTicket {
+    from: TaskId,
+    skipped_writes: u64,
+}
+
+/// Clears the reading flag if a read is abandoned (its poll was dropped).
+struct ReadingGuard<'a> {
+    queue: &'a TaskQueue,
+    armed: bool,
+}
+
+impl Drop for ReadingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(b) = self.queue.lock().backlog.as_mut()
+        {
+            b.reading = false;
+        }
+    }
+}
+
+impl TaskQueue {
+    /// Take the lease of a normal queue and load the first page of its backlog.
+    pub(crate) async fn open_normal(
+        key: QueueKey,
+        ctx: Arc<Context>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let store_key = key.store_key();
+        let lease = ctx.store.lease_task_queue(&store_key).await?;
+        let batch = ctx.config.backlog_read_batch_size.max(1);
+        let page = ctx
+            .store
+            .get_queue_tasks(&store_key, lease.ack_level, batch)
+            .await?;
+        tracing::debug!(queue = %key, range_id = %lease.range_id, loaded = page.len(),
+            "task queue leased");
+        let backlog = Backlog {
+            range_id: lease.range_id,
+            ids: TaskIdAllocator::new(lease.range_id),
+            read_level: lease.ack_level,
+            more_in_store: page.len() >= batch,
+            reading: false,
+            read_failed_at: None,
+            skipped_writes: 0,
+            unread_hint: 0,
+            outstanding: BTreeSet::new(),
+            saved_ack_level: lease.ack_level,
+            pending_writes: Vec::new(),
+            flushing: false,
+            pending_deletes: Vec::new(),
+            deleting: false,
+        };
+        let queue = Self::with_backlog(key, ctx, Some(backlog));
+        {
+            let mut st = queue.lock();
+            queue.load_locked(&mut st, page);
+        }
+        Ok(queue)
+    }
+
+    /// Put tasks read from the store into memory (to waiting pollers first).
+    fn load_locked(self: &Arc<Self>, st: &mut State, page: Vec<QueueTask>) {
+        for stored in page {
+            let Some(b) = st.backlog.as_mut() else {
+                return;
+            };
+            if stored.task_id <= b.read_level {
+                continue;
+            }
+            b.read_level = stored.task_id;
+            match TaskInfo::decode(&stored.data) {
+                Ok(info) => {
+                    b.outstanding.insert(stored.task_id);
+                    let task = Task {
+                        info,
+                        origin: Origin::Backlog(stored.task_id),
+                    };
+                    if let Err(task) = self.offer_locked(st, task) {
+                        st.ready.push_back(task);
+                    }
+                }
+                Err(err) => {
+                    // Never panic on what the disk holds; a task nobody can decode can never
+                    // be started, so drop it loudly.
+                    tracing::error!(queue = %self.key, task_id = stored.task_id, %err,
+                        "deleting undecodable backlog task");
+                    self.ack_locked(st, stored.task_id);
+                }
+            }
+        }
+    }
+
+    /// Write a task to the backlog; returns once it is stored (and in memory, or readable).
+    /// Adds that arrive while a write is in flight are written together in the next one.
+    pub(crate) async fn persist(self: &Arc<Self>, info: TaskInfo) -> Result<(), WriteError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            if st.lost || st.closed {
+                return Err(WriteError::OwnershipLost);
+            }
+            if self.ctx.shutdown.is_cancelled() {
+                return Err(WriteError::ShuttingDown);
+            }
+            st.last_activity = Instant::now();
+            let Some(b) = st.backlog.as_mut() else {
+                return Err(WriteError::Store(StoreError::Invalid(
+                    "sticky task queues are not persisted".to_owned(),
+                )));
+            };
+            b.pending_writes.push(PendingWrite { info, done: tx });
+            if !b.flushing {
+                let queue = self.clone();
+                b.flushing = self.ctx.spawn(async move { queue.flush_loop().await });
+                if !b.flushing {
+                    b.pending_writes.clear();
+                    return Err(WriteError::ShuttingDown);
+                }
+            }
+        }
+        rx.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Write pending adds in batches until none are left.
+    async fn flush_loop(self: Arc<Self>) {
+        let max_batch = self.ctx.config.max_write_batch_size.max(1);
+        loop {
+            let (batch, lost) = {
+                let mut st = self.lock();
+                let lost = st.lost;
+                let Some(b) = st.backlog.as_mut() else {
+                    return;
+                };
+                if b.pending_writes.is_empty() {
+                    b.flushing = false;
+                    return;
+                }
+                let n = b.pending_writes.len().min(max_batch);
+                let batch: Vec<PendingWrite> = b.pending_writes.drain(..n).collect();
+                (batch, lost)
+            };
+            let result = if lost {
+                Err(WriteError::OwnershipLost)
+            } else if self.ctx.shutdown.is_cancelled() {
+                Err(WriteError::ShuttingDown)
+            } else {
+                tokio::select! {
+                    r = self.write_batch(&batch) => r,
+                    () = self.ctx.shutdown.cancelled() => Err(WriteError::ShuttingDown),
+                }
+            };
+            match result {
+                Ok(ids) => {
+                    let mut done = Vec::with_capacity(batch.len());
+                    {
+                        let mut st = self.lock();
+                        for (id, write) in ids.into_iter().zip(batch) {
+                            self.written_locked(&mut st, id, write.info);
+                            done.push(write.done);
+                        }
+                    }
+                    for d in done {
+                        let _ = d.send(Ok(()));
+                    }
+                }
+                Err(err) => {
+                    if err == WriteError::OwnershipLost && !lost {
+                        self.mark_lost();
+                    }
+                    for write in batch {
+                        let _ = write.done.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Allocate ids (renewing the lease when the block is used up) and write one batch.
+    async fn write_batch(&self, batch: &[PendingWrite]) -> Result<Vec<TaskId>, WriteError> {
+        let n = batch.len();
+        let allocated = {
+            let mut st = self.lock();
+            let b = st
+                .backlog
+                .as_mut()
+                .ok_or(WriteError::Store(StoreError::Invalid(
+                    "sticky task queues are not persisted".to_owned(),
+                )))?;
+            if b.ids.remaining() >= n as i64 {
+                Some((
+                    b.range_id,
+                    (0..n).filter_map(|_| b.ids.allocate()).collect(),
+                ))
+            } else {
+                None
+            }
+        };
+        let (range_id, ids): (RangeId, Vec<TaskId>) = match allocated {
+            Some(a) => a,
+            None => self.renew_lease(n).await?,
+        };
+        let tasks: Vec<QueueTask> = ids
+            .iter()
+            .zip(batch)
+            .map(|(id, write)| QueueTask {
+                task_id: *id,
+                data: write.info.encode(),
+            })
+            .collect();
+        self.ctx
+            .store
+            .create_queue_tasks(&self.store_key, range_id, &tasks)
+            .await
+            .map_err(write_error)?;
+        Ok(ids)
+    }
+
+    /// Take the next range for a fresh block of task ids, and allocate `n` from it.
+    async fn renew_lease(&self, n: usize) -> Result<(RangeId, Vec<TaskId>), WriteError> {
+        let _io = self.lease_io.lock().await;
+        let (held, ack_level) = {
+            let st = self.lock();
+            let b = st.backlog.as_ref().ok_or(WriteError::OwnershipLost)?;
+            (b.range_id, b.saved_ack_level)
+        };
+        // Leasing bumps the range whoever holds it, so first check that we still do.
+        self.ctx
+            .store
+            .update_task_queue(&self.store_key, held, ack_level)
+            .await
+            .map_err(write_error)?;
+        let lease = self
+            .ctx
+            .store
+            .lease_task_queue(&self.store_key)
+            .await
+            .map_err(write_error)?;
+        tracing::debug!(queue = %self.key, range_id = %lease.range_id, "task id block renewed");
+        let mut st = self.lock();
+        let b = st.backlog.as_mut().ok_or(WriteError::OwnershipLost)?;
+        b.range_id = lease.range_id;
+        b.ids = TaskIdAllocator::new(lease.range_id);
+        let ids: Vec<TaskId> = (0..n).filter_map(|_| b.ids.allocate()).collect();
+        if ids.len() < n {
+            return Err(WriteError::Store(StoreError::Invalid(format!(
+                "a write batch of {n} tasks exceeds one task id block"
+            ))));
+        }
+        Ok((lease.range_id, ids))
+    }
+
+    /// A task is stored: put it in memory unless older stored tasks are still unread.
+    fn written_locked(self: &Arc<Self>, st: &mut State, id: TaskId, info: TaskInfo) {
+        if st.lost || st.closed {
+            return;
+        }
+        // Memory holds about one read page; beyond that, tasks wait in the store.
+        let memory_full = st.ready.len() >= self.ctx.config.backlog_read_batch_size.max(1);
+        let Some(b) = st.backlog.as_mut() else {
+            return;
+        };
+        if b.more_in_store || memory_full {
+            b.more_in_store = true;
+            b.skipped_writes += 1;
+            b.unread_hint += 1;
+            return;
+        }
+        if id <= b.read_level {
+            // A read that raced this write already loaded it.
+            return;
+        }
+        b.read_level = id;
+        b.outstanding.insert(id);
+        let task = Task {
+            info,
+            origin: Origin::Backlog(id),
+        };
+        if let Err(task) = self.offer_locked(st, task) {
+            st.ready.push_back(task);
+        }
+    }
+
+    /// The lease is someone else's: fail pending writes and wake pollers so they move to a
+    /// re-created queue.
+    pub(super) fn mark_lost(&self) {
+        let (waiters, pending) = {
+            let mut st = self.lock();
+            st.lost = true;
+            let pending = st
+                .backlog
+                .as_mut()
+                .map(|b| std::mem::take(&mut b.pending_writes))
+                .unwrap_or_default();
+            (std::mem::take(&mut st.waiters), pending)
+        };
+        tracing::warn!(queue = %self.key, "task queue lease lost; unloading the queue");
+        drop(waiters);
+        for write in pending {
+            let _ = write.done.send(Err(WriteError::OwnershipLost));
+        }
+    }
+
+    /// Decide whether this poll should read the next backlog page.
+    pub(super) fn start_read_locked(&self, st: &mut State, now: Instant) -> ReadStart {
+        let Some(b) = st.backlog.as_mut() else {
+            return ReadStart::No;
+        };
+        if !b.more_in_store || b.reading {
+            return ReadStart::No;
+        }
+        if let Some(failed) = b.read_failed_at {
+            let retry = failed + self.ctx.config.backlog_read_retry;
+            if now < retry {
+                return ReadStart::RetryAt(retry);
+            }
+        }
+        b.reading = true;
+        ReadStart::Read(ReadTicket {
+            from: b.read_level,
+            skipped_writes: b.skipped_writes,
+        })
+    }
+
+    /// Read the next page of the backlog into memory.
+    pub(super) async fn read_page(self: &Arc<Self>, ticket: ReadTicket) {
+        let mut guard = ReadingGuard {
+            queue: self,
+            armed: true,
+        };
+        let batch = self.ctx.config.backlog_read_batch_size.max(1);
+        let result = self
+            .ctx
+            .store
+            .get_queue_tasks(&self.store_key, ticket.from, batch)
+            .await;
+        guard.armed = false;
+        let mut st = self.lock();
+        if let Some(b) = st.backlog.as_mut() {
+            b.reading = false;
+        }
+        match result {
+            Ok(page) => {
+                let full = page.len() >= batch;
+                let n = page.len() as i64;
+                self.load_locked(&mut st, page);
+                if let Some(b) = st.backlog.as_mut() {
+                    b.read_failed_at = None;
+                    b.more_in_store = full || b.skipped_writes != ticket.skipped_writes;
+                    b.unread_hint = (b.unread_hint - n).max(0);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(queue = %self.key, %err, "reading the task queue backlog failed");
+                if let Some(b) = st.backlog.as_mut() {
+                    b.read_failed_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// A stored task is finished (started, obsolete or expired): delete it in the background.
+    pub(super) fn ack_locked(self: &Arc<Self>, st: &mut State, id: TaskId) {
+        let Some(b) = st.backlog.as_mut() else {
+            return;
+        };
+        b.outstanding.remove(&id);
+        b.pending_deletes.push(id);
+        if !b.deleting {
+            let queue = self.clone();
+            b.deleting = self.ctx.spawn(async move { queue.delete_loop().await });
+        }
+    }
+
+    /// Delete finished tasks and save the ack level until there is nothing left to do.
+    async fn delete_loop(self: Arc<Self>) {
+        loop {
+            let work = {
+                let mut st = self.lock();
+                let lost = st.lost;
+                let Some(b) = st.backlog.as_mut() else {
+                    return;
+                };
+                let ack_level = b.ack_level();
+                let save = (!lost && ack_level > b.saved_ack_level).then_some(ack_level);
+                if self.ctx.shutdown.is_cancelled()
+                    || (b.pending_deletes.is_empty() && save.is_none())
+                {
+                    b.deleting = false;
+                    return;
+                }
+                (std::mem::take(&mut b.pending_deletes), save)
+            };
+            let ok = tokio::select! {
+                ok = self.delete_batch(work.0, work.1) => ok,
+                () = self.ctx.shutdown.cancelled() => false,
+            };
+            if !ok {
+                // Left-over tasks are reloaded by the next owner; history calls them obsolete.
+                if let Some(b) = self.lock().backlog.as_mut() {
+                    b.deleting = false;
+                }
+                return;
+            }
+        }
+    }
+
+    async fn delete_batch(&self, ids: Vec<TaskId>, save: Option<TaskId>) -> bool {
+        let store = &self.ctx.store;
+        if let Some(ack_level) = save {
+            if let Err(err) = store
+                .delete_queue_tasks_through(&self.store_key, ack_level)
+                .await
+            {
+                tracing::warn!(queue = %self.key, %err, "deleting finished tasks failed");
+                return false;
+            }
+            let io = self.lease_io.lock().await;
+            let range_id = match self.lock().backlog.as_ref() {
+                Some(b) => b.range_id,
+                None => return false,
+            };
+            match store
+                .update_task_queue(&self.store_key, range_id, ack_level)
+                .await
+            {
+                Ok(()) => {
+                    if let Some(b) = self.lock().backlog.as_mut() {
+                        b.saved_ack_level = b.saved_ack_level.max(ack_level);
+                    }
+                }
+                Err(StoreError::OwnershipLost { .. }) => {
+                    drop(io);
+                    self.mark_lost();
+                }
+                Err(err) => {
+                    tracing::warn!(queue = %self.key, %err, "saving the ack level failed");
+                    return false;
+                }
+            }
+        }
+        for id in ids {
+            if save.is_some_and(|ack_level| id <= ack_level) {
+                continue;
+            }
+            if let Err(err) = store.delete_queue_task(&self.store_key, id).await {
+                tracing::warn!(queue = %self.key, task_id = id, %err, "deleting a finished task failed");
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,484 @@
+//! One task queue partition in memory: the pollers waiting on it, the tasks ready to hand
+//! out, and (normal queues only) the state of its persisted backlog.
+//!
+//! Everything here is guarded by one `std::sync::Mutex` that is never held across an await:
+//! store and history calls happen outside it. A task moves to a poller through a oneshot
+//! channel wrapped in [`Dispatched`], which puts the task back if the poller is gone. Rule
+//! for the code below: nothing that may drop a [`Dispatched`] (or a receiver holding one)
+//! runs while the lock is held, because that drop takes the lock again.
+
+mod backlog;
+mod report;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use temper_persistence::{TaskQueueKey, TaskQueueStore};
+use temper_types::Clock;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub(crate) use backlog::WriteError;
+use backlog::{Backlog, ReadStart};
+
+use crate::config::MatchingConfig;
+use crate::key::QueueKey;
+use crate::pollers::{PollerHistory, PollerSeen};
+use crate::rate::RateCounter;
+use crate::task::{Dispatched, Origin, Outcome, Task, TaskInfo};
+
+/// What every queue of one engine shares.
+pub(crate) struct Context {
+    pub store: Arc<dyn TaskQueueStore>,
+    pub clock: Arc<dyn Clock>,
+    pub config: MatchingConfig,
+    /// Cancelled when the engine shuts down: pollers answer empty, background work stops.
+    pub shutdown: CancellationToken,
+    /// Background store work (batched writes, deletes); waited for on shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl Context {
+    /// Run `fut` as an owned background task of the engine.
+    fn spawn<F>(&self, fut: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::error!("matching background task not started: no tokio runtime");
+            return false;
+        }
+        self.tasks.spawn(fut);
+        true
+    }
+}
+
+/// What a poll got from [`TaskQueue::take`].
+pub(crate) enum Wait {
+    /// A task to start.
+    Task(Dispatched),
+    /// The deadline passed with no task.
+    TimedOut,
+    /// Woken without a task: the engine or this queue shut down, the queue lost its lease,
+    /// or the worker said it is stopping.
+    Woken,
+}
+
+struct Waiter {
+    id: u64,
+    /// The poll's `worker_instance_key`, so ShutdownWorker can end that worker's polls.
+    worker_instance_key: String,
+    tx: oneshot::Sender<Dispatched>,
+}
+
+struct State {
+    /// Pollers waiting for a task, oldest first. Never non-empty while `ready` is.
+    waiters: VecDeque<Waiter>,
+    next_waiter_id: u64,
+    /// Tasks in memory waiting for a poller, in dispatch order.
+    ready: VecDeque<Task>,
+    /// The lease went to someone else: this queue is dead and must be re-created.
+    lost: bool,
+    /// Unloaded or shut down (sticky queues, on ShutdownWorker): no more adds or polls.
+    closed: bool,
+    last_poll: Option<Instant>,
+    last_activity: Instant,
+    pollers: PollerHistory,
+    adds: RateCounter,
+    dispatches: RateCounter,
+    /// The persisted backlog; `None` for sticky queues.
+    backlog: Option<Backlog>,
+}
+
+/// One task queue partition.
+pub(crate) struct TaskQueue {
+    key: QueueKey,
+    store_key: TaskQueueKey,
+    ctx: Arc<Context>,
+    state: Mutex<State>,
+    /// Serializes lease renewals with ack-level saves, so that a save never runs into our own
+    /// renewal and mistakes it for a lost lease.
+    lease_io: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TaskQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskQueue").field("key", &self.key).finish()
+    }
+}
+
+/// Removes a poller's waiter entry when its wait ends any way but by being handed a task
+/// (including the poll's future being dropped).
+struct WaiterGuard<'a> {
+    queue: &'a TaskQueue,
+    id: u64,
+    armed: bool,
+}
+
+impl WaiterGuard<'_> {
+    /// Remove the entry; `false` if it was already gone (a task or a wake-up was sent).
+    fn remove(&mut self) -> bool {
+        self.armed = false;
+        let removed = {
+            let mut st = self.queue.lock();
+            st.waiters
+                .iter()
+                .position(|w| w.id == self.id)
+                .and_then(|pos| st.waiters.remove(pos))
+        };
+        removed.is_some()
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.remove();
+        }
+    }
+}
+
+enum Step {
+    Done(Wait),
+    Read(backlog::ReadTicket),
+    Wait {
+        rx: oneshot::Receiver<Dispatched>,
+        id: u64,
+        wake_at: Instant,
+    },
+}
+
+impl TaskQueue {
+    fn with_backlog(key: QueueKey, ctx: Arc<Context>, backlog: Option<Backlog>) -> Arc<Self> {
+        let now = Instant::now();
+        let ttl = ctx.config.poller_history_ttl;
+        Arc::new(Self {
+            store_key: key.store_key(),
+            key,
+            ctx,
+            state: Mutex::new(State {
+                waiters: VecDeque::new(),
+                next_waiter_id: 0,
+                ready: VecDeque::new(),
+                lost: false,
+                closed: false,
+                last_poll: None,
+                last_activity: now,
+                pollers: PollerHistory::new(ttl),
+                adds: RateCounter::new(now),
+                dispatches: RateCounter::new(now),
+                backlog,
+            }),
+            lease_io: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A sticky queue: memory only.
+    pub(crate) fn new_sticky(key: QueueKey, ctx: Arc<Context>) -> Arc<Self> {
+        Self::with_backlog(key, ctx, None)
+    }
+
+    pub(crate) fn key(&self) -> &QueueKey {
+        &self.key
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the queue; keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lock().lost
+    }
+
+    /// Remember a poll: who it was, and that the queue is alive.
+    pub(crate) fn record_poll(&self, seen: &PollerSeen) {
+        let now = Instant::now();
+        let wall = self.ctx.clock.now();
+        let mut st = self.lock();
+        st.last_poll = Some(now);
+        st.last_activity = now;
+        st.pollers.record(seen, wall, now);
+    }
+
+    /// Whether a worker polls this queue: one is waiting now or polled within the sticky
+    /// window, and the queue was not shut down.
+    pub(crate) fn has_live_poller(&self, now: Instant) -> bool {
+        let window = self.ctx.config.sticky_poller_unavailable_window;
+        let st = self.lock();
+        !st.closed
+            && !st.lost
+            && (!st.waiters.is_empty()
+                || st
+                    .last_poll
+                    .is_some_and(|t| now.saturating_duration_since(t) < window))
+    }
+
+    /// Hand `task` to the oldest waiting poller. Gives the task back if none takes it.
+    fn offer_locked(self: &Arc<Self>, st: &mut State, mut task: Task) -> Result<(), Task> {
+        while let Some(waiter) = st.waiters.pop_front() {
+            match waiter.tx.send(Dispatched::new(task, self.clone())) {
+                Ok(()) => return Ok(()),
+                // That poller is gone; its guard has not removed it yet.
+                Err(dispatched) => match dispatched.into_task() {
+                    Some(t) => task = t,
+                    None => return Ok(()),
+                },
+            }
+        }
+        Err(task)
+    }
+
+    /// Put a task that was not started back at the front, or give it to a waiting poller.
+    fn requeue_locked(self: &Arc<Self>, st: &mut State, task: Task) {
+        if st.lost || st.closed {
+            // Nobody serves this queue any more. A backlog task is still in the store for
+            // the next owner; a sticky task is covered by history's schedule-to-start timer.
+            return;
+        }
+        if let Err(task) = self.offer_locked(st, task) {
+            st.ready.push_front(task);
+        }
+    }
+
+    /// Sync match: give a new task straight to a waiting poller. Gives the task back if no
+    /// poller is waiting.
+    pub(crate) fn try_sync_match(self: &Arc<Self>, task: Task) -> Result<(), Task> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.lost || st.closed {
+            return Err(task);
+        }
+        st.last_activity = now;
+        st.adds.record(now, 1);
+        self.offer_locked(&mut st, task)
+    }
+
+    /// Keep a sticky task in memory until its worker polls. `false` if the queue is closed.
+    pub(crate) fn hold(self: &Arc<Self>, info: TaskInfo) -> bool {
+        let mut st = self.lock();
+        if st.closed || st.lost {
+            return false;
+        }
+        st.last_activity = Instant::now();
+        let task = Task {
+            info,
+            origin: Origin::Memory,
+        };
+        if let Err(task) = self.offer_locked(&mut st, task) {
+            st.ready.push_back(task);
+        }
+        true
+    }
+
+    /// The next unexpired ready task, dropping expired ones.
+    fn pop_ready_locked(self: &Arc<Self>, st: &mut State) -> Option<Dispatched> {
+        let now = self.ctx.clock.now();
+        while let Some(task) = st.ready.pop_front() {
+            if task.info.is_expired(now) {
+                tracing::debug!(queue = %self.key, workflow_id = %task.info.execution.workflow_id,
+                    "dropping task past its schedule-to-start timeout");
+                if let Origin::Backlog(id) = task.origin {
+                    self.ack_locked(st, id);
+                }
+                continue;
+            }
+            return Some(Dispatched::new(task, self.clone()));
+        }
+        None
+    }
+
+    /// Wait until `deadline` for a task. The task leaves the queue only when it is handed
+    /// over here; if the caller drops this future after that, the task goes back.
+    pub(crate) async fn take(
+        self: &Arc<Self>,
+        deadline: Instant,
+        worker_instance_key: &str,
+    ) -> Wait {
+        loop {
+            let step = {
+                let mut st = self.lock();
+                if st.lost || st.closed {
+                    Step::Done(Wait::Woken)
+                } else if let Some(task) = self.pop_ready_locked(&mut st) {
+                    Step::Done(Wait::Task(task))
+                } else {
+                    let now = Instant::now();
+                    match self.start_read_locked(&mut st, now) {
+                        ReadStart::Read(ticket) => Step::Read(ticket),
+                        start => {
+                            let wake_at = match start {
+                                ReadStart::RetryAt(at) => at.min(deadline),
+                                _ => deadline,
+                            };
+                            let id = st.next_waiter_id;
+                            st.next_waiter_id += 1;
+                            let (tx, rx) = oneshot::channel();
+                            st.waiters.push_back(Waiter {
+                                id,
+                                worker_instance_key: worker_instance_key.to_owned(),
+                                tx,
+                            });
+                            Step::Wait { rx, id, wake_at }
+                        }
+                    }
+                }
+            };
+            match step {
+                Step::Done(wait) => return wait,
+                Step::Read(ticket) => {
+                    self.read_page(ticket).await;
+                }
+                Step::Wait {
+                    mut rx,
+                    id,
+                    wake_at,
+                } => {
+                    let mut guard = WaiterGuard {
+                        queue: self,
+                        id,
+                        armed: true,
+                    };
+                    let woke = tokio::select! {
+                        r = &mut rx => Some(r),
+                        () = tokio::time::sleep_until(wake_at) => None,
+                        () = self.ctx.shutdown.cancelled() => None,
+                    };
+                    match woke {
+                        Some(Ok(task)) => {
+                            guard.armed = false;
+                            return Wait::Task(task);
+                        }
+                        Some(Err(_)) => {
+                            guard.armed = false;
+                            return Wait::Woken;
+                        }
+                        None => {
+                            if !guard.remove() {
+                                // Someone handed us a task (or woke us) just as we gave up.
+                                if let Ok(task) = rx.try_recv() {
+                                    if !self.ctx.shutdown.is_cancelled() {
+                                        return Wait::Task(task);
+                                    }
+                                    drop(task);
+                                }
+                            }
+                            drop(rx);
+                            if self.ctx.shutdown.is_cancelled() {
+                                return Wait::Woken;
+                            }
+                            if Instant::now() >= deadline {
+                                return Wait::TimedOut;
+                            }
+                            // Woke early to retry a failed backlog read.
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Called once per dispatched task with what became of it.
+    pub(crate) fn complete(self: &Arc<Self>, task: Task, outcome: Outcome) {
+        let now = Instant::now();
+        match task.origin {
+            Origin::Sync(done) => {
+                if outcome == Outcome::Started {
+                    self.lock().dispatches.record(now, 1);
+                }
+                // The add call decides what to do with a failed sync match; if it went away
+                // history retries the add.
+                let _ = done.send(outcome);
+            }
+            Origin::Backlog(id) => {
+                let mut st = self.lock();
+                match outcome {
+                    Outcome::Started | Outcome::Obsolete => {
+                        if outcome == Outcome::Started {
+                            st.dispatches.record(now, 1);
+                        }
+                        self.ack_locked(&mut st, id);
+                    }
+                    Outcome::Failed => {
+                        let task = Task {
+                            info: task.info,
+                            origin: Origin::Backlog(id),
+                        };
+                        self.requeue_locked(&mut st, task);
+                    }
+                }
+            }
+            Origin::Memory => {
+                let mut st = self.lock();
+                match outcome {
+                    Outcome::Started => st.dispatches.record(now, 1),
+                    Outcome::Obsolete => {}
+                    Outcome::Failed => {
+                        let task = Task {
+                            info: task.info,
+                            origin: Origin::Memory,
+                        };
+                        self.requeue_locked(&mut st, task);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shut the queue: wake its pollers empty and drop its in-memory tasks (ShutdownWorker
+    /// on a sticky queue, or unloading an idle queue; a normal queue's tasks stay stored).
+    pub(crate) fn close(&self) {
+        let (waiters, ready) = {
+            let mut st = self.lock();
+            st.closed = true;
+            (
+                std::mem::take(&mut st.waiters),
+                std::mem::take(&mut st.ready),
+            )
+        };
+        drop(waiters);
+        drop(ready);
+    }
+
+    /// End the waiting polls of one worker (ShutdownWorker): they answer empty.
+    pub(crate) fn cancel_polls_of(&self, worker_instance_key: &str) -> usize {
+        let removed: Vec<Waiter> = {
+            let mut st = self.lock();
+            let (removed, kept): (Vec<Waiter>, Vec<Waiter>) = st
+                .waiters
+                .drain(..)
+                .partition(|w| w.worker_instance_key == worker_instance_key);
+            st.waiters = kept.into();
+            removed
+        };
+        removed.len()
+    }
+
+    /// Nothing waits on, writes to or touched this queue for `ttl`: it can be unloaded.
+    pub(crate) fn is_idle(&self, now: Instant, ttl: std::time::Duration) -> bool {
+        let st = self.lock();
+        if st.lost {
+            return true;
+        }
+        let backlog_busy = st.backlog.as_ref().is_some_and(Backlog::is_busy);
+        st.waiters.is_empty()
+            && !backlog_busy
+            && now.saturating_duration_since(st.last_activity) >= ttl
+    }
+
+    /// What a failed fenced write does, for tests that need it at a chosen moment.
+    #[cfg(test)]
+    pub(crate) fn mark_lost_for_test(&self) {
+        self.mark_lost();
+    }
+
+    /// How many pollers are waiting right now.
+    #[cfg(test)]
+    pub(crate) fn waiting_pollers(&self) -> usize {
+        self.lock().waiters.len()
+    }
+}

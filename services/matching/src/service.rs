@@ -1,0 +1,386 @@
+//! The internal `MatchingService` API: request validation (with Temporal's messages) and
+//! conversion, then the engine does the work.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use temper_client::MatchingService;
+use temper_proto::internal::v1::{
+    AddActivityTaskRequest, AddActivityTaskResponse, AddWorkflowTaskRequest,
+    AddWorkflowTaskResponse, DescribeTaskQueueRequest, PollActivityTaskQueueRequest,
+    PollWorkflowTaskQueueRequest, ShutdownWorkerRequest, ShutdownWorkerResponse,
+};
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::enums::v1::{BuildIdTaskReachability, DescribeTaskQueueMode};
+use temper_proto::temporal::api::taskqueue::v1::{
+    TaskQueue as TaskQueueRef, TaskQueueStatus, TaskQueueTypeInfo, TaskQueueVersionInfo,
+};
+use temper_proto::temporal::api::workflowservice::v1::{
+    DescribeTaskQueueResponse, PollActivityTaskQueueResponse, PollWorkflowTaskQueueResponse,
+};
+use temper_proto::wkt;
+use temper_types::NamespaceId;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{MatchingEngine, Poll, PollRequest, PollResponse};
+use crate::key::{QueueKey, QueueKind, QueueType};
+use crate::pollers::{DEFAULT_TASK_DISPATCH_RPS, PollerSeen};
+use crate::task::TaskInfo;
+
+fn namespace(namespace_id: &str) -> Result<NamespaceId, Status> {
+    if namespace_id.is_empty() {
+        return Err(Status::invalid_argument("Namespace is not set on request."));
+    }
+    Ok(NamespaceId(namespace_id.to_owned()))
+}
+
+fn task_queue(tq: Option<&TaskQueueRef>) -> Result<&TaskQueueRef, Status> {
+    match tq {
+        Some(tq) if !tq.name.is_empty() => Ok(tq),
+        _ => Err(Status::invalid_argument("TaskQueue is not set on request.")),
+    }
+}
+
+fn execution(execution: Option<&WorkflowExecution>) -> Result<&WorkflowExecution, Status> {
+    let execution =
+        execution.ok_or_else(|| Status::invalid_argument("Execution is not set on request."))?;
+    if execution.workflow_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "WorkflowId is not set on request.",
+        ));
+    }
+    Ok(execution)
+}
+
+/// A positive protobuf duration, or `None` for unset, zero or malformed.
+fn positive_duration(d: Option<&wkt::Duration>) -> Option<Duration> {
+    let d = Duration::try_from(*d?).ok()?;
+    (!d.is_zero()).then_some(d)
+}
+
+impl MatchingEngine {
+    fn task_info(
+        &self,
+        namespace_id: &NamespaceId,
+        execution: &WorkflowExecution,
+        scheduled_event_id: i64,
+        attempt: i32,
+        schedule_to_start: Option<&wkt::Duration>,
+    ) -> TaskInfo {
+        let now = self.clock().now();
+        TaskInfo {
+            namespace_id: namespace_id.0.clone(),
+            execution: execution.clone(),
+            scheduled_event_id,
+            attempt,
+            create_time: now,
+            expiry_time: positive_duration(schedule_to_start).and_then(|d| now.checked_add(d)),
+        }
+    }
+
+    fn long_poll_timeout(&self, ms: i64) -> Duration {
+        if ms > 0 {
+            Duration::from_millis(ms.unsigned_abs())
+        } else {
+            self.config().default_long_poll_timeout
+        }
+    }
+
+    fn poller_id(id: &str) -> String {
+        if id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            id.to_owned()
+        }
+    }
+
+    async fn describe(
+        &self,
+        req: DescribeTaskQueueRequest,
+    ) -> Result<DescribeTaskQueueResponse, Status> {
+        let ns = namespace(&req.namespace_id)?;
+        let request = req
+            .request
+            .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
+        let tq = task_queue(request.task_queue.as_ref())?;
+        let kind = QueueKind::from_i32(tq.kind);
+        #[allow(deprecated)]
+        // api_mode and the ENHANCED fields: what `temporal task-queue describe` sends.
+        if request.api_mode == DescribeTaskQueueMode::Enhanced as i32 {
+            if kind == QueueKind::Sticky {
+                return Err(Status::invalid_argument(
+                    "Sticky queues are not supported in ENHANCED mode.",
+                ));
+            }
+            let types: Vec<i32> = if request.task_queue_types.is_empty() {
+                vec![QueueType::Workflow.as_i32(), QueueType::Activity.as_i32()]
+            } else {
+                request.task_queue_types.clone()
+            };
+            let mut types_info = HashMap::new();
+            for ty in types {
+                let mut info = TaskQueueTypeInfo::default();
+                if let Some(task_type) = QueueType::from_i32(ty) {
+                    let key = QueueKey::new(ns.clone(), &tq.name, task_type, kind);
+                    let queue = if request.report_stats {
+                        Some(self.queue(&key).await?)
+                    } else {
+                        self.loaded(&key)
+                    };
+                    if let Some(queue) = queue {
+                        if request.report_pollers {
+                            info.pollers = queue.pollers();
+                        }
+                        if request.report_stats {
+                            info.stats = Some(queue.stats());
+                        }
+                    }
+                }
+                types_info.insert(ty, info);
+            }
+            let reachability = if request.report_task_reachability {
+                BuildIdTaskReachability::Reachable as i32
+            } else {
+                BuildIdTaskReachability::Unspecified as i32
+            };
+            let mut versions_info = HashMap::new();
+            versions_info.insert(
+                String::new(),
+                TaskQueueVersionInfo {
+                    types_info,
+                    task_reachability: reachability,
+                },
+            );
+            return Ok(DescribeTaskQueueResponse {
+                versions_info,
+                ..Default::default()
+            });
+        }
+
+        let task_type = if request.task_queue_type == 0 {
+            Some(QueueType::Workflow)
+        } else {
+            QueueType::from_i32(request.task_queue_type)
+        };
+        #[allow(deprecated)]
+        let want_status = request.include_task_queue_status;
+        let mut response = DescribeTaskQueueResponse::default();
+        let Some(task_type) = task_type else {
+            // A type matching does not serve (nexus): nobody polls it here.
+            #[allow(deprecated)]
+            if want_status {
+                response.task_queue_status = Some(TaskQueueStatus {
+                    rate_per_second: DEFAULT_TASK_DISPATCH_RPS,
+                    ..Default::default()
+                });
+            }
+            return Ok(response);
+        };
+        let key = QueueKey::new(ns, &tq.name, task_type, kind);
+        // A backlog report needs the normal queue loaded (that is what takes its lease and
+        // reads its backlog); pollers alone do not.
+        let needs_load = kind == QueueKind::Normal && (want_status || request.report_stats);
+        let queue = if needs_load {
+            Some(self.queue(&key).await?)
+        } else {
+            self.loaded(&key)
+        };
+        if let Some(queue) = &queue {
+            response.pollers = queue.pollers();
+            if request.report_stats {
+                response.stats = Some(queue.stats());
+            }
+        }
+        if want_status {
+            let status = queue.map(|q| q.status()).unwrap_or(TaskQueueStatus {
+                rate_per_second: DEFAULT_TASK_DISPATCH_RPS,
+                ..Default::default()
+            });
+            #[allow(deprecated)]
+            {
+                response.task_queue_status = Some(status);
+            }
+        }
+        Ok(response)
+    }
+
+    fn shutdown_worker_now(&self, req: ShutdownWorkerRequest) -> Result<(), Status> {
+        let ns = namespace(&req.namespace_id)?;
+        let Some(request) = req.request else {
+            return Ok(());
+        };
+        if !request.sticky_task_queue.is_empty() {
+            let key = QueueKey::new(
+                ns.clone(),
+                &request.sticky_task_queue,
+                QueueType::Workflow,
+                QueueKind::Sticky,
+            );
+            if self.unload(&key).is_some() {
+                tracing::debug!(queue = %key, identity = %request.identity,
+                    "sticky queue shut down by its worker");
+            }
+        }
+        if !request.task_queue.is_empty() && !request.worker_instance_key.is_empty() {
+            let types: Vec<QueueType> = if request.task_queue_types.is_empty() {
+                vec![QueueType::Workflow, QueueType::Activity]
+            } else {
+                request
+                    .task_queue_types
+                    .iter()
+                    .filter_map(|t| QueueType::from_i32(*t))
+                    .collect()
+            };
+            let queues = self.loaded_where(|key| {
+                key.namespace_id == ns
+                    && key.name == request.task_queue
+                    && key.kind == QueueKind::Normal
+                    && types.contains(&key.task_type)
+            });
+            for queue in queues {
+                let n = queue.cancel_polls_of(&request.worker_instance_key);
+                if n > 0 {
+                    tracing::debug!(queue = %queue.key(), polls = n,
+                        "ended the polls of a worker that is shutting down");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MatchingService for MatchingEngine {
+    async fn add_workflow_task(
+        &self,
+        request: Request<AddWorkflowTaskRequest>,
+    ) -> Result<Response<AddWorkflowTaskResponse>, Status> {
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace_id)?;
+        let tq = task_queue(req.task_queue.as_ref())?;
+        let execution = execution(req.execution.as_ref())?;
+        let key = QueueKey::new(
+            ns.clone(),
+            &tq.name,
+            QueueType::Workflow,
+            QueueKind::from_i32(tq.kind),
+        );
+        let info = self.task_info(
+            &ns,
+            execution,
+            req.scheduled_event_id,
+            req.attempt,
+            req.schedule_to_start_timeout.as_ref(),
+        );
+        self.add_task(key, info).await?;
+        Ok(Response::new(AddWorkflowTaskResponse {}))
+    }
+
+    async fn add_activity_task(
+        &self,
+        request: Request<AddActivityTaskRequest>,
+    ) -> Result<Response<AddActivityTaskResponse>, Status> {
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace_id)?;
+        let tq = task_queue(req.task_queue.as_ref())?;
+        let execution = execution(req.execution.as_ref())?;
+        // Activities always go to the normal queue.
+        let key = QueueKey::new(ns.clone(), &tq.name, QueueType::Activity, QueueKind::Normal);
+        let info = self.task_info(
+            &ns,
+            execution,
+            req.scheduled_event_id,
+            req.attempt,
+            req.schedule_to_start_timeout.as_ref(),
+        );
+        self.add_task(key, info).await?;
+        Ok(Response::new(AddActivityTaskResponse {}))
+    }
+
+    #[allow(deprecated)] // worker_version_capabilities: still sent by older SDKs.
+    async fn poll_workflow_task_queue(
+        &self,
+        request: Request<PollWorkflowTaskQueueRequest>,
+    ) -> Result<Response<PollWorkflowTaskQueueResponse>, Status> {
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace_id)?;
+        let poll = req
+            .request
+            .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
+        let tq = task_queue(poll.task_queue.as_ref())?;
+        let key = QueueKey::new(
+            ns,
+            &tq.name,
+            QueueType::Workflow,
+            QueueKind::from_i32(tq.kind),
+        );
+        let poller = PollerSeen {
+            identity: poll.identity.clone(),
+            max_tasks_per_second: None,
+            worker_version_capabilities: poll.worker_version_capabilities.clone(),
+            deployment_options: poll.deployment_options.clone(),
+        };
+        let poll = Poll {
+            key,
+            poller,
+            poller_id: Self::poller_id(&req.poller_id),
+            worker_instance_key: poll.worker_instance_key.clone(),
+            timeout: self.long_poll_timeout(req.long_poll_timeout_ms),
+            request: PollRequest::Workflow(poll),
+        };
+        match self.poll(poll).await? {
+            Some(PollResponse::Workflow(response)) => Ok(Response::new(response)),
+            _ => Ok(Response::new(PollWorkflowTaskQueueResponse::default())),
+        }
+    }
+
+    #[allow(deprecated)] // worker_version_capabilities: still sent by older SDKs.
+    async fn poll_activity_task_queue(
+        &self,
+        request: Request<PollActivityTaskQueueRequest>,
+    ) -> Result<Response<PollActivityTaskQueueResponse>, Status> {
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace_id)?;
+        let poll = req
+            .request
+            .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
+        let tq = task_queue(poll.task_queue.as_ref())?;
+        let key = QueueKey::new(ns, &tq.name, QueueType::Activity, QueueKind::Normal);
+        let poller = PollerSeen {
+            identity: poll.identity.clone(),
+            max_tasks_per_second: poll
+                .task_queue_metadata
+                .as_ref()
+                .and_then(|m| m.max_tasks_per_second),
+            worker_version_capabilities: poll.worker_version_capabilities.clone(),
+            deployment_options: poll.deployment_options.clone(),
+        };
+        let poll = Poll {
+            key,
+            poller,
+            poller_id: Self::poller_id(&req.poller_id),
+            worker_instance_key: poll.worker_instance_key.clone(),
+            timeout: self.long_poll_timeout(req.long_poll_timeout_ms),
+            request: PollRequest::Activity(poll),
+        };
+        match self.poll(poll).await? {
+            Some(PollResponse::Activity(response)) => Ok(Response::new(response)),
+            _ => Ok(Response::new(PollActivityTaskQueueResponse::default())),
+        }
+    }
+
+    async fn describe_task_queue(
+        &self,
+        request: Request<DescribeTaskQueueRequest>,
+    ) -> Result<Response<DescribeTaskQueueResponse>, Status> {
+        self.describe(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn shutdown_worker(
+        &self,
+        request: Request<ShutdownWorkerRequest>,
+    ) -> Result<Response<ShutdownWorkerResponse>, Status> {
+        self.shutdown_worker_now(request.into_inner())?;
+        Ok(Response::new(ShutdownWorkerResponse {}))
+    }
+}

@@ -1,0 +1,164 @@
+//! A task as matching holds it, its stored form, and the guard that gives it back to its
+//! queue unless a poller finishes it.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use temper_proto::persistence::v1::MatchingTask;
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_types::TaskId;
+use tokio::sync::oneshot;
+
+use crate::queue::TaskQueue;
+
+/// What history needs to start a task.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TaskInfo {
+    pub namespace_id: String,
+    pub execution: WorkflowExecution,
+    pub scheduled_event_id: i64,
+    pub attempt: i32,
+    pub create_time: SystemTime,
+    /// When the schedule-to-start timeout runs out; `None`: never.
+    pub expiry_time: Option<SystemTime>,
+}
+
+impl TaskInfo {
+    pub(crate) fn is_expired(&self, now: SystemTime) -> bool {
+        self.expiry_time.is_some_and(|expiry| expiry <= now)
+    }
+
+    /// The backlog blob: an encoded `temper.persistence.v1.MatchingTask`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        MatchingTask {
+            namespace_id: self.namespace_id.clone(),
+            workflow_id: self.execution.workflow_id.clone(),
+            run_id: self.execution.run_id.clone(),
+            scheduled_event_id: self.scheduled_event_id,
+            create_time: Some(self.create_time.into()),
+            expiry_time: self.expiry_time.map(Into::into),
+            attempt: self.attempt,
+        }
+        .encode_to_vec()
+    }
+
+    pub(crate) fn decode(data: &[u8]) -> Result<Self, String> {
+        let task = MatchingTask::decode(data).map_err(|e| format!("bad MatchingTask: {e}"))?;
+        let create_time = match task.create_time {
+            Some(t) => SystemTime::try_from(t).map_err(|e| format!("bad create_time: {e}"))?,
+            None => UNIX_EPOCH,
+        };
+        let expiry_time = task
+            .expiry_time
+            .map(SystemTime::try_from)
+            .transpose()
+            .map_err(|e| format!("bad expiry_time: {e}"))?;
+        Ok(Self {
+            namespace_id: task.namespace_id,
+            execution: WorkflowExecution {
+                workflow_id: task.workflow_id,
+                run_id: task.run_id,
+            },
+            scheduled_event_id: task.scheduled_event_id,
+            attempt: task.attempt,
+            create_time,
+            expiry_time,
+        })
+    }
+}
+
+/// How a started (or failed) task is reported back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// History recorded the start; the poller got the task.
+    Started,
+    /// History says the task is done or gone; drop it.
+    Obsolete,
+    /// Not started (history failed, or the poller went away): the task must be retried.
+    Failed,
+}
+
+/// Where a task came from, which decides what finishing it means.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// Handed straight from an add call, which waits here for the outcome.
+    Sync(oneshot::Sender<Outcome>),
+    /// Read from or written to the persisted backlog.
+    Backlog(TaskId),
+    /// Held in memory by a sticky queue.
+    Memory,
+}
+
+#[derive(Debug)]
+pub(crate) struct Task {
+    pub info: TaskInfo,
+    pub origin: Origin,
+}
+
+/// A task taken off its queue for one poller. Dropping it without [`Dispatched::finish`]
+/// (the poller's future was cancelled, or the task never reached it) counts as
+/// [`Outcome::Failed`]: the task goes back to the front of its queue, or back to its add
+/// call.
+#[derive(Debug)]
+pub(crate) struct Dispatched {
+    task: Option<Task>,
+    queue: Arc<TaskQueue>,
+}
+
+impl Dispatched {
+    pub(crate) fn new(task: Task, queue: Arc<TaskQueue>) -> Self {
+        Self {
+            task: Some(task),
+            queue,
+        }
+    }
+
+    pub(crate) fn info(&self) -> Option<&TaskInfo> {
+        self.task.as_ref().map(|t| &t.info)
+    }
+
+    /// Report what became of the task.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        if let Some(task) = self.task.take() {
+            self.queue.complete(task, outcome);
+        }
+    }
+
+    /// Take the task back out, disarming the guard (a send to a poller that left failed).
+    pub(crate) fn into_task(mut self) -> Option<Task> {
+        self.task.take()
+    }
+}
+
+impl Drop for Dispatched {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.queue.complete(task, Outcome::Failed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn blob_round_trips() {
+        let info = TaskInfo {
+            namespace_id: "ns".into(),
+            execution: WorkflowExecution {
+                workflow_id: "wf".into(),
+                run_id: "run".into(),
+            },
+            scheduled_event_id: 7,
+            attempt: 2,
+            create_time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            expiry_time: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+        };
+        assert_eq!(TaskInfo::decode(&info.encode()), Ok(info));
+        assert!(TaskInfo::decode(b"\xff\xff\xff").is_err());
+    }
+}
