@@ -5,6 +5,8 @@
 
 /// Re-export of the official Temporal message types.
 pub use temporalio_protos::temporal;
+/// `google.rpc.Status` (error details) and `grpc.health.v1`.
+pub use temporalio_protos::{google, grpc};
 
 /// Generated server traits of the public Temporal API.
 pub mod api {

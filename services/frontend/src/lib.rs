@@ -96,6 +96,7 @@ impl WorkflowService for Frontend {
                 activity_failure_include_heartbeat: true,
                 encoded_failure_attributes: true,
                 sdk_metadata: true,
+                signal_and_query_header: true,
                 ..Default::default()
             }),
         }))
@@ -401,6 +402,18 @@ impl WorkflowService for Frontend {
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
             .terminate_workflow_execution(Request::new(internal::TerminateWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .await
+    }
+
+    async fn signal_workflow_execution(
+        &self,
+        r: Request<ws::SignalWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::SignalWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .signal_workflow_execution(Request::new(internal::SignalWorkflowExecutionRequest { namespace_id, request: Some(r) }))
             .await
     }
 

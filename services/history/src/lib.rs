@@ -272,4 +272,14 @@ impl temper_client::HistoryService for HistoryEngine {
         api::control::reset_sticky(self, &ns, required(r.request)?).await?;
         Ok(Response::new(ws::ResetStickyTaskQueueResponse::default()))
     }
+
+    async fn signal_workflow_execution(
+        &self,
+        request: Request<internal::SignalWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::SignalWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::control::signal(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::SignalWorkflowExecutionResponse::default()))
+    }
 }

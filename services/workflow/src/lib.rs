@@ -16,6 +16,7 @@ pub mod commands;
 mod error;
 mod events;
 pub mod retry;
+pub mod signal;
 pub mod start;
 mod state;
 #[cfg(test)]

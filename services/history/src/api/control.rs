@@ -1,7 +1,8 @@
 //! RequestCancelWorkflowExecution, TerminateWorkflowExecution, ResetStickyTaskQueue.
 
 use temper_proto::temporal::api::workflowservice::v1::{
-    RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest, TerminateWorkflowExecutionRequest,
+    RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest, SignalWorkflowExecutionRequest,
+    TerminateWorkflowExecutionRequest,
 };
 use temper_types::NamespaceId;
 use temper_workflow::{WorkflowError, close, workflow_task};
@@ -58,6 +59,31 @@ pub(crate) async fn reset_sticky(engine: &HistoryEngine, ns: &NamespaceId, req: 
         .update(&key, |txn| {
             workflow_task::clear_sticky(txn);
             Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn signal(engine: &HistoryEngine, ns: &NamespaceId, req: SignalWorkflowExecutionRequest) -> Result<(), HistoryError> {
+    let (wf, run) = execution(req.workflow_execution.as_ref())?;
+    let shard = engine.shard(ns, &wf)?;
+    let size: usize = req.input.as_ref().map(|p| p.payloads.iter().map(|x| x.data.len()).sum()).unwrap_or(0);
+    if size > shard.limits.max_payload_bytes {
+        return Err(WorkflowError::InvalidArgument("Signal input exceeds size limit.".into()).into());
+    }
+    let key = shard.resolve(ns, &wf, &run).await?;
+    shard
+        .update(&key, |txn| {
+            temper_workflow::signal::signal(
+                txn,
+                temper_workflow::signal::Signal {
+                    name: &req.signal_name,
+                    input: req.input.clone(),
+                    identity: &req.identity,
+                    header: req.header.clone(),
+                    request_id: &req.request_id,
+                },
+            )
         })
         .await?;
     Ok(())

@@ -1,0 +1,59 @@
+//! Signals from outside: recorded as WorkflowExecutionSignaled (buffered while a workflow
+//! task runs, so never lost), deduplicated by request id.
+
+use temper_proto::temporal::api::common::v1::{Header, Payloads};
+use temper_proto::temporal::api::history::v1::WorkflowExecutionSignaledEventAttributes;
+
+use crate::{Txn, WorkflowError, workflow_task};
+
+/// Request ids remembered per run for deduplication.
+const MAX_REMEMBERED_REQUEST_IDS: usize = 1000;
+/// Temporal's default limit of signals per run.
+pub const MAX_SIGNALS_PER_RUN: i64 = 10_000;
+
+pub struct Signal<'a> {
+    pub name: &'a str,
+    pub input: Option<Payloads>,
+    pub identity: &'a str,
+    pub header: Option<Header>,
+    pub request_id: &'a str,
+}
+
+/// SignalWorkflowExecution.
+pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::AlreadyCompleted);
+    }
+    if s.name.is_empty() {
+        return Err(WorkflowError::InvalidArgument("SignalName is not set on request.".into()));
+    }
+    if !s.request_id.is_empty() {
+        if txn.info().applied_request_ids.iter().any(|r| r == s.request_id) {
+            return Ok(());
+        }
+        let info = txn.info_mut();
+        info.applied_request_ids.push(s.request_id.to_string());
+        if info.applied_request_ids.len() > MAX_REMEMBERED_REQUEST_IDS {
+            info.applied_request_ids.remove(0);
+        }
+    }
+    if txn.info().signal_count >= MAX_SIGNALS_PER_RUN {
+        return Err(WorkflowError::ResourceExhausted(
+            "the number of signals to this workflow has reached the limit".into(),
+        ));
+    }
+    txn.info_mut().signal_count += 1;
+    txn.write_external(
+        WorkflowExecutionSignaledEventAttributes {
+            signal_name: s.name.to_string(),
+            input: s.input,
+            identity: s.identity.to_string(),
+            header: s.header,
+            request_id: s.request_id.to_string(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    workflow_task::schedule_if_needed(txn);
+    Ok(())
+}
