@@ -70,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .out_dir(&own_dir)
         .build_server(true)
+        .generate_default_stubs(true)
         .build_client(true)
         .build_transport(true)
         .extern_path(".temporal", "::temporalio_protos::temporal")

@@ -5,9 +5,20 @@ use temper_persistence::StoreError;
 use tonic::{Code, Status};
 
 /// A status carrying one Temporal error detail, as `grpc-status-details-bin`.
-pub fn status_with_details<M: Message + prost::Name>(code: Code, message: String, detail: &M) -> Status {
-    let any = temper_proto::wkt::Any { type_url: M::type_url(), value: detail.encode_to_vec() };
-    let st = temper_proto::google::rpc::Status { code: code as i32, message: message.clone(), details: vec![any] };
+pub fn status_with_details<M: Message + prost::Name>(
+    code: Code,
+    message: String,
+    detail: &M,
+) -> Status {
+    let any = temper_proto::wkt::Any {
+        type_url: M::type_url(),
+        value: detail.encode_to_vec(),
+    };
+    let st = temper_proto::google::rpc::Status {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![any],
+    };
     Status::with_details(code, message, st.encode_to_vec().into())
 }
 
@@ -21,8 +32,15 @@ pub fn store_status(e: StoreError) -> Status {
 }
 
 /// How long a long poll may wait: a second less than the caller's `grpc-timeout`, capped.
-pub fn long_poll_budget(meta: &tonic::metadata::MetadataMap, cap: std::time::Duration) -> std::time::Duration {
-    let Some(t) = meta.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout) else {
+pub fn long_poll_budget(
+    meta: &tonic::metadata::MetadataMap,
+    cap: std::time::Duration,
+) -> std::time::Duration {
+    let Some(t) = meta
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+    else {
         return cap;
     };
     t.saturating_sub(std::time::Duration::from_secs(1)).min(cap)
@@ -54,13 +72,25 @@ mod tests {
 
     #[test]
     fn grpc_timeout() {
-        assert_eq!(parse_grpc_timeout("69999m"), Some(Duration::from_millis(69999)));
+        assert_eq!(
+            parse_grpc_timeout("69999m"),
+            Some(Duration::from_millis(69999))
+        );
         assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
         assert_eq!(parse_grpc_timeout("x"), None);
         assert_eq!(parse_grpc_timeout("12Q"), None);
         let mut m = tonic::metadata::MetadataMap::new();
         m.insert("grpc-timeout", "5S".parse().expect("valid header"));
-        assert_eq!(long_poll_budget(&m, Duration::from_secs(60)), Duration::from_secs(4));
-        assert_eq!(long_poll_budget(&tonic::metadata::MetadataMap::new(), Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(
+            long_poll_budget(&m, Duration::from_secs(60)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            long_poll_budget(
+                &tonic::metadata::MetadataMap::new(),
+                Duration::from_secs(60)
+            ),
+            Duration::from_secs(60)
+        );
     }
 }

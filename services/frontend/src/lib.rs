@@ -11,7 +11,9 @@ use temper_client::{HistoryClient, MatchingClient};
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorService;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowService;
 use temper_proto::internal::v1 as internal;
-use temper_proto::temporal::api::workflowservice::v1::{self as ws, get_system_info_response::Capabilities};
+use temper_proto::temporal::api::workflowservice::v1::{
+    self as ws, get_system_info_response::Capabilities,
+};
 use temper_workflow::token;
 use tonic::{Request, Response, Status};
 
@@ -40,8 +42,18 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    pub fn new(config: FrontendConfig, namespaces: Arc<Namespaces>, history: HistoryClient, matching: MatchingClient) -> Self {
-        Self { config, namespaces, history, matching }
+    pub fn new(
+        config: FrontendConfig,
+        namespaces: Arc<Namespaces>,
+        history: HistoryClient,
+        matching: MatchingClient,
+    ) -> Self {
+        Self {
+            config,
+            namespaces,
+            history,
+            matching,
+        }
     }
 
     async fn ns_id(&self, name: &str) -> Result<String, Status> {
@@ -53,13 +65,17 @@ impl Frontend {
         let id = self.ns_id(name).await?;
         let t = token::decode(task_token).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if t.namespace_id != id {
-            return Err(Status::invalid_argument("Operation requested with a token from a different namespace."));
+            return Err(Status::invalid_argument(
+                "Operation requested with a token from a different namespace.",
+            ));
         }
         Ok(id)
     }
 }
 
-fn check_task_queue(q: &Option<temper_proto::temporal::api::taskqueue::v1::TaskQueue>) -> Result<(), Status> {
+fn check_task_queue(
+    q: &Option<temper_proto::temporal::api::taskqueue::v1::TaskQueue>,
+) -> Result<(), Status> {
     match q {
         Some(q) if !q.name.is_empty() => {
             if q.name.len() > 1000 {
@@ -88,7 +104,10 @@ fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal:
 
 #[tonic::async_trait]
 impl WorkflowService for Frontend {
-    async fn get_system_info(&self, _r: Request<ws::GetSystemInfoRequest>) -> Result<Response<ws::GetSystemInfoResponse>, Status> {
+    async fn get_system_info(
+        &self,
+        _r: Request<ws::GetSystemInfoRequest>,
+    ) -> Result<Response<ws::GetSystemInfoResponse>, Status> {
         Ok(Response::new(ws::GetSystemInfoResponse {
             server_version: SERVER_VERSION.to_string(),
             capabilities: Some(Capabilities {
@@ -102,7 +121,10 @@ impl WorkflowService for Frontend {
         }))
     }
 
-    async fn get_cluster_info(&self, _r: Request<ws::GetClusterInfoRequest>) -> Result<Response<ws::GetClusterInfoResponse>, Status> {
+    async fn get_cluster_info(
+        &self,
+        _r: Request<ws::GetClusterInfoRequest>,
+    ) -> Result<Response<ws::GetClusterInfoResponse>, Status> {
         Ok(Response::new(ws::GetClusterInfoResponse {
             server_version: SERVER_VERSION.to_string(),
             cluster_id: self.config.cluster_id.clone(),
@@ -116,12 +138,18 @@ impl WorkflowService for Frontend {
         }))
     }
 
-    async fn register_namespace(&self, r: Request<ws::RegisterNamespaceRequest>) -> Result<Response<ws::RegisterNamespaceResponse>, Status> {
+    async fn register_namespace(
+        &self,
+        r: Request<ws::RegisterNamespaceRequest>,
+    ) -> Result<Response<ws::RegisterNamespaceResponse>, Status> {
         self.namespaces.register(r.into_inner()).await?;
         Ok(Response::new(ws::RegisterNamespaceResponse::default()))
     }
 
-    async fn describe_namespace(&self, r: Request<ws::DescribeNamespaceRequest>) -> Result<Response<ws::DescribeNamespaceResponse>, Status> {
+    async fn describe_namespace(
+        &self,
+        r: Request<ws::DescribeNamespaceRequest>,
+    ) -> Result<Response<ws::DescribeNamespaceResponse>, Status> {
         let r = r.into_inner();
         let ns = if !r.namespace.is_empty() {
             self.namespaces.get(&r.namespace).await?
@@ -133,20 +161,42 @@ impl WorkflowService for Frontend {
         Ok(Response::new(ns.describe()))
     }
 
-    async fn list_namespaces(&self, r: Request<ws::ListNamespacesRequest>) -> Result<Response<ws::ListNamespacesResponse>, Status> {
+    async fn list_namespaces(
+        &self,
+        r: Request<ws::ListNamespacesRequest>,
+    ) -> Result<Response<ws::ListNamespacesResponse>, Status> {
         let r = r.into_inner();
-        let limit = if r.page_size > 0 { r.page_size as usize } else { 100 };
+        let limit = if r.page_size > 0 {
+            r.page_size as usize
+        } else {
+            100
+        };
         let after = if r.next_page_token.is_empty() {
             None
         } else {
-            Some(String::from_utf8(r.next_page_token.clone()).map_err(|_| Status::invalid_argument("Invalid NextPageToken."))?)
+            Some(
+                String::from_utf8(r.next_page_token.clone())
+                    .map_err(|_| Status::invalid_argument("Invalid NextPageToken."))?,
+            )
         };
         let list = self.namespaces.list(after.as_deref(), limit).await?;
-        let next_page_token = if list.len() == limit { list.last().map(|n| n.name.clone().into_bytes()).unwrap_or_default() } else { Vec::new() };
-        Ok(Response::new(ws::ListNamespacesResponse { namespaces: list.iter().map(Namespace::describe).collect(), next_page_token }))
+        let next_page_token = if list.len() == limit {
+            list.last()
+                .map(|n| n.name.clone().into_bytes())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(ws::ListNamespacesResponse {
+            namespaces: list.iter().map(Namespace::describe).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn update_namespace(&self, r: Request<ws::UpdateNamespaceRequest>) -> Result<Response<ws::UpdateNamespaceResponse>, Status> {
+    async fn update_namespace(
+        &self,
+        r: Request<ws::UpdateNamespaceRequest>,
+    ) -> Result<Response<ws::UpdateNamespaceResponse>, Status> {
         let ns = self.namespaces.update(r.into_inner()).await?;
         let d = ns.describe();
         Ok(Response::new(ws::UpdateNamespaceResponse {
@@ -166,7 +216,10 @@ impl WorkflowService for Frontend {
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
             .await
     }
 
@@ -215,7 +268,12 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
         self.history
-            .respond_workflow_task_completed(Request::new(internal::RespondWorkflowTaskCompletedRequest { namespace_id, request: Some(r) }))
+            .respond_workflow_task_completed(Request::new(
+                internal::RespondWorkflowTaskCompletedRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 
@@ -226,7 +284,12 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
         self.history
-            .respond_workflow_task_failed(Request::new(internal::RespondWorkflowTaskFailedRequest { namespace_id, request: Some(r) }))
+            .respond_workflow_task_failed(Request::new(
+                internal::RespondWorkflowTaskFailedRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 
@@ -237,7 +300,13 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
         self.history
-            .record_activity_task_heartbeat(Request::new(internal::RecordActivityTaskHeartbeatRequest { namespace_id, request: Some(r), by_id: None }))
+            .record_activity_task_heartbeat(Request::new(
+                internal::RecordActivityTaskHeartbeatRequest {
+                    namespace_id,
+                    request: Some(r),
+                    by_id: None,
+                },
+            ))
             .await
     }
 
@@ -247,14 +316,21 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RecordActivityTaskHeartbeatByIdResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
-        let req = ws::RecordActivityTaskHeartbeatRequest { details: r.details.clone(), identity: r.identity.clone(), namespace: r.namespace.clone(), ..Default::default() };
+        let req = ws::RecordActivityTaskHeartbeatRequest {
+            details: r.details.clone(),
+            identity: r.identity.clone(),
+            namespace: r.namespace.clone(),
+            ..Default::default()
+        };
         let resp = self
             .history
-            .record_activity_task_heartbeat(Request::new(internal::RecordActivityTaskHeartbeatRequest {
-                namespace_id,
-                request: Some(req),
-                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
-            }))
+            .record_activity_task_heartbeat(Request::new(
+                internal::RecordActivityTaskHeartbeatRequest {
+                    namespace_id,
+                    request: Some(req),
+                    by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+                },
+            ))
             .await?
             .into_inner();
         Ok(Response::new(ws::RecordActivityTaskHeartbeatByIdResponse {
@@ -271,7 +347,13 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
         self.history
-            .respond_activity_task_completed(Request::new(internal::RespondActivityTaskCompletedRequest { namespace_id, request: Some(r), by_id: None }))
+            .respond_activity_task_completed(Request::new(
+                internal::RespondActivityTaskCompletedRequest {
+                    namespace_id,
+                    request: Some(r),
+                    by_id: None,
+                },
+            ))
             .await
     }
 
@@ -281,15 +363,24 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RespondActivityTaskCompletedByIdResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
-        let req = ws::RespondActivityTaskCompletedRequest { result: r.result.clone(), identity: r.identity.clone(), namespace: r.namespace.clone(), ..Default::default() };
+        let req = ws::RespondActivityTaskCompletedRequest {
+            result: r.result.clone(),
+            identity: r.identity.clone(),
+            namespace: r.namespace.clone(),
+            ..Default::default()
+        };
         self.history
-            .respond_activity_task_completed(Request::new(internal::RespondActivityTaskCompletedRequest {
-                namespace_id,
-                request: Some(req),
-                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
-            }))
+            .respond_activity_task_completed(Request::new(
+                internal::RespondActivityTaskCompletedRequest {
+                    namespace_id,
+                    request: Some(req),
+                    by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+                },
+            ))
             .await?;
-        Ok(Response::new(ws::RespondActivityTaskCompletedByIdResponse::default()))
+        Ok(Response::new(
+            ws::RespondActivityTaskCompletedByIdResponse::default(),
+        ))
     }
 
     async fn respond_activity_task_failed(
@@ -299,7 +390,13 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
         self.history
-            .respond_activity_task_failed(Request::new(internal::RespondActivityTaskFailedRequest { namespace_id, request: Some(r), by_id: None }))
+            .respond_activity_task_failed(Request::new(
+                internal::RespondActivityTaskFailedRequest {
+                    namespace_id,
+                    request: Some(r),
+                    by_id: None,
+                },
+            ))
             .await
     }
 
@@ -317,13 +414,17 @@ impl WorkflowService for Frontend {
             ..Default::default()
         };
         self.history
-            .respond_activity_task_failed(Request::new(internal::RespondActivityTaskFailedRequest {
-                namespace_id,
-                request: Some(req),
-                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
-            }))
+            .respond_activity_task_failed(Request::new(
+                internal::RespondActivityTaskFailedRequest {
+                    namespace_id,
+                    request: Some(req),
+                    by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+                },
+            ))
             .await?;
-        Ok(Response::new(ws::RespondActivityTaskFailedByIdResponse::default()))
+        Ok(Response::new(
+            ws::RespondActivityTaskFailedByIdResponse::default(),
+        ))
     }
 
     async fn respond_activity_task_canceled(
@@ -333,7 +434,13 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
         self.history
-            .respond_activity_task_canceled(Request::new(internal::RespondActivityTaskCanceledRequest { namespace_id, request: Some(r), by_id: None }))
+            .respond_activity_task_canceled(Request::new(
+                internal::RespondActivityTaskCanceledRequest {
+                    namespace_id,
+                    request: Some(r),
+                    by_id: None,
+                },
+            ))
             .await
     }
 
@@ -343,15 +450,24 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RespondActivityTaskCanceledByIdResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
-        let req = ws::RespondActivityTaskCanceledRequest { details: r.details.clone(), identity: r.identity.clone(), namespace: r.namespace.clone(), ..Default::default() };
+        let req = ws::RespondActivityTaskCanceledRequest {
+            details: r.details.clone(),
+            identity: r.identity.clone(),
+            namespace: r.namespace.clone(),
+            ..Default::default()
+        };
         self.history
-            .respond_activity_task_canceled(Request::new(internal::RespondActivityTaskCanceledRequest {
-                namespace_id,
-                request: Some(req),
-                by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
-            }))
+            .respond_activity_task_canceled(Request::new(
+                internal::RespondActivityTaskCanceledRequest {
+                    namespace_id,
+                    request: Some(req),
+                    by_id: by_id(&r.workflow_id, &r.run_id, &r.activity_id),
+                },
+            ))
             .await?;
-        Ok(Response::new(ws::RespondActivityTaskCanceledByIdResponse::default()))
+        Ok(Response::new(
+            ws::RespondActivityTaskCanceledByIdResponse::default(),
+        ))
     }
 
     async fn get_workflow_execution_history(
@@ -362,11 +478,13 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .get_workflow_execution_history(Request::new(internal::GetWorkflowExecutionHistoryRequest {
-                namespace_id,
-                request: Some(r),
-                long_poll_timeout_ms: budget.as_millis() as i64,
-            }))
+            .get_workflow_execution_history(Request::new(
+                internal::GetWorkflowExecutionHistoryRequest {
+                    namespace_id,
+                    request: Some(r),
+                    long_poll_timeout_ms: budget.as_millis() as i64,
+                },
+            ))
             .await
     }
 
@@ -377,7 +495,10 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .describe_workflow_execution(Request::new(internal::DescribeWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .describe_workflow_execution(Request::new(internal::DescribeWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
             .await
     }
 
@@ -389,7 +510,12 @@ impl WorkflowService for Frontend {
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .request_cancel_workflow_execution(Request::new(internal::RequestCancelWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .request_cancel_workflow_execution(Request::new(
+                internal::RequestCancelWorkflowExecutionRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 
@@ -401,7 +527,12 @@ impl WorkflowService for Frontend {
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .terminate_workflow_execution(Request::new(internal::TerminateWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .terminate_workflow_execution(Request::new(
+                internal::TerminateWorkflowExecutionRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 
@@ -413,7 +544,10 @@ impl WorkflowService for Frontend {
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .signal_workflow_execution(Request::new(internal::SignalWorkflowExecutionRequest { namespace_id, request: Some(r) }))
+            .signal_workflow_execution(Request::new(internal::SignalWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
             .await
     }
 
@@ -424,7 +558,10 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
-            .reset_sticky_task_queue(Request::new(internal::ResetStickyTaskQueueRequest { namespace_id, request: Some(r) }))
+            .reset_sticky_task_queue(Request::new(internal::ResetStickyTaskQueueRequest {
+                namespace_id,
+                request: Some(r),
+            }))
             .await
     }
 
@@ -436,16 +573,25 @@ impl WorkflowService for Frontend {
         check_task_queue(&r.task_queue)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.matching
-            .describe_task_queue(Request::new(internal::DescribeTaskQueueRequest { namespace_id, request: Some(r) }))
+            .describe_task_queue(Request::new(internal::DescribeTaskQueueRequest {
+                namespace_id,
+                request: Some(r),
+            }))
             .await
     }
 
-    async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<Response<ws::ShutdownWorkerResponse>, Status> {
+    async fn shutdown_worker(
+        &self,
+        r: Request<ws::ShutdownWorkerRequest>,
+    ) -> Result<Response<ws::ShutdownWorkerResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_id(&r.namespace).await?;
         if !r.sticky_task_queue.is_empty() {
             self.matching
-                .shutdown_worker(Request::new(internal::ShutdownWorkerRequest { namespace_id, request: Some(r) }))
+                .shutdown_worker(Request::new(internal::ShutdownWorkerRequest {
+                    namespace_id,
+                    request: Some(r),
+                }))
                 .await?;
         }
         Ok(Response::new(ws::ShutdownWorkerResponse::default()))

@@ -8,9 +8,13 @@ use prost::Message;
 use temper_persistence::{NamespaceRecord, NamespaceStore, StoreError};
 use temper_proto::persistence::v1::NamespaceDetail;
 use temper_proto::temporal::api::enums::v1::{ArchivalState, NamespaceState};
-use temper_proto::temporal::api::errordetails::v1::{NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure};
+use temper_proto::temporal::api::errordetails::v1::{
+    NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure,
+};
 use temper_proto::temporal::api::namespace::v1::{NamespaceConfig, NamespaceInfo};
-use temper_proto::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
+use temper_proto::temporal::api::replication::v1::{
+    ClusterReplicationConfig, NamespaceReplicationConfig,
+};
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeNamespaceResponse, RegisterNamespaceRequest, UpdateNamespaceRequest,
 };
@@ -31,9 +35,15 @@ pub struct Namespace {
 
 impl Namespace {
     fn from_record(r: NamespaceRecord) -> Result<Self, Status> {
-        let detail = NamespaceDetail::decode(r.detail.as_slice())
-            .map_err(|e| Status::internal(format!("stored namespace {} is unreadable: {e}", r.name)))?;
-        Ok(Self { id: r.id, name: r.name, detail, version: r.notification_version })
+        let detail = NamespaceDetail::decode(r.detail.as_slice()).map_err(|e| {
+            Status::internal(format!("stored namespace {} is unreadable: {e}", r.name))
+        })?;
+        Ok(Self {
+            id: r.id,
+            name: r.name,
+            detail,
+            version: r.notification_version,
+        })
     }
 
     pub fn describe(&self) -> DescribeNamespaceResponse {
@@ -52,7 +62,9 @@ pub fn not_found(name: &str) -> Status {
     status_with_details(
         Code::NotFound,
         format!("Namespace {name} is not found."),
-        &NamespaceNotFoundFailure { namespace: name.to_string() },
+        &NamespaceNotFoundFailure {
+            namespace: name.to_string(),
+        },
     )
 }
 
@@ -67,7 +79,11 @@ pub struct Namespaces {
 
 impl Namespaces {
     pub fn new(store: Arc<dyn NamespaceStore>, cluster_name: String) -> Self {
-        Self { store, cluster_name, by_name: RwLock::new(HashMap::new()) }
+        Self {
+            store,
+            cluster_name,
+            by_name: RwLock::new(HashMap::new()),
+        }
     }
 
     /// A namespace by name, from the cache or the store.
@@ -75,17 +91,33 @@ impl Namespaces {
         if name.is_empty() {
             return Err(Status::invalid_argument("Namespace not set on request."));
         }
-        if let Some(ns) = self.by_name.read().expect("namespace cache poisoned").get(name) {
+        if let Some(ns) = self
+            .by_name
+            .read()
+            .expect("namespace cache poisoned")
+            .get(name)
+        {
             return Ok(ns.clone());
         }
-        let rec = self.store.get_namespace_by_name(name).await.map_err(store_status)?;
+        let rec = self
+            .store
+            .get_namespace_by_name(name)
+            .await
+            .map_err(store_status)?;
         let ns = Namespace::from_record(rec.ok_or_else(|| not_found(name))?)?;
-        self.by_name.write().expect("namespace cache poisoned").insert(name.to_string(), ns.clone());
+        self.by_name
+            .write()
+            .expect("namespace cache poisoned")
+            .insert(name.to_string(), ns.clone());
         Ok(ns)
     }
 
     pub async fn get_by_id(&self, id: &str) -> Result<Namespace, Status> {
-        let rec = self.store.get_namespace_by_id(&NamespaceId(id.to_string())).await.map_err(store_status)?;
+        let rec = self
+            .store
+            .get_namespace_by_id(&NamespaceId(id.to_string()))
+            .await
+            .map_err(store_status)?;
         Namespace::from_record(rec.ok_or_else(|| not_found(id))?)
     }
 
@@ -109,7 +141,10 @@ impl Namespaces {
             }),
             replication_config: Some(NamespaceReplicationConfig {
                 active_cluster_name: self.cluster_name.clone(),
-                clusters: vec![ClusterReplicationConfig { cluster_name: self.cluster_name.clone(), ..Default::default() }],
+                clusters: vec![ClusterReplicationConfig {
+                    cluster_name: self.cluster_name.clone(),
+                    ..Default::default()
+                }],
                 state: 0,
             }),
             failover_version: 0,
@@ -121,11 +156,18 @@ impl Namespaces {
         validate_name(&r.namespace)?;
         let retention = from_dur(&r.workflow_execution_retention_period);
         if retention < MIN_RETENTION {
-            return Err(Status::invalid_argument("WorkflowExecutionRetentionPeriod must be at least 1 day."));
+            return Err(Status::invalid_argument(
+                "WorkflowExecutionRetentionPeriod must be at least 1 day.",
+            ));
         }
         let id = NamespaceId::random();
         let detail = self.detail(&id, &r);
-        let rec = NamespaceRecord { id, name: r.namespace.clone(), detail: detail.encode_to_vec(), notification_version: 1 };
+        let rec = NamespaceRecord {
+            id,
+            name: r.namespace.clone(),
+            detail: detail.encode_to_vec(),
+            notification_version: 1,
+        };
         match self.store.create_namespace(&rec).await {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists(_)) => Err(status_with_details(
@@ -174,7 +216,9 @@ impl Namespaces {
             let config = ns.detail.config.get_or_insert_with(Default::default);
             if c.workflow_execution_retention_ttl.is_some() {
                 if from_dur(&c.workflow_execution_retention_ttl) < MIN_RETENTION {
-                    return Err(Status::invalid_argument("WorkflowExecutionRetentionPeriod must be at least 1 day."));
+                    return Err(Status::invalid_argument(
+                        "WorkflowExecutionRetentionPeriod must be at least 1 day.",
+                    ));
                 }
                 config.workflow_execution_retention_ttl = c.workflow_execution_retention_ttl;
             }
@@ -185,17 +229,29 @@ impl Namespaces {
             detail: ns.detail.encode_to_vec(),
             notification_version: ns.version + 1,
         };
-        self.store.update_namespace(ns.version, &rec).await.map_err(|e| match e {
-            StoreError::ConditionFailed(_) => Status::aborted("namespace was updated concurrently; retry"),
-            e => store_status(e),
-        })?;
+        self.store
+            .update_namespace(ns.version, &rec)
+            .await
+            .map_err(|e| match e {
+                StoreError::ConditionFailed(_) => {
+                    Status::aborted("namespace was updated concurrently; retry")
+                }
+                e => store_status(e),
+            })?;
         ns.version += 1;
-        self.by_name.write().expect("namespace cache poisoned").insert(ns.name.clone(), ns.clone());
+        self.by_name
+            .write()
+            .expect("namespace cache poisoned")
+            .insert(ns.name.clone(), ns.clone());
         Ok(ns)
     }
 
     pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<Namespace>, Status> {
-        let recs = self.store.list_namespaces(after, limit).await.map_err(store_status)?;
+        let recs = self
+            .store
+            .list_namespaces(after, limit)
+            .await
+            .map_err(store_status)?;
         recs.into_iter().map(Namespace::from_record).collect()
     }
 }
@@ -207,10 +263,17 @@ fn validate_name(name: &str) -> Result<(), Status> {
     if name.len() > 255 {
         return Err(Status::invalid_argument("Namespace length exceeds limit."));
     }
-    let ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if !ok {
-        return Err(Status::invalid_argument(format!("Namespace has invalid characters: {name}.")));
+        return Err(Status::invalid_argument(format!(
+            "Namespace has invalid characters: {name}."
+        )));
     }
     Ok(())
 }

@@ -40,7 +40,11 @@ impl From<CommitError> for HistoryError {
 }
 
 /// Wrap error details the way gRPC carries them: a `google.rpc.Status` with one `Any`.
-pub fn status_with_details<M: Message + prost::Name>(code: Code, message: String, detail: &M) -> Status {
+pub fn status_with_details<M: Message + prost::Name>(
+    code: Code,
+    message: String,
+    detail: &M,
+) -> Status {
     let any = temper_proto::wkt::Any {
         type_url: M::type_url(),
         value: detail.encode_to_vec(),
@@ -60,22 +64,39 @@ impl From<HistoryError> for Status {
             HistoryError::Workflow(WorkflowError::AlreadyCompleted) => {
                 Status::not_found("workflow execution already completed")
             }
-            HistoryError::Workflow(WorkflowError::InvalidArgument(m)) => Status::invalid_argument(m),
-            HistoryError::Workflow(WorkflowError::ResourceExhausted(m)) => Status::resource_exhausted(m),
+            HistoryError::Workflow(WorkflowError::InvalidArgument(m)) => {
+                Status::invalid_argument(m)
+            }
+            HistoryError::Workflow(WorkflowError::ResourceExhausted(m)) => {
+                Status::resource_exhausted(m)
+            }
             HistoryError::Workflow(WorkflowError::Internal(m)) => Status::internal(m),
-            HistoryError::ExecutionNotFound(m) => Status::not_found(format!("workflow execution not found: {m}")),
+            HistoryError::ExecutionNotFound(m) => {
+                Status::not_found(format!("workflow execution not found: {m}"))
+            }
             e @ HistoryError::AlreadyStarted { .. } => {
                 let msg = e.to_string();
-                let HistoryError::AlreadyStarted { run_id, start_request_id, .. } = e else {
+                let HistoryError::AlreadyStarted {
+                    run_id,
+                    start_request_id,
+                    ..
+                } = e
+                else {
                     unreachable!("matched above")
                 };
                 status_with_details(
                     Code::AlreadyExists,
                     msg,
-                    &WorkflowExecutionAlreadyStartedFailure { start_request_id, run_id, ..Default::default() },
+                    &WorkflowExecutionAlreadyStartedFailure {
+                        start_request_id,
+                        run_id,
+                        ..Default::default()
+                    },
                 )
             }
-            HistoryError::ShardNotOwned(s) => Status::unavailable(format!("shard {s} is not owned by this node")),
+            HistoryError::ShardNotOwned(s) => {
+                Status::unavailable(format!("shard {s} is not owned by this node"))
+            }
             HistoryError::Store(StoreError::OwnershipLost { .. }) => {
                 Status::unavailable("shard ownership lost; retry")
             }

@@ -43,7 +43,11 @@ pub struct HistoryEngine {
 }
 
 impl HistoryEngine {
-    pub fn new(config: HistoryConfig, persistence: Persistence, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn new(
+        config: HistoryConfig,
+        persistence: Persistence,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             persistence,
@@ -63,17 +67,32 @@ impl HistoryEngine {
     }
 
     /// Take ownership of one shard: bump its range id by CAS, then load and run its queues.
-    pub async fn acquire_shard(&self, shard_id: ShardId, matching: MatchingClient) -> Result<(), HistoryError> {
+    pub async fn acquire_shard(
+        &self,
+        shard_id: ShardId,
+        matching: MatchingClient,
+    ) -> Result<(), HistoryError> {
         let info = prost::Message::encode_to_vec(&temper_workflow::pb::ShardInfo {
             shard_id: shard_id.0 as i32,
             owner: self.config.owner.clone(),
             ..Default::default()
         });
-        let rec = self.persistence.executions.get_or_create_shard(shard_id, &info).await?;
+        let rec = self
+            .persistence
+            .executions
+            .get_or_create_shard(shard_id, &info)
+            .await?;
         let new_range = RangeId(rec.range_id.0 + 1);
         self.persistence
             .executions
-            .update_shard(rec.range_id, &ShardRecord { shard_id, range_id: new_range, info: info.clone() })
+            .update_shard(
+                rec.range_id,
+                &ShardRecord {
+                    shard_id,
+                    range_id: new_range,
+                    info: info.clone(),
+                },
+            )
             .await?;
         let cancel = self.cancel.child_token();
         let (sinks, receivers) = queues::queue_channels();
@@ -95,9 +114,17 @@ impl HistoryEngine {
             cancel: cancel.clone(),
         };
         self.tasks.spawn(w.run(rx));
-        self.tasks.spawn(queues::run_transfer(ctx.clone(), matching, receivers.transfer));
-        self.tasks.spawn(queues::run_timers(ctx.clone(), receivers.timer));
-        self.shards.write().expect("shard map poisoned").insert(shard_id, ctx);
+        self.tasks.spawn(queues::run_transfer(
+            ctx.clone(),
+            matching,
+            receivers.transfer,
+        ));
+        self.tasks
+            .spawn(queues::run_timers(ctx.clone(), receivers.timer));
+        self.shards
+            .write()
+            .expect("shard map poisoned")
+            .insert(shard_id, ctx);
         tracing::info!(shard = %shard_id, range = %new_range, "acquired shard");
         Ok(())
     }
@@ -114,7 +141,11 @@ impl HistoryEngine {
         self.config.num_shards
     }
 
-    pub(crate) fn shard(&self, ns: &NamespaceId, workflow_id: &str) -> Result<Arc<ShardContext>, HistoryError> {
+    pub(crate) fn shard(
+        &self,
+        ns: &NamespaceId,
+        workflow_id: &str,
+    ) -> Result<Arc<ShardContext>, HistoryError> {
         let id = shard_for_workflow(ns, workflow_id, self.config.num_shards);
         let shards = self.shards.read().expect("shard map poisoned");
         match shards.get(&id) {
@@ -143,21 +174,27 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
-        Ok(Response::new(api::start::start(self, &ns, required(r.request)?).await?))
+        Ok(Response::new(
+            api::start::start(self, &ns, required(r.request)?).await?,
+        ))
     }
 
     async fn record_workflow_task_started(
         &self,
         request: Request<internal::RecordWorkflowTaskStartedRequest>,
     ) -> Result<Response<internal::RecordWorkflowTaskStartedResponse>, Status> {
-        Ok(Response::new(api::workflow_task::record_started(self, request.into_inner()).await?))
+        Ok(Response::new(
+            api::workflow_task::record_started(self, request.into_inner()).await?,
+        ))
     }
 
     async fn record_activity_task_started(
         &self,
         request: Request<internal::RecordActivityTaskStartedRequest>,
     ) -> Result<Response<internal::RecordActivityTaskStartedResponse>, Status> {
-        Ok(Response::new(api::activity::record_started(self, request.into_inner()).await?))
+        Ok(Response::new(
+            api::activity::record_started(self, request.into_inner()).await?,
+        ))
     }
 
     async fn respond_workflow_task_completed(
@@ -165,7 +202,9 @@ impl temper_client::HistoryService for HistoryEngine {
         request: Request<internal::RespondWorkflowTaskCompletedRequest>,
     ) -> Result<Response<ws::RespondWorkflowTaskCompletedResponse>, Status> {
         let r = request.into_inner();
-        Ok(Response::new(api::workflow_task::completed(self, required(r.request)?).await?))
+        Ok(Response::new(
+            api::workflow_task::completed(self, required(r.request)?).await?,
+        ))
     }
 
     async fn respond_workflow_task_failed(
@@ -173,7 +212,9 @@ impl temper_client::HistoryService for HistoryEngine {
         request: Request<internal::RespondWorkflowTaskFailedRequest>,
     ) -> Result<Response<ws::RespondWorkflowTaskFailedResponse>, Status> {
         let r = request.into_inner();
-        Ok(Response::new(api::workflow_task::failed(self, required(r.request)?).await?))
+        Ok(Response::new(
+            api::workflow_task::failed(self, required(r.request)?).await?,
+        ))
     }
 
     async fn respond_activity_task_completed(
@@ -182,8 +223,17 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::RespondActivityTaskCompletedResponse>, Status> {
         let r = request.into_inner();
         let req = required(r.request)?;
-        api::activity::respond(self, &r.namespace_id, &req.task_token, r.by_id, api::activity::Report::Completed(req.result, req.identity)).await?;
-        Ok(Response::new(ws::RespondActivityTaskCompletedResponse::default()))
+        api::activity::respond(
+            self,
+            &r.namespace_id,
+            &req.task_token,
+            r.by_id,
+            api::activity::Report::Completed(req.result, req.identity),
+        )
+        .await?;
+        Ok(Response::new(
+            ws::RespondActivityTaskCompletedResponse::default(),
+        ))
     }
 
     async fn respond_activity_task_failed(
@@ -201,7 +251,9 @@ impl temper_client::HistoryService for HistoryEngine {
             api::activity::Report::Failed(req.failure.unwrap_or_default(), req.identity, details),
         )
         .await?;
-        Ok(Response::new(ws::RespondActivityTaskFailedResponse::default()))
+        Ok(Response::new(
+            ws::RespondActivityTaskFailedResponse::default(),
+        ))
     }
 
     async fn respond_activity_task_canceled(
@@ -210,8 +262,17 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::RespondActivityTaskCanceledResponse>, Status> {
         let r = request.into_inner();
         let req = required(r.request)?;
-        api::activity::respond(self, &r.namespace_id, &req.task_token, r.by_id, api::activity::Report::Canceled(req.details, req.identity)).await?;
-        Ok(Response::new(ws::RespondActivityTaskCanceledResponse::default()))
+        api::activity::respond(
+            self,
+            &r.namespace_id,
+            &req.task_token,
+            r.by_id,
+            api::activity::Report::Canceled(req.details, req.identity),
+        )
+        .await?;
+        Ok(Response::new(
+            ws::RespondActivityTaskCanceledResponse::default(),
+        ))
     }
 
     async fn record_activity_task_heartbeat(
@@ -220,9 +281,18 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::RecordActivityTaskHeartbeatResponse>, Status> {
         let r = request.into_inner();
         let req = required(r.request)?;
-        let cancel_requested =
-            api::activity::respond(self, &r.namespace_id, &req.task_token, r.by_id, api::activity::Report::Heartbeat(req.details)).await?;
-        Ok(Response::new(ws::RecordActivityTaskHeartbeatResponse { cancel_requested, ..Default::default() }))
+        let cancel_requested = api::activity::respond(
+            self,
+            &r.namespace_id,
+            &req.task_token,
+            r.by_id,
+            api::activity::Report::Heartbeat(req.details),
+        )
+        .await?;
+        Ok(Response::new(ws::RecordActivityTaskHeartbeatResponse {
+            cancel_requested,
+            ..Default::default()
+        }))
     }
 
     async fn get_workflow_execution_history(
@@ -231,7 +301,9 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::GetWorkflowExecutionHistoryResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
-        Ok(Response::new(api::history::get(self, &ns, required(r.request)?, r.long_poll_timeout_ms).await?))
+        Ok(Response::new(
+            api::history::get(self, &ns, required(r.request)?, r.long_poll_timeout_ms).await?,
+        ))
     }
 
     async fn describe_workflow_execution(
@@ -240,7 +312,9 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::DescribeWorkflowExecutionResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
-        Ok(Response::new(api::describe::describe(self, &ns, required(r.request)?).await?))
+        Ok(Response::new(
+            api::describe::describe(self, &ns, required(r.request)?).await?,
+        ))
     }
 
     async fn request_cancel_workflow_execution(
@@ -250,7 +324,9 @@ impl temper_client::HistoryService for HistoryEngine {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
         api::control::request_cancel(self, &ns, required(r.request)?).await?;
-        Ok(Response::new(ws::RequestCancelWorkflowExecutionResponse::default()))
+        Ok(Response::new(
+            ws::RequestCancelWorkflowExecutionResponse::default(),
+        ))
     }
 
     async fn terminate_workflow_execution(
@@ -260,7 +336,9 @@ impl temper_client::HistoryService for HistoryEngine {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
         api::control::terminate(self, &ns, required(r.request)?).await?;
-        Ok(Response::new(ws::TerminateWorkflowExecutionResponse::default()))
+        Ok(Response::new(
+            ws::TerminateWorkflowExecutionResponse::default(),
+        ))
     }
 
     async fn reset_sticky_task_queue(

@@ -37,7 +37,16 @@ pub struct QueueReceivers {
 pub fn queue_channels() -> (QueueSinks, QueueReceivers) {
     let (ttx, trx) = mpsc::unbounded_channel();
     let (mtx, mrx) = mpsc::unbounded_channel();
-    (QueueSinks { transfer: ttx, timer: mtx }, QueueReceivers { transfer: trx, timer: mrx })
+    (
+        QueueSinks {
+            transfer: ttx,
+            timer: mtx,
+        },
+        QueueReceivers {
+            transfer: trx,
+            timer: mrx,
+        },
+    )
 }
 
 impl QueueSinks {
@@ -66,7 +75,10 @@ fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
 }
 
 /// Load the tasks of a category the store still holds.
-async fn load<T: Message + Default>(shard: &ShardContext, category: TaskCategory) -> Result<Vec<(TaskKey, T)>, HistoryError> {
+async fn load<T: Message + Default>(
+    shard: &ShardContext,
+    category: TaskCategory,
+) -> Result<Vec<(TaskKey, T)>, HistoryError> {
     let mut out = Vec::new();
     let mut from = TaskKey::MIN;
     loop {
@@ -80,7 +92,9 @@ async fn load<T: Message + Default>(shard: &ShardContext, category: TaskCategory
             from = rec.key;
             match T::decode(rec.data.as_slice()) {
                 Ok(t) => out.push((rec.key, t)),
-                Err(e) => tracing::error!(shard = %shard.shard_id, key = ?rec.key, error = %e, "undecodable task skipped"),
+                Err(e) => {
+                    tracing::error!(shard = %shard.shard_id, key = ?rec.key, error = %e, "undecodable task skipped")
+                }
             }
         }
         if n < 1000 {
@@ -98,7 +112,11 @@ struct Acker {
 
 impl Acker {
     fn new() -> Self {
-        Self { outstanding: Mutex::new(BTreeSet::new()), max_seen: Mutex::new(None), acked: Mutex::new(TaskKey::MIN) }
+        Self {
+            outstanding: Mutex::new(BTreeSet::new()),
+            max_seen: Mutex::new(None),
+            acked: Mutex::new(TaskKey::MIN),
+        }
     }
 
     fn add(&self, k: TaskKey) {
@@ -115,12 +133,20 @@ impl Acker {
 
     /// The exclusive bound below which everything is done, if it moved.
     fn advance(&self) -> Option<TaskKey> {
-        let low = self.outstanding.lock().expect("acker poisoned").first().copied();
+        let low = self
+            .outstanding
+            .lock()
+            .expect("acker poisoned")
+            .first()
+            .copied();
         let bound = match low {
             Some(k) => k,
             None => {
                 let m = (*self.max_seen.lock().expect("acker poisoned"))?;
-                TaskKey { fire_time_ms: m.fire_time_ms, task_id: m.task_id + 1 }
+                TaskKey {
+                    fire_time_ms: m.fire_time_ms,
+                    task_id: m.task_id + 1,
+                }
             }
         };
         let mut acked = self.acked.lock().expect("acker poisoned");
@@ -134,11 +160,15 @@ impl Acker {
 }
 
 async fn flush_acks(shard: &ShardContext, category: TaskCategory, acker: &Acker) {
-    if let Some(bound) = acker.advance() {
-        if let Err(e) = shard.persistence.executions.delete_tasks_before(shard.shard_id, category, bound).await {
-            tracing::warn!(shard = %shard.shard_id, error = %e, "deleting acknowledged tasks failed; will retry");
-            *acker.acked.lock().expect("acker poisoned") = TaskKey::MIN;
-        }
+    if let Some(bound) = acker.advance()
+        && let Err(e) = shard
+            .persistence
+            .executions
+            .delete_tasks_before(shard.shard_id, category, bound)
+            .await
+    {
+        tracing::warn!(shard = %shard.shard_id, error = %e, "deleting acknowledged tasks failed; will retry");
+        *acker.acked.lock().expect("acker poisoned") = TaskKey::MIN;
     }
 }
 
@@ -164,7 +194,11 @@ where
     }
 }
 
-pub(crate) async fn run_transfer(shard: Arc<ShardContext>, matching: MatchingClient, mut rx: mpsc::UnboundedReceiver<TransferBatch>) {
+pub(crate) async fn run_transfer(
+    shard: Arc<ShardContext>,
+    matching: MatchingClient,
+    mut rx: mpsc::UnboundedReceiver<TransferBatch>,
+) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
     let initial = match load::<pb::TransferTask>(&shard, TaskCategory::Transfer).await {
@@ -179,10 +213,20 @@ pub(crate) async fn run_transfer(shard: Arc<ShardContext>, matching: MatchingCli
     let spawn = |batch: TransferBatch| {
         for (key, task) in batch {
             acker.add(key);
-            let (shard, matching, acker, limit) = (shard.clone(), matching.clone(), acker.clone(), limit.clone());
+            let (shard, matching, acker, limit) = (
+                shard.clone(),
+                matching.clone(),
+                acker.clone(),
+                limit.clone(),
+            );
             tokio::spawn(async move {
-                let Ok(_permit) = limit.acquire().await else { return };
-                with_retries(&shard, "transfer", || process_transfer(&shard, &matching, &task)).await;
+                let Ok(_permit) = limit.acquire().await else {
+                    return;
+                };
+                with_retries(&shard, "transfer", || {
+                    process_transfer(&shard, &matching, &task)
+                })
+                .await;
                 acker.done(&key);
             });
         }
@@ -200,9 +244,16 @@ pub(crate) async fn run_transfer(shard: Arc<ShardContext>, matching: MatchingCli
     }
 }
 
-async fn process_transfer(shard: &ShardContext, matching: &MatchingClient, task: &pb::TransferTask) -> Result<(), HistoryError> {
+async fn process_transfer(
+    shard: &ShardContext,
+    matching: &MatchingClient,
+    task: &pb::TransferTask,
+) -> Result<(), HistoryError> {
     let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
-    let execution = Some(WorkflowExecution { workflow_id: task.workflow_id.clone(), run_id: task.run_id.clone() });
+    let execution = Some(WorkflowExecution {
+        workflow_id: task.workflow_id.clone(),
+        run_id: task.run_id.clone(),
+    });
     match pb::TransferTaskKind::try_from(task.kind) {
         Ok(pb::TransferTaskKind::WorkflowTask) => {
             let ms = shard.snapshot(&key).await?;
@@ -237,7 +288,9 @@ async fn process_transfer(shard: &ShardContext, matching: &MatchingClient, task:
                         .await?;
                     Ok(())
                 }
-                Err(s) => Err(HistoryError::Store(temper_persistence::StoreError::Unavailable(format!("matching: {s}")))),
+                Err(s) => Err(HistoryError::Store(
+                    temper_persistence::StoreError::Unavailable(format!("matching: {s}")),
+                )),
             }
         }
         Ok(pb::TransferTaskKind::ActivityTask) => {
@@ -261,14 +314,23 @@ async fn process_transfer(shard: &ShardContext, matching: &MatchingClient, task:
                 .add_activity_task(tonic::Request::new(req))
                 .await
                 .map(|_| ())
-                .map_err(|s| HistoryError::Store(temper_persistence::StoreError::Unavailable(format!("matching: {s}"))))
+                .map_err(|s| {
+                    HistoryError::Store(temper_persistence::StoreError::Unavailable(format!(
+                        "matching: {s}"
+                    )))
+                })
         }
         // Closing needs no follow-up yet (no parents, no visibility store).
-        Ok(pb::TransferTaskKind::CloseExecution) | Ok(pb::TransferTaskKind::Unspecified) | Err(_) => Ok(()),
+        Ok(pb::TransferTaskKind::CloseExecution)
+        | Ok(pb::TransferTaskKind::Unspecified)
+        | Err(_) => Ok(()),
     }
 }
 
-pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut rx: mpsc::UnboundedReceiver<TimerBatch>) {
+pub(crate) async fn run_timers(
+    shard: Arc<ShardContext>,
+    mut rx: mpsc::UnboundedReceiver<TimerBatch>,
+) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
     let mut pending: BTreeMap<TaskKey, pb::TimerTask> = BTreeMap::new();
@@ -295,7 +357,9 @@ pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut rx: mpsc::Unbounded
             let (key, task) = pending.pop_first().expect("first exists");
             let (shard, acker, limit) = (shard.clone(), acker.clone(), limit.clone());
             tokio::spawn(async move {
-                let Ok(_permit) = limit.acquire().await else { return };
+                let Ok(_permit) = limit.acquire().await else {
+                    return;
+                };
                 with_retries(&shard, "timer", || process_timer(&shard, &task)).await;
                 acker.done(&key);
             });
@@ -332,10 +396,11 @@ async fn process_timer(shard: &ShardContext, task: &pb::TimerTask) -> Result<(),
                 pb::TimerTaskKind::WorkflowTaskTimeout => {
                     workflow_task::on_timeout(txn, task.event_id, task.attempt, task.timeout_type)
                 }
-                pb::TimerTaskKind::WorkflowRunTimeout | pb::TimerTaskKind::WorkflowExecutionTimeout => {
-                    close::on_run_timeout(txn)
+                pb::TimerTaskKind::WorkflowRunTimeout
+                | pb::TimerTaskKind::WorkflowExecutionTimeout => close::on_run_timeout(txn),
+                pb::TimerTaskKind::ActivityRetry => {
+                    activity::on_retry_timer(txn, task.event_id, task.attempt)
                 }
-                pb::TimerTaskKind::ActivityRetry => activity::on_retry_timer(txn, task.event_id, task.attempt),
                 pb::TimerTaskKind::DeleteHistory | pb::TimerTaskKind::Unspecified => {}
             }
             Ok(())

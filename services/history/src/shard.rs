@@ -105,7 +105,11 @@ impl ShardContext {
     }
 
     /// The current run of a workflow id, from the store.
-    pub async fn current_run(&self, ns: &NamespaceId, workflow_id: &str) -> Result<Option<CurrentExecution>, HistoryError> {
+    pub async fn current_run(
+        &self,
+        ns: &NamespaceId,
+        workflow_id: &str,
+    ) -> Result<Option<CurrentExecution>, HistoryError> {
         Ok(self
             .persistence
             .executions
@@ -114,11 +118,20 @@ impl ShardContext {
     }
 
     /// Resolve an empty run id to the current run.
-    pub async fn resolve(&self, ns: &NamespaceId, workflow_id: &str, run_id: &str) -> Result<ExecutionKey, HistoryError> {
+    pub async fn resolve(
+        &self,
+        ns: &NamespaceId,
+        workflow_id: &str,
+        run_id: &str,
+    ) -> Result<ExecutionKey, HistoryError> {
         let run_id = if run_id.is_empty() {
             match self.current_run(ns, workflow_id).await? {
                 Some(c) => c.run_id,
-                None => return Err(HistoryError::ExecutionNotFound(format!("WorkflowId {workflow_id}"))),
+                None => {
+                    return Err(HistoryError::ExecutionNotFound(format!(
+                        "WorkflowId {workflow_id}"
+                    )));
+                }
             }
         } else {
             run_id.to_string()
@@ -131,16 +144,28 @@ impl ShardContext {
     }
 
     /// Load the state into the cached slot if needed.
-    pub async fn load<'a>(&self, key: &ExecutionKey, slot: &'a mut Cached) -> Result<&'a mut (pb::MutableState, i64), HistoryError> {
+    pub async fn load<'a>(
+        &self,
+        key: &ExecutionKey,
+        slot: &'a mut Cached,
+    ) -> Result<&'a mut (pb::MutableState, i64), HistoryError> {
         if slot.state.is_none() {
             let rec = self
                 .persistence
                 .executions
                 .get_execution(self.shard_id, key)
                 .await?
-                .ok_or_else(|| HistoryError::ExecutionNotFound(format!("WorkflowId {}, RunId {}", key.workflow_id, key.run_id)))?;
-            let ms = pb::MutableState::decode(rec.state.as_slice())
-                .map_err(|e| HistoryError::Store(temper_persistence::StoreError::Invalid(format!("mutable state: {e}"))))?;
+                .ok_or_else(|| {
+                    HistoryError::ExecutionNotFound(format!(
+                        "WorkflowId {}, RunId {}",
+                        key.workflow_id, key.run_id
+                    ))
+                })?;
+            let ms = pb::MutableState::decode(rec.state.as_slice()).map_err(|e| {
+                HistoryError::Store(temper_persistence::StoreError::Invalid(format!(
+                    "mutable state: {e}"
+                )))
+            })?;
             slot.state = Some((ms, rec.db_record_version));
         }
         Ok(slot.state.as_mut().expect("loaded above"))
@@ -169,20 +194,31 @@ impl ShardContext {
             let mut txn = Txn::new(&mut next, now, &self.limits);
             let value = f(&mut txn)?;
             if *txn.ms == ms && txn.out.is_empty() {
-                return Ok(Updated { value, state: ms, events: Vec::new() });
+                return Ok(Updated {
+                    value,
+                    state: ms,
+                    events: Vec::new(),
+                });
             }
             let mutation = txn.finish();
             let was_running = !temper_workflow::close::is_closed(&ms);
             let closed_now = was_running && temper_workflow::close::is_closed(&next);
             let current = closed_now.then(|| current_write(&next, run_state::COMPLETED));
-            match self.commit(key, Some(version), &next, current, mutation).await {
+            match self
+                .commit(key, Some(version), &next, current, mutation)
+                .await
+            {
                 Ok(events) => {
                     if let Some(cached) = slot.events.as_mut() {
                         cached.extend(events.iter().cloned());
                     }
                     slot.state = Some((next.clone(), version + 1));
                     entry.changes.send_replace(next.next_event_id);
-                    return Ok(Updated { value, state: next, events });
+                    return Ok(Updated {
+                        value,
+                        state: next,
+                        events,
+                    });
                 }
                 Err(CommitError::Conflict { .. }) => {
                     slot.state = None;
@@ -238,20 +274,27 @@ impl ShardContext {
             mutation,
             reply,
         };
-        let gone = || CommitError::Store(temper_persistence::StoreError::Unavailable("shard is closing".into()));
+        let gone = || {
+            CommitError::Store(temper_persistence::StoreError::Unavailable(
+                "shard is closing".into(),
+            ))
+        };
         self.writer.send(req).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
     /// The whole history of a run (cached after the first read).
-    pub async fn events(&self, key: &ExecutionKey) -> Result<(Vec<HistoryEvent>, pb::MutableState), HistoryError> {
+    pub async fn events(
+        &self,
+        key: &ExecutionKey,
+    ) -> Result<(Vec<HistoryEvent>, pb::MutableState), HistoryError> {
         let entry = self.entry(key);
         let mut slot = entry.lock.lock().await;
         let (ms, _) = self.load(key, &mut slot).await?.clone();
-        if let Some(ev) = &slot.events {
-            if ev.last().map(|e| e.event_id + 1).unwrap_or(1) == ms.next_event_id {
-                return Ok((ev.clone(), ms));
-            }
+        if let Some(ev) = &slot.events
+            && ev.last().map(|e| e.event_id + 1).unwrap_or(1) == ms.next_event_id
+        {
+            return Ok((ev.clone(), ms));
         }
         let events = read_history(&self.persistence, key, ms.next_event_id).await?;
         slot.events = Some(events.clone());
@@ -269,28 +312,42 @@ fn current_write(ms: &pb::MutableState, state: i32) -> CurrentRunWrite {
             create_request_id: info.create_request_id,
             state,
             status: info.status,
-            start_time_ms: info.start_time.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).unwrap_or(0),
+            start_time_ms: info
+                .start_time
+                .as_ref()
+                .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+                .unwrap_or(0),
         },
     }
 }
 
 /// Read a run's history from the store: events `1..next_event_id`, honouring the rule that
 /// a node's highest transaction id wins.
-pub async fn read_history(p: &Persistence, key: &ExecutionKey, next_event_id: i64) -> Result<Vec<HistoryEvent>, HistoryError> {
+pub async fn read_history(
+    p: &Persistence,
+    key: &ExecutionKey,
+    next_event_id: i64,
+) -> Result<Vec<HistoryEvent>, HistoryError> {
     let branch = branch_of(key);
     let mut out: Vec<HistoryEvent> = Vec::new();
     let mut after = None;
     let mut last_node = None;
     loop {
-        let nodes = p.history.read_history_nodes(&branch, 1, next_event_id, after, 1000).await?;
+        let nodes = p
+            .history
+            .read_history_nodes(&branch, 1, next_event_id, after, 1000)
+            .await?;
         let done = nodes.len() < 1000;
         if let Some(n) = nodes.last() {
             after = Some((n.node_id, n.txn_id));
         }
         for node in temper_persistence::history::winning_nodes(nodes, last_node) {
             last_node = Some(node.node_id);
-            let batch = History::decode(node.events.as_slice())
-                .map_err(|e| HistoryError::Store(temper_persistence::StoreError::Invalid(format!("history node: {e}"))))?;
+            let batch = History::decode(node.events.as_slice()).map_err(|e| {
+                HistoryError::Store(temper_persistence::StoreError::Invalid(format!(
+                    "history node: {e}"
+                )))
+            })?;
             for ev in batch.events {
                 let expected = out.last().map(|e| e.event_id + 1).unwrap_or(1);
                 if ev.event_id == expected && ev.event_id < next_event_id {
@@ -308,7 +365,10 @@ pub async fn read_history(p: &Persistence, key: &ExecutionKey, next_event_id: i6
 /// Which of the conflicts means "the workflow id is taken by another run".
 pub fn current_run_conflict(e: &CommitError) -> Option<Option<CurrentExecution>> {
     match e {
-        CommitError::Conflict { kind: ConflictKind::CurrentRunMismatch { actual }, .. } => Some(actual.clone()),
+        CommitError::Conflict {
+            kind: ConflictKind::CurrentRunMismatch { actual },
+            ..
+        } => Some(actual.clone()),
         _ => None,
     }
 }

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use prost::Message;
 use temper_persistence::{
-    BranchId, CommitError, CurrentRunWrite, ExecutionKey, ExecutionWrite, HistoryNode,
-    Persistence, ShardRecord, StoreError, TaskCategory, TaskKey, TaskRecord,
+    BranchId, CommitError, CurrentRunWrite, ExecutionKey, ExecutionWrite, HistoryNode, Persistence,
+    ShardRecord, StoreError, TaskCategory, TaskKey, TaskRecord,
 };
 use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
 use temper_types::{RangeId, ShardId, TaskIdAllocator};
@@ -91,14 +91,20 @@ impl Writer {
             range_id: RangeId(held.0 + 1),
             info: self.info.clone(),
         };
-        self.persistence.executions.update_shard(held, &record).await?;
+        self.persistence
+            .executions
+            .update_shard(held, &record)
+            .await?;
         self.ids = TaskIdAllocator::new(record.range_id);
         self.ids
             .allocate()
             .ok_or_else(|| StoreError::Internal("fresh range block is empty".into()))
     }
 
-    async fn prepare(&mut self, req: CommitRequest) -> Result<Prepared, (CommitRequest, StoreError)> {
+    async fn prepare(
+        &mut self,
+        req: CommitRequest,
+    ) -> Result<Prepared, (CommitRequest, StoreError)> {
         let mut events = req.mutation.events.clone();
         let mut tasks = Vec::new();
         let mut transfer = Vec::new();
@@ -116,7 +122,11 @@ impl Writer {
                 Err(e) => return Err((req, e)),
             };
             let key = TaskKey::immediate(id);
-            tasks.push(TaskRecord { category: TaskCategory::Transfer, key, data: t.encode_to_vec() });
+            tasks.push(TaskRecord {
+                category: TaskCategory::Transfer,
+                key,
+                data: t.encode_to_vec(),
+            });
             transfer.push((key, t.clone()));
         }
         for (at, t) in &req.mutation.timers {
@@ -124,17 +134,32 @@ impl Writer {
                 Ok(id) => id,
                 Err(e) => return Err((req, e)),
             };
-            let key = TaskKey { fire_time_ms: millis(*at), task_id: id };
-            tasks.push(TaskRecord { category: TaskCategory::Timer, key, data: t.encode_to_vec() });
+            let key = TaskKey {
+                fire_time_ms: millis(*at),
+                task_id: id,
+            };
+            tasks.push(TaskRecord {
+                category: TaskCategory::Timer,
+                key,
+                data: t.encode_to_vec(),
+            });
             timers.push((key, t.clone()));
         }
         if !events.is_empty() {
             let node = HistoryNode {
                 node_id: events[0].event_id,
                 txn_id,
-                events: History { events: events.clone() }.encode_to_vec(),
+                events: History {
+                    events: events.clone(),
+                }
+                .encode_to_vec(),
             };
-            if let Err(e) = self.persistence.history.append_history_node(&req.branch, &node).await {
+            if let Err(e) = self
+                .persistence
+                .history
+                .append_history_node(&req.branch, &node)
+                .await
+            {
                 return Err((req, e));
             }
         }
@@ -146,7 +171,13 @@ impl Writer {
             current: req.current.clone(),
             tasks,
         };
-        Ok(Prepared { req, write, events, transfer, timers })
+        Ok(Prepared {
+            req,
+            write,
+            events,
+            transfer,
+            timers,
+        })
     }
 
     async fn commit_batch(&mut self, batch: Vec<CommitRequest>) -> Result<(), StoreError> {
@@ -181,7 +212,10 @@ impl Writer {
                 }
                 Err(CommitError::Conflict { index, kind }) if index < prepared.len() => {
                     let p = prepared.remove(index);
-                    let _ = p.req.reply.send(Err(CommitError::Conflict { index: 0, kind }));
+                    let _ = p
+                        .req
+                        .reply
+                        .send(Err(CommitError::Conflict { index: 0, kind }));
                 }
                 Err(e) => {
                     let fatal = matches!(e, CommitError::ShardOwnershipLost { .. });

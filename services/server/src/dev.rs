@@ -21,6 +21,8 @@ use tonic::codec::CompressionEncoding;
 
 /// Largest gRPC message accepted or sent (Temporal allows large history pages).
 const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+/// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -92,7 +94,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let (persistence, where_) = open_store(&args).await?;
     let meta = persistence
         .cluster
-        .init_cluster_metadata(&ClusterMetadata { cluster_name: "active".into(), num_shards: args.num_shards })
+        .init_cluster_metadata(&ClusterMetadata {
+            cluster_name: "active".into(),
+            num_shards: args.num_shards,
+        })
         .await?;
     if meta.num_shards != args.num_shards {
         anyhow::bail!(
@@ -101,24 +106,43 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             args.num_shards
         );
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
 
     let clock = Arc::new(SystemClock);
     let history = HistoryEngine::new(
-        HistoryConfig { num_shards: meta.num_shards, owner: format!("{addr}"), limits: Limits::default() },
+        HistoryConfig {
+            num_shards: meta.num_shards,
+            owner: format!("{addr}"),
+            limits: Limits::default(),
+        },
         persistence.clone(),
         clock,
     );
     let history_client: HistoryClient = history.clone();
-    let matching = Arc::new(MatchingEngine::new(persistence.task_queues.clone(), history_client.clone(), MatchingConfig::default()));
+    let matching = Arc::new(MatchingEngine::new(
+        persistence.task_queues.clone(),
+        history_client.clone(),
+        MatchingConfig::default(),
+    ));
     let matching_client: MatchingClient = matching.clone();
     history.acquire_all_shards(matching_client.clone()).await?;
 
-    let namespaces = Arc::new(Namespaces::new(persistence.namespaces.clone(), meta.cluster_name.clone()));
+    let namespaces = Arc::new(Namespaces::new(
+        persistence.namespaces.clone(),
+        meta.cluster_name.clone(),
+    ));
     let retention = Duration::from_secs(24 * 3600);
-    namespaces.ensure("default", retention).await.map_err(|s| anyhow::anyhow!("registering default namespace: {s}"))?;
+    namespaces
+        .ensure("default", retention)
+        .await
+        .map_err(|s| anyhow::anyhow!("registering default namespace: {s}"))?;
     for ns in &args.namespaces {
-        namespaces.ensure(ns, retention).await.map_err(|s| anyhow::anyhow!("registering namespace {ns}: {s}"))?;
+        namespaces
+            .ensure(ns, retention)
+            .await
+            .map_err(|s| anyhow::anyhow!("registering namespace {ns}: {s}"))?;
     }
     let frontend = Frontend::new(
         FrontendConfig {
@@ -134,7 +158,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<WorkflowServiceServer<Frontend>>().await;
+    health_reporter
+        .set_serving::<WorkflowServiceServer<Frontend>>()
+        .await;
     let workflow_service = WorkflowServiceServer::new(frontend)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
@@ -152,19 +178,36 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
 
     tracing::info!(address = %addr, store = %where_, shards = meta.num_shards, ready_ms = started.elapsed().as_millis() as u64, "temper server listening");
-    eprintln!("temper dev server listening on {addr} (store: {where_}; ready in {} ms)", started.elapsed().as_millis());
+    eprintln!(
+        "temper dev server listening on {addr} (store: {where_}; ready in {} ms)",
+        started.elapsed().as_millis()
+    );
 
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let drain = shutdown.clone();
-    tonic::transport::Server::builder()
+    let (m, h) = (matching.clone(), history.clone());
+    let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(workflow_service)
         .add_service(operator_service)
-        .serve_with_incoming_shutdown(incoming, async move { drain.cancelled().await })
-        .await
-        .context("serving gRPC")?;
-    tracing::info!("shutting down");
+        .serve_with_incoming_shutdown(incoming, async move {
+            drain.cancelled().await;
+            tracing::info!("shutting down");
+            // Wake every long poll so in-flight calls finish promptly.
+            m.shutdown();
+            h.shutdown().await;
+        });
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("serving gRPC")?,
+        _ = shutdown.cancelled() => {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(r) => r.context("serving gRPC")?,
+                Err(_) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
+            }
+        }
+    }
     matching.shutdown();
     history.shutdown().await;
     eprintln!("temper dev server stopped");

@@ -6,7 +6,11 @@ mod logging;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "temper", version, about = "A durable execution server that speaks the Temporal API")]
+#[command(
+    name = "temper",
+    version,
+    about = "A durable execution server that speaks the Temporal API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +34,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(ServerCommand::StartDev(args)) => {
             logging::init(&args.log_level, &args.log_format)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("temper").build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("temper")
+                .build()?;
             rt.block_on(dev::run(args))
         }
     }

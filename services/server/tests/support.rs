@@ -13,7 +13,10 @@ pub struct DevServer {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 impl DevServer {
@@ -21,7 +24,16 @@ impl DevServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_temper"))
-            .args(["server", "start-dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"])
+            .args([
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "warn",
+            ])
             .arg("--db-file")
             .arg(dir.path().join("dev.sqlite"))
             .stdout(Stdio::null())
@@ -30,10 +42,17 @@ impl DevServer {
             .expect("temper starts");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "temper did not listen within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "temper did not listen within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port, _dir: dir }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self) -> String {

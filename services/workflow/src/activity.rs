@@ -100,14 +100,13 @@ pub fn schedule(
             "the number of pending activities has reached the limit",
         ));
     }
-    if let Some(input) = &a.input {
-        if input.payloads.iter().map(|p| p.data.len()).sum::<usize>() > txn.limits.max_payload_bytes
-        {
-            return Err(BadCommand::new(
-                WorkflowTaskFailedCause::BadScheduleActivityAttributes,
-                "ScheduleActivityTaskCommandAttributes.Input exceeds size limit.",
-            ));
-        }
+    if let Some(input) = &a.input
+        && input.payloads.iter().map(|p| p.data.len()).sum::<usize>() > txn.limits.max_payload_bytes
+    {
+        return Err(BadCommand::new(
+            WorkflowTaskFailedCause::BadScheduleActivityAttributes,
+            "ScheduleActivityTaskCommandAttributes.Input exceeds size limit.",
+        ));
     }
     let run_timeout = from_dur(&txn.info().workflow_run_timeout);
     let (s2c, s2s, st2c) = normalise_timeouts(a, run_timeout)?;
@@ -481,10 +480,10 @@ pub fn fail(
     identity: &str,
     details: Option<Payloads>,
 ) {
-    if let Some(d) = details {
-        if let Some(stored) = txn.ms.activities.get_mut(&ai.scheduled_event_id) {
-            stored.heartbeat_details = Some(d);
-        }
+    if let Some(d) = details
+        && let Some(stored) = txn.ms.activities.get_mut(&ai.scheduled_event_id)
+    {
+        stored.heartbeat_details = Some(d);
     }
     let retry_state = match try_retry(txn, ai, &failure) {
         Ok(()) => return,

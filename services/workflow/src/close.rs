@@ -96,19 +96,19 @@ pub fn cancel(
 /// End a workflow task in flight because the run is being closed from outside, then write
 /// the events buffered during it.
 fn force_end_workflow_task(txn: &mut Txn<'_>) {
-    if let Some(wt) = txn.ms.workflow_task.clone() {
-        if wt.started_event_id > 0 {
-            txn.ms.workflow_task = None;
-            txn.write(
-                WorkflowTaskFailedEventAttributes {
-                    scheduled_event_id: wt.scheduled_event_id,
-                    started_event_id: wt.started_event_id,
-                    cause: WorkflowTaskFailedCause::ForceCloseCommand as i32,
-                    ..Default::default()
-                }
-                .into(),
-            );
-        }
+    if let Some(wt) = txn.ms.workflow_task.clone()
+        && wt.started_event_id > 0
+    {
+        txn.ms.workflow_task = None;
+        txn.write(
+            WorkflowTaskFailedEventAttributes {
+                scheduled_event_id: wt.scheduled_event_id,
+                started_event_id: wt.started_event_id,
+                cause: WorkflowTaskFailedCause::ForceCloseCommand as i32,
+                ..Default::default()
+            }
+            .into(),
+        );
     }
     txn.flush_buffered();
 }

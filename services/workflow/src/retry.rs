@@ -84,15 +84,15 @@ pub fn next_backoff(
     expiration: Option<SystemTime>,
 ) -> Result<Duration, RetryState> {
     if let Some(f) = failure {
-        if let Some(FailureInfo::ApplicationFailureInfo(a)) = &f.failure_info {
-            if a.non_retryable {
-                return Err(RetryState::NonRetryableFailure);
-            }
+        if let Some(FailureInfo::ApplicationFailureInfo(a)) = &f.failure_info
+            && a.non_retryable
+        {
+            return Err(RetryState::NonRetryableFailure);
         }
-        if let Some(t) = failure_type(f) {
-            if policy.non_retryable_error_types.iter().any(|n| *n == t) {
-                return Err(RetryState::NonRetryableFailure);
-            }
+        if let Some(t) = failure_type(f)
+            && policy.non_retryable_error_types.contains(&t)
+        {
+            return Err(RetryState::NonRetryableFailure);
         }
     }
     if policy.maximum_attempts > 0 && attempt >= policy.maximum_attempts {
@@ -111,10 +111,10 @@ pub fn next_backoff(
         secs = secs.min(max.as_secs_f64());
     }
     let delay = Duration::from_secs_f64(secs.min(10.0 * 365.0 * 86400.0));
-    if let Some(exp) = expiration {
-        if now + delay >= exp {
-            return Err(RetryState::Timeout);
-        }
+    if let Some(exp) = expiration
+        && now + delay >= exp
+    {
+        return Err(RetryState::Timeout);
     }
     // An explicit zero policy on workflow retries means "no retry policy".
     Ok(delay)

@@ -25,10 +25,17 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
         return Err(WorkflowError::AlreadyCompleted);
     }
     if s.name.is_empty() {
-        return Err(WorkflowError::InvalidArgument("SignalName is not set on request.".into()));
+        return Err(WorkflowError::InvalidArgument(
+            "SignalName is not set on request.".into(),
+        ));
     }
     if !s.request_id.is_empty() {
-        if txn.info().applied_request_ids.iter().any(|r| r == s.request_id) {
+        if txn
+            .info()
+            .applied_request_ids
+            .iter()
+            .any(|r| r == s.request_id)
+        {
             return Ok(());
         }
         let info = txn.info_mut();

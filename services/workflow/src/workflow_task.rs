@@ -169,7 +169,11 @@ pub fn check_token(
 }
 
 /// Write WorkflowTaskCompleted and end the task. Returns the completed event id.
-pub fn complete(txn: &mut Txn<'_>, wt: &pb::WorkflowTaskInfo, c: &crate::commands::Completion<'_>) -> i64 {
+pub fn complete(
+    txn: &mut Txn<'_>,
+    wt: &pb::WorkflowTaskInfo,
+    c: &crate::commands::Completion<'_>,
+) -> i64 {
     txn.ms.workflow_task = None;
     let id = txn.write(
         WorkflowTaskCompletedEventAttributes {

@@ -22,9 +22,15 @@ pub(crate) async fn record_started(
     let exec = r.execution.clone().unwrap_or_default();
     let poll = r.poll_request.clone().unwrap_or_default();
     let shard = engine.shard(&ns, &exec.workflow_id)?;
-    let key = ExecutionKey { namespace_id: ns.clone(), workflow_id: exec.workflow_id.clone(), run_id: exec.run_id.clone() };
+    let key = ExecutionKey {
+        namespace_id: ns.clone(),
+        workflow_id: exec.workflow_id.clone(),
+        run_id: exec.run_id.clone(),
+    };
     let updated = shard
-        .update(&key, |txn| act::record_started(txn, r.scheduled_event_id, 0, &r.request_id, &poll.identity))
+        .update(&key, |txn| {
+            act::record_started(txn, r.scheduled_event_id, 0, &r.request_id, &poll.identity)
+        })
         .await
         .map_err(obsolete_or)?;
     let ai = updated.value;
@@ -36,8 +42,16 @@ pub(crate) async fn record_started(
         scheduled_event_id: ai.scheduled_event_id,
         attempt: ai.attempt,
         activity_id: ai.activity_id.clone(),
-        activity_type: ai.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-        workflow_type: info.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        activity_type: ai
+            .activity_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        workflow_type: info
+            .workflow_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
         ..Default::default()
     });
     Ok(internal::RecordActivityTaskStartedResponse {
@@ -45,7 +59,10 @@ pub(crate) async fn record_started(
             task_token,
             workflow_namespace: poll.namespace.clone(),
             workflow_type: info.workflow_type.clone(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: key.workflow_id.clone(),
+                run_id: key.run_id.clone(),
+            }),
             activity_type: ai.activity_type.clone(),
             activity_id: ai.activity_id.clone(),
             header: ai.header.clone(),
@@ -84,34 +101,67 @@ pub(crate) async fn respond(
     let (ns, workflow_id, run_id, token) = match by_id {
         Some(r) => {
             if r.workflow_id.is_empty() {
-                return Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into());
+                return Err(WorkflowError::InvalidArgument(
+                    "WorkflowId is not set on request.".into(),
+                )
+                .into());
             }
             if r.activity_id.is_empty() {
-                return Err(WorkflowError::InvalidArgument("ActivityId is not set on request.".into()).into());
+                return Err(WorkflowError::InvalidArgument(
+                    "ActivityId is not set on request.".into(),
+                )
+                .into());
             }
-            let token = pb::TaskToken { activity_id: r.activity_id, ..Default::default() };
-            (NamespaceId(namespace_id.to_string()), r.workflow_id, r.run_id, token)
+            let token = pb::TaskToken {
+                activity_id: r.activity_id,
+                ..Default::default()
+            };
+            (
+                NamespaceId(namespace_id.to_string()),
+                r.workflow_id,
+                r.run_id,
+                token,
+            )
         }
         None => {
             let t = token::decode(task_token)?;
             if !namespace_id.is_empty() && t.namespace_id != namespace_id {
-                return Err(WorkflowError::InvalidArgument("Operation requested with a token from a different namespace.".into()).into());
+                return Err(WorkflowError::InvalidArgument(
+                    "Operation requested with a token from a different namespace.".into(),
+                )
+                .into());
             }
-            (NamespaceId(t.namespace_id.clone()), t.workflow_id.clone(), t.run_id.clone(), t)
+            (
+                NamespaceId(t.namespace_id.clone()),
+                t.workflow_id.clone(),
+                t.run_id.clone(),
+                t,
+            )
         }
     };
-    let by_id = token.scheduled_event_id == 0 && !token.activity_id.is_empty() && token.run_id.is_empty();
+    let by_id =
+        token.scheduled_event_id == 0 && !token.activity_id.is_empty() && token.run_id.is_empty();
     let shard = engine.shard(&ns, &workflow_id)?;
     let key = shard.resolve(&ns, &workflow_id, &run_id).await?;
     let updated = shard
         .update(&key, |txn| {
-            let r = if by_id { ActivityRef::ById(&token.activity_id) } else { ActivityRef::Token(&token) };
+            let r = if by_id {
+                ActivityRef::ById(&token.activity_id)
+            } else {
+                ActivityRef::Token(&token)
+            };
             let ai = act::find_started(txn, r)?;
-            let size = |p: &Option<Payloads>| p.as_ref().map(|p| p.payloads.iter().map(|x| x.data.len()).sum::<usize>()).unwrap_or(0);
+            let size = |p: &Option<Payloads>| {
+                p.as_ref()
+                    .map(|p| p.payloads.iter().map(|x| x.data.len()).sum::<usize>())
+                    .unwrap_or(0)
+            };
             match &report {
                 Report::Completed(result, identity) => {
                     if size(result) > txn.limits.max_payload_bytes {
-                        return Err(WorkflowError::InvalidArgument("Activity result exceeds size limit.".into()));
+                        return Err(WorkflowError::InvalidArgument(
+                            "Activity result exceeds size limit.".into(),
+                        ));
                     }
                     act::complete(txn, &ai, result.clone(), identity);
                     Ok(false)
@@ -126,7 +176,9 @@ pub(crate) async fn respond(
                 }
                 Report::Heartbeat(details) => {
                     if size(details) > txn.limits.max_payload_bytes {
-                        return Err(WorkflowError::InvalidArgument("Heartbeat details exceed size limit.".into()));
+                        return Err(WorkflowError::InvalidArgument(
+                            "Heartbeat details exceed size limit.".into(),
+                        ));
                     }
                     Ok(act::heartbeat(txn, &ai, details.clone()))
                 }

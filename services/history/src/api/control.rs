@@ -1,15 +1,17 @@
 //! RequestCancelWorkflowExecution, TerminateWorkflowExecution, ResetStickyTaskQueue.
 
 use temper_proto::temporal::api::workflowservice::v1::{
-    RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest, SignalWorkflowExecutionRequest,
-    TerminateWorkflowExecutionRequest,
+    RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest,
+    SignalWorkflowExecutionRequest, TerminateWorkflowExecutionRequest,
 };
 use temper_types::NamespaceId;
 use temper_workflow::{WorkflowError, close, workflow_task};
 
 use crate::{HistoryEngine, HistoryError};
 
-fn execution(e: Option<&temper_proto::temporal::api::common::v1::WorkflowExecution>) -> Result<(String, String), HistoryError> {
+fn execution(
+    e: Option<&temper_proto::temporal::api::common::v1::WorkflowExecution>,
+) -> Result<(String, String), HistoryError> {
     match e {
         Some(e) if !e.workflow_id.is_empty() => Ok((e.workflow_id.clone(), e.run_id.clone())),
         _ => Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into()),
@@ -17,15 +19,24 @@ fn execution(e: Option<&temper_proto::temporal::api::common::v1::WorkflowExecuti
 }
 
 /// Check that the run named by `first_execution_run_id` (if given) is the chain we act on.
-fn check_chain(ms: &temper_workflow::pb::MutableState, first_run_id: &str) -> Result<(), WorkflowError> {
+fn check_chain(
+    ms: &temper_workflow::pb::MutableState,
+    first_run_id: &str,
+) -> Result<(), WorkflowError> {
     let info = ms.execution_info.as_ref();
     if !first_run_id.is_empty() && info.is_some_and(|i| i.first_run_id != first_run_id) {
-        return Err(WorkflowError::NotFound("workflow execution not found for the given first execution run id".into()));
+        return Err(WorkflowError::NotFound(
+            "workflow execution not found for the given first execution run id".into(),
+        ));
     }
     Ok(())
 }
 
-pub(crate) async fn request_cancel(engine: &HistoryEngine, ns: &NamespaceId, req: RequestCancelWorkflowExecutionRequest) -> Result<(), HistoryError> {
+pub(crate) async fn request_cancel(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: RequestCancelWorkflowExecutionRequest,
+) -> Result<(), HistoryError> {
     let (wf, run) = execution(req.workflow_execution.as_ref())?;
     let shard = engine.shard(ns, &wf)?;
     let key = shard.resolve(ns, &wf, &run).await?;
@@ -38,7 +49,11 @@ pub(crate) async fn request_cancel(engine: &HistoryEngine, ns: &NamespaceId, req
     Ok(())
 }
 
-pub(crate) async fn terminate(engine: &HistoryEngine, ns: &NamespaceId, req: TerminateWorkflowExecutionRequest) -> Result<(), HistoryError> {
+pub(crate) async fn terminate(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: TerminateWorkflowExecutionRequest,
+) -> Result<(), HistoryError> {
     let (wf, run) = execution(req.workflow_execution.as_ref())?;
     let shard = engine.shard(ns, &wf)?;
     let key = shard.resolve(ns, &wf, &run).await?;
@@ -51,7 +66,11 @@ pub(crate) async fn terminate(engine: &HistoryEngine, ns: &NamespaceId, req: Ter
     Ok(())
 }
 
-pub(crate) async fn reset_sticky(engine: &HistoryEngine, ns: &NamespaceId, req: ResetStickyTaskQueueRequest) -> Result<(), HistoryError> {
+pub(crate) async fn reset_sticky(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: ResetStickyTaskQueueRequest,
+) -> Result<(), HistoryError> {
     let (wf, run) = execution(req.execution.as_ref())?;
     let shard = engine.shard(ns, &wf)?;
     let key = shard.resolve(ns, &wf, &run).await?;
@@ -64,12 +83,22 @@ pub(crate) async fn reset_sticky(engine: &HistoryEngine, ns: &NamespaceId, req: 
     Ok(())
 }
 
-pub(crate) async fn signal(engine: &HistoryEngine, ns: &NamespaceId, req: SignalWorkflowExecutionRequest) -> Result<(), HistoryError> {
+pub(crate) async fn signal(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: SignalWorkflowExecutionRequest,
+) -> Result<(), HistoryError> {
     let (wf, run) = execution(req.workflow_execution.as_ref())?;
     let shard = engine.shard(ns, &wf)?;
-    let size: usize = req.input.as_ref().map(|p| p.payloads.iter().map(|x| x.data.len()).sum()).unwrap_or(0);
+    let size: usize = req
+        .input
+        .as_ref()
+        .map(|p| p.payloads.iter().map(|x| x.data.len()).sum())
+        .unwrap_or(0);
     if size > shard.limits.max_payload_bytes {
-        return Err(WorkflowError::InvalidArgument("Signal input exceeds size limit.".into()).into());
+        return Err(
+            WorkflowError::InvalidArgument("Signal input exceeds size limit.".into()).into(),
+        );
     }
     let key = shard.resolve(ns, &wf, &run).await?;
     shard

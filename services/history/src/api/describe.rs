@@ -21,14 +21,19 @@ pub(crate) async fn describe(
 ) -> Result<DescribeWorkflowExecutionResponse, HistoryError> {
     let exec = req.execution.unwrap_or_default();
     if exec.workflow_id.is_empty() {
-        return Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into());
+        return Err(
+            WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into(),
+        );
     }
     let shard = engine.shard(ns, &exec.workflow_id)?;
     let key = shard.resolve(ns, &exec.workflow_id, &exec.run_id).await?;
     let ms = shard.snapshot(&key).await?;
     let info = ms.execution_info.clone().unwrap_or_default();
     let execution_duration = match (&info.close_time, &info.start_time) {
-        (Some(c), Some(s)) => from_ts(c).duration_since(from_ts(s)).ok().and_then(temper_workflow::time::dur),
+        (Some(c), Some(s)) => from_ts(c)
+            .duration_since(from_ts(s))
+            .ok()
+            .and_then(temper_workflow::time::dur),
         _ => None,
     };
     let mut pending_activities: Vec<PendingActivityInfo> = ms
@@ -50,7 +55,11 @@ pub(crate) async fn describe(
                 last_heartbeat_time: ai.last_heartbeat_time,
                 last_started_time: ai.started_time,
                 attempt: ai.attempt,
-                maximum_attempts: ai.retry_policy.as_ref().map(|p| p.maximum_attempts).unwrap_or(0),
+                maximum_attempts: ai
+                    .retry_policy
+                    .as_ref()
+                    .map(|p| p.maximum_attempts)
+                    .unwrap_or(0),
                 scheduled_time: ai.scheduled_time,
                 expiration_time: ai.expiration_time,
                 last_failure: ai.last_failure.clone(),
@@ -62,7 +71,11 @@ pub(crate) async fn describe(
         .collect();
     pending_activities.sort_by(|a, b| a.activity_id.cmp(&b.activity_id));
     let pending_workflow_task = ms.workflow_task.as_ref().map(|wt| PendingWorkflowTaskInfo {
-        state: if wt.started_event_id > 0 { PendingWorkflowTaskState::Started } else { PendingWorkflowTaskState::Scheduled } as i32,
+        state: if wt.started_event_id > 0 {
+            PendingWorkflowTaskState::Started
+        } else {
+            PendingWorkflowTaskState::Scheduled
+        } as i32,
         scheduled_time: wt.scheduled_time,
         original_scheduled_time: wt.scheduled_time,
         started_time: wt.started_time,
@@ -78,7 +91,10 @@ pub(crate) async fn describe(
             ..Default::default()
         }),
         workflow_execution_info: Some(WorkflowExecutionInfo {
-            execution: Some(WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }),
+            execution: Some(WorkflowExecution {
+                workflow_id: key.workflow_id.clone(),
+                run_id: key.run_id.clone(),
+            }),
             r#type: info.workflow_type.clone(),
             start_time: info.start_time,
             close_time: info.close_time,
@@ -87,7 +103,11 @@ pub(crate) async fn describe(
             execution_time: info.execution_time,
             memo: info.memo.clone(),
             search_attributes: info.search_attributes.clone(),
-            task_queue: info.task_queue.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+            task_queue: info
+                .task_queue
+                .as_ref()
+                .map(|q| q.name.clone())
+                .unwrap_or_default(),
             state_transition_count: info.state_transition_count,
             history_size_bytes: info.history_size_bytes,
             execution_duration,

@@ -49,7 +49,11 @@ impl PageToken {
         if next < 1 || end < 0 {
             return Err(bad());
         }
-        Ok(Self { run_id, next_event_id: next, end_event_id: end })
+        Ok(Self {
+            run_id,
+            next_event_id: next,
+            end_event_id: end,
+        })
     }
 }
 
@@ -61,19 +65,36 @@ pub(crate) async fn get(
 ) -> Result<GetWorkflowExecutionHistoryResponse, HistoryError> {
     let exec = req.execution.clone().unwrap_or_default();
     if exec.workflow_id.is_empty() {
-        return Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into());
+        return Err(
+            WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into(),
+        );
     }
-    let token = if req.next_page_token.is_empty() { None } else { Some(PageToken::decode(&req.next_page_token)?) };
-    let run_id = token.as_ref().map(|t| t.run_id.clone()).unwrap_or(exec.run_id.clone());
+    let token = if req.next_page_token.is_empty() {
+        None
+    } else {
+        Some(PageToken::decode(&req.next_page_token)?)
+    };
+    let run_id = token
+        .as_ref()
+        .map(|t| t.run_id.clone())
+        .unwrap_or(exec.run_id.clone());
     let shard = engine.shard(ns, &exec.workflow_id)?;
     let key = shard.resolve(ns, &exec.workflow_id, &run_id).await?;
     let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
-    let page_size = if req.maximum_page_size > 0 { req.maximum_page_size as usize } else { DEFAULT_PAGE_EVENTS };
+    let page_size = if req.maximum_page_size > 0 {
+        req.maximum_page_size as usize
+    } else {
+        DEFAULT_PAGE_EVENTS
+    };
     let from = token.as_ref().map(|t| t.next_event_id).unwrap_or(1);
     let end_bound = token.as_ref().map(|t| t.end_event_id).unwrap_or(0);
 
     if req.wait_new_event {
-        let wait = if long_poll_timeout_ms > 0 { Duration::from_millis(long_poll_timeout_ms as u64).min(MAX_LONG_POLL) } else { MAX_LONG_POLL };
+        let wait = if long_poll_timeout_ms > 0 {
+            Duration::from_millis(long_poll_timeout_ms as u64).min(MAX_LONG_POLL)
+        } else {
+            MAX_LONG_POLL
+        };
         let deadline = tokio::time::Instant::now() + wait;
         let entry = shard.entry(&key);
         let mut changes = entry.changes.subscribe();
@@ -81,17 +102,26 @@ pub(crate) async fn get(
         loop {
             let ms = shard.snapshot(&key).await?;
             let closed = close::is_closed(&ms);
-            let ready = if close_only { closed } else { ms.next_event_id > from || closed };
+            let ready = if close_only {
+                closed
+            } else {
+                ms.next_event_id > from || closed
+            };
             if ready {
                 break;
             }
             let timed_out = tokio::select! {
                 r = changes.changed() => r.is_err(),
                 _ = tokio::time::sleep_until(deadline) => true,
+                _ = shard.cancel.cancelled() => true,
             };
             if timed_out {
                 // Nothing new yet: hand back the same position so the caller polls again.
-                let t = PageToken { run_id: key.run_id.clone(), next_event_id: from, end_event_id: 0 };
+                let t = PageToken {
+                    run_id: key.run_id.clone(),
+                    next_event_id: from,
+                    end_event_id: 0,
+                };
                 return Ok(GetWorkflowExecutionHistoryResponse {
                     history: Some(History::default()),
                     next_page_token: t.encode(),
@@ -106,23 +136,50 @@ pub(crate) async fn get(
     if close_only {
         let info = ms.execution_info.unwrap_or_default();
         let events = if closed {
-            events.into_iter().filter(|e| e.event_id == info.completion_event_id).collect()
+            events
+                .into_iter()
+                .filter(|e| e.event_id == info.completion_event_id)
+                .collect()
         } else {
             Vec::new()
         };
-        return Ok(GetWorkflowExecutionHistoryResponse { history: Some(History { events }), ..Default::default() });
+        return Ok(GetWorkflowExecutionHistoryResponse {
+            history: Some(History { events }),
+            ..Default::default()
+        });
     }
-    let end = if end_bound > 0 { end_bound } else { ms.next_event_id };
-    let mut page: Vec<_> = events.into_iter().filter(|e| e.event_id >= from && e.event_id < end).collect();
+    let end = if end_bound > 0 {
+        end_bound
+    } else {
+        ms.next_event_id
+    };
+    let mut page: Vec<_> = events
+        .into_iter()
+        .filter(|e| e.event_id >= from && e.event_id < end)
+        .collect();
     let mut next_page_token = Vec::new();
     if page.len() > page_size {
         page.truncate(page_size);
         let next = page.last().map(|e| e.event_id + 1).unwrap_or(from);
-        next_page_token = PageToken { run_id: key.run_id.clone(), next_event_id: next, end_event_id: end_bound }.encode();
+        next_page_token = PageToken {
+            run_id: key.run_id.clone(),
+            next_event_id: next,
+            end_event_id: end_bound,
+        }
+        .encode();
     } else if req.wait_new_event && !closed {
-        next_page_token = PageToken { run_id: key.run_id.clone(), next_event_id: end, end_event_id: 0 }.encode();
+        next_page_token = PageToken {
+            run_id: key.run_id.clone(),
+            next_event_id: end,
+            end_event_id: 0,
+        }
+        .encode();
     }
-    Ok(GetWorkflowExecutionHistoryResponse { history: Some(History { events: page }), next_page_token, ..Default::default() })
+    Ok(GetWorkflowExecutionHistoryResponse {
+        history: Some(History { events: page }),
+        next_page_token,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
@@ -131,7 +188,11 @@ mod tests {
 
     #[test]
     fn token_round_trip_and_garbage() {
-        let t = PageToken { run_id: "r-1".into(), next_event_id: 7, end_event_id: 0 };
+        let t = PageToken {
+            run_id: "r-1".into(),
+            next_event_id: 7,
+            end_event_id: 0,
+        };
         assert_eq!(PageToken::decode(&t.encode()), Ok(t));
         assert!(PageToken::decode(b"nonsense").is_err());
         assert!(PageToken::decode(&[1u8; 3]).is_err());

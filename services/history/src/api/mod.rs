@@ -16,7 +16,9 @@ use crate::HistoryError;
 /// (matching drops it); anything else is an error worth retrying.
 pub(crate) fn obsolete_or(e: HistoryError) -> Status {
     match e {
-        HistoryError::Workflow(WorkflowError::NotFound(m)) => temper_client::status::task_obsolete(m),
+        HistoryError::Workflow(WorkflowError::NotFound(m)) => {
+            temper_client::status::task_obsolete(m)
+        }
         HistoryError::Workflow(WorkflowError::AlreadyCompleted) => {
             temper_client::status::task_obsolete("workflow execution already completed")
         }

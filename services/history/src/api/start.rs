@@ -22,10 +22,15 @@ pub(crate) async fn start(
 ) -> Result<StartWorkflowExecutionResponse, HistoryError> {
     let shard = engine.shard(ns, &req.workflow_id)?;
     start::validate(&req, &shard.limits)?;
-    let request_id = if req.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.request_id.clone() };
-    let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy).unwrap_or(WorkflowIdReusePolicy::Unspecified);
-    let conflict =
-        WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy).unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+    let request_id = if req.request_id.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        req.request_id.clone()
+    };
+    let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
+        .unwrap_or(WorkflowIdReusePolicy::Unspecified);
+    let conflict = WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
+        .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
     for _ in 0..MAX_RACES {
         let condition = match shard.current_run(ns, &req.workflow_id).await? {
             None => CurrentRunCondition::MustNotExist,
@@ -65,10 +70,20 @@ pub(crate) async fn start(
                     };
                     let identity = req.identity.clone();
                     match shard
-                        .update(&key, |txn| close::terminate(txn, "terminated by a new start of the workflow id", None, &identity))
+                        .update(&key, |txn| {
+                            close::terminate(
+                                txn,
+                                "terminated by a new start of the workflow id",
+                                None,
+                                &identity,
+                            )
+                        })
                         .await
                     {
-                        Ok(_) | Err(HistoryError::Workflow(temper_workflow::WorkflowError::AlreadyCompleted)) => {}
+                        Ok(_)
+                        | Err(HistoryError::Workflow(
+                            temper_workflow::WorkflowError::AlreadyCompleted,
+                        )) => {}
                         Err(e) => return Err(e),
                     }
                 } else {
@@ -88,11 +103,20 @@ pub(crate) async fn start(
         };
         let run_id = uuid::Uuid::new_v4().to_string();
         let (ms, mutation) = start::new_execution(
-            start::NewRun { namespace_id: &ns.0, run_id: &run_id, request_id: &request_id, now: shard.now() },
+            start::NewRun {
+                namespace_id: &ns.0,
+                run_id: &run_id,
+                request_id: &request_id,
+                now: shard.now(),
+            },
             &req,
             &shard.limits,
         );
-        let key = ExecutionKey { namespace_id: ns.clone(), workflow_id: req.workflow_id.clone(), run_id: run_id.clone() };
+        let key = ExecutionKey {
+            namespace_id: ns.clone(),
+            workflow_id: req.workflow_id.clone(),
+            run_id: run_id.clone(),
+        };
         match shard.create(&key, ms, condition, mutation).await {
             Ok(()) => {
                 return Ok(StartWorkflowExecutionResponse {

@@ -6,8 +6,9 @@ use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{TaskQueueKind, WorkflowTaskFailedCause};
 use temper_proto::temporal::api::history::v1::History;
 use temper_proto::temporal::api::workflowservice::v1::{
-    PollWorkflowTaskQueueResponse, RespondWorkflowTaskCompletedRequest, RespondWorkflowTaskCompletedResponse,
-    RespondWorkflowTaskFailedRequest, RespondWorkflowTaskFailedResponse,
+    PollWorkflowTaskQueueResponse, RespondWorkflowTaskCompletedRequest,
+    RespondWorkflowTaskCompletedResponse, RespondWorkflowTaskFailedRequest,
+    RespondWorkflowTaskFailedResponse,
 };
 use temper_types::NamespaceId;
 use temper_workflow::commands::{Completion, Outcome, complete_workflow_task};
@@ -26,7 +27,11 @@ pub(crate) async fn record_started(
     let exec = r.execution.clone().unwrap_or_default();
     let poll = r.poll_request.clone().unwrap_or_default();
     let shard = engine.shard(&ns, &exec.workflow_id)?;
-    let key = ExecutionKey { namespace_id: ns.clone(), workflow_id: exec.workflow_id.clone(), run_id: exec.run_id.clone() };
+    let key = ExecutionKey {
+        namespace_id: ns.clone(),
+        workflow_id: exec.workflow_id.clone(),
+        run_id: exec.run_id.clone(),
+    };
     shard
         .update(&key, |txn| {
             workflow_task::record_started(
@@ -43,18 +48,35 @@ pub(crate) async fn record_started(
     let (events, ms) = shard.events(&key).await?;
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(wt) = ms.workflow_task.clone().filter(|w| w.started_event_id > 0) else {
-        return Err(temper_client::status::task_obsolete("workflow task no longer started"));
+        return Err(temper_client::status::task_obsolete(
+            "workflow task no longer started",
+        ));
     };
-    let sticky = poll.task_queue.as_ref().is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
+    let sticky = poll
+        .task_queue
+        .as_ref()
+        .is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
     let previous_started = info.last_completed_workflow_task_started_event_id;
-    let first = if sticky && previous_started > 0 { previous_started + 1 } else { 1 };
+    let first = if sticky && previous_started > 0 {
+        previous_started + 1
+    } else {
+        1
+    };
     let end = wt.started_event_id + 1;
-    let mut page: Vec<_> = events.into_iter().filter(|e| e.event_id >= first && e.event_id < end).collect();
+    let mut page: Vec<_> = events
+        .into_iter()
+        .filter(|e| e.event_id >= first && e.event_id < end)
+        .collect();
     let mut next_page_token = Vec::new();
     if page.len() > FIRST_PAGE_EVENTS {
         page.truncate(FIRST_PAGE_EVENTS);
         let next = page.last().map(|e| e.event_id + 1).unwrap_or(first);
-        next_page_token = PageToken { run_id: key.run_id.clone(), next_event_id: next, end_event_id: end }.encode();
+        next_page_token = PageToken {
+            run_id: key.run_id.clone(),
+            next_event_id: next,
+            end_event_id: end,
+        }
+        .encode();
     }
     let task_token = token::encode(&pb::TaskToken {
         namespace_id: ns.0.clone(),
@@ -63,13 +85,20 @@ pub(crate) async fn record_started(
         scheduled_event_id: wt.scheduled_event_id,
         started_event_id: wt.started_event_id,
         attempt: wt.attempt,
-        workflow_type: info.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        workflow_type: info
+            .workflow_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
         ..Default::default()
     });
     Ok(internal::RecordWorkflowTaskStartedResponse {
         response: Some(PollWorkflowTaskQueueResponse {
             task_token,
-            workflow_execution: Some(WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: key.workflow_id.clone(),
+                run_id: key.run_id.clone(),
+            }),
             workflow_type: info.workflow_type.clone(),
             previous_started_event_id: previous_started,
             started_event_id: wt.started_event_id,
@@ -84,10 +113,20 @@ pub(crate) async fn record_started(
     })
 }
 
-fn token_key(engine: &HistoryEngine, t: &pb::TaskToken) -> Result<(std::sync::Arc<crate::ShardContext>, ExecutionKey), HistoryError> {
+fn token_key(
+    engine: &HistoryEngine,
+    t: &pb::TaskToken,
+) -> Result<(std::sync::Arc<crate::ShardContext>, ExecutionKey), HistoryError> {
     let ns = NamespaceId(t.namespace_id.clone());
     let shard = engine.shard(&ns, &t.workflow_id)?;
-    Ok((shard, ExecutionKey { namespace_id: ns, workflow_id: t.workflow_id.clone(), run_id: t.run_id.clone() }))
+    Ok((
+        shard,
+        ExecutionKey {
+            namespace_id: ns,
+            workflow_id: t.workflow_id.clone(),
+            run_id: t.run_id.clone(),
+        },
+    ))
 }
 
 pub(crate) async fn completed(
@@ -132,7 +171,8 @@ pub(crate) async fn failed(
 ) -> Result<RespondWorkflowTaskFailedResponse, HistoryError> {
     let t = token::decode(&req.task_token)?;
     let (shard, key) = token_key(engine, &t)?;
-    let cause = WorkflowTaskFailedCause::try_from(req.cause).unwrap_or(WorkflowTaskFailedCause::Unspecified);
+    let cause = WorkflowTaskFailedCause::try_from(req.cause)
+        .unwrap_or(WorkflowTaskFailedCause::Unspecified);
     shard
         .update(&key, |txn| {
             let wt = workflow_task::check_token(txn, &t)?;
