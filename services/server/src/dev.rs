@@ -3,20 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use temper_client::{HistoryClient, MatchingClient};
-use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
-use temper_history::{HistoryConfig, HistoryEngine};
-use temper_matching::{MatchingConfig, MatchingEngine};
-use temper_persistence::{ClusterMetadata, Persistence};
+use temper_frontend::{Frontend, Operator};
+use temper_persistence::Persistence;
 use temper_persistence_sqlite::SqliteStore;
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
-use temper_types::SystemClock;
-use temper_workflow::Limits;
+use temper_server::node::{Node, NodeConfig};
 use tonic::codec::CompressionEncoding;
 
 /// Largest gRPC message accepted or sent (Temporal allows large history pages).
@@ -92,76 +87,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
     let (persistence, where_) = open_store(&args).await?;
-    let meta = persistence
-        .cluster
-        .init_cluster_metadata(&ClusterMetadata {
-            cluster_name: "active".into(),
-            num_shards: args.num_shards,
-        })
-        .await?;
-    if meta.num_shards != args.num_shards {
-        anyhow::bail!(
-            "the store was created with {} shards; --num-shards {} cannot change that",
-            meta.num_shards,
-            args.num_shards
-        );
-    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-
-    let clock = Arc::new(SystemClock);
-    let history = HistoryEngine::new(
-        HistoryConfig {
-            num_shards: meta.num_shards,
-            owner: format!("{addr}"),
-            limits: Limits::default(),
-        },
-        persistence.clone(),
-        clock,
+    let mut config = NodeConfig::dev(args.num_shards, addr.to_string());
+    config.namespaces.extend(args.namespaces.iter().cloned());
+    let node = Node::start(persistence, config).await?;
+    let (frontend, matching, history) = (
+        node.frontend.clone(),
+        node.matching.clone(),
+        node.history.clone(),
     );
-    let history_client: HistoryClient = history.clone();
-    let matching = Arc::new(MatchingEngine::new(
-        persistence.task_queues.clone(),
-        history_client.clone(),
-        MatchingConfig::default(),
-    ));
-    let matching_client: MatchingClient = matching.clone();
-    history.acquire_all_shards(matching_client.clone()).await?;
-
-    let namespaces = Arc::new(Namespaces::new(
-        persistence.namespaces.clone(),
-        meta.cluster_name.clone(),
-    ));
-    let retention = Duration::from_secs(24 * 3600);
-    namespaces
-        .ensure("default", retention)
-        .await
-        .map_err(|s| anyhow::anyhow!("registering default namespace: {s}"))?;
-    for ns in &args.namespaces {
-        namespaces
-            .ensure(ns, retention)
-            .await
-            .map_err(|s| anyhow::anyhow!("registering namespace {ns}: {s}"))?;
-    }
-    let frontend = Frontend::new(
-        FrontendConfig {
-            cluster_name: meta.cluster_name.clone(),
-            cluster_id: uuid::Uuid::new_v4().to_string(),
-            num_shards: meta.num_shards,
-            persistence_store: "sqlite".into(),
-            max_long_poll: Duration::from_secs(60),
-        },
-        namespaces,
-        history_client,
-        matching_client,
-    );
+    let shards = node.cluster.num_shards;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;
-    let workflow_service = WorkflowServiceServer::new(frontend)
+    let workflow_service = WorkflowServiceServer::from_arc(frontend)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -177,7 +120,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         signal.cancel();
     });
 
-    tracing::info!(address = %addr, store = %where_, shards = meta.num_shards, ready_ms = started.elapsed().as_millis() as u64, "temper server listening");
+    tracing::info!(address = %addr, store = %where_, shards, ready_ms = started.elapsed().as_millis() as u64, "temper server listening");
     eprintln!(
         "temper dev server listening on {addr} (store: {where_}; ready in {} ms)",
         started.elapsed().as_millis()

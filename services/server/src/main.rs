@@ -1,6 +1,7 @@
 //! The `temper` command.
 
 mod dev;
+
 mod logging;
 
 use clap::{Parser, Subcommand};

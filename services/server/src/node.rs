@@ -1,0 +1,133 @@
+//! One temper node in one process: frontend, history and matching wired together over a
+//! store, with the calls between them staying in-process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use temper_client::{HistoryClient, MatchingClient};
+use temper_frontend::{Frontend, FrontendConfig, Namespaces};
+use temper_history::{HistoryConfig, HistoryEngine};
+use temper_matching::{MatchingConfig, MatchingEngine};
+use temper_persistence::{ClusterMetadata, Persistence};
+use temper_types::{Clock, SystemClock};
+use temper_workflow::Limits;
+
+/// How a node is built.
+pub struct NodeConfig {
+    /// Shards of a new cluster; an existing store keeps its own count and a different value
+    /// here is refused.
+    pub num_shards: u32,
+    /// Who owns the shards (written in the shard rows).
+    pub owner: String,
+    /// Namespaces registered at start if missing.
+    pub namespaces: Vec<String>,
+    /// Retention of those namespaces.
+    pub retention: Duration,
+    pub limits: Limits,
+    pub matching: MatchingConfig,
+    /// Name of the store, for GetClusterInfo.
+    pub store_name: String,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl NodeConfig {
+    pub fn dev(num_shards: u32, owner: impl Into<String>) -> Self {
+        Self {
+            num_shards,
+            owner: owner.into(),
+            namespaces: vec!["default".into()],
+            retention: Duration::from_secs(24 * 3600),
+            limits: Limits::default(),
+            matching: MatchingConfig::default(),
+            store_name: "sqlite".into(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+pub struct Node {
+    pub frontend: Arc<Frontend>,
+    pub history: Arc<HistoryEngine>,
+    pub matching: Arc<MatchingEngine>,
+    pub cluster: ClusterMetadata,
+}
+
+impl Node {
+    /// Check the cluster metadata, take every shard, register the namespaces.
+    pub async fn start(persistence: Persistence, config: NodeConfig) -> anyhow::Result<Node> {
+        if config.num_shards == 0 {
+            anyhow::bail!("the number of shards must be at least 1");
+        }
+        let cluster = persistence
+            .cluster
+            .init_cluster_metadata(&ClusterMetadata {
+                cluster_name: "active".into(),
+                num_shards: config.num_shards,
+            })
+            .await
+            .context("reading cluster metadata")?;
+        if cluster.num_shards != config.num_shards {
+            anyhow::bail!(
+                "the store was created with {} shards; {} cannot change that",
+                cluster.num_shards,
+                config.num_shards
+            );
+        }
+        let history = HistoryEngine::new(
+            HistoryConfig {
+                num_shards: cluster.num_shards,
+                owner: config.owner.clone(),
+                limits: config.limits.clone(),
+            },
+            persistence.clone(),
+            config.clock.clone(),
+        );
+        let history_client: HistoryClient = history.clone();
+        let matching = Arc::new(MatchingEngine::with_clock(
+            persistence.task_queues.clone(),
+            history_client.clone(),
+            config.matching.clone(),
+            config.clock.clone(),
+        ));
+        let matching_client: MatchingClient = matching.clone();
+        history
+            .acquire_all_shards(matching_client.clone())
+            .await
+            .context("acquiring shards")?;
+        let namespaces = Arc::new(Namespaces::new(
+            persistence.namespaces.clone(),
+            cluster.cluster_name.clone(),
+        ));
+        for ns in &config.namespaces {
+            namespaces
+                .ensure(ns, config.retention)
+                .await
+                .map_err(|s| anyhow::anyhow!("registering namespace {ns}: {}", s.message()))?;
+        }
+        let frontend = Arc::new(Frontend::new(
+            FrontendConfig {
+                cluster_name: cluster.cluster_name.clone(),
+                cluster_id: uuid::Uuid::new_v4().to_string(),
+                num_shards: cluster.num_shards,
+                persistence_store: config.store_name.clone(),
+                max_long_poll: Duration::from_secs(60),
+            },
+            namespaces,
+            history_client,
+            matching_client,
+        ));
+        Ok(Node {
+            frontend,
+            history,
+            matching,
+            cluster,
+        })
+    }
+
+    /// Wake long polls, stop the shards and wait for their tasks.
+    pub async fn shutdown(&self) {
+        self.matching.shutdown();
+        self.history.shutdown().await;
+    }
+}
