@@ -23,6 +23,9 @@ use tonic::{Request, Response, Status};
 pub use error::HistoryError;
 pub use shard::ShardContext;
 
+/// How often single-node mode checks for stopped shards.
+const SHARD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// History settings.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
@@ -58,12 +61,43 @@ impl HistoryEngine {
         })
     }
 
-    /// Acquire every shard (single-node mode) and start their queues.
-    pub async fn acquire_all_shards(&self, matching: MatchingClient) -> Result<(), HistoryError> {
+    /// Acquire every shard (single-node mode) and start their queues; then keep them: a
+    /// shard that stopped (its store calls failed, or another node fenced it) is acquired
+    /// again.
+    pub async fn acquire_all_shards(self: &Arc<Self>, matching: MatchingClient) -> Result<(), HistoryError> {
         for id in 1..=self.config.num_shards {
             self.acquire_shard(ShardId(id), matching.clone()).await?;
         }
+        let engine = Arc::downgrade(self);
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(SHARD_CHECK_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(engine) = engine.upgrade() else { return };
+                for id in engine.stopped_shards() {
+                    match engine.acquire_shard(id, matching.clone()).await {
+                        Ok(()) => tracing::info!(shard = %id, "re-acquired stopped shard"),
+                        Err(e) => tracing::warn!(shard = %id, error = %e, "re-acquiring shard failed; will retry"),
+                    }
+                }
+            }
+        });
         Ok(())
+    }
+
+    fn stopped_shards(&self) -> Vec<ShardId> {
+        if self.cancel.is_cancelled() {
+            return Vec::new();
+        }
+        let shards = self.shards.read().expect("shard map poisoned");
+        (1..=self.config.num_shards)
+            .map(ShardId)
+            .filter(|id| shards.get(id).is_none_or(|s| s.cancel.is_cancelled()))
+            .collect()
     }
 
     /// Take ownership of one shard: bump its range id by CAS, then load and run its queues.

@@ -222,6 +222,8 @@ async fn a_stale_shard_owner_cannot_write() {
             .all(|e| e.event_type != EventType::WorkflowExecutionTerminated as i32)
     );
 
+    // In single-node mode a node re-acquires shards it lost, so stop A before it fights back.
+    a.shutdown().await;
     terminate(&b).await.expect("the new owner writes");
     let events = history(&b, "fenced").await;
     assert_eq!(
