@@ -83,8 +83,24 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// Finish: count the state transition and hand back what must be persisted.
-    pub fn finish(self) -> Mutation {
+    /// Finish: enforce the history limits, count the state transition and hand back what
+    /// must be persisted. A run whose history grew past the limits is terminated, as the
+    /// Temporal server does.
+    pub fn finish(mut self) -> Mutation {
+        if self.is_running() {
+            let count = self.ms.next_event_id - 1;
+            let size = self.info().history_size_bytes;
+            let reason = if count >= self.limits.max_history_events {
+                Some("Workflow history count exceeds limit.")
+            } else if size >= self.limits.max_history_bytes {
+                Some("Workflow history size exceeds limit.")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                let _ = crate::close::terminate(&mut self, reason, None, "temper");
+            }
+        }
         let info = self.ms.execution_info.get_or_insert_with(Default::default);
         info.state_transition_count += 1;
         self.out

@@ -444,3 +444,66 @@ fn bad_command_fails_the_workflow_task_and_keeps_nothing() {
     assert_eq!(h.ms.workflow_task.as_ref().map(|w| w.attempt), Some(2));
     h.check_ids();
 }
+
+#[test]
+fn repeated_workflow_task_failures_back_off() {
+    use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
+    let mut h = Harness::start();
+    for attempt in 1..=2 {
+        let wt = h.start_wt();
+        assert_eq!(wt.attempt, attempt);
+        h.apply(|t| {
+            workflow_task::fail(
+                t,
+                &wt,
+                WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure,
+                None,
+                "w",
+            )
+        });
+    }
+    // Attempt 3 waits: no task scheduled yet, a retry timer instead.
+    assert!(h.ms.workflow_task.is_none());
+    assert_eq!(h.last.timers.len(), 1);
+    let (at, timer) = h.last.timers[0].clone();
+    assert_eq!(at, h.now + Duration::from_secs(1));
+    assert_eq!(timer.kind, pb::TimerTaskKind::WorkflowTaskRetry as i32);
+    h.now = at;
+    h.apply(|t| workflow_task::on_retry_timer(t, timer.attempt));
+    assert_eq!(h.ms.workflow_task.as_ref().map(|w| w.attempt), Some(3));
+    h.check_ids();
+}
+
+#[test]
+fn a_history_past_its_limit_terminates_the_run() {
+    let mut h = Harness::start();
+    h.limits.max_history_events = 12;
+    let marker = || Command {
+        attributes: Some(command::Attributes::RecordMarkerCommandAttributes(
+            temper_proto::temporal::api::command::v1::RecordMarkerCommandAttributes {
+                marker_name: "m".into(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    h.complete_wt(vec![
+        marker(),
+        marker(),
+        marker(),
+        marker(),
+        marker(),
+        marker(),
+        marker(),
+        marker(),
+    ]);
+    assert_eq!(
+        h.history.last().map(|e| e.event_type),
+        Some(EventType::WorkflowExecutionTerminated as i32)
+    );
+    assert_eq!(
+        h.ms.execution_info.as_ref().map(|i| i.status),
+        Some(WorkflowExecutionStatus::Terminated as i32)
+    );
+    h.check_ids();
+}

@@ -223,6 +223,40 @@ pub fn fail(
         } else {
             wt.attempt + 1
         };
+        schedule_retry(txn, attempt);
+    }
+}
+
+/// First attempt that waits before it is scheduled.
+const FIRST_BACKOFF_ATTEMPT: i32 = 3;
+const MAX_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long attempt `attempt` of a workflow task waits: nothing for the first retries, then
+/// 1 s doubling up to a minute. Temporal retries at once; a workflow whose code keeps
+/// failing would then spin its worker and grow its history as fast as they can go.
+pub fn retry_backoff(attempt: i32) -> std::time::Duration {
+    if attempt < FIRST_BACKOFF_ATTEMPT {
+        return std::time::Duration::ZERO;
+    }
+    let exp = (attempt - FIRST_BACKOFF_ATTEMPT).min(16) as u32;
+    std::time::Duration::from_secs(1u64 << exp).min(MAX_RETRY_BACKOFF)
+}
+
+/// Schedule the next attempt of a failed or timed-out workflow task, now or after its
+/// backoff. New events (a signal, an activity result) schedule a task at once anyway.
+fn schedule_retry(txn: &mut Txn<'_>, attempt: i32) {
+    let backoff = retry_backoff(attempt);
+    if backoff.is_zero() || txn.has_buffered_events() {
+        schedule(txn, attempt);
+        return;
+    }
+    let t = txn.timer_task(pb::TimerTaskKind::WorkflowTaskRetry, 0, attempt);
+    txn.add_timer_task(txn.now + backoff, t);
+}
+
+/// A workflow task retry backoff elapsed.
+pub fn on_retry_timer(txn: &mut Txn<'_>, attempt: i32) {
+    if txn.is_running() && !txn.has_pending_workflow_task() {
         schedule(txn, attempt);
     }
 }
@@ -262,12 +296,11 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, time
     );
     clear_sticky(txn);
     txn.flush_buffered();
-    let next = if timeout_type == TimeoutType::ScheduleToStart as i32 {
-        wt.attempt
+    if timeout_type == TimeoutType::ScheduleToStart as i32 {
+        schedule(txn, wt.attempt);
     } else {
-        wt.attempt + 1
-    };
-    schedule(txn, next);
+        schedule_retry(txn, wt.attempt + 1);
+    }
 }
 
 /// Matching has no live worker on the sticky queue: move the scheduled task to the normal
@@ -312,4 +345,19 @@ pub fn set_sticky(
     info.sticky_schedule_to_start_timeout = timeout;
     info.sticky_worker_identity = identity.to_string();
     info.sticky_last_updated = Some(now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_starts_at_the_third_attempt_and_is_capped() {
+        assert_eq!(retry_backoff(1), Duration::ZERO);
+        assert_eq!(retry_backoff(2), Duration::ZERO);
+        assert_eq!(retry_backoff(3), Duration::from_secs(1));
+        assert_eq!(retry_backoff(4), Duration::from_secs(2));
+        assert_eq!(retry_backoff(40), Duration::from_secs(60));
+    }
 }
