@@ -401,6 +401,9 @@ async fn process_timer(shard: &ShardContext, task: &pb::TimerTask) -> Result<(),
                 pb::TimerTaskKind::ActivityRetry => {
                     activity::on_retry_timer(txn, task.event_id, task.attempt)
                 }
+                pb::TimerTaskKind::WorkflowTaskRetry => {
+                    workflow_task::on_retry_timer(txn, task.attempt)
+                }
                 pb::TimerTaskKind::DeleteHistory | pb::TimerTaskKind::Unspecified => {}
             }
             Ok(())
