@@ -7,6 +7,9 @@ mod queues;
 mod shard;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -64,7 +67,10 @@ impl HistoryEngine {
     /// Acquire every shard (single-node mode) and start their queues; then keep them: a
     /// shard that stopped (its store calls failed, or another node fenced it) is acquired
     /// again.
-    pub async fn acquire_all_shards(self: &Arc<Self>, matching: MatchingClient) -> Result<(), HistoryError> {
+    pub async fn acquire_all_shards(
+        self: &Arc<Self>,
+        matching: MatchingClient,
+    ) -> Result<(), HistoryError> {
         for id in 1..=self.config.num_shards {
             self.acquire_shard(ShardId(id), matching.clone()).await?;
         }

@@ -2,6 +2,13 @@
 //! their commit; on acquiring a shard the processors first load what the store still holds,
 //! so nothing is lost across restarts. Finished tasks are deleted in ranges below the lowest
 //! task still outstanding.
+//!
+//! A gate orders the writer's commits against the processors' own store calls: the writer
+//! holds it from a commit until that commit's tasks are in the channels, so a processor that
+//! holds it knows every committed task is either in the store or waiting in its channel.
+//! The initial load needs that (a task committed while loading must not be processed twice),
+//! and so does deleting timers: a new timer may fire before timers already queued, so a
+//! deletion bound computed without it could remove it from the store before it arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -23,33 +30,54 @@ use crate::writer::fire_time;
 type TransferBatch = Vec<(TaskKey, pb::TransferTask)>;
 type TimerBatch = Vec<(TaskKey, pb::TimerTask)>;
 
+/// Held by the writer from a commit until its tasks are sent, and by a processor while it
+/// reads or deletes its tasks in the store (see the module comment).
+type Gate = Arc<tokio::sync::Mutex<()>>;
+
 /// Where the writer hands freshly committed tasks.
 pub struct QueueSinks {
     transfer: mpsc::UnboundedSender<TransferBatch>,
     timer: mpsc::UnboundedSender<TimerBatch>,
+    gate: Gate,
+}
+
+/// A processor's end: the channel and the gate.
+pub struct Inbox<T> {
+    rx: mpsc::UnboundedReceiver<T>,
+    gate: Gate,
 }
 
 pub struct QueueReceivers {
-    pub(crate) transfer: mpsc::UnboundedReceiver<TransferBatch>,
-    pub(crate) timer: mpsc::UnboundedReceiver<TimerBatch>,
+    pub(crate) transfer: Inbox<TransferBatch>,
+    pub(crate) timer: Inbox<TimerBatch>,
 }
 
 pub fn queue_channels() -> (QueueSinks, QueueReceivers) {
     let (ttx, trx) = mpsc::unbounded_channel();
     let (mtx, mrx) = mpsc::unbounded_channel();
+    let gate = Gate::default();
     (
         QueueSinks {
             transfer: ttx,
             timer: mtx,
+            gate: gate.clone(),
         },
         QueueReceivers {
-            transfer: trx,
-            timer: mrx,
+            transfer: Inbox {
+                rx: trx,
+                gate: gate.clone(),
+            },
+            timer: Inbox { rx: mrx, gate },
         },
     )
 }
 
 impl QueueSinks {
+    /// Hold the gate across a commit and the sending of its tasks.
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.gate.lock().await
+    }
+
     pub(crate) fn transfer(&self, t: TransferBatch) {
         if !t.is_empty() {
             let _ = self.transfer.send(t);
@@ -72,6 +100,19 @@ fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
         workflow_id: wf.to_string(),
         run_id: run.to_string(),
     }
+}
+
+/// Load the tasks of a category the store still holds, and drop what the writer sent before:
+/// those tasks were committed before the load, so the load has them.
+async fn load_once<T: Message + Default, B>(
+    shard: &ShardContext,
+    category: TaskCategory,
+    inbox: &mut Inbox<B>,
+) -> Result<Vec<(TaskKey, T)>, HistoryError> {
+    let _held = inbox.gate.lock().await;
+    let tasks = load(shard, category).await?;
+    while inbox.rx.try_recv().is_ok() {}
+    Ok(tasks)
 }
 
 /// Load the tasks of a category the store still holds.
@@ -129,6 +170,12 @@ impl Acker {
 
     fn done(&self, k: &TaskKey) {
         self.outstanding.lock().expect("acker poisoned").remove(k);
+        // A new timer can sort below the last deletion bound; once it is done, delete up to
+        // the bound again, or it stays in the store for the next owner to fire again.
+        let mut acked = self.acked.lock().expect("acker poisoned");
+        if *k < *acked {
+            *acked = TaskKey::MIN;
+        }
     }
 
     /// The exclusive bound below which everything is done, if it moved.
@@ -197,11 +244,11 @@ where
 pub(crate) async fn run_transfer(
     shard: Arc<ShardContext>,
     matching: MatchingClient,
-    mut rx: mpsc::UnboundedReceiver<TransferBatch>,
+    mut inbox: Inbox<TransferBatch>,
 ) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
-    let initial = match load::<pb::TransferTask>(&shard, TaskCategory::Transfer).await {
+    let initial = match load_once(&shard, TaskCategory::Transfer, &mut inbox).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(shard = %shard.shard_id, error = %e, "loading transfer tasks failed; closing shard");
@@ -235,10 +282,12 @@ pub(crate) async fn run_transfer(
     loop {
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
-            b = rx.recv() => match b {
+            b = inbox.rx.recv() => match b {
                 Some(b) => spawn(b),
                 None => return,
             },
+            // No gate needed: transfer tasks arrive in task id order, so a task still on its
+            // way is above every bound computed from the tasks already here.
             _ = ack_tick.tick() => flush_acks(&shard, TaskCategory::Transfer, &acker).await,
         }
     }
@@ -327,14 +376,11 @@ async fn process_transfer(
     }
 }
 
-pub(crate) async fn run_timers(
-    shard: Arc<ShardContext>,
-    mut rx: mpsc::UnboundedReceiver<TimerBatch>,
-) {
+pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerBatch>) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
     let mut pending: BTreeMap<TaskKey, pb::TimerTask> = BTreeMap::new();
-    match load::<pb::TimerTask>(&shard, TaskCategory::Timer).await {
+    match load_once::<pb::TimerTask, _>(&shard, TaskCategory::Timer, &mut inbox).await {
         Ok(tasks) => {
             for (k, t) in tasks {
                 acker.add(k);
@@ -370,7 +416,7 @@ pub(crate) async fn run_timers(
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
-            b = rx.recv() => match b {
+            b = inbox.rx.recv() => match b {
                 Some(batch) => for (k, t) in batch {
                     acker.add(k);
                     pending.insert(k, t);
@@ -378,7 +424,18 @@ pub(crate) async fn run_timers(
                 None => return,
             },
             _ = tokio::time::sleep(wait) => {}
-            _ = ack_tick.tick() => flush_acks(&shard, TaskCategory::Timer, &acker).await,
+            _ = ack_tick.tick() => {
+                // Under the gate, with every committed timer taken in first: a new timer may
+                // sort below the bound the timers already here would give.
+                let _held = inbox.gate.lock().await;
+                while let Ok(batch) = inbox.rx.try_recv() {
+                    for (k, t) in batch {
+                        acker.add(k);
+                        pending.insert(k, t);
+                    }
+                }
+                flush_acks(&shard, TaskCategory::Timer, &acker).await;
+            }
         }
     }
 }

@@ -100,6 +100,12 @@ impl ShardContext {
         e
     }
 
+    /// Commits waiting for the writer (tests use it to line up a group commit).
+    #[cfg(test)]
+    pub(crate) fn queued_commits(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
     fn forget(&self, key: &ExecutionKey) {
         self.cache.lock().expect("cache mutex poisoned").remove(key);
     }

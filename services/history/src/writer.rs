@@ -196,6 +196,9 @@ impl Writer {
         }
         while !prepared.is_empty() {
             let writes: Vec<ExecutionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
+            // Until the new tasks are in the queues' channels, the queues must not read or
+            // delete tasks in the store.
+            let _held = self.sinks.hold().await;
             let result = self
                 .persistence
                 .executions

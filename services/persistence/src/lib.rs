@@ -20,6 +20,9 @@ mod traits;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+#[cfg(feature = "testing")]
+pub mod faulty;
+
 pub use error::{CommitError, ConflictKind, StoreError};
 pub use model::*;
 pub use traits::*;

@@ -1,0 +1,117 @@
+//! Fencing: once another owner bumped the shard's range id, this node's next commit fails,
+//! the shard stops, and nothing of the refused writes becomes visible.
+
+use temper_persistence::ShardRecord;
+use temper_persistence::faulty::Op;
+use temper_proto::temporal::api::enums::v1::EventType;
+use temper_types::RangeId;
+use tonic::Code;
+
+use super::*;
+
+/// Another node takes the shard: the same CAS `acquire_shard` does.
+async fn steal_shard(p: &Persistence, shard: ShardId) -> RangeId {
+    let rec = p
+        .executions
+        .get_or_create_shard(shard, &[])
+        .await
+        .expect("shard row");
+    let next = RangeId(rec.range_id.0 + 1);
+    p.executions
+        .update_shard(
+            rec.range_id,
+            &ShardRecord {
+                shard_id: shard,
+                range_id: next,
+                info: rec.info,
+            },
+        )
+        .await
+        .expect("steal shard");
+    next
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_shard_stops_and_writes_nothing() {
+    let store = store();
+    let p = store.inner().clone();
+    let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    let run = start(&engine, "fenced", Duration::ZERO).await;
+    let key = key("fenced", &run);
+    let shard = shard_of(&engine, "fenced");
+    let (before, version) = stored_state(&p, ShardId(1), &key).await;
+    let history_before = stored_history(&p, ShardId(1), &key).await;
+
+    steal_shard(&p, ShardId(1)).await;
+    let err = signal(&engine, "fenced", "too-late")
+        .await
+        .expect_err("a fenced commit must fail");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    eventually("the shard stops", || async {
+        shard.cancel.is_cancelled().then_some(())
+    })
+    .await;
+
+    let (after, version_after) = stored_state(&p, ShardId(1), &key).await;
+    assert_eq!(version_after, version);
+    assert_eq!(after, before);
+    let history = stored_history(&p, ShardId(1), &key).await;
+    assert_eq!(history, history_before);
+    assert_eq!(count_of(&history, EventType::WorkflowExecutionSignaled), 0);
+    // The stopped shard refuses further work instead of writing under a stale range.
+    let later = shard
+        .update(&key, |txn| {
+            temper_workflow::close::terminate(txn, "later", None, "test")
+        })
+        .await;
+    assert!(later.is_err());
+    assert_eq!(stored_state(&p, ShardId(1), &key).await.1, version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_of_a_fenced_batch_fails() {
+    let store = store();
+    let p = store.inner().clone();
+    let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    let mut keys = Vec::new();
+    for wf in ["f-0", "f-1", "f-2"] {
+        let run = start(&engine, wf, Duration::ZERO).await;
+        keys.push(key(wf, &run));
+    }
+    let shard = shard_of(&engine, "f-0");
+
+    // One commit in flight, two queued behind it; then another node takes the shard.
+    store.pause(Op::Commit);
+    let calls = store.calls(Op::Commit);
+    let spawn_signal = |wf: &'static str| {
+        let engine = engine.clone();
+        tokio::spawn(async move { signal(&engine, wf, "sig").await })
+    };
+    let mut handles = vec![spawn_signal("f-0")];
+    eventually("the first commit is in flight", || async {
+        (store.calls(Op::Commit) > calls).then_some(())
+    })
+    .await;
+    handles.push(spawn_signal("f-1"));
+    handles.push(spawn_signal("f-2"));
+    eventually("two commits queued", || async {
+        (shard.queued_commits() == 2).then_some(())
+    })
+    .await;
+    steal_shard(&p, ShardId(1)).await;
+    store.resume(Op::Commit);
+
+    for h in handles {
+        let r = h.await.expect("signal task");
+        assert_eq!(r.expect_err("fenced").code(), Code::Unavailable);
+    }
+    eventually("the shard stops", || async {
+        shard.cancel.is_cancelled().then_some(())
+    })
+    .await;
+    for key in &keys {
+        assert_eq!(stored_state(&p, ShardId(1), key).await.1, 1);
+        let history = stored_history(&p, ShardId(1), key).await;
+        assert_eq!(count_of(&history, EventType::WorkflowExecutionSignaled), 0);
+    }
+}

@@ -1,0 +1,269 @@
+//! The transfer and timer queues: tasks reach matching once, finished tasks leave the store,
+//! and whatever was committed but not processed is processed after a restart.
+
+use temper_persistence::faulty::{FaultyStore, Op};
+use temper_proto::temporal::api::command::v1::{Command, StartTimerCommandAttributes, command};
+use temper_proto::temporal::api::enums::v1::{EventType, WorkflowExecutionStatus};
+
+use super::*;
+
+async fn status(engine: &HistoryEngine, workflow_id: &str) -> WorkflowExecutionStatus {
+    let r = engine
+        .describe_workflow_execution(Request::new(internal::DescribeWorkflowExecutionRequest {
+            namespace_id: NS.into(),
+            request: Some(ws::DescribeWorkflowExecutionRequest {
+                namespace: NS.into(),
+                execution: execution(workflow_id, ""),
+            }),
+        }))
+        .await
+        .expect("describe")
+        .into_inner();
+    let status = r.workflow_execution_info.expect("info").status;
+    WorkflowExecutionStatus::try_from(status).expect("known status")
+}
+
+/// Wait until the shard's queue of `category` holds no task any more.
+async fn drained(store: &FaultyStore, shard: ShardId, category: TaskCategory) {
+    let p = store.inner();
+    eventually("acknowledged tasks are deleted", || async {
+        stored_tasks(p, shard, category)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_workflow_reaches_matching_once_and_its_task_is_deleted() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let engine = engine(&store, 2, matching.clone()).await;
+    let run = start(&engine, "wf", Duration::ZERO).await;
+    let shard = shard_id("wf", 2);
+
+    drained(&store, shard, TaskCategory::Transfer).await;
+    assert!(store.calls(Op::DeleteTasksBefore) > 0);
+    let tasks = matching.workflow_tasks();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let t = &tasks[0];
+    assert_eq!(t.namespace_id, NS);
+    assert_eq!(t.execution, execution("wf", &run));
+    assert_eq!(t.task_queue.as_ref().map(|q| q.name.as_str()), Some(QUEUE));
+    assert_eq!(t.scheduled_event_id, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_committed_while_the_queues_load_reach_matching_once() {
+    let store = store();
+    // The queues' first reads of the store (transfer and timer) are slow, so the start
+    // below commits while they are still loading: its task is both in the store they read
+    // and in memory.
+    store.delay(Op::GetTasks, 2, Duration::from_millis(300));
+    let matching = Arc::new(FakeMatching::default());
+    let engine = engine(&store, 1, matching.clone()).await;
+    let run = start(&engine, "wf", Duration::ZERO).await;
+
+    drained(&store, ShardId(1), TaskCategory::Transfer).await;
+    assert_eq!(store.calls(Op::GetTasks), 2, "both queues loaded once");
+    let tasks = matching.workflow_tasks_of(&run);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_workflow_task_is_delivered_after_a_restart() {
+    let store = store();
+    let refusing = FakeMatching::refusing();
+    let first = engine(&store, 1, refusing.clone()).await;
+    let run = start(&first, "wf", Duration::ZERO).await;
+    eventually("the first node tried matching", || async {
+        (refusing.workflow_task_calls.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    first.shutdown().await;
+    drop(first);
+    assert_eq!(
+        stored_tasks(store.inner(), ShardId(1), TaskCategory::Transfer)
+            .await
+            .len(),
+        1,
+        "an unprocessed task stays in the store"
+    );
+
+    let matching = Arc::new(FakeMatching::default());
+    let _second = engine(&store, 1, matching.clone()).await;
+    drained(&store, ShardId(1), TaskCategory::Transfer).await;
+    let tasks = matching.workflow_tasks_of(&run);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].scheduled_event_id, 2);
+    assert!(refusing.workflow_tasks().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_timeout_fires_after_a_restart() {
+    let store = store();
+    let first = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    let run = start(&first, "wf", Duration::from_millis(1500)).await;
+    first.shutdown().await;
+    drop(first);
+    let key = key("wf", &run);
+    let (ms, _) = stored_state(store.inner(), ShardId(1), &key).await;
+    assert!(
+        !temper_workflow::close::is_closed(&ms),
+        "the first node must stop before the timeout"
+    );
+
+    let second = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    eventually("the run times out", || async {
+        (status(&second, "wf").await == WorkflowExecutionStatus::TimedOut).then_some(())
+    })
+    .await;
+    let history = api_history(&second, "wf", &run).await;
+    assert_eq!(
+        types(&history),
+        vec![
+            EventType::WorkflowExecutionStarted,
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowExecutionTimedOut,
+        ]
+    );
+    drained(&store, ShardId(1), TaskCategory::Timer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_timer_fires_after_a_restart() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let first = engine(&store, 1, matching.clone()).await;
+    let run = start(&first, "wf", Duration::ZERO).await;
+    let task = eventually("the first workflow task", || async {
+        matching.workflow_tasks_of(&run).into_iter().next()
+    })
+    .await;
+    let started = first
+        .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            namespace_id: NS.into(),
+            execution: execution("wf", &run),
+            scheduled_event_id: task.scheduled_event_id,
+            request_id: "poll-1".into(),
+            poll_request: Some(ws::PollWorkflowTaskQueueRequest {
+                namespace: NS.into(),
+                task_queue: task.task_queue.clone(),
+                identity: "worker".into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("record started")
+        .into_inner()
+        .response
+        .expect("poll response");
+    first
+        .respond_workflow_task_completed(Request::new(
+            internal::RespondWorkflowTaskCompletedRequest {
+                namespace_id: NS.into(),
+                request: Some(ws::RespondWorkflowTaskCompletedRequest {
+                    task_token: started.task_token,
+                    identity: "worker".into(),
+                    namespace: NS.into(),
+                    commands: vec![Command {
+                        command_type:
+                            temper_proto::temporal::api::enums::v1::CommandType::StartTimer as i32,
+                        attributes: Some(command::Attributes::StartTimerCommandAttributes(
+                            StartTimerCommandAttributes {
+                                timer_id: "t".into(),
+                                start_to_fire_timeout: temper_workflow::time::dur(
+                                    Duration::from_millis(800),
+                                ),
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("complete workflow task");
+    first.shutdown().await;
+    drop(first);
+    let key = key("wf", &run);
+    let (ms, _) = stored_state(store.inner(), ShardId(1), &key).await;
+    assert!(
+        ms.timers.contains_key("t"),
+        "the first node must stop before the timer fires"
+    );
+
+    let matching = Arc::new(FakeMatching::default());
+    let second = engine(&store, 1, matching.clone()).await;
+    let fired = eventually("the timer fires", || async {
+        api_history(&second, "wf", &run)
+            .await
+            .into_iter()
+            .find(|e| e.event_type == EventType::TimerFired as i32)
+    })
+    .await;
+    // Firing wakes the workflow: a new workflow task right after the TimerFired event.
+    let next = eventually("the next workflow task", || async {
+        matching.workflow_tasks_of(&run).into_iter().next()
+    })
+    .await;
+    assert_eq!(next.scheduled_event_id, fired.event_id + 1);
+    let history = api_history(&second, "wf", &run).await;
+    assert_eq!(count_of(&history, EventType::TimerFired), 1);
+}
+
+/// The timer tasks the store holds for one run.
+async fn timers_of(store: &FaultyStore, run: &str) -> usize {
+    stored_tasks(store.inner(), ShardId(1), TaskCategory::Timer)
+        .await
+        .iter()
+        .filter_map(|t| pb::TimerTask::decode(t.data.as_slice()).ok())
+        .filter(|t| t.run_id == run)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_committed_while_the_ack_level_moves_stays_in_the_store() {
+    let store = store();
+    let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    // Timer X, soon, and moot (its run is already closed): it completes without a write.
+    let moot = start(&engine, "moot", Duration::from_millis(500)).await;
+    terminate(&engine, "moot").await.expect("terminate");
+    // Timer A, far away: once X is done, everything below A is acknowledged.
+    start(&engine, "far", Duration::from_secs(3600)).await;
+    // Timer B, between X and A, is durable while its commit's reply is still on the way;
+    // meanwhile X fires and the ack level moves up.
+    store.delay_reply(Op::Commit, 1, Duration::from_millis(1500));
+    let run = start(&engine, "b", Duration::from_secs(600)).await;
+    eventually("X is acknowledged and deleted", || async {
+        (timers_of(&store, &moot).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        timers_of(&store, &run).await,
+        1,
+        "B's run timeout must stay in the store for the next owner"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_that_fires_below_the_ack_level_is_deleted() {
+    let store = store();
+    let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    // Timer A, far away, is acknowledged up to while alone (its transfer task going too
+    // means the queues have flushed at least once since).
+    start(&engine, "far", Duration::from_secs(3600)).await;
+    drained(&store, ShardId(1), TaskCategory::Transfer).await;
+    // Timer X sorts below A, fires and is done.
+    let short = start(&engine, "short", Duration::from_millis(200)).await;
+    eventually("the short run times out", || async {
+        (status(&engine, "short").await == WorkflowExecutionStatus::TimedOut).then_some(())
+    })
+    .await;
+    eventually("X is deleted although A is still pending", || async {
+        (timers_of(&store, &short).await == 0).then_some(())
+    })
+    .await;
+}
