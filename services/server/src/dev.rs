@@ -126,11 +126,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
 
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small request/response RPCs: without TCP_NODELAY on every accepted socket, Nagle's
+    // algorithm and delayed ACKs add ~40 ms to many calls. (The builder's tcp_nodelay only
+    // applies when tonic binds the socket itself.)
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let drain = shutdown.clone();
     let (m, h) = (matching.clone(), history.clone());
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(workflow_service)
         .add_service(operator_service)

@@ -22,6 +22,12 @@ enum Command {
     /// Run the server.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Drive load against any server that speaks the Temporal API (same as `temper-loadtest`).
+    #[command(disable_help_flag = true)]
+    Loadtest {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -41,5 +47,12 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Loadtest { args } => match temper_loadtest::main_with_args(args) {
+            Err(e) => match e.downcast::<clap::Error>() {
+                Ok(usage) => usage.exit(),
+                Err(e) => Err(e),
+            },
+            ok => ok,
+        },
     }
 }

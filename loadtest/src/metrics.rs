@@ -1,0 +1,302 @@
+//! What a run measures. Counters for the live progress line cover every workflow; the
+//! report's numbers cover only measured ones, those whose intended start time falls after
+//! the warm-up.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::stats::Histo;
+
+/// Distinct failure reasons kept; the rest are counted under one "other" line.
+const MAX_FAILURE_REASONS: usize = 32;
+
+/// One namespace's measured numbers.
+#[derive(Debug, Default, Clone)]
+pub struct NamespaceMetrics {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub start_errors: u64,
+    pub state_transitions: u64,
+    pub end_to_end: Histo,
+    pub workflow_task_schedule_to_start: Histo,
+    pub activity_task_schedule_to_start: Histo,
+}
+
+/// Everything measured, as the report reads it.
+#[derive(Debug, Default, Clone)]
+pub struct Measured {
+    pub namespaces: BTreeMap<String, NamespaceMetrics>,
+    pub start_rpc: Histo,
+    pub workflow_task_respond_rpc: Histo,
+    pub failures: BTreeMap<String, u64>,
+    /// When the last measured workflow ended (completed or failed).
+    pub last_end: Option<Instant>,
+}
+
+impl Measured {
+    pub fn total(&self) -> NamespaceMetrics {
+        let mut t = NamespaceMetrics::default();
+        for m in self.namespaces.values() {
+            t.started += m.started;
+            t.completed += m.completed;
+            t.failed += m.failed;
+            t.start_errors += m.start_errors;
+            t.state_transitions += m.state_transitions;
+            t.end_to_end.merge(&m.end_to_end);
+            t.workflow_task_schedule_to_start
+                .merge(&m.workflow_task_schedule_to_start);
+            t.activity_task_schedule_to_start
+                .merge(&m.activity_task_schedule_to_start);
+        }
+        t
+    }
+}
+
+/// All-time counters for the progress line (warm-up included).
+#[derive(Debug, Default)]
+pub struct Live {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+    pub start_errors: AtomicU64,
+    pub poll_errors: AtomicU64,
+    /// Extra GetWorkflowExecutionHistory pages read (paged or uncached sticky histories).
+    pub history_pages: AtomicU64,
+    /// Sticky workflow tasks whose partial history was completed from the cache.
+    pub sticky_hits: AtomicU64,
+}
+
+/// A progress line's view.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiveSnapshot {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub start_errors: u64,
+    pub poll_errors: u64,
+    /// End-to-end p50 / p99 of workflows that completed since the previous snapshot.
+    pub interval_p50_ms: f64,
+    pub interval_p99_ms: f64,
+}
+
+pub struct Metrics {
+    measure_start: Instant,
+    pub live: Live,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    measured: Measured,
+    interval_end_to_end: Histo,
+}
+
+impl Metrics {
+    /// Workflows intended to start at or after `measure_start` are measured.
+    pub fn new(measure_start: Instant) -> Self {
+        Self {
+            measure_start,
+            live: Live::default(),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn measure_start(&self) -> Instant {
+        self.measure_start
+    }
+
+    pub fn is_measured(&self, at: Instant) -> bool {
+        at >= self.measure_start
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        // A panic while holding the lock cannot leave the numbers half-updated in a way that
+        // matters more than losing them, so a poisoned lock is used as is.
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    pub fn start_rpc(&self, measured: bool, latency: Duration) {
+        if measured {
+            self.with(|i| i.measured.start_rpc.record(latency));
+        }
+    }
+
+    pub fn started(&self, ns: &str, measured: bool) {
+        self.live.started.fetch_add(1, Ordering::Relaxed);
+        if measured {
+            self.with(|i| ns_entry(&mut i.measured, ns).started += 1);
+        }
+    }
+
+    pub fn start_error(&self, ns: &str, measured: bool, reason: String) {
+        self.live.start_errors.fetch_add(1, Ordering::Relaxed);
+        if measured {
+            self.with(|i| {
+                ns_entry(&mut i.measured, ns).start_errors += 1;
+                add_failure(&mut i.measured.failures, format!("start: {reason}"));
+            });
+        }
+    }
+
+    pub fn completed(&self, ns: &str, measured: bool, end_to_end: Duration, events: u64) {
+        self.live.completed.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        self.with(|i| {
+            i.interval_end_to_end.record(end_to_end);
+            if measured {
+                let m = ns_entry(&mut i.measured, ns);
+                m.completed += 1;
+                m.state_transitions += events;
+                m.end_to_end.record(end_to_end);
+                i.measured.last_end = Some(now);
+            }
+        });
+    }
+
+    pub fn failed(&self, ns: &str, measured: bool, reason: String) {
+        self.live.failed.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if measured {
+            self.with(|i| {
+                ns_entry(&mut i.measured, ns).failed += 1;
+                add_failure(&mut i.measured.failures, reason);
+                i.measured.last_end = Some(now);
+            });
+        }
+    }
+
+    /// A workflow task was answered: how long it waited in the queue (from the server's
+    /// timestamps) and how long the answer took.
+    pub fn workflow_task(&self, ns: &str, schedule_to_start: Option<Duration>, respond: Duration) {
+        if !self.is_measured(Instant::now()) {
+            return;
+        }
+        self.with(|i| {
+            i.measured.workflow_task_respond_rpc.record(respond);
+            if let Some(d) = schedule_to_start {
+                ns_entry(&mut i.measured, ns)
+                    .workflow_task_schedule_to_start
+                    .record(d);
+            }
+        });
+    }
+
+    pub fn activity_task(&self, ns: &str, schedule_to_start: Option<Duration>) {
+        if !self.is_measured(Instant::now()) {
+            return;
+        }
+        if let Some(d) = schedule_to_start {
+            self.with(|i| {
+                ns_entry(&mut i.measured, ns)
+                    .activity_task_schedule_to_start
+                    .record(d);
+            });
+        }
+    }
+
+    pub fn poll_error(&self) {
+        self.live.poll_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The live counters, and the interval latency since the last call (which resets it).
+    pub fn snapshot(&self) -> LiveSnapshot {
+        let (p50, p99) = self.with(|i| {
+            let h = &mut i.interval_end_to_end;
+            let r = if h.count() == 0 {
+                (0.0, 0.0)
+            } else {
+                (h.quantile_ms(0.5), h.quantile_ms(0.99))
+            };
+            h.reset();
+            r
+        });
+        LiveSnapshot {
+            started: self.live.started.load(Ordering::Relaxed),
+            completed: self.live.completed.load(Ordering::Relaxed),
+            failed: self.live.failed.load(Ordering::Relaxed),
+            start_errors: self.live.start_errors.load(Ordering::Relaxed),
+            poll_errors: self.live.poll_errors.load(Ordering::Relaxed),
+            interval_p50_ms: p50,
+            interval_p99_ms: p99,
+        }
+    }
+
+    /// Make sure every namespace of the run shows in the report, even one that got nothing.
+    pub fn register_namespace(&self, ns: &str) {
+        self.with(|i| {
+            ns_entry(&mut i.measured, ns);
+        });
+    }
+
+    pub fn measured(&self) -> Measured {
+        self.with(|i| i.measured.clone())
+    }
+}
+
+fn ns_entry<'a>(m: &'a mut Measured, ns: &str) -> &'a mut NamespaceMetrics {
+    if !m.namespaces.contains_key(ns) {
+        m.namespaces
+            .insert(ns.to_string(), NamespaceMetrics::default());
+    }
+    m.namespaces.get_mut(ns).expect("inserted above")
+}
+
+fn add_failure(failures: &mut BTreeMap<String, u64>, reason: String) {
+    if failures.len() >= MAX_FAILURE_REASONS && !failures.contains_key(&reason) {
+        *failures.entry("other reasons".to_string()).or_default() += 1;
+    } else {
+        *failures.entry(reason).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_is_left_out_of_the_measured_numbers() {
+        let t0 = Instant::now();
+        let m = Metrics::new(t0 + Duration::from_secs(5));
+        assert!(!m.is_measured(t0));
+        m.started("a", false);
+        m.completed("a", false, Duration::from_millis(3), 4);
+        m.started("a", true);
+        m.completed("a", true, Duration::from_millis(7), 4);
+        m.started("b", true);
+        m.failed("b", true, "boom".to_string());
+        let live = m.snapshot();
+        assert_eq!((live.started, live.completed, live.failed), (3, 2, 1));
+        let got = m.measured();
+        let total = got.total();
+        assert_eq!((total.started, total.completed, total.failed), (2, 1, 1));
+        assert_eq!(total.state_transitions, 4);
+        assert_eq!(total.end_to_end.count(), 1);
+        assert_eq!(got.failures.get("boom"), Some(&1));
+        assert_eq!(got.namespaces["a"].completed, 1);
+        assert_eq!(got.namespaces["b"].failed, 1);
+    }
+
+    #[test]
+    fn snapshot_resets_the_interval_latency() {
+        let m = Metrics::new(Instant::now());
+        m.completed("a", true, Duration::from_millis(10), 1);
+        let s = m.snapshot();
+        assert!((s.interval_p99_ms - 10.0).abs() < 0.02, "{s:?}");
+        assert_eq!(m.snapshot().interval_p99_ms, 0.0);
+    }
+
+    #[test]
+    fn failure_reasons_are_bounded() {
+        let m = Metrics::new(Instant::now());
+        for i in 0..100 {
+            m.failed("a", true, format!("reason {i}"));
+        }
+        let f = m.measured().failures;
+        assert!(f.len() <= MAX_FAILURE_REASONS + 1);
+        assert_eq!(f.values().sum::<u64>(), 100);
+    }
+}

@@ -1,0 +1,278 @@
+//! The end of a run: the JSON report and the table printed on stdout.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::{Length, Load, RunConfig};
+use std::sync::atomic::Ordering;
+
+use crate::metrics::{Live, Measured, NamespaceMetrics};
+use crate::stats::LatencySummary;
+
+/// The JSON report. `latency_ms` is the end-to-end workflow latency; the other histograms sit
+/// beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub options: BTreeMap<String, String>,
+    pub target: String,
+    pub task_queue: String,
+    pub sticky: bool,
+    /// `open` (rate) or `closed` (concurrency).
+    pub mode: &'static str,
+    pub rate: Option<f64>,
+    pub concurrency: Option<u32>,
+    pub iterations: Option<u64>,
+    pub warmup_s: f64,
+    /// Workflows whose start the server acknowledged (after the warm-up).
+    pub started: u64,
+    pub completed: u64,
+    /// Failed workflows: failed themselves, rejected, or unfinished at the drain timeout.
+    pub failed: u64,
+    /// Start RPCs that failed (those workflows never started).
+    pub start_errors: u64,
+    /// From the end of the warm-up until the last measured workflow ended.
+    pub duration_s: f64,
+    pub workflows_per_s: f64,
+    pub started_per_s: f64,
+    pub failed_per_s: f64,
+    /// History events of the completed workflows (children included).
+    pub state_transitions: u64,
+    pub state_transitions_per_s: f64,
+    /// End-to-end latency: from the intended start to the acknowledged completion.
+    pub latency_ms: LatencySummary,
+    pub start_latency_ms: LatencySummary,
+    pub workflow_task_schedule_to_start_ms: LatencySummary,
+    pub activity_task_schedule_to_start_ms: LatencySummary,
+    pub workflow_task_respond_ms: LatencySummary,
+    pub namespaces: BTreeMap<String, NamespaceReport>,
+    pub failures: BTreeMap<String, u64>,
+    pub poll_errors: u64,
+    /// Counts over the whole run, warm-up included (for costs per workflow, such as the
+    /// server's CPU time over the run).
+    pub including_warmup: Totals,
+    /// History pages read with GetWorkflowExecutionHistory beyond what polls carried.
+    pub history_pages_fetched: u64,
+    /// Sticky tasks answered from the history cache.
+    pub sticky_cache_hits: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Totals {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub start_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceReport {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub start_errors: u64,
+    pub workflows_per_s: f64,
+    pub state_transitions_per_s: f64,
+    pub latency_ms: LatencySummary,
+    pub workflow_task_schedule_to_start_ms: LatencySummary,
+    pub activity_task_schedule_to_start_ms: LatencySummary,
+}
+
+fn per_s(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        ((n as f64 / secs) * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
+}
+
+fn ns_report(m: &NamespaceMetrics, secs: f64) -> NamespaceReport {
+    NamespaceReport {
+        started: m.started,
+        completed: m.completed,
+        failed: m.failed,
+        start_errors: m.start_errors,
+        workflows_per_s: per_s(m.completed, secs),
+        state_transitions_per_s: per_s(m.state_transitions, secs),
+        latency_ms: m.end_to_end.summary(),
+        workflow_task_schedule_to_start_ms: m.workflow_task_schedule_to_start.summary(),
+        activity_task_schedule_to_start_ms: m.activity_task_schedule_to_start.summary(),
+    }
+}
+
+impl Report {
+    pub fn new(
+        cfg: &RunConfig,
+        task_queue: &str,
+        measured: &Measured,
+        window: Duration,
+        live: &Live,
+    ) -> Self {
+        let secs = (window.as_secs_f64() * 1000.0).round() / 1000.0;
+        let t = measured.total();
+        Report {
+            scenario: cfg.plan.scenario.clone(),
+            options: cfg.plan.options.clone(),
+            target: cfg.target.clone(),
+            task_queue: task_queue.to_string(),
+            sticky: cfg.sticky,
+            mode: match cfg.load {
+                Load::Rate(_) => "open",
+                Load::Concurrency(_) => "closed",
+            },
+            rate: match cfg.load {
+                Load::Rate(r) => Some(r),
+                Load::Concurrency(_) => None,
+            },
+            concurrency: match cfg.load {
+                Load::Concurrency(c) => Some(c),
+                Load::Rate(_) => None,
+            },
+            iterations: match cfg.length {
+                Length::Iterations(n) => Some(n),
+                Length::Duration(_) => None,
+            },
+            warmup_s: cfg.warmup.as_secs_f64(),
+            started: t.started,
+            completed: t.completed,
+            failed: t.failed,
+            start_errors: t.start_errors,
+            duration_s: secs,
+            workflows_per_s: per_s(t.completed, secs),
+            started_per_s: per_s(t.started, secs),
+            failed_per_s: per_s(t.failed, secs),
+            state_transitions: t.state_transitions,
+            state_transitions_per_s: per_s(t.state_transitions, secs),
+            latency_ms: t.end_to_end.summary(),
+            start_latency_ms: measured.start_rpc.summary(),
+            workflow_task_schedule_to_start_ms: t.workflow_task_schedule_to_start.summary(),
+            activity_task_schedule_to_start_ms: t.activity_task_schedule_to_start.summary(),
+            workflow_task_respond_ms: measured.workflow_task_respond_rpc.summary(),
+            namespaces: measured
+                .namespaces
+                .iter()
+                .map(|(k, v)| (k.clone(), ns_report(v, secs)))
+                .collect(),
+            failures: measured.failures.clone(),
+            poll_errors: live.poll_errors.load(Ordering::Relaxed),
+            including_warmup: Totals {
+                started: live.started.load(Ordering::Relaxed),
+                completed: live.completed.load(Ordering::Relaxed),
+                failed: live.failed.load(Ordering::Relaxed),
+                start_errors: live.start_errors.load(Ordering::Relaxed),
+            },
+            history_pages_fetched: live.history_pages.load(Ordering::Relaxed),
+            sticky_cache_hits: live.sticky_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let opts: Vec<String> = self
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let load = match (self.rate, self.concurrency) {
+            (Some(r), _) => format!("open loop, {r} starts/s"),
+            (_, Some(c)) => format!("closed loop, {c} in flight"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "scenario {}{}  target {}  {load}{}",
+            self.scenario,
+            if opts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", opts.join(", "))
+            },
+            self.target,
+            if self.sticky { "  sticky" } else { "" },
+        );
+        let _ = writeln!(
+            s,
+            "workflows  started {}  completed {}  failed {}  start errors {}  in {:.2} s",
+            self.started, self.completed, self.failed, self.start_errors, self.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "throughput {:.1} workflows/s  {:.1} state transitions/s  (started {:.1}/s, failed {:.1}/s)",
+            self.workflows_per_s,
+            self.state_transitions_per_s,
+            self.started_per_s,
+            self.failed_per_s
+        );
+        let _ = writeln!(
+            s,
+            "\n{:<36} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "p50", "p90", "p99", "max"
+        );
+        let mut row = |name: &str, l: &LatencySummary| {
+            let _ = writeln!(
+                s,
+                "{name:<36} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                l.count, l.p50, l.p90, l.p99, l.max
+            );
+        };
+        row("end to end", &self.latency_ms);
+        row("start RPC", &self.start_latency_ms);
+        row(
+            "workflow task schedule-to-start",
+            &self.workflow_task_schedule_to_start_ms,
+        );
+        row(
+            "activity task schedule-to-start",
+            &self.activity_task_schedule_to_start_ms,
+        );
+        row("workflow task respond RPC", &self.workflow_task_respond_ms);
+        if self.namespaces.len() > 1 {
+            let _ = writeln!(
+                s,
+                "\n{:<20} {:>8} {:>9} {:>7} {:>10} {:>9} {:>9} {:>12}",
+                "namespace",
+                "started",
+                "completed",
+                "failed",
+                "wf/s",
+                "e2e p50",
+                "e2e p99",
+                "wft s2s p99"
+            );
+            for (name, n) in &self.namespaces {
+                let _ = writeln!(
+                    s,
+                    "{name:<20} {:>8} {:>9} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>12.2}",
+                    n.started,
+                    n.completed,
+                    n.failed,
+                    n.workflows_per_s,
+                    n.latency_ms.p50,
+                    n.latency_ms.p99,
+                    n.workflow_task_schedule_to_start_ms.p99
+                );
+            }
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(s, "\nfailures");
+            for (why, n) in &self.failures {
+                let _ = writeln!(s, "{n:>8}  {why}");
+            }
+        }
+        if self.poll_errors > 0 {
+            let _ = writeln!(s, "\npoll / history errors: {}", self.poll_errors);
+        }
+        if self.sticky || self.history_pages_fetched > 0 {
+            let _ = writeln!(
+                s,
+                "\nhistory pages fetched {}  sticky cache hits {}",
+                self.history_pages_fetched, self.sticky_cache_hits
+            );
+        }
+        s
+    }
+}

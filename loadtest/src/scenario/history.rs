@@ -1,0 +1,131 @@
+//! What a workflow's history says so far, boiled down to the counts the scenario workflows
+//! decide on. Built fresh from the full history on every workflow task, so the workflows stay
+//! deterministic functions of their history.
+
+use temporalio_protos::temporal::api::common::v1::Payloads;
+use temporalio_protos::temporal::api::failure::v1::Failure;
+use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
+
+/// Counts and facts a scenario workflow needs from its history.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HistorySummary {
+    /// The workflow's input (from WorkflowExecutionStarted).
+    pub input: Option<Payloads>,
+    /// The task queue the workflow runs on (from WorkflowExecutionStarted).
+    pub task_queue: String,
+    /// Whether WorkflowExecutionStarted was seen at all.
+    pub has_started_event: bool,
+    /// The parent's workflow id, for a child workflow.
+    pub parent_workflow_id: Option<String>,
+    pub activities_scheduled: u32,
+    pub activities_completed: u32,
+    /// The first activity that failed, timed out or was canceled, with why.
+    pub activity_failure: Option<String>,
+    pub timers_started: u32,
+    pub timers_fired: u32,
+    pub signals: u32,
+    pub children_initiated: u32,
+    pub children_completed: u32,
+    /// The first child that could not start or did not complete, with why.
+    pub child_failure: Option<String>,
+    /// Workflow tasks that failed since the last completed one.
+    pub consecutive_failed_workflow_tasks: u32,
+    /// Why the most recent failed workflow task failed.
+    pub last_workflow_task_failure: Option<String>,
+    /// The id of the last event (the history's length).
+    pub last_event_id: i64,
+}
+
+fn failure_message(f: Option<&Failure>) -> String {
+    match f {
+        Some(f) if !f.message.is_empty() => f.message.clone(),
+        _ => "no failure message".to_string(),
+    }
+}
+
+impl HistorySummary {
+    pub fn from_events(events: &[HistoryEvent]) -> Self {
+        let mut s = Self::default();
+        for e in events {
+            s.last_event_id = s.last_event_id.max(e.event_id);
+            let Some(attrs) = &e.attributes else { continue };
+            match attrs {
+                Attributes::WorkflowExecutionStartedEventAttributes(a) => {
+                    s.has_started_event = true;
+                    s.input = a.input.clone();
+                    s.parent_workflow_id = a
+                        .parent_workflow_execution
+                        .as_ref()
+                        .map(|p| p.workflow_id.clone());
+                    s.task_queue = a
+                        .task_queue
+                        .as_ref()
+                        .map(|q| q.name.clone())
+                        .unwrap_or_default();
+                }
+                Attributes::WorkflowTaskCompletedEventAttributes(_) => {
+                    s.consecutive_failed_workflow_tasks = 0;
+                }
+                Attributes::WorkflowTaskFailedEventAttributes(a) => {
+                    s.consecutive_failed_workflow_tasks += 1;
+                    s.last_workflow_task_failure = Some(failure_message(a.failure.as_ref()));
+                }
+                Attributes::ActivityTaskScheduledEventAttributes(_) => s.activities_scheduled += 1,
+                Attributes::ActivityTaskCompletedEventAttributes(_) => s.activities_completed += 1,
+                Attributes::ActivityTaskFailedEventAttributes(a) => {
+                    s.activity_failure.get_or_insert_with(|| {
+                        format!("activity failed: {}", failure_message(a.failure.as_ref()))
+                    });
+                }
+                Attributes::ActivityTaskTimedOutEventAttributes(a) => {
+                    s.activity_failure.get_or_insert_with(|| {
+                        format!(
+                            "activity timed out: {}",
+                            failure_message(a.failure.as_ref())
+                        )
+                    });
+                }
+                Attributes::ActivityTaskCanceledEventAttributes(_) => {
+                    s.activity_failure
+                        .get_or_insert_with(|| "activity canceled".to_string());
+                }
+                Attributes::TimerStartedEventAttributes(_) => s.timers_started += 1,
+                Attributes::TimerFiredEventAttributes(_) => s.timers_fired += 1,
+                Attributes::WorkflowExecutionSignaledEventAttributes(_) => s.signals += 1,
+                Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(_) => {
+                    s.children_initiated += 1;
+                }
+                Attributes::ChildWorkflowExecutionCompletedEventAttributes(_) => {
+                    s.children_completed += 1;
+                }
+                Attributes::StartChildWorkflowExecutionFailedEventAttributes(a) => {
+                    s.child_failure.get_or_insert_with(|| {
+                        format!("child workflow {} could not start", a.workflow_id)
+                    });
+                }
+                Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                    s.child_failure.get_or_insert_with(|| {
+                        format!(
+                            "child workflow failed: {}",
+                            failure_message(a.failure.as_ref())
+                        )
+                    });
+                }
+                Attributes::ChildWorkflowExecutionCanceledEventAttributes(_) => {
+                    s.child_failure
+                        .get_or_insert_with(|| "child workflow canceled".to_string());
+                }
+                Attributes::ChildWorkflowExecutionTimedOutEventAttributes(_) => {
+                    s.child_failure
+                        .get_or_insert_with(|| "child workflow timed out".to_string());
+                }
+                Attributes::ChildWorkflowExecutionTerminatedEventAttributes(_) => {
+                    s.child_failure
+                        .get_or_insert_with(|| "child workflow terminated".to_string());
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+}

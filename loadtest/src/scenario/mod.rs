@@ -1,0 +1,332 @@
+//! Scenarios: what load to generate, chosen by name with `--option key=value`. A scenario
+//! resolves to a [`Plan`]: which workflow to start, with which parameters, in which
+//! namespaces, and what the starter does after each start (signals).
+
+mod commands;
+mod history;
+mod workflows;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+pub use commands::{ACTIVITY_TYPE, normal_queue, proto_duration};
+pub use history::HistorySummary;
+pub use workflows::{
+    Decision, MAX_FAILED_WORKFLOW_TASKS, Outcome, SIGNAL_NAME, WorkflowKind, WorkflowParams,
+    WorkflowTask, child_workflow_id, decide,
+};
+
+/// One documented option of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionInfo {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// A scenario as `list-scenarios` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ScenarioInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub options: &'static [OptionInfo],
+}
+
+const COUNT_LIMIT: u32 = 1000;
+const TIMER_LIMIT_MS: u64 = 3_600_000;
+const NAMESPACE_LIMIT: u32 = 64;
+const FLOOD_LIMIT: u32 = 1000;
+
+/// Every scenario, in the order `list-scenarios` prints them.
+pub const SCENARIOS: &[ScenarioInfo] = &[
+    ScenarioInfo {
+        name: "noop",
+        summary: "the workflow completes in its first workflow task",
+        options: &[],
+    },
+    ScenarioInfo {
+        name: "activity",
+        summary: "one activity, then complete",
+        options: &[],
+    },
+    ScenarioInfo {
+        name: "sequential-activities",
+        summary: "`count` activities one after the other",
+        options: &[OptionInfo {
+            name: "count",
+            default: "5",
+            help: "activities per workflow",
+        }],
+    },
+    ScenarioInfo {
+        name: "parallel-activities",
+        summary: "`count` activities scheduled together, complete when all are done",
+        options: &[OptionInfo {
+            name: "count",
+            default: "5",
+            help: "activities per workflow",
+        }],
+    },
+    ScenarioInfo {
+        name: "timers",
+        summary: "`count` timers of `duration_ms` one after the other",
+        options: &[
+            OptionInfo {
+                name: "count",
+                default: "3",
+                help: "timers per workflow",
+            },
+            OptionInfo {
+                name: "duration_ms",
+                default: "100",
+                help: "length of each timer",
+            },
+        ],
+    },
+    ScenarioInfo {
+        name: "signals",
+        summary: "the starter sends `count` signals to each workflow, which completes once it has them all",
+        options: &[OptionInfo {
+            name: "count",
+            default: "5",
+            help: "signals per workflow",
+        }],
+    },
+    ScenarioInfo {
+        name: "child-workflows",
+        summary: "`count` child workflows (each a noop), complete when all children are done",
+        options: &[OptionInfo {
+            name: "count",
+            default: "3",
+            help: "children per workflow",
+        }],
+    },
+    ScenarioInfo {
+        name: "tenant-mix",
+        summary: "namespaces loadtest-ns-0..N-1 (registered if missing); loadtest-ns-0 gets flood_factor times the load of each other one; reports per-namespace numbers",
+        options: &[
+            OptionInfo {
+                name: "namespaces",
+                default: "3",
+                help: "number of namespaces",
+            },
+            OptionInfo {
+                name: "flood_factor",
+                default: "10",
+                help: "load of loadtest-ns-0 relative to each other namespace",
+            },
+            OptionInfo {
+                name: "inner",
+                default: "activity",
+                help: "the scenario every namespace runs (its options pass through)",
+            },
+        ],
+    },
+];
+
+/// Options every scenario accepts; the run, not the workflow, uses them.
+pub const RUN_OPTIONS: &[OptionInfo] = &[OptionInfo {
+    name: "sticky",
+    default: "false",
+    help: "use sticky task queues (the worker caches histories; tasks carry only new events)",
+}];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScenarioError {
+    #[error("unknown scenario {name:?}; the scenarios are: {known}")]
+    UnknownScenario { name: String, known: String },
+    #[error("scenario {scenario} has no option {option:?}; its options are: {known}")]
+    UnknownOption {
+        scenario: String,
+        option: String,
+        known: String,
+    },
+    #[error("option {option}={value:?}: {reason}")]
+    BadValue {
+        option: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// A namespace and its share of the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceShare {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// What a run starts: the resolved scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub scenario: String,
+    pub workflow: WorkflowKind,
+    pub params: WorkflowParams,
+    /// Signals the starter sends to each workflow after starting it.
+    pub signals: u32,
+    pub namespaces: Vec<NamespaceShare>,
+    /// Register the namespaces that do not exist yet.
+    pub register_namespaces: bool,
+    /// Every option with its value, defaults included (for the report).
+    pub options: BTreeMap<String, String>,
+}
+
+/// The name of tenant-mix namespace `i`.
+pub fn tenant_namespace(i: u32) -> String {
+    format!("loadtest-ns-{i}")
+}
+
+fn info(name: &str) -> Result<&'static ScenarioInfo, ScenarioError> {
+    SCENARIOS
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ScenarioError::UnknownScenario {
+            name: name.to_string(),
+            known: SCENARIOS
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Resolve the options of `info`: reject unknown ones, fill in defaults.
+fn resolve(
+    info: &ScenarioInfo,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ScenarioError> {
+    if let Some(unknown) = given
+        .keys()
+        .find(|k| !info.options.iter().any(|o| o.name == k.as_str()))
+    {
+        let known: Vec<&str> = info.options.iter().map(|o| o.name).collect();
+        return Err(ScenarioError::UnknownOption {
+            scenario: info.name.to_string(),
+            option: unknown.clone(),
+            known: if known.is_empty() {
+                "(none)".to_string()
+            } else {
+                known.join(", ")
+            },
+        });
+    }
+    Ok(info
+        .options
+        .iter()
+        .map(|o| {
+            let v = given
+                .get(o.name)
+                .cloned()
+                .unwrap_or_else(|| o.default.to_string());
+            (o.name.to_string(), v)
+        })
+        .collect())
+}
+
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+    options: &BTreeMap<String, String>,
+    name: &str,
+    min: T,
+    max: T,
+) -> Result<T, ScenarioError> {
+    let raw = options.get(name).map(String::as_str).unwrap_or_default();
+    let bad = |reason: String| ScenarioError::BadValue {
+        option: name.to_string(),
+        value: raw.to_string(),
+        reason,
+    };
+    let v: T = raw
+        .trim()
+        .parse()
+        .map_err(|_| bad("not a whole number".to_string()))?;
+    if v < min || v > max {
+        return Err(bad(format!("must be between {min} and {max}")));
+    }
+    Ok(v)
+}
+
+/// Resolve scenario `name` with `options` for a run in `namespace`.
+pub fn plan(
+    name: &str,
+    options: &BTreeMap<String, String>,
+    namespace: &str,
+) -> Result<Plan, ScenarioError> {
+    let info = info(name)?;
+    if name == "tenant-mix" {
+        return tenant_mix(info, options);
+    }
+    let options = resolve(info, options)?;
+    let mut params = WorkflowParams::default();
+    if options.contains_key("count") {
+        params.count = number(&options, "count", 0, COUNT_LIMIT)?;
+    }
+    if options.contains_key("duration_ms") {
+        params.duration_ms = number(&options, "duration_ms", 0, TIMER_LIMIT_MS)?;
+    }
+    let workflow = match name {
+        "noop" => WorkflowKind::Noop,
+        "activity" => WorkflowKind::Activity,
+        "sequential-activities" => WorkflowKind::SequentialActivities,
+        "parallel-activities" => WorkflowKind::ParallelActivities,
+        "timers" => WorkflowKind::Timers,
+        "signals" => WorkflowKind::Signals,
+        "child-workflows" => WorkflowKind::ChildWorkflows,
+        other => unreachable!("scenario {other} is listed but has no workflow"),
+    };
+    let signals = if workflow == WorkflowKind::Signals {
+        params.count
+    } else {
+        0
+    };
+    Ok(Plan {
+        scenario: name.to_string(),
+        workflow,
+        params,
+        signals,
+        namespaces: vec![NamespaceShare {
+            name: namespace.to_string(),
+            weight: 1,
+        }],
+        register_namespaces: false,
+        options,
+    })
+}
+
+fn tenant_mix(
+    info: &ScenarioInfo,
+    given: &BTreeMap<String, String>,
+) -> Result<Plan, ScenarioError> {
+    // Options that are not tenant-mix's own belong to the inner scenario.
+    let (own, inner_given): (BTreeMap<_, _>, BTreeMap<_, _>) = given
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| info.options.iter().any(|o| o.name == k.as_str()));
+    let own = resolve(info, &own)?;
+    let namespaces: u32 = number(&own, "namespaces", 1, NAMESPACE_LIMIT)?;
+    let flood: u32 = number(&own, "flood_factor", 1, FLOOD_LIMIT)?;
+    let inner_name = own.get("inner").cloned().unwrap_or_default();
+    if inner_name == "tenant-mix" {
+        return Err(ScenarioError::BadValue {
+            option: "inner".to_string(),
+            value: inner_name,
+            reason: "tenant-mix cannot run inside itself".to_string(),
+        });
+    }
+    let inner = plan(&inner_name, &inner_given, "")?;
+    let mut options = own;
+    options.extend(inner.options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(Plan {
+        scenario: "tenant-mix".to_string(),
+        namespaces: (0..namespaces)
+            .map(|i| NamespaceShare {
+                name: tenant_namespace(i),
+                weight: if i == 0 { flood } else { 1 },
+            })
+            .collect(),
+        register_namespaces: true,
+        options,
+        ..inner
+    })
+}

@@ -1,0 +1,332 @@
+//! The worker half: raw long-poll loops on the workflow and activity task queues. Workflow
+//! tasks are answered by [`scenario::decide`] from the full history (fetching the rest of a
+//! paged history, or filling in a sticky task's partial one from the cache); activity tasks
+//! complete at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use temporalio_protos::temporal::api::enums::v1::{TaskQueueKind, WorkflowTaskFailedCause};
+use temporalio_protos::temporal::api::failure::v1::Failure;
+use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_protos::temporal::api::taskqueue::v1::{StickyExecutionAttributes, TaskQueue};
+use temporalio_protos::temporal::api::workflowservice::v1::{
+    PollActivityTaskQueueRequest, PollActivityTaskQueueResponse, PollWorkflowTaskQueueRequest,
+    PollWorkflowTaskQueueResponse, RespondActivityTaskCompletedRequest,
+    RespondWorkflowTaskCompletedRequest, RespondWorkflowTaskFailedRequest,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Code;
+
+use crate::client::{POLL_TIMEOUT, req, retry, status_reason, with_timeout};
+use crate::history;
+use crate::scenario::{self, Outcome, WorkflowTask, normal_queue, proto_duration};
+use crate::shared::Shared;
+use crate::stats::between;
+
+/// How long the server keeps a workflow's next task on our sticky queue before moving it to
+/// the normal one (the SDKs' default).
+const STICKY_SCHEDULE_TO_START: Duration = Duration::from_secs(5);
+/// Tasks being answered at once, per namespace and task kind.
+const MAX_TASKS_IN_HAND: usize = 512;
+
+/// Start the poll loops for every namespace of the run.
+pub fn spawn(
+    shared: &Arc<Shared>,
+    pollers: usize,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) {
+    for ns in &shared.plan.namespaces {
+        let ns: Arc<str> = Arc::from(ns.name.as_str());
+        let mut wf_queues = vec![normal_queue(&shared.task_queue)];
+        if let Some(sticky) = &shared.sticky_queue {
+            wf_queues.push(TaskQueue {
+                name: sticky.clone(),
+                kind: TaskQueueKind::Sticky as i32,
+                normal_name: shared.task_queue.clone(),
+            });
+        }
+        let wf_slots = Arc::new(Semaphore::new(MAX_TASKS_IN_HAND));
+        for queue in wf_queues {
+            for _ in 0..pollers {
+                tasks.spawn(workflow_poller(
+                    shared.clone(),
+                    ns.clone(),
+                    queue.clone(),
+                    wf_slots.clone(),
+                    tasks.clone(),
+                    cancel.clone(),
+                ));
+            }
+        }
+        let act_slots = Arc::new(Semaphore::new(MAX_TASKS_IN_HAND));
+        for _ in 0..pollers {
+            tasks.spawn(activity_poller(
+                shared.clone(),
+                ns.clone(),
+                act_slots.clone(),
+                tasks.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
+}
+
+/// Wait after a failed poll, longer each time in a row, unless cancelled; false if cancelled.
+async fn backoff(delay: &mut Duration, cancel: &CancellationToken) -> bool {
+    let d = *delay;
+    *delay = (*delay * 2).min(Duration::from_secs(1));
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+async fn workflow_poller(
+    shared: Arc<Shared>,
+    ns: Arc<str>,
+    queue: TaskQueue,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let request = PollWorkflowTaskQueueRequest {
+            namespace: ns.to_string(),
+            task_queue: Some(queue.clone()),
+            identity: shared.identity.clone(),
+            ..Default::default()
+        };
+        let mut client = shared.clients.get();
+        let polled = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = client.poll_workflow_task_queue(with_timeout(request, POLL_TIMEOUT)) => r,
+        };
+        match polled {
+            Ok(r) => {
+                delay = Duration::from_millis(50);
+                let task = r.into_inner();
+                if task.task_token.is_empty() {
+                    continue;
+                }
+                let (shared, ns) = (shared.clone(), ns.clone());
+                tasks.spawn(async move {
+                    handle_workflow_task(&shared, &ns, task).await;
+                    drop(permit);
+                });
+            }
+            Err(s) if s.code() == Code::DeadlineExceeded => {}
+            Err(_) => {
+                shared.metrics.poll_error();
+                if !backoff(&mut delay, &cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowTaskQueueResponse) {
+    let execution = task.workflow_execution.clone().unwrap_or_default();
+    let workflow_type = task
+        .workflow_type
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let schedule_to_start = between(task.scheduled_time.as_ref(), task.started_time.as_ref());
+    let history = match history::full_history(shared, ns, &mut task, &execution).await {
+        Ok(h) => h,
+        Err(s) => {
+            // Without the history there is nothing to decide; the server times the task
+            // out and hands it out again.
+            shared.metrics.poll_error();
+            if s.code() == Code::NotFound {
+                shared.finish_failed(
+                    &execution.workflow_id,
+                    format!("history: {}", status_reason(&s)),
+                );
+            }
+            return;
+        }
+    };
+    let decision = scenario::decide(&WorkflowTask {
+        namespace: ns,
+        workflow_id: &execution.workflow_id,
+        workflow_type: &workflow_type,
+        attempt: task.attempt,
+        history: &history,
+    });
+    let summary_parent = parent_of(&history);
+    let last_event_id = history.last().map_or(0, |e| e.event_id);
+    let sticky_attributes = shared
+        .sticky_queue
+        .as_ref()
+        .map(|name| StickyExecutionAttributes {
+            worker_task_queue: Some(TaskQueue {
+                name: name.clone(),
+                kind: TaskQueueKind::Sticky as i32,
+                normal_name: shared.task_queue.clone(),
+            }),
+            schedule_to_start_timeout: Some(proto_duration(STICKY_SCHEDULE_TO_START)),
+        });
+    let closing = decision.outcome != Outcome::Running;
+    let request = RespondWorkflowTaskCompletedRequest {
+        task_token: task.task_token.clone(),
+        commands: decision.commands,
+        identity: shared.identity.clone(),
+        namespace: ns.to_string(),
+        sticky_attributes: if closing { None } else { sticky_attributes },
+        ..Default::default()
+    };
+    if shared.sticky_queue.is_some() && !closing {
+        shared.cache().insert(execution.run_id.clone(), history);
+    }
+    let sent = Instant::now();
+    let responded = retry(|| {
+        let mut c = shared.clients.get();
+        let r = req(request.clone());
+        async move { c.respond_workflow_task_completed(r).await }
+    })
+    .await;
+    shared
+        .metrics
+        .workflow_task(ns, schedule_to_start, sent.elapsed());
+    match responded {
+        Ok(_) => match decision.outcome {
+            Outcome::Running => {}
+            Outcome::Completed => {
+                // The history so far plus WorkflowTaskCompleted and WorkflowExecutionCompleted.
+                let events = u64::try_from(last_event_id).unwrap_or(0) + 2;
+                if !shared.finish_completed(&execution.workflow_id, events)
+                    && let Some(parent) = summary_parent
+                {
+                    shared.tracker.add_child_events(&parent, events);
+                }
+            }
+            Outcome::Failed(reason) => {
+                shared.finish_failed(&execution.workflow_id, reason);
+            }
+        },
+        // The task is no longer wanted (timed out and handed out again, or the workflow is
+        // gone); whoever holds the newer task answers.
+        Err(s) if s.code() == Code::NotFound => {
+            shared.cache().remove(&execution.run_id);
+        }
+        Err(s) => {
+            // The server refused the answer: fail the task so the history says why; after a
+            // few in a row the workflow fails itself (see scenario::decide).
+            shared.cache().remove(&execution.run_id);
+            let failed = RespondWorkflowTaskFailedRequest {
+                task_token: task.task_token,
+                cause: WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure as i32,
+                failure: Some(Failure {
+                    message: format!("server rejected the completion: {}", status_reason(&s)),
+                    source: "temper-loadtest".to_string(),
+                    ..Default::default()
+                }),
+                identity: shared.identity.clone(),
+                namespace: ns.to_string(),
+                ..Default::default()
+            };
+            let _ = shared
+                .clients
+                .get()
+                .respond_workflow_task_failed(req(failed))
+                .await;
+        }
+    }
+    if closing {
+        shared.cache().remove(&execution.run_id);
+    }
+}
+
+fn parent_of(history: &[HistoryEvent]) -> Option<String> {
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+    history.first().and_then(|e| match &e.attributes {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a
+            .parent_workflow_execution
+            .as_ref()
+            .map(|p| p.workflow_id.clone()),
+        _ => None,
+    })
+}
+
+async fn activity_poller(
+    shared: Arc<Shared>,
+    ns: Arc<str>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let request = PollActivityTaskQueueRequest {
+            namespace: ns.to_string(),
+            task_queue: Some(normal_queue(&shared.task_queue)),
+            identity: shared.identity.clone(),
+            ..Default::default()
+        };
+        let mut client = shared.clients.get();
+        let polled = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = client.poll_activity_task_queue(with_timeout(request, POLL_TIMEOUT)) => r,
+        };
+        match polled {
+            Ok(r) => {
+                delay = Duration::from_millis(50);
+                let task = r.into_inner();
+                if task.task_token.is_empty() {
+                    continue;
+                }
+                let (shared, ns) = (shared.clone(), ns.clone());
+                tasks.spawn(async move {
+                    handle_activity_task(&shared, &ns, task).await;
+                    drop(permit);
+                });
+            }
+            Err(s) if s.code() == Code::DeadlineExceeded => {}
+            Err(_) => {
+                shared.metrics.poll_error();
+                if !backoff(&mut delay, &cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_activity_task(shared: &Shared, ns: &str, task: PollActivityTaskQueueResponse) {
+    shared.metrics.activity_task(
+        ns,
+        between(
+            task.current_attempt_scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        ),
+    );
+    let request = RespondActivityTaskCompletedRequest {
+        task_token: task.task_token,
+        identity: shared.identity.clone(),
+        namespace: ns.to_string(),
+        ..Default::default()
+    };
+    // An error leaves the activity to its start-to-close timeout and retry; a workflow that
+    // then times out its activity fails and says so.
+    let _ = retry(|| {
+        let mut c = shared.clients.get();
+        let r = req(request.clone());
+        async move { c.respond_activity_task_completed(r).await }
+    })
+    .await;
+}

@@ -1,0 +1,254 @@
+//! Run every scenario temper supports against a real `temper server start-dev --ephemeral`
+//! and check the books balance: every started workflow is counted as completed or failed,
+//! and none failed. Small iteration counts keep it to a few seconds per scenario.
+//!
+//! Uses `../target/debug/temper` (or `$TEMPER_BIN`); if it is missing, builds it with
+//! `cargo build --bin temper`, and skips with a message if that fails.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("loadtest/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The temper binary, built if need be; None (with the reason printed) if there is none.
+fn temper_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TEMPER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let bin = workspace_root().join("target/debug/temper");
+    if bin.exists() {
+        return Some(bin);
+    }
+    eprintln!(
+        "{} is missing; running `cargo build --bin temper`",
+        bin.display()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut build = Command::new(cargo)
+        .args(["build", "--bin", "temper"])
+        .current_dir(workspace_root())
+        .env_remove("CARGO_TARGET_DIR")
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(15 * 60);
+    loop {
+        match build.try_wait() {
+            Ok(Some(status)) if status.success() && bin.exists() => return Some(bin),
+            Ok(Some(status)) => {
+                eprintln!("SKIPPED: `cargo build --bin temper` failed ({status})");
+                return None;
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                let _ = build.kill();
+                eprintln!("SKIPPED: `cargo build --bin temper` did not finish in 15 minutes");
+                return None;
+            }
+        }
+    }
+}
+
+fn start_temper(bin: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "server",
+            "start-dev",
+            "--ephemeral",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("temper starts");
+    let server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "temper did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+/// Run the generator binary and return its JSON report.
+fn loadtest(port: u16, args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_temper-loadtest"))
+        .args(["run", "--quiet", "--target"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--drain",
+            "30s",
+            "--pollers",
+            "4",
+            "--connections",
+            "2",
+            "--report",
+        ])
+        .arg(&report)
+        .args(args)
+        .output()
+        .expect("temper-loadtest runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "temper-loadtest {args:?} failed: {}\n{table}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = std::fs::read_to_string(&report).expect("the report was written");
+    let v: Value = serde_json::from_str(&json).expect("the report is JSON");
+    eprintln!("{args:?}\n{table}");
+    v
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report has no number {key}: {v}"))
+}
+
+fn check_balanced(v: &Value, what: &str) {
+    let (started, completed, failed) = (n(v, "started"), n(v, "completed"), n(v, "failed"));
+    assert!(started > 0, "{what}: nothing started: {v}");
+    assert_eq!(started, completed + failed, "{what}: unbalanced: {v}");
+}
+
+fn check_clean(v: &Value, what: &str) {
+    check_balanced(v, what);
+    assert_eq!(n(v, "failed"), 0, "{what}: failures: {}", v["failures"]);
+    assert_eq!(
+        n(v, "start_errors"),
+        0,
+        "{what}: start errors: {}",
+        v["failures"]
+    );
+    let lat = &v["latency_ms"];
+    for k in ["p50", "p90", "p99", "max"] {
+        assert!(
+            lat[k].as_f64().is_some_and(|x| x > 0.0),
+            "{what}: latency_ms.{k}: {v}"
+        );
+    }
+    for k in ["duration_s", "workflows_per_s", "state_transitions_per_s"] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{what}: {k}: {v}");
+    }
+}
+
+#[test]
+fn every_supported_scenario_runs_clean_against_temper() {
+    let Some(bin) = temper_bin() else {
+        eprintln!("SKIPPED: no temper binary to test against");
+        return;
+    };
+    let server = start_temper(&bin);
+    let closed = ["--concurrency", "5", "--iterations", "15"];
+    let runs: &[(&str, &[&str])] = &[
+        ("noop", &[]),
+        ("activity", &[]),
+        ("sequential-activities", &["--option", "count=3"]),
+        ("parallel-activities", &["--option", "count=3"]),
+        (
+            "timers",
+            &["--option", "count=2", "--option", "duration_ms=50"],
+        ),
+        ("signals", &["--option", "count=3"]),
+        ("tenant-mix", &["--option", "flood_factor=4"]),
+    ];
+    for (scenario, options) in runs {
+        let mut args = vec!["--scenario", scenario];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&closed);
+        let v = loadtest(server.port, &args);
+        check_clean(&v, scenario);
+        assert_eq!(v["scenario"], *scenario);
+        assert_eq!(n(&v, "started"), 15, "{scenario}: iterations");
+        if *scenario == "tenant-mix" {
+            let ns = v["namespaces"].as_object().expect("per-namespace numbers");
+            assert_eq!(ns.len(), 3, "{v}");
+            let flood = n(&ns["loadtest-ns-0"], "completed");
+            let other = n(&ns["loadtest-ns-1"], "completed");
+            assert!(
+                flood > other && other > 0,
+                "flooding namespace gets more: {v}"
+            );
+        }
+    }
+
+    // Open loop for a second, with sticky queues.
+    let v = loadtest(
+        server.port,
+        &[
+            "--scenario",
+            "activity",
+            "--option",
+            "sticky=true",
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+        ],
+    );
+    check_clean(&v, "activity open loop sticky");
+    assert_eq!(v["mode"], "open");
+    assert!(
+        n(&v, "sticky_cache_hits") > 0,
+        "sticky tasks came back: {v}"
+    );
+
+    // temper has no child workflows yet: whatever happens, every workflow is accounted for,
+    // and failures say why.
+    let v = loadtest(
+        server.port,
+        &[
+            "--scenario",
+            "child-workflows",
+            "--option",
+            "count=2",
+            "--concurrency",
+            "3",
+            "--iterations",
+            "6",
+        ],
+    );
+    check_balanced(&v, "child-workflows");
+    if n(&v, "failed") > 0 {
+        let reasons = v["failures"].as_object().expect("failure reasons");
+        assert!(!reasons.is_empty(), "{v}");
+    }
+}
