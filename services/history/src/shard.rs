@@ -3,6 +3,7 @@
 //! the shard's group-commit writer, then publish.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -33,6 +34,8 @@ pub struct Cached {
 pub struct ExecutionEntry {
     pub lock: tokio::sync::Mutex<Cached>,
     pub changes: watch::Sender<i64>,
+    /// The run has closed (evicted first when the cache is full).
+    pub closed: AtomicBool,
 }
 
 /// What a committed update produced.
@@ -45,7 +48,9 @@ pub struct Updated<R> {
 }
 
 const MAX_CONFLICT_RETRIES: usize = 5;
-const CACHE_CAPACITY: usize = 20_000;
+/// Runs cached per shard. When full, closed runs nobody is using go first, then any run
+/// nobody is using; the store has everything the cache holds.
+const CACHE_CAPACITY: usize = 1024;
 
 pub struct ShardContext {
     pub shard_id: ShardId,
@@ -88,13 +93,16 @@ impl ShardContext {
             return e.clone();
         }
         if cache.len() >= CACHE_CAPACITY {
-            // Evict entries nobody holds; the store has everything they cache.
-            cache.retain(|_, e| Arc::strong_count(e) > 1);
+            cache.retain(|_, e| Arc::strong_count(e) > 1 || !e.closed.load(Ordering::Relaxed));
+            if cache.len() >= CACHE_CAPACITY * 3 / 4 {
+                cache.retain(|_, e| Arc::strong_count(e) > 1);
+            }
         }
         let (tx, _) = watch::channel(0);
         let e = Arc::new(ExecutionEntry {
             lock: tokio::sync::Mutex::new(Cached::default()),
             changes: tx,
+            closed: AtomicBool::new(false),
         });
         cache.insert(key.clone(), e.clone());
         e
@@ -217,6 +225,9 @@ impl ShardContext {
                 Ok(events) => {
                     if let Some(cached) = slot.events.as_mut() {
                         cached.extend(events.iter().cloned());
+                    }
+                    if closed_now {
+                        entry.closed.store(true, Ordering::Relaxed);
                     }
                     slot.state = Some((next.clone(), version + 1));
                     entry.changes.send_replace(next.next_event_id);
