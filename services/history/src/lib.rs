@@ -3,6 +3,7 @@
 
 mod api;
 mod error;
+mod event_log;
 mod queues;
 mod shard;
 mod writer;

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::HistoryError;
+use crate::event_log::EventLog;
 use crate::writer::{CommitRequest, branch_of};
 
 /// The cached part of one execution. `None` state: not loaded yet.
@@ -26,7 +27,7 @@ use crate::writer::{CommitRequest, branch_of};
 pub struct Cached {
     pub state: Option<(pb::MutableState, i64)>,
     /// The whole history of the run, once something needed it.
-    pub events: Option<Vec<HistoryEvent>>,
+    pub events: Option<EventLog>,
 }
 
 /// One execution in the cache: its lock, and a watch that ticks with `next_event_id` after
@@ -224,7 +225,7 @@ impl ShardContext {
             {
                 Ok(events) => {
                     if let Some(cached) = slot.events.as_mut() {
-                        cached.extend(events.iter().cloned());
+                        cached.append(&events);
                     }
                     if closed_now {
                         entry.closed.store(true, Ordering::Relaxed);
@@ -267,7 +268,7 @@ impl ShardContext {
         let mut slot = entry.lock.lock().await;
         let events = self.commit(key, None, &ms, Some(current), mutation).await?;
         slot.state = Some((ms.clone(), 1));
-        slot.events = Some(events);
+        slot.events = Some(EventLog::from_events(&events));
         entry.changes.send_replace(ms.next_event_id);
         Ok(())
     }
@@ -305,16 +306,35 @@ impl ShardContext {
         &self,
         key: &ExecutionKey,
     ) -> Result<(Vec<HistoryEvent>, pb::MutableState), HistoryError> {
+        self.events_between(key, 1, None).await
+    }
+
+    /// Events `from <= id < to` of a run (`to` defaults to the run's next event id), and
+    /// the run's state at that point. The history is cached (encoded) after the first read.
+    pub async fn events_between(
+        &self,
+        key: &ExecutionKey,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<(Vec<HistoryEvent>, pb::MutableState), HistoryError> {
         let entry = self.entry(key);
         let mut slot = entry.lock.lock().await;
         let (ms, _) = self.load(key, &mut slot).await?.clone();
-        if let Some(ev) = &slot.events
-            && ev.last().map(|e| e.event_id + 1).unwrap_or(1) == ms.next_event_id
-        {
-            return Ok((ev.clone(), ms));
+        let fresh = slot
+            .events
+            .as_ref()
+            .is_some_and(|log| log.next_event_id() == ms.next_event_id);
+        if !fresh {
+            let events = read_history(&self.persistence, key, ms.next_event_id).await?;
+            slot.events = Some(EventLog::from_events(&events));
         }
-        let events = read_history(&self.persistence, key, ms.next_event_id).await?;
-        slot.events = Some(events.clone());
+        let to = to.unwrap_or(ms.next_event_id).min(ms.next_event_id);
+        let log = slot.events.as_ref().expect("filled above");
+        let events = log.read(from, to).map_err(|e| {
+            HistoryError::Store(temper_persistence::StoreError::Invalid(format!(
+                "cached history: {e}"
+            )))
+        })?;
         Ok((events, ms))
     }
 }

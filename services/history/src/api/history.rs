@@ -131,15 +131,11 @@ pub(crate) async fn get(
         }
     }
 
-    let (events, ms) = shard.events(&key).await?;
-    let closed = close::is_closed(&ms);
     if close_only {
-        let info = ms.execution_info.unwrap_or_default();
-        let events = if closed {
-            events
-                .into_iter()
-                .filter(|e| e.event_id == info.completion_event_id)
-                .collect()
+        let ms = shard.snapshot(&key).await?;
+        let events = if close::is_closed(&ms) {
+            let id = ms.execution_info.unwrap_or_default().completion_event_id;
+            shard.events_between(&key, id, Some(id + 1)).await?.0
         } else {
             Vec::new()
         };
@@ -148,15 +144,15 @@ pub(crate) async fn get(
             ..Default::default()
         });
     }
+    let (mut page, ms) = shard
+        .events_between(&key, from, (end_bound > 0).then_some(end_bound))
+        .await?;
+    let closed = close::is_closed(&ms);
     let end = if end_bound > 0 {
         end_bound
     } else {
         ms.next_event_id
     };
-    let mut page: Vec<_> = events
-        .into_iter()
-        .filter(|e| e.event_id >= from && e.event_id < end)
-        .collect();
     let mut next_page_token = Vec::new();
     if page.len() > page_size {
         page.truncate(page_size);

@@ -32,7 +32,7 @@ pub(crate) async fn record_started(
         workflow_id: exec.workflow_id.clone(),
         run_id: exec.run_id.clone(),
     };
-    shard
+    let updated = shard
         .update(&key, |txn| {
             workflow_task::record_started(
                 txn,
@@ -45,7 +45,7 @@ pub(crate) async fn record_started(
         })
         .await
         .map_err(obsolete_or)?;
-    let (events, ms) = shard.events(&key).await?;
+    let ms = updated.state;
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(wt) = ms.workflow_task.clone().filter(|w| w.started_event_id > 0) else {
         return Err(temper_client::status::task_obsolete(
@@ -63,10 +63,7 @@ pub(crate) async fn record_started(
         1
     };
     let end = wt.started_event_id + 1;
-    let mut page: Vec<_> = events
-        .into_iter()
-        .filter(|e| e.event_id >= first && e.event_id < end)
-        .collect();
+    let (mut page, _) = shard.events_between(&key, first, Some(end)).await?;
     let mut next_page_token = Vec::new();
     if page.len() > FIRST_PAGE_EVENTS {
         page.truncate(FIRST_PAGE_EVENTS);
