@@ -30,7 +30,7 @@ pub(crate) struct CommitRequest {
     pub state: Vec<u8>,
     pub current: Option<CurrentRunWrite>,
     pub mutation: Mutation,
-    pub reply: oneshot::Sender<Result<Vec<HistoryEvent>, CommitError>>,
+    pub reply: Reply,
 }
 
 /// The history branch of a run.
@@ -50,9 +50,10 @@ pub(crate) struct Writer {
     pub cancel: CancellationToken,
 }
 
+type Reply = oneshot::Sender<Result<Vec<HistoryEvent>, CommitError>>;
+
 struct Prepared {
-    req: CommitRequest,
-    write: ExecutionWrite,
+    reply: Reply,
     events: Vec<HistoryEvent>,
     transfer: Vec<(TaskKey, pb::TransferTask)>,
     timers: Vec<(TaskKey, pb::TimerTask)>,
@@ -101,25 +102,43 @@ impl Writer {
             .ok_or_else(|| StoreError::Internal("fresh range block is empty".into()))
     }
 
+    /// Give the request its ids and build its store write and history node. Errors come
+    /// back with the reply channel so the caller can answer.
     async fn prepare(
         &mut self,
         req: CommitRequest,
-    ) -> Result<Prepared, (CommitRequest, StoreError)> {
-        let mut events = req.mutation.events.clone();
-        let mut tasks = Vec::new();
-        let mut transfer = Vec::new();
-        let mut timers = Vec::new();
+    ) -> Result<(Prepared, ExecutionWrite, Option<(BranchId, HistoryNode)>), (Reply, StoreError)>
+    {
+        let CommitRequest {
+            key,
+            branch,
+            expected_version,
+            new_version,
+            state,
+            current,
+            mutation,
+            reply,
+        } = req;
+        let Mutation {
+            mut events,
+            transfer: new_transfer,
+            timers: new_timers,
+            ..
+        } = mutation;
+        let mut tasks = Vec::with_capacity(new_transfer.len() + new_timers.len());
+        let mut transfer = Vec::with_capacity(new_transfer.len());
+        let mut timers = Vec::with_capacity(new_timers.len());
         let txn_id = match self.next_id().await {
             Ok(id) => id,
-            Err(e) => return Err((req, e)),
+            Err(e) => return Err((reply, e)),
         };
         for ev in events.iter_mut() {
             ev.task_id = txn_id;
         }
-        for t in &req.mutation.transfer {
+        for t in new_transfer {
             let id = match self.next_id().await {
                 Ok(id) => id,
-                Err(e) => return Err((req, e)),
+                Err(e) => return Err((reply, e)),
             };
             let key = TaskKey::immediate(id);
             tasks.push(TaskRecord {
@@ -127,15 +146,15 @@ impl Writer {
                 key,
                 data: t.encode_to_vec(),
             });
-            transfer.push((key, t.clone()));
+            transfer.push((key, t));
         }
-        for (at, t) in &req.mutation.timers {
+        for (at, t) in new_timers {
             let id = match self.next_id().await {
                 Ok(id) => id,
-                Err(e) => return Err((req, e)),
+                Err(e) => return Err((reply, e)),
             };
             let key = TaskKey {
-                fire_time_ms: millis(*at),
+                fire_time_ms: millis(at),
                 task_id: id,
             };
             tasks.push(TaskRecord {
@@ -143,59 +162,72 @@ impl Writer {
                 key,
                 data: t.encode_to_vec(),
             });
-            timers.push((key, t.clone()));
+            timers.push((key, t));
         }
-        if !events.is_empty() {
+        let node = if events.is_empty() {
+            None
+        } else {
+            let batch = History { events };
             let node = HistoryNode {
-                node_id: events[0].event_id,
+                node_id: batch.events[0].event_id,
                 txn_id,
-                events: History {
-                    events: events.clone(),
-                }
-                .encode_to_vec(),
+                events: batch.encode_to_vec(),
             };
-            if let Err(e) = self
-                .persistence
-                .history
-                .append_history_node(&req.branch, &node)
-                .await
-            {
-                return Err((req, e));
-            }
-        }
+            events = batch.events;
+            Some((branch, node))
+        };
         let write = ExecutionWrite {
-            key: req.key.clone(),
-            expected_version: req.expected_version,
-            new_version: req.new_version,
-            state: req.state.clone(),
-            current: req.current.clone(),
+            key,
+            expected_version,
+            new_version,
+            state,
+            current,
             tasks,
         };
-        Ok(Prepared {
-            req,
+        Ok((
+            Prepared {
+                reply,
+                events,
+                transfer,
+                timers,
+            },
             write,
-            events,
-            transfer,
-            timers,
-        })
+            node,
+        ))
     }
 
     async fn commit_batch(&mut self, batch: Vec<CommitRequest>) -> Result<(), StoreError> {
         let mut prepared = Vec::with_capacity(batch.len());
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut nodes = Vec::with_capacity(batch.len());
         for req in batch {
             match self.prepare(req).await {
-                Ok(p) => prepared.push(p),
-                Err((req, e)) => {
+                Ok((p, w, node)) => {
+                    prepared.push(p);
+                    writes.push(w);
+                    nodes.extend(node);
+                }
+                Err((reply, e)) => {
                     let fatal = matches!(e, StoreError::OwnershipLost { .. });
-                    let _ = req.reply.send(Err(CommitError::Store(e.clone())));
+                    let _ = reply.send(Err(CommitError::Store(e.clone())));
                     if fatal {
+                        for p in prepared {
+                            let _ = p.reply.send(Err(CommitError::Store(e.clone())));
+                        }
                         return Err(e);
                     }
                 }
             }
         }
+        // History first (one call for the whole batch); a commit that then fails leaves
+        // orphan nodes that readers ignore.
+        if let Err(e) = self.persistence.history.append_history_nodes(&nodes).await {
+            for p in prepared {
+                let _ = p.reply.send(Err(CommitError::Store(e.clone())));
+            }
+            return Ok(());
+        }
         while !prepared.is_empty() {
-            let writes: Vec<ExecutionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
             // Until the new tasks are in the queues' channels, the queues must not read or
             // delete tasks in the store.
             let _held = self.sinks.hold().await;
@@ -209,21 +241,19 @@ impl Writer {
                     for p in prepared {
                         self.sinks.transfer(p.transfer);
                         self.sinks.timers(p.timers);
-                        let _ = p.req.reply.send(Ok(p.events));
+                        let _ = p.reply.send(Ok(p.events));
                     }
                     return Ok(());
                 }
                 Err(CommitError::Conflict { index, kind }) if index < prepared.len() => {
                     let p = prepared.remove(index);
-                    let _ = p
-                        .req
-                        .reply
-                        .send(Err(CommitError::Conflict { index: 0, kind }));
+                    writes.remove(index);
+                    let _ = p.reply.send(Err(CommitError::Conflict { index: 0, kind }));
                 }
                 Err(e) => {
                     let fatal = matches!(e, CommitError::ShardOwnershipLost { .. });
                     for p in prepared {
-                        let _ = p.req.reply.send(Err(e.clone()));
+                        let _ = p.reply.send(Err(e.clone()));
                     }
                     if fatal {
                         return Err(StoreError::Unavailable(e.to_string()));

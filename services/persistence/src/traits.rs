@@ -117,6 +117,19 @@ pub trait HistoryStore: Send + Sync {
         node: &HistoryNode,
     ) -> Result<(), StoreError>;
 
+    /// Write several nodes (of one or several branches), e.g. everything a group commit
+    /// appends. Each node is idempotent as in [`Self::append_history_node`]; on error some
+    /// may have been written (orphans until a commit refers to them).
+    async fn append_history_nodes(
+        &self,
+        nodes: &[(BranchId, HistoryNode)],
+    ) -> Result<(), StoreError> {
+        for (branch, node) in nodes {
+            self.append_history_node(branch, node).await?;
+        }
+        Ok(())
+    }
+
     /// Nodes with `min_node_id <= node_id < max_node_id`, ordered by node id ascending then
     /// txn id descending, at most `limit`, starting after `after` (the `(node_id, txn_id)`
     /// of the last node of the previous page). Every version of a node is returned; see
