@@ -96,9 +96,10 @@ pub(crate) async fn get(
             MAX_LONG_POLL
         };
         let deadline = tokio::time::Instant::now() + wait;
+        // Holding the entry while waiting keeps the cache from evicting it (which would wake
+        // this poll early and make its caller poll again at once).
         let entry = shard.entry(&key);
         let mut changes = entry.changes.subscribe();
-        drop(entry);
         loop {
             let ms = shard.snapshot(&key).await?;
             let closed = close::is_closed(&ms);
