@@ -536,6 +536,23 @@ impl WorkflowService for Frontend {
             .await
     }
 
+    async fn signal_with_start_workflow_execution(
+        &self,
+        r: Request<ws::SignalWithStartWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::SignalWithStartWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .signal_with_start_workflow_execution(Request::new(
+                internal::SignalWithStartWorkflowExecutionRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
+            .await
+    }
+
     async fn signal_workflow_execution(
         &self,
         r: Request<ws::SignalWorkflowExecutionRequest>,

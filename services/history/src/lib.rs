@@ -392,6 +392,17 @@ impl temper_client::HistoryService for HistoryEngine {
         Ok(Response::new(ws::ResetStickyTaskQueueResponse::default()))
     }
 
+    async fn signal_with_start_workflow_execution(
+        &self,
+        request: Request<internal::SignalWithStartWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::SignalWithStartWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::start::signal_with_start(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
     async fn signal_workflow_execution(
         &self,
         request: Request<internal::SignalWorkflowExecutionRequest>,

@@ -97,6 +97,17 @@ pub fn new_execution(
     req: &StartWorkflowExecutionRequest,
     limits: &Limits,
 ) -> (pb::MutableState, Mutation) {
+    new_execution_with_signal(run, req, None, limits)
+}
+
+/// [`new_execution`] for SignalWithStart: the signal is recorded right after the started
+/// event, before the first workflow task is scheduled, as in Temporal.
+pub fn new_execution_with_signal(
+    run: NewRun<'_>,
+    req: &StartWorkflowExecutionRequest,
+    signal: Option<crate::signal::Signal<'_>>,
+    limits: &Limits,
+) -> (pb::MutableState, Mutation) {
     let exec_timeout = from_dur(&req.workflow_execution_timeout);
     let mut run_timeout = from_dur(&req.workflow_run_timeout);
     if !exec_timeout.is_zero() && (run_timeout.is_zero() || run_timeout > exec_timeout) {
@@ -172,6 +183,10 @@ pub fn new_execution(
         }
         .into(),
     );
+    if let Some(sig) = signal {
+        // Cannot fail: the run is new and running, and the caller validated the name.
+        let _ = crate::signal::signal(&mut txn, sig);
+    }
     workflow_task::schedule(&mut txn, 1);
     if !run_timeout.is_zero() {
         let t = txn.timer_task(pb::TimerTaskKind::WorkflowRunTimeout, 0, 0);
@@ -235,6 +250,38 @@ mod tests {
             ms.workflow_task.as_ref().map(|w| w.scheduled_event_id),
             Some(2)
         );
+    }
+
+    #[test]
+    fn signal_with_start_orders_the_signal_before_the_first_task() {
+        let limits = Limits::default();
+        let (_, out) = new_execution_with_signal(
+            NewRun {
+                namespace_id: "ns",
+                run_id: "run",
+                request_id: "req-1",
+                now: SystemTime::UNIX_EPOCH,
+            },
+            &request(),
+            Some(crate::signal::Signal {
+                name: "go",
+                input: None,
+                identity: "c",
+                header: None,
+                request_id: "req-1",
+            }),
+            &limits,
+        );
+        let types: Vec<i32> = out.events.iter().map(|e| e.event_type).collect();
+        assert_eq!(
+            types,
+            vec![
+                EventType::WorkflowExecutionStarted as i32,
+                EventType::WorkflowExecutionSignaled as i32,
+                EventType::WorkflowTaskScheduled as i32
+            ]
+        );
+        assert_eq!(out.transfer.len(), 1, "one workflow task");
     }
 
     #[test]

@@ -90,16 +90,6 @@ pub(crate) async fn signal(
 ) -> Result<(), HistoryError> {
     let (wf, run) = execution(req.workflow_execution.as_ref())?;
     let shard = engine.shard(ns, &wf)?;
-    let size: usize = req
-        .input
-        .as_ref()
-        .map(|p| p.payloads.iter().map(|x| x.data.len()).sum())
-        .unwrap_or(0);
-    if size > shard.limits.max_payload_bytes {
-        return Err(
-            WorkflowError::InvalidArgument("Signal input exceeds size limit.".into()).into(),
-        );
-    }
     let key = shard.resolve(ns, &wf, &run).await?;
     shard
         .update(&key, |txn| {

@@ -5,6 +5,7 @@ use temper_proto::temporal::api::enums::v1::{
     WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
 };
 use temper_proto::temporal::api::workflowservice::v1::{
+    SignalWithStartWorkflowExecutionRequest, SignalWithStartWorkflowExecutionResponse,
     StartWorkflowExecutionRequest, StartWorkflowExecutionResponse,
 };
 use temper_types::NamespaceId;
@@ -123,6 +124,133 @@ pub(crate) async fn start(
                     run_id,
                     started: true,
                     status: WorkflowExecutionStatus::Running as i32,
+                    ..Default::default()
+                });
+            }
+            Err(e) if current_run_conflict(&e).is_some() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(HistoryError::Busy)
+}
+
+/// SignalWithStartWorkflowExecution: signal the running workflow with this id, or start a new
+/// run (under the id reuse policy) whose first event after WorkflowExecutionStarted is the
+/// signal.
+pub(crate) async fn signal_with_start(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: SignalWithStartWorkflowExecutionRequest,
+) -> Result<SignalWithStartWorkflowExecutionResponse, HistoryError> {
+    let shard = engine.shard(ns, &req.workflow_id)?;
+    if req.signal_name.is_empty() {
+        return Err(temper_workflow::WorkflowError::InvalidArgument(
+            "SignalName is not set on request.".into(),
+        )
+        .into());
+    }
+    let request_id = if req.request_id.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        req.request_id.clone()
+    };
+    let start_req = StartWorkflowExecutionRequest {
+        namespace: req.namespace.clone(),
+        workflow_id: req.workflow_id.clone(),
+        workflow_type: req.workflow_type.clone(),
+        task_queue: req.task_queue.clone(),
+        input: req.input.clone(),
+        workflow_execution_timeout: req.workflow_execution_timeout,
+        workflow_run_timeout: req.workflow_run_timeout,
+        workflow_task_timeout: req.workflow_task_timeout,
+        identity: req.identity.clone(),
+        request_id: request_id.clone(),
+        workflow_id_reuse_policy: req.workflow_id_reuse_policy,
+        retry_policy: req.retry_policy.clone(),
+        cron_schedule: req.cron_schedule.clone(),
+        memo: req.memo.clone(),
+        header: req.header.clone(),
+        workflow_start_delay: req.workflow_start_delay,
+        priority: req.priority.clone(),
+        ..Default::default()
+    };
+    start::validate(&start_req, &shard.limits)?;
+    let signal = || temper_workflow::signal::Signal {
+        name: &req.signal_name,
+        input: req.signal_input.clone(),
+        identity: &req.identity,
+        header: req.header.clone(),
+        request_id: &request_id,
+    };
+    let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
+        .unwrap_or(WorkflowIdReusePolicy::Unspecified);
+    for _ in 0..MAX_RACES {
+        let condition = match shard.current_run(ns, &req.workflow_id).await? {
+            None => CurrentRunCondition::MustNotExist,
+            Some(current) if current.state != run_state::COMPLETED => {
+                let key = ExecutionKey {
+                    namespace_id: ns.clone(),
+                    workflow_id: req.workflow_id.clone(),
+                    run_id: current.run_id.clone(),
+                };
+                match shard
+                    .update(&key, |txn| temper_workflow::signal::signal(txn, signal()))
+                    .await
+                {
+                    Ok(_) => {
+                        return Ok(SignalWithStartWorkflowExecutionResponse {
+                            run_id: current.run_id,
+                            started: false,
+                            ..Default::default()
+                        });
+                    }
+                    // It closed meanwhile: start a new run instead.
+                    Err(HistoryError::Workflow(
+                        temper_workflow::WorkflowError::AlreadyCompleted,
+                    )) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(current) => {
+                let ok = match reuse {
+                    WorkflowIdReusePolicy::RejectDuplicate => false,
+                    WorkflowIdReusePolicy::AllowDuplicateFailedOnly => {
+                        current.status != WorkflowExecutionStatus::Completed as i32
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    return Err(HistoryError::AlreadyStarted {
+                        workflow_id: req.workflow_id.clone(),
+                        run_id: current.run_id.clone(),
+                        start_request_id: current.create_request_id.clone(),
+                    });
+                }
+                CurrentRunCondition::RunIdIs(current.run_id.clone())
+            }
+        };
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let (ms, mutation) = start::new_execution_with_signal(
+            start::NewRun {
+                namespace_id: &ns.0,
+                run_id: &run_id,
+                request_id: &request_id,
+                now: shard.now(),
+            },
+            &start_req,
+            Some(signal()),
+            &shard.limits,
+        );
+        let key = ExecutionKey {
+            namespace_id: ns.clone(),
+            workflow_id: req.workflow_id.clone(),
+            run_id: run_id.clone(),
+        };
+        match shard.create(&key, ms, condition, mutation).await {
+            Ok(()) => {
+                return Ok(SignalWithStartWorkflowExecutionResponse {
+                    run_id,
+                    started: true,
                     ..Default::default()
                 });
             }
