@@ -132,3 +132,17 @@ async def test_cli_describe_namespace(server):
     )
     assert "default" in described
     assert "Registered" in described
+
+
+@pytest.mark.timeout(60)
+async def test_cli_task_queue_describe_lists_pollers(server, client, task_queue):
+    async with worker(client, task_queue, workflows=[ShoutWorkflow], activities=[shout]):
+        identity = client.identity
+
+        async def listed() -> str | None:
+            out = await temporal(server, "task-queue", "describe", "--task-queue", task_queue)
+            return out if out.count(identity) >= 2 else None
+
+        # Both the workflow and the activity pollers show up once they have polled.
+        out = await harness.wait_until(listed, timeout=20, what="pollers in task-queue describe")
+        assert "workflow" in out and "activity" in out
