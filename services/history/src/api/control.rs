@@ -1,21 +1,32 @@
-//! RequestCancelWorkflowExecution, TerminateWorkflowExecution, ResetStickyTaskQueue.
+//! Requests that act on one run named by the client: RequestCancelWorkflowExecution,
+//! TerminateWorkflowExecution, ResetStickyTaskQueue, SignalWorkflowExecution.
 
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::workflowservice::v1::{
     RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest,
     SignalWorkflowExecutionRequest, TerminateWorkflowExecutionRequest,
 };
 use temper_types::NamespaceId;
-use temper_workflow::{WorkflowError, close, workflow_task};
+use temper_workflow::{Txn, WorkflowError, close, signal, workflow_task};
 
 use crate::{HistoryEngine, HistoryError};
 
-fn execution(
-    e: Option<&temper_proto::temporal::api::common::v1::WorkflowExecution>,
-) -> Result<(String, String), HistoryError> {
-    match e {
-        Some(e) if !e.workflow_id.is_empty() => Ok((e.workflow_id.clone(), e.run_id.clone())),
-        _ => Err(WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into()),
-    }
+/// Apply `f` to the run the client names (its current run when the run id is empty).
+async fn update_named_run(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    execution: Option<&WorkflowExecution>,
+    f: impl FnMut(&mut Txn<'_>) -> Result<(), WorkflowError>,
+) -> Result<(), HistoryError> {
+    let Some(e) = execution.filter(|e| !e.workflow_id.is_empty()) else {
+        return Err(
+            WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into(),
+        );
+    };
+    let shard = engine.shard(ns, &e.workflow_id)?;
+    let key = shard.resolve(ns, &e.workflow_id, &e.run_id).await?;
+    shard.update(&key, f).await?;
+    Ok(())
 }
 
 /// Check that the run named by `first_execution_run_id` (if given) is the chain we act on.
@@ -37,16 +48,11 @@ pub(crate) async fn request_cancel(
     ns: &NamespaceId,
     req: RequestCancelWorkflowExecutionRequest,
 ) -> Result<(), HistoryError> {
-    let (wf, run) = execution(req.workflow_execution.as_ref())?;
-    let shard = engine.shard(ns, &wf)?;
-    let key = shard.resolve(ns, &wf, &run).await?;
-    shard
-        .update(&key, |txn| {
-            check_chain(txn.ms, &req.first_execution_run_id)?;
-            close::request_cancel(txn, &req.reason, &req.identity, &req.request_id)
-        })
-        .await?;
-    Ok(())
+    update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+        check_chain(txn.ms, &req.first_execution_run_id)?;
+        close::request_cancel(txn, &req.reason, &req.identity, &req.request_id)
+    })
+    .await
 }
 
 pub(crate) async fn terminate(
@@ -54,16 +60,11 @@ pub(crate) async fn terminate(
     ns: &NamespaceId,
     req: TerminateWorkflowExecutionRequest,
 ) -> Result<(), HistoryError> {
-    let (wf, run) = execution(req.workflow_execution.as_ref())?;
-    let shard = engine.shard(ns, &wf)?;
-    let key = shard.resolve(ns, &wf, &run).await?;
-    shard
-        .update(&key, |txn| {
-            check_chain(txn.ms, &req.first_execution_run_id)?;
-            close::terminate(txn, &req.reason, req.details.clone(), &req.identity)
-        })
-        .await?;
-    Ok(())
+    update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+        check_chain(txn.ms, &req.first_execution_run_id)?;
+        close::terminate(txn, &req.reason, req.details.clone(), &req.identity)
+    })
+    .await
 }
 
 pub(crate) async fn reset_sticky(
@@ -71,16 +72,11 @@ pub(crate) async fn reset_sticky(
     ns: &NamespaceId,
     req: ResetStickyTaskQueueRequest,
 ) -> Result<(), HistoryError> {
-    let (wf, run) = execution(req.execution.as_ref())?;
-    let shard = engine.shard(ns, &wf)?;
-    let key = shard.resolve(ns, &wf, &run).await?;
-    shard
-        .update(&key, |txn| {
-            workflow_task::clear_sticky(txn);
-            Ok(())
-        })
-        .await?;
-    Ok(())
+    update_named_run(engine, ns, req.execution.as_ref(), |txn| {
+        workflow_task::clear_sticky(txn);
+        Ok(())
+    })
+    .await
 }
 
 pub(crate) async fn signal(
@@ -88,22 +84,17 @@ pub(crate) async fn signal(
     ns: &NamespaceId,
     req: SignalWorkflowExecutionRequest,
 ) -> Result<(), HistoryError> {
-    let (wf, run) = execution(req.workflow_execution.as_ref())?;
-    let shard = engine.shard(ns, &wf)?;
-    let key = shard.resolve(ns, &wf, &run).await?;
-    shard
-        .update(&key, |txn| {
-            temper_workflow::signal::signal(
-                txn,
-                temper_workflow::signal::Signal {
-                    name: &req.signal_name,
-                    input: req.input.clone(),
-                    identity: &req.identity,
-                    header: req.header.clone(),
-                    request_id: &req.request_id,
-                },
-            )
-        })
-        .await?;
-    Ok(())
+    update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+        signal::signal(
+            txn,
+            signal::Signal {
+                name: &req.signal_name,
+                input: req.input.clone(),
+                identity: &req.identity,
+                header: req.header.clone(),
+                request_id: &req.request_id,
+            },
+        )
+    })
+    .await
 }
