@@ -93,45 +93,33 @@ async fn workflow_poller(
     tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let request = PollWorkflowTaskQueueRequest {
-            namespace: ns.to_string(),
-            task_queue: Some(queue.clone()),
-            identity: shared.identity.clone(),
-            ..Default::default()
-        };
-        let mut client = shared.clients.get();
-        let polled = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = client.poll_workflow_task_queue(with_timeout(request, POLL_TIMEOUT)) => r,
-        };
-        match polled {
-            Ok(r) => {
-                delay = Duration::from_millis(50);
-                let task = r.into_inner();
-                if task.task_token.is_empty() {
-                    continue;
-                }
-                let (shared, ns) = (shared.clone(), ns.clone());
-                tasks.spawn(async move {
-                    handle_workflow_task(&shared, &ns, task).await;
-                    drop(permit);
-                });
+    let identity = shared.identity.clone();
+    let handler = (shared.clone(), ns.clone());
+    poll_loop(
+        &shared,
+        slots,
+        tasks,
+        cancel,
+        move |mut client| {
+            let request = PollWorkflowTaskQueueRequest {
+                namespace: ns.to_string(),
+                task_queue: Some(queue.clone()),
+                identity: identity.clone(),
+                ..Default::default()
+            };
+            async move {
+                let r = client
+                    .poll_workflow_task_queue(with_timeout(request, POLL_TIMEOUT))
+                    .await?;
+                Ok(Some(r.into_inner()).filter(|t| !t.task_token.is_empty()))
             }
-            Err(s) if s.code() == Code::DeadlineExceeded => {}
-            Err(_) => {
-                shared.metrics.poll_error();
-                if !backoff(&mut delay, &cancel).await {
-                    return;
-                }
-            }
-        }
-    }
+        },
+        move |task| {
+            let (shared, ns) = handler.clone();
+            async move { handle_workflow_task(&shared, &ns, task).await }
+        },
+    )
+    .await;
 }
 
 async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowTaskQueueResponse) {
@@ -266,35 +254,72 @@ async fn activity_poller(
     tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
+    let identity = shared.identity.clone();
+    let queue = normal_queue(&shared.task_queue);
+    let handler = (shared.clone(), ns.clone());
+    poll_loop(
+        &shared,
+        slots,
+        tasks,
+        cancel,
+        move |mut client| {
+            let request = PollActivityTaskQueueRequest {
+                namespace: ns.to_string(),
+                task_queue: Some(queue.clone()),
+                identity: identity.clone(),
+                ..Default::default()
+            };
+            async move {
+                let r = client
+                    .poll_activity_task_queue(with_timeout(request, POLL_TIMEOUT))
+                    .await?;
+                Ok(Some(r.into_inner()).filter(|t| !t.task_token.is_empty()))
+            }
+        },
+        move |task| {
+            let (shared, ns) = handler.clone();
+            async move { handle_activity_task(&shared, &ns, task).await }
+        },
+    )
+    .await;
+}
+
+/// One poller: take a free task slot, long-poll with `poll` (`None`: the poll came back
+/// empty), and run `handle` on the task in the tracker, releasing the slot when it is done.
+/// Errors back off; a long poll's own deadline does not count as an error.
+async fn poll_loop<T, P, PF, H, HF>(
+    shared: &Shared,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    mut poll: P,
+    handle: H,
+) where
+    P: FnMut(crate::client::Client) -> PF,
+    PF: std::future::Future<Output = Result<Option<T>, tonic::Status>>,
+    H: Fn(T) -> HF,
+    HF: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut delay = Duration::from_millis(50);
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => return,
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let request = PollActivityTaskQueueRequest {
-            namespace: ns.to_string(),
-            task_queue: Some(normal_queue(&shared.task_queue)),
-            identity: shared.identity.clone(),
-            ..Default::default()
-        };
-        let mut client = shared.clients.get();
         let polled = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = client.poll_activity_task_queue(with_timeout(request, POLL_TIMEOUT)) => r,
+            r = poll(shared.clients.get()) => r,
         };
         match polled {
-            Ok(r) => {
+            Ok(task) => {
                 delay = Duration::from_millis(50);
-                let task = r.into_inner();
-                if task.task_token.is_empty() {
-                    continue;
+                if let Some(task) = task {
+                    let work = handle(task);
+                    tasks.spawn(async move {
+                        work.await;
+                        drop(permit);
+                    });
                 }
-                let (shared, ns) = (shared.clone(), ns.clone());
-                tasks.spawn(async move {
-                    handle_activity_task(&shared, &ns, task).await;
-                    drop(permit);
-                });
             }
             Err(s) if s.code() == Code::DeadlineExceeded => {}
             Err(_) => {
