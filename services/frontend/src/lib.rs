@@ -218,7 +218,9 @@ impl WorkflowService for Frontend {
         self.history
             .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
                 namespace_id,
+                namespace: r.namespace.clone(),
                 request: Some(r),
+                parent: None,
             }))
             .await
     }
@@ -514,6 +516,7 @@ impl WorkflowService for Frontend {
                 internal::RequestCancelWorkflowExecutionRequest {
                     namespace_id,
                     request: Some(r),
+                    ..Default::default()
                 },
             ))
             .await
@@ -564,6 +567,7 @@ impl WorkflowService for Frontend {
             .signal_workflow_execution(Request::new(internal::SignalWorkflowExecutionRequest {
                 namespace_id,
                 request: Some(r),
+                ..Default::default()
             }))
             .await
     }

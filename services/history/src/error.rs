@@ -71,6 +71,7 @@ impl From<HistoryError> for Status {
                 Status::resource_exhausted(m)
             }
             HistoryError::Workflow(WorkflowError::Internal(m)) => Status::internal(m),
+            HistoryError::Workflow(WorkflowError::Unavailable(m)) => Status::unavailable(m),
             HistoryError::ExecutionNotFound(m) => {
                 Status::not_found(format!("workflow execution not found: {m}"))
             }

@@ -5,6 +5,7 @@ mod api;
 mod error;
 mod event_log;
 mod queues;
+mod relations;
 mod shard;
 mod writer;
 
@@ -14,7 +15,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use temper_client::MatchingClient;
+use temper_client::{HistoryClient, MatchingClient};
 use temper_persistence::{Persistence, ShardRecord};
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::workflowservice::v1 as ws;
@@ -47,6 +48,10 @@ pub struct HistoryEngine {
     shards: RwLock<HashMap<ShardId, Arc<ShardContext>>>,
     cancel: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
+    /// This engine, for the queues' calls to other workflows (children, external signals).
+    me: std::sync::Weak<HistoryEngine>,
+    /// Set in a cluster: routes those calls to the node that owns the target's shard.
+    remote: std::sync::OnceLock<HistoryClient>,
 }
 
 impl HistoryEngine {
@@ -55,13 +60,15 @@ impl HistoryEngine {
         persistence: Persistence,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             config,
             persistence,
             clock,
             shards: RwLock::new(HashMap::new()),
             cancel: CancellationToken::new(),
             tasks: tokio_util::task::TaskTracker::new(),
+            me: me.clone(),
+            remote: std::sync::OnceLock::new(),
         })
     }
 
@@ -157,7 +164,10 @@ impl HistoryEngine {
         self.tasks.spawn(w.run(rx));
         self.tasks.spawn(queues::run_transfer(
             ctx.clone(),
-            matching,
+            queues::Peers {
+                matching,
+                engine: self.me.clone(),
+            },
             receivers.transfer,
         ));
         self.tasks
@@ -176,6 +186,20 @@ impl HistoryEngine {
         self.tasks.close();
         self.tasks.wait().await;
         self.shards.write().expect("shard map poisoned").clear();
+    }
+
+    /// Route calls to other workflows through `client` instead of this engine.
+    pub fn set_history_client(&self, client: HistoryClient) {
+        let _ = self.remote.set(client);
+    }
+
+    /// How this node's queues reach any workflow: the routing client in a cluster, this
+    /// engine otherwise. `None` once the engine is gone.
+    pub(crate) fn history_client(&self) -> Option<HistoryClient> {
+        if let Some(c) = self.remote.get() {
+            return Some(c.clone());
+        }
+        self.me.upgrade().map(|e| e as HistoryClient)
     }
 
     pub fn num_shards(&self) -> u32 {
@@ -215,8 +239,21 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
+        let origin = api::start::origin_of(r.parent);
         Ok(Response::new(
-            api::start::start(self, &ns, required(r.request)?).await?,
+            api::start::start(self, &ns, required(r.request)?, origin).await?,
+        ))
+    }
+
+    async fn record_child_execution_completed(
+        &self,
+        request: Request<internal::RecordChildExecutionCompletedRequest>,
+    ) -> Result<Response<internal::RecordChildExecutionCompletedResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::children::record_completed(self, &ns, r).await?;
+        Ok(Response::new(
+            internal::RecordChildExecutionCompletedResponse::default(),
         ))
     }
 
@@ -364,7 +401,14 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::RequestCancelWorkflowExecutionResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
-        api::control::request_cancel(self, &ns, required(r.request)?).await?;
+        let external = r
+            .external_execution
+            .map(|execution| api::control::External {
+                execution,
+                initiated_event_id: r.external_initiated_event_id,
+                child_workflow_only: r.child_workflow_only,
+            });
+        api::control::request_cancel(self, &ns, required(r.request)?, external).await?;
         Ok(Response::new(
             ws::RequestCancelWorkflowExecutionResponse::default(),
         ))
@@ -409,7 +453,14 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::SignalWorkflowExecutionResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
-        api::control::signal(self, &ns, required(r.request)?).await?;
+        let external = r
+            .external_execution
+            .map(|execution| api::control::External {
+                execution,
+                initiated_event_id: 0,
+                child_workflow_only: r.child_workflow_only,
+            });
+        api::control::signal(self, &ns, required(r.request)?, external).await?;
         Ok(Response::new(ws::SignalWorkflowExecutionResponse::default()))
     }
 }

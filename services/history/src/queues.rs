@@ -11,18 +11,19 @@
 //! deletion bound computed without it could remove it from the store before it arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prost::Message;
-use temper_client::MatchingClient;
+use temper_client::{HistoryClient, MatchingClient};
 use temper_persistence::{ExecutionKey, TaskCategory, TaskKey};
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_types::NamespaceId;
-use temper_workflow::{activity, close, pb, timer, workflow_task};
+use temper_workflow::{activity, close, pb, start, timer, workflow_task};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::HistoryEngine;
 use crate::error::HistoryError;
 use crate::shard::ShardContext;
 use crate::writer::fire_time;
@@ -94,7 +95,7 @@ impl QueueSinks {
 const MAX_CONCURRENT_TASKS: usize = 512;
 const ACK_INTERVAL: Duration = Duration::from_millis(500);
 
-fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
+pub(crate) fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
     ExecutionKey {
         namespace_id: NamespaceId(ns.to_string()),
         workflow_id: wf.to_string(),
@@ -241,9 +242,30 @@ where
     }
 }
 
+/// Who the transfer queue talks to: matching, and the history service for tasks that act
+/// on other workflows.
+#[derive(Clone)]
+pub(crate) struct Peers {
+    pub matching: MatchingClient,
+    pub engine: Weak<HistoryEngine>,
+}
+
+impl Peers {
+    fn history(&self) -> Result<HistoryClient, HistoryError> {
+        self.engine
+            .upgrade()
+            .and_then(|e| e.history_client())
+            .ok_or_else(|| {
+                HistoryError::Store(temper_persistence::StoreError::Unavailable(
+                    "history engine is shutting down".into(),
+                ))
+            })
+    }
+}
+
 pub(crate) async fn run_transfer(
     shard: Arc<ShardContext>,
-    matching: MatchingClient,
+    peers: Peers,
     mut inbox: Inbox<TransferBatch>,
 ) {
     let acker = Arc::new(Acker::new());
@@ -260,18 +282,14 @@ pub(crate) async fn run_transfer(
     let spawn = |batch: TransferBatch| {
         for (key, task) in batch {
             acker.add(key);
-            let (shard, matching, acker, limit) = (
-                shard.clone(),
-                matching.clone(),
-                acker.clone(),
-                limit.clone(),
-            );
+            let (shard, peers, acker, limit) =
+                (shard.clone(), peers.clone(), acker.clone(), limit.clone());
             tokio::spawn(async move {
                 let Ok(_permit) = limit.acquire().await else {
                     return;
                 };
                 with_retries(&shard, "transfer", || {
-                    process_transfer(&shard, &matching, &task)
+                    process_transfer(&shard, &peers, &task)
                 })
                 .await;
                 acker.done(&key);
@@ -295,9 +313,10 @@ pub(crate) async fn run_transfer(
 
 async fn process_transfer(
     shard: &ShardContext,
-    matching: &MatchingClient,
+    peers: &Peers,
     task: &pb::TransferTask,
 ) -> Result<(), HistoryError> {
+    let matching = &peers.matching;
     let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
     let execution = Some(WorkflowExecution {
         workflow_id: task.workflow_id.clone(),
@@ -369,10 +388,32 @@ async fn process_transfer(
                     )))
                 })
         }
-        // Closing needs no follow-up yet (no parents, no visibility store).
-        Ok(pb::TransferTaskKind::CloseExecution)
-        | Ok(pb::TransferTaskKind::Unspecified)
-        | Err(_) => Ok(()),
+        Ok(pb::TransferTaskKind::StartChild) => {
+            crate::relations::start_child(shard, &peers.history()?, &key, task.scheduled_event_id)
+                .await
+        }
+        Ok(pb::TransferTaskKind::SignalExternal) => {
+            crate::relations::signal_external(
+                shard,
+                &peers.history()?,
+                &key,
+                task.scheduled_event_id,
+            )
+            .await
+        }
+        Ok(pb::TransferTaskKind::CancelExternal) => {
+            crate::relations::cancel_external(
+                shard,
+                &peers.history()?,
+                &key,
+                task.scheduled_event_id,
+            )
+            .await
+        }
+        Ok(pb::TransferTaskKind::CloseExecution) => {
+            crate::relations::on_close(shard, &peers.history()?, &key).await
+        }
+        Ok(pb::TransferTaskKind::Unspecified) | Err(_) => Ok(()),
     }
 }
 
@@ -461,6 +502,7 @@ async fn process_timer(shard: &ShardContext, task: &pb::TimerTask) -> Result<(),
                 pb::TimerTaskKind::WorkflowTaskRetry => {
                     workflow_task::on_retry_timer(txn, task.attempt)
                 }
+                pb::TimerTaskKind::WorkflowBackoff => start::on_backoff_timer(txn),
                 pb::TimerTaskKind::DeleteHistory | pb::TimerTaskKind::Unspecified => {}
             }
             Ok(())

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::HistoryError;
 use crate::event_log::EventLog;
-use crate::writer::{CommitRequest, branch_of};
+use crate::writer::{CommitRequest, NewRunWrite, branch_of};
 
 /// The cached part of one execution. `None` state: not loaded yet.
 #[derive(Default)]
@@ -207,6 +207,7 @@ impl ShardContext {
             let mut next = ms.clone();
             let now = self.now();
             let mut txn = Txn::new(&mut next, now, &self.limits);
+            txn.new_run_id = uuid::Uuid::new_v4().to_string();
             let value = f(&mut txn)?;
             if *txn.ms == ms && txn.out.is_empty() {
                 return Ok(Updated {
@@ -215,12 +216,29 @@ impl ShardContext {
                     events: Vec::new(),
                 });
             }
-            let mutation = txn.finish();
+            let mut mutation = txn.finish();
             let was_running = !temper_workflow::close::is_closed(&ms);
             let closed_now = was_running && temper_workflow::close::is_closed(&next);
-            let current = closed_now.then(|| current_write(&next, run_state::COMPLETED));
+            // A run that continues this one takes over the current-run pointer instead.
+            let new_run = mutation.new_run.take().map(|nr| {
+                let mut current = current_write(&nr.ms, run_state::RUNNING);
+                current.condition = CurrentRunCondition::RunIdIs(key.run_id.clone());
+                let info = nr.ms.execution_info.clone().unwrap_or_default();
+                Box::new(NewRunWrite {
+                    key: ExecutionKey {
+                        namespace_id: key.namespace_id.clone(),
+                        workflow_id: info.workflow_id,
+                        run_id: info.run_id,
+                    },
+                    state: nr.ms.encode_to_vec(),
+                    current,
+                    mutation: nr.mutation,
+                })
+            });
+            let current = (closed_now && new_run.is_none())
+                .then(|| current_write(&next, run_state::COMPLETED));
             match self
-                .commit(key, Some(version), &next, current, mutation)
+                .commit_with(key, Some(version), &next, current, mutation, new_run)
                 .await
             {
                 Ok(events) => {
@@ -281,6 +299,19 @@ impl ShardContext {
         current: Option<CurrentRunWrite>,
         mutation: Mutation,
     ) -> Result<Vec<HistoryEvent>, CommitError> {
+        self.commit_with(key, expected_version, ms, current, mutation, None)
+            .await
+    }
+
+    async fn commit_with(
+        &self,
+        key: &ExecutionKey,
+        expected_version: Option<i64>,
+        ms: &pb::MutableState,
+        current: Option<CurrentRunWrite>,
+        mutation: Mutation,
+        new_run: Option<Box<NewRunWrite>>,
+    ) -> Result<Vec<HistoryEvent>, CommitError> {
         let (reply, rx) = oneshot::channel();
         let req = CommitRequest {
             key: key.clone(),
@@ -290,6 +321,7 @@ impl ShardContext {
             state: ms.encode_to_vec(),
             current,
             mutation,
+            new_run,
             reply,
         };
         let gone = || {

@@ -30,7 +30,17 @@ pub(crate) struct CommitRequest {
     pub state: Vec<u8>,
     pub current: Option<CurrentRunWrite>,
     pub mutation: Mutation,
+    /// A new run created in the same batch, all or nothing with this write.
+    pub new_run: Option<Box<NewRunWrite>>,
     pub reply: Reply,
+}
+
+/// The creation of a run that continues another (continue-as-new, retry, cron).
+pub(crate) struct NewRunWrite {
+    pub key: ExecutionKey,
+    pub state: Vec<u8>,
+    pub current: CurrentRunWrite,
+    pub mutation: Mutation,
 }
 
 /// The history branch of a run.
@@ -57,7 +67,12 @@ struct Prepared {
     events: Vec<HistoryEvent>,
     transfer: Vec<(TaskKey, pb::TransferTask)>,
     timers: Vec<(TaskKey, pb::TimerTask)>,
+    /// How many store writes this request made (2 with a new run).
+    writes: usize,
 }
+
+/// A request's store writes and history nodes.
+type Built = (Vec<ExecutionWrite>, Vec<(BranchId, HistoryNode)>);
 
 impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<CommitRequest>) {
@@ -102,13 +117,12 @@ impl Writer {
             .ok_or_else(|| StoreError::Internal("fresh range block is empty".into()))
     }
 
-    /// Give the request its ids and build its store write and history node. Errors come
+    /// Give the request its ids and build its store writes and history nodes. Errors come
     /// back with the reply channel so the caller can answer.
     async fn prepare(
         &mut self,
         req: CommitRequest,
-    ) -> Result<(Prepared, ExecutionWrite, Option<(BranchId, HistoryNode)>), (Reply, StoreError)>
-    {
+    ) -> Result<(Prepared, Built), (Reply, StoreError)> {
         let CommitRequest {
             key,
             branch,
@@ -117,8 +131,92 @@ impl Writer {
             state,
             current,
             mutation,
+            new_run,
             reply,
         } = req;
+        let mut transfer = Vec::new();
+        let mut timers = Vec::new();
+        let (write, node, events) = match self
+            .build(
+                key,
+                branch,
+                expected_version,
+                new_version,
+                state,
+                current,
+                mutation,
+                &mut transfer,
+                &mut timers,
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return Err((reply, e)),
+        };
+        let mut writes = vec![write];
+        let mut nodes: Vec<_> = node.into_iter().collect();
+        if let Some(nr) = new_run {
+            let NewRunWrite {
+                key,
+                state,
+                current,
+                mutation,
+            } = *nr;
+            let branch = branch_of(&key);
+            match self
+                .build(
+                    key,
+                    branch,
+                    None,
+                    1,
+                    state,
+                    Some(current),
+                    mutation,
+                    &mut transfer,
+                    &mut timers,
+                )
+                .await
+            {
+                Ok((w, n, _)) => {
+                    writes.push(w);
+                    nodes.extend(n);
+                }
+                Err(e) => return Err((reply, e)),
+            }
+        }
+        Ok((
+            Prepared {
+                reply,
+                events,
+                transfer,
+                timers,
+                writes: writes.len(),
+            },
+            (writes, nodes),
+        ))
+    }
+
+    /// One execution's store write and history node, with fresh ids.
+    #[allow(clippy::too_many_arguments)]
+    async fn build(
+        &mut self,
+        key: ExecutionKey,
+        branch: BranchId,
+        expected_version: Option<i64>,
+        new_version: i64,
+        state: Vec<u8>,
+        current: Option<CurrentRunWrite>,
+        mutation: Mutation,
+        transfer: &mut Vec<(TaskKey, pb::TransferTask)>,
+        timers: &mut Vec<(TaskKey, pb::TimerTask)>,
+    ) -> Result<
+        (
+            ExecutionWrite,
+            Option<(BranchId, HistoryNode)>,
+            Vec<HistoryEvent>,
+        ),
+        StoreError,
+    > {
         let Mutation {
             mut events,
             transfer: new_transfer,
@@ -126,21 +224,12 @@ impl Writer {
             ..
         } = mutation;
         let mut tasks = Vec::with_capacity(new_transfer.len() + new_timers.len());
-        let mut transfer = Vec::with_capacity(new_transfer.len());
-        let mut timers = Vec::with_capacity(new_timers.len());
-        let txn_id = match self.next_id().await {
-            Ok(id) => id,
-            Err(e) => return Err((reply, e)),
-        };
+        let txn_id = self.next_id().await?;
         for ev in events.iter_mut() {
             ev.task_id = txn_id;
         }
         for t in new_transfer {
-            let id = match self.next_id().await {
-                Ok(id) => id,
-                Err(e) => return Err((reply, e)),
-            };
-            let key = TaskKey::immediate(id);
+            let key = TaskKey::immediate(self.next_id().await?);
             tasks.push(TaskRecord {
                 category: TaskCategory::Transfer,
                 key,
@@ -149,13 +238,9 @@ impl Writer {
             transfer.push((key, t));
         }
         for (at, t) in new_timers {
-            let id = match self.next_id().await {
-                Ok(id) => id,
-                Err(e) => return Err((reply, e)),
-            };
             let key = TaskKey {
                 fire_time_ms: millis(at),
-                task_id: id,
+                task_id: self.next_id().await?,
             };
             tasks.push(TaskRecord {
                 category: TaskCategory::Timer,
@@ -184,16 +269,7 @@ impl Writer {
             current,
             tasks,
         };
-        Ok((
-            Prepared {
-                reply,
-                events,
-                transfer,
-                timers,
-            },
-            write,
-            node,
-        ))
+        Ok((write, node, events))
     }
 
     async fn commit_batch(&mut self, batch: Vec<CommitRequest>) -> Result<(), StoreError> {
@@ -202,10 +278,10 @@ impl Writer {
         let mut nodes = Vec::with_capacity(batch.len());
         for req in batch {
             match self.prepare(req).await {
-                Ok((p, w, node)) => {
+                Ok((p, (w, n))) => {
                     prepared.push(p);
-                    writes.push(w);
-                    nodes.extend(node);
+                    writes.extend(w);
+                    nodes.extend(n);
                 }
                 Err((reply, e)) => {
                     let fatal = matches!(e, StoreError::OwnershipLost { .. });
@@ -245,10 +321,20 @@ impl Writer {
                     }
                     return Ok(());
                 }
-                Err(CommitError::Conflict { index, kind }) if index < prepared.len() => {
-                    let p = prepared.remove(index);
-                    writes.remove(index);
-                    let _ = p.reply.send(Err(CommitError::Conflict { index: 0, kind }));
+                Err(CommitError::Conflict { index, kind }) if index < writes.len() => {
+                    // Find the request that made write `index`, and drop all its writes.
+                    let mut first = 0;
+                    let mut which = 0;
+                    while first + prepared[which].writes <= index {
+                        first += prepared[which].writes;
+                        which += 1;
+                    }
+                    let p = prepared.remove(which);
+                    writes.drain(first..first + p.writes);
+                    let _ = p.reply.send(Err(CommitError::Conflict {
+                        index: index - first,
+                        kind,
+                    }));
                 }
                 Err(e) => {
                     let fatal = matches!(e, CommitError::ShardOwnershipLost { .. });

@@ -5,10 +5,8 @@ use temper_proto::temporal::api::command::v1::{
     CancelWorkflowExecutionCommandAttributes, CompleteWorkflowExecutionCommandAttributes,
     FailWorkflowExecutionCommandAttributes,
 };
-use temper_proto::temporal::api::common::v1::Payloads;
-use temper_proto::temporal::api::enums::v1::{
-    RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause,
-};
+use temper_proto::temporal::api::common::v1::{Payloads, WorkflowExecution};
+use temper_proto::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowTaskFailedCause};
 use temper_proto::temporal::api::history::v1::{
     WorkflowExecutionCancelRequestedEventAttributes, WorkflowExecutionCanceledEventAttributes,
     WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
@@ -17,10 +15,10 @@ use temper_proto::temporal::api::history::v1::{
 };
 
 use crate::start::STATE_COMPLETED;
-use crate::{Txn, WorkflowError, pb, workflow_task};
+use crate::{Txn, WorkflowError, continuation, pb, workflow_task};
 
 /// Mark the run closed after its close event `event_id` was written.
-fn mark_closed(txn: &mut Txn<'_>, status: WorkflowExecutionStatus, event_id: i64) {
+pub(crate) fn mark_closed(txn: &mut Txn<'_>, status: WorkflowExecutionStatus, event_id: i64) {
     let now_ts = txn.now_ts;
     let info = txn.info_mut();
     info.status = status as i32;
@@ -45,11 +43,15 @@ pub fn complete(
     a: &CompleteWorkflowExecutionCommandAttributes,
     wft_completed_event_id: i64,
 ) {
+    let next = continuation::after_completion(txn, a.result.clone());
+    let new_execution_run_id = next
+        .map(|n| continuation::start_next(txn, n))
+        .unwrap_or_default();
     let id = txn.write(
         WorkflowExecutionCompletedEventAttributes {
             result: a.result.clone(),
             workflow_task_completed_event_id: wft_completed_event_id,
-            new_execution_run_id: String::new(),
+            new_execution_run_id,
         }
         .into(),
     );
@@ -61,17 +63,16 @@ pub fn fail(
     a: &FailWorkflowExecutionCommandAttributes,
     wft_completed_event_id: i64,
 ) {
-    let retry_state = if txn.info().retry_policy.is_some() {
-        RetryState::NonRetryableFailure
-    } else {
-        RetryState::RetryPolicyNotSet
-    };
+    let (next, retry_state) = continuation::after_failure(txn, a.failure.as_ref());
+    let new_execution_run_id = next
+        .map(|n| continuation::start_next(txn, n))
+        .unwrap_or_default();
     let id = txn.write(
         WorkflowExecutionFailedEventAttributes {
             failure: a.failure.clone(),
             retry_state: retry_state as i32,
             workflow_task_completed_event_id: wft_completed_event_id,
-            new_execution_run_id: String::new(),
+            new_execution_run_id,
         }
         .into(),
     );
@@ -142,10 +143,14 @@ pub fn on_run_timeout(txn: &mut Txn<'_>) {
         return;
     }
     force_end_workflow_task(txn);
+    let (next, retry_state) = continuation::after_failure(txn, None);
+    let new_execution_run_id = next
+        .map(|n| continuation::start_next(txn, n))
+        .unwrap_or_default();
     let id = txn.write(
         WorkflowExecutionTimedOutEventAttributes {
-            retry_state: RetryState::Timeout as i32,
-            new_execution_run_id: String::new(),
+            retry_state: retry_state as i32,
+            new_execution_run_id,
         }
         .into(),
     );
@@ -160,6 +165,18 @@ pub fn request_cancel(
     identity: &str,
     request_id: &str,
 ) -> Result<(), WorkflowError> {
+    request_cancel_from(txn, reason, identity, request_id, None)
+}
+
+/// [`request_cancel`], naming the workflow that asked and its initiated event
+/// (RequestCancelExternalWorkflowExecution), if a workflow asked.
+pub fn request_cancel_from(
+    txn: &mut Txn<'_>,
+    reason: &str,
+    identity: &str,
+    request_id: &str,
+    external: Option<(WorkflowExecution, i64)>,
+) -> Result<(), WorkflowError> {
     if !txn.is_running() {
         return Err(WorkflowError::AlreadyCompleted);
     }
@@ -171,12 +188,16 @@ pub fn request_cancel(
         info.cancel_requested = true;
         info.cancel_request_id = request_id.to_string();
     }
+    let (external_workflow_execution, external_initiated_event_id) = match external {
+        Some((e, id)) => (Some(e), id),
+        None => (None, 0),
+    };
     txn.write_external(
         WorkflowExecutionCancelRequestedEventAttributes {
             cause: reason.to_string(),
-            external_initiated_event_id: 0,
+            external_initiated_event_id,
+            external_workflow_execution,
             identity: identity.to_string(),
-            ..Default::default()
         }
         .into(),
     );

@@ -8,7 +8,9 @@ use temper_proto::temporal::api::failure::v1::{Failure, ServerFailureInfo, failu
 use temper_proto::temporal::api::history::v1::MarkerRecordedEventAttributes;
 use temper_proto::temporal::api::taskqueue::v1::StickyExecutionAttributes;
 
-use crate::{Txn, activity, close, pb, timer, workflow_task};
+use crate::{
+    Txn, activity, child, close, continuation, external, pb, properties, timer, workflow_task,
+};
 
 /// A command the server refuses, with the workflow task failure cause to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,9 +140,25 @@ fn apply(
                     .into(),
                 );
             }
+            C::StartChildWorkflowExecutionCommandAttributes(a) => {
+                child::start(txn, a, completed_id)?
+            }
+            C::SignalExternalWorkflowExecutionCommandAttributes(a) => {
+                external::signal(txn, a, completed_id)?
+            }
+            C::RequestCancelExternalWorkflowExecutionCommandAttributes(a) => {
+                external::request_cancel(txn, a, completed_id)?
+            }
+            C::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
+                properties::upsert_search_attributes(txn, a, completed_id)?
+            }
+            C::ModifyWorkflowPropertiesCommandAttributes(a) => {
+                properties::modify_properties(txn, a, completed_id)?
+            }
             C::CompleteWorkflowExecutionCommandAttributes(_)
             | C::FailWorkflowExecutionCommandAttributes(_)
-            | C::CancelWorkflowExecutionCommandAttributes(_) => {
+            | C::CancelWorkflowExecutionCommandAttributes(_)
+            | C::ContinueAsNewWorkflowExecutionCommandAttributes(_) => {
                 if had_buffered || txn.has_buffered_events() {
                     // New events arrived that the workflow has not seen: it must see them
                     // before it may close.
@@ -158,6 +176,9 @@ fn apply(
                     }
                     C::CancelWorkflowExecutionCommandAttributes(a) => {
                         close::cancel(txn, a, completed_id)
+                    }
+                    C::ContinueAsNewWorkflowExecutionCommandAttributes(a) => {
+                        continuation::continue_as_new(txn, a, completed_id)?
                     }
                     _ => unreachable!("matched above"),
                 }
@@ -194,15 +215,7 @@ fn apply(
 
 fn command_name(c: &C) -> &'static str {
     match c {
-        C::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => {
-            "RequestCancelExternalWorkflowExecution"
-        }
-        C::ContinueAsNewWorkflowExecutionCommandAttributes(_) => "ContinueAsNewWorkflowExecution",
-        C::StartChildWorkflowExecutionCommandAttributes(_) => "StartChildWorkflowExecution",
-        C::SignalExternalWorkflowExecutionCommandAttributes(_) => "SignalExternalWorkflowExecution",
-        C::UpsertWorkflowSearchAttributesCommandAttributes(_) => "UpsertWorkflowSearchAttributes",
         C::ProtocolMessageCommandAttributes(_) => "ProtocolMessage",
-        C::ModifyWorkflowPropertiesCommandAttributes(_) => "ModifyWorkflowProperties",
         _ => "this command",
     }
 }

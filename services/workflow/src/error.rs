@@ -16,6 +16,9 @@ pub enum WorkflowError {
     /// A limit was hit.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Not possible yet; the caller retries later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Stored state is inconsistent; should never happen.
     #[error("internal error: {0}")]
     Internal(String),

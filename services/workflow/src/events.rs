@@ -40,6 +40,48 @@ pub(crate) fn event_type_of(a: &Attributes) -> EventType {
             EventType::UpsertWorkflowSearchAttributes
         }
         A::WorkflowPropertiesModifiedEventAttributes(_) => EventType::WorkflowPropertiesModified,
+        A::StartChildWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::StartChildWorkflowExecutionInitiated
+        }
+        A::StartChildWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::StartChildWorkflowExecutionFailed
+        }
+        A::ChildWorkflowExecutionStartedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionStarted
+        }
+        A::ChildWorkflowExecutionCompletedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionCompleted
+        }
+        A::ChildWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionFailed
+        }
+        A::ChildWorkflowExecutionCanceledEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionCanceled
+        }
+        A::ChildWorkflowExecutionTimedOutEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionTimedOut
+        }
+        A::ChildWorkflowExecutionTerminatedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionTerminated
+        }
+        A::SignalExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionInitiated
+        }
+        A::SignalExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionSignaledEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionSignaled
+        }
+        A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionInitiated
+        }
+        A::RequestCancelExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionCancelRequestedEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionCancelRequested
+        }
         _ => EventType::Unspecified,
     }
 }

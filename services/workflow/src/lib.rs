@@ -11,16 +11,23 @@
 //! task's completion and the events of its commands.
 
 pub mod activity;
+pub mod child;
 pub mod close;
 pub mod commands;
+pub mod continuation;
+pub mod cron;
 mod error;
 mod events;
+pub mod external;
+pub mod properties;
 pub mod retry;
 pub mod signal;
 pub mod start;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_relations;
 pub mod time;
 pub mod timer;
 pub mod token;
@@ -28,7 +35,7 @@ pub mod workflow_task;
 
 pub use error::WorkflowError;
 pub use events::is_close_event;
-pub use state::{Limits, Mutation, Txn};
+pub use state::{Limits, Mutation, NewRunState, Txn};
 
 pub use temper_proto::persistence::v1 as pb;
 pub use temper_proto::temporal::api as tapi;

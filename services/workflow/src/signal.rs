@@ -1,7 +1,7 @@
 //! Signals from outside: recorded as WorkflowExecutionSignaled (buffered while a workflow
 //! task runs, so never lost), deduplicated by request id.
 
-use temper_proto::temporal::api::common::v1::{Header, Payloads};
+use temper_proto::temporal::api::common::v1::{Header, Payloads, WorkflowExecution};
 use temper_proto::temporal::api::history::v1::WorkflowExecutionSignaledEventAttributes;
 
 use crate::{Txn, WorkflowError, workflow_task};
@@ -17,6 +17,8 @@ pub struct Signal<'a> {
     pub identity: &'a str,
     pub header: Option<Header>,
     pub request_id: &'a str,
+    /// The workflow that sent it (SignalExternalWorkflowExecution), if any.
+    pub external_execution: Option<WorkflowExecution>,
 }
 
 /// SignalWorkflowExecution.
@@ -57,6 +59,7 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
             identity: s.identity.to_string(),
             header: s.header,
             request_id: s.request_id.to_string(),
+            external_workflow_execution: s.external_execution,
             ..Default::default()
         }
         .into(),

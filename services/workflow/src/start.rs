@@ -2,13 +2,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use temper_proto::temporal::api::common::v1::RetryPolicy;
+use temper_proto::temporal::api::common::v1::{Payloads, RetryPolicy, WorkflowExecution};
 use temper_proto::temporal::api::enums::v1::{
     ContinueAsNewInitiator, TaskQueueKind, WorkflowExecutionStatus,
 };
+use temper_proto::temporal::api::failure::v1::Failure;
 use temper_proto::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+use temper_proto::wkt;
 
 use crate::time::{dur, from_dur, is_negative, ts};
 use crate::{Limits, Mutation, Txn, WorkflowError, pb, retry, workflow_task};
@@ -60,15 +62,11 @@ pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<
     if is_negative(&req.workflow_start_delay) {
         return bad("Invalid WorkflowStartDelay.");
     }
-    if !from_dur(&req.workflow_start_delay).is_zero() {
-        return Err(WorkflowError::InvalidArgument(
-            "WorkflowStartDelay is not supported by this server yet.".into(),
-        ));
-    }
     if !req.cron_schedule.is_empty() {
-        return Err(WorkflowError::InvalidArgument(
-            "CronSchedule is not supported by this server yet.".into(),
-        ));
+        if !from_dur(&req.workflow_start_delay).is_zero() {
+            return bad("CronSchedule and WorkflowStartDelay may not be used together.");
+        }
+        crate::cron::parse(&req.cron_schedule).map_err(WorkflowError::InvalidArgument)?;
     }
     if let Some(p) = &req.retry_policy {
         retry::validate_policy(p).map_err(WorkflowError::InvalidArgument)?;
@@ -88,6 +86,33 @@ pub struct NewRun<'a> {
     pub run_id: &'a str,
     pub request_id: &'a str,
     pub now: SystemTime,
+    pub origin: Origin,
+}
+
+/// Where a run comes from, when not only from a client's start request.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The parent, for a child workflow.
+    pub parent: Option<pb::ParentInfo>,
+    /// The root of the workflow tree (the run itself when unset).
+    pub root: Option<WorkflowExecution>,
+    /// The run this one continues.
+    pub continued: Option<Continued>,
+}
+
+/// How a run continues the one before it.
+#[derive(Debug, Clone)]
+pub struct Continued {
+    pub previous_run_id: String,
+    pub first_run_id: String,
+    pub initiator: ContinueAsNewInitiator,
+    pub failure: Option<Failure>,
+    pub last_completion_result: Option<Payloads>,
+    pub attempt: i32,
+    pub execution_expiration_time: Option<wkt::Timestamp>,
+    /// The first workflow task waits this long (retry backoff, cron, continue-as-new
+    /// backoff_start_interval).
+    pub backoff: Duration,
 }
 
 /// Build the mutable state of a new run and its first events (started, workflow task
@@ -131,28 +156,70 @@ pub fn new_execution_with_signal(
         normal_name: String::new(),
     };
     let retry_policy = req.retry_policy.clone().map(retry::with_defaults);
-    let expiration = |d: Duration| (!d.is_zero()).then(|| ts(run.now + d));
-    let info = pb::ExecutionInfo {
-        namespace_id: run.namespace_id.to_string(),
+    let continued = run.origin.continued.as_ref();
+    // The first workflow task waits: a continuation's backoff, the start delay, or the
+    // first cron time.
+    let backoff = match continued {
+        Some(c) => c.backoff,
+        None if !req.cron_schedule.is_empty() => {
+            crate::cron::backoff(&req.cron_schedule, run.now, run.now).unwrap_or_default()
+        }
+        None => from_dur(&req.workflow_start_delay),
+    };
+    let first_run_id = continued
+        .map(|c| c.first_run_id.clone())
+        .unwrap_or_else(|| run.run_id.to_string());
+    let attempt = continued.map(|c| c.attempt).unwrap_or(1);
+    let execution_expiration = match continued {
+        Some(c) => c.execution_expiration_time,
+        None => (!exec_timeout.is_zero()).then(|| ts(run.now + backoff + exec_timeout)),
+    };
+    // A run ends by its run timeout or by the chain's execution timeout, whichever is first.
+    let run_expiration = {
+        let by_run = (!run_timeout.is_zero()).then(|| run.now + backoff + run_timeout);
+        let by_execution = execution_expiration.as_ref().map(crate::time::from_ts);
+        match (by_run, by_execution) {
+            (Some(r), Some(e)) => Some(r.min(e)),
+            (r, e) => r.or(e),
+        }
+    };
+    let self_execution = WorkflowExecution {
         workflow_id: req.workflow_id.clone(),
         run_id: run.run_id.to_string(),
-        first_run_id: run.run_id.to_string(),
+    };
+    let root = run.origin.root.clone().unwrap_or(self_execution);
+    let parent = run.origin.parent.clone();
+    let keeps_input = retry_policy.is_some() || !req.cron_schedule.is_empty();
+    let info = pb::ExecutionInfo {
+        namespace_id: run.namespace_id.to_string(),
+        namespace: req.namespace.clone(),
+        workflow_id: req.workflow_id.clone(),
+        run_id: run.run_id.to_string(),
+        first_run_id: first_run_id.clone(),
         workflow_type: req.workflow_type.clone(),
         task_queue: Some(task_queue.clone()),
         workflow_execution_timeout: dur(exec_timeout),
         workflow_run_timeout: dur(run_timeout),
         default_workflow_task_timeout: dur(task_timeout),
         start_time: Some(ts(run.now)),
-        execution_time: Some(ts(run.now)),
-        execution_expiration_time: expiration(exec_timeout),
-        run_expiration_time: expiration(run_timeout),
+        execution_time: Some(ts(run.now + backoff)),
+        execution_expiration_time: execution_expiration,
+        run_expiration_time: run_expiration.map(ts),
         state: STATE_RUNNING,
         status: WorkflowExecutionStatus::Running as i32,
         create_request_id: run.request_id.to_string(),
         retry_policy: retry_policy.clone(),
-        attempt: 1,
+        attempt,
         memo: req.memo.clone(),
-        search_attributes: None,
+        search_attributes: req.search_attributes.clone(),
+        cron_schedule: req.cron_schedule.clone(),
+        start_input: keeps_input.then(|| req.input.clone()).flatten(),
+        start_header: keeps_input.then(|| req.header.clone()).flatten(),
+        parent: parent.clone(),
+        root_execution: Some(root.clone()),
+        last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
+        continued_failure: continued.and_then(|c| c.failure.clone()),
+        first_workflow_task_backoff_until: (!backoff.is_zero()).then(|| ts(run.now + backoff)),
         ..Default::default()
     };
     let mut ms = pb::MutableState {
@@ -161,23 +228,53 @@ pub fn new_execution_with_signal(
         ..Default::default()
     };
     let mut txn = Txn::new(&mut ms, run.now, limits);
+    let is_child = parent.is_some();
+    let (parent_ns, parent_ns_id, parent_exec, parent_initiated) = match parent {
+        Some(p) => (
+            p.namespace,
+            p.namespace_id,
+            p.execution,
+            p.initiated_event_id,
+        ),
+        None => Default::default(),
+    };
     txn.write(
         WorkflowExecutionStartedEventAttributes {
             workflow_type: req.workflow_type.clone(),
+            parent_workflow_namespace: parent_ns,
+            parent_workflow_namespace_id: parent_ns_id,
+            parent_workflow_execution: parent_exec,
+            parent_initiated_event_id: parent_initiated,
             task_queue: Some(task_queue),
             input: req.input.clone(),
             workflow_execution_timeout: dur(exec_timeout),
             workflow_run_timeout: dur(run_timeout),
             workflow_task_timeout: dur(task_timeout),
-            initiator: ContinueAsNewInitiator::Unspecified as i32,
+            continued_execution_run_id: continued
+                .map(|c| c.previous_run_id.clone())
+                .unwrap_or_default(),
+            initiator: continued
+                .map(|c| c.initiator)
+                .unwrap_or(ContinueAsNewInitiator::Unspecified) as i32,
+            continued_failure: continued.and_then(|c| c.failure.clone()),
+            last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
             original_execution_run_id: run.run_id.to_string(),
             identity: req.identity.clone(),
-            first_execution_run_id: run.run_id.to_string(),
+            first_execution_run_id: first_run_id,
             retry_policy: retry_policy.map(|p: RetryPolicy| p),
-            attempt: 1,
+            attempt,
+            workflow_execution_expiration_time: execution_expiration,
+            cron_schedule: req.cron_schedule.clone(),
+            first_workflow_task_backoff: if backoff.is_zero() {
+                None
+            } else {
+                dur(backoff)
+            },
             memo: req.memo.clone(),
+            search_attributes: req.search_attributes.clone(),
             header: req.header.clone(),
             workflow_id: req.workflow_id.clone(),
+            root_workflow_execution: is_child.then_some(root),
             priority: req.priority.clone(),
             ..Default::default()
         }
@@ -187,14 +284,28 @@ pub fn new_execution_with_signal(
         // Cannot fail: the run is new and running, and the caller validated the name.
         let _ = crate::signal::signal(&mut txn, sig);
     }
-    workflow_task::schedule(&mut txn, 1);
-    if !run_timeout.is_zero() {
+    if backoff.is_zero() {
+        workflow_task::schedule(&mut txn, 1);
+    } else {
+        let t = txn.timer_task(pb::TimerTaskKind::WorkflowBackoff, 0, 0);
+        txn.add_timer_task(run.now + backoff, t);
+    }
+    if let Some(at) = run_expiration {
         let t = txn.timer_task(pb::TimerTaskKind::WorkflowRunTimeout, 0, 0);
-        txn.add_timer_task(run.now + run_timeout, t);
+        txn.add_timer_task(at, t);
     }
     txn.visibility_task(pb::VisibilityTaskKind::Start);
     let out = txn.finish();
     (ms, out)
+}
+
+/// The backoff timer of a run's first workflow task fired.
+pub fn on_backoff_timer(txn: &mut Txn<'_>) {
+    if txn.info().first_workflow_task_backoff_until.is_none() {
+        return;
+    }
+    txn.info_mut().first_workflow_task_backoff_until = None;
+    workflow_task::schedule_if_needed(txn);
 }
 
 #[cfg(test)]
@@ -228,6 +339,7 @@ mod tests {
                 run_id: "run",
                 request_id: "req-1",
                 now: SystemTime::UNIX_EPOCH,
+                origin: Origin::default(),
             },
             &request(),
             &limits,
@@ -261,6 +373,7 @@ mod tests {
                 run_id: "run",
                 request_id: "req-1",
                 now: SystemTime::UNIX_EPOCH,
+                origin: Origin::default(),
             },
             &request(),
             Some(crate::signal::Signal {
@@ -269,6 +382,7 @@ mod tests {
                 identity: "c",
                 header: None,
                 request_id: "req-1",
+                external_execution: None,
             }),
             &limits,
         );

@@ -20,6 +20,16 @@ pub struct Mutation {
     /// Timer tasks with their fire time.
     pub timers: Vec<(SystemTime, pb::TimerTask)>,
     pub visibility: Vec<pb::VisibilityTask>,
+    /// A run that continues this one (continue-as-new, workflow retry, cron), created in the
+    /// same atomic commit that closes this run.
+    pub new_run: Option<Box<NewRunState>>,
+}
+
+/// A new run's first state and what its creation writes.
+#[derive(Debug, Clone)]
+pub struct NewRunState {
+    pub ms: pb::MutableState,
+    pub mutation: Mutation,
 }
 
 impl Mutation {
@@ -28,6 +38,7 @@ impl Mutation {
             && self.transfer.is_empty()
             && self.timers.is_empty()
             && self.visibility.is_empty()
+            && self.new_run.is_none()
     }
 }
 
@@ -35,6 +46,9 @@ impl Mutation {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_pending_activities: usize,
+    pub max_pending_children: usize,
+    pub max_pending_cancel_requests: usize,
+    pub max_pending_signals: usize,
     pub max_pending_timers: usize,
     pub max_payload_bytes: usize,
     pub max_history_events: i64,
@@ -48,6 +62,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_pending_activities: 2000,
+            max_pending_children: 2000,
+            max_pending_cancel_requests: 2000,
+            max_pending_signals: 2000,
             max_pending_timers: 2000,
             max_payload_bytes: 2 * 1024 * 1024,
             max_history_events: 51_200,
@@ -69,6 +86,9 @@ pub struct Txn<'a> {
     /// A command produced an event the workflow has not seen yet, so the completion of the
     /// current workflow task must schedule another one.
     pub needs_workflow_task: bool,
+    /// The run id to give a run that continues this one (set by the caller; derived from
+    /// this run's id when empty).
+    pub new_run_id: String,
 }
 
 impl<'a> Txn<'a> {
@@ -80,6 +100,7 @@ impl<'a> Txn<'a> {
             limits,
             out: Mutation::default(),
             needs_workflow_task: false,
+            new_run_id: String::new(),
         }
     }
 
@@ -162,6 +183,7 @@ impl<'a> Txn<'a> {
     pub fn flush_buffered(&mut self) {
         let buffered = std::mem::take(&mut self.ms.buffered_events);
         let mut started_ids: Vec<(i64, i64)> = Vec::new();
+        let mut child_ids: Vec<(i64, i64)> = Vec::new();
         for mut ev in buffered {
             use Attributes as A;
             match ev.attributes.as_mut() {
@@ -177,11 +199,35 @@ impl<'a> Txn<'a> {
                 Some(A::ActivityTaskCanceledEventAttributes(a)) => {
                     fix_started(&started_ids, a.scheduled_event_id, &mut a.started_event_id)
                 }
+                Some(A::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
+                    fix_started(&child_ids, a.initiated_event_id, &mut a.started_event_id)
+                }
+                Some(A::ChildWorkflowExecutionFailedEventAttributes(a)) => {
+                    fix_started(&child_ids, a.initiated_event_id, &mut a.started_event_id)
+                }
+                Some(A::ChildWorkflowExecutionCanceledEventAttributes(a)) => {
+                    fix_started(&child_ids, a.initiated_event_id, &mut a.started_event_id)
+                }
+                Some(A::ChildWorkflowExecutionTimedOutEventAttributes(a)) => {
+                    fix_started(&child_ids, a.initiated_event_id, &mut a.started_event_id)
+                }
+                Some(A::ChildWorkflowExecutionTerminatedEventAttributes(a)) => {
+                    fix_started(&child_ids, a.initiated_event_id, &mut a.started_event_id)
+                }
                 _ => {}
             }
             let id = self.ms.next_event_id;
-            if let Some(A::ActivityTaskStartedEventAttributes(a)) = ev.attributes.as_ref() {
-                started_ids.push((a.scheduled_event_id, id));
+            match ev.attributes.as_ref() {
+                Some(A::ActivityTaskStartedEventAttributes(a)) => {
+                    started_ids.push((a.scheduled_event_id, id));
+                }
+                Some(A::ChildWorkflowExecutionStartedEventAttributes(a)) => {
+                    child_ids.push((a.initiated_event_id, id));
+                    if let Some(c) = self.ms.children.get_mut(&a.initiated_event_id) {
+                        c.started_event_id = id;
+                    }
+                }
+                _ => {}
             }
             ev.event_id = id;
             self.ms.next_event_id += 1;

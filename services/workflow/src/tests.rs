@@ -22,16 +22,16 @@ use crate::time::dur;
 use crate::workflow_task::{StartRequest, record_started};
 use crate::{Limits, Txn, activity, pb, timer, workflow_task};
 
-struct Harness {
-    ms: pb::MutableState,
-    history: Vec<HistoryEvent>,
-    now: SystemTime,
-    limits: Limits,
-    last: crate::Mutation,
+pub(crate) struct Harness {
+    pub(crate) ms: pb::MutableState,
+    pub(crate) history: Vec<HistoryEvent>,
+    pub(crate) now: SystemTime,
+    pub(crate) limits: Limits,
+    pub(crate) last: crate::Mutation,
 }
 
 impl Harness {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let limits = Limits::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let req = StartWorkflowExecutionRequest {
@@ -50,6 +50,7 @@ impl Harness {
                 run_id: "run",
                 request_id: "r",
                 now,
+                origin: Default::default(),
             },
             &req,
             &limits,
@@ -63,7 +64,7 @@ impl Harness {
         }
     }
 
-    fn apply<R>(&mut self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+    pub(crate) fn apply<R>(&mut self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
         let mut txn = Txn::new(&mut self.ms, self.now, &self.limits);
         let r = f(&mut txn);
         let out = txn.finish();
@@ -72,14 +73,14 @@ impl Harness {
         r
     }
 
-    fn types(&self) -> Vec<EventType> {
+    pub(crate) fn types(&self) -> Vec<EventType> {
         self.history
             .iter()
             .map(|e| EventType::try_from(e.event_type).expect("known event type"))
             .collect()
     }
 
-    fn start_wt(&mut self) -> pb::WorkflowTaskInfo {
+    pub(crate) fn start_wt(&mut self) -> pb::WorkflowTaskInfo {
         let sched = self
             .ms
             .workflow_task
@@ -100,7 +101,7 @@ impl Harness {
         self.ms.workflow_task.clone().expect("started")
     }
 
-    fn complete_wt(&mut self, commands: Vec<Command>) -> Outcome {
+    pub(crate) fn complete_wt(&mut self, commands: Vec<Command>) -> Outcome {
         let wt = self.start_wt();
         self.apply(|t| {
             complete_workflow_task(
@@ -119,7 +120,7 @@ impl Harness {
         })
     }
 
-    fn check_ids(&self) {
+    pub(crate) fn check_ids(&self) {
         for (i, e) in self.history.iter().enumerate() {
             assert_eq!(e.event_id, i as i64 + 1, "event ids are consecutive");
         }
@@ -142,7 +143,7 @@ fn schedule_activity(id: &str, policy: Option<RetryPolicy>) -> Command {
     }
 }
 
-fn complete_cmd() -> Command {
+pub(crate) fn complete_cmd() -> Command {
     Command {
         attributes: Some(
             command::Attributes::CompleteWorkflowExecutionCommandAttributes(

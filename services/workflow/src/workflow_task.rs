@@ -75,8 +75,10 @@ pub fn schedule(txn: &mut Txn<'_>, attempt: i32) -> i64 {
 }
 
 /// Schedule a workflow task if the workflow runs and has none pending (after a new event).
+/// A run still waiting out its first workflow task's backoff gets none before it ends.
 pub fn schedule_if_needed(txn: &mut Txn<'_>) {
-    if txn.is_running() && !txn.has_pending_workflow_task() {
+    let in_backoff = txn.info().first_workflow_task_backoff_until.is_some();
+    if txn.is_running() && !txn.has_pending_workflow_task() && !in_backoff {
         schedule(txn, 1);
     }
 }

@@ -43,14 +43,53 @@ fn check_chain(
     Ok(())
 }
 
+/// Who asked, when a workflow asks another to cancel or signals it.
+pub(crate) struct External {
+    pub execution: WorkflowExecution,
+    pub initiated_event_id: i64,
+    /// Only act if the target is a child of `execution`.
+    pub child_workflow_only: bool,
+}
+
+/// A target that must be a child of the asking workflow and is not looks like a missing one.
+fn check_child_of(
+    ms: &temper_workflow::pb::MutableState,
+    external: Option<&External>,
+) -> Result<(), WorkflowError> {
+    let Some(ext) = external.filter(|e| e.child_workflow_only) else {
+        return Ok(());
+    };
+    let parent = ms
+        .execution_info
+        .as_ref()
+        .and_then(|i| i.parent.as_ref())
+        .and_then(|p| p.execution.as_ref());
+    match parent {
+        Some(p) if p.workflow_id == ext.execution.workflow_id => Ok(()),
+        _ => Err(WorkflowError::NotFound(
+            "the workflow is not a child of the requesting workflow".into(),
+        )),
+    }
+}
+
 pub(crate) async fn request_cancel(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     req: RequestCancelWorkflowExecutionRequest,
+    external: Option<External>,
 ) -> Result<(), HistoryError> {
     update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
         check_chain(txn.ms, &req.first_execution_run_id)?;
-        close::request_cancel(txn, &req.reason, &req.identity, &req.request_id)
+        check_child_of(txn.ms, external.as_ref())?;
+        close::request_cancel_from(
+            txn,
+            &req.reason,
+            &req.identity,
+            &req.request_id,
+            external
+                .as_ref()
+                .map(|e| (e.execution.clone(), e.initiated_event_id)),
+        )
     })
     .await
 }
@@ -83,8 +122,10 @@ pub(crate) async fn signal(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     req: SignalWorkflowExecutionRequest,
+    external: Option<External>,
 ) -> Result<(), HistoryError> {
     update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+        check_child_of(txn.ms, external.as_ref())?;
         signal::signal(
             txn,
             signal::Signal {
@@ -93,6 +134,7 @@ pub(crate) async fn signal(
                 identity: &req.identity,
                 header: req.header.clone(),
                 request_id: &req.request_id,
+                external_execution: external.as_ref().map(|e| e.execution.clone()),
             },
         )
     })

@@ -3,7 +3,8 @@
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{PendingActivityState, PendingWorkflowTaskState};
 use temper_proto::temporal::api::workflow::v1::{
-    PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig, WorkflowExecutionInfo,
+    PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo,
+    WorkflowExecutionConfig, WorkflowExecutionInfo,
 };
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse,
@@ -82,6 +83,24 @@ pub(crate) async fn describe(
         attempt: wt.attempt,
     });
     let _ = ts;
+    let mut pending_children: Vec<PendingChildExecutionInfo> = ms
+        .children
+        .values()
+        .filter(|c| c.started_event_id != 0)
+        .map(|c| PendingChildExecutionInfo {
+            workflow_id: c.workflow_id.clone(),
+            run_id: c.run_id.clone(),
+            workflow_type_name: c
+                .workflow_type
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
+            initiated_id: c.initiated_event_id,
+            parent_close_policy: c.parent_close_policy,
+        })
+        .collect();
+    pending_children.sort_by_key(|c| c.initiated_id);
+    let parent = info.parent.clone();
     Ok(DescribeWorkflowExecutionResponse {
         execution_config: Some(WorkflowExecutionConfig {
             task_queue: info.task_queue.clone(),
@@ -112,9 +131,16 @@ pub(crate) async fn describe(
             history_size_bytes: info.history_size_bytes,
             execution_duration,
             first_run_id: info.first_run_id.clone(),
+            parent_namespace_id: parent
+                .as_ref()
+                .map(|p| p.namespace_id.clone())
+                .unwrap_or_default(),
+            parent_execution: parent.as_ref().and_then(|p| p.execution.clone()),
+            root_execution: info.root_execution.clone(),
             ..Default::default()
         }),
         pending_activities,
+        pending_children,
         pending_workflow_task,
         ..Default::default()
     })

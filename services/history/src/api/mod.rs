@@ -1,6 +1,7 @@
 //! The history service's API handlers, one file per family.
 
 pub(crate) mod activity;
+pub(crate) mod children;
 pub(crate) mod control;
 pub(crate) mod describe;
 pub(crate) mod history;

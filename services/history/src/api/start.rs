@@ -1,6 +1,7 @@
 //! StartWorkflowExecution: request-id idempotency, workflow id reuse and conflict policies.
 
 use temper_persistence::{CurrentRunCondition, ExecutionKey, run_state};
+use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::enums::v1::{
     WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
 };
@@ -9,17 +10,35 @@ use temper_proto::temporal::api::workflowservice::v1::{
     StartWorkflowExecutionRequest, StartWorkflowExecutionResponse,
 };
 use temper_types::NamespaceId;
-use temper_workflow::{close, start};
+use temper_workflow::{close, pb, start};
 
 use crate::shard::current_run_conflict;
 use crate::{HistoryEngine, HistoryError};
 
 const MAX_RACES: usize = 5;
 
+/// The origin of a run a parent workflow starts as its child.
+pub(crate) fn origin_of(parent: Option<internal::ParentExecution>) -> start::Origin {
+    let Some(p) = parent else {
+        return start::Origin::default();
+    };
+    start::Origin {
+        parent: Some(pb::ParentInfo {
+            namespace_id: p.namespace_id,
+            namespace: p.namespace,
+            execution: p.execution,
+            initiated_event_id: p.initiated_event_id,
+        }),
+        root: p.root_execution,
+        continued: None,
+    }
+}
+
 pub(crate) async fn start(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     req: StartWorkflowExecutionRequest,
+    origin: start::Origin,
 ) -> Result<StartWorkflowExecutionResponse, HistoryError> {
     let shard = engine.shard(ns, &req.workflow_id)?;
     start::validate(&req, &shard.limits)?;
@@ -109,6 +128,7 @@ pub(crate) async fn start(
                 run_id: &run_id,
                 request_id: &request_id,
                 now: shard.now(),
+                origin: origin.clone(),
             },
             &req,
             &shard.limits,
@@ -169,6 +189,7 @@ pub(crate) async fn signal_with_start(
         retry_policy: req.retry_policy.clone(),
         cron_schedule: req.cron_schedule.clone(),
         memo: req.memo.clone(),
+        search_attributes: req.search_attributes.clone(),
         header: req.header.clone(),
         workflow_start_delay: req.workflow_start_delay,
         priority: req.priority.clone(),
@@ -181,6 +202,7 @@ pub(crate) async fn signal_with_start(
         identity: &req.identity,
         header: req.header.clone(),
         request_id: &request_id,
+        external_execution: None,
     };
     let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
         .unwrap_or(WorkflowIdReusePolicy::Unspecified);
@@ -236,6 +258,7 @@ pub(crate) async fn signal_with_start(
                 run_id: &run_id,
                 request_id: &request_id,
                 now: shard.now(),
+                origin: start::Origin::default(),
             },
             &start_req,
             Some(signal()),

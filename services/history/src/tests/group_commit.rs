@@ -72,6 +72,7 @@ impl Setup {
                             identity: "test",
                             header: None,
                             request_id: &request_id,
+                            external_execution: None,
                         },
                     )
                 })

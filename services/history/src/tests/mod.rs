@@ -178,6 +178,7 @@ pub(crate) async fn start(
         .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
             namespace_id: NS.into(),
             request: Some(start_request(workflow_id, run_timeout)),
+            ..Default::default()
         }))
         .await
         .expect("start workflow")
@@ -200,6 +201,7 @@ pub(crate) async fn signal(
                 request_id: uuid::Uuid::new_v4().to_string(),
                 ..Default::default()
             }),
+            ..Default::default()
         }))
         .await
         .map(|_| ())

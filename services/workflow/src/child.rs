@@ -1,0 +1,327 @@
+//! Child workflows: the StartChildWorkflowExecution command, the child's start (or the
+//! failure to start it) and its close, as recorded in the parent.
+
+// The Temporal API marks namespace and control deprecated, but SDKs and the server still fill them.
+#![allow(deprecated)]
+
+use temper_proto::temporal::api::command::v1::StartChildWorkflowExecutionCommandAttributes;
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::enums::v1::{
+    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause,
+};
+use temper_proto::temporal::api::history::v1::{
+    ChildWorkflowExecutionCanceledEventAttributes, ChildWorkflowExecutionCompletedEventAttributes,
+    ChildWorkflowExecutionFailedEventAttributes, ChildWorkflowExecutionStartedEventAttributes,
+    ChildWorkflowExecutionTerminatedEventAttributes, ChildWorkflowExecutionTimedOutEventAttributes,
+    HistoryEvent, StartChildWorkflowExecutionFailedEventAttributes,
+    StartChildWorkflowExecutionInitiatedEventAttributes, history_event::Attributes,
+};
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+
+use crate::commands::BadCommand;
+use crate::time::is_negative;
+use crate::{Txn, WorkflowError, pb, retry, workflow_task};
+
+/// Marks a child whose started event is buffered (its id is not known yet).
+pub const STARTED_BUFFERED: i64 = -1;
+
+const MAX_ID_LENGTH: usize = 1000;
+
+/// The StartChildWorkflowExecution command.
+pub fn start(
+    txn: &mut Txn<'_>,
+    a: &StartChildWorkflowExecutionCommandAttributes,
+    wft_completed_event_id: i64,
+) -> Result<(), BadCommand> {
+    let bad = |m: &str| {
+        Err(BadCommand::new(
+            WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+            m,
+        ))
+    };
+    if a.workflow_id.is_empty() {
+        return bad("Required field WorkflowId is not set.");
+    }
+    if a.workflow_id.len() > MAX_ID_LENGTH {
+        return bad("WorkflowId exceeds length limit.");
+    }
+    let Some(wt) = a.workflow_type.as_ref().filter(|t| !t.name.is_empty()) else {
+        return bad("Required field WorkflowType is not set.");
+    };
+    if wt.name.len() > MAX_ID_LENGTH {
+        return bad("WorkflowType exceeds length limit.");
+    }
+    if is_negative(&a.workflow_execution_timeout)
+        || is_negative(&a.workflow_run_timeout)
+        || is_negative(&a.workflow_task_timeout)
+    {
+        return bad("Invalid timeout on StartChildWorkflowExecutionCommandAttributes.");
+    }
+    if let Some(p) = &a.retry_policy
+        && let Err(m) = retry::validate_policy(p)
+    {
+        return bad(&m);
+    }
+    if !a.cron_schedule.is_empty()
+        && let Err(m) = crate::cron::parse(&a.cron_schedule)
+    {
+        return bad(&m);
+    }
+    if let Some(input) = &a.input {
+        let size: usize = input.payloads.iter().map(|p| p.data.len()).sum();
+        if size > txn.limits.max_payload_bytes {
+            return bad("StartChildWorkflowExecutionCommandAttributes.Input exceeds size limit.");
+        }
+    }
+    if txn.ms.children.len() >= txn.limits.max_pending_children {
+        return Err(BadCommand::new(
+            WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
+            "the number of pending child workflows has reached the limit",
+        ));
+    }
+    let info = txn.info();
+    let (namespace, namespace_id) = if a.namespace.is_empty() || a.namespace == info.namespace {
+        (info.namespace.clone(), info.namespace_id.clone())
+    } else {
+        // Another namespace: its id is looked up when the child is started.
+        (a.namespace.clone(), String::new())
+    };
+    let task_queue = match &a.task_queue {
+        Some(q) if !q.name.is_empty() => TaskQueue {
+            name: q.name.clone(),
+            ..Default::default()
+        },
+        _ => TaskQueue {
+            name: info
+                .task_queue
+                .as_ref()
+                .map(|q| q.name.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        },
+    };
+    let policy = match ParentClosePolicy::try_from(a.parent_close_policy) {
+        Ok(ParentClosePolicy::Unspecified) | Err(_) => ParentClosePolicy::Terminate,
+        Ok(p) => p,
+    };
+    let id = txn.write(
+        StartChildWorkflowExecutionInitiatedEventAttributes {
+            namespace: namespace.clone(),
+            namespace_id: namespace_id.clone(),
+            workflow_id: a.workflow_id.clone(),
+            workflow_type: a.workflow_type.clone(),
+            task_queue: Some(task_queue),
+            input: a.input.clone(),
+            workflow_execution_timeout: a.workflow_execution_timeout,
+            workflow_run_timeout: a.workflow_run_timeout,
+            workflow_task_timeout: a.workflow_task_timeout,
+            parent_close_policy: policy as i32,
+            control: a.control.clone(),
+            workflow_task_completed_event_id: wft_completed_event_id,
+            workflow_id_reuse_policy: a.workflow_id_reuse_policy,
+            retry_policy: a.retry_policy.clone(),
+            cron_schedule: a.cron_schedule.clone(),
+            header: a.header.clone(),
+            memo: a.memo.clone(),
+            search_attributes: a.search_attributes.clone(),
+            inherit_build_id: a.inherit_build_id,
+            priority: a.priority.clone(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    let run_id = txn.info().run_id.clone();
+    txn.ms.children.insert(
+        id,
+        pb::ChildExecutionInfo {
+            initiated_event_id: id,
+            started_event_id: 0,
+            namespace,
+            namespace_id,
+            workflow_id: a.workflow_id.clone(),
+            run_id: String::new(),
+            workflow_type: a.workflow_type.clone(),
+            parent_close_policy: policy as i32,
+            create_request_id: format!("{run_id}-child-{id}"),
+        },
+    );
+    txn.info_mut().child_count += 1;
+    let mut t = txn.transfer_task(pb::TransferTaskKind::StartChild);
+    t.scheduled_event_id = id;
+    txn.add_transfer_task(t);
+    Ok(())
+}
+
+fn pending_child(txn: &Txn<'_>, initiated_event_id: i64) -> Option<pb::ChildExecutionInfo> {
+    if !txn.is_running() {
+        return None;
+    }
+    txn.ms.children.get(&initiated_event_id).cloned()
+}
+
+/// The child was started: `ChildWorkflowExecutionStarted`. A repeat is a no-op.
+pub fn on_started(
+    txn: &mut Txn<'_>,
+    initiated_event_id: i64,
+    namespace_id: &str,
+    run_id: &str,
+    header: Option<temper_proto::temporal::api::common::v1::Header>,
+) -> Result<(), WorkflowError> {
+    let Some(child) = pending_child(txn, initiated_event_id) else {
+        return Ok(());
+    };
+    if child.started_event_id != 0 {
+        return Ok(());
+    }
+    let id = txn.write_external(
+        ChildWorkflowExecutionStartedEventAttributes {
+            namespace: child.namespace.clone(),
+            namespace_id: namespace_id.to_string(),
+            initiated_event_id,
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: child.workflow_id.clone(),
+                run_id: run_id.to_string(),
+            }),
+            workflow_type: child.workflow_type.clone(),
+            header,
+        }
+        .into(),
+    );
+    if let Some(c) = txn.ms.children.get_mut(&initiated_event_id) {
+        c.started_event_id = id.unwrap_or(STARTED_BUFFERED);
+        c.run_id = run_id.to_string();
+        c.namespace_id = namespace_id.to_string();
+    }
+    workflow_task::schedule_if_needed(txn);
+    Ok(())
+}
+
+/// The child could not be started: `StartChildWorkflowExecutionFailed`.
+pub fn on_start_failed(
+    txn: &mut Txn<'_>,
+    initiated_event_id: i64,
+    initiated: &StartChildWorkflowExecutionInitiatedEventAttributes,
+    cause: StartChildWorkflowExecutionFailedCause,
+) -> Result<(), WorkflowError> {
+    let Some(child) = pending_child(txn, initiated_event_id) else {
+        return Ok(());
+    };
+    if child.started_event_id != 0 {
+        return Ok(());
+    }
+    txn.ms.children.remove(&initiated_event_id);
+    txn.write_external(
+        StartChildWorkflowExecutionFailedEventAttributes {
+            namespace: child.namespace,
+            namespace_id: child.namespace_id,
+            workflow_id: child.workflow_id,
+            workflow_type: child.workflow_type,
+            cause: cause as i32,
+            control: initiated.control.clone(),
+            initiated_event_id,
+            workflow_task_completed_event_id: initiated.workflow_task_completed_event_id,
+        }
+        .into(),
+    );
+    workflow_task::schedule_if_needed(txn);
+    Ok(())
+}
+
+/// The child's chain closed with `close_event`: the matching Child* event in the parent.
+/// Until the child's start is recorded the caller must retry ([`WorkflowError::Unavailable`]).
+pub fn on_closed(
+    txn: &mut Txn<'_>,
+    initiated_event_id: i64,
+    child_execution: WorkflowExecution,
+    close_event: &HistoryEvent,
+) -> Result<(), WorkflowError> {
+    let Some(child) = pending_child(txn, initiated_event_id) else {
+        return Ok(());
+    };
+    if child.workflow_id != child_execution.workflow_id {
+        return Ok(());
+    }
+    if child.started_event_id == 0 {
+        return Err(WorkflowError::Unavailable(
+            "the child's start is not recorded in its parent yet".into(),
+        ));
+    }
+    let (namespace, namespace_id, workflow_type) = (
+        child.namespace.clone(),
+        child.namespace_id.clone(),
+        child.workflow_type.clone(),
+    );
+    let started_event_id = child.started_event_id;
+    let execution = Some(child_execution);
+    let attrs: Attributes = match &close_event.attributes {
+        Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
+            ChildWorkflowExecutionCompletedEventAttributes {
+                result: a.result.clone(),
+                namespace,
+                namespace_id,
+                workflow_execution: execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+            }
+            .into()
+        }
+        Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
+            ChildWorkflowExecutionFailedEventAttributes {
+                failure: a.failure.clone(),
+                namespace,
+                namespace_id,
+                workflow_execution: execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                retry_state: a.retry_state,
+            }
+            .into()
+        }
+        Some(Attributes::WorkflowExecutionCanceledEventAttributes(a)) => {
+            ChildWorkflowExecutionCanceledEventAttributes {
+                details: a.details.clone(),
+                namespace,
+                namespace_id,
+                workflow_execution: execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+            }
+            .into()
+        }
+        Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
+            ChildWorkflowExecutionTimedOutEventAttributes {
+                namespace,
+                namespace_id,
+                workflow_execution: execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                retry_state: a.retry_state,
+            }
+            .into()
+        }
+        Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => {
+            ChildWorkflowExecutionTerminatedEventAttributes {
+                namespace,
+                namespace_id,
+                workflow_execution: execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+            }
+            .into()
+        }
+        _ => {
+            return Err(WorkflowError::InvalidArgument(
+                "the child's close event is not a close event".into(),
+            ));
+        }
+    };
+    txn.ms.children.remove(&initiated_event_id);
+    txn.write_external(attrs);
+    workflow_task::schedule_if_needed(txn);
+    Ok(())
+}

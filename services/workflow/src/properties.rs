@@ -1,0 +1,134 @@
+//! The UpsertWorkflowSearchAttributes and ModifyWorkflowProperties (memo) commands: stored on
+//! the execution, shown by DescribeWorkflowExecution.
+
+use temper_proto::temporal::api::command::v1::{
+    ModifyWorkflowPropertiesCommandAttributes, UpsertWorkflowSearchAttributesCommandAttributes,
+};
+use temper_proto::temporal::api::common::v1::{Memo, Payload, SearchAttributes};
+use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
+use temper_proto::temporal::api::history::v1::{
+    UpsertWorkflowSearchAttributesEventAttributes, WorkflowPropertiesModifiedEventAttributes,
+};
+
+use crate::Txn;
+use crate::commands::BadCommand;
+
+/// Temporal's default limits on search attributes per workflow.
+const MAX_SEARCH_ATTRIBUTES_BYTES: usize = 40 * 1024;
+const MAX_SEARCH_ATTRIBUTE_VALUE_BYTES: usize = 2 * 1024;
+/// Temporal's default memo size limit.
+const MAX_MEMO_BYTES: usize = 2 * 1024 * 1024;
+
+/// A payload that stands for "no value": its key is removed.
+fn is_nil(p: &Payload) -> bool {
+    let encoding = p.metadata.get("encoding").map(Vec::as_slice);
+    encoding == Some(b"binary/null".as_slice())
+        || (encoding == Some(b"json/plain".as_slice()) && p.data.as_slice() == b"null")
+        || p.data.is_empty() && encoding.is_none()
+}
+
+fn size(fields: &std::collections::HashMap<String, Payload>) -> usize {
+    fields
+        .iter()
+        .map(|(k, v)| k.len() + prost::Message::encoded_len(v))
+        .sum()
+}
+
+pub fn upsert_search_attributes(
+    txn: &mut Txn<'_>,
+    a: &UpsertWorkflowSearchAttributesCommandAttributes,
+    wft_completed_event_id: i64,
+) -> Result<(), BadCommand> {
+    let bad = |m: &str| {
+        Err(BadCommand::new(
+            WorkflowTaskFailedCause::BadSearchAttributes,
+            m,
+        ))
+    };
+    let Some(upsert) = a
+        .search_attributes
+        .as_ref()
+        .filter(|s| !s.indexed_fields.is_empty())
+    else {
+        return bad("IndexedFields is empty on command.");
+    };
+    for (k, v) in &upsert.indexed_fields {
+        if k.is_empty() {
+            return bad("search attribute name is empty");
+        }
+        if v.data.len() > MAX_SEARCH_ATTRIBUTE_VALUE_BYTES {
+            return bad(&format!(
+                "search attribute {k} value size {} exceeds size limit {MAX_SEARCH_ATTRIBUTE_VALUE_BYTES}",
+                v.data.len()
+            ));
+        }
+    }
+    let mut merged = txn.info().search_attributes.clone().unwrap_or_default();
+    for (k, v) in &upsert.indexed_fields {
+        if is_nil(v) {
+            merged.indexed_fields.remove(k);
+        } else {
+            merged.indexed_fields.insert(k.clone(), v.clone());
+        }
+    }
+    let total = size(&merged.indexed_fields);
+    if total > MAX_SEARCH_ATTRIBUTES_BYTES {
+        return bad(&format!(
+            "total size of search attributes {total} exceeds size limit {MAX_SEARCH_ATTRIBUTES_BYTES}"
+        ));
+    }
+    txn.write(
+        UpsertWorkflowSearchAttributesEventAttributes {
+            workflow_task_completed_event_id: wft_completed_event_id,
+            search_attributes: Some(SearchAttributes {
+                indexed_fields: upsert.indexed_fields.clone(),
+            }),
+        }
+        .into(),
+    );
+    txn.info_mut().search_attributes = Some(merged);
+    txn.visibility_task(crate::pb::VisibilityTaskKind::Upsert);
+    Ok(())
+}
+
+pub fn modify_properties(
+    txn: &mut Txn<'_>,
+    a: &ModifyWorkflowPropertiesCommandAttributes,
+    wft_completed_event_id: i64,
+) -> Result<(), BadCommand> {
+    let bad = |m: &str| {
+        Err(BadCommand::new(
+            WorkflowTaskFailedCause::BadModifyWorkflowPropertiesAttributes,
+            m,
+        ))
+    };
+    let Some(upsert) = a.upserted_memo.as_ref().filter(|m| !m.fields.is_empty()) else {
+        return bad("UpsertedMemo.Fields is empty on command.");
+    };
+    let mut merged = txn.info().memo.clone().unwrap_or_default();
+    for (k, v) in &upsert.fields {
+        if is_nil(v) {
+            merged.fields.remove(k);
+        } else {
+            merged.fields.insert(k.clone(), v.clone());
+        }
+    }
+    let total = size(&merged.fields);
+    if total > MAX_MEMO_BYTES {
+        return bad(&format!(
+            "memo size {total} exceeds size limit {MAX_MEMO_BYTES}"
+        ));
+    }
+    txn.write(
+        WorkflowPropertiesModifiedEventAttributes {
+            workflow_task_completed_event_id: wft_completed_event_id,
+            upserted_memo: Some(Memo {
+                fields: upsert.fields.clone(),
+            }),
+        }
+        .into(),
+    );
+    txn.info_mut().memo = Some(merged);
+    txn.visibility_task(crate::pb::VisibilityTaskKind::Upsert);
+    Ok(())
+}
