@@ -3,14 +3,16 @@
 
 mod errors;
 mod namespaces;
+mod operator;
+mod search_attributes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use temper_client::{HistoryClient, MatchingClient};
-use temper_proto::api::operatorservice::v1::operator_service_server::OperatorService;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowService;
 use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::command::v1::command;
 use temper_proto::temporal::api::workflowservice::v1::{
     self as ws, get_system_info_response::Capabilities,
 };
@@ -19,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 pub use errors::{parse_grpc_timeout, status_with_details};
 pub use namespaces::{Namespace, Namespaces};
+pub use operator::Operator;
 
 /// Frontend settings.
 #[derive(Debug, Clone)]
@@ -214,7 +217,9 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
         check_identity(&r.identity)?;
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let ns = self.namespaces.get(&r.namespace).await?;
+        search_attributes::check(&ns, r.search_attributes.as_ref())?;
+        let namespace_id = ns.id.0;
         self.history
             .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
                 namespace_id,
@@ -269,11 +274,27 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RespondWorkflowTaskCompletedResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
+        // Upserts may only name registered search attributes; history checks them.
+        let upserts = r.commands.iter().any(|c| {
+            matches!(
+                c.attributes,
+                Some(command::Attributes::UpsertWorkflowSearchAttributesCommandAttributes(_))
+            )
+        });
+        let search_attributes = if upserts {
+            let ns = self.namespaces.get(&r.namespace).await?;
+            Some(internal::SearchAttributeNames {
+                names: search_attributes::settable_names(&ns),
+            })
+        } else {
+            None
+        };
         self.history
             .respond_workflow_task_completed(Request::new(
                 internal::RespondWorkflowTaskCompletedRequest {
                     namespace_id,
                     request: Some(r),
+                    search_attributes,
                 },
             ))
             .await
@@ -545,7 +566,9 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::SignalWithStartWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
         check_identity(&r.identity)?;
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let ns = self.namespaces.get(&r.namespace).await?;
+        search_attributes::check(&ns, r.search_attributes.as_ref())?;
+        let namespace_id = ns.id.0;
         self.history
             .signal_with_start_workflow_execution(Request::new(
                 internal::SignalWithStartWorkflowExecutionRequest {
@@ -618,9 +641,3 @@ impl WorkflowService for Frontend {
         Ok(Response::new(ws::ShutdownWorkerResponse::default()))
     }
 }
-
-/// The OperatorService: nothing implemented yet; every call answers UNIMPLEMENTED.
-pub struct Operator;
-
-#[tonic::async_trait]
-impl OperatorService for Operator {}

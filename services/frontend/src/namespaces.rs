@@ -149,6 +149,7 @@ impl Namespaces {
             }),
             failover_version: 0,
             is_global_namespace: false,
+            search_attributes: Default::default(),
         }
     }
 
@@ -199,30 +200,43 @@ impl Namespaces {
     }
 
     pub async fn update(&self, r: UpdateNamespaceRequest) -> Result<Namespace, Status> {
-        let mut ns = self.get(&r.namespace).await?;
-        // Read the newest version before changing it.
-        ns = self.get_by_id(&ns.id.0).await?;
-        if let Some(u) = &r.update_info {
-            let info = ns.detail.info.get_or_insert_with(Default::default);
-            if !u.description.is_empty() {
-                info.description = u.description.clone();
-            }
-            if !u.owner_email.is_empty() {
-                info.owner_email = u.owner_email.clone();
-            }
-            info.data.extend(u.data.clone());
-        }
-        if let Some(c) = &r.config {
-            let config = ns.detail.config.get_or_insert_with(Default::default);
-            if c.workflow_execution_retention_ttl.is_some() {
-                if from_dur(&c.workflow_execution_retention_ttl) < MIN_RETENTION {
-                    return Err(Status::invalid_argument(
-                        "WorkflowExecutionRetentionPeriod must be at least 1 day.",
-                    ));
+        self.modify(&r.namespace, |detail| {
+            if let Some(u) = &r.update_info {
+                let info = detail.info.get_or_insert_with(Default::default);
+                if !u.description.is_empty() {
+                    info.description = u.description.clone();
                 }
-                config.workflow_execution_retention_ttl = c.workflow_execution_retention_ttl;
+                if !u.owner_email.is_empty() {
+                    info.owner_email = u.owner_email.clone();
+                }
+                info.data.extend(u.data.clone());
             }
-        }
+            if let Some(c) = &r.config {
+                let config = detail.config.get_or_insert_with(Default::default);
+                if c.workflow_execution_retention_ttl.is_some() {
+                    if from_dur(&c.workflow_execution_retention_ttl) < MIN_RETENTION {
+                        return Err(Status::invalid_argument(
+                            "WorkflowExecutionRetentionPeriod must be at least 1 day.",
+                        ));
+                    }
+                    config.workflow_execution_retention_ttl = c.workflow_execution_retention_ttl;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Change a namespace's detail with `f`: read the newest version, write it back under
+    /// that version, and refresh the cache.
+    pub async fn modify(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut NamespaceDetail) -> Result<(), Status>,
+    ) -> Result<Namespace, Status> {
+        let ns = self.get(name).await?;
+        let mut ns = self.get_by_id(&ns.id.0).await?;
+        f(&mut ns.detail)?;
         let rec = NamespaceRecord {
             id: ns.id.clone(),
             name: ns.name.clone(),

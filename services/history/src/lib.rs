@@ -280,8 +280,9 @@ impl temper_client::HistoryService for HistoryEngine {
         request: Request<internal::RespondWorkflowTaskCompletedRequest>,
     ) -> Result<Response<ws::RespondWorkflowTaskCompletedResponse>, Status> {
         let r = request.into_inner();
+        let names = r.search_attributes.map(|s| s.names);
         Ok(Response::new(
-            api::workflow_task::completed(self, required(r.request)?).await?,
+            api::workflow_task::completed(self, required(r.request)?, names).await?,
         ))
     }
 

@@ -104,12 +104,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     health_reporter
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;
+    let namespaces = frontend.namespaces.clone();
     let workflow_service = WorkflowServiceServer::from_arc(frontend)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let operator_service = OperatorServiceServer::new(Operator)
+    let operator_service = OperatorServiceServer::new(Operator::new(namespaces))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
 

@@ -44,6 +44,8 @@ pub struct Completion<'a> {
     pub commands: &'a [Command],
     pub identity: &'a str,
     pub binary_checksum: &'a str,
+    /// Search attribute names the namespace accepts; `None`: not checked.
+    pub search_attribute_names: Option<&'a [String]>,
     pub sticky: Option<&'a StickyExecutionAttributes>,
     pub force_create_new_workflow_task: bool,
     /// SDK flags and metadata, kept on the WorkflowTaskCompleted event for replay.
@@ -150,7 +152,12 @@ fn apply(
                 external::request_cancel(txn, a, completed_id)?
             }
             C::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
-                properties::upsert_search_attributes(txn, a, completed_id)?
+                properties::upsert_search_attributes(
+                    txn,
+                    a,
+                    completed_id,
+                    c.search_attribute_names,
+                )?
             }
             C::ModifyWorkflowPropertiesCommandAttributes(a) => {
                 properties::modify_properties(txn, a, completed_id)?

@@ -19,7 +19,12 @@ const MAX_SEARCH_ATTRIBUTE_VALUE_BYTES: usize = 2 * 1024;
 /// Temporal's default memo size limit.
 const MAX_MEMO_BYTES: usize = 2 * 1024 * 1024;
 
-/// A payload that stands for "no value": its key is removed.
+/// A search attribute value that unsets the attribute.
+fn is_unset(p: &Payload) -> bool {
+    p.data.is_empty() || p.data.as_slice() == b"null"
+}
+
+/// A memo value that stands for "no value": its key is removed.
 fn is_nil(p: &Payload) -> bool {
     let encoding = p.metadata.get("encoding").map(Vec::as_slice);
     encoding == Some(b"binary/null".as_slice())
@@ -38,6 +43,7 @@ pub fn upsert_search_attributes(
     txn: &mut Txn<'_>,
     a: &UpsertWorkflowSearchAttributesCommandAttributes,
     wft_completed_event_id: i64,
+    known_names: Option<&[String]>,
 ) -> Result<(), BadCommand> {
     let bad = |m: &str| {
         Err(BadCommand::new(
@@ -56,6 +62,13 @@ pub fn upsert_search_attributes(
         if k.is_empty() {
             return bad("search attribute name is empty");
         }
+        if let Some(known) = known_names
+            && !known.iter().any(|n| n == k)
+        {
+            return bad(&format!(
+                "BadSearchAttributes: search attribute {k} is not defined"
+            ));
+        }
         if v.data.len() > MAX_SEARCH_ATTRIBUTE_VALUE_BYTES {
             return bad(&format!(
                 "search attribute {k} value size {} exceeds size limit {MAX_SEARCH_ATTRIBUTE_VALUE_BYTES}",
@@ -65,7 +78,7 @@ pub fn upsert_search_attributes(
     }
     let mut merged = txn.info().search_attributes.clone().unwrap_or_default();
     for (k, v) in &upsert.indexed_fields {
-        if is_nil(v) {
+        if is_unset(v) {
             merged.indexed_fields.remove(k);
         } else {
             merged.indexed_fields.insert(k.clone(), v.clone());

@@ -53,6 +53,9 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     pub max_history_events: i64,
     pub max_history_bytes: i64,
+    /// Past these, workflow tasks tell the workflow to continue as new.
+    pub suggest_continue_as_new_events: i64,
+    pub suggest_continue_as_new_bytes: i64,
     pub default_workflow_task_timeout: std::time::Duration,
     pub max_workflow_task_timeout: std::time::Duration,
     pub sticky_schedule_to_start_timeout: std::time::Duration,
@@ -69,6 +72,8 @@ impl Default for Limits {
             max_payload_bytes: 2 * 1024 * 1024,
             max_history_events: 51_200,
             max_history_bytes: 50 * 1024 * 1024,
+            suggest_continue_as_new_events: 4 * 1024,
+            suggest_continue_as_new_bytes: 4 * 1024 * 1024,
             default_workflow_task_timeout: std::time::Duration::from_secs(10),
             max_workflow_task_timeout: std::time::Duration::from_secs(120),
             sticky_schedule_to_start_timeout: std::time::Duration::from_secs(5),

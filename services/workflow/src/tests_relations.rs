@@ -168,6 +168,7 @@ fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
                 commands: &[],
                 identity: "w",
                 binary_checksum: "",
+                search_attribute_names: None,
                 sticky: None,
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
@@ -361,6 +362,7 @@ fn continue_as_new_is_refused_while_new_events_wait() {
                 commands: &[can_cmd("x")],
                 identity: "w",
                 binary_checksum: "",
+                search_attribute_names: None,
                 sticky: None,
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
@@ -553,4 +555,20 @@ fn search_attributes_and_memo_merge_and_remove() {
         out,
         Outcome::Rejected(b) if b.cause == WorkflowTaskFailedCause::BadSearchAttributes
     ));
+}
+
+#[test]
+fn workflow_tasks_suggest_continue_as_new_past_the_threshold() {
+    let mut h = Harness::start();
+    h.limits.suggest_continue_as_new_events = 100;
+    h.start_wt();
+    let suggested = |h: &Harness| match h.history.last().and_then(|e| e.attributes.clone()) {
+        Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => a.suggest_continue_as_new,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!(!suggested(&h));
+    let mut h = Harness::start();
+    h.limits.suggest_continue_as_new_events = 2;
+    h.start_wt();
+    assert!(suggested(&h));
 }

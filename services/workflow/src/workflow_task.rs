@@ -121,12 +121,15 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
         ));
     }
     let history_size = txn.info().history_size_bytes;
+    let suggest_continue_as_new = txn.ms.next_event_id >= txn.limits.suggest_continue_as_new_events
+        || history_size >= txn.limits.suggest_continue_as_new_bytes;
     let id = txn.write(
         WorkflowTaskStartedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             identity: req.identity.to_string(),
             request_id: req.request_id.to_string(),
             history_size_bytes: history_size,
+            suggest_continue_as_new,
             ..Default::default()
         }
         .into(),

@@ -129,6 +129,7 @@ fn token_key(
 pub(crate) async fn completed(
     engine: &HistoryEngine,
     req: RespondWorkflowTaskCompletedRequest,
+    search_attribute_names: Option<Vec<String>>,
 ) -> Result<RespondWorkflowTaskCompletedResponse, HistoryError> {
     let t = token::decode(&req.task_token)?;
     let (shard, key) = token_key(engine, &t)?;
@@ -146,6 +147,7 @@ pub(crate) async fn completed(
                     commands: &req.commands,
                     identity: &req.identity,
                     binary_checksum: &binary_checksum,
+                    search_attribute_names: search_attribute_names.as_deref(),
                     sticky: req.sticky_attributes.as_ref(),
                     force_create_new_workflow_task: req.force_create_new_workflow_task,
                     sdk_metadata: req.sdk_metadata.clone(),

@@ -182,6 +182,7 @@ async fn a_user_timer_fires_after_a_restart() {
                     }],
                     ..Default::default()
                 }),
+                search_attributes: None,
             },
         ))
         .await
