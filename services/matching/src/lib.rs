@@ -20,6 +20,7 @@ mod engine;
 mod error;
 mod key;
 mod pollers;
+mod query;
 mod queue;
 mod rate;
 mod service;
