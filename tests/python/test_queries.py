@@ -5,8 +5,10 @@ worker at all, and while signals arrive; plus `temporal workflow query`."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio import workflow
@@ -115,6 +117,57 @@ async def test_query_after_worker_restart_replays_full_history(client, task_queu
         assert await result_within(handle, 30) == ["x", "y", "z", "w"]
 
 
+# A worker in its own process, so a test can kill it without a graceful shutdown.
+WORKER_PROCESS = """
+import asyncio, sys
+from datetime import timedelta
+sys.path.insert(0, {path!r})
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from test_queries import Tally
+
+async def main():
+    client = await Client.connect({address!r})
+    worker = Worker(
+        client, task_queue={task_queue!r}, workflows=[Tally],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds={sticky_s}),
+    )
+    await worker.run()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(90)
+async def test_query_after_sticky_worker_was_killed_falls_back_to_the_normal_queue(
+    server, client, task_queue, new_id
+):
+    wf_id = new_id()
+    script = WORKER_PROCESS.format(
+        path=str(Path(__file__).parent), address=server.address, task_queue=task_queue, sticky_s=2
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdin=asyncio.subprocess.DEVNULL
+    )
+    try:
+        handle = await started_with(client, task_queue, wf_id, "k")
+    finally:
+        proc.kill()
+        await proc.wait()
+    # The killed worker still counts as the workflow's sticky worker: the query waits for it
+    # for the sticky schedule-to-start timeout (2 s), then goes to the normal queue, where a
+    # new worker replays the full history.
+    async with worker(client, task_queue, workflows=[Tally]):
+        began = time.monotonic()
+        assert await handle.query(Tally.get_values, rpc_timeout=timedelta(seconds=20)) == ["k"]
+        elapsed = time.monotonic() - began
+        assert 1.5 < elapsed < 10, elapsed
+        assert INSTANCES[wf_id] == 1, "replayed here (the killed process had the first instance)"
+        await handle.signal(Tally.finish)
+        assert await result_within(handle, 30) == ["k"]
+
+
 @pytest.mark.timeout(60)
 async def test_query_completed_workflow(client, task_queue, new_id):
     async with worker(client, task_queue, workflows=[Tally]):
@@ -187,28 +240,53 @@ async def test_failing_query_handler_fails_the_query(client, task_queue, new_id)
         assert await result_within(handle, 30) == []
 
 
+async def query_once(client: Client, workflow_id: str, timeout_s: float) -> tuple[RPCError, float]:
+    """One QueryWorkflow call without the SDK's retries (it retries DEADLINE_EXCEEDED with a
+    fresh timeout); returns its error and how long it took."""
+    req = QueryWorkflowRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=workflow_id),
+        query=WorkflowQuery(query_type="get_values"),
+    )
+    began = time.monotonic()
+    with pytest.raises(RPCError) as err:
+        await client.workflow_service.query_workflow(
+            req, retry=False, timeout=timedelta(seconds=timeout_s)
+        )
+    return err.value, time.monotonic() - began
+
+
 @pytest.mark.timeout(60)
-async def test_query_without_a_worker_fails_within_the_deadline(client, task_queue, new_id):
+async def test_query_without_a_worker_fails_at_the_deadline(client, task_queue, new_id):
     # Never had a worker: the first workflow task has not run, so nobody can answer.
     never = await client.start_workflow(Tally.run, id=new_id(), task_queue=task_queue)
-    began = time.monotonic()
-    with pytest.raises(RPCError) as err:
-        await never.query(Tally.get_values, rpc_timeout=timedelta(seconds=3))
-    elapsed = time.monotonic() - began
-    print("never had a worker:", err.value.status, err.value.message, elapsed)
-    assert err.value.status in TIMED_OUT, err.value
-    assert 2.5 < elapsed < 6, elapsed
+    err, elapsed = await query_once(client, never.id, 3)
+    assert err.status in TIMED_OUT, err
+    assert 2.5 < elapsed < 4.5, elapsed
 
-    # Had a worker that has stopped since.
+    # Had a worker that has stopped since (and polled recently, so the query waits).
     async with worker(client, task_queue, workflows=[Tally]):
         stopped = await started_with(client, task_queue, new_id(), "s")
-    began = time.monotonic()
-    with pytest.raises(RPCError) as err:
-        await stopped.query(Tally.get_values, rpc_timeout=timedelta(seconds=3))
-    elapsed = time.monotonic() - began
-    print("worker stopped:", err.value.status, err.value.message, elapsed)
-    assert err.value.status in TIMED_OUT, err.value
-    assert 2.5 < elapsed < 6, elapsed
+    err, elapsed = await query_once(client, stopped.id, 3)
+    assert err.status in TIMED_OUT, err
+    assert 2.5 < elapsed < 4.5, elapsed
+    # Through the SDK it is an RPC error too (after its retries).
+    with pytest.raises(RPCError) as sdk_err:
+        await stopped.query(Tally.get_values, rpc_timeout=timedelta(seconds=1))
+    assert sdk_err.value.status in TIMED_OUT, sdk_err.value
+
+
+@pytest.mark.timeout(90)
+async def test_query_on_a_queue_nobody_polled_for_20s_fails_early(client, task_queue, new_id):
+    async with worker(client, task_queue, workflows=[Tally]):
+        handle = await started_with(client, task_queue, new_id(), "q")
+    # Temporal's matching gives up a second before the deadline when nobody polled the
+    # queue for 20 s: the worker is probably down.
+    await asyncio.sleep(21)
+    err, elapsed = await query_once(client, handle.id, 3)
+    assert err.status == RPCStatusCode.FAILED_PRECONDITION, err
+    assert "no poller seen for task queue recently" in err.message, err.message
+    assert 1.5 < elapsed < 2.8, elapsed
 
 
 @pytest.mark.timeout(60)
