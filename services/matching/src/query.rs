@@ -6,7 +6,7 @@
 //! Failures follow Temporal's matching: a sticky queue without a live worker answers
 //! `sticky worker unavailable` at once (the caller falls back to the normal queue); a query
 //! no poller took a second before its deadline fails with FailedPrecondition when nobody
-//! polled the queue recently (the worker is probably down); otherwise it times out.
+//! polled the (normal) queue recently (the worker is probably down); otherwise it times out.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -186,7 +186,10 @@ impl MatchingEngine {
         deadline: Instant,
     ) -> Result<Answer, Status> {
         let check_at = deadline.checked_sub(NO_POLLER_CHECK_BEFORE_DEADLINE);
-        let mut checked = check_at.is_none_or(|t| t <= Instant::now());
+        // On a sticky queue the caller falls back to the normal queue when the query times
+        // out; failing early there would end the query instead.
+        let mut checked =
+            queue.key().kind == QueueKind::Sticky || check_at.is_none_or(|t| t <= Instant::now());
         let check_at = check_at.unwrap_or(deadline);
         let mut delivered = false;
         let shutdown = self.shutdown_token();

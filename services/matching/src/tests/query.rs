@@ -401,3 +401,21 @@ async fn bad_requests() {
         .expect_err("no query task id");
     assert_eq!(err.code(), Code::InvalidArgument);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sticky_query_nobody_takes_times_out_for_the_fallback() {
+    let h = Harness::new();
+    poll_workflow(&h.engine, sticky("s"), "worker-1", 10)
+        .await
+        .expect("poll");
+    // The worker dies; its sticky queue looks alive for a while. However long the sticky
+    // timeout, the query ends as a timeout (the caller then tries the normal queue), not as
+    // "no recent poller".
+    let started = tokio::time::Instant::now();
+    let err = query(&h, sticky("s"), "wf-1", 30_000)
+        .await
+        .expect("task")
+        .expect_err("nobody takes it");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
