@@ -4,6 +4,7 @@
 mod errors;
 mod namespaces;
 mod operator;
+mod query;
 mod search_attributes;
 
 use std::sync::Arc;
@@ -639,5 +640,20 @@ impl WorkflowService for Frontend {
                 .await?;
         }
         Ok(Response::new(ws::ShutdownWorkerResponse::default()))
+    }
+
+    async fn query_workflow(
+        &self,
+        r: Request<ws::QueryWorkflowRequest>,
+    ) -> Result<Response<ws::QueryWorkflowResponse>, Status> {
+        let budget = query::query_budget(r.metadata());
+        self.query(budget, r.into_inner()).await.map(Response::new)
+    }
+
+    async fn respond_query_task_completed(
+        &self,
+        r: Request<ws::RespondQueryTaskCompletedRequest>,
+    ) -> Result<Response<ws::RespondQueryTaskCompletedResponse>, Status> {
+        self.respond_query(r.into_inner()).await.map(Response::new)
     }
 }

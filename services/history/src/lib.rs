@@ -464,4 +464,13 @@ impl temper_client::HistoryService for HistoryEngine {
         api::control::signal(self, &ns, required(r.request)?, external).await?;
         Ok(Response::new(ws::SignalWorkflowExecutionResponse::default()))
     }
+
+    async fn prepare_query_task(
+        &self,
+        request: Request<internal::PrepareQueryTaskRequest>,
+    ) -> Result<Response<internal::PrepareQueryTaskResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(api::query::prepare(self, &ns, r).await?))
+    }
 }

@@ -24,6 +24,9 @@ pub struct MatchingConfig {
     pub idle_queue_ttl: Duration,
     /// After a failed backlog read, pollers wait this long before reading again. Default 1 s.
     pub backlog_read_retry: Duration,
+    /// A query no poller took by a second before its deadline fails at once with "no poller
+    /// seen for task queue recently" if nobody polled the queue for this long. Default 20 s.
+    pub query_poller_unavailable_window: Duration,
 }
 
 impl Default for MatchingConfig {
@@ -36,6 +39,7 @@ impl Default for MatchingConfig {
             max_write_batch_size: 100,
             idle_queue_ttl: Duration::from_secs(5 * 60),
             backlog_read_retry: Duration::from_secs(1),
+            query_poller_unavailable_window: Duration::from_secs(20),
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::config::MatchingConfig;
 use crate::error::MatchingError;
 use crate::key::{QueueKey, QueueKind};
 use crate::pollers::PollerSeen;
+use crate::query::PendingQueries;
 use crate::queue::{Context, TaskQueue, Wait, WriteError};
 use crate::task::{Origin, Outcome, Task, TaskInfo};
 
@@ -40,6 +41,8 @@ pub struct MatchingEngine {
     ctx: Arc<Context>,
     history: HistoryClient,
     registry: Mutex<Registry>,
+    /// QueryWorkflow calls waiting for their answer, by query task id.
+    pub(crate) queries: PendingQueries,
 }
 
 /// A poll, workflow or activity, as history's record call needs it.
@@ -96,6 +99,7 @@ impl MatchingEngine {
                 queues: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            queries: PendingQueries::default(),
         }
     }
 
@@ -293,6 +297,14 @@ impl MatchingEngine {
             queue.record_poll(&poll.poller);
             match queue.take(deadline, &poll.worker_instance_key).await {
                 Wait::Task(task) => {
+                    // A query task needs no history call: its response is ready.
+                    let task = match task.into_query_response() {
+                        Ok(response) => {
+                            queue.record_poll(&poll.poller);
+                            return Ok(Some(PollResponse::Workflow(response)));
+                        }
+                        Err(task) => task,
+                    };
                     let Some(info) = task.info().cloned() else {
                         continue;
                     };

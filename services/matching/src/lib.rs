@@ -11,15 +11,20 @@
 //! A task only leaves a queue when a poller is about to ask history to start it; if that
 //! poller goes away or history fails, the task goes back to the front of the queue.
 //!
+//! Query tasks (QueryWorkflow) are different: built by history, held in memory only, handed to
+//! the next poller ahead of every other task, and answered by RespondQueryTaskCompleted.
+//!
 //! Layout: `engine` owns the queues and implements the service; `queue` holds one task
 //! queue partition in memory (waiting pollers, ready tasks) and its store IO (lease, batched
-//! writes, paged reads, deletes); `pollers` remembers who polled, for DescribeTaskQueue.
+//! writes, paged reads, deletes); `pollers` remembers who polled, for DescribeTaskQueue;
+//! `query` dispatches query tasks and waits for their answers.
 
 mod config;
 mod engine;
 mod error;
 mod key;
 mod pollers;
+mod query;
 mod queue;
 mod rate;
 mod service;

@@ -8,7 +8,9 @@ use temper_client::MatchingService;
 use temper_proto::internal::v1::{
     AddActivityTaskRequest, AddActivityTaskResponse, AddWorkflowTaskRequest,
     AddWorkflowTaskResponse, DescribeTaskQueueRequest, PollActivityTaskQueueRequest,
-    PollWorkflowTaskQueueRequest, ShutdownWorkerRequest, ShutdownWorkerResponse,
+    PollWorkflowTaskQueueRequest, QueryWorkflowRequest, QueryWorkflowResponse,
+    RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse, ShutdownWorkerRequest,
+    ShutdownWorkerResponse,
 };
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{BuildIdTaskReachability, DescribeTaskQueueMode};
@@ -382,5 +384,22 @@ impl MatchingService for MatchingEngine {
     ) -> Result<Response<ShutdownWorkerResponse>, Status> {
         self.shutdown_worker_now(request.into_inner())?;
         Ok(Response::new(ShutdownWorkerResponse {}))
+    }
+
+    async fn query_workflow(
+        &self,
+        request: Request<QueryWorkflowRequest>,
+    ) -> Result<Response<QueryWorkflowResponse>, Status> {
+        self.dispatch_query(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn respond_query_task_completed(
+        &self,
+        request: Request<RespondQueryTaskCompletedRequest>,
+    ) -> Result<Response<RespondQueryTaskCompletedResponse>, Status> {
+        self.deliver_query_answer(request.into_inner())?;
+        Ok(Response::new(RespondQueryTaskCompletedResponse {}))
     }
 }

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message;
 use temper_proto::persistence::v1::MatchingTask;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::workflowservice::v1::PollWorkflowTaskQueueResponse;
 use temper_types::TaskId;
 use tokio::sync::oneshot;
 
@@ -88,12 +89,35 @@ pub(crate) enum Origin {
     Backlog(TaskId),
     /// Held in memory by a sticky queue.
     Memory,
+    /// A query task from a QueryWorkflow call: memory only, handed out before other tasks.
+    Query(Box<QueryOffer>),
+}
+
+/// A query task: the poll response goes to one poller as it is (no history call).
+#[derive(Debug)]
+pub(crate) struct QueryOffer {
+    /// What the worker gets: history's query task with matching's task token.
+    pub response: PollWorkflowTaskQueueResponse,
+    /// Told when a poller took the task. Dropped with an undelivered task (the queue closed),
+    /// which the waiting QueryWorkflow call sees; closed when that call has given up.
+    pub delivered: oneshot::Sender<()>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Task {
     pub info: TaskInfo,
     pub origin: Origin,
+}
+
+impl Task {
+    pub(crate) fn is_query(&self) -> bool {
+        matches!(self.origin, Origin::Query(_))
+    }
+
+    /// A query task whose QueryWorkflow call has given up: nobody wants its answer.
+    pub(crate) fn is_abandoned_query(&self) -> bool {
+        matches!(&self.origin, Origin::Query(q) if q.delivered.is_closed())
+    }
 }
 
 /// A task taken off its queue for one poller. Dropping it without [`Dispatched::finish`]
@@ -122,6 +146,30 @@ impl Dispatched {
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(task) = self.task.take() {
             self.queue.complete(task, outcome);
+        }
+    }
+
+    /// For a query task: its poll response, and the task counts as delivered. Any other task
+    /// comes back as `Err`.
+    pub(crate) fn into_query_response(mut self) -> Result<PollWorkflowTaskQueueResponse, Self> {
+        match self.task.take() {
+            Some(Task {
+                origin: Origin::Query(offer),
+                ..
+            }) => {
+                let QueryOffer {
+                    response,
+                    delivered,
+                } = *offer;
+                // The caller may have given up just now; the worker's answer then finds no
+                // waiter, as in Temporal.
+                let _ = delivered.send(());
+                Ok(response)
+            }
+            other => {
+                self.task = other;
+                Err(self)
+            }
         }
     }
 

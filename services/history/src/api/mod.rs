@@ -5,6 +5,7 @@ pub(crate) mod children;
 pub(crate) mod control;
 pub(crate) mod describe;
 pub(crate) mod history;
+pub(crate) mod query;
 pub(crate) mod start;
 pub(crate) mod workflow_task;
 

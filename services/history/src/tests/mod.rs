@@ -7,6 +7,7 @@
 mod fencing;
 mod group_commit;
 mod history_api;
+mod query;
 mod queues;
 mod read_rule;
 mod store_failures;

@@ -393,7 +393,7 @@ impl TaskQueue {
     /// The lease is someone else's: fail pending writes and wake pollers so they move to a
     /// re-created queue.
     pub(super) fn mark_lost(&self) {
-        let (waiters, pending) = {
+        let (waiters, pending, queries) = {
             let mut st = self.lock();
             st.lost = true;
             let pending = st
@@ -401,10 +401,16 @@ impl TaskQueue {
                 .as_mut()
                 .map(|b| std::mem::take(&mut b.pending_writes))
                 .unwrap_or_default();
-            (std::mem::take(&mut st.waiters), pending)
+            (
+                std::mem::take(&mut st.waiters),
+                pending,
+                std::mem::take(&mut st.queries),
+            )
         };
         tracing::warn!(queue = %self.key, "task queue lease lost; unloading the queue");
         drop(waiters);
+        // Their QueryWorkflow calls see the tasks dropped undelivered.
+        drop(queries);
         for write in pending {
             let _ = write.done.send(Err(WriteError::OwnershipLost));
         }

@@ -75,9 +75,13 @@ struct Waiter {
 }
 
 struct State {
-    /// Pollers waiting for a task, oldest first. Never non-empty while `ready` is.
+    /// Pollers waiting for a task, oldest first. Never non-empty while `ready` or `queries`
+    /// is.
     waiters: VecDeque<Waiter>,
     next_waiter_id: u64,
+    /// Query tasks waiting for a poller, oldest first; handed out before `ready` tasks.
+    /// Memory only: a query lives as long as its QueryWorkflow call.
+    queries: VecDeque<Task>,
     /// Tasks in memory waiting for a poller, in dispatch order.
     ready: VecDeque<Task>,
     /// The lease went to someone else: this queue is dead and must be re-created.
@@ -163,6 +167,7 @@ impl TaskQueue {
                 waiters: VecDeque::new(),
                 next_waiter_id: 0,
                 ready: VecDeque::new(),
+                queries: VecDeque::new(),
                 lost: false,
                 closed: false,
                 last_poll: None,
@@ -241,7 +246,11 @@ impl TaskQueue {
             return;
         }
         if let Err(task) = self.offer_locked(st, task) {
-            st.ready.push_front(task);
+            if task.is_query() {
+                st.queries.push_front(task);
+            } else {
+                st.ready.push_front(task);
+            }
         }
     }
 
@@ -275,8 +284,38 @@ impl TaskQueue {
         true
     }
 
-    /// The next unexpired ready task, dropping expired ones.
+    /// Queue a query task for the next poller, ahead of every other task. `false` if the
+    /// queue is closed or lost (the task is dropped, which its waiter sees).
+    pub(crate) fn add_query(self: &Arc<Self>, task: Task) -> bool {
+        let mut st = self.lock();
+        if st.closed || st.lost {
+            return false;
+        }
+        st.last_activity = Instant::now();
+        // Queries whose callers gave up wait for no poller.
+        st.queries.retain(|t| !t.is_abandoned_query());
+        if let Err(task) = self.offer_locked(&mut st, task) {
+            st.queries.push_back(task);
+        }
+        true
+    }
+
+    /// Whether a worker polled this queue within `window`, or one is waiting now.
+    pub(crate) fn polled_within(&self, now: Instant, window: std::time::Duration) -> bool {
+        let st = self.lock();
+        !st.waiters.is_empty()
+            || st
+                .last_poll
+                .is_some_and(|t| now.saturating_duration_since(t) < window)
+    }
+
+    /// The next live query task, else the next unexpired ready task (dropping expired ones).
     fn pop_ready_locked(self: &Arc<Self>, st: &mut State) -> Option<Dispatched> {
+        while let Some(task) = st.queries.pop_front() {
+            if !task.is_abandoned_query() {
+                return Some(Dispatched::new(task, self.clone()));
+            }
+        }
         let now = self.ctx.clock.now();
         while let Some(task) = st.ready.pop_front() {
             if task.info.is_expired(now) {
@@ -426,22 +465,39 @@ impl TaskQueue {
                     }
                 }
             }
+            Origin::Query(offer) => match outcome {
+                Outcome::Started => {
+                    let _ = offer.delivered.send(());
+                }
+                // Dropping the offer tells its waiter the task cannot be delivered.
+                Outcome::Obsolete => drop(offer),
+                Outcome::Failed => {
+                    let task = Task {
+                        info: task.info,
+                        origin: Origin::Query(offer),
+                    };
+                    let mut st = self.lock();
+                    self.requeue_locked(&mut st, task);
+                }
+            },
         }
     }
 
     /// Shut the queue: wake its pollers empty and drop its in-memory tasks (ShutdownWorker
     /// on a sticky queue, or unloading an idle queue; a normal queue's tasks stay stored).
     pub(crate) fn close(&self) {
-        let (waiters, ready) = {
+        let (waiters, ready, queries) = {
             let mut st = self.lock();
             st.closed = true;
             (
                 std::mem::take(&mut st.waiters),
                 std::mem::take(&mut st.ready),
+                std::mem::take(&mut st.queries),
             )
         };
         drop(waiters);
         drop(ready);
+        drop(queries);
     }
 
     /// End the waiting polls of one worker (ShutdownWorker): they answer empty.
