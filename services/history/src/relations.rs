@@ -156,7 +156,7 @@ pub(crate) async fn start_child(
         Ok(resp) => {
             let run_id = resp.into_inner().run_id;
             let header = a.header.clone();
-            shard
+            let updated = shard
                 .update(key, |txn| {
                     child::on_started(
                         txn,
@@ -167,6 +167,17 @@ pub(crate) async fn start_child(
                     )
                 })
                 .await?;
+            // The parent closed while its child was being started: its close task did not
+            // see this child, so apply the parent close policy here.
+            if close::is_closed(&updated.state) {
+                let started = pb::ChildExecutionInfo {
+                    run_id,
+                    namespace_id: child_ns_id,
+                    started_event_id: -1,
+                    ..ci
+                };
+                apply_policy(history, &started, key).await?;
+            }
             Ok(())
         }
         Err(s) if s.code() == Code::AlreadyExists || is_final(&s) => {
@@ -376,52 +387,61 @@ async fn apply_parent_close_policy(
         if ci.started_event_id == 0 || ci.namespace_id.is_empty() {
             continue;
         }
-        let execution = Some(WorkflowExecution {
-            workflow_id: ci.workflow_id.clone(),
-            run_id: String::new(),
-        });
-        let result = match ParentClosePolicy::try_from(ci.parent_close_policy) {
-            Ok(ParentClosePolicy::Terminate) => history
-                .terminate_workflow_execution(tonic::Request::new(
-                    internal::TerminateWorkflowExecutionRequest {
-                        namespace_id: ci.namespace_id.clone(),
-                        request: Some(ws::TerminateWorkflowExecutionRequest {
-                            namespace: ci.namespace.clone(),
-                            workflow_execution: execution,
-                            reason: "by parent close policy".into(),
-                            identity: IDENTITY.into(),
-                            first_execution_run_id: ci.run_id.clone(),
-                            ..Default::default()
-                        }),
-                    },
-                ))
-                .await
-                .map(|_| ()),
-            Ok(ParentClosePolicy::RequestCancel) => history
-                .request_cancel_workflow_execution(tonic::Request::new(
-                    internal::RequestCancelWorkflowExecutionRequest {
-                        namespace_id: ci.namespace_id.clone(),
-                        request: Some(ws::RequestCancelWorkflowExecutionRequest {
-                            namespace: ci.namespace.clone(),
-                            workflow_execution: execution,
-                            identity: IDENTITY.into(),
-                            request_id: format!("{}-close-{}", key.run_id, ci.initiated_event_id),
-                            first_execution_run_id: ci.run_id.clone(),
-                            reason: "by parent close policy".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map(|_| ()),
-            _ => Ok(()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(s) if is_final(&s) => {}
-            Err(s) => return Err(retry_later("applying parent close policy", s)),
-        }
+        apply_policy(history, ci, key).await?;
     }
     Ok(())
+}
+
+/// Terminate or cancel one started child of the closed run `key`, as its policy says.
+async fn apply_policy(
+    history: &HistoryClient,
+    ci: &pb::ChildExecutionInfo,
+    key: &ExecutionKey,
+) -> Result<(), HistoryError> {
+    let execution = Some(WorkflowExecution {
+        workflow_id: ci.workflow_id.clone(),
+        run_id: String::new(),
+    });
+    let result = match ParentClosePolicy::try_from(ci.parent_close_policy) {
+        Ok(ParentClosePolicy::Terminate) => history
+            .terminate_workflow_execution(tonic::Request::new(
+                internal::TerminateWorkflowExecutionRequest {
+                    namespace_id: ci.namespace_id.clone(),
+                    request: Some(ws::TerminateWorkflowExecutionRequest {
+                        namespace: ci.namespace.clone(),
+                        workflow_execution: execution,
+                        reason: "by parent close policy".into(),
+                        identity: IDENTITY.into(),
+                        first_execution_run_id: ci.run_id.clone(),
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .map(|_| ()),
+        Ok(ParentClosePolicy::RequestCancel) => history
+            .request_cancel_workflow_execution(tonic::Request::new(
+                internal::RequestCancelWorkflowExecutionRequest {
+                    namespace_id: ci.namespace_id.clone(),
+                    request: Some(ws::RequestCancelWorkflowExecutionRequest {
+                        namespace: ci.namespace.clone(),
+                        workflow_execution: execution,
+                        identity: IDENTITY.into(),
+                        request_id: format!("{}-close-{}", key.run_id, ci.initiated_event_id),
+                        first_execution_run_id: ci.run_id.clone(),
+                        reason: "by parent close policy".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(s) if is_final(&s) => Ok(()),
+        Err(s) => Err(retry_later("applying parent close policy", s)),
+    }
 }
