@@ -3,6 +3,7 @@
 
 mod errors;
 mod namespaces;
+mod updates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -565,6 +566,44 @@ impl WorkflowService for Frontend {
                 namespace_id,
                 request: Some(r),
             }))
+            .await
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        r: Request<ws::UpdateWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionResponse>, Status> {
+        let mut r = r.into_inner();
+        updates::prepare_update(&mut r)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        let namespace = r.namespace.clone();
+        let request_id = r.request.as_ref().map(|u| u.request_id.clone());
+        let mut resp = self
+            .history
+            .update_workflow_execution(Request::new(internal::UpdateWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await?
+            .into_inner();
+        updates::add_link(&namespace, request_id.unwrap_or_default(), &mut resp);
+        Ok(Response::new(resp))
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        r: Request<ws::PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<Response<ws::PollWorkflowExecutionUpdateResponse>, Status> {
+        let r = r.into_inner();
+        updates::check_poll(&r)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .poll_workflow_execution_update(Request::new(
+                internal::PollWorkflowExecutionUpdateRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 

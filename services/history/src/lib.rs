@@ -6,6 +6,7 @@ mod error;
 mod event_log;
 mod queues;
 mod shard;
+mod updates;
 mod writer;
 
 #[cfg(test)]
@@ -145,6 +146,7 @@ impl HistoryEngine {
             self.clock.clone(),
             tx,
             cancel.clone(),
+            matching.clone(),
         ));
         let w = writer::Writer {
             shard_id,
@@ -411,5 +413,27 @@ impl temper_client::HistoryService for HistoryEngine {
         let ns = ns_id(&r.namespace_id)?;
         api::control::signal(self, &ns, required(r.request)?).await?;
         Ok(Response::new(ws::SignalWorkflowExecutionResponse::default()))
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        request: Request<internal::UpdateWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::update::update_workflow(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        request: Request<internal::PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<Response<ws::PollWorkflowExecutionUpdateResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::update::poll(self, &ns, required(r.request)?).await?,
+        ))
     }
 }

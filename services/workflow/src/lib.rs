@@ -17,6 +17,7 @@ mod error;
 mod events;
 pub mod retry;
 pub mod signal;
+pub mod speculative;
 pub mod start;
 mod state;
 #[cfg(test)]
@@ -24,6 +25,8 @@ mod tests;
 pub mod time;
 pub mod timer;
 pub mod token;
+pub mod transaction;
+pub mod update;
 pub mod workflow_task;
 
 pub use error::WorkflowError;

@@ -69,6 +69,9 @@ pub struct Txn<'a> {
     /// A command produced an event the workflow has not seen yet, so the completion of the
     /// current workflow task must schedule another one.
     pub needs_workflow_task: bool,
+    /// The run's in-memory updates (admitted, not yet accepted), carried through the
+    /// transaction so it commits or rolls back with the state.
+    pub updates: crate::update::Registry,
 }
 
 impl<'a> Txn<'a> {
@@ -80,6 +83,7 @@ impl<'a> Txn<'a> {
             limits,
             out: Mutation::default(),
             needs_workflow_task: false,
+            updates: crate::update::Registry::default(),
         }
     }
 

@@ -114,6 +114,8 @@ impl Harness {
                     force_create_new_workflow_task: false,
                     sdk_metadata: None,
                     metering_metadata: None,
+                    messages: &[],
+                    discard_speculative_with_events: false,
                 },
             )
         })
@@ -229,6 +231,8 @@ fn events_during_a_workflow_task_are_buffered_after_its_commands() {
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
                 metering_metadata: None,
+                messages: &[],
+                discard_speculative_with_events: false,
             },
         )
     });
@@ -293,6 +297,8 @@ fn close_with_unseen_events_is_rejected() {
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
                 metering_metadata: None,
+                messages: &[],
+                discard_speculative_with_events: false,
             },
         )
     });

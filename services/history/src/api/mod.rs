@@ -5,6 +5,7 @@ pub(crate) mod control;
 pub(crate) mod describe;
 pub(crate) mod history;
 pub(crate) mod start;
+pub(crate) mod update;
 pub(crate) mod workflow_task;
 
 use temper_workflow::WorkflowError;
