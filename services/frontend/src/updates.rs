@@ -25,16 +25,22 @@ pub fn prepare_update(r: &mut UpdateWorkflowExecutionRequest) -> Result<(), Stat
         return Err(Status::invalid_argument("Execution is not set on request."));
     };
     if exec.workflow_id.is_empty() {
-        return Err(Status::invalid_argument("WorkflowId is not set on request."));
+        return Err(Status::invalid_argument(
+            "WorkflowId is not set on request.",
+        ));
     }
     if !exec.run_id.is_empty() && uuid::Uuid::parse_str(&exec.run_id).is_err() {
         return Err(Status::invalid_argument("Invalid RunId."));
     }
     let Some(request) = r.request.as_mut() else {
-        return Err(Status::invalid_argument("Update meta is not set on request."));
+        return Err(Status::invalid_argument(
+            "Update meta is not set on request.",
+        ));
     };
     let Some(meta) = request.meta.as_mut() else {
-        return Err(Status::invalid_argument("Update meta is not set on request."));
+        return Err(Status::invalid_argument(
+            "Update meta is not set on request.",
+        ));
     };
     if meta.update_id.len() > MAX_ID_LENGTH {
         return Err(Status::invalid_argument("UpdateId length exceeds limit."));
@@ -43,9 +49,15 @@ pub fn prepare_update(r: &mut UpdateWorkflowExecutionRequest) -> Result<(), Stat
         meta.update_id = uuid::Uuid::new_v4().to_string();
     }
     match &request.input {
-        None => return Err(Status::invalid_argument("Update input is not set on request.")),
+        None => {
+            return Err(Status::invalid_argument(
+                "Update input is not set on request.",
+            ));
+        }
         Some(i) if i.name.is_empty() => {
-            return Err(Status::invalid_argument("Update name is not set on request."));
+            return Err(Status::invalid_argument(
+                "Update name is not set on request.",
+            ));
         }
         Some(_) => {}
     }
@@ -66,8 +78,14 @@ pub fn prepare_update(r: &mut UpdateWorkflowExecutionRequest) -> Result<(), Stat
 pub fn check_poll(r: &PollWorkflowExecutionUpdateRequest) -> Result<(), Status> {
     match &r.update_ref {
         None => Err(Status::invalid_argument("UpdateRef is not set on request.")),
-        Some(u) if u.workflow_execution.as_ref().is_none_or(|e| e.workflow_id.is_empty()) => {
-            Err(Status::invalid_argument("WorkflowId is not set on request."))
+        Some(u)
+            if u.workflow_execution
+                .as_ref()
+                .is_none_or(|e| e.workflow_id.is_empty()) =>
+        {
+            Err(Status::invalid_argument(
+                "WorkflowId is not set on request.",
+            ))
         }
         Some(_) => Ok(()),
     }
@@ -75,20 +93,18 @@ pub fn check_poll(r: &PollWorkflowExecutionUpdateRequest) -> Result<(), Status> 
 
 /// The link Temporal puts on an update response: to the accepted event (by request id) once
 /// accepted, to the workflow if the update failed or was rejected (no event to point at).
-pub fn add_link(
-    namespace: &str,
-    request_id: String,
-    resp: &mut UpdateWorkflowExecutionResponse,
-) {
+pub fn add_link(namespace: &str, request_id: String, resp: &mut UpdateWorkflowExecutionResponse) {
     let exec = resp
         .update_ref
         .as_ref()
         .and_then(|u| u.workflow_execution.clone())
         .unwrap_or_default();
-    let failed = resp
-        .outcome
-        .as_ref()
-        .is_some_and(|o| matches!(o.value, Some(temper_proto::temporal::api::update::v1::outcome::Value::Failure(_))));
+    let failed = resp.outcome.as_ref().is_some_and(|o| {
+        matches!(
+            o.value,
+            Some(temper_proto::temporal::api::update::v1::outcome::Value::Failure(_))
+        )
+    });
     let variant = if failed && resp.stage == Stage::Completed as i32 {
         link::Variant::Workflow(link::Workflow {
             namespace: namespace.to_string(),

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use prost::Message;
+use temper_client::MatchingClient;
 use temper_persistence::{
     CommitError, ConflictKind, CurrentExecution, CurrentRunCondition, CurrentRunWrite,
     ExecutionKey, Persistence, run_state,
 };
 use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
 use temper_types::{Clock, NamespaceId, ShardId};
-use temper_client::MatchingClient;
 use temper_workflow::transaction::{self, Applied, Write};
 use temper_workflow::{Limits, Mutation, Txn, WorkflowError, pb, speculative};
 use tokio::sync::{mpsc, oneshot, watch};

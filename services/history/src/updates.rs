@@ -113,11 +113,17 @@ pub(crate) fn dispatch_speculative(
         ..info.task_queue.clone().unwrap_or_default()
     };
     let queue = wt.task_queue.clone().unwrap_or_else(|| normal.clone());
-    let sticky_timeout = (queue.kind == TaskQueueKind::Sticky as i32)
-        .then(|| info.sticky_schedule_to_start_timeout)
-        .flatten();
-    let request = move |task_queue: TaskQueue, schedule_to_start_timeout| {
-        internal::AddWorkflowTaskRequest {
+    // Matching drops a sticky task no worker took in time, as for normal sticky tasks.
+    let sticky_timeout = if queue.kind == TaskQueueKind::Sticky as i32 {
+        info.sticky_schedule_to_start_timeout.or_else(|| {
+            temper_proto::wkt::Duration::try_from(shard.limits.sticky_schedule_to_start_timeout)
+                .ok()
+        })
+    } else {
+        None
+    };
+    let request =
+        move |task_queue: TaskQueue, schedule_to_start_timeout| internal::AddWorkflowTaskRequest {
             namespace_id: info.namespace_id.clone(),
             execution: Some(WorkflowExecution {
                 workflow_id: info.workflow_id.clone(),
@@ -127,12 +133,12 @@ pub(crate) fn dispatch_speculative(
             scheduled_event_id: wt.scheduled_event_id,
             schedule_to_start_timeout,
             attempt: wt.attempt,
-        }
-    };
+        };
     let shard = shard.clone();
     tokio::spawn(async move {
         let matching = &shard.matching;
-        let mut result = temper_client::call!(matching => add_workflow_task(request(queue, sticky_timeout)));
+        let mut result =
+            temper_client::call!(matching => add_workflow_task(request(queue, sticky_timeout)));
         if let Err(s) = &result
             && temper_client::status::is_sticky_worker_unavailable(s)
         {

@@ -27,6 +27,8 @@ pub mod timer;
 pub mod token;
 pub mod transaction;
 pub mod update;
+#[cfg(test)]
+mod update_tests;
 pub mod workflow_task;
 
 pub use error::WorkflowError;

@@ -53,8 +53,8 @@ pub fn apply<R>(
         value = f(&mut txn)?;
     }
     let mut registry = std::mem::take(&mut txn.updates);
-    let stored_unchanged =
-        txn.out.is_empty() && *speculative::persisted_view(txn.ms) == *speculative::persisted_view(ms);
+    let stored_unchanged = txn.out.is_empty()
+        && *speculative::persisted_view(txn.ms) == *speculative::persisted_view(ms);
     if stored_unchanged {
         drop(txn);
         let write = if next == *ms && registry == *updates {

@@ -184,7 +184,9 @@ pub fn status(ms: &pb::MutableState, updates: &Registry, id: &str) -> Option<Sta
         });
     }
     if crate::close::is_closed(ms) {
-        return Some(Status::Finished(failed(accepted_update_completed_workflow())));
+        return Some(Status::Finished(failed(
+            accepted_update_completed_workflow(),
+        )));
     }
     Some(Status::Accepted)
 }
@@ -637,11 +639,13 @@ fn server_failure(message: &str, kind: &str) -> Failure {
     Failure {
         message: message.to_string(),
         source: "Server".into(),
-        failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
-            r#type: kind.to_string(),
-            non_retryable: true,
-            ..Default::default()
-        })),
+        failure_info: Some(FailureInfo::ApplicationFailureInfo(
+            ApplicationFailureInfo {
+                r#type: kind.to_string(),
+                non_retryable: true,
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }

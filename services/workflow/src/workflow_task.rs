@@ -161,7 +161,9 @@ pub fn check_token(
                 && wt.started_event_id > 0
                 && wt.started_event_id == token.started_event_id
                 && wt.attempt == token.attempt
-                && token.started_time.is_none_or(|t| wt.started_time == Some(t)) =>
+                && token
+                    .started_time
+                    .is_none_or(|t| wt.started_time == Some(t)) =>
         {
             Ok(wt.clone())
         }

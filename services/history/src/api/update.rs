@@ -15,8 +15,8 @@ use temper_proto::temporal::api::workflowservice::v1::{
     UpdateWorkflowExecutionRequest, UpdateWorkflowExecutionResponse,
 };
 use temper_types::NamespaceId;
-use temper_workflow::update::{self, Abort, Admission, Status};
 use temper_workflow::WorkflowError;
+use temper_workflow::update::{self, Abort, Admission, Status};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
