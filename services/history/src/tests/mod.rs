@@ -10,6 +10,7 @@ mod history_api;
 mod queues;
 mod read_rule;
 mod store_failures;
+mod updates;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
