@@ -1,7 +1,7 @@
 """Workflow updates: execute_update, validators that reject (no trace in the history),
 start_update waiting for ACCEPTED, the same update id sent twice, updates on closed
-workflows, handlers that fail after acceptance, updates mixed with signals, and update
-results found after a server restart."""
+workflows, handlers that fail after acceptance, updates mixed with signals, update results
+found after a server restart, and update-with-start."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ from datetime import timedelta
 import pytest
 from temporalio import workflow
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
-from temporalio.exceptions import ApplicationError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import harness
@@ -277,3 +283,37 @@ async def test_update_waits_for_a_worker(client: Client, task_queue, new_id):
         assert await asyncio.wait_for(pending, 60) == 8
         await handle.signal(Counter.finish)
         assert await harness.result_within(handle, 30) == ["update:8"]
+
+
+@pytest.mark.timeout(90)
+async def test_update_with_start(client: Client, task_queue, new_id):
+    wf_id = new_id()
+
+    def start_op(policy=WorkflowIDConflictPolicy.USE_EXISTING) -> WithStartWorkflowOperation:
+        return WithStartWorkflowOperation(
+            Counter.run, id=wf_id, task_queue=task_queue, id_conflict_policy=policy
+        )
+
+    async with harness.worker(client, task_queue, workflows=[Counter]):
+        first = start_op()
+        assert await client.execute_update_with_start_workflow(
+            Counter.add, 5, start_workflow_operation=first
+        ) == 5
+        handle = await first.workflow_handle()
+        # The running workflow takes the next one; nothing new is started.
+        second = start_op()
+        update = await client.start_update_with_start_workflow(
+            Counter.add, 2, start_workflow_operation=second, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        assert await update.result() == 7
+        assert (await second.workflow_handle()).result_run_id == handle.result_run_id
+        # A start that must not reuse the running workflow fails the whole operation.
+        with pytest.raises(WorkflowAlreadyStartedError):
+            await client.execute_update_with_start_workflow(
+                Counter.add, 1, start_workflow_operation=start_op(WorkflowIDConflictPolicy.FAIL)
+            )
+        types = event_types(await history_events(handle))
+        assert count(types, "WORKFLOW_EXECUTION_STARTED") == 1
+        assert count(types, UPDATE_EVENTS[0]) == 2 and count(types, UPDATE_EVENTS[1]) == 2, types
+        await handle.signal(Counter.finish)
+        assert await harness.result_within(handle, 30) == ["update:5", "update:2"]

@@ -590,6 +590,43 @@ impl WorkflowService for Frontend {
         Ok(Response::new(resp))
     }
 
+    async fn execute_multi_operation(
+        &self,
+        r: Request<ws::ExecuteMultiOperationRequest>,
+    ) -> Result<Response<ws::ExecuteMultiOperationResponse>, Status> {
+        let mut r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        updates::prepare_update_with_start(&mut r)?;
+        let namespace = r.namespace.clone();
+        let request_id = r
+            .operations
+            .get(1)
+            .and_then(|o| match &o.operation {
+                Some(
+                    ws::execute_multi_operation_request::operation::Operation::UpdateWorkflow(u),
+                ) => u.request.as_ref().map(|u| u.request_id.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut resp = self
+            .history
+            .execute_multi_operation(Request::new(internal::ExecuteMultiOperationRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await?
+            .into_inner();
+        for op in resp.responses.iter_mut() {
+            if let Some(ws::execute_multi_operation_response::response::Response::UpdateWorkflow(
+                u,
+            )) = op.response.as_mut()
+            {
+                updates::add_link(&namespace, request_id.clone(), u);
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
     async fn poll_workflow_execution_update(
         &self,
         r: Request<ws::PollWorkflowExecutionUpdateRequest>,

@@ -1,5 +1,6 @@
-//! Workflow update requests at the frontend: Temporal's validation and defaults, and the link
-//! the response carries.
+//! Workflow update requests at the frontend (UpdateWorkflowExecution,
+//! PollWorkflowExecutionUpdate, update-with-start): Temporal's validation and defaults, and the
+//! link the response carries.
 
 use temper_proto::temporal::api::common::v1::{Link, link};
 use temper_proto::temporal::api::enums::v1::{
@@ -8,8 +9,9 @@ use temper_proto::temporal::api::enums::v1::{
 use temper_proto::temporal::api::errordetails::v1::PermissionDeniedFailure;
 use temper_proto::temporal::api::update::v1::WaitPolicy;
 use temper_proto::temporal::api::workflowservice::v1::{
-    PollWorkflowExecutionUpdateRequest, UpdateWorkflowExecutionRequest,
-    UpdateWorkflowExecutionResponse,
+    ExecuteMultiOperationRequest, PollWorkflowExecutionUpdateRequest,
+    StartWorkflowExecutionRequest, UpdateWorkflowExecutionRequest, UpdateWorkflowExecutionResponse,
+    execute_multi_operation_request::operation::Operation,
 };
 use tonic::{Code, Status};
 
@@ -130,4 +132,113 @@ pub fn add_link(namespace: &str, request_id: String, resp: &mut UpdateWorkflowEx
     resp.link = Some(Link {
         variant: Some(variant),
     });
+}
+
+const MULTI_OP_FAILED: &str = "Update-with-Start could not be executed.";
+
+/// Check an ExecuteMultiOperation request as Temporal's frontend does: exactly a start and an
+/// update of the same workflow id, with the start options update-with-start cannot honour
+/// refused. A bad operation fails the request with a MultiOperationExecutionFailure naming it.
+pub fn prepare_update_with_start(r: &mut ExecuteMultiOperationRequest) -> Result<(), Status> {
+    let shape_ok = r.operations.len() == 2
+        && matches!(r.operations[0].operation, Some(Operation::StartWorkflow(_)))
+        && matches!(
+            r.operations[1].operation,
+            Some(Operation::UpdateWorkflow(_))
+        );
+    if !shape_ok {
+        return Err(Status::invalid_argument(
+            "Operations have to be exactly [Start, Update].",
+        ));
+    }
+    let namespace = r.namespace.clone();
+    let mut errors: Vec<Option<Status>> = vec![None, None];
+    let mut ids = Vec::new();
+    for (i, op) in r.operations.iter_mut().enumerate() {
+        let checked = match op.operation.as_mut() {
+            Some(Operation::StartWorkflow(s)) => {
+                check_start(&namespace, s).map(|()| s.workflow_id.clone())
+            }
+            Some(Operation::UpdateWorkflow(u)) => check_update(&namespace, u).map(|()| {
+                u.workflow_execution
+                    .as_ref()
+                    .map(|e| e.workflow_id.clone())
+                    .unwrap_or_default()
+            }),
+            None => Err(Status::invalid_argument(
+                "Operations have to be exactly [Start, Update].",
+            )),
+        };
+        match checked {
+            Ok(id) => ids.push(id),
+            Err(e) => errors[i] = Some(e),
+        }
+    }
+    if errors.iter().all(Option::is_none) && ids.len() == 2 && ids[0] != ids[1] {
+        errors[1] = Some(Status::invalid_argument(
+            "WorkflowId is not consistent with previous operation(s).",
+        ));
+    }
+    if errors.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let statuses = errors
+        .into_iter()
+        .map(|e| Some(e.unwrap_or_else(temper_client::status::multi_operation_aborted)))
+        .collect();
+    Err(temper_client::status::multi_operation_failure(
+        MULTI_OP_FAILED,
+        statuses,
+    ))
+}
+
+fn check_start(namespace: &str, s: &StartWorkflowExecutionRequest) -> Result<(), Status> {
+    if !s.namespace.is_empty() && s.namespace != namespace {
+        return Err(Status::invalid_argument(
+            "Operation namespace did not match request's namespace.",
+        ));
+    }
+    if s.workflow_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "WorkflowId is not set on request.",
+        ));
+    }
+    if !s.cron_schedule.is_empty() {
+        return Err(Status::invalid_argument("CronSchedule is not allowed."));
+    }
+    if s.request_eager_execution {
+        return Err(Status::invalid_argument(
+            "RequestEagerExecution is not supported.",
+        ));
+    }
+    if s.workflow_start_delay
+        .as_ref()
+        .is_some_and(|d| d.seconds > 0 || d.nanos > 0)
+    {
+        return Err(Status::invalid_argument(
+            "WorkflowStartDelay is not supported.",
+        ));
+    }
+    Ok(())
+}
+
+fn check_update(namespace: &str, u: &mut UpdateWorkflowExecutionRequest) -> Result<(), Status> {
+    if !u.namespace.is_empty() && u.namespace != namespace {
+        return Err(Status::invalid_argument(
+            "Operation namespace did not match request's namespace.",
+        ));
+    }
+    prepare_update(u)?;
+    if !u.first_execution_run_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "FirstExecutionRunId is not allowed.",
+        ));
+    }
+    if u.workflow_execution
+        .as_ref()
+        .is_some_and(|e| !e.run_id.is_empty())
+    {
+        return Err(Status::invalid_argument("RunId is not allowed."));
+    }
+    Ok(())
 }

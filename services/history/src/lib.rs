@@ -426,6 +426,17 @@ impl temper_client::HistoryService for HistoryEngine {
         ))
     }
 
+    async fn execute_multi_operation(
+        &self,
+        request: Request<internal::ExecuteMultiOperationRequest>,
+    ) -> Result<Response<ws::ExecuteMultiOperationResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::update_with_start::execute(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
     async fn poll_workflow_execution_update(
         &self,
         request: Request<internal::PollWorkflowExecutionUpdateRequest>,

@@ -12,6 +12,8 @@
 //! Callers waiting on an update learn what happened from the [`Notice`]s a transaction leaves
 //! in the registry; the history service hands them out after the commit.
 
+use std::sync::Arc;
+
 use prost::Message as _;
 use temper_proto::temporal::api::command::v1::ProtocolMessageCommandAttributes;
 use temper_proto::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowTaskFailedCause};
@@ -52,7 +54,8 @@ pub struct Registry {
 
 #[derive(Debug, Clone, PartialEq)]
 struct Admitted {
-    request: Request,
+    /// Shared: every transaction on the run copies the registry.
+    request: Arc<Request>,
     /// Sent to the worker with a workflow task that has not completed yet.
     sent: bool,
 }
@@ -144,7 +147,7 @@ impl Registry {
                     // After the event before WorkflowTaskStarted, like Temporal: the worker
                     // applies updates after all the task's events.
                     sequencing_id: Some(SequencingId::EventId(started_event_id - 1)),
-                    body: Some(pack(&a.request)),
+                    body: Some(pack(a.request.as_ref())),
                 }
             })
             .collect()
@@ -256,7 +259,7 @@ pub fn admit(
         )));
     }
     txn.updates.admitted.push(Admitted {
-        request: request.clone(),
+        request: Arc::new(request.clone()),
         sent: false,
     });
     // A scheduled task delivers the update when it starts; a started one is followed by a
@@ -451,7 +454,7 @@ fn on_message(txn: &mut Txn<'_>, m: &Message) -> Result<(), BadCommand> {
             )));
         };
         txn.updates.admitted.push(Admitted {
-            request,
+            request: Arc::new(request),
             sent: true,
         });
     }
@@ -499,7 +502,7 @@ fn on_acceptance(txn: &mut Txn<'_>, id: &str, a: &Acceptance) -> Result<(), BadC
             protocol_instance_id: id.to_string(),
             accepted_request_message_id: request_message_id(id),
             accepted_request_sequencing_event_id: a.accepted_request_sequencing_event_id,
-            accepted_request: Some(admitted.request),
+            accepted_request: Some(Arc::unwrap_or_clone(admitted.request)),
         }
         .into(),
     );
