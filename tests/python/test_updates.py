@@ -112,7 +112,8 @@ async def test_execute_update_returns_handler_result(client: Client, task_queue,
         assert attrs.accepted_request.meta.update_id == "first"
         assert attrs.accepted_request.input.name == "add"
         completed = events[types.index(UPDATE_EVENTS[1])]
-        assert completed.workflow_execution_update_completed_event_attributes.accepted_event_id == first.event_id
+        completed_attrs = completed.workflow_execution_update_completed_event_attributes
+        assert completed_attrs.accepted_event_id == first.event_id
         # The workflow task that accepted the update comes right before its events.
         assert types[types.index(UPDATE_EVENTS[0]) - 1] == "WORKFLOW_TASK_COMPLETED", types
         await handle.signal(Counter.finish)
@@ -212,7 +213,9 @@ async def test_update_on_completed_workflow_fails(client: Client, task_queue, ne
 
 
 @pytest.mark.timeout(90)
-async def test_handler_failure_after_acceptance_is_update_failure(client: Client, task_queue, new_id):
+async def test_handler_failure_after_acceptance_is_update_failure(
+    client: Client, task_queue, new_id
+):
     async with harness.worker(client, task_queue, workflows=[Counter]):
         handle = await started(client, task_queue, new_id())
         with pytest.raises(WorkflowUpdateFailedError) as err:
@@ -223,7 +226,8 @@ async def test_handler_failure_after_acceptance_is_update_failure(client: Client
         types = event_types(events)
         assert count(types, UPDATE_EVENTS[0]) == 1 and count(types, UPDATE_EVENTS[1]) == 1, types
         completed = events[types.index(UPDATE_EVENTS[1])]
-        assert completed.workflow_execution_update_completed_event_attributes.outcome.HasField("failure")
+        outcome = completed.workflow_execution_update_completed_event_attributes.outcome
+        assert outcome.HasField("failure")
         # The workflow keeps running.
         assert await handle.execute_update(Counter.add, 2) == 2
 
@@ -303,15 +307,21 @@ async def test_update_with_start(client: Client, task_queue, new_id):
         # The running workflow takes the next one; nothing new is started.
         second = start_op()
         update = await client.start_update_with_start_workflow(
-            Counter.add, 2, start_workflow_operation=second, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            Counter.add,
+            2,
+            start_workflow_operation=second,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
         )
         assert await update.result() == 7
         assert (await second.workflow_handle()).result_run_id == handle.result_run_id
         # A start that must not reuse the running workflow fails the whole operation.
+        refused = start_op(WorkflowIDConflictPolicy.FAIL)
         with pytest.raises(WorkflowAlreadyStartedError):
             await client.execute_update_with_start_workflow(
-                Counter.add, 1, start_workflow_operation=start_op(WorkflowIDConflictPolicy.FAIL)
+                Counter.add, 1, start_workflow_operation=refused
             )
+        with pytest.raises(WorkflowAlreadyStartedError):
+            await refused.workflow_handle()
         types = event_types(await history_events(handle))
         assert count(types, "WORKFLOW_EXECUTION_STARTED") == 1
         assert count(types, UPDATE_EVENTS[0]) == 2 and count(types, UPDATE_EVENTS[1]) == 2, types
