@@ -6,6 +6,7 @@ mod namespaces;
 mod operator;
 mod query;
 mod search_attributes;
+mod updates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -593,6 +594,81 @@ impl WorkflowService for Frontend {
                 request: Some(r),
                 ..Default::default()
             }))
+            .await
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        r: Request<ws::UpdateWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionResponse>, Status> {
+        let mut r = r.into_inner();
+        updates::prepare_update(&mut r)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        let namespace = r.namespace.clone();
+        let request_id = r.request.as_ref().map(|u| u.request_id.clone());
+        let mut resp = self
+            .history
+            .update_workflow_execution(Request::new(internal::UpdateWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await?
+            .into_inner();
+        updates::add_link(&namespace, request_id.unwrap_or_default(), &mut resp);
+        Ok(Response::new(resp))
+    }
+
+    async fn execute_multi_operation(
+        &self,
+        r: Request<ws::ExecuteMultiOperationRequest>,
+    ) -> Result<Response<ws::ExecuteMultiOperationResponse>, Status> {
+        let mut r = r.into_inner();
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        updates::prepare_update_with_start(&mut r)?;
+        let namespace = r.namespace.clone();
+        let request_id = r
+            .operations
+            .get(1)
+            .and_then(|o| match &o.operation {
+                Some(
+                    ws::execute_multi_operation_request::operation::Operation::UpdateWorkflow(u),
+                ) => u.request.as_ref().map(|u| u.request_id.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut resp = self
+            .history
+            .execute_multi_operation(Request::new(internal::ExecuteMultiOperationRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await?
+            .into_inner();
+        for op in resp.responses.iter_mut() {
+            if let Some(ws::execute_multi_operation_response::response::Response::UpdateWorkflow(
+                u,
+            )) = op.response.as_mut()
+            {
+                updates::add_link(&namespace, request_id.clone(), u);
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        r: Request<ws::PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<Response<ws::PollWorkflowExecutionUpdateResponse>, Status> {
+        let r = r.into_inner();
+        updates::check_poll(&r)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .poll_workflow_execution_update(Request::new(
+                internal::PollWorkflowExecutionUpdateRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 

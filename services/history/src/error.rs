@@ -3,7 +3,10 @@
 
 use prost::Message;
 use temper_persistence::{CommitError, StoreError};
-use temper_proto::temporal::api::errordetails::v1::WorkflowExecutionAlreadyStartedFailure;
+use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
+use temper_proto::temporal::api::errordetails::v1::{
+    ResourceExhaustedFailure, WorkflowExecutionAlreadyStartedFailure, WorkflowNotReadyFailure,
+};
 use temper_workflow::WorkflowError;
 use tonic::{Code, Status};
 
@@ -25,6 +28,10 @@ pub enum HistoryError {
     Store(#[from] StoreError),
     #[error("too many concurrent updates to one workflow; retry")]
     Busy,
+    /// A workflow update was lost in the server before the workflow accepted it; sending it
+    /// again admits it again.
+    #[error("workflow update was aborted")]
+    UpdateAborted,
 }
 
 impl From<CommitError> for HistoryError {
@@ -67,11 +74,24 @@ impl From<HistoryError> for Status {
             HistoryError::Workflow(WorkflowError::InvalidArgument(m)) => {
                 Status::invalid_argument(m)
             }
-            HistoryError::Workflow(WorkflowError::ResourceExhausted(m)) => {
-                Status::resource_exhausted(m)
-            }
+            // Per-workflow limits (in-flight updates, signals): a concurrency limit, as
+            // Temporal reports its in-flight update limit.
+            HistoryError::Workflow(WorkflowError::ResourceExhausted(m)) => status_with_details(
+                Code::ResourceExhausted,
+                m,
+                &ResourceExhaustedFailure {
+                    cause: ResourceExhaustedCause::ConcurrentLimit as i32,
+                    scope: ResourceExhaustedScope::Namespace as i32,
+                },
+            ),
             HistoryError::Workflow(WorkflowError::Internal(m)) => Status::internal(m),
             HistoryError::Workflow(WorkflowError::Unavailable(m)) => Status::unavailable(m),
+            HistoryError::Workflow(WorkflowError::FailedPrecondition(m)) => {
+                Status::failed_precondition(m)
+            }
+            HistoryError::Workflow(WorkflowError::WorkflowNotReady(m)) => {
+                status_with_details(Code::FailedPrecondition, m, &WorkflowNotReadyFailure {})
+            }
             HistoryError::ExecutionNotFound(m) => {
                 Status::not_found(format!("workflow execution not found: {m}"))
             }
@@ -104,6 +124,7 @@ impl From<HistoryError> for Status {
             HistoryError::Store(StoreError::Unavailable(m)) => Status::unavailable(m),
             HistoryError::Store(s) => Status::internal(s.to_string()),
             HistoryError::Busy => Status::unavailable("workflow is busy; retry"),
+            HistoryError::UpdateAborted => Status::unavailable("workflow update was aborted"),
         }
     }
 }

@@ -7,6 +7,7 @@ mod event_log;
 mod queues;
 mod relations;
 mod shard;
+mod updates;
 mod writer;
 
 #[cfg(test)]
@@ -152,6 +153,7 @@ impl HistoryEngine {
             self.clock.clone(),
             tx,
             cancel.clone(),
+            matching.clone(),
         ));
         let w = writer::Writer {
             shard_id,
@@ -472,5 +474,38 @@ impl temper_client::HistoryService for HistoryEngine {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
         Ok(Response::new(api::query::prepare(self, &ns, r).await?))
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        request: Request<internal::UpdateWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::update::update_workflow(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
+    async fn execute_multi_operation(
+        &self,
+        request: Request<internal::ExecuteMultiOperationRequest>,
+    ) -> Result<Response<ws::ExecuteMultiOperationResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::update_with_start::execute(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        request: Request<internal::PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<Response<ws::PollWorkflowExecutionUpdateResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::update::poll(self, &ns, required(r.request)?).await?,
+        ))
     }
 }

@@ -8,18 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use prost::Message;
+use temper_client::MatchingClient;
 use temper_persistence::{
     CommitError, ConflictKind, CurrentExecution, CurrentRunCondition, CurrentRunWrite,
     ExecutionKey, Persistence, run_state,
 };
 use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
 use temper_types::{Clock, NamespaceId, ShardId};
-use temper_workflow::{Limits, Mutation, Txn, WorkflowError, pb};
+use temper_workflow::transaction::{self, Applied, Write};
+use temper_workflow::{Limits, Mutation, Txn, WorkflowError, pb, speculative};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::HistoryError;
 use crate::event_log::EventLog;
+use crate::updates::RunUpdates;
 use crate::writer::{CommitRequest, NewRunWrite, branch_of};
 
 /// The cached part of one execution. `None` state: not loaded yet.
@@ -28,6 +31,8 @@ pub struct Cached {
     pub state: Option<(pb::MutableState, i64)>,
     /// The whole history of the run, once something needed it.
     pub events: Option<EventLog>,
+    /// Admitted updates and their waiters; in memory only, dropped with `state`.
+    pub updates: RunUpdates,
 }
 
 /// One execution in the cache: its lock, and a watch that ticks with `next_event_id` after
@@ -62,6 +67,8 @@ pub struct ShardContext {
     writer: mpsc::Sender<CommitRequest>,
     /// Cancelled when the shard is lost or closed.
     pub cancel: CancellationToken,
+    /// Speculative workflow tasks go to matching straight from here.
+    pub matching: MatchingClient,
 }
 
 impl ShardContext {
@@ -72,6 +79,7 @@ impl ShardContext {
         clock: Arc<dyn Clock>,
         writer: mpsc::Sender<CommitRequest>,
         cancel: CancellationToken,
+        matching: MatchingClient,
     ) -> Self {
         Self {
             shard_id,
@@ -81,6 +89,7 @@ impl ShardContext {
             cache: Mutex::new(HashMap::new()),
             writer,
             cancel,
+            matching,
         }
     }
 
@@ -182,6 +191,8 @@ impl ShardContext {
                 )))
             })?;
             slot.state = Some((ms, rec.db_record_version));
+            // Whatever was only in memory went with the old state.
+            slot.updates.clear();
         }
         Ok(slot.state.as_mut().expect("loaded above"))
     }
@@ -198,25 +209,63 @@ impl ShardContext {
     pub async fn update<R>(
         &self,
         key: &ExecutionKey,
-        mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
+        f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
     ) -> Result<Updated<R>, HistoryError> {
+        let (updated, ()) = self.update_and_watch(key, f, |_, _, _| ()).await?;
+        Ok(updated)
+    }
+
+    /// [`Self::update`], then `watch` on the result and the run's in-memory updates before the
+    /// run's lock is released (so a caller can wait on an update without missing news of it).
+    /// Changes that only touch memory (the update registry, a speculative workflow task) are
+    /// kept in the cache without a write; the store never sees a speculative task.
+    pub async fn update_and_watch<R, W>(
+        &self,
+        key: &ExecutionKey,
+        mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
+        watch: impl FnOnce(&R, &pb::MutableState, &mut RunUpdates) -> W,
+    ) -> Result<(Updated<R>, W), HistoryError> {
         let entry = self.entry(key);
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut slot = entry.lock.lock().await;
             let (ms, version) = self.load(key, &mut slot).await?.clone();
-            let mut next = ms.clone();
-            let now = self.now();
-            let mut txn = Txn::new(&mut next, now, &self.limits);
-            txn.new_run_id = uuid::Uuid::new_v4().to_string();
-            let value = f(&mut txn)?;
-            if *txn.ms == ms && txn.out.is_empty() {
-                return Ok(Updated {
-                    value,
-                    state: ms,
-                    events: Vec::new(),
-                });
-            }
-            let mut mutation = txn.finish();
+            let Applied {
+                value,
+                state: next,
+                updates,
+                write,
+            } = transaction::apply(
+                &ms,
+                &slot.updates.registry,
+                self.now(),
+                &self.limits,
+                &uuid::Uuid::new_v4().to_string(),
+                &mut f,
+            )?;
+            let mutation = match write {
+                Write::Nothing => {
+                    let w = watch(&value, &ms, &mut slot.updates);
+                    let updated = Updated {
+                        value,
+                        state: ms,
+                        events: Vec::new(),
+                    };
+                    return Ok((updated, w));
+                }
+                Write::Memory => {
+                    slot.state = Some((next.clone(), version));
+                    slot.updates.install(updates);
+                    let w = watch(&value, &next, &mut slot.updates);
+                    let updated = Updated {
+                        value,
+                        state: next,
+                        events: Vec::new(),
+                    };
+                    return Ok((updated, w));
+                }
+                Write::Store(mutation) => mutation,
+            };
+            let mut mutation = mutation;
             let was_running = !temper_workflow::close::is_closed(&ms);
             let closed_now = was_running && temper_workflow::close::is_closed(&next);
             // A run that continues this one takes over the current-run pointer instead.
@@ -237,8 +286,9 @@ impl ShardContext {
             });
             let current = (closed_now && new_run.is_none())
                 .then(|| current_write(&next, run_state::COMPLETED));
+            let stored = speculative::persisted_view(&next);
             match self
-                .commit_with(key, Some(version), &next, current, mutation, new_run)
+                .commit_with(key, Some(version), &stored, current, mutation, new_run)
                 .await
             {
                 Ok(events) => {
@@ -249,19 +299,24 @@ impl ShardContext {
                         entry.closed.store(true, Ordering::Relaxed);
                     }
                     slot.state = Some((next.clone(), version + 1));
+                    slot.updates.install(updates);
                     entry.changes.send_replace(next.next_event_id);
-                    return Ok(Updated {
+                    let w = watch(&value, &next, &mut slot.updates);
+                    let updated = Updated {
                         value,
                         state: next,
                         events,
-                    });
+                    };
+                    return Ok((updated, w));
                 }
                 Err(CommitError::Conflict { .. }) => {
                     slot.state = None;
                     slot.events = None;
+                    slot.updates.clear();
                     continue;
                 }
                 Err(e) => {
+                    slot.updates.clear();
                     drop(slot);
                     self.forget(key);
                     return Err(e.into());
@@ -269,6 +324,18 @@ impl ShardContext {
             }
         }
         Err(HistoryError::Busy)
+    }
+
+    /// Look at a run's state and in-memory updates under its lock.
+    pub async fn with_updates<T>(
+        &self,
+        key: &ExecutionKey,
+        f: impl FnOnce(&pb::MutableState, &mut RunUpdates) -> T,
+    ) -> Result<T, HistoryError> {
+        let entry = self.entry(key);
+        let mut slot = entry.lock.lock().await;
+        let (ms, _) = self.load(key, &mut slot).await?.clone();
+        Ok(f(&ms, &mut slot.updates))
     }
 
     /// Create a new run (its first commit). `current` is the condition on the workflow id's

@@ -9,7 +9,8 @@ use temper_proto::temporal::api::history::v1::MarkerRecordedEventAttributes;
 use temper_proto::temporal::api::taskqueue::v1::StickyExecutionAttributes;
 
 use crate::{
-    Txn, activity, child, close, continuation, external, pb, properties, timer, workflow_task,
+    Txn, activity, child, close, continuation, external, pb, properties, speculative, timer,
+    update, workflow_task,
 };
 
 /// A command the server refuses, with the workflow task failure cause to record.
@@ -51,6 +52,10 @@ pub struct Completion<'a> {
     /// SDK flags and metadata, kept on the WorkflowTaskCompleted event for replay.
     pub sdk_metadata: Option<temper_proto::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata>,
     pub metering_metadata: Option<temper_proto::temporal::api::common::v1::MeteringMetadata>,
+    /// Protocol messages (update acceptances, rejections, responses).
+    pub messages: &'a [temper_proto::temporal::api::protocol::v1::Message],
+    /// The worker can take the same events again after a discarded speculative task.
+    pub discard_speculative_with_events: bool,
 }
 
 /// What came of a completion.
@@ -63,6 +68,9 @@ pub enum Outcome {
     },
     /// Rejected: the workflow task was failed with this cause instead.
     Rejected(BadCommand),
+    /// A speculative task that only rejected updates: nothing was written; the worker rolls
+    /// its history back to the WorkflowTaskStarted event `reset_history_event_id`.
+    Discarded { reset_history_event_id: i64 },
 }
 
 /// Apply a workflow task completion. `wt` is the task in flight (checked by the caller).
@@ -73,12 +81,15 @@ pub fn complete_workflow_task(
 ) -> Outcome {
     let snapshot = txn.ms.clone();
     let out_snapshot = txn.out.clone();
+    let updates_snapshot = txn.updates.clone();
     match apply(txn, wt, &c) {
         Ok(outcome) => outcome,
         Err(bad) => {
             *txn.ms = snapshot;
             txn.out = out_snapshot;
+            txn.updates = updates_snapshot;
             txn.needs_workflow_task = false;
+            update::abort_on_workflow_task_failure(txn);
             workflow_task::fail(txn, wt, bad.cause, Some(bad.failure()), c.identity);
             Outcome::Rejected(bad)
         }
@@ -90,6 +101,12 @@ fn apply(
     wt: &pb::WorkflowTaskInfo,
     c: &Completion<'_>,
 ) -> Result<Outcome, BadCommand> {
+    if wt.speculative {
+        if speculative::can_discard(txn, c) {
+            return speculative::discard(txn, c);
+        }
+        speculative::make_durable(txn, false);
+    }
     let had_buffered = txn.has_buffered_events();
     let completed_id = workflow_task::complete(txn, wt, c);
     match c
@@ -102,6 +119,7 @@ fn apply(
         _ => workflow_task::clear_sticky(txn),
     }
     let mut closed = false;
+    let mut inbox = update::Inbox::new(c.messages);
     for command in c.commands {
         if closed {
             return Err(BadCommand::new(
@@ -123,6 +141,9 @@ fn apply(
                 activity::request_cancel(txn, a.scheduled_event_id, completed_id)?
             }
             C::StartTimerCommandAttributes(a) => timer::start(txn, a, completed_id)?,
+            C::ProtocolMessageCommandAttributes(a) => {
+                update::on_message_command(txn, a, &mut inbox)?
+            }
             C::CancelTimerCommandAttributes(a) => timer::cancel(txn, a, completed_id, c.identity)?,
             C::RecordMarkerCommandAttributes(a) => {
                 if a.marker_name.is_empty() {
@@ -202,6 +223,7 @@ fn apply(
             }
         }
     }
+    update::after_commands(txn, &mut inbox, c.force_create_new_workflow_task)?;
     if closed {
         return Ok(Outcome::Completed {
             new_workflow_task: None,
@@ -214,6 +236,7 @@ fn apply(
         || txn.needs_workflow_task;
     txn.flush_buffered();
     let new_workflow_task = need.then(|| workflow_task::schedule(txn, 1));
+    speculative::schedule_if_updates(txn);
     Ok(Outcome::Completed {
         new_workflow_task,
         closed: false,
@@ -222,7 +245,8 @@ fn apply(
 
 fn command_name(c: &C) -> &'static str {
     match c {
-        C::ProtocolMessageCommandAttributes(_) => "ProtocolMessage",
+        C::ScheduleNexusOperationCommandAttributes(_) => "ScheduleNexusOperation",
+        C::RequestCancelNexusOperationCommandAttributes(_) => "RequestCancelNexusOperation",
         _ => "this command",
     }
 }

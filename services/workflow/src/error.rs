@@ -19,6 +19,13 @@ pub enum WorkflowError {
     /// Not possible yet; the caller retries later.
     #[error("{0}")]
     Unavailable(String),
+    /// The workflow is not in a state that allows the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The workflow cannot take the request now (its workflow task keeps failing); Temporal's
+    /// WorkflowNotReady.
+    #[error("{0}")]
+    WorkflowNotReady(String),
     /// Stored state is inconsistent; should never happen.
     #[error("internal error: {0}")]
     Internal(String),

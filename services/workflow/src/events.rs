@@ -82,6 +82,12 @@ pub(crate) fn event_type_of(a: &Attributes) -> EventType {
         A::ExternalWorkflowExecutionCancelRequestedEventAttributes(_) => {
             EventType::ExternalWorkflowExecutionCancelRequested
         }
+        A::WorkflowExecutionUpdateAcceptedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateAccepted
+        }
+        A::WorkflowExecutionUpdateCompletedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateCompleted
+        }
         _ => EventType::Unspecified,
     }
 }

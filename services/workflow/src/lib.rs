@@ -22,6 +22,7 @@ pub mod external;
 pub mod properties;
 pub mod retry;
 pub mod signal;
+pub mod speculative;
 pub mod start;
 mod state;
 #[cfg(test)]
@@ -31,6 +32,10 @@ mod tests_relations;
 pub mod time;
 pub mod timer;
 pub mod token;
+pub mod transaction;
+pub mod update;
+#[cfg(test)]
+mod update_tests;
 pub mod workflow_task;
 
 pub use error::WorkflowError;

@@ -94,6 +94,9 @@ pub struct Txn<'a> {
     /// The run id to give a run that continues this one (set by the caller; derived from
     /// this run's id when empty).
     pub new_run_id: String,
+    /// The run's in-memory updates (admitted, not yet accepted), carried through the
+    /// transaction so it commits or rolls back with the state.
+    pub updates: crate::update::Registry,
 }
 
 impl<'a> Txn<'a> {
@@ -106,6 +109,7 @@ impl<'a> Txn<'a> {
             out: Mutation::default(),
             needs_workflow_task: false,
             new_run_id: String::new(),
+            updates: crate::update::Registry::default(),
         }
     }
 

@@ -116,6 +116,8 @@ impl Harness {
                     force_create_new_workflow_task: false,
                     sdk_metadata: None,
                     metering_metadata: None,
+                    messages: &[],
+                    discard_speculative_with_events: false,
                 },
             )
         })
@@ -232,6 +234,8 @@ fn events_during_a_workflow_task_are_buffered_after_its_commands() {
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
                 metering_metadata: None,
+                messages: &[],
+                discard_speculative_with_events: false,
             },
         )
     });
@@ -297,6 +301,8 @@ fn close_with_unseen_events_is_rejected() {
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
                 metering_metadata: None,
+                messages: &[],
+                discard_speculative_with_events: false,
             },
         )
     });

@@ -173,6 +173,8 @@ fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
                 metering_metadata: None,
+                messages: &[],
+                discard_speculative_with_events: false,
             },
         )
     });
@@ -367,6 +369,8 @@ fn continue_as_new_is_refused_while_new_events_wait() {
                 force_create_new_workflow_task: false,
                 sdk_metadata: None,
                 metering_metadata: None,
+                messages: &[],
+                discard_speculative_with_events: false,
             },
         )
     });

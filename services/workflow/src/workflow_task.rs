@@ -16,7 +16,7 @@ use crate::{Txn, WorkflowError, pb};
 /// The queue the next workflow task goes to: the sticky queue if a worker holds the
 /// workflow in cache, else the normal one. Returns the queue and its schedule-to-start
 /// timeout (zero for the normal queue).
-fn next_queue(txn: &Txn<'_>) -> (TaskQueue, std::time::Duration) {
+pub(crate) fn next_queue(txn: &Txn<'_>) -> (TaskQueue, std::time::Duration) {
     let info = txn.info();
     let normal = info.task_queue.clone().unwrap_or_default();
     if info.sticky_task_queue.is_empty() {
@@ -165,7 +165,10 @@ pub fn check_token(
             if wt.scheduled_event_id == token.scheduled_event_id
                 && wt.started_event_id > 0
                 && wt.started_event_id == token.started_event_id
-                && wt.attempt == token.attempt =>
+                && wt.attempt == token.attempt
+                && token
+                    .started_time
+                    .is_none_or(|t| wt.started_time == Some(t)) =>
         {
             Ok(wt.clone())
         }

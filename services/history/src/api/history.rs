@@ -148,6 +148,14 @@ pub(crate) async fn get(
     let (mut page, ms) = shard
         .events_between(&key, from, (end_bound > 0).then_some(end_bound))
         .await?;
+    if end_bound > 0 {
+        // The rest of a workflow task's history: its speculative events are not stored.
+        page.extend(
+            temper_workflow::speculative::events(&ms)
+                .into_iter()
+                .filter(|e| e.event_id >= from && e.event_id < end_bound),
+        );
+    }
     let closed = close::is_closed(&ms);
     let end = if end_bound > 0 {
         end_bound

@@ -7,6 +7,8 @@ pub(crate) mod describe;
 pub(crate) mod history;
 pub(crate) mod query;
 pub(crate) mod start;
+pub(crate) mod update;
+pub(crate) mod update_with_start;
 pub(crate) mod workflow_task;
 
 use temper_workflow::WorkflowError;

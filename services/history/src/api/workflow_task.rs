@@ -12,7 +12,7 @@ use temper_proto::temporal::api::workflowservice::v1::{
 };
 use temper_types::NamespaceId;
 use temper_workflow::commands::{Completion, Outcome, complete_workflow_task};
-use temper_workflow::{WorkflowError, pb, token, workflow_task};
+use temper_workflow::{WorkflowError, pb, speculative, token, update, workflow_task};
 use tonic::Status;
 
 use super::history::{FIRST_PAGE_EVENTS, PageToken};
@@ -34,7 +34,7 @@ pub(crate) async fn record_started(
     };
     let updated = shard
         .update(&key, |txn| {
-            workflow_task::record_started(
+            update::record_workflow_task_started(
                 txn,
                 workflow_task::StartRequest {
                     scheduled_event_id: r.scheduled_event_id,
@@ -45,7 +45,11 @@ pub(crate) async fn record_started(
         })
         .await
         .map_err(obsolete_or)?;
+    let (started, messages) = updated.value;
     let ms = updated.state;
+    if matches!(started, workflow_task::Started::New(_)) {
+        crate::updates::started_speculative(&shard, &key, &ms);
+    }
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(wt) = ms.workflow_task.clone().filter(|w| w.started_event_id > 0) else {
         return Err(temper_client::status::task_obsolete(
@@ -64,6 +68,8 @@ pub(crate) async fn record_started(
     };
     let end = wt.started_event_id + 1;
     let (mut page, _) = shard.events_between(&key, first, Some(end)).await?;
+    // A speculative task's own events are not stored; the worker sees them anyway.
+    page.extend(speculative::events(&ms));
     let mut next_page_token = Vec::new();
     if page.len() > FIRST_PAGE_EVENTS {
         page.truncate(FIRST_PAGE_EVENTS);
@@ -82,6 +88,7 @@ pub(crate) async fn record_started(
         scheduled_event_id: wt.scheduled_event_id,
         started_event_id: wt.started_event_id,
         attempt: wt.attempt,
+        started_time: wt.started_time,
         workflow_type: info
             .workflow_type
             .as_ref()
@@ -105,6 +112,7 @@ pub(crate) async fn record_started(
             workflow_execution_task_queue: info.task_queue.clone(),
             scheduled_time: wt.scheduled_time,
             started_time: wt.started_time,
+            messages,
             ..Default::default()
         }),
     })
@@ -152,14 +160,27 @@ pub(crate) async fn completed(
                     force_create_new_workflow_task: req.force_create_new_workflow_task,
                     sdk_metadata: req.sdk_metadata.clone(),
                     metering_metadata: req.metering_metadata,
+                    messages: &req.messages,
+                    discard_speculative_with_events: req
+                        .capabilities
+                        .as_ref()
+                        .is_some_and(|c| c.discard_speculative_workflow_task_with_events),
                 },
             ))
         })
         .await?;
+    // Updates that arrived while the task ran get a speculative task of their own.
+    crate::updates::dispatch_speculative(&shard, &key, &outcome.state);
     match outcome.value {
         Outcome::Rejected(bad) if bad.cause != WorkflowTaskFailedCause::UnhandledCommand => {
             Err(WorkflowError::InvalidArgument(bad.message).into())
         }
+        Outcome::Discarded {
+            reset_history_event_id,
+        } => Ok(RespondWorkflowTaskCompletedResponse {
+            reset_history_event_id,
+            ..Default::default()
+        }),
         _ => Ok(RespondWorkflowTaskCompletedResponse::default()),
     }
 }

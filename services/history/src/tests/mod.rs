@@ -11,6 +11,7 @@ mod query;
 mod queues;
 mod read_rule;
 mod store_failures;
+mod updates;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
