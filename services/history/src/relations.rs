@@ -26,7 +26,7 @@ use crate::error::HistoryError;
 use crate::shard::ShardContext;
 
 /// Who the server says does these things on a workflow's behalf.
-const IDENTITY: &str = "temper-history";
+const IDENTITY: &str = "history-service";
 
 /// One event of a run, by id.
 async fn event(
@@ -432,6 +432,8 @@ async fn apply_policy(
                         reason: "by parent close policy".into(),
                         ..Default::default()
                     }),
+                    // The child's cancel request names its parent, as in Temporal.
+                    external_execution: Some(self_execution(key)),
                     ..Default::default()
                 },
             ))

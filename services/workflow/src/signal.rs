@@ -31,6 +31,16 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
             "SignalName is not set on request.".into(),
         ));
     }
+    let size: usize = s
+        .input
+        .as_ref()
+        .map(|p| p.payloads.iter().map(|p| p.data.len()).sum())
+        .unwrap_or(0);
+    if size > txn.limits.max_payload_bytes {
+        return Err(WorkflowError::InvalidArgument(
+            "Blob data size exceeds limit.".into(),
+        ));
+    }
     if !s.request_id.is_empty() {
         if txn
             .info()

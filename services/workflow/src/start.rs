@@ -29,7 +29,10 @@ pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<
         return bad("WorkflowId is not set on request.");
     }
     if req.workflow_id.len() > MAX_ID_LENGTH {
-        return bad("WorkflowId length exceeds limit.");
+        return bad(&format!(
+            "WorkflowId exceeds maximum allowed length ({}/{MAX_ID_LENGTH})",
+            req.workflow_id.len()
+        ));
     }
     match &req.workflow_type {
         Some(t) if !t.name.is_empty() => {
@@ -71,11 +74,50 @@ pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<
     if let Some(p) = &req.retry_policy {
         retry::validate_policy(p).map_err(WorkflowError::InvalidArgument)?;
     }
+    if let Some(memo) = &req.memo {
+        let size: usize = memo
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + prost::Message::encoded_len(v))
+            .sum();
+        if size > limits.max_payload_bytes {
+            return bad("Memo size exceeds limit.");
+        }
+    }
+    check_id_policies(
+        req.workflow_id_reuse_policy,
+        req.workflow_id_conflict_policy,
+    )?;
     if let Some(input) = &req.input {
         let size: usize = input.payloads.iter().map(|p| p.data.len()).sum();
         if size > limits.max_payload_bytes {
-            return bad("Input exceeds size limit.");
+            return bad("Blob data size exceeds limit.");
         }
+    }
+    Ok(())
+}
+
+/// Combinations of id reuse and conflict policies the Temporal server refuses.
+pub fn check_id_policies(reuse: i32, conflict: i32) -> Result<(), WorkflowError> {
+    use temper_proto::temporal::api::enums::v1::{
+        WorkflowIdConflictPolicy as C, WorkflowIdReusePolicy as R,
+    };
+    let reuse = R::try_from(reuse).unwrap_or(R::Unspecified);
+    let conflict = C::try_from(conflict).unwrap_or(C::Unspecified);
+    #[allow(deprecated)]
+    let terminate_if_running = reuse == R::TerminateIfRunning;
+    if terminate_if_running && conflict != C::Unspecified {
+        return Err(WorkflowError::InvalidArgument(format!(
+            "Invalid WorkflowIDReusePolicy: {} cannot be used together with a WorkflowIDConflictPolicy",
+            reuse.as_str_name()
+        )));
+    }
+    if reuse == R::RejectDuplicate && conflict == C::TerminateExisting {
+        return Err(WorkflowError::InvalidArgument(format!(
+            "Invalid WorkflowIDReusePolicy: {} cannot be used together with WorkflowIdConflictPolicy {}",
+            reuse.as_str_name(),
+            conflict.as_str_name()
+        )));
     }
     Ok(())
 }

@@ -11,12 +11,14 @@ use temper_workflow::{Txn, WorkflowError, close, signal, workflow_task};
 
 use crate::{HistoryEngine, HistoryError};
 
-/// Apply `f` to the run the client names (its current run when the run id is empty).
+/// Apply `f` to the run the client names (its current run when the run id is empty). With
+/// no run id, a run that closed just now (continued as new, retried) is not the end: the
+/// request goes to the workflow id's new current run, as in Temporal.
 async fn update_named_run(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     execution: Option<&WorkflowExecution>,
-    f: impl FnMut(&mut Txn<'_>) -> Result<(), WorkflowError>,
+    mut f: impl FnMut(&mut Txn<'_>) -> Result<(), WorkflowError>,
 ) -> Result<(), HistoryError> {
     let Some(e) = execution.filter(|e| !e.workflow_id.is_empty()) else {
         return Err(
@@ -24,10 +26,24 @@ async fn update_named_run(
         );
     };
     let shard = engine.shard(ns, &e.workflow_id)?;
-    let key = shard.resolve(ns, &e.workflow_id, &e.run_id).await?;
-    shard.update(&key, f).await?;
-    Ok(())
+    let mut key = shard.resolve(ns, &e.workflow_id, &e.run_id).await?;
+    for _ in 0..MAX_CURRENT_RUN_RETRIES {
+        match shard.update(&key, &mut f).await {
+            Err(HistoryError::Workflow(WorkflowError::AlreadyCompleted)) if e.run_id.is_empty() => {
+                let current = shard.resolve(ns, &e.workflow_id, "").await?;
+                if current.run_id == key.run_id {
+                    break;
+                }
+                key = current;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+    Err(WorkflowError::AlreadyCompleted.into())
 }
+
+/// How often a request without run id follows the workflow id to a newer run.
+const MAX_CURRENT_RUN_RETRIES: usize = 3;
 
 /// Check that the run named by `first_execution_run_id` (if given) is the chain we act on.
 fn check_chain(

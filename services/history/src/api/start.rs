@@ -2,6 +2,7 @@
 
 use temper_persistence::{CurrentRunCondition, ExecutionKey, run_state};
 use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::common::v1::{Payload, Payloads};
 use temper_proto::temporal::api::enums::v1::{
     WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
 };
@@ -52,6 +53,7 @@ pub(crate) async fn start(
     let conflict = WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
         .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
     for _ in 0..MAX_RACES {
+        let run_id = uuid::Uuid::new_v4().to_string();
         let condition = match shard.current_run(ns, &req.workflow_id).await? {
             None => CurrentRunCondition::MustNotExist,
             Some(current) => {
@@ -88,14 +90,21 @@ pub(crate) async fn start(
                         workflow_id: req.workflow_id.clone(),
                         run_id: current.run_id.clone(),
                     };
-                    let identity = req.identity.clone();
+                    // As the Temporal server words it.
+                    let details = Payloads {
+                        payloads: vec![Payload {
+                            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+                            data: format!("\"terminated by new runID: {run_id}\"").into_bytes(),
+                            ..Default::default()
+                        }],
+                    };
                     match shard
                         .update(&key, |txn| {
                             close::terminate(
                                 txn,
-                                "terminated by a new start of the workflow id",
-                                None,
-                                &identity,
+                                "TerminateIfRunning WorkflowIdReusePolicy",
+                                Some(details.clone()),
+                                "history-service",
                             )
                         })
                         .await
@@ -121,7 +130,6 @@ pub(crate) async fn start(
                 CurrentRunCondition::RunIdIs(current.run_id.clone())
             }
         };
-        let run_id = uuid::Uuid::new_v4().to_string();
         let (ms, mutation) = start::new_execution(
             start::NewRun {
                 namespace_id: &ns.0,
@@ -166,6 +174,17 @@ pub(crate) async fn signal_with_start(
     if req.signal_name.is_empty() {
         return Err(temper_workflow::WorkflowError::InvalidArgument(
             "SignalName is not set on request.".into(),
+        )
+        .into());
+    }
+    let signal_size: usize = req
+        .signal_input
+        .as_ref()
+        .map(|p| p.payloads.iter().map(|p| p.data.len()).sum())
+        .unwrap_or(0);
+    if signal_size > shard.limits.max_payload_bytes {
+        return Err(temper_workflow::WorkflowError::InvalidArgument(
+            "Blob data size exceeds limit.".into(),
         )
         .into());
     }
