@@ -1,6 +1,8 @@
 //! The UpsertWorkflowSearchAttributes and ModifyWorkflowProperties (memo) commands: stored on
 //! the execution, shown by DescribeWorkflowExecution.
 
+use std::collections::HashMap;
+
 use temper_proto::temporal::api::command::v1::{
     ModifyWorkflowPropertiesCommandAttributes, UpsertWorkflowSearchAttributesCommandAttributes,
 };
@@ -27,7 +29,18 @@ fn is_nil(p: &Payload) -> bool {
         || p.data.is_empty() && encoding.is_none()
 }
 
-fn size(fields: &std::collections::HashMap<String, Payload>) -> usize {
+/// Merge upserted fields into `fields`: a nil value removes its key.
+pub(crate) fn merge(fields: &mut HashMap<String, Payload>, upsert: &HashMap<String, Payload>) {
+    for (k, v) in upsert {
+        if is_nil(v) {
+            fields.remove(k);
+        } else {
+            fields.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn size(fields: &HashMap<String, Payload>) -> usize {
     fields
         .iter()
         .map(|(k, v)| k.len() + prost::Message::encoded_len(v))
@@ -64,13 +77,7 @@ pub fn upsert_search_attributes(
         }
     }
     let mut merged = txn.info().search_attributes.clone().unwrap_or_default();
-    for (k, v) in &upsert.indexed_fields {
-        if is_nil(v) {
-            merged.indexed_fields.remove(k);
-        } else {
-            merged.indexed_fields.insert(k.clone(), v.clone());
-        }
-    }
+    merge(&mut merged.indexed_fields, &upsert.indexed_fields);
     let total = size(&merged.indexed_fields);
     if total > MAX_SEARCH_ATTRIBUTES_BYTES {
         return bad(&format!(
@@ -106,13 +113,7 @@ pub fn modify_properties(
         return bad("UpsertedMemo.Fields is empty on command.");
     };
     let mut merged = txn.info().memo.clone().unwrap_or_default();
-    for (k, v) in &upsert.fields {
-        if is_nil(v) {
-            merged.fields.remove(k);
-        } else {
-            merged.fields.insert(k.clone(), v.clone());
-        }
-    }
+    merge(&mut merged.fields, &upsert.fields);
     let total = size(&merged.fields);
     if total > MAX_MEMO_BYTES {
         return bad(&format!(
