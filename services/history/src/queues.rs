@@ -417,7 +417,11 @@ async fn process_transfer(
     }
 }
 
-pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerBatch>) {
+pub(crate) async fn run_timers(
+    shard: Arc<ShardContext>,
+    peers: Peers,
+    mut inbox: Inbox<TimerBatch>,
+) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
     let mut pending: BTreeMap<TaskKey, pb::TimerTask> = BTreeMap::new();
@@ -442,12 +446,13 @@ pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerB
                 break;
             }
             let (key, task) = pending.pop_first().expect("first exists");
-            let (shard, acker, limit) = (shard.clone(), acker.clone(), limit.clone());
+            let (shard, peers, acker, limit) =
+                (shard.clone(), peers.clone(), acker.clone(), limit.clone());
             tokio::spawn(async move {
                 let Ok(_permit) = limit.acquire().await else {
                     return;
                 };
-                with_retries(&shard, "timer", || process_timer(&shard, &task)).await;
+                with_retries(&shard, "timer", || process_timer(&shard, &peers, &task)).await;
                 acker.done(&key);
             });
         }
@@ -481,9 +486,16 @@ pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerB
     }
 }
 
-async fn process_timer(shard: &ShardContext, task: &pb::TimerTask) -> Result<(), HistoryError> {
+async fn process_timer(
+    shard: &ShardContext,
+    peers: &Peers,
+    task: &pb::TimerTask,
+) -> Result<(), HistoryError> {
     let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
     let kind = pb::TimerTaskKind::try_from(task.kind).unwrap_or(pb::TimerTaskKind::Unspecified);
+    if kind == pb::TimerTaskKind::DeleteHistory {
+        return crate::api::delete::process(shard, &peers.history()?, &key).await;
+    }
     shard
         .update(&key, |txn| {
             match kind {

@@ -3,8 +3,10 @@
 pub(crate) mod activity;
 pub(crate) mod children;
 pub(crate) mod control;
+pub(crate) mod delete;
 pub(crate) mod describe;
 pub(crate) mod history;
+pub(crate) mod reset;
 pub(crate) mod start;
 pub(crate) mod workflow_task;
 
