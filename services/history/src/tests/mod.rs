@@ -9,6 +9,7 @@ mod group_commit;
 mod history_api;
 mod queues;
 mod read_rule;
+mod reset_delete;
 mod store_failures;
 
 use std::future::Future;
