@@ -276,3 +276,27 @@ async fn a_timer_that_fires_below_the_ack_level_is_deleted() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_past_the_window_fire_when_the_window_reaches_them() {
+    // The timer window is 2 s in tests: these run timeouts start outside it.
+    let store = store();
+    let first = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    start(&first, "late", Duration::from_millis(3500)).await;
+    first.shutdown().await;
+    drop(first);
+    let second = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    start(&second, "later", Duration::from_millis(4000)).await;
+    let started = std::time::Instant::now();
+    for wf in ["late", "later"] {
+        eventually("the run times out", || async {
+            (status(&second, wf).await == WorkflowExecutionStatus::TimedOut).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(3000),
+        "not early"
+    );
+    drained(&store, ShardId(1), TaskCategory::Timer).await;
+}

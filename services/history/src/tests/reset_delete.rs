@@ -415,3 +415,59 @@ async fn a_reset_refuses_bad_event_ids_and_unknown_runs() {
         temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus::Running as i32
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_delete_past_the_timer_window_waits_in_the_store() {
+    let store = store();
+    let first = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    // A timer inside the window that fires and is acknowledged, and a closed run whose
+    // retention delete (the default day) lies past the window: held by the store alone.
+    let short = start(&first, "short", Duration::from_millis(200)).await;
+    let run = start(&first, "wf", Duration::ZERO).await;
+    terminate(&first, "wf").await.expect("terminate");
+    let retention_timers = |p: Persistence| async move {
+        stored_tasks(&p, ShardId(1), TaskCategory::Timer)
+            .await
+            .iter()
+            .filter_map(|t| pb::TimerTask::decode(t.data.as_slice()).ok())
+            .filter(|t| t.kind == pb::TimerTaskKind::DeleteHistory as i32)
+            .map(|t| t.run_id)
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        "the short run's timer is acknowledged and deleted",
+        || async {
+            let left: Vec<pb::TimerTask> =
+                stored_tasks(store.inner(), ShardId(1), TaskCategory::Timer)
+                    .await
+                    .iter()
+                    .filter_map(|t| pb::TimerTask::decode(t.data.as_slice()).ok())
+                    .filter(|t| {
+                        t.run_id == short && t.kind != pb::TimerTaskKind::DeleteHistory as i32
+                    })
+                    .collect();
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
+    let mut expected = vec![short.clone(), run.clone()];
+    expected.sort();
+    let mut stored = retention_timers(store.inner().clone()).await;
+    stored.sort();
+    assert_eq!(
+        stored, expected,
+        "acknowledging never deletes past the window"
+    );
+
+    first.shutdown().await;
+    drop(first);
+    let second = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut stored = retention_timers(store.inner().clone()).await;
+    stored.sort();
+    assert_eq!(stored, expected, "nor does a new owner");
+    assert!(
+        describe(&second, "wf", &run).await.is_ok(),
+        "kept until its retention"
+    );
+}
