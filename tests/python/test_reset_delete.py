@@ -84,7 +84,9 @@ async def status_of(client: Client, workflow_id: str, run_id: str) -> int:
     return resp.workflow_execution_info.status
 
 
-async def waiting_after_one_signal(client: Client, task_queue: str, workflow_id: str) -> WorkflowHandle:
+async def waiting_after_one_signal(
+    client: Client, task_queue: str, workflow_id: str
+) -> WorkflowHandle:
     """A Collect(2) run that has completed its first workflow task (event 4), then got signal
     "a" and completed a second one (event 8)."""
     handle = await client.start_workflow(Collect.run, 2, id=workflow_id, task_queue=task_queue)
@@ -147,7 +149,8 @@ async def test_reset_to_the_first_workflow_task(client: Client, task_queue, new_
         terminated = (await history_of(client, handle, old_run))[-1]
         assert terminated.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED
         assert terminated.workflow_execution_terminated_event_attributes.reason == "try again"
-        assert terminated.workflow_execution_terminated_event_attributes.identity == "history-resetter"
+        terminated_by = terminated.workflow_execution_terminated_event_attributes.identity
+        assert terminated_by == "history-resetter"
         current = client.get_workflow_handle(handle.id)
         assert (await current.describe()).run_id == new_run
 
@@ -276,7 +279,9 @@ async def test_delete_unknown_workflow_is_not_found(client: Client):
 
 
 @pytest.mark.timeout(180)
-async def test_cli_reset_and_delete(server: harness.ServerProcess, client: Client, task_queue, new_id):
+async def test_cli_reset_and_delete(
+    server: harness.ServerProcess, client: Client, task_queue, new_id
+):
     async with harness.worker(client, task_queue, workflows=[Collect]):
         handle = await waiting_after_one_signal(client, task_queue, new_id())
         old_run = handle.result_run_id
@@ -288,10 +293,13 @@ async def test_cli_reset_and_delete(server: harness.ServerProcess, client: Clien
         current = client.get_workflow_handle(handle.id)
         new_run = (await current.describe()).run_id
         assert new_run != old_run
-        failed = (await history_of(client, handle, new_run))[3].workflow_task_failed_event_attributes
+        new = await history_of(client, handle, new_run)
+        failed = new[3].workflow_task_failed_event_attributes
         assert failed.failure.message.endswith("from the CLI")  # the CLI prefixes the user name
         await current.signal(Collect.add, "b")
         assert await harness.result_within(at_run(client, handle, new_run), 30) == ["a", "b"]
 
-        await temporal(server, "workflow", "delete", "--workflow-id", handle.id, "--run-id", new_run, "--yes")
+        await temporal(
+            server, "workflow", "delete", "--workflow-id", handle.id, "--run-id", new_run, "--yes"
+        )
         await gone(client, handle.id, new_run)
