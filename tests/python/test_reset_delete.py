@@ -303,3 +303,54 @@ async def test_cli_reset_and_delete(
             server, "workflow", "delete", "--workflow-id", handle.id, "--run-id", new_run, "--yes"
         )
         await gone(client, handle.id, new_run)
+
+
+@workflow.defn
+class Child:
+    def __init__(self) -> None:
+        self.released = False
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.released)
+        return "child done"
+
+
+@workflow.defn
+class Parent:
+    @workflow.run
+    async def run(self, child_id: str) -> str:
+        return await workflow.execute_child_workflow(Child.run, id=child_id)
+
+
+@pytest.mark.timeout(90)
+async def test_reset_parent_keeps_its_running_child(client: Client, task_queue, new_id):
+    async with harness.worker(client, task_queue, workflows=[Parent, Child]):
+        child_id = new_id()
+        parent = await client.start_workflow(
+            Parent.run, child_id, id=new_id(), task_queue=task_queue
+        )
+
+        async def child_seen() -> list | None:
+            events = await harness.history_events(parent)
+            types = harness.event_types(events)
+            started = "CHILD_WORKFLOW_EXECUTION_STARTED" in types
+            return events if started and types[-1] == "WORKFLOW_TASK_COMPLETED" else None
+
+        events = await harness.wait_until(child_seen, timeout=30, what="the child started")
+        new_run = await reset(client, parent.id, parent.result_run_id, events[-1].event_id)
+        assert await status_of(client, parent.id, parent.result_run_id) == (
+            WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED
+        )
+        # The old parent run's close does not apply the parent close policy: the new run
+        # takes the child over, and hears of its completion.
+        child = client.get_workflow_handle(child_id)
+        assert (await child.describe()).status == (
+            WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+        )
+        await child.signal(Child.release)
+        assert await harness.result_within(at_run(client, parent, new_run), 30) == "child done"

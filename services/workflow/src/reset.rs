@@ -40,6 +40,9 @@ pub struct Reset<'a> {
     pub workflow_task_finish_event_id: i64,
     /// Apply the signals received after the reset point again.
     pub reapply_signals: bool,
+    /// Events the base run wrote after its history was read (those its termination by this
+    /// reset wrote: signals that were buffered), applied again like the rest.
+    pub base_tail: &'a [HistoryEvent],
     pub now: SystemTime,
 }
 
@@ -56,7 +59,9 @@ fn invalid(m: String) -> WorkflowError {
 
 /// Build the new run of a reset. `base` is the base run's whole history; `later` holds the
 /// events of the runs that continued it (continue-as-new) up to the current one, whose
-/// signals are applied again too.
+/// signals are applied again too. What the base run's children did after the reset point
+/// (started, failed to start, closed) is applied again as well, so the new run, which takes
+/// them over, knows it.
 pub fn reset(
     base: &[HistoryEvent],
     later: &[HistoryEvent],
@@ -82,12 +87,11 @@ pub fn reset(
     let mut txn = Txn::new(&mut ms, r.now, limits);
     resume(&mut txn);
     fail_workflow_task(&mut txn, &r);
-    if r.reapply_signals {
-        for ev in after.iter().chain(later) {
-            if let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &ev.attributes {
-                reapply_signal(&mut txn, a);
-            }
-        }
+    for ev in after.iter().chain(r.base_tail) {
+        reapply(&mut txn, ev, r.reapply_signals, true);
+    }
+    for ev in later {
+        reapply(&mut txn, ev, r.reapply_signals, false);
     }
     workflow_task::schedule(&mut txn, 1);
     txn.visibility_task(pb::VisibilityTaskKind::Start);
@@ -173,6 +177,77 @@ fn fail_workflow_task(txn: &mut Txn<'_>, r: &Reset<'_>) {
         }
         .into(),
     );
+}
+
+/// Apply an event of an old run again: a signal (if asked), and, for the base run's own
+/// events, what its children did.
+fn reapply(txn: &mut Txn<'_>, ev: &HistoryEvent, signals: bool, base: bool) {
+    match &ev.attributes {
+        Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) if signals => {
+            reapply_signal(txn, a)
+        }
+        Some(attrs) if base => reapply_child_event(txn, attrs),
+        _ => {}
+    }
+}
+
+/// A child of the base run started, failed to start or closed after the reset point: if the
+/// new run still waits for that, write it there too (without scheduling a workflow task;
+/// one follows everything applied again).
+fn reapply_child_event(txn: &mut Txn<'_>, attrs: &Attributes) {
+    use Attributes as A;
+    let pending = |txn: &Txn<'_>, id: i64| txn.ms.children.get(&id).cloned();
+    match attrs {
+        A::ChildWorkflowExecutionStartedEventAttributes(a) => {
+            if pending(txn, a.initiated_event_id).is_some_and(|c| c.started_event_id == 0) {
+                let id = txn.write(attrs.clone());
+                if let Some(c) = txn.ms.children.get_mut(&a.initiated_event_id) {
+                    c.started_event_id = id;
+                    c.run_id = a
+                        .workflow_execution
+                        .as_ref()
+                        .map(|e| e.run_id.clone())
+                        .unwrap_or_default();
+                    c.namespace_id = a.namespace_id.clone();
+                }
+            }
+        }
+        A::StartChildWorkflowExecutionFailedEventAttributes(a) => {
+            if pending(txn, a.initiated_event_id).is_some_and(|c| c.started_event_id == 0) {
+                txn.ms.children.remove(&a.initiated_event_id);
+                txn.write(attrs.clone());
+            }
+        }
+        _ => {
+            let mut attrs = attrs.clone();
+            let (initiated, started) = match &mut attrs {
+                A::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+                    (a.initiated_event_id, &mut a.started_event_id)
+                }
+                A::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                    (a.initiated_event_id, &mut a.started_event_id)
+                }
+                A::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+                    (a.initiated_event_id, &mut a.started_event_id)
+                }
+                A::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+                    (a.initiated_event_id, &mut a.started_event_id)
+                }
+                A::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+                    (a.initiated_event_id, &mut a.started_event_id)
+                }
+                _ => return,
+            };
+            match pending(txn, initiated) {
+                Some(c) if c.started_event_id > 0 => {
+                    *started = c.started_event_id;
+                    txn.ms.children.remove(&initiated);
+                    txn.write(attrs);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Write a signal of the old run again in the new one (without scheduling a workflow task

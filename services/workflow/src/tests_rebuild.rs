@@ -441,6 +441,7 @@ fn reset_args<'a>(finish: i64, now: SystemTime) -> Reset<'a> {
         reason: "try again",
         workflow_task_finish_event_id: finish,
         reapply_signals: true,
+        base_tail: &[],
         now,
     }
 }
@@ -695,4 +696,91 @@ fn reset_redispatches_pending_activities_and_rearms_timers_from_now() {
         .expect("user timer re-armed");
     let ti = &new.ms.timers["t"];
     assert_eq!(Some(timer.0), ti.expiry_time.as_ref().map(from_ts));
+}
+
+#[test]
+fn reset_applies_again_what_the_children_did_after_the_reset_point() {
+    let mut h = Harness::start();
+    h.complete_wt(vec![child_cmd("kid")]); // 5: initiated
+    send_signal(&mut h, "s", "sig-s"); // 6, and a workflow task at 7
+    h.apply(|t| child::on_started(t, 5, "ns", "kid-run", None))
+        .expect("started"); // 8
+    h.complete_wt(vec![]); // 9, 10
+    h.apply(|t| {
+        child::on_closed(
+            t,
+            5,
+            WorkflowExecution {
+                workflow_id: "kid".into(),
+                run_id: "kid-run".into(),
+            },
+            &HistoryEvent {
+                event_type: E::WorkflowExecutionCompleted as i32,
+                attributes: Some(Attributes::WorkflowExecutionCompletedEventAttributes(
+                    Default::default(),
+                )),
+                ..Default::default()
+            },
+        )
+    })
+    .expect("closed"); // 11, and a workflow task at 12
+    h.complete_wt(vec![]);
+    assert_eq!(
+        h.history[7].event_type,
+        E::ChildWorkflowExecutionStarted as i32
+    );
+    assert_eq!(
+        h.history[10].event_type,
+        E::ChildWorkflowExecutionCompleted as i32
+    );
+
+    // Reset to the task scheduled at 7: the child's start (8) and close (11) come after.
+    let new = reset(&h.history, &[], reset_args(8, h.now), &Limits::default()).expect("reset");
+    let events = &new.mutation.events;
+    assert_eq!(
+        types_of(&events[7..]),
+        vec![
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskFailed,
+            E::ChildWorkflowExecutionStarted,
+            E::ChildWorkflowExecutionCompleted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    match &events[10].attributes {
+        Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
+            assert_eq!(a.initiated_event_id, 5);
+            assert_eq!(a.started_event_id, 10, "the started event of the new run");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(new.ms.children.is_empty());
+
+    // Reset to the second completed task (10): the child started before, closed after.
+    let new = reset(&h.history, &[], reset_args(10, h.now), &Limits::default()).expect("reset");
+    let events = &new.mutation.events;
+    assert_eq!(
+        types_of(&events[9..]),
+        vec![
+            E::WorkflowTaskFailed,
+            E::ChildWorkflowExecutionCompleted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    match &events[10].attributes {
+        Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
+            assert_eq!(a.started_event_id, 8);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Without what came after, the child would still be pending in the new run.
+    let prefix_only = rebuild(
+        &h.history[..9],
+        RebuildRun {
+            run_id: "x",
+            ..run()
+        },
+    )
+    .expect("rebuild");
+    assert_eq!(prefix_only.children.len(), 1);
 }

@@ -119,6 +119,7 @@ pub(crate) async fn reset(
             reason: &req.reason,
             workflow_task_finish_event_id: req.workflow_task_finish_event_id,
             reapply_signals,
+            base_tail: &[],
             now,
         };
         let Some(current) = current else {
@@ -165,18 +166,28 @@ pub(crate) async fn reset(
                     stale = true;
                     return Ok(());
                 }
-                let mut reapply = later.events.clone();
+                let mut later_events = later.events.clone();
+                let mut base_tail = Vec::new();
                 if txn.is_running() {
                     close::terminate(txn, &req.reason, None, IDENTITY_RESETTER)?;
+                    txn.info_mut().reset_run_id = new_run_id.clone();
                     if expected_next.is_some() {
-                        // Signals buffered during a workflow task in flight, written now.
-                        reapply.extend(txn.out.events.iter().cloned());
+                        // What was buffered during a workflow task in flight, written now.
+                        let written = txn.out.events.iter().cloned();
+                        if target == base {
+                            base_tail.extend(written);
+                        } else {
+                            later_events.extend(written);
+                        }
                     }
                 }
                 let new_run = temper_workflow::reset::reset(
                     &base_events,
-                    &reapply,
-                    args(txn.now),
+                    &later_events,
+                    Reset {
+                        base_tail: &base_tail,
+                        ..args(txn.now)
+                    },
                     txn.limits,
                 )?;
                 txn.out.new_run = Some(Box::new(new_run));
