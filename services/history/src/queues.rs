@@ -431,11 +431,11 @@ const TIMER_WINDOW: Duration = if cfg!(test) {
     Duration::from_secs(600)
 };
 /// How often the window moves on; shorter than the window, so a timer is in memory before
-/// it is due.
+/// it is due, and short, so each move reads few timers (commits wait while it does).
 const TIMER_WINDOW_STEP: Duration = if cfg!(test) {
     Duration::from_millis(500)
 } else {
-    Duration::from_secs(60)
+    Duration::from_secs(10)
 };
 
 /// The first key at or after `at` (the window's exclusive end).
