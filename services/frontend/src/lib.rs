@@ -99,6 +99,19 @@ fn check_identity(identity: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// A request naming a run must name at least its workflow id (Temporal's messages).
+fn check_execution(
+    e: &Option<temper_proto::temporal::api::common::v1::WorkflowExecution>,
+) -> Result<(), Status> {
+    match e {
+        None => Err(Status::invalid_argument("Execution is not set on request.")),
+        Some(e) if e.workflow_id.is_empty() => Err(Status::invalid_argument(
+            "WorkflowId is not set on request.",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal::ActivityRef> {
     Some(internal::ActivityRef {
         workflow_id: workflow_id.to_string(),
@@ -669,6 +682,43 @@ impl WorkflowService for Frontend {
                     request: Some(r),
                 },
             ))
+            .await
+    }
+
+    async fn reset_workflow_execution(
+        &self,
+        r: Request<ws::ResetWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::ResetWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        if r.request_id.is_empty() {
+            return Err(Status::invalid_argument("RequestId is not set on request."));
+        }
+        if r.request_id.len() > 1000 {
+            return Err(Status::invalid_argument("RequestId length exceeds limit."));
+        }
+        check_execution(&r.workflow_execution)?;
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .reset_workflow_execution(Request::new(internal::ResetWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn delete_workflow_execution(
+        &self,
+        r: Request<ws::DeleteWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::DeleteWorkflowExecutionResponse>, Status> {
+        let r = r.into_inner();
+        check_execution(&r.workflow_execution)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .delete_workflow_execution(Request::new(internal::DeleteWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
             .await
     }
 

@@ -6,6 +6,7 @@ mod error;
 mod event_log;
 mod queues;
 mod relations;
+mod retention;
 mod shard;
 mod updates;
 mod writer;
@@ -47,6 +48,8 @@ pub struct HistoryEngine {
     persistence: Persistence,
     clock: Arc<dyn Clock>,
     shards: RwLock<HashMap<ShardId, Arc<ShardContext>>>,
+    /// Namespace retention, shared by the shards.
+    retention: Arc<retention::Retention>,
     cancel: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
     /// This engine, for the queues' calls to other workflows (children, external signals).
@@ -61,8 +64,10 @@ impl HistoryEngine {
         persistence: Persistence,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
+        let retention = Arc::new(retention::Retention::new(persistence.namespaces.clone()));
         Arc::new_cyclic(|me| Self {
             config,
+            retention,
             persistence,
             clock,
             shards: RwLock::new(HashMap::new()),
@@ -152,6 +157,7 @@ impl HistoryEngine {
             self.config.limits.clone(),
             self.clock.clone(),
             tx,
+            self.retention.clone(),
             cancel.clone(),
             matching.clone(),
         ));
@@ -164,16 +170,17 @@ impl HistoryEngine {
             cancel: cancel.clone(),
         };
         self.tasks.spawn(w.run(rx));
+        let peers = queues::Peers {
+            matching,
+            engine: self.me.clone(),
+        };
         self.tasks.spawn(queues::run_transfer(
             ctx.clone(),
-            queues::Peers {
-                matching,
-                engine: self.me.clone(),
-            },
+            peers.clone(),
             receivers.transfer,
         ));
         self.tasks
-            .spawn(queues::run_timers(ctx.clone(), receivers.timer));
+            .spawn(queues::run_timers(ctx.clone(), peers, receivers.timer));
         self.shards
             .write()
             .expect("shard map poisoned")
@@ -257,6 +264,27 @@ impl temper_client::HistoryService for HistoryEngine {
         Ok(Response::new(
             internal::RecordChildExecutionCompletedResponse::default(),
         ))
+    }
+
+    async fn reset_workflow_execution(
+        &self,
+        request: Request<internal::ResetWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::ResetWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::reset::reset(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
+    async fn delete_workflow_execution(
+        &self,
+        request: Request<internal::DeleteWorkflowExecutionRequest>,
+    ) -> Result<Response<ws::DeleteWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::delete::delete(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::DeleteWorkflowExecutionResponse::default()))
     }
 
     async fn record_workflow_task_started(

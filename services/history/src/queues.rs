@@ -103,31 +103,35 @@ pub(crate) fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
     }
 }
 
-/// Load the tasks of a category the store still holds, and drop what the writer sent before:
-/// those tasks were committed before the load, so the load has them.
+/// Load the tasks of a category below `until` the store still holds, and drop what the
+/// writer sent before: those tasks were committed before the load, so the load has them (or,
+/// from `until` on, they wait in the store).
 async fn load_once<T: Message + Default, B>(
     shard: &ShardContext,
     category: TaskCategory,
+    until: TaskKey,
     inbox: &mut Inbox<B>,
 ) -> Result<Vec<(TaskKey, T)>, HistoryError> {
     let _held = inbox.gate.lock().await;
-    let tasks = load(shard, category).await?;
+    let tasks = load(shard, category, TaskKey::MIN, until).await?;
     while inbox.rx.try_recv().is_ok() {}
     Ok(tasks)
 }
 
-/// Load the tasks of a category the store still holds.
+/// Load the tasks of a category the store holds with `exclusive_min < key < exclusive_max`.
 async fn load<T: Message + Default>(
     shard: &ShardContext,
     category: TaskCategory,
+    exclusive_min: TaskKey,
+    exclusive_max: TaskKey,
 ) -> Result<Vec<(TaskKey, T)>, HistoryError> {
     let mut out = Vec::new();
-    let mut from = TaskKey::MIN;
+    let mut from = exclusive_min;
     loop {
         let page = shard
             .persistence
             .executions
-            .get_tasks(shard.shard_id, category, from, TaskKey::MAX, 1000)
+            .get_tasks(shard.shard_id, category, from, exclusive_max, 1000)
             .await?;
         let n = page.len();
         for rec in page {
@@ -270,7 +274,7 @@ pub(crate) async fn run_transfer(
 ) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
-    let initial = match load_once(&shard, TaskCategory::Transfer, &mut inbox).await {
+    let initial = match load_once(&shard, TaskCategory::Transfer, TaskKey::MAX, &mut inbox).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(shard = %shard.shard_id, error = %e, "loading transfer tasks failed; closing shard");
@@ -417,15 +421,101 @@ async fn process_transfer(
     }
 }
 
-pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerBatch>) {
+/// Timers due within this window are held in memory; later ones (retention deletes a day
+/// out, long user timers) wait in the store until the window reaches them, so memory does
+/// not grow with every run closed in the last day.
+/// (Seconds in this crate's tests, so they exercise timers that start outside the window.)
+const TIMER_WINDOW: Duration = if cfg!(test) {
+    Duration::from_secs(2)
+} else {
+    Duration::from_secs(600)
+};
+/// How often the window moves on; shorter than the window, so a timer is in memory before
+/// it is due, and short, so each move reads few timers (commits wait while it does).
+const TIMER_WINDOW_STEP: Duration = if cfg!(test) {
+    Duration::from_millis(500)
+} else {
+    Duration::from_secs(10)
+};
+
+/// The first key at or after `at` (the window's exclusive end).
+fn window_end(at: std::time::SystemTime) -> TaskKey {
+    TaskKey {
+        fire_time_ms: temper_workflow::time::millis(at),
+        task_id: i64::MIN,
+    }
+}
+
+/// The timers held in memory: every stored timer below `horizon` that is not done yet.
+/// Timers at or past it are in the store only; the acker never deletes that far, as all it
+/// has seen is below the horizon.
+struct TimerWindow {
+    pending: BTreeMap<TaskKey, pb::TimerTask>,
+    acker: Arc<Acker>,
+    horizon: TaskKey,
+}
+
+impl TimerWindow {
+    /// A timer from the writer: held if inside the window, else left to the store.
+    fn take(&mut self, batch: TimerBatch) {
+        for (k, t) in batch {
+            if k < self.horizon {
+                self.hold(k, t);
+            }
+        }
+    }
+
+    fn hold(&mut self, k: TaskKey, t: pb::TimerTask) {
+        self.acker.add(k);
+        self.pending.insert(k, t);
+    }
+
+    /// Move the window to `until`, loading the stored timers it now covers. Under the gate,
+    /// with what the writer sent taken in first: those timers are in the store, and the ones
+    /// the old window did not cover are loaded again here (same keys, held once).
+    async fn advance(
+        &mut self,
+        shard: &ShardContext,
+        inbox: &mut Inbox<TimerBatch>,
+        until: TaskKey,
+    ) -> Result<(), HistoryError> {
+        if until <= self.horizon {
+            return Ok(());
+        }
+        let _held = inbox.gate.lock().await;
+        while let Ok(batch) = inbox.rx.try_recv() {
+            self.take(batch);
+        }
+        let below = TaskKey {
+            fire_time_ms: self.horizon.fire_time_ms - 1,
+            task_id: i64::MAX,
+        };
+        for (k, t) in load::<pb::TimerTask>(shard, TaskCategory::Timer, below, until).await? {
+            self.hold(k, t);
+        }
+        self.horizon = until;
+        Ok(())
+    }
+}
+
+pub(crate) async fn run_timers(
+    shard: Arc<ShardContext>,
+    peers: Peers,
+    mut inbox: Inbox<TimerBatch>,
+) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
-    let mut pending: BTreeMap<TaskKey, pb::TimerTask> = BTreeMap::new();
-    match load_once::<pb::TimerTask, _>(&shard, TaskCategory::Timer, &mut inbox).await {
+    let mut window = TimerWindow {
+        pending: BTreeMap::new(),
+        acker: acker.clone(),
+        horizon: window_end(shard.now() + TIMER_WINDOW),
+    };
+    match load_once::<pb::TimerTask, _>(&shard, TaskCategory::Timer, window.horizon, &mut inbox)
+        .await
+    {
         Ok(tasks) => {
             for (k, t) in tasks {
-                acker.add(k);
-                pending.insert(k, t);
+                window.hold(k, t);
             }
         }
         Err(e) => {
@@ -435,45 +525,51 @@ pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerB
         }
     }
     let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
+    let mut step_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + TIMER_WINDOW_STEP,
+        TIMER_WINDOW_STEP,
+    );
     loop {
         let now = shard.now();
-        while let Some((k, _)) = pending.first_key_value() {
+        while let Some((k, _)) = window.pending.first_key_value() {
             if fire_time(k) > now {
                 break;
             }
-            let (key, task) = pending.pop_first().expect("first exists");
-            let (shard, acker, limit) = (shard.clone(), acker.clone(), limit.clone());
+            let (key, task) = window.pending.pop_first().expect("first exists");
+            let (shard, peers, acker, limit) =
+                (shard.clone(), peers.clone(), acker.clone(), limit.clone());
             tokio::spawn(async move {
                 let Ok(_permit) = limit.acquire().await else {
                     return;
                 };
-                with_retries(&shard, "timer", || process_timer(&shard, &task)).await;
+                with_retries(&shard, "timer", || process_timer(&shard, &peers, &task)).await;
                 acker.done(&key);
             });
         }
-        let wait = pending
+        let wait = window
+            .pending
             .first_key_value()
             .map(|(k, _)| fire_time(k).duration_since(now).unwrap_or_default())
-            .unwrap_or(Duration::from_secs(3600));
+            .unwrap_or(TIMER_WINDOW_STEP);
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
             b = inbox.rx.recv() => match b {
-                Some(batch) => for (k, t) in batch {
-                    acker.add(k);
-                    pending.insert(k, t);
-                },
+                Some(batch) => window.take(batch),
                 None => return,
             },
             _ = tokio::time::sleep(wait) => {}
+            _ = step_tick.tick() => {
+                let until = window_end(shard.now() + TIMER_WINDOW);
+                if let Err(e) = window.advance(&shard, &mut inbox, until).await {
+                    tracing::warn!(shard = %shard.shard_id, error = %e, "loading timers failed; will retry");
+                }
+            }
             _ = ack_tick.tick() => {
                 // Under the gate, with every committed timer taken in first: a new timer may
                 // sort below the bound the timers already here would give.
                 let _held = inbox.gate.lock().await;
                 while let Ok(batch) = inbox.rx.try_recv() {
-                    for (k, t) in batch {
-                        acker.add(k);
-                        pending.insert(k, t);
-                    }
+                    window.take(batch);
                 }
                 flush_acks(&shard, TaskCategory::Timer, &acker).await;
             }
@@ -481,9 +577,16 @@ pub(crate) async fn run_timers(shard: Arc<ShardContext>, mut inbox: Inbox<TimerB
     }
 }
 
-async fn process_timer(shard: &ShardContext, task: &pb::TimerTask) -> Result<(), HistoryError> {
+async fn process_timer(
+    shard: &ShardContext,
+    peers: &Peers,
+    task: &pb::TimerTask,
+) -> Result<(), HistoryError> {
     let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
     let kind = pb::TimerTaskKind::try_from(task.kind).unwrap_or(pb::TimerTaskKind::Unspecified);
+    if kind == pb::TimerTaskKind::DeleteHistory {
+        return crate::api::delete::process(shard, &peers.history()?, &key).await;
+    }
     shard
         .update(&key, |txn| {
             match kind {

@@ -345,7 +345,7 @@ fn continues(ev: &HistoryEvent) -> bool {
 }
 
 /// CloseExecution: tell the parent (unless the chain continues), then apply the parent
-/// close policy to every child still running.
+/// close policy to every child still running; neither for a run a reset replaced.
 pub(crate) async fn on_close(
     shard: &ShardContext,
     history: &HistoryClient,
@@ -353,6 +353,11 @@ pub(crate) async fn on_close(
 ) -> Result<(), HistoryError> {
     let ms = shard.snapshot(key).await?;
     let info = ms.execution_info.clone().unwrap_or_default();
+    if !info.reset_run_id.is_empty() {
+        // Terminated by a reset: the run that replaced it goes on for the parent, and takes
+        // the children over, so they keep running (as in Temporal).
+        return Ok(());
+    }
     if let Some(parent) = &info.parent
         && info.completion_event_id > 0
         && let Some(close_event) = event(shard, key, info.completion_event_id).await?

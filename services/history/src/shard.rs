@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::HistoryError;
 use crate::event_log::EventLog;
+use crate::retention::Retention;
 use crate::updates::RunUpdates;
-use crate::writer::{CommitRequest, NewRunWrite, branch_of};
+use crate::writer::{CommitRequest, DeleteRequest, NewRunWrite, WriterRequest, branch_of};
 
 /// The cached part of one execution. `None` state: not loaded yet.
 #[derive(Default)]
@@ -64,7 +65,9 @@ pub struct ShardContext {
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<ExecutionKey, Arc<ExecutionEntry>>>,
-    writer: mpsc::Sender<CommitRequest>,
+    writer: mpsc::Sender<WriterRequest>,
+    /// How long closed runs are kept, per namespace.
+    retention: Arc<Retention>,
     /// Cancelled when the shard is lost or closed.
     pub cancel: CancellationToken,
     /// Speculative workflow tasks go to matching straight from here.
@@ -77,7 +80,8 @@ impl ShardContext {
         persistence: Persistence,
         limits: Limits,
         clock: Arc<dyn Clock>,
-        writer: mpsc::Sender<CommitRequest>,
+        writer: mpsc::Sender<WriterRequest>,
+        retention: Arc<Retention>,
         cancel: CancellationToken,
         matching: MatchingClient,
     ) -> Self {
@@ -88,6 +92,7 @@ impl ShardContext {
             clock,
             cache: Mutex::new(HashMap::new()),
             writer,
+            retention,
             cancel,
             matching,
         }
@@ -229,6 +234,7 @@ impl ShardContext {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut slot = entry.lock.lock().await;
             let (ms, version) = self.load(key, &mut slot).await?.clone();
+            let now = self.now();
             let Applied {
                 value,
                 state: next,
@@ -237,7 +243,7 @@ impl ShardContext {
             } = transaction::apply(
                 &ms,
                 &slot.updates.registry,
-                self.now(),
+                now,
                 &self.limits,
                 &uuid::Uuid::new_v4().to_string(),
                 &mut f,
@@ -268,6 +274,11 @@ impl ShardContext {
             let mut mutation = mutation;
             let was_running = !temper_workflow::close::is_closed(&ms);
             let closed_now = was_running && temper_workflow::close::is_closed(&next);
+            if closed_now {
+                // Kept readable for the namespace's retention, then deleted.
+                let at = now + self.retention.of(&key.namespace_id).await;
+                mutation.timers.push((at, delete_history_task(key)));
+            }
             // A run that continues this one takes over the current-run pointer instead.
             let new_run = mutation.new_run.take().map(|nr| {
                 let mut current = current_write(&nr.ms, run_state::RUNNING);
@@ -380,7 +391,7 @@ impl ShardContext {
         new_run: Option<Box<NewRunWrite>>,
     ) -> Result<Vec<HistoryEvent>, CommitError> {
         let (reply, rx) = oneshot::channel();
-        let req = CommitRequest {
+        let req = WriterRequest::Commit(CommitRequest {
             key: key.clone(),
             branch: branch_of(key),
             expected_version,
@@ -390,7 +401,7 @@ impl ShardContext {
             mutation,
             new_run,
             reply,
-        };
+        });
         let gone = || {
             CommitError::Store(temper_persistence::StoreError::Unavailable(
                 "shard is closing".into(),
@@ -398,6 +409,33 @@ impl ShardContext {
         };
         self.writer.send(req).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    /// Delete a run's mutable state (and the current-run pointer if it points at the run)
+    /// and drop it from the cache; whoever loads it next finds nothing. Deleting a run that
+    /// is gone is not an error. The caller deletes the history branch.
+    pub async fn delete_run(&self, key: &ExecutionKey) -> Result<(), HistoryError> {
+        let entry = self.entry(key);
+        let mut slot = entry.lock.lock().await;
+        let (reply, rx) = oneshot::channel();
+        let gone = || {
+            HistoryError::Store(temper_persistence::StoreError::Unavailable(
+                "shard is closing".into(),
+            ))
+        };
+        self.writer
+            .send(WriterRequest::Delete(DeleteRequest {
+                key: key.clone(),
+                reply,
+            }))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())??;
+        slot.state = None;
+        slot.events = None;
+        drop(slot);
+        self.forget(key);
+        Ok(())
     }
 
     /// The whole history of a run (cached after the first read).
@@ -435,6 +473,17 @@ impl ShardContext {
             )))
         })?;
         Ok((events, ms))
+    }
+}
+
+/// The task that deletes a run once it is no longer kept (retention, or an explicit delete).
+pub(crate) fn delete_history_task(key: &ExecutionKey) -> pb::TimerTask {
+    pb::TimerTask {
+        namespace_id: key.namespace_id.as_str().to_string(),
+        workflow_id: key.workflow_id.clone(),
+        run_id: key.run_id.clone(),
+        kind: pb::TimerTaskKind::DeleteHistory as i32,
+        ..Default::default()
     }
 }
 

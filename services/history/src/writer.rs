@@ -35,6 +35,19 @@ pub(crate) struct CommitRequest {
     pub reply: Reply,
 }
 
+/// What the shard writer is asked to do, in order.
+pub(crate) enum WriterRequest {
+    Commit(CommitRequest),
+    Delete(DeleteRequest),
+}
+
+/// Delete a run's mutable state (and its current-run pointer if it points at the run),
+/// fenced by the shard's range id like every other write of the shard.
+pub(crate) struct DeleteRequest {
+    pub key: ExecutionKey,
+    pub reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
 /// The creation of a run that continues another (continue-as-new, retry, cron).
 pub(crate) struct NewRunWrite {
     pub key: ExecutionKey,
@@ -75,25 +88,58 @@ struct Prepared {
 type Built = (Vec<ExecutionWrite>, Vec<(BranchId, HistoryNode)>);
 
 impl Writer {
-    pub async fn run(mut self, mut rx: mpsc::Receiver<CommitRequest>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WriterRequest>) {
         loop {
             let first = tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 r = rx.recv() => match r { Some(r) => r, None => return },
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            // Commits that queued up go in one batch; a deletion ends the batch and is
+            // made after it, so requests keep their order.
+            let mut batch = Vec::new();
+            let mut delete = None;
+            match first {
+                WriterRequest::Commit(c) => batch.push(c),
+                WriterRequest::Delete(d) => delete = Some(d),
+            }
+            while delete.is_none() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(WriterRequest::Commit(c)) => batch.push(c),
+                    Ok(WriterRequest::Delete(d)) => delete = Some(d),
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.commit_batch(batch).await {
+            let mut result = Ok(());
+            if !batch.is_empty() {
+                result = self.commit_batch(batch).await;
+            }
+            if let Some(d) = delete {
+                result = match result {
+                    Ok(()) => self.delete(d).await,
+                    Err(e) => {
+                        let _ = d.reply.send(Err(e.clone()));
+                        Err(e)
+                    }
+                };
+            }
+            if let Err(e) = result {
                 tracing::warn!(shard = %self.shard_id, error = %e, "shard writer stopping");
                 self.cancel.cancel();
                 return;
             }
         }
+    }
+
+    /// Delete a run's state under the shard's range id. Only a lost shard stops the writer.
+    async fn delete(&mut self, d: DeleteRequest) -> Result<(), StoreError> {
+        let result = self
+            .persistence
+            .executions
+            .delete_execution(self.shard_id, self.ids.range_id(), &d.key)
+            .await;
+        let fatal = matches!(result, Err(StoreError::OwnershipLost { .. }));
+        let _ = d.reply.send(result.clone());
+        if fatal { result } else { Ok(()) }
     }
 
     /// Next id; renews the range (a CAS on the shard row) when the block is used up.

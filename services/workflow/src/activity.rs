@@ -175,7 +175,7 @@ pub fn schedule(
 }
 
 /// Hand the current attempt to matching, with its schedule-to-start timer.
-fn dispatch(txn: &mut Txn<'_>, ai: &pb::ActivityInfo) {
+pub(crate) fn dispatch(txn: &mut Txn<'_>, ai: &pb::ActivityInfo) {
     let s2s = from_dur(&ai.schedule_to_start_timeout);
     let mut t = txn.transfer_task(pb::TransferTaskKind::ActivityTask);
     t.scheduled_event_id = ai.scheduled_event_id;
@@ -341,7 +341,7 @@ pub fn record_started(
         .unwrap_or(ai))
 }
 
-fn arm_heartbeat_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, from: SystemTime) {
+pub(crate) fn arm_heartbeat_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, from: SystemTime) {
     let Some(ai) = txn.ms.activities.get_mut(&scheduled_event_id) else {
         return;
     };

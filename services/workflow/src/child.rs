@@ -130,7 +130,7 @@ pub fn start(
         }
         .into(),
     );
-    let run_id = txn.info().run_id.clone();
+    let create_request_id = create_request_id(&txn.info().run_id, id);
     txn.ms.children.insert(
         id,
         pb::ChildExecutionInfo {
@@ -142,7 +142,7 @@ pub fn start(
             run_id: String::new(),
             workflow_type: a.workflow_type.clone(),
             parent_close_policy: policy as i32,
-            create_request_id: format!("{run_id}-child-{id}"),
+            create_request_id,
         },
     );
     txn.info_mut().child_count += 1;
@@ -150,6 +150,12 @@ pub fn start(
     t.scheduled_event_id = id;
     txn.add_transfer_task(t);
     Ok(())
+}
+
+/// The request id that makes a child's start idempotent: the parent run and the initiated
+/// event.
+pub(crate) fn create_request_id(parent_run_id: &str, initiated_event_id: i64) -> String {
+    format!("{parent_run_id}-child-{initiated_event_id}")
 }
 
 fn pending_child(txn: &Txn<'_>, initiated_event_id: i64) -> Option<pb::ChildExecutionInfo> {

@@ -36,7 +36,13 @@ fn target_namespace(txn: &Txn<'_>, namespace: &str) -> (String, String) {
 }
 
 fn request_id(txn: &Txn<'_>, kind: &str, initiated_event_id: i64) -> String {
-    format!("{}-{kind}-{initiated_event_id}", txn.info().run_id)
+    external_request_id(&txn.info().run_id, kind, initiated_event_id)
+}
+
+/// The request id of a pending signal (`kind` "signal") or cancel request ("cancel") to
+/// another workflow, so its delivery is idempotent.
+pub(crate) fn external_request_id(run_id: &str, kind: &str, initiated_event_id: i64) -> String {
+    format!("{run_id}-{kind}-{initiated_event_id}")
 }
 
 /// The SignalExternalWorkflowExecution command.

@@ -20,6 +20,8 @@ mod error;
 mod events;
 pub mod external;
 pub mod properties;
+pub mod rebuild;
+pub mod reset;
 pub mod retry;
 pub mod signal;
 pub mod speculative;
@@ -27,6 +29,8 @@ pub mod start;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rebuild;
 #[cfg(test)]
 mod tests_relations;
 pub mod time;

@@ -1,6 +1,8 @@
 //! The UpsertWorkflowSearchAttributes and ModifyWorkflowProperties (memo) commands: stored on
 //! the execution, shown by DescribeWorkflowExecution.
 
+use std::collections::HashMap;
+
 use temper_proto::temporal::api::command::v1::{
     ModifyWorkflowPropertiesCommandAttributes, UpsertWorkflowSearchAttributesCommandAttributes,
 };
@@ -32,7 +34,35 @@ fn is_nil(p: &Payload) -> bool {
         || p.data.is_empty() && encoding.is_none()
 }
 
-fn size(fields: &std::collections::HashMap<String, Payload>) -> usize {
+/// Merge upserted fields into `fields`: a nil value removes its key.
+/// Merge upserted search attributes into the run's (an unset value removes the key).
+pub(crate) fn merge_search_attributes(
+    fields: &mut HashMap<String, Payload>,
+    upsert: &HashMap<String, Payload>,
+) {
+    merge(fields, upsert, is_unset);
+}
+
+/// Merge an upserted memo into the run's (a nil value removes the key).
+pub(crate) fn merge_memo(fields: &mut HashMap<String, Payload>, upsert: &HashMap<String, Payload>) {
+    merge(fields, upsert, is_nil);
+}
+
+fn merge(
+    fields: &mut HashMap<String, Payload>,
+    upsert: &HashMap<String, Payload>,
+    removes: fn(&Payload) -> bool,
+) {
+    for (k, v) in upsert {
+        if removes(v) {
+            fields.remove(k);
+        } else {
+            fields.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn size(fields: &HashMap<String, Payload>) -> usize {
     fields
         .iter()
         .map(|(k, v)| k.len() + prost::Message::encoded_len(v))
@@ -77,13 +107,7 @@ pub fn upsert_search_attributes(
         }
     }
     let mut merged = txn.info().search_attributes.clone().unwrap_or_default();
-    for (k, v) in &upsert.indexed_fields {
-        if is_unset(v) {
-            merged.indexed_fields.remove(k);
-        } else {
-            merged.indexed_fields.insert(k.clone(), v.clone());
-        }
-    }
+    merge_search_attributes(&mut merged.indexed_fields, &upsert.indexed_fields);
     let total = size(&merged.indexed_fields);
     if total > MAX_SEARCH_ATTRIBUTES_BYTES {
         return bad(&format!(
@@ -119,13 +143,7 @@ pub fn modify_properties(
         return bad("UpsertedMemo.Fields is empty on command.");
     };
     let mut merged = txn.info().memo.clone().unwrap_or_default();
-    for (k, v) in &upsert.fields {
-        if is_nil(v) {
-            merged.fields.remove(k);
-        } else {
-            merged.fields.insert(k.clone(), v.clone());
-        }
-    }
+    merge_memo(&mut merged.fields, &upsert.fields);
     let total = size(&merged.fields);
     if total > MAX_MEMO_BYTES {
         return bad(&format!(

@@ -7,7 +7,7 @@ use temper_proto::temporal::api::history::v1::WorkflowExecutionSignaledEventAttr
 use crate::{Txn, WorkflowError, workflow_task};
 
 /// Request ids remembered per run for deduplication.
-const MAX_REMEMBERED_REQUEST_IDS: usize = 1000;
+pub(crate) const MAX_REMEMBERED_REQUEST_IDS: usize = 1000;
 /// Temporal's default limit of signals per run.
 pub const MAX_SIGNALS_PER_RUN: i64 = 10_000;
 

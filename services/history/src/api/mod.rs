@@ -3,9 +3,11 @@
 pub(crate) mod activity;
 pub(crate) mod children;
 pub(crate) mod control;
+pub(crate) mod delete;
 pub(crate) mod describe;
 pub(crate) mod history;
 pub(crate) mod query;
+pub(crate) mod reset;
 pub(crate) mod start;
 pub(crate) mod update;
 pub(crate) mod update_with_start;

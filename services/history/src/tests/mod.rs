@@ -10,6 +10,7 @@ mod history_api;
 mod query;
 mod queues;
 mod read_rule;
+mod reset_delete;
 mod store_failures;
 mod updates;
 

@@ -23,13 +23,22 @@ async fn status(engine: &HistoryEngine, workflow_id: &str) -> WorkflowExecutionS
     WorkflowExecutionStatus::try_from(status).expect("known status")
 }
 
-/// Wait until the shard's queue of `category` holds no task any more.
+/// Whether a stored task is a retention delete: closed runs keep one for a day.
+fn is_retention(category: TaskCategory, t: &TaskRecord) -> bool {
+    category == TaskCategory::Timer
+        && pb::TimerTask::decode(t.data.as_slice())
+            .is_ok_and(|t| t.kind == pb::TimerTaskKind::DeleteHistory as i32)
+}
+
+/// Wait until the shard's queue of `category` holds no task any more (but retention
+/// deletes, due in a day).
 async fn drained(store: &FaultyStore, shard: ShardId, category: TaskCategory) {
     let p = store.inner();
     eventually("acknowledged tasks are deleted", || async {
         stored_tasks(p, shard, category)
             .await
-            .is_empty()
+            .iter()
+            .all(|t| is_retention(category, t))
             .then_some(())
     })
     .await;
@@ -215,13 +224,13 @@ async fn a_user_timer_fires_after_a_restart() {
     assert_eq!(count_of(&history, EventType::TimerFired), 1);
 }
 
-/// The timer tasks the store holds for one run.
+/// The timer tasks the store holds for one run (but its retention delete, due in a day).
 async fn timers_of(store: &FaultyStore, run: &str) -> usize {
     stored_tasks(store.inner(), ShardId(1), TaskCategory::Timer)
         .await
         .iter()
         .filter_map(|t| pb::TimerTask::decode(t.data.as_slice()).ok())
-        .filter(|t| t.run_id == run)
+        .filter(|t| t.run_id == run && t.kind != pb::TimerTaskKind::DeleteHistory as i32)
         .count()
 }
 
@@ -267,4 +276,28 @@ async fn a_timer_that_fires_below_the_ack_level_is_deleted() {
         (timers_of(&store, &short).await == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_past_the_window_fire_when_the_window_reaches_them() {
+    // The timer window is 2 s in tests: these run timeouts start outside it.
+    let store = store();
+    let first = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    start(&first, "late", Duration::from_millis(3500)).await;
+    first.shutdown().await;
+    drop(first);
+    let second = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    start(&second, "later", Duration::from_millis(4000)).await;
+    let started = std::time::Instant::now();
+    for wf in ["late", "later"] {
+        eventually("the run times out", || async {
+            (status(&second, wf).await == WorkflowExecutionStatus::TimedOut).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(3000),
+        "not early"
+    );
+    drained(&store, ShardId(1), TaskCategory::Timer).await;
 }
