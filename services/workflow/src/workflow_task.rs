@@ -9,6 +9,7 @@ use temper_proto::temporal::api::history::v1::{
     WorkflowTaskTimedOutEventAttributes,
 };
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::workflow::v1::ResetPointInfo;
 
 use crate::time::{dur, from_dur, ts};
 use crate::{Txn, WorkflowError, pb};
@@ -197,7 +198,39 @@ pub fn complete(
         .into(),
     );
     txn.info_mut().last_completed_workflow_task_started_event_id = wt.started_event_id;
+    add_reset_point(txn, c.binary_checksum, id);
     id
+}
+
+/// Most reset points a run keeps (Temporal's default).
+const MAX_RESET_POINTS: usize = 20;
+
+/// The first workflow task a worker binary completes is a point the run can be reset to.
+/// (The API marks `binary_checksum` deprecated; SDKs still send it and reset points key on it.)
+#[allow(deprecated)]
+fn add_reset_point(txn: &mut Txn<'_>, binary_checksum: &str, completed_event_id: i64) {
+    let now = txn.now_ts;
+    let info = txn.info_mut();
+    let run_id = info.run_id.clone();
+    let points = info.auto_reset_points.get_or_insert_with(Default::default);
+    if points
+        .points
+        .iter()
+        .any(|p| p.binary_checksum == binary_checksum && p.run_id == run_id)
+    {
+        return;
+    }
+    if points.points.len() >= MAX_RESET_POINTS {
+        points.points.remove(0);
+    }
+    points.points.push(ResetPointInfo {
+        binary_checksum: binary_checksum.to_string(),
+        run_id,
+        first_workflow_task_completed_id: completed_event_id,
+        create_time: Some(now),
+        resettable: true,
+        ..Default::default()
+    });
 }
 
 /// The worker reported the task failed (or its completion was invalid): write

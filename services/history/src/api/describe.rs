@@ -137,6 +137,7 @@ pub(crate) async fn describe(
                 .unwrap_or_default(),
             parent_execution: parent.as_ref().and_then(|p| p.execution.clone()),
             root_execution: info.root_execution.clone(),
+            auto_reset_points: info.auto_reset_points.clone(),
             ..Default::default()
         }),
         pending_activities,
