@@ -306,6 +306,7 @@ impl ShardContext {
                     if let Some(cached) = slot.events.as_mut() {
                         cached.append(&events);
                     }
+                    warn_on_history_growth(key, &ms, &next, &self.limits);
                     if closed_now {
                         entry.closed.store(true, Ordering::Relaxed);
                     }
@@ -484,6 +485,41 @@ pub(crate) fn delete_history_task(key: &ExecutionKey) -> pb::TimerTask {
         run_id: key.run_id.clone(),
         kind: pb::TimerTaskKind::DeleteHistory as i32,
         ..Default::default()
+    }
+}
+
+/// Log once when a run's history crosses the warning thresholds (a fifth of the hard limits,
+/// as the Temporal server's defaults: 10,240 events, 10 MiB), where it should continue as new.
+fn warn_on_history_growth(
+    key: &ExecutionKey,
+    before: &pb::MutableState,
+    after: &pb::MutableState,
+    limits: &Limits,
+) {
+    let bytes = |ms: &pb::MutableState| {
+        ms.execution_info
+            .as_ref()
+            .map(|i| i.history_size_bytes)
+            .unwrap_or(0)
+    };
+    let (warn_events, warn_bytes) = (limits.max_history_events / 5, limits.max_history_bytes / 5);
+    let crossed = |b: i64, a: i64, at: i64| b < at && a >= at;
+    if crossed(
+        before.next_event_id - 1,
+        after.next_event_id - 1,
+        warn_events,
+    ) || crossed(bytes(before), bytes(after), warn_bytes)
+    {
+        tracing::warn!(
+            namespace_id = %key.namespace_id,
+            workflow_id = %key.workflow_id,
+            run_id = %key.run_id,
+            events = after.next_event_id - 1,
+            bytes = bytes(after),
+            event_limit = limits.max_history_events,
+            byte_limit = limits.max_history_bytes,
+            "workflow history is large; it is terminated at the limit (continue as new)"
+        );
     }
 }
 

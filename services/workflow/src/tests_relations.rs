@@ -576,3 +576,80 @@ fn workflow_tasks_suggest_continue_as_new_past_the_threshold() {
     h.start_wt();
     assert!(suggested(&h));
 }
+
+#[test]
+fn pending_limits_fail_the_workflow_task_with_temporals_causes() {
+    use temper_proto::temporal::api::command::v1::{
+        RequestCancelExternalWorkflowExecutionCommandAttributes,
+        ScheduleActivityTaskCommandAttributes,
+    };
+    use temper_proto::temporal::api::common::v1::ActivityType;
+    let activity = |id: &str| {
+        cmd(C::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes {
+                activity_id: id.into(),
+                activity_type: Some(ActivityType { name: "A".into() }),
+                start_to_close_timeout: dur(Duration::from_secs(10)),
+                ..Default::default()
+            },
+        ))
+    };
+    let signal = |id: &str| {
+        cmd(C::SignalExternalWorkflowExecutionCommandAttributes(
+            SignalExternalWorkflowExecutionCommandAttributes {
+                execution: Some(WorkflowExecution {
+                    workflow_id: id.into(),
+                    run_id: String::new(),
+                }),
+                signal_name: "go".into(),
+                ..Default::default()
+            },
+        ))
+    };
+    let cancel = |id: &str| {
+        cmd(C::RequestCancelExternalWorkflowExecutionCommandAttributes(
+            RequestCancelExternalWorkflowExecutionCommandAttributes {
+                workflow_id: id.into(),
+                ..Default::default()
+            },
+        ))
+    };
+    let cases: Vec<(
+        Vec<Command>,
+        WorkflowTaskFailedCause,
+        fn(&mut crate::Limits),
+    )> = vec![
+        (
+            vec![activity("a"), activity("b")],
+            WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
+            |l| l.max_pending_activities = 1,
+        ),
+        (
+            vec![signal("a"), signal("b")],
+            WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
+            |l| l.max_pending_signals = 1,
+        ),
+        (
+            vec![cancel("a"), cancel("b")],
+            WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
+            |l| l.max_pending_cancel_requests = 1,
+        ),
+    ];
+    for (commands, cause, limit) in cases {
+        let mut h = Harness::start();
+        limit(&mut h.limits);
+        match h.complete_wt(commands.clone()) {
+            Outcome::Rejected(bad) => assert_eq!(bad.cause, cause),
+            other => panic!("{cause:?}: unexpected {other:?}"),
+        }
+        assert!(h.ms.activities.is_empty() && h.ms.signals.is_empty());
+        assert!(h.ms.request_cancels.is_empty());
+        // One command alone is within the limit.
+        let mut h = Harness::start();
+        limit(&mut h.limits);
+        assert!(matches!(
+            h.complete_wt(commands[..1].to_vec()),
+            Outcome::Completed { .. }
+        ));
+    }
+}
