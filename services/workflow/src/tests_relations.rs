@@ -614,11 +614,12 @@ fn pending_limits_fail_the_workflow_task_with_temporals_causes() {
             },
         ))
     };
-    let cases: Vec<(
+    type Case = (
         Vec<Command>,
         WorkflowTaskFailedCause,
         fn(&mut crate::Limits),
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             vec![activity("a"), activity("b")],
             WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
