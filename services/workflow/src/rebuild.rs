@@ -212,6 +212,10 @@ fn apply(ms: &mut pb::MutableState, ev: &HistoryEvent, run_id: &str) {
         A::WorkflowTaskCompletedEventAttributes(a) => {
             ms.workflow_task = None;
             info(ms).last_completed_workflow_task_started_event_id = a.started_event_id;
+            #[allow(deprecated)]
+            let checksum = a.binary_checksum.as_str();
+            let at = ev.event_time.unwrap_or_default();
+            crate::workflow_task::record_reset_point(info(ms), checksum, id, at);
         }
         A::WorkflowTaskFailedEventAttributes(_) | A::WorkflowTaskTimedOutEventAttributes(_) => {
             ms.workflow_task = None;

@@ -206,11 +206,20 @@ pub fn complete(
 const MAX_RESET_POINTS: usize = 20;
 
 /// The first workflow task a worker binary completes is a point the run can be reset to.
-/// (The API marks `binary_checksum` deprecated; SDKs still send it and reset points key on it.)
-#[allow(deprecated)]
 fn add_reset_point(txn: &mut Txn<'_>, binary_checksum: &str, completed_event_id: i64) {
     let now = txn.now_ts;
-    let info = txn.info_mut();
+    record_reset_point(txn.info_mut(), binary_checksum, completed_event_id, now);
+}
+
+/// [`add_reset_point`] on the execution info (also used when replaying a history).
+/// (The API marks `binary_checksum` deprecated; SDKs still send it and reset points key on it.)
+#[allow(deprecated)]
+pub(crate) fn record_reset_point(
+    info: &mut pb::ExecutionInfo,
+    binary_checksum: &str,
+    completed_event_id: i64,
+    at: temper_proto::wkt::Timestamp,
+) {
     let run_id = info.run_id.clone();
     let points = info.auto_reset_points.get_or_insert_with(Default::default);
     if points
@@ -227,7 +236,7 @@ fn add_reset_point(txn: &mut Txn<'_>, binary_checksum: &str, completed_event_id:
         binary_checksum: binary_checksum.to_string(),
         run_id,
         first_workflow_task_completed_id: completed_event_id,
-        create_time: Some(now),
+        create_time: Some(at),
         resettable: true,
         ..Default::default()
     });
