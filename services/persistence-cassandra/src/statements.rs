@@ -301,3 +301,6 @@ fn configure(prepared: &mut PreparedStatement, kind: Kind, config: &CassandraCon
 pub(crate) fn lwt_statements() -> impl Iterator<Item = Stmt> {
     Stmt::ALL.iter().copied().filter(|s| s.kind() == Kind::Lwt)
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,9 @@
 
 use scylla::value::CqlValue;
 use temper_persistence::{
-    CurrentExecution, CurrentRunWrite, NamespaceId, TaskCategory, TaskKey, TaskRecord, run_state,
+    CurrentExecution, CurrentRunWrite, TaskCategory, TaskKey, TaskRecord, run_state,
 };
+use temper_types::NamespaceId;
 
 use super::*;
 use crate::rows::testing::rows;
