@@ -89,25 +89,42 @@ fn fence(shard: i32, held: RangeId) -> (Stmt, Values) {
 }
 
 /// Every statement of the commit batch, fence first (its partition key routes the batch).
-pub(crate) fn statements(shard: i32, held: RangeId, writes: &[ExecutionWrite]) -> Vec<(Stmt, Values)> {
-    let mut out = Vec::with_capacity(1 + writes.len() * 2 + writes.iter().map(|w| w.tasks.len()).sum::<usize>());
+pub(crate) fn statements(
+    shard: i32,
+    held: RangeId,
+    writes: &[ExecutionWrite],
+) -> Vec<(Stmt, Values)> {
+    let mut out = Vec::with_capacity(
+        1 + writes.len() * 2 + writes.iter().map(|w| w.tasks.len()).sum::<usize>(),
+    );
     out.push(fence(shard, held));
     for write in writes {
         let row = RowKey::execution(shard, &write.key);
         match write.expected_version {
             None => out.push((
                 Stmt::InsertExecution,
-                row.values_then([blob(&write.state), text(ENCODING), bigint(write.new_version)]),
+                row.values_then([
+                    blob(&write.state),
+                    text(ENCODING),
+                    bigint(write.new_version),
+                ]),
             )),
             Some(expected) => {
-                let mut values =
-                    row.after([blob(&write.state), text(ENCODING), bigint(write.new_version)]);
+                let mut values = row.after([
+                    blob(&write.state),
+                    text(ENCODING),
+                    bigint(write.new_version),
+                ]);
                 values.push(bigint(expected));
                 out.push((Stmt::UpdateExecution, values));
             }
         }
         if let Some(current) = &write.current {
-            let row = RowKey::current(shard, write.key.namespace_id.as_str(), &write.key.workflow_id);
+            let row = RowKey::current(
+                shard,
+                write.key.namespace_id.as_str(),
+                &write.key.workflow_id,
+            );
             let r = &current.record;
             let fields = [
                 text(&r.run_id),
@@ -148,7 +165,10 @@ pub(crate) fn delete_statements(
 ) -> Vec<(Stmt, Values)> {
     let mut out = vec![
         fence(shard, held),
-        (Stmt::DeleteExecution, RowKey::execution(shard, key).values()),
+        (
+            Stmt::DeleteExecution,
+            RowKey::execution(shard, key).values(),
+        ),
     ];
     if with_pointer {
         let row = RowKey::current(shard, key.namespace_id.as_str(), &key.workflow_id);
@@ -164,7 +184,9 @@ pub(crate) enum Failure {
     /// Write `index`'s pointer condition failed, and the result carries only the pointer's
     /// run id (an `IF current_run_id = ?` without any IF NOT EXISTS in the batch): the caller
     /// reads the pointer to report it whole.
-    CurrentRunMismatch { index: usize },
+    CurrentRunMismatch {
+        index: usize,
+    },
 }
 
 /// The error for the shard row's `IF range_id = <held>`, from the shard row of a result
@@ -203,10 +225,12 @@ pub(crate) fn decode_failure(
     if !names.iter().any(|n| n == "row_type") && names.iter().any(|n| n != APPLIED) {
         // Without primary key columns the rows cannot be told apart. Both Cassandra and
         // ScyllaDB include them for batches; refuse to guess if a server does not.
-        return Ok(Failure::Decided(CommitError::Store(StoreError::ConditionFailed(format!(
-            "commit to shard {shard_id} was not applied and the result names no rows; \
+        return Ok(Failure::Decided(CommitError::Store(
+            StoreError::ConditionFailed(format!(
+                "commit to shard {shard_id} was not applied and the result names no rows; \
              reload and retry"
-        )))));
+            )),
+        )));
     }
     let find = |key: &RowKey<'_>| -> Result<Option<RowView<'_>>, StoreError> {
         for row in rows.iter() {
@@ -220,7 +244,10 @@ pub(crate) fn decode_failure(
     let shard_row = find(&RowKey::shard_row(shard))?;
     match shard_condition(shard_id, held, shard_row.as_ref())? {
         Some(StoreError::OwnershipLost { held, actual }) => {
-            return Ok(Failure::Decided(CommitError::ShardOwnershipLost { held, actual }));
+            return Ok(Failure::Decided(CommitError::ShardOwnershipLost {
+                held,
+                actual,
+            }));
         }
         Some(other) => return Ok(Failure::Decided(CommitError::Store(other))),
         None => {}
@@ -276,10 +303,12 @@ pub(crate) fn decode_failure(
             kind: ConflictKind::CurrentRunMismatch { actual },
         }));
     }
-    Ok(Failure::Decided(CommitError::Store(StoreError::ConditionFailed(format!(
-        "commit to shard {shard_id} was not applied, yet every condition seems to hold in \
+    Ok(Failure::Decided(CommitError::Store(
+        StoreError::ConditionFailed(format!(
+            "commit to shard {shard_id} was not applied, yet every condition seems to hold in \
          the returned rows; reload and retry"
-    )))))
+        )),
+    )))
 }
 
 #[cfg(test)]

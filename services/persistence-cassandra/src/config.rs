@@ -125,14 +125,10 @@ impl CassandraConfig {
         }
         match (&self.username, &self.password) {
             (Some(_), None) => {
-                return Err(ConfigError(
-                    "a username is set but no password".to_owned(),
-                ));
+                return Err(ConfigError("a username is set but no password".to_owned()));
             }
             (None, Some(_)) => {
-                return Err(ConfigError(
-                    "a password is set but no username".to_owned(),
-                ));
+                return Err(ConfigError("a password is set but no username".to_owned()));
             }
             _ => {}
         }
@@ -402,7 +398,9 @@ mod tests {
 
     #[test]
     fn defaults_are_local_quorum_and_local_serial() {
-        let c = CassandraConfig::default().validated().expect("defaults are valid");
+        let c = CassandraConfig::default()
+            .validated()
+            .expect("defaults are valid");
         assert_eq!(c.consistency, ConsistencyLevel::LocalQuorum);
         assert_eq!(c.serial_consistency, SerialConsistencyLevel::LocalSerial);
         assert_eq!(c.contact_points, vec!["127.0.0.1:9042"]);
@@ -487,7 +485,9 @@ mod tests {
             assert_eq!(level.to_string(), name);
         }
         assert_eq!(
-            "local-quorum".parse::<ConsistencyLevel>().expect("lower case"),
+            "local-quorum"
+                .parse::<ConsistencyLevel>()
+                .expect("lower case"),
             ConsistencyLevel::LocalQuorum
         );
         assert!("SERIAL".parse::<ConsistencyLevel>().is_err());

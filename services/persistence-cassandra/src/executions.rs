@@ -9,10 +9,10 @@ use temper_persistence::{
 };
 use temper_types::{NamespaceId, RangeId, ShardId};
 
+use crate::CassandraStore;
 use crate::commit::{self, Failure};
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
-use crate::CassandraStore;
 
 /// What each row of a shard partition is (the `row_type` clustering column).
 pub(crate) mod row_type {
@@ -116,7 +116,10 @@ impl<'a> RowKey<'a> {
     }
 
     /// The key's columns followed by `more`.
-    pub(crate) fn values_then(&self, more: impl IntoIterator<Item = scylla::value::CqlValue>) -> Values {
+    pub(crate) fn values_then(
+        &self,
+        more: impl IntoIterator<Item = scylla::value::CqlValue>,
+    ) -> Values {
         let mut v = self.values();
         v.extend(more);
         v
@@ -142,7 +145,10 @@ impl<'a> RowKey<'a> {
     }
 }
 
-pub(crate) fn decode_shard(shard_id: ShardId, row: &RowView<'_>) -> Result<ShardRecord, StoreError> {
+pub(crate) fn decode_shard(
+    shard_id: ShardId,
+    row: &RowView<'_>,
+) -> Result<ShardRecord, StoreError> {
     Ok(ShardRecord {
         shard_id,
         range_id: RangeId(row.bigint("range_id")?),
@@ -178,7 +184,10 @@ pub(crate) fn decode_execution(row: &RowView<'_>) -> Result<ExecutionRecord, Sto
     })
 }
 
-pub(crate) fn decode_task(category: TaskCategory, row: &RowView<'_>) -> Result<TaskRecord, StoreError> {
+pub(crate) fn decode_task(
+    category: TaskCategory,
+    row: &RowView<'_>,
+) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
         category,
         key: TaskKey {
@@ -263,7 +272,9 @@ impl ExecutionStore for CassandraStore {
         let key = RowKey::shard_row(shard);
         let what = format!("reading shard {shard_id}");
         // Linearizable: the range id read here is what the acquiring CAS will compare.
-        let rows = self.read_serial(&what, Stmt::SelectShard, key.values()).await?;
+        let rows = self
+            .read_serial(&what, Stmt::SelectShard, key.values())
+            .await?;
         if let Some(row) = rows.first() {
             return decode_shard(shard_id, &row);
         }
@@ -279,7 +290,9 @@ impl ExecutionStore for CassandraStore {
             });
         }
         // Someone else created it in between: read what they wrote.
-        let rows = self.read_serial(&what, Stmt::SelectShard, key.values()).await?;
+        let rows = self
+            .read_serial(&what, Stmt::SelectShard, key.values())
+            .await?;
         match rows.first() {
             Some(row) => decode_shard(shard_id, &row),
             None => Err(StoreError::Internal(format!(
@@ -328,11 +341,11 @@ impl ExecutionStore for CassandraStore {
             )
             .await?;
         match rows.first() {
-            Some(row) => decode_current(&row)?
-                .map(Some)
-                .ok_or_else(|| StoreError::Invalid(format!(
+            Some(row) => decode_current(&row)?.map(Some).ok_or_else(|| {
+                StoreError::Invalid(format!(
                     "the current-run row of {workflow_id} in shard {shard_id} is incomplete"
-                ))),
+                ))
+            }),
             None => Ok(None),
         }
     }
@@ -377,7 +390,11 @@ impl ExecutionStore for CassandraStore {
                 // The failed condition returned only the pointer's run id: report it whole.
                 let write = &writes[index];
                 let actual = self
-                    .get_current_execution(shard_id, &write.key.namespace_id, &write.key.workflow_id)
+                    .get_current_execution(
+                        shard_id,
+                        &write.key.namespace_id,
+                        &write.key.workflow_id,
+                    )
                     .await?;
                 Err(CommitError::Conflict {
                     index,
@@ -481,7 +498,9 @@ pub(crate) fn select_cluster_metadata() -> (Stmt, Values) {
     (Stmt::SelectClusterMetadata, vec![int(METADATA_PARTITION)])
 }
 
-pub(crate) fn insert_cluster_metadata(proposed: &ClusterMetadata) -> Result<(Stmt, Values), StoreError> {
+pub(crate) fn insert_cluster_metadata(
+    proposed: &ClusterMetadata,
+) -> Result<(Stmt, Values), StoreError> {
     let num_shards = i32::try_from(proposed.num_shards).map_err(|_| {
         StoreError::Invalid(format!("{} shards do not fit an int", proposed.num_shards))
     })?;
@@ -499,8 +518,9 @@ pub(crate) fn decode_cluster_metadata(row: &RowView<'_>) -> Result<ClusterMetada
     let num_shards = row.int("num_shards")?;
     Ok(ClusterMetadata {
         cluster_name: row.text("cluster_name")?.to_owned(),
-        num_shards: u32::try_from(num_shards)
-            .map_err(|_| StoreError::Invalid(format!("stored num_shards {num_shards} is negative")))?,
+        num_shards: u32::try_from(num_shards).map_err(|_| {
+            StoreError::Invalid(format!("stored num_shards {num_shards} is negative"))
+        })?,
     })
 }
 
@@ -554,15 +574,39 @@ mod tests {
         };
         assert_eq!(
             RowKey::shard_row(3).values(),
-            vec![int(3), int(0), text("-"), text("-"), text("-"), bigint(0), bigint(0)]
+            vec![
+                int(3),
+                int(0),
+                text("-"),
+                text("-"),
+                text("-"),
+                bigint(0),
+                bigint(0)
+            ]
         );
         assert_eq!(
             RowKey::execution(3, &exec).values(),
-            vec![int(3), int(1), text("ns"), text("wf"), text("run"), bigint(0), bigint(0)]
+            vec![
+                int(3),
+                int(1),
+                text("ns"),
+                text("wf"),
+                text("run"),
+                bigint(0),
+                bigint(0)
+            ]
         );
         assert_eq!(
             RowKey::current(3, "ns", "wf").values(),
-            vec![int(3), int(2), text("ns"), text("wf"), text("-"), bigint(0), bigint(0)]
+            vec![
+                int(3),
+                int(2),
+                text("ns"),
+                text("wf"),
+                text("-"),
+                bigint(0),
+                bigint(0)
+            ]
         );
         let timer = TaskKey {
             fire_time_ms: 500,
@@ -570,7 +614,15 @@ mod tests {
         };
         assert_eq!(
             RowKey::task(3, TaskCategory::Timer, timer).values(),
-            vec![int(3), int(4), text("-"), text("-"), text("-"), bigint(500), bigint(9)]
+            vec![
+                int(3),
+                int(4),
+                text("-"),
+                text("-"),
+                text("-"),
+                bigint(500),
+                bigint(9)
+            ]
         );
         assert_eq!(
             RowKey::task(3, TaskCategory::Transfer, TaskKey::immediate(9)).row_type,
@@ -590,8 +642,16 @@ mod tests {
         let written = shard.values_then([bigint(7), blob(b"\x00info\xff"), text(ENCODING)]);
         let back = row_from_binds(
             &[
-                "shard_id", "row_type", "namespace_id", "workflow_id", "run_id",
-                "fire_time_ms", "task_id", "range_id", "shard_info", "shard_info_encoding",
+                "shard_id",
+                "row_type",
+                "namespace_id",
+                "workflow_id",
+                "run_id",
+                "fire_time_ms",
+                "task_id",
+                "range_id",
+                "shard_info",
+                "shard_info_encoding",
             ],
             &written,
         );
@@ -621,7 +681,13 @@ mod tests {
         );
 
         let current = rows(
-            &["current_run_id", "create_request_id", "run_state", "run_status", "start_time_ms"],
+            &[
+                "current_run_id",
+                "create_request_id",
+                "run_state",
+                "run_status",
+                "start_time_ms",
+            ],
             &[&[
                 ("current_run_id", text("run")),
                 ("create_request_id", text("req")),
@@ -665,7 +731,12 @@ mod tests {
         );
 
         let metadata = rows(
-            &["[applied]", "metadata_partition", "cluster_name", "num_shards"],
+            &[
+                "[applied]",
+                "metadata_partition",
+                "cluster_name",
+                "num_shards",
+            ],
             &[&[
                 ("[applied]", scylla::value::CqlValue::Boolean(false)),
                 ("metadata_partition", int(0)),

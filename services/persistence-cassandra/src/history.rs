@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use temper_persistence::{BranchId, HistoryNode, HistoryStore, StoreError};
 
+use crate::CassandraStore;
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, limit, text};
 use crate::statements::Stmt;
-use crate::CassandraStore;
 
 /// Node writes in flight at once for one `append_history_nodes` call.
 const APPEND_CONCURRENCY: usize = 16;
@@ -101,7 +101,10 @@ impl HistoryStore for CassandraStore {
         node: &HistoryNode,
     ) -> Result<(), StoreError> {
         self.execute(
-            &format!("appending history node {} of {}", node.node_id, branch.branch_id),
+            &format!(
+                "appending history node {} of {}",
+                node.node_id, branch.branch_id
+            ),
             Stmt::InsertHistoryNode,
             insert_values(branch, node),
         )
@@ -240,7 +243,14 @@ mod tests {
         };
         let values = insert_values(&b, &node);
         let back = row_from_binds(
-            &["tree_id", "branch_id", "node_id", "txn_id", "data", "data_encoding"],
+            &[
+                "tree_id",
+                "branch_id",
+                "node_id",
+                "txn_id",
+                "data",
+                "data_encoding",
+            ],
             &values,
         );
         assert_eq!(

@@ -18,10 +18,10 @@
 //! if its outcome is unknown the caller gets `StoreError::Unavailable("... outcome unknown
 //! ...")` and must reload (see `errors.rs`).
 
+mod commit;
 pub mod config;
 mod errors;
 mod executions;
-mod commit;
 mod history;
 mod membership;
 mod namespaces;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use temper_persistence::StoreError;
 
+use crate::CassandraStore;
 use crate::rows::{RowView, Values, bigint, int, text};
 use crate::statements::Stmt;
-use crate::CassandraStore;
 
 /// All members live in this partition (clusters have tens of nodes, not thousands).
 const PARTITION: i32 = 0;
@@ -121,12 +121,19 @@ mod tests {
         assert_eq!(values.last(), Some(&int(30)));
         let back = row_from_binds(
             &[
-                "membership_partition", "role", "host_id", "rpc_address", "session_start_ms",
+                "membership_partition",
+                "role",
+                "host_id",
+                "rpc_address",
+                "session_start_ms",
                 "last_heartbeat_ms",
             ],
             &values[..6],
         );
-        assert_eq!(decode_member(&back.first().expect("row")).expect("decode"), m);
+        assert_eq!(
+            decode_member(&back.first().expect("row")).expect("decode"),
+            m
+        );
         assert_eq!(
             upsert_values(&m, Duration::ZERO).expect("values").last(),
             Some(&int(1)),

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use temper_persistence::{NamespaceRecord, NamespaceStore, StoreError};
 use temper_types::NamespaceId;
 
+use crate::CassandraStore;
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
-use crate::CassandraStore;
 
 /// All namespaces live in this partition of `namespaces`.
 const PARTITION: i32 = 0;
@@ -40,7 +40,10 @@ pub(crate) fn insert_values(record: &NamespaceRecord) -> Values {
 }
 
 pub(crate) fn select_by_name(name: &str) -> (Stmt, Values) {
-    (Stmt::SelectNamespaceByName, vec![int(PARTITION), text(name)])
+    (
+        Stmt::SelectNamespaceByName,
+        vec![int(PARTITION), text(name)],
+    )
 }
 
 /// Namespaces ordered by name, after `after` if given.
@@ -91,7 +94,10 @@ pub(crate) fn release_id(record: &NamespaceRecord) -> (Stmt, Values) {
 }
 
 pub(crate) fn point_id(id: &NamespaceId, name: &str) -> (Stmt, Values) {
-    (Stmt::UpdateNamespaceIdName, vec![text(name), text(id.as_str())])
+    (
+        Stmt::UpdateNamespaceIdName,
+        vec![text(name), text(id.as_str())],
+    )
 }
 
 /// The rename batch: claim the new name, delete the old one if it still is this namespace
@@ -184,9 +190,13 @@ impl CassandraStore {
 
     async fn point_id_at(&self, id: &NamespaceId, name: &str) -> Result<(), StoreError> {
         let (stmt, values) = point_id(id, name);
-        self.execute(&format!("pointing namespace id {id} at {name:?}"), stmt, values)
-            .await
-            .map(drop)
+        self.execute(
+            &format!("pointing namespace id {id} at {name:?}"),
+            stmt,
+            values,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -279,7 +289,12 @@ impl NamespaceStore for CassandraStore {
             )
             .await?;
         if !rows.applied()? {
-            return Err(rename_failure(&current.name, expected_version, record, &rows)?);
+            return Err(rename_failure(
+                &current.name,
+                expected_version,
+                record,
+                &rows,
+            )?);
         }
         // The rename is done; a pointer left behind is found (and repaired) by readers.
         if let Err(e) = self.point_id_at(&record.id, &record.name).await {
@@ -323,12 +338,19 @@ mod tests {
         let r = record("id-1", "default", 3);
         let back = row_from_binds(
             &[
-                "namespaces_partition", "name", "id", "detail", "detail_encoding",
+                "namespaces_partition",
+                "name",
+                "id",
+                "detail",
+                "detail_encoding",
                 "notification_version",
             ],
             &insert_values(&r),
         );
-        assert_eq!(decode_namespace(&back.first().expect("row")).expect("decode"), r);
+        assert_eq!(
+            decode_namespace(&back.first().expect("row")).expect("decode"),
+            r
+        );
     }
 
     fn ns_row(name: &str, id: &str, version: i64) -> Vec<(&'static str, CqlValue)> {

@@ -214,7 +214,10 @@ impl<'a> RowView<'a> {
                 )));
             }
         }
-        Ok(self.opt_blob(column)?.map(<[u8]>::to_vec).unwrap_or_default())
+        Ok(self
+            .opt_blob(column)?
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default())
     }
 }
 
@@ -244,11 +247,7 @@ pub(crate) mod testing {
             .map(|row| {
                 names
                     .iter()
-                    .map(|n| {
-                        row.iter()
-                            .find(|(c, _)| c == n)
-                            .map(|(_, v)| v.clone())
-                    })
+                    .map(|n| row.iter().find(|(c, _)| c == n).map(|(_, v)| v.clone()))
                     .collect()
             })
             .collect();

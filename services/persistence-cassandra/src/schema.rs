@@ -57,7 +57,9 @@ impl Replication {
     /// From the command line's `--replication-factor` and `--datacenter`.
     pub fn new(factor: u32, datacenter: Option<&str>) -> Result<Self, ConfigError> {
         if factor == 0 {
-            return Err(ConfigError("the replication factor must be at least 1".to_owned()));
+            return Err(ConfigError(
+                "the replication factor must be at least 1".to_owned(),
+            ));
         }
         Ok(match datacenter.map(str::trim).filter(|d| !d.is_empty()) {
             Some(dc) => Self::NetworkTopology {
@@ -84,7 +86,11 @@ impl Replication {
 
 /// `CREATE KEYSPACE IF NOT EXISTS`. On ScyllaDB versions with tablets, tablets are turned
 /// off for the keyspace: ScyllaDB does not support lightweight transactions on tablets.
-pub fn create_keyspace_cql(keyspace: &str, replication: &Replication, disable_tablets: bool) -> String {
+pub fn create_keyspace_cql(
+    keyspace: &str,
+    replication: &Replication,
+    disable_tablets: bool,
+) -> String {
     let mut cql = format!(
         "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {}",
         replication.cql_map()
@@ -238,11 +244,16 @@ async fn keyspace_exists(session: &Session, keyspace: &str) -> Result<bool, (Str
         )
         .await
         .map_err(|e| ("looking up the keyspace".to_owned(), e.to_string()))?;
-    let rows = Rows::from_result(result).map_err(|e| ("looking up the keyspace".to_owned(), e.to_string()))?;
+    let rows = Rows::from_result(result)
+        .map_err(|e| ("looking up the keyspace".to_owned(), e.to_string()))?;
     Ok(!rows.is_empty())
 }
 
-async fn table_exists(session: &Session, keyspace: &str, table: &str) -> Result<bool, (String, String)> {
+async fn table_exists(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+) -> Result<bool, (String, String)> {
     let what = || format!("looking up table {keyspace}.{table}");
     let result = session
         .query_unpaged(
@@ -256,7 +267,10 @@ async fn table_exists(session: &Session, keyspace: &str, table: &str) -> Result<
 }
 
 /// The newest applied version, if the bookkeeping table exists.
-async fn applied_version(session: &Session, keyspace: &str) -> Result<Option<i32>, (String, String)> {
+async fn applied_version(
+    session: &Session,
+    keyspace: &str,
+) -> Result<Option<i32>, (String, String)> {
     if !table_exists(session, keyspace, "schema_version").await? {
         return Ok(None);
     }
@@ -264,7 +278,9 @@ async fn applied_version(session: &Session, keyspace: &str) -> Result<Option<i32
     // The keyspace name is validated (letters, digits, '_'), so it is safe in the text.
     let result = session
         .query_unpaged(
-            format!("SELECT version FROM {keyspace}.schema_version WHERE version_partition = 0 LIMIT 1"),
+            format!(
+                "SELECT version FROM {keyspace}.schema_version WHERE version_partition = 0 LIMIT 1"
+            ),
             (),
         )
         .await
@@ -279,12 +295,17 @@ async fn applied_version(session: &Session, keyspace: &str) -> Result<Option<i32
 /// Fail unless the keyspace exists and holds at least the schema this binary needs.
 pub(crate) async fn check_ready(session: &Session, keyspace: &str) -> Result<(), ConnectError> {
     let transient = |(what, reason): (String, String)| ConnectError::Request { what, reason };
-    if !keyspace_exists(session, keyspace).await.map_err(transient)? {
+    if !keyspace_exists(session, keyspace)
+        .await
+        .map_err(transient)?
+    {
         return Err(ConnectError::KeyspaceMissing {
             keyspace: keyspace.to_owned(),
         });
     }
-    let found = applied_version(session, keyspace).await.map_err(transient)?;
+    let found = applied_version(session, keyspace)
+        .await
+        .map_err(transient)?;
     check_version(keyspace, found)
 }
 
@@ -308,7 +329,10 @@ async fn has_tablets(session: &Session) -> bool {
 }
 
 /// Create the keyspace if needed, then apply every pending migration.
-pub async fn setup(config: CassandraConfig, replication: &Replication) -> Result<SchemaReport, SchemaError> {
+pub async fn setup(
+    config: CassandraConfig,
+    replication: &Replication,
+) -> Result<SchemaReport, SchemaError> {
     let config = config.validated().map_err(ConnectError::from)?;
     let session = session::open(&config).await?;
     let keyspace = &config.keyspace;
@@ -390,8 +414,15 @@ async fn migrate_in(session: &Session, keyspace: &str) -> Result<SchemaReport, S
                 ),
             )
             .await
-            .map_err(|e| request_error(format!("recording schema version {}", migration.version), e))?;
-        tracing::info!(keyspace, version = migration.version, file = migration.file, "applied schema migration");
+            .map_err(|e| {
+                request_error(format!("recording schema version {}", migration.version), e)
+            })?;
+        tracing::info!(
+            keyspace,
+            version = migration.version,
+            file = migration.file,
+            "applied schema migration"
+        );
         report.applied.push(migration.version);
         report.to = migration.version;
     }

@@ -31,9 +31,7 @@ pub enum ConnectError {
         contact_points: String,
         reason: String,
     },
-    #[error(
-        "the Cassandra cluster refused the credentials: {0}. Check the username and password"
-    )]
+    #[error("the Cassandra cluster refused the credentials: {0}. Check the username and password")]
     Authentication(String),
     #[error(
         "keyspace {keyspace:?} does not exist. Create it with `temper schema setup --store \
@@ -80,7 +78,10 @@ impl ConnectError {
 /// Open a session (no keyspace selected yet).
 pub(crate) async fn open(config: &CassandraConfig) -> Result<Session, ConnectError> {
     let builder = builder(config)?;
-    builder.build().await.map_err(|e| new_session_error(config, e))
+    builder
+        .build()
+        .await
+        .map_err(|e| new_session_error(config, e))
 }
 
 /// The session as configured, without connecting.

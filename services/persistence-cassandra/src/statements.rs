@@ -270,10 +270,7 @@ impl Prepared {
         config: &CassandraConfig,
     ) -> Result<Self, (Stmt, PrepareError)> {
         let statements = try_join_all(Stmt::ALL.iter().map(|&stmt| async move {
-            let mut prepared = session
-                .prepare(stmt.cql())
-                .await
-                .map_err(|e| (stmt, e))?;
+            let mut prepared = session.prepare(stmt.cql()).await.map_err(|e| (stmt, e))?;
             configure(&mut prepared, stmt.kind(), config);
             Ok::<_, (Stmt, PrepareError)>(prepared)
         }))

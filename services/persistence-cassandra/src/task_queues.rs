@@ -6,9 +6,9 @@ use scylla::value::CqlValue;
 use temper_persistence::{QueueTask, StoreError, TaskQueueKey, TaskQueueLease, TaskQueueStore};
 use temper_types::{RangeId, TaskId};
 
+use crate::CassandraStore;
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
-use crate::CassandraStore;
 
 /// The lease row's clustering key.
 const LEASE_ROW: i32 = 0;
@@ -44,10 +44,12 @@ fn with(mut front: Values, more: impl IntoIterator<Item = CqlValue>) -> Values {
 
 /// The lease's `(range_id, ack_level)` from a row, if the row has them.
 pub(crate) fn decode_lease(row: &RowView<'_>) -> Result<Option<(i64, i64)>, StoreError> {
-    Ok(match (row.opt_bigint("range_id")?, row.opt_bigint("ack_level")?) {
-        (Some(range), Some(ack)) => Some((range, ack)),
-        _ => None,
-    })
+    Ok(
+        match (row.opt_bigint("range_id")?, row.opt_bigint("ack_level")?) {
+            (Some(range), Some(ack)) => Some((range, ack)),
+            _ => None,
+        },
+    )
 }
 
 /// The next step of a lease attempt, from what the store has.
@@ -67,7 +69,10 @@ pub(crate) fn lease_statement(key: &TaskQueueKey, step: &LeaseStep) -> (Stmt, Va
         ),
         LeaseStep::Bump { range, ack } => (
             Stmt::LeaseTaskQueue,
-            with(vec![bigint(range + 1)], with(lease_key(key), [bigint(*range), bigint(*ack)])),
+            with(
+                vec![bigint(range + 1)],
+                with(lease_key(key), [bigint(*range), bigint(*ack)]),
+            ),
         ),
     }
 }
@@ -108,14 +113,24 @@ pub(crate) fn select_lease(key: &TaskQueueKey) -> (Stmt, Values) {
 pub(crate) fn update_ack(key: &TaskQueueKey, held: RangeId, ack_level: TaskId) -> (Stmt, Values) {
     (
         Stmt::UpdateTaskQueueAck,
-        with(vec![bigint(ack_level)], with(lease_key(key), [bigint(held.0)])),
+        with(
+            vec![bigint(ack_level)],
+            with(lease_key(key), [bigint(held.0)]),
+        ),
     )
 }
 
-pub(crate) fn select_tasks(key: &TaskQueueKey, exclusive_min: TaskId, max: usize) -> (Stmt, Values) {
+pub(crate) fn select_tasks(
+    key: &TaskQueueKey,
+    exclusive_min: TaskId,
+    max: usize,
+) -> (Stmt, Values) {
     (
         Stmt::SelectQueueTasks,
-        with(partition(key), [int(TASK_ROW), bigint(exclusive_min), limit(max)]),
+        with(
+            partition(key),
+            [int(TASK_ROW), bigint(exclusive_min), limit(max)],
+        ),
     )
 }
 
@@ -261,13 +276,17 @@ impl TaskQueueStore for CassandraStore {
         tasks: &[QueueTask],
     ) -> Result<(), StoreError> {
         let what = format!("writing tasks of task queue {:?}", key.name);
-        let rows = self.batch(&what, create_statements(key, range_id, tasks)).await?;
+        let rows = self
+            .batch(&what, create_statements(key, range_id, tasks))
+            .await?;
         if rows.applied()? {
             return Ok(());
         }
         // The lease row is the only conditional one: with key columns (a batch) or without
         // (a batch of the fence alone is still a batch), it is the row with a range id.
-        let lease_row = rows.iter().find(|r| r.opt_bigint("range_id").ok().flatten().is_some());
+        let lease_row = rows
+            .iter()
+            .find(|r| r.opt_bigint("range_id").ok().flatten().is_some());
         Err(lease_condition(key, range_id, lease_row.as_ref())?)
     }
 
@@ -368,10 +387,7 @@ mod tests {
         let q = queue();
         let lost = rows(
             &[APPLIED, "range_id"],
-            &[&[
-                (APPLIED, CqlValue::Boolean(false)),
-                ("range_id", bigint(3)),
-            ]],
+            &[&[(APPLIED, CqlValue::Boolean(false)), ("range_id", bigint(3))]],
         );
         assert_eq!(
             lease_condition(&q, RangeId(2), lost.first().as_ref()).expect("decodable"),
@@ -383,7 +399,10 @@ mod tests {
         // No lease row: Cassandra returns [applied] alone, ScyllaDB a null range id.
         for missing in [
             rows(&[APPLIED], &[&[(APPLIED, CqlValue::Boolean(false))]]),
-            rows(&[APPLIED, "range_id"], &[&[(APPLIED, CqlValue::Boolean(false))]]),
+            rows(
+                &[APPLIED, "range_id"],
+                &[&[(APPLIED, CqlValue::Boolean(false))]],
+            ),
         ] {
             assert!(matches!(
                 lease_condition(&q, RangeId(2), missing.first().as_ref()).expect("decodable"),
@@ -426,8 +445,14 @@ mod tests {
         assert_eq!(stmts[2].0, Stmt::InsertQueueTask);
         let back = row_from_binds(
             &[
-                "namespace_id", "name", "task_type", "partition_id", "row_type", "task_id",
-                "data", "data_encoding",
+                "namespace_id",
+                "name",
+                "task_type",
+                "partition_id",
+                "row_type",
+                "task_id",
+                "data",
+                "data_encoding",
             ],
             &stmts[2].1,
         );

@@ -79,7 +79,10 @@ async fn cassandra_store() -> Option<(Persistence, Keyspace)> {
         ..CassandraConfig::default()
     };
     let factor = env("TEMPER_CASSANDRA_REPLICATION_FACTOR")
-        .map(|f| f.parse().expect("TEMPER_CASSANDRA_REPLICATION_FACTOR is a number"))
+        .map(|f| {
+            f.parse()
+                .expect("TEMPER_CASSANDRA_REPLICATION_FACTOR is a number")
+        })
         .unwrap_or(1);
     let replication =
         Replication::new(factor, config.datacenter.as_deref()).expect("valid replication");

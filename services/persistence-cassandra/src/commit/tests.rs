@@ -60,7 +60,11 @@ fn update(wf: &str, run: &str, from: i64) -> ExecutionWrite {
     }
 }
 
-fn with_pointer(mut w: ExecutionWrite, condition: CurrentRunCondition, run: &str) -> ExecutionWrite {
+fn with_pointer(
+    mut w: ExecutionWrite,
+    condition: CurrentRunCondition,
+    run: &str,
+) -> ExecutionWrite {
     w.current = Some(CurrentRunWrite {
         condition,
         record: pointer(run),
@@ -211,10 +215,16 @@ fn the_batch_is_fence_then_each_write_with_its_pointer_and_tasks() {
     assert_eq!(fence[1..8], RowKey::shard_row(SHARD).values()[..]);
     // The creation carries its state, the encoding tag and version 1.
     let insert = &stmts[1].1;
-    assert_eq!(insert[7..], [blob(b"wf-a/run-a"), text(ENCODING), bigint(1)]);
+    assert_eq!(
+        insert[7..],
+        [blob(b"wf-a/run-a"), text(ENCODING), bigint(1)]
+    );
     // The pointer of a new workflow id.
     let current = &stmts[2].1;
-    assert_eq!(current[..7], RowKey::current(SHARD, "ns", "wf-a").values()[..]);
+    assert_eq!(
+        current[..7],
+        RowKey::current(SHARD, "ns", "wf-a").values()[..]
+    );
     assert_eq!(current[7], text("run-a"));
     // The task goes to the transfer rows, keyed by its id.
     let task = &stmts[3].1;
@@ -298,7 +308,11 @@ fn version_conflicts_name_the_write_and_both_versions() {
     let writes = [create("wf", "run-1")];
     let rs = result(
         &ALL_COLUMNS,
-        &[shard_row(4), exec_row(&k, 1), whole_pointer_row("wf", &pointer("run-1"))],
+        &[
+            shard_row(4),
+            exec_row(&k, 1),
+            whole_pointer_row("wf", &pointer("run-1")),
+        ],
     );
     assert_eq!(
         decode(&writes, &rs),
@@ -382,7 +396,11 @@ fn pointer_conflicts_carry_the_stored_pointer() {
     // Replacing a run that is no longer current; only `IF col = ?` conditions in the batch,
     // so only the run id comes back: the store must read the pointer.
     let mut replace = update("wf", "run-2", 1);
-    replace = with_pointer(replace, CurrentRunCondition::RunIdIs("run-1".into()), "run-2");
+    replace = with_pointer(
+        replace,
+        CurrentRunCondition::RunIdIs("run-1".into()),
+        "run-2",
+    );
     let k = key("wf", "run-2");
     let rs = result(
         &CONDITION_COLUMNS,
@@ -461,7 +479,10 @@ fn undecidable_results_are_condition_failures_not_guesses() {
 
 #[test]
 fn two_writes_of_one_row_in_a_batch_conflict_like_serial_writes() {
-    assert_eq!(same_row_conflict(&[create("a", "1"), create("b", "2")]), None);
+    assert_eq!(
+        same_row_conflict(&[create("a", "1"), create("b", "2")]),
+        None
+    );
     assert_eq!(
         same_row_conflict(&[update("a", "1", 1), update("a", "1", 1)]),
         Some(CommitError::Conflict {
@@ -507,7 +528,11 @@ fn deleting_an_execution_is_fenced_and_clears_only_its_own_pointer() {
     let kinds: Vec<Stmt> = stmts.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         kinds,
-        vec![Stmt::FenceShard, Stmt::DeleteExecution, Stmt::DeleteCurrentIf]
+        vec![
+            Stmt::FenceShard,
+            Stmt::DeleteExecution,
+            Stmt::DeleteCurrentIf
+        ]
     );
     assert_eq!(stmts[2].1.last(), Some(&text("run-1")));
     assert_eq!(delete_statements(SHARD, HELD, &k, false).len(), 2);

@@ -5,14 +5,22 @@ use super::*;
 #[test]
 fn migrations_ascend_from_one_without_gaps_and_match_their_files() {
     for (i, m) in MIGRATIONS.iter().enumerate() {
-        assert_eq!(m.version, i32::try_from(i + 1).expect("small"), "{}", m.file);
+        assert_eq!(
+            m.version,
+            i32::try_from(i + 1).expect("small"),
+            "{}",
+            m.file
+        );
         assert!(
             m.file.starts_with(&format!("{:04}_", m.version)) && m.file.ends_with(".cql"),
             "{} must be named NNNN_name.cql after its version",
             m.file
         );
     }
-    assert_eq!(LATEST_SCHEMA_VERSION, MIGRATIONS[MIGRATIONS.len() - 1].version);
+    assert_eq!(
+        LATEST_SCHEMA_VERSION,
+        MIGRATIONS[MIGRATIONS.len() - 1].version
+    );
     // Every file of schema/cassandra/ is listed, so none is forgotten.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/cassandra");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -39,7 +47,11 @@ fn every_migration_statement_is_idempotent() {
                 "{}: not idempotent, so an interrupted migration could not be re-run: {s}",
                 m.file
             );
-            assert!(!upper.contains("KEYSPACE"), "{}: keyspaces are the runner's job", m.file);
+            assert!(
+                !upper.contains("KEYSPACE"),
+                "{}: keyspaces are the runner's job",
+                m.file
+            );
         }
     }
     let first = split_statements(MIGRATIONS[0].cql).expect("parses");
@@ -78,8 +90,10 @@ fn servers_refuse_older_and_missing_schemas() {
         Err(ConnectError::SchemaMissing { .. })
     ));
     let err = check_version("ks", Some(LATEST_SCHEMA_VERSION - 1)).expect_err("older");
-    assert!(matches!(err, ConnectError::SchemaTooOld { found, expected, .. }
-        if found == LATEST_SCHEMA_VERSION - 1 && expected == LATEST_SCHEMA_VERSION));
+    assert!(
+        matches!(err, ConnectError::SchemaTooOld { found, expected, .. }
+        if found == LATEST_SCHEMA_VERSION - 1 && expected == LATEST_SCHEMA_VERSION)
+    );
     assert!(err.to_string().contains("temper schema migrate"), "{err}");
     assert!(!err.is_transient());
     check_version("ks", Some(LATEST_SCHEMA_VERSION)).expect("current");

@@ -116,7 +116,9 @@ fn schema() -> HashMap<String, Table> {
                         vec![key[0][0].clone()]
                     };
                 } else {
-                    table.columns.insert(item[0].clone(), item[1].to_lowercase());
+                    table
+                        .columns
+                        .insert(item[0].clone(), item[1].to_lowercase());
                 }
             }
             tables.insert(name, table);
@@ -192,7 +194,9 @@ fn parse(cql: &str) -> Parsed {
                 i = end;
             }
             word if word.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                && t.get(i + 1).is_some_and(|n| matches!(n.as_str(), "=" | "<" | ">" | "<=" | ">=" | "!=")) =>
+                && t.get(i + 1).is_some_and(|n| {
+                    matches!(n.as_str(), "=" | "<" | ">" | "<=" | ">=" | "!=")
+                }) =>
             {
                 named.push(word.to_owned());
                 i += 1;
@@ -412,7 +416,10 @@ fn every_statement_has_sample_values() {
     let all: BTreeSet<String> = Stmt::ALL.iter().map(|s| format!("{s:?}")).collect();
     assert_eq!(covered, all, "add the missing statements to samples()");
     assert_eq!(
-        Stmt::ALL.iter().enumerate().find(|(i, s)| **s as usize != *i),
+        Stmt::ALL
+            .iter()
+            .enumerate()
+            .find(|(i, s)| **s as usize != *i),
         None,
         "Stmt::ALL indexes the prepared statements"
     );
@@ -475,10 +482,7 @@ fn exactly_the_conditional_statements_are_lightweight_transactions() {
             "{stmt:?}: Kind::Lwt must match an IF clause"
         );
         if stmt.kind() != Kind::Lwt {
-            assert!(
-                !stmt.cql().contains("IF NOT EXISTS"),
-                "{stmt:?}"
-            );
+            assert!(!stmt.cql().contains("IF NOT EXISTS"), "{stmt:?}");
         }
     }
     // The list the README gives.
@@ -528,10 +532,14 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
     let batches = [
         commit::statements(7, RangeId(1), &[write]),
         commit::delete_statements(7, RangeId(1), &key, true),
-        task_queues::create_statements(&queue(), RangeId(1), &[QueueTask {
-            task_id: 1,
-            data: vec![],
-        }]),
+        task_queues::create_statements(
+            &queue(),
+            RangeId(1),
+            &[QueueTask {
+                task_id: 1,
+                data: vec![],
+            }],
+        ),
         namespaces::rename_statements("old", 0, &namespace()),
     ];
     for batch in batches {
@@ -549,16 +557,19 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
         };
         let partition = pk_values(&batch[0]);
         for entry in &batch {
-            assert_eq!(pk_values(entry), partition, "{:?} is in another partition", entry.0);
+            assert_eq!(
+                pk_values(entry),
+                partition,
+                "{:?} is in another partition",
+                entry.0
+            );
         }
     }
 }
 
 #[test]
 fn the_statement_parser_understands_the_forms_we_use() {
-    let p = parse(
-        "SELECT a, b FROM t WHERE k = ? AND (c, d) > (?, ?) AND (c, d) < (?, ?) LIMIT ?",
-    );
+    let p = parse("SELECT a, b FROM t WHERE k = ? AND (c, d) > (?, ?) AND (c, d) < (?, ?) LIMIT ?");
     assert_eq!(p.table, "t");
     assert_eq!(p.selected, ["a", "b"]);
     assert_eq!(p.binds, ["k", "c", "d", "c", "d", "[limit]"]);
