@@ -262,17 +262,16 @@ fn namespace() -> NamespaceRecord {
 /// Values for every statement, from the same functions the store uses.
 fn samples() -> Vec<(Stmt, Values)> {
     let key = exec_key();
-    let mut out = Vec::new();
-    out.push(executions::select_cluster_metadata());
-    out.push(
+    let mut out = vec![
+        executions::select_cluster_metadata(),
         executions::insert_cluster_metadata(&ClusterMetadata {
             cluster_name: "c".into(),
             num_shards: 4,
         })
         .expect("fits"),
-    );
-    out.push((Stmt::SelectShard, RowKey::shard_row(1).values()));
-    out.push(executions::insert_shard(1, b"info"));
+        (Stmt::SelectShard, RowKey::shard_row(1).values()),
+        executions::insert_shard(1, b"info"),
+    ];
     out.push(executions::update_shard(
         1,
         RangeId(1),
