@@ -78,10 +78,39 @@ impl ConnectError {
 /// Open a session (no keyspace selected yet).
 pub(crate) async fn open(config: &CassandraConfig) -> Result<Session, ConnectError> {
     let builder = builder(config)?;
-    builder
+    let session = builder
         .build()
         .await
-        .map_err(|e| new_session_error(config, e))
+        .map_err(|e| new_session_error(config, e))?;
+    if let Some(dc) = &config.datacenter {
+        let known: Vec<Option<String>> = session
+            .get_cluster_state()
+            .get_nodes_info()
+            .iter()
+            .map(|node| node.datacenter.clone())
+            .collect();
+        check_datacenter(dc, &known)?;
+    }
+    Ok(session)
+}
+
+/// Requests never leave the configured datacenter, so a name the cluster does not have
+/// would make every request fail: say so up front.
+pub(crate) fn check_datacenter(dc: &str, nodes: &[Option<String>]) -> Result<(), ConnectError> {
+    if nodes.is_empty() || nodes.iter().any(|n| n.as_deref() == Some(dc)) {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = nodes.iter().filter_map(|n| n.as_deref()).collect();
+    names.sort_unstable();
+    names.dedup();
+    Err(ConnectError::Config(crate::config::ConfigError(format!(
+        "datacenter {dc:?} has no node in this cluster; its datacenters are: {}",
+        if names.is_empty() {
+            "(none reported)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))))
 }
 
 /// The session as configured, without connecting.
@@ -130,5 +159,46 @@ fn new_session_error(config: &CassandraConfig, e: NewSessionError) -> ConnectErr
     ConnectError::Unreachable {
         contact_points: config.contact_points.join(","),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_datacenter_is_a_configuration_error() {
+        let nodes = [Some("dc1".to_owned()), Some("dc2".to_owned()), None];
+        check_datacenter("dc2", &nodes).expect("known");
+        let err = check_datacenter("dc3", &nodes).expect_err("unknown");
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("dc1, dc2"), "{err}");
+        check_datacenter("dc3", &[]).expect("no metadata yet: nothing to check");
+    }
+
+    #[test]
+    fn connect_errors_say_whether_to_wait() {
+        let unreachable = ConnectError::Unreachable {
+            contact_points: "a:9042".into(),
+            reason: "refused".into(),
+        };
+        assert!(unreachable.is_transient());
+        assert!(unreachable.to_string().contains("a:9042"));
+        for permanent in [
+            ConnectError::Authentication("bad".into()),
+            ConnectError::KeyspaceMissing {
+                keyspace: "ks".into(),
+            },
+            ConnectError::SchemaMissing {
+                keyspace: "ks".into(),
+            },
+        ] {
+            assert!(!permanent.is_transient(), "{permanent}");
+            assert!(
+                permanent.to_string().contains("temper schema")
+                    || permanent.to_string().contains("password"),
+                "{permanent}"
+            );
+        }
     }
 }
