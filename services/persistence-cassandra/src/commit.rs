@@ -311,5 +311,45 @@ pub(crate) fn decode_failure(
     )))
 }
 
+/// What a linearizable read of a commit's first execution row, after the commit's outcome
+/// was unknown (a timeout), proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// The row holds exactly the version and state the commit wrote: the batch (all or
+    /// nothing) was applied.
+    Applied,
+    /// The row holds the commit's new version with another state: another writer won the
+    /// same condition, so this batch was not applied and never will be.
+    Lost(CommitError),
+    /// Nothing proven: the row may still change (the request may still be running) or the
+    /// commit may have been applied and overwritten since.
+    Unknown,
+}
+
+/// Decide from `observed`, read at the serial consistency (which completes a Paxos round
+/// left in progress), what happened to the batch whose first write is `write`. Only
+/// conclusions that cannot be undone later are drawn: versions only grow, so once the new
+/// version exists its state tells who wrote it.
+pub(crate) fn resolve_unknown(
+    write: &ExecutionWrite,
+    observed: Option<&temper_persistence::ExecutionRecord>,
+) -> Resolution {
+    match observed {
+        Some(row) if row.db_record_version == write.new_version && row.state == write.state => {
+            Resolution::Applied
+        }
+        Some(row) if row.db_record_version == write.new_version => {
+            Resolution::Lost(CommitError::Conflict {
+                index: 0,
+                kind: ConflictKind::VersionMismatch {
+                    expected: write.expected_version,
+                    actual: Some(row.db_record_version),
+                },
+            })
+        }
+        _ => Resolution::Unknown,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,8 @@
 //! applied (Paxos may even finish it later). Nothing retries it blindly: the caller gets
 //! [`StoreError::Unavailable`] with "outcome unknown" and must reload what it wrote before
 //! trying again (a shard reloads its state; a version or range check then tells the truth).
+//! The commit batch first tries to resolve the outcome with a linearizable read
+//! (`commit::resolve_unknown`).
 
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use temper_persistence::StoreError;

@@ -11,6 +11,7 @@ use temper_types::{NamespaceId, RangeId, ShardId};
 
 use crate::CassandraStore;
 use crate::commit::{self, Failure};
+use crate::errors;
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
 
@@ -261,6 +262,45 @@ pub(crate) fn update_shard(shard: i32, expected: RangeId, record: &ShardRecord) 
     (Stmt::UpdateShard, values)
 }
 
+impl CassandraStore {
+    /// A commit timed out: read its first execution row linearizably and report what that
+    /// proves (see [`commit::resolve_unknown`]); otherwise the outcome stays unknown.
+    async fn resolve_unknown_commit(
+        &self,
+        shard_id: ShardId,
+        shard: i32,
+        writes: &[ExecutionWrite],
+        message: String,
+    ) -> Result<(), CommitError> {
+        let unknown = || CommitError::Store(StoreError::Unavailable(message.clone()));
+        let Some(first) = writes.first() else {
+            return Err(unknown());
+        };
+        let observed = match self
+            .read_serial(
+                &format!("resolving a commit to shard {shard_id}"),
+                Stmt::SelectExecution,
+                RowKey::execution(shard, &first.key).values(),
+            )
+            .await
+        {
+            Ok(rows) => match rows.first().map(|row| decode_execution(&row)).transpose() {
+                Ok(observed) => observed,
+                Err(_) => return Err(unknown()),
+            },
+            Err(_) => return Err(unknown()),
+        };
+        match commit::resolve_unknown(first, observed.as_ref()) {
+            commit::Resolution::Applied => {
+                tracing::info!(%shard_id, "a commit that timed out turned out applied");
+                Ok(())
+            }
+            commit::Resolution::Lost(err) => Err(err),
+            commit::Resolution::Unknown => Err(unknown()),
+        }
+    }
+}
+
 #[async_trait]
 impl ExecutionStore for CassandraStore {
     async fn get_or_create_shard(
@@ -378,9 +418,18 @@ impl ExecutionStore for CassandraStore {
         }
         let shard = shard_key(shard_id)?;
         let statements = commit::statements(shard, range_id, writes);
-        let rows = self
+        let rows = match self
             .batch(&format!("commit to shard {shard_id}"), statements)
-            .await?;
+            .await
+        {
+            Ok(rows) => rows,
+            Err(StoreError::Unavailable(message)) if message.contains(errors::OUTCOME_UNKNOWN) => {
+                return self
+                    .resolve_unknown_commit(shard_id, shard, writes, message)
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if rows.applied()? {
             return Ok(());
         }

@@ -25,6 +25,7 @@ mod executions;
 mod history;
 mod membership;
 mod namespaces;
+mod retry;
 mod rows;
 pub mod schema;
 mod session;
@@ -209,6 +210,9 @@ impl CassandraStore {
         batch.set_consistency(config.consistency.into());
         batch.set_serial_consistency(Some(config.serial_consistency.into()));
         batch.set_is_idempotent(!conditional);
+        if conditional {
+            batch.set_retry_policy(Some(Arc::new(retry::ConditionalRetryPolicy)));
+        }
         batch.set_request_timeout(Some(config.request_timeout()));
         let op = if conditional {
             Op::Conditional

@@ -129,8 +129,8 @@ pub(crate) fn builder(config: &CassandraConfig) -> Result<SessionBuilder, Connec
         .request_timeout(Some(config.request_timeout()))
         .load_balancing_policy(policy.build())
         // Retries only what cannot do harm twice: idempotent statements on timeouts and
-        // broken connections, anything on an up-front Unavailable; never a conditional write
-        // whose outcome is unknown (our LWT statements are marked non-idempotent).
+        // broken connections. Conditional statements and batches carry their own policy
+        // (retry.rs) and are marked non-idempotent: never retried when the outcome is unknown.
         .retry_policy(Arc::new(DefaultRetryPolicy::new()))
         .build();
     let mut builder = SessionBuilder::new()

@@ -289,6 +289,11 @@ fn configure(prepared: &mut PreparedStatement, kind: Kind, config: &CassandraCon
     prepared.set_consistency(config.consistency.into());
     prepared.set_serial_consistency(Some(config.serial_consistency.into()));
     prepared.set_is_idempotent(kind != Kind::Lwt);
+    if kind == Kind::Lwt {
+        prepared.set_retry_policy(Some(std::sync::Arc::new(
+            crate::retry::ConditionalRetryPolicy,
+        )));
+    }
     prepared.set_page_size(config.page_size);
     prepared.set_request_timeout(Some(config.request_timeout()));
 }

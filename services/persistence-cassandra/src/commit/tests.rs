@@ -551,3 +551,54 @@ fn deleting_an_execution_is_fenced_and_clears_only_its_own_pointer() {
         None
     );
 }
+
+#[test]
+fn a_timed_out_commit_is_resolved_only_when_the_row_proves_it() {
+    use temper_persistence::ExecutionRecord;
+    let write = update("wf", "run-1", 1);
+    let ours = ExecutionRecord {
+        state: write.state.clone(),
+        db_record_version: 2,
+    };
+    assert_eq!(resolve_unknown(&write, Some(&ours)), Resolution::Applied);
+    let theirs = ExecutionRecord {
+        state: b"someone else".to_vec(),
+        db_record_version: 2,
+    };
+    assert_eq!(
+        resolve_unknown(&write, Some(&theirs)),
+        Resolution::Lost(CommitError::Conflict {
+            index: 0,
+            kind: ConflictKind::VersionMismatch {
+                expected: Some(1),
+                actual: Some(2)
+            }
+        })
+    );
+    // Still at the expected version: the request may yet be applied.
+    let before = ExecutionRecord {
+        state: b"old".to_vec(),
+        db_record_version: 1,
+    };
+    assert_eq!(resolve_unknown(&write, Some(&before)), Resolution::Unknown);
+    // Past the new version: ours may have been applied and overwritten since.
+    let later = ExecutionRecord {
+        state: write.state.clone(),
+        db_record_version: 3,
+    };
+    assert_eq!(resolve_unknown(&write, Some(&later)), Resolution::Unknown);
+    // A creation whose row is still missing may yet be applied.
+    assert_eq!(
+        resolve_unknown(&create("wf", "run-1"), None),
+        Resolution::Unknown
+    );
+    // A creation that someone else made.
+    let created = ExecutionRecord {
+        state: b"other".to_vec(),
+        db_record_version: 1,
+    };
+    assert!(matches!(
+        resolve_unknown(&create("wf", "run-1"), Some(&created)),
+        Resolution::Lost(_)
+    ));
+}
