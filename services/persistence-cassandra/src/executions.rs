@@ -207,19 +207,23 @@ pub(crate) fn select_tasks_values(
     exclusive_max: TaskKey,
     max_rows: usize,
 ) -> Values {
-    let prefix = RowKey::task(shard, category, exclusive_min);
-    vec![
-        int(shard),
-        int(prefix.row_type),
-        text(UNUSED),
-        text(UNUSED),
-        text(UNUSED),
-        bigint(exclusive_min.fire_time_ms),
-        bigint(exclusive_min.task_id),
-        bigint(exclusive_max.fire_time_ms),
-        bigint(exclusive_max.task_id),
-        limit(max_rows),
-    ]
+    let mut values = vec![int(shard)];
+    // Whole-clustering-key bounds: the task row keys of the two bounds (same leading
+    // columns).
+    values.extend(
+        RowKey::task(shard, category, exclusive_min)
+            .values()
+            .into_iter()
+            .skip(1),
+    );
+    values.extend(
+        RowKey::task(shard, category, exclusive_max)
+            .values()
+            .into_iter()
+            .skip(1),
+    );
+    values.push(limit(max_rows));
+    values
 }
 
 /// The two range deletes that remove every task with key `< exclusive_max`: all earlier
@@ -822,6 +826,10 @@ mod tests {
                 text("-"),
                 bigint(100),
                 bigint(2),
+                int(row_type::TIMER),
+                text("-"),
+                text("-"),
+                text("-"),
                 bigint(300),
                 bigint(0),
                 int(50),

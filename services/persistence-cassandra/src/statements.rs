@@ -144,11 +144,17 @@ statements! {
         "INSERT INTO executions (", exec_key_columns!(),
         ", data, data_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );
+    /// Tasks of one category between two exclusive `(fire time, id)` bounds. The tuple
+    /// spans the whole clustering key: ScyllaDB accepts multi-column relations only on a
+    /// clustering prefix (scylladb#64), and with equal leading values in both bounds the
+    /// slice is exactly the category's keys between the bounds.
     SelectTasks: Read =
         "SELECT fire_time_ms, task_id, data, data_encoding FROM executions \
-         WHERE shard_id = ? AND row_type = ? AND namespace_id = ? AND workflow_id = ? \
-         AND run_id = ? AND (fire_time_ms, task_id) > (?, ?) \
-         AND (fire_time_ms, task_id) < (?, ?) LIMIT ?";
+         WHERE shard_id = ? \
+         AND (row_type, namespace_id, workflow_id, run_id, fire_time_ms, task_id) \
+           > (?, ?, ?, ?, ?, ?) \
+         AND (row_type, namespace_id, workflow_id, run_id, fire_time_ms, task_id) \
+           < (?, ?, ?, ?, ?, ?) LIMIT ?";
     DeleteTask: Write = concat!("DELETE FROM executions WHERE ", exec_key!());
     /// Range delete: every task of a category due strictly before a time.
     DeleteTasksBeforeTime: Write =

@@ -25,6 +25,7 @@ use crate::{commit, history, membership, namespaces, task_queues};
 struct Table {
     columns: HashMap<String, String>,
     partition_key: Vec<String>,
+    clustering: Vec<String>,
 }
 
 fn tokens(cql: &str) -> Vec<String> {
@@ -115,6 +116,7 @@ fn schema() -> HashMap<String, Table> {
                     } else {
                         vec![key[0][0].clone()]
                     };
+                    table.clustering = key[1..].iter().map(|c| c[0].clone()).collect();
                 } else {
                     table
                         .columns
@@ -135,6 +137,8 @@ struct Parsed {
     selected: Vec<String>,
     named: Vec<String>,
     binds: Vec<String>,
+    /// The column lists of tuple relations, `(a, b) > (?, ?)`.
+    tuples: Vec<Vec<String>>,
 }
 
 fn parse(cql: &str) -> Parsed {
@@ -155,6 +159,7 @@ fn parse(cql: &str) -> Parsed {
     }
     let mut named = Vec::new();
     let mut binds = Vec::new();
+    let mut tuples = Vec::new();
     let mut i = table_at + 1;
     if upper(0) == "INSERT" {
         let (columns, after) = group(&t, i);
@@ -186,6 +191,7 @@ fn parse(cql: &str) -> Parsed {
                 let (lhs, after) = group(&t, i);
                 let (rhs, end) = group(&t, after + 1);
                 assert_eq!(lhs.len(), rhs.len(), "{cql}: tuple arity");
+                tuples.push(lhs.iter().map(|c| c[0].clone()).collect());
                 for (c, v) in lhs.iter().zip(&rhs) {
                     named.push(c[0].clone());
                     assert_eq!(v[0], "?", "{cql}: tuples compare with bind markers");
@@ -209,6 +215,7 @@ fn parse(cql: &str) -> Parsed {
         selected,
         named,
         binds,
+        tuples,
     }
 }
 
@@ -564,6 +571,33 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
             );
         }
     }
+}
+
+#[test]
+fn tuple_relations_are_portable_to_scylladb() {
+    // ScyllaDB accepts multi-column relations only on a prefix of the clustering key
+    // (scylladb#64), and tuple comparisons over columns of mixed clustering order differ
+    // between servers (CASSANDRA-7281, scylladb#65): tuples must start at the first
+    // clustering column, and tables with a DESC column are read with single-column slices.
+    let tables = schema();
+    let mut seen = 0;
+    for &stmt in Stmt::ALL {
+        let parsed = parse(stmt.cql());
+        let table = &tables[&parsed.table];
+        for tuple in &parsed.tuples {
+            seen += 1;
+            assert_eq!(
+                tuple[..],
+                table.clustering[..tuple.len()],
+                "{stmt:?}: a tuple relation must cover a clustering key prefix"
+            );
+            assert_ne!(
+                parsed.table, "history_node",
+                "{stmt:?}: history_node has a DESC column"
+            );
+        }
+    }
+    assert!(seen > 0, "SelectTasks uses tuple relations");
 }
 
 #[test]
