@@ -57,11 +57,26 @@ impl<G: Send> Harness for (Persistence, G) {
 /// Expands to one `#[tokio::test]` per conformance case, each on a fresh store from
 /// `$make` (see the module docs). Invoke it once per module; wrap several invocations in
 /// modules of their own.
+///
+/// `persistence_conformance_tests!(optional make)` is for stores that need an external
+/// server: `make` returns `Option<harness>`, and `None` (no server configured) makes every
+/// case pass without running, after printing why.
 #[macro_export]
 macro_rules! persistence_conformance_tests {
+    (optional $make:expr) => {
+        $crate::__persistence_conformance_all!(optional $make);
+    };
     ($make:expr) => {
+        $crate::__persistence_conformance_all!(required $make);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __persistence_conformance_all {
+    ($mode:ident $make:expr) => {
         $crate::__persistence_conformance_cases!(
-            $make;
+            $mode $make;
             case_shard_get_or_create,
             case_shard_update_is_fenced,
             case_commit_under_stale_range_writes_nothing,
@@ -94,7 +109,21 @@ macro_rules! persistence_conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __persistence_conformance_cases {
-    ($make:expr; $($case:ident),* $(,)?) => {
+    (optional $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = ($make)().await else {
+                    return;
+                };
+                $crate::conformance::$case(
+                    $crate::conformance::Harness::persistence(&harness),
+                )
+                .await;
+            }
+        )*
+    };
+    (required $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {

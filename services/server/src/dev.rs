@@ -1,5 +1,7 @@
 //! `temper server start-dev`: frontend, history and matching in one process on an embedded
-//! SQLite store, the way `temporal server start-dev` runs.
+//! SQLite store, the way `temporal server start-dev` runs; `--store cassandra` runs the same
+//! process on a Cassandra / ScyllaDB keyspace instead (waiting for the cluster while it is
+//! unreachable).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use temper_persistence_sqlite::SqliteStore;
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
 use temper_server::node::{Node, NodeConfig};
+use temper_server::store::{self, StoreArgs, StoreKind};
 use tonic::codec::CompressionEncoding;
 
 /// Largest gRPC message accepted or sent (Temporal allows large history pages).
@@ -46,6 +49,9 @@ pub struct DevArgs {
     /// `text` or `json`.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// The store (`--store sqlite|cassandra`) and how to reach a Cassandra cluster.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Accepted for compatibility with `temporal server start-dev`; temper has no UI.
     #[arg(long, hide = true)]
     pub headless: bool,
@@ -63,6 +69,21 @@ fn default_db_file() -> PathBuf {
 }
 
 async fn open_store(args: &DevArgs) -> anyhow::Result<(Persistence, String)> {
+    if args.store.store == StoreKind::Cassandra {
+        if args.ephemeral || args.db_file.is_some() {
+            anyhow::bail!(
+                "--ephemeral and --db-file are for the sqlite store, not --store cassandra"
+            );
+        }
+        let config = args.store.cassandra.config()?;
+        let where_ = format!(
+            "cassandra keyspace {} at {}",
+            config.keyspace,
+            config.contact_points.join(",")
+        );
+        let store = store::connect_cassandra(config).await?;
+        return Ok((store.into_persistence(), where_));
+    }
     if args.ephemeral {
         let store = tokio::task::spawn_blocking(SqliteStore::open_in_memory).await??;
         return Ok((store.into_persistence(), "in memory".into()));
@@ -92,6 +113,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     let mut config = NodeConfig::dev(args.num_shards, addr.to_string());
     config.namespaces.extend(args.namespaces.iter().cloned());
+    config.store_name = args.store.store.name().into();
     let node = Node::start(persistence, config).await?;
     let (frontend, matching, history) = (
         node.frontend.clone(),

@@ -3,6 +3,7 @@
 mod dev;
 
 mod logging;
+mod schema_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Command {
     /// Run the server.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Create or upgrade the Cassandra / ScyllaDB schema (`setup`, `migrate`).
+    #[command(subcommand)]
+    Schema(schema_cmd::SchemaCommand),
     /// Drive load against any server that speaks the Temporal API (same as `temper-loadtest`).
     #[command(disable_help_flag = true)]
     Loadtest {
@@ -52,6 +56,14 @@ fn main() -> anyhow::Result<()> {
                 .thread_name("temper")
                 .build()?;
             rt.block_on(dev::run(args))
+        }
+        Command::Schema(command) => {
+            logging::init("warn", "text")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("temper")
+                .build()?;
+            rt.block_on(schema_cmd::run(command))
         }
         Command::Loadtest { args } => match temper_loadtest::main_with_args(args) {
             Err(e) => match e.downcast::<clap::Error>() {
