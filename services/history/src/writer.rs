@@ -3,6 +3,7 @@
 //! (group commit); a batch whose condition fails for one write is retried without it.
 //! The writer also owns the shard's range id and hands out task and transaction ids from it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -89,22 +90,40 @@ type Built = (Vec<ExecutionWrite>, Vec<(BranchId, HistoryNode)>);
 
 impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<WriterRequest>) {
+        // A request that could not join the last batch: it goes first in the next one.
+        let mut held: Option<WriterRequest> = None;
         loop {
-            let first = tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                r = rx.recv() => match r { Some(r) => r, None => return },
+            let first = match held.take() {
+                Some(r) => r,
+                None => tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    r = rx.recv() => match r { Some(r) => r, None => return },
+                },
             };
             // Commits that queued up go in one batch; a deletion ends the batch and is
-            // made after it, so requests keep their order.
+            // made after it, so requests keep their order. Two commits for the same workflow
+            // id (two runs sharing a current-run pointer) never share a batch: a store that
+            // checks every condition of a batch against the state before it (Cassandra's
+            // conditional batches) would fail the second.
             let mut batch = Vec::new();
             let mut delete = None;
+            let mut workflows = HashSet::new();
             match first {
-                WriterRequest::Commit(c) => batch.push(c),
+                WriterRequest::Commit(c) => {
+                    workflows.insert(workflow_of(&c.key));
+                    batch.push(c);
+                }
                 WriterRequest::Delete(d) => delete = Some(d),
             }
             while delete.is_none() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(WriterRequest::Commit(c)) => batch.push(c),
+                    Ok(WriterRequest::Commit(c)) => {
+                        if !workflows.insert(workflow_of(&c.key)) {
+                            held = Some(WriterRequest::Commit(c));
+                            break;
+                        }
+                        batch.push(c);
+                    }
                     Ok(WriterRequest::Delete(d)) => delete = Some(d),
                     Err(_) => break,
                 }
@@ -396,6 +415,11 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The workflow id a commit belongs to, across its runs.
+fn workflow_of(key: &ExecutionKey) -> (String, String) {
+    (key.namespace_id.0.clone(), key.workflow_id.clone())
 }
 
 /// When a timer task fires, from its key.

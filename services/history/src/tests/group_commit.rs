@@ -235,3 +235,47 @@ async fn an_injected_conflict_drops_one_write_and_it_is_applied_exactly_once() {
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].task_id, nodes[0].txn_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_one_workflow_id_never_share_a_batch() {
+    let s = setup().await;
+    // Two runs of one workflow id: the first closed, the second current.
+    let engine = &s._engine;
+    let first = start(engine, "dup", Duration::ZERO).await;
+    terminate(engine, "dup").await.expect("terminate");
+    let second = start(engine, "dup", Duration::ZERO).await;
+    let runs = [key("dup", &first), key("dup", &second)];
+    let base = s.store.commit_sizes().len();
+    let touch = |k: ExecutionKey| {
+        let shard = shard_of(engine, "dup");
+        tokio::spawn(async move {
+            shard
+                .update(&k, |txn| {
+                    txn.info_mut().memo = Some(Memo {
+                        fields: [("n".to_string(), Payload::default())].into(),
+                    });
+                    Ok(())
+                })
+                .await
+                .map(|_| ())
+        })
+    };
+    s.store.pause(Op::Commit);
+    let calls = s.store.calls(Op::Commit);
+    let mut handles = vec![s.update(0)];
+    eventually("the first commit is in flight", || async {
+        (s.store.calls(Op::Commit) > calls).then_some(())
+    })
+    .await;
+    handles.push(touch(runs[0].clone()));
+    handles.push(touch(runs[1].clone()));
+    eventually("both runs' commits are queued", || async {
+        (s.shard.queued_commits() == 2).then_some(())
+    })
+    .await;
+    s.store.resume(Op::Commit);
+    for h in handles {
+        h.await.expect("task").expect("update");
+    }
+    assert_eq!(s.store.commit_sizes()[base..].to_vec(), vec![1, 1, 1]);
+}
