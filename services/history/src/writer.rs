@@ -402,7 +402,14 @@ impl Writer {
                     }));
                 }
                 Err(e) => {
-                    let fatal = matches!(e, CommitError::ShardOwnershipLost { .. });
+                    // A batch that may have been applied leaves tasks in the store this
+                    // writer never handed to the queues: stop the shard, so it is acquired
+                    // again and reloads state and queues from the store.
+                    let fatal = matches!(
+                        e,
+                        CommitError::ShardOwnershipLost { .. }
+                            | CommitError::Store(StoreError::OutcomeUnknown(_))
+                    );
                     for p in prepared {
                         let _ = p.reply.send(Err(e.clone()));
                     }

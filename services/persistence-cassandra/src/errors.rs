@@ -3,7 +3,7 @@
 //! The one rule that matters: a conditional write (lightweight transaction) that failed in a
 //! way that does not prove it was never applied has an UNKNOWN outcome. It may have been
 //! applied (Paxos may even finish it later). Nothing retries it blindly: the caller gets
-//! [`StoreError::Unavailable`] with "outcome unknown" and must reload what it wrote before
+//! [`StoreError::OutcomeUnknown`] and must reload what it wrote before
 //! trying again (a shard reloads its state; a version or range check then tells the truth).
 //! The commit batch first tries to resolve the outcome with a linearizable read
 //! (`commit::resolve_unknown`).
@@ -27,7 +27,7 @@ pub(crate) const OUTCOME_UNKNOWN: &str = "outcome unknown";
 pub(crate) fn store_error(what: &str, op: Op, e: &ExecutionError) -> StoreError {
     match classify(e) {
         Class::NotApplied => StoreError::Unavailable(format!("{what}: {e}")),
-        Class::Uncertain if op == Op::Conditional => StoreError::Unavailable(format!(
+        Class::Uncertain if op == Op::Conditional => StoreError::OutcomeUnknown(format!(
             "{what}: {OUTCOME_UNKNOWN} (the conditional write may or may not have been \
              applied; reload before retrying): {e}"
         )),
@@ -148,7 +148,7 @@ mod tests {
         ] {
             let err = store_error("commit", Op::Conditional, &e);
             assert!(
-                matches!(&err, StoreError::Unavailable(m) if m.contains(OUTCOME_UNKNOWN)),
+                matches!(&err, StoreError::OutcomeUnknown(m) if m.contains(OUTCOME_UNKNOWN)),
                 "{e:?} -> {err:?}"
             );
             let err = store_error("read", Op::Idempotent, &e);

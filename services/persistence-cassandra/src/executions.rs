@@ -11,7 +11,6 @@ use temper_types::{NamespaceId, RangeId, ShardId};
 
 use crate::CassandraStore;
 use crate::commit::{self, Failure};
-use crate::errors;
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
 
@@ -427,7 +426,7 @@ impl ExecutionStore for CassandraStore {
             .await
         {
             Ok(rows) => rows,
-            Err(StoreError::Unavailable(message)) if message.contains(errors::OUTCOME_UNKNOWN) => {
+            Err(StoreError::OutcomeUnknown(message)) => {
                 return self
                     .resolve_unknown_commit(shard_id, shard, writes, message)
                     .await;

@@ -15,8 +15,8 @@
 //! `LOCAL_QUORUM`), Paxos at the serial consistency (default `LOCAL_SERIAL`), reads of
 //! fencing rows before a compare-and-set at the serial consistency. Statements are prepared
 //! once per session and routed token-aware. A conditional write is never retried blindly:
-//! if its outcome is unknown the caller gets `StoreError::Unavailable("... outcome unknown
-//! ...")` and must reload (see `errors.rs`).
+//! if its outcome is unknown the caller gets `StoreError::OutcomeUnknown` and must reload
+//! (see `errors.rs`).
 
 mod commit;
 pub mod config;

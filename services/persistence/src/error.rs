@@ -11,6 +11,11 @@ pub enum StoreError {
     /// The store could not be reached or timed out; the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A conditional write failed in a way that does not prove it was not applied (a
+    /// timeout during a lightweight transaction). The caller must reload what it wrote
+    /// before going on; a shard reloads itself.
+    #[error("store write outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// A row that must exist does not.
     #[error("not found: {0}")]
     NotFound(String),

@@ -67,6 +67,8 @@ enum Action {
     DelayRequest(Duration),
     /// Call the store, then wait before answering.
     DelayReply(Duration),
+    /// Call the store, then answer with an error whatever it did (a lost reply).
+    FailAfter(CommitError),
 }
 
 #[derive(Debug)]
@@ -168,6 +170,12 @@ impl FaultyStore {
         self.arm(Op::Commit, times, Action::Fail(error));
     }
 
+    /// Let the next `times` calls of `op` reach the store, then answer `error` whatever
+    /// happened: a write whose reply was lost.
+    pub fn fail_after_applying(&self, op: Op, times: usize, error: StoreError) {
+        self.arm(op, times, Action::FailAfter(CommitError::Store(error)));
+    }
+
     /// Delay the next `times` calls of `op` by `by` before they reach the store.
     pub fn delay(&self, op: Op, times: usize, by: Duration) {
         self.arm(op, times, Action::DelayRequest(by));
@@ -250,6 +258,10 @@ impl FaultyStore {
                 let r = call.await;
                 tokio::time::sleep(d).await;
                 r
+            }
+            Some(Action::FailAfter(e)) => {
+                let _ = call.await;
+                Err(E::injected(e))
             }
         }
     }

@@ -301,3 +301,30 @@ async fn timers_past_the_window_fire_when_the_window_reaches_them() {
     );
     drained(&store, ShardId(1), TaskCategory::Timer).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_an_unknown_outcome_restarts_the_shard_which_finds_its_tasks() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let engine = engine(&store, 1, matching.clone()).await;
+    // The commit is applied, but its answer is lost (a timed-out lightweight transaction).
+    store.fail_after_applying(
+        Op::Commit,
+        1,
+        temper_persistence::StoreError::OutcomeUnknown("test".into()),
+    );
+    let started = engine
+        .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
+            namespace_id: NS.into(),
+            request: Some(start_request("wf", Duration::ZERO)),
+            ..Default::default()
+        }))
+        .await;
+    assert!(started.is_err(), "the caller hears the outcome is unknown");
+    // The shard stops, is acquired again, and reloads the workflow task from the store.
+    eventually(
+        "the applied commit's workflow task reaches matching",
+        || async { (matching.workflow_tasks().len() == 1).then_some(()) },
+    )
+    .await;
+}
