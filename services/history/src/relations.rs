@@ -40,6 +40,26 @@ async fn event(
     Ok(events.into_iter().next())
 }
 
+/// The initiated event of a command (`what` names its type for the error), read from the
+/// run's history.
+async fn initiated<T>(
+    shard: &ShardContext,
+    key: &ExecutionKey,
+    event_id: i64,
+    what: &str,
+    pick: impl FnOnce(Attributes) -> Option<T>,
+) -> Result<T, HistoryError> {
+    event(shard, key, event_id)
+        .await?
+        .and_then(|e| e.attributes)
+        .and_then(pick)
+        .ok_or_else(|| {
+            HistoryError::Store(temper_persistence::StoreError::Invalid(format!(
+                "event {event_id} is not {what}"
+            )))
+        })
+}
+
 /// The namespace id for a name, when the command named another namespace.
 async fn namespace_id(
     shard: &ShardContext,
@@ -93,17 +113,17 @@ pub(crate) async fn start_child(
     if close::is_closed(&ms) || ci.started_event_id != 0 {
         return Ok(());
     }
-    let Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) =
-        event(shard, key, initiated_event_id)
-            .await?
-            .and_then(|e| e.attributes)
-    else {
-        return Err(HistoryError::Store(
-            temper_persistence::StoreError::Invalid(format!(
-                "event {initiated_event_id} is not StartChildWorkflowExecutionInitiated"
-            )),
-        ));
-    };
+    let a = initiated(
+        shard,
+        key,
+        initiated_event_id,
+        "StartChildWorkflowExecutionInitiated",
+        |a| match a {
+            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a) => Some(a),
+            _ => None,
+        },
+    )
+    .await?;
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(child_ns_id) = namespace_id(shard, &ci.namespace, &ci.namespace_id).await? else {
         return shard
@@ -214,17 +234,17 @@ pub(crate) async fn signal_external(
     if close::is_closed(&ms) {
         return Ok(());
     }
-    let Some(Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(a)) =
-        event(shard, key, initiated_event_id)
-            .await?
-            .and_then(|e| e.attributes)
-    else {
-        return Err(HistoryError::Store(
-            temper_persistence::StoreError::Invalid(format!(
-                "event {initiated_event_id} is not SignalExternalWorkflowExecutionInitiated"
-            )),
-        ));
-    };
+    let a = initiated(
+        shard,
+        key,
+        initiated_event_id,
+        "SignalExternalWorkflowExecutionInitiated",
+        |a| match a {
+            Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(a) => Some(a),
+            _ => None,
+        },
+    )
+    .await?;
     let ns_id = namespace_id(shard, &a.namespace, &a.namespace_id).await?;
     let ok = match &ns_id {
         None => false,
@@ -278,17 +298,19 @@ pub(crate) async fn cancel_external(
     if close::is_closed(&ms) {
         return Ok(());
     }
-    let Some(Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a)) =
-        event(shard, key, initiated_event_id)
-            .await?
-            .and_then(|e| e.attributes)
-    else {
-        return Err(HistoryError::Store(
-            temper_persistence::StoreError::Invalid(format!(
-                "event {initiated_event_id} is not RequestCancelExternalWorkflowExecutionInitiated"
-            )),
-        ));
-    };
+    let a = initiated(
+        shard,
+        key,
+        initiated_event_id,
+        "RequestCancelExternalWorkflowExecutionInitiated",
+        |a| match a {
+            Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a) => {
+                Some(a)
+            }
+            _ => None,
+        },
+    )
+    .await?;
     let ns_id = namespace_id(shard, &a.namespace, &a.namespace_id).await?;
     let ok = match &ns_id {
         None => false,
