@@ -245,7 +245,7 @@ impl ShardContext {
                 &slot.updates.registry,
                 now,
                 &self.limits,
-                &uuid::Uuid::new_v4().to_string(),
+                Some(new_run_id),
                 &mut f,
             )?;
             let mutation = match write {
@@ -521,6 +521,11 @@ fn warn_on_history_growth(
             "workflow history is large; it is terminated at the limit (continue as new)"
         );
     }
+}
+
+/// A fresh run id, for a run that continues another.
+fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The current-run pointer for a run in `state`.

@@ -148,10 +148,9 @@ fn cron_next(
 
 /// Create the next run (in the same commit); returns its run id.
 pub fn start_next(txn: &mut Txn<'_>, next: Next) -> String {
-    let run_id = if txn.new_run_id.is_empty() {
-        format!("{}-{}", txn.info().run_id, txn.ms.next_event_id)
-    } else {
-        txn.new_run_id.clone()
+    let run_id = match txn.new_run_id {
+        Some(make) => make(),
+        None => format!("{}-{}", txn.info().run_id, txn.ms.next_event_id),
     };
     let info = txn.info();
     let origin = Origin {

@@ -91,9 +91,10 @@ pub struct Txn<'a> {
     /// A command produced an event the workflow has not seen yet, so the completion of the
     /// current workflow task must schedule another one.
     pub needs_workflow_task: bool,
-    /// The run id to give a run that continues this one (set by the caller; derived from
-    /// this run's id when empty).
-    pub new_run_id: String,
+    /// Makes the run id of a run that continues this one (set by the caller; without it
+    /// the id is derived from this run's). Called only when a run continues, so ordinary
+    /// transactions pay nothing for it.
+    pub new_run_id: Option<fn() -> String>,
     /// The run's in-memory updates (admitted, not yet accepted), carried through the
     /// transaction so it commits or rolls back with the state.
     pub updates: crate::update::Registry,
@@ -108,7 +109,7 @@ impl<'a> Txn<'a> {
             limits,
             out: Mutation::default(),
             needs_workflow_task: false,
-            new_run_id: String::new(),
+            new_run_id: None,
             updates: crate::update::Registry::default(),
         }
     }

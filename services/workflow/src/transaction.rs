@@ -38,20 +38,20 @@ pub fn apply<R>(
     updates: &update::Registry,
     now: SystemTime,
     limits: &Limits,
-    new_run_id: &str,
+    new_run_id: Option<fn() -> String>,
     f: &mut impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
 ) -> Result<Applied<R>, WorkflowError> {
     let mut next = ms.clone();
     let mut txn = Txn::new(&mut next, now, limits);
     txn.updates = updates.clone();
-    txn.new_run_id = new_run_id.to_string();
+    txn.new_run_id = new_run_id;
     let mut value = f(&mut txn)?;
     if speculative::needs_durable(ms, txn.ms, &txn.out) {
         drop(txn);
         next = ms.clone();
         txn = Txn::new(&mut next, now, limits);
         txn.updates = updates.clone();
-        txn.new_run_id = new_run_id.to_string();
+        txn.new_run_id = new_run_id;
         speculative::make_durable(&mut txn, true);
         value = f(&mut txn)?;
     }

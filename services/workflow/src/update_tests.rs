@@ -92,8 +92,14 @@ impl Run {
         mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
     ) -> Result<R, WorkflowError> {
         self.now += Duration::from_millis(10);
-        let mut applied =
-            transaction::apply(&self.ms, &self.updates, self.now, &self.limits, "", &mut f)?;
+        let mut applied = transaction::apply(
+            &self.ms,
+            &self.updates,
+            self.now,
+            &self.limits,
+            None,
+            &mut f,
+        )?;
         self.notices.append(&mut applied.updates.notices);
         self.last_out = Default::default();
         self.last_write = match applied.write {
