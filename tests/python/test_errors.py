@@ -47,6 +47,16 @@ async def test_empty_task_queue(client, new_id):
 
 
 @pytest.mark.timeout(60)
+async def test_reserved_task_queue_prefix(client, new_id):
+    # `/_sys/<name>/<n>` names a queue's partitions; a user's queue may not look like one.
+    for name in ("/_sys/orders/1", "/_sys/orders"):
+        with pytest.raises(RPCError) as info:
+            await client.start_workflow(NeverRunWorkflow.run, id=new_id(), task_queue=name)
+        assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
+        assert "reserved prefix /_sys/" in info.value.message
+
+
+@pytest.mark.timeout(60)
 async def test_describe_unknown_workflow(client):
     with pytest.raises(RPCError) as info:
         await client.get_workflow_handle("no-such-workflow").describe()

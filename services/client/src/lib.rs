@@ -4,6 +4,16 @@
 
 use std::sync::Arc;
 
+pub mod history_router;
+// pub mod matching_router;
+pub mod routing;
+
+pub use history_router::HistoryRouter;
+pub use routing::{Channels, Placement, RetryPolicy, Target};
+
+/// Largest message sent or accepted between nodes (history pages can be large).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+
 pub use temper_proto::internal::v1::history_service_server::HistoryService;
 pub use temper_proto::internal::v1::matching_service_server::MatchingService;
 

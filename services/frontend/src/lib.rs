@@ -86,6 +86,12 @@ fn check_task_queue(
             if q.name.len() > 1000 {
                 return Err(Status::invalid_argument("TaskQueue length exceeds limit."));
             }
+            // Partitions of a queue are named `/_sys/<name>/<n>`; users may not use that form.
+            if q.name.starts_with("/_sys/") {
+                return Err(Status::invalid_argument(
+                    "task queue name cannot start with reserved prefix /_sys/",
+                ));
+            }
             Ok(())
         }
         _ => Err(Status::invalid_argument("TaskQueue is not set on request.")),

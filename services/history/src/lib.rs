@@ -14,7 +14,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use temper_client::{HistoryClient, MatchingClient};
@@ -33,6 +33,21 @@ pub use shard::ShardContext;
 /// How often single-node mode checks for stopped shards.
 const SHARD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Where a running shard's queues are (see [`HistoryEngine::shard_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Transfer tasks below this id are done.
+    pub transfer_ack_task_id: i64,
+    /// Timers before (this time, this id) are done.
+    pub timer_ack_fire_time_ms: i64,
+    pub timer_ack_task_id: i64,
+    /// Tasks loaded and not done yet.
+    pub transfer_pending: i64,
+    pub timers_pending: i64,
+    /// Commits waiting for the shard writer.
+    pub queued_commits: i64,
+}
+
 /// History settings.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
@@ -48,6 +63,11 @@ pub struct HistoryEngine {
     persistence: Persistence,
     clock: Arc<dyn Clock>,
     shards: RwLock<HashMap<ShardId, Arc<ShardContext>>>,
+    /// The shards this node should own: all of them on a single node, the ring's share in a
+    /// cluster.
+    targets: RwLock<BTreeSet<ShardId>>,
+    /// Held while shards are acquired or released, so two of those never race.
+    control: tokio::sync::Mutex<()>,
     /// Namespace retention, shared by the shards.
     retention: Arc<retention::Retention>,
     cancel: CancellationToken,
@@ -71,6 +91,8 @@ impl HistoryEngine {
             persistence,
             clock,
             shards: RwLock::new(HashMap::new()),
+            targets: RwLock::new(BTreeSet::new()),
+            control: tokio::sync::Mutex::new(()),
             cancel: CancellationToken::new(),
             tasks: tokio_util::task::TaskTracker::new(),
             me: me.clone(),
@@ -85,9 +107,113 @@ impl HistoryEngine {
         self: &Arc<Self>,
         matching: MatchingClient,
     ) -> Result<(), HistoryError> {
-        for id in 1..=self.config.num_shards {
-            self.acquire_shard(ShardId(id), matching.clone()).await?;
+        let all: BTreeSet<ShardId> = (1..=self.config.num_shards).map(ShardId).collect();
+        *self.targets.write().expect("targets poisoned") = all.clone();
+        for id in all {
+            self.acquire_shard(id, matching.clone()).await?;
         }
+        self.keep_shards(matching);
+        Ok(())
+    }
+
+    /// Cluster mode: own no shard until told which ([`Self::set_owned_shards`]), and from
+    /// then on re-acquire any owned shard that stopped.
+    pub fn start_shard_controller(self: &Arc<Self>, matching: MatchingClient) {
+        self.keep_shards(matching);
+    }
+
+    /// Own exactly `shards` from now on (the shards the ring gives this node): release the
+    /// others at once (their writers stop; a write already in flight is still fenced by the
+    /// range id) and acquire the missing ones, each by a CAS that fences the previous owner.
+    /// A shard that cannot be acquired now is retried by the controller.
+    pub async fn set_owned_shards(
+        self: &Arc<Self>,
+        shards: BTreeSet<ShardId>,
+        matching: MatchingClient,
+    ) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let _serial = self.control.lock().await;
+        *self.targets.write().expect("targets poisoned") = shards.clone();
+        let running: Vec<ShardId> = self
+            .shards
+            .read()
+            .expect("shard map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        for id in running.into_iter().filter(|id| !shards.contains(id)) {
+            self.release_shard(id);
+        }
+        let missing = self.stopped_shards();
+        let acquired = futures::future::join_all(missing.into_iter().map(|id| {
+            let matching = matching.clone();
+            async move { (id, self.acquire_shard(id, matching).await) }
+        }))
+        .await;
+        for (id, r) in acquired {
+            if let Err(e) = r {
+                tracing::warn!(shard = %id, error = %e, "acquiring shard failed; will retry");
+            }
+        }
+    }
+
+    /// Stop a shard this node no longer owns: its writer, queues and cache go away, and
+    /// calls for it answer "not owned" so callers look for the new owner.
+    pub fn release_shard(&self, id: ShardId) {
+        let removed = self.shards.write().expect("shard map poisoned").remove(&id);
+        if let Some(ctx) = removed {
+            ctx.cancel.cancel();
+            tracing::info!(shard = %id, "released shard");
+        }
+    }
+
+    /// Release every shard (graceful leave) and own none from now on.
+    pub fn release_all_shards(&self) {
+        self.targets.write().expect("targets poisoned").clear();
+        let ids: Vec<ShardId> = self
+            .shards
+            .read()
+            .expect("shard map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        for id in ids {
+            self.release_shard(id);
+        }
+    }
+
+    /// The shards this node runs now (acquired and not stopped), in order.
+    pub fn owned_shards(&self) -> Vec<ShardId> {
+        let shards = self.shards.read().expect("shard map poisoned");
+        let mut ids: Vec<ShardId> = shards
+            .iter()
+            .filter(|(_, s)| !s.cancel.is_cancelled())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Queue positions of a shard this node runs; `None` if it does not run it.
+    pub fn shard_stats(&self, id: ShardId) -> Option<ShardStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shards = self.shards.read().expect("shard map poisoned");
+        let s = shards.get(&id).filter(|s| !s.cancel.is_cancelled())?;
+        Some(ShardStats {
+            transfer_ack_task_id: s.stats.transfer_ack_task_id.load(Relaxed),
+            timer_ack_fire_time_ms: s.stats.timer_ack_fire_time_ms.load(Relaxed),
+            timer_ack_task_id: s.stats.timer_ack_task_id.load(Relaxed),
+            transfer_pending: s.stats.transfer_pending.load(Relaxed),
+            timers_pending: s.stats.timers_pending.load(Relaxed),
+            queued_commits: s.queued_commits() as i64,
+        })
+    }
+
+    /// Every [`SHARD_CHECK_INTERVAL`], acquire again the shards this node should own but
+    /// does not run (a stopped writer, a failed acquisition).
+    fn keep_shards(self: &Arc<Self>, matching: MatchingClient) {
         let engine = Arc::downgrade(self);
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
@@ -98,6 +224,7 @@ impl HistoryEngine {
                     _ = tick.tick() => {}
                 }
                 let Some(engine) = engine.upgrade() else { return };
+                let _serial = engine.control.lock().await;
                 for id in engine.stopped_shards() {
                     match engine.acquire_shard(id, matching.clone()).await {
                         Ok(()) => tracing::info!(shard = %id, "re-acquired stopped shard"),
@@ -106,16 +233,17 @@ impl HistoryEngine {
                 }
             }
         });
-        Ok(())
     }
 
+    /// Shards this node should own but does not run.
     fn stopped_shards(&self) -> Vec<ShardId> {
         if self.cancel.is_cancelled() {
             return Vec::new();
         }
+        let targets = self.targets.read().expect("targets poisoned").clone();
         let shards = self.shards.read().expect("shard map poisoned");
-        (1..=self.config.num_shards)
-            .map(ShardId)
+        targets
+            .into_iter()
             .filter(|id| shards.get(id).is_none_or(|s| s.cancel.is_cancelled()))
             .collect()
     }
@@ -181,10 +309,15 @@ impl HistoryEngine {
         ));
         self.tasks
             .spawn(queues::run_timers(ctx.clone(), peers, receivers.timer));
-        self.shards
+        let previous = self
+            .shards
             .write()
             .expect("shard map poisoned")
             .insert(shard_id, ctx);
+        if let Some(old) = previous {
+            // Its range id is stale now; stop it rather than let it fail write by write.
+            old.cancel.cancel();
+        }
         tracing::info!(shard = %shard_id, range = %new_range, "acquired shard");
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! deletion bound computed without it could remove it from the store before it arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -212,6 +213,28 @@ impl Acker {
 }
 
 async fn flush_acks(shard: &ShardContext, category: TaskCategory, acker: &Acker) {
+    let pending = acker.outstanding.lock().expect("acker poisoned").len() as i64;
+    let stats = &shard.stats;
+    match category {
+        TaskCategory::Timer => stats.timers_pending.store(pending, Ordering::Relaxed),
+        _ => stats.transfer_pending.store(pending, Ordering::Relaxed),
+    }
+    let acked = *acker.acked.lock().expect("acker poisoned");
+    if acked != TaskKey::MIN {
+        match category {
+            TaskCategory::Timer => {
+                stats
+                    .timer_ack_fire_time_ms
+                    .store(acked.fire_time_ms, Ordering::Relaxed);
+                stats
+                    .timer_ack_task_id
+                    .store(acked.task_id, Ordering::Relaxed);
+            }
+            _ => stats
+                .transfer_ack_task_id
+                .store(acked.task_id, Ordering::Relaxed),
+        }
+    }
     if let Some(bound) = acker.advance()
         && let Err(e) = shard
             .persistence

@@ -3,7 +3,7 @@
 //! the shard's group-commit writer, then publish.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -72,6 +72,18 @@ pub struct ShardContext {
     pub cancel: CancellationToken,
     /// Speculative workflow tasks go to matching straight from here.
     pub matching: MatchingClient,
+    /// Where the shard's queues are, for `temper admin shard describe`.
+    pub(crate) stats: QueueStats,
+}
+
+/// Queue positions of a shard, updated as its queues acknowledge tasks.
+#[derive(Debug, Default)]
+pub(crate) struct QueueStats {
+    pub transfer_ack_task_id: AtomicI64,
+    pub timer_ack_fire_time_ms: AtomicI64,
+    pub timer_ack_task_id: AtomicI64,
+    pub transfer_pending: AtomicI64,
+    pub timers_pending: AtomicI64,
 }
 
 impl ShardContext {
@@ -95,6 +107,7 @@ impl ShardContext {
             retention,
             cancel,
             matching,
+            stats: QueueStats::default(),
         }
     }
 
@@ -124,7 +137,6 @@ impl ShardContext {
     }
 
     /// Commits waiting for the writer (tests use it to line up a group commit).
-    #[cfg(test)]
     pub(crate) fn queued_commits(&self) -> usize {
         self.writer.max_capacity() - self.writer.capacity()
     }

@@ -6,6 +6,7 @@
 
 mod fencing;
 mod group_commit;
+mod handover;
 mod history_api;
 mod query;
 mod queues;

@@ -1,0 +1,113 @@
+//! Shard ownership moving between two engines over one store, as the shard controller of a
+//! cluster moves it: the old owner stops serving a released shard at once, the new owner
+//! picks the workflow up where it was, and a stale owner that never noticed is fenced.
+
+use std::collections::BTreeSet;
+
+use tonic::Code;
+
+use super::*;
+
+fn node(store: &FaultyStore, name: &str, num_shards: u32) -> Arc<HistoryEngine> {
+    HistoryEngine::new(
+        HistoryConfig {
+            num_shards,
+            owner: name.into(),
+            limits: Limits::default(),
+        },
+        store.clone().into_persistence(),
+        Arc::new(SystemClock),
+    )
+}
+
+fn shards(ids: &[u32]) -> BTreeSet<ShardId> {
+    ids.iter().copied().map(ShardId).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_shard_moves_to_its_new_owner() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 4);
+    let b = node(&store, "b", 4);
+    a.start_shard_controller(matching.clone());
+    b.start_shard_controller(matching.clone());
+    a.set_owned_shards(shards(&[1, 2, 3, 4]), matching.clone())
+        .await;
+    assert_eq!(
+        a.owned_shards(),
+        shards(&[1, 2, 3, 4]).into_iter().collect::<Vec<_>>()
+    );
+
+    let run = start(&a, "moving", Duration::ZERO).await;
+    let s = shard_id("moving", 4);
+
+    // The ring moves the shard: a releases it first, then b acquires it.
+    let rest: Vec<u32> = (1..=4).filter(|i| *i != s.0).collect();
+    a.set_owned_shards(shards(&rest), matching.clone()).await;
+    let err = signal(&a, "moving", "to-a")
+        .await
+        .expect_err("a released it");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("not owned"), "{}", err.message());
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    assert_eq!(b.owned_shards(), vec![s]);
+
+    signal(&b, "moving", "to-b").await.expect("b owns it now");
+    let events = b
+        .get_workflow_execution_history(Request::new(
+            internal::GetWorkflowExecutionHistoryRequest {
+                namespace_id: NS.into(),
+                request: Some(ws::GetWorkflowExecutionHistoryRequest {
+                    namespace: NS.into(),
+                    execution: execution("moving", &run),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("history")
+        .into_inner()
+        .history
+        .expect("events")
+        .events;
+    let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>());
+    let signaled = events
+        .iter()
+        .filter(|e| e.event_type == EventType::WorkflowExecutionSignaled as i32)
+        .count();
+    assert_eq!(signaled, 1, "only b's signal was written");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_is_fenced_and_its_controller_does_not_steal_back() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    a.start_shard_controller(matching.clone());
+    b.start_shard_controller(matching.clone());
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let wf = "stale";
+    start(&a, wf, Duration::ZERO).await;
+    let s = shard_id(wf, 2);
+
+    // b takes the shard while a still believes it owns it (a paused node, a slow ring).
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    let err = signal(&a, wf, "from-stale-a")
+        .await
+        .expect_err("a's range id is stale");
+    assert_eq!(err.code(), Code::Unavailable);
+    // a's ring now agrees: it must not acquire the shard again on its next check.
+    let rest: Vec<u32> = (1..=2).filter(|i| *i != s.0).collect();
+    a.set_owned_shards(shards(&rest), matching.clone()).await;
+    tokio::time::sleep(crate::SHARD_CHECK_INTERVAL + Duration::from_millis(500)).await;
+    assert!(!a.owned_shards().contains(&s));
+    signal(&b, wf, "from-b").await.expect("b still owns it");
+    a.shutdown().await;
+    b.shutdown().await;
+}
