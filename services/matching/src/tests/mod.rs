@@ -6,6 +6,7 @@ mod concurrency;
 mod describe;
 mod fakes;
 mod lease;
+mod partitions;
 mod query;
 mod sticky;
 mod sync_match;

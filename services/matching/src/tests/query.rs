@@ -21,7 +21,11 @@ use tonic::Code;
 use super::*;
 use crate::query::{NO_RECENT_POLLER, QUERY_TIMED_OUT};
 
-fn query_request(tq: TaskQueueRef, workflow_id: &str, timeout_ms: i64) -> QueryWorkflowRequest {
+pub(super) fn query_request(
+    tq: TaskQueueRef,
+    workflow_id: &str,
+    timeout_ms: i64,
+) -> QueryWorkflowRequest {
     QueryWorkflowRequest {
         namespace_id: NS.to_owned(),
         task_queue: Some(tq),
@@ -59,7 +63,7 @@ fn query(
     })
 }
 
-fn answer_request(task_token: &[u8], text: &str) -> RespondQueryTaskCompletedRequest {
+pub(super) fn answer_request(task_token: &[u8], text: &str) -> RespondQueryTaskCompletedRequest {
     let t = TaskToken::decode(task_token).expect("a query task token");
     RespondQueryTaskCompletedRequest {
         namespace_id: t.namespace_id,
@@ -86,7 +90,7 @@ async fn answer(h: &Harness, task_token: &[u8], text: &str) -> Result<(), Status
         .map(|_| ())
 }
 
-fn answered_text(r: QueryWorkflowResponse) -> String {
+pub(super) fn answered_text(r: QueryWorkflowResponse) -> String {
     let completed = r.completed.expect("completed");
     assert_eq!(completed.completed_type, QueryResultType::Answered as i32);
     let payload = &completed.query_result.expect("result").payloads[0];
