@@ -39,8 +39,8 @@ pub struct MatchingConfig {
     /// Most tasks one partition offers to the root at a time (new tasks and backlog tasks).
     /// Default 1 (Temporal's `ForwarderMaxOutstandingTasks`).
     pub max_forwarded_tasks: usize,
-    /// After a forwarded poll failed or the root answered it early, the poll waits this long
-    /// before forwarding again; backlog offers the root refused back off up to this long.
+    /// After a forwarded poll failed, the poll waits locally this long before forwarding
+    /// again; backlog offers the root refused back off up to this long.
     /// Default 1 s.
     pub forward_retry: Duration,
 }

@@ -323,7 +323,7 @@ impl Core {
     ///
     /// A poll on a child partition that finds nothing local waits locally until it may
     /// forward (one of the partition's forwarding permits is free), then leaves the local
-    /// waiters and polls the root instead; if the root answers empty before the deadline or
+    /// waiters and polls the root instead, answering what the root answers; if the root
     /// fails, it waits locally again. A poll is never in both places at once, so it can get
     /// at most one task.
     pub(crate) async fn poll(&self, poll: Poll) -> Result<Option<PollResponse>, Status> {
@@ -383,14 +383,16 @@ impl Core {
                             queue.record_poll(&poll.poller);
                             return Ok(Some(response));
                         }
-                        // The root's long poll ended (or it let go of the partition): wait
-                        // locally a while before asking it again.
-                        Ok(None) => {}
+                        // The root's long poll ended, it let go of the partition, or the
+                        // worker is shutting down (ShutdownWorker ended the root's poll):
+                        // end this one too; the worker polls again if it wants to.
+                        Ok(None) => return Ok(None),
                         Err(s) => {
                             tracing::debug!(queue = %poll.key, status = %s,
                                 "forwarding a poll to the root partition failed");
                         }
                     }
+                    // Wait locally a while before asking the root again.
                     forward_at = Some(Instant::now() + self.ctx.config.forward_retry);
                 }
                 Wait::TimedOut => return Ok(None),

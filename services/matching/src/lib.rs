@@ -21,9 +21,11 @@
 //!
 //! Layout: `handle` is the public engine; `engine` owns the queues and runs adds and polls;
 //! `service` validates the internal API's requests; `forward` moves polls, tasks and queries
-//! from child partitions to the root; `queue` holds one task queue partition in memory (waiting pollers, ready tasks) and its store IO (lease, batched
-//! writes, paged reads, deletes); `pollers` remembers who polled, for DescribeTaskQueue;
-//! `query` dispatches query tasks and waits for their answers.
+//! from child partitions to the root; `describe` answers DescribeTaskQueue for a partition or
+//! a whole queue; `queue` holds one task queue partition in memory (waiting pollers, ready
+//! tasks) and its store IO (lease, batched writes, paged reads, deletes); `pollers` remembers
+//! who polled, for DescribeTaskQueue; `query` dispatches query tasks and waits for their
+//! answers.
 
 mod config;
 mod describe;

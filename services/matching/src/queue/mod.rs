@@ -6,6 +6,9 @@
 //! channel wrapped in [`Dispatched`], which puts the task back if the poller is gone. Rule
 //! for the code below: nothing that may drop a [`Dispatched`] (or a receiver holding one)
 //! runs while the lock is held, because that drop takes the lock again.
+//!
+//! A child partition also keeps the permits that bound what it forwards to its root (polls
+//! and task offers), and tells its backlog forwarder when tasks are ready (see `forward`).
 
 mod backlog;
 mod report;
