@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use temper_types::PartitionConfig;
+
 /// How matching behaves; every field has a default (see [`MatchingConfig::default`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchingConfig {
@@ -27,6 +29,20 @@ pub struct MatchingConfig {
     /// A query no poller took by a second before its deadline fails at once with "no poller
     /// seen for task queue recently" if nobody polled the queue for this long. Default 20 s.
     pub query_poller_unavailable_window: Duration,
+    /// How many partitions each normal task queue has. Requests name their partition
+    /// explicitly (a router picks one); the engine needs the count to describe a whole queue
+    /// from its root. Default: 1 partition.
+    pub partitions: PartitionConfig,
+    /// Most polls one partition forwards to the root at a time. Default 1 (Temporal's
+    /// `ForwarderMaxOutstandingPolls`).
+    pub max_forwarded_polls: usize,
+    /// Most tasks one partition offers to the root at a time (new tasks and backlog tasks).
+    /// Default 1 (Temporal's `ForwarderMaxOutstandingTasks`).
+    pub max_forwarded_tasks: usize,
+    /// After a forwarded poll failed, the poll waits locally this long before forwarding
+    /// again; backlog offers the root refused back off up to this long.
+    /// Default 1 s.
+    pub forward_retry: Duration,
 }
 
 impl Default for MatchingConfig {
@@ -40,6 +56,10 @@ impl Default for MatchingConfig {
             idle_queue_ttl: Duration::from_secs(5 * 60),
             backlog_read_retry: Duration::from_secs(1),
             query_poller_unavailable_window: Duration::from_secs(20),
+            partitions: PartitionConfig::default(),
+            max_forwarded_polls: 1,
+            max_forwarded_tasks: 1,
+            forward_retry: Duration::from_secs(1),
         }
     }
 }

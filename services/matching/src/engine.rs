@@ -1,11 +1,12 @@
-//! The matching engine: owns the task queues of this node, creates them on first use, and
-//! runs adds and polls against them.
+//! The matching engine's core: owns the task queue partitions of this node, creates them on
+//! first use, and runs adds and polls against them, forwarding between partitions (see
+//! `forward`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use temper_client::{HistoryClient, status};
+use temper_client::{HistoryClient, MatchingClient, status};
 use temper_persistence::TaskQueueStore;
 use temper_proto::internal::v1::{
     RecordActivityTaskStartedRequest, RecordWorkflowTaskStartedRequest,
@@ -14,7 +15,7 @@ use temper_proto::temporal::api::workflowservice::v1::{
     PollActivityTaskQueueRequest, PollActivityTaskQueueResponse, PollWorkflowTaskQueueRequest,
     PollWorkflowTaskQueueResponse,
 };
-use temper_types::{Clock, SystemClock};
+use temper_types::Clock;
 use tokio::sync::{OnceCell, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,13 +37,18 @@ struct Registry {
     last_sweep: Instant,
 }
 
-/// Matching for one node: implements the internal `MatchingService`.
-pub struct MatchingEngine {
-    ctx: Arc<Context>,
+/// Matching for one node, behind the public [`crate::MatchingEngine`] handle; implements the
+/// internal `MatchingService` too, which is how it forwards to itself in one process.
+pub(crate) struct Core {
+    pub(crate) ctx: Arc<Context>,
     history: HistoryClient,
     registry: Mutex<Registry>,
     /// QueryWorkflow calls waiting for their answer, by query task id.
     pub(crate) queries: PendingQueries,
+    /// Where partitions forward to their root; unset: this engine.
+    pub(crate) forwarder: OnceLock<MatchingClient>,
+    /// This core, for background work and forwarding to itself.
+    pub(crate) me: Weak<Core>,
 }
 
 /// A poll, workflow or activity, as history's record call needs it.
@@ -65,28 +71,18 @@ pub(crate) struct Poll {
     pub worker_instance_key: String,
     pub timeout: Duration,
     pub request: PollRequest,
+    /// Forwarded by another partition of the queue: never forwarded again.
+    pub forwarded: bool,
 }
 
-impl MatchingEngine {
-    /// An engine over `store` (backlogs and leases) that starts tasks through `history`.
-    /// Queues are created on first use; nothing runs until the first call.
-    pub fn new(
-        store: Arc<dyn TaskQueueStore>,
-        history: HistoryClient,
-        config: MatchingConfig,
-    ) -> Self {
-        Self::with_clock(store, history, config, Arc::new(SystemClock))
-    }
-
-    /// Like [`MatchingEngine::new`], with the wall clock used for task create and expiry
-    /// times and poller access times.
-    pub fn with_clock(
+impl Core {
+    pub(crate) fn new(
         store: Arc<dyn TaskQueueStore>,
         history: HistoryClient,
         config: MatchingConfig,
         clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             ctx: Arc::new(Context {
                 store,
                 clock,
@@ -100,23 +96,25 @@ impl MatchingEngine {
                 last_sweep: Instant::now(),
             }),
             queries: PendingQueries::default(),
-        }
+            forwarder: OnceLock::new(),
+            me: me.clone(),
+        })
     }
 
     /// Stop: waiting polls answer empty at once, new adds fail with `Unavailable`,
     /// background store work stops. Idempotent.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.ctx.shutdown.cancel();
         self.ctx.tasks.close();
     }
 
-    /// Wait until every background task has ended (after [`MatchingEngine::shutdown`]).
-    pub async fn wait_stopped(&self) {
+    /// Wait until every background task has ended (after [`Core::shutdown`]).
+    pub(crate) async fn wait_stopped(&self) {
         self.ctx.tasks.wait().await;
     }
 
     /// Cancelled when the engine shuts down.
-    pub fn shutdown_token(&self) -> CancellationToken {
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
         self.ctx.shutdown.clone()
     }
 
@@ -190,6 +188,26 @@ impl MatchingEngine {
             .collect()
     }
 
+    /// Unload every queue `keep` refuses: its waiting polls answer empty at once, its
+    /// in-memory tasks are dropped (a normal queue's stay in the store, under a lease the next
+    /// owner takes over), and its background reads and forwarding stop. Writes and starts
+    /// already under way finish (a task that cannot be written fails its add call).
+    pub(crate) fn retain_partitions(&self, keep: impl Fn(&QueueKey) -> bool) {
+        let removed: Vec<(QueueKey, QueueCell)> = {
+            let mut reg = self.registry();
+            let gone: Vec<QueueKey> = reg.queues.keys().filter(|k| !keep(k)).cloned().collect();
+            gone.into_iter()
+                .filter_map(|k| reg.queues.remove_entry(&k))
+                .collect()
+        };
+        for (key, cell) in removed {
+            if let Some(queue) = cell.get() {
+                tracing::info!(queue = %key, "task queue partition released");
+                queue.close();
+            }
+        }
+    }
+
     /// Remove a queue from the registry and close it.
     pub(crate) fn unload(&self, key: &QueueKey) -> Option<Arc<TaskQueue>> {
         let cell = self.registry().queues.remove(key)?;
@@ -218,13 +236,26 @@ impl MatchingEngine {
     async fn open(&self, key: &QueueKey) -> Result<Arc<TaskQueue>, MatchingError> {
         match key.kind {
             QueueKind::Sticky => Ok(TaskQueue::new_sticky(key.clone(), self.ctx.clone())),
-            QueueKind::Normal => Ok(TaskQueue::open_normal(key.clone(), self.ctx.clone()).await?),
+            QueueKind::Normal => {
+                let queue = TaskQueue::open_normal(key.clone(), self.ctx.clone()).await?;
+                if key.is_child() {
+                    self.start_backlog_forwarder(&queue);
+                }
+                Ok(queue)
+            }
         }
     }
 
     /// Add a task: sync match to a waiting poller (returning once history recorded the
-    /// start), else persist it (normal queues) or hold it in memory (sticky queues).
-    pub(crate) async fn add_task(&self, key: QueueKey, info: TaskInfo) -> Result<(), Status> {
+    /// start); else, on a child partition, offer it to the root's pollers; else persist it
+    /// (normal queues) or hold it in memory (sticky queues). A task `forwarded` from a child
+    /// is only ever sync matched: [`crate::forward::refused`] sends it back to be stored there.
+    pub(crate) async fn add_task(
+        &self,
+        key: QueueKey,
+        info: TaskInfo,
+        forwarded: bool,
+    ) -> Result<(), Status> {
         for attempt in 0..2 {
             if self.ctx.shutdown.is_cancelled() {
                 return Err(MatchingError::ShuttingDown.into());
@@ -254,6 +285,12 @@ impl MatchingEngine {
                     Ok(Outcome::Failed) | Err(_) => {}
                 }
             }
+            if forwarded {
+                return Err(crate::forward::refused());
+            }
+            if attempt == 0 && key.is_child() && self.offer_to_root(&queue, &info).await {
+                return Ok(());
+            }
 
             match key.kind {
                 QueueKind::Sticky => {
@@ -282,9 +319,16 @@ impl MatchingEngine {
     }
 
     /// Long-poll for a task and have history start it. `Ok(None)`: no task before the
-    /// deadline (or the worker / engine is stopping).
+    /// deadline (or the worker / engine / partition is stopping).
+    ///
+    /// A poll on a child partition that finds nothing local waits locally until it may
+    /// forward (one of the partition's forwarding permits is free), then leaves the local
+    /// waiters and polls the root instead, answering what the root answers; if the root
+    /// fails, it waits locally again. A poll is never in both places at once, so it can get
+    /// at most one task.
     pub(crate) async fn poll(&self, poll: Poll) -> Result<Option<PollResponse>, Status> {
         let deadline = Instant::now() + poll.timeout;
+        let mut forward_at = (poll.key.is_child() && !poll.forwarded).then(Instant::now);
         loop {
             if self.ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
                 return Ok(None);
@@ -295,7 +339,10 @@ impl MatchingEngine {
                 Err(err) => return Err(err.into()),
             };
             queue.record_poll(&poll.poller);
-            match queue.take(deadline, &poll.worker_instance_key).await {
+            match queue
+                .take(deadline, &poll.worker_instance_key, forward_at)
+                .await
+            {
                 Wait::Task(task) => {
                     // A query task needs no history call: its response is ready.
                     let task = match task.into_query_response() {
@@ -327,6 +374,26 @@ impl MatchingEngine {
                             return Err(s);
                         }
                     }
+                }
+                Wait::Forward(permit) => {
+                    let result = self.forward_poll(&poll, deadline).await;
+                    drop(permit);
+                    match result {
+                        Ok(Some(response)) => {
+                            queue.record_poll(&poll.poller);
+                            return Ok(Some(response));
+                        }
+                        // The root's long poll ended, it let go of the partition, or the
+                        // worker is shutting down (ShutdownWorker ended the root's poll):
+                        // end this one too; the worker polls again if it wants to.
+                        Ok(None) => return Ok(None),
+                        Err(s) => {
+                            tracing::debug!(queue = %poll.key, status = %s,
+                                "forwarding a poll to the root partition failed");
+                        }
+                    }
+                    // Wait locally a while before asking the root again.
+                    forward_at = Some(Instant::now() + self.ctx.config.forward_retry);
                 }
                 Wait::TimedOut => return Ok(None),
                 Wait::Woken => {
@@ -369,11 +436,5 @@ impl MatchingEngine {
                 })
             }
         }
-    }
-}
-
-impl Drop for MatchingEngine {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }

@@ -2,7 +2,7 @@
 
 use temper_persistence::TaskQueueKey;
 use temper_proto::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
-use temper_types::NamespaceId;
+use temper_types::{NamespaceId, parse_partition, partition_name};
 
 /// Workflow or activity tasks (Temporal's `TaskQueueType`; nexus is not served yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,19 +49,71 @@ impl QueueKind {
     }
 }
 
-/// One task queue partition.
+/// One task queue partition: what a matching node loads, leases and serves.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueKey {
     pub namespace_id: NamespaceId,
+    /// The queue's own name (for a normal queue: without the `/_sys/…/<n>` of a partition).
     pub name: String,
     pub task_type: QueueType,
     pub kind: QueueKind,
-    /// Always 0 for now: one partition per queue.
+    /// 0 (the root) to the queue's partition count - 1; always 0 for sticky queues.
     pub partition: u32,
 }
 
 impl QueueKey {
-    /// Partition 0 of a queue.
+    /// The partition a request names: for a normal queue `/_sys/<name>/<n>` is partition `n`
+    /// of `<name>`, anything else partition 0; a sticky queue is one partition.
+    pub fn from_name(
+        namespace_id: NamespaceId,
+        name: &str,
+        task_type: QueueType,
+        kind: QueueKind,
+    ) -> Self {
+        let (base, partition) = match kind {
+            QueueKind::Normal => parse_partition(name),
+            QueueKind::Sticky => (name, 0),
+        };
+        Self {
+            namespace_id,
+            name: base.to_owned(),
+            task_type,
+            kind,
+            partition,
+        }
+    }
+
+    /// The name requests use for this partition (Temporal's RPC name).
+    pub fn partition_name(&self) -> String {
+        match self.kind {
+            QueueKind::Normal => partition_name(&self.name, self.partition),
+            QueueKind::Sticky => self.name.clone(),
+        }
+    }
+
+    /// Another partition of the same queue.
+    pub fn with_partition(&self, partition: u32) -> Self {
+        Self {
+            partition,
+            ..self.clone()
+        }
+    }
+
+    /// A non-root partition of a normal queue: it forwards to the root.
+    pub fn is_child(&self) -> bool {
+        self.kind == QueueKind::Normal && self.partition > 0
+    }
+
+    /// The key a router places this partition on the matching ring with.
+    pub fn routing_key(&self) -> String {
+        temper_types::routing_key(
+            &self.namespace_id.0,
+            &self.partition_name(),
+            self.task_type.as_i32(),
+        )
+    }
+
+    /// Partition 0 of a queue, named exactly `name`.
     pub fn new(
         namespace_id: NamespaceId,
         name: &str,
@@ -95,5 +147,40 @@ impl std::fmt::Display for QueueKey {
             "{}/{}/{:?}/{:?}/{}",
             self.namespace_id, self.name, self.task_type, self.kind, self.partition
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_names_carry_their_partition_sticky_names_do_not() {
+        let ns = NamespaceId("ns".to_owned());
+        let k = QueueKey::from_name(
+            ns.clone(),
+            "/_sys/orders/3",
+            QueueType::Workflow,
+            QueueKind::Normal,
+        );
+        assert_eq!((k.name.as_str(), k.partition), ("orders", 3));
+        assert_eq!(k.partition_name(), "/_sys/orders/3");
+        assert!(k.is_child());
+        assert_eq!(k.with_partition(0).partition_name(), "orders");
+        assert!(!k.with_partition(0).is_child());
+        assert_eq!(k.store_key().name, "orders");
+        assert_eq!(k.store_key().partition, 3);
+
+        let s = QueueKey::from_name(
+            ns.clone(),
+            "/_sys/orders/3",
+            QueueType::Workflow,
+            QueueKind::Sticky,
+        );
+        assert_eq!((s.name.as_str(), s.partition), ("/_sys/orders/3", 0));
+        assert!(!s.is_child());
+
+        let odd = QueueKey::from_name(ns, "/_sys/orders/x", QueueType::Activity, QueueKind::Normal);
+        assert_eq!((odd.name.as_str(), odd.partition), ("/_sys/orders/x", 0));
     }
 }

@@ -14,14 +14,25 @@
 //! Query tasks (QueryWorkflow) are different: built by history, held in memory only, handed to
 //! the next poller ahead of every other task, and answered by RespondQueryTaskCompleted.
 //!
-//! Layout: `engine` owns the queues and implements the service; `queue` holds one task
-//! queue partition in memory (waiting pollers, ready tasks) and its store IO (lease, batched
-//! writes, paged reads, deletes); `pollers` remembers who polled, for DescribeTaskQueue;
-//! `query` dispatches query tasks and waits for their answers.
+//! A normal queue has one or more partitions (Temporal's names: the queue's own name for
+//! partition 0, the root; `/_sys/<name>/<n>` for the others), each served by one node; every
+//! call names its partition. Child partitions forward to the root so that a poller on any
+//! partition gets work from every partition (see `forward`).
+//!
+//! Layout: `handle` is the public engine; `engine` owns the queues and runs adds and polls;
+//! `service` validates the internal API's requests; `forward` moves polls, tasks and queries
+//! from child partitions to the root; `describe` answers DescribeTaskQueue for a partition or
+//! a whole queue; `queue` holds one task queue partition in memory (waiting pollers, ready
+//! tasks) and its store IO (lease, batched writes, paged reads, deletes); `pollers` remembers
+//! who polled, for DescribeTaskQueue; `query` dispatches query tasks and waits for their
+//! answers.
 
 mod config;
+mod describe;
 mod engine;
 mod error;
+mod forward;
+mod handle;
 mod key;
 mod pollers;
 mod query;
@@ -34,6 +45,6 @@ mod task;
 mod tests;
 
 pub use config::MatchingConfig;
-pub use engine::MatchingEngine;
 pub use error::MatchingError;
+pub use handle::MatchingEngine;
 pub use key::{QueueKey, QueueKind, QueueType};

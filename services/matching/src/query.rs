@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::engine::MatchingEngine;
+use crate::engine::Core;
 use crate::error::MatchingError;
 use crate::key::{QueueKey, QueueKind, QueueType};
 use crate::queue::TaskQueue;
@@ -95,11 +95,14 @@ fn undeliverable(key: &QueueKey) -> Status {
     }
 }
 
-impl MatchingEngine {
+impl Core {
     /// Dispatch a query task and wait for the worker's answer.
+    /// A query named to a child partition (not itself forwarded) goes to the root, whose
+    /// waiting polls include those the children forwarded.
     pub(crate) async fn dispatch_query(
         &self,
         req: QueryWorkflowRequest,
+        forwarded: bool,
     ) -> Result<QueryWorkflowResponse, Status> {
         if req.namespace_id.is_empty() {
             return Err(invalid("Namespace is not set on request."));
@@ -124,7 +127,15 @@ impl MatchingEngine {
         let deadline = Instant::now() + timeout;
         let ns = temper_types::NamespaceId(req.namespace_id.clone());
         let kind = QueueKind::from_i32(tq.kind);
-        let key = QueueKey::new(ns, &tq.name, QueueType::Workflow, kind);
+        let key = QueueKey::from_name(ns, &tq.name, QueueType::Workflow, kind);
+        if key.is_child() && !forwarded {
+            let req = QueryWorkflowRequest {
+                task_queue: Some(tq),
+                task: Some(response),
+                ..req
+            };
+            return self.forward_query(&key, req).await;
+        }
         let queue = match kind {
             // A sticky queue nobody polls is not created for a query.
             QueueKind::Sticky => match self.loaded(&key) {

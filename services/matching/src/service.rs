@@ -1,7 +1,6 @@
 //! The internal `MatchingService` API: request validation (with Temporal's messages) and
 //! conversion, then the engine does the work.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use temper_client::MatchingService;
@@ -13,10 +12,7 @@ use temper_proto::internal::v1::{
     ShutdownWorkerResponse,
 };
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
-use temper_proto::temporal::api::enums::v1::{BuildIdTaskReachability, DescribeTaskQueueMode};
-use temper_proto::temporal::api::taskqueue::v1::{
-    TaskQueue as TaskQueueRef, TaskQueueStatus, TaskQueueTypeInfo, TaskQueueVersionInfo,
-};
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeTaskQueueResponse, PollActivityTaskQueueResponse, PollWorkflowTaskQueueResponse,
 };
@@ -24,19 +20,20 @@ use temper_proto::wkt;
 use temper_types::NamespaceId;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{MatchingEngine, Poll, PollRequest, PollResponse};
+use crate::engine::{Core, Poll, PollRequest, PollResponse};
+use crate::forward::is_forwarded;
 use crate::key::{QueueKey, QueueKind, QueueType};
-use crate::pollers::{DEFAULT_TASK_DISPATCH_RPS, PollerSeen};
+use crate::pollers::PollerSeen;
 use crate::task::TaskInfo;
 
-fn namespace(namespace_id: &str) -> Result<NamespaceId, Status> {
+pub(crate) fn namespace(namespace_id: &str) -> Result<NamespaceId, Status> {
     if namespace_id.is_empty() {
         return Err(Status::invalid_argument("Namespace is not set on request."));
     }
     Ok(NamespaceId(namespace_id.to_owned()))
 }
 
-fn task_queue(tq: Option<&TaskQueueRef>) -> Result<&TaskQueueRef, Status> {
+pub(crate) fn task_queue(tq: Option<&TaskQueueRef>) -> Result<&TaskQueueRef, Status> {
     match tq {
         Some(tq) if !tq.name.is_empty() => Ok(tq),
         _ => Err(Status::invalid_argument("TaskQueue is not set on request.")),
@@ -60,7 +57,7 @@ fn positive_duration(d: Option<&wkt::Duration>) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-impl MatchingEngine {
+impl Core {
     fn task_info(
         &self,
         namespace_id: &NamespaceId,
@@ -94,116 +91,6 @@ impl MatchingEngine {
         } else {
             id.to_owned()
         }
-    }
-
-    async fn describe(
-        &self,
-        req: DescribeTaskQueueRequest,
-    ) -> Result<DescribeTaskQueueResponse, Status> {
-        let ns = namespace(&req.namespace_id)?;
-        let request = req
-            .request
-            .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
-        let tq = task_queue(request.task_queue.as_ref())?;
-        let kind = QueueKind::from_i32(tq.kind);
-        #[allow(deprecated)]
-        // api_mode and the ENHANCED fields: what `temporal task-queue describe` sends.
-        if request.api_mode == DescribeTaskQueueMode::Enhanced as i32 {
-            if kind == QueueKind::Sticky {
-                return Err(Status::invalid_argument(
-                    "Sticky queues are not supported in ENHANCED mode.",
-                ));
-            }
-            let types: Vec<i32> = if request.task_queue_types.is_empty() {
-                vec![QueueType::Workflow.as_i32(), QueueType::Activity.as_i32()]
-            } else {
-                request.task_queue_types.clone()
-            };
-            let mut types_info = HashMap::new();
-            for ty in types {
-                let mut info = TaskQueueTypeInfo::default();
-                if let Some(task_type) = QueueType::from_i32(ty) {
-                    let key = QueueKey::new(ns.clone(), &tq.name, task_type, kind);
-                    let queue = if request.report_stats {
-                        Some(self.queue(&key).await?)
-                    } else {
-                        self.loaded(&key)
-                    };
-                    if let Some(queue) = queue {
-                        if request.report_pollers {
-                            info.pollers = queue.pollers();
-                        }
-                        if request.report_stats {
-                            info.stats = Some(queue.stats());
-                        }
-                    }
-                }
-                types_info.insert(ty, info);
-            }
-            let reachability = if request.report_task_reachability {
-                BuildIdTaskReachability::Reachable as i32
-            } else {
-                BuildIdTaskReachability::Unspecified as i32
-            };
-            let mut versions_info = HashMap::new();
-            versions_info.insert(
-                String::new(),
-                TaskQueueVersionInfo {
-                    types_info,
-                    task_reachability: reachability,
-                },
-            );
-            return Ok(DescribeTaskQueueResponse {
-                versions_info,
-                ..Default::default()
-            });
-        }
-
-        let task_type = if request.task_queue_type == 0 {
-            Some(QueueType::Workflow)
-        } else {
-            QueueType::from_i32(request.task_queue_type)
-        };
-        #[allow(deprecated)]
-        let want_status = request.include_task_queue_status;
-        let mut response = DescribeTaskQueueResponse::default();
-        let Some(task_type) = task_type else {
-            // A type matching does not serve (nexus): nobody polls it here.
-            #[allow(deprecated)]
-            if want_status {
-                response.task_queue_status = Some(TaskQueueStatus {
-                    rate_per_second: DEFAULT_TASK_DISPATCH_RPS,
-                    ..Default::default()
-                });
-            }
-            return Ok(response);
-        };
-        let key = QueueKey::new(ns, &tq.name, task_type, kind);
-        // A backlog report needs the normal queue loaded (that is what takes its lease and
-        // reads its backlog); pollers alone do not.
-        let needs_load = kind == QueueKind::Normal && (want_status || request.report_stats);
-        let queue = if needs_load {
-            Some(self.queue(&key).await?)
-        } else {
-            self.loaded(&key)
-        };
-        if let Some(queue) = &queue {
-            response.pollers = queue.pollers();
-            if request.report_stats {
-                response.stats = Some(queue.stats());
-            }
-        }
-        if want_status {
-            let status = queue.map(|q| q.status()).unwrap_or(TaskQueueStatus {
-                rate_per_second: DEFAULT_TASK_DISPATCH_RPS,
-                ..Default::default()
-            });
-            #[allow(deprecated)]
-            {
-                response.task_queue_status = Some(status);
-            }
-        }
-        Ok(response)
     }
 
     fn shutdown_worker_now(&self, req: ShutdownWorkerRequest) -> Result<(), Status> {
@@ -252,16 +139,17 @@ impl MatchingEngine {
 }
 
 #[async_trait::async_trait]
-impl MatchingService for MatchingEngine {
+impl MatchingService for Core {
     async fn add_workflow_task(
         &self,
         request: Request<AddWorkflowTaskRequest>,
     ) -> Result<Response<AddWorkflowTaskResponse>, Status> {
+        let forwarded = is_forwarded(&request);
         let req = request.into_inner();
         let ns = namespace(&req.namespace_id)?;
         let tq = task_queue(req.task_queue.as_ref())?;
         let execution = execution(req.execution.as_ref())?;
-        let key = QueueKey::new(
+        let key = QueueKey::from_name(
             ns.clone(),
             &tq.name,
             QueueType::Workflow,
@@ -274,7 +162,7 @@ impl MatchingService for MatchingEngine {
             req.attempt,
             req.schedule_to_start_timeout.as_ref(),
         );
-        self.add_task(key, info).await?;
+        self.add_task(key, info, forwarded).await?;
         Ok(Response::new(AddWorkflowTaskResponse {}))
     }
 
@@ -282,12 +170,13 @@ impl MatchingService for MatchingEngine {
         &self,
         request: Request<AddActivityTaskRequest>,
     ) -> Result<Response<AddActivityTaskResponse>, Status> {
+        let forwarded = is_forwarded(&request);
         let req = request.into_inner();
         let ns = namespace(&req.namespace_id)?;
         let tq = task_queue(req.task_queue.as_ref())?;
         let execution = execution(req.execution.as_ref())?;
         // Activities always go to the normal queue.
-        let key = QueueKey::new(ns.clone(), &tq.name, QueueType::Activity, QueueKind::Normal);
+        let key = QueueKey::from_name(ns.clone(), &tq.name, QueueType::Activity, QueueKind::Normal);
         let info = self.task_info(
             &ns,
             execution,
@@ -295,7 +184,7 @@ impl MatchingService for MatchingEngine {
             req.attempt,
             req.schedule_to_start_timeout.as_ref(),
         );
-        self.add_task(key, info).await?;
+        self.add_task(key, info, forwarded).await?;
         Ok(Response::new(AddActivityTaskResponse {}))
     }
 
@@ -304,13 +193,14 @@ impl MatchingService for MatchingEngine {
         &self,
         request: Request<PollWorkflowTaskQueueRequest>,
     ) -> Result<Response<PollWorkflowTaskQueueResponse>, Status> {
+        let forwarded = is_forwarded(&request);
         let req = request.into_inner();
         let ns = namespace(&req.namespace_id)?;
         let poll = req
             .request
             .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
         let tq = task_queue(poll.task_queue.as_ref())?;
-        let key = QueueKey::new(
+        let key = QueueKey::from_name(
             ns,
             &tq.name,
             QueueType::Workflow,
@@ -329,6 +219,7 @@ impl MatchingService for MatchingEngine {
             worker_instance_key: poll.worker_instance_key.clone(),
             timeout: self.long_poll_timeout(req.long_poll_timeout_ms),
             request: PollRequest::Workflow(poll),
+            forwarded,
         };
         match self.poll(poll).await? {
             Some(PollResponse::Workflow(response)) => Ok(Response::new(response)),
@@ -341,13 +232,14 @@ impl MatchingService for MatchingEngine {
         &self,
         request: Request<PollActivityTaskQueueRequest>,
     ) -> Result<Response<PollActivityTaskQueueResponse>, Status> {
+        let forwarded = is_forwarded(&request);
         let req = request.into_inner();
         let ns = namespace(&req.namespace_id)?;
         let poll = req
             .request
             .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
         let tq = task_queue(poll.task_queue.as_ref())?;
-        let key = QueueKey::new(ns, &tq.name, QueueType::Activity, QueueKind::Normal);
+        let key = QueueKey::from_name(ns, &tq.name, QueueType::Activity, QueueKind::Normal);
         let poller = PollerSeen {
             identity: poll.identity.clone(),
             max_tasks_per_second: poll
@@ -364,6 +256,7 @@ impl MatchingService for MatchingEngine {
             worker_instance_key: poll.worker_instance_key.clone(),
             timeout: self.long_poll_timeout(req.long_poll_timeout_ms),
             request: PollRequest::Activity(poll),
+            forwarded,
         };
         match self.poll(poll).await? {
             Some(PollResponse::Activity(response)) => Ok(Response::new(response)),
@@ -375,7 +268,10 @@ impl MatchingService for MatchingEngine {
         &self,
         request: Request<DescribeTaskQueueRequest>,
     ) -> Result<Response<DescribeTaskQueueResponse>, Status> {
-        self.describe(request.into_inner()).await.map(Response::new)
+        let forwarded = is_forwarded(&request);
+        self.describe(request.into_inner(), forwarded)
+            .await
+            .map(Response::new)
     }
 
     async fn shutdown_worker(
@@ -390,7 +286,8 @@ impl MatchingService for MatchingEngine {
         &self,
         request: Request<QueryWorkflowRequest>,
     ) -> Result<Response<QueryWorkflowResponse>, Status> {
-        self.dispatch_query(request.into_inner())
+        let forwarded = is_forwarded(&request);
+        self.dispatch_query(request.into_inner(), forwarded)
             .await
             .map(Response::new)
     }

@@ -1,13 +1,19 @@
-//! Identifiers shared by every temper crate, the shard routing hash, and the clock.
+//! Identifiers shared by every temper crate, the shard routing hash, task queue partition
+//! names, and the clock.
 //!
 //! Everything here is plain data: no IO, no async.
 
 mod clock;
 mod ids;
+mod partition;
 mod routing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     NamespaceId, RangeExhausted, RangeId, ShardId, TASK_ID_SEQ_BITS, TaskId, TaskIdAllocator,
+};
+pub use partition::{
+    FORWARDED_FROM_HEADER, PARTITION_PREFIX, PartitionConfig, parse_partition, partition_name,
+    routing_key,
 };
 pub use routing::shard_for_workflow;

@@ -170,6 +170,9 @@ impl TaskQueue {
 
     /// Put tasks read from the store into memory (to waiting pollers first).
     fn load_locked(self: &Arc<Self>, st: &mut State, page: Vec<QueueTask>) {
+        if st.lost || st.closed {
+            return;
+        }
         for stored in page {
             let Some(b) = st.backlog.as_mut() else {
                 return;
@@ -187,6 +190,7 @@ impl TaskQueue {
                     };
                     if let Err(task) = self.offer_locked(st, task) {
                         st.ready.push_back(task);
+                        self.ready_notify.notify_one();
                     }
                 }
                 Err(err) => {
@@ -387,6 +391,7 @@ impl TaskQueue {
         };
         if let Err(task) = self.offer_locked(st, task) {
             st.ready.push_back(task);
+            self.ready_notify.notify_one();
         }
     }
 
@@ -407,6 +412,7 @@ impl TaskQueue {
                 std::mem::take(&mut st.queries),
             )
         };
+        self.ready_notify.notify_one();
         tracing::warn!(queue = %self.key, "task queue lease lost; unloading the queue");
         drop(waiters);
         // Their QueryWorkflow calls see the tasks dropped undelivered.

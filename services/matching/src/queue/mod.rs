@@ -6,6 +6,9 @@
 //! channel wrapped in [`Dispatched`], which puts the task back if the poller is gone. Rule
 //! for the code below: nothing that may drop a [`Dispatched`] (or a receiver holding one)
 //! runs while the lock is held, because that drop takes the lock again.
+//!
+//! A child partition also keeps the permits that bound what it forwards to its root (polls
+//! and task offers), and tells its backlog forwarder when tasks are ready (see `forward`).
 
 mod backlog;
 mod report;
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use temper_persistence::{TaskQueueKey, TaskQueueStore};
 use temper_types::Clock;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,7 +46,7 @@ pub(crate) struct Context {
 
 impl Context {
     /// Run `fut` as an owned background task of the engine.
-    fn spawn<F>(&self, fut: F) -> bool
+    pub(crate) fn spawn<F>(&self, fut: F) -> bool
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -65,6 +68,9 @@ pub(crate) enum Wait {
     /// Woken without a task: the engine or this queue shut down, the queue lost its lease,
     /// or the worker said it is stopping.
     Woken,
+    /// Nothing local, and the poll may go to the root partition now: it has left this
+    /// queue's waiters, and holds one of the partition's forwarding permits.
+    Forward(OwnedSemaphorePermit),
 }
 
 struct Waiter {
@@ -106,6 +112,12 @@ pub(crate) struct TaskQueue {
     /// Serializes lease renewals with ack-level saves, so that a save never runs into our own
     /// renewal and mistakes it for a lost lease.
     lease_io: tokio::sync::Mutex<()>,
+    /// Polls this partition may have forwarded to its root at once.
+    forward_polls: Arc<Semaphore>,
+    /// Tasks this partition may be offering to its root at once.
+    pub(crate) forward_tasks: Arc<Semaphore>,
+    /// Told when a task lands in `ready`, or the queue closes (for the backlog forwarder).
+    ready_notify: Notify,
 }
 
 impl std::fmt::Debug for TaskQueue {
@@ -155,6 +167,13 @@ enum Step {
     },
 }
 
+/// Why a waiting poll stopped waiting.
+enum Woke {
+    Sent(Result<Dispatched, oneshot::error::RecvError>),
+    Timer,
+    Forward(OwnedSemaphorePermit),
+}
+
 impl TaskQueue {
     fn with_backlog(key: QueueKey, ctx: Arc<Context>, backlog: Option<Backlog>) -> Arc<Self> {
         let now = Instant::now();
@@ -162,7 +181,6 @@ impl TaskQueue {
         Arc::new(Self {
             store_key: key.store_key(),
             key,
-            ctx,
             state: Mutex::new(State {
                 waiters: VecDeque::new(),
                 next_waiter_id: 0,
@@ -178,6 +196,10 @@ impl TaskQueue {
                 backlog,
             }),
             lease_io: tokio::sync::Mutex::new(()),
+            forward_polls: Arc::new(Semaphore::new(ctx.config.max_forwarded_polls.max(1))),
+            forward_tasks: Arc::new(Semaphore::new(ctx.config.max_forwarded_tasks.max(1))),
+            ready_notify: Notify::new(),
+            ctx,
         })
     }
 
@@ -250,6 +272,7 @@ impl TaskQueue {
                 st.queries.push_front(task);
             } else {
                 st.ready.push_front(task);
+                self.ready_notify.notify_one();
             }
         }
     }
@@ -309,9 +332,10 @@ impl TaskQueue {
                 .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
-    /// The next live query task, else the next unexpired ready task (dropping expired ones).
-    fn pop_ready_locked(self: &Arc<Self>, st: &mut State) -> Option<Dispatched> {
-        while let Some(task) = st.queries.pop_front() {
+    /// The next live query task (unless `tasks_only`), else the next unexpired ready task
+    /// (dropping expired ones).
+    fn pop_ready_locked(self: &Arc<Self>, st: &mut State, tasks_only: bool) -> Option<Dispatched> {
+        while !tasks_only && let Some(task) = st.queries.pop_front() {
             if !task.is_abandoned_query() {
                 return Some(Dispatched::new(task, self.clone()));
             }
@@ -333,17 +357,21 @@ impl TaskQueue {
 
     /// Wait until `deadline` for a task. The task leaves the queue only when it is handed
     /// over here; if the caller drops this future after that, the task goes back.
+    ///
+    /// With `forward_at`, a poll that is still waiting then (and gets a forwarding permit)
+    /// stops waiting here and answers [`Wait::Forward`].
     pub(crate) async fn take(
         self: &Arc<Self>,
         deadline: Instant,
         worker_instance_key: &str,
+        forward_at: Option<Instant>,
     ) -> Wait {
         loop {
             let step = {
                 let mut st = self.lock();
                 if st.lost || st.closed {
                     Step::Done(Wait::Woken)
-                } else if let Some(task) = self.pop_ready_locked(&mut st) {
+                } else if let Some(task) = self.pop_ready_locked(&mut st, false) {
                     Step::Done(Wait::Task(task))
                 } else {
                     let now = Instant::now();
@@ -382,40 +410,56 @@ impl TaskQueue {
                         id,
                         armed: true,
                     };
-                    let woke = tokio::select! {
-                        r = &mut rx => Some(r),
-                        () = tokio::time::sleep_until(wake_at) => None,
-                        () = self.ctx.shutdown.cancelled() => None,
+                    let forward = async {
+                        match forward_at {
+                            Some(at) if at < deadline => {
+                                tokio::time::sleep_until(at).await;
+                                self.forward_polls.clone().acquire_owned().await.ok()
+                            }
+                            _ => None,
+                        }
                     };
-                    match woke {
-                        Some(Ok(task)) => {
+                    let woke = tokio::select! {
+                        r = &mut rx => Woke::Sent(r),
+                        () = tokio::time::sleep_until(wake_at) => Woke::Timer,
+                        () = self.ctx.shutdown.cancelled() => Woke::Timer,
+                        Some(permit) = forward => Woke::Forward(permit),
+                    };
+                    let permit = match woke {
+                        Woke::Sent(Ok(task)) => {
                             guard.armed = false;
                             return Wait::Task(task);
                         }
-                        Some(Err(_)) => {
+                        Woke::Sent(Err(_)) => {
                             guard.armed = false;
                             return Wait::Woken;
                         }
-                        None => {
-                            if !guard.remove() {
-                                // Someone handed us a task (or woke us) just as we gave up.
-                                if let Ok(task) = rx.try_recv() {
-                                    if !self.ctx.shutdown.is_cancelled() {
-                                        return Wait::Task(task);
-                                    }
-                                    drop(task);
-                                }
+                        Woke::Forward(permit) => Some(permit),
+                        Woke::Timer => None,
+                    };
+                    if !guard.remove() {
+                        // Someone handed us a task (or woke us) just as we gave up.
+                        if let Ok(task) = rx.try_recv() {
+                            if !self.ctx.shutdown.is_cancelled() {
+                                return Wait::Task(task);
                             }
-                            drop(rx);
-                            if self.ctx.shutdown.is_cancelled() {
-                                return Wait::Woken;
-                            }
-                            if Instant::now() >= deadline {
-                                return Wait::TimedOut;
-                            }
-                            // Woke early to retry a failed backlog read.
+                            drop(task);
+                        } else if permit.is_some() {
+                            // Woken to end the poll (ShutdownWorker): do not forward it.
+                            return Wait::Woken;
                         }
                     }
+                    drop(rx);
+                    if self.ctx.shutdown.is_cancelled() || self.is_closed() {
+                        return Wait::Woken;
+                    }
+                    if let Some(permit) = permit {
+                        return Wait::Forward(permit);
+                    }
+                    if Instant::now() >= deadline {
+                        return Wait::TimedOut;
+                    }
+                    // Woke early to retry a failed backlog read.
                 }
             }
         }
@@ -495,6 +539,7 @@ impl TaskQueue {
                 std::mem::take(&mut st.queries),
             )
         };
+        self.ready_notify.notify_one();
         drop(waiters);
         drop(ready);
         drop(queries);
@@ -512,6 +557,52 @@ impl TaskQueue {
             removed
         };
         removed.len()
+    }
+
+    /// Closed or lost: this queue serves nobody any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        let st = self.lock();
+        st.closed || st.lost
+    }
+
+    /// Wait until a task is ready to hand out with no local poller waiting for it (reading
+    /// the next backlog page if that is what it takes). `false`: the queue closed.
+    pub(crate) async fn wait_ready(self: &Arc<Self>) -> bool {
+        loop {
+            let notified = self.ready_notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let step = {
+                let mut st = self.lock();
+                if st.lost || st.closed {
+                    return false;
+                }
+                if !st.ready.is_empty() {
+                    return true;
+                }
+                self.start_read_locked(&mut st, Instant::now())
+            };
+            match step {
+                ReadStart::Read(ticket) => self.read_page(ticket).await,
+                ReadStart::RetryAt(at) => {
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                ReadStart::No => notified.await,
+            }
+        }
+    }
+
+    /// The next ready task (never a query), for the backlog forwarder to offer to the root.
+    /// Like a poller's, it goes back to the front of the queue unless finished.
+    pub(crate) fn pop_for_forwarding(self: &Arc<Self>) -> Option<Dispatched> {
+        let mut st = self.lock();
+        if st.lost || st.closed {
+            return None;
+        }
+        self.pop_ready_locked(&mut st, true)
     }
 
     /// Nothing waits on, writes to or touched this queue for `ttl`: it can be unloaded.

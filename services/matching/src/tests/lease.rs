@@ -81,12 +81,13 @@ async fn pollers_of_a_queue_that_lost_its_lease_move_to_the_new_queue() {
         async move { poll_workflow(&engine, normal("orders"), "worker-1", 60_000).await }
     });
     eventually("the poller waits", || h.waiting(&k) == 1).await;
-    let old = h.engine.loaded(&k).expect("queue loaded");
+    let old = h.engine.core.loaded(&k).expect("queue loaded");
     // Another node takes the lease; this queue learns it from a failed store write.
     h.store.steal_lease(&k.store_key());
     old.mark_lost_for_test();
     eventually("the poller waits on the re-created queue", || {
         h.engine
+            .core
             .loaded(&k)
             .is_some_and(|q| !Arc::ptr_eq(&q, &old) && q.waiting_pollers() == 1)
     })

@@ -6,6 +6,7 @@ mod concurrency;
 mod describe;
 mod fakes;
 mod lease;
+mod partitions;
 mod query;
 mod sticky;
 mod sync_match;
@@ -74,7 +75,10 @@ impl Harness {
 
     /// Pollers waiting on a queue right now (0 if it is not loaded).
     pub fn waiting(&self, key: &QueueKey) -> usize {
-        self.engine.loaded(key).map_or(0, |q| q.waiting_pollers())
+        self.engine
+            .core
+            .loaded(key)
+            .map_or(0, |q| q.waiting_pollers())
     }
 
     pub async fn add_workflow(

@@ -21,7 +21,11 @@ use tonic::Code;
 use super::*;
 use crate::query::{NO_RECENT_POLLER, QUERY_TIMED_OUT};
 
-fn query_request(tq: TaskQueueRef, workflow_id: &str, timeout_ms: i64) -> QueryWorkflowRequest {
+pub(super) fn query_request(
+    tq: TaskQueueRef,
+    workflow_id: &str,
+    timeout_ms: i64,
+) -> QueryWorkflowRequest {
     QueryWorkflowRequest {
         namespace_id: NS.to_owned(),
         task_queue: Some(tq),
@@ -59,7 +63,7 @@ fn query(
     })
 }
 
-fn answer_request(task_token: &[u8], text: &str) -> RespondQueryTaskCompletedRequest {
+pub(super) fn answer_request(task_token: &[u8], text: &str) -> RespondQueryTaskCompletedRequest {
     let t = TaskToken::decode(task_token).expect("a query task token");
     RespondQueryTaskCompletedRequest {
         namespace_id: t.namespace_id,
@@ -86,7 +90,7 @@ async fn answer(h: &Harness, task_token: &[u8], text: &str) -> Result<(), Status
         .map(|_| ())
 }
 
-fn answered_text(r: QueryWorkflowResponse) -> String {
+pub(super) fn answered_text(r: QueryWorkflowResponse) -> String {
     let completed = r.completed.expect("completed");
     assert_eq!(completed.completed_type, QueryResultType::Answered as i32);
     let payload = &completed.query_result.expect("result").payloads[0];
@@ -128,7 +132,7 @@ async fn a_waiting_poller_gets_the_query_and_its_answer_completes_the_call() {
     answer(&h, &task.task_token, "42").await.expect("answer");
     let r = call.await.expect("query task").expect("answered");
     assert_eq!(answered_text(r), "42");
-    assert_eq!(h.engine.queries.len(), 0);
+    assert_eq!(h.engine.core.queries.len(), 0);
     // Answering twice finds nobody waiting.
     let err = answer(&h, &task.task_token, "43")
         .await
@@ -173,9 +177,15 @@ async fn queries_go_to_the_next_poller_ahead_of_backlog_tasks_and_are_never_stor
         .await
         .expect("add");
     let first = query(&h, normal("orders"), "wf-1", 10_000);
-    eventually("the first query is queued", || h.engine.queries.len() == 1).await;
+    eventually("the first query is queued", || {
+        h.engine.core.queries.len() == 1
+    })
+    .await;
     let second = query(&h, normal("orders"), "wf-2", 10_000);
-    eventually("both queries are queued", || h.engine.queries.len() == 2).await;
+    eventually("both queries are queued", || {
+        h.engine.core.queries.len() == 2
+    })
+    .await;
     assert_eq!(
         h.store.task_ids(&k.store_key()).len(),
         1,
@@ -218,6 +228,7 @@ async fn sticky_queries_need_a_live_sticky_worker() {
     assert!(status::is_sticky_worker_unavailable(&err), "{err:?}");
     assert!(
         h.engine
+            .core
             .loaded(&key(
                 "worker-1-sticky",
                 QueueType::Workflow,
@@ -270,7 +281,7 @@ async fn a_sticky_worker_shutting_down_fails_its_waiting_query_at_once() {
         .await
         .expect("poll");
     let call = query(&h, sticky("s"), "wf-1", 60_000);
-    eventually("the query is queued", || h.engine.queries.len() == 1).await;
+    eventually("the query is queued", || h.engine.core.queries.len() == 1).await;
     h.engine
         .shutdown_worker(Request::new(
             temper_proto::internal::v1::ShutdownWorkerRequest {
@@ -288,7 +299,7 @@ async fn a_sticky_worker_shutting_down_fails_its_waiting_query_at_once() {
         .expect("shutdown worker");
     let err = call.await.expect("task").expect_err("undeliverable");
     assert!(status::is_sticky_worker_unavailable(&err), "{err:?}");
-    assert_eq!(h.engine.queries.len(), 0);
+    assert_eq!(h.engine.core.queries.len(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -306,7 +317,7 @@ async fn an_unanswered_query_times_out_and_is_not_handed_out_later() {
     assert_eq!(err.code(), Code::DeadlineExceeded);
     assert_eq!(err.message(), QUERY_TIMED_OUT);
     assert_eq!(started.elapsed(), Duration::from_secs(5));
-    assert_eq!(h.engine.queries.len(), 0);
+    assert_eq!(h.engine.core.queries.len(), 0);
 
     // The abandoned task is skipped: the next poll waits for real work.
     let resp = h
