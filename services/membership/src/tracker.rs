@@ -21,8 +21,11 @@ use crate::{ClusterView, Member};
 /// One node as gossip reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
+    /// The node's name.
     pub name: String,
+    /// Its process incarnation.
     pub generation: u64,
+    /// Where it gossips.
     pub gossip_address: SocketAddr,
     /// The node's heartbeat counter; it only grows while the node runs.
     pub heartbeat: u64,
@@ -33,8 +36,11 @@ pub struct Observation {
 /// Timing and ring settings of a [`Tracker`].
 #[derive(Clone, Copy, Debug)]
 pub struct TrackerSettings {
+    /// A node whose heartbeat has not advanced this long is left out.
     pub dead_after: Duration,
+    /// Quiet time before a change is published, and minimum time between views.
     pub debounce: Duration,
+    /// Virtual nodes per member per ring.
     pub virtual_nodes: u32,
 }
 
