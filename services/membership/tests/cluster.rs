@@ -238,7 +238,7 @@ async fn a_restarted_node_replaces_its_old_incarnation() {
     .await;
     println!("a restarted node replaced its old incarnation within {took:?}");
     assert!(
-        took < Duration::from_millis(2_500),
+        took < Duration::from_secs(3),
         "the new generation should replace the old one without waiting for dead_after"
     );
     assert_eq!(names(&a.view()), ["a", "b"]);
