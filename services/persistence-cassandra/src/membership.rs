@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use temper_persistence::StoreError;
+use async_trait::async_trait;
+use temper_persistence::{MemberRow, MembershipStore, StoreError};
 
 use crate::CassandraStore;
 use crate::rows::{RowView, Values, bigint, int, text};
@@ -12,24 +13,13 @@ use crate::statements::Stmt;
 /// All members live in this partition (clusters have tens of nodes, not thousands).
 const PARTITION: i32 = 0;
 
-/// One live member of the cluster, as it last announced itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterMember {
-    /// The role this row announces (`frontend`, `history`, `matching`, `worker`); a node
-    /// with several roles writes one row per role.
-    pub role: String,
-    /// Stable id of the node process.
-    pub host_id: String,
-    /// `host:port` its peers reach it at (gossip / internal RPC).
-    pub rpc_address: String,
-    /// When the process started, in ms since the epoch.
-    pub session_start_ms: i64,
-    /// When this row was last written, in ms since the epoch.
-    pub last_heartbeat_ms: i64,
-}
+/// One live member of the cluster, as it last announced itself (the store-independent row
+/// of [`MembershipStore`]).
+pub type ClusterMember = MemberRow;
 
 pub(crate) fn upsert_values(member: &ClusterMember, ttl: Duration) -> Result<Values, StoreError> {
-    let ttl_secs = i32::try_from(ttl.as_secs().max(1))
+    // Whole seconds, rounded up: a TTL must never be shorter than asked.
+    let ttl_secs = i32::try_from(ttl.as_millis().div_ceil(1000).max(1))
         .map_err(|_| StoreError::Invalid(format!("membership TTL {ttl:?} is too long")))?;
     Ok(vec![
         int(PARTITION),
@@ -103,6 +93,17 @@ impl CassandraStore {
     }
 }
 
+#[async_trait]
+impl MembershipStore for CassandraStore {
+    async fn heartbeat_member(&self, row: &MemberRow, ttl: Duration) -> Result<(), StoreError> {
+        self.upsert_cluster_member(row, ttl).await
+    }
+
+    async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError> {
+        self.list_cluster_members(None).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +139,13 @@ mod tests {
             upsert_values(&m, Duration::ZERO).expect("values").last(),
             Some(&int(1)),
             "a zero TTL would mean forever"
+        );
+        assert_eq!(
+            upsert_values(&m, Duration::from_millis(1_500))
+                .expect("values")
+                .last(),
+            Some(&int(2)),
+            "a TTL is rounded up to whole seconds"
         );
         assert!(upsert_values(&m, Duration::from_secs(u64::MAX)).is_err());
     }

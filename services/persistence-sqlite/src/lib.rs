@@ -11,6 +11,7 @@
 
 mod executions;
 mod history;
+mod membership;
 mod namespaces;
 mod pool;
 mod schema;

@@ -9,7 +9,13 @@ use temper_persistence::StoreError;
 use crate::pool::store_error;
 
 /// `(version, script)`, ascending. Append new scripts; never edit a released one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../schema/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../schema/sqlite/0001_initial.sql")),
+    (
+        2,
+        include_str!("../../../schema/sqlite/0002_membership.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -85,6 +91,28 @@ mod tests {
             current_version(&conn).expect("version"),
             LATEST_SCHEMA_VERSION
         );
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_to_the_latest() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let tx = conn.transaction().expect("tx");
+        tx.execute_batch(MIGRATIONS[0].1).expect("version 1");
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at_ms) VALUES (1, 0)",
+            [],
+        )
+        .expect("record version 1");
+        tx.commit().expect("commit");
+        migrate(&mut conn).expect("migrate");
+        assert_eq!(
+            current_version(&conn).expect("version"),
+            LATEST_SCHEMA_VERSION
+        );
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM cluster_membership", [], |r| r.get(0))
+            .expect("the membership table exists");
+        assert_eq!(rows, 0);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 mod executions;
 mod history;
+mod membership;
 mod namespaces;
 mod shards;
 mod task_queues;
@@ -24,6 +25,7 @@ mod tasks;
 
 pub use executions::*;
 pub use history::*;
+pub use membership::*;
 pub use namespaces::*;
 pub use shards::*;
 pub use task_queues::*;
@@ -102,6 +104,8 @@ macro_rules! __persistence_conformance_all {
             case_namespace_update_is_conditional,
             case_namespace_list_paging,
             case_cluster_metadata_first_init_wins,
+            case_membership_heartbeat_and_list,
+            case_membership_rows_expire,
         );
     };
 }

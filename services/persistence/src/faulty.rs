@@ -24,9 +24,9 @@ use tokio::sync::watch;
 
 use crate::{
     BranchId, ClusterMetadata, ClusterMetadataStore, CommitError, CurrentExecution, ExecutionKey,
-    ExecutionRecord, ExecutionStore, ExecutionWrite, HistoryNode, HistoryStore, NamespaceRecord,
-    NamespaceStore, Persistence, QueueTask, ShardRecord, StoreError, TaskCategory, TaskKey,
-    TaskQueueKey, TaskQueueLease, TaskQueueStore, TaskRecord,
+    ExecutionRecord, ExecutionStore, ExecutionWrite, HistoryNode, HistoryStore, MemberRow,
+    MembershipStore, NamespaceRecord, NamespaceStore, Persistence, QueueTask, ShardRecord,
+    StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskQueueStore, TaskRecord,
 };
 
 /// One store operation: a method of the store traits.
@@ -56,6 +56,8 @@ pub enum Op {
     GetNamespaceById,
     UpdateNamespace,
     ListNamespaces,
+    HeartbeatMember,
+    LiveMembers,
 }
 
 /// What to do to a call.
@@ -598,6 +600,22 @@ impl NamespaceStore for FaultyStore {
     }
 }
 
+#[async_trait]
+impl MembershipStore for FaultyStore {
+    async fn heartbeat_member(&self, row: &MemberRow, ttl: Duration) -> Result<(), StoreError> {
+        self.run(
+            Op::HeartbeatMember,
+            self.inner.membership.heartbeat_member(row, ttl),
+        )
+        .await
+    }
+
+    async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError> {
+        self.run(Op::LiveMembers, self.inner.membership.live_members())
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,6 +704,7 @@ mod tests {
             history: Arc::new(Unused),
             task_queues: Arc::new(Unused),
             namespaces: Arc::new(Unused),
+            membership: Arc::new(Unused),
         })
     }
 
@@ -762,6 +781,16 @@ mod tests {
             _: &TaskQueueKey,
             _: TaskId,
         ) -> Result<(), StoreError> {
+            Err(StoreError::Internal("unused".into()))
+        }
+    }
+
+    #[async_trait]
+    impl MembershipStore for Unused {
+        async fn heartbeat_member(&self, _: &MemberRow, _: Duration) -> Result<(), StoreError> {
+            Err(StoreError::Internal("unused".into()))
+        }
+        async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError> {
             Err(StoreError::Internal("unused".into()))
         }
     }

@@ -200,3 +200,21 @@ pub struct ClusterMetadata {
     pub cluster_name: String,
     pub num_shards: u32,
 }
+
+/// One node's announcement in the membership table, refreshed as a heartbeat: a node that
+/// stops refreshing its row drops out of [`crate::MembershipStore::live_members`] by itself.
+/// Gossip seeds from the live rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// The node's name (unique in the cluster).
+    pub host_id: String,
+    /// The role this row announces (`frontend`, `history`, `matching`, `worker`); a node
+    /// with several roles writes one row per role.
+    pub role: String,
+    /// `host:port` of the node's gossip endpoint.
+    pub rpc_address: String,
+    /// When the process started, in ms since the epoch (its generation).
+    pub session_start_ms: i64,
+    /// When this row was last written, in ms since the epoch.
+    pub last_heartbeat_ms: i64,
+}

@@ -5,14 +5,15 @@
 //! drivers move the work off the async threads.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 
 use crate::{
     BranchId, ClusterMetadata, CommitError, CurrentExecution, ExecutionKey, ExecutionRecord,
-    ExecutionWrite, HistoryNode, NamespaceRecord, QueueTask, ShardRecord, StoreError, TaskCategory,
-    TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord,
+    ExecutionWrite, HistoryNode, MemberRow, NamespaceRecord, QueueTask, ShardRecord, StoreError,
+    TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord,
 };
 
 /// Facts fixed at cluster creation.
@@ -226,6 +227,19 @@ pub trait NamespaceStore: Send + Sync {
     ) -> Result<Vec<NamespaceRecord>, StoreError>;
 }
 
+/// The membership table: each node heartbeats a row per role; rows that are not refreshed
+/// expire, so the live rows are the nodes gossip can seed from.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
+    /// Insert or refresh this member's row (keyed by `(role, host_id)`); rows not refreshed
+    /// within `ttl` are no longer listed. Backends with a TTL in whole seconds round `ttl`
+    /// up to at least one second.
+    async fn heartbeat_member(&self, row: &MemberRow, ttl: Duration) -> Result<(), StoreError>;
+
+    /// The rows refreshed within their ttl, ordered by role then host id.
+    async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError>;
+}
+
 /// Every store a node needs, as trait objects.
 #[derive(Clone)]
 pub struct Persistence {
@@ -234,6 +248,7 @@ pub struct Persistence {
     pub history: Arc<dyn HistoryStore>,
     pub task_queues: Arc<dyn TaskQueueStore>,
     pub namespaces: Arc<dyn NamespaceStore>,
+    pub membership: Arc<dyn MembershipStore>,
 }
 
 impl Persistence {
@@ -245,6 +260,7 @@ impl Persistence {
             + HistoryStore
             + TaskQueueStore
             + NamespaceStore
+            + MembershipStore
             + 'static,
     {
         Self {
@@ -252,7 +268,8 @@ impl Persistence {
             executions: backend.clone(),
             history: backend.clone(),
             task_queues: backend.clone(),
-            namespaces: backend,
+            namespaces: backend.clone(),
+            membership: backend,
         }
     }
 }

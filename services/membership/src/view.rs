@@ -1,0 +1,311 @@
+//! [`ClusterView`]: one consistent snapshot of the live members and a ring per role.
+
+use std::collections::BTreeMap;
+
+use crate::ring::Ring;
+use crate::{Member, Role};
+
+/// The ring key of history shard `shard`.
+pub fn history_shard_key(shard: u32) -> String {
+    format!("shard/{shard}")
+}
+
+/// One consistent snapshot: the live members and one ring per role. Two nodes that see
+/// the same live members build identical rings (deterministic hashing; no RandomState).
+///
+/// Members that announced a graceful leave are listed but are in no ring.
+#[derive(Debug)]
+pub struct ClusterView {
+    version: u64,
+    members: Vec<Member>,
+    rings: BTreeMap<Role, Ring>,
+}
+
+impl ClusterView {
+    /// A view built directly from members, for tests and single-process mode. Members are
+    /// sorted by name; of several with one name, the newest generation is kept.
+    pub fn from_members(members: Vec<Member>, virtual_nodes: u32) -> ClusterView {
+        ClusterView::build(0, members, virtual_nodes)
+    }
+
+    pub(crate) fn build(version: u64, members: Vec<Member>, virtual_nodes: u32) -> ClusterView {
+        let members = newest_generation_by_name(members);
+        let rings = Role::ALL
+            .into_iter()
+            .map(|role| {
+                let in_ring = members
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| !m.leaving && m.has_role(role))
+                    .map(|(i, m)| (i, m.name.as_str()));
+                (role, Ring::new(in_ring, virtual_nodes))
+            })
+            .collect();
+        ClusterView {
+            version,
+            members,
+            rings,
+        }
+    }
+
+    /// Increases on every change a [`crate::Membership`] publishes (0 for
+    /// [`Self::from_members`]).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The live members, sorted by name, including those leaving.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The member named `name`, if live.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members
+            .binary_search_by(|m| m.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.members.get(i))
+    }
+
+    /// The member that owns `key` on `role`'s ring; `None` when no live, non-leaving member
+    /// has the role.
+    pub fn owner(&self, role: Role, key: &str) -> Option<&Member> {
+        let index = self.rings.get(&role)?.owner(key)?;
+        self.members.get(index)
+    }
+
+    /// The members in `role`'s ring (live, not leaving, running the role), by name.
+    pub fn ring_members(&self, role: Role) -> Vec<&Member> {
+        self.members
+            .iter()
+            .filter(|m| !m.leaving && m.has_role(role))
+            .collect()
+    }
+
+    /// The owner of history shard `shard`: `owner(Role::History, "shard/{shard}")`.
+    pub fn history_shard_owner(&self, shard: u32) -> Option<&Member> {
+        self.owner(Role::History, &history_shard_key(shard))
+    }
+
+    /// The shards among `1..=num_shards` that `node_name` owns, ascending.
+    pub fn shards_of(&self, node_name: &str, num_shards: u32) -> Vec<u32> {
+        if self.rings.get(&Role::History).is_none_or(Ring::is_empty) {
+            return Vec::new();
+        }
+        (1..=num_shards)
+            .filter(|&s| {
+                self.history_shard_owner(s)
+                    .is_some_and(|m| m.name == node_name)
+            })
+            .collect()
+    }
+
+    /// Same members (including their generation and leaving flag), hence same rings.
+    pub(crate) fn same_members(&self, members: &[Member]) -> bool {
+        self.members == members
+    }
+}
+
+/// Sorted by name; for a name seen twice (a restart), the highest generation.
+pub(crate) fn newest_generation_by_name(mut members: Vec<Member>) -> Vec<Member> {
+    members.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| b.generation.cmp(&a.generation))
+    });
+    members.dedup_by(|later, first| later.name == first.name);
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, roles: &[Role]) -> Member {
+        Member {
+            name: name.to_owned(),
+            generation: 1,
+            roles: roles.to_vec(),
+            grpc_address: format!("{name}:7233"),
+            gossip_address: "127.0.0.1:6933".parse().expect("addr"),
+            leaving: false,
+        }
+    }
+
+    fn owners(view: &ClusterView, num_shards: u32) -> Vec<String> {
+        (1..=num_shards)
+            .map(|s| view.history_shard_owner(s).expect("owner").name.clone())
+            .collect()
+    }
+
+    const ALL: &[Role] = &[Role::Frontend, Role::History, Role::Matching, Role::Worker];
+
+    #[test]
+    fn rings_do_not_depend_on_member_order() {
+        let abc = ClusterView::from_members(
+            vec![member("a", ALL), member("b", ALL), member("c", ALL)],
+            128,
+        );
+        let cab = ClusterView::from_members(
+            vec![member("c", ALL), member("a", ALL), member("b", ALL)],
+            128,
+        );
+        let bca = ClusterView::from_members(
+            vec![member("b", ALL), member("c", ALL), member("a", ALL)],
+            128,
+        );
+        assert_eq!(
+            abc.members().iter().map(|m| &m.name).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(abc.members(), cab.members());
+        assert_eq!(owners(&abc, 512), owners(&cab, 512));
+        assert_eq!(owners(&abc, 512), owners(&bca, 512));
+        for role in Role::ALL {
+            for key in ["q/0", "q/1", "tq-a/3", "x"] {
+                assert_eq!(
+                    abc.owner(role, key).map(|m| &m.name),
+                    bca.owner(role, key).map(|m| &m.name)
+                );
+            }
+        }
+        // shards_of partitions the shards.
+        let mut all: Vec<u32> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|n| abc.shards_of(n, 512))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=512).collect::<Vec<_>>());
+    }
+
+    /// 512 shards over 3 members: each within ±40% of its fair share (the numbers are
+    /// printed; run with `--nocapture` to see them).
+    #[test]
+    fn shards_spread_evenly() {
+        let view = ClusterView::from_members(
+            vec![member("a", ALL), member("b", ALL), member("c", ALL)],
+            128,
+        );
+        let fair = 512.0 / 3.0;
+        for name in ["a", "b", "c"] {
+            let n = view.shards_of(name, 512).len();
+            println!("{name}: {n} of 512 shards (fair share {fair:.1})");
+            let ratio = n as f64 / fair;
+            assert!(
+                (0.6..=1.4).contains(&ratio),
+                "{name} owns {n} of 512 shards, fair share {fair:.1}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fourth_member_moves_about_a_quarter_of_the_keys() {
+        let three = ClusterView::from_members(
+            vec![member("a", ALL), member("b", ALL), member("c", ALL)],
+            128,
+        );
+        let four = ClusterView::from_members(
+            vec![
+                member("a", ALL),
+                member("b", ALL),
+                member("c", ALL),
+                member("d", ALL),
+            ],
+            128,
+        );
+        let before = owners(&three, 512);
+        let after = owners(&four, 512);
+        let moved: Vec<usize> = (0..512).filter(|&i| before[i] != after[i]).collect();
+        println!("adding d moved {} of 512 shards", moved.len());
+        assert!(
+            moved.iter().all(|&i| after[i] == "d"),
+            "keys only move to the new member"
+        );
+        assert!(
+            (77..=179).contains(&moved.len()),
+            "{} of 512 shards moved; about 128 expected",
+            moved.len()
+        );
+    }
+
+    #[test]
+    fn leaving_members_are_listed_but_own_nothing() {
+        let mut b = member("b", ALL);
+        b.leaving = true;
+        let view = ClusterView::from_members(vec![member("a", ALL), b], 128);
+        assert_eq!(view.members().len(), 2);
+        assert!(view.member("b").expect("listed").leaving);
+        assert_eq!(view.shards_of("b", 64), Vec::<u32>::new());
+        assert_eq!(view.shards_of("a", 64), (1..=64).collect::<Vec<_>>());
+        assert_eq!(
+            view.ring_members(Role::Matching)
+                .iter()
+                .map(|m| &m.name)
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        let mut a = member("a", ALL);
+        a.leaving = true;
+        let everyone_leaving = ClusterView::from_members(vec![a], 128);
+        assert_eq!(everyone_leaving.history_shard_owner(1), None);
+        assert_eq!(everyone_leaving.shards_of("a", 4), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn each_role_has_its_own_ring() {
+        let view = ClusterView::from_members(
+            vec![
+                member("front", &[Role::Frontend]),
+                member("hist", &[Role::History]),
+                member("both", &[Role::History, Role::Matching]),
+            ],
+            64,
+        );
+        for key in (0..100).map(|i| format!("k{i}")) {
+            assert_eq!(
+                view.owner(Role::Frontend, &key).map(|m| m.name.as_str()),
+                Some("front")
+            );
+            assert_eq!(
+                view.owner(Role::Matching, &key).map(|m| m.name.as_str()),
+                Some("both")
+            );
+            let h = view.owner(Role::History, &key).expect("history owner");
+            assert!(h.name == "hist" || h.name == "both", "{}", h.name);
+        }
+        assert_eq!(view.owner(Role::Worker, "k"), None, "nobody runs worker");
+        assert_eq!(view.shards_of("front", 16), Vec::<u32>::new());
+        let history: usize = ["hist", "both"]
+            .iter()
+            .map(|n| view.shards_of(n, 16).len())
+            .sum();
+        assert_eq!(history, 16);
+    }
+
+    #[test]
+    fn a_restarted_member_replaces_its_old_generation() {
+        let mut old = member("a", ALL);
+        old.generation = 1;
+        old.grpc_address = "old:1".into();
+        let mut new = member("a", ALL);
+        new.generation = 2;
+        new.grpc_address = "new:1".into();
+        for members in [vec![old.clone(), new.clone()], vec![new.clone(), old]] {
+            let view = ClusterView::from_members(members, 16);
+            assert_eq!(view.members(), std::slice::from_ref(&new));
+            assert_eq!(
+                view.history_shard_owner(1).map(|m| m.grpc_address.as_str()),
+                Some("new:1")
+            );
+        }
+    }
+
+    #[test]
+    fn members_are_found_by_name() {
+        let view = ClusterView::from_members(vec![member("b", ALL), member("a", ALL)], 8);
+        assert_eq!(view.member("b").map(|m| m.name.as_str()), Some("b"));
+        assert_eq!(view.member("a").map(|m| m.name.as_str()), Some("a"));
+        assert_eq!(view.member("c"), None);
+        assert_eq!(view.version(), 0);
+    }
+}
