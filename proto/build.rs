@@ -20,6 +20,7 @@ const OWN_FILES: &[&str] = &[
     "temper/persistence/v1/state.proto",
     "temper/internal/v1/history.proto",
     "temper/internal/v1/matching.proto",
+    "temper/internal/v1/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

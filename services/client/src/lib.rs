@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 pub mod history_router;
-// pub mod matching_router;
+pub mod matching_router;
 pub mod routing;
 
 pub use history_router::HistoryRouter;

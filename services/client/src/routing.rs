@@ -60,7 +60,21 @@ impl Default for RetryPolicy {
 /// went away mid-call. Every internal call is safe to repeat: history dedupes by request
 /// id or finds the task already started / completed.
 pub fn is_retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable)
+    status.code() == Code::Unavailable || is_transport_error(status)
+}
+
+/// The call failed in the connection (the peer died mid-call: a broken pipe, a reset
+/// stream), which tonic reports as `Unknown` "transport error".
+fn is_transport_error(status: &Status) -> bool {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    status.code() == Code::Unknown && status.message() == "transport error"
 }
 
 /// One lazily connected channel per node address, reused by every call to that node.
@@ -185,6 +199,18 @@ mod tests {
         .await;
         assert_eq!(r.expect("third attempt succeeds"), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_broken_connection_is_retryable() {
+        let broken = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stream closed because of a broken pipe",
+        )));
+        assert!(is_retryable(&broken), "{broken:?}");
+        assert!(is_retryable(&Status::unknown("transport error")));
+        assert!(!is_retryable(&Status::unknown("workflow panicked")));
+        assert!(!is_retryable(&Status::invalid_argument("bad")));
     }
 
     #[tokio::test]

@@ -39,6 +39,11 @@ impl Ring {
             .map(|node| node.value)
     }
 
+    /// Every member index, in the order the ring prefers them for `key` (the owner first).
+    pub(crate) fn candidates(&self, key: &str) -> impl Iterator<Item = usize> + '_ {
+        self.ring.calc_candidates(&key).map(|node| node.value)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.ring.nodes().is_empty()
     }

@@ -1,6 +1,7 @@
 //! [`ClusterView`]: one consistent snapshot of the live members and a ring per role.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use crate::ring::Ring;
 use crate::{Member, Role};
@@ -19,6 +20,8 @@ pub struct ClusterView {
     version: u64,
     members: Vec<Member>,
     rings: BTreeMap<Role, Ring>,
+    /// [`Self::balanced_shard_owners`] for the shard count it was first asked for.
+    shard_owners: OnceLock<(u32, Vec<Option<usize>>)>,
 }
 
 impl ClusterView {
@@ -45,6 +48,7 @@ impl ClusterView {
             version,
             members,
             rings,
+            shard_owners: OnceLock::new(),
         }
     }
 
@@ -82,19 +86,60 @@ impl ClusterView {
             .collect()
     }
 
-    /// The owner of history shard `shard`: `owner(Role::History, "shard/{shard}")`.
+    /// The plain ring owner of history shard `shard`: `owner(Role::History, "shard/{shard}")`.
+    /// Shards are placed with [`Self::balanced_shard_owner`]; this is the ring it starts from.
     pub fn history_shard_owner(&self, shard: u32) -> Option<&Member> {
         self.owner(Role::History, &history_shard_key(shard))
     }
 
-    /// The shards among `1..=num_shards` that `node_name` owns, ascending.
-    pub fn shards_of(&self, node_name: &str, num_shards: u32) -> Vec<u32> {
-        if self.rings.get(&Role::History).is_none_or(Ring::is_empty) {
-            return Vec::new();
+    /// The owner of history shard `shard` of `num_shards`, on the history ring with bounded
+    /// loads: shards are placed in order, each on the first member clockwise from its key
+    /// that holds fewer than `ceil(num_shards / members)` shards. Plain consistent hashing
+    /// leaves a member with two or three times its share when shards are few (16 shards on 3
+    /// nodes came out 9/4/3); with the bound every member gets its share, and a member
+    /// joining or leaving still moves only a few shards besides its own. Deterministic: the
+    /// same members give the same owners on every node.
+    pub fn balanced_shard_owner(&self, shard: u32, num_shards: u32) -> Option<&Member> {
+        if shard == 0 || shard > num_shards {
+            return None;
         }
+        let index = match self.shard_owners.get() {
+            Some((n, owners)) if *n == num_shards => owners[(shard - 1) as usize],
+            Some(_) => self.balanced_shard_owners(num_shards)[(shard - 1) as usize],
+            None => {
+                let (_, owners) = self
+                    .shard_owners
+                    .get_or_init(|| (num_shards, self.balanced_shard_owners(num_shards)));
+                owners[(shard - 1) as usize]
+            }
+        }?;
+        self.members.get(index)
+    }
+
+    fn balanced_shard_owners(&self, num_shards: u32) -> Vec<Option<usize>> {
+        let Some(ring) = self.rings.get(&Role::History).filter(|r| !r.is_empty()) else {
+            return vec![None; num_shards as usize];
+        };
+        let size = self.ring_members(Role::History).len().max(1) as u32;
+        let cap = num_shards.div_ceil(size);
+        let mut loads = vec![0u32; self.members.len()];
+        (1..=num_shards)
+            .map(|s| {
+                let owner = ring
+                    .candidates(&history_shard_key(s))
+                    .find(|&i| loads[i] < cap)?;
+                loads[owner] += 1;
+                Some(owner)
+            })
+            .collect()
+    }
+
+    /// The shards among `1..=num_shards` that `node_name` owns
+    /// ([`Self::balanced_shard_owner`]), ascending.
+    pub fn shards_of(&self, node_name: &str, num_shards: u32) -> Vec<u32> {
         (1..=num_shards)
             .filter(|&s| {
-                self.history_shard_owner(s)
+                self.balanced_shard_owner(s, num_shards)
                     .is_some_and(|m| m.name == node_name)
             })
             .collect()
@@ -139,6 +184,73 @@ mod tests {
     }
 
     const ALL: &[Role] = &[Role::Frontend, Role::History, Role::Matching, Role::Worker];
+
+    fn balanced(view: &ClusterView, num_shards: u32) -> Vec<String> {
+        (1..=num_shards)
+            .map(|s| {
+                view.balanced_shard_owner(s, num_shards)
+                    .expect("owner")
+                    .name
+                    .clone()
+            })
+            .collect()
+    }
+
+    fn view_of(names: &[&str]) -> ClusterView {
+        ClusterView::from_members(names.iter().map(|n| member(n, ALL)).collect(), 128)
+    }
+
+    /// Every member holds at most `ceil(shards / members)` shards, whatever the count.
+    #[test]
+    fn balanced_shards_respect_the_bound() {
+        for (names, num_shards) in [
+            (&["a", "b", "c"][..], 16u32),
+            (&["a", "b", "c"][..], 512),
+            (&["a", "b"][..], 16),
+            (&["a", "b", "c", "d", "e"][..], 7),
+        ] {
+            let view = view_of(names);
+            let cap = num_shards.div_ceil(names.len() as u32) as usize;
+            let counts: Vec<usize> = names
+                .iter()
+                .map(|n| view.shards_of(n, num_shards).len())
+                .collect();
+            println!("{num_shards} shards over {names:?}: {counts:?}");
+            assert_eq!(counts.iter().sum::<usize>(), num_shards as usize);
+            assert!(
+                counts.iter().all(|&c| c <= cap),
+                "{counts:?} over cap {cap}"
+            );
+        }
+        let reordered = ClusterView::from_members(
+            vec![member("c", ALL), member("a", ALL), member("b", ALL)],
+            128,
+        );
+        assert_eq!(
+            balanced(&view_of(&["a", "b", "c"]), 64),
+            balanced(&reordered, 64)
+        );
+        assert!(view_of(&[]).balanced_shard_owner(1, 4).is_none());
+        assert!(view_of(&["a"]).balanced_shard_owner(5, 4).is_none());
+    }
+
+    /// A member leaving moves its own shards, and only a few others.
+    #[test]
+    fn balanced_shards_move_little_when_a_member_leaves() {
+        for num_shards in [16u32, 512] {
+            let three = balanced(&view_of(&["a", "b", "c"]), num_shards);
+            let two = balanced(&view_of(&["a", "b"]), num_shards);
+            let own = three.iter().filter(|o| *o == "c").count();
+            let others = (0..num_shards as usize)
+                .filter(|&i| three[i] != "c" && three[i] != two[i])
+                .count();
+            println!("{num_shards} shards: c leaving moves its {own} and {others} others");
+            assert!(
+                others <= own / 2 + 1,
+                "{others} shards of staying members moved (c had {own})"
+            );
+        }
+    }
 
     #[test]
     fn rings_do_not_depend_on_member_order() {

@@ -139,7 +139,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        temper_server::wait_for_signal().await;
         signal.cancel();
     });
 
@@ -180,26 +180,4 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     history.shutdown().await;
     eprintln!("temper dev server stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -32,6 +32,8 @@ enum Command {
     /// Create or upgrade the Cassandra / ScyllaDB schema (`setup`, `migrate`).
     #[command(subcommand)]
     Schema(schema_cmd::SchemaCommand),
+    /// Inspect a running cluster (`cluster members`, `shard describe N`).
+    Admin(temper_server::admin::AdminArgs),
     /// Drive load against any server that speaks the Temporal API (same as `temper-loadtest`).
     #[command(disable_help_flag = true)]
     Loadtest {
@@ -44,6 +46,22 @@ enum Command {
 enum ServerCommand {
     /// Run every role in one process on an embedded store, with the `default` namespace.
     StartDev(dev::DevArgs),
+    /// Run one node of a cluster: the roles, addresses, store and seeds in its config file.
+    Start(StartArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct StartArgs {
+    /// The node's config file (TOML).
+    #[arg(long, short = 'c', env = "TEMPER_CONFIG")]
+    config: std::path::PathBuf,
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("temper")
+        .build()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +75,12 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Server(ServerCommand::Start(args)) => {
+            let config = temper_server::config::ServerConfig::load(&args.config)?;
+            logging::init(&config.log.level, &config.log.format)?;
+            runtime()?.block_on(temper_server::cluster::run(config))
+        }
+        Command::Admin(args) => runtime()?.block_on(temper_server::admin::run(args)),
         Command::Schema(command) => {
             logging::init("warn", "text")?;
             let rt = tokio::runtime::Builder::new_multi_thread()

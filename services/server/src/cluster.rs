@@ -1,0 +1,462 @@
+//! `temper server start --config FILE`: one node of a cluster. It runs the roles its config
+//! names, finds the other nodes by gossip, and routes every internal call to the node the
+//! rings give the shard or partition to (in-process when that is itself).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use temper_client::matching_router::MatchingRouter;
+use temper_client::{
+    Channels, HistoryClient, HistoryRouter, MatchingClient, Placement, RetryPolicy, Target,
+};
+use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
+use temper_history::{HistoryConfig, HistoryEngine};
+use temper_matching::{MatchingConfig, MatchingEngine};
+use temper_membership::{ClusterView, Membership, MembershipConfig, Role};
+use temper_persistence::{ClusterMetadata, Persistence};
+use temper_persistence_sqlite::SqliteStore;
+use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
+use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
+use temper_proto::internal::v1::admin_service_server::AdminServiceServer;
+use temper_proto::internal::v1::history_service_server::HistoryServiceServer;
+use temper_proto::internal::v1::matching_service_server::MatchingServiceServer;
+use temper_types::{Clock, ShardId, SystemClock};
+use temper_workflow::Limits;
+use tokio::sync::watch;
+use tonic::codec::CompressionEncoding;
+
+use crate::admin::AdminApi;
+use crate::config::{ServerConfig, StoreKindConfig};
+use crate::store;
+
+/// Largest gRPC message accepted or sent.
+const MAX_MESSAGE_BYTES: usize = temper_client::MAX_MESSAGE_BYTES;
+/// How long a starting node waits to hear from a seed before it takes shards alone.
+const JOIN_WAIT: Duration = Duration::from_secs(3);
+/// How long in-flight requests may take to finish once the node stops serving.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The rings as the routers see them: the newest published view.
+pub struct RingPlacement {
+    me: String,
+    num_shards: u32,
+    view: watch::Receiver<Arc<ClusterView>>,
+}
+
+impl RingPlacement {
+    pub fn new(me: String, num_shards: u32, view: watch::Receiver<Arc<ClusterView>>) -> Arc<Self> {
+        Arc::new(Self {
+            me,
+            num_shards,
+            view,
+        })
+    }
+
+    fn target(&self, member: Option<&temper_membership::Member>) -> Option<Target> {
+        let m = member?;
+        Some(if m.name == self.me {
+            Target::Local
+        } else {
+            Target::Remote(m.grpc_address.clone())
+        })
+    }
+}
+
+impl Placement for RingPlacement {
+    fn history_shard(&self, shard: u32) -> Option<Target> {
+        let view = self.view.borrow().clone();
+        self.target(view.balanced_shard_owner(shard, self.num_shards))
+    }
+
+    fn matching_partition(&self, key: &str) -> Option<Target> {
+        let view = self.view.borrow().clone();
+        self.target(view.owner(Role::Matching, key))
+    }
+}
+
+/// Open the configured store.
+async fn open_store(config: &ServerConfig) -> anyhow::Result<(Persistence, String)> {
+    match config.store.kind {
+        StoreKindConfig::Cassandra => {
+            let c = config.store.cassandra.clone().validated()?;
+            let where_ = format!(
+                "cassandra keyspace {} at {}",
+                c.keyspace,
+                c.contact_points.join(",")
+            );
+            let s = store::connect_cassandra(c).await?;
+            Ok((s.into_persistence(), where_))
+        }
+        StoreKindConfig::Sqlite => {
+            let path = config
+                .store
+                .path
+                .clone()
+                .unwrap_or_else(|| "temper-cluster.sqlite".into());
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let p = path.clone();
+            let s = tokio::task::spawn_blocking(move || SqliteStore::open(&p))
+                .await?
+                .with_context(|| format!("opening the store at {}", path.display()))?;
+            Ok((s.into_persistence(), path.display().to_string()))
+        }
+    }
+}
+
+/// Read (or create) the cluster's metadata and refuse a different shard count.
+pub async fn check_cluster(
+    persistence: &Persistence,
+    num_shards: u32,
+) -> anyhow::Result<ClusterMetadata> {
+    let cluster = persistence
+        .cluster
+        .init_cluster_metadata(&ClusterMetadata {
+            cluster_name: "active".into(),
+            num_shards,
+        })
+        .await
+        .context("reading cluster metadata")?;
+    if cluster.num_shards != num_shards {
+        anyhow::bail!(
+            "the store was created with {} shards; cluster.num_shards = {} cannot change that",
+            cluster.num_shards,
+            num_shards
+        );
+    }
+    Ok(cluster)
+}
+
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listen = config.grpc_listen()?;
+    let name = config.node_name();
+    let (persistence, where_) = open_store(&config).await?;
+    let cluster = check_cluster(&persistence, config.cluster.num_shards).await?;
+    let num_shards = cluster.num_shards;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the gRPC address {listen}"))?;
+
+    let mut mconfig = MembershipConfig::new(
+        name.clone(),
+        config.node.roles.clone(),
+        config.advertise_grpc(),
+        config.membership_listen()?,
+    );
+    mconfig.gossip_advertise = config.advertise_membership()?;
+    mconfig.cluster_id = config.cluster.id.clone();
+    mconfig.seeds = config.cluster.seeds.clone();
+    mconfig.dead_after = Duration::from_millis(config.cluster.dead_after_ms);
+    mconfig.ring_debounce = Duration::from_millis(config.cluster.ring_debounce_ms);
+    let membership = Arc::new(
+        Membership::start(mconfig, Some(persistence.membership.clone()))
+            .await
+            .context("starting gossip membership")?,
+    );
+    let views = membership.subscribe();
+    let placement = RingPlacement::new(name.clone(), num_shards, views.clone());
+    let channels = Channels::new();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let history = config.has_role(Role::History).then(|| {
+        HistoryEngine::new(
+            HistoryConfig {
+                num_shards,
+                owner: name.clone(),
+                limits: Limits::default(),
+            },
+            persistence.clone(),
+            clock.clone(),
+        )
+    });
+    let history_router: HistoryClient = HistoryRouter::new(
+        num_shards,
+        placement.clone(),
+        history.clone().map(|h| h as HistoryClient),
+        channels.clone(),
+        RetryPolicy::default(),
+    );
+    let matching_config = MatchingConfig {
+        partitions: config.matching.partitions.clone(),
+        ..MatchingConfig::default()
+    };
+    let matching = config.has_role(Role::Matching).then(|| {
+        Arc::new(MatchingEngine::with_clock(
+            persistence.task_queues.clone(),
+            history_router.clone(),
+            matching_config,
+            clock.clone(),
+        ))
+    });
+    let matching_router: MatchingClient = MatchingRouter::new(
+        config.matching.partitions.clone(),
+        placement.clone(),
+        matching.clone().map(|m| m as MatchingClient),
+        channels.clone(),
+        RetryPolicy::default(),
+    );
+    if let Some(m) = &matching {
+        m.set_forwarder(matching_router.clone());
+    }
+    if let Some(h) = &history {
+        h.set_history_client(history_router.clone());
+        h.start_shard_controller(matching_router.clone());
+    }
+
+    // Follow the rings: own the shards and partitions they give this node.
+    let follow = tokio_util::sync::CancellationToken::new();
+    let has_peers = config.cluster.seeds.iter().any(|s| {
+        *s != config.node.membership_address
+            && Some(s) != config.node.advertise_membership_address.as_ref()
+    });
+    let follower = tokio::spawn(follow_rings(
+        has_peers.then_some(JOIN_WAIT),
+        name.clone(),
+        num_shards,
+        views.clone(),
+        history.clone(),
+        matching.clone(),
+        matching_router.clone(),
+        follow.clone(),
+    ));
+
+    let frontend = if config.has_role(Role::Frontend) {
+        let namespaces = Arc::new(Namespaces::new(
+            persistence.namespaces.clone(),
+            cluster.cluster_name.clone(),
+        ));
+        for ns in &config.cluster.namespaces {
+            namespaces
+                .ensure(ns, config.retention())
+                .await
+                .map_err(|s| anyhow::anyhow!("registering namespace {ns}: {}", s.message()))?;
+        }
+        Some(Arc::new(Frontend::new(
+            FrontendConfig {
+                cluster_name: cluster.cluster_name.clone(),
+                cluster_id: config.cluster.id.clone(),
+                num_shards,
+                persistence_store: match config.store.kind {
+                    StoreKindConfig::Sqlite => "sqlite".into(),
+                    StoreKindConfig::Cassandra => "cassandra".into(),
+                },
+                max_long_poll: Duration::from_secs(60),
+            },
+            namespaces,
+            history_router.clone(),
+            matching_router.clone(),
+        )))
+    } else {
+        None
+    };
+
+    let admin = AdminApi::new(
+        membership.clone(),
+        history.clone(),
+        persistence.clone(),
+        num_shards,
+        channels.clone(),
+    );
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let mut router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(AdminServiceServer::new(admin));
+    if let Some(f) = &frontend {
+        health_reporter
+            .set_serving::<WorkflowServiceServer<Frontend>>()
+            .await;
+        let namespaces = f.namespaces.clone();
+        router = router
+            .add_service(
+                WorkflowServiceServer::from_arc(f.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                OperatorServiceServer::new(Operator::new(namespaces))
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            );
+    }
+    if let Some(h) = &history {
+        router = router.add_service(
+            HistoryServiceServer::from_arc(h.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    }
+    if let Some(m) = &matching {
+        router = router.add_service(
+            MatchingServiceServer::from_arc(m.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    }
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::wait_for_signal().await;
+        signal.cancel();
+    });
+    let roles: Vec<String> = config.node.roles.iter().map(|r| r.to_string()).collect();
+    tracing::info!(node = %name, address = %listen, roles = ?roles, store = %where_, shards = num_shards, ready_ms = started.elapsed().as_millis() as u64, "temper node listening");
+    eprintln!(
+        "temper node {name} listening on {listen} (roles: {}; store: {where_}; ready in {} ms)",
+        roles.join(","),
+        started.elapsed().as_millis()
+    );
+
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop_serving = tokio_util::sync::CancellationToken::new();
+    let stop = stop_serving.clone();
+    let server = router.serve_with_incoming_shutdown(incoming, async move {
+        stop.cancelled().await;
+    });
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        r = &mut server => { r.context("serving gRPC")?; }
+        _ = shutdown.cancelled() => {}
+    }
+
+    // Graceful leave: the other nodes drop this one from their rings at once and take its
+    // shards; this node stops writing them first, then waits (bounded) until each has a
+    // new owner in the store before it stops serving.
+    tracing::info!(node = %name, "leaving the cluster");
+    let leave = {
+        let m = membership.clone();
+        tokio::spawn(async move { m.leave().await })
+    };
+    follow.cancel();
+    let _ = follower.await;
+    let handover_started = Instant::now();
+    if let Some(h) = &history {
+        let released = h.owned_shards();
+        let ranges = shard_ranges(&persistence, &released).await;
+        h.release_all_shards();
+        wait_for_handover(
+            &persistence,
+            ranges,
+            Duration::from_millis(config.cluster.handover_timeout_ms),
+        )
+        .await;
+        tracing::info!(node = %name, shards = released.len(), handover_ms = handover_started.elapsed().as_millis() as u64, "shards handed over");
+        eprintln!(
+            "temper node {name} handed over {} shards in {} ms",
+            released.len(),
+            handover_started.elapsed().as_millis()
+        );
+    }
+    if let Some(m) = &matching {
+        // Waiting polls answer empty; workers poll again and reach the partitions' new
+        // owners.
+        m.retain_partitions(|_| false);
+    }
+    let _ = leave.await;
+    stop_serving.cancel();
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(r) => r.context("serving gRPC")?,
+        Err(_) => {
+            tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway")
+        }
+    }
+    if let Some(m) = &matching {
+        m.shutdown();
+    }
+    if let Some(h) = &history {
+        h.shutdown().await;
+    }
+    if let Ok(m) = Arc::try_unwrap(membership) {
+        m.shutdown().await;
+    }
+    eprintln!("temper node {name} stopped");
+    Ok(())
+}
+
+/// Apply every new view: the history shards and matching partitions this node owns.
+async fn follow_rings(
+    join_wait: Option<Duration>,
+    me: String,
+    num_shards: u32,
+    mut views: watch::Receiver<Arc<ClusterView>>,
+    history: Option<Arc<HistoryEngine>>,
+    matching: Option<Arc<MatchingEngine>>,
+    matching_router: MatchingClient,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    // A node that has peers to join first waits to see one of them: its first view holds
+    // only itself, and acting on it would take every shard from the running nodes only to
+    // give them back a second later.
+    if let Some(wait) = join_wait {
+        let joined = tokio::time::timeout(wait, views.wait_for(|v| v.members().len() > 1));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = joined => if r.is_err() {
+                tracing::info!(node = %me, "no peer answered within {wait:?}; starting alone");
+            },
+        }
+    }
+    loop {
+        let view = views.borrow_and_update().clone();
+        if let Some(h) = &history {
+            let mine: BTreeSet<ShardId> = view
+                .shards_of(&me, num_shards)
+                .into_iter()
+                .map(ShardId)
+                .collect();
+            tracing::info!(version = view.version(), shards = ?mine.iter().map(|s| s.0).collect::<Vec<_>>(), "ring changed");
+            h.set_owned_shards(mine, matching_router.clone()).await;
+        }
+        if let Some(m) = &matching {
+            m.retain_partitions(|key| {
+                view.owner(Role::Matching, &key.routing_key())
+                    .is_some_and(|o| o.name == me)
+            });
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = views.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+async fn shard_ranges(persistence: &Persistence, shards: &[ShardId]) -> Vec<(ShardId, i64)> {
+    let mut out = Vec::new();
+    for id in shards {
+        if let Ok(rec) = persistence.executions.get_or_create_shard(*id, &[]).await {
+            out.push((*id, rec.range_id.0));
+        }
+    }
+    out
+}
+
+/// Wait until every shard's range id moved past the one this node held (another node
+/// acquired it), or the timeout.
+async fn wait_for_handover(
+    persistence: &Persistence,
+    mut held: Vec<(ShardId, i64)>,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while !held.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut still = Vec::new();
+        for (id, range) in held {
+            match persistence.executions.get_or_create_shard(id, &[]).await {
+                Ok(rec) if rec.range_id.0 > range => {}
+                _ => still.push((id, range)),
+            }
+        }
+        held = still;
+    }
+    if !held.is_empty() {
+        tracing::warn!(shards = ?held.iter().map(|(s, _)| s.0).collect::<Vec<_>>(), "no other node took these shards before the handover timeout");
+    }
+}

@@ -1,0 +1,254 @@
+"""A temper cluster of several processes on 127.0.0.1 sharing one SQLite file.
+
+Each node is `temper server start --config node-X.toml` with every role, its own gRPC and
+gossip port, and the others as gossip seeds. Nodes can be stopped (SIGTERM: graceful
+leave), killed (SIGKILL), paused (SIGSTOP), resumed and started again; `admin()` asks a
+node for its view of the cluster through `temper admin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+import harness  # noqa: E402
+from harness import free_port  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+NUM_SHARDS = 16
+
+
+def free_udp_port() -> int:
+    import socket
+
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+
+
+class Node:
+    def __init__(self, name: str, workdir: Path, db: Path, seeds: list[str]) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.grpc_port = free_port()
+        self.gossip_port = free_udp_port()
+        self.config_path = workdir / f"node-{name}.toml"
+        self.log_path = workdir / f"node-{name}.log"
+        self.db = db
+        self.seeds = seeds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def gossip(self) -> str:
+        return f"127.0.0.1:{self.gossip_port}"
+
+    def write_config(self, num_shards: int) -> None:
+        seeds = ", ".join(f'"{s}"' for s in self.seeds if s != self.gossip)
+        self.config_path.write_text(
+            f"""
+[node]
+name = "{self.name}"
+roles = ["frontend", "history", "matching"]
+grpc_address = "{self.address}"
+membership_address = "{self.gossip}"
+
+[cluster]
+num_shards = {num_shards}
+seeds = [{seeds}]
+dead_after_ms = 2000
+ring_debounce_ms = 300
+
+[store]
+kind = "sqlite"
+path = "{self.db}"
+
+[log]
+level = "info"
+"""
+        )
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def launch(self) -> None:
+        assert not self.running(), f"node {self.name} already running"
+        cmd = [str(harness.temper_bin()), "server", "start", "--config", str(self.config_path)]
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== launch: {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=harness._die_with_parent if harness._PRCTL is not None else None,  # noqa: PLW1509, SLF001
+            )
+        self.paused = False
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        try:
+            os.kill(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    async def wait_exit(self, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+class Cluster:
+    def __init__(self, workdir: Path, names: list[str], num_shards: int = NUM_SHARDS) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.num_shards = num_shards
+        self.db = workdir / "cluster.sqlite"
+        self.nodes: dict[str, Node] = {}
+        for name in names:
+            self.add_node(name)
+
+    def add_node(self, name: str) -> Node:
+        node = Node(name, self.workdir, self.db, [])
+        self.nodes[name] = node
+        seeds = [n.gossip for n in self.nodes.values()]
+        for n in self.nodes.values():
+            n.seeds = seeds
+            n.write_config(self.num_shards)
+        return node
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def running(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.running() and not n.paused]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, *names: str, timeout: float = 30) -> None:
+        """Launch nodes (all if none named) and wait until every running node sees the
+        same members and the shards are all owned."""
+        for name in names or list(self.nodes):
+            self.nodes[name].launch()
+        for name in names or list(self.nodes):
+            await self.wait_serving(self.nodes[name], timeout)
+        await self.wait_balanced(timeout=timeout)
+
+    async def wait_serving(self, node: Node, timeout: float) -> None:
+        async def up() -> bool:
+            if node.proc is not None and node.proc.poll() is not None:
+                raise RuntimeError(f"node {node.name} exited:\n{node.log_tail()}")
+            await asyncio.wait_for(Client.connect(node.address), timeout=3)
+            return True
+
+        await harness.wait_until(up, timeout=timeout, what=f"node {node.name} serving")
+
+    async def stop(self, name: str, timeout: float = 20) -> float:
+        """SIGTERM (graceful leave); the seconds it took to exit."""
+        node = self.nodes[name]
+        started = time.monotonic()
+        node.signal(signal.SIGTERM)
+        if not await node.wait_exit(timeout):
+            node.signal(signal.SIGKILL)
+            await node.wait_exit(10)
+            raise AssertionError(f"node {name} did not exit within {timeout}s of SIGTERM")
+        return time.monotonic() - started
+
+    async def kill(self, name: str) -> None:
+        node = self.nodes[name]
+        node.signal(signal.SIGKILL)
+        assert await node.wait_exit(10)
+
+    def pause(self, name: str) -> None:
+        self.nodes[name].signal(signal.SIGSTOP)
+        self.nodes[name].paused = True
+
+    def resume(self, name: str) -> None:
+        self.nodes[name].signal(signal.SIGCONT)
+        self.nodes[name].paused = False
+
+    def kill_all(self) -> None:
+        for n in self.nodes.values():
+            if n.running():
+                n.signal(signal.SIGCONT)
+                n.signal(signal.SIGKILL)
+                try:
+                    assert n.proc is not None
+                    n.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+
+    # ------------------------------------------------------------------ admin
+
+    def admin(self, node: Node, *args: str) -> Any:
+        out = subprocess.run(
+            [str(harness.temper_bin()), "admin", "--address", node.address, "-o", "json", *args],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"temper admin {' '.join(args)} failed: {out.stderr.decode()}")
+        return json.loads(out.stdout)
+
+    def owned(self) -> dict[str, list[int]]:
+        """Shards each running node runs now."""
+        return {n.name: self.admin(n, "cluster", "members")["owned_shards"] for n in self.running()}
+
+    def shards_placed(self, among: list[str]) -> bool:
+        """Every shard runs on exactly one of `among`, and each of them agrees on the members."""
+        owned = {name: self.admin(self.nodes[name], "cluster", "members") for name in among}
+        all_shards: list[int] = []
+        for r in owned.values():
+            all_shards.extend(r["owned_shards"])
+            names = sorted(m["name"] for m in r["members"] if m["status"] == "alive")
+            if names != sorted(among):
+                return False
+        return sorted(all_shards) == list(range(1, self.num_shards + 1))
+
+    async def wait_balanced(self, among: list[str] | None = None, timeout: float = 30) -> float:
+        """Wait until the shards are placed among `among` (default: running nodes); the
+        seconds it took."""
+        names = among or [n.name for n in self.running()]
+        started = time.monotonic()
+        await harness.wait_until(
+            lambda: self.shards_placed(names),
+            timeout=timeout,
+            what=f"all {self.num_shards} shards owned by {names}",
+            interval=0.05,
+        )
+        return time.monotonic() - started
+
+    def logs(self) -> str:
+        return "\n".join(f"--- node {n.name}\n{n.log_tail()}" for n in self.nodes.values())
