@@ -259,9 +259,9 @@ mod tests {
             Some(local.clone() as HistoryClient),
             Channels::new(),
             RetryPolicy {
-                budget: std::time::Duration::from_millis(300),
-                initial_backoff: std::time::Duration::from_millis(10),
-                max_backoff: std::time::Duration::from_millis(50),
+                budget: std::time::Duration::from_millis(60),
+                initial_backoff: std::time::Duration::from_millis(5),
+                max_backoff: std::time::Duration::from_millis(20),
                 remote_call_timeout: std::time::Duration::from_secs(1),
             },
         );

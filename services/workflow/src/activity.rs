@@ -122,6 +122,9 @@ pub fn schedule(
         None => retry::default_activity_policy(),
     };
     let mut queue = a.task_queue.clone().unwrap_or_default();
+    if queue.name.starts_with(crate::start::RESERVED_PREFIX) {
+        return Err(bad(crate::start::RESERVED_TASK_QUEUE));
+    }
     if queue.name.is_empty() {
         queue = txn.info().task_queue.clone().unwrap_or_default();
     }

@@ -22,6 +22,12 @@ pub const STATE_COMPLETED: i32 = 3;
 
 const MAX_ID_LENGTH: usize = 1000;
 
+/// What partition names start with (`temper_types::PARTITION_PREFIX`).
+pub const RESERVED_PREFIX: &str = "/_sys/";
+
+/// Temporal's answer to a task queue named like one of a queue's partitions (`/_sys/...`).
+pub const RESERVED_TASK_QUEUE: &str = "task queue name cannot start with reserved prefix /_sys/";
+
 /// Check a start request the way the Temporal frontend does.
 pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<(), WorkflowError> {
     let bad = |m: &str| Err(WorkflowError::InvalidArgument(m.to_string()));
@@ -46,6 +52,9 @@ pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<
         Some(q) if !q.name.is_empty() => {
             if q.name.len() > MAX_ID_LENGTH {
                 return bad("TaskQueue length exceeds limit.");
+            }
+            if q.name.starts_with(RESERVED_PREFIX) {
+                return bad(RESERVED_TASK_QUEUE);
             }
         }
         _ => return bad("TaskQueue is not set on request."),
@@ -370,6 +379,21 @@ mod tests {
             request_id: "req-1".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn partition_names_are_refused() {
+        let limits = Limits::default();
+        assert!(validate(&request(), &limits).is_ok());
+        let mut r = request();
+        r.task_queue = Some(TaskQueue {
+            name: "/_sys/tq/2".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate(&r, &limits),
+            Err(WorkflowError::InvalidArgument(RESERVED_TASK_QUEUE.into()))
+        );
     }
 
     #[test]
