@@ -22,6 +22,17 @@ use crate::queues::QueueSinks;
 
 /// Largest number of executions merged into one batch.
 const MAX_BATCH: usize = 128;
+/// Most bytes of state merged into one batch: a conditional batch is one mutation of the
+/// shard's partition, and Cassandra refuses a mutation over half a commit-log segment
+/// (16 MiB by default). A single larger commit still goes, alone.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+impl CommitRequest {
+    /// The bytes this commit adds to a batch, roughly: its state blobs.
+    fn weight(&self) -> usize {
+        self.state.len() + self.new_run.as_ref().map_or(0, |n| n.state.len())
+    }
+}
 
 pub(crate) struct CommitRequest {
     pub key: ExecutionKey,
@@ -108,9 +119,11 @@ impl Writer {
             let mut batch = Vec::new();
             let mut delete = None;
             let mut workflows = HashSet::new();
+            let mut bytes = 0;
             match first {
                 WriterRequest::Commit(c) => {
                     workflows.insert(workflow_of(&c.key));
+                    bytes += c.weight();
                     batch.push(c);
                 }
                 WriterRequest::Delete(d) => delete = Some(d),
@@ -118,10 +131,13 @@ impl Writer {
             while delete.is_none() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(WriterRequest::Commit(c)) => {
-                        if !workflows.insert(workflow_of(&c.key)) {
+                        if bytes + c.weight() > MAX_BATCH_BYTES
+                            || !workflows.insert(workflow_of(&c.key))
+                        {
                             held = Some(WriterRequest::Commit(c));
                             break;
                         }
+                        bytes += c.weight();
                         batch.push(c);
                     }
                     Ok(WriterRequest::Delete(d)) => delete = Some(d),

@@ -341,12 +341,20 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         let released = h.owned_shards();
         let ranges = shard_ranges(&persistence, &released).await;
         h.release_all_shards();
-        wait_for_handover(
-            &persistence,
-            ranges,
-            Duration::from_millis(config.cluster.handover_timeout_ms),
-        )
-        .await;
+        // Nobody to hand over to (the last node, or all of them stopping): do not wait.
+        let heirs = membership
+            .view()
+            .ring_members(Role::History)
+            .iter()
+            .any(|m| m.name != name);
+        if heirs {
+            wait_for_handover(
+                &persistence,
+                ranges,
+                Duration::from_millis(config.cluster.handover_timeout_ms),
+            )
+            .await;
+        }
         tracing::info!(node = %name, shards = released.len(), handover_ms = handover_started.elapsed().as_millis() as u64, "shards handed over");
         eprintln!(
             "temper node {name} handed over {} shards in {} ms",

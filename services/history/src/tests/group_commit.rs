@@ -279,3 +279,51 @@ async fn two_runs_of_one_workflow_id_never_share_a_batch() {
     }
     assert_eq!(s.store.commit_sizes()[base..].to_vec(), vec![1, 1, 1]);
 }
+
+/// Big states split a group commit: a batch carries at most `MAX_BATCH_BYTES` of state (a
+/// Cassandra mutation has a size limit), and a commit over the cap still goes alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_states_split_a_batch() {
+    let s = setup().await;
+    let big = |n: usize| {
+        let shard = s.shard.clone();
+        let k = s.keys[n].clone();
+        tokio::spawn(async move {
+            shard
+                .update(&k, |txn| {
+                    txn.info_mut().memo = Some(Memo {
+                        fields: [(
+                            "blob".to_string(),
+                            Payload {
+                                data: vec![7; 1_500_000],
+                                ..Default::default()
+                            },
+                        )]
+                        .into(),
+                    });
+                    Ok(())
+                })
+                .await
+                .map(|_| ())
+        })
+    };
+    let base = s.store.commit_sizes().len();
+    s.store.pause(Op::Commit);
+    let calls = s.store.calls(Op::Commit);
+    let mut handles = vec![s.update(0)];
+    eventually("the first commit is in flight", || async {
+        (s.store.calls(Op::Commit) > calls).then_some(())
+    })
+    .await;
+    handles.extend((1..N).map(big));
+    eventually("the big commits are queued", || async {
+        (s.shard.queued_commits() == N - 1).then_some(())
+    })
+    .await;
+    s.store.resume(Op::Commit);
+    for h in handles {
+        h.await.expect("task").expect("update");
+    }
+    // Four states of 1.5 MB behind the first commit: two per 4 MiB batch.
+    assert_eq!(s.store.commit_sizes()[base..].to_vec(), vec![1, 2, 2]);
+}
