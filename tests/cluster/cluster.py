@@ -41,8 +41,11 @@ def free_udp_port() -> int:
 
 
 class Node:
-    def __init__(self, name: str, workdir: Path, db: Path, seeds: list[str]) -> None:
+    def __init__(
+        self, name: str, workdir: Path, db: Path, seeds: list[str], roles: list[str] | None = None
+    ) -> None:
         self.name = name
+        self.roles = roles or ["frontend", "history", "matching"]
         self.workdir = workdir
         self.grpc_port = free_port()
         self.gossip_port = free_udp_port()
@@ -67,7 +70,7 @@ class Node:
             f"""
 [node]
 name = "{self.name}"
-roles = ["frontend", "history", "matching"]
+roles = [{", ".join(f'"{r}"' for r in self.roles)}]
 grpc_address = "{self.address}"
 membership_address = "{self.gossip}"
 
@@ -130,17 +133,23 @@ level = "info"
 
 
 class Cluster:
-    def __init__(self, workdir: Path, names: list[str], num_shards: int = NUM_SHARDS) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        names: list[str],
+        num_shards: int = NUM_SHARDS,
+        roles: dict[str, list[str]] | None = None,
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.num_shards = num_shards
         self.db = workdir / "cluster.sqlite"
         self.nodes: dict[str, Node] = {}
         for name in names:
-            self.add_node(name)
+            self.add_node(name, (roles or {}).get(name))
 
-    def add_node(self, name: str) -> Node:
-        node = Node(name, self.workdir, self.db, [])
+    def add_node(self, name: str, roles: list[str] | None = None) -> Node:
+        node = Node(name, self.workdir, self.db, [], roles)
         self.nodes[name] = node
         seeds = [n.gossip for n in self.nodes.values()]
         for n in self.nodes.values():
@@ -234,6 +243,9 @@ class Cluster:
             all_shards.extend(r["owned_shards"])
             names = sorted(m["name"] for m in r["members"] if m["status"] == "alive")
             if names != sorted(among):
+                return False
+            ring = sorted(s for m in r["members"] for s in m["shards"])
+            if ring != list(range(1, self.num_shards + 1)):
                 return False
         return sorted(all_shards) == list(range(1, self.num_shards + 1))
 

@@ -270,3 +270,31 @@ async def test_joining_node_takes_its_share(tmp_path: Path) -> None:
         await check_exactly_once(client, load)
     finally:
         cluster.kill_all()
+
+
+@pytest.mark.timeout(180)
+async def test_roles_on_separate_nodes(tmp_path: Path) -> None:
+    # A frontend-only node in front of two history+matching nodes: every call it gets is
+    # routed to the others over gRPC.
+    backend = ["history", "matching"]
+    cluster = Cluster(
+        tmp_path / "roles", ["front", "b", "c"], roles={"front": ["frontend"], "b": backend, "c": backend}
+    )
+    try:
+        for name in ("b", "c", "front"):
+            cluster[name].launch()
+        await cluster.wait_serving(cluster["front"], timeout=30)
+        await cluster.wait_balanced(["front", "b", "c"], timeout=30)
+        members = cluster.admin(cluster["front"], "cluster", "members")
+        shards = {m["name"]: len(m["shards"]) for m in members["members"]}
+        report("shards with a frontend-only node", shards)
+        assert shards["front"] == 0 and shards["b"] > 0 and shards["c"] > 0, shards
+        assert members["owned_shards"] == []
+        client = await Client.connect(cluster["front"].address)
+        load = Load(client, "tq-roles", "wfroles")
+        (w,) = workers([client], "tq-roles")
+        async with w:
+            await load.run(60, concurrency=30)
+        await check_exactly_once(client, load)
+    finally:
+        cluster.kill_all()

@@ -32,6 +32,9 @@ use crate::task::{Origin, Outcome, Task, TaskInfo};
 
 type QueueCell = Arc<OnceCell<Arc<TaskQueue>>>;
 
+/// Whether this node owns a partition now.
+pub(crate) type Ownership = Arc<dyn Fn(&QueueKey) -> bool + Send + Sync>;
+
 struct Registry {
     queues: HashMap<QueueKey, QueueCell>,
     last_sweep: Instant,
@@ -47,6 +50,8 @@ pub(crate) struct Core {
     pub(crate) queries: PendingQueries,
     /// Where partitions forward to their root; unset: this engine.
     pub(crate) forwarder: OnceLock<MatchingClient>,
+    /// Which partitions this node may serve (the matching ring's answer); unset: all.
+    pub(crate) ownership: OnceLock<Ownership>,
     /// This core, for background work and forwarding to itself.
     pub(crate) me: Weak<Core>,
 }
@@ -97,6 +102,7 @@ impl Core {
             }),
             queries: PendingQueries::default(),
             forwarder: OnceLock::new(),
+            ownership: OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -222,6 +228,12 @@ impl Core {
         for _ in 0..3 {
             if self.ctx.shutdown.is_cancelled() {
                 return Err(MatchingError::ShuttingDown);
+            }
+            // A partition the ring gives another node is not served (or taken back) here:
+            // the caller asks the owner instead. Polls woken because this node lost the
+            // partition's lease come back through here and leave for the new owner.
+            if self.ownership.get().is_some_and(|owns| !owns(key)) {
+                return Err(MatchingError::NotOwner(key.to_string()));
             }
             let cell = self.cell(key);
             let queue = cell.get_or_try_init(|| self.open(key)).await?.clone();

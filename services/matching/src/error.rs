@@ -11,6 +11,10 @@ pub enum MatchingError {
     /// attempt re-leases it or reaches the new owner).
     #[error("task queue {0} is owned by another matching node; retry")]
     OwnershipLost(String),
+    /// The matching ring gives this partition to another node; the caller looks the owner
+    /// up again.
+    #[error("task queue partition {0} is not owned by this matching node; retry")]
+    NotOwner(String),
     /// The engine is stopping; the caller retries against another node or after restart.
     #[error("matching is shutting down")]
     ShuttingDown,
@@ -22,9 +26,9 @@ pub enum MatchingError {
 impl From<MatchingError> for Status {
     fn from(err: MatchingError) -> Self {
         match &err {
-            MatchingError::OwnershipLost(_) | MatchingError::ShuttingDown => {
-                Status::unavailable(err.to_string())
-            }
+            MatchingError::OwnershipLost(_)
+            | MatchingError::NotOwner(_)
+            | MatchingError::ShuttingDown => Status::unavailable(err.to_string()),
             MatchingError::Store(StoreError::Unavailable(_)) => {
                 Status::unavailable(err.to_string())
             }

@@ -64,6 +64,16 @@ impl MatchingEngine {
         }
     }
 
+    /// Serve only the partitions `owns` accepts (in a cluster: those the matching ring gives
+    /// this node). A call for another partition, or a poll woken because this node lost a
+    /// partition's lease, answers `Unavailable` so its caller asks the owner, and a stale
+    /// node never takes a partition back. Unset, every partition is served. Set once.
+    pub fn set_ownership(&self, owns: impl Fn(&QueueKey) -> bool + Send + Sync + 'static) {
+        if self.core.ownership.set(Arc::new(owns)).is_err() {
+            tracing::warn!("matching ownership already set; ignoring the new one");
+        }
+    }
+
     /// Unload every loaded task queue partition for which `keep` is false (this node no longer
     /// owns it): its waiting polls answer empty at once (workers poll again and reach the new
     /// owner), its backlog reads and forwarding stop, and its in-memory tasks are dropped

@@ -202,6 +202,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     );
     if let Some(m) = &matching {
         m.set_forwarder(matching_router.clone());
+        let ring = placement.clone();
+        m.set_ownership(move |key| {
+            ring.matching_partition(&key.routing_key()) == Some(Target::Local)
+        });
     }
     if let Some(h) = &history {
         h.set_history_client(history_router.clone());

@@ -656,3 +656,70 @@ async fn a_stale_owner_drops_what_it_held_once_its_lease_is_lost() {
     a.shutdown();
     b.shutdown();
 }
+
+/// With an ownership rule (the ring), a node serves only its partitions: once the ring
+/// moves one away, its waiting polls leave, and any call for it answers `Unavailable` (the
+/// router asks the owner) instead of taking the partition back.
+#[tokio::test]
+async fn a_node_serves_only_the_partitions_it_owns() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = Arc::new(fakes::FakeStore::default());
+    let history = Arc::new(fakes::FakeHistory::default());
+    let a = Arc::new(MatchingEngine::new(
+        store.clone(),
+        history.clone(),
+        config(),
+    ));
+    let b = MatchingEngine::new(store.clone(), history.clone(), config());
+    let a_owns = Arc::new(AtomicBool::new(true));
+    let owns = a_owns.clone();
+    a.set_ownership(move |_| owns.load(Ordering::SeqCst));
+    let k = key("orders", QueueType::Workflow, QueueKind::Normal);
+
+    // a owns the root: a poll waits there.
+    let poll_a = a.clone();
+    let handle =
+        tokio::spawn(
+            async move { poll_workflow(&*poll_a, normal("orders"), "worker-a", 30_000).await },
+        );
+    eventually("the poll waits on a", || {
+        a.core.loaded(&k).is_some_and(|q| q.waiting_pollers() == 1)
+    })
+    .await;
+
+    // The ring moves the root to b.
+    a_owns.store(false, Ordering::SeqCst);
+    let o = a_owns.clone();
+    a.retain_partitions(move |_| o.load(Ordering::SeqCst));
+    let polled = tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("the waiting poll leaves at once")
+        .expect("poll task")
+        .expect("answered empty");
+    assert!(polled.task_token.is_empty());
+    for err in [
+        add_workflow(&*a, normal("orders"), "wf-a", 2)
+            .await
+            .expect_err("a no longer serves it"),
+        poll_workflow(&*a, normal("orders"), "worker-a", 1_000)
+            .await
+            .expect_err("a no longer serves it"),
+    ] {
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(err.message().contains("not owned"), "{}", err.message());
+    }
+    assert!(
+        a.core.loaded(&k).is_none(),
+        "a did not take the partition back"
+    );
+
+    add_workflow(&b, normal("orders"), "wf-b", 2)
+        .await
+        .expect("add on b");
+    let resp = poll_workflow(&b, normal("orders"), "worker-b", 1_000)
+        .await
+        .expect("poll on b");
+    assert_eq!(resp.task_token, token("wf-b", 2));
+    a.shutdown();
+    b.shutdown();
+}
