@@ -680,7 +680,7 @@ async fn a_node_serves_only_the_partitions_it_owns() {
     let poll_a = a.clone();
     let handle =
         tokio::spawn(
-            async move { poll_workflow(&*poll_a, normal("orders"), "worker-a", 30_000).await },
+            async move { poll_workflow(&poll_a, normal("orders"), "worker-a", 30_000).await },
         );
     eventually("the poll waits on a", || {
         a.core.loaded(&k).is_some_and(|q| q.waiting_pollers() == 1)
@@ -698,10 +698,10 @@ async fn a_node_serves_only_the_partitions_it_owns() {
         .expect("answered empty");
     assert!(polled.task_token.is_empty());
     for err in [
-        add_workflow(&*a, normal("orders"), "wf-a", 2)
+        add_workflow(&a, normal("orders"), "wf-a", 2)
             .await
             .expect_err("a no longer serves it"),
-        poll_workflow(&*a, normal("orders"), "worker-a", 1_000)
+        poll_workflow(&a, normal("orders"), "worker-a", 1_000)
             .await
             .expect_err("a no longer serves it"),
     ] {
