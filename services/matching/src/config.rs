@@ -26,6 +26,10 @@ pub struct MatchingConfig {
     pub idle_queue_ttl: Duration,
     /// After a failed backlog read, pollers wait this long before reading again. Default 1 s.
     pub backlog_read_retry: Duration,
+    /// Confirm each loaded normal partition's lease this often, so a partition another node
+    /// wrote to under a stolen lease is reloaded (see `TaskQueue::check_lease_every`). Unset
+    /// (the default, one process owns every partition): no checks. Clusters use 5 s.
+    pub lease_check_interval: Option<Duration>,
     /// A query no poller took by a second before its deadline fails at once with "no poller
     /// seen for task queue recently" if nobody polled the queue for this long. Default 20 s.
     pub query_poller_unavailable_window: Duration,
@@ -56,6 +60,7 @@ impl Default for MatchingConfig {
             idle_queue_ttl: Duration::from_secs(5 * 60),
             backlog_read_retry: Duration::from_secs(1),
             query_poller_unavailable_window: Duration::from_secs(20),
+            lease_check_interval: None,
             partitions: PartitionConfig::default(),
             max_forwarded_polls: 1,
             max_forwarded_tasks: 1,

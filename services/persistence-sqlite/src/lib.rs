@@ -26,6 +26,9 @@ use temper_persistence::{Persistence, StoreError};
 use pool::Pool;
 pub use schema::LATEST_SCHEMA_VERSION;
 
+/// How long [`SqliteStore::open`] keeps trying a database another process has locked.
+const OPEN_LOCKED_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A SQLite database implementing every store trait of `temper-persistence`.
 ///
 /// Cheap to clone: clones share the connections.
@@ -47,10 +50,30 @@ impl SqliteStore {
     /// apply pending schema migrations. Refuses a database written by a newer temper.
     ///
     /// This blocks for a few milliseconds; call it at start-up or from `spawn_blocking`.
+    ///
+    /// Several processes may open one file at once (the nodes of a local cluster): switching
+    /// a new file to WAL mode and migrating its schema take locks that the busy timeout does
+    /// not always wait for, so a locked database is retried for a while before giving up.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self {
-            pool: Arc::new(Pool::open_file(path)?),
-        })
+        let deadline = std::time::Instant::now() + OPEN_LOCKED_RETRY;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match Pool::open_file(path) {
+                Ok(pool) => {
+                    return Ok(Self {
+                        pool: Arc::new(pool),
+                    });
+                }
+                Err(StoreError::Unavailable(m))
+                    if m.contains("locked") && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(path = %path.display(), "SQLite database is locked; opening again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A private in-memory database, gone when the last clone is dropped. All calls share

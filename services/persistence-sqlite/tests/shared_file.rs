@@ -264,3 +264,22 @@ fn not_a_database_is_refused() {
         "{err:?}"
     );
 }
+
+/// The nodes of a local cluster start together: several openers of one new file (WAL
+/// switch, schema migration) all succeed instead of one failing with "database is locked".
+#[test]
+fn many_openers_of_a_new_file_all_succeed() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(format!("race-{round}.sqlite"));
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+            })
+            .collect();
+        for o in openers {
+            o.join().expect("opener thread").expect("open succeeds");
+        }
+    }
+}

@@ -35,8 +35,14 @@ use crate::store;
 const MAX_MESSAGE_BYTES: usize = temper_client::MAX_MESSAGE_BYTES;
 /// How long a starting node waits to hear from a seed before it takes shards alone.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
-/// How long in-flight requests may take to finish once the node stops serving.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often a matching node confirms the leases of the partitions it holds.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How long in-flight requests may take to finish once the node stops serving. Short: by
+/// then the node has handed its shards and partitions over and answered its own polls, so
+/// what is left are long polls waiting on other nodes, which clients simply send again; and
+/// while a node is not listening its clients' calls fail and are retried, so the sooner it
+/// is back (a rolling restart) the better.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The rings as the routers see them: the newest published view.
 pub struct RingPlacement {
@@ -183,6 +189,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     );
     let matching_config = MatchingConfig {
         partitions: config.matching.partitions.clone(),
+        lease_check_interval: Some(LEASE_CHECK_INTERVAL),
         ..MatchingConfig::default()
     };
     let matching = config.has_role(Role::Matching).then(|| {

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use temper_persistence::{QueueTask, StoreError};
 use temper_types::{RangeId, TaskId, TaskIdAllocator};
@@ -160,12 +161,61 @@ impl TaskQueue {
             pending_deletes: Vec::new(),
             deleting: false,
         };
+        let check = ctx.config.lease_check_interval;
         let queue = Self::with_backlog(key, ctx, Some(backlog));
         {
             let mut st = queue.lock();
             queue.load_locked(&mut st, page);
         }
+        if let Some(every) = check {
+            let q = queue.clone();
+            queue
+                .ctx
+                .spawn(async move { q.check_lease_every(every).await });
+        }
         Ok(queue)
+    }
+
+    /// Confirm the lease every `every` while the queue is open. A node that took the
+    /// partition while this one still held it (its ring was stale) may have written tasks to
+    /// the store under its own lease; this queue would never read them while it believed it
+    /// held the lease and had read everything. Once the check fails, the queue is lost: its
+    /// polls leave, and the partition's owner loads it again, backlog and all.
+    async fn check_lease_every(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.ctx.shutdown.cancelled() => return,
+            }
+            if self.is_closed() {
+                return;
+            }
+            let io = self.lease_io.lock().await;
+            let Some((range_id, ack_level)) = self
+                .lock()
+                .backlog
+                .as_ref()
+                .map(|b| (b.range_id, b.saved_ack_level))
+            else {
+                return;
+            };
+            match self
+                .ctx
+                .store
+                .update_task_queue(&self.store_key, range_id, ack_level)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::OwnershipLost { .. }) => {
+                    drop(io);
+                    self.mark_lost();
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(queue = %self.key, %err, "checking the task queue lease failed")
+                }
+            }
+        }
     }
 
     /// Put tasks read from the store into memory (to waiting pollers first).

@@ -723,3 +723,41 @@ async fn a_node_serves_only_the_partitions_it_owns() {
     a.shutdown();
     b.shutdown();
 }
+
+/// A node that took a partition while another still held it (a stale ring) may store tasks
+/// under its own lease; the lease check makes the holder notice, reload, and hand them out.
+#[tokio::test(start_paused = true)]
+async fn a_lease_check_finds_tasks_another_node_stored() {
+    let store = Arc::new(fakes::FakeStore::default());
+    let history = Arc::new(fakes::FakeHistory::default());
+    let checked = MatchingConfig {
+        lease_check_interval: Some(Duration::from_secs(5)),
+        ..config()
+    };
+    let a = Arc::new(MatchingEngine::new(store.clone(), history.clone(), checked));
+    let b = MatchingEngine::new(store.clone(), history.clone(), config());
+    let k = key("orders", QueueType::Workflow, QueueKind::Normal);
+    let poll_a = a.clone();
+    let waiting =
+        tokio::spawn(
+            async move { poll_workflow(&poll_a, normal("orders"), "worker-a", 60_000).await },
+        );
+    eventually("a's poll waits", || {
+        a.core.loaded(&k).is_some_and(|q| q.waiting_pollers() == 1)
+    })
+    .await;
+    // b stores a task under a lease it took from a (nobody polls b).
+    add_workflow(&b, normal("orders"), "wf-stranded", 2)
+        .await
+        .expect("add on b");
+    b.shutdown();
+    assert_eq!(store.task_ids(&k.store_key()).len(), 1);
+    // Within one check interval a notices, reloads the partition and its poll gets the task.
+    let resp = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a's poll is answered after the lease check")
+        .expect("poll task")
+        .expect("poll");
+    assert_eq!(resp.task_token, token("wf-stranded", 2));
+    a.shutdown();
+}
