@@ -30,8 +30,11 @@ use tonic::{Request, Response, Status};
 pub use error::HistoryError;
 pub use shard::ShardContext;
 
-/// How often single-node mode checks for stopped shards.
-const SHARD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the shard controller checks that its shards are still its own and re-acquires
+/// stopped ones.
+const SHARD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a shard that stopped waits before this node takes it again.
+const REACQUIRE_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Where a running shard's queues are (see [`HistoryEngine::shard_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -211,28 +214,82 @@ impl HistoryEngine {
         })
     }
 
-    /// Every [`SHARD_CHECK_INTERVAL`], acquire again the shards this node should own but
-    /// does not run (a stopped writer, a failed acquisition).
+    /// Every [`SHARD_CHECK_INTERVAL`]: stop any shard another node has taken (its range id
+    /// in the store moved past ours: this node's ring was behind, or it was paused), so it
+    /// never answers from a stale cache; and acquire again the shards this node should own
+    /// but does not run. A shard that stopped is taken again only after
+    /// [`REACQUIRE_DELAY`]: if another node took it, this node's ring is probably behind and
+    /// will move the shard away within that time, instead of both nodes taking it in turn.
     fn keep_shards(self: &Arc<Self>, matching: MatchingClient) {
         let engine = Arc::downgrade(self);
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval(SHARD_CHECK_INTERVAL);
+            let mut stopped_since: HashMap<ShardId, tokio::time::Instant> = HashMap::new();
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tick.tick() => {}
                 }
                 let Some(engine) = engine.upgrade() else { return };
+                engine.stop_stale_shards().await;
                 let _serial = engine.control.lock().await;
-                for id in engine.stopped_shards() {
+                let now = tokio::time::Instant::now();
+                let stopped = engine.stopped_shards();
+                stopped_since.retain(|id, _| stopped.contains(id));
+                for id in stopped {
+                    let was_running = engine
+                        .shards
+                        .read()
+                        .expect("shard map poisoned")
+                        .contains_key(&id);
+                    if was_running {
+                        let since = *stopped_since.entry(id).or_insert(now);
+                        if now.duration_since(since) < REACQUIRE_DELAY {
+                            continue;
+                        }
+                    }
                     match engine.acquire_shard(id, matching.clone()).await {
-                        Ok(()) => tracing::info!(shard = %id, "re-acquired stopped shard"),
+                        Ok(()) => {
+                            stopped_since.remove(&id);
+                            tracing::info!(shard = %id, "re-acquired stopped shard");
+                        }
                         Err(e) => tracing::warn!(shard = %id, error = %e, "re-acquiring shard failed; will retry"),
                     }
                 }
             }
         });
+    }
+
+    /// Stop every running shard whose range id in the store is no longer the one it holds.
+    async fn stop_stale_shards(&self) {
+        let running: Vec<Arc<ShardContext>> = self
+            .shards
+            .read()
+            .expect("shard map poisoned")
+            .values()
+            .filter(|s| !s.cancel.is_cancelled())
+            .cloned()
+            .collect();
+        for ctx in running {
+            let held = ctx.range.load(std::sync::atomic::Ordering::Acquire);
+            match self
+                .persistence
+                .executions
+                .get_or_create_shard(ctx.shard_id, &[])
+                .await
+            {
+                Ok(rec) if rec.range_id.0 != held => {
+                    tracing::warn!(shard = %ctx.shard_id, held, store = rec.range_id.0,
+                        "another node took this shard; stopping it");
+                    ctx.cancel.cancel();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(shard = %ctx.shard_id, error = %e, "checking shard ownership failed")
+                }
+            }
+        }
     }
 
     /// Shards this node should own but does not run.
@@ -289,8 +346,11 @@ impl HistoryEngine {
             cancel.clone(),
             matching.clone(),
         ));
+        ctx.range
+            .store(new_range.0, std::sync::atomic::Ordering::Release);
         let w = writer::Writer {
             shard_id,
+            range: ctx.range.clone(),
             persistence: self.persistence.clone(),
             ids: TaskIdAllocator::new(new_range),
             info,

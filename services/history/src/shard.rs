@@ -74,6 +74,8 @@ pub struct ShardContext {
     pub matching: MatchingClient,
     /// Where the shard's queues are, for `temper admin shard describe`.
     pub(crate) stats: QueueStats,
+    /// The range id this context writes under (the writer renews it).
+    pub(crate) range: Arc<AtomicI64>,
 }
 
 /// Queue positions of a shard, updated as its queues acknowledge tasks.
@@ -108,6 +110,7 @@ impl ShardContext {
             cancel,
             matching,
             stats: QueueStats::default(),
+            range: Arc::new(AtomicI64::new(0)),
         }
     }
 

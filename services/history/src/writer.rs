@@ -80,6 +80,8 @@ pub(crate) struct Writer {
     pub shard_id: ShardId,
     pub persistence: Persistence,
     pub ids: TaskIdAllocator,
+    /// The range id the shard holds now, shared with its context (for the ownership check).
+    pub range: Arc<std::sync::atomic::AtomicI64>,
     pub info: Vec<u8>,
     pub sinks: Arc<QueueSinks>,
     pub cancel: CancellationToken,
@@ -193,6 +195,8 @@ impl Writer {
             .update_shard(held, &record)
             .await?;
         self.ids = TaskIdAllocator::new(record.range_id);
+        self.range
+            .store(record.range_id.0, std::sync::atomic::Ordering::Release);
         self.ids
             .allocate()
             .ok_or_else(|| StoreError::Internal("fresh range block is empty".into()))

@@ -29,7 +29,10 @@ use tonic::codec::CompressionEncoding;
 
 use crate::admin::AdminApi;
 use crate::config::{ServerConfig, StoreKindConfig};
+use crate::health::{Health, Readiness};
 use crate::store;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
 
 /// Largest gRPC message accepted or sent.
 const MAX_MESSAGE_BYTES: usize = temper_client::MAX_MESSAGE_BYTES;
@@ -225,7 +228,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         *s != config.node.membership_address
             && Some(s) != config.node.advertise_membership_address.as_ref()
     });
+    let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let follower = tokio::spawn(follow_rings(
+        joined.clone(),
         has_peers.then_some(JOIN_WAIT),
         name.clone(),
         num_shards,
@@ -277,10 +282,22 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let mut router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AdminServiceServer::new(admin));
-    if let Some(f) = &frontend {
+    let mut role_services: Vec<&'static str> = vec![""];
+    if frontend.is_some() {
+        role_services.push(<WorkflowServiceServer<Frontend> as NamedService>::NAME);
+    }
+    if history.is_some() {
+        role_services.push(<HistoryServiceServer<HistoryEngine> as NamedService>::NAME);
+    }
+    if matching.is_some() {
+        role_services.push(<MatchingServiceServer<MatchingEngine> as NamedService>::NAME);
+    }
+    for service in &role_services {
         health_reporter
-            .set_serving::<WorkflowServiceServer<Frontend>>()
+            .set_service_status(*service, ServingStatus::NotServing)
             .await;
+    }
+    if let Some(f) = &frontend {
         let namespaces = f.namespaces.clone();
         router = router
             .add_service(
@@ -325,6 +342,28 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
 
+    // Readiness: the store answers and this node runs every shard the ring gives it.
+    let health = Health::new();
+    let stop_health = tokio_util::sync::CancellationToken::new();
+    let health_http = match config.health_listen()? {
+        Some(addr) => Some(crate::health::serve(addr, health.clone(), stop_health.clone()).await?),
+        None => None,
+    };
+    let watcher = tokio::spawn(watch_readiness(
+        ReadinessInputs {
+            persistence: persistence.clone(),
+            history: history.clone(),
+            views: views.clone(),
+            me: name.clone(),
+            num_shards,
+            joined: joined.clone(),
+        },
+        health.clone(),
+        health_reporter.clone(),
+        role_services.clone(),
+        stop_health.clone(),
+    ));
+
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let stop_serving = tokio_util::sync::CancellationToken::new();
     let stop = stop_serving.clone();
@@ -341,6 +380,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // shards; this node stops writing them first, then waits (bounded) until each has a
     // new owner in the store before it stops serving.
     tracing::info!(node = %name, "leaving the cluster");
+    stop_health.cancel();
+    let _ = watcher.await;
+    health.set(Readiness::Stopping);
+    for service in &role_services {
+        health_reporter
+            .set_service_status(*service, ServingStatus::NotServing)
+            .await;
+    }
     let leave = {
         let m = membership.clone();
         tokio::spawn(async move { m.leave().await })
@@ -392,6 +439,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(h) = &history {
         h.shutdown().await;
     }
+    if let Some(h) = health_http {
+        let _ = h.await;
+    }
     if let Ok(m) = Arc::try_unwrap(membership) {
         m.shutdown().await;
     }
@@ -401,6 +451,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
 /// Apply every new view: the history shards and matching partitions this node owns.
 async fn follow_rings(
+    joined: Arc<std::sync::atomic::AtomicBool>,
     join_wait: Option<Duration>,
     me: String,
     num_shards: u32,
@@ -433,6 +484,7 @@ async fn follow_rings(
             tracing::info!(version = view.version(), shards = ?mine.iter().map(|s| s.0).collect::<Vec<_>>(), "ring changed");
             h.set_owned_shards(mine, matching_router.clone()).await;
         }
+        joined.store(true, std::sync::atomic::Ordering::Release);
         if let Some(m) = &matching {
             m.retain_partitions(|key| {
                 view.owner(Role::Matching, &key.routing_key())
@@ -477,5 +529,83 @@ async fn wait_for_handover(
     }
     if !held.is_empty() {
         tracing::warn!(shards = ?held.iter().map(|(s, _)| s.0).collect::<Vec<_>>(), "no other node took these shards before the handover timeout");
+    }
+}
+
+/// What readiness is computed from.
+struct ReadinessInputs {
+    persistence: Persistence,
+    history: Option<Arc<HistoryEngine>>,
+    views: watch::Receiver<Arc<ClusterView>>,
+    me: String,
+    num_shards: u32,
+    joined: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReadinessInputs {
+    async fn check(&self) -> Readiness {
+        let store = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.persistence
+                .executions
+                .get_or_create_shard(ShardId(1), &[]),
+        )
+        .await;
+        match store {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Readiness::Starting(format!("the store does not answer: {e}")),
+            Err(_) => return Readiness::Starting("the store does not answer within 2 s".into()),
+        }
+        if !self.joined.load(std::sync::atomic::Ordering::Acquire) {
+            return Readiness::Starting("joining the cluster".into());
+        }
+        if let Some(h) = &self.history {
+            let want: Vec<u32> = self.views.borrow().shards_of(&self.me, self.num_shards);
+            let have: Vec<u32> = h.owned_shards().into_iter().map(|s| s.0).collect();
+            if want != have {
+                let running = want.iter().filter(|s| have.contains(s)).count();
+                return Readiness::Starting(format!(
+                    "running {running} of the {} shards the ring gives this node",
+                    want.len()
+                ));
+            }
+        }
+        Readiness::Ready
+    }
+}
+
+/// Every half second, compute readiness and publish it to the HTTP endpoint and to the gRPC
+/// health service of every role this node runs.
+async fn watch_readiness(
+    inputs: ReadinessInputs,
+    health: Arc<Health>,
+    reporter: tonic_health::server::HealthReporter,
+    services: Vec<&'static str>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let now = inputs.check().await;
+        if last.as_ref() != Some(&now) {
+            let status = if now == Readiness::Ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for service in &services {
+                reporter.set_service_status(*service, status).await;
+            }
+            match &now {
+                Readiness::Ready => tracing::info!("node is ready"),
+                Readiness::Starting(why) => tracing::info!(reason = %why, "node is not ready"),
+                Readiness::Stopping => {}
+            }
+            health.set(now.clone());
+            last = Some(now);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }

@@ -27,6 +27,45 @@ use temper_membership::Role;
 use temper_persistence_cassandra::CassandraConfig;
 use temper_types::PartitionConfig;
 
+/// Environment variables that override config keys start with this.
+pub const ENV_PREFIX: &str = "TEMPER_";
+/// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
+const SECTIONS: &[&str] = &[
+    "node", "cluster", "store", "matching", "log", "metrics", "health",
+];
+
+/// An override's value: a TOML value if it parses as one, else the text as a string.
+fn override_value(text: &str) -> toml::Value {
+    match format!("v = {text}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.to_owned())),
+        Err(_) => toml::Value::String(text.to_owned()),
+    }
+}
+
+/// Set `path` (`["cluster", "num_shards"]`) in `root`, creating tables on the way.
+fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let Some((last, parents)) = path.split_last() else {
+        anyhow::bail!("empty key");
+    };
+    if path.iter().any(String::is_empty) {
+        anyhow::bail!("`{}` is not a config key", path.join("."));
+    }
+    let mut table = root;
+    for (i, part) in parents.iter().enumerate() {
+        let entry = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => anyhow::bail!("`{}` is a value, not a section", path[..=i].join(".")),
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {
@@ -35,6 +74,15 @@ pub struct ServerConfig {
     pub store: StoreSection,
     pub matching: MatchingSection,
     pub log: LogSection,
+    pub health: HealthSection,
+}
+
+/// Liveness and readiness over HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthSection {
+    /// Address (IP:port) of `GET /health/live` and `GET /health/ready`. Default: none (off).
+    pub listen_address: Option<String>,
 }
 
 /// This node.
@@ -170,25 +218,91 @@ impl Default for LogSection {
 }
 
 impl ServerConfig {
-    /// Read and check a config file.
+    /// Read and check a config file, with no overrides.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let config = Self::parse(&text).with_context(|| format!("in {}", path.display()))?;
-        Ok(config)
+        Self::layered(Some(path), std::iter::empty(), &[])
     }
 
+    /// The config from its layers, each overriding the one before: the defaults, the file
+    /// (if any), environment variables `TEMPER_<SECTION>__<KEY>` (for example
+    /// `TEMPER_NODE__GRPC_ADDRESS=0.0.0.0:7233`, `TEMPER_CLUSTER__NUM_SHARDS=512`; nested
+    /// keys continue with `__`), then `--set section.key=value` flags. A value from the
+    /// environment or a flag is read as a TOML value when it is one (`512`, `true`,
+    /// `["a:1", "b:2"]`) and as a string otherwise. Unknown keys are ignored with a warning;
+    /// an invalid value is refused with a message that names its key.
+    pub fn layered(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut root = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("{} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            // Other TEMPER_* variables (TEMPER_BIN, TEMPER_CONFIG...) are not config keys.
+            if path.len() < 2 || !SECTIONS.contains(&path[0].as_str()) {
+                continue;
+            }
+            set_path(&mut root, &path, override_value(&value))
+                .with_context(|| format!("environment variable {name}"))?;
+        }
+        for set in sets {
+            let (key, value) = set
+                .split_once('=')
+                .with_context(|| format!("--set {set}: expected KEY=VALUE"))?;
+            let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
+            set_path(&mut root, &path, override_value(value.trim()))
+                .with_context(|| format!("--set {set}"))?;
+        }
+        Self::from_table(root)
+    }
+
+    /// Parse a config from TOML text (no environment, no flags).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let mut unknown = Vec::new();
-        let de = toml::Deserializer::parse(text).context("the config is not valid TOML")?;
-        let config: Self = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
-            .context("invalid config")?;
+        let root = text
+            .parse::<toml::Table>()
+            .context("the config is not valid TOML")?;
+        Self::from_table(root)
+    }
+
+    fn from_table(root: toml::Table) -> anyhow::Result<Self> {
+        let (config, unknown) = Self::from_table_reporting(root)?;
         for key in unknown {
             tracing::warn!(key, "ignoring unknown config key");
             eprintln!("warning: ignoring unknown config key `{key}`");
         }
-        config.validate()?;
         Ok(config)
+    }
+
+    /// Parse TOML text; also return the unknown keys it names.
+    pub fn parse_reporting(text: &str) -> anyhow::Result<(Self, Vec<String>)> {
+        let root = text
+            .parse::<toml::Table>()
+            .context("the config is not valid TOML")?;
+        Self::from_table_reporting(root)
+    }
+
+    fn from_table_reporting(root: toml::Table) -> anyhow::Result<(Self, Vec<String>)> {
+        let mut unknown = Vec::new();
+        let value = toml::Value::Table(root);
+        let mut track = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let ignoring = serde_ignored::Deserializer::new(value, &mut track);
+        let config: Self = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+            let key = e.path().to_string();
+            anyhow::anyhow!("invalid config value for `{key}`: {}", e.into_inner())
+        })?;
+        config.validate()?;
+        Ok((config, unknown))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -212,12 +326,25 @@ impl ServerConfig {
         }
         self.grpc_listen()?;
         self.membership_listen()?;
+        self.health_listen()?;
         if let Some(a) = &self.node.advertise_membership_address {
             a.parse::<SocketAddr>().with_context(|| {
                 format!("node.advertise_membership_address: `{a}` is not an IP:port address")
             })?;
         }
         Ok(())
+    }
+
+    pub fn health_listen(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.health
+            .listen_address
+            .as_ref()
+            .map(|a| {
+                a.parse().with_context(|| {
+                    format!("health.listen_address: `{a}` is not an IP:port address")
+                })
+            })
+            .transpose()
     }
 
     pub fn grpc_listen(&self) -> anyhow::Result<SocketAddr> {
@@ -297,6 +424,64 @@ mod tests {
         let d = ServerConfig::parse("").expect("empty file is all defaults");
         assert_eq!(d.matching.partitions.partitions("q"), 4);
         assert_eq!(d.node_name(), "127.0.0.1:7233");
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "[node]\nname = \"from-file\"\n[cluster]\nnum_shards = 8\nseeds = [\"a:1\"]\n",
+        )
+        .expect("write");
+        let env = [
+            ("TEMPER_CLUSTER__NUM_SHARDS", "32"),
+            ("TEMPER_CLUSTER__SEEDS", "[\"b:1\", \"c:1\"]"),
+            ("TEMPER_NODE__NAME", "from-env"),
+            ("TEMPER_MATCHING__PARTITIONS__DEFAULT_PARTITIONS", "2"),
+            // Not config: other tools' variables with the same prefix.
+            ("TEMPER_BIN", "/somewhere/temper"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = ServerConfig::layered(
+            Some(&file),
+            env,
+            &["node.name=from-flag".into(), "log.level = debug".into()],
+        )
+        .expect("valid");
+        assert_eq!(c.node_name(), "from-flag", "flags win over the environment");
+        assert_eq!(
+            c.cluster.num_shards, 32,
+            "the environment wins over the file"
+        );
+        assert_eq!(c.cluster.seeds, vec!["b:1".to_string(), "c:1".to_string()]);
+        assert_eq!(c.matching.partitions.default_partitions, 2);
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(
+            c.node.grpc_address, "127.0.0.1:7233",
+            "defaults fill the rest"
+        );
+
+        let only_defaults = ServerConfig::layered(None, [], &[]).expect("defaults");
+        assert_eq!(only_defaults.cluster.num_shards, 16);
+    }
+
+    #[test]
+    fn bad_overrides_name_their_key() {
+        let e = ServerConfig::layered(
+            None,
+            [("TEMPER_CLUSTER__NUM_SHARDS".to_owned(), "many".to_owned())],
+            &[],
+        )
+        .expect_err("not a number");
+        assert!(format!("{e:#}").contains("cluster.num_shards"), "{e:#}");
+        let e = ServerConfig::layered(None, [], &["node".into()]).expect_err("no =");
+        assert!(format!("{e:#}").contains("KEY=VALUE"), "{e:#}");
+        let e = ServerConfig::layered(None, [], &["node.roles.x=1".into()])
+            .expect_err("roles is a list");
+        assert!(format!("{e:#}").contains("node.roles"), "{e:#}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod config_example;
+pub mod health;
 pub mod node;
 pub mod store;
 

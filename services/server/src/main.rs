@@ -32,6 +32,9 @@ enum Command {
     /// Create or upgrade the Cassandra / ScyllaDB schema (`setup`, `migrate`).
     #[command(subcommand)]
     Schema(schema_cmd::SchemaCommand),
+    /// Node configuration (`example`, `check`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Inspect a running cluster (`cluster members`, `shard describe N`).
     Admin(temper_server::admin::AdminArgs),
     /// Drive load against any server that speaks the Temporal API (same as `temper-loadtest`).
@@ -52,9 +55,32 @@ enum ServerCommand {
 
 #[derive(clap::Args, Debug)]
 struct StartArgs {
-    /// The node's config file (TOML).
+    /// The node's config file (TOML; `temper config example` prints every key). Without
+    /// one, the defaults plus environment variables and --set flags.
     #[arg(long, short = 'c', env = "TEMPER_CONFIG")]
-    config: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
+    /// Override one key, e.g. `--set cluster.num_shards=512` (repeatable; wins over the
+    /// file and over TEMPER_<SECTION>__<KEY> environment variables).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl StartArgs {
+    fn load(&self) -> anyhow::Result<temper_server::config::ServerConfig> {
+        temper_server::config::ServerConfig::layered(
+            self.config.as_deref(),
+            std::env::vars(),
+            &self.set,
+        )
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every config key with its default and its meaning (a valid config file).
+    Example,
+    /// Check a config (file, environment, --set) and print the result as TOML.
+    Check(StartArgs),
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -75,8 +101,20 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", temper_server::config_example::example());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check(args)) => {
+            let mut config = args.load()?;
+            if config.store.cassandra.password.is_some() {
+                config.store.cassandra.password = Some("(set)".into());
+            }
+            print!("{}", toml::to_string(&config)?);
+            Ok(())
+        }
         Command::Server(ServerCommand::Start(args)) => {
-            let config = temper_server::config::ServerConfig::load(&args.config)?;
+            let config = args.load()?;
             logging::init(&config.log.level, &config.log.format)?;
             runtime()?.block_on(temper_server::cluster::run(config))
         }

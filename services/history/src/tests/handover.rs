@@ -111,3 +111,35 @@ async fn a_stale_owner_is_fenced_and_its_controller_does_not_steal_back() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A stale owner that never writes still finds out: the controller compares range ids with
+/// the store and stops the shard, so it cannot answer from its stale cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_that_only_reads_stops_the_shard() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    a.start_shard_controller(matching.clone());
+    b.start_shard_controller(matching.clone());
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let wf = "reader";
+    start(&a, wf, Duration::ZERO).await;
+    let s = shard_id(wf, 2);
+
+    // b takes the shard; a's ring still says a, and a writes nothing.
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    signal(&b, wf, "on-b").await.expect("b owns it");
+    eventually("a stops the shard it lost", || async {
+        (!a.owned_shards().contains(&s)).then_some(())
+    })
+    .await;
+    // Until its ring moves the shard away, a does not take it back at once.
+    tokio::time::sleep(crate::SHARD_CHECK_INTERVAL).await;
+    assert!(!a.owned_shards().contains(&s), "taken back too soon");
+    let rest: Vec<u32> = (1..=2).filter(|i| *i != s.0).collect();
+    a.set_owned_shards(shards(&rest), matching.clone()).await;
+    signal(&b, wf, "still-b").await.expect("b still owns it");
+    a.shutdown().await;
+    b.shutdown().await;
+}

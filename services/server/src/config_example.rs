@@ -1,0 +1,351 @@
+//! `temper config example`: every config key with its default value (taken from
+//! `ServerConfig::default()` itself) and what it means. A test checks that every key the
+//! structs have is documented here, so the example cannot fall behind the code.
+
+use crate::config::ServerConfig;
+
+/// One documented key: its section, its name, what it does, and for a key that is unset
+/// by default (an `Option`), a value to show in a commented-out line.
+struct Doc {
+    section: &'static str,
+    key: &'static str,
+    doc: &'static str,
+    unset_example: Option<&'static str>,
+}
+
+const fn doc(section: &'static str, key: &'static str, doc: &'static str) -> Doc {
+    Doc {
+        section,
+        key,
+        doc,
+        unset_example: None,
+    }
+}
+
+const fn unset(
+    section: &'static str,
+    key: &'static str,
+    doc: &'static str,
+    example: &'static str,
+) -> Doc {
+    Doc {
+        section,
+        key,
+        doc,
+        unset_example: Some(example),
+    }
+}
+
+const DOCS: &[Doc] = &[
+    unset(
+        "node",
+        "name",
+        "Unique name of this node in the cluster. Default: the advertised gRPC address.",
+        "\"node-a\"",
+    ),
+    doc(
+        "node",
+        "roles",
+        "Roles this process runs: any of frontend (the Temporal API), history (workflow state), matching (task queues).",
+    ),
+    doc(
+        "node",
+        "grpc_address",
+        "gRPC listen address (IP:port): the Temporal API for the frontend role and the node-to-node services.",
+    ),
+    unset(
+        "node",
+        "advertise_grpc_address",
+        "The gRPC address other nodes use, when it differs from grpc_address (a pod IP while listening on 0.0.0.0).",
+        "\"10.0.0.5:7233\"",
+    ),
+    doc(
+        "node",
+        "membership_address",
+        "UDP address (IP:port) of gossip membership.",
+    ),
+    unset(
+        "node",
+        "advertise_membership_address",
+        "The gossip address other nodes use, when it differs from membership_address.",
+        "\"10.0.0.5:6933\"",
+    ),
+    doc(
+        "cluster",
+        "id",
+        "Cluster id: nodes gossip only with nodes of the same id.",
+    ),
+    doc(
+        "cluster",
+        "num_shards",
+        "History shards. Fixed when the store is created; a node configured with another number refuses to start.",
+    ),
+    doc(
+        "cluster",
+        "seeds",
+        "Gossip addresses (host:port) to join through; DNS names (a Kubernetes headless service) are resolved again every few seconds. The store's membership table is used as well.",
+    ),
+    doc(
+        "cluster",
+        "namespaces",
+        "Namespaces registered at start-up if missing.",
+    ),
+    doc(
+        "cluster",
+        "retention_days",
+        "Retention of those namespaces, in days: closed workflows are deleted this long after they close.",
+    ),
+    doc(
+        "cluster",
+        "dead_after_ms",
+        "A node that stopped answering gossip leaves the rings after this long; its shards move to the others.",
+    ),
+    doc(
+        "cluster",
+        "ring_debounce_ms",
+        "Ring changes are applied once membership has been quiet this long.",
+    ),
+    doc(
+        "cluster",
+        "handover_timeout_ms",
+        "On graceful shutdown, how long to wait for other nodes to take this node's shards.",
+    ),
+    doc(
+        "store",
+        "kind",
+        "Where state lives: sqlite (one file; several processes on one host may share it) or cassandra (Cassandra 4+ or ScyllaDB).",
+    ),
+    unset(
+        "store",
+        "path",
+        "The SQLite file. Default: temper-cluster.sqlite in the working directory.",
+        "\"/var/lib/temper/temper.sqlite\"",
+    ),
+    doc(
+        "store.cassandra",
+        "contact_points",
+        "Cassandra / ScyllaDB nodes to contact first (host[:port]); the driver discovers the others.",
+    ),
+    doc(
+        "store.cassandra",
+        "keyspace",
+        "Keyspace holding temper's tables (create it with `temper schema setup`).",
+    ),
+    unset(
+        "store.cassandra",
+        "datacenter",
+        "The local datacenter: requests stay in it (LOCAL_QUORUM / LOCAL_SERIAL are relative to it).",
+        "\"dc1\"",
+    ),
+    unset(
+        "store.cassandra",
+        "username",
+        "Username for password authentication.",
+        "\"temper\"",
+    ),
+    unset(
+        "store.cassandra",
+        "password",
+        "Password for password authentication (prefer TEMPER_STORE__CASSANDRA__PASSWORD).",
+        "\"...\"",
+    ),
+    doc(
+        "store.cassandra",
+        "consistency",
+        "Consistency of reads and writes and of the commit phase of lightweight transactions.",
+    ),
+    doc(
+        "store.cassandra",
+        "serial_consistency",
+        "Consistency of the Paxos phase of lightweight transactions: SERIAL or LOCAL_SERIAL.",
+    ),
+    doc(
+        "store.cassandra",
+        "request_timeout_ms",
+        "Client-side timeout of one request, in milliseconds.",
+    ),
+    doc(
+        "store.cassandra",
+        "connect_timeout_ms",
+        "Timeout of opening one connection, in milliseconds.",
+    ),
+    doc(
+        "store.cassandra",
+        "page_size",
+        "Rows per page of reads that can grow.",
+    ),
+    doc(
+        "store.cassandra.tls",
+        "enabled",
+        "Connect to Cassandra with TLS.",
+    ),
+    unset(
+        "store.cassandra.tls",
+        "ca_file",
+        "PEM file of the CA that signed the nodes' certificates (required with TLS).",
+        "\"/etc/temper/cassandra-ca.pem\"",
+    ),
+    unset(
+        "store.cassandra.tls",
+        "cert_file",
+        "PEM client certificate, for clusters that require one.",
+        "\"/etc/temper/client.pem\"",
+    ),
+    unset(
+        "store.cassandra.tls",
+        "key_file",
+        "PEM private key of cert_file.",
+        "\"/etc/temper/client-key.pem\"",
+    ),
+    doc(
+        "store.cassandra.tls",
+        "verify_hostname",
+        "Check that each node's certificate names the node's IP address.",
+    ),
+    doc(
+        "matching.partitions",
+        "default_partitions",
+        "Partitions of each normal task queue, spread over the matching nodes (sticky queues have one).",
+    ),
+    doc(
+        "matching.partitions.per_queue",
+        "",
+        "Partitions of particular task queues, by name: \"busy-queue\" = 8.",
+    ),
+    doc(
+        "log",
+        "level",
+        "Log level or filter: error, warn, info, debug, trace, or a filter such as temper_history=debug,info.",
+    ),
+    doc("log", "format", "Log format: text or json."),
+    unset(
+        "health",
+        "listen_address",
+        "HTTP address (IP:port) of GET /health/live (200 while the process runs) and GET /health/ready (200 once the store answers and the node runs its shards, 503 otherwise). Default: off.",
+        "\"127.0.0.1:7243\"",
+    ),
+];
+
+/// The example config: every key, its default and its meaning, as TOML that parses back to
+/// the defaults.
+pub fn example() -> String {
+    let defaults = toml::Value::try_from(ServerConfig::default())
+        .expect("the default config serialises to TOML");
+    let mut out = String::from(
+        "# temper node config (`temper server start --config FILE`). Every key is optional;\n\
+         # shown with its default. Environment variables override the file\n\
+         # (TEMPER_<SECTION>__<KEY>, e.g. TEMPER_CLUSTER__NUM_SHARDS=512) and\n\
+         # `--set section.key=value` flags override both.\n",
+    );
+    let mut section = "";
+    for d in DOCS {
+        if d.section != section {
+            section = d.section;
+            out.push_str(&format!("\n[{section}]\n"));
+        }
+        if d.key.is_empty() {
+            for line in wrap(d.doc) {
+                out.push_str(&format!("# {line}\n"));
+            }
+            continue;
+        }
+        for line in wrap(d.doc) {
+            out.push_str(&format!("# {line}\n"));
+        }
+        match lookup(&defaults, d.section, d.key) {
+            Some(value) => out.push_str(&format!("{} = {}\n", d.key, value)),
+            None => out.push_str(&format!(
+                "# {} = {}\n",
+                d.key,
+                d.unset_example.unwrap_or("\"\"")
+            )),
+        }
+    }
+    out
+}
+
+fn lookup<'a>(root: &'a toml::Value, section: &str, key: &str) -> Option<&'a toml::Value> {
+    let mut v = root;
+    for part in section.split('.') {
+        v = v.get(part)?;
+    }
+    v.get(key)
+}
+
+/// Split a comment into lines of at most ~90 characters.
+fn wrap(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > 90 {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every leaf key of the default config, as `section.key`.
+    fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(_) => leaves(&path, v, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let defaults = toml::Value::try_from(ServerConfig::default()).expect("serialises");
+        let mut keys = Vec::new();
+        leaves("", &defaults, &mut keys);
+        let documented: Vec<String> = DOCS
+            .iter()
+            .map(|d| format!("{}.{}", d.section, d.key))
+            .collect();
+        for k in &keys {
+            assert!(documented.contains(k), "config key `{k}` is not in DOCS");
+        }
+        // And every documented key is a real one: with every optional line uncommented,
+        // the example parses and no key is unknown.
+        let mut text = example();
+        for d in DOCS.iter().filter(|d| d.unset_example.is_some()) {
+            let example = d.unset_example.unwrap_or_default();
+            text = text.replace(
+                &format!("# {} = {example}", d.key),
+                &format!("{} = {example}", d.key),
+            );
+        }
+        let (_, unknown) = ServerConfig::parse_reporting(&text).expect("parses");
+        assert!(
+            unknown.is_empty(),
+            "undocumented or misspelt keys: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn the_example_parses_back_to_the_defaults() {
+        let parsed = ServerConfig::parse(&example()).expect("the example parses");
+        let a = toml::Value::try_from(parsed).expect("serialises");
+        let b = toml::Value::try_from(ServerConfig::default()).expect("serialises");
+        assert_eq!(a, b);
+    }
+}
