@@ -111,8 +111,12 @@ LAUNCHED: list[ServerProcess] = []
 class ServerProcess:
     """One dev server process on a fixed port and database file; restartable."""
 
-    def __init__(self, kind: str, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, kind: str, workdir: Path, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.kind = kind
+        # Flags both servers take, appended to start-dev (e.g. --dynamic-config-value).
+        self.extra_args = list(extra_args)
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -133,6 +137,7 @@ class ServerProcess:
                 "--ip", "127.0.0.1",
                 "--port", str(self.port),
                 "--db-file", str(self.db_path),
+                *self.extra_args,
             ]  # fmt: skip
         cli = temporal_cli()
         assert cli is not None, "temporal CLI not found"
@@ -142,6 +147,7 @@ class ServerProcess:
             "--ip", "127.0.0.1",
             "--port", str(self.port),
             "--db-filename", str(self.db_path),
+            *self.extra_args,
         ]  # fmt: skip
 
     def running(self) -> bool:

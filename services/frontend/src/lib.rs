@@ -5,6 +5,7 @@ mod errors;
 mod namespaces;
 mod operator;
 mod query;
+mod rate_limit;
 mod search_attributes;
 mod updates;
 
@@ -24,6 +25,7 @@ use tonic::{Request, Response, Status};
 pub use errors::{parse_grpc_timeout, status_with_details};
 pub use namespaces::{Namespace, Namespaces};
 pub use operator::Operator;
+pub use rate_limit::RateLimitConfig;
 
 /// Frontend settings.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct FrontendConfig {
     pub persistence_store: String,
     /// Longest a task-queue poll waits before answering empty.
     pub max_long_poll: Duration,
+    /// Requests per second per namespace and per node.
+    pub rate_limits: rate_limit::RateLimitConfig,
 }
 
 /// The version we report; the SDKs only check its presence.
@@ -41,6 +45,7 @@ pub const SERVER_VERSION: &str = "1.27.0";
 
 pub struct Frontend {
     config: FrontendConfig,
+    limits: rate_limit::RateLimits,
     pub namespaces: Arc<Namespaces>,
     history: HistoryClient,
     matching: MatchingClient,
@@ -54,6 +59,7 @@ impl Frontend {
         matching: MatchingClient,
     ) -> Self {
         Self {
+            limits: rate_limit::RateLimits::new(&config.rate_limits),
             config,
             namespaces,
             history,
@@ -61,7 +67,14 @@ impl Frontend {
         }
     }
 
+    /// The id of the namespace a request names, once the request is within the rate limits.
     async fn ns_id(&self, name: &str) -> Result<String, Status> {
+        self.limits.admit(name)?;
+        Ok(self.namespaces.get(name).await?.id.0)
+    }
+
+    /// Like [`Self::ns_id`] for long polls, which the rate limits do not count.
+    async fn ns_id_long_poll(&self, name: &str) -> Result<String, Status> {
         Ok(self.namespaces.get(name).await?.id.0)
     }
 
@@ -176,6 +189,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::DescribeNamespaceResponse>, Status> {
         let r = r.into_inner();
         let ns = if !r.namespace.is_empty() {
+            self.limits.admit(&r.namespace)?;
             self.namespaces.get(&r.namespace).await?
         } else if !r.id.is_empty() {
             self.namespaces.get_by_id(&r.id).await?
@@ -259,7 +273,7 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         check_task_queue(&r.task_queue)?;
         check_identity(&r.identity)?;
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let namespace_id = self.ns_id_long_poll(&r.namespace).await?;
         self.matching
             .poll_workflow_task_queue(Request::new(internal::PollWorkflowTaskQueueRequest {
                 namespace_id,
@@ -278,7 +292,7 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         check_task_queue(&r.task_queue)?;
         check_identity(&r.identity)?;
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let namespace_id = self.ns_id_long_poll(&r.namespace).await?;
         self.matching
             .poll_activity_task_queue(Request::new(internal::PollActivityTaskQueueRequest {
                 namespace_id,
@@ -520,7 +534,11 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::GetWorkflowExecutionHistoryResponse>, Status> {
         let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
         let r = r.into_inner();
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let namespace_id = if r.wait_new_event {
+            self.ns_id_long_poll(&r.namespace).await?
+        } else {
+            self.ns_id(&r.namespace).await?
+        };
         self.history
             .get_workflow_execution_history(Request::new(
                 internal::GetWorkflowExecutionHistoryRequest {
@@ -680,7 +698,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::PollWorkflowExecutionUpdateResponse>, Status> {
         let r = r.into_inner();
         updates::check_poll(&r)?;
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let namespace_id = self.ns_id_long_poll(&r.namespace).await?;
         self.history
             .poll_workflow_execution_update(Request::new(
                 internal::PollWorkflowExecutionUpdateRequest {

@@ -262,6 +262,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
                     StoreKindConfig::Cassandra => "cassandra".into(),
                 },
                 max_long_poll: Duration::from_secs(60),
+                rate_limits: temper_frontend::RateLimitConfig {
+                    namespace_rps: config.frontend.namespace_rps,
+                    per_namespace: config.frontend.per_namespace_rps.clone(),
+                    host_rps: config.frontend.host_rps,
+                },
             },
             namespaces,
             history_router.clone(),

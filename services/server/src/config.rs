@@ -75,6 +75,20 @@ pub struct ServerConfig {
     pub matching: MatchingSection,
     pub log: LogSection,
     pub health: HealthSection,
+    pub frontend: FrontendSection,
+}
+
+/// The Temporal API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FrontendSection {
+    /// Requests per second of each namespace on this node (long polls not counted); 0: no
+    /// limit. Default: 0.
+    pub namespace_rps: u32,
+    /// Namespaces with their own limit: `"big-tenant" = 5000`.
+    pub per_namespace_rps: std::collections::BTreeMap<String, u32>,
+    /// Requests per second of all namespaces together on this node; 0: no limit. Default: 0.
+    pub host_rps: u32,
 }
 
 /// Liveness and readiness over HTTP.

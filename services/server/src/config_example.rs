@@ -218,6 +218,21 @@ const DOCS: &[Doc] = &[
         "Log level or filter: error, warn, info, debug, trace, or a filter such as temper_history=debug,info.",
     ),
     doc("log", "format", "Log format: text or json."),
+    doc(
+        "frontend",
+        "namespace_rps",
+        "Requests per second of each namespace on this node (long polls are not counted); over it, RESOURCE_EXHAUSTED \"namespace rate limit exceeded\", which SDKs retry. 0: no limit.",
+    ),
+    doc(
+        "frontend",
+        "host_rps",
+        "Requests per second of all namespaces together on this node; 0: no limit.",
+    ),
+    doc(
+        "frontend.per_namespace_rps",
+        "",
+        "Namespaces with their own limit, by name: \"big-tenant\" = 5000.",
+    ),
     unset(
         "health",
         "listen_address",

@@ -52,6 +52,11 @@ pub struct DevArgs {
     /// The store (`--store sqlite|cassandra`) and how to reach a Cassandra cluster.
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Temporal's dynamic config keys that temper honours, `KEY=VALUE` (repeatable):
+    /// `frontend.namespaceRPS` (requests per second per namespace) and `frontend.rps`
+    /// (per node). Other keys are ignored with a warning.
+    #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
+    pub dynamic_config: Vec<String>,
     /// Accepted for compatibility with `temporal server start-dev`; temper has no UI.
     #[arg(long, hide = true)]
     pub headless: bool,
@@ -114,6 +119,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::dev(args.num_shards, addr.to_string());
     config.namespaces.extend(args.namespaces.iter().cloned());
     config.store_name = args.store.store.name().into();
+    config.rate_limits = rate_limits(&args.dynamic_config)?;
     let node = Node::start(persistence, config).await?;
     let (frontend, matching, history) = (
         node.frontend.clone(),
@@ -180,4 +186,35 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     history.shutdown().await;
     eprintln!("temper dev server stopped");
     Ok(())
+}
+
+/// The rate limits named by `--dynamic-config-value` flags (Temporal's keys and JSON values).
+fn rate_limits(values: &[String]) -> anyhow::Result<temper_frontend::RateLimitConfig> {
+    let mut limits = temper_frontend::RateLimitConfig::default();
+    for kv in values {
+        let (key, value) = kv
+            .split_once('=')
+            .with_context(|| format!("--dynamic-config-value {kv}: expected KEY=VALUE"))?;
+        let number = || -> anyhow::Result<u32> {
+            let v: f64 = value.trim().parse().with_context(|| {
+                format!("--dynamic-config-value {key}: `{value}` is not a number")
+            })?;
+            if !(0.0..=f64::from(u32::MAX)).contains(&v) {
+                anyhow::bail!("--dynamic-config-value {key}: {value} is out of range");
+            }
+            Ok(v.round() as u32)
+        };
+        match key.trim() {
+            "frontend.namespaceRPS" => limits.namespace_rps = number()?,
+            "frontend.rps" => limits.host_rps = number()?,
+            other => {
+                tracing::warn!(
+                    key = other,
+                    "ignoring a dynamic config key temper does not use"
+                );
+                eprintln!("warning: ignoring dynamic config key `{other}`");
+            }
+        }
+    }
+    Ok(limits)
 }

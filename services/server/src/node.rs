@@ -29,6 +29,8 @@ pub struct NodeConfig {
     /// Name of the store, for GetClusterInfo.
     pub store_name: String,
     pub clock: Arc<dyn Clock>,
+    /// Request rate limits of the frontend (none by default).
+    pub rate_limits: temper_frontend::RateLimitConfig,
 }
 
 impl NodeConfig {
@@ -42,6 +44,7 @@ impl NodeConfig {
             matching: MatchingConfig::default(),
             store_name: "sqlite".into(),
             clock: Arc::new(SystemClock),
+            rate_limits: temper_frontend::RateLimitConfig::default(),
         }
     }
 }
@@ -112,6 +115,7 @@ impl Node {
                 num_shards: cluster.num_shards,
                 persistence_store: config.store_name.clone(),
                 max_long_poll: Duration::from_secs(60),
+                rate_limits: config.rate_limits.clone(),
             },
             namespaces,
             history_client,

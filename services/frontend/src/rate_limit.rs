@@ -1,0 +1,147 @@
+//! Request rate limits: per namespace (so one noisy tenant cannot starve the others) and per
+//! frontend node, as Temporal's `frontend.namespaceRPS` and `frontend.rps`. A request over a
+//! limit is refused at once with RESOURCE_EXHAUSTED and a `ResourceExhaustedFailure` (cause
+//! RPS_LIMIT), which the SDKs retry with backoff. Long polls are not counted: they are few
+//! and each waits up to a minute.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
+use temper_proto::temporal::api::errordetails::v1::ResourceExhaustedFailure;
+use tonic::{Code, Status};
+
+/// Limits in requests per second; 0 means no limit. Bursts of up to one second's worth are
+/// allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Every namespace not in `per_namespace`.
+    pub namespace_rps: u32,
+    /// Namespaces with their own limit, by name.
+    pub per_namespace: BTreeMap<String, u32>,
+    /// All requests to this frontend node together.
+    pub host_rps: u32,
+}
+
+pub struct RateLimits {
+    default: Option<DefaultKeyedRateLimiter<String>>,
+    overrides: BTreeMap<String, Option<DefaultDirectRateLimiter>>,
+    host: Option<DefaultDirectRateLimiter>,
+}
+
+fn quota(rps: u32) -> Option<Quota> {
+    NonZeroU32::new(rps).map(|n| Quota::per_second(n).allow_burst(n))
+}
+
+impl RateLimits {
+    pub fn new(config: &RateLimitConfig) -> Self {
+        Self {
+            default: quota(config.namespace_rps).map(RateLimiter::keyed),
+            overrides: config
+                .per_namespace
+                .iter()
+                .map(|(ns, rps)| (ns.clone(), quota(*rps).map(RateLimiter::direct)))
+                .collect(),
+            host: quota(config.host_rps).map(RateLimiter::direct),
+        }
+    }
+
+    /// Admit one request of `namespace`, or refuse it as Temporal does.
+    pub fn admit(&self, namespace: &str) -> Result<(), Status> {
+        if let Some(host) = &self.host
+            && host.check().is_err()
+        {
+            return Err(exhausted(
+                "service rate limit exceeded",
+                ResourceExhaustedScope::System,
+            ));
+        }
+        let admitted = match self.overrides.get(namespace) {
+            Some(Some(limiter)) => limiter.check().is_ok(),
+            Some(None) => true,
+            None => match &self.default {
+                Some(limiter) => limiter.check_key(&namespace.to_owned()).is_ok(),
+                None => true,
+            },
+        };
+        if admitted {
+            Ok(())
+        } else {
+            Err(exhausted(
+                "namespace rate limit exceeded",
+                ResourceExhaustedScope::Namespace,
+            ))
+        }
+    }
+}
+
+fn exhausted(message: &str, scope: ResourceExhaustedScope) -> Status {
+    use prost::Message;
+    let detail = ResourceExhaustedFailure {
+        cause: ResourceExhaustedCause::RpsLimit as i32,
+        scope: scope as i32,
+    };
+    let st = temper_proto::google::rpc::Status {
+        code: Code::ResourceExhausted as i32,
+        message: message.to_owned(),
+        details: vec![temper_proto::wkt::Any {
+            type_url: "type.googleapis.com/temporal.api.errordetails.v1.ResourceExhaustedFailure"
+                .into(),
+            value: detail.encode_to_vec(),
+        }],
+    };
+    Status::with_details(Code::ResourceExhausted, message, st.encode_to_vec().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admitted(l: &RateLimits, ns: &str, n: usize) -> usize {
+        (0..n).filter(|_| l.admit(ns).is_ok()).count()
+    }
+
+    #[test]
+    fn namespaces_have_separate_buckets() {
+        let l = RateLimits::new(&RateLimitConfig {
+            namespace_rps: 5,
+            per_namespace: [("big".to_string(), 50), ("free".to_string(), 0)].into(),
+            host_rps: 0,
+        });
+        assert_eq!(admitted(&l, "a", 20), 5, "a burst of one second's worth");
+        assert_eq!(
+            admitted(&l, "b", 20),
+            5,
+            "another namespace is not starved by a"
+        );
+        assert_eq!(admitted(&l, "big", 100), 50);
+        assert_eq!(admitted(&l, "free", 100), 100, "0 means unlimited");
+        let e = l.admit("a").expect_err("over the limit");
+        assert_eq!(e.code(), Code::ResourceExhausted);
+        assert_eq!(e.message(), "namespace rate limit exceeded");
+        use prost::Message;
+        let st = temper_proto::google::rpc::Status::decode(e.details()).expect("details");
+        let f = ResourceExhaustedFailure::decode(st.details[0].value.as_slice()).expect("failure");
+        assert_eq!(f.cause, ResourceExhaustedCause::RpsLimit as i32);
+        assert_eq!(f.scope, ResourceExhaustedScope::Namespace as i32);
+    }
+
+    #[test]
+    fn the_host_limit_covers_every_namespace() {
+        let l = RateLimits::new(&RateLimitConfig {
+            host_rps: 4,
+            ..Default::default()
+        });
+        let n = admitted(&l, "a", 3) + admitted(&l, "b", 3);
+        assert_eq!(n, 4);
+        assert_eq!(
+            l.admit("c").expect_err("host limit").message(),
+            "service rate limit exceeded"
+        );
+        assert_eq!(
+            admitted(&RateLimits::new(&RateLimitConfig::default()), "x", 1000),
+            1000
+        );
+    }
+}
