@@ -6,6 +6,7 @@ mod namespaces;
 mod operator;
 mod query;
 mod rate_limit;
+mod rpc_span;
 mod search_attributes;
 mod updates;
 
@@ -26,6 +27,7 @@ pub use errors::{parse_grpc_timeout, status_with_details};
 pub use namespaces::{Namespace, Namespaces};
 pub use operator::Operator;
 pub use rate_limit::RateLimitConfig;
+pub use rpc_span::rpc_span;
 
 /// Frontend settings.
 #[derive(Debug, Clone)]
@@ -69,12 +71,19 @@ impl Frontend {
 
     /// The id of the namespace a request names, once the request is within the rate limits.
     async fn ns_id(&self, name: &str) -> Result<String, Status> {
+        Ok(self.namespace(name).await?.id.0)
+    }
+
+    /// The namespace a request names, once the request is within the rate limits.
+    async fn namespace(&self, name: &str) -> Result<Namespace, Status> {
+        rpc_span::namespace(name);
         self.limits.admit(name)?;
-        Ok(self.namespaces.get(name).await?.id.0)
+        self.namespaces.get(name).await
     }
 
     /// Like [`Self::ns_id`] for long polls, which the rate limits do not count.
     async fn ns_id_long_poll(&self, name: &str) -> Result<String, Status> {
+        rpc_span::namespace(name);
         Ok(self.namespaces.get(name).await?.id.0)
     }
 
@@ -82,6 +91,7 @@ impl Frontend {
     async fn ns_for_token(&self, name: &str, task_token: &[u8]) -> Result<String, Status> {
         let id = self.ns_id(name).await?;
         let t = token::decode(task_token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        rpc_span::workflow(&t.workflow_id, &t.run_id);
         if t.namespace_id != id {
             return Err(Status::invalid_argument(
                 "Operation requested with a token from a different namespace.",
@@ -252,7 +262,8 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
         check_identity(&r.identity)?;
-        let ns = self.namespaces.get(&r.namespace).await?;
+        rpc_span::workflow(&r.workflow_id, "");
+        let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         let namespace_id = ns.id.0;
         self.history
@@ -534,6 +545,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::GetWorkflowExecutionHistoryResponse>, Status> {
         let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
         let r = r.into_inner();
+        rpc_span::execution(r.execution.as_ref());
         let namespace_id = if r.wait_new_event {
             self.ns_id_long_poll(&r.namespace).await?
         } else {
@@ -555,6 +567,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::DescribeWorkflowExecutionRequest>,
     ) -> Result<Response<ws::DescribeWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.execution.as_ref());
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
             .describe_workflow_execution(Request::new(internal::DescribeWorkflowExecutionRequest {
@@ -569,6 +582,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::RequestCancelWorkflowExecutionRequest>,
     ) -> Result<Response<ws::RequestCancelWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
@@ -587,6 +601,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::TerminateWorkflowExecutionRequest>,
     ) -> Result<Response<ws::TerminateWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
@@ -605,7 +620,8 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::SignalWithStartWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
         check_identity(&r.identity)?;
-        let ns = self.namespaces.get(&r.namespace).await?;
+        rpc_span::workflow(&r.workflow_id, "");
+        let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         let namespace_id = ns.id.0;
         self.history
@@ -623,6 +639,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::SignalWorkflowExecutionRequest>,
     ) -> Result<Response<ws::SignalWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
@@ -714,6 +731,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::ResetWorkflowExecutionRequest>,
     ) -> Result<Response<ws::ResetWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
         if r.request_id.is_empty() {
             return Err(Status::invalid_argument("RequestId is not set on request."));
         }
@@ -736,6 +754,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::DeleteWorkflowExecutionRequest>,
     ) -> Result<Response<ws::DeleteWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
         check_execution(&r.workflow_execution)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
@@ -751,6 +770,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::ResetStickyTaskQueueRequest>,
     ) -> Result<Response<ws::ResetStickyTaskQueueResponse>, Status> {
         let r = r.into_inner();
+        rpc_span::execution(r.execution.as_ref());
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
             .reset_sticky_task_queue(Request::new(internal::ResetStickyTaskQueueRequest {

@@ -162,6 +162,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let drain = shutdown.clone();
     let (m, h) = (matching.clone(), history.clone());
     let server = tonic::transport::Server::builder()
+        .trace_fn(temper_frontend::rpc_span)
         .add_service(health_service)
         .add_service(workflow_service)
         .add_service(operator_service)
