@@ -35,6 +35,7 @@ pub struct ServerConfig {
     pub store: StoreSection,
     pub matching: MatchingSection,
     pub log: LogSection,
+    pub metrics: MetricsSection,
 }
 
 /// This node.
@@ -167,6 +168,14 @@ impl Default for LogSection {
             format: "text".into(),
         }
     }
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSection {
+    /// Where to serve `GET /metrics` (e.g. `127.0.0.1:9090`). Default: none (no metrics).
+    pub listen_address: Option<std::net::SocketAddr>,
 }
 
 impl ServerConfig {

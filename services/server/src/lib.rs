@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod node;
 pub mod store;
 
