@@ -2,6 +2,7 @@
 //! validated here, namespaces resolved to ids, and the work routed to history or matching.
 
 mod errors;
+pub mod metrics;
 mod namespaces;
 mod operator;
 mod query;
@@ -24,6 +25,7 @@ use temper_workflow::token;
 use tonic::{Request, Response, Status};
 
 pub use errors::{parse_grpc_timeout, status_with_details};
+pub use metrics::RpcMetrics;
 pub use namespaces::{Namespace, Namespaces};
 pub use operator::Operator;
 pub use rate_limit::RateLimitConfig;

@@ -97,6 +97,7 @@ impl Namespaces {
             .expect("namespace cache poisoned")
             .get(name)
         {
+            crate::metrics::note_namespace(&ns.name);
             return Ok(ns.clone());
         }
         let rec = self
@@ -109,6 +110,7 @@ impl Namespaces {
             .write()
             .expect("namespace cache poisoned")
             .insert(name.to_string(), ns.clone());
+        crate::metrics::note_namespace(&ns.name);
         Ok(ns)
     }
 
@@ -118,7 +120,9 @@ impl Namespaces {
             .get_namespace_by_id(&NamespaceId(id.to_string()))
             .await
             .map_err(store_status)?;
-        Namespace::from_record(rec.ok_or_else(|| not_found(id))?)
+        let ns = Namespace::from_record(rec.ok_or_else(|| not_found(id))?)?;
+        crate::metrics::note_namespace(&ns.name);
+        Ok(ns)
     }
 
     fn detail(&self, id: &NamespaceId, r: &RegisterNamespaceRequest) -> NamespaceDetail {

@@ -4,6 +4,7 @@
 mod api;
 mod error;
 mod event_log;
+pub mod metrics;
 mod queues;
 mod relations;
 mod retention;
@@ -170,6 +171,22 @@ impl HistoryEngine {
             ctx.cancel.cancel();
             tracing::info!(shard = %id, "released shard");
         }
+        self.publish_gauges();
+    }
+
+    /// Set the node-wide gauges: shards running, and their queues' pending tasks.
+    fn publish_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shards = self.shards.read().expect("shard map poisoned");
+        let (mut owned, mut transfer, mut timers) = (0usize, 0i64, 0i64);
+        for s in shards.values().filter(|s| !s.cancel.is_cancelled()) {
+            owned += 1;
+            transfer += s.stats.transfer_pending.load(Relaxed);
+            timers += s.stats.timers_pending.load(Relaxed);
+        }
+        ::metrics::gauge!(metrics::SHARDS_OWNED).set(owned as f64);
+        ::metrics::gauge!(metrics::TRANSFER_PENDING).set(transfer as f64);
+        ::metrics::gauge!(metrics::TIMER_PENDING).set(timers as f64);
     }
 
     /// Release every shard (graceful leave) and own none from now on.
@@ -233,6 +250,7 @@ impl HistoryEngine {
                 }
                 let Some(engine) = engine.upgrade() else { return };
                 engine.stop_stale_shards().await;
+                engine.publish_gauges();
                 let _serial = engine.control.lock().await;
                 let now = tokio::time::Instant::now();
                 let stopped = engine.stopped_shards();
@@ -379,6 +397,8 @@ impl HistoryEngine {
             old.cancel.cancel();
         }
         tracing::info!(shard = %shard_id, range = %new_range, "acquired shard");
+        ::metrics::counter!(metrics::SHARD_ACQUISITIONS).increment(1);
+        self.publish_gauges();
         Ok(())
     }
 

@@ -307,6 +307,7 @@ pub(crate) async fn run_transfer(
     };
     let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
     let spawn = |batch: TransferBatch| {
+        let arrived = tokio::time::Instant::now();
         for (key, task) in batch {
             acker.add(key);
             let (shard, peers, acker, limit) =
@@ -315,6 +316,7 @@ pub(crate) async fn run_transfer(
                 let Ok(_permit) = limit.acquire().await else {
                     return;
                 };
+                crate::metrics::task_latency("transfer", arrived.elapsed());
                 with_retries(&shard, "transfer", || {
                     process_transfer(&shard, &peers, &task)
                 })
@@ -565,6 +567,11 @@ pub(crate) async fn run_timers(
                 let Ok(_permit) = limit.acquire().await else {
                     return;
                 };
+                let late = shard
+                    .now()
+                    .duration_since(fire_time(&key))
+                    .unwrap_or_default();
+                crate::metrics::task_latency("timer", late);
                 with_retries(&shard, "timer", || process_timer(&shard, &peers, &task)).await;
                 acker.done(&key);
             });

@@ -318,6 +318,13 @@ impl ShardContext {
                 .await
             {
                 Ok(events) => {
+                    let closed = closed_now
+                        .then(|| next.execution_info.as_ref().map(|i| i.status))
+                        .flatten();
+                    crate::metrics::transition(
+                        &self.retention.name(&key.namespace_id).await,
+                        closed,
+                    );
                     if let Some(cached) = slot.events.as_mut() {
                         cached.append(&events);
                     }
@@ -379,6 +386,7 @@ impl ShardContext {
         let entry = self.entry(key);
         let mut slot = entry.lock.lock().await;
         let events = self.commit(key, None, &ms, Some(current), mutation).await?;
+        crate::metrics::transition(&self.retention.name(&key.namespace_id).await, None);
         slot.state = Some((ms.clone(), 1));
         slot.events = Some(EventLog::from_events(&events));
         entry.changes.send_replace(ms.next_event_id);

@@ -161,6 +161,7 @@ impl Writer {
             }
             if let Err(e) = result {
                 tracing::warn!(shard = %self.shard_id, error = %e, "shard writer stopping");
+                metrics::counter!(crate::metrics::SHARD_LOSSES).increment(1);
                 self.cancel.cancel();
                 return;
             }

@@ -38,6 +38,9 @@ pub(crate) type Ownership = Arc<dyn Fn(&QueueKey) -> bool + Send + Sync>;
 struct Registry {
     queues: HashMap<QueueKey, QueueCell>,
     last_sweep: Instant,
+    /// When the backlog gauge was last set, and the label sets it set.
+    last_gauge: Instant,
+    gauged: HashMap<(String, crate::key::QueueType), i64>,
 }
 
 /// Matching for one node, behind the public [`crate::MatchingEngine`] handle; implements the
@@ -99,6 +102,8 @@ impl Core {
             registry: Mutex::new(Registry {
                 queues: HashMap::new(),
                 last_sweep: Instant::now(),
+                last_gauge: Instant::now(),
+                gauged: HashMap::new(),
             }),
             queries: PendingQueries::default(),
             forwarder: OnceLock::new(),
@@ -164,6 +169,30 @@ impl Core {
             // Keep a cell someone is opening; drop one whose opener gave up.
             None => Arc::strong_count(cell) > 1,
         });
+    }
+
+    /// Every [`crate::metrics::BACKLOG_GAUGE_EVERY`], set the backlog gauge. The queues'
+    /// counts are read after the registry's lock is released.
+    fn maybe_publish_backlog(&self) {
+        let queues: Vec<Arc<TaskQueue>> = {
+            let mut reg = self.registry();
+            let now = Instant::now();
+            if now.saturating_duration_since(reg.last_gauge) < crate::metrics::BACKLOG_GAUGE_EVERY {
+                return;
+            }
+            reg.last_gauge = now;
+            reg.queues
+                .values()
+                .filter_map(|c| c.get().cloned())
+                .collect()
+        };
+        let counts: Vec<(QueueKey, i64)> = queues
+            .iter()
+            .map(|q| (q.key().clone(), q.backlog_count()))
+            .collect();
+        let mut previous = std::mem::take(&mut self.registry().gauged);
+        crate::metrics::publish_backlog(counts.into_iter(), &mut previous);
+        self.registry().gauged = previous;
     }
 
     /// Forget a dead queue so the next use re-creates it.
@@ -236,6 +265,7 @@ impl Core {
                 return Err(MatchingError::NotOwner(key.to_string()));
             }
             let cell = self.cell(key);
+            self.maybe_publish_backlog();
             let queue = cell.get_or_try_init(|| self.open(key)).await?.clone();
             if !queue.is_lost() {
                 return Ok(queue);
@@ -287,7 +317,10 @@ impl Core {
             };
             if queue.try_sync_match(task).is_ok() {
                 match done_rx.await {
-                    Ok(Outcome::Started) => return Ok(()),
+                    Ok(Outcome::Started) => {
+                        crate::metrics::sync_match(&key);
+                        return Ok(());
+                    }
                     Ok(Outcome::Obsolete) => {
                         tracing::debug!(queue = %key, workflow_id = %info.execution.workflow_id,
                             "dropping obsolete task");
@@ -307,13 +340,17 @@ impl Core {
             match key.kind {
                 QueueKind::Sticky => {
                     return if queue.hold(info) {
+                        crate::metrics::backlogged(&key);
                         Ok(())
                     } else {
                         Err(status::sticky_worker_unavailable(&key.name))
                     };
                 }
                 QueueKind::Normal => match queue.persist(info.clone()).await {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        crate::metrics::backlogged(&key);
+                        return Ok(());
+                    }
                     Err(WriteError::OwnershipLost) if attempt == 0 => {
                         tracing::info!(queue = %key, "lease lost while adding a task; re-leasing");
                     }
@@ -339,6 +376,20 @@ impl Core {
     /// fails, it waits locally again. A poll is never in both places at once, so it can get
     /// at most one task.
     pub(crate) async fn poll(&self, poll: Poll) -> Result<Option<PollResponse>, Status> {
+        let start = Instant::now();
+        let result = self.poll_inner(&poll).await;
+        // A forwarded poll is counted where it started.
+        if !poll.forwarded {
+            let outcome = match &result {
+                Ok(Some(_)) => "task",
+                _ => "empty",
+            };
+            crate::metrics::poll_wait(&poll.key, outcome, start.elapsed());
+        }
+        result
+    }
+
+    async fn poll_inner(&self, poll: &Poll) -> Result<Option<PollResponse>, Status> {
         let deadline = Instant::now() + poll.timeout;
         let mut forward_at = (poll.key.is_child() && !poll.forwarded).then(Instant::now);
         loop {
@@ -367,9 +418,14 @@ impl Core {
                     let Some(info) = task.info().cloned() else {
                         continue;
                     };
-                    match self.record_started(&poll, &info).await {
+                    match self.record_started(poll, &info).await {
                         Ok(response) => {
                             task.finish(Outcome::Started);
+                            let waited = self.ctx.clock.now().duration_since(info.create_time);
+                            crate::metrics::schedule_to_start(
+                                &poll.key,
+                                waited.unwrap_or_default(),
+                            );
                             // Proof of life for sticky liveness, however long the poll waited.
                             queue.record_poll(&poll.poller);
                             return Ok(Some(response));
@@ -388,7 +444,7 @@ impl Core {
                     }
                 }
                 Wait::Forward(permit) => {
-                    let result = self.forward_poll(&poll, deadline).await;
+                    let result = self.forward_poll(poll, deadline).await;
                     drop(permit);
                     match result {
                         Ok(Some(response)) => {

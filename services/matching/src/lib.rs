@@ -34,6 +34,7 @@ mod error;
 mod forward;
 mod handle;
 mod key;
+pub mod metrics;
 mod pollers;
 mod query;
 mod queue;

@@ -14,6 +14,7 @@
 
 mod error;
 pub mod history;
+pub mod instrumented;
 mod model;
 mod traits;
 

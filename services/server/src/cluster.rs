@@ -11,6 +11,7 @@ use temper_client::matching_router::MatchingRouter;
 use temper_client::{
     Channels, HistoryClient, HistoryRouter, MatchingClient, Placement, RetryPolicy, Target,
 };
+use temper_frontend::RpcMetrics;
 use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
 use temper_history::{HistoryConfig, HistoryEngine};
 use temper_matching::{MatchingConfig, MatchingEngine};
@@ -145,6 +146,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let listen = config.grpc_listen()?;
     let name = config.node_name();
     let (persistence, where_) = open_store(&config).await?;
+    let persistence = match crate::metrics::install(config.metrics.listen_address)? {
+        true => persistence.instrumented(),
+        false => persistence,
+    };
     let cluster = check_cluster(&persistence, config.cluster.num_shards).await?;
     let num_shards = cluster.num_shards;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -306,32 +311,32 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(f) = &frontend {
         let namespaces = f.namespaces.clone();
         router = router
-            .add_service(
+            .add_service(RpcMetrics::new(
                 WorkflowServiceServer::from_arc(f.clone())
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+            ))
+            .add_service(RpcMetrics::new(
                 OperatorServiceServer::new(Operator::new(namespaces))
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
-            );
+            ));
     }
     if let Some(h) = &history {
-        router = router.add_service(
+        router = router.add_service(RpcMetrics::new(
             HistoryServiceServer::from_arc(h.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
+        ));
     }
     if let Some(m) = &matching {
-        router = router.add_service(
+        router = router.add_service(RpcMetrics::new(
             MatchingServiceServer::from_arc(m.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
+        ));
     }
 
     let shutdown = tokio_util::sync::CancellationToken::new();

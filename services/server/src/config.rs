@@ -75,6 +75,7 @@ pub struct ServerConfig {
     pub matching: MatchingSection,
     pub log: LogSection,
     pub health: HealthSection,
+    pub metrics: MetricsSection,
     pub frontend: FrontendSection,
 }
 
@@ -229,6 +230,14 @@ impl Default for LogSection {
             format: "text".into(),
         }
     }
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSection {
+    /// Where to serve `GET /metrics` (e.g. `127.0.0.1:9090`). Default: none (no metrics).
+    pub listen_address: Option<std::net::SocketAddr>,
 }
 
 impl ServerConfig {

@@ -234,6 +234,12 @@ const DOCS: &[Doc] = &[
         "Namespaces with their own limit, by name: \"big-tenant\" = 5000.",
     ),
     unset(
+        "metrics",
+        "listen_address",
+        "HTTP address (IP:port) of GET /metrics, the Prometheus endpoint. Default: off.",
+        "\"127.0.0.1:9090\"",
+    ),
+    unset(
         "health",
         "listen_address",
         "HTTP address (IP:port) of GET /health/live (200 while the process runs) and GET /health/ready (200 once the store answers and the node runs its shards, 503 otherwise). Default: off.",

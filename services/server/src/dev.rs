@@ -40,6 +40,9 @@ pub struct DevArgs {
     /// Namespaces to register at start, besides `default`.
     #[arg(long = "namespace", short = 'n')]
     pub namespaces: Vec<String>,
+    /// Serve Prometheus metrics on this port (same IP as `--ip`), `GET /metrics`; 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub metrics_port: u16,
     /// History shards (fixed when the store is created).
     #[arg(long, default_value_t = 4)]
     pub num_shards: u32,
@@ -113,6 +116,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
     let (persistence, where_) = open_store(&args).await?;
+    let metrics_at =
+        (args.metrics_port != 0).then(|| SocketAddr::new(addr.ip(), args.metrics_port));
+    let persistence = match temper_server::metrics::install(metrics_at)? {
+        true => persistence.instrumented(),
+        false => persistence,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -133,14 +142,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;
     let namespaces = frontend.namespaces.clone();
-    let workflow_service = WorkflowServiceServer::from_arc(frontend)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let operator_service = OperatorServiceServer::new(Operator::new(namespaces))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+    let workflow_service = temper_frontend::RpcMetrics::new(
+        WorkflowServiceServer::from_arc(frontend)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    );
+    let operator_service = temper_frontend::RpcMetrics::new(
+        OperatorServiceServer::new(Operator::new(namespaces))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip),
+    );
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod config_example;
 pub mod health;
+pub mod metrics;
 pub mod node;
 pub mod store;
 

@@ -17,7 +17,7 @@ impl TaskQueue {
         self.lock().pollers.list(Instant::now())
     }
 
-    fn backlog_count(&self) -> i64 {
+    pub(crate) fn backlog_count(&self) -> i64 {
         let st = self.lock();
         match &st.backlog {
             Some(b) => b.count_hint(),
