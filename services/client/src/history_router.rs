@@ -118,7 +118,7 @@ macro_rules! routed {
                                 }
                                 Target::Remote(address) => {
                                     let mut client = self.remote(&address)?;
-                                    remote_call(&self.policy, &address, client.$method(Request::new(req))).await
+                                    remote_call(&self.policy, &address, client.$method(crate::trace::traced(Request::new(req)))).await
                                 }
                             }
                         }

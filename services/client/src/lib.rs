@@ -7,6 +7,7 @@ use std::sync::Arc;
 pub mod history_router;
 pub mod matching_router;
 pub mod routing;
+pub mod trace;
 
 pub use history_router::HistoryRouter;
 pub use routing::{Channels, Placement, RetryPolicy, Target};

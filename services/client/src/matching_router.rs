@@ -116,7 +116,7 @@ macro_rules! routed {
                                 }
                                 Target::Remote(address) => {
                                     let mut client = self.remote(&address)?;
-                                    remote_call(&self.policy, &address, client.$method(req)).await
+                                    remote_call(&self.policy, &address, client.$method(crate::trace::traced(req))).await
                                 }
                             }
                         }

@@ -290,7 +290,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let mut router = tonic::transport::Server::builder()
-        .trace_fn(temper_frontend::rpc_span)
+        .trace_fn(crate::telemetry::rpc_span)
         .add_service(health_service)
         .add_service(AdminServiceServer::new(admin));
     let mut role_services: Vec<&'static str> = vec![""];

@@ -31,7 +31,7 @@ use temper_types::PartitionConfig;
 pub const ENV_PREFIX: &str = "TEMPER_";
 /// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
 const SECTIONS: &[&str] = &[
-    "node", "cluster", "store", "matching", "log", "metrics", "health",
+    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health",
 ];
 
 /// An override's value: a TOML value if it parses as one, else the text as a string.
@@ -74,6 +74,7 @@ pub struct ServerConfig {
     pub store: StoreSection,
     pub matching: MatchingSection,
     pub log: LogSection,
+    pub tracing: TracingSection,
     pub health: HealthSection,
     pub metrics: MetricsSection,
     pub frontend: FrontendSection,
@@ -232,6 +233,29 @@ impl Default for LogSection {
     }
 }
 
+/// Trace export to an OpenTelemetry collector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TracingSection {
+    /// OTLP/gRPC endpoint of the collector (`http://otel-collector:4317`). Default: none
+    /// (no export).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans. Default: `temper`.
+    pub service_name: String,
+    /// Share of new traces exported, 0.0 to 1.0. Default: 1.0.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "temper".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 /// The Prometheus endpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -347,6 +371,17 @@ impl ServerConfig {
         {
             anyhow::bail!("matching.partitions.per_queue.{q} must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            anyhow::bail!(
+                "tracing.sample_ratio: {} is not between 0 and 1",
+                self.tracing.sample_ratio
+            );
+        }
+        if let Some(e) = &self.tracing.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            anyhow::bail!("tracing.otlp_endpoint: `{e}` is not an http:// or https:// URL");
+        }
         self.grpc_listen()?;
         self.membership_listen()?;
         self.health_listen()?;
@@ -405,6 +440,17 @@ impl ServerConfig {
 
     pub fn has_role(&self, role: Role) -> bool {
         self.node.roles.contains(&role)
+    }
+
+    /// The trace export, if an OTLP endpoint is configured.
+    pub fn otlp_export(&self) -> Option<crate::telemetry::OtlpExport> {
+        let endpoint = self.tracing.otlp_endpoint.clone()?;
+        Some(crate::telemetry::OtlpExport {
+            endpoint,
+            service_name: self.tracing.service_name.clone(),
+            instance: self.node_name(),
+            sample_ratio: self.tracing.sample_ratio,
+        })
     }
 
     pub fn retention(&self) -> Duration {
@@ -514,9 +560,29 @@ mod tests {
             ("[node]\nroles = []", "node.roles"),
             ("[node]\ngrpc_address = \"localhost\"", "node.grpc_address"),
             ("[node]\nroles = [\"historian\"]", "historian"),
+            ("[tracing]\nsample_ratio = 1.5", "tracing.sample_ratio"),
+            (
+                "[tracing]\notlp_endpoint = \"collector:4317\"",
+                "tracing.otlp_endpoint",
+            ),
         ] {
             let e = format!("{:#}", ServerConfig::parse(text).expect_err(text));
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn trace_export_is_off_unless_an_endpoint_is_set() {
+        let off = ServerConfig::parse("").expect("defaults");
+        assert!(off.otlp_export().is_none());
+        let on = ServerConfig::parse(
+            "[node]\nname = \"n1\"\n[tracing]\notlp_endpoint = \"http://c:4317\"\nsample_ratio = 0.25",
+        )
+        .expect("valid");
+        let export = on.otlp_export().expect("export on");
+        assert_eq!(export.endpoint, "http://c:4317");
+        assert_eq!(export.instance, "n1");
+        assert_eq!(export.service_name, "temper");
+        assert_eq!(export.sample_ratio, 0.25);
     }
 }

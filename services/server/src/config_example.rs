@@ -218,6 +218,22 @@ const DOCS: &[Doc] = &[
         "Log level or filter: error, warn, info, debug, trace, or a filter such as temper_history=debug,info.",
     ),
     doc("log", "format", "Log format: text or json."),
+    unset(
+        "tracing",
+        "otlp_endpoint",
+        "OTLP/gRPC endpoint of an OpenTelemetry collector; when set, every RPC's span (service, method, namespace, workflow_id, run_id) is exported there in batches, whatever the log level. Callers' W3C traceparent headers are honoured. Default: off.",
+        "\"http://127.0.0.1:4317\"",
+    ),
+    doc(
+        "tracing",
+        "service_name",
+        "service.name of the exported spans (service.instance.id is the node's name).",
+    ),
+    doc(
+        "tracing",
+        "sample_ratio",
+        "Share of new traces exported, 0.0 to 1.0; a trace a caller started follows the caller's sampling decision.",
+    ),
     doc(
         "frontend",
         "namespace_rps",

@@ -52,6 +52,13 @@ pub struct DevArgs {
     /// `text` or `json`.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Export every RPC's span over OTLP/gRPC to this OpenTelemetry collector
+    /// (`http://127.0.0.1:4317`). Default: off.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces exported when `--otlp-endpoint` is set, 0.0 to 1.0.
+    #[arg(long, default_value_t = 1.0)]
+    pub trace_sample_ratio: f64,
     /// The store (`--store sqlite|cassandra`) and how to reach a Cassandra cluster.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -66,6 +73,18 @@ pub struct DevArgs {
     /// Accepted for compatibility; temper has no UI.
     #[arg(long, hide = true)]
     pub ui_port: Option<u16>,
+}
+
+impl DevArgs {
+    /// The trace export, if `--otlp-endpoint` is given.
+    pub fn otlp_export(&self) -> Option<temper_server::telemetry::OtlpExport> {
+        Some(temper_server::telemetry::OtlpExport {
+            endpoint: self.otlp_endpoint.clone()?,
+            service_name: "temper".into(),
+            instance: format!("{}:{}", self.ip, self.port),
+            sample_ratio: self.trace_sample_ratio,
+        })
+    }
 }
 
 fn default_db_file() -> PathBuf {
@@ -175,7 +194,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let drain = shutdown.clone();
     let (m, h) = (matching.clone(), history.clone());
     let server = tonic::transport::Server::builder()
-        .trace_fn(temper_frontend::rpc_span)
+        .trace_fn(temper_server::telemetry::rpc_span)
         .add_service(health_service)
         .add_service(workflow_service)
         .add_service(operator_service)

@@ -9,6 +9,7 @@ pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod store;
+pub mod telemetry;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_signal() {

@@ -1,11 +1,10 @@
 //! The `temper` command.
 
 mod dev;
-
-mod logging;
 mod schema_cmd;
 
 use clap::{Parser, Subcommand};
+use temper_server::telemetry;
 
 /// glibc's malloc hands large freed blocks back to the kernel and faults them in again on
 /// the next request; per-message buffers (gzip state above all) made that a third of the
@@ -94,12 +93,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(ServerCommand::StartDev(args)) => {
-            logging::init(&args.log_level, &args.log_format)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("temper")
-                .build()?;
-            rt.block_on(dev::run(args))
+            let rt = runtime()?;
+            let telemetry = {
+                let _in_runtime = rt.enter();
+                telemetry::init(
+                    &args.log_level,
+                    &args.log_format,
+                    args.otlp_export().as_ref(),
+                )?
+            };
+            let result = rt.block_on(dev::run(args));
+            telemetry.shutdown();
+            result
         }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", temper_server::config_example::example());
@@ -115,17 +120,25 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(ServerCommand::Start(args)) => {
             let config = args.load()?;
-            logging::init(&config.log.level, &config.log.format)?;
-            runtime()?.block_on(temper_server::cluster::run(config))
+            let rt = runtime()?;
+            let telemetry = {
+                let _in_runtime = rt.enter();
+                telemetry::init(
+                    &config.log.level,
+                    &config.log.format,
+                    config.otlp_export().as_ref(),
+                )?
+            };
+            let result = rt.block_on(temper_server::cluster::run(config));
+            telemetry.shutdown();
+            result
         }
         Command::Admin(args) => runtime()?.block_on(temper_server::admin::run(args)),
         Command::Schema(command) => {
-            logging::init("warn", "text")?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("temper")
-                .build()?;
-            rt.block_on(schema_cmd::run(command))
+            let telemetry = telemetry::init("warn", "text", None)?;
+            let result = runtime()?.block_on(schema_cmd::run(command));
+            telemetry.shutdown();
+            result
         }
         Command::Loadtest { args } => match temper_loadtest::main_with_args(args) {
             Err(e) => match e.downcast::<clap::Error>() {
