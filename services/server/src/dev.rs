@@ -13,6 +13,7 @@ use temper_persistence::Persistence;
 use temper_persistence_sqlite::SqliteStore;
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
+use temper_server::health::{Health, Readiness};
 use temper_server::node::{Node, NodeConfig};
 use temper_server::store::{self, StoreArgs, StoreKind};
 use tonic::codec::CompressionEncoding;
@@ -43,6 +44,11 @@ pub struct DevArgs {
     /// Serve Prometheus metrics on this port (same IP as `--ip`), `GET /metrics`; 0: off.
     #[arg(long, default_value_t = 0)]
     pub metrics_port: u16,
+    /// Serve `GET /health/live` and `GET /health/ready` on this port (same IP as `--ip`);
+    /// ready once the store answers and every shard is running, 503 before that and while
+    /// stopping. 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub health_port: u16,
     /// History shards (fixed when the store is created).
     #[arg(long, default_value_t = 4)]
     pub num_shards: u32,
@@ -134,7 +140,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.ip, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
+    let health = Health::new();
+    let stop_health = tokio_util::sync::CancellationToken::new();
+    let health_http = match args.health_port {
+        0 => None,
+        port => Some(
+            temper_server::health::serve(
+                SocketAddr::new(addr.ip(), port),
+                health.clone(),
+                stop_health.clone(),
+            )
+            .await?,
+        ),
+    };
+    health.set(Readiness::Starting("opening the store".into()));
     let (persistence, where_) = open_store(&args).await?;
+    health.set(Readiness::Starting("starting the shards".into()));
     let metrics_at =
         (args.metrics_port != 0).then(|| SocketAddr::new(addr.ip(), args.metrics_port));
     let persistence = match temper_server::metrics::install(metrics_at)? {
@@ -181,6 +202,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         signal.cancel();
     });
 
+    health.set(Readiness::Ready);
     tracing::info!(address = %addr, store = %where_, shards, ready_ms = started.elapsed().as_millis() as u64, "temper server listening");
     eprintln!(
         "temper dev server listening on {addr} (store: {where_}; ready in {} ms)",
@@ -192,7 +214,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // applies when tonic binds the socket itself.)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let drain = shutdown.clone();
-    let (m, h) = (matching.clone(), history.clone());
+    let (m, h, stopping) = (matching.clone(), history.clone(), health.clone());
     let server = tonic::transport::Server::builder()
         .trace_fn(temper_server::telemetry::rpc_span)
         .add_service(health_service)
@@ -201,6 +223,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(incoming, async move {
             drain.cancelled().await;
             tracing::info!("shutting down");
+            stopping.set(Readiness::Stopping);
             // Wake every long poll so in-flight calls finish promptly.
             m.shutdown();
             h.shutdown().await;
@@ -217,6 +240,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     matching.shutdown();
     history.shutdown().await;
+    stop_health.cancel();
+    if let Some(h) = health_http {
+        let _ = h.await;
+    }
     eprintln!("temper dev server stopped");
     Ok(())
 }
