@@ -50,16 +50,32 @@ pub(crate) async fn record_started(
     if matches!(started, workflow_task::Started::New(_)) {
         crate::updates::started_speculative(&shard, &key, &ms);
     }
+    let sticky = poll
+        .task_queue
+        .as_ref()
+        .is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
+    let response = poll_response(&shard, &key, &ms, sticky, messages).await?;
+    Ok(internal::RecordWorkflowTaskStartedResponse {
+        response: Some(response),
+    })
+}
+
+/// What the worker gets for the workflow task that `ms` (the state right after it started)
+/// has started: its token and history (from the last completed task on, for a sticky poll).
+pub(crate) async fn poll_response(
+    shard: &crate::ShardContext,
+    key: &ExecutionKey,
+    ms: &pb::MutableState,
+    sticky: bool,
+    messages: Vec<temper_proto::temporal::api::protocol::v1::Message>,
+) -> Result<PollWorkflowTaskQueueResponse, Status> {
+    let ns = &key.namespace_id;
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(wt) = ms.workflow_task.clone().filter(|w| w.started_event_id > 0) else {
         return Err(temper_client::status::task_obsolete(
             "workflow task no longer started",
         ));
     };
-    let sticky = poll
-        .task_queue
-        .as_ref()
-        .is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
     let previous_started = info.last_completed_workflow_task_started_event_id;
     let first = if sticky && previous_started > 0 {
         previous_started + 1
@@ -67,9 +83,16 @@ pub(crate) async fn record_started(
         1
     };
     let end = wt.started_event_id + 1;
-    let (mut page, _) = shard.events_between(&key, first, Some(end)).await?;
-    // A speculative task's own events are not stored; the worker sees them anyway.
-    page.extend(speculative::events(&ms));
+    let (mut page, now) = shard.events_between(key, first, Some(end)).await?;
+    // A speculative task's own events are not stored; the worker sees them anyway. They are
+    // taken from the state the page was read with: a signal that came after the task started
+    // may have stored them since (the task became a normal one), and the worker must not get
+    // them twice.
+    page.extend(
+        speculative::events(&now)
+            .into_iter()
+            .filter(|e| e.event_id >= first && e.event_id < end),
+    );
     let mut next_page_token = Vec::new();
     if page.len() > FIRST_PAGE_EVENTS {
         page.truncate(FIRST_PAGE_EVENTS);
@@ -96,25 +119,23 @@ pub(crate) async fn record_started(
             .unwrap_or_default(),
         ..Default::default()
     });
-    Ok(internal::RecordWorkflowTaskStartedResponse {
-        response: Some(PollWorkflowTaskQueueResponse {
-            task_token,
-            workflow_execution: Some(WorkflowExecution {
-                workflow_id: key.workflow_id.clone(),
-                run_id: key.run_id.clone(),
-            }),
-            workflow_type: info.workflow_type.clone(),
-            previous_started_event_id: previous_started,
-            started_event_id: wt.started_event_id,
-            attempt: wt.attempt,
-            history: Some(History { events: page }),
-            next_page_token,
-            workflow_execution_task_queue: info.task_queue.clone(),
-            scheduled_time: wt.scheduled_time,
-            started_time: wt.started_time,
-            messages,
-            ..Default::default()
+    Ok(PollWorkflowTaskQueueResponse {
+        task_token,
+        workflow_execution: Some(WorkflowExecution {
+            workflow_id: key.workflow_id.clone(),
+            run_id: key.run_id.clone(),
         }),
+        workflow_type: info.workflow_type.clone(),
+        previous_started_event_id: previous_started,
+        started_event_id: wt.started_event_id,
+        attempt: wt.attempt,
+        history: Some(History { events: page }),
+        next_page_token,
+        workflow_execution_task_queue: info.task_queue.clone(),
+        scheduled_time: wt.scheduled_time,
+        started_time: wt.started_time,
+        messages,
+        ..Default::default()
     })
 }
 

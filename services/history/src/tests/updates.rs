@@ -304,3 +304,59 @@ async fn a_completed_update_is_found_by_id_after_a_restart() {
         .expect_err("unknown update");
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
+
+/// A signal that lands between a speculative task starting and the poll response being read
+/// stores the task's events (it becomes a normal task). The response must carry them once:
+/// a worker that sees them twice treats the update as replayed and answers with an
+/// acceptance command but no acceptance message, which fails the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_a_speculative_poll_does_not_repeat_its_events() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let engine = engine(&store, 1, matching.clone()).await;
+    let run = start(&engine, "wf", Duration::ZERO).await;
+    let first = take_task(&engine, &matching, &run, 0).await;
+    complete(&engine, &first, vec![], vec![]).await;
+
+    let _call = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .update_workflow_execution(Request::new(update_request("wf", "u1")))
+                .await
+        })
+    };
+    let task = take_task(&engine, &matching, &run, 1).await;
+    let key = key("wf", &run);
+    let shard = engine
+        .shard(&NamespaceId(NS.into()), "wf")
+        .expect("shard owned");
+    // The state as the task started: speculative, its events unstored.
+    let at_start = shard.snapshot(&key).await.expect("state");
+    assert!(temper_workflow::speculative::pending(&at_start).is_some());
+
+    signal(&engine, "wf", "late").await.expect("signal");
+
+    let response = crate::api::workflow_task::poll_response(
+        &shard,
+        &key,
+        &at_start,
+        false,
+        task.messages.clone(),
+    )
+    .await
+    .expect("poll response");
+    let events = response.history.unwrap_or_default().events;
+    let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        ids,
+        (1..=task.started_event_id).collect::<Vec<_>>(),
+        "each event once, in order, up to the task's start"
+    );
+    let before = task.history.unwrap_or_default().events;
+    assert_eq!(
+        types(&before),
+        types(&events),
+        "the same history the worker got before the signal"
+    );
+}
