@@ -31,11 +31,31 @@ use tonic::{Request, Response, Status};
 pub use error::HistoryError;
 pub use shard::ShardContext;
 
-/// How often the shard controller checks that its shards are still its own and re-acquires
-/// stopped ones.
-const SHARD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long a shard that stopped waits before this node takes it again.
-const REACQUIRE_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+/// How the shard controller of a cluster node keeps its shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardControl {
+    /// How often it checks that its shards are still its own (one read of each shard's row
+    /// in the store) and re-acquires stopped ones.
+    pub check_interval: std::time::Duration,
+    /// How long a shard that stopped waits before this node takes it again.
+    pub reacquire_delay: std::time::Duration,
+}
+
+impl ShardControl {
+    /// Checks every `interval`; a stopped shard is taken again after three of them.
+    pub fn every(interval: std::time::Duration) -> Self {
+        Self {
+            check_interval: interval,
+            reacquire_delay: interval * 3,
+        }
+    }
+}
+
+impl Default for ShardControl {
+    fn default() -> Self {
+        Self::every(std::time::Duration::from_secs(1))
+    }
+}
 
 /// Where a running shard's queues are (see [`HistoryEngine::shard_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,14 +136,18 @@ impl HistoryEngine {
         for id in all {
             self.acquire_shard(id, matching.clone()).await?;
         }
-        self.keep_shards(matching);
+        self.keep_shards(matching, ShardControl::default());
         Ok(())
     }
 
     /// Cluster mode: own no shard until told which ([`Self::set_owned_shards`]), and from
     /// then on re-acquire any owned shard that stopped.
-    pub fn start_shard_controller(self: &Arc<Self>, matching: MatchingClient) {
-        self.keep_shards(matching);
+    pub fn start_shard_controller(
+        self: &Arc<Self>,
+        matching: MatchingClient,
+        control: ShardControl,
+    ) {
+        self.keep_shards(matching, control);
     }
 
     /// Own exactly `shards` from now on (the shards the ring gives this node): release the
@@ -231,17 +255,17 @@ impl HistoryEngine {
         })
     }
 
-    /// Every [`SHARD_CHECK_INTERVAL`]: stop any shard another node has taken (its range id
+    /// Every [`ShardControl::check_interval`]: stop any shard another node has taken (its range id
     /// in the store moved past ours: this node's ring was behind, or it was paused), so it
     /// never answers from a stale cache; and acquire again the shards this node should own
     /// but does not run. A shard that stopped is taken again only after
-    /// [`REACQUIRE_DELAY`]: if another node took it, this node's ring is probably behind and
+    /// [`ShardControl::reacquire_delay`]: if another node took it, this node's ring is probably behind and
     /// will move the shard away within that time, instead of both nodes taking it in turn.
-    fn keep_shards(self: &Arc<Self>, matching: MatchingClient) {
+    fn keep_shards(self: &Arc<Self>, matching: MatchingClient, control: ShardControl) {
         let engine = Arc::downgrade(self);
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
-            let mut tick = tokio::time::interval(SHARD_CHECK_INTERVAL);
+            let mut tick = tokio::time::interval(control.check_interval);
             let mut stopped_since: HashMap<ShardId, tokio::time::Instant> = HashMap::new();
             loop {
                 tokio::select! {
@@ -263,7 +287,7 @@ impl HistoryEngine {
                         .contains_key(&id);
                     if was_running {
                         let since = *stopped_since.entry(id).or_insert(now);
-                        if now.duration_since(since) < REACQUIRE_DELAY {
+                        if now.duration_since(since) < control.reacquire_delay {
                             continue;
                         }
                     }

@@ -40,7 +40,6 @@ const MAX_MESSAGE_BYTES: usize = temper_client::MAX_MESSAGE_BYTES;
 /// How long a starting node waits to hear from a seed before it takes shards alone.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
 /// How often a matching node confirms the leases of the partitions it holds.
-const LEASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish once the node stops serving. Short: by
 /// then the node has handed its shards and partitions over and answered its own polls, so
 /// what is left are long polls waiting on other nodes, which clients simply send again; and
@@ -197,7 +196,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     );
     let matching_config = MatchingConfig {
         partitions: config.matching.partitions.clone(),
-        lease_check_interval: Some(LEASE_CHECK_INTERVAL),
+        lease_check_interval: Some(Duration::from_millis(
+            config.matching.lease_check_interval_ms,
+        )),
         ..MatchingConfig::default()
     };
     let matching = config.has_role(Role::Matching).then(|| {
@@ -224,7 +225,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     if let Some(h) = &history {
         h.set_history_client(history_router.clone());
-        h.start_shard_controller(matching_router.clone());
+        h.start_shard_controller(
+            matching_router.clone(),
+            temper_history::ShardControl::every(Duration::from_millis(
+                config.cluster.shard_check_interval_ms,
+            )),
+        );
     }
 
     // Follow the rings: own the shards and partitions they give this node.

@@ -158,6 +158,9 @@ pub struct ClusterSection {
     /// On graceful shutdown, how long to wait for other nodes to take this node's shards.
     /// Default: 5000.
     pub handover_timeout_ms: u64,
+    /// How often a node reads the store's row of each shard it runs, to stop any another
+    /// node took; a stopped shard is taken again after three of these. Default: 1000.
+    pub shard_check_interval_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -171,6 +174,7 @@ impl Default for ClusterSection {
             dead_after_ms: 3000,
             ring_debounce_ms: 500,
             handover_timeout_ms: 5000,
+            shard_check_interval_ms: 1000,
         }
     }
 }
@@ -202,6 +206,9 @@ pub struct MatchingSection {
     /// Partitions of a normal task queue (`default_partitions`, default 4) and per-queue
     /// overrides (`[matching.partitions.per_queue]`, `"queue-name" = 8`).
     pub partitions: PartitionConfig,
+    /// How often a matching node confirms the lease of each task-queue partition it holds
+    /// (a conditional write per partition). Default: 5000.
+    pub lease_check_interval_ms: u64,
 }
 
 impl Default for MatchingSection {
@@ -211,6 +218,7 @@ impl Default for MatchingSection {
                 default_partitions: 4,
                 ..PartitionConfig::default()
             },
+            lease_check_interval_ms: 5000,
         }
     }
 }
@@ -358,6 +366,20 @@ impl ServerConfig {
         }
         if self.cluster.num_shards == 0 {
             anyhow::bail!("cluster.num_shards must be at least 1");
+        }
+        for (key, ms) in [
+            (
+                "cluster.shard_check_interval_ms",
+                self.cluster.shard_check_interval_ms,
+            ),
+            (
+                "matching.lease_check_interval_ms",
+                self.matching.lease_check_interval_ms,
+            ),
+        ] {
+            if ms < 100 {
+                anyhow::bail!("{key} must be at least 100");
+            }
         }
         if self.matching.partitions.default_partitions == 0 {
             anyhow::bail!("matching.partitions.default_partitions must be at least 1");
@@ -561,6 +583,14 @@ mod tests {
             ("[node]\ngrpc_address = \"localhost\"", "node.grpc_address"),
             ("[node]\nroles = [\"historian\"]", "historian"),
             ("[tracing]\nsample_ratio = 1.5", "tracing.sample_ratio"),
+            (
+                "[cluster]\nshard_check_interval_ms = 10",
+                "cluster.shard_check_interval_ms",
+            ),
+            (
+                "[matching]\nlease_check_interval_ms = 0",
+                "matching.lease_check_interval_ms",
+            ),
             (
                 "[tracing]\notlp_endpoint = \"collector:4317\"",
                 "tracing.otlp_endpoint",

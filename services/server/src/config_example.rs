@@ -111,6 +111,11 @@ const DOCS: &[Doc] = &[
         "On graceful shutdown, how long to wait for other nodes to take this node's shards.",
     ),
     doc(
+        "cluster",
+        "shard_check_interval_ms",
+        "How often a node reads the store row of each shard it runs, to stop one another node took (so it never serves a stale cache); a stopped shard is taken again after three intervals. Each check is one read per owned shard: raise it on a large Cassandra cluster, at the cost of noticing later.",
+    ),
+    doc(
         "store",
         "kind",
         "Where state lives: sqlite (one file; several processes on one host may share it) or cassandra (Cassandra 4+ or ScyllaDB).",
@@ -206,6 +211,11 @@ const DOCS: &[Doc] = &[
         "matching.partitions",
         "default_partitions",
         "Partitions of each normal task queue, spread over the matching nodes (sticky queues have one).",
+    ),
+    doc(
+        "matching",
+        "lease_check_interval_ms",
+        "How often a matching node confirms the lease of each task-queue partition it holds (one conditional write per partition), so tasks stored by a node with a stale ring are found.",
     ),
     doc(
         "matching.partitions.per_queue",

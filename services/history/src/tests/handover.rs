@@ -30,8 +30,8 @@ async fn a_released_shard_moves_to_its_new_owner() {
     let matching = Arc::new(FakeMatching::default());
     let a = node(&store, "a", 4);
     let b = node(&store, "b", 4);
-    a.start_shard_controller(matching.clone());
-    b.start_shard_controller(matching.clone());
+    a.start_shard_controller(matching.clone(), crate::ShardControl::default());
+    b.start_shard_controller(matching.clone(), crate::ShardControl::default());
     a.set_owned_shards(shards(&[1, 2, 3, 4]), matching.clone())
         .await;
     assert_eq!(
@@ -89,8 +89,8 @@ async fn a_stale_owner_is_fenced_and_its_controller_does_not_steal_back() {
     let matching = Arc::new(FakeMatching::default());
     let a = node(&store, "a", 2);
     let b = node(&store, "b", 2);
-    a.start_shard_controller(matching.clone());
-    b.start_shard_controller(matching.clone());
+    a.start_shard_controller(matching.clone(), crate::ShardControl::default());
+    b.start_shard_controller(matching.clone(), crate::ShardControl::default());
     a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
     let wf = "stale";
     start(&a, wf, Duration::ZERO).await;
@@ -105,7 +105,8 @@ async fn a_stale_owner_is_fenced_and_its_controller_does_not_steal_back() {
     // a's ring now agrees: it must not acquire the shard again on its next check.
     let rest: Vec<u32> = (1..=2).filter(|i| *i != s.0).collect();
     a.set_owned_shards(shards(&rest), matching.clone()).await;
-    tokio::time::sleep(crate::SHARD_CHECK_INTERVAL + Duration::from_millis(500)).await;
+    tokio::time::sleep(crate::ShardControl::default().check_interval + Duration::from_millis(500))
+        .await;
     assert!(!a.owned_shards().contains(&s));
     signal(&b, wf, "from-b").await.expect("b still owns it");
     a.shutdown().await;
@@ -120,8 +121,8 @@ async fn a_stale_owner_that_only_reads_stops_the_shard() {
     let matching = Arc::new(FakeMatching::default());
     let a = node(&store, "a", 2);
     let b = node(&store, "b", 2);
-    a.start_shard_controller(matching.clone());
-    b.start_shard_controller(matching.clone());
+    a.start_shard_controller(matching.clone(), crate::ShardControl::default());
+    b.start_shard_controller(matching.clone(), crate::ShardControl::default());
     a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
     let wf = "reader";
     start(&a, wf, Duration::ZERO).await;
@@ -135,7 +136,7 @@ async fn a_stale_owner_that_only_reads_stops_the_shard() {
     })
     .await;
     // Until its ring moves the shard away, a does not take it back at once.
-    tokio::time::sleep(crate::SHARD_CHECK_INTERVAL).await;
+    tokio::time::sleep(crate::ShardControl::default().check_interval).await;
     assert!(!a.owned_shards().contains(&s), "taken back too soon");
     let rest: Vec<u32> = (1..=2).filter(|i| *i != s.0).collect();
     a.set_owned_shards(shards(&rest), matching.clone()).await;
