@@ -86,6 +86,7 @@ impl From<HistoryError> for Status {
             ),
             HistoryError::Workflow(WorkflowError::Internal(m)) => Status::internal(m),
             HistoryError::Workflow(WorkflowError::Unavailable(m)) => Status::unavailable(m),
+            HistoryError::Workflow(WorkflowError::StaleState(m)) => Status::unavailable(m),
             HistoryError::Workflow(WorkflowError::FailedPrecondition(m)) => {
                 Status::failed_precondition(m)
             }

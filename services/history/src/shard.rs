@@ -246,23 +246,36 @@ impl ShardContext {
         watch: impl FnOnce(&R, &pb::MutableState, &mut RunUpdates) -> W,
     ) -> Result<(Updated<R>, W), HistoryError> {
         let entry = self.entry(key);
+        let mut reloaded = false;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut slot = entry.lock.lock().await;
             let (ms, version) = self.load(key, &mut slot).await?.clone();
             let now = self.now();
-            let Applied {
-                value,
-                state: next,
-                updates,
-                write,
-            } = transaction::apply(
+            let applied = transaction::apply(
                 &ms,
                 &slot.updates.registry,
                 now,
                 &self.limits,
                 Some(new_run_id),
                 &mut f,
-            )?;
+            );
+            if let Err(WorkflowError::StaleState(why)) = &applied
+                && !reloaded
+            {
+                // Another node wrote this run since it was cached: read it again. A stale
+                // owner then sees the new events and is fenced by its first write.
+                tracing::info!(workflow_id = %key.workflow_id, %why, "cached state is stale; reloading it");
+                slot.state = None;
+                slot.events = None;
+                reloaded = true;
+                continue;
+            }
+            let Applied {
+                value,
+                state: next,
+                updates,
+                write,
+            } = applied?;
             let mutation = match write {
                 Write::Nothing => {
                     let w = watch(&value, &ms, &mut slot.updates);

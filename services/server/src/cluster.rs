@@ -16,7 +16,7 @@ use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
 use temper_history::{HistoryConfig, HistoryEngine};
 use temper_matching::{MatchingConfig, MatchingEngine};
 use temper_membership::{ClusterView, Membership, MembershipConfig, Role};
-use temper_persistence::{ClusterMetadata, Persistence};
+use temper_persistence::Persistence;
 use temper_persistence_sqlite::SqliteStore;
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
@@ -117,29 +117,6 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<(Persistence, Strin
     }
 }
 
-/// Read (or create) the cluster's metadata and refuse a different shard count.
-pub async fn check_cluster(
-    persistence: &Persistence,
-    num_shards: u32,
-) -> anyhow::Result<ClusterMetadata> {
-    let cluster = persistence
-        .cluster
-        .init_cluster_metadata(&ClusterMetadata {
-            cluster_name: "active".into(),
-            num_shards,
-        })
-        .await
-        .context("reading cluster metadata")?;
-    if cluster.num_shards != num_shards {
-        anyhow::bail!(
-            "the store was created with {} shards; cluster.num_shards = {} cannot change that",
-            cluster.num_shards,
-            num_shards
-        );
-    }
-    Ok(cluster)
-}
-
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = config.grpc_listen()?;
@@ -149,7 +126,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         true => persistence.instrumented(),
         false => persistence,
     };
-    let cluster = check_cluster(&persistence, config.cluster.num_shards).await?;
+    let cluster = crate::node::check_cluster(&persistence, config.cluster.num_shards)
+        .await
+        .context("cluster.num_shards")?;
     let num_shards = cluster.num_shards;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

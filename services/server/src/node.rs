@@ -56,27 +56,36 @@ pub struct Node {
     pub cluster: ClusterMetadata,
 }
 
+/// The store's cluster metadata, recorded with `num_shards` when the store is new. A store
+/// created with another shard count is refused: every workflow would hash to another shard.
+pub async fn check_cluster(
+    persistence: &Persistence,
+    num_shards: u32,
+) -> anyhow::Result<ClusterMetadata> {
+    let cluster = persistence
+        .cluster
+        .init_cluster_metadata(&ClusterMetadata {
+            cluster_name: "active".into(),
+            num_shards,
+        })
+        .await
+        .context("reading cluster metadata")?;
+    if cluster.num_shards != num_shards {
+        anyhow::bail!(
+            "the store was created with {} shards, not {num_shards}: the shard count of a store cannot change",
+            cluster.num_shards,
+        );
+    }
+    Ok(cluster)
+}
+
 impl Node {
     /// Check the cluster metadata, take every shard, register the namespaces.
     pub async fn start(persistence: Persistence, config: NodeConfig) -> anyhow::Result<Node> {
         if config.num_shards == 0 {
             anyhow::bail!("the number of shards must be at least 1");
         }
-        let cluster = persistence
-            .cluster
-            .init_cluster_metadata(&ClusterMetadata {
-                cluster_name: "active".into(),
-                num_shards: config.num_shards,
-            })
-            .await
-            .context("reading cluster metadata")?;
-        if cluster.num_shards != config.num_shards {
-            anyhow::bail!(
-                "the store was created with {} shards; {} cannot change that",
-                cluster.num_shards,
-                config.num_shards
-            );
-        }
+        let cluster = check_cluster(&persistence, config.num_shards).await?;
         let history = HistoryEngine::new(
             HistoryConfig {
                 num_shards: cluster.num_shards,

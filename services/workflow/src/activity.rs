@@ -293,6 +293,11 @@ pub fn record_started(
     request_id: &str,
     identity: &str,
 ) -> Result<pb::ActivityInfo, WorkflowError> {
+    if scheduled_event_id >= txn.ms.next_event_id {
+        return Err(WorkflowError::StaleState(format!(
+            "activity scheduled as event {scheduled_event_id}, past this state's last event"
+        )));
+    }
     if !txn.is_running() {
         return Err(WorkflowError::NotFound(
             "workflow execution already completed".into(),

@@ -26,6 +26,12 @@ pub enum WorkflowError {
     /// WorkflowNotReady.
     #[error("{0}")]
     WorkflowNotReady(String),
+    /// The request names an event this copy of the state has not seen: it is a cache from
+    /// before another node wrote (this node lost the shard and does not know yet). The
+    /// history service reloads the state from the store and tries again; a task must never
+    /// be dropped as obsolete on the word of a stale cache.
+    #[error("{0}")]
+    StaleState(String),
     /// Stored state is inconsistent; should never happen.
     #[error("internal error: {0}")]
     Internal(String),

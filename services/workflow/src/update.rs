@@ -299,6 +299,12 @@ pub fn record_workflow_task_started(
         .workflow_task
         .as_ref()
         .is_some_and(|wt| wt.speculative && wt.scheduled_event_id == req.scheduled_event_id);
+    if !is_speculative && req.scheduled_event_id >= txn.ms.next_event_id {
+        return Err(WorkflowError::StaleState(format!(
+            "workflow task scheduled as event {}, past this state's last event",
+            req.scheduled_event_id
+        )));
+    }
     let started = if is_speculative {
         speculative::record_started(txn, &req)?
     } else {

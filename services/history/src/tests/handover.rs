@@ -144,3 +144,87 @@ async fn a_stale_owner_that_only_reads_stops_the_shard() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+fn start_task(
+    workflow_id: &str,
+    run_id: &str,
+    scheduled_event_id: i64,
+) -> internal::RecordWorkflowTaskStartedRequest {
+    internal::RecordWorkflowTaskStartedRequest {
+        namespace_id: NS.into(),
+        execution: execution(workflow_id, run_id),
+        scheduled_event_id,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        poll_request: Some(ws::PollWorkflowTaskQueueRequest {
+            namespace: NS.into(),
+            identity: "worker".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A stale owner asked to start a task its cached state has not seen yet (the new owner
+/// scheduled it) must not call the task obsolete, which would make matching drop it and
+/// leave the workflow stuck: it reloads the state, is fenced by its write, and answers
+/// UNAVAILABLE, so the call is retried on the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_never_calls_a_newer_task_obsolete() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let wf = "newer-task";
+    let run = start(&a, wf, Duration::ZERO).await;
+    let s = shard_id(wf, 2);
+
+    // b takes the shard; a (no controller, a stale ring) still runs it with its cache.
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    let first = b
+        .record_workflow_task_started(Request::new(start_task(wf, &run, 2)))
+        .await
+        .expect("b starts the first task")
+        .into_inner()
+        .response
+        .expect("poll response");
+    b.respond_workflow_task_completed(Request::new(
+        internal::RespondWorkflowTaskCompletedRequest {
+            namespace_id: NS.into(),
+            search_attributes: None,
+            request: Some(ws::RespondWorkflowTaskCompletedRequest {
+                task_token: first.task_token,
+                identity: "worker".into(),
+                namespace: NS.into(),
+                ..Default::default()
+            }),
+        },
+    ))
+    .await
+    .expect("b completes it");
+    signal(&b, wf, "wake")
+        .await
+        .expect("b schedules a new task");
+    let events = api_history(&b, wf, &run).await;
+    let newer = events
+        .iter()
+        .rev()
+        .find(|e| types(std::slice::from_ref(e)) == vec![EventType::WorkflowTaskScheduled])
+        .expect("a new workflow task")
+        .event_id;
+    assert!(newer > 2);
+
+    let err = a
+        .record_workflow_task_started(Request::new(start_task(wf, &run, newer)))
+        .await
+        .expect_err("a no longer owns the shard");
+    assert!(
+        !temper_client::status::is_task_obsolete(&err),
+        "a stale cache called the task obsolete: {err:?}"
+    );
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    b.record_workflow_task_started(Request::new(start_task(wf, &run, newer)))
+        .await
+        .expect("the owner starts it");
+    a.shutdown().await;
+    b.shutdown().await;
+}
