@@ -10,6 +10,7 @@
 //! A path that is not one of the service's methods is counted as `method="unknown"`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -24,6 +25,15 @@ pub const REQUESTS: &str = "temper_rpc_requests_total";
 pub const ERRORS: &str = "temper_rpc_errors_total";
 /// Time to the response headers (for long polls: the wait), in seconds.
 pub const LATENCY: &str = "temper_rpc_latency_seconds";
+
+/// Whether a metrics recorder is installed; until then [`RpcMetrics`] passes calls through
+/// untouched, so a node without a metrics endpoint pays nothing per request.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Start recording per-RPC metrics (call once a recorder is installed).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
 
 tokio::task_local! {
     static NAMESPACE: OnceLock<String>;
@@ -69,6 +79,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if !ENABLED.load(Ordering::Relaxed) {
+            return Box::pin(self.inner.call(req));
+        }
         let service = short_name(S::NAME);
         let method = req
             .uri()

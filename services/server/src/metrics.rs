@@ -26,6 +26,7 @@ pub fn install(listen: Option<SocketAddr>) -> anyhow::Result<bool> {
         .context("metrics buckets")?
         .install()
         .with_context(|| format!("serving metrics on {listen}"))?;
+    temper_frontend::metrics::enable();
     tracing::info!(address = %listen, "serving Prometheus metrics on /metrics");
     Ok(true)
 }

@@ -20,6 +20,28 @@ fn node(store: &FaultyStore, name: &str, num_shards: u32) -> Arc<HistoryEngine> 
     )
 }
 
+/// Nodes a and b over one store with 2 shards, both owned by a; with `controllers`, each
+/// runs its shard controller.
+async fn two_nodes_a_owning_both_shards(
+    controllers: bool,
+) -> (
+    FaultyStore,
+    Arc<FakeMatching>,
+    Arc<HistoryEngine>,
+    Arc<HistoryEngine>,
+) {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    if controllers {
+        a.start_shard_controller(matching.clone(), crate::ShardControl::default());
+        b.start_shard_controller(matching.clone(), crate::ShardControl::default());
+    }
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    (store, matching, a, b)
+}
+
 fn shards(ids: &[u32]) -> BTreeSet<ShardId> {
     ids.iter().copied().map(ShardId).collect()
 }
@@ -85,13 +107,7 @@ async fn a_released_shard_moves_to_its_new_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_owner_is_fenced_and_its_controller_does_not_steal_back() {
-    let store = store();
-    let matching = Arc::new(FakeMatching::default());
-    let a = node(&store, "a", 2);
-    let b = node(&store, "b", 2);
-    a.start_shard_controller(matching.clone(), crate::ShardControl::default());
-    b.start_shard_controller(matching.clone(), crate::ShardControl::default());
-    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let (_store, matching, a, b) = two_nodes_a_owning_both_shards(true).await;
     let wf = "stale";
     start(&a, wf, Duration::ZERO).await;
     let s = shard_id(wf, 2);
@@ -117,13 +133,7 @@ async fn a_stale_owner_is_fenced_and_its_controller_does_not_steal_back() {
 /// the store and stops the shard, so it cannot answer from its stale cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_owner_that_only_reads_stops_the_shard() {
-    let store = store();
-    let matching = Arc::new(FakeMatching::default());
-    let a = node(&store, "a", 2);
-    let b = node(&store, "b", 2);
-    a.start_shard_controller(matching.clone(), crate::ShardControl::default());
-    b.start_shard_controller(matching.clone(), crate::ShardControl::default());
-    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let (_store, matching, a, b) = two_nodes_a_owning_both_shards(true).await;
     let wf = "reader";
     start(&a, wf, Duration::ZERO).await;
     let s = shard_id(wf, 2);
@@ -169,11 +179,7 @@ fn start_task(
 /// UNAVAILABLE, so the call is retried on the new owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_owner_never_calls_a_newer_task_obsolete() {
-    let store = store();
-    let matching = Arc::new(FakeMatching::default());
-    let a = node(&store, "a", 2);
-    let b = node(&store, "b", 2);
-    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let (_store, matching, a, b) = two_nodes_a_owning_both_shards(false).await;
     let wf = "newer-task";
     let run = start(&a, wf, Duration::ZERO).await;
     let s = shard_id(wf, 2);

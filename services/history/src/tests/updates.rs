@@ -48,6 +48,21 @@ fn update_request(workflow_id: &str, update_id: &str) -> internal::UpdateWorkflo
     }
 }
 
+/// Send update `update_id` to workflow "wf" in the background (the call answers once the
+/// update completes).
+fn send_update(
+    engine: &Arc<HistoryEngine>,
+    update_id: &str,
+) -> tokio::task::JoinHandle<Result<tonic::Response<ws::UpdateWorkflowExecutionResponse>, Status>> {
+    let engine = engine.clone();
+    let request = update_request("wf", update_id);
+    tokio::spawn(async move {
+        engine
+            .update_workflow_execution(Request::new(request))
+            .await
+    })
+}
+
 /// Take the next workflow task matching was handed for `run` (the `n`th one) and start it.
 async fn take_task(
     engine: &HistoryEngine,
@@ -132,14 +147,7 @@ async fn a_rejected_update_writes_nothing_to_the_store() {
     let history_before = stored_history(store.inner(), ShardId(1), &key).await;
     let transfer_before = stored_tasks(store.inner(), ShardId(1), TaskCategory::Transfer).await;
 
-    let call = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .update_workflow_execution(Request::new(update_request("wf", "u1")))
-                .await
-        })
-    };
+    let call = send_update(&engine, "u1");
     // The speculative task goes to matching directly and carries the update.
     let task = take_task(&engine, &matching, &run, 1).await;
     assert_eq!(task.messages.len(), 1);
@@ -206,14 +214,7 @@ async fn a_completed_update_is_found_by_id_after_a_restart() {
     let run = start(&first_node, "wf", Duration::ZERO).await;
     let first = take_task(&first_node, &matching, &run, 0).await;
     complete(&first_node, &first, vec![], vec![]).await;
-    let call = {
-        let engine = first_node.clone();
-        tokio::spawn(async move {
-            engine
-                .update_workflow_execution(Request::new(update_request("wf", "u1")))
-                .await
-        })
-    };
+    let call = send_update(&first_node, "u1");
     let task = take_task(&first_node, &matching, &run, 1).await;
     let request = task.messages[0]
         .body
@@ -318,14 +319,7 @@ async fn a_signal_during_a_speculative_poll_does_not_repeat_its_events() {
     let first = take_task(&engine, &matching, &run, 0).await;
     complete(&engine, &first, vec![], vec![]).await;
 
-    let _call = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .update_workflow_execution(Request::new(update_request("wf", "u1")))
-                .await
-        })
-    };
+    let _call = send_update(&engine, "u1");
     let task = take_task(&engine, &matching, &run, 1).await;
     let key = key("wf", &run);
     let shard = engine
