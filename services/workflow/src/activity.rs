@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use temper_proto::temporal::api::command::v1::ScheduleActivityTaskCommandAttributes;
 use temper_proto::temporal::api::common::v1::Payloads;
-use temper_proto::temporal::api::enums::v1::{RetryState, TimeoutType, WorkflowTaskFailedCause};
+use temper_proto::temporal::api::enums::v1::{
+    RetryState, TaskQueueKind, TimeoutType, WorkflowTaskFailedCause,
+};
 use temper_proto::temporal::api::failure::v1::{Failure, TimeoutFailureInfo, failure::FailureInfo};
 use temper_proto::temporal::api::history::v1::{
     ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
@@ -15,7 +17,7 @@ use temper_proto::temporal::api::history::v1::{
 };
 
 use crate::commands::BadCommand;
-use crate::time::{dur, from_dur, from_ts, is_negative, opt_from_ts, ts};
+use crate::time::{dur_or_zero, from_dur, from_ts, is_negative, opt_from_ts, ts};
 use crate::{Txn, WorkflowError, pb, retry, workflow_task};
 
 fn bad(message: &str) -> BadCommand {
@@ -128,6 +130,9 @@ pub fn schedule(
     if queue.name.is_empty() {
         queue = txn.info().task_queue.clone().unwrap_or_default();
     }
+    if queue.kind == TaskQueueKind::Unspecified as i32 {
+        queue.kind = TaskQueueKind::Normal as i32;
+    }
     let id = txn.write(
         ActivityTaskScheduledEventAttributes {
             activity_id: a.activity_id.clone(),
@@ -135,10 +140,11 @@ pub fn schedule(
             task_queue: Some(queue.clone()),
             header: a.header.clone(),
             input: a.input.clone(),
-            schedule_to_close_timeout: dur(s2c),
-            schedule_to_start_timeout: dur(s2s),
-            start_to_close_timeout: dur(st2c),
-            heartbeat_timeout: dur(hb),
+            // Present even when zero (unlimited), as from the Temporal server.
+            schedule_to_close_timeout: dur_or_zero(s2c),
+            schedule_to_start_timeout: dur_or_zero(s2s),
+            start_to_close_timeout: dur_or_zero(st2c),
+            heartbeat_timeout: dur_or_zero(hb),
             workflow_task_completed_event_id: wft_completed_event_id,
             retry_policy: Some(policy.clone()),
             priority: a.priority.clone(),
@@ -155,10 +161,10 @@ pub fn schedule(
         scheduled_time: Some(now_ts),
         first_scheduled_time: Some(now_ts),
         attempt: 1,
-        schedule_to_start_timeout: dur(s2s),
-        schedule_to_close_timeout: dur(s2c),
-        start_to_close_timeout: dur(st2c),
-        heartbeat_timeout: dur(hb),
+        schedule_to_start_timeout: dur_or_zero(s2s),
+        schedule_to_close_timeout: dur_or_zero(s2c),
+        start_to_close_timeout: dur_or_zero(st2c),
+        heartbeat_timeout: dur_or_zero(hb),
         retry_policy: Some(policy),
         expiration_time: (!s2c.is_zero()).then(|| ts(txn.now + s2c)),
         header: a.header.clone(),

@@ -316,11 +316,7 @@ pub fn new_execution_with_signal(
             attempt,
             workflow_execution_expiration_time: execution_expiration,
             cron_schedule: req.cron_schedule.clone(),
-            first_workflow_task_backoff: if backoff.is_zero() {
-                None
-            } else {
-                dur(backoff)
-            },
+            first_workflow_task_backoff: crate::time::dur_or_zero(backoff),
             memo: req.memo.clone(),
             search_attributes: req.search_attributes.clone(),
             header: req.header.clone(),

@@ -45,6 +45,19 @@ pub fn dur(d: Duration) -> Option<wkt::Duration> {
     }
 }
 
+/// A protobuf duration that is present even when zero, as the Temporal server writes the
+/// durations it always fills in (SDKs read some of them without checking for absence).
+pub fn dur_or_zero(d: Duration) -> Option<wkt::Duration> {
+    Some(dur(d).unwrap_or_default())
+}
+
+/// The timestamp the Temporal server sends for "no time" in a field it always sets: Go's
+/// zero `time.Time`, 0001-01-01T00:00:00Z.
+pub const GO_ZERO_TIME: wkt::Timestamp = wkt::Timestamp {
+    seconds: -62_135_596_800,
+    nanos: 0,
+};
+
 /// A std duration from protobuf; negative or absent is zero.
 pub fn from_dur(d: &Option<wkt::Duration>) -> Duration {
     match d {
@@ -75,6 +88,11 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert_eq!(dur(Duration::ZERO), None);
+        assert_eq!(dur_or_zero(Duration::ZERO), Some(wkt::Duration::default()));
+        assert_eq!(
+            from_dur(&dur_or_zero(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
         assert!(is_negative(&Some(wkt::Duration {
             seconds: -1,
             nanos: 0

@@ -72,9 +72,11 @@ pub(crate) async fn record_started(
             current_attempt_scheduled_time: ai.scheduled_time,
             started_time: ai.started_time,
             attempt: ai.attempt,
-            schedule_to_close_timeout: ai.schedule_to_close_timeout,
-            start_to_close_timeout: ai.start_to_close_timeout,
-            heartbeat_timeout: ai.heartbeat_timeout,
+            // Always present, zero meaning unlimited, as from the Temporal server: SDKs
+            // read them unchecked (runs scheduled before this rule have them absent).
+            schedule_to_close_timeout: Some(ai.schedule_to_close_timeout.unwrap_or_default()),
+            start_to_close_timeout: Some(ai.start_to_close_timeout.unwrap_or_default()),
+            heartbeat_timeout: Some(ai.heartbeat_timeout.unwrap_or_default()),
             retry_policy: ai.retry_policy.clone(),
             priority: ai.priority.clone(),
             ..Default::default()

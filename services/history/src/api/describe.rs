@@ -1,17 +1,21 @@
 //! DescribeWorkflowExecution, from the mutable state.
 
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
-use temper_proto::temporal::api::enums::v1::{PendingActivityState, PendingWorkflowTaskState};
+use temper_proto::temporal::api::activity::v1::ActivityOptions;
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::enums::v1::{
+    EventType, PendingActivityState, PendingWorkflowTaskState,
+};
 use temper_proto::temporal::api::workflow::v1::{
-    PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo,
-    WorkflowExecutionConfig, WorkflowExecutionInfo,
+    PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo, RequestIdInfo,
+    WorkflowExecutionConfig, WorkflowExecutionExtendedInfo, WorkflowExecutionInfo,
 };
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse,
 };
 use temper_types::NamespaceId;
 use temper_workflow::WorkflowError;
-use temper_workflow::time::{from_ts, ts};
+use temper_workflow::time::{GO_ZERO_TIME, from_ts, ts};
 
 use crate::{HistoryEngine, HistoryError};
 
@@ -66,6 +70,25 @@ pub(crate) async fn describe(
                 last_failure: ai.last_failure.clone(),
                 last_worker_identity: ai.last_worker_identity.clone(),
                 next_attempt_schedule_time: ai.retry_time,
+                activity_options: Some(ActivityOptions {
+                    // As the Temporal server fills it: the name twice, no kind.
+                    task_queue: ai.task_queue.as_ref().map(|q| TaskQueue {
+                        name: q.name.clone(),
+                        normal_name: q.name.clone(),
+                        ..Default::default()
+                    }),
+                    schedule_to_close_timeout: Some(
+                        ai.schedule_to_close_timeout.unwrap_or_default(),
+                    ),
+                    schedule_to_start_timeout: Some(
+                        ai.schedule_to_start_timeout.unwrap_or_default(),
+                    ),
+                    start_to_close_timeout: Some(ai.start_to_close_timeout.unwrap_or_default()),
+                    heartbeat_timeout: Some(ai.heartbeat_timeout.unwrap_or_default()),
+                    retry_policy: ai.retry_policy.clone(),
+                    priority: ai.priority.clone(),
+                    start_delay: None,
+                }),
                 ..Default::default()
             }
         })
@@ -120,7 +143,8 @@ pub(crate) async fn describe(
             status: info.status,
             history_length: ms.next_event_id - 1,
             execution_time: info.execution_time,
-            memo: info.memo.clone(),
+            // Present even when empty, as from the Temporal server.
+            memo: Some(info.memo.clone().unwrap_or_default()),
             search_attributes: info.search_attributes.clone(),
             task_queue: info
                 .task_queue
@@ -143,6 +167,31 @@ pub(crate) async fn describe(
         pending_activities,
         pending_children,
         pending_workflow_task,
+        workflow_extended_info: Some(extended_info(&info)),
         ..Default::default()
     })
+}
+
+/// The extended info the Temporal server always returns: the run's expiration (Go's zero
+/// time when the run has no timeout), its original start time and the request ids that
+/// created it.
+fn extended_info(info: &temper_workflow::pb::ExecutionInfo) -> WorkflowExecutionExtendedInfo {
+    let mut request_id_infos = std::collections::HashMap::new();
+    if !info.create_request_id.is_empty() {
+        request_id_infos.insert(
+            info.create_request_id.clone(),
+            RequestIdInfo {
+                event_type: EventType::WorkflowExecutionStarted as i32,
+                event_id: 1,
+                buffered: false,
+            },
+        );
+    }
+    WorkflowExecutionExtendedInfo {
+        execution_expiration_time: info.execution_expiration_time,
+        run_expiration_time: Some(info.run_expiration_time.unwrap_or(GO_ZERO_TIME)),
+        original_start_time: info.start_time,
+        request_id_infos,
+        ..Default::default()
+    }
 }
