@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use prost::Message;
 use temper_client::MatchingClient;
@@ -89,6 +89,11 @@ pub(crate) struct QueueStats {
 }
 
 impl ShardContext {
+    /// How long the namespace keeps closed runs (cached; no store read on most calls).
+    pub async fn retention_of(&self, ns: &NamespaceId) -> Duration {
+        self.retention.of(ns).await
+    }
+
     pub(crate) fn new(
         shard_id: ShardId,
         persistence: Persistence,

@@ -148,6 +148,8 @@ pub fn schedule(
             workflow_task_completed_event_id: wft_completed_event_id,
             retry_policy: Some(policy.clone()),
             priority: a.priority.clone(),
+            #[allow(deprecated)]
+            use_workflow_build_id: a.use_workflow_build_id,
             ..Default::default()
         }
         .into(),

@@ -7,7 +7,8 @@
 use temper_proto::temporal::api::command::v1::StartChildWorkflowExecutionCommandAttributes;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{
-    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause,
+    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, TaskQueueKind,
+    WorkflowTaskFailedCause,
 };
 use temper_proto::temporal::api::history::v1::{
     ChildWorkflowExecutionCanceledEventAttributes, ChildWorkflowExecutionCompletedEventAttributes,
@@ -19,7 +20,7 @@ use temper_proto::temporal::api::history::v1::{
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 
 use crate::commands::BadCommand;
-use crate::time::is_negative;
+use crate::time::{dur_or_zero, is_negative};
 use crate::{Txn, WorkflowError, pb, retry, workflow_task};
 
 /// Marks a child whose started event is buffered (its id is not known yet).
@@ -89,6 +90,7 @@ pub fn start(
     let task_queue = match &a.task_queue {
         Some(q) if !q.name.is_empty() => TaskQueue {
             name: q.name.clone(),
+            kind: TaskQueueKind::Normal as i32,
             ..Default::default()
         },
         _ => TaskQueue {
@@ -97,9 +99,18 @@ pub fn start(
                 .as_ref()
                 .map(|q| q.name.clone())
                 .unwrap_or_default(),
+            kind: TaskQueueKind::Normal as i32,
             ..Default::default()
         },
     };
+    // The run and task timeouts are recorded as the child will have them (present even
+    // when zero), as the Temporal server does; the execution timeout as given.
+    let (_, run_timeout, task_timeout) = crate::start::effective_timeouts(
+        &a.workflow_execution_timeout,
+        &a.workflow_run_timeout,
+        &a.workflow_task_timeout,
+        txn.limits,
+    );
     let policy = match ParentClosePolicy::try_from(a.parent_close_policy) {
         Ok(ParentClosePolicy::Unspecified) | Err(_) => ParentClosePolicy::Terminate,
         Ok(p) => p,
@@ -113,8 +124,8 @@ pub fn start(
             task_queue: Some(task_queue),
             input: a.input.clone(),
             workflow_execution_timeout: a.workflow_execution_timeout,
-            workflow_run_timeout: a.workflow_run_timeout,
-            workflow_task_timeout: a.workflow_task_timeout,
+            workflow_run_timeout: dur_or_zero(run_timeout),
+            workflow_task_timeout: dur_or_zero(task_timeout),
             parent_close_policy: policy as i32,
             control: a.control.clone(),
             workflow_task_completed_event_id: wft_completed_event_id,
@@ -122,8 +133,8 @@ pub fn start(
             retry_policy: a.retry_policy.clone(),
             cron_schedule: a.cron_schedule.clone(),
             header: a.header.clone(),
-            memo: a.memo.clone(),
-            search_attributes: a.search_attributes.clone(),
+            memo: crate::properties::recorded_memo(&a.memo),
+            search_attributes: crate::properties::recorded_search_attributes(&a.search_attributes),
             inherit_build_id: a.inherit_build_id,
             priority: a.priority.clone(),
             ..Default::default()

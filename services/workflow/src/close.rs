@@ -94,6 +94,13 @@ pub fn cancel(
     mark_closed(txn, WorkflowExecutionStatus::Canceled, id);
 }
 
+/// The identity the Temporal server writes on events it makes itself (a workflow task
+/// force-closed, a run terminated by a delete or a size limit).
+pub const IDENTITY_HISTORY_SERVICE: &str = "history-service";
+
+/// The reason a TerminateWorkflowExecution without one records, as from the Temporal server.
+pub const DEFAULT_TERMINATE_REASON: &str = "terminated by user via frontend";
+
 /// End a workflow task in flight because the run is being closed from outside, then write
 /// the events buffered during it.
 fn force_end_workflow_task(txn: &mut Txn<'_>) {
@@ -106,6 +113,7 @@ fn force_end_workflow_task(txn: &mut Txn<'_>) {
                 scheduled_event_id: wt.scheduled_event_id,
                 started_event_id: wt.started_event_id,
                 cause: WorkflowTaskFailedCause::ForceCloseCommand as i32,
+                identity: IDENTITY_HISTORY_SERVICE.to_string(),
                 ..Default::default()
             }
             .into(),

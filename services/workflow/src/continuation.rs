@@ -15,11 +15,12 @@ use temper_proto::temporal::api::enums::v1::{
 use temper_proto::temporal::api::failure::v1::Failure;
 use temper_proto::temporal::api::history::v1::WorkflowExecutionContinuedAsNewEventAttributes;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::workflow::v1::ResetPoints;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
 use crate::commands::BadCommand;
 use crate::start::{Continued, NewRun, Origin};
-use crate::time::{from_dur, from_ts, is_negative, opt_from_ts};
+use crate::time::{from_dur, from_ts, is_negative, opt_from_ts, ts};
 use crate::{NewRunState, Txn, retry, start};
 
 /// What the closing run turns into.
@@ -50,6 +51,7 @@ fn inherited_request(txn: &Txn<'_>) -> StartWorkflowExecutionRequest {
         cron_schedule: info.cron_schedule.clone(),
         memo: info.memo.clone(),
         search_attributes: info.search_attributes.clone(),
+        priority: info.priority.clone(),
         ..Default::default()
     }
 }
@@ -72,7 +74,27 @@ fn continued(
         attempt,
         execution_expiration_time: info.execution_expiration_time,
         backoff,
+        auto_reset_points: None,
     }
+}
+
+/// The reset points a continue-as-new carries over, as Temporal rolls them: points already
+/// expired are dropped, and the closing run's own points expire after the namespace's
+/// retention from now. The closing run keeps the same expiry on its points.
+fn roll_over_reset_points(txn: &mut Txn<'_>) -> Option<ResetPoints> {
+    let now = txn.now;
+    let expire = txn.retention.map(|r| ts(now + r));
+    let run_id = txn.info().run_id.clone();
+    let points = txn.info_mut().auto_reset_points.as_mut()?;
+    points
+        .points
+        .retain(|p| p.expire_time.as_ref().is_none_or(|t| from_ts(t) >= now));
+    for p in &mut points.points {
+        if p.run_id == run_id && expire.is_some() {
+            p.expire_time = expire;
+        }
+    }
+    Some(points.clone())
 }
 
 /// After a failure or timeout: the retry policy's next attempt, or else the next cron run.
@@ -237,26 +259,26 @@ pub fn continue_as_new(
     if !a.cron_schedule.is_empty() {
         req.cron_schedule = a.cron_schedule.clone();
     }
-    if a.memo.is_some() {
-        req.memo = a.memo.clone();
-    }
-    if a.search_attributes.is_some() {
-        req.search_attributes = a.search_attributes.clone();
-    }
+    // As the Temporal server: the new run has the memo and search attributes the command
+    // gives, not the closing run's (SDKs copy them into the command when they should carry).
+    req.memo = a.memo.clone();
+    req.search_attributes = a.search_attributes.clone();
     let backoff = from_dur(&a.backoff_start_interval);
     let initiator = ContinueAsNewInitiator::try_from(a.initiator)
         .ok()
         .filter(|i| *i != ContinueAsNewInitiator::Unspecified)
         .unwrap_or(ContinueAsNewInitiator::Workflow);
+    let mut carried = continued(
+        txn,
+        initiator,
+        1,
+        backoff,
+        a.failure.clone(),
+        a.last_completion_result.clone(),
+    );
+    carried.auto_reset_points = roll_over_reset_points(txn);
     let next = Next {
-        continued: continued(
-            txn,
-            initiator,
-            1,
-            backoff,
-            a.failure.clone(),
-            a.last_completion_result.clone(),
-        ),
+        continued: carried,
         request: req.clone(),
     };
     let new_run_id = start_next(txn, next);
@@ -285,12 +307,18 @@ pub fn continue_as_new(
             workflow_task_timeout: task_timeout,
             workflow_task_completed_event_id: wft_completed_event_id,
             backoff_start_interval: a.backoff_start_interval,
-            initiator: initiator as i32,
+            // The command's initiator as given (SDKs leave it unset), as the Temporal server
+            // records it; the new run's started event names the effective one.
+            initiator: a.initiator,
             failure: a.failure.clone(),
             last_completion_result: a.last_completion_result.clone(),
             header: a.header.clone(),
-            memo: req.memo.clone(),
-            search_attributes: req.search_attributes.clone(),
+            memo: crate::properties::recorded_memo(&req.memo),
+            search_attributes: crate::properties::recorded_search_attributes(
+                &req.search_attributes,
+            ),
+            #[allow(deprecated)]
+            inherit_build_id: a.inherit_build_id,
             ..Default::default()
         }
         .into(),

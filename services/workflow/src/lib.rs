@@ -30,6 +30,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_presence;
+#[cfg(test)]
 mod tests_rebuild;
 #[cfg(test)]
 mod tests_relations;

@@ -62,6 +62,34 @@ fn merge(
     }
 }
 
+/// A memo as the Temporal server records it on a start, continue-as-new or child event:
+/// nil values dropped, and absent when nothing is left.
+pub(crate) fn recorded_memo(memo: &Option<Memo>) -> Option<Memo> {
+    let fields: HashMap<String, Payload> = memo
+        .as_ref()?
+        .fields
+        .iter()
+        .filter(|(_, v)| !is_nil(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!fields.is_empty()).then_some(Memo { fields })
+}
+
+/// Search attributes as the Temporal server records them on those events: unset values
+/// dropped, and absent when nothing is left.
+pub(crate) fn recorded_search_attributes(
+    attributes: &Option<SearchAttributes>,
+) -> Option<SearchAttributes> {
+    let indexed_fields: HashMap<String, Payload> = attributes
+        .as_ref()?
+        .indexed_fields
+        .iter()
+        .filter(|(_, v)| !is_unset(v) && v.data.as_slice() != b"[]")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!indexed_fields.is_empty()).then_some(SearchAttributes { indexed_fields })
+}
+
 fn size(fields: &HashMap<String, Payload>) -> usize {
     fields
         .iter()

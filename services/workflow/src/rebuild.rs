@@ -163,6 +163,8 @@ fn started_info(
         last_completion_result: a.last_completion_result.clone(),
         continued_failure: a.continued_failure.clone(),
         first_workflow_task_backoff_until: (!backoff.is_zero()).then(|| ts(now + backoff)),
+        auto_reset_points: a.prev_auto_reset_points.clone(),
+        priority: a.priority.clone(),
         ..Default::default()
     }
 }

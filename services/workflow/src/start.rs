@@ -12,6 +12,7 @@ use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use temper_proto::wkt;
 
+use crate::properties::{recorded_memo, recorded_search_attributes};
 use crate::time::{dur, from_dur, is_negative, ts};
 use crate::{Limits, Mutation, Txn, WorkflowError, pb, retry, workflow_task};
 
@@ -164,6 +165,9 @@ pub struct Continued {
     /// The first workflow task waits this long (retry backoff, cron, continue-as-new
     /// backoff_start_interval).
     pub backoff: Duration,
+    /// Reset points a continue-as-new carries into the new run (Temporal's
+    /// `prev_auto_reset_points`); none for a retry or cron run.
+    pub auto_reset_points: Option<temper_proto::temporal::api::workflow::v1::ResetPoints>,
 }
 
 /// Build the mutable state of a new run and its first events (started, workflow task
@@ -176,6 +180,31 @@ pub fn new_execution(
     new_execution_with_signal(run, req, None, limits)
 }
 
+/// A run's (execution, run, workflow task) timeouts as Temporal derives them from a request:
+/// the run timeout at most the execution timeout (and equal to it when unset), the task
+/// timeout defaulted and capped, and never longer than the run. Zero means unlimited.
+pub(crate) fn effective_timeouts(
+    execution: &Option<wkt::Duration>,
+    run: &Option<wkt::Duration>,
+    task: &Option<wkt::Duration>,
+    limits: &Limits,
+) -> (Duration, Duration, Duration) {
+    let exec_timeout = from_dur(execution);
+    let mut run_timeout = from_dur(run);
+    if !exec_timeout.is_zero() && (run_timeout.is_zero() || run_timeout > exec_timeout) {
+        run_timeout = exec_timeout;
+    }
+    let mut task_timeout = from_dur(task);
+    if task_timeout.is_zero() {
+        task_timeout = limits.default_workflow_task_timeout;
+    }
+    task_timeout = task_timeout.min(limits.max_workflow_task_timeout);
+    if !run_timeout.is_zero() {
+        task_timeout = task_timeout.min(run_timeout);
+    }
+    (exec_timeout, run_timeout, task_timeout)
+}
+
 /// [`new_execution`] for SignalWithStart: the signal is recorded right after the started
 /// event, before the first workflow task is scheduled, as in Temporal.
 pub fn new_execution_with_signal(
@@ -184,19 +213,12 @@ pub fn new_execution_with_signal(
     signal: Option<crate::signal::Signal<'_>>,
     limits: &Limits,
 ) -> (pb::MutableState, Mutation) {
-    let exec_timeout = from_dur(&req.workflow_execution_timeout);
-    let mut run_timeout = from_dur(&req.workflow_run_timeout);
-    if !exec_timeout.is_zero() && (run_timeout.is_zero() || run_timeout > exec_timeout) {
-        run_timeout = exec_timeout;
-    }
-    let mut task_timeout = from_dur(&req.workflow_task_timeout);
-    if task_timeout.is_zero() {
-        task_timeout = limits.default_workflow_task_timeout;
-    }
-    task_timeout = task_timeout.min(limits.max_workflow_task_timeout);
-    if !run_timeout.is_zero() {
-        task_timeout = task_timeout.min(run_timeout);
-    }
+    let (exec_timeout, run_timeout, task_timeout) = effective_timeouts(
+        &req.workflow_execution_timeout,
+        &req.workflow_run_timeout,
+        &req.workflow_task_timeout,
+        limits,
+    );
     let task_queue = TaskQueue {
         name: req
             .task_queue
@@ -261,8 +283,8 @@ pub fn new_execution_with_signal(
         create_request_id: run.request_id.to_string(),
         retry_policy: retry_policy.clone(),
         attempt,
-        memo: req.memo.clone(),
-        search_attributes: req.search_attributes.clone(),
+        memo: recorded_memo(&req.memo),
+        search_attributes: recorded_search_attributes(&req.search_attributes),
         cron_schedule: req.cron_schedule.clone(),
         start_input: keeps_input.then(|| req.input.clone()).flatten(),
         start_header: keeps_input.then(|| req.header.clone()).flatten(),
@@ -271,6 +293,8 @@ pub fn new_execution_with_signal(
         last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
         continued_failure: continued.and_then(|c| c.failure.clone()),
         first_workflow_task_backoff_until: (!backoff.is_zero()).then(|| ts(run.now + backoff)),
+        auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
+        priority: req.priority.clone(),
         ..Default::default()
     };
     let mut ms = pb::MutableState {
@@ -317,11 +341,12 @@ pub fn new_execution_with_signal(
             workflow_execution_expiration_time: execution_expiration,
             cron_schedule: req.cron_schedule.clone(),
             first_workflow_task_backoff: crate::time::dur_or_zero(backoff),
-            memo: req.memo.clone(),
-            search_attributes: req.search_attributes.clone(),
+            memo: recorded_memo(&req.memo),
+            search_attributes: recorded_search_attributes(&req.search_attributes),
             header: req.header.clone(),
             workflow_id: req.workflow_id.clone(),
             root_workflow_execution: is_child.then_some(root),
+            prev_auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
             priority: req.priority.clone(),
             ..Default::default()
         }

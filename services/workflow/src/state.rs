@@ -98,6 +98,9 @@ pub struct Txn<'a> {
     /// The run's in-memory updates (admitted, not yet accepted), carried through the
     /// transaction so it commits or rolls back with the state.
     pub updates: crate::update::Registry,
+    /// The namespace's retention, when the caller knows it: reset points a continue-as-new
+    /// carries over expire after it.
+    pub retention: Option<std::time::Duration>,
 }
 
 impl<'a> Txn<'a> {
@@ -111,6 +114,7 @@ impl<'a> Txn<'a> {
             needs_workflow_task: false,
             new_run_id: None,
             updates: crate::update::Registry::default(),
+            retention: None,
         }
     }
 
@@ -129,7 +133,12 @@ impl<'a> Txn<'a> {
                 None
             };
             if let Some(reason) = reason {
-                let _ = crate::close::terminate(&mut self, reason, None, "temper");
+                let _ = crate::close::terminate(
+                    &mut self,
+                    reason,
+                    None,
+                    crate::close::IDENTITY_HISTORY_SERVICE,
+                );
             }
         }
         let info = self.ms.execution_info.get_or_insert_with(Default::default);

@@ -310,7 +310,20 @@ fn continue_as_new_creates_the_next_run_in_the_same_mutation() {
         Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => {
             assert_eq!(a.new_execution_run_id, new_info.run_id);
             assert_eq!(a.input, payloads("next"));
+            // The command's initiator as given, as the Temporal server records it.
+            assert_eq!(a.initiator, ContinueAsNewInitiator::Unspecified as i32);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match new_run
+        .mutation
+        .events
+        .first()
+        .and_then(|e| e.attributes.clone())
+    {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
             assert_eq!(a.initiator, ContinueAsNewInitiator::Workflow as i32);
+            assert_eq!(a.continued_execution_run_id, info.run_id);
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -115,9 +115,14 @@ pub(crate) async fn terminate(
     ns: &NamespaceId,
     req: TerminateWorkflowExecutionRequest,
 ) -> Result<(), HistoryError> {
+    let reason = if req.reason.is_empty() {
+        close::DEFAULT_TERMINATE_REASON
+    } else {
+        &req.reason
+    };
     update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
         check_chain(txn.ms, &req.first_execution_run_id)?;
-        close::terminate(txn, &req.reason, req.details.clone(), &req.identity)
+        close::terminate(txn, reason, req.details.clone(), &req.identity)
     })
     .await
 }

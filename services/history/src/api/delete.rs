@@ -19,7 +19,6 @@ use crate::{HistoryEngine, HistoryError};
 
 /// Temporal's reason and identity for the termination of a run deleted while running.
 const REASON: &str = "Delete workflow execution";
-const IDENTITY: &str = "history-service";
 
 pub(crate) async fn delete(
     engine: &HistoryEngine,
@@ -41,7 +40,7 @@ pub(crate) async fn delete(
     shard
         .update(&key, |txn| {
             if txn.is_running() {
-                close::terminate(txn, REASON, None, IDENTITY)?;
+                close::terminate(txn, REASON, None, close::IDENTITY_HISTORY_SERVICE)?;
             }
             txn.add_timer_task(txn.now, task.clone());
             Ok(())

@@ -1,11 +1,11 @@
 //! DescribeWorkflowExecution, from the mutable state.
 
-use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::activity::v1::ActivityOptions;
-use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{
     EventType, PendingActivityState, PendingWorkflowTaskState,
 };
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflow::v1::{
     PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo, RequestIdInfo,
     WorkflowExecutionConfig, WorkflowExecutionExtendedInfo, WorkflowExecutionInfo,
@@ -70,6 +70,7 @@ pub(crate) async fn describe(
                 last_failure: ai.last_failure.clone(),
                 last_worker_identity: ai.last_worker_identity.clone(),
                 next_attempt_schedule_time: ai.retry_time,
+                priority: ai.priority.clone(),
                 activity_options: Some(ActivityOptions {
                     // As the Temporal server fills it: the name twice, no kind.
                     task_queue: ai.task_queue.as_ref().map(|q| TaskQueue {
@@ -162,6 +163,7 @@ pub(crate) async fn describe(
             parent_execution: parent.as_ref().and_then(|p| p.execution.clone()),
             root_execution: info.root_execution.clone(),
             auto_reset_points: info.auto_reset_points.clone(),
+            priority: info.priority.clone(),
             ..Default::default()
         }),
         pending_activities,

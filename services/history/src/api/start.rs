@@ -104,7 +104,7 @@ pub(crate) async fn start(
                                 txn,
                                 "TerminateIfRunning WorkflowIdReusePolicy",
                                 Some(details.clone()),
-                                "history-service",
+                                close::IDENTITY_HISTORY_SERVICE,
                             )
                         })
                         .await

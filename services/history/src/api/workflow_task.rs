@@ -166,8 +166,11 @@ pub(crate) async fn completed(
         #[allow(deprecated)]
         req.binary_checksum.clone()
     };
+    // A continue-as-new rolls reset points over with the namespace's retention.
+    let retention = shard.retention_of(&key.namespace_id).await;
     let outcome = shard
         .update(&key, |txn| {
+            txn.retention = Some(retention);
             let wt = workflow_task::check_token(txn, &t)?;
             Ok(complete_workflow_task(
                 txn,
