@@ -342,6 +342,21 @@ async def test_queries_while_signals_arrive(client, task_queue, new_id):
         assert await result_within(handle, 30) == expected
 
 
+@pytest.mark.timeout(60)
+async def test_a_query_sees_every_signal_sent_before_it(client, task_queue, new_id):
+    # Read-after-write: the signal's workflow task is still pending when the query arrives;
+    # the answer must include it (Temporal holds the query until that task completes).
+    async with worker(client, task_queue, workflows=[Tally]):
+        handle = await started_with(client, task_queue, new_id())
+        sent: list[str] = []
+        for i in range(10):
+            sent.append(str(i))
+            await handle.signal(Tally.add, str(i))
+            assert await handle.query(Tally.get_values) == sent
+        await handle.signal(Tally.finish)
+        assert await result_within(handle, 30) == sent
+
+
 @pytest.mark.timeout(90)
 async def test_cli_workflow_query(server, client, task_queue, new_id):
     wf_id = new_id()

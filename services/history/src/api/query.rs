@@ -1,6 +1,7 @@
 //! QueryWorkflow, history's part (PrepareQueryTask): resolve the run, apply the query's reject
 //! condition, wait until the run has completed a workflow task (an SDK cannot answer a query
-//! before it has run the workflow once), pick the queue and build the query task a worker
+//! before it has run the workflow once) and has none in flight (so the answer sees every
+//! signal and update sent before the query), pick the queue and build the query task a worker
 //! polls. Matching dispatches that task and waits for the answer; nothing here is written.
 //!
 //! The queue is the workflow's sticky queue when a worker caches it; that task carries no
@@ -77,7 +78,10 @@ pub(crate) fn readiness(ms: &pb::MutableState, reject: QueryRejectCondition) -> 
             "Unable to query workflow due to Workflow Task in failed state.",
         );
     }
-    if completed_a_task {
+    // Read-after-write, as Temporal's consistent query: while a workflow task is scheduled or
+    // running (a signal or an update the caller already sent is on its way to the worker),
+    // the query waits for it to complete, so the answer reflects what was sent before it.
+    if completed_a_task && !(running && ms.workflow_task.is_some()) {
         Readiness::Ready
     } else {
         Readiness::Wait
@@ -287,10 +291,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_workflow_task_holds_the_query_back() {
+        assert_eq!(
+            readiness(&state(S::Running, true, 1), C::None),
+            Readiness::Wait
+        );
+        assert_eq!(
+            readiness(&state(S::Running, true, 0), C::None),
+            Readiness::Ready
+        );
+    }
+
+    #[test]
     fn a_failing_workflow_task_fails_the_query_fast() {
         assert_eq!(
             readiness(&state(S::Running, true, 2), C::None),
-            Readiness::Ready
+            Readiness::Wait
         );
         assert!(matches!(
             readiness(&state(S::Running, true, 3), C::None),

@@ -100,6 +100,17 @@ async fn sticky_task_has_no_history_and_the_normal_one_has_all_of_it() {
     let run = start(&engine, "wf", Duration::ZERO).await;
     complete_workflow_task(&engine, &matching, &run).await;
     signal(&engine, "wf", "s").await.expect("signal");
+    // The signal's workflow task is pending: the query waits for it (read-after-write).
+    let err = prepare(
+        &engine,
+        query_request("wf", QueryRejectCondition::None),
+        false,
+        50,
+    )
+    .await
+    .expect_err("a workflow task is in flight");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    complete_workflow_task(&engine, &matching, &run).await;
 
     let sticky = prepare(
         &engine,
@@ -123,7 +134,7 @@ async fn sticky_task_has_no_history_and_the_normal_one_has_all_of_it() {
     assert_eq!(sticky.status, WorkflowExecutionStatus::Running as i32);
     let task = sticky.task.expect("task");
     assert_eq!(task.history.expect("history").events, vec![]);
-    assert_eq!(task.previous_started_event_id, 3);
+    assert_eq!(task.previous_started_event_id, 7);
     assert_eq!(task.started_event_id, 0);
     assert_eq!(task.attempt, 1);
     assert_eq!(task.query.expect("query").query_type, "state");
@@ -147,7 +158,7 @@ async fn sticky_task_has_no_history_and_the_normal_one_has_all_of_it() {
     assert_eq!(normal.sticky_schedule_to_start_timeout, None);
     let task = normal.task.expect("task");
     let events = task.history.expect("history").events;
-    // Started, WFT scheduled/started/completed, the signal and the WFT it scheduled.
+    // Started, WFT scheduled/started/completed, the signal and the WFT that took it.
     assert_eq!(
         types(&events),
         vec![
@@ -157,10 +168,12 @@ async fn sticky_task_has_no_history_and_the_normal_one_has_all_of_it() {
             EventType::WorkflowTaskCompleted,
             EventType::WorkflowExecutionSignaled,
             EventType::WorkflowTaskScheduled,
+            EventType::WorkflowTaskStarted,
+            EventType::WorkflowTaskCompleted,
         ]
     );
     assert!(task.next_page_token.is_empty());
-    assert_eq!(task.previous_started_event_id, 3);
+    assert_eq!(task.previous_started_event_id, 7);
     assert_eq!(
         task.workflow_execution_task_queue.expect("queue").name,
         QUEUE
