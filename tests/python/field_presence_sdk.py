@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from field_presence import Presence, field_paths
-from harness import worker
+from harness import wait_for_event, worker
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
 
@@ -181,6 +181,7 @@ async def run_sdk_scenario(client: Client, task_queue: str, workflow_id: str) ->
         waiting = await client.start_workflow(
             PresenceWaiting.run, id=f"{workflow_id}-terminated", task_queue=task_queue
         )
+        await wait_for_event(waiting, "WORKFLOW_TASK_COMPLETED", timeout=30)
         await waiting.terminate("on purpose")
         timing_out = await client.start_workflow(
             PresenceWaiting.run,
