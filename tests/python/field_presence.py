@@ -31,7 +31,13 @@ from temporalio.api.command.v1 import (
     ScheduleActivityTaskCommandAttributes,
     StartTimerCommandAttributes,
 )
-from temporalio.api.common.v1 import ActivityType, Payload, Payloads, WorkflowExecution, WorkflowType
+from temporalio.api.common.v1 import (
+    ActivityType,
+    Payload,
+    Payloads,
+    WorkflowExecution,
+    WorkflowType,
+)
 from temporalio.api.enums.v1 import CommandType, EventType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
@@ -199,7 +205,10 @@ async def run_scenario(address: str, task_queue: str, workflow_id: str) -> Prese
             raise TimeoutError("the timer never fired")
         await svc.respond_workflow_task_completed(
             RespondWorkflowTaskCompletedRequest(
-                namespace=NAMESPACE, task_token=task.task_token, identity="presence-test", commands=commands
+                namespace=NAMESPACE,
+                task_token=task.task_token,
+                identity="presence-test",
+                commands=commands,
             ),
             timeout=RPC_TIMEOUT,
         )
@@ -263,7 +272,6 @@ def differences(reference: Presence, temper: Presence) -> dict[str, tuple[set[st
 
 async def _main() -> None:
     import harness
-
     from field_presence_sdk import run_sdk_scenario
 
     results = {}

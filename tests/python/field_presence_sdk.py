@@ -206,6 +206,9 @@ async def run_sdk_scenario(client: Client, task_queue: str, workflow_id: str) ->
     ):
         await record_history(handle)
     record("describe(continued-as-new run)", (await first_run.describe()).raw_description)
-    record("describe(child)", (await client.get_workflow_handle(f"{workflow_id}-child").describe()).raw_description)
+    record(
+        "describe(child)",
+        (await client.get_workflow_handle(f"{workflow_id}-child").describe()).raw_description,
+    )
     del svc
     return out

@@ -6,7 +6,6 @@ found after a server restart, and update-with-start."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 from temporalio import workflow
