@@ -155,6 +155,10 @@ fn token_key(
     ))
 }
 
+/// What RespondWorkflowTaskCompleted answers (INVALID_ARGUMENT) when the task failed with
+/// cause UNHANDLED_COMMAND; sdk-core matches this text.
+pub(crate) const UNHANDLED_COMMAND: &str = "UnhandledCommand";
+
 pub(crate) async fn completed(
     engine: &HistoryEngine,
     req: RespondWorkflowTaskCompletedRequest,
@@ -196,9 +200,14 @@ pub(crate) async fn completed(
     // Updates that arrived while the task ran get a speculative task of their own.
     crate::updates::dispatch_speculative(&shard, &key, &outcome.state);
     match outcome.value {
-        Outcome::Rejected(bad) if bad.cause != WorkflowTaskFailedCause::UnhandledCommand => {
-            Err(WorkflowError::InvalidArgument(bad.message).into())
+        // The task failed (and is stored so) because events arrived that the worker has not
+        // seen. Temporal answers exactly this, and the SDKs (sdk-core) evict the run from their
+        // cache on it and replay; an OK here would let a worker keep a run whose close was
+        // refused, and send the same close again without the new events (a lost signal).
+        Outcome::Rejected(bad) if bad.cause == WorkflowTaskFailedCause::UnhandledCommand => {
+            Err(WorkflowError::InvalidArgument(UNHANDLED_COMMAND.into()).into())
         }
+        Outcome::Rejected(bad) => Err(WorkflowError::InvalidArgument(bad.message).into()),
         Outcome::Discarded {
             reset_history_event_id,
         } => Ok(RespondWorkflowTaskCompletedResponse {

@@ -14,6 +14,7 @@ mod read_rule;
 mod reset_delete;
 mod store_failures;
 mod updates;
+mod workflow_tasks;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
