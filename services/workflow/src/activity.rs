@@ -16,7 +16,7 @@ use temper_proto::temporal::api::history::v1::{
     ActivityTaskTimedOutEventAttributes,
 };
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
 use crate::time::{dur_or_zero, from_dur, from_ts, is_negative, opt_from_ts, ts};
 use crate::{Txn, WorkflowError, pb, retry, workflow_task};
 
@@ -124,8 +124,8 @@ pub fn schedule(
         None => retry::default_activity_policy(),
     };
     let mut queue = a.task_queue.clone().unwrap_or_default();
-    if queue.name.starts_with(crate::start::RESERVED_PREFIX) {
-        return Err(bad(crate::start::RESERVED_TASK_QUEUE));
+    if queue.name.starts_with(crate::state::RESERVED_PREFIX) {
+        return Err(bad(crate::state::RESERVED_TASK_QUEUE));
     }
     if queue.name.is_empty() {
         queue = txn.info().task_queue.clone().unwrap_or_default();

@@ -19,14 +19,13 @@ use temper_proto::temporal::api::history::v1::{
 };
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
+use crate::state::MAX_ID_LENGTH;
 use crate::time::{dur_or_zero, is_negative};
 use crate::{Txn, WorkflowError, pb, retry, workflow_task};
 
 /// Marks a child whose started event is buffered (its id is not known yet).
 pub const STARTED_BUFFERED: i64 = -1;
-
-const MAX_ID_LENGTH: usize = 1000;
 
 /// The StartChildWorkflowExecution command.
 pub fn start(

@@ -14,7 +14,7 @@ use temper_proto::temporal::api::history::v1::{
     WorkflowTaskFailedEventAttributes,
 };
 
-use crate::start::STATE_COMPLETED;
+use crate::state::STATE_COMPLETED;
 use crate::{Txn, WorkflowError, continuation, pb, workflow_task};
 
 /// Mark the run closed after its close event `event_id` was written.

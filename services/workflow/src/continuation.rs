@@ -18,7 +18,7 @@ use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflow::v1::ResetPoints;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
 use crate::start::{Continued, NewRun, Origin};
 use crate::time::{from_dur, from_ts, is_negative, opt_from_ts, ts};
 use crate::{NewRunState, Txn, retry, start};

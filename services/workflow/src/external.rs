@@ -22,7 +22,7 @@ use temper_proto::temporal::api::history::v1::{
     SignalExternalWorkflowExecutionInitiatedEventAttributes,
 };
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
 use crate::{Txn, WorkflowError, pb, workflow_task};
 
 /// The namespace name and id a command names (empty: the workflow's own).

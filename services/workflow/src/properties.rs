@@ -13,7 +13,7 @@ use temper_proto::temporal::api::history::v1::{
 };
 
 use crate::Txn;
-use crate::commands::BadCommand;
+use crate::BadCommand;
 
 /// Temporal's default limits on search attributes per workflow.
 const MAX_SEARCH_ATTRIBUTES_BYTES: usize = 40 * 1024;

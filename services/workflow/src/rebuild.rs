@@ -17,7 +17,7 @@ use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{TimeoutType, WorkflowExecutionStatus};
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 
-use crate::start::{STATE_COMPLETED, STATE_RUNNING};
+use crate::state::{STATE_COMPLETED, STATE_RUNNING};
 use crate::time::{from_dur, from_ts, opt_from_ts, ts};
 use crate::{Txn, WorkflowError, activity, child, external, pb, properties, signal};
 

@@ -18,7 +18,8 @@ use temper_proto::temporal::api::history::v1::{
     WorkflowTaskTimedOutEventAttributes, history_event::Attributes,
 };
 
-use crate::commands::{BadCommand, Completion, Outcome};
+use crate::BadCommand;
+use crate::completion::{Completion, Outcome};
 use crate::events::new_event;
 use crate::time::{dur, from_dur, from_ts};
 use crate::workflow_task::{StartRequest, Started};

@@ -14,20 +14,8 @@ use temper_proto::wkt;
 
 use crate::properties::{recorded_memo, recorded_search_attributes};
 use crate::time::{dur, from_dur, is_negative, ts};
+use crate::state::{MAX_ID_LENGTH, RESERVED_PREFIX, RESERVED_TASK_QUEUE, STATE_RUNNING};
 use crate::{Limits, Mutation, Txn, WorkflowError, pb, retry, workflow_task};
-
-/// Temporal's `WorkflowExecutionState::Running`.
-pub const STATE_RUNNING: i32 = 2;
-/// Temporal's `WorkflowExecutionState::Completed`.
-pub const STATE_COMPLETED: i32 = 3;
-
-const MAX_ID_LENGTH: usize = 1000;
-
-/// What partition names start with (`temper_types::PARTITION_PREFIX`).
-pub const RESERVED_PREFIX: &str = "/_sys/";
-
-/// Temporal's answer to a task queue named like one of a queue's partitions (`/_sys/...`).
-pub const RESERVED_TASK_QUEUE: &str = "task queue name cannot start with reserved prefix /_sys/";
 
 /// Check a start request the way the Temporal frontend does.
 pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<(), WorkflowError> {

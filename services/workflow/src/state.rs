@@ -11,6 +11,20 @@ use crate::events::new_event;
 use crate::pb;
 use crate::time::ts;
 
+/// Temporal's `WorkflowExecutionState::Running`.
+pub const STATE_RUNNING: i32 = 2;
+/// Temporal's `WorkflowExecutionState::Completed`.
+pub const STATE_COMPLETED: i32 = 3;
+
+/// The longest id or name (workflow id, type, task queue, request id) a request may give.
+pub(crate) const MAX_ID_LENGTH: usize = 1000;
+
+/// What partition names start with (`temper_types::PARTITION_PREFIX`).
+pub const RESERVED_PREFIX: &str = "/_sys/";
+
+/// Temporal's answer to a task queue named like one of a queue's partitions (`/_sys/...`).
+pub const RESERVED_TASK_QUEUE: &str = "task queue name cannot start with reserved prefix /_sys/";
+
 /// What one transaction must persist, atomically, besides the new mutable state.
 #[derive(Debug, Default, Clone)]
 pub struct Mutation {

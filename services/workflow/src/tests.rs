@@ -16,7 +16,8 @@ use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attr
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
-use crate::commands::{Completion, Outcome, complete_workflow_task};
+use crate::commands::complete_workflow_task;
+use crate::completion::{Completion, Outcome};
 use crate::start::{NewRun, new_execution};
 use crate::time::dur;
 use crate::workflow_task::{StartRequest, record_started};

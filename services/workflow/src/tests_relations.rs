@@ -23,7 +23,7 @@ use temper_proto::temporal::api::history::v1::{
     HistoryEvent, WorkflowExecutionCompletedEventAttributes, history_event::Attributes,
 };
 
-use crate::commands::Outcome;
+use crate::completion::Outcome;
 use crate::tests::{Harness, complete_cmd};
 use crate::time::{dur, from_ts};
 use crate::{child, external, pb, start};
@@ -164,7 +164,7 @@ fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
         crate::commands::complete_workflow_task(
             t,
             &wt,
-            crate::commands::Completion {
+            crate::completion::Completion {
                 commands: &[],
                 identity: "w",
                 binary_checksum: "",
@@ -373,7 +373,7 @@ fn continue_as_new_is_refused_while_new_events_wait() {
         crate::commands::complete_workflow_task(
             t,
             &wt,
-            crate::commands::Completion {
+            crate::completion::Completion {
                 commands: &[can_cmd("x")],
                 identity: "w",
                 binary_checksum: "",

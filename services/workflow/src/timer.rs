@@ -8,7 +8,7 @@ use temper_proto::temporal::api::history::v1::{
     TimerCanceledEventAttributes, TimerFiredEventAttributes, TimerStartedEventAttributes,
 };
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
 use crate::time::{from_dur, is_negative, ts};
 use crate::{Txn, pb, workflow_task};
 

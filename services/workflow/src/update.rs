@@ -29,7 +29,7 @@ use temper_proto::temporal::api::update::v1::{
 };
 use temper_proto::wkt::Any;
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
 use crate::{Txn, WorkflowError, pb, speculative};
 
 /// Temporal's default limits per run: updates admitted or accepted but not completed, all

@@ -18,7 +18,8 @@ use temper_proto::temporal::api::update::v1::{
 };
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
-use crate::commands::{Completion, Outcome, complete_workflow_task};
+use crate::commands::complete_workflow_task;
+use crate::completion::{Completion, Outcome};
 use crate::start::{NewRun, new_execution};
 use crate::time::dur;
 use crate::transaction::{self, Write};

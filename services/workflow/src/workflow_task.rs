@@ -181,7 +181,7 @@ pub fn check_token(
 pub fn complete(
     txn: &mut Txn<'_>,
     wt: &pb::WorkflowTaskInfo,
-    c: &crate::commands::Completion<'_>,
+    c: &crate::completion::Completion<'_>,
 ) -> i64 {
     txn.ms.workflow_task = None;
     let id = txn.write(
