@@ -8,8 +8,8 @@ use temper_proto::temporal::api::history::v1::MarkerRecordedEventAttributes;
 
 use crate::completion::{Completion, Outcome};
 use crate::{
-    BadCommand, Txn, activity, child, close, continuation, external, pb, properties, speculative, timer,
-    update, workflow_task,
+    BadCommand, Txn, activity, child, close, continuation, external, pb, properties, speculative,
+    timer, update, workflow_task,
 };
 
 /// Apply a workflow task completion. `wt` is the task in flight (checked by the caller).

@@ -48,8 +48,8 @@ pub mod workflow_task;
 pub use error::{BadCommand, WorkflowError};
 pub use events::is_close_event;
 pub use state::{
-    Limits, Mutation, NewRunState, RESERVED_PREFIX, RESERVED_TASK_QUEUE, STATE_COMPLETED, STATE_RUNNING,
-    Txn,
+    Limits, Mutation, NewRunState, RESERVED_PREFIX, RESERVED_TASK_QUEUE, STATE_COMPLETED,
+    STATE_RUNNING, Txn,
 };
 
 pub use temper_proto::persistence::v1 as pb;

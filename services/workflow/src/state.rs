@@ -7,7 +7,7 @@ use temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus;
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 use temper_proto::wkt;
 
-use crate::events::new_event;
+use crate::events::{At, BUFFERED_EVENT_ID, new_event};
 use crate::pb;
 use crate::time::ts;
 
@@ -168,7 +168,7 @@ impl<'a> Txn<'a> {
     }
 
     pub fn info_mut(&mut self) -> &mut pb::ExecutionInfo {
-        self.ms.execution_info.get_or_insert_with(Default::default)
+        info_mut(self.ms)
     }
 
     pub fn is_running(&self) -> bool {
@@ -189,7 +189,14 @@ impl<'a> Txn<'a> {
 
     /// Write an event now, returning its id.
     pub fn write(&mut self, attrs: Attributes) -> i64 {
-        let mut ev = new_event(attrs, &self.now_ts);
+        let now = self.now_ts;
+        self.write_at(attrs, now)
+    }
+
+    /// Write an event with time `time` (one that happened earlier, shown to a worker before it
+    /// was written), returning its id.
+    pub(crate) fn write_at(&mut self, attrs: Attributes, time: wkt::Timestamp) -> i64 {
+        let mut ev = new_event(attrs, &time);
         let id = self.ms.next_event_id;
         ev.event_id = id;
         self.ms.next_event_id += 1;
@@ -197,6 +204,46 @@ impl<'a> Txn<'a> {
         self.info_mut().history_size_bytes += size;
         self.out.events.push(ev);
         id
+    }
+
+    /// Write an event now and change the state with `apply`, the function replay applies the
+    /// event with (see [`crate::rebuild`]); returns the event's id. The state changes before
+    /// the event is appended, at the id and time the event gets, so the attributes need not
+    /// be copied; nothing in between looks at either.
+    pub(crate) fn write_applied<A: Into<Attributes>>(
+        &mut self,
+        attrs: A,
+        apply: impl FnOnce(&mut pb::MutableState, At, &A),
+    ) -> i64 {
+        let at = At {
+            id: self.ms.next_event_id,
+            time: self.now_ts,
+        };
+        apply(self.ms, at, &attrs);
+        self.write(attrs.into())
+    }
+
+    /// [`Self::write_external`] with `apply` as in [`Self::write_applied`]: a buffered event
+    /// changes the state at once, with the id [`BUFFERED_EVENT_ID`] (fixed when written).
+    pub(crate) fn write_external_applied<A: Into<Attributes>>(
+        &mut self,
+        attrs: A,
+        apply: impl FnOnce(&mut pb::MutableState, At, &A),
+    ) -> Option<i64> {
+        let id = if self.has_started_workflow_task() {
+            BUFFERED_EVENT_ID
+        } else {
+            self.ms.next_event_id
+        };
+        apply(
+            self.ms,
+            At {
+                id,
+                time: self.now_ts,
+            },
+            &attrs,
+        );
+        self.write_external(attrs.into())
     }
 
     /// Write an event that comes from outside the workflow task (activity result, timer,
@@ -337,6 +384,12 @@ impl<'a> Txn<'a> {
         };
         self.out.visibility.push(t);
     }
+}
+
+/// The execution info of a state, for the `apply_*` functions (every state a transaction or
+/// a replay works on has one).
+pub(crate) fn info_mut(ms: &mut pb::MutableState) -> &mut pb::ExecutionInfo {
+    ms.execution_info.get_or_insert_with(Default::default)
 }
 
 fn fix_started(started: &[(i64, i64)], scheduled: i64, slot: &mut i64) {
