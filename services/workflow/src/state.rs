@@ -118,6 +118,8 @@ pub struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
+    /// A transaction on `ms`, which must carry execution info: stored states enter through
+    /// [`crate::transaction::apply`], which checks it.
     pub fn new(ms: &'a mut pb::MutableState, now: SystemTime, limits: &'a Limits) -> Self {
         Self {
             ms,
@@ -160,11 +162,14 @@ impl<'a> Txn<'a> {
         self.out
     }
 
+    /// The run's execution info. Every state a transaction works on has one: a stored state
+    /// is checked where it enters a transaction ([`crate::transaction::apply`]), and a new
+    /// or rebuilt run gets it from its started event.
     pub fn info(&self) -> &pb::ExecutionInfo {
         self.ms
             .execution_info
             .as_ref()
-            .expect("mutable state always carries execution info")
+            .expect("checked when the state entered the transaction")
     }
 
     pub fn info_mut(&mut self) -> &mut pb::ExecutionInfo {
