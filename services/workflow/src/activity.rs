@@ -1,5 +1,6 @@
 //! Activities: scheduling (with Temporal's timeout normalisation), start, heartbeat,
-//! completion, failure with server-side retries, cancellation and the four timeouts.
+//! completion, failure with server-side retries, cancellation and the four timeouts; and how
+//! each activity event changes the state.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,10 +14,11 @@ use temper_proto::temporal::api::history::v1::{
     ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
     ActivityTaskCompletedEventAttributes, ActivityTaskFailedEventAttributes,
     ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes,
-    ActivityTaskTimedOutEventAttributes,
+    ActivityTaskTimedOutEventAttributes, history_event::Attributes,
 };
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
+use crate::events::At;
 use crate::time::{dur_or_zero, from_dur, from_ts, is_negative, opt_from_ts, ts};
 use crate::{Txn, WorkflowError, pb, retry, workflow_task};
 
@@ -124,8 +126,8 @@ pub fn schedule(
         None => retry::default_activity_policy(),
     };
     let mut queue = a.task_queue.clone().unwrap_or_default();
-    if queue.name.starts_with(crate::start::RESERVED_PREFIX) {
-        return Err(bad(crate::start::RESERVED_TASK_QUEUE));
+    if queue.name.starts_with(crate::state::RESERVED_PREFIX) {
+        return Err(bad(crate::state::RESERVED_TASK_QUEUE));
     }
     if queue.name.is_empty() {
         queue = txn.info().task_queue.clone().unwrap_or_default();
@@ -133,11 +135,11 @@ pub fn schedule(
     if queue.kind == TaskQueueKind::Unspecified as i32 {
         queue.kind = TaskQueueKind::Normal as i32;
     }
-    let id = txn.write(
+    let id = txn.write_applied(
         ActivityTaskScheduledEventAttributes {
             activity_id: a.activity_id.clone(),
             activity_type: a.activity_type.clone(),
-            task_queue: Some(queue.clone()),
+            task_queue: Some(queue),
             header: a.header.clone(),
             input: a.input.clone(),
             // Present even when zero (unlimited), as from the Temporal server.
@@ -146,42 +148,21 @@ pub fn schedule(
             start_to_close_timeout: dur_or_zero(st2c),
             heartbeat_timeout: dur_or_zero(hb),
             workflow_task_completed_event_id: wft_completed_event_id,
-            retry_policy: Some(policy.clone()),
+            retry_policy: Some(policy),
             priority: a.priority.clone(),
             #[allow(deprecated)]
             use_workflow_build_id: a.use_workflow_build_id,
-            ..Default::default()
-        }
-        .into(),
+        },
+        apply_scheduled,
     );
-    let now_ts = txn.now_ts;
-    let ai = pb::ActivityInfo {
-        scheduled_event_id: id,
-        activity_id: a.activity_id.clone(),
-        activity_type: a.activity_type.clone(),
-        task_queue: Some(queue),
-        scheduled_time: Some(now_ts),
-        first_scheduled_time: Some(now_ts),
-        attempt: 1,
-        schedule_to_start_timeout: dur_or_zero(s2s),
-        schedule_to_close_timeout: dur_or_zero(s2c),
-        start_to_close_timeout: dur_or_zero(st2c),
-        heartbeat_timeout: dur_or_zero(hb),
-        retry_policy: Some(policy),
-        expiration_time: (!s2c.is_zero()).then(|| ts(txn.now + s2c)),
-        header: a.header.clone(),
-        input: a.input.clone(),
-        workflow_task_completed_event_id: wft_completed_event_id,
-        priority: a.priority.clone(),
-        ..Default::default()
-    };
     if !s2c.is_zero() {
         let mut t = txn.timer_task(pb::TimerTaskKind::ActivityTimeout, id, 0);
         t.timeout_type = TimeoutType::ScheduleToClose as i32;
         txn.add_timer_task(txn.now + s2c, t);
     }
-    dispatch(txn, &ai);
-    txn.ms.activities.insert(id, ai);
+    if let Some(ai) = txn.ms.activities.get(&id).cloned() {
+        dispatch(txn, &ai);
+    }
     Ok(())
 }
 
@@ -220,17 +201,16 @@ pub fn request_cancel(
             ),
         ));
     };
-    let requested_id = txn.write(
+    let requested_id = txn.write_applied(
         ActivityTaskCancelRequestedEventAttributes {
             scheduled_event_id,
             workflow_task_completed_event_id: wft_completed_event_id,
-        }
-        .into(),
+        },
+        apply_cancel_requested,
     );
     if ai.started_time.is_none() {
         // Not running anywhere: canceled at once.
-        txn.ms.activities.remove(&scheduled_event_id);
-        txn.write(
+        txn.write_applied(
             ActivityTaskCanceledEventAttributes {
                 latest_cancel_requested_event_id: requested_id,
                 scheduled_event_id,
@@ -238,16 +218,11 @@ pub fn request_cancel(
                 identity: String::new(),
                 details: None,
                 ..Default::default()
-            }
-            .into(),
+            },
+            apply_canceled,
         );
         // The workflow must learn of it in a new task.
         txn.needs_workflow_task = true;
-        return Ok(());
-    }
-    if let Some(ai) = txn.ms.activities.get_mut(&scheduled_event_id) {
-        ai.cancel_requested = true;
-        ai.cancel_requested_event_id = requested_id;
     }
     Ok(())
 }
@@ -378,13 +353,14 @@ pub(crate) fn arm_heartbeat_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, fr
 
 /// Write ActivityTaskStarted (deferred until the attempt ends, as in Temporal) followed
 /// by the attempt's end event built by `end` from the started event id.
-fn write_end(
+fn write_end<A: Into<Attributes>>(
     txn: &mut Txn<'_>,
     ai: &pb::ActivityInfo,
-    end: impl FnOnce(i64) -> temper_proto::temporal::api::history::v1::history_event::Attributes,
+    end: impl FnOnce(i64) -> A,
+    apply_end: fn(&mut pb::MutableState, At, &A),
 ) {
     let started_id = if ai.started_time.is_some() {
-        txn.write_external(
+        txn.write_external_applied(
             ActivityTaskStartedEventAttributes {
                 scheduled_event_id: ai.scheduled_event_id,
                 identity: ai.started_identity.clone(),
@@ -392,15 +368,14 @@ fn write_end(
                 attempt: ai.attempt,
                 last_failure: ai.last_failure.clone(),
                 ..Default::default()
-            }
-            .into(),
+            },
+            apply_started,
         )
         .unwrap_or(0)
     } else {
         0
     };
-    txn.write_external(end(started_id));
-    txn.ms.activities.remove(&ai.scheduled_event_id);
+    txn.write_external_applied(end(started_id), apply_end);
     workflow_task::schedule_if_needed(txn);
 }
 
@@ -413,16 +388,18 @@ pub fn complete(
 ) {
     let scheduled = ai.scheduled_event_id;
     let identity = identity.to_string();
-    write_end(txn, ai, |started| {
-        ActivityTaskCompletedEventAttributes {
+    write_end(
+        txn,
+        ai,
+        |started| ActivityTaskCompletedEventAttributes {
             result,
             scheduled_event_id: scheduled,
             started_event_id: started,
             identity,
             ..Default::default()
-        }
-        .into()
-    });
+        },
+        apply_completed,
+    );
 }
 
 /// RespondActivityTaskCanceled.
@@ -435,17 +412,19 @@ pub fn canceled(
     let scheduled = ai.scheduled_event_id;
     let requested = ai.cancel_requested_event_id;
     let identity = identity.to_string();
-    write_end(txn, ai, |started| {
-        ActivityTaskCanceledEventAttributes {
+    write_end(
+        txn,
+        ai,
+        |started| ActivityTaskCanceledEventAttributes {
             details,
             latest_cancel_requested_event_id: requested,
             scheduled_event_id: scheduled,
             started_event_id: started,
             identity,
             ..Default::default()
-        }
-        .into()
-    });
+        },
+        apply_canceled,
+    );
 }
 
 /// Try to retry the activity's current attempt; true if a retry was scheduled.
@@ -507,17 +486,19 @@ pub fn fail(
     };
     let scheduled = ai.scheduled_event_id;
     let identity = identity.to_string();
-    write_end(txn, ai, |started| {
-        ActivityTaskFailedEventAttributes {
+    write_end(
+        txn,
+        ai,
+        |started| ActivityTaskFailedEventAttributes {
             failure: Some(failure),
             scheduled_event_id: scheduled,
             started_event_id: started,
             identity,
             retry_state: retry_state as i32,
             ..Default::default()
-        }
-        .into()
-    });
+        },
+        apply_failed,
+    );
 }
 
 /// RecordActivityTaskHeartbeat. Returns whether cancellation was requested.
@@ -621,15 +602,17 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, time
     if let Some(last) = &ai.last_failure {
         failure.cause = Some(Box::new(last.clone()));
     }
-    write_end(txn, &ai, |started| {
-        ActivityTaskTimedOutEventAttributes {
+    write_end(
+        txn,
+        &ai,
+        |started| ActivityTaskTimedOutEventAttributes {
             failure: Some(failure),
             scheduled_event_id,
             started_event_id: started,
             retry_state: retry_state as i32,
-        }
-        .into()
-    });
+        },
+        apply_timed_out,
+    );
 }
 
 /// A retry backoff elapsed: dispatch the new attempt.
@@ -646,4 +629,101 @@ pub fn on_retry_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32) 
     ai.retry_time = None;
     let ai = ai.clone();
     dispatch(txn, &ai);
+}
+
+/// ActivityTaskScheduled: the activity's first attempt waits for a worker; its
+/// schedule-to-close deadline counts from the event's time.
+pub(crate) fn apply_scheduled(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &ActivityTaskScheduledEventAttributes,
+) {
+    let s2c = from_dur(&a.schedule_to_close_timeout);
+    ms.activities.insert(
+        at.id,
+        pb::ActivityInfo {
+            scheduled_event_id: at.id,
+            activity_id: a.activity_id.clone(),
+            activity_type: a.activity_type.clone(),
+            task_queue: a.task_queue.clone(),
+            scheduled_time: Some(at.time),
+            first_scheduled_time: Some(at.time),
+            attempt: 1,
+            schedule_to_start_timeout: a.schedule_to_start_timeout,
+            schedule_to_close_timeout: a.schedule_to_close_timeout,
+            start_to_close_timeout: a.start_to_close_timeout,
+            heartbeat_timeout: a.heartbeat_timeout,
+            retry_policy: a.retry_policy.clone(),
+            expiration_time: (!s2c.is_zero()).then(|| ts(at.system_time() + s2c)),
+            header: a.header.clone(),
+            input: a.input.clone(),
+            workflow_task_completed_event_id: a.workflow_task_completed_event_id,
+            priority: a.priority.clone(),
+            ..Default::default()
+        },
+    );
+}
+
+/// ActivityTaskStarted: written with the attempt's end, which follows at once; it matters
+/// only to a history cut between the two.
+pub(crate) fn apply_started(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &ActivityTaskStartedEventAttributes,
+) {
+    if let Some(ai) = ms.activities.get_mut(&a.scheduled_event_id) {
+        ai.attempt = a.attempt.max(1);
+        ai.started_time = Some(at.time);
+        ai.started_identity = a.identity.clone();
+        ai.start_request_id = a.request_id.clone();
+        ai.last_failure = a.last_failure.clone();
+    }
+}
+
+/// ActivityTaskCancelRequested.
+pub(crate) fn apply_cancel_requested(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &ActivityTaskCancelRequestedEventAttributes,
+) {
+    if let Some(ai) = ms.activities.get_mut(&a.scheduled_event_id) {
+        ai.cancel_requested = true;
+        ai.cancel_requested_event_id = at.id;
+    }
+}
+
+/// ActivityTaskCompleted.
+pub(crate) fn apply_completed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ActivityTaskCompletedEventAttributes,
+) {
+    ms.activities.remove(&a.scheduled_event_id);
+}
+
+/// ActivityTaskFailed.
+pub(crate) fn apply_failed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ActivityTaskFailedEventAttributes,
+) {
+    ms.activities.remove(&a.scheduled_event_id);
+}
+
+/// ActivityTaskTimedOut.
+pub(crate) fn apply_timed_out(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ActivityTaskTimedOutEventAttributes,
+) {
+    ms.activities.remove(&a.scheduled_event_id);
+}
+
+/// ActivityTaskCanceled.
+pub(crate) fn apply_canceled(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ActivityTaskCanceledEventAttributes,
+) {
+    ms.activities.remove(&a.scheduled_event_id);
 }

@@ -1,5 +1,6 @@
 //! Child workflows: the StartChildWorkflowExecution command, the child's start (or the
-//! failure to start it) and its close, as recorded in the parent.
+//! failure to start it) and its close, as recorded in the parent; and how each of those
+//! events changes the parent's state.
 
 // The Temporal API marks namespace and control deprecated, but SDKs and the server still fill them.
 #![allow(deprecated)]
@@ -19,14 +20,14 @@ use temper_proto::temporal::api::history::v1::{
 };
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
+use crate::events::At;
+use crate::state::{MAX_ID_LENGTH, info_mut};
 use crate::time::{dur_or_zero, is_negative};
 use crate::{Txn, WorkflowError, pb, retry, workflow_task};
 
 /// Marks a child whose started event is buffered (its id is not known yet).
-pub const STARTED_BUFFERED: i64 = -1;
-
-const MAX_ID_LENGTH: usize = 1000;
+pub const STARTED_BUFFERED: i64 = crate::events::BUFFERED_EVENT_ID;
 
 /// The StartChildWorkflowExecution command.
 pub fn start(
@@ -115,10 +116,10 @@ pub fn start(
         Ok(ParentClosePolicy::Unspecified) | Err(_) => ParentClosePolicy::Terminate,
         Ok(p) => p,
     };
-    let id = txn.write(
+    let id = txn.write_applied(
         StartChildWorkflowExecutionInitiatedEventAttributes {
-            namespace: namespace.clone(),
-            namespace_id: namespace_id.clone(),
+            namespace,
+            namespace_id,
             workflow_id: a.workflow_id.clone(),
             workflow_type: a.workflow_type.clone(),
             task_queue: Some(task_queue),
@@ -138,25 +139,9 @@ pub fn start(
             inherit_build_id: a.inherit_build_id,
             priority: a.priority.clone(),
             ..Default::default()
-        }
-        .into(),
-    );
-    let create_request_id = create_request_id(&txn.info().run_id, id);
-    txn.ms.children.insert(
-        id,
-        pb::ChildExecutionInfo {
-            initiated_event_id: id,
-            started_event_id: 0,
-            namespace,
-            namespace_id,
-            workflow_id: a.workflow_id.clone(),
-            run_id: String::new(),
-            workflow_type: a.workflow_type.clone(),
-            parent_close_policy: policy as i32,
-            create_request_id,
         },
+        apply_initiated,
     );
-    txn.info_mut().child_count += 1;
     let mut t = txn.transfer_task(pb::TransferTaskKind::StartChild);
     t.scheduled_event_id = id;
     txn.add_transfer_task(t);
@@ -190,7 +175,7 @@ pub fn on_started(
     if child.started_event_id != 0 {
         return Ok(());
     }
-    let id = txn.write_external(
+    txn.write_external_applied(
         ChildWorkflowExecutionStartedEventAttributes {
             namespace: child.namespace.clone(),
             namespace_id: namespace_id.to_string(),
@@ -201,14 +186,9 @@ pub fn on_started(
             }),
             workflow_type: child.workflow_type.clone(),
             header,
-        }
-        .into(),
+        },
+        apply_started,
     );
-    if let Some(c) = txn.ms.children.get_mut(&initiated_event_id) {
-        c.started_event_id = id.unwrap_or(STARTED_BUFFERED);
-        c.run_id = run_id.to_string();
-        c.namespace_id = namespace_id.to_string();
-    }
     workflow_task::schedule_if_needed(txn);
     Ok(())
 }
@@ -226,8 +206,7 @@ pub fn on_start_failed(
     if child.started_event_id != 0 {
         return Ok(());
     }
-    txn.ms.children.remove(&initiated_event_id);
-    txn.write_external(
+    txn.write_external_applied(
         StartChildWorkflowExecutionFailedEventAttributes {
             namespace: child.namespace,
             namespace_id: child.namespace_id,
@@ -237,8 +216,8 @@ pub fn on_start_failed(
             control: initiated.control.clone(),
             initiated_event_id,
             workflow_task_completed_event_id: initiated.workflow_task_completed_event_id,
-        }
-        .into(),
+        },
+        apply_start_failed,
     );
     workflow_task::schedule_if_needed(txn);
     Ok(())
@@ -270,75 +249,180 @@ pub fn on_closed(
     );
     let started_event_id = child.started_event_id;
     let execution = Some(child_execution);
-    let attrs: Attributes = match &close_event.attributes {
+    match &close_event.attributes {
         Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
-            ChildWorkflowExecutionCompletedEventAttributes {
-                result: a.result.clone(),
-                namespace,
-                namespace_id,
-                workflow_execution: execution,
-                workflow_type,
-                initiated_event_id,
-                started_event_id,
-            }
-            .into()
+            txn.write_external_applied(
+                ChildWorkflowExecutionCompletedEventAttributes {
+                    result: a.result.clone(),
+                    namespace,
+                    namespace_id,
+                    workflow_execution: execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                },
+                apply_completed,
+            );
         }
         Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
-            ChildWorkflowExecutionFailedEventAttributes {
-                failure: a.failure.clone(),
-                namespace,
-                namespace_id,
-                workflow_execution: execution,
-                workflow_type,
-                initiated_event_id,
-                started_event_id,
-                retry_state: a.retry_state,
-            }
-            .into()
+            txn.write_external_applied(
+                ChildWorkflowExecutionFailedEventAttributes {
+                    failure: a.failure.clone(),
+                    namespace,
+                    namespace_id,
+                    workflow_execution: execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                    retry_state: a.retry_state,
+                },
+                apply_failed,
+            );
         }
         Some(Attributes::WorkflowExecutionCanceledEventAttributes(a)) => {
-            ChildWorkflowExecutionCanceledEventAttributes {
-                details: a.details.clone(),
-                namespace,
-                namespace_id,
-                workflow_execution: execution,
-                workflow_type,
-                initiated_event_id,
-                started_event_id,
-            }
-            .into()
+            txn.write_external_applied(
+                ChildWorkflowExecutionCanceledEventAttributes {
+                    details: a.details.clone(),
+                    namespace,
+                    namespace_id,
+                    workflow_execution: execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                },
+                apply_canceled,
+            );
         }
         Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
-            ChildWorkflowExecutionTimedOutEventAttributes {
-                namespace,
-                namespace_id,
-                workflow_execution: execution,
-                workflow_type,
-                initiated_event_id,
-                started_event_id,
-                retry_state: a.retry_state,
-            }
-            .into()
+            txn.write_external_applied(
+                ChildWorkflowExecutionTimedOutEventAttributes {
+                    namespace,
+                    namespace_id,
+                    workflow_execution: execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                    retry_state: a.retry_state,
+                },
+                apply_timed_out,
+            );
         }
         Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => {
-            ChildWorkflowExecutionTerminatedEventAttributes {
-                namespace,
-                namespace_id,
-                workflow_execution: execution,
-                workflow_type,
-                initiated_event_id,
-                started_event_id,
-            }
-            .into()
+            txn.write_external_applied(
+                ChildWorkflowExecutionTerminatedEventAttributes {
+                    namespace,
+                    namespace_id,
+                    workflow_execution: execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                },
+                apply_terminated,
+            );
         }
         _ => {
             return Err(WorkflowError::InvalidArgument(
                 "the child's close event is not a close event".into(),
             ));
         }
-    };
-    txn.ms.children.remove(&initiated_event_id);
-    txn.write_external(attrs);
+    }
     workflow_task::schedule_if_needed(txn);
     Ok(())
+}
+
+/// StartChildWorkflowExecutionInitiated: the child is pending until it starts (or fails to).
+pub(crate) fn apply_initiated(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &StartChildWorkflowExecutionInitiatedEventAttributes,
+) {
+    let info = info_mut(ms);
+    info.child_count += 1;
+    let create_request_id = create_request_id(&info.run_id, at.id);
+    ms.children.insert(
+        at.id,
+        pb::ChildExecutionInfo {
+            initiated_event_id: at.id,
+            started_event_id: 0,
+            namespace: a.namespace.clone(),
+            namespace_id: a.namespace_id.clone(),
+            workflow_id: a.workflow_id.clone(),
+            run_id: String::new(),
+            workflow_type: a.workflow_type.clone(),
+            parent_close_policy: a.parent_close_policy,
+            create_request_id,
+        },
+    );
+}
+
+/// ChildWorkflowExecutionStarted: the child runs as the event's run ([`STARTED_BUFFERED`]
+/// while the event is buffered).
+pub(crate) fn apply_started(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &ChildWorkflowExecutionStartedEventAttributes,
+) {
+    if let Some(c) = ms.children.get_mut(&a.initiated_event_id) {
+        c.started_event_id = at.id;
+        c.run_id = a
+            .workflow_execution
+            .as_ref()
+            .map(|e| e.run_id.clone())
+            .unwrap_or_default();
+        c.namespace_id = a.namespace_id.clone();
+    }
+}
+
+/// StartChildWorkflowExecutionFailed.
+pub(crate) fn apply_start_failed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &StartChildWorkflowExecutionFailedEventAttributes,
+) {
+    ms.children.remove(&a.initiated_event_id);
+}
+
+/// ChildWorkflowExecutionCompleted.
+pub(crate) fn apply_completed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ChildWorkflowExecutionCompletedEventAttributes,
+) {
+    ms.children.remove(&a.initiated_event_id);
+}
+
+/// ChildWorkflowExecutionFailed.
+pub(crate) fn apply_failed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ChildWorkflowExecutionFailedEventAttributes,
+) {
+    ms.children.remove(&a.initiated_event_id);
+}
+
+/// ChildWorkflowExecutionCanceled.
+pub(crate) fn apply_canceled(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ChildWorkflowExecutionCanceledEventAttributes,
+) {
+    ms.children.remove(&a.initiated_event_id);
+}
+
+/// ChildWorkflowExecutionTimedOut.
+pub(crate) fn apply_timed_out(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ChildWorkflowExecutionTimedOutEventAttributes,
+) {
+    ms.children.remove(&a.initiated_event_id);
+}
+
+/// ChildWorkflowExecutionTerminated.
+pub(crate) fn apply_terminated(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ChildWorkflowExecutionTerminatedEventAttributes,
+) {
+    ms.children.remove(&a.initiated_event_id);
 }

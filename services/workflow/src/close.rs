@@ -1,5 +1,6 @@
 //! Closing a run: the Complete/Fail/CancelWorkflowExecution commands, termination, run
-//! timeout; and the cancel request that asks a workflow to cancel itself.
+//! timeout; and the cancel request that asks a workflow to cancel itself. How the close
+//! events and the cancel request change the state.
 
 use temper_proto::temporal::api::command::v1::{
     CancelWorkflowExecutionCommandAttributes, CompleteWorkflowExecutionCommandAttributes,
@@ -11,24 +12,44 @@ use temper_proto::temporal::api::history::v1::{
     WorkflowExecutionCancelRequestedEventAttributes, WorkflowExecutionCanceledEventAttributes,
     WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
     WorkflowExecutionTerminatedEventAttributes, WorkflowExecutionTimedOutEventAttributes,
-    WorkflowTaskFailedEventAttributes,
+    WorkflowTaskFailedEventAttributes, history_event::Attributes,
 };
 
-use crate::start::STATE_COMPLETED;
+use crate::events::At;
+use crate::state::{STATE_COMPLETED, info_mut};
 use crate::{Txn, WorkflowError, continuation, pb, workflow_task};
 
-/// Mark the run closed after its close event `event_id` was written.
-pub(crate) fn mark_closed(txn: &mut Txn<'_>, status: WorkflowExecutionStatus, event_id: i64) {
-    let now_ts = txn.now_ts;
-    let info = txn.info_mut();
-    info.status = status as i32;
-    info.state = STATE_COMPLETED;
-    info.close_time = Some(now_ts);
-    info.completion_event_id = event_id;
-    txn.ms.workflow_task = None;
+/// Write the run's close event `attrs`, which ends it with `status`, and the tasks that
+/// follow a close.
+pub(crate) fn write_close<A: Into<Attributes>>(
+    txn: &mut Txn<'_>,
+    attrs: A,
+    status: WorkflowExecutionStatus,
+) {
+    txn.write_applied(attrs, |ms, at, _| apply_closed(ms, at, status));
     let t = txn.transfer_task(pb::TransferTaskKind::CloseExecution);
     txn.add_transfer_task(t);
     txn.visibility_task(pb::VisibilityTaskKind::Close);
+}
+
+/// A close event (completed, failed, timed out, canceled, terminated, continued as new):
+/// the run is closed with `status`, and no workflow task is pending any more.
+pub(crate) fn apply_closed(ms: &mut pb::MutableState, at: At, status: WorkflowExecutionStatus) {
+    let info = info_mut(ms);
+    info.status = status as i32;
+    info.state = STATE_COMPLETED;
+    info.close_time = Some(at.time);
+    info.completion_event_id = at.id;
+    ms.workflow_task = None;
+}
+
+/// WorkflowExecutionCancelRequested: the workflow is asked to cancel itself.
+pub(crate) fn apply_cancel_requested(
+    ms: &mut pb::MutableState,
+    _: At,
+    _: &WorkflowExecutionCancelRequestedEventAttributes,
+) {
+    info_mut(ms).cancel_requested = true;
 }
 
 /// Whether the run is closed.
@@ -47,15 +68,15 @@ pub fn complete(
     let new_execution_run_id = next
         .map(|n| continuation::start_next(txn, n))
         .unwrap_or_default();
-    let id = txn.write(
+    write_close(
+        txn,
         WorkflowExecutionCompletedEventAttributes {
             result: a.result.clone(),
             workflow_task_completed_event_id: wft_completed_event_id,
             new_execution_run_id,
-        }
-        .into(),
+        },
+        WorkflowExecutionStatus::Completed,
     );
-    mark_closed(txn, WorkflowExecutionStatus::Completed, id);
 }
 
 pub fn fail(
@@ -67,16 +88,16 @@ pub fn fail(
     let new_execution_run_id = next
         .map(|n| continuation::start_next(txn, n))
         .unwrap_or_default();
-    let id = txn.write(
+    write_close(
+        txn,
         WorkflowExecutionFailedEventAttributes {
             failure: a.failure.clone(),
             retry_state: retry_state as i32,
             workflow_task_completed_event_id: wft_completed_event_id,
             new_execution_run_id,
-        }
-        .into(),
+        },
+        WorkflowExecutionStatus::Failed,
     );
-    mark_closed(txn, WorkflowExecutionStatus::Failed, id);
 }
 
 pub fn cancel(
@@ -84,14 +105,14 @@ pub fn cancel(
     a: &CancelWorkflowExecutionCommandAttributes,
     wft_completed_event_id: i64,
 ) {
-    let id = txn.write(
+    write_close(
+        txn,
         WorkflowExecutionCanceledEventAttributes {
             workflow_task_completed_event_id: wft_completed_event_id,
             details: a.details.clone(),
-        }
-        .into(),
+        },
+        WorkflowExecutionStatus::Canceled,
     );
-    mark_closed(txn, WorkflowExecutionStatus::Canceled, id);
 }
 
 /// The identity the Temporal server writes on events it makes itself (a workflow task
@@ -107,16 +128,15 @@ fn force_end_workflow_task(txn: &mut Txn<'_>) {
     if let Some(wt) = txn.ms.workflow_task.clone()
         && wt.started_event_id > 0
     {
-        txn.ms.workflow_task = None;
-        txn.write(
+        txn.write_applied(
             WorkflowTaskFailedEventAttributes {
                 scheduled_event_id: wt.scheduled_event_id,
                 started_event_id: wt.started_event_id,
                 cause: WorkflowTaskFailedCause::ForceCloseCommand as i32,
                 identity: IDENTITY_HISTORY_SERVICE.to_string(),
                 ..Default::default()
-            }
-            .into(),
+            },
+            workflow_task::apply_failed,
         );
     }
     txn.flush_buffered();
@@ -133,15 +153,15 @@ pub fn terminate(
         return Err(WorkflowError::AlreadyCompleted);
     }
     force_end_workflow_task(txn);
-    let id = txn.write(
+    write_close(
+        txn,
         WorkflowExecutionTerminatedEventAttributes {
             reason: reason.to_string(),
             details,
             identity: identity.to_string(),
-        }
-        .into(),
+        },
+        WorkflowExecutionStatus::Terminated,
     );
-    mark_closed(txn, WorkflowExecutionStatus::Terminated, id);
     Ok(())
 }
 
@@ -155,14 +175,14 @@ pub fn on_run_timeout(txn: &mut Txn<'_>) {
     let new_execution_run_id = next
         .map(|n| continuation::start_next(txn, n))
         .unwrap_or_default();
-    let id = txn.write(
+    write_close(
+        txn,
         WorkflowExecutionTimedOutEventAttributes {
             retry_state: retry_state as i32,
             new_execution_run_id,
-        }
-        .into(),
+        },
+        WorkflowExecutionStatus::TimedOut,
     );
-    mark_closed(txn, WorkflowExecutionStatus::TimedOut, id);
 }
 
 /// RequestCancelWorkflowExecution: record the request and let the workflow react.
@@ -191,23 +211,20 @@ pub fn request_cancel_from(
     if txn.info().cancel_requested {
         return Ok(());
     }
-    {
-        let info = txn.info_mut();
-        info.cancel_requested = true;
-        info.cancel_request_id = request_id.to_string();
-    }
+    // The request id is not in the event: only the live state knows it.
+    txn.info_mut().cancel_request_id = request_id.to_string();
     let (external_workflow_execution, external_initiated_event_id) = match external {
         Some((e, id)) => (Some(e), id),
         None => (None, 0),
     };
-    txn.write_external(
+    txn.write_external_applied(
         WorkflowExecutionCancelRequestedEventAttributes {
             cause: reason.to_string(),
             external_initiated_event_id,
             external_workflow_execution,
             identity: identity.to_string(),
-        }
-        .into(),
+        },
+        apply_cancel_requested,
     );
     workflow_task::schedule_if_needed(txn);
     Ok(())

@@ -2,76 +2,15 @@
 //! An invalid command rejects the whole completion: nothing of it is kept, and the workflow
 //! task is failed with the command's cause instead, as the Temporal server does.
 
-use temper_proto::temporal::api::command::v1::{Command, command::Attributes as C};
+use temper_proto::temporal::api::command::v1::command::Attributes as C;
 use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
-use temper_proto::temporal::api::failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo};
 use temper_proto::temporal::api::history::v1::MarkerRecordedEventAttributes;
-use temper_proto::temporal::api::taskqueue::v1::StickyExecutionAttributes;
 
+use crate::completion::{Completion, Outcome};
 use crate::{
-    Txn, activity, child, close, continuation, external, pb, properties, speculative, timer,
-    update, workflow_task,
+    BadCommand, Txn, activity, child, close, continuation, external, pb, properties, speculative,
+    timer, update, workflow_task,
 };
-
-/// A command the server refuses, with the workflow task failure cause to record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BadCommand {
-    pub cause: WorkflowTaskFailedCause,
-    pub message: String,
-}
-
-impl BadCommand {
-    pub fn new(cause: WorkflowTaskFailedCause, message: &str) -> Self {
-        Self {
-            cause,
-            message: message.to_string(),
-        }
-    }
-
-    fn failure(&self) -> Failure {
-        Failure {
-            message: self.message.clone(),
-            source: "Server".into(),
-            failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
-                non_retryable: true,
-            })),
-            ..Default::default()
-        }
-    }
-}
-
-/// The parts of RespondWorkflowTaskCompletedRequest the state machine needs.
-pub struct Completion<'a> {
-    pub commands: &'a [Command],
-    pub identity: &'a str,
-    pub binary_checksum: &'a str,
-    /// Search attribute names the namespace accepts; `None`: not checked.
-    pub search_attribute_names: Option<&'a [String]>,
-    pub sticky: Option<&'a StickyExecutionAttributes>,
-    pub force_create_new_workflow_task: bool,
-    /// SDK flags and metadata, kept on the WorkflowTaskCompleted event for replay.
-    pub sdk_metadata: Option<temper_proto::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata>,
-    pub metering_metadata: Option<temper_proto::temporal::api::common::v1::MeteringMetadata>,
-    /// Protocol messages (update acceptances, rejections, responses).
-    pub messages: &'a [temper_proto::temporal::api::protocol::v1::Message],
-    /// The worker can take the same events again after a discarded speculative task.
-    pub discard_speculative_with_events: bool,
-}
-
-/// What came of a completion.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    /// Applied. `new_workflow_task`: the scheduled event id of a new workflow task, if any.
-    Completed {
-        new_workflow_task: Option<i64>,
-        closed: bool,
-    },
-    /// Rejected: the workflow task was failed with this cause instead.
-    Rejected(BadCommand),
-    /// A speculative task that only rejected updates: nothing was written; the worker rolls
-    /// its history back to the WorkflowTaskStarted event `reset_history_event_id`.
-    Discarded { reset_history_event_id: i64 },
-}
 
 /// Apply a workflow task completion. `wt` is the task in flight (checked by the caller).
 pub fn complete_workflow_task(

@@ -18,7 +18,7 @@ use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflow::v1::ResetPoints;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
 use crate::start::{Continued, NewRun, Origin};
 use crate::time::{from_dur, from_ts, is_negative, opt_from_ts, ts};
 use crate::{NewRunState, Txn, retry, start};
@@ -294,7 +294,8 @@ pub fn continue_as_new(
         .as_ref()
         .and_then(|n| n.ms.execution_info.as_ref())
         .and_then(|i| i.workflow_run_timeout);
-    let id = txn.write(
+    crate::close::write_close(
+        txn,
         WorkflowExecutionContinuedAsNewEventAttributes {
             new_execution_run_id: new_run_id,
             workflow_type: req.workflow_type.clone(),
@@ -320,9 +321,8 @@ pub fn continue_as_new(
             #[allow(deprecated)]
             inherit_build_id: a.inherit_build_id,
             ..Default::default()
-        }
-        .into(),
+        },
+        WorkflowExecutionStatus::ContinuedAsNew,
     );
-    crate::close::mark_closed(txn, WorkflowExecutionStatus::ContinuedAsNew, id);
     Ok(())
 }

@@ -1,5 +1,9 @@
 //! Errors of workflow operations, each with the meaning the Temporal server gives it; the
-//! history service maps them to gRPC statuses.
+//! history service maps them to gRPC statuses; and the commands a workflow task completion
+//! may not give.
+
+use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
+use temper_proto::temporal::api::failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo};
 
 /// Why an operation on a workflow was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -35,4 +39,31 @@ pub enum WorkflowError {
     /// Stored state is inconsistent; should never happen.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A command the server refuses, with the workflow task failure cause to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadCommand {
+    pub cause: WorkflowTaskFailedCause,
+    pub message: String,
+}
+
+impl BadCommand {
+    pub fn new(cause: WorkflowTaskFailedCause, message: &str) -> Self {
+        Self {
+            cause,
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Failure {
+        Failure {
+            message: self.message.clone(),
+            source: "Server".into(),
+            failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
+                non_retryable: true,
+            })),
+            ..Default::default()
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Building history events and knowing their types.
+//! Building history events and knowing their types, and where an event stands when it is
+//! applied to a run's state.
 
 use temper_proto::temporal::api::enums::v1::EventType;
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
@@ -113,5 +114,24 @@ pub(crate) fn new_event(attrs: Attributes, now: &temper_proto::wkt::Timestamp) -
         event_time: Some(*now),
         attributes: Some(attrs),
         ..Default::default()
+    }
+}
+
+/// The id an event has while it is buffered (written after the workflow task in flight ends,
+/// when its id is known).
+pub(crate) const BUFFERED_EVENT_ID: i64 = -1;
+
+/// Where an event stands in its run's history when it is applied to the state: its id
+/// ([`BUFFERED_EVENT_ID`] while buffered) and its time. Each family's `apply_*` functions
+/// take it; the live path and replay call the same ones.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At {
+    pub(crate) id: i64,
+    pub(crate) time: temper_proto::wkt::Timestamp,
+}
+
+impl At {
+    pub(crate) fn system_time(&self) -> std::time::SystemTime {
+        crate::time::from_ts(&self.time)
     }
 }

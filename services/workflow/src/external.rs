@@ -1,5 +1,6 @@
 //! Workflows acting on other workflows: the SignalExternalWorkflowExecution and
-//! RequestCancelExternalWorkflowExecution commands, and their outcomes.
+//! RequestCancelExternalWorkflowExecution commands, and their outcomes; and how each of
+//! their events changes the state.
 
 // The Temporal API marks namespace and control deprecated, but SDKs and the server still fill them.
 #![allow(deprecated)]
@@ -22,7 +23,9 @@ use temper_proto::temporal::api::history::v1::{
     SignalExternalWorkflowExecutionInitiatedEventAttributes,
 };
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
+use crate::events::At;
+use crate::state::info_mut;
 use crate::{Txn, WorkflowError, pb, workflow_task};
 
 /// The namespace name and id a command names (empty: the workflow's own).
@@ -33,10 +36,6 @@ fn target_namespace(txn: &Txn<'_>, namespace: &str) -> (String, String) {
     } else {
         (namespace.to_string(), String::new())
     }
-}
-
-fn request_id(txn: &Txn<'_>, kind: &str, initiated_event_id: i64) -> String {
-    external_request_id(&txn.info().run_id, kind, initiated_event_id)
 }
 
 /// The request id of a pending signal (`kind` "signal") or cancel request ("cancel") to
@@ -78,7 +77,7 @@ pub fn signal(
         ));
     }
     let (namespace, namespace_id) = target_namespace(txn, &a.namespace);
-    let id = txn.write(
+    let id = txn.write_applied(
         SignalExternalWorkflowExecutionInitiatedEventAttributes {
             workflow_task_completed_event_id: wft_completed_event_id,
             namespace,
@@ -89,16 +88,8 @@ pub fn signal(
             control: a.control.clone(),
             child_workflow_only: a.child_workflow_only,
             header: a.header.clone(),
-        }
-        .into(),
-    );
-    let request_id = request_id(txn, "signal", id);
-    txn.ms.signals.insert(
-        id,
-        pb::ExternalInfo {
-            initiated_event_id: id,
-            request_id,
         },
+        apply_signal_initiated,
     );
     let mut t = txn.transfer_task(pb::TransferTaskKind::SignalExternal);
     t.scheduled_event_id = id;
@@ -125,7 +116,7 @@ pub fn request_cancel(
         ));
     }
     let (namespace, namespace_id) = target_namespace(txn, &a.namespace);
-    let id = txn.write(
+    let id = txn.write_applied(
         RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
             workflow_task_completed_event_id: wft_completed_event_id,
             namespace,
@@ -137,16 +128,8 @@ pub fn request_cancel(
             control: a.control.clone(),
             child_workflow_only: a.child_workflow_only,
             reason: a.reason.clone(),
-        }
-        .into(),
-    );
-    let request_id = request_id(txn, "cancel", id);
-    txn.ms.request_cancels.insert(
-        id,
-        pb::ExternalInfo {
-            initiated_event_id: id,
-            request_id,
         },
+        apply_cancel_initiated,
     );
     let mut t = txn.transfer_task(pb::TransferTaskKind::CancelExternal);
     t.scheduled_event_id = id;
@@ -162,22 +145,22 @@ pub fn on_signal_result(
     namespace_id: &str,
     ok: bool,
 ) -> Result<(), WorkflowError> {
-    if !txn.is_running() || txn.ms.signals.remove(&initiated_event_id).is_none() {
+    if !txn.is_running() || !txn.ms.signals.contains_key(&initiated_event_id) {
         return Ok(());
     }
     if ok {
-        txn.write_external(
+        txn.write_external_applied(
             ExternalWorkflowExecutionSignaledEventAttributes {
                 initiated_event_id,
                 namespace: initiated.namespace.clone(),
                 namespace_id: namespace_id.to_string(),
                 workflow_execution: initiated.workflow_execution.clone(),
                 control: initiated.control.clone(),
-            }
-            .into(),
+            },
+            apply_external_signaled,
         );
     } else {
-        txn.write_external(
+        txn.write_external_applied(
             SignalExternalWorkflowExecutionFailedEventAttributes {
                 cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
                     as i32,
@@ -187,8 +170,8 @@ pub fn on_signal_result(
                 workflow_execution: initiated.workflow_execution.clone(),
                 initiated_event_id,
                 control: initiated.control.clone(),
-            }
-            .into(),
+            },
+            apply_signal_failed,
         );
     }
     workflow_task::schedule_if_needed(txn);
@@ -203,21 +186,21 @@ pub fn on_cancel_result(
     namespace_id: &str,
     ok: bool,
 ) -> Result<(), WorkflowError> {
-    if !txn.is_running() || txn.ms.request_cancels.remove(&initiated_event_id).is_none() {
+    if !txn.is_running() || !txn.ms.request_cancels.contains_key(&initiated_event_id) {
         return Ok(());
     }
     if ok {
-        txn.write_external(
+        txn.write_external_applied(
             ExternalWorkflowExecutionCancelRequestedEventAttributes {
                 initiated_event_id,
                 namespace: initiated.namespace.clone(),
                 namespace_id: namespace_id.to_string(),
                 workflow_execution: initiated.workflow_execution.clone(),
-            }
-            .into(),
+            },
+            apply_external_cancel_requested,
         );
     } else {
-        txn.write_external(
+        txn.write_external_applied(
             RequestCancelExternalWorkflowExecutionFailedEventAttributes {
                 cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
                     as i32,
@@ -227,10 +210,80 @@ pub fn on_cancel_result(
                 workflow_execution: initiated.workflow_execution.clone(),
                 initiated_event_id,
                 control: initiated.control.clone(),
-            }
-            .into(),
+            },
+            apply_cancel_failed,
         );
     }
     workflow_task::schedule_if_needed(txn);
     Ok(())
+}
+
+/// SignalExternalWorkflowExecutionInitiated: the signal is pending until delivered, with a
+/// request id that makes its delivery idempotent.
+pub(crate) fn apply_signal_initiated(
+    ms: &mut pb::MutableState,
+    at: At,
+    _: &SignalExternalWorkflowExecutionInitiatedEventAttributes,
+) {
+    let request_id = external_request_id(&info_mut(ms).run_id, "signal", at.id);
+    ms.signals.insert(
+        at.id,
+        pb::ExternalInfo {
+            initiated_event_id: at.id,
+            request_id,
+        },
+    );
+}
+
+/// ExternalWorkflowExecutionSignaled.
+pub(crate) fn apply_external_signaled(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ExternalWorkflowExecutionSignaledEventAttributes,
+) {
+    ms.signals.remove(&a.initiated_event_id);
+}
+
+/// SignalExternalWorkflowExecutionFailed.
+pub(crate) fn apply_signal_failed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &SignalExternalWorkflowExecutionFailedEventAttributes,
+) {
+    ms.signals.remove(&a.initiated_event_id);
+}
+
+/// RequestCancelExternalWorkflowExecutionInitiated: as [`apply_signal_initiated`], for a
+/// cancel request.
+pub(crate) fn apply_cancel_initiated(
+    ms: &mut pb::MutableState,
+    at: At,
+    _: &RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
+) {
+    let request_id = external_request_id(&info_mut(ms).run_id, "cancel", at.id);
+    ms.request_cancels.insert(
+        at.id,
+        pb::ExternalInfo {
+            initiated_event_id: at.id,
+            request_id,
+        },
+    );
+}
+
+/// ExternalWorkflowExecutionCancelRequested.
+pub(crate) fn apply_external_cancel_requested(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &ExternalWorkflowExecutionCancelRequestedEventAttributes,
+) {
+    ms.request_cancels.remove(&a.initiated_event_id);
+}
+
+/// RequestCancelExternalWorkflowExecutionFailed.
+pub(crate) fn apply_cancel_failed(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &RequestCancelExternalWorkflowExecutionFailedEventAttributes,
+) {
+    ms.request_cancels.remove(&a.initiated_event_id);
 }

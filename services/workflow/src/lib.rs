@@ -14,6 +14,7 @@ pub mod activity;
 pub mod child;
 pub mod close;
 pub mod commands;
+pub mod completion;
 pub mod continuation;
 pub mod cron;
 mod error;
@@ -44,9 +45,12 @@ pub mod update;
 mod update_tests;
 pub mod workflow_task;
 
-pub use error::WorkflowError;
+pub use error::{BadCommand, WorkflowError};
 pub use events::is_close_event;
-pub use state::{Limits, Mutation, NewRunState, Txn};
+pub use state::{
+    Limits, Mutation, NewRunState, RESERVED_PREFIX, RESERVED_TASK_QUEUE, STATE_COMPLETED,
+    STATE_RUNNING, Txn,
+};
 
 pub use temper_proto::persistence::v1 as pb;
 pub use temper_proto::temporal::api as tapi;

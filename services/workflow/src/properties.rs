@@ -1,5 +1,5 @@
 //! The UpsertWorkflowSearchAttributes and ModifyWorkflowProperties (memo) commands: stored on
-//! the execution, shown by DescribeWorkflowExecution.
+//! the execution, shown by DescribeWorkflowExecution; and how their events change the state.
 
 use std::collections::HashMap;
 
@@ -12,8 +12,9 @@ use temper_proto::temporal::api::history::v1::{
     UpsertWorkflowSearchAttributesEventAttributes, WorkflowPropertiesModifiedEventAttributes,
 };
 
-use crate::Txn;
-use crate::commands::BadCommand;
+use crate::events::At;
+use crate::state::info_mut;
+use crate::{BadCommand, Txn, pb};
 
 /// Temporal's default limits on search attributes per workflow.
 const MAX_SEARCH_ATTRIBUTES_BYTES: usize = 40 * 1024;
@@ -142,16 +143,15 @@ pub fn upsert_search_attributes(
             "total size of search attributes {total} exceeds size limit {MAX_SEARCH_ATTRIBUTES_BYTES}"
         ));
     }
-    txn.write(
+    txn.write_applied(
         UpsertWorkflowSearchAttributesEventAttributes {
             workflow_task_completed_event_id: wft_completed_event_id,
             search_attributes: Some(SearchAttributes {
                 indexed_fields: upsert.indexed_fields.clone(),
             }),
-        }
-        .into(),
+        },
+        apply_search_attributes_upserted,
     );
-    txn.info_mut().search_attributes = Some(merged);
     txn.visibility_task(crate::pb::VisibilityTaskKind::Upsert);
     Ok(())
 }
@@ -178,16 +178,41 @@ pub fn modify_properties(
             "memo size {total} exceeds size limit {MAX_MEMO_BYTES}"
         ));
     }
-    txn.write(
+    txn.write_applied(
         WorkflowPropertiesModifiedEventAttributes {
             workflow_task_completed_event_id: wft_completed_event_id,
             upserted_memo: Some(Memo {
                 fields: upsert.fields.clone(),
             }),
-        }
-        .into(),
+        },
+        apply_properties_modified,
     );
-    txn.info_mut().memo = Some(merged);
     txn.visibility_task(crate::pb::VisibilityTaskKind::Upsert);
     Ok(())
+}
+
+/// UpsertWorkflowSearchAttributes: the upserted attributes merged into the run's.
+pub(crate) fn apply_search_attributes_upserted(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &UpsertWorkflowSearchAttributesEventAttributes,
+) {
+    if let Some(upsert) = &a.search_attributes {
+        let merged = info_mut(ms)
+            .search_attributes
+            .get_or_insert_with(Default::default);
+        merge_search_attributes(&mut merged.indexed_fields, &upsert.indexed_fields);
+    }
+}
+
+/// WorkflowPropertiesModified: the upserted memo merged into the run's.
+pub(crate) fn apply_properties_modified(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &WorkflowPropertiesModifiedEventAttributes,
+) {
+    if let Some(upsert) = &a.upserted_memo {
+        let merged = info_mut(ms).memo.get_or_insert_with(Default::default);
+        merge_memo(&mut merged.fields, &upsert.fields);
+    }
 }

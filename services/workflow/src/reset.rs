@@ -17,7 +17,7 @@ use temper_proto::temporal::api::history::v1::{
     WorkflowTaskStartedEventAttributes, history_event::Attributes,
 };
 
-use crate::rebuild::{RebuildRun, rebuild, resume};
+use crate::rebuild::{RebuildRun, rebuild, resume, write_event};
 use crate::time::{from_dur, ts};
 use crate::{Limits, NewRunState, Txn, WorkflowError, pb, workflow_task};
 
@@ -146,19 +146,18 @@ fn fail_workflow_task(txn: &mut Txn<'_>, r: &Reset<'_>) {
     };
     if wt.started_event_id == 0 {
         let history_size_bytes = txn.info().history_size_bytes;
-        wt.started_event_id = txn.write(
+        wt.started_event_id = txn.write_applied(
             WorkflowTaskStartedEventAttributes {
                 scheduled_event_id: wt.scheduled_event_id,
                 identity: IDENTITY_HISTORY_SERVICE.into(),
                 request_id: SYNTHETIC_REQUEST_ID.into(),
                 history_size_bytes,
                 ..Default::default()
-            }
-            .into(),
+            },
+            workflow_task::apply_started,
         );
     }
-    txn.ms.workflow_task = None;
-    txn.write(
+    txn.write_applied(
         WorkflowTaskFailedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             started_event_id: wt.started_event_id,
@@ -174,8 +173,8 @@ fn fail_workflow_task(txn: &mut Txn<'_>, r: &Reset<'_>) {
             base_run_id: r.base_run_id.to_string(),
             new_run_id: r.run.run_id.to_string(),
             ..Default::default()
-        }
-        .into(),
+        },
+        workflow_task::apply_failed,
     );
 }
 
@@ -197,25 +196,16 @@ fn reapply(txn: &mut Txn<'_>, ev: &HistoryEvent, signals: bool, base: bool) {
 fn reapply_child_event(txn: &mut Txn<'_>, attrs: &Attributes) {
     use Attributes as A;
     let pending = |txn: &Txn<'_>, id: i64| txn.ms.children.get(&id).cloned();
+    let now = txn.now_ts;
     match attrs {
         A::ChildWorkflowExecutionStartedEventAttributes(a) => {
             if pending(txn, a.initiated_event_id).is_some_and(|c| c.started_event_id == 0) {
-                let id = txn.write(attrs.clone());
-                if let Some(c) = txn.ms.children.get_mut(&a.initiated_event_id) {
-                    c.started_event_id = id;
-                    c.run_id = a
-                        .workflow_execution
-                        .as_ref()
-                        .map(|e| e.run_id.clone())
-                        .unwrap_or_default();
-                    c.namespace_id = a.namespace_id.clone();
-                }
+                write_event(txn, attrs.clone(), now);
             }
         }
         A::StartChildWorkflowExecutionFailedEventAttributes(a) => {
             if pending(txn, a.initiated_event_id).is_some_and(|c| c.started_event_id == 0) {
-                txn.ms.children.remove(&a.initiated_event_id);
-                txn.write(attrs.clone());
+                write_event(txn, attrs.clone(), now);
             }
         }
         _ => {
@@ -241,8 +231,7 @@ fn reapply_child_event(txn: &mut Txn<'_>, attrs: &Attributes) {
             match pending(txn, initiated) {
                 Some(c) if c.started_event_id > 0 => {
                     *started = c.started_event_id;
-                    txn.ms.children.remove(&initiated);
-                    txn.write(attrs);
+                    write_event(txn, attrs, now);
                 }
                 _ => {}
             }
@@ -253,15 +242,7 @@ fn reapply_child_event(txn: &mut Txn<'_>, attrs: &Attributes) {
 /// Write a signal of the old run again in the new one (without scheduling a workflow task
 /// after each: one follows all of them).
 fn reapply_signal(txn: &mut Txn<'_>, a: &WorkflowExecutionSignaledEventAttributes) {
-    let info = txn.info_mut();
-    info.signal_count += 1;
-    if !a.request_id.is_empty() && !info.applied_request_ids.contains(&a.request_id) {
-        info.applied_request_ids.push(a.request_id.clone());
-        if info.applied_request_ids.len() > crate::signal::MAX_REMEMBERED_REQUEST_IDS {
-            info.applied_request_ids.remove(0);
-        }
-    }
-    txn.write(
+    txn.write_applied(
         WorkflowExecutionSignaledEventAttributes {
             signal_name: a.signal_name.clone(),
             input: a.input.clone(),
@@ -269,7 +250,7 @@ fn reapply_signal(txn: &mut Txn<'_>, a: &WorkflowExecutionSignaledEventAttribute
             header: a.header.clone(),
             request_id: a.request_id.clone(),
             ..Default::default()
-        }
-        .into(),
+        },
+        crate::signal::apply_signaled,
     );
 }

@@ -4,7 +4,9 @@
 use temper_proto::temporal::api::common::v1::{Header, Payloads, WorkflowExecution};
 use temper_proto::temporal::api::history::v1::WorkflowExecutionSignaledEventAttributes;
 
-use crate::{Txn, WorkflowError, workflow_task};
+use crate::events::At;
+use crate::state::info_mut;
+use crate::{Txn, WorkflowError, pb, workflow_task};
 
 /// Request ids remembered per run for deduplication.
 pub(crate) const MAX_REMEMBERED_REQUEST_IDS: usize = 1000;
@@ -41,28 +43,21 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
             "Blob data size exceeds limit.".into(),
         ));
     }
-    if !s.request_id.is_empty() {
-        if txn
+    if !s.request_id.is_empty()
+        && txn
             .info()
             .applied_request_ids
             .iter()
             .any(|r| r == s.request_id)
-        {
-            return Ok(());
-        }
-        let info = txn.info_mut();
-        info.applied_request_ids.push(s.request_id.to_string());
-        if info.applied_request_ids.len() > MAX_REMEMBERED_REQUEST_IDS {
-            info.applied_request_ids.remove(0);
-        }
+    {
+        return Ok(());
     }
     if txn.info().signal_count >= MAX_SIGNALS_PER_RUN {
         return Err(WorkflowError::ResourceExhausted(
             "the number of signals to this workflow has reached the limit".into(),
         ));
     }
-    txn.info_mut().signal_count += 1;
-    txn.write_external(
+    txn.write_external_applied(
         WorkflowExecutionSignaledEventAttributes {
             signal_name: s.name.to_string(),
             input: s.input,
@@ -71,9 +66,26 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
             request_id: s.request_id.to_string(),
             external_workflow_execution: s.external_execution,
             ..Default::default()
-        }
-        .into(),
+        },
+        apply_signaled,
     );
     workflow_task::schedule_if_needed(txn);
     Ok(())
+}
+
+/// WorkflowExecutionSignaled: one more signal, and its request id remembered (once) so a
+/// retried request is not delivered twice.
+pub(crate) fn apply_signaled(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &WorkflowExecutionSignaledEventAttributes,
+) {
+    let info = info_mut(ms);
+    info.signal_count += 1;
+    if !a.request_id.is_empty() && !info.applied_request_ids.contains(&a.request_id) {
+        info.applied_request_ids.push(a.request_id.clone());
+        if info.applied_request_ids.len() > MAX_REMEMBERED_REQUEST_IDS {
+            info.applied_request_ids.remove(0);
+        }
+    }
 }

@@ -18,7 +18,8 @@ use temper_proto::temporal::api::history::v1::{
     WorkflowTaskTimedOutEventAttributes, history_event::Attributes,
 };
 
-use crate::commands::{BadCommand, Completion, Outcome};
+use crate::BadCommand;
+use crate::completion::{Completion, Outcome};
 use crate::events::new_event;
 use crate::time::{dur, from_dur, from_ts};
 use crate::workflow_task::{StartRequest, Started};
@@ -151,20 +152,15 @@ fn event(attrs: Attributes, id: i64, time: temper_proto::wkt::Timestamp) -> Hist
 /// add the tasks a normal task has (its dispatch or its start-to-close timer), unless the
 /// task ends in this same transaction.
 pub(crate) fn make_durable(txn: &mut Txn<'_>, with_tasks: bool) {
-    let events = events(txn.ms);
-    let Some(wt) = txn.ms.workflow_task.as_mut().filter(|wt| wt.speculative) else {
+    let Some(wt) = pending(txn.ms).cloned() else {
         return;
     };
-    wt.speculative = false;
-    let wt = wt.clone();
-    for ev in events {
-        let time = ev.event_time;
+    // Written as replay applies them, they give the task back, no longer speculative.
+    for ev in events(txn.ms) {
+        let time = ev.event_time.unwrap_or_default();
         let Some(attrs) = ev.attributes else { continue };
-        let id = txn.write(attrs);
+        let id = crate::rebuild::write_event(txn, attrs, time);
         debug_assert_eq!(id, ev.event_id, "speculative events keep their ids");
-        if let Some(written) = txn.out.events.last_mut() {
-            written.event_time = time;
-        }
     }
     if !with_tasks {
         return;
@@ -289,14 +285,13 @@ pub fn on_timeout(
         );
         return;
     }
-    txn.ms.workflow_task = None;
-    txn.write(
+    txn.write_applied(
         WorkflowTaskTimedOutEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             started_event_id: 0,
             timeout_type: TimeoutType::ScheduleToStart as i32,
-        }
-        .into(),
+        },
+        workflow_task::apply_timed_out,
     );
     workflow_task::clear_sticky(txn);
     txn.flush_buffered();

@@ -1,8 +1,9 @@
-//! Starting a run: validation of StartWorkflowExecution and the first events and tasks.
+//! Starting a run: validation of StartWorkflowExecution and the first events and tasks; and
+//! the execution info a WorkflowExecutionStarted event gives the run.
 
 use std::time::{Duration, SystemTime};
 
-use temper_proto::temporal::api::common::v1::{Payloads, RetryPolicy, WorkflowExecution};
+use temper_proto::temporal::api::common::v1::{Payloads, WorkflowExecution};
 use temper_proto::temporal::api::enums::v1::{
     ContinueAsNewInitiator, TaskQueueKind, WorkflowExecutionStatus,
 };
@@ -12,22 +13,11 @@ use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use temper_proto::wkt;
 
+use crate::events::At;
 use crate::properties::{recorded_memo, recorded_search_attributes};
-use crate::time::{dur, from_dur, is_negative, ts};
+use crate::state::{MAX_ID_LENGTH, RESERVED_PREFIX, RESERVED_TASK_QUEUE, STATE_RUNNING};
+use crate::time::{dur, from_dur, is_negative, opt_from_ts, ts};
 use crate::{Limits, Mutation, Txn, WorkflowError, pb, retry, workflow_task};
-
-/// Temporal's `WorkflowExecutionState::Running`.
-pub const STATE_RUNNING: i32 = 2;
-/// Temporal's `WorkflowExecutionState::Completed`.
-pub const STATE_COMPLETED: i32 = 3;
-
-const MAX_ID_LENGTH: usize = 1000;
-
-/// What partition names start with (`temper_types::PARTITION_PREFIX`).
-pub const RESERVED_PREFIX: &str = "/_sys/";
-
-/// Temporal's answer to a task queue named like one of a queue's partitions (`/_sys/...`).
-pub const RESERVED_TASK_QUEUE: &str = "task queue name cannot start with reserved prefix /_sys/";
 
 /// Check a start request the way the Temporal frontend does.
 pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<(), WorkflowError> {
@@ -247,64 +237,13 @@ pub fn new_execution_with_signal(
         Some(c) => c.execution_expiration_time,
         None => (!exec_timeout.is_zero()).then(|| ts(run.now + backoff + exec_timeout)),
     };
-    // A run ends by its run timeout or by the chain's execution timeout, whichever is first.
-    let run_expiration = {
-        let by_run = (!run_timeout.is_zero()).then(|| run.now + backoff + run_timeout);
-        let by_execution = execution_expiration.as_ref().map(crate::time::from_ts);
-        match (by_run, by_execution) {
-            (Some(r), Some(e)) => Some(r.min(e)),
-            (r, e) => r.or(e),
-        }
-    };
     let self_execution = WorkflowExecution {
         workflow_id: req.workflow_id.clone(),
         run_id: run.run_id.to_string(),
     };
     let root = run.origin.root.clone().unwrap_or(self_execution);
-    let parent = run.origin.parent.clone();
-    let keeps_input = retry_policy.is_some() || !req.cron_schedule.is_empty();
-    let info = pb::ExecutionInfo {
-        namespace_id: run.namespace_id.to_string(),
-        namespace: req.namespace.clone(),
-        workflow_id: req.workflow_id.clone(),
-        run_id: run.run_id.to_string(),
-        first_run_id: first_run_id.clone(),
-        workflow_type: req.workflow_type.clone(),
-        task_queue: Some(task_queue.clone()),
-        workflow_execution_timeout: dur(exec_timeout),
-        workflow_run_timeout: dur(run_timeout),
-        default_workflow_task_timeout: dur(task_timeout),
-        start_time: Some(ts(run.now)),
-        execution_time: Some(ts(run.now + backoff)),
-        execution_expiration_time: execution_expiration,
-        run_expiration_time: run_expiration.map(ts),
-        state: STATE_RUNNING,
-        status: WorkflowExecutionStatus::Running as i32,
-        create_request_id: run.request_id.to_string(),
-        retry_policy: retry_policy.clone(),
-        attempt,
-        memo: recorded_memo(&req.memo),
-        search_attributes: recorded_search_attributes(&req.search_attributes),
-        cron_schedule: req.cron_schedule.clone(),
-        start_input: keeps_input.then(|| req.input.clone()).flatten(),
-        start_header: keeps_input.then(|| req.header.clone()).flatten(),
-        parent: parent.clone(),
-        root_execution: Some(root.clone()),
-        last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
-        continued_failure: continued.and_then(|c| c.failure.clone()),
-        first_workflow_task_backoff_until: (!backoff.is_zero()).then(|| ts(run.now + backoff)),
-        auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
-        priority: req.priority.clone(),
-        ..Default::default()
-    };
-    let mut ms = pb::MutableState {
-        execution_info: Some(info),
-        next_event_id: 1,
-        ..Default::default()
-    };
-    let mut txn = Txn::new(&mut ms, run.now, limits);
-    let is_child = parent.is_some();
-    let (parent_ns, parent_ns_id, parent_exec, parent_initiated) = match parent {
+    let is_child = run.origin.parent.is_some();
+    let (parent_ns, parent_ns_id, parent_exec, parent_initiated) = match run.origin.parent {
         Some(p) => (
             p.namespace,
             p.namespace_id,
@@ -313,45 +252,58 @@ pub fn new_execution_with_signal(
         ),
         None => Default::default(),
     };
-    txn.write(
-        WorkflowExecutionStartedEventAttributes {
-            workflow_type: req.workflow_type.clone(),
-            parent_workflow_namespace: parent_ns,
-            parent_workflow_namespace_id: parent_ns_id,
-            parent_workflow_execution: parent_exec,
-            parent_initiated_event_id: parent_initiated,
-            task_queue: Some(task_queue),
-            input: req.input.clone(),
-            workflow_execution_timeout: dur(exec_timeout),
-            workflow_run_timeout: dur(run_timeout),
-            workflow_task_timeout: dur(task_timeout),
-            continued_execution_run_id: continued
-                .map(|c| c.previous_run_id.clone())
-                .unwrap_or_default(),
-            initiator: continued
-                .map(|c| c.initiator)
-                .unwrap_or(ContinueAsNewInitiator::Unspecified) as i32,
-            continued_failure: continued.and_then(|c| c.failure.clone()),
-            last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
-            original_execution_run_id: run.run_id.to_string(),
-            identity: req.identity.clone(),
-            first_execution_run_id: first_run_id,
-            retry_policy: retry_policy.map(|p: RetryPolicy| p),
-            attempt,
-            workflow_execution_expiration_time: execution_expiration,
-            cron_schedule: req.cron_schedule.clone(),
-            first_workflow_task_backoff: crate::time::dur_or_zero(backoff),
-            memo: recorded_memo(&req.memo),
-            search_attributes: recorded_search_attributes(&req.search_attributes),
-            header: req.header.clone(),
-            workflow_id: req.workflow_id.clone(),
-            root_workflow_execution: is_child.then_some(root),
-            prev_auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
-            priority: req.priority.clone(),
-            ..Default::default()
-        }
-        .into(),
-    );
+    let started = WorkflowExecutionStartedEventAttributes {
+        workflow_type: req.workflow_type.clone(),
+        parent_workflow_namespace: parent_ns,
+        parent_workflow_namespace_id: parent_ns_id,
+        parent_workflow_execution: parent_exec,
+        parent_initiated_event_id: parent_initiated,
+        task_queue: Some(task_queue),
+        input: req.input.clone(),
+        workflow_execution_timeout: dur(exec_timeout),
+        workflow_run_timeout: dur(run_timeout),
+        workflow_task_timeout: dur(task_timeout),
+        continued_execution_run_id: continued
+            .map(|c| c.previous_run_id.clone())
+            .unwrap_or_default(),
+        initiator: continued
+            .map(|c| c.initiator)
+            .unwrap_or(ContinueAsNewInitiator::Unspecified) as i32,
+        continued_failure: continued.and_then(|c| c.failure.clone()),
+        last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
+        original_execution_run_id: run.run_id.to_string(),
+        identity: req.identity.clone(),
+        first_execution_run_id: first_run_id,
+        retry_policy,
+        attempt,
+        workflow_execution_expiration_time: execution_expiration,
+        cron_schedule: req.cron_schedule.clone(),
+        first_workflow_task_backoff: crate::time::dur_or_zero(backoff),
+        memo: recorded_memo(&req.memo),
+        search_attributes: recorded_search_attributes(&req.search_attributes),
+        header: req.header.clone(),
+        workflow_id: req.workflow_id.clone(),
+        root_workflow_execution: is_child.then(|| root.clone()),
+        prev_auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
+        priority: req.priority.clone(),
+        ..Default::default()
+    };
+    let mut ms = pb::MutableState {
+        next_event_id: 1,
+        ..Default::default()
+    };
+    let mut txn = Txn::new(&mut ms, run.now, limits);
+    let ids = RunIds {
+        namespace_id: run.namespace_id,
+        namespace: &req.namespace,
+        workflow_id: &req.workflow_id,
+        run_id: run.run_id,
+        request_id: run.request_id,
+    };
+    txn.write_applied(started, |ms, at, a| apply_started(ms, at, a, ids));
+    // A run that continues another keeps the root of its chain, which its started event
+    // names only for a child (as from the Temporal server); replay takes the run itself.
+    txn.info_mut().root_execution = Some(root);
     if let Some(sig) = signal {
         // Cannot fail: the run is new and running, and the caller validated the name.
         let _ = crate::signal::signal(&mut txn, sig);
@@ -362,13 +314,111 @@ pub fn new_execution_with_signal(
         let t = txn.timer_task(pb::TimerTaskKind::WorkflowBackoff, 0, 0);
         txn.add_timer_task(run.now + backoff, t);
     }
-    if let Some(at) = run_expiration {
+    if let Some(at) = opt_from_ts(&txn.info().run_expiration_time) {
         let t = txn.timer_task(pb::TimerTaskKind::WorkflowRunTimeout, 0, 0);
         txn.add_timer_task(at, t);
     }
     txn.visibility_task(pb::VisibilityTaskKind::Start);
     let out = txn.finish();
     (ms, out)
+}
+
+/// The run a started event belongs to: what its history does not record.
+#[derive(Debug, Clone, Copy)]
+pub struct RunIds<'a> {
+    pub namespace_id: &'a str,
+    /// The namespace's name, for events that carry it.
+    pub namespace: &'a str,
+    /// The workflow id, for a started event that does not carry it.
+    pub workflow_id: &'a str,
+    pub run_id: &'a str,
+    /// The request id that created the run (start idempotency).
+    pub request_id: &'a str,
+}
+
+/// WorkflowExecutionStarted: the run's execution info, running. Its deadlines count from
+/// the event's time (plus the first workflow task's backoff).
+pub(crate) fn apply_started(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &WorkflowExecutionStartedEventAttributes,
+    run: RunIds<'_>,
+) {
+    let now = at.system_time();
+    let backoff = from_dur(&a.first_workflow_task_backoff);
+    let run_timeout = from_dur(&a.workflow_run_timeout);
+    let execution_expiration = a.workflow_execution_expiration_time;
+    // A run ends by its run timeout or by the chain's execution timeout, whichever is first.
+    let run_expiration = {
+        let by_run = (!run_timeout.is_zero()).then(|| now + backoff + run_timeout);
+        let by_execution = opt_from_ts(&execution_expiration);
+        match (by_run, by_execution) {
+            (Some(r), Some(e)) => Some(r.min(e)),
+            (r, e) => r.or(e),
+        }
+    };
+    let workflow_id = if a.workflow_id.is_empty() {
+        run.workflow_id.to_string()
+    } else {
+        a.workflow_id.clone()
+    };
+    let first_run_id = if a.first_execution_run_id.is_empty() {
+        run.run_id.to_string()
+    } else {
+        a.first_execution_run_id.clone()
+    };
+    let parent = a
+        .parent_workflow_execution
+        .as_ref()
+        .map(|execution| pb::ParentInfo {
+            namespace_id: a.parent_workflow_namespace_id.clone(),
+            namespace: a.parent_workflow_namespace.clone(),
+            execution: Some(execution.clone()),
+            initiated_event_id: a.parent_initiated_event_id,
+        });
+    let root = a
+        .root_workflow_execution
+        .clone()
+        .unwrap_or_else(|| WorkflowExecution {
+            workflow_id: workflow_id.clone(),
+            run_id: run.run_id.to_string(),
+        });
+    // A run that may run again (retry, cron) keeps its input for the next run.
+    let keeps_input = a.retry_policy.is_some() || !a.cron_schedule.is_empty();
+    ms.execution_info = Some(pb::ExecutionInfo {
+        namespace_id: run.namespace_id.to_string(),
+        namespace: run.namespace.to_string(),
+        workflow_id,
+        run_id: run.run_id.to_string(),
+        first_run_id,
+        workflow_type: a.workflow_type.clone(),
+        task_queue: a.task_queue.clone(),
+        workflow_execution_timeout: a.workflow_execution_timeout,
+        workflow_run_timeout: a.workflow_run_timeout,
+        default_workflow_task_timeout: a.workflow_task_timeout,
+        start_time: Some(at.time),
+        execution_time: Some(ts(now + backoff)),
+        execution_expiration_time: execution_expiration,
+        run_expiration_time: run_expiration.map(ts),
+        state: STATE_RUNNING,
+        status: WorkflowExecutionStatus::Running as i32,
+        create_request_id: run.request_id.to_string(),
+        retry_policy: a.retry_policy.clone(),
+        attempt: a.attempt,
+        memo: a.memo.clone(),
+        search_attributes: a.search_attributes.clone(),
+        cron_schedule: a.cron_schedule.clone(),
+        start_input: keeps_input.then(|| a.input.clone()).flatten(),
+        start_header: keeps_input.then(|| a.header.clone()).flatten(),
+        parent,
+        root_execution: Some(root),
+        last_completion_result: a.last_completion_result.clone(),
+        continued_failure: a.continued_failure.clone(),
+        first_workflow_task_backoff_until: (!backoff.is_zero()).then(|| ts(now + backoff)),
+        auto_reset_points: a.prev_auto_reset_points.clone(),
+        priority: a.priority.clone(),
+        ..Default::default()
+    });
 }
 
 /// The backoff timer of a run's first workflow task fired.

@@ -7,9 +7,23 @@ use temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus;
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 use temper_proto::wkt;
 
-use crate::events::new_event;
+use crate::events::{At, BUFFERED_EVENT_ID, new_event};
 use crate::pb;
 use crate::time::ts;
+
+/// Temporal's `WorkflowExecutionState::Running`.
+pub const STATE_RUNNING: i32 = 2;
+/// Temporal's `WorkflowExecutionState::Completed`.
+pub const STATE_COMPLETED: i32 = 3;
+
+/// The longest id or name (workflow id, type, task queue, request id) a request may give.
+pub(crate) const MAX_ID_LENGTH: usize = 1000;
+
+/// What partition names start with (`temper_types::PARTITION_PREFIX`).
+pub const RESERVED_PREFIX: &str = "/_sys/";
+
+/// Temporal's answer to a task queue named like one of a queue's partitions (`/_sys/...`).
+pub const RESERVED_TASK_QUEUE: &str = "task queue name cannot start with reserved prefix /_sys/";
 
 /// What one transaction must persist, atomically, besides the new mutable state.
 #[derive(Debug, Default, Clone)]
@@ -104,6 +118,8 @@ pub struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
+    /// A transaction on `ms`, which must carry execution info: stored states enter through
+    /// [`crate::transaction::apply`], which checks it.
     pub fn new(ms: &'a mut pb::MutableState, now: SystemTime, limits: &'a Limits) -> Self {
         Self {
             ms,
@@ -146,15 +162,18 @@ impl<'a> Txn<'a> {
         self.out
     }
 
+    /// The run's execution info. Every state a transaction works on has one: a stored state
+    /// is checked where it enters a transaction ([`crate::transaction::apply`]), and a new
+    /// or rebuilt run gets it from its started event.
     pub fn info(&self) -> &pb::ExecutionInfo {
         self.ms
             .execution_info
             .as_ref()
-            .expect("mutable state always carries execution info")
+            .expect("checked when the state entered the transaction")
     }
 
     pub fn info_mut(&mut self) -> &mut pb::ExecutionInfo {
-        self.ms.execution_info.get_or_insert_with(Default::default)
+        info_mut(self.ms)
     }
 
     pub fn is_running(&self) -> bool {
@@ -175,7 +194,14 @@ impl<'a> Txn<'a> {
 
     /// Write an event now, returning its id.
     pub fn write(&mut self, attrs: Attributes) -> i64 {
-        let mut ev = new_event(attrs, &self.now_ts);
+        let now = self.now_ts;
+        self.write_at(attrs, now)
+    }
+
+    /// Write an event with time `time` (one that happened earlier, shown to a worker before it
+    /// was written), returning its id.
+    pub(crate) fn write_at(&mut self, attrs: Attributes, time: wkt::Timestamp) -> i64 {
+        let mut ev = new_event(attrs, &time);
         let id = self.ms.next_event_id;
         ev.event_id = id;
         self.ms.next_event_id += 1;
@@ -183,6 +209,46 @@ impl<'a> Txn<'a> {
         self.info_mut().history_size_bytes += size;
         self.out.events.push(ev);
         id
+    }
+
+    /// Write an event now and change the state with `apply`, the function replay applies the
+    /// event with (see [`crate::rebuild`]); returns the event's id. The state changes before
+    /// the event is appended, at the id and time the event gets, so the attributes need not
+    /// be copied; nothing in between looks at either.
+    pub(crate) fn write_applied<A: Into<Attributes>>(
+        &mut self,
+        attrs: A,
+        apply: impl FnOnce(&mut pb::MutableState, At, &A),
+    ) -> i64 {
+        let at = At {
+            id: self.ms.next_event_id,
+            time: self.now_ts,
+        };
+        apply(self.ms, at, &attrs);
+        self.write(attrs.into())
+    }
+
+    /// [`Self::write_external`] with `apply` as in [`Self::write_applied`]: a buffered event
+    /// changes the state at once, with the id [`BUFFERED_EVENT_ID`] (fixed when written).
+    pub(crate) fn write_external_applied<A: Into<Attributes>>(
+        &mut self,
+        attrs: A,
+        apply: impl FnOnce(&mut pb::MutableState, At, &A),
+    ) -> Option<i64> {
+        let id = if self.has_started_workflow_task() {
+            BUFFERED_EVENT_ID
+        } else {
+            self.ms.next_event_id
+        };
+        apply(
+            self.ms,
+            At {
+                id,
+                time: self.now_ts,
+            },
+            &attrs,
+        );
+        self.write_external(attrs.into())
     }
 
     /// Write an event that comes from outside the workflow task (activity result, timer,
@@ -323,6 +389,12 @@ impl<'a> Txn<'a> {
         };
         self.out.visibility.push(t);
     }
+}
+
+/// The execution info of a state, for the `apply_*` functions (every state a transaction or
+/// a replay works on has one).
+pub(crate) fn info_mut(ms: &mut pb::MutableState) -> &mut pb::ExecutionInfo {
+    ms.execution_info.get_or_insert_with(Default::default)
 }
 
 fn fix_started(started: &[(i64, i64)], scheduled: i64, slot: &mut i64) {

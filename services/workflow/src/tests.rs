@@ -16,7 +16,8 @@ use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attr
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
-use crate::commands::{Completion, Outcome, complete_workflow_task};
+use crate::commands::complete_workflow_task;
+use crate::completion::{Completion, Outcome};
 use crate::start::{NewRun, new_execution};
 use crate::time::dur;
 use crate::workflow_task::{StartRequest, record_started};
@@ -28,6 +29,9 @@ pub(crate) struct Harness {
     pub(crate) now: SystemTime,
     pub(crate) limits: Limits,
     pub(crate) last: crate::Mutation,
+    /// Check after each transaction that replaying the history gives the state (off for a
+    /// test that edits the state directly, which no history says).
+    pub(crate) check_replay: bool,
 }
 
 impl Harness {
@@ -61,6 +65,7 @@ impl Harness {
             now,
             limits,
             last: out,
+            check_replay: true,
         }
     }
 
@@ -69,6 +74,9 @@ impl Harness {
         let r = f(&mut txn);
         let out = txn.finish();
         self.history.extend(out.events.iter().cloned());
+        if self.check_replay {
+            crate::tests_rebuild::assert_replays(&self.ms, &self.history);
+        }
         self.last = out;
         r
     }
@@ -158,7 +166,7 @@ pub(crate) fn complete_cmd() -> Command {
 }
 
 #[test]
-fn activity_happy_path_event_order() {
+pub(crate) fn activity_happy_path_event_order() {
     let mut h = Harness::start();
     h.complete_wt(vec![schedule_activity("a1", None)]);
     let sched = *h.ms.activities.keys().next().expect("activity pending");
@@ -200,7 +208,7 @@ fn activity_happy_path_event_order() {
 }
 
 #[test]
-fn events_during_a_workflow_task_are_buffered_after_its_commands() {
+pub(crate) fn events_during_a_workflow_task_are_buffered_after_its_commands() {
     let mut h = Harness::start();
     h.complete_wt(vec![schedule_activity("a1", None)]);
     let sched = *h.ms.activities.keys().next().expect("pending");
@@ -270,7 +278,7 @@ fn events_during_a_workflow_task_are_buffered_after_its_commands() {
 }
 
 #[test]
-fn close_with_unseen_events_is_rejected() {
+pub(crate) fn close_with_unseen_events_is_rejected() {
     let mut h = Harness::start();
     h.complete_wt(
         vec![StartTimerCommandAttributes {
@@ -326,7 +334,7 @@ fn close_with_unseen_events_is_rejected() {
 }
 
 #[test]
-fn activity_retries_then_fails_with_max_attempts() {
+pub(crate) fn activity_retries_then_fails_with_max_attempts() {
     let mut h = Harness::start();
     let policy = RetryPolicy {
         maximum_attempts: 2,
@@ -395,7 +403,7 @@ fn activity_retries_then_fails_with_max_attempts() {
 }
 
 #[test]
-fn heartbeat_timeout_waits_for_the_latest_heartbeat() {
+pub(crate) fn heartbeat_timeout_waits_for_the_latest_heartbeat() {
     let mut h = Harness::start();
     let mut cmd = schedule_activity(
         "a1",
@@ -430,7 +438,7 @@ fn heartbeat_timeout_waits_for_the_latest_heartbeat() {
 }
 
 #[test]
-fn bad_command_fails_the_workflow_task_and_keeps_nothing() {
+pub(crate) fn bad_command_fails_the_workflow_task_and_keeps_nothing() {
     let mut h = Harness::start();
     let before = h.history.len();
     let bad = Command {
@@ -456,7 +464,7 @@ fn bad_command_fails_the_workflow_task_and_keeps_nothing() {
 }
 
 #[test]
-fn repeated_workflow_task_failures_back_off() {
+pub(crate) fn repeated_workflow_task_failures_back_off() {
     use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
     let mut h = Harness::start();
     for attempt in 1..=2 {
@@ -485,7 +493,7 @@ fn repeated_workflow_task_failures_back_off() {
 }
 
 #[test]
-fn a_history_past_its_limit_terminates_the_run() {
+pub(crate) fn a_history_past_its_limit_terminates_the_run() {
     let mut h = Harness::start();
     h.limits.max_history_events = 12;
     let marker = || Command {

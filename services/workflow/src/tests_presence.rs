@@ -13,7 +13,8 @@ use temper_proto::temporal::api::enums::v1::TaskQueueKind;
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 use temper_proto::wkt;
 
-use crate::commands::{Completion, complete_workflow_task};
+use crate::commands::complete_workflow_task;
+use crate::completion::Completion;
 use crate::tests::Harness;
 use crate::time::{dur, from_ts};
 

@@ -4,6 +4,8 @@
 
 #![allow(deprecated)]
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use temper_proto::temporal::api::command::v1::{
@@ -29,7 +31,9 @@ use crate::reset::{Reset, reapplies_signals, reset};
 use crate::start::{NewRun, new_execution};
 use crate::tests::Harness;
 use crate::time::{dur, from_ts, ts};
-use crate::{Limits, Txn, WorkflowError, activity, child, close, external, pb, signal, timer};
+use crate::{
+    Limits, Txn, WorkflowError, activity, child, close, external, pb, signal, speculative, timer,
+};
 
 fn cmd(a: C) -> Command {
     Command {
@@ -124,6 +128,15 @@ fn normalised(mut ms: pb::MutableState) -> pb::MutableState {
     info.sticky_schedule_to_start_timeout = None;
     info.sticky_worker_identity.clear();
     info.sticky_last_updated = None;
+    // A continue-as-new sets when the closing run's reset points expire (the namespace's
+    // retention); no event says so.
+    for p in info
+        .auto_reset_points
+        .iter_mut()
+        .flat_map(|r| r.points.iter_mut())
+    {
+        p.expire_time = None;
+    }
     for ai in ms.activities.values_mut() {
         // An attempt in flight writes its started event only when it ends.
         ai.started_time = None;
@@ -133,8 +146,58 @@ fn normalised(mut ms: pb::MutableState) -> pb::MutableState {
         ai.last_heartbeat_time = None;
         ai.heartbeat_details = None;
         ai.heartbeat_timer_pending = false;
+        // Retries write no event (as in Temporal): the history knows the first attempt.
+        ai.attempt = 1;
+        ai.retry_time = None;
+        ai.last_failure = None;
+        ai.scheduled_time = ai.first_scheduled_time;
     }
     ms
+}
+
+thread_local! {
+    /// The event types of every history [`assert_replays`] checked on this thread.
+    static CHECKED: RefCell<BTreeSet<i32>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Replaying `history` gives the live state `live` (as stored, less what the history cannot
+/// tell). The test harnesses check this after every transaction, so a change to the live
+/// path that replay does not make (or the other way round) fails the tests that drive it.
+pub(crate) fn assert_replays(live: &pb::MutableState, history: &[HistoryEvent]) {
+    if !live.buffered_events.is_empty() {
+        // Applied already, written when the workflow task ends: checked then.
+        return;
+    }
+    let live = normalised(speculative::persisted_view(live).into_owned());
+    let info = live.execution_info.as_ref().expect("info");
+    let run = RebuildRun {
+        namespace_id: &info.namespace_id,
+        namespace: &info.namespace,
+        workflow_id: &info.workflow_id,
+        run_id: &info.run_id,
+        request_id: &info.create_request_id,
+    };
+    let mut rebuilt = rebuild(history, run).expect("rebuild");
+    let continued = matches!(
+        history.first().and_then(|e| e.attributes.as_ref()),
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
+            if !a.continued_execution_run_id.is_empty()
+    );
+    if let (true, Some(i)) = (continued, rebuilt.execution_info.as_mut()) {
+        // Known gap: a continued run keeps its chain's root, which its started event does
+        // not name unless it is a child (as from the Temporal server).
+        i.root_execution = info.root_execution.clone();
+    }
+    assert_eq!(
+        rebuilt,
+        live,
+        "replaying the history gives the live state; history: {:?}",
+        history
+            .iter()
+            .map(|e| E::try_from(e.event_type).map(|t| t.as_str_name()))
+            .collect::<Vec<_>>()
+    );
+    CHECKED.with(|c| c.borrow_mut().extend(history.iter().map(|e| e.event_type)));
 }
 
 /// A workflow with activities (pending, in flight, completed), timers (pending, fired,
@@ -356,6 +419,7 @@ fn harness_with_run_timeout(timeout: Duration) -> Harness {
         now,
         limits,
         last: out,
+        check_replay: true,
     }
 }
 
@@ -783,4 +847,172 @@ fn reset_applies_again_what_the_children_did_after_the_reset_point() {
     )
     .expect("rebuild");
     assert_eq!(prefix_only.children.len(), 1);
+}
+
+// ------------------------------------------------------------- one apply path per event
+
+/// Event types this crate never writes (other servers' features), so no test can replay them.
+const NOT_WRITTEN: &[E] = &[
+    E::Unspecified,
+    E::WorkflowExecutionUpdateRejected,
+    E::WorkflowExecutionUpdateAdmitted,
+    E::WorkflowPropertiesModifiedExternally,
+    E::ActivityPropertiesModifiedExternally,
+    E::NexusOperationScheduled,
+    E::NexusOperationStarted,
+    E::NexusOperationCompleted,
+    E::NexusOperationFailed,
+    E::NexusOperationCanceled,
+    E::NexusOperationTimedOut,
+    E::NexusOperationCancelRequested,
+    E::NexusOperationCancelRequestCompleted,
+    E::NexusOperationCancelRequestFailed,
+    E::WorkflowExecutionOptionsUpdated,
+    E::WorkflowExecutionPaused,
+    E::WorkflowExecutionUnpaused,
+    E::WorkflowExecutionTimeSkippingTransitioned,
+];
+
+fn close_event(a: Attributes) -> HistoryEvent {
+    HistoryEvent {
+        attributes: Some(a),
+        ..Default::default()
+    }
+}
+
+/// What the other scenarios leave out: a workflow task timing out, an activity canceled
+/// before it started, children that fail, are canceled, time out or are terminated, cancel
+/// requests to other workflows (delivered or not), and the run canceled, failed and timed
+/// out.
+fn timeouts_cancellations_and_closes() {
+    let mut h = Harness::start();
+    let wt = h.start_wt();
+    h.apply(|t| {
+        crate::workflow_task::on_timeout(
+            t,
+            wt.scheduled_event_id,
+            wt.attempt,
+            TimeoutType::StartToClose as i32,
+        )
+    });
+    let cancel_external = |id: &str| {
+        cmd(C::RequestCancelExternalWorkflowExecutionCommandAttributes(
+            RequestCancelExternalWorkflowExecutionCommandAttributes {
+                workflow_id: id.into(),
+                ..Default::default()
+            },
+        ))
+    };
+    h.complete_wt(vec![
+        activity_cmd("a", Duration::ZERO),
+        child_cmd("k-failed"),
+        child_cmd("k-canceled"),
+        child_cmd("k-timed-out"),
+        child_cmd("k-terminated"),
+        cancel_external("there"),
+        cancel_external("missing"),
+    ]);
+    let scheduled = *h.ms.activities.keys().next().expect("activity");
+    send_signal(&mut h, "wake", "sig-wake");
+    h.complete_wt(vec![cmd(C::RequestCancelActivityTaskCommandAttributes(
+        temper_proto::temporal::api::command::v1::RequestCancelActivityTaskCommandAttributes {
+            scheduled_event_id: scheduled,
+        },
+    ))]);
+    let kids: Vec<(i64, String)> =
+        h.ms.children
+            .values()
+            .map(|c| (c.initiated_event_id, c.workflow_id.clone()))
+            .collect();
+    for (initiated, id) in kids {
+        h.apply(|t| child::on_started(t, initiated, "ns", &format!("{id}-run"), None))
+            .expect("started");
+        let closed = match id.as_str() {
+            "k-failed" => Attributes::WorkflowExecutionFailedEventAttributes(Default::default()),
+            "k-canceled" => {
+                Attributes::WorkflowExecutionCanceledEventAttributes(Default::default())
+            }
+            "k-timed-out" => {
+                Attributes::WorkflowExecutionTimedOutEventAttributes(Default::default())
+            }
+            _ => Attributes::WorkflowExecutionTerminatedEventAttributes(Default::default()),
+        };
+        let execution = WorkflowExecution {
+            workflow_id: id.clone(),
+            run_id: format!("{id}-run"),
+        };
+        h.apply(|t| {
+            child::on_closed(
+                t,
+                initiated,
+                execution.clone(),
+                &close_event(closed.clone()),
+            )
+        })
+        .expect("closed");
+    }
+    let mut cancels: Vec<i64> = h.ms.request_cancels.keys().copied().collect();
+    cancels.sort_unstable();
+    for (i, initiated) in cancels.into_iter().enumerate() {
+        let attrs = match h.history[initiated as usize - 1].attributes.clone() {
+            Some(Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a)) => {
+                a
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        h.apply(|t| external::on_cancel_result(t, initiated, &attrs, "ns", i == 0))
+            .expect("cancel result");
+    }
+    h.complete_wt(vec![cmd(C::CancelWorkflowExecutionCommandAttributes(
+        Default::default(),
+    ))]);
+    assert_eq!(
+        h.ms.execution_info.as_ref().map(|i| i.status),
+        Some(WorkflowExecutionStatus::Canceled as i32)
+    );
+
+    let mut h = Harness::start();
+    h.complete_wt(vec![cmd(C::FailWorkflowExecutionCommandAttributes(
+        Default::default(),
+    ))]);
+    let mut h = Harness::start();
+    h.apply(close::on_run_timeout);
+    assert_eq!(
+        h.ms.execution_info.as_ref().map(|i| i.status),
+        Some(WorkflowExecutionStatus::TimedOut as i32)
+    );
+}
+
+/// Every event type the crate writes appears in a history the scenario tests check against
+/// replay after every transaction (see [`assert_replays`]), so a type whose live path and
+/// replay differ fails a test, and a new type is not forgotten.
+#[test]
+fn every_event_type_the_crate_writes_is_checked_against_replay() {
+    CHECKED.with(|c| c.borrow_mut().clear());
+    busy_workflow();
+    timeouts_cancellations_and_closes();
+    crate::tests::activity_happy_path_event_order();
+    crate::tests::events_during_a_workflow_task_are_buffered_after_its_commands();
+    crate::tests::activity_retries_then_fails_with_max_attempts();
+    crate::tests::heartbeat_timeout_waits_for_the_latest_heartbeat();
+    crate::tests::bad_command_fails_the_workflow_task_and_keeps_nothing();
+    crate::tests::repeated_workflow_task_failures_back_off();
+    crate::tests::a_history_past_its_limit_terminates_the_run();
+    crate::tests_relations::child_lifecycle_events_in_the_parent();
+    crate::tests_relations::child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush();
+    crate::tests_relations::child_start_failure_and_pending_child_limit();
+    crate::tests_relations::external_signal_outcomes();
+    crate::tests_relations::continue_as_new_creates_the_next_run_in_the_same_mutation();
+    crate::tests_relations::search_attributes_and_memo_merge_and_remove();
+    crate::update_tests::accepted_update_writes_the_task_then_its_events_in_command_order();
+    let checked = CHECKED.with(|c| c.borrow().clone());
+    let missing: Vec<&str> = (0..200)
+        .filter_map(|t| E::try_from(t).ok())
+        .filter(|t| !checked.contains(&(*t as i32)) && !NOT_WRITTEN.contains(t))
+        .map(|t| t.as_str_name())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never checked against replay: {missing:?}"
+    );
 }

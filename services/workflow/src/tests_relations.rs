@@ -23,7 +23,7 @@ use temper_proto::temporal::api::history::v1::{
     HistoryEvent, WorkflowExecutionCompletedEventAttributes, history_event::Attributes,
 };
 
-use crate::commands::Outcome;
+use crate::completion::Outcome;
 use crate::tests::{Harness, complete_cmd};
 use crate::time::{dur, from_ts};
 use crate::{child, external, pb, start};
@@ -77,7 +77,7 @@ fn child_exec(id: &str) -> WorkflowExecution {
 }
 
 #[test]
-fn child_lifecycle_events_in_the_parent() {
+pub(crate) fn child_lifecycle_events_in_the_parent() {
     let mut h = Harness::start();
     h.complete_wt(vec![start_child_cmd("kid")]);
     let initiated = *h.ms.children.keys().next().expect("child pending");
@@ -133,7 +133,7 @@ fn child_lifecycle_events_in_the_parent() {
 }
 
 #[test]
-fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
+pub(crate) fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
     let mut h = Harness::start();
     h.complete_wt(vec![start_child_cmd("kid")]);
     let initiated = *h.ms.children.keys().next().expect("child pending");
@@ -164,7 +164,7 @@ fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
         crate::commands::complete_workflow_task(
             t,
             &wt,
-            crate::commands::Completion {
+            crate::completion::Completion {
                 commands: &[],
                 identity: "w",
                 binary_checksum: "",
@@ -197,7 +197,7 @@ fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush() {
 }
 
 #[test]
-fn child_start_failure_and_pending_child_limit() {
+pub(crate) fn child_start_failure_and_pending_child_limit() {
     let mut h = Harness::start();
     h.limits.max_pending_children = 1;
     h.complete_wt(vec![start_child_cmd("kid")]);
@@ -242,7 +242,7 @@ fn child_start_failure_and_pending_child_limit() {
 }
 
 #[test]
-fn external_signal_outcomes() {
+pub(crate) fn external_signal_outcomes() {
     let mut h = Harness::start();
     let signal = |id: &str| {
         cmd(C::SignalExternalWorkflowExecutionCommandAttributes(
@@ -296,7 +296,7 @@ fn can_cmd(input: &str) -> Command {
 }
 
 #[test]
-fn continue_as_new_creates_the_next_run_in_the_same_mutation() {
+pub(crate) fn continue_as_new_creates_the_next_run_in_the_same_mutation() {
     let mut h = Harness::start();
     h.complete_wt(vec![can_cmd("next")]);
     let info = h.ms.execution_info.clone().expect("info");
@@ -351,7 +351,7 @@ fn continue_as_new_creates_the_next_run_in_the_same_mutation() {
 }
 
 #[test]
-fn continue_as_new_is_refused_while_new_events_wait() {
+pub(crate) fn continue_as_new_is_refused_while_new_events_wait() {
     let mut h = Harness::start();
     h.start_wt();
     h.apply(|t| {
@@ -373,7 +373,7 @@ fn continue_as_new_is_refused_while_new_events_wait() {
         crate::commands::complete_workflow_task(
             t,
             &wt,
-            crate::commands::Completion {
+            crate::completion::Completion {
                 commands: &[can_cmd("x")],
                 identity: "w",
                 binary_checksum: "",
@@ -400,8 +400,10 @@ fn continue_as_new_is_refused_while_new_events_wait() {
 }
 
 #[test]
-fn workflow_retry_policy_starts_the_next_attempt_after_its_backoff() {
+pub(crate) fn workflow_retry_policy_starts_the_next_attempt_after_its_backoff() {
     let mut h = Harness::start();
+    // Set on the state, not in the history: replay would not know it.
+    h.check_replay = false;
     h.ms.execution_info.as_mut().expect("info").retry_policy =
         Some(crate::retry::with_defaults(RetryPolicy {
             initial_interval: dur(Duration::from_secs(2)),
@@ -456,6 +458,7 @@ fn workflow_retry_policy_starts_the_next_attempt_after_its_backoff() {
         now: h.now + Duration::from_secs(2),
         limits: h.limits.clone(),
         last: Default::default(),
+        check_replay: true,
     };
     // A signal during the backoff does not schedule the first task early.
     h2.apply(|t| {
@@ -487,8 +490,10 @@ fn workflow_retry_policy_starts_the_next_attempt_after_its_backoff() {
 }
 
 #[test]
-fn cron_runs_continue_after_completion_with_the_last_result() {
+pub(crate) fn cron_runs_continue_after_completion_with_the_last_result() {
     let mut h = Harness::start();
+    // Set on the state, not in the history: replay would not know it.
+    h.check_replay = false;
     h.ms.execution_info.as_mut().expect("info").cron_schedule = "@every 10s".into();
     h.now += Duration::from_secs(3);
     let complete = cmd(C::CompleteWorkflowExecutionCommandAttributes(
@@ -530,7 +535,7 @@ fn payload_json(s: &str) -> Payload {
 }
 
 #[test]
-fn search_attributes_and_memo_merge_and_remove() {
+pub(crate) fn search_attributes_and_memo_merge_and_remove() {
     let mut h = Harness::start();
     let upsert = |k: &str, v: &str| {
         cmd(C::UpsertWorkflowSearchAttributesCommandAttributes(
@@ -575,7 +580,7 @@ fn search_attributes_and_memo_merge_and_remove() {
 }
 
 #[test]
-fn workflow_tasks_suggest_continue_as_new_past_the_threshold() {
+pub(crate) fn workflow_tasks_suggest_continue_as_new_past_the_threshold() {
     let mut h = Harness::start();
     h.limits.suggest_continue_as_new_events = 100;
     h.start_wt();
@@ -591,7 +596,7 @@ fn workflow_tasks_suggest_continue_as_new_past_the_threshold() {
 }
 
 #[test]
-fn pending_limits_fail_the_workflow_task_with_temporals_causes() {
+pub(crate) fn pending_limits_fail_the_workflow_task_with_temporals_causes() {
     use temper_proto::temporal::api::command::v1::{
         RequestCancelExternalWorkflowExecutionCommandAttributes,
         ScheduleActivityTaskCommandAttributes,

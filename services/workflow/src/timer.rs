@@ -1,4 +1,5 @@
-//! User timers: StartTimer and CancelTimer commands, and firing.
+//! User timers: StartTimer and CancelTimer commands, and firing; and how each timer event
+//! changes the state.
 
 use temper_proto::temporal::api::command::v1::{
     CancelTimerCommandAttributes, StartTimerCommandAttributes,
@@ -8,7 +9,8 @@ use temper_proto::temporal::api::history::v1::{
     TimerCanceledEventAttributes, TimerFiredEventAttributes, TimerStartedEventAttributes,
 };
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
+use crate::events::At;
 use crate::time::{from_dur, is_negative, ts};
 use crate::{Txn, pb, workflow_task};
 
@@ -40,23 +42,15 @@ pub fn start(
     if txn.ms.timers.len() >= txn.limits.max_pending_timers {
         return Err(bad("the number of pending timers has reached the limit"));
     }
-    let id = txn.write(
+    let id = txn.write_applied(
         TimerStartedEventAttributes {
             timer_id: a.timer_id.clone(),
             start_to_fire_timeout: a.start_to_fire_timeout,
             workflow_task_completed_event_id: wft_completed_event_id,
-        }
-        .into(),
+        },
+        apply_started,
     );
     let fire_at = txn.now + d;
-    txn.ms.timers.insert(
-        a.timer_id.clone(),
-        pb::TimerInfo {
-            timer_id: a.timer_id.clone(),
-            started_event_id: id,
-            expiry_time: Some(ts(fire_at)),
-        },
-    );
     let mut t = txn.timer_task(pb::TimerTaskKind::UserTimer, id, 0);
     t.timer_id = a.timer_id.clone();
     txn.add_timer_task(fire_at, t);
@@ -71,7 +65,7 @@ pub fn cancel(
     wft_completed_event_id: i64,
     identity: &str,
 ) -> Result<(), BadCommand> {
-    let started_event_id = match txn.ms.timers.remove(&a.timer_id) {
+    let started_event_id = match txn.ms.timers.get(&a.timer_id) {
         Some(t) => t.started_event_id,
         None => match txn.take_buffered_timer_fired(&a.timer_id) {
             Some(started) => started,
@@ -83,14 +77,14 @@ pub fn cancel(
             }
         },
     };
-    txn.write(
+    txn.write_applied(
         TimerCanceledEventAttributes {
             timer_id: a.timer_id.clone(),
             started_event_id,
             workflow_task_completed_event_id: wft_completed_event_id,
             identity: identity.to_string(),
-        }
-        .into(),
+        },
+        apply_canceled,
     );
     Ok(())
 }
@@ -104,13 +98,35 @@ pub fn on_fire(txn: &mut Txn<'_>, timer_id: &str, started_event_id: i64) {
         Some(t) if t.started_event_id == started_event_id => {}
         _ => return,
     }
-    txn.ms.timers.remove(timer_id);
-    txn.write_external(
+    txn.write_external_applied(
         TimerFiredEventAttributes {
             timer_id: timer_id.to_string(),
             started_event_id,
-        }
-        .into(),
+        },
+        apply_fired,
     );
     workflow_task::schedule_if_needed(txn);
+}
+
+/// TimerStarted: the timer is pending until its start-to-fire timeout from the event's time.
+pub(crate) fn apply_started(ms: &mut pb::MutableState, at: At, a: &TimerStartedEventAttributes) {
+    let fire_at = at.system_time() + from_dur(&a.start_to_fire_timeout);
+    ms.timers.insert(
+        a.timer_id.clone(),
+        pb::TimerInfo {
+            timer_id: a.timer_id.clone(),
+            started_event_id: at.id,
+            expiry_time: Some(ts(fire_at)),
+        },
+    );
+}
+
+/// TimerFired.
+pub(crate) fn apply_fired(ms: &mut pb::MutableState, _: At, a: &TimerFiredEventAttributes) {
+    ms.timers.remove(&a.timer_id);
+}
+
+/// TimerCanceled.
+pub(crate) fn apply_canceled(ms: &mut pb::MutableState, _: At, a: &TimerCanceledEventAttributes) {
+    ms.timers.remove(&a.timer_id);
 }

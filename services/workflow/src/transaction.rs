@@ -30,9 +30,23 @@ pub struct Applied<R> {
     pub write: Write,
 }
 
+/// A stored state comes from the disk: refuse one a transaction cannot work on, so that
+/// [`Txn::info`] may rely on the execution info being there.
+fn check_stored(ms: &pb::MutableState) -> Result<(), WorkflowError> {
+    if ms.execution_info.is_none() {
+        return Err(WorkflowError::Internal(
+            "the stored mutable state of the run has no execution info; the blob is damaged or \
+             was not written by this server"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Run `f` on a copy of `ms` and `updates`. If `f` writes events while a speculative workflow
 /// task is pending, it runs again on a fresh copy with the task made durable first (its
-/// events come before anything else). A run that closes aborts its updates.
+/// events come before anything else). A run that closes aborts its updates. A state without
+/// execution info is refused ([`WorkflowError::Internal`]) before `f` runs.
 pub fn apply<R>(
     ms: &pb::MutableState,
     updates: &update::Registry,
@@ -41,6 +55,7 @@ pub fn apply<R>(
     new_run_id: Option<fn() -> String>,
     f: &mut impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
 ) -> Result<Applied<R>, WorkflowError> {
+    check_stored(ms)?;
     let mut next = ms.clone();
     let mut txn = Txn::new(&mut next, now, limits);
     txn.updates = updates.clone();
@@ -82,4 +97,34 @@ pub fn apply<R>(
         updates: registry,
         write: Write::Store(mutation),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_state_without_execution_info_is_an_error_not_a_panic() {
+        let damaged = pb::MutableState {
+            next_event_id: 3,
+            ..Default::default()
+        };
+        let mut called = false;
+        let result = apply(
+            &damaged,
+            &update::Registry::default(),
+            SystemTime::UNIX_EPOCH,
+            &Limits::default(),
+            None,
+            &mut |txn: &mut Txn<'_>| {
+                called = true;
+                Ok(txn.is_running())
+            },
+        );
+        match result {
+            Err(WorkflowError::Internal(m)) => assert!(m.contains("no execution info"), "{m}"),
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+        assert!(!called, "the transaction does not run on such a state");
+    }
 }

@@ -29,7 +29,8 @@ use temper_proto::temporal::api::update::v1::{
 };
 use temper_proto::wkt::Any;
 
-use crate::commands::BadCommand;
+use crate::BadCommand;
+use crate::events::At;
 use crate::{Txn, WorkflowError, pb, speculative};
 
 /// Temporal's default limits per run: updates admitted or accepted but not completed, all
@@ -503,21 +504,14 @@ fn on_acceptance(txn: &mut Txn<'_>, id: &str, a: &Acceptance) -> Result<(), BadC
         .updates
         .take(id)
         .expect("checked that the update is admitted");
-    let event_id = txn.write(
+    txn.write_applied(
         WorkflowExecutionUpdateAcceptedEventAttributes {
             protocol_instance_id: id.to_string(),
             accepted_request_message_id: request_message_id(id),
             accepted_request_sequencing_event_id: a.accepted_request_sequencing_event_id,
             accepted_request: Some(Arc::unwrap_or_clone(admitted.request)),
-        }
-        .into(),
-    );
-    txn.ms.updates.insert(
-        id.to_string(),
-        pb::UpdateInfo {
-            accepted_event_id: event_id,
-            completed_event_id: 0,
         },
+        apply_accepted,
     );
     txn.updates.notify(Notice::Accepted {
         update_id: id.to_string(),
@@ -557,17 +551,14 @@ fn on_response(txn: &mut Txn<'_>, id: &str, r: Response) -> Result<(), BadComman
             "invalid temporal.api.update.v1.Response: outcome is not set",
         ));
     };
-    let event_id = txn.write(
+    txn.write_applied(
         WorkflowExecutionUpdateCompletedEventAttributes {
             meta: r.meta,
             accepted_event_id: accepted,
             outcome: Some(outcome.clone()),
-        }
-        .into(),
+        },
+        apply_completed,
     );
-    if let Some(u) = txn.ms.updates.get_mut(id) {
-        u.completed_event_id = event_id;
-    }
     txn.updates.notify(Notice::Completed {
         update_id: id.to_string(),
         outcome,
@@ -629,6 +620,40 @@ pub fn abort_all(updates: &mut Registry) {
             reason: Abort::Retry,
         });
     }
+}
+
+/// WorkflowExecutionUpdateAccepted: the update is remembered as accepted (so a request with
+/// the same update id finds it).
+pub(crate) fn apply_accepted(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &WorkflowExecutionUpdateAcceptedEventAttributes,
+) {
+    ms.updates.insert(
+        a.protocol_instance_id.clone(),
+        pb::UpdateInfo {
+            accepted_event_id: at.id,
+            completed_event_id: 0,
+        },
+    );
+}
+
+/// WorkflowExecutionUpdateCompleted: the update's outcome is in this event.
+pub(crate) fn apply_completed(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &WorkflowExecutionUpdateCompletedEventAttributes,
+) {
+    let id = a
+        .meta
+        .as_ref()
+        .map(|m| m.update_id.clone())
+        .unwrap_or_default();
+    let info = ms.updates.entry(id).or_insert(pb::UpdateInfo {
+        accepted_event_id: a.accepted_event_id,
+        completed_event_id: 0,
+    });
+    info.completed_event_id = at.id;
 }
 
 pub(crate) fn pack<M: prost::Name>(m: &M) -> Any {

@@ -18,7 +18,8 @@ use temper_proto::temporal::api::update::v1::{
 };
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
-use crate::commands::{Completion, Outcome, complete_workflow_task};
+use crate::commands::complete_workflow_task;
+use crate::completion::{Completion, Outcome};
 use crate::start::{NewRun, new_execution};
 use crate::time::dur;
 use crate::transaction::{self, Write};
@@ -108,6 +109,7 @@ impl Run {
             Write::Store(m) => {
                 self.history.extend(m.events.iter().cloned());
                 self.stored = speculative::persisted_view(&applied.state).into_owned();
+                crate::tests_rebuild::assert_replays(&self.stored, &self.history);
                 self.last_out = m;
                 "store"
             }
@@ -333,7 +335,7 @@ fn is_failure(n: &Notice, want_id: &str, message: &str) -> bool {
 }
 
 #[test]
-fn rejected_update_on_a_speculative_task_leaves_no_trace() {
+pub(crate) fn rejected_update_on_a_speculative_task_leaves_no_trace() {
     let mut run = Run::start();
     let stored_before = run.stored.clone();
     assert_eq!(run.admit("u1"), Ok(Admission::New { speculative: true }));
@@ -374,7 +376,7 @@ fn rejected_update_on_a_speculative_task_leaves_no_trace() {
 }
 
 #[test]
-fn a_worker_that_cannot_take_events_again_keeps_the_task() {
+pub(crate) fn a_worker_that_cannot_take_events_again_keeps_the_task() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.start_wt();
@@ -391,7 +393,7 @@ fn a_worker_that_cannot_take_events_again_keeps_the_task() {
 }
 
 #[test]
-fn accepted_update_writes_the_task_then_its_events_in_command_order() {
+pub(crate) fn accepted_update_writes_the_task_then_its_events_in_command_order() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.start_wt();
@@ -464,7 +466,7 @@ fn accepted_update_writes_the_task_then_its_events_in_command_order() {
 }
 
 #[test]
-fn the_same_update_id_finds_the_update_even_after_a_restart() {
+pub(crate) fn the_same_update_id_finds_the_update_even_after_a_restart() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     assert_eq!(run.admit("u1"), Ok(Admission::Existing(Status::Admitted)));
@@ -477,7 +479,7 @@ fn the_same_update_id_finds_the_update_even_after_a_restart() {
 }
 
 #[test]
-fn admitted_updates_are_lost_on_restart_like_temporal() {
+pub(crate) fn admitted_updates_are_lost_on_restart_like_temporal() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.restart();
@@ -489,7 +491,7 @@ fn admitted_updates_are_lost_on_restart_like_temporal() {
 }
 
 #[test]
-fn a_signal_during_a_speculative_task_writes_the_task_first() {
+pub(crate) fn a_signal_during_a_speculative_task_writes_the_task_first() {
     // Scheduled, not started: the signal follows the task's scheduled event.
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
@@ -568,7 +570,7 @@ fn signal_it(run: &mut Run) {
 }
 
 #[test]
-fn an_update_admitted_during_a_task_gets_a_speculative_task_after_it() {
+pub(crate) fn an_update_admitted_during_a_task_gets_a_speculative_task_after_it() {
     let mut run = Run::start();
     run.apply(|t| {
         workflow_task::schedule(t, 1);
@@ -595,7 +597,7 @@ fn an_update_admitted_during_a_task_gets_a_speculative_task_after_it() {
 }
 
 #[test]
-fn an_update_the_worker_ignores_is_rejected_by_the_server() {
+pub(crate) fn an_update_the_worker_ignores_is_rejected_by_the_server() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.start_wt();
@@ -610,7 +612,7 @@ fn an_update_the_worker_ignores_is_rejected_by_the_server() {
 }
 
 #[test]
-fn closing_the_workflow_aborts_its_updates() {
+pub(crate) fn closing_the_workflow_aborts_its_updates() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.start_wt();
@@ -652,7 +654,7 @@ fn closing_the_workflow_aborts_its_updates() {
 }
 
 #[test]
-fn in_flight_updates_are_limited() {
+pub(crate) fn in_flight_updates_are_limited() {
     let mut run = Run::start();
     for i in 0..update::MAX_IN_FLIGHT_UPDATES {
         run.admit(&format!("u{i}")).expect("admitted");
@@ -669,7 +671,7 @@ fn in_flight_updates_are_limited() {
 }
 
 #[test]
-fn a_speculative_task_nobody_takes_becomes_a_normal_one() {
+pub(crate) fn a_speculative_task_nobody_takes_becomes_a_normal_one() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     let wt = run.ms.workflow_task.clone().expect("speculative");
@@ -708,7 +710,7 @@ fn a_speculative_task_nobody_takes_becomes_a_normal_one() {
 }
 
 #[test]
-fn a_bad_update_message_fails_the_task_and_writes_it() {
+pub(crate) fn a_bad_update_message_fails_the_task_and_writes_it() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.start_wt();
@@ -741,7 +743,7 @@ fn a_bad_update_message_fails_the_task_and_writes_it() {
 }
 
 #[test]
-fn a_stale_token_cannot_complete_a_later_speculative_task() {
+pub(crate) fn a_stale_token_cannot_complete_a_later_speculative_task() {
     let mut run = Run::start();
     run.admit("u1").expect("admitted");
     run.start_wt();

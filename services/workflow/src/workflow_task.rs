@@ -1,5 +1,6 @@
 //! The workflow task lifecycle: scheduled -> started -> completed / failed / timed out, on
-//! the workflow's normal queue or on a worker's sticky queue.
+//! the workflow's normal queue or on a worker's sticky queue; and how each workflow task event
+//! changes the state.
 
 use temper_proto::temporal::api::enums::v1::{TaskQueueKind, TimeoutType, WorkflowTaskFailedCause};
 use temper_proto::temporal::api::failure::v1::Failure;
@@ -11,6 +12,8 @@ use temper_proto::temporal::api::history::v1::{
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflow::v1::ResetPointInfo;
 
+use crate::events::At;
+use crate::state::info_mut;
 use crate::time::{dur, from_dur, ts};
 use crate::{Txn, WorkflowError, pb};
 
@@ -44,23 +47,14 @@ pub fn schedule(txn: &mut Txn<'_>, attempt: i32) -> i64 {
     }
     let (queue, sticky_timeout) = next_queue(txn);
     let timeout = from_dur(&txn.info().default_workflow_task_timeout);
-    let id = txn.write(
+    let id = txn.write_applied(
         WorkflowTaskScheduledEventAttributes {
             task_queue: Some(queue.clone()),
             start_to_close_timeout: dur(timeout),
             attempt,
-        }
-        .into(),
+        },
+        apply_scheduled,
     );
-    txn.ms.workflow_task = Some(pb::WorkflowTaskInfo {
-        scheduled_event_id: id,
-        started_event_id: 0,
-        attempt,
-        task_queue: Some(queue.clone()),
-        scheduled_time: Some(txn.now_ts),
-        start_to_close_timeout: dur(timeout),
-        ..Default::default()
-    });
     let mut t = txn.transfer_task(pb::TransferTaskKind::WorkflowTask);
     t.scheduled_event_id = id;
     t.task_queue = Some(queue);
@@ -124,7 +118,7 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
     let history_size = txn.info().history_size_bytes;
     let suggest_continue_as_new = txn.ms.next_event_id >= txn.limits.suggest_continue_as_new_events
         || history_size >= txn.limits.suggest_continue_as_new_bytes;
-    let id = txn.write(
+    let id = txn.write_applied(
         WorkflowTaskStartedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             identity: req.identity.to_string(),
@@ -132,17 +126,10 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
             history_size_bytes: history_size,
             suggest_continue_as_new,
             ..Default::default()
-        }
-        .into(),
+        },
+        apply_started,
     );
     let timeout = from_dur(&wt.start_to_close_timeout);
-    let now_ts = txn.now_ts;
-    if let Some(w) = txn.ms.workflow_task.as_mut() {
-        w.started_event_id = id;
-        w.started_time = Some(now_ts);
-        w.request_id = req.request_id.to_string();
-        w.identity = req.identity.to_string();
-    }
     let mut timer = txn.timer_task(
         pb::TimerTaskKind::WorkflowTaskTimeout,
         wt.scheduled_event_id,
@@ -181,10 +168,9 @@ pub fn check_token(
 pub fn complete(
     txn: &mut Txn<'_>,
     wt: &pb::WorkflowTaskInfo,
-    c: &crate::commands::Completion<'_>,
+    c: &crate::completion::Completion<'_>,
 ) -> i64 {
-    txn.ms.workflow_task = None;
-    let id = txn.write(
+    txn.write_applied(
         WorkflowTaskCompletedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             started_event_id: wt.started_event_id,
@@ -194,27 +180,18 @@ pub fn complete(
             sdk_metadata: c.sdk_metadata.clone(),
             metering_metadata: c.metering_metadata,
             ..Default::default()
-        }
-        .into(),
-    );
-    txn.info_mut().last_completed_workflow_task_started_event_id = wt.started_event_id;
-    add_reset_point(txn, c.binary_checksum, id);
-    id
+        },
+        apply_completed,
+    )
 }
 
 /// Most reset points a run keeps (Temporal's default).
 const MAX_RESET_POINTS: usize = 20;
 
 /// The first workflow task a worker binary completes is a point the run can be reset to.
-fn add_reset_point(txn: &mut Txn<'_>, binary_checksum: &str, completed_event_id: i64) {
-    let now = txn.now_ts;
-    record_reset_point(txn.info_mut(), binary_checksum, completed_event_id, now);
-}
-
-/// [`add_reset_point`] on the execution info (also used when replaying a history).
 /// (The API marks `binary_checksum` deprecated; SDKs still send it and reset points key on it.)
 #[allow(deprecated)]
-pub(crate) fn record_reset_point(
+fn record_reset_point(
     info: &mut pb::ExecutionInfo,
     binary_checksum: &str,
     completed_event_id: i64,
@@ -251,8 +228,7 @@ pub fn fail(
     failure: Option<Failure>,
     identity: &str,
 ) {
-    txn.ms.workflow_task = None;
-    txn.write(
+    txn.write_applied(
         WorkflowTaskFailedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             started_event_id: wt.started_event_id,
@@ -260,8 +236,8 @@ pub fn fail(
             failure,
             identity: identity.to_string(),
             ..Default::default()
-        }
-        .into(),
+        },
+        apply_failed,
     );
     clear_sticky(txn);
     txn.flush_buffered();
@@ -335,14 +311,13 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, time
     } else if wt.started_event_id == 0 {
         return;
     }
-    txn.ms.workflow_task = None;
-    txn.write(
+    txn.write_applied(
         WorkflowTaskTimedOutEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
             started_event_id: wt.started_event_id,
             timeout_type,
-        }
-        .into(),
+        },
+        apply_timed_out,
     );
     clear_sticky(txn);
     txn.flush_buffered();
@@ -395,6 +370,70 @@ pub fn set_sticky(
     info.sticky_schedule_to_start_timeout = timeout;
     info.sticky_worker_identity = identity.to_string();
     info.sticky_last_updated = Some(now);
+}
+
+/// WorkflowTaskScheduled: the task is pending; a first task's backoff is over.
+pub(crate) fn apply_scheduled(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &WorkflowTaskScheduledEventAttributes,
+) {
+    ms.workflow_task = Some(pb::WorkflowTaskInfo {
+        scheduled_event_id: at.id,
+        started_event_id: 0,
+        attempt: a.attempt,
+        task_queue: a.task_queue.clone(),
+        scheduled_time: Some(at.time),
+        start_to_close_timeout: a.start_to_close_timeout,
+        ..Default::default()
+    });
+    info_mut(ms).first_workflow_task_backoff_until = None;
+}
+
+/// WorkflowTaskStarted.
+pub(crate) fn apply_started(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &WorkflowTaskStartedEventAttributes,
+) {
+    if let Some(wt) = ms.workflow_task.as_mut() {
+        wt.started_event_id = at.id;
+        wt.started_time = Some(at.time);
+        wt.request_id = a.request_id.clone();
+        wt.identity = a.identity.clone();
+    }
+}
+
+/// WorkflowTaskCompleted: the task ends; the first task a worker binary completes is a reset
+/// point.
+pub(crate) fn apply_completed(
+    ms: &mut pb::MutableState,
+    at: At,
+    a: &WorkflowTaskCompletedEventAttributes,
+) {
+    ms.workflow_task = None;
+    let info = info_mut(ms);
+    info.last_completed_workflow_task_started_event_id = a.started_event_id;
+    #[allow(deprecated)]
+    record_reset_point(info, &a.binary_checksum, at.id, at.time);
+}
+
+/// WorkflowTaskFailed.
+pub(crate) fn apply_failed(
+    ms: &mut pb::MutableState,
+    _: At,
+    _: &WorkflowTaskFailedEventAttributes,
+) {
+    ms.workflow_task = None;
+}
+
+/// WorkflowTaskTimedOut.
+pub(crate) fn apply_timed_out(
+    ms: &mut pb::MutableState,
+    _: At,
+    _: &WorkflowTaskTimedOutEventAttributes,
+) {
+    ms.workflow_task = None;
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use temper_proto::temporal::api::workflowservice::v1::{
     RespondWorkflowTaskFailedResponse,
 };
 use temper_types::NamespaceId;
-use temper_workflow::commands::{Completion, Outcome, complete_workflow_task};
+use temper_workflow::commands::complete_workflow_task;
+use temper_workflow::completion::{Completion, Outcome};
 use temper_workflow::{WorkflowError, pb, speculative, token, update, workflow_task};
 use tonic::Status;
 
