@@ -142,8 +142,9 @@ async def run_scenario(address: str, task_queue: str, workflow_id: str) -> Prese
                 ),
                 Command(
                     command_type=CommandType.COMMAND_TYPE_START_TIMER,
+                    # Long enough that describe (below) sees the run between workflow tasks.
                     start_timer_command_attributes=StartTimerCommandAttributes(
-                        timer_id="t1", start_to_fire_timeout=Duration(nanos=200_000_000)
+                        timer_id="t1", start_to_fire_timeout=Duration(seconds=3)
                     ),
                 ),
             ],
