@@ -9,6 +9,7 @@ mod queues;
 mod relations;
 mod retention;
 mod shard;
+mod tasks;
 mod updates;
 mod writer;
 
@@ -25,7 +26,6 @@ use temper_proto::temporal::api::workflowservice::v1 as ws;
 use temper_types::{Clock, NamespaceId, RangeId, ShardId, TaskIdAllocator, shard_for_workflow};
 use temper_workflow::Limits;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use error::HistoryError;
@@ -94,8 +94,8 @@ pub struct HistoryEngine {
     control: tokio::sync::Mutex<()>,
     /// Namespace retention, shared by the shards.
     retention: Arc<retention::Retention>,
-    cancel: CancellationToken,
-    tasks: tokio_util::task::TaskTracker,
+    /// The engine's own work (the shard controller); each shard's set is a child of it.
+    tasks: tasks::TaskSet,
     /// This engine, for the queues' calls to other workflows (children, external signals).
     me: std::sync::Weak<HistoryEngine>,
     /// Set in a cluster: routes those calls to the node that owns the target's shard.
@@ -117,8 +117,7 @@ impl HistoryEngine {
             shards: RwLock::new(HashMap::new()),
             targets: RwLock::new(BTreeSet::new()),
             control: tokio::sync::Mutex::new(()),
-            cancel: CancellationToken::new(),
-            tasks: tokio_util::task::TaskTracker::new(),
+            tasks: tasks::TaskSet::root(tracing::debug_span!(parent: None, "history")),
             me: me.clone(),
             remote: std::sync::OnceLock::new(),
         })
@@ -159,7 +158,7 @@ impl HistoryEngine {
         shards: BTreeSet<ShardId>,
         matching: MatchingClient,
     ) {
-        if self.cancel.is_cancelled() {
+        if self.tasks.token().is_cancelled() {
             return;
         }
         let _serial = self.control.lock().await;
@@ -171,9 +170,8 @@ impl HistoryEngine {
             .keys()
             .copied()
             .collect();
-        for id in running.into_iter().filter(|id| !shards.contains(id)) {
-            self.release_shard(id);
-        }
+        let leaving = running.into_iter().filter(|id| !shards.contains(id));
+        futures::future::join_all(leaving.map(|id| self.release_shard(id))).await;
         let missing = self.stopped_shards();
         let acquired = futures::future::join_all(missing.into_iter().map(|id| {
             let matching = matching.clone();
@@ -187,12 +185,25 @@ impl HistoryEngine {
         }
     }
 
-    /// Stop a shard this node no longer owns: its writer, queues and cache go away, and
-    /// calls for it answer "not owned" so callers look for the new owner.
-    pub fn release_shard(&self, id: ShardId) {
-        let removed = self.shards.write().expect("shard map poisoned").remove(&id);
-        if let Some(ctx) = removed {
-            ctx.cancel.cancel();
+    /// Stop a shard this node no longer owns: calls for it answer "not owned" at once, so
+    /// callers look for the new owner; its writer, queues and every task they started end
+    /// before this returns, so none of them runs once another node may own the shard; then
+    /// its cache goes away.
+    pub async fn release_shard(&self, id: ShardId) {
+        let running = self
+            .shards
+            .read()
+            .expect("shard map poisoned")
+            .get(&id)
+            .cloned();
+        if let Some(ctx) = running {
+            ctx.stop().await;
+            let mut shards = self.shards.write().expect("shard map poisoned");
+            // Unless the shard was acquired again meanwhile.
+            if shards.get(&id).is_some_and(|s| Arc::ptr_eq(s, &ctx)) {
+                shards.remove(&id);
+            }
+            drop(shards);
             tracing::info!(shard = %id, "released shard");
         }
         self.publish_gauges();
@@ -213,8 +224,10 @@ impl HistoryEngine {
         ::metrics::gauge!(metrics::TIMER_PENDING).set(timers as f64);
     }
 
-    /// Release every shard (graceful leave) and own none from now on.
-    pub fn release_all_shards(&self) {
+    /// Release every shard (graceful leave) and own none from now on; returns once the
+    /// shards' work has ended.
+    pub async fn release_all_shards(&self) {
+        let _serial = self.control.lock().await;
         self.targets.write().expect("targets poisoned").clear();
         let ids: Vec<ShardId> = self
             .shards
@@ -223,9 +236,7 @@ impl HistoryEngine {
             .keys()
             .copied()
             .collect();
-        for id in ids {
-            self.release_shard(id);
-        }
+        futures::future::join_all(ids.into_iter().map(|id| self.release_shard(id))).await;
     }
 
     /// The shards this node runs now (acquired and not stopped), in order.
@@ -263,8 +274,10 @@ impl HistoryEngine {
     /// will move the shard away within that time, instead of both nodes taking it in turn.
     fn keep_shards(self: &Arc<Self>, matching: MatchingClient, control: ShardControl) {
         let engine = Arc::downgrade(self);
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(async move {
+        let cancel = self.tasks.token().clone();
+        // Aware of cancellation, not dropped by it: a shard it is acquiring gets into the
+        // shard map, where shutdown finds and stops it.
+        self.tasks.spawn_aware("shard_controller", async move {
             let mut tick = tokio::time::interval(control.check_interval);
             let mut stopped_since: HashMap<ShardId, tokio::time::Instant> = HashMap::new();
             loop {
@@ -324,7 +337,7 @@ impl HistoryEngine {
                 Ok(rec) if rec.range_id.0 != held => {
                     tracing::warn!(shard = %ctx.shard_id, held, store = rec.range_id.0,
                         "another node took this shard; stopping it");
-                    ctx.cancel.cancel();
+                    ctx.stop().await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -336,7 +349,7 @@ impl HistoryEngine {
 
     /// Shards this node should own but does not run.
     fn stopped_shards(&self) -> Vec<ShardId> {
-        if self.cancel.is_cancelled() {
+        if self.tasks.token().is_cancelled() {
             return Vec::new();
         }
         let targets = self.targets.read().expect("targets poisoned").clone();
@@ -348,11 +361,22 @@ impl HistoryEngine {
     }
 
     /// Take ownership of one shard: bump its range id by CAS, then load and run its queues.
+    /// A context this node still has for the shard (stopped, or running with a range id
+    /// about to be stale) ends all its work first, so it never runs beside the new one.
     pub async fn acquire_shard(
         &self,
         shard_id: ShardId,
         matching: MatchingClient,
     ) -> Result<(), HistoryError> {
+        let previous = self
+            .shards
+            .read()
+            .expect("shard map poisoned")
+            .get(&shard_id)
+            .cloned();
+        if let Some(old) = previous {
+            old.stop().await;
+        }
         let info = prost::Message::encode_to_vec(&temper_workflow::pb::ShardInfo {
             shard_id: shard_id.0 as i32,
             owner: self.config.owner.clone(),
@@ -375,7 +399,12 @@ impl HistoryEngine {
                 },
             )
             .await?;
-        let cancel = self.cancel.child_token();
+        let tasks = self.tasks.child(tracing::debug_span!(
+            parent: self.tasks.span(),
+            "shard",
+            shard = %shard_id
+        ));
+        let cancel = tasks.token().clone();
         let (sinks, receivers) = queues::queue_channels();
         let (tx, rx) = mpsc::channel(4096);
         let ctx = Arc::new(ShardContext::new(
@@ -385,7 +414,7 @@ impl HistoryEngine {
             self.clock.clone(),
             tx,
             self.retention.clone(),
-            cancel.clone(),
+            tasks,
             matching.clone(),
         ));
         ctx.range
@@ -399,26 +428,28 @@ impl HistoryEngine {
             sinks: Arc::new(sinks),
             cancel: cancel.clone(),
         };
-        self.tasks.spawn(w.run(rx));
+        ctx.tasks.spawn_aware("shard_writer", w.run(rx));
         let peers = queues::Peers {
             matching,
             engine: self.me.clone(),
         };
-        self.tasks.spawn(queues::run_transfer(
-            ctx.clone(),
-            peers.clone(),
-            receivers.transfer,
-        ));
-        self.tasks
-            .spawn(queues::run_timers(ctx.clone(), peers, receivers.timer));
+        ctx.tasks.spawn(
+            "transfer_queue",
+            queues::run_transfer(ctx.clone(), peers.clone(), receivers.transfer),
+        );
+        ctx.tasks.spawn(
+            "timer_queue",
+            queues::run_timers(ctx.clone(), peers, receivers.timer),
+        );
         let previous = self
             .shards
             .write()
             .expect("shard map poisoned")
             .insert(shard_id, ctx);
         if let Some(old) = previous {
-            // Its range id is stale now; stop it rather than let it fail write by write.
-            old.cancel.cancel();
+            // Acquired concurrently by another call (not under the control lock): its range
+            // id is stale now; stop it rather than let it fail write by write.
+            old.stop().await;
         }
         tracing::info!(shard = %shard_id, range = %new_range, "acquired shard");
         ::metrics::counter!(metrics::SHARD_ACQUISITIONS).increment(1);
@@ -426,11 +457,21 @@ impl HistoryEngine {
         Ok(())
     }
 
-    /// Stop every shard and wait for their tasks.
+    /// Stop every shard and wait for their tasks and the engine's own.
     pub async fn shutdown(&self) {
-        self.cancel.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        // Cancels the shards too (their sets are children of the engine's), and waits for
+        // the controller first: it may be acquiring a shard, which then lands in the map.
+        self.tasks.stop().await;
+        // And any `set_owned_shards` in flight.
+        let _serial = self.control.lock().await;
+        let shards: Vec<Arc<ShardContext>> = self
+            .shards
+            .read()
+            .expect("shard map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        futures::future::join_all(shards.iter().map(|s| s.stop())).await;
         self.shards.write().expect("shard map poisoned").clear();
     }
 

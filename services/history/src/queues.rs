@@ -310,19 +310,23 @@ pub(crate) async fn run_transfer(
         let arrived = tokio::time::Instant::now();
         for (key, task) in batch {
             acker.add(key);
-            let (shard, peers, acker, limit) =
-                (shard.clone(), peers.clone(), acker.clone(), limit.clone());
-            tokio::spawn(async move {
-                let Ok(_permit) = limit.acquire().await else {
-                    return;
-                };
-                crate::metrics::task_latency("transfer", arrived.elapsed());
-                with_retries(&shard, "transfer", || {
-                    process_transfer(&shard, &peers, &task)
-                })
-                .await;
-                acker.done(&key);
-            });
+            let work = {
+                let (shard, peers, acker, limit) =
+                    (shard.clone(), peers.clone(), acker.clone(), limit.clone());
+                async move {
+                    let Ok(_permit) = limit.acquire().await else {
+                        return;
+                    };
+                    crate::metrics::task_latency("transfer", arrived.elapsed());
+                    with_retries(&shard, "transfer", || {
+                        process_transfer(&shard, &peers, &task)
+                    })
+                    .await;
+                    acker.done(&key);
+                }
+            };
+            // Owned by the shard: stopping it ends the task wherever it waits.
+            shard.tasks.spawn("transfer_task", work);
         }
     };
     spawn(initial);
@@ -561,20 +565,24 @@ pub(crate) async fn run_timers(
                 break;
             }
             let (key, task) = window.pending.pop_first().expect("first exists");
-            let (shard, peers, acker, limit) =
-                (shard.clone(), peers.clone(), acker.clone(), limit.clone());
-            tokio::spawn(async move {
-                let Ok(_permit) = limit.acquire().await else {
-                    return;
-                };
-                let late = shard
-                    .now()
-                    .duration_since(fire_time(&key))
-                    .unwrap_or_default();
-                crate::metrics::task_latency("timer", late);
-                with_retries(&shard, "timer", || process_timer(&shard, &peers, &task)).await;
-                acker.done(&key);
-            });
+            let work = {
+                let (shard, peers, acker, limit) =
+                    (shard.clone(), peers.clone(), acker.clone(), limit.clone());
+                async move {
+                    let Ok(_permit) = limit.acquire().await else {
+                        return;
+                    };
+                    let late = shard
+                        .now()
+                        .duration_since(fire_time(&key))
+                        .unwrap_or_default();
+                    crate::metrics::task_latency("timer", late);
+                    with_retries(&shard, "timer", || process_timer(&shard, &peers, &task)).await;
+                    acker.done(&key);
+                }
+            };
+            // Owned by the shard: stopping it ends the task wherever it waits.
+            shard.tasks.spawn("timer_task", work);
         }
         let wait = window
             .pending

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::HistoryError;
 use crate::event_log::EventLog;
 use crate::retention::Retention;
+use crate::tasks::TaskSet;
 use crate::updates::RunUpdates;
 use crate::writer::{CommitRequest, DeleteRequest, NewRunWrite, WriterRequest, branch_of};
 
@@ -70,6 +71,8 @@ pub struct ShardContext {
     retention: Arc<Retention>,
     /// Cancelled when the shard is lost or closed.
     pub cancel: CancellationToken,
+    /// The shard's background work (see [`ShardContext::stop`]); `cancel` is its token.
+    pub(crate) tasks: TaskSet,
     /// Speculative workflow tasks go to matching straight from here.
     pub matching: MatchingClient,
     /// Where the shard's queues are, for `temper admin shard describe`.
@@ -101,7 +104,7 @@ impl ShardContext {
         clock: Arc<dyn Clock>,
         writer: mpsc::Sender<WriterRequest>,
         retention: Arc<Retention>,
-        cancel: CancellationToken,
+        tasks: TaskSet,
         matching: MatchingClient,
     ) -> Self {
         Self {
@@ -112,7 +115,8 @@ impl ShardContext {
             cache: Mutex::new(HashMap::new()),
             writer,
             retention,
-            cancel,
+            cancel: tasks.token().clone(),
+            tasks,
             matching,
             stats: QueueStats::default(),
             range: Arc::new(AtomicI64::new(0)),
@@ -121,6 +125,13 @@ impl ShardContext {
 
     pub fn now(&self) -> SystemTime {
         self.clock.now()
+    }
+
+    /// Stop the shard and wait until its writer, its queues and every task they started have
+    /// ended. Calls answer "not owned" from the start; the writer finishes a batch it is
+    /// writing, everything else is dropped where it waits.
+    pub(crate) async fn stop(&self) {
+        self.tasks.stop().await;
     }
 
     pub fn entry(&self, key: &ExecutionKey) -> Arc<ExecutionEntry> {

@@ -134,8 +134,10 @@ pub(crate) fn dispatch_speculative(
             schedule_to_start_timeout,
             attempt: wt.attempt,
         };
+    let owner = shard;
     let shard = shard.clone();
-    tokio::spawn(async move {
+    // The shard's work: a stopped shard hands no speculative task to matching.
+    owner.tasks.spawn("speculative_task_dispatch", async move {
         let matching = &shard.matching;
         let mut result =
             temper_client::call!(matching => add_workflow_task(request(queue, sticky_timeout)));
@@ -176,14 +178,13 @@ fn arm_timeout(
     kind: TimeoutType,
     after: Duration,
 ) {
+    let owner = shard;
     let (shard, key) = (shard.clone(), key.clone());
     let scheduled_event_id = wt.scheduled_event_id;
     let scheduled_time = wt.scheduled_time.unwrap_or_default();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shard.cancel.cancelled() => return,
-            _ = tokio::time::sleep(after) => {}
-        }
+    // The shard's work: stopping the shard ends the wait.
+    owner.tasks.spawn("speculative_task_timeout", async move {
+        tokio::time::sleep(after).await;
         let fired = shard
             .update(&key, |txn| {
                 speculative::on_timeout(txn, scheduled_event_id, &scheduled_time, kind);

@@ -106,9 +106,14 @@ impl Writer {
         // A request that could not join the last batch: it goes first in the next one.
         let mut held: Option<WriterRequest> = None;
         loop {
+            // A stopped shard starts no batch; its callers hear "shard is closing".
+            if self.cancel.is_cancelled() {
+                return;
+            }
             let first = match held.take() {
                 Some(r) => r,
                 None => tokio::select! {
+                    biased;
                     _ = self.cancel.cancelled() => return,
                     r = rx.recv() => match r { Some(r) => r, None => return },
                 },

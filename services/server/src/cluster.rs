@@ -384,17 +384,25 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .set_service_status(*service, ServingStatus::NotServing)
             .await;
     }
+    follow.cancel();
+    let _ = follower.await;
+    let handover_started = Instant::now();
+    // The shards' work ends before this node leaves the rings, which hands the shards to
+    // other nodes: nothing of a shard runs here once its heir may run it.
+    let handed_over = match &history {
+        Some(h) => {
+            let released = h.owned_shards();
+            let ranges = shard_ranges(&persistence, &released).await;
+            h.release_all_shards().await;
+            Some((released, ranges))
+        }
+        None => None,
+    };
     let leave = {
         let m = membership.clone();
         tokio::spawn(async move { m.leave().await })
     };
-    follow.cancel();
-    let _ = follower.await;
-    let handover_started = Instant::now();
-    if let Some(h) = &history {
-        let released = h.owned_shards();
-        let ranges = shard_ranges(&persistence, &released).await;
-        h.release_all_shards();
+    if let Some((released, ranges)) = handed_over {
         // Nobody to hand over to (the last node, or all of them stopping): do not wait.
         let heirs = membership
             .view()

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use temper_persistence::faulty::Op;
 use tonic::Code;
 
 use super::*;
@@ -233,4 +234,108 @@ async fn a_stale_owner_never_calls_a_newer_task_obsolete() {
         .expect("the owner starts it");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// The store operations a shard makes, to count what a node did.
+const SHARD_OPS: [Op; 13] = [
+    Op::GetOrCreateShard,
+    Op::UpdateShard,
+    Op::GetCurrentExecution,
+    Op::GetExecution,
+    Op::Commit,
+    Op::DeleteExecution,
+    Op::GetTasks,
+    Op::DeleteTask,
+    Op::DeleteTasksBefore,
+    Op::AppendHistoryNode,
+    Op::ReadHistoryNodes,
+    Op::DeleteHistoryBranch,
+    Op::GetNamespaceById,
+];
+
+fn store_calls(store: &FaultyStore) -> u64 {
+    SHARD_OPS.iter().map(|op| store.calls(*op)).sum()
+}
+
+/// How a node gives its shard up.
+#[derive(Clone, Copy, PartialEq)]
+enum GiveUp {
+    /// The ring moves the shard away.
+    Release,
+    /// The node shuts down.
+    Shutdown,
+}
+
+/// A node gives its shard up while a transfer task of the shard is held back by the store
+/// (a slow read of the run's state): once the release (or shutdown) returns, that task
+/// neither reaches matching nor touches the store, and the task, still in the store, goes
+/// out from the next owner.
+async fn nothing_of_a_shard_runs_after_it_is_given_up(how: GiveUp) {
+    let store = store();
+    let wf = "held-back";
+    // A first owner starts the workflow while matching refuses, so the workflow task's
+    // transfer task stays in the store.
+    let first = node(&store, "first", 1);
+    first
+        .set_owned_shards(shards(&[1]), FakeMatching::refusing())
+        .await;
+    let run = start(&first, wf, Duration::ZERO).await;
+    first.shutdown().await;
+    assert_eq!(
+        stored_tasks(store.inner(), ShardId(1), TaskCategory::Transfer)
+            .await
+            .len(),
+        1
+    );
+
+    // a takes the shard with a cold cache, on a store of its own that holds its reads of
+    // runs back: its transfer task waits there.
+    let a_store = FaultyStore::new(store.inner().clone());
+    let a = node(&a_store, "a", 1);
+    let to_a = Arc::new(FakeMatching::default());
+    a_store.pause(Op::GetExecution);
+    a.set_owned_shards(shards(&[1]), to_a.clone()).await;
+    eventually("a's transfer task reads the run", || async {
+        (a_store.calls(Op::GetExecution) > 0).then_some(())
+    })
+    .await;
+
+    match how {
+        GiveUp::Release => a.set_owned_shards(shards(&[]), to_a.clone()).await,
+        GiveUp::Shutdown => a.shutdown().await,
+    }
+    assert!(a.owned_shards().is_empty());
+    let calls_at_release = store_calls(&a_store);
+    a_store.resume(Op::GetExecution);
+
+    // b takes the shard and hands the task to matching.
+    let b = node(&store, "b", 1);
+    let to_b = Arc::new(FakeMatching::default());
+    b.set_owned_shards(shards(&[1]), to_b.clone()).await;
+    eventually("b hands the workflow task to matching", || async {
+        (to_b.workflow_tasks_of(&run).len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        to_a.workflow_task_calls.load(Ordering::SeqCst),
+        0,
+        "the given-up shard's task went on and called matching"
+    );
+    assert_eq!(
+        store_calls(&a_store),
+        calls_at_release,
+        "the given-up shard used the store after it was given up"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_released_shard_runs_after_the_release() {
+    nothing_of_a_shard_runs_after_it_is_given_up(GiveUp::Release).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_shard_runs_after_its_node_shut_down() {
+    nothing_of_a_shard_runs_after_it_is_given_up(GiveUp::Shutdown).await;
 }
