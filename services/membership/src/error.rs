@@ -15,7 +15,7 @@ pub enum MembershipError {
     /// A setting that cannot work.
     #[error("invalid membership config: {0}")]
     Config(String),
-    /// chitchat refused to start.
+    /// chitchat refused to start, or a test transport could not open the gossip address.
     #[error("cannot start gossip: {0}")]
     Gossip(String),
 }

@@ -32,3 +32,7 @@ pub use member::Member;
 pub use membership::Membership;
 pub use role::{Role, UnknownRole};
 pub use view::{ClusterView, history_shard_key};
+
+/// Gossip transports for [`Membership::start_with_transport`]: chitchat's trait and its
+/// in-memory implementation (links between addresses can be cut and healed).
+pub use chitchat::transport::{ChannelTransport, Transport};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chitchat::transport::{Socket, Transport};
 use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
@@ -44,8 +45,8 @@ impl std::fmt::Debug for Membership {
 }
 
 impl Membership {
-    /// Bind the gossip socket, announce this node, and start gossiping. The view holds this
-    /// node from the start, so a single node works alone.
+    /// Bind the gossip socket (UDP), announce this node, and start gossiping. The view holds
+    /// this node from the start, so a single node works alone.
     ///
     /// With a `store`, the node heartbeats its rows in the membership table every
     /// `seed_refresh` (ttl three times that) and gossips with the addresses of the other
@@ -56,6 +57,27 @@ impl Membership {
     ) -> Result<Membership, MembershipError> {
         config.check().map_err(MembershipError::Config)?;
         let socket = transport::bind(config.gossip_listen).await?;
+        Self::start_on(config, store, socket).await
+    }
+
+    /// [`Self::start`], gossiping over `transport` instead of UDP: tests run several nodes
+    /// in one process on chitchat's in-memory [`crate::ChannelTransport`], whose links they
+    /// can cut and heal. Addresses are the transport's (`gossip_listen` is opened on it).
+    pub async fn start_with_transport(
+        config: MembershipConfig,
+        store: Option<Arc<dyn MembershipStore>>,
+        transport: &dyn Transport,
+    ) -> Result<Membership, MembershipError> {
+        config.check().map_err(MembershipError::Config)?;
+        let socket = crate::transport::open(transport, config.gossip_listen).await?;
+        Self::start_on(config, store, socket).await
+    }
+
+    async fn start_on(
+        config: MembershipConfig,
+        store: Option<Arc<dyn MembershipStore>>,
+        socket: Box<dyn Socket>,
+    ) -> Result<Membership, MembershipError> {
         let bound = socket
             .local_addr()
             .map_err(|e| MembershipError::Gossip(e.to_string()))?;
@@ -110,7 +132,7 @@ impl Membership {
             debounce: config.ring_debounce,
             virtual_nodes: config.virtual_nodes,
         };
-        let tracker = Tracker::new(me.clone(), settings, Instant::now());
+        let tracker = Tracker::new(me.clone(), settings, now());
         let (views_tx, views) = watch::channel(tracker.view());
         let cancel = CancellationToken::new();
         let span = tracing::info_span!("membership", node = %me.name);
@@ -184,7 +206,7 @@ impl Membership {
         let Some(handle) = &self.handle else { return };
         // A push to every live peer, repeated a few times (UDP may drop one): each one is
         // a round trip that carries our new key-value to that peer.
-        let until = Instant::now()
+        let until = tokio::time::Instant::now()
             + (self.config.gossip_interval * 5)
                 .clamp(Duration::from_millis(300), Duration::from_secs(1));
         let pause = (self.config.gossip_interval / 2).max(Duration::from_millis(10));
@@ -193,7 +215,7 @@ impl Membership {
                 // Fails only once chitchat stopped; then there is nobody to tell.
                 let _ = handle.gossip(peer);
             }
-            let now = Instant::now();
+            let now = tokio::time::Instant::now();
             if now >= until {
                 break;
             }
@@ -242,6 +264,13 @@ impl Drop for Membership {
             handle.abort();
         }
     }
+}
+
+/// The tracker's clock: tokio's, so that tests on paused time see members time out as
+/// chitchat's failure detector (also on tokio's clock) does. The same as
+/// `Instant::now()` otherwise.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Start time in ms, strictly increasing within the process (two starts in one
@@ -328,7 +357,7 @@ async fn publish_views(
             _ = interval.tick() => {}
         }
         let live = observations(&*chitchat.lock().await);
-        if let Some(view) = tracker.observe(Instant::now(), &live) {
+        if let Some(view) = tracker.observe(now(), &live) {
             tracing::info!(
                 version = view.version(),
                 members = ?view.members().iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),

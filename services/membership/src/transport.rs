@@ -1,7 +1,8 @@
-//! The UDP transport handed to chitchat: bound by us before chitchat starts, so a bind
-//! error reaches the caller before anything runs and a port-0 bind can advertise the port
-//! it got; and receiving is shielded so that a datagram that made decoding panic is dropped
-//! instead of stopping gossip.
+//! The socket handed to chitchat: opened by us before chitchat starts, so a bind error
+//! reaches the caller before anything runs and a port-0 bind can advertise the port it got;
+//! and receiving is shielded so that a datagram that made decoding panic is dropped instead
+//! of stopping gossip. Production gossips over UDP ([`bind`]); tests may open the socket on
+//! another [`Transport`] ([`open`]), such as chitchat's in-memory `ChannelTransport`.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -23,6 +24,17 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<Box<dyn Socket>, Membership
             None => std::io::Error::other(e.to_string()),
         };
         MembershipError::Bind { addr, source }
+    })?;
+    Ok(Box::new(Shielded(Box::new(socket))))
+}
+
+/// Open the gossip socket on `transport`.
+pub(crate) async fn open(
+    transport: &dyn Transport,
+    addr: SocketAddr,
+) -> Result<Box<dyn Socket>, MembershipError> {
+    let socket = transport.open(addr).await.map_err(|e| {
+        MembershipError::Gossip(format!("cannot open the gossip transport on {addr}: {e:#}"))
     })?;
     Ok(Box::new(Shielded(socket)))
 }
@@ -47,8 +59,8 @@ impl Transport for PreBound {
     }
 }
 
-/// chitchat's UDP socket with panics in receive/decode turned into dropped datagrams.
-struct Shielded(UdpSocket);
+/// A socket with panics in receive/decode turned into dropped datagrams.
+struct Shielded(Box<dyn Socket>);
 
 #[async_trait]
 impl Socket for Shielded {

@@ -1,11 +1,11 @@
 //! Fault injection at the store boundary, for tests (feature `testing`).
 //!
-//! [`FaultyStore`] wraps a [`Persistence`] and implements every store trait by delegating to
-//! it, except when a test asked otherwise: the next N calls of an operation can fail with a
-//! chosen error, be delayed before reaching the store (a slow request), be delayed after the
-//! store applied them (a slow reply: the write is durable but the caller has not heard), or
-//! wait while the operation is paused. It also counts calls and records the size of every
-//! commit batch, so tests can see what the services did.
+//! [`FaultyStore`] wraps a [`Persistence`] in a [`Decorated`] store whose hook delegates
+//! every call, except when a test asked otherwise: the next N calls of an operation can fail
+//! with a chosen error, be delayed before reaching the store (a slow request), be delayed
+//! after the store applied them (a slow reply: the write is durable but the caller has not
+//! heard), or wait while the operation is paused. It also counts calls and records the size
+//! of every commit batch, so tests can see what the services did.
 //!
 //! ```ignore
 //! let faulty = FaultyStore::new(SqliteStore::open_in_memory()?.into_persistence());
@@ -18,47 +18,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 use tokio::sync::watch;
 
-use crate::{
-    BranchId, ClusterMetadata, ClusterMetadataStore, CommitError, CurrentExecution, ExecutionKey,
-    ExecutionRecord, ExecutionStore, ExecutionWrite, HistoryNode, HistoryStore, MemberRow,
-    MembershipStore, NamespaceRecord, NamespaceStore, Persistence, QueueTask, ShardRecord,
-    StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskQueueStore, TaskRecord,
-};
+use crate::decorator::{Around, Decorated, OpError};
+use crate::{CommitError, Persistence, StoreError};
 
 /// One store operation: a method of the store traits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    InitClusterMetadata,
-    GetOrCreateShard,
-    UpdateShard,
-    GetCurrentExecution,
-    GetExecution,
-    Commit,
-    DeleteExecution,
-    GetTasks,
-    DeleteTask,
-    DeleteTasksBefore,
-    AppendHistoryNode,
-    ReadHistoryNodes,
-    DeleteHistoryBranch,
-    LeaseTaskQueue,
-    UpdateTaskQueue,
-    CreateQueueTasks,
-    GetQueueTasks,
-    DeleteQueueTask,
-    DeleteQueueTasksThrough,
-    CreateNamespace,
-    GetNamespaceByName,
-    GetNamespaceById,
-    UpdateNamespace,
-    ListNamespaces,
-    HeartbeatMember,
-    LiveMembers,
-}
+pub use crate::decorator::Operation as Op;
 
 /// What to do to a call.
 #[derive(Debug, Clone)]
@@ -97,6 +63,12 @@ struct State {
 #[derive(Clone)]
 pub struct FaultyStore {
     inner: Persistence,
+    faults: Faults,
+}
+
+/// The hook: the armed rules, the counters and the paused operations.
+#[derive(Clone)]
+struct Faults {
     state: Arc<Mutex<State>>,
     paused: Arc<watch::Sender<HashSet<Op>>>,
 }
@@ -104,29 +76,8 @@ pub struct FaultyStore {
 impl std::fmt::Debug for FaultyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultyStore")
-            .field("state", &self.state)
+            .field("state", &self.faults.state)
             .finish_non_exhaustive()
-    }
-}
-
-/// Errors a rule can produce for any operation.
-trait Injected: From<StoreError> {
-    fn injected(e: CommitError) -> Self;
-}
-
-impl Injected for StoreError {
-    fn injected(e: CommitError) -> Self {
-        match e {
-            CommitError::Store(s) => s,
-            // Only `fail_commit` arms commit-shaped errors, and only for commits.
-            other => StoreError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl Injected for CommitError {
-    fn injected(e: CommitError) -> Self {
-        e
     }
 }
 
@@ -135,14 +86,16 @@ impl FaultyStore {
     pub fn new(inner: Persistence) -> Self {
         Self {
             inner,
-            state: Arc::default(),
-            paused: Arc::new(watch::channel(HashSet::new()).0),
+            faults: Faults {
+                state: Arc::default(),
+                paused: Arc::new(watch::channel(HashSet::new()).0),
+            },
         }
     }
 
     /// This store as the services' bundle of trait objects.
     pub fn into_persistence(self) -> Persistence {
-        Persistence::from_backend(Arc::new(self))
+        Decorated::new(self.inner, self.faults).into_persistence()
     }
 
     /// The wrapped store, to read or write behind the service's back.
@@ -152,7 +105,7 @@ impl FaultyStore {
 
     fn arm(&self, op: Op, times: usize, action: Action) {
         if times > 0 {
-            self.lock().rules.push(Rule {
+            self.faults.lock().rules.push(Rule {
                 op,
                 remaining: times,
                 action,
@@ -190,47 +143,59 @@ impl FaultyStore {
 
     /// Hold every call of `op` (before it reaches the store) until [`Self::resume`].
     pub fn pause(&self, op: Op) {
-        self.paused.send_modify(|p| {
+        self.faults.paused.send_modify(|p| {
             p.insert(op);
         });
     }
 
     /// Release the calls of `op` held by [`Self::pause`].
     pub fn resume(&self, op: Op) {
-        self.paused.send_modify(|p| {
+        self.faults.paused.send_modify(|p| {
             p.remove(&op);
         });
     }
 
     /// Disarm every rule and resume every paused operation.
     pub fn clear(&self) {
-        self.lock().rules.clear();
-        self.paused.send_modify(HashSet::clear);
+        self.faults.lock().rules.clear();
+        self.faults.paused.send_modify(HashSet::clear);
     }
 
     /// How many calls of `op` were made so far (failed and delayed ones included).
     pub fn calls(&self, op: Op) -> u64 {
-        self.lock().calls.get(&op).copied().unwrap_or(0)
+        self.faults.lock().calls.get(&op).copied().unwrap_or(0)
     }
 
     /// The number of writes of every commit call so far, in call order.
     pub fn commit_sizes(&self) -> Vec<usize> {
-        self.lock().commit_sizes.clone()
+        self.faults.lock().commit_sizes.clone()
     }
+}
 
+impl Faults {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A test that panicked while holding the lock already failed; keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+impl Around for Faults {
+    // Tests arm faults on single history appends (`Op::AppendHistoryNode`) and count them;
+    // the history writer appends in batches.
+    const SPLIT_HISTORY_BATCHES: bool = true;
 
     /// Count the call, take its rule, wait while paused, then apply the rule around `call`.
-    async fn run<T, E, F>(&self, op: Op, call: F) -> Result<T, E>
+    async fn around<T, E, F>(&self, op: Op, batch: Option<usize>, call: F) -> Result<T, E>
     where
-        E: Injected,
-        F: Future<Output = Result<T, E>>,
+        T: Send,
+        E: OpError,
+        F: Future<Output = Result<T, E>> + Send,
     {
         let action = {
             let mut state = self.lock();
+            if op == Op::Commit {
+                state.commit_sizes.push(batch.unwrap_or(0));
+            }
             *state.calls.entry(op).or_default() += 1;
             let found = state
                 .rules
@@ -251,7 +216,7 @@ impl FaultyStore {
         let _ = paused.wait_for(|p| !p.contains(&op)).await;
         match action {
             None => call.await,
-            Some(Action::Fail(e)) => Err(E::injected(e)),
+            Some(Action::Fail(e)) => Err(E::from_commit_error(e)),
             Some(Action::DelayRequest(d)) => {
                 tokio::time::sleep(d).await;
                 call.await
@@ -263,362 +228,23 @@ impl FaultyStore {
             }
             Some(Action::FailAfter(e)) => {
                 let _ = call.await;
-                Err(E::injected(e))
+                Err(E::from_commit_error(e))
             }
         }
     }
 }
 
-#[async_trait]
-impl ClusterMetadataStore for FaultyStore {
-    async fn init_cluster_metadata(
-        &self,
-        proposed: &ClusterMetadata,
-    ) -> Result<ClusterMetadata, StoreError> {
-        self.run(
-            Op::InitClusterMetadata,
-            self.inner.cluster.init_cluster_metadata(proposed),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl ExecutionStore for FaultyStore {
-    async fn get_or_create_shard(
-        &self,
-        shard_id: ShardId,
-        initial_info: &[u8],
-    ) -> Result<ShardRecord, StoreError> {
-        self.run(
-            Op::GetOrCreateShard,
-            self.inner
-                .executions
-                .get_or_create_shard(shard_id, initial_info),
-        )
-        .await
-    }
-
-    async fn update_shard(
-        &self,
-        expected_range_id: RangeId,
-        record: &ShardRecord,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::UpdateShard,
-            self.inner
-                .executions
-                .update_shard(expected_range_id, record),
-        )
-        .await
-    }
-
-    async fn get_current_execution(
-        &self,
-        shard_id: ShardId,
-        namespace_id: &NamespaceId,
-        workflow_id: &str,
-    ) -> Result<Option<CurrentExecution>, StoreError> {
-        self.run(
-            Op::GetCurrentExecution,
-            self.inner
-                .executions
-                .get_current_execution(shard_id, namespace_id, workflow_id),
-        )
-        .await
-    }
-
-    async fn get_execution(
-        &self,
-        shard_id: ShardId,
-        key: &ExecutionKey,
-    ) -> Result<Option<ExecutionRecord>, StoreError> {
-        self.run(
-            Op::GetExecution,
-            self.inner.executions.get_execution(shard_id, key),
-        )
-        .await
-    }
-
-    async fn commit(
-        &self,
-        shard_id: ShardId,
-        range_id: RangeId,
-        writes: &[ExecutionWrite],
-    ) -> Result<(), CommitError> {
-        self.lock().commit_sizes.push(writes.len());
-        self.run(
-            Op::Commit,
-            self.inner.executions.commit(shard_id, range_id, writes),
-        )
-        .await
-    }
-
-    async fn delete_execution(
-        &self,
-        shard_id: ShardId,
-        range_id: RangeId,
-        key: &ExecutionKey,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::DeleteExecution,
-            self.inner
-                .executions
-                .delete_execution(shard_id, range_id, key),
-        )
-        .await
-    }
-
-    async fn get_tasks(
-        &self,
-        shard_id: ShardId,
-        category: TaskCategory,
-        exclusive_min: TaskKey,
-        exclusive_max: TaskKey,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.run(
-            Op::GetTasks,
-            self.inner.executions.get_tasks(
-                shard_id,
-                category,
-                exclusive_min,
-                exclusive_max,
-                limit,
-            ),
-        )
-        .await
-    }
-
-    async fn delete_task(
-        &self,
-        shard_id: ShardId,
-        category: TaskCategory,
-        key: TaskKey,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::DeleteTask,
-            self.inner.executions.delete_task(shard_id, category, key),
-        )
-        .await
-    }
-
-    async fn delete_tasks_before(
-        &self,
-        shard_id: ShardId,
-        category: TaskCategory,
-        exclusive_max: TaskKey,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::DeleteTasksBefore,
-            self.inner
-                .executions
-                .delete_tasks_before(shard_id, category, exclusive_max),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl HistoryStore for FaultyStore {
-    async fn append_history_node(
-        &self,
-        branch: &BranchId,
-        node: &HistoryNode,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::AppendHistoryNode,
-            self.inner.history.append_history_node(branch, node),
-        )
-        .await
-    }
-
-    async fn read_history_nodes(
-        &self,
-        branch: &BranchId,
-        min_node_id: i64,
-        max_node_id: i64,
-        after: Option<(i64, i64)>,
-        limit: usize,
-    ) -> Result<Vec<HistoryNode>, StoreError> {
-        self.run(
-            Op::ReadHistoryNodes,
-            self.inner
-                .history
-                .read_history_nodes(branch, min_node_id, max_node_id, after, limit),
-        )
-        .await
-    }
-
-    async fn delete_history_branch(&self, branch: &BranchId) -> Result<(), StoreError> {
-        self.run(
-            Op::DeleteHistoryBranch,
-            self.inner.history.delete_history_branch(branch),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl TaskQueueStore for FaultyStore {
-    async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<TaskQueueLease, StoreError> {
-        self.run(
-            Op::LeaseTaskQueue,
-            self.inner.task_queues.lease_task_queue(key),
-        )
-        .await
-    }
-
-    async fn update_task_queue(
-        &self,
-        key: &TaskQueueKey,
-        range_id: RangeId,
-        ack_level: TaskId,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::UpdateTaskQueue,
-            self.inner
-                .task_queues
-                .update_task_queue(key, range_id, ack_level),
-        )
-        .await
-    }
-
-    async fn create_queue_tasks(
-        &self,
-        key: &TaskQueueKey,
-        range_id: RangeId,
-        tasks: &[QueueTask],
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::CreateQueueTasks,
-            self.inner
-                .task_queues
-                .create_queue_tasks(key, range_id, tasks),
-        )
-        .await
-    }
-
-    async fn get_queue_tasks(
-        &self,
-        key: &TaskQueueKey,
-        exclusive_min: TaskId,
-        limit: usize,
-    ) -> Result<Vec<QueueTask>, StoreError> {
-        self.run(
-            Op::GetQueueTasks,
-            self.inner
-                .task_queues
-                .get_queue_tasks(key, exclusive_min, limit),
-        )
-        .await
-    }
-
-    async fn delete_queue_task(
-        &self,
-        key: &TaskQueueKey,
-        task_id: TaskId,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::DeleteQueueTask,
-            self.inner.task_queues.delete_queue_task(key, task_id),
-        )
-        .await
-    }
-
-    async fn delete_queue_tasks_through(
-        &self,
-        key: &TaskQueueKey,
-        inclusive_max: TaskId,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::DeleteQueueTasksThrough,
-            self.inner
-                .task_queues
-                .delete_queue_tasks_through(key, inclusive_max),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl NamespaceStore for FaultyStore {
-    async fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {
-        self.run(
-            Op::CreateNamespace,
-            self.inner.namespaces.create_namespace(record),
-        )
-        .await
-    }
-
-    async fn get_namespace_by_name(
-        &self,
-        name: &str,
-    ) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.run(
-            Op::GetNamespaceByName,
-            self.inner.namespaces.get_namespace_by_name(name),
-        )
-        .await
-    }
-
-    async fn get_namespace_by_id(
-        &self,
-        id: &NamespaceId,
-    ) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.run(
-            Op::GetNamespaceById,
-            self.inner.namespaces.get_namespace_by_id(id),
-        )
-        .await
-    }
-
-    async fn update_namespace(
-        &self,
-        expected_version: i64,
-        record: &NamespaceRecord,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Op::UpdateNamespace,
-            self.inner
-                .namespaces
-                .update_namespace(expected_version, record),
-        )
-        .await
-    }
-
-    async fn list_namespaces(
-        &self,
-        after_name: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<NamespaceRecord>, StoreError> {
-        self.run(
-            Op::ListNamespaces,
-            self.inner.namespaces.list_namespaces(after_name, limit),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl MembershipStore for FaultyStore {
-    async fn heartbeat_member(&self, row: &MemberRow, ttl: Duration) -> Result<(), StoreError> {
-        self.run(
-            Op::HeartbeatMember,
-            self.inner.membership.heartbeat_member(row, ttl),
-        )
-        .await
-    }
-
-    async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError> {
-        self.run(Op::LiveMembers, self.inner.membership.live_members())
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
+    use temper_types::{NamespaceId, RangeId, ShardId};
+
     use super::*;
+    use crate::test_stores;
+    use crate::{
+        CurrentExecution, ExecutionKey, ExecutionRecord, ExecutionStore, ExecutionWrite,
+        ShardRecord, TaskCategory, TaskKey, TaskRecord,
+    };
 
     /// A store that answers every commit with Ok and counts how many reached it.
     #[derive(Default)]
@@ -698,130 +324,7 @@ mod tests {
 
     /// Only the execution store is exercised; the others are never called here.
     fn wrap(counting: Arc<Counting>) -> FaultyStore {
-        FaultyStore::new(Persistence {
-            cluster: Arc::new(Unused),
-            executions: counting,
-            history: Arc::new(Unused),
-            task_queues: Arc::new(Unused),
-            namespaces: Arc::new(Unused),
-            membership: Arc::new(Unused),
-        })
-    }
-
-    struct Unused;
-
-    #[async_trait]
-    impl ClusterMetadataStore for Unused {
-        async fn init_cluster_metadata(
-            &self,
-            _: &ClusterMetadata,
-        ) -> Result<ClusterMetadata, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-    }
-
-    #[async_trait]
-    impl HistoryStore for Unused {
-        async fn append_history_node(
-            &self,
-            _: &BranchId,
-            _: &HistoryNode,
-        ) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn read_history_nodes(
-            &self,
-            _: &BranchId,
-            _: i64,
-            _: i64,
-            _: Option<(i64, i64)>,
-            _: usize,
-        ) -> Result<Vec<HistoryNode>, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn delete_history_branch(&self, _: &BranchId) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-    }
-
-    #[async_trait]
-    impl TaskQueueStore for Unused {
-        async fn lease_task_queue(&self, _: &TaskQueueKey) -> Result<TaskQueueLease, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn update_task_queue(
-            &self,
-            _: &TaskQueueKey,
-            _: RangeId,
-            _: TaskId,
-        ) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn create_queue_tasks(
-            &self,
-            _: &TaskQueueKey,
-            _: RangeId,
-            _: &[QueueTask],
-        ) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn get_queue_tasks(
-            &self,
-            _: &TaskQueueKey,
-            _: TaskId,
-            _: usize,
-        ) -> Result<Vec<QueueTask>, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn delete_queue_task(&self, _: &TaskQueueKey, _: TaskId) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn delete_queue_tasks_through(
-            &self,
-            _: &TaskQueueKey,
-            _: TaskId,
-        ) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-    }
-
-    #[async_trait]
-    impl MembershipStore for Unused {
-        async fn heartbeat_member(&self, _: &MemberRow, _: Duration) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-    }
-
-    #[async_trait]
-    impl NamespaceStore for Unused {
-        async fn create_namespace(&self, _: &NamespaceRecord) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn get_namespace_by_name(
-            &self,
-            _: &str,
-        ) -> Result<Option<NamespaceRecord>, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn get_namespace_by_id(
-            &self,
-            _: &NamespaceId,
-        ) -> Result<Option<NamespaceRecord>, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn update_namespace(&self, _: i64, _: &NamespaceRecord) -> Result<(), StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
-        async fn list_namespaces(
-            &self,
-            _: Option<&str>,
-            _: usize,
-        ) -> Result<Vec<NamespaceRecord>, StoreError> {
-            Err(StoreError::Internal("unused".into()))
-        }
+        FaultyStore::new(test_stores::with_executions(counting))
     }
 
     async fn commit(p: &Persistence) -> Result<(), CommitError> {

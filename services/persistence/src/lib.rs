@@ -11,7 +11,11 @@
 //! [`history::winning_nodes`] ignores (for one node id, the highest transaction id wins).
 //!
 //! Blobs are opaque bytes here: the services encode them with protobuf.
+//!
+//! Wrappers that see every call (metrics, fault injection) are hooks of the one store
+//! decorator, [`decorator::Decorated`].
 
+pub mod decorator;
 mod error;
 pub mod history;
 pub mod instrumented;
@@ -23,6 +27,9 @@ pub mod conformance;
 
 #[cfg(feature = "testing")]
 pub mod faulty;
+
+#[cfg(test)]
+mod test_stores;
 
 pub use error::{CommitError, ConflictKind, StoreError};
 pub use model::*;
