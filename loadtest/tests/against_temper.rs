@@ -5,6 +5,9 @@
 //! Uses `../target/debug/temper` (or `$TEMPER_BIN`); if it is missing, builds it with
 //! `cargo build --bin temper`, and skips with a message if that fails.
 
+// Synchronous tests with no async runtime: they wait on child processes with a plain sleep.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -97,6 +97,8 @@ impl ShardContext {
         self.retention.of(ns).await
     }
 
+    // The shard's collaborators, passed once by the controller that creates it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         shard_id: ShardId,
         persistence: Persistence,

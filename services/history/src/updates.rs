@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use crate::shard::ShardContext;
 
 /// How far an update got, as its waiters see it.
+// Variants hold protobuf messages by value, built once and moved to one reader; boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
     Admitted,

@@ -48,6 +48,9 @@ pub(crate) struct CommitRequest {
 }
 
 /// What the shard writer is asked to do, in order.
+// Variants hold protobuf messages by value, built once and moved to one reader; boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum WriterRequest {
     Commit(CommitRequest),
     Delete(DeleteRequest),

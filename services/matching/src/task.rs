@@ -151,6 +151,8 @@ impl Dispatched {
 
     /// For a query task: its poll response, and the task counts as delivered. Any other task
     /// comes back as `Err`.
+    // The task itself comes back, not an error: the caller dispatches it another way.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn into_query_response(mut self) -> Result<PollWorkflowTaskQueueResponse, Self> {
         match self.task.take() {
             Some(Task {

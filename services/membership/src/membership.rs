@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chitchat::transport::{Socket, Transport};
 use chitchat::{
@@ -277,9 +277,7 @@ fn now() -> Instant {
 /// millisecond, as tests do, still get distinct generations).
 fn next_generation() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = u64::try_from(temper_types::wall_clock_millis()).unwrap_or(0);
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(last.saturating_add(1));

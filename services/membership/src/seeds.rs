@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use temper_persistence::{MemberRow, MembershipStore, StoreError};
 
@@ -20,9 +20,7 @@ pub(crate) async fn heartbeat(
     me: &Member,
     ttl: Duration,
 ) -> Result<(), StoreError> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = temper_types::wall_clock_millis();
     let mut roles: Vec<&str> = me.roles.iter().map(|r| r.as_str()).collect();
     if roles.is_empty() {
         roles.push(NO_ROLE);

@@ -7,8 +7,6 @@
 //! idempotent, so an interrupted migration is simply run again. Run one migrator at a time
 //! (concurrent DDL on Cassandra can disagree about table ids).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use scylla::client::session::Session;
 use scylla::value::CqlValue;
 
@@ -400,9 +398,7 @@ async fn migrate_in(session: &Session, keyspace: &str) -> Result<SchemaReport, S
                     reason: format!("statement {} failed: {e}", i + 1),
                 })?;
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = temper_types::wall_clock_millis();
         session
             .query_unpaged(
                 "INSERT INTO schema_version (version_partition, version, applied_at_ms, file) \

@@ -54,6 +54,8 @@ impl SqliteStore {
     /// Several processes may open one file at once (the nodes of a local cluster): switching
     /// a new file to WAL mode and migrating its schema take locks that the busy timeout does
     /// not always wait for, so a locked database is retried for a while before giving up.
+    // A blocking call by contract (see above), so it may sleep between attempts.
+    #[allow(clippy::disallowed_methods)]
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + OPEN_LOCKED_RETRY;
         let mut pause = std::time::Duration::from_millis(5);

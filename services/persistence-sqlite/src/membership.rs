@@ -1,7 +1,7 @@
 //! The membership table: a row per `(role, host_id)` with an expiry time; reads skip
 //! expired rows and heartbeats delete them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::TransactionBehavior;
@@ -12,9 +12,7 @@ use crate::SqliteStore;
 /// Wall-clock milliseconds since the epoch (expiry is a wall-clock notion: several
 /// processes share the file).
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    temper_types::wall_clock_millis()
 }
 
 #[async_trait]

@@ -1,8 +1,6 @@
 //! Schema migrations: numbered scripts from `schema/sqlite/`, applied in order inside one
 //! transaction and recorded in `schema_version`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use temper_persistence::StoreError;
 
@@ -33,9 +31,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              up to {LATEST_SCHEMA_VERSION}; run a newer temper or use another database file"
         )));
     }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = temper_types::wall_clock_millis();
     for &(version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         tx.execute_batch(script).map_err(|e| {
             StoreError::Internal(format!(

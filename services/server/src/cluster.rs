@@ -454,6 +454,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 }
 
 /// Apply every new view: the history shards and matching partitions this node owns.
+// Everything the ring follower needs, handed over once when the node starts it.
+#[allow(clippy::too_many_arguments)]
 async fn follow_rings(
     joined: Arc<std::sync::atomic::AtomicBool>,
     join_wait: Option<Duration>,

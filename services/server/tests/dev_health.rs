@@ -1,6 +1,9 @@
 //! `temper server start-dev --health-port`: liveness and readiness over HTTP, for
 //! orchestrators that run the dev server (the container image's default command).
 
+// Synchronous tests with no async runtime: they poll a child process with a plain sleep.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -1,6 +1,9 @@
 //! The shard count is fixed when a store is created: a server started on an existing store
 //! with another count refuses to start and says why, both `start-dev` and a cluster node.
 
+// Synchronous tests with no async runtime: they poll a child process with a plain sleep.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,7 @@
 //! Start a `temper server start-dev` for a test and stop it afterwards.
 
+// Synchronous tests with no async runtime: they poll a child process with a plain sleep.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
 use std::net::TcpListener;

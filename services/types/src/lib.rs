@@ -8,7 +8,7 @@ mod ids;
 mod partition;
 mod routing;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, wall_clock_millis};
 pub use ids::{
     NamespaceId, RangeExhausted, RangeId, ShardId, TASK_ID_SEQ_BITS, TaskId, TaskIdAllocator,
 };

@@ -68,6 +68,9 @@ impl Admitted {
 }
 
 /// What a waiting caller learns about an update.
+// Variants hold protobuf messages by value; a value is built once and moved to its
+// reader, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     Accepted {
@@ -164,6 +167,9 @@ fn request_message_id(update_id: &str) -> String {
 }
 
 /// Where an update stands, from the state and the registry.
+// Variants hold protobuf messages by value; a value is built once and moved to its
+// reader, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
     Admitted,
@@ -196,6 +202,9 @@ pub fn status(ms: &pb::MutableState, updates: &Registry, id: &str) -> Option<Sta
 }
 
 /// What UpdateWorkflowExecution found or did.
+// Variants hold protobuf messages by value; a value is built once and moved to its
+// reader, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
     /// An update with this id exists already; the request attaches to it.

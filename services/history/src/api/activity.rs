@@ -85,6 +85,9 @@ pub(crate) async fn record_started(
 }
 
 /// What a worker reports about an activity.
+// Variants hold protobuf messages by value, built once and moved to one reader; boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Report {
     Completed(Option<Payloads>, String),
     Failed(Failure, String, Option<Payloads>),

@@ -32,6 +32,9 @@ pub(crate) const LONG_POLL: Duration = Duration::from_secs(20);
 const MAX_ADMISSIONS: usize = 3;
 
 /// Where a wait ended.
+// Variants hold protobuf messages by value, built once and moved to one reader; boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Reached {
     Stage(Stage),
     Outcome(Outcome),
@@ -169,6 +172,9 @@ fn response(reached: Reached) -> UpdateWorkflowExecutionResponse {
     }
 }
 
+// Variants hold protobuf messages by value, built once and moved to one reader; boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Found {
     Outcome(Outcome),
     Waiting(watch::Receiver<Progress>),

@@ -72,6 +72,9 @@ pub(crate) async fn execute(
     Ok(respond(run_id, started, status, response))
 }
 
+// Variants hold protobuf messages by value, built once and moved to one reader; boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Existing {
     /// The update completed on this run already: its outcome, nothing to start.
     Done(String, i32, UpdateWorkflowExecutionResponse),

@@ -214,7 +214,7 @@ async fn a_closed_run_is_kept_for_the_namespace_retention_then_deleted() {
     namespace_with_retention(store.inner(), Duration::from_millis(1500)).await;
     let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
     let run = start(&engine, "wf", Duration::ZERO).await;
-    let closed_at = std::time::SystemTime::now();
+    let closed_at = temper_types::Clock::now(&temper_types::SystemClock);
     terminate(&engine, "wf").await.expect("terminate");
 
     let retention_timers: Vec<TaskKey> =
@@ -245,7 +245,10 @@ async fn a_closed_run_is_kept_for_the_namespace_retention_then_deleted() {
     assert!(!api_history(&engine, "wf", &run).await.is_empty());
 
     gone(&engine, "wf", &run).await;
-    assert!(std::time::SystemTime::now() >= expected - Duration::from_millis(100));
+    assert!(
+        temper_types::Clock::now(&temper_types::SystemClock)
+            >= expected - Duration::from_millis(100)
+    );
     nothing_left(store.inner(), "wf", &run).await;
 }
 

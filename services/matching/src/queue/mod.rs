@@ -246,6 +246,8 @@ impl TaskQueue {
     }
 
     /// Hand `task` to the oldest waiting poller. Gives the task back if none takes it.
+    // The task itself comes back, not an error: the caller stores it instead.
+    #[allow(clippy::result_large_err)]
     fn offer_locked(self: &Arc<Self>, st: &mut State, mut task: Task) -> Result<(), Task> {
         while let Some(waiter) = st.waiters.pop_front() {
             match waiter.tx.send(Dispatched::new(task, self.clone())) {
@@ -279,6 +281,8 @@ impl TaskQueue {
 
     /// Sync match: give a new task straight to a waiting poller. Gives the task back if no
     /// poller is waiting.
+    // The task itself comes back, not an error: the caller stores it instead.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn try_sync_match(self: &Arc<Self>, task: Task) -> Result<(), Task> {
         let now = Instant::now();
         let mut st = self.lock();
