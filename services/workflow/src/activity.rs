@@ -150,7 +150,6 @@ pub fn schedule(
             priority: a.priority.clone(),
             #[allow(deprecated)]
             use_workflow_build_id: a.use_workflow_build_id,
-            ..Default::default()
         }
         .into(),
     );
