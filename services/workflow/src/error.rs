@@ -1,5 +1,5 @@
 //! Errors of workflow operations, each with the meaning the Temporal server gives it; the
-//! history service maps them to gRPC statuses.
+//! shared mapping (`temper_client::status::workflow_status`) turns them into gRPC statuses.
 
 /// Why an operation on a workflow was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
