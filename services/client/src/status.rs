@@ -1,7 +1,8 @@
 //! Statuses, in one place: how an error detail rides on a `tonic::Status` (and is read back),
 //! the one mapping from the store's and the workflow engine's errors to statuses with
 //! Temporal's error details (so SDKs raise the right exception), and the statuses with a
-//! fixed meaning between temper's services.
+//! fixed meaning between temper's services, told apart by typed details of our own
+//! (`proto/protos/temper/internal/v1/errors.proto`), never by their message text.
 //!
 //! History's and matching's own error enums map only their service-specific variants
 //! (a shard this node does not own, a busy workflow...) and hand every store and workflow
@@ -9,6 +10,7 @@
 
 use prost::{Message, Name};
 use temper_persistence::StoreError;
+use temper_proto::internal::v1::{StickyWorkerUnavailableFailure, TaskObsoleteFailure};
 use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
 use temper_proto::temporal::api::errordetails::v1::{
     NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, ResourceExhaustedFailure,
@@ -174,29 +176,36 @@ pub fn namespace_already_exists() -> Status {
     )
 }
 
-/// Prefix of the message history uses when a task handed out by matching is obsolete
-/// (the workflow closed, the event is no longer pending, or another poll started it).
-/// Matching drops such a task instead of retrying it.
-pub const TASK_OBSOLETE: &str = "task obsolete: ";
-
-/// Prefix of the message matching uses when a sticky queue has no live worker; history
-/// then moves the workflow task to the workflow's normal queue.
-pub const STICKY_WORKER_UNAVAILABLE: &str = "sticky worker unavailable: ";
-
+/// History's answer to a record-started call for a task that is obsolete (the workflow
+/// closed, the event is no longer pending, or another poll started it): NOT_FOUND with a
+/// [`TaskObsoleteFailure`]. Matching drops such a task instead of retrying it.
 pub fn task_obsolete(why: impl std::fmt::Display) -> Status {
-    Status::not_found(format!("{TASK_OBSOLETE}{why}"))
+    status_with_details(
+        Code::NotFound,
+        format!("task obsolete: {why}"),
+        &TaskObsoleteFailure {},
+    )
 }
 
+/// Whether `s` says the task is obsolete ([`task_obsolete`]); a plain NOT_FOUND does not.
 pub fn is_task_obsolete(s: &Status) -> bool {
-    s.code() == Code::NotFound && s.message().starts_with(TASK_OBSOLETE)
+    s.code() == Code::NotFound && detail::<TaskObsoleteFailure>(s).is_some()
 }
 
+/// Matching's answer when sticky queue `queue` has no live worker: FAILED_PRECONDITION with
+/// a [`StickyWorkerUnavailableFailure`]. History then moves the workflow task to the
+/// workflow's normal queue.
 pub fn sticky_worker_unavailable(queue: &str) -> Status {
-    Status::failed_precondition(format!("{STICKY_WORKER_UNAVAILABLE}{queue}"))
+    status_with_details(
+        Code::FailedPrecondition,
+        format!("sticky worker unavailable: {queue}"),
+        &StickyWorkerUnavailableFailure {},
+    )
 }
 
+/// Whether `s` says the sticky queue has no live worker ([`sticky_worker_unavailable`]).
 pub fn is_sticky_worker_unavailable(s: &Status) -> bool {
-    s.code() == Code::FailedPrecondition && s.message().starts_with(STICKY_WORKER_UNAVAILABLE)
+    s.code() == Code::FailedPrecondition && detail::<StickyWorkerUnavailableFailure>(s).is_some()
 }
 
 /// The status of an operation of a multi-operation that did not run because another

@@ -177,3 +177,50 @@ fn a_status_without_details_has_none() {
     let garbage = Status::with_details(Code::NotFound, "gone", vec![0xff, 0xff].into());
     assert!(details(&garbage).is_empty());
 }
+
+#[test]
+fn task_obsolete_is_told_by_its_detail() {
+    let status = task_obsolete("workflow completed");
+    assert_eq!(status.code(), Code::NotFound, "the code callers knew stays");
+    assert!(is_task_obsolete(&status));
+    let received = over_the_wire(&status);
+    assert!(is_task_obsolete(&received), "the detail survives gRPC");
+    assert_eq!(received.message(), "task obsolete: workflow completed");
+    let [any] = details(&received).try_into().expect("one detail");
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/temper.internal.v1.TaskObsoleteFailure"
+    );
+}
+
+#[test]
+fn a_message_alone_does_not_make_a_task_obsolete() {
+    // What the message prefix used to be: text is not a type.
+    assert!(!is_task_obsolete(&Status::not_found(
+        "task obsolete: workflow completed"
+    )));
+    assert!(!is_task_obsolete(&not_found(
+        "workflow execution not found"
+    )));
+    assert!(!is_task_obsolete(&store_status(StoreError::NotFound(
+        "task obsolete".into()
+    ))));
+    // The detail with another code is not it either.
+    let wrong_code = status_with_details(Code::Internal, "x", &TaskObsoleteFailure {});
+    assert!(!is_task_obsolete(&wrong_code));
+}
+
+#[test]
+fn sticky_worker_unavailable_is_told_by_its_detail() {
+    let status = over_the_wire(&sticky_worker_unavailable("worker-1-sticky"));
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(is_sticky_worker_unavailable(&status));
+    assert!(status.message().contains("worker-1-sticky"));
+    assert!(!is_task_obsolete(&status));
+    assert!(!is_sticky_worker_unavailable(&Status::failed_precondition(
+        "sticky worker unavailable: worker-1-sticky"
+    )));
+    assert!(!is_sticky_worker_unavailable(&workflow_not_ready(
+        "not ready"
+    )));
+}
