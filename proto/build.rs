@@ -21,6 +21,7 @@ const OWN_FILES: &[&str] = &[
     "temper/internal/v1/history.proto",
     "temper/internal/v1/matching.proto",
     "temper/internal/v1/admin.proto",
+    "temper/internal/v1/errors.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,6 +76,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_transport(true)
         .extern_path(".temporal", "::temporalio_protos::temporal")
-        .compile_fds(own)?;
+        .compile_fds_with_config(own, own_config())?;
     Ok(())
+}
+
+/// Our messages implement `prost::Name`, so that the error details in `errors.proto` can be
+/// packed into an `Any` and recognised by their full name.
+fn own_config() -> tonic_prost_build::Config {
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
+    config
 }

@@ -1,35 +1,5 @@
-//! Status helpers: Temporal's error details, and the store's errors as statuses.
-
-use prost::Message;
-use temper_persistence::StoreError;
-use tonic::{Code, Status};
-
-/// A status carrying one Temporal error detail, as `grpc-status-details-bin`.
-pub fn status_with_details<M: Message + prost::Name>(
-    code: Code,
-    message: String,
-    detail: &M,
-) -> Status {
-    let any = temper_proto::wkt::Any {
-        type_url: M::type_url(),
-        value: detail.encode_to_vec(),
-    };
-    let st = temper_proto::google::rpc::Status {
-        code: code as i32,
-        message: message.clone(),
-        details: vec![any],
-    };
-    Status::with_details(code, message, st.encode_to_vec().into())
-}
-
-pub fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Unavailable(m) => Status::unavailable(m),
-        StoreError::NotFound(m) => Status::not_found(m),
-        StoreError::AlreadyExists(m) => Status::already_exists(m),
-        other => Status::internal(other.to_string()),
-    }
-}
+//! Long-poll budgets from the caller's `grpc-timeout`. (Statuses and error details are
+//! built by the one shared mapping, `temper_client::status`.)
 
 /// How long a long poll may wait: a second less than the caller's `grpc-timeout`, capped.
 pub fn long_poll_budget(

@@ -24,7 +24,7 @@ use temper_proto::temporal::api::workflowservice::v1::{
 use temper_workflow::token;
 use tonic::{Request, Response, Status};
 
-pub use errors::{parse_grpc_timeout, status_with_details};
+pub use errors::parse_grpc_timeout;
 pub use metrics::RpcMetrics;
 pub use namespaces::{Namespace, Namespaces};
 pub use operator::Operator;

@@ -8,9 +8,6 @@ use prost::Message;
 use temper_persistence::{NamespaceRecord, NamespaceStore, StoreError};
 use temper_proto::persistence::v1::NamespaceDetail;
 use temper_proto::temporal::api::enums::v1::{ArchivalState, NamespaceState};
-use temper_proto::temporal::api::errordetails::v1::{
-    NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure,
-};
 use temper_proto::temporal::api::namespace::v1::{NamespaceConfig, NamespaceInfo};
 use temper_proto::temporal::api::replication::v1::{
     ClusterReplicationConfig, NamespaceReplicationConfig,
@@ -22,7 +19,7 @@ use temper_types::NamespaceId;
 use temper_workflow::time::{dur, from_dur};
 use tonic::{Code, Status};
 
-use crate::errors::{status_with_details, store_status};
+use temper_client::status::{self, store_status};
 
 /// A namespace as the frontend uses it.
 #[derive(Debug, Clone)]
@@ -56,16 +53,6 @@ impl Namespace {
             ..Default::default()
         }
     }
-}
-
-pub fn not_found(name: &str) -> Status {
-    status_with_details(
-        Code::NotFound,
-        format!("Namespace {name} is not found."),
-        &NamespaceNotFoundFailure {
-            namespace: name.to_string(),
-        },
-    )
 }
 
 /// Shortest retention Temporal accepts.
@@ -105,7 +92,7 @@ impl Namespaces {
             .get_namespace_by_name(name)
             .await
             .map_err(store_status)?;
-        let ns = Namespace::from_record(rec.ok_or_else(|| not_found(name))?)?;
+        let ns = Namespace::from_record(rec.ok_or_else(|| status::namespace_not_found(name))?)?;
         self.by_name
             .write()
             .expect("namespace cache poisoned")
@@ -120,7 +107,7 @@ impl Namespaces {
             .get_namespace_by_id(&NamespaceId(id.to_string()))
             .await
             .map_err(store_status)?;
-        let ns = Namespace::from_record(rec.ok_or_else(|| not_found(id))?)?;
+        let ns = Namespace::from_record(rec.ok_or_else(|| status::namespace_not_found(id))?)?;
         crate::metrics::note_namespace(&ns.name);
         Ok(ns)
     }
@@ -175,11 +162,7 @@ impl Namespaces {
         };
         match self.store.create_namespace(&rec).await {
             Ok(()) => Ok(()),
-            Err(StoreError::AlreadyExists(_)) => Err(status_with_details(
-                Code::AlreadyExists,
-                "Namespace already exists.".to_string(),
-                &NamespaceAlreadyExistsFailure {},
-            )),
+            Err(StoreError::AlreadyExists(_)) => Err(status::namespace_already_exists()),
             Err(e) => Err(store_status(e)),
         }
     }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use temper_client::status::is_sticky_worker_unavailable;
+use temper_client::status::{is_sticky_worker_unavailable, status_with_details};
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::enums::v1::{
     QueryResultType, TaskQueueKind, WorkflowExecutionStatus,
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tonic::{Code, Request, Status};
 
 use crate::Frontend;
-use crate::errors::{parse_grpc_timeout, status_with_details};
+use crate::errors::parse_grpc_timeout;
 
 /// Longest a query may take, as Temporal's history client bounds it.
 const MAX_QUERY_TIME: Duration = Duration::from_secs(30);

@@ -9,8 +9,7 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
-use temper_proto::temporal::api::errordetails::v1::ResourceExhaustedFailure;
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// Limits in requests per second; 0 means no limit. Bursts of up to one second's worth are
 /// allowed.
@@ -77,26 +76,14 @@ impl RateLimits {
 }
 
 fn exhausted(message: &str, scope: ResourceExhaustedScope) -> Status {
-    use prost::Message;
-    let detail = ResourceExhaustedFailure {
-        cause: ResourceExhaustedCause::RpsLimit as i32,
-        scope: scope as i32,
-    };
-    let st = temper_proto::google::rpc::Status {
-        code: Code::ResourceExhausted as i32,
-        message: message.to_owned(),
-        details: vec![temper_proto::wkt::Any {
-            type_url: "type.googleapis.com/temporal.api.errordetails.v1.ResourceExhaustedFailure"
-                .into(),
-            value: detail.encode_to_vec(),
-        }],
-    };
-    Status::with_details(Code::ResourceExhausted, message, st.encode_to_vec().into())
+    temper_client::status::resource_exhausted(message, ResourceExhaustedCause::RpsLimit, scope)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temper_proto::temporal::api::errordetails::v1::ResourceExhaustedFailure;
+    use tonic::Code;
 
     fn admitted(l: &RateLimits, ns: &str, n: usize) -> usize {
         (0..n).filter(|_| l.admit(ns).is_ok()).count()
@@ -120,9 +107,7 @@ mod tests {
         let e = l.admit("a").expect_err("over the limit");
         assert_eq!(e.code(), Code::ResourceExhausted);
         assert_eq!(e.message(), "namespace rate limit exceeded");
-        use prost::Message;
-        let st = temper_proto::google::rpc::Status::decode(e.details()).expect("details");
-        let f = ResourceExhaustedFailure::decode(st.details[0].value.as_slice()).expect("failure");
+        let f = temper_client::status::detail::<ResourceExhaustedFailure>(&e).expect("failure");
         assert_eq!(f.cause, ResourceExhaustedCause::RpsLimit as i32);
         assert_eq!(f.scope, ResourceExhaustedScope::Namespace as i32);
     }

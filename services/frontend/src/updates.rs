@@ -15,7 +15,7 @@ use temper_proto::temporal::api::workflowservice::v1::{
 };
 use tonic::{Code, Status};
 
-use crate::errors::status_with_details;
+use temper_client::status::status_with_details;
 
 /// Longest update id, as Temporal's id length limit.
 const MAX_ID_LENGTH: usize = 1000;
@@ -70,7 +70,7 @@ pub fn prepare_update(r: &mut UpdateWorkflowExecutionRequest) -> Result<(), Stat
     if policy.lifecycle_stage == Stage::Admitted as i32 {
         return Err(status_with_details(
             Code::PermissionDenied,
-            "UpdateWorkflowExecution issued asynchronously and waiting on update admitted is not supported.".into(),
+            "UpdateWorkflowExecution issued asynchronously and waiting on update admitted is not supported.",
             &PermissionDeniedFailure::default(),
         ));
     }

@@ -1,14 +1,10 @@
-//! The history service's errors and their one mapping to gRPC statuses with Temporal's
-//! error details.
+//! The history service's errors. Their store and workflow errors become statuses through
+//! the one shared mapping (`temper_client::status`); only history's own cases map here.
 
-use prost::Message;
+use temper_client::status;
 use temper_persistence::{CommitError, StoreError};
-use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
-use temper_proto::temporal::api::errordetails::v1::{
-    ResourceExhaustedFailure, WorkflowExecutionAlreadyStartedFailure, WorkflowNotReadyFailure,
-};
 use temper_workflow::WorkflowError;
-use tonic::{Code, Status};
+use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -46,86 +42,118 @@ impl From<CommitError> for HistoryError {
     }
 }
 
-/// Wrap error details the way gRPC carries them: a `google.rpc.Status` with one `Any`.
-pub fn status_with_details<M: Message + prost::Name>(
-    code: Code,
-    message: String,
-    detail: &M,
-) -> Status {
-    let any = temper_proto::wkt::Any {
-        type_url: M::type_url(),
-        value: detail.encode_to_vec(),
-    };
-    let st = temper_proto::google::rpc::Status {
-        code: code as i32,
-        message: message.clone(),
-        details: vec![any],
-    };
-    Status::with_details(code, message, st.encode_to_vec().into())
-}
-
 impl From<HistoryError> for Status {
     fn from(e: HistoryError) -> Self {
+        let message = e.to_string();
         match e {
-            HistoryError::Workflow(WorkflowError::NotFound(m)) => Status::not_found(m),
-            HistoryError::Workflow(WorkflowError::AlreadyCompleted) => {
-                Status::not_found("workflow execution already completed")
+            HistoryError::Workflow(e) => status::workflow_status(e),
+            HistoryError::Store(e) => status::store_status(e),
+            HistoryError::ExecutionNotFound(_) => status::not_found(message),
+            HistoryError::AlreadyStarted {
+                run_id,
+                start_request_id,
+                ..
+            } => status::already_started(message, run_id, start_request_id),
+            HistoryError::ShardNotOwned(_) | HistoryError::UpdateAborted => {
+                Status::unavailable(message)
             }
-            HistoryError::Workflow(WorkflowError::InvalidArgument(m)) => {
-                Status::invalid_argument(m)
-            }
-            // Per-workflow limits (in-flight updates, signals): a concurrency limit, as
-            // Temporal reports its in-flight update limit.
-            HistoryError::Workflow(WorkflowError::ResourceExhausted(m)) => status_with_details(
-                Code::ResourceExhausted,
-                m,
-                &ResourceExhaustedFailure {
-                    cause: ResourceExhaustedCause::ConcurrentLimit as i32,
-                    scope: ResourceExhaustedScope::Namespace as i32,
-                },
-            ),
-            HistoryError::Workflow(WorkflowError::Internal(m)) => Status::internal(m),
-            HistoryError::Workflow(WorkflowError::Unavailable(m)) => Status::unavailable(m),
-            HistoryError::Workflow(WorkflowError::StaleState(m)) => Status::unavailable(m),
-            HistoryError::Workflow(WorkflowError::FailedPrecondition(m)) => {
-                Status::failed_precondition(m)
-            }
-            HistoryError::Workflow(WorkflowError::WorkflowNotReady(m)) => {
-                status_with_details(Code::FailedPrecondition, m, &WorkflowNotReadyFailure {})
-            }
-            HistoryError::ExecutionNotFound(m) => {
-                Status::not_found(format!("workflow execution not found: {m}"))
-            }
-            e @ HistoryError::AlreadyStarted { .. } => {
-                let msg = e.to_string();
-                let HistoryError::AlreadyStarted {
-                    run_id,
-                    start_request_id,
-                    ..
-                } = e
-                else {
-                    unreachable!("matched above")
-                };
-                status_with_details(
-                    Code::AlreadyExists,
-                    msg,
-                    &WorkflowExecutionAlreadyStartedFailure {
-                        start_request_id,
-                        run_id,
-                        ..Default::default()
-                    },
-                )
-            }
-            HistoryError::ShardNotOwned(s) => {
-                Status::unavailable(format!("shard {s} is not owned by this node"))
-            }
-            HistoryError::Store(StoreError::OwnershipLost { .. }) => {
-                Status::unavailable("shard ownership lost; retry")
-            }
-            HistoryError::Store(StoreError::Unavailable(m)) => Status::unavailable(m),
-            HistoryError::Store(s) => Status::internal(s.to_string()),
             HistoryError::Busy => Status::unavailable("workflow is busy; retry"),
-            HistoryError::UpdateAborted => Status::unavailable("workflow update was aborted"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use temper_persistence::ConflictKind;
+    use temper_proto::temporal::api::errordetails::v1::WorkflowExecutionAlreadyStartedFailure;
+    use temper_types::RangeId;
+    use tonic::Code;
+
+    use super::*;
+
+    fn code(e: HistoryError) -> Code {
+        Status::from(e).code()
+    }
+
+    #[test]
+    fn a_missing_row_is_not_found() {
+        // The store's NotFound is the caller's NOT_FOUND, as the frontend answers it (it was
+        // INTERNAL here once).
+        let status = Status::from(HistoryError::Store(StoreError::NotFound(
+            "history branch".into(),
+        )));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "history branch");
+    }
+
+    #[test]
+    fn history_errors_have_their_codes() {
+        let lost = StoreError::OwnershipLost {
+            held: RangeId(1),
+            actual: RangeId(2),
+        };
+        assert_eq!(code(HistoryError::Store(lost)), Code::Unavailable);
+        assert_eq!(
+            code(HistoryError::Store(StoreError::Unavailable("down".into()))),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(HistoryError::Store(StoreError::Invalid("bad".into()))),
+            Code::Internal
+        );
+        assert_eq!(
+            code(HistoryError::Workflow(WorkflowError::AlreadyCompleted)),
+            Code::NotFound
+        );
+        assert_eq!(code(HistoryError::ShardNotOwned(7)), Code::Unavailable);
+        assert_eq!(code(HistoryError::Busy), Code::Unavailable);
+        assert_eq!(code(HistoryError::UpdateAborted), Code::Unavailable);
+        let missing = Status::from(HistoryError::ExecutionNotFound("wf".into()));
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(missing.message(), "workflow execution not found: wf");
+    }
+
+    #[test]
+    fn already_started_carries_temporals_detail() {
+        let status = Status::from(HistoryError::AlreadyStarted {
+            workflow_id: "wf".into(),
+            run_id: "run".into(),
+            start_request_id: "req".into(),
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(
+            status.message(),
+            "Workflow execution is already running. WorkflowId: wf, RunId: run."
+        );
+        let failure = status::detail::<WorkflowExecutionAlreadyStartedFailure>(&status)
+            .expect("WorkflowExecutionAlreadyStartedFailure");
+        assert_eq!(failure.run_id, "run");
+        assert_eq!(failure.start_request_id, "req");
+    }
+
+    #[test]
+    fn commit_errors_become_history_errors() {
+        let lost = HistoryError::from(CommitError::ShardOwnershipLost {
+            held: RangeId(1),
+            actual: RangeId(2),
+        });
+        assert!(matches!(
+            lost,
+            HistoryError::Store(StoreError::OwnershipLost { .. })
+        ));
+        let conflict = HistoryError::from(CommitError::Conflict {
+            index: 0,
+            kind: ConflictKind::VersionMismatch {
+                expected: Some(1),
+                actual: Some(2),
+            },
+        });
+        assert!(matches!(conflict, HistoryError::Busy));
+        assert_eq!(
+            code(HistoryError::from(CommitError::Store(
+                StoreError::NotFound("x".into())
+            ))),
+            Code::NotFound
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! Matching's errors and their one mapping to `tonic::Status`.
+//! Matching's errors. Store errors become statuses through the one shared mapping
+//! (`temper_client::status`); only matching's own cases map here.
 
+use temper_client::status;
 use temper_persistence::StoreError;
 use tonic::Status;
 
@@ -25,17 +27,47 @@ pub enum MatchingError {
 
 impl From<MatchingError> for Status {
     fn from(err: MatchingError) -> Self {
-        match &err {
+        match err {
+            MatchingError::Store(e) => status::store_status(e),
             MatchingError::OwnershipLost(_)
             | MatchingError::NotOwner(_)
             | MatchingError::ShuttingDown => Status::unavailable(err.to_string()),
-            MatchingError::Store(StoreError::Unavailable(_)) => {
-                Status::unavailable(err.to_string())
-            }
-            MatchingError::Store(StoreError::OwnershipLost { .. }) => {
-                Status::unavailable(err.to_string())
-            }
-            MatchingError::Store(_) => Status::internal(err.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use temper_types::RangeId;
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn matching_errors_have_their_codes() {
+        let code = |e: MatchingError| Status::from(e).code();
+        assert_eq!(
+            code(MatchingError::OwnershipLost("q".into())),
+            Code::Unavailable
+        );
+        assert_eq!(code(MatchingError::NotOwner("q".into())), Code::Unavailable);
+        assert_eq!(code(MatchingError::ShuttingDown), Code::Unavailable);
+        let lost = StoreError::OwnershipLost {
+            held: RangeId(1),
+            actual: RangeId(2),
+        };
+        assert_eq!(code(MatchingError::Store(lost)), Code::Unavailable);
+        assert_eq!(
+            code(MatchingError::Store(StoreError::Unavailable("down".into()))),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(MatchingError::Store(StoreError::NotFound("x".into()))),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(MatchingError::Store(StoreError::Internal("x".into()))),
+            Code::Internal
+        );
     }
 }

@@ -23,32 +23,40 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use temper_client::MatchingClient;
+use temper_client::{MatchingClient, status};
 use temper_proto::internal::v1::{
     AddActivityTaskRequest, AddWorkflowTaskRequest, PollActivityTaskQueueRequest,
     PollWorkflowTaskQueueRequest, QueryWorkflowRequest, QueryWorkflowResponse,
+    SyncMatchRefusedFailure,
 };
 use temper_proto::temporal::api::enums::v1::TaskQueueKind;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
 use temper_types::FORWARDED_FROM_HEADER;
 use tokio::time::Instant;
 use tonic::metadata::MetadataValue;
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 
 use crate::engine::{Core, Poll, PollRequest, PollResponse};
 use crate::key::{QueueKey, QueueType};
 use crate::queue::TaskQueue;
 use crate::task::{Outcome, TaskInfo};
 
-/// What a root answers a forwarded task no poller took (Temporal's "remote sync match
-/// failed"): the child keeps the task.
-pub(crate) const REFUSED: &str = "remote sync match failed";
-
 /// The first pause after the root refused a backlog task; it doubles up to `forward_retry`.
 const MIN_BACKLOG_BACKOFF: Duration = Duration::from_millis(10);
 
+/// What a root answers a forwarded task no poller took (Temporal's "remote sync match
+/// failed"): CANCELLED with a [`SyncMatchRefusedFailure`]; the child keeps the task.
 pub(crate) fn refused() -> Status {
-    Status::cancelled(REFUSED)
+    status::status_with_details(
+        Code::Cancelled,
+        "remote sync match failed",
+        &SyncMatchRefusedFailure {},
+    )
+}
+
+/// Whether the root refused a forwarded task ([`refused`]): expected, not worth a log line.
+fn is_refused(s: &Status) -> bool {
+    s.code() == Code::Cancelled && status::detail::<SyncMatchRefusedFailure>(s).is_some()
 }
 
 /// Whether another partition forwarded this call.
@@ -108,7 +116,7 @@ impl Core {
         match self.forward_offer(queue.key(), info).await {
             Ok(()) => true,
             Err(s) => {
-                if s.message() != REFUSED {
+                if !is_refused(&s) {
                     tracing::debug!(queue = %queue.key(), status = %s,
                         "offering a task to the root partition failed");
                 }
@@ -270,7 +278,7 @@ impl Core {
                     backoff = MIN_BACKLOG_BACKOFF;
                 }
                 Err(s) => {
-                    if s.message() != REFUSED {
+                    if !is_refused(&s) {
                         tracing::debug!(queue = %queue.key(), status = %s,
                             "offering a backlog task to the root partition failed");
                     }
@@ -283,5 +291,19 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_told_by_its_detail() {
+        let refusal = refused();
+        assert_eq!(refusal.code(), Code::Cancelled);
+        assert!(is_refused(&refusal));
+        assert!(!is_refused(&Status::cancelled("remote sync match failed")));
+        assert!(!is_refused(&Status::unavailable("root is moving")));
     }
 }

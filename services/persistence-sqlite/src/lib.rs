@@ -23,7 +23,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use temper_persistence::{Persistence, StoreError};
 
-use pool::Pool;
+use pool::{OpenError, Pool};
 pub use schema::LATEST_SCHEMA_VERSION;
 
 /// How long [`SqliteStore::open`] keeps trying a database another process has locked.
@@ -66,14 +66,12 @@ impl SqliteStore {
                         pool: Arc::new(pool),
                     });
                 }
-                Err(StoreError::Unavailable(m))
-                    if m.contains("locked") && std::time::Instant::now() < deadline =>
-                {
+                Err(OpenError::Locked(_)) if std::time::Instant::now() < deadline => {
                     tracing::debug!(path = %path.display(), "SQLite database is locked; opening again");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_millis(200));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -35,23 +35,24 @@ struct Readers {
 }
 
 impl Pool {
-    pub(crate) fn open_file(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open_file(path: &Path) -> Result<Self, OpenError> {
         let mut writer = Connection::open(path).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open SQLite database {}: {e}; check that the directory exists and is writable",
-                path.display()
-            ))
+            OpenError::sqlite(e, |e| {
+                StoreError::Unavailable(format!(
+                    "cannot open SQLite database {}: {e}; check that the directory exists and is writable",
+                    path.display()
+                ))
+            })
         })?;
-        configure(&writer).map_err(store_error)?;
-        let mode: String = writer
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(store_error)?;
+        configure(&writer)?;
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
+            return Err(OpenError::Failed(StoreError::Invalid(format!(
                 "SQLite database {} refused WAL mode (journal mode is {mode}); \
                  is it on a network file system?",
                 path.display()
-            )));
+            ))));
         }
         schema::migrate(&mut writer)?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
@@ -67,7 +68,7 @@ impl Pool {
     pub(crate) fn open_in_memory() -> Result<Self, StoreError> {
         let mut conn = Connection::open_in_memory().map_err(store_error)?;
         configure(&conn).map_err(store_error)?;
-        schema::migrate(&mut conn)?;
+        schema::migrate(&mut conn).map_err(StoreError::from)?;
         Ok(Self {
             writer: Mutex::new(conn),
             readers: None,
@@ -150,14 +151,63 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Why opening a database file failed: a lock that another connection or process holds,
+/// which SQLite did not wait out (opening again shortly may succeed), or anything else.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    Locked(StoreError),
+    Failed(StoreError),
+}
+
+impl OpenError {
+    /// `e`, described by `describe`, told apart by its SQLite error code.
+    pub(crate) fn sqlite(
+        e: rusqlite::Error,
+        describe: impl FnOnce(rusqlite::Error) -> StoreError,
+    ) -> Self {
+        if is_locked(&e) {
+            Self::Locked(describe(e))
+        } else {
+            Self::Failed(describe(e))
+        }
+    }
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::sqlite(e, store_error)
+    }
+}
+
+impl From<OpenError> for StoreError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Locked(e) | OpenError::Failed(e) => e,
+        }
+    }
+}
+
+/// Whether SQLite refused because another connection holds a lock (`SQLITE_BUSY`: another
+/// connection or process is writing; `SQLITE_LOCKED`: a conflict within one connection or
+/// shared cache), by the error's code.
+pub(crate) fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 /// The one mapping from driver errors to store errors.
 pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::Error as E;
+    if is_locked(&e) {
+        return StoreError::Unavailable(format!(
+            "SQLite database is locked by another connection or process: {e}"
+        ));
+    }
     match &e {
         E::SqliteFailure(failure, _) => match failure.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(
-                format!("SQLite database is locked by another connection or process: {e}"),
-            ),
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
                 StoreError::Invalid(format!("SQLite database file is damaged: {e}"))
             }
@@ -171,5 +221,93 @@ pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
         | E::InvalidColumnType(..)
         | E::Utf8Error(..) => StoreError::Invalid(format!("stored value cannot be decoded: {e}")),
         _ => StoreError::Internal(format!("SQLite: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to `path` that gives up at once instead of waiting for a lock.
+    fn impatient(path: &Path) -> Connection {
+        let conn = Connection::open(path).expect("open a second connection");
+        conn.busy_timeout(Duration::ZERO).expect("no busy timeout");
+        conn
+    }
+
+    #[test]
+    fn a_write_transaction_held_elsewhere_is_recognised_as_busy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy.db");
+        let holder = Connection::open(&path).expect("open");
+        let mode: String = holder
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .expect("WAL mode");
+        assert_eq!(mode, "wal");
+        holder
+            .execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .expect("hold a write transaction");
+
+        let other = impatient(&path);
+        let busy = || {
+            other
+                .execute_batch("BEGIN IMMEDIATE")
+                .expect_err("the first connection holds the write lock")
+        };
+        let err = busy();
+        assert!(
+            matches!(&err, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DatabaseBusy),
+            "{err:?}"
+        );
+        assert!(is_locked(&err));
+        assert!(matches!(store_error(busy()), StoreError::Unavailable(_)));
+        assert!(matches!(OpenError::from(busy()), OpenError::Locked(_)));
+
+        // Once the holder commits, the same call goes through.
+        holder.execute_batch("COMMIT").expect("commit");
+        other
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .expect("lock is free");
+    }
+
+    #[test]
+    fn a_table_locked_in_a_shared_cache_is_recognised() {
+        // SQLITE_LOCKED: two connections sharing one cache, one writing the table the
+        // other reads.
+        let uri = "file:locked-test?mode=memory&cache=shared";
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI;
+        let writer = Connection::open_with_flags(uri, flags).expect("open");
+        writer
+            .execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .expect("hold a write transaction");
+        let reader = Connection::open_with_flags(uri, flags).expect("open a second connection");
+        let err = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get::<_, i64>(0))
+            .expect_err("the table is locked");
+        assert!(
+            matches!(&err, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DatabaseLocked),
+            "{err:?}"
+        );
+        assert!(is_locked(&err));
+    }
+
+    #[test]
+    fn the_code_decides_not_the_message() {
+        let says_locked = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some("no such table: locked".into()),
+        );
+        assert!(!is_locked(&says_locked));
+        assert!(matches!(
+            OpenError::from(says_locked),
+            OpenError::Failed(StoreError::Internal(_))
+        ));
+        let syntax = Connection::open_in_memory()
+            .expect("open")
+            .execute_batch("NOT SQL")
+            .expect_err("syntax error");
+        assert!(!is_locked(&syntax));
     }
 }

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use temper_persistence::StoreError;
 
-use crate::pool::store_error;
+use crate::pool::OpenError;
 
 /// `(version, script)`, ascending. Append new scripts; never edit a released one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -19,33 +19,33 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Bring the database to [`LATEST_SCHEMA_VERSION`]. The immediate transaction makes
-/// concurrent openers (other processes) wait, and the second one finds nothing to do.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(store_error)?;
-    let current = current_version(&tx).map_err(store_error)?;
+/// concurrent openers (other processes) wait, and the second one finds nothing to do; a
+/// lock it could not wait out is [`OpenError::Locked`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = current_version(&tx)?;
     if current > LATEST_SCHEMA_VERSION {
-        return Err(StoreError::Invalid(format!(
+        return Err(OpenError::Failed(StoreError::Invalid(format!(
             "the SQLite database has schema version {current}, but this temper knows versions \
              up to {LATEST_SCHEMA_VERSION}; run a newer temper or use another database file"
-        )));
+        ))));
     }
     let now_ms = temper_types::wall_clock_millis();
     for &(version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         tx.execute_batch(script).map_err(|e| {
-            StoreError::Internal(format!(
-                "applying SQLite schema version {version} failed: {e}"
-            ))
+            OpenError::sqlite(e, |e| {
+                StoreError::Internal(format!(
+                    "applying SQLite schema version {version} failed: {e}"
+                ))
+            })
         })?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, ?2)",
             (version, now_ms),
-        )
-        .map_err(store_error)?;
+        )?;
         tracing::info!(version, "applied SQLite schema migration");
     }
-    tx.commit().map_err(store_error)
+    Ok(tx.commit()?)
 }
 
 /// 0 for an empty database.
@@ -120,7 +120,7 @@ mod tests {
             [LATEST_SCHEMA_VERSION + 1],
         )
         .expect("pretend a newer temper migrated it");
-        let err = migrate(&mut conn).expect_err("newer schema");
+        let err = StoreError::from(migrate(&mut conn).expect_err("newer schema"));
         assert!(
             matches!(&err, StoreError::Invalid(msg) if msg.contains("newer temper")),
             "{err:?}"

@@ -1,6 +1,6 @@
 //! Errors of workflow operations, each with the meaning the Temporal server gives it; the
-//! history service maps them to gRPC statuses; and the commands a workflow task completion
-//! may not give.
+//! shared mapping (`temper_client::status::workflow_status`) turns them into gRPC statuses;
+//! and the commands a workflow task completion may not give.
 
 use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
 use temper_proto::temporal::api::failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo};

@@ -16,7 +16,6 @@ use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{
     QueryRejectCondition, TaskQueueKind, WorkflowExecutionStatus,
 };
-use temper_proto::temporal::api::errordetails::v1::WorkflowNotReadyFailure;
 use temper_proto::temporal::api::history::v1::History;
 use temper_proto::temporal::api::query::v1::{QueryRejected, WorkflowQuery};
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
@@ -24,11 +23,10 @@ use temper_proto::temporal::api::workflowservice::v1::PollWorkflowTaskQueueRespo
 use temper_types::NamespaceId;
 use temper_workflow::pb;
 use temper_workflow::time::{dur, from_dur};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::history::{FIRST_PAGE_EVENTS, PageToken};
 use crate::HistoryEngine;
-use crate::error::status_with_details;
 
 /// Temporal fails a query fast while the workflow task keeps failing (this many attempts).
 const FAILING_WORKFLOW_TASK_ATTEMPTS: i32 = 3;
@@ -88,14 +86,6 @@ pub(crate) fn readiness(ms: &pb::MutableState, reject: QueryRejectCondition) -> 
     }
 }
 
-fn not_ready(message: &str) -> Status {
-    status_with_details(
-        Code::FailedPrecondition,
-        message.to_string(),
-        &WorkflowNotReadyFailure {},
-    )
-}
-
 pub(crate) async fn prepare(
     engine: &HistoryEngine,
     ns: &NamespaceId,
@@ -148,7 +138,9 @@ pub(crate) async fn prepare(
                     ..Default::default()
                 });
             }
-            Readiness::NotReady(message) => return Err(not_ready(message)),
+            Readiness::NotReady(message) => {
+                return Err(temper_client::status::workflow_not_ready(message));
+            }
             Readiness::Ready => break ms,
             Readiness::Wait => {}
         }
