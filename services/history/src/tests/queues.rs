@@ -75,7 +75,10 @@ async fn tasks_committed_while_the_queues_load_reach_matching_once() {
     let run = start(&engine, "wf", Duration::ZERO).await;
 
     drained(&store, ShardId(1), TaskCategory::Transfer).await;
-    assert_eq!(store.calls(Op::GetTasks), 2, "both queues loaded once");
+    // Both queues read the store (the timer queue reads again whenever its window moves,
+    // every 500 ms in tests, so a slow machine may see a third read), and the task that was
+    // both in the store and in memory reached matching once.
+    assert!(store.calls(Op::GetTasks) >= 2, "both queues loaded");
     let tasks = matching.workflow_tasks_of(&run);
     assert_eq!(tasks.len(), 1, "{tasks:?}");
 }
