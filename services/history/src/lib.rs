@@ -3,11 +3,11 @@
 
 mod api;
 mod controller;
+mod cross_workflow;
 mod error;
 mod event_log;
 pub mod metrics;
 mod queues;
-mod relations;
 mod retention;
 mod shard;
 mod tasks;
