@@ -2,11 +2,12 @@
 //! one execution, and drives the shards' transfer and timer queues.
 
 mod api;
+mod controller;
+mod cross_workflow;
 mod error;
 mod event_log;
 pub mod metrics;
 mod queues;
-mod relations;
 mod retention;
 mod shard;
 mod tasks;
@@ -19,43 +20,17 @@ mod tests;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use temper_client::{HistoryClient, MatchingClient};
-use temper_persistence::{Persistence, ShardRecord};
+use temper_client::HistoryClient;
+use temper_persistence::Persistence;
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::workflowservice::v1 as ws;
-use temper_types::{Clock, NamespaceId, RangeId, ShardId, TaskIdAllocator, shard_for_workflow};
+use temper_types::{Clock, NamespaceId, ShardId, shard_for_workflow};
 use temper_workflow::Limits;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+pub use controller::ShardControl;
 pub use error::HistoryError;
 pub use shard::ShardContext;
-
-/// How the shard controller of a cluster node keeps its shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShardControl {
-    /// How often it checks that its shards are still its own (one read of each shard's row
-    /// in the store) and re-acquires stopped ones.
-    pub check_interval: std::time::Duration,
-    /// How long a shard that stopped waits before this node takes it again.
-    pub reacquire_delay: std::time::Duration,
-}
-
-impl ShardControl {
-    /// Checks every `interval`; a stopped shard is taken again after three of them.
-    pub fn every(interval: std::time::Duration) -> Self {
-        Self {
-            check_interval: interval,
-            reacquire_delay: interval * 3,
-        }
-    }
-}
-
-impl Default for ShardControl {
-    fn default() -> Self {
-        Self::every(std::time::Duration::from_secs(1))
-    }
-}
 
 /// Where a running shard's queues are (see [`HistoryEngine::shard_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,134 +98,6 @@ impl HistoryEngine {
         })
     }
 
-    /// Acquire every shard (single-node mode) and start their queues; then keep them: a
-    /// shard that stopped (its store calls failed, or another node fenced it) is acquired
-    /// again.
-    pub async fn acquire_all_shards(
-        self: &Arc<Self>,
-        matching: MatchingClient,
-    ) -> Result<(), HistoryError> {
-        let all: BTreeSet<ShardId> = (1..=self.config.num_shards).map(ShardId).collect();
-        *self.targets.write().expect("targets poisoned") = all.clone();
-        for id in all {
-            self.acquire_shard(id, matching.clone()).await?;
-        }
-        self.keep_shards(matching, ShardControl::default());
-        Ok(())
-    }
-
-    /// Cluster mode: own no shard until told which ([`Self::set_owned_shards`]), and from
-    /// then on re-acquire any owned shard that stopped.
-    pub fn start_shard_controller(
-        self: &Arc<Self>,
-        matching: MatchingClient,
-        control: ShardControl,
-    ) {
-        self.keep_shards(matching, control);
-    }
-
-    /// Own exactly `shards` from now on (the shards the ring gives this node): release the
-    /// others at once (their writers stop; a write already in flight is still fenced by the
-    /// range id) and acquire the missing ones, each by a CAS that fences the previous owner.
-    /// A shard that cannot be acquired now is retried by the controller.
-    pub async fn set_owned_shards(
-        self: &Arc<Self>,
-        shards: BTreeSet<ShardId>,
-        matching: MatchingClient,
-    ) {
-        if self.tasks.token().is_cancelled() {
-            return;
-        }
-        let _serial = self.control.lock().await;
-        *self.targets.write().expect("targets poisoned") = shards.clone();
-        let running: Vec<ShardId> = self
-            .shards
-            .read()
-            .expect("shard map poisoned")
-            .keys()
-            .copied()
-            .collect();
-        let leaving = running.into_iter().filter(|id| !shards.contains(id));
-        futures::future::join_all(leaving.map(|id| self.release_shard(id))).await;
-        let missing = self.stopped_shards();
-        let acquired = futures::future::join_all(missing.into_iter().map(|id| {
-            let matching = matching.clone();
-            async move { (id, self.acquire_shard(id, matching).await) }
-        }))
-        .await;
-        for (id, r) in acquired {
-            if let Err(e) = r {
-                tracing::warn!(shard = %id, error = %e, "acquiring shard failed; will retry");
-            }
-        }
-    }
-
-    /// Stop a shard this node no longer owns: calls for it answer "not owned" at once, so
-    /// callers look for the new owner; its writer, queues and every task they started end
-    /// before this returns, so none of them runs once another node may own the shard; then
-    /// its cache goes away.
-    pub async fn release_shard(&self, id: ShardId) {
-        let running = self
-            .shards
-            .read()
-            .expect("shard map poisoned")
-            .get(&id)
-            .cloned();
-        if let Some(ctx) = running {
-            ctx.stop().await;
-            let mut shards = self.shards.write().expect("shard map poisoned");
-            // Unless the shard was acquired again meanwhile.
-            if shards.get(&id).is_some_and(|s| Arc::ptr_eq(s, &ctx)) {
-                shards.remove(&id);
-            }
-            drop(shards);
-            tracing::info!(shard = %id, "released shard");
-        }
-        self.publish_gauges();
-    }
-
-    /// Set the node-wide gauges: shards running, and their queues' pending tasks.
-    fn publish_gauges(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let shards = self.shards.read().expect("shard map poisoned");
-        let (mut owned, mut transfer, mut timers) = (0usize, 0i64, 0i64);
-        for s in shards.values().filter(|s| !s.cancel.is_cancelled()) {
-            owned += 1;
-            transfer += s.stats.transfer_pending.load(Relaxed);
-            timers += s.stats.timers_pending.load(Relaxed);
-        }
-        ::metrics::gauge!(metrics::SHARDS_OWNED).set(owned as f64);
-        ::metrics::gauge!(metrics::TRANSFER_PENDING).set(transfer as f64);
-        ::metrics::gauge!(metrics::TIMER_PENDING).set(timers as f64);
-    }
-
-    /// Release every shard (graceful leave) and own none from now on; returns once the
-    /// shards' work has ended.
-    pub async fn release_all_shards(&self) {
-        let _serial = self.control.lock().await;
-        self.targets.write().expect("targets poisoned").clear();
-        let ids: Vec<ShardId> = self
-            .shards
-            .read()
-            .expect("shard map poisoned")
-            .keys()
-            .copied()
-            .collect();
-        futures::future::join_all(ids.into_iter().map(|id| self.release_shard(id))).await;
-    }
-
-    /// The shards this node runs now (acquired and not stopped), in order.
-    pub fn owned_shards(&self) -> Vec<ShardId> {
-        let shards = self.shards.read().expect("shard map poisoned");
-        let mut ids: Vec<ShardId> = shards
-            .iter()
-            .filter(|(_, s)| !s.cancel.is_cancelled())
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort();
-        ids
-    }
-
     /// Queue positions of a shard this node runs; `None` if it does not run it.
     pub fn shard_stats(&self, id: ShardId) -> Option<ShardStats> {
         use std::sync::atomic::Ordering::Relaxed;
@@ -264,197 +111,6 @@ impl HistoryEngine {
             timers_pending: s.stats.timers_pending.load(Relaxed),
             queued_commits: s.queued_commits() as i64,
         })
-    }
-
-    /// Every [`ShardControl::check_interval`]: stop any shard another node has taken (its range id
-    /// in the store moved past ours: this node's ring was behind, or it was paused), so it
-    /// never answers from a stale cache; and acquire again the shards this node should own
-    /// but does not run. A shard that stopped is taken again only after
-    /// [`ShardControl::reacquire_delay`]: if another node took it, this node's ring is probably behind and
-    /// will move the shard away within that time, instead of both nodes taking it in turn.
-    fn keep_shards(self: &Arc<Self>, matching: MatchingClient, control: ShardControl) {
-        let engine = Arc::downgrade(self);
-        let cancel = self.tasks.token().clone();
-        // Aware of cancellation, not dropped by it: a shard it is acquiring gets into the
-        // shard map, where shutdown finds and stops it.
-        self.tasks.spawn_aware("shard_controller", async move {
-            let mut tick = tokio::time::interval(control.check_interval);
-            let mut stopped_since: HashMap<ShardId, tokio::time::Instant> = HashMap::new();
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let Some(engine) = engine.upgrade() else { return };
-                engine.stop_stale_shards().await;
-                engine.publish_gauges();
-                let _serial = engine.control.lock().await;
-                let now = tokio::time::Instant::now();
-                let stopped = engine.stopped_shards();
-                stopped_since.retain(|id, _| stopped.contains(id));
-                for id in stopped {
-                    let was_running = engine
-                        .shards
-                        .read()
-                        .expect("shard map poisoned")
-                        .contains_key(&id);
-                    if was_running {
-                        let since = *stopped_since.entry(id).or_insert(now);
-                        if now.duration_since(since) < control.reacquire_delay {
-                            continue;
-                        }
-                    }
-                    match engine.acquire_shard(id, matching.clone()).await {
-                        Ok(()) => {
-                            stopped_since.remove(&id);
-                            tracing::info!(shard = %id, "re-acquired stopped shard");
-                        }
-                        Err(e) => tracing::warn!(shard = %id, error = %e, "re-acquiring shard failed; will retry"),
-                    }
-                }
-            }
-        });
-    }
-
-    /// Stop every running shard whose range id in the store is no longer the one it holds.
-    async fn stop_stale_shards(&self) {
-        let running: Vec<Arc<ShardContext>> = self
-            .shards
-            .read()
-            .expect("shard map poisoned")
-            .values()
-            .filter(|s| !s.cancel.is_cancelled())
-            .cloned()
-            .collect();
-        for ctx in running {
-            let held = ctx.range.load(std::sync::atomic::Ordering::Acquire);
-            match self
-                .persistence
-                .executions
-                .get_or_create_shard(ctx.shard_id, &[])
-                .await
-            {
-                Ok(rec) if rec.range_id.0 != held => {
-                    tracing::warn!(shard = %ctx.shard_id, held, store = rec.range_id.0,
-                        "another node took this shard; stopping it");
-                    ctx.stop().await;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(shard = %ctx.shard_id, error = %e, "checking shard ownership failed")
-                }
-            }
-        }
-    }
-
-    /// Shards this node should own but does not run.
-    fn stopped_shards(&self) -> Vec<ShardId> {
-        if self.tasks.token().is_cancelled() {
-            return Vec::new();
-        }
-        let targets = self.targets.read().expect("targets poisoned").clone();
-        let shards = self.shards.read().expect("shard map poisoned");
-        targets
-            .into_iter()
-            .filter(|id| shards.get(id).is_none_or(|s| s.cancel.is_cancelled()))
-            .collect()
-    }
-
-    /// Take ownership of one shard: bump its range id by CAS, then load and run its queues.
-    /// A context this node still has for the shard (stopped, or running with a range id
-    /// about to be stale) ends all its work first, so it never runs beside the new one.
-    pub async fn acquire_shard(
-        &self,
-        shard_id: ShardId,
-        matching: MatchingClient,
-    ) -> Result<(), HistoryError> {
-        let previous = self
-            .shards
-            .read()
-            .expect("shard map poisoned")
-            .get(&shard_id)
-            .cloned();
-        if let Some(old) = previous {
-            old.stop().await;
-        }
-        let info = prost::Message::encode_to_vec(&temper_workflow::pb::ShardInfo {
-            shard_id: shard_id.0 as i32,
-            owner: self.config.owner.clone(),
-            ..Default::default()
-        });
-        let rec = self
-            .persistence
-            .executions
-            .get_or_create_shard(shard_id, &info)
-            .await?;
-        let new_range = RangeId(rec.range_id.0 + 1);
-        self.persistence
-            .executions
-            .update_shard(
-                rec.range_id,
-                &ShardRecord {
-                    shard_id,
-                    range_id: new_range,
-                    info: info.clone(),
-                },
-            )
-            .await?;
-        let tasks = self.tasks.child(tracing::debug_span!(
-            parent: self.tasks.span(),
-            "shard",
-            shard = %shard_id
-        ));
-        let cancel = tasks.token().clone();
-        let (sinks, receivers) = queues::queue_channels();
-        let (tx, rx) = mpsc::channel(4096);
-        let ctx = Arc::new(ShardContext::new(
-            shard_id,
-            self.persistence.clone(),
-            self.config.limits.clone(),
-            self.clock.clone(),
-            tx,
-            self.retention.clone(),
-            tasks,
-            matching.clone(),
-        ));
-        ctx.range
-            .store(new_range.0, std::sync::atomic::Ordering::Release);
-        let w = writer::Writer {
-            shard_id,
-            range: ctx.range.clone(),
-            persistence: self.persistence.clone(),
-            ids: TaskIdAllocator::new(new_range),
-            info,
-            sinks: Arc::new(sinks),
-            cancel: cancel.clone(),
-        };
-        ctx.tasks.spawn_aware("shard_writer", w.run(rx));
-        let peers = queues::Peers {
-            matching,
-            engine: self.me.clone(),
-        };
-        ctx.tasks.spawn(
-            "transfer_queue",
-            queues::run_transfer(ctx.clone(), peers.clone(), receivers.transfer),
-        );
-        ctx.tasks.spawn(
-            "timer_queue",
-            queues::run_timers(ctx.clone(), peers, receivers.timer),
-        );
-        let previous = self
-            .shards
-            .write()
-            .expect("shard map poisoned")
-            .insert(shard_id, ctx);
-        if let Some(old) = previous {
-            // Acquired concurrently by another call (not under the control lock): its range
-            // id is stale now; stop it rather than let it fail write by write.
-            old.stop().await;
-        }
-        tracing::info!(shard = %shard_id, range = %new_range, "acquired shard");
-        ::metrics::counter!(metrics::SHARD_ACQUISITIONS).increment(1);
-        self.publish_gauges();
-        Ok(())
     }
 
     /// Stop every shard and wait for their tasks and the engine's own.

@@ -380,7 +380,7 @@ async fn process_transfer(
                 Err(s) if temper_client::status::is_sticky_worker_unavailable(&s) => {
                     let scheduled = task.scheduled_event_id;
                     shard
-                        .update(&key, |txn| {
+                        .transact(&key, |txn| {
                             if let Some(t) = workflow_task::move_to_normal_queue(txn, scheduled) {
                                 txn.add_transfer_task(t);
                             }
@@ -422,11 +422,16 @@ async fn process_transfer(
                 })
         }
         Ok(pb::TransferTaskKind::StartChild) => {
-            crate::relations::start_child(shard, &peers.history()?, &key, task.scheduled_event_id)
-                .await
+            crate::cross_workflow::start_child(
+                shard,
+                &peers.history()?,
+                &key,
+                task.scheduled_event_id,
+            )
+            .await
         }
         Ok(pb::TransferTaskKind::SignalExternal) => {
-            crate::relations::signal_external(
+            crate::cross_workflow::signal_external(
                 shard,
                 &peers.history()?,
                 &key,
@@ -435,7 +440,7 @@ async fn process_transfer(
             .await
         }
         Ok(pb::TransferTaskKind::CancelExternal) => {
-            crate::relations::cancel_external(
+            crate::cross_workflow::cancel_external(
                 shard,
                 &peers.history()?,
                 &key,
@@ -444,7 +449,7 @@ async fn process_transfer(
             .await
         }
         Ok(pb::TransferTaskKind::CloseExecution) => {
-            crate::relations::on_close(shard, &peers.history()?, &key).await
+            crate::cross_workflow::on_close(shard, &peers.history()?, &key).await
         }
         Ok(pb::TransferTaskKind::Unspecified) | Err(_) => Ok(()),
     }
@@ -626,7 +631,7 @@ async fn process_timer(
         return crate::api::delete::process(shard, &peers.history()?, &key).await;
     }
     shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             match kind {
                 pb::TimerTaskKind::UserTimer => timer::on_fire(txn, &task.timer_id, task.event_id),
                 pb::TimerTaskKind::ActivityTimeout | pb::TimerTaskKind::HeartbeatTimeout => {

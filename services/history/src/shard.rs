@@ -1,5 +1,5 @@
 //! One history shard owned by this node: its mutable-state cache with a lock per execution,
-//! and the update primitive every workflow-changing API uses: load, apply, commit through
+//! and the transaction primitive every workflow-changing API uses: load, apply, commit through
 //! the shard's group-commit writer, then publish.
 
 use std::collections::HashMap;
@@ -46,10 +46,10 @@ pub struct ExecutionEntry {
     pub closed: AtomicBool,
 }
 
-/// What a committed update produced.
+/// What a committed transaction produced.
 pub struct Updated<R> {
     pub value: R,
-    /// The state after the update.
+    /// The state after the transaction.
     pub state: pb::MutableState,
     /// The events it wrote, with task ids.
     pub events: Vec<HistoryEvent>,
@@ -244,20 +244,20 @@ impl ShardContext {
 
     /// Run `f` on the execution in a transaction and commit what it produced. A version
     /// conflict (someone else wrote) reloads and runs `f` again; a no-op writes nothing.
-    pub async fn update<R>(
+    pub async fn transact<R>(
         &self,
         key: &ExecutionKey,
         f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
     ) -> Result<Updated<R>, HistoryError> {
-        let (updated, ()) = self.update_and_watch(key, f, |_, _, _| ()).await?;
+        let (updated, ()) = self.transact_and_watch(key, f, |_, _, _| ()).await?;
         Ok(updated)
     }
 
-    /// [`Self::update`], then `watch` on the result and the run's in-memory updates before the
+    /// [`Self::transact`], then `watch` on the result and the run's in-memory updates before the
     /// run's lock is released (so a caller can wait on an update without missing news of it).
     /// Changes that only touch memory (the update registry, a speculative workflow task) are
     /// kept in the cache without a write; the store never sees a speculative task.
-    pub async fn update_and_watch<R, W>(
+    pub async fn transact_and_watch<R, W>(
         &self,
         key: &ExecutionKey,
         mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,

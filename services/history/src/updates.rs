@@ -189,7 +189,7 @@ fn arm_timeout(
     owner.tasks.spawn("speculative_task_timeout", async move {
         tokio::time::sleep(after).await;
         let fired = shard
-            .update(&key, |txn| {
+            .transact(&key, |txn| {
                 speculative::on_timeout(txn, scheduled_event_id, &scheduled_time, kind);
                 Ok(())
             })

@@ -16,7 +16,7 @@ use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
 use temper_history::{HistoryConfig, HistoryEngine};
 use temper_matching::{MatchingConfig, MatchingEngine};
 use temper_membership::{ClusterView, Membership, MembershipConfig, Role};
-use temper_persistence::Persistence;
+use temper_persistence::{ClusterMetadata, Persistence};
 use temper_persistence_sqlite::SqliteStore;
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
@@ -39,7 +39,6 @@ use tonic_health::ServingStatus;
 const MAX_MESSAGE_BYTES: usize = temper_client::MAX_MESSAGE_BYTES;
 /// How long a starting node waits to hear from a seed before it takes shards alone.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
-/// How often a matching node confirms the leases of the partitions it holds.
 /// How long in-flight requests may take to finish once the node stops serving. Short: by
 /// then the node has handed its shards and partitions over and answered its own polls, so
 /// what is left are long polls waiting on other nodes, which clients simply send again; and
@@ -117,11 +116,64 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<(Persistence, Strin
     }
 }
 
+/// What the node opened before it joins anyone: the store and the cluster facts in it.
+struct Store {
+    persistence: Persistence,
+    /// Where the store is, for the startup line.
+    location: String,
+    cluster: ClusterMetadata,
+}
+
+/// The roles this node runs, started and following the rings.
+struct Roles {
+    membership: Arc<Membership>,
+    views: watch::Receiver<Arc<ClusterView>>,
+    channels: Arc<Channels>,
+    history: Option<Arc<HistoryEngine>>,
+    matching: Option<Arc<MatchingEngine>>,
+    frontend: Option<Arc<Frontend>>,
+    /// Set once the ring follower has applied its first view.
+    joined: Arc<std::sync::atomic::AtomicBool>,
+    /// Stops the ring follower.
+    follow: tokio_util::sync::CancellationToken,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+/// The gRPC server while it runs, and the health reporting beside it.
+struct Serving {
+    server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    >,
+    /// Makes the server stop accepting and finish its requests.
+    stop_serving: tokio_util::sync::CancellationToken,
+    health: Arc<Health>,
+    health_reporter: tonic_health::server::HealthReporter,
+    /// The gRPC health service names this node reports on ("" and one per role).
+    role_services: Vec<&'static str>,
+    /// Stops the readiness watcher and the health HTTP endpoint.
+    stop_health: tokio_util::sync::CancellationToken,
+    health_http: Option<tokio::task::JoinHandle<()>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = config.grpc_listen()?;
     let name = config.node_name();
-    let (persistence, where_) = open_store(&config).await?;
+    let (store, listener) = open(&config, listen).await?;
+    let mut roles = start_roles(&config, &name, &store).await?;
+    let mut serving = serve(&config, &name, started, listen, listener, &store, &roles).await?;
+    leave(&config, &name, &store, &mut roles, &mut serving).await;
+    shut_down(&name, roles, serving).await
+}
+
+/// Open the store (instrumented when metrics are on), check it holds this cluster, and bind
+/// the gRPC port: a node that cannot have all three fails here, before gossip announces it.
+async fn open(
+    config: &ServerConfig,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<(Store, tokio::net::TcpListener)> {
+    let (persistence, location) = open_store(config).await?;
     let persistence = match crate::metrics::install(config.metrics.listen_address)? {
         true => persistence.instrumented(),
         false => persistence,
@@ -129,13 +181,27 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let cluster = crate::node::check_cluster(&persistence, config.cluster.num_shards)
         .await
         .context("cluster.num_shards")?;
-    let num_shards = cluster.num_shards;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the gRPC address {listen}"))?;
+    Ok((
+        Store {
+            persistence,
+            location,
+            cluster,
+        },
+        listener,
+    ))
+}
 
+/// Join gossip, then start the roles the config names, each calling the others through
+/// routers that follow the rings, and start following the rings. Membership comes first
+/// because the routers and the ring follower read its views.
+async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow::Result<Roles> {
+    let persistence = &store.persistence;
+    let num_shards = store.cluster.num_shards;
     let mut mconfig = MembershipConfig::new(
-        name.clone(),
+        name.to_string(),
         config.node.roles.clone(),
         config.advertise_grpc(),
         config.membership_listen()?,
@@ -151,7 +217,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .context("starting gossip membership")?,
     );
     let views = membership.subscribe();
-    let placement = RingPlacement::new(name.clone(), num_shards, views.clone());
+    let placement = RingPlacement::new(name.to_string(), num_shards, views.clone());
     let channels = Channels::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
@@ -159,7 +225,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         HistoryEngine::new(
             HistoryConfig {
                 num_shards,
-                owner: name.clone(),
+                owner: name.to_string(),
                 limits: Limits::default(),
             },
             persistence.clone(),
@@ -222,7 +288,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let follower = tokio::spawn(follow_rings(
         joined.clone(),
         has_peers.then_some(JOIN_WAIT),
-        name.clone(),
+        name.to_string(),
         num_shards,
         views.clone(),
         history.clone(),
@@ -234,7 +300,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let frontend = if config.has_role(Role::Frontend) {
         let namespaces = Arc::new(Namespaces::new(
             persistence.namespaces.clone(),
-            cluster.cluster_name.clone(),
+            store.cluster.cluster_name.clone(),
         ));
         for ns in &config.cluster.namespaces {
             namespaces
@@ -244,7 +310,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         }
         Some(Arc::new(Frontend::new(
             FrontendConfig {
-                cluster_name: cluster.cluster_name.clone(),
+                cluster_name: store.cluster.cluster_name.clone(),
                 cluster_id: config.cluster.id.clone(),
                 num_shards,
                 persistence_store: match config.store.kind {
@@ -265,13 +331,109 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     } else {
         None
     };
+    Ok(Roles {
+        membership,
+        views,
+        channels,
+        history,
+        matching,
+        frontend,
+        joined,
+        follow,
+        follower,
+    })
+}
 
+/// Serve gRPC and report readiness until the node is told to stop (or the server fails).
+/// Every role's health service says NotServing until the readiness watcher has seen the
+/// store answer and this node run every shard the ring gives it.
+async fn serve(
+    config: &ServerConfig,
+    name: &str,
+    started: Instant,
+    listen: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
+    store: &Store,
+    roles: &Roles,
+) -> anyhow::Result<Serving> {
+    let num_shards = store.cluster.num_shards;
+    let (router, health_reporter, role_services) = grpc_services(store, roles).await;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::wait_for_signal().await;
+        signal.cancel();
+    });
+    let node_roles: Vec<String> = config.node.roles.iter().map(|r| r.to_string()).collect();
+    let where_ = &store.location;
+    tracing::info!(node = %name, address = %listen, roles = ?node_roles, store = %where_, shards = num_shards, ready_ms = started.elapsed().as_millis() as u64, "temper node listening");
+    eprintln!(
+        "temper node {name} listening on {listen} (roles: {}; store: {where_}; ready in {} ms)",
+        node_roles.join(","),
+        started.elapsed().as_millis()
+    );
+
+    // Readiness: the store answers and this node runs every shard the ring gives it.
+    let health = Health::new();
+    let stop_health = tokio_util::sync::CancellationToken::new();
+    let health_http = match config.health_listen()? {
+        Some(addr) => Some(crate::health::serve(addr, health.clone(), stop_health.clone()).await?),
+        None => None,
+    };
+    let watcher = tokio::spawn(watch_readiness(
+        ReadinessInputs {
+            persistence: store.persistence.clone(),
+            history: roles.history.clone(),
+            views: roles.views.clone(),
+            me: name.to_string(),
+            num_shards,
+            joined: roles.joined.clone(),
+        },
+        health.clone(),
+        health_reporter.clone(),
+        role_services.clone(),
+        stop_health.clone(),
+    ));
+
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop_serving = tokio_util::sync::CancellationToken::new();
+    let stop = stop_serving.clone();
+    let mut server = Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
+        stop.cancelled().await;
+    }));
+    tokio::select! {
+        r = &mut server => { r.context("serving gRPC")?; }
+        _ = shutdown.cancelled() => {}
+    }
+    Ok(Serving {
+        server,
+        stop_serving,
+        health,
+        health_reporter,
+        role_services,
+        stop_health,
+        health_http,
+        watcher,
+    })
+}
+
+/// Every gRPC service this node answers: health, admin, and each role's own. The roles'
+/// health services start NotServing, so no client is sent here before readiness says so.
+async fn grpc_services(
+    store: &Store,
+    roles: &Roles,
+) -> (
+    tonic::transport::server::Router,
+    tonic_health::server::HealthReporter,
+    Vec<&'static str>,
+) {
     let admin = AdminApi::new(
-        membership.clone(),
-        history.clone(),
-        persistence.clone(),
-        num_shards,
-        channels.clone(),
+        roles.membership.clone(),
+        roles.history.clone(),
+        store.persistence.clone(),
+        store.cluster.num_shards,
+        roles.channels.clone(),
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let mut router = tonic::transport::Server::builder()
@@ -279,13 +441,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(AdminServiceServer::new(admin));
     let mut role_services: Vec<&'static str> = vec![""];
-    if frontend.is_some() {
+    if roles.frontend.is_some() {
         role_services.push(<WorkflowServiceServer<Frontend> as NamedService>::NAME);
     }
-    if history.is_some() {
+    if roles.history.is_some() {
         role_services.push(<HistoryServiceServer<HistoryEngine> as NamedService>::NAME);
     }
-    if matching.is_some() {
+    if roles.matching.is_some() {
         role_services.push(<MatchingServiceServer<MatchingEngine> as NamedService>::NAME);
     }
     for service in &role_services {
@@ -293,7 +455,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .set_service_status(*service, ServingStatus::NotServing)
             .await;
     }
-    if let Some(f) = &frontend {
+    if let Some(f) = &roles.frontend {
         let namespaces = f.namespaces.clone();
         router = router
             .add_service(RpcMetrics::new(
@@ -309,90 +471,57 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
                     .send_compressed(CompressionEncoding::Gzip),
             ));
     }
-    if let Some(h) = &history {
+    if let Some(h) = &roles.history {
         router = router.add_service(RpcMetrics::new(
             HistoryServiceServer::from_arc(h.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         ));
     }
-    if let Some(m) = &matching {
+    if let Some(m) = &roles.matching {
         router = router.add_service(RpcMetrics::new(
             MatchingServiceServer::from_arc(m.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         ));
     }
+    (router, health_reporter, role_services)
+}
 
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::wait_for_signal().await;
-        signal.cancel();
-    });
-    let roles: Vec<String> = config.node.roles.iter().map(|r| r.to_string()).collect();
-    tracing::info!(node = %name, address = %listen, roles = ?roles, store = %where_, shards = num_shards, ready_ms = started.elapsed().as_millis() as u64, "temper node listening");
-    eprintln!(
-        "temper node {name} listening on {listen} (roles: {}; store: {where_}; ready in {} ms)",
-        roles.join(","),
-        started.elapsed().as_millis()
-    );
-
-    // Readiness: the store answers and this node runs every shard the ring gives it.
-    let health = Health::new();
-    let stop_health = tokio_util::sync::CancellationToken::new();
-    let health_http = match config.health_listen()? {
-        Some(addr) => Some(crate::health::serve(addr, health.clone(), stop_health.clone()).await?),
-        None => None,
-    };
-    let watcher = tokio::spawn(watch_readiness(
-        ReadinessInputs {
-            persistence: persistence.clone(),
-            history: history.clone(),
-            views: views.clone(),
-            me: name.clone(),
-            num_shards,
-            joined: joined.clone(),
-        },
-        health.clone(),
-        health_reporter.clone(),
-        role_services.clone(),
-        stop_health.clone(),
-    ));
-
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let stop_serving = tokio_util::sync::CancellationToken::new();
-    let stop = stop_serving.clone();
-    let server = router.serve_with_incoming_shutdown(incoming, async move {
-        stop.cancelled().await;
-    });
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        r = &mut server => { r.context("serving gRPC")?; }
-        _ = shutdown.cancelled() => {}
-    }
-
-    // Graceful leave: the other nodes drop this one from their rings at once and take its
-    // shards; this node stops writing them first, then waits (bounded) until each has a
-    // new owner in the store before it stops serving.
+/// Graceful leave, while still serving: the other nodes drop this one from their rings at
+/// once and take its shards. The order matters: health says Stopping first (no new
+/// clients), the ring follower stops (no shard comes back), this node releases its shards
+/// before it leaves the rings (nothing of a shard runs here once its heir may run it), then
+/// waits (bounded) until each has a new owner in the store, and only then lets go of its
+/// matching partitions and finishes leaving.
+async fn leave(
+    config: &ServerConfig,
+    name: &str,
+    store: &Store,
+    roles: &mut Roles,
+    serving: &mut Serving,
+) {
+    let persistence = &store.persistence;
+    let membership = &roles.membership;
     tracing::info!(node = %name, "leaving the cluster");
-    stop_health.cancel();
-    let _ = watcher.await;
-    health.set(Readiness::Stopping);
-    for service in &role_services {
-        health_reporter
+    serving.stop_health.cancel();
+    let _ = (&mut serving.watcher).await;
+    serving.health.set(Readiness::Stopping);
+    for service in &serving.role_services {
+        serving
+            .health_reporter
             .set_service_status(*service, ServingStatus::NotServing)
             .await;
     }
-    follow.cancel();
-    let _ = follower.await;
+    roles.follow.cancel();
+    let _ = (&mut roles.follower).await;
     let handover_started = Instant::now();
     // The shards' work ends before this node leaves the rings, which hands the shards to
     // other nodes: nothing of a shard runs here once its heir may run it.
-    let handed_over = match &history {
+    let handed_over = match &roles.history {
         Some(h) => {
             let released = h.owned_shards();
-            let ranges = shard_ranges(&persistence, &released).await;
+            let ranges = shard_ranges(persistence, &released).await;
             h.release_all_shards().await;
             Some((released, ranges))
         }
@@ -411,7 +540,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .any(|m| m.name != name);
         if heirs {
             wait_for_handover(
-                &persistence,
+                persistence,
                 ranges,
                 Duration::from_millis(config.cluster.handover_timeout_ms),
             )
@@ -424,29 +553,35 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             handover_started.elapsed().as_millis()
         );
     }
-    if let Some(m) = &matching {
+    if let Some(m) = &roles.matching {
         // Waiting polls answer empty; workers poll again and reach the partitions' new
         // owners.
         m.retain_partitions(|_| false);
     }
     let _ = leave.await;
-    stop_serving.cancel();
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+}
+
+/// Stop serving (in-flight requests get `SHUTDOWN_GRACE`), then stop the roles and the
+/// health endpoint, and last the gossip membership. Run after `leave`, so by now the
+/// shards and partitions are someone else's.
+async fn shut_down(name: &str, roles: Roles, mut serving: Serving) -> anyhow::Result<()> {
+    serving.stop_serving.cancel();
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut serving.server).await {
         Ok(r) => r.context("serving gRPC")?,
         Err(_) => {
             tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway")
         }
     }
-    if let Some(m) = &matching {
+    if let Some(m) = &roles.matching {
         m.shutdown();
     }
-    if let Some(h) = &history {
+    if let Some(h) = &roles.history {
         h.shutdown().await;
     }
-    if let Some(h) = health_http {
+    if let Some(h) = serving.health_http {
         let _ = h.await;
     }
-    if let Ok(m) = Arc::try_unwrap(membership) {
+    if let Ok(m) = Arc::try_unwrap(roles.membership) {
         m.shutdown().await;
     }
     eprintln!("temper node {name} stopped");

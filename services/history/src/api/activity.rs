@@ -28,7 +28,7 @@ pub(crate) async fn record_started(
         run_id: exec.run_id.clone(),
     };
     let updated = shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             act::record_started(txn, r.scheduled_event_id, 0, &r.request_id, &poll.identity)
         })
         .await
@@ -149,7 +149,7 @@ pub(crate) async fn respond(
     let shard = engine.shard(&ns, &workflow_id)?;
     let key = shard.resolve(&ns, &workflow_id, &run_id).await?;
     let updated = shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             let r = if by_id {
                 ActivityRef::ById(&token.activity_id)
             } else {

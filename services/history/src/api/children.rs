@@ -30,7 +30,7 @@ pub(crate) async fn record_completed(
     for _ in 0..MAX_RESETS_FOLLOWED {
         let mut replaced_by = None;
         shard
-            .update(&key, |txn| {
+            .transact(&key, |txn| {
                 replaced_by = None;
                 let reset_run_id = &txn.info().reset_run_id;
                 if !txn.is_running() && !reset_run_id.is_empty() {

@@ -14,7 +14,7 @@ use crate::{HistoryEngine, HistoryError};
 /// Apply `f` to the run the client names (its current run when the run id is empty). With
 /// no run id, a run that closed just now (continued as new, retried) is not the end: the
 /// request goes to the workflow id's new current run, as in Temporal.
-async fn update_named_run(
+async fn transact_named_run(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     execution: Option<&WorkflowExecution>,
@@ -28,7 +28,7 @@ async fn update_named_run(
     let shard = engine.shard(ns, &e.workflow_id)?;
     let mut key = shard.resolve(ns, &e.workflow_id, &e.run_id).await?;
     for _ in 0..MAX_CURRENT_RUN_RETRIES {
-        match shard.update(&key, &mut f).await {
+        match shard.transact(&key, &mut f).await {
             Err(HistoryError::Workflow(WorkflowError::AlreadyCompleted)) if e.run_id.is_empty() => {
                 let current = shard.resolve(ns, &e.workflow_id, "").await?;
                 if current.run_id == key.run_id {
@@ -94,7 +94,7 @@ pub(crate) async fn request_cancel(
     req: RequestCancelWorkflowExecutionRequest,
     external: Option<External>,
 ) -> Result<(), HistoryError> {
-    update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+    transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
         check_chain(txn.ms, &req.first_execution_run_id)?;
         check_child_of(txn.ms, external.as_ref())?;
         close::request_cancel_from(
@@ -120,7 +120,7 @@ pub(crate) async fn terminate(
     } else {
         &req.reason
     };
-    update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+    transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
         check_chain(txn.ms, &req.first_execution_run_id)?;
         close::terminate(txn, reason, req.details.clone(), &req.identity)
     })
@@ -132,7 +132,7 @@ pub(crate) async fn reset_sticky(
     ns: &NamespaceId,
     req: ResetStickyTaskQueueRequest,
 ) -> Result<(), HistoryError> {
-    update_named_run(engine, ns, req.execution.as_ref(), |txn| {
+    transact_named_run(engine, ns, req.execution.as_ref(), |txn| {
         workflow_task::clear_sticky(txn);
         Ok(())
     })
@@ -145,7 +145,7 @@ pub(crate) async fn signal(
     req: SignalWorkflowExecutionRequest,
     external: Option<External>,
 ) -> Result<(), HistoryError> {
-    update_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+    transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
         check_child_of(txn.ms, external.as_ref())?;
         signal::signal(
             txn,

@@ -38,7 +38,7 @@ pub(crate) async fn delete(
     let key = shard.resolve(ns, &e.workflow_id, &e.run_id).await?;
     let task = delete_history_task(&key);
     shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             if txn.is_running() {
                 close::terminate(txn, REASON, None, close::IDENTITY_HISTORY_SERVICE)?;
             }
@@ -63,7 +63,7 @@ pub(crate) async fn process(
             }
             // The run's close task (telling the parent, the parent close policy) may not
             // have run yet; its work is idempotent, so do it here before the state goes.
-            crate::relations::on_close(shard, history, key).await?;
+            crate::cross_workflow::on_close(shard, history, key).await?;
             shard.delete_run(key).await?;
         }
         // Deleted before: perhaps the history branch was not, yet.

@@ -158,7 +158,7 @@ pub(crate) async fn reset(
         let expected_next = later.next_event_ids.get(&current.run_id).copied();
         let mut stale = false;
         shard
-            .update(&target, |txn| {
+            .transact(&target, |txn| {
                 stale = false;
                 if let Some(n) = expected_next
                     && txn.ms.next_event_id != n

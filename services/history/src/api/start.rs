@@ -99,7 +99,7 @@ pub(crate) async fn start(
                         }],
                     };
                     match shard
-                        .update(&key, |txn| {
+                        .transact(&key, |txn| {
                             close::terminate(
                                 txn,
                                 "TerminateIfRunning WorkflowIdReusePolicy",
@@ -235,7 +235,7 @@ pub(crate) async fn signal_with_start(
                     run_id: current.run_id.clone(),
                 };
                 match shard
-                    .update(&key, |txn| temper_workflow::signal::signal(txn, signal()))
+                    .transact(&key, |txn| temper_workflow::signal::signal(txn, signal()))
                     .await
                 {
                     Ok(_) => {

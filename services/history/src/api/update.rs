@@ -60,7 +60,7 @@ pub(crate) async fn update_workflow(
         admissions += 1;
         let key = shard.resolve(ns, &exec.workflow_id, &exec.run_id).await?;
         let (updated, rx) = shard
-            .update_and_watch(
+            .transact_and_watch(
                 &key,
                 |txn| update::admit(txn, &request, &req.first_execution_run_id),
                 |admission, _, run: &mut RunUpdates| match admission {

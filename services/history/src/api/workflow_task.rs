@@ -34,7 +34,7 @@ pub(crate) async fn record_started(
         run_id: exec.run_id.clone(),
     };
     let updated = shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             update::record_workflow_task_started(
                 txn,
                 workflow_task::StartRequest {
@@ -174,7 +174,7 @@ pub(crate) async fn completed(
     // A continue-as-new rolls reset points over with the namespace's retention.
     let retention = shard.retention_of(&key.namespace_id).await;
     let outcome = shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             txn.retention = Some(retention);
             let wt = workflow_task::check_token(txn, &t)?;
             Ok(complete_workflow_task(
@@ -228,7 +228,7 @@ pub(crate) async fn failed(
     let cause = WorkflowTaskFailedCause::try_from(req.cause)
         .unwrap_or(WorkflowTaskFailedCause::Unspecified);
     shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             let wt = workflow_task::check_token(txn, &t)?;
             workflow_task::fail(txn, &wt, cause, req.failure.clone(), &req.identity);
             Ok(())

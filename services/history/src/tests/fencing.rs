@@ -60,7 +60,7 @@ async fn a_fenced_shard_stops_and_writes_nothing() {
     assert_eq!(count_of(&history, EventType::WorkflowExecutionSignaled), 0);
     // The stopped shard refuses further work instead of writing under a stale range.
     let later = shard
-        .update(&key, |txn| {
+        .transact(&key, |txn| {
             temper_workflow::close::terminate(txn, "later", None, "test")
         })
         .await;

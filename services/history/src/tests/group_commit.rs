@@ -51,9 +51,9 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    /// Signal execution `i` through `ShardContext::update`, counting how often the
+    /// Signal execution `i` through `ShardContext::transact`, counting how often the
     /// transaction runs.
-    fn update(&self, i: usize) -> JoinHandle<Result<(), HistoryError>> {
+    fn transact(&self, i: usize) -> JoinHandle<Result<(), HistoryError>> {
         let (shard, key, runs) = (
             self.shard.clone(),
             self.keys[i].clone(),
@@ -62,7 +62,7 @@ impl Setup {
         let request_id = uuid::Uuid::new_v4().to_string();
         tokio::spawn(async move {
             shard
-                .update(&key, |txn| {
+                .transact(&key, |txn| {
                     runs.fetch_add(1, Ordering::SeqCst);
                     signal(
                         txn,
@@ -86,12 +86,12 @@ impl Setup {
     async fn group(&self, meanwhile: impl FnOnce()) -> Vec<Result<(), HistoryError>> {
         self.store.pause(Op::Commit);
         let calls = self.store.calls(Op::Commit);
-        let mut handles = vec![self.update(0)];
+        let mut handles = vec![self.transact(0)];
         eventually("the first commit is in flight", || async {
             (self.store.calls(Op::Commit) > calls).then_some(())
         })
         .await;
-        handles.extend((1..N).map(|i| self.update(i)));
+        handles.extend((1..N).map(|i| self.transact(i)));
         eventually("the other updates are queued at the writer", || async {
             (self.shard.queued_commits() == N - 1).then_some(())
         })
@@ -250,7 +250,7 @@ async fn two_runs_of_one_workflow_id_never_share_a_batch() {
         let shard = shard_of(engine, "dup");
         tokio::spawn(async move {
             shard
-                .update(&k, |txn| {
+                .transact(&k, |txn| {
                     txn.info_mut().memo = Some(Memo {
                         fields: [("n".to_string(), Payload::default())].into(),
                     });
@@ -262,7 +262,7 @@ async fn two_runs_of_one_workflow_id_never_share_a_batch() {
     };
     s.store.pause(Op::Commit);
     let calls = s.store.calls(Op::Commit);
-    let mut handles = vec![s.update(0)];
+    let mut handles = vec![s.transact(0)];
     eventually("the first commit is in flight", || async {
         (s.store.calls(Op::Commit) > calls).then_some(())
     })
@@ -290,7 +290,7 @@ async fn big_states_split_a_batch() {
         let k = s.keys[n].clone();
         tokio::spawn(async move {
             shard
-                .update(&k, |txn| {
+                .transact(&k, |txn| {
                     txn.info_mut().memo = Some(Memo {
                         fields: [(
                             "blob".to_string(),
@@ -310,7 +310,7 @@ async fn big_states_split_a_batch() {
     let base = s.store.commit_sizes().len();
     s.store.pause(Op::Commit);
     let calls = s.store.calls(Op::Commit);
-    let mut handles = vec![s.update(0)];
+    let mut handles = vec![s.transact(0)];
     eventually("the first commit is in flight", || async {
         (s.store.calls(Op::Commit) > calls).then_some(())
     })

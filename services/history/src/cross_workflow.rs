@@ -127,7 +127,7 @@ pub(crate) async fn start_child(
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(child_ns_id) = namespace_id(shard, &ci.namespace, &ci.namespace_id).await? else {
         return shard
-            .update(key, |txn| {
+            .transact(key, |txn| {
                 child::on_start_failed(
                     txn,
                     initiated_event_id,
@@ -177,7 +177,7 @@ pub(crate) async fn start_child(
             let run_id = resp.into_inner().run_id;
             let header = a.header.clone();
             let updated = shard
-                .update(key, |txn| {
+                .transact(key, |txn| {
                     child::on_started(
                         txn,
                         initiated_event_id,
@@ -210,7 +210,7 @@ pub(crate) async fn start_child(
                 tracing::warn!(error = %s, workflow_id = %a.workflow_id, "starting a child workflow failed");
             }
             shard
-                .update(key, |txn| {
+                .transact(key, |txn| {
                     child::on_start_failed(txn, initiated_event_id, &a, cause)
                 })
                 .await?;
@@ -277,7 +277,7 @@ pub(crate) async fn signal_external(
     };
     let ns_id = ns_id.unwrap_or_default();
     shard
-        .update(key, |txn| {
+        .transact(key, |txn| {
             external::on_signal_result(txn, initiated_event_id, &a, &ns_id, ok)
         })
         .await?;
@@ -341,7 +341,7 @@ pub(crate) async fn cancel_external(
     };
     let ns_id = ns_id.unwrap_or_default();
     shard
-        .update(key, |txn| {
+        .transact(key, |txn| {
             external::on_cancel_result(txn, initiated_event_id, &a, &ns_id, ok)
         })
         .await?;
