@@ -27,6 +27,25 @@ fn run_to_exit(command: &mut Command) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// Wait (at most 30 s) for the line start-dev prints once the store is set up and it serves:
+/// the port is bound before the store is opened, so a connection alone proves nothing.
+fn wait_ready(child: &mut std::process::Child) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            if line.is_ok_and(|l| l.contains("listening on")) {
+                let _ = ready_tx.send(());
+                return;
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("temper says it is ready (a refused start says nothing of the kind)");
+}
+
 #[test]
 fn a_store_keeps_the_shard_count_it_was_created_with() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -51,14 +70,10 @@ fn a_store_keeps_the_shard_count_it_was_created_with() {
     // Create the store with 4 shards, then stop.
     let mut first = dev("4")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("temper starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "temper did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(&mut first);
     let _ = first.kill();
     let _ = first.wait();
 
@@ -100,18 +115,10 @@ fn a_store_keeps_the_shard_count_it_was_created_with() {
     // The store is untouched: the right count still starts.
     let mut again = dev("4")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("temper starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            again.try_wait().expect("wait").is_none(),
-            "the original count was refused"
-        );
-        assert!(Instant::now() < deadline, "temper did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(&mut again);
     let _ = again.kill();
     let _ = again.wait();
 }
