@@ -41,9 +41,11 @@ fn wait_ready(child: &mut std::process::Child) {
             }
         }
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("temper says it is ready (a refused start says nothing of the kind)");
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("temper did not say it is ready (a refused start says nothing of the kind)");
+    }
 }
 
 #[test]
