@@ -191,6 +191,38 @@ pub(crate) async fn start(
         .run_id
 }
 
+/// Start the latest workflow task handed to `matching` for run `run` of `workflow_id`, as a
+/// worker polling its queue would; returns what the worker's poll gets.
+pub(crate) async fn start_workflow_task(
+    engine: &HistoryEngine,
+    matching: &FakeMatching,
+    workflow_id: &str,
+    run: &str,
+) -> ws::PollWorkflowTaskQueueResponse {
+    let task = eventually("a workflow task", || async {
+        matching.workflow_tasks_of(run).into_iter().last()
+    })
+    .await;
+    engine
+        .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            namespace_id: NS.into(),
+            execution: execution(workflow_id, run),
+            scheduled_event_id: task.scheduled_event_id,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            poll_request: Some(ws::PollWorkflowTaskQueueRequest {
+                namespace: NS.into(),
+                task_queue: task.task_queue.clone(),
+                identity: "worker".into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("record started")
+        .into_inner()
+        .response
+        .expect("poll response")
+}
+
 pub(crate) async fn signal(
     engine: &HistoryEngine,
     workflow_id: &str,

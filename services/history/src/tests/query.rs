@@ -43,28 +43,7 @@ async fn prepare(
 /// Run the pending workflow task of `run` to completion as a worker with sticky queue
 /// `sticky-1` (no commands).
 async fn complete_workflow_task(engine: &HistoryEngine, matching: &FakeMatching, run: &str) {
-    let task = eventually("a workflow task", || async {
-        matching.workflow_tasks_of(run).into_iter().last()
-    })
-    .await;
-    let started = engine
-        .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
-            namespace_id: NS.into(),
-            execution: execution("wf", run),
-            scheduled_event_id: task.scheduled_event_id,
-            request_id: uuid::Uuid::new_v4().to_string(),
-            poll_request: Some(ws::PollWorkflowTaskQueueRequest {
-                namespace: NS.into(),
-                task_queue: task.task_queue.clone(),
-                identity: "worker".into(),
-                ..Default::default()
-            }),
-        }))
-        .await
-        .expect("record started")
-        .into_inner()
-        .response
-        .expect("poll response");
+    let started = start_workflow_task(engine, matching, "wf", run).await;
     engine
         .respond_workflow_task_completed(Request::new(
             internal::RespondWorkflowTaskCompletedRequest {

@@ -18,28 +18,7 @@ async fn a_close_refused_for_new_events_is_unhandled_command() {
     let matching = Arc::new(FakeMatching::default());
     let engine = engine(&store, 1, matching.clone()).await;
     let run = start(&engine, "wf", Duration::ZERO).await;
-    let task = eventually("a workflow task", || async {
-        matching.workflow_tasks_of(&run).into_iter().last()
-    })
-    .await;
-    let started = engine
-        .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
-            namespace_id: NS.into(),
-            execution: execution("wf", &run),
-            scheduled_event_id: task.scheduled_event_id,
-            request_id: uuid::Uuid::new_v4().to_string(),
-            poll_request: Some(ws::PollWorkflowTaskQueueRequest {
-                namespace: NS.into(),
-                task_queue: task.task_queue.clone(),
-                identity: "worker".into(),
-                ..Default::default()
-            }),
-        }))
-        .await
-        .expect("record started")
-        .into_inner()
-        .response
-        .expect("poll response");
+    let started = start_workflow_task(&engine, &matching, "wf", &run).await;
     signal(&engine, "wf", "arrives-meanwhile")
         .await
         .expect("signal");
