@@ -2,6 +2,7 @@
 
 use temper_persistence::ExecutionKey;
 use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::command::v1::command;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::enums::v1::{TaskQueueKind, WorkflowTaskFailedCause};
 use temper_proto::temporal::api::history::v1::History;
@@ -171,11 +172,21 @@ pub(crate) async fn completed(
         #[allow(deprecated)]
         req.binary_checksum.clone()
     };
-    // A continue-as-new rolls reset points over with the namespace's retention.
-    let retention = shard.retention_of(&key.namespace_id).await;
+    // A continue-as-new rolls reset points over with the namespace's retention; other
+    // completions do not look it up.
+    let continues = req.commands.iter().any(|c| {
+        matches!(
+            c.attributes,
+            Some(command::Attributes::ContinueAsNewWorkflowExecutionCommandAttributes(_))
+        )
+    });
+    let retention = match continues {
+        true => Some(shard.retention_of(&key.namespace_id).await),
+        false => None,
+    };
     let outcome = shard
         .transact(&key, |txn| {
-            txn.retention = Some(retention);
+            txn.retention = retention;
             let wt = workflow_task::check_token(txn, &t)?;
             Ok(complete_workflow_task(
                 txn,
