@@ -30,7 +30,7 @@ use tonic::codec::CompressionEncoding;
 
 use crate::admin::AdminApi;
 use crate::config::{ServerConfig, StoreKindConfig};
-use crate::health::{Health, Readiness};
+use crate::health::{Health, Readiness, StoreFailures};
 use crate::store;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
@@ -389,6 +389,7 @@ async fn serve(
             me: name.to_string(),
             num_shards,
             joined: roles.joined.clone(),
+            store_failure_window: Duration::from_millis(config.health.store_failure_window_ms),
         },
         health.clone(),
         health_reporter.clone(),
@@ -681,10 +682,13 @@ struct ReadinessInputs {
     me: String,
     num_shards: u32,
     joined: Arc<std::sync::atomic::AtomicBool>,
+    /// See [`StoreFailures`].
+    store_failure_window: Duration,
 }
 
 impl ReadinessInputs {
-    async fn check(&self) -> Readiness {
+    /// Whether the store answers (`Err`: why not).
+    async fn check_store(&self) -> Result<(), String> {
         let store = tokio::time::timeout(
             Duration::from_secs(2),
             self.persistence
@@ -693,10 +697,14 @@ impl ReadinessInputs {
         )
         .await;
         match store {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Readiness::Starting(format!("the store does not answer: {e}")),
-            Err(_) => return Readiness::Starting("the store does not answer within 2 s".into()),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the store does not answer: {e}")),
+            Err(_) => Err("the store does not answer within 2 s".into()),
         }
+    }
+
+    /// Readiness from everything but the store.
+    async fn check(&self) -> Readiness {
         if !self.joined.load(std::sync::atomic::Ordering::Acquire) {
             return Readiness::Starting("joining the cluster".into());
         }
@@ -725,8 +733,12 @@ async fn watch_readiness(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut last = None;
+    let mut store_failures = StoreFailures::new(inputs.store_failure_window);
     loop {
-        let now = inputs.check().await;
+        let store = inputs.check_store().await;
+        let rest = inputs.check().await;
+        let was_ready = last == Some(Readiness::Ready);
+        let now = store_failures.judge(store, rest, was_ready, std::time::Instant::now());
         if last.as_ref() != Some(&now) {
             let status = if now == Readiness::Ready {
                 ServingStatus::Serving

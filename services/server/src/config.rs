@@ -94,11 +94,24 @@ pub struct FrontendSection {
 }
 
 /// Liveness and readiness over HTTP.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HealthSection {
     /// Address (IP:port) of `GET /health/live` and `GET /health/ready`. Default: none (off).
     pub listen_address: Option<String>,
+    /// How long the store must fail every readiness check (one each half second) before a
+    /// ready node turns not ready. One slow store call (a Cassandra replica down, a LOCAL_SERIAL
+    /// read timing out) must not pull a healthy node out of service. 0: at the first failure.
+    pub store_failure_window_ms: u64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self {
+            listen_address: None,
+            store_failure_window_ms: 10_000,
+        }
+    }
 }
 
 /// This node.

@@ -93,6 +93,57 @@ pub async fn serve(
     }))
 }
 
+/// Keeps one slow or failed store call from turning a ready node not-ready: a node that was
+/// ready stays ready until the store has failed every check for `window` (a readiness probe
+/// that flapped on each timed-out call would pull healthy nodes out of service whenever one
+/// store replica is slow). A node that was not ready yet is not ready while the store fails.
+#[derive(Debug)]
+pub struct StoreFailures {
+    window: std::time::Duration,
+    failing_since: Option<std::time::Instant>,
+}
+
+impl StoreFailures {
+    pub fn new(window: std::time::Duration) -> Self {
+        Self {
+            window,
+            failing_since: None,
+        }
+    }
+
+    /// Readiness from this check of the store (`Err`: why it failed), what the rest of the
+    /// node says, and whether the node was ready before.
+    pub fn judge(
+        &mut self,
+        store: Result<(), String>,
+        rest: Readiness,
+        was_ready: bool,
+        now: std::time::Instant,
+    ) -> Readiness {
+        let why = match store {
+            Ok(()) => {
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(
+                        failed_for_ms = now.duration_since(since).as_millis() as u64,
+                        "the store answers again"
+                    );
+                }
+                return rest;
+            }
+            Err(why) => why,
+        };
+        let since = *self.failing_since.get_or_insert(now);
+        let failed_for = now.duration_since(since);
+        if was_ready && failed_for < self.window {
+            tracing::warn!(reason = %why, failed_for_ms = failed_for.as_millis() as u64,
+                window_ms = self.window.as_millis() as u64,
+                "the store check failed; still ready until it has failed for the whole window");
+            return rest;
+        }
+        Readiness::Starting(why)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +164,57 @@ mod tests {
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         (code, out)
+    }
+
+    #[test]
+    fn one_failed_store_check_does_not_flap_readiness() {
+        use std::time::{Duration, Instant};
+        let window = Duration::from_secs(10);
+        let mut f = StoreFailures::new(window);
+        let t0 = Instant::now();
+        let err = || Err("the store does not answer: timed out".to_string());
+        // Ready, then single failures between successes: stays ready throughout.
+        for i in 0..6u64 {
+            let t = t0 + Duration::from_secs(i);
+            assert_eq!(f.judge(err(), Readiness::Ready, true, t), Readiness::Ready);
+            let t = t + Duration::from_millis(500);
+            assert_eq!(f.judge(Ok(()), Readiness::Ready, true, t), Readiness::Ready);
+        }
+        // Failing for the whole window turns it not ready, with the store's reason.
+        let t1 = t0 + Duration::from_secs(100);
+        assert_eq!(f.judge(err(), Readiness::Ready, true, t1), Readiness::Ready);
+        let almost = t1 + window - Duration::from_millis(1);
+        assert_eq!(
+            f.judge(err(), Readiness::Ready, true, almost),
+            Readiness::Ready
+        );
+        let over = f.judge(err(), Readiness::Ready, true, t1 + window);
+        assert_eq!(
+            over,
+            Readiness::Starting("the store does not answer: timed out".into())
+        );
+        // Not ready stays not ready while the store fails, and recovers when it answers.
+        let later = t1 + window * 2;
+        assert!(matches!(
+            f.judge(err(), Readiness::Ready, false, later),
+            Readiness::Starting(_)
+        ));
+        assert_eq!(
+            f.judge(Ok(()), Readiness::Ready, false, later),
+            Readiness::Ready
+        );
+        // A node that was never ready is not ready at the first failure.
+        let mut g = StoreFailures::new(window);
+        assert!(matches!(
+            g.judge(err(), Readiness::Ready, false, t0),
+            Readiness::Starting(_)
+        ));
+        // Other reasons (shards not running yet) come through while the store answers or
+        // while a failure is tolerated.
+        let shards = Readiness::Starting("running 1 of the 2 shards".into());
+        let mut h = StoreFailures::new(window);
+        assert_eq!(h.judge(Ok(()), shards.clone(), true, t0), shards);
+        assert_eq!(h.judge(err(), shards.clone(), true, t0), shards);
     }
 
     #[tokio::test]
