@@ -24,13 +24,20 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from cluster import Cluster
 
-# How many times each (workflow id, step) ran, across every worker of the test process.
+# How many times each (workflow id, step) ran, across every worker of the test process, and
+# for each run its attempt, worker and time (printed when a step ran more than once).
 RUNS: collections.Counter[tuple[str, int]] = collections.Counter()
+RUN_LOG: collections.defaultdict[tuple[str, int], list[str]] = collections.defaultdict(list)
 
 
 @activity.defn
 async def step(wf_id: str, n: int) -> str:
     RUNS[(wf_id, n)] += 1
+    info = activity.info()
+    RUN_LOG[(wf_id, n)].append(
+        f"attempt {info.attempt} on {info.task_queue} at {time.time():.3f} "
+        f"(scheduled {info.current_attempt_scheduled_time:%H:%M:%S.%f})"
+    )
     return f"{n}"
 
 
@@ -124,7 +131,7 @@ async def check_exactly_once(client: Client, load: Load) -> None:
     assert not load.failures, f"{len(load.failures)} failed: {load.failures[:5]}"
     assert len(load.results) == len(load.ids)
     assert all(r == "12" for r in load.results.values())
-    twice = {k: v for k, v in RUNS.items() if k[0].startswith(load.prefix) and v != 1}
+    twice = {k: RUN_LOG[k] for k, v in RUNS.items() if k[0].startswith(load.prefix) and v != 1}
     assert not twice, f"steps that ran more than once: {list(twice.items())[:5]}"
     for wf_id in load.ids:
         assert RUNS[(wf_id, 1)] == 1 and RUNS[(wf_id, 2)] == 1, wf_id
