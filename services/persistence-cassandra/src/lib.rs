@@ -80,13 +80,6 @@ impl CassandraStore {
         let config = config.validated()?;
         let session = session::open(&config).await?;
         schema::check_ready(&session, &config.keyspace).await?;
-        session
-            .use_keyspace(&config.keyspace, false)
-            .await
-            .map_err(|e| ConnectError::Request {
-                what: format!("selecting keyspace {}", config.keyspace),
-                reason: e.to_string(),
-            })?;
         let prepared = Prepared::prepare(&session, &config)
             .await
             .map_err(|(stmt, e)| ConnectError::Prepare {

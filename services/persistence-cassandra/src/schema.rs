@@ -401,8 +401,12 @@ async fn migrate_in(session: &Session, keyspace: &str) -> Result<SchemaReport, S
         let now_ms = temper_types::wall_clock_millis();
         session
             .query_unpaged(
-                "INSERT INTO schema_version (version_partition, version, applied_at_ms, file) \
-                 VALUES (0, ?, ?, ?)",
+                // Qualified: a statement with values is prepared, and Cassandra 5 warns about
+                // prepared statements that rely on `USE`.
+                format!(
+                    "INSERT INTO {keyspace}.schema_version \
+                     (version_partition, version, applied_at_ms, file) VALUES (0, ?, ?, ?)"
+                ),
                 (
                     CqlValue::Int(migration.version),
                     CqlValue::BigInt(now_ms),

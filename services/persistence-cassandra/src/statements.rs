@@ -67,81 +67,90 @@ macro_rules! statements {
                 }
             }
         }
+
+        impl Stmt {
+            /// The statement with its tables in `keyspace`: every table name is qualified
+            /// (`{ks}.executions`), so sessions never `USE` a keyspace, which Cassandra 5
+            /// warns about on every statement prepared after one.
+            pub(crate) fn qualified(self, keyspace: &str) -> String {
+                self.cql().replace("{ks}", keyspace)
+            }
+        }
     };
 }
 
 statements! {
     // ---- cluster metadata ----
     SelectClusterMetadata: Read =
-        "SELECT cluster_name, num_shards FROM cluster_metadata WHERE metadata_partition = ?";
+        "SELECT cluster_name, num_shards FROM {ks}.cluster_metadata WHERE metadata_partition = ?";
     InsertClusterMetadata: Lwt =
-        "INSERT INTO cluster_metadata (metadata_partition, cluster_name, num_shards) \
+        "INSERT INTO {ks}.cluster_metadata (metadata_partition, cluster_name, num_shards) \
          VALUES (?, ?, ?) IF NOT EXISTS";
 
     // ---- the shard partition: shard row ----
     SelectShard: Read = concat!(
-        "SELECT range_id, shard_info, shard_info_encoding FROM executions WHERE ",
+        "SELECT range_id, shard_info, shard_info_encoding FROM {ks}.executions WHERE ",
         exec_key!()
     );
     InsertShard: Lwt = concat!(
-        "INSERT INTO executions (", exec_key_columns!(),
+        "INSERT INTO {ks}.executions (", exec_key_columns!(),
         ", range_id, shard_info, shard_info_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          IF NOT EXISTS"
     );
     UpdateShard: Lwt = concat!(
-        "UPDATE executions SET range_id = ?, shard_info = ?, shard_info_encoding = ? WHERE ",
+        "UPDATE {ks}.executions SET range_id = ?, shard_info = ?, shard_info_encoding = ? WHERE ",
         exec_key!(),
         " IF range_id = ?"
     );
     /// The fencing statement of every conditional batch on a shard partition: it writes the
     /// range id it checks, so it changes nothing but makes the batch conditional on it.
     FenceShard: Lwt = concat!(
-        "UPDATE executions SET range_id = ? WHERE ",
+        "UPDATE {ks}.executions SET range_id = ? WHERE ",
         exec_key!(),
         " IF range_id = ?"
     );
 
     // ---- the shard partition: executions and current-run pointers ----
     SelectExecution: Read = concat!(
-        "SELECT state, state_encoding, db_record_version FROM executions WHERE ",
+        "SELECT state, state_encoding, db_record_version FROM {ks}.executions WHERE ",
         exec_key!()
     );
     InsertExecution: Lwt = concat!(
-        "INSERT INTO executions (", exec_key_columns!(),
+        "INSERT INTO {ks}.executions (", exec_key_columns!(),
         ", state, state_encoding, db_record_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          IF NOT EXISTS"
     );
     UpdateExecution: Lwt = concat!(
-        "UPDATE executions SET state = ?, state_encoding = ?, db_record_version = ? WHERE ",
+        "UPDATE {ks}.executions SET state = ?, state_encoding = ?, db_record_version = ? WHERE ",
         exec_key!(),
         " IF db_record_version = ?"
     );
-    DeleteExecution: Write = concat!("DELETE FROM executions WHERE ", exec_key!());
+    DeleteExecution: Write = concat!("DELETE FROM {ks}.executions WHERE ", exec_key!());
     SelectCurrent: Read = concat!(
         "SELECT current_run_id, create_request_id, run_state, run_status, start_time_ms \
-         FROM executions WHERE ",
+         FROM {ks}.executions WHERE ",
         exec_key!()
     );
     InsertCurrent: Lwt = concat!(
-        "INSERT INTO executions (", exec_key_columns!(),
+        "INSERT INTO {ks}.executions (", exec_key_columns!(),
         ", current_run_id, create_request_id, run_state, run_status, start_time_ms) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
     );
     UpdateCurrent: Lwt = concat!(
-        "UPDATE executions SET current_run_id = ?, create_request_id = ?, run_state = ?, \
+        "UPDATE {ks}.executions SET current_run_id = ?, create_request_id = ?, run_state = ?, \
          run_status = ?, start_time_ms = ? WHERE ",
         exec_key!(),
         " IF current_run_id = ?"
     );
     DeleteCurrentIf: Lwt = concat!(
-        "DELETE FROM executions WHERE ",
+        "DELETE FROM {ks}.executions WHERE ",
         exec_key!(),
         " IF current_run_id = ?"
     );
 
     // ---- the shard partition: tasks (the outbox) ----
     InsertTask: Write = concat!(
-        "INSERT INTO executions (", exec_key_columns!(),
+        "INSERT INTO {ks}.executions (", exec_key_columns!(),
         ", data, data_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );
     /// Tasks of one category between two exclusive `(fire time, id)` bounds. The tuple
@@ -149,117 +158,117 @@ statements! {
     /// clustering prefix (scylladb#64), and with equal leading values in both bounds the
     /// slice is exactly the category's keys between the bounds.
     SelectTasks: Read =
-        "SELECT fire_time_ms, task_id, data, data_encoding FROM executions \
+        "SELECT fire_time_ms, task_id, data, data_encoding FROM {ks}.executions \
          WHERE shard_id = ? \
          AND (row_type, namespace_id, workflow_id, run_id, fire_time_ms, task_id) \
            > (?, ?, ?, ?, ?, ?) \
          AND (row_type, namespace_id, workflow_id, run_id, fire_time_ms, task_id) \
            < (?, ?, ?, ?, ?, ?) LIMIT ?";
-    DeleteTask: Write = concat!("DELETE FROM executions WHERE ", exec_key!());
+    DeleteTask: Write = concat!("DELETE FROM {ks}.executions WHERE ", exec_key!());
     /// Range delete: every task of a category due strictly before a time.
     DeleteTasksBeforeTime: Write =
-        "DELETE FROM executions WHERE shard_id = ? AND row_type = ? AND namespace_id = ? \
+        "DELETE FROM {ks}.executions WHERE shard_id = ? AND row_type = ? AND namespace_id = ? \
          AND workflow_id = ? AND run_id = ? AND fire_time_ms < ?";
     /// Range delete: the tasks at one time with an id strictly below a bound.
     DeleteTasksAtTimeBefore: Write =
-        "DELETE FROM executions WHERE shard_id = ? AND row_type = ? AND namespace_id = ? \
+        "DELETE FROM {ks}.executions WHERE shard_id = ? AND row_type = ? AND namespace_id = ? \
          AND workflow_id = ? AND run_id = ? AND fire_time_ms = ? AND task_id < ?";
 
     // ---- history ----
     InsertHistoryNode: Write =
-        "INSERT INTO history_node (tree_id, branch_id, node_id, txn_id, data, data_encoding) \
+        "INSERT INTO {ks}.history_node (tree_id, branch_id, node_id, txn_id, data, data_encoding) \
          VALUES (?, ?, ?, ?, ?, ?)";
     SelectHistoryNodes: Read =
-        "SELECT node_id, txn_id, data, data_encoding FROM history_node \
+        "SELECT node_id, txn_id, data, data_encoding FROM {ks}.history_node \
          WHERE tree_id = ? AND branch_id = ? AND node_id >= ? AND node_id < ? LIMIT ?";
     SelectHistoryNodeVersions: Read =
-        "SELECT node_id, txn_id, data, data_encoding FROM history_node \
+        "SELECT node_id, txn_id, data, data_encoding FROM {ks}.history_node \
          WHERE tree_id = ? AND branch_id = ? AND node_id = ? AND txn_id < ? LIMIT ?";
     DeleteHistoryBranch: Write =
-        "DELETE FROM history_node WHERE tree_id = ? AND branch_id = ?";
+        "DELETE FROM {ks}.history_node WHERE tree_id = ? AND branch_id = ?";
 
     // ---- matching backlog ----
     SelectTaskQueue: Read = concat!(
-        "SELECT range_id, ack_level FROM task_queues WHERE ",
+        "SELECT range_id, ack_level FROM {ks}.task_queues WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id = ?"
     );
     InsertTaskQueue: Lwt =
-        "INSERT INTO task_queues (namespace_id, name, task_type, partition_id, row_type, \
+        "INSERT INTO {ks}.task_queues (namespace_id, name, task_type, partition_id, row_type, \
          task_id, range_id, ack_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
     /// Take the lease: the ack level is part of the condition so that the new holder knows
     /// the exact ack level it took over.
     LeaseTaskQueue: Lwt = concat!(
-        "UPDATE task_queues SET range_id = ? WHERE ",
+        "UPDATE {ks}.task_queues SET range_id = ? WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id = ? IF range_id = ? AND ack_level = ?"
     );
     UpdateTaskQueueAck: Lwt = concat!(
-        "UPDATE task_queues SET ack_level = ? WHERE ",
+        "UPDATE {ks}.task_queues SET ack_level = ? WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id = ? IF range_id = ?"
     );
     FenceTaskQueue: Lwt = concat!(
-        "UPDATE task_queues SET range_id = ? WHERE ",
+        "UPDATE {ks}.task_queues SET range_id = ? WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id = ? IF range_id = ?"
     );
     InsertQueueTask: Write =
-        "INSERT INTO task_queues (namespace_id, name, task_type, partition_id, row_type, \
+        "INSERT INTO {ks}.task_queues (namespace_id, name, task_type, partition_id, row_type, \
          task_id, data, data_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
     SelectQueueTasks: Read = concat!(
-        "SELECT task_id, data, data_encoding FROM task_queues WHERE ",
+        "SELECT task_id, data, data_encoding FROM {ks}.task_queues WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id > ? LIMIT ?"
     );
     DeleteQueueTask: Write = concat!(
-        "DELETE FROM task_queues WHERE ",
+        "DELETE FROM {ks}.task_queues WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id = ?"
     );
     DeleteQueueTasksThrough: Write = concat!(
-        "DELETE FROM task_queues WHERE ",
+        "DELETE FROM {ks}.task_queues WHERE ",
         queue_key!(),
         " AND row_type = ? AND task_id <= ?"
     );
 
     // ---- namespaces ----
     SelectNamespaceByName: Read =
-        "SELECT name, id, detail, detail_encoding, notification_version FROM namespaces \
+        "SELECT name, id, detail, detail_encoding, notification_version FROM {ks}.namespaces \
          WHERE namespaces_partition = ? AND name = ?";
     ListNamespaces: Read =
-        "SELECT name, id, detail, detail_encoding, notification_version FROM namespaces \
+        "SELECT name, id, detail, detail_encoding, notification_version FROM {ks}.namespaces \
          WHERE namespaces_partition = ? LIMIT ?";
     ListNamespacesAfter: Read =
-        "SELECT name, id, detail, detail_encoding, notification_version FROM namespaces \
+        "SELECT name, id, detail, detail_encoding, notification_version FROM {ks}.namespaces \
          WHERE namespaces_partition = ? AND name > ? LIMIT ?";
     InsertNamespace: Lwt =
-        "INSERT INTO namespaces (namespaces_partition, name, id, detail, detail_encoding, \
+        "INSERT INTO {ks}.namespaces (namespaces_partition, name, id, detail, detail_encoding, \
          notification_version) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS";
     UpdateNamespace: Lwt =
-        "UPDATE namespaces SET detail = ?, detail_encoding = ?, notification_version = ? \
+        "UPDATE {ks}.namespaces SET detail = ?, detail_encoding = ?, notification_version = ? \
          WHERE namespaces_partition = ? AND name = ? IF id = ? AND notification_version = ?";
     DeleteNamespaceIf: Lwt =
-        "DELETE FROM namespaces WHERE namespaces_partition = ? AND name = ? \
+        "DELETE FROM {ks}.namespaces WHERE namespaces_partition = ? AND name = ? \
          IF id = ? AND notification_version = ?";
-    SelectNamespaceIdName: Read = "SELECT name FROM namespaces_by_id WHERE id = ?";
+    SelectNamespaceIdName: Read = "SELECT name FROM {ks}.namespaces_by_id WHERE id = ?";
     InsertNamespaceId: Lwt =
-        "INSERT INTO namespaces_by_id (id, name) VALUES (?, ?) IF NOT EXISTS";
-    DeleteNamespaceIdIf: Lwt = "DELETE FROM namespaces_by_id WHERE id = ? IF name = ?";
-    UpdateNamespaceIdName: Write = "UPDATE namespaces_by_id SET name = ? WHERE id = ?";
+        "INSERT INTO {ks}.namespaces_by_id (id, name) VALUES (?, ?) IF NOT EXISTS";
+    DeleteNamespaceIdIf: Lwt = "DELETE FROM {ks}.namespaces_by_id WHERE id = ? IF name = ?";
+    UpdateNamespaceIdName: Write = "UPDATE {ks}.namespaces_by_id SET name = ? WHERE id = ?";
 
     // ---- cluster membership ----
     UpsertMember: Write =
-        "INSERT INTO cluster_membership (membership_partition, role, host_id, rpc_address, \
+        "INSERT INTO {ks}.cluster_membership (membership_partition, role, host_id, rpc_address, \
          session_start_ms, last_heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?";
     SelectMembers: Read =
         "SELECT role, host_id, rpc_address, session_start_ms, last_heartbeat_ms \
-         FROM cluster_membership WHERE membership_partition = ?";
+         FROM {ks}.cluster_membership WHERE membership_partition = ?";
     SelectMembersOfRole: Read =
         "SELECT role, host_id, rpc_address, session_start_ms, last_heartbeat_ms \
-         FROM cluster_membership WHERE membership_partition = ? AND role = ?";
+         FROM {ks}.cluster_membership WHERE membership_partition = ? AND role = ?";
     DeleteMember: Write =
-        "DELETE FROM cluster_membership WHERE membership_partition = ? AND role = ? \
+        "DELETE FROM {ks}.cluster_membership WHERE membership_partition = ? AND role = ? \
          AND host_id = ?";
 }
 
@@ -276,7 +285,8 @@ impl Prepared {
         config: &CassandraConfig,
     ) -> Result<Self, (Stmt, PrepareError)> {
         let statements = try_join_all(Stmt::ALL.iter().map(|&stmt| async move {
-            let mut prepared = session.prepare(stmt.cql()).await.map_err(|e| (stmt, e))?;
+            let cql = stmt.qualified(&config.keyspace);
+            let mut prepared = session.prepare(cql).await.map_err(|e| (stmt, e))?;
             configure(&mut prepared, stmt.kind(), config);
             Ok::<_, (Stmt, PrepareError)>(prepared)
         }))

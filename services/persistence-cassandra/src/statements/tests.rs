@@ -141,6 +141,11 @@ struct Parsed {
     tuples: Vec<Vec<String>>,
 }
 
+/// The statement with its table names unqualified, as in the schema file.
+fn bare(stmt: Stmt) -> String {
+    stmt.cql().replace("{ks}.", "")
+}
+
 fn parse(cql: &str) -> Parsed {
     let t = tokens(cql);
     let upper = |i: usize| t[i].to_ascii_uppercase();
@@ -436,7 +441,12 @@ fn statements_match_the_schema_and_their_values_match_the_column_types() {
     let tables = schema();
     let mut checked = BTreeMap::new();
     for (stmt, values) in samples() {
-        let cql = stmt.cql();
+        assert!(
+            stmt.cql().contains("{ks}.") && !stmt.qualified("temper").contains('{'),
+            "{stmt:?}: tables must be qualified with the keyspace: {}",
+            stmt.cql()
+        );
+        let cql = &bare(stmt);
         let parsed = parse(cql);
         let table = tables
             .get(&parsed.table)
@@ -549,10 +559,10 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
         namespaces::rename_statements("old", 0, &namespace()),
     ];
     for batch in batches {
-        let first = parse(batch[0].0.cql());
+        let first = parse(&bare(batch[0].0));
         let pk = &tables[&first.table].partition_key;
         let pk_values = |(stmt, values): &(Stmt, Values)| -> Vec<CqlValue> {
-            let parsed = parse(stmt.cql());
+            let parsed = parse(&bare(*stmt));
             assert_eq!(parsed.table, first.table, "{stmt:?} is in another table");
             pk.iter()
                 .map(|c| {
@@ -582,7 +592,7 @@ fn tuple_relations_are_portable_to_scylladb() {
     let tables = schema();
     let mut seen = 0;
     for &stmt in Stmt::ALL {
-        let parsed = parse(stmt.cql());
+        let parsed = parse(&bare(stmt));
         let table = &tables[&parsed.table];
         for tuple in &parsed.tuples {
             seen += 1;
