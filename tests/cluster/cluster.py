@@ -1,4 +1,7 @@
-"""A temper cluster of several processes on 127.0.0.1 sharing one SQLite file.
+"""A temper cluster of several processes on 127.0.0.1 sharing one store: a SQLite file, or,
+with ``TEMPER_TEST_STORE=cassandra`` and ``TEMPER_CASSANDRA_CONTACT_POINTS``, a fresh keyspace
+of that Cassandra cluster per test (replication ``TEMPER_CASSANDRA_REPLICATION_FACTOR``,
+default 1), created with ``temper schema setup`` (kept: the test node is thrown away).
 
 Each node is `temper server start --config node-X.toml` with every role, its own gRPC and
 gossip port, and the others as gossip seeds. Nodes can be stopped (SIGTERM: graceful
@@ -15,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,37 @@ from harness import free_port  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 NUM_SHARDS = 16
+
+
+class Store:
+    """Where a cluster keeps its state; `toml()` is the `[store]` section of a node's config."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        cassandra: str | None = None,
+        replication_factor: int | None = None,
+    ) -> None:
+        """The store the environment selects, or the Cassandra cluster at `cassandra`
+        (contact points) with a new keyspace of `replication_factor` copies."""
+        self.kind = "cassandra" if cassandra else harness.store_kind()
+        self.db = workdir / "cluster.sqlite"
+        self.keyspace = ""
+        self.contact_points: list[str] = []
+        if self.kind == "cassandra":
+            points = cassandra or harness.cassandra_contact_points()
+            self.contact_points = [p.strip() for p in points.split(",") if p.strip()]
+            self.keyspace = "cluster_" + uuid.uuid4().hex[:12]
+            harness.cassandra_schema_setup(self.keyspace, replication_factor, points)
+
+    def toml(self) -> str:
+        if self.kind == "sqlite":
+            return f'[store]\nkind = "sqlite"\npath = "{self.db}"\n'
+        points = ", ".join(f'"{p}"' for p in self.contact_points)
+        return (
+            '[store]\nkind = "cassandra"\n\n[store.cassandra]\n'
+            f'contact_points = [{points}]\nkeyspace = "{self.keyspace}"\n'
+        )
 
 
 def free_udp_port() -> int:
@@ -42,7 +77,12 @@ def free_udp_port() -> int:
 
 class Node:
     def __init__(
-        self, name: str, workdir: Path, db: Path, seeds: list[str], roles: list[str] | None = None
+        self,
+        name: str,
+        workdir: Path,
+        store: Store,
+        seeds: list[str],
+        roles: list[str] | None = None,
     ) -> None:
         self.name = name
         self.roles = roles or ["frontend", "history", "matching"]
@@ -51,7 +91,7 @@ class Node:
         self.gossip_port = free_udp_port()
         self.config_path = workdir / f"node-{name}.toml"
         self.log_path = workdir / f"node-{name}.log"
-        self.db = db
+        self.store = store
         self.seeds = seeds
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
@@ -80,10 +120,7 @@ seeds = [{seeds}]
 dead_after_ms = 2000
 ring_debounce_ms = 300
 
-[store]
-kind = "sqlite"
-path = "{self.db}"
-
+{self.store.toml()}
 [log]
 level = "info"
 """
@@ -139,17 +176,18 @@ class Cluster:
         names: list[str],
         num_shards: int = NUM_SHARDS,
         roles: dict[str, list[str]] | None = None,
+        store: Store | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.num_shards = num_shards
-        self.db = workdir / "cluster.sqlite"
+        self.store = store or Store(workdir)
         self.nodes: dict[str, Node] = {}
         for name in names:
             self.add_node(name, (roles or {}).get(name))
 
     def add_node(self, name: str, roles: list[str] | None = None) -> Node:
-        node = Node(name, self.workdir, self.db, [], roles)
+        node = Node(name, self.workdir, self.store, [], roles)
         self.nodes[name] = node
         seeds = [n.gossip for n in self.nodes.values()]
         for n in self.nodes.values():

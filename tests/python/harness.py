@@ -10,6 +10,12 @@ The suite runs against either server, chosen by ``TEMPER_TEST_SERVER``:
 
 Every server gets a free loopback port and its own database file, so it can be stopped,
 killed (SIGKILL) and started again on the same state.
+
+temper keeps its state in SQLite unless ``TEMPER_TEST_STORE=cassandra``: then every server of
+the run shares one fresh keyspace of the Cassandra cluster at
+``TEMPER_CASSANDRA_CONTACT_POINTS``, created once with ``temper schema setup`` (a keyspace
+takes seconds to create; tests use unique workflow ids and task queues, so they do not see
+each other's state).
 """
 
 from __future__ import annotations
@@ -53,6 +59,49 @@ def server_kind() -> str:
     if kind not in ("temper", "temporal"):
         raise ValueError(f"TEMPER_TEST_SERVER must be 'temper' or 'temporal', not {kind!r}")
     return kind
+
+
+def store_kind() -> str:
+    kind = os.environ.get("TEMPER_TEST_STORE", "sqlite").strip().lower()
+    if kind not in ("sqlite", "cassandra"):
+        raise ValueError(f"TEMPER_TEST_STORE must be 'sqlite' or 'cassandra', not {kind!r}")
+    return kind
+
+
+def cassandra_contact_points() -> str:
+    points = os.environ.get("TEMPER_CASSANDRA_CONTACT_POINTS", "").strip()
+    if not points:
+        raise RuntimeError("TEMPER_TEST_STORE=cassandra needs TEMPER_CASSANDRA_CONTACT_POINTS")
+    return points
+
+
+def cassandra_schema_setup(
+    keyspace: str, replication_factor: int | None = None, contact_points: str | None = None
+) -> None:
+    """Create `keyspace` and temper's tables in it (`temper schema setup`), on the cluster at
+    `contact_points` (default: TEMPER_CASSANDRA_CONTACT_POINTS)."""
+    rf = replication_factor or int(os.environ.get("TEMPER_CASSANDRA_REPLICATION_FACTOR", "1"))
+    cmd = [
+        str(temper_bin()), "schema", "setup", "--store", "cassandra",
+        "--contact-points", contact_points or cassandra_contact_points(), "--keyspace", keyspace,
+        "--replication-factor", str(rf),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
+
+
+_SESSION_KEYSPACE: str | None = None
+
+
+def session_keyspace() -> str:
+    """The keyspace every dev server of this run uses with TEMPER_TEST_STORE=cassandra."""
+    global _SESSION_KEYSPACE
+    if _SESSION_KEYSPACE is None:
+        keyspace = f"pytest_{uuid.uuid4().hex[:12]}"
+        cassandra_schema_setup(keyspace)
+        _SESSION_KEYSPACE = keyspace
+    return _SESSION_KEYSPACE
 
 
 def temper_bin() -> Path:
@@ -132,11 +181,19 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         if self.kind == "temper":
+            if store_kind() == "cassandra":
+                store = [
+                    "--store", "cassandra",
+                    "--contact-points", cassandra_contact_points(),
+                    "--keyspace", session_keyspace(),
+                ]  # fmt: skip
+            else:
+                store = ["--db-file", str(self.db_path)]
             return [
                 str(temper_bin()), "server", "start-dev",
                 "--ip", "127.0.0.1",
                 "--port", str(self.port),
-                "--db-file", str(self.db_path),
+                *store,
                 *self.extra_args,
             ]  # fmt: skip
         cli = temporal_cli()
