@@ -271,6 +271,11 @@ const DOCS: &[Doc] = &[
         "HTTP address (IP:port) of GET /health/live (200 while the process runs) and GET /health/ready (200 once the store answers and the node runs its shards, 503 otherwise). Default: off.",
         "\"127.0.0.1:7243\"",
     ),
+    doc(
+        "health",
+        "store_failure_window_ms",
+        "How long the store must fail every readiness check (one each half second) before a ready node turns not ready, so one slow store call does not flap the probe. 0: at the first failure.",
+    ),
 ];
 
 /// The example config: every key, its default and its meaning, as TOML that parses back to
