@@ -209,7 +209,7 @@ impl Query {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::String(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Value::String(s) => write!(f, "'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
             Value::Int(i) => write!(f, "{i}"),
             Value::Double(d) => write!(f, "{d:?}"),
             Value::Bool(b) => write!(f, "{b}"),
@@ -219,9 +219,22 @@ impl fmt::Display for Value {
     }
 }
 
+/// A name as the parser reads it back: bare when it can be, else in backticks.
+struct Name<'a>(&'a str);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if crate::lexer::is_bare_name(self.0) {
+            f.write_str(self.0)
+        } else {
+            write!(f, "`{}`", self.0.replace('`', "``"))
+        }
+    }
+}
+
 impl fmt::Display for Predicate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = &self.attribute.name;
+        let name = Name(&self.attribute.name);
         let not = |negated: bool| if negated { "NOT " } else { "" };
         match &self.operator {
             Operator::Compare(op, v) => write!(f, "{name} {} {v}", op.as_str()),

@@ -78,6 +78,18 @@ const KEYWORDS: &[(&str, Kw)] = &[
     ("false", Kw::False),
 ];
 
+/// Whether a bare word would read as a keyword rather than a name.
+pub(crate) fn is_keyword(word: &str) -> bool {
+    let lower = word.to_ascii_lowercase();
+    KEYWORDS.iter().any(|(k, _)| *k == lower)
+}
+
+/// Whether a name can be written without backticks.
+pub(crate) fn is_bare_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(is_ident_start) && chars.all(is_ident_char) && !is_keyword(name)
+}
+
 /// A token and where it starts (a char index, for error positions) and its source text.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Token {

@@ -767,3 +767,28 @@ fn deep_and_long_input_is_refused_or_accepted_without_overflow() {
     let mixed = vec!["(WorkflowId = 'a' AND NOT RunId = 'b')"; 10_000].join(" OR ");
     assert!(Query::parse(&mixed, &attrs).is_ok());
 }
+
+#[test]
+fn normalized_form_reads_back_with_awkward_names_and_strings() {
+    let attrs = attrs()
+        .with_custom("Order", ValueType::Keyword)
+        .and_then(|a| a.with_custom("odd name`x", ValueType::Keyword))
+        .expect("free names");
+    for q in [
+        "`Order` = 'a\\\\b'",
+        "`odd name``x` = 'it''s \\\\% \"q\"'",
+        "`Order` IN ('\\n', '\\\\n', '')",
+        "CustomKeyword = \"tab\there\"",
+    ] {
+        let first = Query::parse(q, &attrs).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let again = Query::parse(&first.to_string(), &attrs)
+            .unwrap_or_else(|e| panic!("{q} -> {first}: {e}"));
+        assert_eq!(
+            first.effective_filter(),
+            again.effective_filter(),
+            "{q} -> {first}"
+        );
+    }
+    let q = Query::parse("`Order` = 'x'", &attrs).expect("valid");
+    assert_eq!(q.to_string(), format!("{DIV} AND `Order` = 'x'"));
+}
