@@ -210,8 +210,9 @@ fn go_duration(s: &str) -> Option<i64> {
         };
         total = total.checked_add(whole.checked_mul(unit)?)?;
         if !frac_part.is_empty() {
-            // Keep 30 digits of fraction at most; more cannot change the nanoseconds.
-            let digits = &frac_part[..frac_part.len().min(30)];
+            // 18 digits of fraction are finer than a nanosecond of a day, and keep the product
+            // below i128's range.
+            let digits = &frac_part[..frac_part.len().min(18)];
             let frac: i128 = digits.parse().ok()?;
             let scale = 10i128.checked_pow(u32::try_from(digits.len()).ok()?)?;
             total = total.checked_add(frac.checked_mul(unit)? / scale)?;
@@ -266,6 +267,10 @@ mod tests {
         assert_eq!(parse_duration_nanos(".5s"), Some(S / 2));
         assert_eq!(parse_duration_nanos("0"), Some(0));
         assert_eq!(parse_duration_nanos("1.h"), Some(H));
+        assert_eq!(
+            parse_duration_nanos("1.500000000000000000000000000000000001d"),
+            Some(36 * H)
+        );
         assert_eq!(parse_duration_nanos("01:02:03"), Some(3723 * S));
         assert_eq!(parse_duration_nanos("100:00:00"), Some(100 * H));
         for bad in [
