@@ -151,6 +151,8 @@ routed! {
         |r| activity_key(&r.namespace_id, r.request.as_ref().map(|q| q.task_token.as_slice()), r.by_id.as_ref());
     get_workflow_execution_history(internal::GetWorkflowExecutionHistoryRequest) -> ws::GetWorkflowExecutionHistoryResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
+    get_workflow_execution_history_reverse(internal::GetWorkflowExecutionHistoryReverseRequest) -> ws::GetWorkflowExecutionHistoryReverseResponse,
+        |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
     describe_workflow_execution(internal::DescribeWorkflowExecutionRequest) -> ws::DescribeWorkflowExecutionResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
     request_cancel_workflow_execution(internal::RequestCancelWorkflowExecutionRequest) -> ws::RequestCancelWorkflowExecutionResponse,

@@ -564,6 +564,23 @@ impl WorkflowService for Frontend {
             .await
     }
 
+    async fn get_workflow_execution_history_reverse(
+        &self,
+        r: Request<ws::GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> Result<Response<ws::GetWorkflowExecutionHistoryReverseResponse>, Status> {
+        let r = r.into_inner();
+        rpc_span::execution(r.execution.as_ref());
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .get_workflow_execution_history_reverse(Request::new(
+                internal::GetWorkflowExecutionHistoryReverseRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
+            .await
+    }
+
     async fn describe_workflow_execution(
         &self,
         r: Request<ws::DescribeWorkflowExecutionRequest>,

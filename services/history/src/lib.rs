@@ -349,6 +349,17 @@ impl temper_client::HistoryService for HistoryEngine {
         ))
     }
 
+    async fn get_workflow_execution_history_reverse(
+        &self,
+        request: Request<internal::GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> Result<Response<ws::GetWorkflowExecutionHistoryReverseResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::history::get_reverse(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
     async fn describe_workflow_execution(
         &self,
         request: Request<internal::DescribeWorkflowExecutionRequest>,

@@ -7,6 +7,7 @@ use temper_proto::temporal::api::enums::v1::HistoryEventFilterType;
 use temper_proto::temporal::api::history::v1::History;
 use temper_proto::temporal::api::workflowservice::v1::{
     GetWorkflowExecutionHistoryRequest, GetWorkflowExecutionHistoryResponse,
+    GetWorkflowExecutionHistoryReverseRequest, GetWorkflowExecutionHistoryReverseResponse,
 };
 use temper_types::NamespaceId;
 use temper_workflow::{WorkflowError, close};
@@ -184,6 +185,72 @@ pub(crate) async fn get(
         history: Some(History { events: page }),
         next_page_token,
         ..Default::default()
+    })
+}
+
+/// Largest page of a reverse read, as Temporal's frontend caps it.
+const MAX_REVERSE_PAGE_EVENTS: usize = 256;
+
+/// GetWorkflowExecutionHistoryReverse: the run's stored events newest first. The first page
+/// ends at the run's last event; each token says which run and the event id the next page
+/// ends before (so a page is `[next - page_size, next)` read backwards), and the last page has
+/// no token.
+pub(crate) async fn get_reverse(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: GetWorkflowExecutionHistoryReverseRequest,
+) -> Result<GetWorkflowExecutionHistoryReverseResponse, HistoryError> {
+    let exec = req.execution.clone().unwrap_or_default();
+    if exec.workflow_id.is_empty() {
+        return Err(
+            WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into(),
+        );
+    }
+    let token = if req.next_page_token.is_empty() {
+        None
+    } else {
+        Some(PageToken::decode(&req.next_page_token)?)
+    };
+    if let Some(t) = &token
+        && !exec.run_id.is_empty()
+        && exec.run_id != t.run_id
+    {
+        return Err(WorkflowError::InvalidArgument(
+            "RunId in the request does not match the NextPageToken.".into(),
+        )
+        .into());
+    }
+    let run_id = token
+        .as_ref()
+        .map(|t| t.run_id.clone())
+        .unwrap_or(exec.run_id.clone());
+    let shard = engine.shard(ns, &exec.workflow_id)?;
+    let key = shard.resolve(ns, &exec.workflow_id, &run_id).await?;
+    let page_size = match usize::try_from(req.maximum_page_size) {
+        Ok(n) if n > 0 => n.min(MAX_REVERSE_PAGE_EVENTS),
+        _ => MAX_REVERSE_PAGE_EVENTS,
+    };
+    let end = match &token {
+        Some(t) => t.next_event_id,
+        None => shard.snapshot(&key).await?.next_event_id,
+    };
+    let from = (end - page_size as i64).max(1);
+    let (mut events, _) = shard.events_between(&key, from, Some(end)).await?;
+    events.retain(|e| e.event_id >= from && e.event_id < end);
+    events.reverse();
+    let next_page_token = if from > 1 {
+        PageToken {
+            run_id: key.run_id.clone(),
+            next_event_id: from,
+            end_event_id: 0,
+        }
+        .encode()
+    } else {
+        Vec::new()
+    };
+    Ok(GetWorkflowExecutionHistoryReverseResponse {
+        history: Some(History { events }),
+        next_page_token,
     })
 }
 
