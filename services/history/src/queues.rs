@@ -155,6 +155,9 @@ struct Acker {
     outstanding: Mutex<BTreeSet<TaskKey>>,
     max_seen: Mutex<Option<TaskKey>>,
     acked: Mutex<TaskKey>,
+    /// The last delete failed: it is retried every tick, and logged once at WARN until it
+    /// works again (a store outage must not log twice a second for every shard).
+    delete_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Acker {
@@ -163,6 +166,7 @@ impl Acker {
             outstanding: Mutex::new(BTreeSet::new()),
             max_seen: Mutex::new(None),
             acked: Mutex::new(TaskKey::MIN),
+            delete_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -235,15 +239,30 @@ async fn flush_acks(shard: &ShardContext, category: TaskCategory, acker: &Acker)
                 .store(acked.task_id, Ordering::Relaxed),
         }
     }
-    if let Some(bound) = acker.advance()
-        && let Err(e) = shard
-            .persistence
-            .executions
-            .delete_tasks_before(shard.shard_id, category, bound)
-            .await
-    {
-        tracing::warn!(shard = %shard.shard_id, error = %e, "deleting acknowledged tasks failed; will retry");
-        *acker.acked.lock().expect("acker poisoned") = TaskKey::MIN;
+    let Some(bound) = acker.advance() else {
+        return;
+    };
+    let deleted = shard
+        .persistence
+        .executions
+        .delete_tasks_before(shard.shard_id, category, bound)
+        .await;
+    match deleted {
+        Ok(()) => {
+            if acker.delete_failing.swap(false, Ordering::Relaxed) {
+                tracing::info!(shard = %shard.shard_id, ?category, "deleting acknowledged tasks works again");
+            }
+        }
+        Err(e) => {
+            if acker.delete_failing.swap(true, Ordering::Relaxed) {
+                tracing::debug!(shard = %shard.shard_id, ?category, error = %e, "deleting acknowledged tasks failed again");
+            } else {
+                tracing::warn!(shard = %shard.shard_id, ?category, error = %e,
+                    "deleting acknowledged tasks failed; retrying every tick, logged again when it works");
+            }
+            // Deleted again from the start on the next tick.
+            *acker.acked.lock().expect("acker poisoned") = TaskKey::MIN;
+        }
     }
 }
 
