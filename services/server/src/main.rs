@@ -2,6 +2,7 @@
 
 mod dev;
 mod schema_cmd;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use temper_server::telemetry;
