@@ -27,6 +27,12 @@ const historyUrl = (w) =>
 const workflowsUrl = (query) =>
   `${UI}/namespaces/${ns}/workflows` + (query ? `?query=${encodeURIComponent(query)}` : '');
 
+/** The UI server's HTTP API routes the list pages use, and the RPC behind each. */
+const RPCS = [
+  [/\/namespaces\/[^/]+\/workflows$/, 'ListWorkflowExecutions'],
+  [/\/namespaces\/[^/]+\/workflow-count$/, 'CountWorkflowExecutions'],
+];
+
 let browser;
 let page;
 const apiErrors = [];
@@ -50,7 +56,9 @@ before(async () => {
       } catch {
         // the page moved on
       }
-      const line = `${r.status()} ${r.request().method()} ${r.url().replace(UI, '')} ${body}`;
+      const route = new URL(r.url()).pathname;
+      const rpc = RPCS.find(([re]) => re.test(route))?.[1] ?? 'an RPC';
+      const line = `${r.status()} ${r.request().method()} ${r.url().replace(UI, '')} (${rpc}) ${body.replace(/\s+/g, ' ')}`;
       apiErrors.push(line);
       console.log(`# UI API error: ${line}`);
     }
@@ -75,6 +83,26 @@ async function waitForText(re, timeout = TIMEOUT) {
   );
 }
 
+/**
+ * Runs a [List/Count] test's body, failing it as soon as the UI's call for the workflow list
+ * or count fails (instead of waiting for rows that cannot come), naming the RPC.
+ */
+async function needsVisibility(body) {
+  const seen = apiErrors.length;
+  let timer;
+  const failed = new Promise((_, reject) => {
+    timer = setInterval(() => {
+      const errors = apiErrors.slice(seen).filter((e) => /ListWorkflowExecutions|CountWorkflowExecutions/.test(e));
+      if (errors.length) reject(new Error(`the UI's visibility calls failed:\n${errors.join('\n')}`));
+    }, 200);
+  });
+  try {
+    await Promise.race([body(), failed]);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** The workflow table's row for one workflow id. */
 const row = (id) => page.getByRole('row').filter({ hasText: id });
 
@@ -91,58 +119,66 @@ test('the namespace page shows default', async () => {
 });
 
 test('[List/Count] the workflows page lists every workflow with its status', async () => {
-  await page.goto(workflowsUrl());
-  for (const w of workflows) {
-    const r = row(w.id);
-    await r.first().waitFor();
-    const text = await r.first().innerText();
-    assert.match(text, new RegExp(w.status, 'i'), `${w.id}: ${text}`);
-    assert.match(text, new RegExp(w.type), `${w.id}: ${text}`);
-    assert.match(text, new RegExp(w.runId), `${w.id}: ${text}`);
-  }
+  await needsVisibility(async () => {
+    await page.goto(workflowsUrl());
+    for (const w of workflows) {
+      const r = row(w.id);
+      await r.first().waitFor();
+      const text = await r.first().innerText();
+      assert.match(text, new RegExp(w.status, 'i'), `${w.id}: ${text}`);
+      assert.match(text, new RegExp(w.type), `${w.id}: ${text}`);
+      assert.match(text, new RegExp(w.runId), `${w.id}: ${text}`);
+    }
+  });
 });
 
 test('[List/Count] the workflows page shows the counts', async () => {
-  await page.goto(workflowsUrl());
-  const running = byStatus('Running').length;
-  const completed = byStatus('Completed').length;
-  await waitForText(new RegExp(`\\b${running}\\s+Running\\b`, 'i'));
-  await waitForText(new RegExp(`\\b${completed}\\s+Completed\\b`, 'i'));
-  await page.getByTestId('workflow-count').first().waitFor();
-  await page.waitForFunction(
-    ([n]) => document.querySelector('[data-testid="workflow-count"]')?.innerText.trim() === n,
-    [String(workflows.length)],
-    { timeout: TIMEOUT },
-  );
+  await needsVisibility(async () => {
+    await page.goto(workflowsUrl());
+    const running = byStatus('Running').length;
+    const completed = byStatus('Completed').length;
+    await waitForText(new RegExp(`\\b${running}\\s+Running\\b`, 'i'));
+    await waitForText(new RegExp(`\\b${completed}\\s+Completed\\b`, 'i'));
+    await page.getByTestId('workflow-count').first().waitFor();
+    await page.waitForFunction(
+      ([n]) => document.querySelector('[data-testid="workflow-count"]')?.innerText.trim() === n,
+      [String(workflows.length)],
+      { timeout: TIMEOUT },
+    );
+  });
 });
 
 test('[List/Count] a query filters the workflows (WorkflowType)', async () => {
-  const hello = ofType('UiHello');
-  await page.goto(workflowsUrl(`WorkflowType="UiHello"`));
-  for (const w of hello) await row(w.id).first().waitFor();
-  // Every row of this run shown is a UiHello one.
-  const rows = page.getByRole('row').filter({ hasText: `ui-${seed.run}-` });
-  assert.equal(await rows.count(), hello.length, await page.innerText('body'));
-  for (const w of workflows.filter((w) => w.type !== 'UiHello')) {
-    assert.equal(await row(w.id).count(), 0, `${w.id} shown under WorkflowType="UiHello"`);
-  }
-  await page.getByTestId('workflow-count').first().waitFor();
-  await page.waitForFunction(
-    ([n]) => document.querySelector('[data-testid="workflow-count"]')?.innerText.trim() === n,
-    [String(hello.length)],
-    { timeout: TIMEOUT },
-  );
+  await needsVisibility(async () => {
+    const hello = ofType('UiHello');
+    await page.goto(workflowsUrl(`WorkflowType="UiHello"`));
+    for (const w of hello) await row(w.id).first().waitFor();
+    // Every row of this run shown is a UiHello one.
+    const rows = page.getByRole('row').filter({ hasText: `ui-${seed.run}-` });
+    assert.equal(await rows.count(), hello.length, await page.innerText('body'));
+    for (const w of workflows.filter((w) => w.type !== 'UiHello')) {
+      assert.equal(await row(w.id).count(), 0, `${w.id} shown under WorkflowType="UiHello"`);
+    }
+    await page.getByTestId('workflow-count').first().waitFor();
+    await page.waitForFunction(
+      ([n]) => document.querySelector('[data-testid="workflow-count"]')?.innerText.trim() === n,
+      [String(hello.length)],
+      { timeout: TIMEOUT },
+    );
+  });
 });
 
 test('[List/Count] a workflow opens from the list and shows its history', async () => {
-  const w = ofType('UiHello')[0];
-  await page.goto(workflowsUrl());
-  await row(w.id).first().getByRole('link', { name: w.id }).first().click();
-  // The UI opens the workflow on its default tab (Timeline in recent versions).
-  await page.waitForURL(new RegExp(`/workflows/${w.id}/${w.runId}(/|$)`));
-  await page.getByRole('tab', { name: /Event History/i }).first().click();
-  await page.waitForURL(new RegExp(`/workflows/${w.id}/${w.runId}/history`));
-  await waitForText(/Workflow\s*Execution\s*Completed/i);
+  await needsVisibility(async () => {
+    const w = ofType('UiHello')[0];
+    await page.goto(workflowsUrl());
+    await row(w.id).first().getByRole('link', { name: w.id }).first().click();
+    // The UI opens the workflow on its default tab (Timeline in recent versions).
+    await page.waitForURL(new RegExp(`/workflows/${w.id}/${w.runId}(/|$)`));
+    await page.getByRole('tab', { name: /Event History/i }).first().click();
+    await page.waitForURL(new RegExp(`/workflows/${w.id}/${w.runId}/history`));
+    await waitForText(/Workflow\s*Execution\s*Completed/i);
+  });
 });
 
 test('a completed workflow shows its history (opened by URL)', async () => {
