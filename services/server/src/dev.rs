@@ -283,7 +283,10 @@ fn ui_address(args: &DevArgs, grpc: SocketAddr) -> anyhow::Result<SocketAddr> {
     let port = match args.ui_port {
         Some(port) => port,
         None => grpc.port().checked_add(1000).with_context(|| {
-            format!("--port {} + 1000 is not a port: pass --ui-port", grpc.port())
+            format!(
+                "--port {} + 1000 is not a port: pass --ui-port",
+                grpc.port()
+            )
         })?,
     };
     let ip = args.ui_ip.as_deref().unwrap_or(&args.ip);

@@ -113,10 +113,7 @@ pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr) -> String {
     if !origins.contains(&own) {
         origins.push(own);
     }
-    let origins: String = origins
-        .iter()
-        .map(|o| format!("    - \"{o}\"\n"))
-        .collect();
+    let origins: String = origins.iter().map(|o| format!("    - \"{o}\"\n")).collect();
     format!(
         "# Written by `temper server start-dev --ui`.\n\
          temporalGrpcAddress: \"{grpc}\"\n\
@@ -146,11 +143,8 @@ impl UiServer {
     /// Writes the config and starts `bin` serving the UI on `ui`, talking to `grpc`. Prints
     /// the URL once the port accepts connections, or what went wrong if the process exits.
     pub fn start(bin: &Path, grpc: SocketAddr, ui: SocketAddr) -> anyhow::Result<UiServer> {
-        let dir = std::env::temp_dir().join(format!(
-            "temper-ui-{}-{}",
-            std::process::id(),
-            ui.port()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("temper-ui-{}-{}", std::process::id(), ui.port()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = dir.join("temper.yaml");
         std::fs::write(&config, config_yaml(grpc, ui))
@@ -181,12 +175,21 @@ impl UiServer {
             tokio::select! {
                 status = child.wait() => {
                     ready.abort();
-                    let lines: Vec<String> = output.lock().map(|o| o.iter().cloned().collect()).unwrap_or_default();
-                    let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                    tracing::warn!(%status, "the Temporal Web UI server exited");
-                    eprintln!("warning: the Temporal Web UI server exited ({status}); gRPC keeps serving. Its last output:");
-                    for line in lines {
-                        eprintln!("  {line}");
+                    match status {
+                        // Ctrl-C in a terminal, or a kill of the whole process group, reaches
+                        // the UI server with temper: it was stopped, it did not fail.
+                        Ok(s) if stopped_by_signal(&s) => {
+                            tracing::info!(status = %s, "the Temporal Web UI server stopped");
+                        }
+                        status => {
+                            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                            let lines: Vec<String> = output.lock().map(|o| o.iter().cloned().collect()).unwrap_or_default();
+                            tracing::warn!(%status, "the Temporal Web UI server exited");
+                            eprintln!("warning: the Temporal Web UI server exited ({status}); gRPC keeps serving. Its last output:");
+                            for line in lines {
+                                eprintln!("  {line}");
+                            }
+                        }
                     }
                 }
                 _ = stopping.cancelled() => {
@@ -211,6 +214,18 @@ impl Drop for UiServer {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// Whether the process ended on SIGINT or SIGTERM.
+#[cfg(unix)]
+fn stopped_by_signal(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    matches!(status.signal(), Some(2 | 15))
+}
+
+#[cfg(not(unix))]
+fn stopped_by_signal(_: &std::process::ExitStatus) -> bool {
+    false
 }
 
 /// Keeps the last lines of the UI server's output (and logs them at debug).
@@ -285,7 +300,10 @@ mod tests {
             "0.0.0.0:7233".parse().unwrap(),
             "0.0.0.0:8233".parse().unwrap(),
         );
-        assert!(yaml.contains("temporalGrpcAddress: \"127.0.0.1:7233\"\n"), "{yaml}");
+        assert!(
+            yaml.contains("temporalGrpcAddress: \"127.0.0.1:7233\"\n"),
+            "{yaml}"
+        );
         assert!(yaml.contains("host: 0.0.0.0\nport: 8233\n"), "{yaml}");
         assert!(yaml.contains("    - \"http://localhost:8233\"\n"), "{yaml}");
         assert!(yaml.contains("auth:\n  enabled: false\n"), "{yaml}");
