@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn picks_the_newest_installed_version() {
-        let cache = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().expect("temp dir");
         for (dir, with_bin) in [
             ("ui-server-v2.9.0", true),
             ("ui-server-v2.56.4", true),
@@ -276,9 +276,9 @@ mod tests {
             ("other", true),
         ] {
             let bin_dir = cache.path().join(dir).join("bin");
-            std::fs::create_dir_all(&bin_dir).unwrap();
+            std::fs::create_dir_all(&bin_dir).expect("mkdir");
             if with_bin {
-                std::fs::write(bin_dir.join(BINARY_NAME), "").unwrap();
+                std::fs::write(bin_dir.join(BINARY_NAME), "").expect("write");
             }
         }
         assert_eq!(
@@ -290,15 +290,15 @@ mod tests {
 
     #[test]
     fn missing_binary_names_the_install_command() {
-        let err = locate(Some(Path::new("/nonexistent/ui-server"))).unwrap_err();
+        let err = locate(Some(Path::new("/nonexistent/ui-server"))).expect_err("no such file");
         assert!(err.contains("--ui-server-bin"), "{err}");
     }
 
     #[test]
     fn config_points_at_loopback_for_an_unspecified_ip() {
         let yaml = config_yaml(
-            "0.0.0.0:7233".parse().unwrap(),
-            "0.0.0.0:8233".parse().unwrap(),
+            "0.0.0.0:7233".parse().expect("address"),
+            "0.0.0.0:8233".parse().expect("address"),
         );
         assert!(
             yaml.contains("temporalGrpcAddress: \"127.0.0.1:7233\"\n"),
@@ -307,7 +307,10 @@ mod tests {
         assert!(yaml.contains("host: 0.0.0.0\nport: 8233\n"), "{yaml}");
         assert!(yaml.contains("    - \"http://localhost:8233\"\n"), "{yaml}");
         assert!(yaml.contains("auth:\n  enabled: false\n"), "{yaml}");
-        let v6 = config_yaml("[::1]:7233".parse().unwrap(), "[::1]:8233".parse().unwrap());
+        let v6 = config_yaml(
+            "[::1]:7233".parse().expect("address"),
+            "[::1]:8233".parse().expect("address"),
+        );
         assert!(v6.contains("temporalGrpcAddress: \"[::1]:7233\"\n"), "{v6}");
         assert!(v6.contains("host: \"::1\"\n"), "{v6}");
     }
