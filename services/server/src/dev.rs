@@ -226,7 +226,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let ui = match ui_addr {
         None => None,
         Some(ui_addr) => match crate::ui::locate(args.ui_server_bin.as_deref()) {
-            Ok(bin) => Some(crate::ui::UiServer::start(&bin, addr, ui_addr)?),
+            Ok(bin) => match crate::ui::UiServer::start(&bin, addr, ui_addr) {
+                Ok(ui) => Some(ui),
+                Err(e) => {
+                    tracing::warn!("no Temporal Web UI: {e:#}");
+                    eprintln!("warning: no Temporal Web UI: {e:#}. Serving gRPC only.");
+                    None
+                }
+            },
             Err(why) => {
                 tracing::warn!("no Temporal Web UI: {why}");
                 eprintln!("warning: no Temporal Web UI: {why}. Serving gRPC only.");

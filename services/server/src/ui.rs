@@ -143,6 +143,9 @@ impl UiServer {
     /// Writes the config and starts `bin` serving the UI on `ui`, talking to `grpc`. Prints
     /// the URL once the port accepts connections, or what went wrong if the process exits.
     pub fn start(bin: &Path, grpc: SocketAddr, ui: SocketAddr) -> anyhow::Result<UiServer> {
+        // The UI server would only log a bind error and exit: say so before starting it.
+        std::net::TcpListener::bind(ui)
+            .with_context(|| format!("the Web UI's address {ui} is not free (--ui-port)"))?;
         let dir =
             std::env::temp_dir().join(format!("temper-ui-{}-{}", std::process::id(), ui.port()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
