@@ -73,12 +73,25 @@ pub struct DevArgs {
     /// (per node). Other keys are ignored with a warning.
     #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
     pub dynamic_config: Vec<String>,
-    /// Accepted for compatibility with `temporal server start-dev`; temper has no UI.
+    /// Also serve the official Temporal Web UI: runs the UI server that
+    /// `scripts/ui-server install` builds (or `--ui-server-bin`) as a child process pointed at
+    /// this server. Without one installed, says how to install it and serves gRPC alone.
+    #[arg(long, conflicts_with = "headless")]
+    pub ui: bool,
+    /// Web UI port, with `--ui` (default: `--port` + 1000, so 8233).
+    #[arg(long)]
+    pub ui_port: Option<u16>,
+    /// Web UI address, with `--ui` (default: `--ip`).
+    #[arg(long)]
+    pub ui_ip: Option<String>,
+    /// The UI server binary, with `--ui` (default: the newest one `scripts/ui-server install`
+    /// built under `$XDG_CACHE_HOME/temper`, or `~/.cache/temper`).
+    #[arg(long, env = "TEMPER_UI_SERVER_BIN", value_name = "PATH")]
+    pub ui_server_bin: Option<PathBuf>,
+    /// Accepted for compatibility with `temporal server start-dev`: no UI (the default
+    /// without `--ui`).
     #[arg(long, hide = true)]
     pub headless: bool,
-    /// Accepted for compatibility; temper has no UI.
-    #[arg(long, hide = true)]
-    pub ui_port: Option<u16>,
 }
 
 impl DevArgs {
@@ -140,6 +153,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.ip, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
+    let ui_addr = args.ui.then(|| ui_address(&args, addr)).transpose()?;
     let health = Health::new();
     let stop_health = tokio_util::sync::CancellationToken::new();
     let health_http = match args.health_port {
@@ -209,6 +223,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
 
+    let ui = match ui_addr {
+        None => None,
+        Some(ui_addr) => match crate::ui::locate(args.ui_server_bin.as_deref()) {
+            Ok(bin) => match crate::ui::UiServer::start(&bin, addr, ui_addr) {
+                Ok(ui) => Some(ui),
+                Err(e) => {
+                    tracing::warn!("no Temporal Web UI: {e:#}");
+                    eprintln!("warning: no Temporal Web UI: {e:#}. Serving gRPC only.");
+                    None
+                }
+            },
+            Err(why) => {
+                tracing::warn!("no Temporal Web UI: {why}");
+                eprintln!("warning: no Temporal Web UI: {why}. Serving gRPC only.");
+                None
+            }
+        },
+    };
+
     // Small request/response RPCs: without TCP_NODELAY on every accepted socket, Nagle's
     // algorithm and delayed ACKs add ~40 ms to many calls. (The builder's tcp_nodelay only
     // applies when tonic binds the socket itself.)
@@ -238,6 +271,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(ui) = ui {
+        ui.stop().await;
+    }
     matching.shutdown();
     history.shutdown().await;
     stop_health.cancel();
@@ -246,6 +282,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     eprintln!("temper dev server stopped");
     Ok(())
+}
+
+/// Where `--ui` serves the Web UI: `--ui-ip` (default `--ip`) and `--ui-port` (default the
+/// gRPC port + 1000, as `temporal server start-dev` does).
+fn ui_address(args: &DevArgs, grpc: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let port = match args.ui_port {
+        Some(port) => port,
+        None => grpc.port().checked_add(1000).with_context(|| {
+            format!(
+                "--port {} + 1000 is not a port: pass --ui-port",
+                grpc.port()
+            )
+        })?,
+    };
+    let ip = args.ui_ip.as_deref().unwrap_or(&args.ip);
+    format!("{ip}:{port}")
+        .parse()
+        .or_else(|_| format!("[{ip}]:{port}").parse())
+        .with_context(|| format!("invalid Web UI address {ip}:{port}"))
 }
 
 /// The rate limits named by `--dynamic-config-value` flags (Temporal's keys and JSON values).

@@ -2,6 +2,7 @@
 
 mod dev;
 mod schema_cmd;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use temper_server::telemetry;
@@ -23,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once from the command line; boxing the larger subcommand would gain nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.

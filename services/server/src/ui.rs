@@ -1,0 +1,320 @@
+//! `temper server start-dev --ui`: the official Temporal Web UI, run as a child process.
+//!
+//! temper does not build the UI: `scripts/ui-server install` builds the Go module
+//! `github.com/temporalio/ui-server/v2` (which embeds the UI) into
+//! `$XDG_CACHE_HOME/temper/ui-server-<version>/bin/ui-server`. start-dev finds the newest one
+//! there (or takes `--ui-server-bin`), writes a config for it pointed at its own gRPC address,
+//! runs it, and kills it on shutdown. Without one it says how to install it and serves gRPC
+//! alone.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio_util::sync::CancellationToken;
+
+/// The command that builds the UI server, for messages.
+pub const INSTALL_COMMAND: &str = "scripts/ui-server install";
+/// Name of the binary inside `ui-server-<version>/bin`.
+const BINARY_NAME: &str = "ui-server";
+/// How long to wait for the UI server's port before saying it did not come up.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lines of the UI server's output kept to explain an early exit.
+const KEPT_LINES: usize = 20;
+
+/// Where `scripts/ui-server` installs: `${XDG_CACHE_HOME:-~/.cache}/temper`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("temper"))
+}
+
+/// The numeric parts of `ui-server-v2.56.4` (`[2, 56, 4]`), or `None` for another name.
+fn version_of(dir_name: &str) -> Option<Vec<u64>> {
+    let v = dir_name.strip_prefix("ui-server-v")?;
+    v.split('.').map(|p| p.parse().ok()).collect()
+}
+
+/// The installed UI server with the highest version under `cache`, if any.
+pub fn find_installed(cache: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(cache).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = version_of(e.file_name().to_str()?)?;
+            let bin = e.path().join("bin").join(BINARY_NAME);
+            bin.is_file().then_some((version, bin))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, bin)| bin)
+}
+
+/// The UI server binary: `explicit` if given (it must exist), else the newest installed one.
+/// The error says how to get one.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!("--ui-server-bin {}: no such file", path.display()))
+        };
+    }
+    let cache = cache_dir();
+    if let Some(bin) = cache.as_deref().and_then(find_installed) {
+        return Ok(bin);
+    }
+    let at = cache
+        .map(|c| c.join("ui-server-<version>").display().to_string())
+        .unwrap_or_else(|| "$XDG_CACHE_HOME/temper/ui-server-<version>".into());
+    Err(format!(
+        "the Temporal Web UI server is not installed; build it with `{INSTALL_COMMAND}` \
+         (run in the temper repository; it goes to {at}), or pass --ui-server-bin PATH"
+    ))
+}
+
+/// The address the UI server dials: the gRPC address, with loopback for an unspecified IP.
+pub fn dial_address(grpc: SocketAddr) -> SocketAddr {
+    match grpc.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), grpc.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), grpc.port())
+        }
+        _ => grpc,
+    }
+}
+
+/// The UI's URL as a browser on this machine opens it.
+pub fn url(ui: SocketAddr) -> String {
+    format!("http://{}", dial_address(ui))
+}
+
+/// Our config for the UI server (its YAML keys, from its config struct): the Temporal API
+/// address, where to listen, auth off, plain-HTTP cookies, no phoning home.
+pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr) -> String {
+    let host = match ui.ip() {
+        IpAddr::V6(ip) => format!("\"{ip}\""),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let port = ui.port();
+    let mut origins = vec![
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    ];
+    let own = url(ui);
+    if !origins.contains(&own) {
+        origins.push(own);
+    }
+    let origins: String = origins.iter().map(|o| format!("    - \"{o}\"\n")).collect();
+    format!(
+        "# Written by `temper server start-dev --ui`.\n\
+         temporalGrpcAddress: \"{grpc}\"\n\
+         host: {host}\n\
+         port: {port}\n\
+         enableUi: true\n\
+         defaultNamespace: default\n\
+         cors:\n  \
+           cookieInsecure: true\n  \
+           allowOrigins:\n{origins}\
+         auth:\n  \
+           enabled: false\n\
+         disableNewsFetch: true\n\
+         notifyOnNewVersion: false\n\
+         hideLogs: true\n",
+        grpc = dial_address(grpc),
+    )
+}
+
+/// A running UI server. Dropping it (or [`UiServer::stop`]) kills the process.
+pub struct UiServer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UiServer {
+    /// Writes the config and starts `bin` serving the UI on `ui`, talking to `grpc`. Prints
+    /// the URL once the port accepts connections, or what went wrong if the process exits.
+    pub fn start(bin: &Path, grpc: SocketAddr, ui: SocketAddr) -> anyhow::Result<UiServer> {
+        // The UI server would only log a bind error and exit: say so before starting it.
+        std::net::TcpListener::bind(ui)
+            .with_context(|| format!("the Web UI's address {ui} is not free (--ui-port)"))?;
+        let dir =
+            std::env::temp_dir().join(format!("temper-ui-{}-{}", std::process::id(), ui.port()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config = dir.join("temper.yaml");
+        std::fs::write(&config, config_yaml(grpc, ui))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let mut child = tokio::process::Command::new(bin)
+            .arg("--root")
+            .arg(&dir)
+            .args(["--config", ".", "--env", "temper", "start"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the UI server {}", bin.display()))?;
+        let pid = child.id();
+        tracing::info!(bin = %bin.display(), pid, ui = %ui, "started the Temporal Web UI server");
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(keep_lines(out, output.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(keep_lines(err, output.clone()));
+        }
+        let stop = CancellationToken::new();
+        let ready = tokio::spawn(announce_when_ready(ui));
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                status = child.wait() => {
+                    ready.abort();
+                    match status {
+                        // Ctrl-C in a terminal, or a kill of the whole process group, reaches
+                        // the UI server with temper: it was stopped, it did not fail.
+                        Ok(s) if stopped_by_signal(&s) => {
+                            tracing::info!(status = %s, "the Temporal Web UI server stopped");
+                        }
+                        status => {
+                            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                            let lines: Vec<String> = output.lock().map(|o| o.iter().cloned().collect()).unwrap_or_default();
+                            tracing::warn!(%status, "the Temporal Web UI server exited");
+                            eprintln!("warning: the Temporal Web UI server exited ({status}); gRPC keeps serving. Its last output:");
+                            for line in lines {
+                                eprintln!("  {line}");
+                            }
+                        }
+                    }
+                }
+                _ = stopping.cancelled() => {
+                    ready.abort();
+                    let _ = child.kill().await;
+                    tracing::info!("stopped the Temporal Web UI server");
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+        Ok(UiServer { stop, task })
+    }
+
+    /// Kills the UI server and waits for it to be gone.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for UiServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Whether the process ended on SIGINT or SIGTERM.
+#[cfg(unix)]
+fn stopped_by_signal(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    matches!(status.signal(), Some(2 | 15))
+}
+
+#[cfg(not(unix))]
+fn stopped_by_signal(_: &std::process::ExitStatus) -> bool {
+    false
+}
+
+/// Keeps the last lines of the UI server's output (and logs them at debug).
+async fn keep_lines(from: impl AsyncRead + Unpin, into: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(target: "temper::ui", "{line}");
+        if let Ok(mut kept) = into.lock() {
+            if kept.len() == KEPT_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    }
+}
+
+async fn announce_when_ready(ui: SocketAddr) {
+    let dial = dial_address(ui);
+    let waited = tokio::time::timeout(READY_TIMEOUT, async {
+        while tokio::net::TcpStream::connect(dial).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    match waited {
+        Ok(()) => {
+            tracing::info!(url = %url(ui), "Temporal Web UI ready");
+            eprintln!("Temporal Web UI at {}", url(ui));
+        }
+        Err(_) => eprintln!(
+            "warning: the Temporal Web UI server did not open {dial} within {READY_TIMEOUT:?}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_newest_installed_version() {
+        let cache = tempfile::tempdir().expect("temp dir");
+        for (dir, with_bin) in [
+            ("ui-server-v2.9.0", true),
+            ("ui-server-v2.56.4", true),
+            ("ui-server-v2.58.1", false),
+            ("ui-server-latest", true),
+            ("other", true),
+        ] {
+            let bin_dir = cache.path().join(dir).join("bin");
+            std::fs::create_dir_all(&bin_dir).expect("mkdir");
+            if with_bin {
+                std::fs::write(bin_dir.join(BINARY_NAME), "").expect("write");
+            }
+        }
+        assert_eq!(
+            find_installed(cache.path()),
+            Some(cache.path().join("ui-server-v2.56.4/bin/ui-server"))
+        );
+        assert_eq!(find_installed(&cache.path().join("missing")), None);
+    }
+
+    #[test]
+    fn missing_binary_names_the_install_command() {
+        let err = locate(Some(Path::new("/nonexistent/ui-server"))).expect_err("no such file");
+        assert!(err.contains("--ui-server-bin"), "{err}");
+    }
+
+    #[test]
+    fn config_points_at_loopback_for_an_unspecified_ip() {
+        let yaml = config_yaml(
+            "0.0.0.0:7233".parse().expect("address"),
+            "0.0.0.0:8233".parse().expect("address"),
+        );
+        assert!(
+            yaml.contains("temporalGrpcAddress: \"127.0.0.1:7233\"\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("host: 0.0.0.0\nport: 8233\n"), "{yaml}");
+        assert!(yaml.contains("    - \"http://localhost:8233\"\n"), "{yaml}");
+        assert!(yaml.contains("auth:\n  enabled: false\n"), "{yaml}");
+        let v6 = config_yaml(
+            "[::1]:7233".parse().expect("address"),
+            "[::1]:8233".parse().expect("address"),
+        );
+        assert!(v6.contains("temporalGrpcAddress: \"[::1]:7233\"\n"), "{v6}");
+        assert!(v6.contains("host: \"::1\"\n"), "{v6}");
+    }
+}
