@@ -79,6 +79,7 @@ pub fn store_status(e: StoreError) -> Status {
         StoreError::Unavailable(m) => Status::unavailable(m),
         StoreError::NotFound(m) => not_found(m),
         StoreError::AlreadyExists(m) => Status::already_exists(m),
+        StoreError::Unsupported(m) => Status::unimplemented(m),
         // The lease or shard moved on: the caller retries and reaches the new owner.
         e @ StoreError::OwnershipLost { .. } => Status::unavailable(format!("{e}; retry")),
         e @ (StoreError::OutcomeUnknown(_)

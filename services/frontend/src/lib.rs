@@ -2,6 +2,7 @@
 //! validated here, namespaces resolved to ids, and the work routed to history or matching.
 
 mod errors;
+mod list;
 pub mod metrics;
 mod namespaces;
 mod operator;
@@ -10,6 +11,7 @@ mod rate_limit;
 mod rpc_span;
 mod search_attributes;
 mod updates;
+mod visibility;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,7 @@ pub struct Frontend {
     pub namespaces: Arc<Namespaces>,
     history: HistoryClient,
     matching: MatchingClient,
+    visibility: Arc<dyn temper_persistence::VisibilityStore>,
 }
 
 impl Frontend {
@@ -61,6 +64,7 @@ impl Frontend {
         namespaces: Arc<Namespaces>,
         history: HistoryClient,
         matching: MatchingClient,
+        visibility: Arc<dyn temper_persistence::VisibilityStore>,
     ) -> Self {
         Self {
             limits: rate_limit::RateLimits::new(&config.rate_limits),
@@ -68,6 +72,7 @@ impl Frontend {
             namespaces,
             history,
             matching,
+            visibility,
         }
     }
 
@@ -165,9 +170,64 @@ impl WorkflowService for Frontend {
                 encoded_failure_attributes: true,
                 sdk_metadata: true,
                 signal_and_query_header: true,
+                // Visibility is on the SQLite store only so far.
+                count_group_by_execution_status: self.config.persistence_store != "cassandra",
                 ..Default::default()
             }),
         }))
+    }
+
+    async fn list_workflow_executions(
+        &self,
+        r: Request<ws::ListWorkflowExecutionsRequest>,
+    ) -> Result<Response<ws::ListWorkflowExecutionsResponse>, Status> {
+        let r = r.into_inner();
+        let page = self
+            .list_page(&r.namespace, &r.query, r.page_size, &r.next_page_token)
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn scan_workflow_executions(
+        &self,
+        r: Request<ws::ScanWorkflowExecutionsRequest>,
+    ) -> Result<Response<ws::ScanWorkflowExecutionsResponse>, Status> {
+        let r = r.into_inner();
+        let page = self
+            .list_page(&r.namespace, &r.query, r.page_size, &r.next_page_token)
+            .await?;
+        Ok(Response::new(ws::ScanWorkflowExecutionsResponse {
+            executions: page.executions,
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn count_workflow_executions(
+        &self,
+        r: Request<ws::CountWorkflowExecutionsRequest>,
+    ) -> Result<Response<ws::CountWorkflowExecutionsResponse>, Status> {
+        Ok(Response::new(self.count(r.into_inner()).await?))
+    }
+
+    async fn list_open_workflow_executions(
+        &self,
+        r: Request<ws::ListOpenWorkflowExecutionsRequest>,
+    ) -> Result<Response<ws::ListOpenWorkflowExecutionsResponse>, Status> {
+        Ok(Response::new(self.list_open(r.into_inner()).await?))
+    }
+
+    async fn list_closed_workflow_executions(
+        &self,
+        r: Request<ws::ListClosedWorkflowExecutionsRequest>,
+    ) -> Result<Response<ws::ListClosedWorkflowExecutionsResponse>, Status> {
+        Ok(Response::new(self.list_closed(r.into_inner()).await?))
+    }
+
+    async fn get_search_attributes(
+        &self,
+        _r: Request<ws::GetSearchAttributesRequest>,
+    ) -> Result<Response<ws::GetSearchAttributesResponse>, Status> {
+        Ok(Response::new(self.all_search_attributes().await?))
     }
 
     async fn get_cluster_info(

@@ -12,6 +12,7 @@ mod retention;
 mod shard;
 mod tasks;
 mod updates;
+mod visibility;
 mod writer;
 
 #[cfg(test)]

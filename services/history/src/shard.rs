@@ -330,12 +330,14 @@ impl ShardContext {
                 let mut current = current_write(&nr.ms, run_state::RUNNING);
                 current.condition = CurrentRunCondition::RunIdIs(key.run_id.clone());
                 let info = nr.ms.execution_info.clone().unwrap_or_default();
+                let new_key = ExecutionKey {
+                    namespace_id: key.namespace_id.clone(),
+                    workflow_id: info.workflow_id,
+                    run_id: info.run_id,
+                };
                 Box::new(NewRunWrite {
-                    key: ExecutionKey {
-                        namespace_id: key.namespace_id.clone(),
-                        workflow_id: info.workflow_id,
-                        run_id: info.run_id,
-                    },
+                    visibility: crate::visibility::record(&new_key, &nr.ms, 1),
+                    key: new_key,
                     state: nr.ms.encode_to_vec(),
                     current,
                     mutation: nr.mutation,
@@ -446,14 +448,19 @@ impl ShardContext {
         new_run: Option<Box<NewRunWrite>>,
     ) -> Result<Vec<HistoryEvent>, CommitError> {
         let (reply, rx) = oneshot::channel();
+        let new_version = expected_version.unwrap_or(0) + 1;
+        let visibility =
+            crate::visibility::changes_visibility(&mutation, expected_version.is_none())
+                .then(|| crate::visibility::record(key, ms, new_version));
         let req = WriterRequest::Commit(CommitRequest {
             key: key.clone(),
             branch: branch_of(key),
             expected_version,
-            new_version: expected_version.unwrap_or(0) + 1,
+            new_version,
             state: ms.encode_to_vec(),
             current,
             mutation,
+            visibility,
             new_run,
             reply,
         });

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use prost::Message;
 use temper_persistence::{
     BranchId, CommitError, CurrentRunWrite, ExecutionKey, ExecutionWrite, HistoryNode, Persistence,
-    ShardRecord, StoreError, TaskCategory, TaskKey, TaskRecord,
+    ShardRecord, StoreError, TaskCategory, TaskKey, TaskRecord, VisibilityRecord,
 };
 use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
 use temper_types::{RangeId, ShardId, TaskIdAllocator};
@@ -42,6 +42,8 @@ pub(crate) struct CommitRequest {
     pub state: Vec<u8>,
     pub current: Option<CurrentRunWrite>,
     pub mutation: Mutation,
+    /// The run's new visibility record, if this commit changes it.
+    pub visibility: Option<VisibilityRecord>,
     /// A new run created in the same batch, all or nothing with this write.
     pub new_run: Option<Box<NewRunWrite>>,
     pub reply: Reply,
@@ -69,6 +71,7 @@ pub(crate) struct NewRunWrite {
     pub state: Vec<u8>,
     pub current: CurrentRunWrite,
     pub mutation: Mutation,
+    pub visibility: VisibilityRecord,
 }
 
 /// The history branch of a run.
@@ -225,6 +228,7 @@ impl Writer {
             state,
             current,
             mutation,
+            visibility,
             new_run,
             reply,
         } = req;
@@ -239,6 +243,7 @@ impl Writer {
                 state,
                 current,
                 mutation,
+                visibility,
                 &mut transfer,
                 &mut timers,
             )
@@ -255,6 +260,7 @@ impl Writer {
                 state,
                 current,
                 mutation,
+                visibility,
             } = *nr;
             let branch = branch_of(&key);
             match self
@@ -266,6 +272,7 @@ impl Writer {
                     state,
                     Some(current),
                     mutation,
+                    Some(visibility),
                     &mut transfer,
                     &mut timers,
                 )
@@ -301,6 +308,7 @@ impl Writer {
         state: Vec<u8>,
         current: Option<CurrentRunWrite>,
         mutation: Mutation,
+        visibility: Option<VisibilityRecord>,
         transfer: &mut Vec<(TaskKey, pb::TransferTask)>,
         timers: &mut Vec<(TaskKey, pb::TimerTask)>,
     ) -> Result<
@@ -362,6 +370,7 @@ impl Writer {
             state,
             current,
             tasks,
+            visibility,
         };
         Ok((write, node, events))
     }

@@ -32,6 +32,7 @@ mod session;
 mod statements;
 mod task_queues;
 mod tls;
+mod visibility;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -172,6 +172,9 @@ fn apply_write(conn: &Connection, shard: i64, write: &ExecutionWrite) -> rusqlit
             r.start_time_ms,
         ))?;
     }
+    if let Some(record) = &write.visibility {
+        crate::visibility::upsert(conn, record)?;
+    }
     if !write.tasks.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT OR REPLACE INTO tasks (shard_id, category, fire_time_ms, task_id, data)
@@ -363,6 +366,7 @@ impl ExecutionStore for SqliteStore {
                  WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3 AND run_id = ?4",
             )?
             .execute((shard, ns, &key.workflow_id, &key.run_id))?;
+            crate::visibility::delete(&tx, &key)?;
             tx.commit()?;
             Ok(Ok(()))
         })

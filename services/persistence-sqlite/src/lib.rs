@@ -16,6 +16,7 @@ mod namespaces;
 mod pool;
 mod schema;
 mod task_queues;
+mod visibility;
 
 use std::path::Path;
 use std::sync::Arc;

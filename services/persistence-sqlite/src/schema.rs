@@ -13,6 +13,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../schema/sqlite/0002_membership.sql"),
     ),
+    (
+        3,
+        include_str!("../../../schema/sqlite/0003_visibility.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -18,8 +18,10 @@ async fn memory_store() -> Persistence {
 
 mod file {
     temper_persistence::persistence_conformance_tests!(super::file_store);
+    temper_persistence::persistence_visibility_conformance_tests!(super::file_store);
 }
 
 mod memory {
     temper_persistence::persistence_conformance_tests!(super::memory_store);
+    temper_persistence::persistence_visibility_conformance_tests!(super::memory_store);
 }

@@ -41,6 +41,7 @@ fn create(run_id: &str, task_id: i64) -> ExecutionWrite {
             key: TaskKey::immediate(task_id),
             data: vec![1],
         }],
+        visibility: None,
     }
 }
 

@@ -22,6 +22,7 @@ mod namespaces;
 mod shards;
 mod task_queues;
 mod tasks;
+mod visibility;
 
 pub use executions::*;
 pub use history::*;
@@ -30,6 +31,7 @@ pub use namespaces::*;
 pub use shards::*;
 pub use task_queues::*;
 pub use tasks::*;
+pub use visibility::*;
 
 use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 
@@ -54,6 +56,33 @@ impl<G: Send> Harness for (Persistence, G) {
     fn persistence(&self) -> &Persistence {
         &self.0
     }
+}
+
+/// The visibility cases, for stores that have visibility (today SQLite only), invoked like
+/// [`persistence_conformance_tests!`].
+#[macro_export]
+macro_rules! persistence_visibility_conformance_tests {
+    (optional $make:expr) => {
+        $crate::__persistence_visibility_all!(optional $make);
+    };
+    ($make:expr) => {
+        $crate::__persistence_visibility_all!(required $make);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __persistence_visibility_all {
+    ($mode:ident $make:expr) => {
+        $crate::__persistence_conformance_cases!(
+            $mode $make;
+            case_visibility_written_with_the_commit,
+            case_visibility_older_version_never_wins,
+            case_visibility_default_order_and_keyset_paging,
+            case_visibility_filters_and_counts,
+            case_visibility_deleted_with_the_execution,
+        );
+    };
 }
 
 /// Expands to one `#[tokio::test]` per conformance case, each on a fresh store from
@@ -201,6 +230,7 @@ pub(crate) fn create(workflow_id: &str, run_id: &str, tasks: Vec<TaskRecord>) ->
             record: current(run_id, run_state::RUNNING),
         }),
         tasks,
+        visibility: None,
     }
 }
 
@@ -218,6 +248,7 @@ pub(crate) fn update(
         state: format!("state {workflow_id}/{run_id} v{}", from + 1).into_bytes(),
         current: None,
         tasks,
+        visibility: None,
     }
 }
 

@@ -29,7 +29,8 @@ use crate::{
     BranchId, ClusterMetadata, ClusterMetadataStore, CommitError, CurrentExecution, ExecutionKey,
     ExecutionRecord, ExecutionStore, ExecutionWrite, HistoryNode, HistoryStore, MemberRow,
     MembershipStore, NamespaceRecord, NamespaceStore, Persistence, QueueTask, ShardRecord,
-    StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskQueueStore, TaskRecord,
+    StatusCounts, StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskQueueStore,
+    TaskRecord, VisibilityCursor, VisibilityFilter, VisibilityRecord, VisibilityStore,
 };
 
 /// One store operation: a method of the store traits.
@@ -62,6 +63,11 @@ pub enum Operation {
     ListNamespaces,
     HeartbeatMember,
     LiveMembers,
+    ListVisibility,
+    CountVisibility,
+    CountVisibilityByStatus,
+    GetVisibility,
+    DeleteVisibility,
 }
 
 impl Operation {
@@ -95,6 +101,11 @@ impl Operation {
             Operation::ListNamespaces => "list_namespaces",
             Operation::HeartbeatMember => "heartbeat_member",
             Operation::LiveMembers => "live_members",
+            Operation::ListVisibility => "list_visibility",
+            Operation::CountVisibility => "count_visibility",
+            Operation::CountVisibilityByStatus => "count_visibility_by_status",
+            Operation::GetVisibility => "get_visibility",
+            Operation::DeleteVisibility => "delete_visibility",
         }
     }
 }
@@ -121,6 +132,7 @@ impl OpError for StoreError {
             StoreError::OwnershipLost { .. } => "ownership_lost",
             StoreError::ConditionFailed(_) => "condition_failed",
             StoreError::Invalid(_) => "invalid",
+            StoreError::Unsupported(_) => "unsupported",
             StoreError::Internal(_) => "internal",
         }
     }
@@ -502,6 +514,57 @@ impl<H: Around> MembershipStore for Decorated<H> {
     async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError> {
         let call = self.inner.membership.live_members();
         self.call(Operation::LiveMembers, call).await
+    }
+}
+
+#[async_trait]
+impl<H: Around> VisibilityStore for Decorated<H> {
+    async fn list_visibility(
+        &self,
+        namespace_id: &NamespaceId,
+        filter: &VisibilityFilter,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<VisibilityRecord>, StoreError> {
+        let call = self
+            .inner
+            .visibility
+            .list_visibility(namespace_id, filter, after, limit);
+        self.call(Operation::ListVisibility, call).await
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &NamespaceId,
+        filter: &VisibilityFilter,
+    ) -> Result<u64, StoreError> {
+        let call = self.inner.visibility.count_visibility(namespace_id, filter);
+        self.call(Operation::CountVisibility, call).await
+    }
+
+    async fn count_visibility_by_status(
+        &self,
+        namespace_id: &NamespaceId,
+        filter: &VisibilityFilter,
+    ) -> Result<StatusCounts, StoreError> {
+        let call = self
+            .inner
+            .visibility
+            .count_visibility_by_status(namespace_id, filter);
+        self.call(Operation::CountVisibilityByStatus, call).await
+    }
+
+    async fn get_visibility(
+        &self,
+        key: &ExecutionKey,
+    ) -> Result<Option<VisibilityRecord>, StoreError> {
+        let call = self.inner.visibility.get_visibility(key);
+        self.call(Operation::GetVisibility, call).await
+    }
+
+    async fn delete_visibility(&self, key: &ExecutionKey) -> Result<(), StoreError> {
+        let call = self.inner.visibility.delete_visibility(key);
+        self.call(Operation::DeleteVisibility, call).await
     }
 }
 

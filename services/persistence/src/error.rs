@@ -31,6 +31,9 @@ pub enum StoreError {
     /// Stored data could not be decoded, or the request was malformed.
     #[error("corrupt or invalid data: {0}")]
     Invalid(String),
+    /// The backend does not have this feature (yet); the message says which.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else from the driver.
     #[error("store error: {0}")]
     Internal(String),

@@ -21,6 +21,7 @@ pub mod history;
 pub mod instrumented;
 mod model;
 mod traits;
+mod visibility;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -34,3 +35,4 @@ mod test_stores;
 pub use error::{CommitError, ConflictKind, StoreError};
 pub use model::*;
 pub use traits::*;
+pub use visibility::*;

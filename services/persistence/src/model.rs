@@ -136,6 +136,10 @@ pub struct ExecutionWrite {
     pub current: Option<CurrentRunWrite>,
     /// New tasks for the shard's queues (the outbox), written atomically with the state.
     pub tasks: Vec<TaskRecord>,
+    /// The run's visibility record, when what List shows of it changed. Written with the
+    /// state (read-your-writes), unless the stored record has a higher version. Stores
+    /// without visibility ignore it.
+    pub visibility: Option<crate::VisibilityRecord>,
 }
 
 /// Identifies a history branch. Today one branch per run (`tree_id == branch_id == run id`);

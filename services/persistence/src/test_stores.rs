@@ -22,6 +22,7 @@ pub(crate) fn with_executions(executions: Arc<dyn ExecutionStore>) -> Persistenc
         task_queues: Arc::new(Unused),
         namespaces: Arc::new(Unused),
         membership: Arc::new(Unused),
+        visibility: Arc::new(Unused),
     }
 }
 
@@ -95,6 +96,42 @@ impl TaskQueueStore for Unused {
         _: &TaskQueueKey,
         _: TaskId,
     ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("unused".into()))
+    }
+}
+
+#[async_trait]
+impl crate::VisibilityStore for Unused {
+    async fn list_visibility(
+        &self,
+        _: &NamespaceId,
+        _: &crate::VisibilityFilter,
+        _: Option<&crate::VisibilityCursor>,
+        _: usize,
+    ) -> Result<Vec<crate::VisibilityRecord>, StoreError> {
+        Err(StoreError::Internal("unused".into()))
+    }
+    async fn count_visibility(
+        &self,
+        _: &NamespaceId,
+        _: &crate::VisibilityFilter,
+    ) -> Result<u64, StoreError> {
+        Err(StoreError::Internal("unused".into()))
+    }
+    async fn count_visibility_by_status(
+        &self,
+        _: &NamespaceId,
+        _: &crate::VisibilityFilter,
+    ) -> Result<crate::StatusCounts, StoreError> {
+        Err(StoreError::Internal("unused".into()))
+    }
+    async fn get_visibility(
+        &self,
+        _: &ExecutionKey,
+    ) -> Result<Option<crate::VisibilityRecord>, StoreError> {
+        Err(StoreError::Internal("unused".into()))
+    }
+    async fn delete_visibility(&self, _: &ExecutionKey) -> Result<(), StoreError> {
         Err(StoreError::Internal("unused".into()))
     }
 }

@@ -12,8 +12,9 @@ use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 
 use crate::{
     BranchId, ClusterMetadata, CommitError, CurrentExecution, ExecutionKey, ExecutionRecord,
-    ExecutionWrite, HistoryNode, MemberRow, NamespaceRecord, QueueTask, ShardRecord, StoreError,
-    TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord,
+    ExecutionWrite, HistoryNode, MemberRow, NamespaceRecord, QueueTask, ShardRecord, StatusCounts,
+    StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord, VisibilityCursor,
+    VisibilityFilter, VisibilityRecord,
 };
 
 /// Facts fixed at cluster creation.
@@ -72,8 +73,8 @@ pub trait ExecutionStore: Send + Sync {
         writes: &[ExecutionWrite],
     ) -> Result<(), CommitError>;
 
-    /// Delete an execution row, and its current-run pointer if it points at this run.
-    /// Conditional on the shard's range id.
+    /// Delete an execution row, its visibility record, and its current-run pointer if it
+    /// points at this run. Conditional on the shard's range id.
     async fn delete_execution(
         &self,
         shard_id: ShardId,
@@ -240,6 +241,46 @@ pub trait MembershipStore: Send + Sync {
     async fn live_members(&self) -> Result<Vec<MemberRow>, StoreError>;
 }
 
+/// Visibility records, written by [`ExecutionStore::commit`] (see
+/// [`ExecutionWrite::visibility`]) and read here. A store without visibility answers
+/// [`StoreError::Unsupported`], never an empty list.
+#[async_trait]
+pub trait VisibilityStore: Send + Sync {
+    /// Records of a namespace passing `filter`, in the default order (see
+    /// [`crate::VisibilityCursor`]), strictly after `after`, at most `limit`.
+    async fn list_visibility(
+        &self,
+        namespace_id: &NamespaceId,
+        filter: &VisibilityFilter,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<VisibilityRecord>, StoreError>;
+
+    /// How many records of a namespace pass `filter`.
+    async fn count_visibility(
+        &self,
+        namespace_id: &NamespaceId,
+        filter: &VisibilityFilter,
+    ) -> Result<u64, StoreError>;
+
+    /// How many records of a namespace pass `filter`, per status (statuses with none left
+    /// out), ordered by status.
+    async fn count_visibility_by_status(
+        &self,
+        namespace_id: &NamespaceId,
+        filter: &VisibilityFilter,
+    ) -> Result<StatusCounts, StoreError>;
+
+    /// One run's record.
+    async fn get_visibility(
+        &self,
+        key: &ExecutionKey,
+    ) -> Result<Option<VisibilityRecord>, StoreError>;
+
+    /// Remove one run's record; removing a missing one is not an error.
+    async fn delete_visibility(&self, key: &ExecutionKey) -> Result<(), StoreError>;
+}
+
 /// Every store a node needs, as trait objects.
 #[derive(Clone)]
 pub struct Persistence {
@@ -249,6 +290,7 @@ pub struct Persistence {
     pub task_queues: Arc<dyn TaskQueueStore>,
     pub namespaces: Arc<dyn NamespaceStore>,
     pub membership: Arc<dyn MembershipStore>,
+    pub visibility: Arc<dyn VisibilityStore>,
 }
 
 impl Persistence {
@@ -261,6 +303,7 @@ impl Persistence {
             + TaskQueueStore
             + NamespaceStore
             + MembershipStore
+            + VisibilityStore
             + 'static,
     {
         Self {
@@ -269,7 +312,8 @@ impl Persistence {
             history: backend.clone(),
             task_queues: backend.clone(),
             namespaces: backend.clone(),
-            membership: backend,
+            membership: backend.clone(),
+            visibility: backend,
         }
     }
 }

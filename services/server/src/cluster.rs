@@ -327,6 +327,7 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
             namespaces,
             history_router.clone(),
             matching_router.clone(),
+            persistence.visibility.clone(),
         )))
     } else {
         None

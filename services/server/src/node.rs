@@ -129,6 +129,7 @@ impl Node {
             namespaces,
             history_client,
             matching_client,
+            persistence.visibility.clone(),
         ));
         Ok(Node {
             frontend,

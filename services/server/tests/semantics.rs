@@ -303,7 +303,7 @@ async fn bad_requests_get_temporals_status_codes() {
     assert_eq!(failure.namespace, "nope");
 
     let unimplemented = f
-        .list_workflow_executions(Request::new(ws::ListWorkflowExecutionsRequest {
+        .list_schedules(Request::new(ws::ListSchedulesRequest {
             namespace: "default".into(),
             ..Default::default()
         }))

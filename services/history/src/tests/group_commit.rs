@@ -165,6 +165,7 @@ async fn a_stale_version_is_retried_alone_on_the_reloaded_state() {
                 state: ms.encode_to_vec(),
                 current: None,
                 tasks: Vec::new(),
+                visibility: None,
             }],
         )
         .await

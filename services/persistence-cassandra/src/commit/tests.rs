@@ -33,6 +33,7 @@ fn pointer(run: &str) -> CurrentExecution {
 
 fn create(wf: &str, run: &str) -> ExecutionWrite {
     ExecutionWrite {
+        visibility: None,
         key: key(wf, run),
         expected_version: None,
         new_version: 1,
@@ -51,6 +52,7 @@ fn create(wf: &str, run: &str) -> ExecutionWrite {
 
 fn update(wf: &str, run: &str, from: i64) -> ExecutionWrite {
     ExecutionWrite {
+        visibility: None,
         key: key(wf, run),
         expected_version: Some(from),
         new_version: from + 1,

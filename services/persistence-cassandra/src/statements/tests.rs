@@ -294,6 +294,7 @@ fn samples() -> Vec<(Stmt, Values)> {
         },
     ));
     let create = ExecutionWrite {
+        visibility: None,
         key: key.clone(),
         expected_version: None,
         new_version: 1,
@@ -314,6 +315,7 @@ fn samples() -> Vec<(Stmt, Values)> {
     let mut other = exec_key();
     other.workflow_id = "wf2".into();
     let update = ExecutionWrite {
+        visibility: None,
         key: other,
         expected_version: Some(1),
         new_version: 2,
@@ -534,6 +536,7 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
     let tables = schema();
     let key = exec_key();
     let write = ExecutionWrite {
+        visibility: None,
         key: key.clone(),
         expected_version: Some(1),
         new_version: 2,

@@ -114,6 +114,7 @@ async fn call_everything(p: &Persistence) {
         last_heartbeat_ms: 0,
     };
     let write = ExecutionWrite {
+        visibility: None,
         key: execution(),
         expected_version: None,
         new_version: 1,

@@ -1,0 +1,319 @@
+//! Visibility records: written atomically with the commit, versioned, listed in the default
+//! order with a keyset cursor, filtered and counted.
+
+use crate::conformance::{SHARD, acquire, create, key, ns, update};
+use crate::{CommitError, Persistence, VisibilityCursor, VisibilityFilter, VisibilityRecord};
+
+const RUNNING: i32 = 1;
+const COMPLETED: i32 = 2;
+const FAILED: i32 = 3;
+
+/// A record of run `run_id` of `workflow_id`, started at `start` (ns), closed at `close`.
+pub(crate) fn record(
+    workflow_id: &str,
+    run_id: &str,
+    start: i64,
+    close: Option<i64>,
+    version: i64,
+) -> VisibilityRecord {
+    VisibilityRecord {
+        namespace_id: ns(),
+        workflow_id: workflow_id.to_owned(),
+        run_id: run_id.to_owned(),
+        workflow_type: "type-a".to_owned(),
+        task_queue: "queue".to_owned(),
+        status: if close.is_some() { COMPLETED } else { RUNNING },
+        start_time_ns: start,
+        execution_time_ns: start,
+        close_time_ns: close,
+        history_length: 3,
+        history_size_bytes: 300,
+        state_transition_count: 2,
+        parent_workflow_id: None,
+        parent_run_id: None,
+        root_workflow_id: workflow_id.to_owned(),
+        root_run_id: run_id.to_owned(),
+        namespace_division: None,
+        memo: b"memo".to_vec(),
+        search_attributes: b"attrs".to_vec(),
+        version,
+    }
+}
+
+async fn list_all(
+    p: &Persistence,
+    filter: &VisibilityFilter,
+    page: usize,
+) -> Vec<VisibilityRecord> {
+    let mut out: Vec<VisibilityRecord> = Vec::new();
+    loop {
+        let after = out.last().map(VisibilityRecord::cursor);
+        let batch = p
+            .visibility
+            .list_visibility(&ns(), filter, after.as_ref(), page)
+            .await
+            .expect("list_visibility");
+        let done = batch.len() < page;
+        out.extend(batch);
+        if done {
+            return out;
+        }
+    }
+}
+
+pub async fn case_visibility_written_with_the_commit(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    let mut w = create("wf", "r1", vec![]);
+    w.visibility = Some(record("wf", "r1", 100, None, 1));
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("commit");
+    let got = p
+        .visibility
+        .get_visibility(&key("wf", "r1"))
+        .await
+        .expect("get");
+    assert_eq!(got, Some(record("wf", "r1", 100, None, 1)));
+
+    // A commit that fails its condition writes no record either.
+    let mut w = update("wf", "r1", 7, vec![]);
+    w.visibility = Some(record("wf", "r1", 100, Some(200), 8));
+    let err = p
+        .executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect_err("stale version");
+    assert!(matches!(err, CommitError::Conflict { .. }), "{err:?}");
+    let got = p
+        .visibility
+        .get_visibility(&key("wf", "r1"))
+        .await
+        .expect("get");
+    assert_eq!(got.map(|r| r.version), Some(1));
+
+    // A commit without a record leaves the stored one.
+    p.executions
+        .commit(SHARD, range, &[update("wf", "r1", 1, vec![])])
+        .await
+        .expect("commit");
+    let mut w = update("wf", "r1", 2, vec![]);
+    w.visibility = Some(record("wf", "r1", 100, Some(200), 3));
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("commit");
+    let got = p
+        .visibility
+        .get_visibility(&key("wf", "r1"))
+        .await
+        .expect("get");
+    assert_eq!(got, Some(record("wf", "r1", 100, Some(200), 3)));
+    assert_eq!(
+        p.visibility
+            .get_visibility(&key("wf", "nope"))
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+pub async fn case_visibility_older_version_never_wins(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    let mut w = create("wf", "r1", vec![]);
+    w.visibility = Some(record("wf", "r1", 100, Some(500), 5));
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("commit");
+    let mut w = update("wf", "r1", 1, vec![]);
+    w.visibility = Some(record("wf", "r1", 100, None, 4));
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("commit");
+    let got = p
+        .visibility
+        .get_visibility(&key("wf", "r1"))
+        .await
+        .expect("get");
+    assert_eq!(
+        got.map(|r| (r.version, r.close_time_ns)),
+        Some((5, Some(500)))
+    );
+}
+
+pub async fn case_visibility_default_order_and_keyset_paging(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    // Running first (newest start first), then closed by close time desc, then start time
+    // desc, then run id ascending.
+    let records = [
+        record("a", "r-a", 10, Some(1_000), 1),
+        record("b", "r-b", 20, Some(1_000), 1),
+        record("c", "r-c", 20, Some(1_000), 1),
+        record("d", "r-d", 5, Some(2_000), 1),
+        record("e", "r-e", 1, None, 1),
+        record("f", "r-f", 30, None, 1),
+        record("g", "r-g", 30, None, 1),
+    ];
+    for r in &records {
+        let mut w = create(&r.workflow_id, &r.run_id, vec![]);
+        w.visibility = Some(r.clone());
+        p.executions
+            .commit(SHARD, range, &[w])
+            .await
+            .expect("commit");
+    }
+    let expected = ["r-f", "r-g", "r-e", "r-d", "r-b", "r-c", "r-a"];
+    for page in [1, 2, 3, 100] {
+        let got = list_all(p, &VisibilityFilter::default(), page).await;
+        let ids: Vec<_> = got.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, expected, "page size {page}");
+    }
+    // A cursor need not be a stored record.
+    let after = VisibilityCursor {
+        close_time_ns: Some(1_500),
+        start_time_ns: 0,
+        run_id: String::new(),
+    };
+    let got = p
+        .visibility
+        .list_visibility(&ns(), &VisibilityFilter::default(), Some(&after), 10)
+        .await
+        .expect("list");
+    let ids: Vec<_> = got.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["r-b", "r-c", "r-a"]);
+    // Other namespaces see nothing.
+    let other = temper_types::NamespaceId("other-ns".to_owned());
+    let got = p
+        .visibility
+        .list_visibility(&other, &VisibilityFilter::default(), None, 10)
+        .await
+        .expect("list");
+    assert!(got.is_empty());
+}
+
+pub async fn case_visibility_filters_and_counts(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    let mut failed = record("f", "r-f", 40, Some(400), 1);
+    failed.status = FAILED;
+    failed.workflow_type = "type-b".to_owned();
+    let mut divided = record("d", "r-d", 50, None, 1);
+    divided.namespace_division = Some("TemporalScheduler".to_owned());
+    let records = [
+        record("a", "r-a", 10, None, 1),
+        record("b", "r-b", 20, Some(200), 1),
+        record("c", "r-c", 30, Some(300), 1),
+        failed,
+        divided,
+    ];
+    for r in &records {
+        let mut w = create(&r.workflow_id, &r.run_id, vec![]);
+        w.visibility = Some(r.clone());
+        p.executions
+            .commit(SHARD, range, &[w])
+            .await
+            .expect("commit");
+    }
+    let cases = [
+        (
+            VisibilityFilter::default(),
+            vec!["r-d", "r-a", "r-f", "r-c", "r-b"],
+        ),
+        (
+            VisibilityFilter {
+                no_namespace_division: true,
+                ..Default::default()
+            },
+            vec!["r-a", "r-f", "r-c", "r-b"],
+        ),
+        (
+            VisibilityFilter {
+                statuses: Some(vec![COMPLETED, FAILED]),
+                ..Default::default()
+            },
+            vec!["r-f", "r-c", "r-b"],
+        ),
+        (
+            VisibilityFilter {
+                workflow_type: Some("type-b".to_owned()),
+                ..Default::default()
+            },
+            vec!["r-f"],
+        ),
+        (
+            VisibilityFilter {
+                workflow_id: Some("c".to_owned()),
+                ..Default::default()
+            },
+            vec!["r-c"],
+        ),
+        (
+            VisibilityFilter {
+                start_time_min_ns: Some(20),
+                start_time_max_ns: Some(40),
+                ..Default::default()
+            },
+            vec!["r-f", "r-c", "r-b"],
+        ),
+        (
+            VisibilityFilter {
+                close_time_min_ns: Some(0),
+                close_time_max_ns: Some(300),
+                ..Default::default()
+            },
+            vec!["r-c", "r-b"],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let got = list_all(p, &filter, 2).await;
+        let ids: Vec<_> = got.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, expected, "{filter:?}");
+        assert!(got.iter().all(|r| filter.matches(r)), "{filter:?}");
+        let count = p
+            .visibility
+            .count_visibility(&ns(), &filter)
+            .await
+            .expect("count");
+        assert_eq!(count, expected.len() as u64, "{filter:?}");
+    }
+    let groups = p
+        .visibility
+        .count_visibility_by_status(&ns(), &VisibilityFilter::default())
+        .await
+        .expect("count by status");
+    assert_eq!(groups, vec![(RUNNING, 2), (COMPLETED, 2), (FAILED, 1)]);
+}
+
+pub async fn case_visibility_deleted_with_the_execution(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    for run in ["r1", "r2"] {
+        let mut w = create(&format!("wf-{run}"), run, vec![]);
+        w.visibility = Some(record(&format!("wf-{run}"), run, 1, None, 1));
+        p.executions
+            .commit(SHARD, range, &[w])
+            .await
+            .expect("commit");
+    }
+    p.executions
+        .delete_execution(SHARD, range, &key("wf-r1", "r1"))
+        .await
+        .expect("delete");
+    assert_eq!(
+        p.visibility
+            .get_visibility(&key("wf-r1", "r1"))
+            .await
+            .expect("get"),
+        None
+    );
+    p.visibility
+        .delete_visibility(&key("wf-r2", "r2"))
+        .await
+        .expect("delete visibility");
+    p.visibility
+        .delete_visibility(&key("wf-r2", "r2"))
+        .await
+        .expect("deleting twice");
+    let got = list_all(p, &VisibilityFilter::default(), 10).await;
+    assert!(got.is_empty(), "{got:?}");
+}
