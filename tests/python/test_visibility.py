@@ -9,7 +9,6 @@ Cassandra yet: there the tests are skipped, saying so.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,7 +18,7 @@ from temporalio import workflow
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributeKey, TypedSearchAttributes, SearchAttributePair
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 import harness
@@ -35,9 +34,7 @@ T = TypeVar("T")
 CUSTOMER = SearchAttributeKey.for_keyword("VisCustomer")
 
 
-async def seen(
-    read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str
-) -> T:
+async def seen(read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str) -> T:
     """`read()` once on temper (read-your-writes); polled until `ok` on the reference server."""
     if harness.server_kind() == "temper":
         value = await read()
@@ -158,7 +155,9 @@ async def test_custom_search_attributes(client: Client, task_queue: str, new_id)
     )
     upserted = new_id()
     async with worker(client, task_queue, workflows=[TagAndWait]):
-        h = await client.start_workflow(TagAndWait.run, "c-upsert", id=upserted, task_queue=task_queue)
+        h = await client.start_workflow(
+            TagAndWait.run, "c-upsert", id=upserted, task_queue=task_queue
+        )
 
         async def upserted_yet() -> bool:
             desc = await h.describe()
@@ -230,8 +229,10 @@ def _list_request(query: str, page_size: int, token: bytes | None) -> Any:
         ),
         (
             "WorkflowId LIKE 'x%'",
-            "invalid query: operation is not supported: operator 'LIKE' not supported for "
-            "Keyword type search attribute 'WorkflowId'",
+            (
+                "invalid query: operation is not supported: operator 'LIKE' not supported for "
+                "Keyword type search attribute 'WorkflowId'"
+            ),
         ),
     ],
 )
@@ -246,7 +247,9 @@ async def test_bad_queries_are_invalid_arguments(client: Client, query: str, mes
         assert message in err.value.message
 
 
-async def test_cli_list_and_count(server: harness.ServerProcess, client: Client, task_queue: str, new_id):
+async def test_cli_list_and_count(
+    server: harness.ServerProcess, client: Client, task_queue: str, new_id
+):
     wf_id = new_id()
     await client.start_workflow(WaitForSignal.run, id=wf_id, task_queue=task_queue)
     query = f"TaskQueue = '{task_queue}'"
