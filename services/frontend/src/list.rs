@@ -1,6 +1,8 @@
 //! The visibility RPCs of the WorkflowService, on [`crate::visibility`].
 
-use temper_proto::temporal::api::filter::v1::StartTimeFilter;
+use temper_proto::temporal::api::filter::v1::{
+    StartTimeFilter, WorkflowExecutionFilter, WorkflowTypeFilter,
+};
 use temper_proto::temporal::api::workflowservice::v1::{
     self as ws, count_workflow_executions_response::AggregationGroup,
     list_closed_workflow_executions_request as closed,
@@ -19,6 +21,19 @@ fn literal(s: &str) -> String {
 }
 
 /// `Name BETWEEN earliest AND latest` for a legacy start-time filter (unset ends are open).
+/// The query conditions of the deprecated List*'s execution filter.
+fn execution_filter(parts: &mut Vec<String>, f: &WorkflowExecutionFilter) {
+    parts.push(format!("WorkflowId = {}", literal(&f.workflow_id)));
+    if !f.run_id.is_empty() {
+        parts.push(format!("RunId = {}", literal(&f.run_id)));
+    }
+}
+
+/// The query condition of the deprecated List*'s workflow type filter.
+fn type_filter(parts: &mut Vec<String>, f: &WorkflowTypeFilter) {
+    parts.push(format!("WorkflowType = {}", literal(&f.name)));
+}
+
 fn time_range(name: &str, f: Option<&StartTimeFilter>) -> Option<String> {
     let f = f?;
     let rfc = |t: &temper_proto::wkt::Timestamp| {
@@ -122,15 +137,8 @@ impl Frontend {
         let mut parts = vec!["ExecutionStatus = 'Running'".to_owned()];
         parts.extend(time_range("StartTime", r.start_time_filter.as_ref()));
         match &r.filters {
-            Some(open::Filters::ExecutionFilter(f)) => {
-                parts.push(format!("WorkflowId = {}", literal(&f.workflow_id)));
-                if !f.run_id.is_empty() {
-                    parts.push(format!("RunId = {}", literal(&f.run_id)));
-                }
-            }
-            Some(open::Filters::TypeFilter(f)) => {
-                parts.push(format!("WorkflowType = {}", literal(&f.name)));
-            }
+            Some(open::Filters::ExecutionFilter(f)) => execution_filter(&mut parts, f),
+            Some(open::Filters::TypeFilter(f)) => type_filter(&mut parts, f),
             None => {}
         }
         let page = self
@@ -154,15 +162,8 @@ impl Frontend {
         let mut parts = vec!["ExecutionStatus != 'Running'".to_owned()];
         parts.extend(time_range("CloseTime", r.start_time_filter.as_ref()));
         match &r.filters {
-            Some(closed::Filters::ExecutionFilter(f)) => {
-                parts.push(format!("WorkflowId = {}", literal(&f.workflow_id)));
-                if !f.run_id.is_empty() {
-                    parts.push(format!("RunId = {}", literal(&f.run_id)));
-                }
-            }
-            Some(closed::Filters::TypeFilter(f)) => {
-                parts.push(format!("WorkflowType = {}", literal(&f.name)));
-            }
+            Some(closed::Filters::ExecutionFilter(f)) => execution_filter(&mut parts, f),
+            Some(closed::Filters::TypeFilter(f)) => type_filter(&mut parts, f),
             Some(closed::Filters::StatusFilter(f)) => {
                 parts.push(format!("ExecutionStatus = {}", f.status));
             }
