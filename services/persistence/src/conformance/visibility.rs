@@ -61,6 +61,14 @@ async fn list_all(
     }
 }
 
+/// The stored record of run `run_id` of `workflow_id`, if any.
+async fn visible(p: &Persistence, workflow_id: &str, run_id: &str) -> Option<VisibilityRecord> {
+    p.visibility
+        .get_visibility(&key(workflow_id, run_id))
+        .await
+        .expect("get")
+}
+
 pub async fn case_visibility_written_with_the_commit(p: &Persistence) {
     let range = acquire(p, SHARD).await;
     let mut w = create("wf", "r1", vec![]);
@@ -69,11 +77,7 @@ pub async fn case_visibility_written_with_the_commit(p: &Persistence) {
         .commit(SHARD, range, &[w])
         .await
         .expect("commit");
-    let got = p
-        .visibility
-        .get_visibility(&key("wf", "r1"))
-        .await
-        .expect("get");
+    let got = visible(p, "wf", "r1").await;
     assert_eq!(got, Some(record("wf", "r1", 100, None, 1)));
 
     // A commit that fails its condition writes no record either.
@@ -85,11 +89,7 @@ pub async fn case_visibility_written_with_the_commit(p: &Persistence) {
         .await
         .expect_err("stale version");
     assert!(matches!(err, CommitError::Conflict { .. }), "{err:?}");
-    let got = p
-        .visibility
-        .get_visibility(&key("wf", "r1"))
-        .await
-        .expect("get");
+    let got = visible(p, "wf", "r1").await;
     assert_eq!(got.map(|r| r.version), Some(1));
 
     // A commit without a record leaves the stored one.
@@ -103,19 +103,9 @@ pub async fn case_visibility_written_with_the_commit(p: &Persistence) {
         .commit(SHARD, range, &[w])
         .await
         .expect("commit");
-    let got = p
-        .visibility
-        .get_visibility(&key("wf", "r1"))
-        .await
-        .expect("get");
+    let got = visible(p, "wf", "r1").await;
     assert_eq!(got, Some(record("wf", "r1", 100, Some(200), 3)));
-    assert_eq!(
-        p.visibility
-            .get_visibility(&key("wf", "nope"))
-            .await
-            .expect("get"),
-        None
-    );
+    assert_eq!(visible(p, "wf", "nope").await, None);
 }
 
 pub async fn case_visibility_older_version_never_wins(p: &Persistence) {
@@ -132,11 +122,7 @@ pub async fn case_visibility_older_version_never_wins(p: &Persistence) {
         .commit(SHARD, range, &[w])
         .await
         .expect("commit");
-    let got = p
-        .visibility
-        .get_visibility(&key("wf", "r1"))
-        .await
-        .expect("get");
+    let got = visible(p, "wf", "r1").await;
     assert_eq!(
         got.map(|r| (r.version, r.close_time_ns)),
         Some((5, Some(500)))
@@ -299,13 +285,7 @@ pub async fn case_visibility_deleted_with_the_execution(p: &Persistence) {
         .delete_execution(SHARD, range, &key("wf-r1", "r1"))
         .await
         .expect("delete");
-    assert_eq!(
-        p.visibility
-            .get_visibility(&key("wf-r1", "r1"))
-            .await
-            .expect("get"),
-        None
-    );
+    assert_eq!(visible(p, "wf-r1", "r1").await, None);
     p.visibility
         .delete_visibility(&key("wf-r2", "r2"))
         .await
