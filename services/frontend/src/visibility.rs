@@ -287,8 +287,10 @@ fn timestamp(ns: i64) -> wkt::Timestamp {
     }
 }
 
-/// What the store can apply of a query, and whether that is all of it.
-pub fn store_filter(query: &Query) -> (VisibilityFilter, bool) {
+/// What the store can apply of a query, and whether that is all of it. With `keywords`
+/// (the store indexes them), equality on attributes kept in the search attributes is handed
+/// down too, as a narrowing the records are still checked against.
+pub fn store_filter(query: &Query, keywords: bool) -> (VisibilityFilter, bool) {
     let mut filter = VisibilityFilter::default();
     let Some(expr) = query.effective_filter() else {
         return (filter, true);
@@ -299,9 +301,67 @@ pub fn store_filter(query: &Query) -> (VisibilityFilter, bool) {
     };
     let mut covered = true;
     for item in &items {
-        covered &= matches!(item, Expr::Predicate(p) if push_down(&mut filter, p));
+        let Expr::Predicate(p) = item else {
+            covered = false;
+            continue;
+        };
+        if push_down(&mut filter, p) {
+            continue;
+        }
+        covered = false;
+        if keywords && let Some(condition) = keyword_condition(p) {
+            filter.keywords.push(condition);
+        }
     }
     (filter, covered)
+}
+
+/// Attributes the evaluator reads from a record's own fields rather than from its search
+/// attributes (so they are not among its keywords).
+const RECORD_FIELDS: &[&str] = &[
+    names::WORKFLOW_ID,
+    names::RUN_ID,
+    names::WORKFLOW_TYPE,
+    names::TASK_QUEUE,
+    names::EXECUTION_STATUS,
+    names::START_TIME,
+    names::EXECUTION_TIME,
+    names::CLOSE_TIME,
+    names::HISTORY_LENGTH,
+    names::HISTORY_SIZE_BYTES,
+    names::STATE_TRANSITION_COUNT,
+    names::EXECUTION_DURATION,
+    names::PARENT_WORKFLOW_ID,
+    names::PARENT_RUN_ID,
+    names::ROOT_WORKFLOW_ID,
+    names::ROOT_RUN_ID,
+    names::TEMPORAL_NAMESPACE_DIVISION,
+];
+
+/// `(attribute, values)` for `Keyword = v`, `Keyword IN (...)` and the same on a
+/// KeywordList (which means "contains") of an attribute kept in the search attributes.
+fn keyword_condition(p: &temper_visibility::Predicate) -> Option<(String, Vec<String>)> {
+    let name = p.attribute.name.as_str();
+    if !matches!(
+        p.attribute.value_type,
+        ValueType::Keyword | ValueType::KeywordList
+    ) || RECORD_FIELDS.contains(&name)
+    {
+        return None;
+    }
+    let string = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let values = match &p.operator {
+        Operator::Compare(CompareOp::Eq, v) => vec![string(v)?],
+        Operator::In {
+            values,
+            negated: false,
+        } => values.iter().map(string).collect::<Option<_>>()?,
+        _ => return None,
+    };
+    Some((name.to_owned(), values))
 }
 
 fn nanos(v: &Value) -> Option<i64> {
@@ -412,9 +472,11 @@ impl Lister<'_> {
         token: &[u8],
     ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), Status> {
         let after = PageToken::decode_token(token)?;
-        let (filter, _) = store_filter(self.query);
+        let (filter, covered) = store_filter(self.query, self.store.filters_keywords());
         let rows = if self.query.order_by.is_empty() {
-            self.default_order_page(&filter, after.as_ref(), page_size)
+            // When the store applies the whole query, every record it returns is on the page.
+            let batch = if covered { page_size } else { BATCH };
+            self.default_order_page(&filter, after.as_ref(), page_size, batch)
                 .await?
         } else {
             let mut rows = Vec::new();
@@ -447,16 +509,17 @@ impl Lister<'_> {
         filter: &VisibilityFilter,
         after: Option<&PageToken>,
         page_size: usize,
+        batch_size: usize,
     ) -> Result<Vec<Row>, Status> {
         let mut cursor = after.map(PageToken::cursor);
         let mut rows = Vec::with_capacity(page_size.min(BATCH));
         loop {
             let batch = self
                 .store
-                .list_visibility(&self.namespace.id, filter, cursor.as_ref(), BATCH)
+                .list_visibility(&self.namespace.id, filter, cursor.as_ref(), batch_size)
                 .await
                 .map_err(temper_client::status::store_status)?;
-            let exhausted = batch.len() < BATCH;
+            let exhausted = batch.len() < batch_size;
             for record in batch {
                 cursor = Some(record.cursor());
                 let row = Row::new(record, self.attrs);
@@ -502,7 +565,7 @@ impl Lister<'_> {
 
     /// How many runs match, and per status when `by_status`.
     pub async fn count(&self, by_status: bool) -> Result<(u64, Vec<(i32, u64)>), Status> {
-        let (filter, covered) = store_filter(self.query);
+        let (filter, covered) = store_filter(self.query, self.store.filters_keywords());
         let err = temper_client::status::store_status;
         if covered {
             return if by_status {

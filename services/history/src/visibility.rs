@@ -22,6 +22,35 @@ fn nanos(t: Option<&temper_proto::wkt::Timestamp>) -> Option<i64> {
     })
 }
 
+/// Longest value indexed as a keyword: Keyword attributes are short; longer strings are Text
+/// values, which queries match by token, not by equality.
+const MAX_KEYWORD_BYTES: usize = 1024;
+
+/// The string values of `sa` (JSON, as every SDK writes search attributes): each string and
+/// each string of a list, as `(attribute, value)`, sorted, without duplicates.
+fn keywords(
+    sa: &temper_proto::temporal::api::common::v1::SearchAttributes,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, payload) in &sa.indexed_fields {
+        let mut push = |v: serde_json::Value| {
+            if let serde_json::Value::String(v) = v
+                && v.len() <= MAX_KEYWORD_BYTES
+            {
+                out.push((name.clone(), v));
+            }
+        };
+        match serde_json::from_slice(&payload.data) {
+            Ok(serde_json::Value::Array(items)) => items.into_iter().for_each(&mut push),
+            Ok(v) => push(v),
+            Err(_) => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The record of run `key` in state `ms`, stored as `version` (the execution's record version,
 /// which only grows).
 pub(crate) fn record(key: &ExecutionKey, ms: &pb::MutableState, version: i64) -> VisibilityRecord {
@@ -73,6 +102,12 @@ pub(crate) fn record(key: &ExecutionKey, ms: &pb::MutableState, version: i64) ->
             root.run_id
         },
         namespace_division,
+        keywords: Some(
+            info.search_attributes
+                .as_ref()
+                .map(keywords)
+                .unwrap_or_default(),
+        ),
         memo: info.memo.map(|m| m.encode_to_vec()).unwrap_or_default(),
         search_attributes: info
             .search_attributes
@@ -164,5 +199,36 @@ mod tests {
         assert_eq!(r.parent_run_id.as_deref(), Some("pr"));
         assert_eq!(r.namespace_division.as_deref(), Some("TemporalScheduler"));
         assert_eq!(r.version, 7);
+    }
+
+    #[test]
+    fn keywords_are_every_short_string_value_and_list_element() {
+        let json = |s: &str| Payload {
+            data: s.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let long = format!("\"{}\"", "x".repeat(MAX_KEYWORD_BYTES + 1));
+        let sa = SearchAttributes {
+            indexed_fields: [
+                ("Customer".to_owned(), json("\"c-1\"")),
+                ("Tags".to_owned(), json("[\"red\",\"blue\",\"red\",7]")),
+                ("Amount".to_owned(), json("2.5")),
+                ("Notes".to_owned(), json(&long)),
+                ("Broken".to_owned(), json("{not json")),
+            ]
+            .into(),
+        };
+        assert_eq!(
+            keywords(&sa),
+            vec![
+                ("Customer".to_owned(), "c-1".to_owned()),
+                ("Tags".to_owned(), "blue".to_owned()),
+                ("Tags".to_owned(), "red".to_owned()),
+            ]
+        );
+        let mut ms = state(1);
+        ms.execution_info.as_mut().expect("info").search_attributes = Some(sa);
+        assert_eq!(record(&key(), &ms, 1).keywords.map(|k| k.len()), Some(3));
+        assert_eq!(record(&key(), &state(1), 1).keywords, Some(vec![]));
     }
 }

@@ -7,7 +7,7 @@ use temper_persistence::StoreError;
 use crate::pool::OpenError;
 
 /// `(version, script)`, ascending. Append new scripts; never edit a released one.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../schema/sqlite/0001_initial.sql")),
     (
         2,
@@ -16,6 +16,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../schema/sqlite/0003_visibility.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../schema/sqlite/0004_visibility_indexes.sql"),
     ),
 ];
 

@@ -81,6 +81,8 @@ macro_rules! __persistence_visibility_all {
             case_visibility_default_order_and_keyset_paging,
             case_visibility_filters_and_counts,
             case_visibility_deleted_with_the_execution,
+            case_visibility_counts_follow_every_change,
+            case_visibility_keyword_filters,
         );
     };
 }

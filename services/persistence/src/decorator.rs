@@ -566,6 +566,10 @@ impl<H: Around> VisibilityStore for Decorated<H> {
         let call = self.inner.visibility.delete_visibility(key);
         self.call(Operation::DeleteVisibility, call).await
     }
+
+    fn filters_keywords(&self) -> bool {
+        self.inner.visibility.filters_keywords()
+    }
 }
 
 #[cfg(test)]

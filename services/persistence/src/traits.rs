@@ -279,6 +279,12 @@ pub trait VisibilityStore: Send + Sync {
 
     /// Remove one run's record; removing a missing one is not an error.
     async fn delete_visibility(&self, key: &ExecutionKey) -> Result<(), StoreError>;
+
+    /// Whether this store applies [`crate::VisibilityFilter::keywords`] (from an index);
+    /// callers give keyword conditions only to stores that do.
+    fn filters_keywords(&self) -> bool {
+        false
+    }
 }
 
 /// Every store a node needs, as trait objects.

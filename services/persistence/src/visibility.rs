@@ -39,6 +39,11 @@ pub struct VisibilityRecord {
     /// Encoded `temporal.api.common.v1.SearchAttributes` (the custom and settable system
     /// attributes the run carries).
     pub search_attributes: Vec<u8>,
+    /// The string values of the run's search attributes, as `(attribute, value)`: each
+    /// string value and each string of a list, which a store may index so that equality on
+    /// Keyword and KeywordList attributes needs no scan. Built from `search_attributes` by
+    /// the history service; `None` for records written before stores indexed them.
+    pub keywords: Option<Vec<(String, String)>>,
     /// Increases with every write of the run; a write with a version not above the stored
     /// one changes nothing, so an older record never replaces a newer one.
     pub version: i64,
@@ -98,6 +103,11 @@ pub struct VisibilityFilter {
     pub close_time_max_ns: Option<i64>,
     /// Only runs without a `TemporalNamespaceDivision`.
     pub no_namespace_division: bool,
+    /// For each `(attribute, values)`: the run has a keyword of that attribute equal to one
+    /// of the values. Only given to stores whose [`crate::VisibilityStore::filters_keywords`]
+    /// is true. A record whose `keywords` is `None` (written before they were indexed)
+    /// passes: the caller checks every record against the whole query anyway.
+    pub keywords: Vec<(String, Vec<String>)>,
 }
 
 impl VisibilityFilter {
@@ -125,8 +135,68 @@ impl VisibilityFilter {
                 None => self.close_time_min_ns.is_none() && self.close_time_max_ns.is_none(),
             }
             && (!self.no_namespace_division || r.namespace_division.is_none())
+            && self.keywords.iter().all(|(name, values)| {
+                r.keywords.as_ref().is_none_or(|k| {
+                    k.iter()
+                        .any(|(n, v)| n == name && values.iter().any(|x| x == v))
+                })
+            })
     }
 }
 
 /// How many runs of each status matched, ordered by status.
 pub type StatusCounts = Vec<(i32, u64)>;
+
+/// `keywords` as one byte string (each name and value as a little-endian `u32` length and
+/// its UTF-8 bytes), for stores that keep them in a column.
+pub fn encode_keywords(keywords: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in keywords.iter().flat_map(|(n, v)| [n, v]) {
+        let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&s.as_bytes()[..len as usize]);
+    }
+    out
+}
+
+/// The inverse of [`encode_keywords`]; `None` for bytes it did not write.
+pub fn decode_keywords(mut bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut next = || -> Option<String> {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        let (s, rest) = (rest.get(..len)?, rest.get(len..)?);
+        bytes = rest;
+        String::from_utf8(s.to_vec()).ok()
+    };
+    let mut out = Vec::new();
+    loop {
+        let Some(name) = next() else {
+            return bytes.is_empty().then_some(out);
+        };
+        out.push((name, next()?));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_round_trip() {
+        let k = vec![
+            ("A".to_owned(), "x".to_owned()),
+            ("B".to_owned(), String::new()),
+            ("List".to_owned(), "é and \u{1f600}".to_owned()),
+        ];
+        assert_eq!(decode_keywords(&encode_keywords(&k)), Some(k));
+        assert_eq!(decode_keywords(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn foreign_keyword_bytes_are_refused() {
+        let bytes = encode_keywords(&[("A".to_owned(), "x".to_owned())]);
+        assert_eq!(decode_keywords(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(decode_keywords(&bytes[..5]), None);
+        assert_eq!(decode_keywords(&[1, 0, 0, 0, 0xff, 0, 0, 0, 0]), None);
+    }
+}

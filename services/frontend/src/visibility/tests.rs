@@ -51,6 +51,12 @@ fn record(status: i32, close: Option<i64>) -> VisibilityRecord {
         namespace_division: None,
         memo: Vec::new(),
         search_attributes: sa.encode_to_vec(),
+        keywords: Some(vec![
+            ("CustomerId".into(), "c-1".into()),
+            ("Due".into(), "2024-05-01T10:00:00Z".into()),
+            ("Tags".into(), "blue".into()),
+            ("Tags".into(), "red".into()),
+        ]),
         version: 1,
     }
 }
@@ -94,7 +100,7 @@ fn simple_conjunctions_are_pushed_down_whole() {
         &a,
     )
     .expect("query");
-    let (f, covered) = store_filter(&q);
+    let (f, covered) = store_filter(&q, true);
     assert!(covered);
     assert_eq!(f.statuses, Some(vec![2, 3]));
     assert_eq!(f.workflow_type.as_deref(), Some("Order"));
@@ -103,15 +109,52 @@ fn simple_conjunctions_are_pushed_down_whole() {
     assert!(f.no_namespace_division);
 
     let q = parse("WorkflowType = 'a' OR WorkflowType = 'b'", &a).expect("query");
-    let (f, covered) = store_filter(&q);
+    let (f, covered) = store_filter(&q, true);
     assert!(!covered);
     assert_eq!(f.workflow_type, None);
     assert!(f.no_namespace_division);
 
     let q = parse("CustomerId = 'x' AND ExecutionStatus = 'Running'", &a).expect("query");
-    let (f, covered) = store_filter(&q);
+    let (f, covered) = store_filter(&q, true);
     assert!(!covered);
     assert_eq!(f.statuses, Some(vec![1]));
+}
+
+#[test]
+fn keyword_equality_narrows_stores_that_index_keywords() {
+    let a = attrs();
+    let q = parse(
+        "CustomerId = 'x' AND Tags IN ('red', 'blue') AND WorkflowId = 'w' \
+         AND CustomerId != 'y' AND Amount = 2.5",
+        &a,
+    )
+    .expect("query");
+    let (f, covered) = store_filter(&q, true);
+    assert!(
+        !covered,
+        "keyword conditions are re-checked, never counted as covered"
+    );
+    assert_eq!(
+        f.keywords,
+        vec![
+            ("CustomerId".to_owned(), vec!["x".to_owned()]),
+            ("Tags".to_owned(), vec!["red".to_owned(), "blue".to_owned()]),
+        ]
+    );
+    assert_eq!(f.workflow_id.as_deref(), Some("w"));
+    // Not under OR or NOT, and never for a store without the index.
+    let q = parse("CustomerId = 'x' OR Tags = 'red'", &a).expect("query");
+    assert!(store_filter(&q, true).0.keywords.is_empty());
+    let q = parse("CustomerId = 'x'", &a).expect("query");
+    assert!(store_filter(&q, false).0.keywords.is_empty());
+    // A record passes the narrowing exactly when it has one of the values.
+    let r = record(2, Some(3_000_000_000));
+    let q = parse("CustomerId = 'c-1' AND Tags = 'red'", &a).expect("query");
+    assert!(store_filter(&q, true).0.matches(&r));
+    let q = parse("Tags IN ('green', 'blue')", &a).expect("query");
+    assert!(store_filter(&q, true).0.matches(&r));
+    let q = parse("CustomerId = 'c-2'", &a).expect("query");
+    assert!(!store_filter(&q, true).0.matches(&r));
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub(crate) fn record(
         namespace_division: None,
         memo: b"memo".to_vec(),
         search_attributes: b"attrs".to_vec(),
+        keywords: Some(vec![]),
         version,
     }
 }
@@ -296,4 +297,174 @@ pub async fn case_visibility_deleted_with_the_execution(p: &Persistence) {
         .expect("deleting twice");
     let got = list_all(p, &VisibilityFilter::default(), 10).await;
     assert!(got.is_empty(), "{got:?}");
+}
+
+/// Per-status counts of the runs users see, after starts, closes, a late older write,
+/// a run turning divided, and deletes.
+pub async fn case_visibility_counts_follow_every_change(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    let visible_runs = VisibilityFilter {
+        no_namespace_division: true,
+        ..Default::default()
+    };
+    let counts = |filter: VisibilityFilter| async move {
+        p.visibility
+            .count_visibility_by_status(&ns(), &filter)
+            .await
+            .expect("count by status")
+    };
+    for (wf, run) in [("a", "r-a"), ("b", "r-b"), ("c", "r-c")] {
+        let mut w = create(wf, run, vec![]);
+        w.visibility = Some(record(wf, run, 10, None, 1));
+        p.executions
+            .commit(SHARD, range, &[w])
+            .await
+            .expect("commit");
+    }
+    assert_eq!(counts(visible_runs.clone()).await, vec![(RUNNING, 3)]);
+
+    let write = |r: VisibilityRecord| async move {
+        let key = r.key();
+        let mut w = update(&key.workflow_id, &key.run_id, r.version - 1, vec![]);
+        w.visibility = Some(r);
+        p.executions
+            .commit(SHARD, range, &[w])
+            .await
+            .expect("commit");
+    };
+    write(record("a", "r-a", 10, Some(20), 2)).await;
+    let mut failed = record("b", "r-b", 10, Some(30), 2);
+    failed.status = FAILED;
+    write(failed).await;
+    assert_eq!(
+        counts(visible_runs.clone()).await,
+        vec![(RUNNING, 1), (COMPLETED, 1), (FAILED, 1)]
+    );
+    let only_closed = VisibilityFilter {
+        statuses: Some(vec![COMPLETED, FAILED]),
+        ..visible_runs.clone()
+    };
+    assert_eq!(
+        counts(only_closed.clone()).await,
+        vec![(COMPLETED, 1), (FAILED, 1)]
+    );
+    assert_eq!(
+        p.visibility
+            .count_visibility(&ns(), &only_closed)
+            .await
+            .expect("count"),
+        2
+    );
+
+    // A run that gains a namespace division leaves the counts users see.
+    let mut divided = record("c", "r-c", 10, None, 2);
+    divided.namespace_division = Some("TemporalScheduler".to_owned());
+    write(divided).await;
+    assert_eq!(
+        counts(visible_runs.clone()).await,
+        vec![(COMPLETED, 1), (FAILED, 1)]
+    );
+    assert_eq!(
+        counts(VisibilityFilter::default()).await,
+        vec![(RUNNING, 1), (COMPLETED, 1), (FAILED, 1)]
+    );
+
+    p.executions
+        .delete_execution(SHARD, range, &key("a", "r-a"))
+        .await
+        .expect("delete");
+    assert_eq!(counts(visible_runs).await, vec![(FAILED, 1)]);
+}
+
+/// Keyword conditions, for stores that index keywords: equality and "one of", on the
+/// current keywords of each run only.
+pub async fn case_visibility_keyword_filters(p: &Persistence) {
+    if !p.visibility.filters_keywords() {
+        eprintln!("this store does not filter on keywords; nothing to check");
+        return;
+    }
+    let range = acquire(p, SHARD).await;
+    let with = |wf: &str, version: i64, keywords: &[(&str, &str)]| {
+        let mut r = record(wf, &format!("r-{wf}"), 10, None, version);
+        r.keywords = Some(
+            keywords
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        r
+    };
+    let records = [
+        with("a", 1, &[("Customer", "c-1"), ("Tags", "red")]),
+        with(
+            "b",
+            1,
+            &[("Customer", "c-2"), ("Tags", "red"), ("Tags", "blue")],
+        ),
+        with("c", 1, &[]),
+    ];
+    for r in &records {
+        let mut w = create(&r.workflow_id, &r.run_id, vec![]);
+        w.visibility = Some(r.clone());
+        p.executions
+            .commit(SHARD, range, &[w])
+            .await
+            .expect("commit");
+    }
+    let runs = |keywords: &[(&str, &[&str])]| {
+        let filter = VisibilityFilter {
+            keywords: keywords
+                .iter()
+                .map(|(n, vs)| {
+                    (
+                        (*n).to_owned(),
+                        vs.iter().map(|v| (*v).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        async move {
+            let got = list_all(p, &filter, 1).await;
+            assert!(got.iter().all(|r| filter.matches(r)), "{filter:?}");
+            let mut ids: Vec<String> = got.into_iter().map(|r| r.workflow_id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(runs(&[("Customer", &["c-1"])]).await, ["a"]);
+    assert_eq!(runs(&[("Tags", &["red"])]).await, ["a", "b"]);
+    assert_eq!(runs(&[("Tags", &["blue", "green"])]).await, ["b"]);
+    assert_eq!(
+        runs(&[("Tags", &["red"]), ("Customer", &["c-2"])]).await,
+        ["b"]
+    );
+    assert!(runs(&[("Customer", &["red"])]).await.is_empty());
+
+    // A newer write replaces the run's keywords; an older one changes nothing.
+    let mut w = update("a", "r-a", 1, vec![]);
+    w.visibility = Some(with("a", 2, &[("Customer", "c-9")]));
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("commit");
+    let mut w = update("a", "r-a", 2, vec![]);
+    w.visibility = Some(with("a", 1, &[("Customer", "c-1")]));
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("commit");
+    assert_eq!(
+        visible(p, "a", "r-a").await.and_then(|r| r.keywords),
+        Some(vec![("Customer".to_owned(), "c-9".to_owned())])
+    );
+    assert_eq!(runs(&[("Tags", &["red"])]).await, ["b"]);
+    assert_eq!(runs(&[("Customer", &["c-9"])]).await, ["a"]);
+    assert!(runs(&[("Customer", &["c-1"])]).await.is_empty());
+
+    p.visibility
+        .delete_visibility(&key("b", "r-b"))
+        .await
+        .expect("delete");
+    assert!(runs(&[("Tags", &["blue"])]).await.is_empty());
 }
