@@ -325,7 +325,6 @@ impl CassandraStore {
         statements: Vec<(Stmt, Values)>,
     ) -> Result<(), CommitError> {
         let rows = match self
-
             .batch(&format!("commit to shard {shard_id}"), statements)
             .await
         {
@@ -515,8 +514,10 @@ impl ExecutionStore for CassandraStore {
             return Err(conflict);
         }
         let shard = shard_key(shard_id)?;
-        let records: Vec<&temper_persistence::VisibilityRecord> =
-            writes.iter().filter_map(|w| w.visibility.as_ref()).collect();
+        let records: Vec<&temper_persistence::VisibilityRecord> = writes
+            .iter()
+            .filter_map(|w| w.visibility.as_ref())
+            .collect();
         let keys = self.inner.outbox.reserve(shard, records.len());
         let mut statements = commit::statements(shard, range_id, writes);
         statements.extend(
@@ -524,7 +525,9 @@ impl ExecutionStore for CassandraStore {
                 .zip(&records)
                 .map(|(key, record)| crate::visibility::outbox_row(shard, *key, record)),
         );
-        let result = self.commit_batch(shard_id, shard, range_id, writes, statements).await;
+        let result = self
+            .commit_batch(shard_id, shard, range_id, writes, statements)
+            .await;
         match &result {
             Ok(()) => self.after_commit(shard, &keys, &records).await,
             // Not applied, certainly.

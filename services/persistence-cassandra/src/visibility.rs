@@ -57,7 +57,9 @@ pub struct VisibilityReadTotals {
 /// The directory entries written recently by this process, so each hour's entry is
 /// written once per process rather than with every close.
 #[derive(Debug, Default)]
-pub(crate) struct WrittenBuckets(std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>);
+pub(crate) struct WrittenBuckets(
+    std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>,
+);
 
 impl WrittenBuckets {
     /// Whether the entry still needs writing (and remember it as written).
@@ -70,12 +72,19 @@ impl WrittenBuckets {
     }
 
     fn forget(&self, entry: &(String, String, i64)) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(entry);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(entry);
     }
 }
 
 /// The outbox row of a commit's visibility record.
-pub(crate) fn outbox_row(shard: i32, key: TaskKey, record: &VisibilityRecord) -> (Stmt, crate::rows::Values) {
+pub(crate) fn outbox_row(
+    shard: i32,
+    key: TaskKey,
+    record: &VisibilityRecord,
+) -> (Stmt, crate::rows::Values) {
     (
         Stmt::InsertTask,
         RowKey::visibility_outbox(shard, key)
@@ -138,17 +147,19 @@ impl CassandraStore {
                 if self.inner.visibility_buckets.first_time(entry.clone()) {
                     writes.push((
                         Stmt::InsertVisibilityBucket,
-                        vec![Some(text(&entry.0)), Some(text(&entry.1)), Some(bigint(bucket))],
+                        vec![
+                            Some(text(&entry.0)),
+                            Some(text(&entry.1)),
+                            Some(bigint(bucket)),
+                        ],
                     ));
                     entries.push(entry);
                 }
             }
         }
-        let result = try_join_all(
-            writes
-                .iter()
-                .map(|(stmt, values)| self.execute_nullable("writing a visibility record", *stmt, values)),
-        )
+        let result = try_join_all(writes.iter().map(|(stmt, values)| {
+            self.execute_nullable("writing a visibility record", *stmt, values)
+        }))
         .await;
         if result.is_err() {
             for entry in &entries {
@@ -257,11 +268,9 @@ impl CassandraStore {
             return Ok(());
         };
         let deletes = layout::delete_statements(&record);
-        try_join_all(
-            deletes
-                .iter()
-                .map(|(stmt, values)| self.execute_nullable("deleting a visibility record", *stmt, values)),
-        )
+        try_join_all(deletes.iter().map(|(stmt, values)| {
+            self.execute_nullable("deleting a visibility record", *stmt, values)
+        }))
         .await
         .map(drop)
     }
@@ -362,7 +371,11 @@ impl VisibilityStore for CassandraStore {
         namespace_id: &NamespaceId,
         filter: &VisibilityFilter,
     ) -> Result<u64, StoreError> {
-        Ok(self.count_matching(namespace_id, filter).await?.values().sum())
+        Ok(self
+            .count_matching(namespace_id, filter)
+            .await?
+            .values()
+            .sum())
     }
 
     async fn count_visibility_by_status(
@@ -387,4 +400,81 @@ impl VisibilityStore for CassandraStore {
     async fn delete_visibility(&self, key: &ExecutionKey) -> Result<(), StoreError> {
         self.retire_visibility(key).await
     }
+}
+
+/// Values for every visibility statement, for the schema checks of `statements.rs`.
+#[cfg(test)]
+pub(crate) fn statement_samples() -> Vec<(Stmt, crate::rows::Values)> {
+    let full = VisibilityRecord {
+        namespace_id: NamespaceId("ns".into()),
+        workflow_id: "wf".into(),
+        run_id: "run".into(),
+        workflow_type: "type".into(),
+        task_queue: "queue".into(),
+        status: 2,
+        start_time_ns: 1,
+        execution_time_ns: 1,
+        close_time_ns: Some(2),
+        history_length: 3,
+        history_size_bytes: 4,
+        state_transition_count: 5,
+        parent_workflow_id: Some("parent".into()),
+        parent_run_id: Some("parent-run".into()),
+        root_workflow_id: "wf".into(),
+        root_run_id: "run".into(),
+        namespace_division: Some("division".into()),
+        memo: b"memo".to_vec(),
+        search_attributes: b"attrs".to_vec(),
+        version: 7,
+    };
+    let partition = [text("ns"), text("*"), bigint(0)];
+    let mut nullable = layout::write_statements(&full);
+    nullable.extend(layout::delete_statements(&full));
+    nullable.push(layout::upsert(
+        Stmt::UpsertVisibilityOpen,
+        &full,
+        &partition,
+    ));
+    let mut out: Vec<(Stmt, crate::rows::Values)> = nullable
+        .into_iter()
+        .map(|(stmt, values)| {
+            let values = values
+                .into_iter()
+                .map(|v| v.expect("the sample record sets every field"))
+                .collect();
+            (stmt, values)
+        })
+        .collect();
+    out.push(outbox_row(3, TaskKey::immediate(1), &full));
+    out.push((
+        Stmt::SelectVisibilityOutbox,
+        vec![
+            int(3),
+            int(row_type::VISIBILITY_OUTBOX),
+            text(executions::UNUSED),
+            text(executions::UNUSED),
+            text(executions::UNUSED),
+            bigint(10),
+        ],
+    ));
+    out.push((
+        Stmt::InsertVisibilityBucket,
+        vec![text("ns"), text("*"), bigint(0)],
+    ));
+    out.push((
+        Stmt::SelectVisibilityBuckets,
+        vec![text("ns"), text("*"), bigint(0), bigint(10)],
+    ));
+    out.push((
+        Stmt::SelectVisibilityRun,
+        vec![text("ns"), text("wf"), text("run")],
+    ));
+    out.push((Stmt::SelectVisibilityWorkflow, vec![text("ns"), text("wf")]));
+    for stmt in [Stmt::SelectVisibilityOpen, Stmt::SelectVisibilityClosed] {
+        out.push((
+            stmt,
+            vec![text("ns"), text("*"), bigint(0), bigint(0), bigint(10)],
+        ));
+    }
+    out
 }

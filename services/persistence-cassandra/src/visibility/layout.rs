@@ -63,7 +63,8 @@ pub(crate) fn open_bucket(run_id: &str) -> i64 {
 
 /// The closed bucket holding close time `t` (the start of its hour).
 pub(crate) fn closed_bucket(t: i64) -> i64 {
-    t.div_euclid(CLOSED_BUCKET_NS).saturating_mul(CLOSED_BUCKET_NS)
+    t.div_euclid(CLOSED_BUCKET_NS)
+        .saturating_mul(CLOSED_BUCKET_NS)
 }
 
 fn open_scopes(r: &VisibilityRecord) -> [String; 2] {
@@ -107,7 +108,11 @@ fn record_values(r: &VisibilityRecord) -> NullableValues {
     ]
 }
 
-fn upsert(stmt: Stmt, r: &VisibilityRecord, partition: &[CqlValue]) -> (Stmt, NullableValues) {
+pub(crate) fn upsert(
+    stmt: Stmt,
+    r: &VisibilityRecord,
+    partition: &[CqlValue],
+) -> (Stmt, NullableValues) {
     let mut values = set(partition.to_vec());
     values.extend(record_values(r));
     values.push(Some(bigint(r.version)));

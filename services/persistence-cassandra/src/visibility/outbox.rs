@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_ne!(keys[0], keys[1]);
         assert_eq!(outbox.removable_before(1), keys[0].fire_time_ms);
-        assert!(outbox.removable_before(2) >= before, "other shards are free");
+        assert!(
+            outbox.removable_before(2) >= before,
+            "other shards are free"
+        );
         outbox.fail(1, &keys[..1]);
         outbox.finish(1, &keys[1..]);
         assert!(outbox.needs_replay(1));
