@@ -58,7 +58,9 @@ async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
     let report = schema::migrate(config.clone()).await.expect("migrate");
     assert_eq!((report.from, report.to), (1, LATEST_SCHEMA_VERSION));
     assert_eq!(report.applied, vec![2]);
-    let again = schema::migrate(config.clone()).await.expect("migrate again");
+    let again = schema::migrate(config.clone())
+        .await
+        .expect("migrate again");
     assert!(again.applied.is_empty());
     CassandraStore::connect(config.clone())
         .await
