@@ -239,6 +239,18 @@ statements! {
          WHERE namespace_id = ? AND scope = ? AND bucket = ? AND start_time_ns >= ? \
          AND start_time_ns <= ?"
     );
+    /// What a count needs of an open row (no memo or search attributes).
+    CountVisibilityOpen: Read =
+        "SELECT namespace_id, workflow_id, run_id, workflow_type, status, start_time_ns, \
+         close_time_ns, namespace_division FROM {ks}.visibility_open \
+         WHERE namespace_id = ? AND scope = ? AND bucket = ? AND start_time_ns >= ? \
+         AND start_time_ns <= ?";
+    /// What a count needs of a closed row.
+    CountVisibilityClosed: Read =
+        "SELECT namespace_id, workflow_id, run_id, workflow_type, status, start_time_ns, \
+         close_time_ns, namespace_division FROM {ks}.visibility_closed \
+         WHERE namespace_id = ? AND scope = ? AND bucket = ? AND close_time_ns >= ? \
+         AND close_time_ns <= ?";
     SelectVisibilityClosed: Read = concat!(
         "SELECT namespace_id, ", vis_columns!(), " FROM {ks}.visibility_closed \
          WHERE namespace_id = ? AND scope = ? AND bucket = ? AND close_time_ns >= ? \

@@ -329,7 +329,7 @@ impl CassandraStore {
     ) -> Result<std::collections::BTreeMap<i32, u64>, StoreError> {
         let mut groups = std::collections::BTreeMap::new();
         let stats = self
-            .walk_visibility(namespace_id, filter, None, 1000, |r| {
+            .walk_visibility(namespace_id, filter, None, 1000, true, |r| {
                 *groups.entry(r.status).or_insert(0) += 1;
                 ControlFlow::Continue(())
             })
@@ -353,7 +353,7 @@ impl VisibilityStore for CassandraStore {
             return Ok(out);
         }
         let stats = self
-            .walk_visibility(namespace_id, filter, after, limit, |r| {
+            .walk_visibility(namespace_id, filter, after, limit, false, |r| {
                 out.push(r);
                 if out.len() >= limit {
                     ControlFlow::Break(())
@@ -470,7 +470,12 @@ pub(crate) fn statement_samples() -> Vec<(Stmt, crate::rows::Values)> {
         vec![text("ns"), text("wf"), text("run")],
     ));
     out.push((Stmt::SelectVisibilityWorkflow, vec![text("ns"), text("wf")]));
-    for stmt in [Stmt::SelectVisibilityOpen, Stmt::SelectVisibilityClosed] {
+    for stmt in [
+        Stmt::SelectVisibilityOpen,
+        Stmt::SelectVisibilityClosed,
+        Stmt::CountVisibilityOpen,
+        Stmt::CountVisibilityClosed,
+    ] {
         out.push((
             stmt,
             vec![text("ns"), text("*"), bigint(0), bigint(0), bigint(10)],

@@ -215,6 +215,33 @@ pub(crate) fn delete_statements(r: &VisibilityRecord) -> Vec<(Stmt, NullableValu
     out
 }
 
+/// The fields a filter looks at, from a count's row (the others are left empty).
+pub(crate) fn decode_brief(row: &RowView<'_>) -> Result<VisibilityRecord, StoreError> {
+    let start = row.bigint("start_time_ns")?;
+    Ok(VisibilityRecord {
+        namespace_id: temper_types::NamespaceId(row.text("namespace_id")?.to_owned()),
+        workflow_id: row.text("workflow_id")?.to_owned(),
+        run_id: row.text("run_id")?.to_owned(),
+        workflow_type: row.text("workflow_type")?.to_owned(),
+        task_queue: String::new(),
+        status: row.int("status")?,
+        start_time_ns: start,
+        execution_time_ns: start,
+        close_time_ns: row.opt_bigint("close_time_ns")?,
+        history_length: 0,
+        history_size_bytes: 0,
+        state_transition_count: 0,
+        parent_workflow_id: None,
+        parent_run_id: None,
+        root_workflow_id: String::new(),
+        root_run_id: String::new(),
+        namespace_division: row.opt_text("namespace_division")?.map(str::to_owned),
+        memo: Vec::new(),
+        search_attributes: Vec::new(),
+        version: 0,
+    })
+}
+
 /// A record from a row of any visibility table.
 pub(crate) fn decode(row: &RowView<'_>) -> Result<VisibilityRecord, StoreError> {
     let owned = |v: Option<&str>| v.map(str::to_owned);

@@ -94,8 +94,16 @@ impl Stream {
                 .await?;
             stats.pages += 1;
             stats.rows += rows.len() as u64;
+            let brief = matches!(
+                self.stmt,
+                Stmt::CountVisibilityOpen | Stmt::CountVisibilityClosed
+            );
             for row in rows.iter() {
-                self.buffer.push_back(layout::decode(&row)?);
+                self.buffer.push_back(if brief {
+                    layout::decode_brief(&row)?
+                } else {
+                    layout::decode(&row)?
+                });
             }
             self.paging = next;
         }
@@ -201,13 +209,15 @@ impl Plan {
 
 impl CassandraStore {
     /// Visit the records of `namespace_id` passing `filter`, strictly after `after`, in the
-    /// default order, until `visit` breaks. Returns what was read.
+    /// default order, until `visit` breaks. Returns what was read. `brief` records carry
+    /// only what a filter looks at (for counting).
     pub(crate) async fn walk_visibility(
         &self,
         namespace_id: &NamespaceId,
         filter: &VisibilityFilter,
         after_cursor: Option<&VisibilityCursor>,
         page_size: usize,
+        brief: bool,
         mut visit: impl FnMut(VisibilityRecord) -> ControlFlow<()>,
     ) -> Result<VisibilityReadStats, StoreError> {
         let mut stats = VisibilityReadStats::default();
@@ -258,7 +268,11 @@ impl CassandraStore {
             let streams = (0..OPEN_BUCKETS)
                 .map(|bucket| {
                     Stream::new(
-                        Stmt::SelectVisibilityOpen,
+                        if brief {
+                            Stmt::CountVisibilityOpen
+                        } else {
+                            Stmt::SelectVisibilityOpen
+                        },
                         values(vec![
                             ns.clone(),
                             text(scope),
@@ -309,7 +323,11 @@ impl CassandraStore {
             let mut streams = Vec::new();
             while i < buckets.len() && buckets[i].0 == bucket {
                 streams.push(Stream::new(
-                    Stmt::SelectVisibilityClosed,
+                    if brief {
+                        Stmt::CountVisibilityClosed
+                    } else {
+                        Stmt::SelectVisibilityClosed
+                    },
                     values(vec![
                         ns.clone(),
                         text(&buckets[i].1),
