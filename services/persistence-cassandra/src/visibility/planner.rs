@@ -37,6 +37,9 @@ pub struct VisibilityReadStats {
     pub rows: u64,
 }
 
+/// How far a run's close time may be before its start time (clocks of different nodes).
+const CLOCK_MARGIN_NS: i64 = 60 * 1_000_000_000;
+
 /// Closed statuses (Temporal's Completed .. TimedOut); anything else may be open.
 fn is_closed_status(s: i32) -> bool {
     (2..=7).contains(&s)
@@ -189,8 +192,12 @@ impl Plan {
         if let Some(c) = after.filter(|c| c.close_time_ns.is_none()) {
             start_max = start_max.min(c.start_time_ns);
         }
-        // A run closes after it starts: a start-time lower bound bounds the close time too.
-        let close_min = filter.close_time_min_ns.unwrap_or(i64::MIN).max(start_min);
+        // A run closes after it starts, so a start-time lower bound bounds the close time too,
+        // less a margin for the clocks of the nodes that started and closed it.
+        let close_min = filter
+            .close_time_min_ns
+            .unwrap_or(i64::MIN)
+            .max(start_min.saturating_sub(CLOCK_MARGIN_NS));
         let mut close_max = filter.close_time_max_ns.unwrap_or(i64::MAX);
         if let Some(c) = after.and_then(|c| c.close_time_ns) {
             close_max = close_max.min(c);
@@ -404,11 +411,18 @@ mod tests {
         };
         let plan = Plan::new(&f, Some(&cursor(None, 500, "r")));
         assert_eq!((plan.start_min, plan.start_max), (100, 500));
-        assert_eq!(plan.close_min, 100, "closes come after starts");
+        assert_eq!(
+            plan.close_min,
+            100 - CLOCK_MARGIN_NS,
+            "closes come after starts"
+        );
 
         let plan = Plan::new(&f, Some(&cursor(Some(900), 500, "r")));
         assert_eq!(plan.open_scope, None, "past the open runs");
-        assert_eq!((plan.close_min, plan.close_max), (100, 900));
+        assert_eq!(
+            (plan.close_min, plan.close_max),
+            (100 - CLOCK_MARGIN_NS, 900)
+        );
 
         let by_close = VisibilityFilter {
             close_time_max_ns: Some(50),
