@@ -150,11 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ranges.push(held);
     }
 
-    let now_ns = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos(),
-    )?;
+    let now_ns = temper_types::wall_clock_millis().saturating_mul(1_000_000);
     let filled = Instant::now();
     let mut per_shard: Vec<Vec<ExecutionWrite>> = vec![Vec::new(); SHARDS as usize];
     for i in 0..closed + running {
