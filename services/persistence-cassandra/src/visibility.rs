@@ -38,6 +38,11 @@ use crate::rows::{ENCODING, Rows, bigint, int, text};
 use crate::statements::Stmt;
 use crate::{CassandraStore, executions};
 
+/// Partitions one visibility query read (histogram, label `query`: `list` or `count`).
+pub const PARTITIONS_READ: &str = "temper_visibility_partitions_read";
+/// Rows one visibility query read before the in-memory filter (histogram, label `query`).
+pub const ROWS_READ: &str = "temper_visibility_rows_read";
+
 /// What visibility reads cost since the store was created, for benchmarks and metrics.
 #[derive(Debug, Default)]
 pub(crate) struct ReadCounters {
@@ -293,7 +298,9 @@ impl CassandraStore {
         rows.first().map(|row| layout::decode(&row)).transpose()
     }
 
-    fn count_reads(&self, what: &str, stats: VisibilityReadStats) {
+    fn count_reads(&self, what: &'static str, stats: VisibilityReadStats) {
+        metrics::histogram!(PARTITIONS_READ, "query" => what).record(stats.partitions as f64);
+        metrics::histogram!(ROWS_READ, "query" => what).record(stats.rows as f64);
         let c = &self.inner.visibility_reads;
         c.queries.fetch_add(1, Ordering::Relaxed);
         c.partitions.fetch_add(stats.partitions, Ordering::Relaxed);
