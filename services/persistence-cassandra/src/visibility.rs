@@ -59,28 +59,32 @@ pub struct VisibilityReadTotals {
     pub reads: VisibilityReadStats,
 }
 
-/// The directory entries written recently by this process, so each hour's entry is
-/// written once per process rather than with every close.
+/// The directory entries this process knows are stored, so each hour's entry is written
+/// once per process rather than with every close. An entry counts only once its write
+/// succeeded: until then every close of that hour writes it too (it is idempotent), so a
+/// commit never returns before the directory points at its closed rows.
 #[derive(Debug, Default)]
 pub(crate) struct WrittenBuckets(
     std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>,
 );
 
 impl WrittenBuckets {
-    /// Whether the entry still needs writing (and remember it as written).
-    fn first_time(&self, entry: (String, String, i64)) -> bool {
-        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, String, i64)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the entry may be missing from the store.
+    fn needs(&self, entry: &(String, String, i64)) -> bool {
+        !self.set().contains(entry)
+    }
+
+    /// These entries are stored.
+    fn stored(&self, entries: Vec<(String, String, i64)>) {
+        let mut set = self.set();
         if set.len() > 10_000 {
             set.clear();
         }
-        set.insert(entry)
-    }
-
-    fn forget(&self, entry: &(String, String, i64)) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(entry);
+        set.extend(entries);
     }
 }
 
@@ -149,7 +153,7 @@ impl CassandraStore {
             writes.extend(layout::write_statements(r));
             for (scope, bucket) in layout::directory_entries(r) {
                 let entry = (r.namespace_id.0.clone(), scope, bucket);
-                if self.inner.visibility_buckets.first_time(entry.clone()) {
+                if self.inner.visibility_buckets.needs(&entry) {
                     writes.push((
                         Stmt::InsertVisibilityBucket,
                         vec![
@@ -162,16 +166,12 @@ impl CassandraStore {
                 }
             }
         }
-        let result = try_join_all(writes.iter().map(|(stmt, values)| {
+        try_join_all(writes.iter().map(|(stmt, values)| {
             self.execute_nullable("writing a visibility record", *stmt, values)
         }))
-        .await;
-        if result.is_err() {
-            for entry in &entries {
-                self.inner.visibility_buckets.forget(entry);
-            }
-        }
-        result.map(drop)
+        .await?;
+        self.inner.visibility_buckets.stored(entries);
+        Ok(())
     }
 
     /// After a commit batch: write its records, then let the outbox forget them. A failure
