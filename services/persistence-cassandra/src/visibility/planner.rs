@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
+use futures::future::try_join_all;
 use scylla::response::PagingState;
 use scylla::value::CqlValue;
 use temper_persistence::{StoreError, VisibilityCursor, VisibilityFilter, VisibilityRecord};
@@ -78,16 +79,17 @@ impl Stream {
         }
     }
 
-    /// Make sure the buffer holds a record unless the partition is done.
+    /// Make sure the buffer holds a record unless the partition is done; returns what it
+    /// read.
     async fn fill(
         &mut self,
         store: &CassandraStore,
         page_size: i32,
-        stats: &mut VisibilityReadStats,
-    ) -> Result<(), StoreError> {
+    ) -> Result<VisibilityReadStats, StoreError> {
+        let mut stats = VisibilityReadStats::default();
         while self.buffer.is_empty() {
             let Some(paging) = self.paging.take() else {
-                return Ok(());
+                return Ok(stats);
             };
             if paging_is_start(&paging) {
                 stats.partitions += 1;
@@ -110,7 +112,15 @@ impl Stream {
             }
             self.paging = next;
         }
-        Ok(())
+        Ok(stats)
+    }
+}
+
+impl VisibilityReadStats {
+    fn add(&mut self, other: VisibilityReadStats) {
+        self.partitions += other.partitions;
+        self.pages += other.pages;
+        self.rows += other.rows;
     }
 }
 
@@ -127,10 +137,14 @@ async fn merge(
     stats: &mut VisibilityReadStats,
     visit: &mut impl FnMut(VisibilityRecord) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>, StoreError> {
+    // The first page of every partition at once; later pages as the merge needs them.
+    for read in try_join_all(streams.iter_mut().map(|s| s.fill(store, page_size))).await? {
+        stats.add(read);
+    }
     loop {
         let mut best: Option<usize> = None;
         for i in 0..streams.len() {
-            streams[i].fill(store, page_size, stats).await?;
+            stats.add(streams[i].fill(store, page_size).await?);
             let Some(head) = streams[i].buffer.front() else {
                 continue;
             };
@@ -246,7 +260,7 @@ impl CassandraStore {
             );
             let mut all = Vec::new();
             loop {
-                stream.fill(self, page_size, &mut stats).await?;
+                stats.add(stream.fill(self, page_size).await?);
                 let Some(r) = stream.buffer.pop_front() else {
                     break;
                 };
