@@ -305,3 +305,25 @@ async def test_roles_on_separate_nodes(tmp_path: Path) -> None:
         await check_exactly_once(client, load)
     finally:
         cluster.kill_all()
+
+
+@pytest.mark.timeout(120)
+async def test_list_and_count_read_writes_made_through_another_node(cluster: Cluster) -> None:
+    """Visibility is read-your-writes across the cluster: a List or Count on any node sees the
+    runs another node started or terminated as soon as that RPC returned, without polling."""
+    await cluster.start()
+    a, b, c = [await Client.connect(cluster[n].address) for n in ("a", "b", "c")]
+    ids = [f"vis-{i}" for i in range(20)]
+    for wf_id in ids:
+        await a.start_workflow("VisAcrossNodes", id=wf_id, task_queue="tq-vis-nobody")
+    query = "WorkflowType = 'VisAcrossNodes'"
+    for client in (b, c):
+        running = client.list_workflows(f"{query} AND ExecutionStatus = 'Running'")
+        assert sorted([w.id async for w in running]) == sorted(ids)
+    for wf_id in ids[:5]:
+        await c.get_workflow_handle(wf_id).terminate("done with it")
+    counts = await a.count_workflows(f"{query} GROUP BY ExecutionStatus")
+    groups = {g.group_values[0]: g.count for g in counts.groups}
+    assert groups == {"Running": 15, "Terminated": 5}, groups
+    closed = [w.id async for w in b.list_workflows(f"{query} AND ExecutionStatus = 'Terminated'")]
+    assert sorted(closed) == sorted(ids[:5])

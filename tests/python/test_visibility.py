@@ -25,11 +25,6 @@ import harness
 from harness import NAMESPACE, result_within, wait_until, worker
 from test_cli import temporal
 
-pytestmark = pytest.mark.skipif(
-    harness.server_kind() == "temper" and harness.store_kind() == "cassandra",
-    reason="visibility is not on Cassandra yet",
-)
-
 T = TypeVar("T")
 CUSTOMER = SearchAttributeKey.for_keyword("VisCustomer")
 

@@ -25,11 +25,6 @@ import harness
 from harness import result_within, worker
 from test_visibility import WaitForSignal, seen
 
-pytestmark = pytest.mark.skipif(
-    harness.server_kind() == "temper" and harness.store_kind() == "cassandra",
-    reason="visibility is not on Cassandra yet",
-)
-
 
 def ts(t: datetime) -> Timestamp:
     out = Timestamp()

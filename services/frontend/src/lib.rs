@@ -170,8 +170,8 @@ impl WorkflowService for Frontend {
                 encoded_failure_attributes: true,
                 sdk_metadata: true,
                 signal_and_query_header: true,
-                // Visibility is on the SQLite store only so far.
-                count_group_by_execution_status: self.config.persistence_store != "cassandra",
+                // Both stores answer Count ... GROUP BY ExecutionStatus.
+                count_group_by_execution_status: true,
                 ..Default::default()
             }),
         }))

@@ -474,9 +474,7 @@ impl Lister<'_> {
         let after = PageToken::decode_token(token)?;
         let (filter, covered) = store_filter(self.query, self.store.filters_keywords());
         let rows = if self.query.order_by.is_empty() {
-            // When the store applies the whole query, every record it returns is on the page.
-            let batch = if covered { page_size } else { BATCH };
-            self.default_order_page(&filter, after.as_ref(), page_size, batch)
+            self.default_order_page(&filter, covered, after.as_ref(), page_size)
                 .await?
         } else {
             let mut rows = Vec::new();
@@ -507,19 +505,27 @@ impl Lister<'_> {
     async fn default_order_page(
         &self,
         filter: &VisibilityFilter,
+        covered: bool,
         after: Option<&PageToken>,
         page_size: usize,
-        batch_size: usize,
     ) -> Result<Vec<Row>, Status> {
         let mut cursor = after.map(PageToken::cursor);
         let mut rows = Vec::with_capacity(page_size.min(BATCH));
         loop {
+            // When the store applies the whole query every record it returns is kept: ask
+            // for just what the page lacks (on Cassandra every record asked for is read
+            // from each partition the planner merges).
+            let want = if covered {
+                page_size.saturating_sub(rows.len()).clamp(1, BATCH)
+            } else {
+                BATCH
+            };
             let batch = self
                 .store
-                .list_visibility(&self.namespace.id, filter, cursor.as_ref(), batch_size)
+                .list_visibility(&self.namespace.id, filter, cursor.as_ref(), want)
                 .await
                 .map_err(temper_client::status::store_status)?;
-            let exhausted = batch.len() < batch_size;
+            let exhausted = batch.len() < want;
             for record in batch {
                 cursor = Some(record.cursor());
                 let row = Row::new(record, self.attrs);

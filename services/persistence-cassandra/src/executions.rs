@@ -22,6 +22,9 @@ pub(crate) mod row_type {
     pub const TRANSFER: i32 = 3;
     pub const TIMER: i32 = 4;
     pub const VISIBILITY: i32 = 5;
+    /// A commit's visibility record waiting to be written to the visibility tables
+    /// (`visibility/outbox.rs`); keyed like a transfer task.
+    pub const VISIBILITY_OUTBOX: i32 = 6;
 }
 
 /// The value of text key columns a row type does not use.
@@ -99,6 +102,13 @@ impl<'a> RowKey<'a> {
             run_id: UNUSED,
             fire_time_ms: key.fire_time_ms,
             task_id: key.task_id,
+        }
+    }
+
+    pub(crate) fn visibility_outbox(shard: i32, key: TaskKey) -> Self {
+        Self {
+            row_type: row_type::VISIBILITY_OUTBOX,
+            ..Self::task(shard, TaskCategory::Visibility, key)
         }
     }
 
@@ -304,6 +314,86 @@ impl CassandraStore {
     }
 }
 
+impl CassandraStore {
+    /// Send a commit's batch and decode what happened.
+    async fn commit_batch(
+        &self,
+        shard_id: ShardId,
+        shard: i32,
+        range_id: RangeId,
+        writes: &[ExecutionWrite],
+        statements: Vec<(Stmt, Values)>,
+    ) -> Result<(), CommitError> {
+        let rows = match self
+            .batch(&format!("commit to shard {shard_id}"), statements)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(StoreError::OutcomeUnknown(message)) => {
+                return self
+                    .resolve_unknown_commit(shard_id, shard, writes, message)
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if rows.applied()? {
+            return Ok(());
+        }
+        match commit::decode_failure(shard_id, shard, range_id, writes, &rows)? {
+            Failure::Decided(err) => Err(err),
+            Failure::CurrentRunMismatch { index } => {
+                // The failed condition returned only the pointer's run id: report it whole.
+                let write = &writes[index];
+                let actual = self
+                    .get_current_execution(
+                        shard_id,
+                        &write.key.namespace_id,
+                        &write.key.workflow_id,
+                    )
+                    .await?;
+                Err(CommitError::Conflict {
+                    index,
+                    kind: temper_persistence::ConflictKind::CurrentRunMismatch { actual },
+                })
+            }
+        }
+    }
+
+    /// Delete the execution row (and its pointer if it is at this run), fenced.
+    async fn delete_execution_row(
+        &self,
+        shard_id: ShardId,
+        range_id: RangeId,
+        key: &ExecutionKey,
+    ) -> Result<(), StoreError> {
+        let shard = shard_key(shard_id)?;
+        let what = format!("deleting execution {}/{}", key.workflow_id, key.run_id);
+        // The pointer goes only if it is at this run; that is a condition of its own, so a
+        // pointer that moves between the read and the batch makes us read again.
+        for _ in 0..commit::MAX_DELETE_ATTEMPTS {
+            let current = self
+                .get_current_execution(shard_id, &key.namespace_id, &key.workflow_id)
+                .await?;
+            let with_pointer = current.is_some_and(|c| c.run_id == key.run_id);
+            let statements = commit::delete_statements(shard, range_id, key, with_pointer);
+            let rows = self.batch(&what, statements).await?;
+            if rows.applied()? {
+                return Ok(());
+            }
+            let shard_row = rows
+                .iter()
+                .find(|row| RowKey::shard_row(shard).is(row).unwrap_or(false));
+            if let Some(err) = commit::shard_condition(shard_id, range_id, shard_row.as_ref())? {
+                return Err(err);
+            }
+            // The shard condition held: the pointer moved. Try again.
+        }
+        Err(StoreError::Unavailable(format!(
+            "{what}: the current-run pointer kept changing; try again"
+        )))
+    }
+}
+
 #[async_trait]
 impl ExecutionStore for CassandraStore {
     async fn get_or_create_shard(
@@ -355,6 +445,10 @@ impl ExecutionStore for CassandraStore {
             .execute(&format!("updating shard {}", record.shard_id), stmt, values)
             .await?;
         if rows.applied()? {
+            // Saved under the range we hold: a good moment to replay and trim the outbox
+            // (before the first commit of a new owner, when it acquires the shard).
+            self.tidy_outbox(record.shard_id, record.range_id != expected_range_id)
+                .await;
             return Ok(());
         }
         Err(
@@ -420,40 +514,30 @@ impl ExecutionStore for CassandraStore {
             return Err(conflict);
         }
         let shard = shard_key(shard_id)?;
-        let statements = commit::statements(shard, range_id, writes);
-        let rows = match self
-            .batch(&format!("commit to shard {shard_id}"), statements)
-            .await
-        {
-            Ok(rows) => rows,
-            Err(StoreError::OutcomeUnknown(message)) => {
-                return self
-                    .resolve_unknown_commit(shard_id, shard, writes, message)
-                    .await;
+        let records: Vec<&temper_persistence::VisibilityRecord> = writes
+            .iter()
+            .filter_map(|w| w.visibility.as_ref())
+            .collect();
+        let keys = self.inner.outbox.reserve(shard, records.len());
+        let mut statements = commit::statements(shard, range_id, writes);
+        statements.extend(
+            keys.iter()
+                .zip(&records)
+                .map(|(key, record)| crate::visibility::outbox_row(shard, *key, record)),
+        );
+        let result = self
+            .commit_batch(shard_id, shard, range_id, writes, statements)
+            .await;
+        match &result {
+            Ok(()) => self.after_commit(shard, &keys, &records).await,
+            // Not applied, certainly.
+            Err(CommitError::Conflict { .. } | CommitError::ShardOwnershipLost { .. }) => {
+                self.inner.outbox.finish(shard, &keys);
             }
-            Err(e) => return Err(e.into()),
-        };
-        if rows.applied()? {
-            return Ok(());
+            // Perhaps applied: replay at the next flush.
+            Err(CommitError::Store(_)) => self.inner.outbox.fail(shard, &keys),
         }
-        match commit::decode_failure(shard_id, shard, range_id, writes, &rows)? {
-            Failure::Decided(err) => Err(err),
-            Failure::CurrentRunMismatch { index } => {
-                // The failed condition returned only the pointer's run id: report it whole.
-                let write = &writes[index];
-                let actual = self
-                    .get_current_execution(
-                        shard_id,
-                        &write.key.namespace_id,
-                        &write.key.workflow_id,
-                    )
-                    .await?;
-                Err(CommitError::Conflict {
-                    index,
-                    kind: temper_persistence::ConflictKind::CurrentRunMismatch { actual },
-                })
-            }
-        }
+        result
     }
 
     async fn delete_execution(
@@ -462,33 +546,9 @@ impl ExecutionStore for CassandraStore {
         range_id: RangeId,
         key: &ExecutionKey,
     ) -> Result<(), StoreError> {
-        let shard = shard_key(shard_id)?;
-        let what = format!("deleting execution {}/{}", key.workflow_id, key.run_id);
-        // The pointer goes only if it is at this run; that is a condition of its own, so a
-        // pointer that moves between the read and the batch makes us read again.
-        for _ in 0..commit::MAX_DELETE_ATTEMPTS {
-            let current = self
-                .get_current_execution(shard_id, &key.namespace_id, &key.workflow_id)
-                .await?;
-            let with_pointer = current.is_some_and(|c| c.run_id == key.run_id);
-            let statements = commit::delete_statements(shard, range_id, key, with_pointer);
-            let rows = self.batch(&what, statements).await?;
-            if rows.applied()? {
-                return Ok(());
-            }
-            let shard_row = rows
-                .iter()
-                .find(|row| RowKey::shard_row(shard).is(row).unwrap_or(false));
-            if let Some(err) = commit::shard_condition(shard_id, range_id, shard_row.as_ref())? {
-                return Err(err);
-            }
-            // The shard condition held: the pointer moved. Try again.
-        }
-        Err(StoreError::Unavailable(format!(
-            "{what}: the current-run pointer kept changing; try again"
-        )))
+        self.delete_execution_row(shard_id, range_id, key).await?;
+        self.retire_visibility(key).await
     }
-
     async fn get_tasks(
         &self,
         shard_id: ShardId,

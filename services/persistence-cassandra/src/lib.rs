@@ -46,6 +46,7 @@ pub use config::{CassandraConfig, ConsistencyLevel, SerialConsistencyLevel, TlsC
 pub use membership::ClusterMember;
 pub use schema::{LATEST_SCHEMA_VERSION, Replication};
 pub use session::ConnectError;
+pub use visibility::{VisibilityReadStats, VisibilityReadTotals};
 
 use errors::{Op, store_error};
 use rows::{Rows, Values};
@@ -63,6 +64,9 @@ struct Inner {
     session: Session,
     prepared: Prepared,
     config: CassandraConfig,
+    outbox: visibility::Outbox,
+    visibility_buckets: visibility::WrittenBuckets,
+    visibility_reads: visibility::ReadCounters,
 }
 
 impl std::fmt::Debug for CassandraStore {
@@ -99,6 +103,9 @@ impl CassandraStore {
                 session,
                 prepared,
                 config,
+                outbox: Default::default(),
+                visibility_buckets: Default::default(),
+                visibility_reads: Default::default(),
             }),
         })
     }

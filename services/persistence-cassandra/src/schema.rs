@@ -24,11 +24,18 @@ pub struct Migration {
 }
 
 /// Ascending. Append new scripts; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    file: "0001_initial.cql",
-    cql: include_str!("../../../schema/cassandra/0001_initial.cql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        file: "0001_initial.cql",
+        cql: include_str!("../../../schema/cassandra/0001_initial.cql"),
+    },
+    Migration {
+        version: 2,
+        file: "0002_visibility.cql",
+        cql: include_str!("../../../schema/cassandra/0002_visibility.cql"),
+    },
+];
 
 /// The newest schema version this binary knows (and needs).
 pub const LATEST_SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

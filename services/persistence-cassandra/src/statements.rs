@@ -33,6 +33,24 @@ macro_rules! queue_key {
     };
 }
 
+/// The columns of a visibility record after `namespace_id`, the same in every visibility
+/// table (in `visibility_open` `close_time_ns` is always null).
+macro_rules! vis_columns {
+    () => {
+        "workflow_id, run_id, workflow_type, task_queue, status, start_time_ns, \
+         execution_time_ns, close_time_ns, history_length, history_size_bytes, \
+         state_transition_count, parent_workflow_id, parent_run_id, root_workflow_id, \
+         root_run_id, namespace_division, memo, search_attributes, keywords, version"
+    };
+}
+
+/// One bind marker per column of [`vis_columns`].
+macro_rules! vis_markers {
+    () => {
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+    };
+}
+
 /// How a statement may be executed and retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -173,6 +191,71 @@ statements! {
     DeleteTasksAtTimeBefore: Write =
         "DELETE FROM {ks}.executions WHERE shard_id = ? AND row_type = ? AND namespace_id = ? \
          AND workflow_id = ? AND run_id = ? AND fire_time_ms = ? AND task_id < ?";
+
+    /// The visibility outbox rows of a shard (row type 6) due before a time.
+    SelectVisibilityOutbox: Read =
+        "SELECT fire_time_ms, task_id, data, data_encoding FROM {ks}.executions \
+         WHERE shard_id = ? AND row_type = ? AND namespace_id = ? AND workflow_id = ? \
+         AND run_id = ? AND fire_time_ms < ?";
+
+    // ---- visibility (every write stamped with the record's version) ----
+    UpsertVisibilityRun: Write = concat!(
+        "INSERT INTO {ks}.visibility_runs (namespace_id, ", vis_columns!(), ") VALUES (?, ",
+        vis_markers!(), ") USING TIMESTAMP ?"
+    );
+    UpsertVisibilityOpen: Write = concat!(
+        "INSERT INTO {ks}.visibility_open (namespace_id, scope, bucket, ", vis_columns!(),
+        ") VALUES (?, ?, ?, ", vis_markers!(), ") USING TIMESTAMP ?"
+    );
+    UpsertVisibilityClosed: Write = concat!(
+        "INSERT INTO {ks}.visibility_closed (namespace_id, scope, bucket, ", vis_columns!(),
+        ") VALUES (?, ?, ?, ", vis_markers!(), ") USING TIMESTAMP ?"
+    );
+    DeleteVisibilityRun: Write =
+        "DELETE FROM {ks}.visibility_runs USING TIMESTAMP ? WHERE namespace_id = ? \
+         AND workflow_id = ? AND run_id = ?";
+    DeleteVisibilityOpen: Write =
+        "DELETE FROM {ks}.visibility_open USING TIMESTAMP ? WHERE namespace_id = ? \
+         AND scope = ? AND bucket = ? AND start_time_ns = ? AND run_id = ?";
+    DeleteVisibilityClosed: Write =
+        "DELETE FROM {ks}.visibility_closed USING TIMESTAMP ? WHERE namespace_id = ? \
+         AND scope = ? AND bucket = ? AND close_time_ns = ? AND start_time_ns = ? \
+         AND run_id = ?";
+    InsertVisibilityBucket: Write =
+        "INSERT INTO {ks}.visibility_buckets (namespace_id, scope, bucket) VALUES (?, ?, ?)";
+    SelectVisibilityBuckets: Read =
+        "SELECT bucket FROM {ks}.visibility_buckets WHERE namespace_id = ? AND scope = ? \
+         AND bucket >= ? AND bucket <= ?";
+    SelectVisibilityRun: Read = concat!(
+        "SELECT namespace_id, ", vis_columns!(), " FROM {ks}.visibility_runs \
+         WHERE namespace_id = ? AND workflow_id = ? AND run_id = ?"
+    );
+    SelectVisibilityWorkflow: Read = concat!(
+        "SELECT namespace_id, ", vis_columns!(), " FROM {ks}.visibility_runs \
+         WHERE namespace_id = ? AND workflow_id = ?"
+    );
+    SelectVisibilityOpen: Read = concat!(
+        "SELECT namespace_id, ", vis_columns!(), " FROM {ks}.visibility_open \
+         WHERE namespace_id = ? AND scope = ? AND bucket = ? AND start_time_ns >= ? \
+         AND start_time_ns <= ?"
+    );
+    /// What a count needs of an open row (no memo or search attributes).
+    CountVisibilityOpen: Read =
+        "SELECT namespace_id, workflow_id, run_id, workflow_type, status, start_time_ns, \
+         close_time_ns, namespace_division FROM {ks}.visibility_open \
+         WHERE namespace_id = ? AND scope = ? AND bucket = ? AND start_time_ns >= ? \
+         AND start_time_ns <= ?";
+    /// What a count needs of a closed row.
+    CountVisibilityClosed: Read =
+        "SELECT namespace_id, workflow_id, run_id, workflow_type, status, start_time_ns, \
+         close_time_ns, namespace_division FROM {ks}.visibility_closed \
+         WHERE namespace_id = ? AND scope = ? AND bucket = ? AND close_time_ns >= ? \
+         AND close_time_ns <= ?";
+    SelectVisibilityClosed: Read = concat!(
+        "SELECT namespace_id, ", vis_columns!(), " FROM {ks}.visibility_closed \
+         WHERE namespace_id = ? AND scope = ? AND bucket = ? AND close_time_ns >= ? \
+         AND close_time_ns <= ?"
+    );
 
     // ---- history ----
     InsertHistoryNode: Write =

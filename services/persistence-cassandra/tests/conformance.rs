@@ -101,6 +101,7 @@ async fn cassandra_store() -> Option<(Persistence, Keyspace)> {
 }
 
 temper_persistence::persistence_conformance_tests!(optional cassandra_store);
-// Not `persistence_visibility_conformance_tests!` yet: the Cassandra store has no
-// visibility tables, and answers every visibility read with `StoreError::Unsupported`.
-// Add the line when it gets them.
+
+mod visibility {
+    temper_persistence::persistence_visibility_conformance_tests!(optional super::cassandra_store);
+}

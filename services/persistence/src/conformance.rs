@@ -58,7 +58,7 @@ impl<G: Send> Harness for (Persistence, G) {
     }
 }
 
-/// The visibility cases, for stores that have visibility (today SQLite only), invoked like
+/// The visibility cases, for stores that have visibility (SQLite and Cassandra), invoked like
 /// [`persistence_conformance_tests!`].
 #[macro_export]
 macro_rules! persistence_visibility_conformance_tests {
@@ -83,6 +83,8 @@ macro_rules! __persistence_visibility_all {
             case_visibility_deleted_with_the_execution,
             case_visibility_counts_follow_every_change,
             case_visibility_keyword_filters,
+            case_visibility_close_moves_the_run_once,
+            case_visibility_pages_across_hours_and_filters,
         );
     };
 }

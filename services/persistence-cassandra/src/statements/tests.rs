@@ -186,6 +186,7 @@ fn parse(cql: &str) -> Parsed {
                 binds.push(match before.as_str() {
                     "LIMIT" => "[limit]".to_owned(),
                     "TTL" => "[ttl]".to_owned(),
+                    "TIMESTAMP" => "[timestamp]".to_owned(),
                     "=" | "<" | ">" | "<=" | ">=" | "!=" => t[i - 2].clone(),
                     other => panic!("{cql}: a bind marker after {other:?}"),
                 });
@@ -420,6 +421,7 @@ fn samples() -> Vec<(Stmt, Values)> {
     out.push(membership::select_members(None));
     out.push(membership::select_members(Some("history")));
     out.push(membership::delete_member("history", "h"));
+    out.extend(crate::visibility::statement_samples());
     out
 }
 
@@ -471,6 +473,7 @@ fn statements_match_the_schema_and_their_values_match_the_column_types() {
         for (column, value) in parsed.binds.iter().zip(&values) {
             let expected = match column.as_str() {
                 "[limit]" | "[ttl]" => "int",
+                "[timestamp]" => "bigint",
                 c => table.columns[c].as_str(),
             };
             assert_eq!(

@@ -1,0 +1,69 @@
+//! `temper schema migrate` brings a keyspace of schema version 1 (before visibility) up to
+//! the newest version, on a real cluster (`TEMPER_CASSANDRA_CONTACT_POINTS`, as the
+//! conformance suite; without it the test fails saying so).
+
+use scylla::client::session_builder::SessionBuilder;
+use temper_persistence_cassandra::schema::{self, Replication};
+use temper_persistence_cassandra::{CassandraConfig, CassandraStore, LATEST_SCHEMA_VERSION};
+
+#[tokio::test]
+async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
+    let points = std::env::var("TEMPER_CASSANDRA_CONTACT_POINTS")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .expect(
+            "this test needs a cluster: set TEMPER_CASSANDRA_CONTACT_POINTS=host:port[,...], \
+             or leave this target out with `--exclude temper-persistence-cassandra`",
+        );
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let config = CassandraConfig {
+        contact_points: CassandraConfig::parse_contact_points(&points),
+        keyspace: format!("temper_migrate_{}", &random[..16]),
+        ..CassandraConfig::default()
+    };
+    let ks = config.keyspace.clone();
+    schema::setup(config.clone(), &Replication::Simple { factor: 1 })
+        .await
+        .expect("setup");
+
+    // Turn it back into what version 1 made: no visibility tables, version 1 recorded.
+    let session = SessionBuilder::new()
+        .known_nodes(&config.contact_points)
+        .build()
+        .await
+        .expect("session");
+    for table in [
+        "visibility_runs",
+        "visibility_open",
+        "visibility_closed",
+        "visibility_buckets",
+    ] {
+        session
+            .query_unpaged(format!("DROP TABLE {ks}.{table}"), ())
+            .await
+            .expect("drop table");
+    }
+    session
+        .query_unpaged(
+            format!("DELETE FROM {ks}.schema_version WHERE version_partition = 0 AND version = 2"),
+            (),
+        )
+        .await
+        .expect("forget version 2");
+    let err = CassandraStore::connect(config.clone())
+        .await
+        .expect_err("a version 1 keyspace is refused");
+    assert!(err.to_string().contains("migrate"), "{err}");
+
+    let report = schema::migrate(config.clone()).await.expect("migrate");
+    assert_eq!((report.from, report.to), (1, LATEST_SCHEMA_VERSION));
+    assert_eq!(report.applied, vec![2]);
+    let again = schema::migrate(config.clone())
+        .await
+        .expect("migrate again");
+    assert!(again.applied.is_empty());
+    CassandraStore::connect(config.clone())
+        .await
+        .expect("the migrated keyspace is accepted");
+    schema::drop_keyspace(config).await.expect("drop keyspace");
+}
