@@ -3,8 +3,8 @@ SDK's `list_workflows` / `count_workflows` and the `temporal workflow list|count
 
 temper writes a run's visibility record in the same commit as the run, so a List right after
 an RPC returned sees it; the reference server is eventually consistent, so against it
-(`TEMPER_TEST_SERVER=temporal`) the tests poll briefly instead. Visibility is not on
-Cassandra yet: there the tests are skipped, saying so.
+(`TEMPER_TEST_SERVER=temporal`) the tests poll briefly instead. The same tests run on
+temper's SQLite and Cassandra stores.
 """
 
 from __future__ import annotations
