@@ -190,6 +190,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         node.history.clone(),
     );
     let shards = node.cluster.num_shards;
+    let batcher = node.frontend.batcher().clone();
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -247,7 +248,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // applies when tonic binds the socket itself.)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let drain = shutdown.clone();
-    let (m, h, stopping) = (matching.clone(), history.clone(), health.clone());
+    let (m, h, b, stopping) = (
+        matching.clone(),
+        history.clone(),
+        batcher.clone(),
+        health.clone(),
+    );
     let server = tonic::transport::Server::builder()
         .trace_fn(temper_server::telemetry::rpc_span)
         .add_service(health_service)
@@ -257,6 +263,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             drain.cancelled().await;
             tracing::info!("shutting down");
             stopping.set(Readiness::Stopping);
+            // Batches stop between operations and resume at the next start.
+            b.shutdown().await;
             // Wake every long poll so in-flight calls finish promptly.
             m.shutdown();
             h.shutdown().await;
@@ -274,6 +282,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(ui) = ui {
         ui.stop().await;
     }
+    batcher.shutdown().await;
     matching.shutdown();
     history.shutdown().await;
     stop_health.cancel();

@@ -125,12 +125,15 @@ impl Node {
                 persistence_store: config.store_name.clone(),
                 max_long_poll: Duration::from_secs(60),
                 rate_limits: config.rate_limits.clone(),
+                batch: temper_frontend::BatchConfig::default(),
             },
             namespaces,
             history_client,
             matching_client,
             persistence.visibility.clone(),
         ));
+        // Batches a previous run of this node left unfinished carry on.
+        frontend.batcher().resume();
         Ok(Node {
             frontend,
             history,
@@ -141,6 +144,7 @@ impl Node {
 
     /// Wake long polls, stop the shards and wait for their tasks.
     pub async fn shutdown(&self) {
+        self.frontend.batcher().shutdown().await;
         self.matching.shutdown();
         self.history.shutdown().await;
     }

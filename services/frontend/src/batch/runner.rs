@@ -1,0 +1,528 @@
+//! Runs one batch: pages through the runs its query matches (the visibility store's keyset
+//! cursor), applies the operation to each at the batch's rate, checkpoints after every page
+//! and, at the end, closes the batch's workflow with its stats.
+//!
+//! The batch's workflow has one workflow task, scheduled when it started, which nothing polls.
+//! To close the workflow the runner takes that task itself (history's RecordWorkflowTaskStarted,
+//! as a worker's poll would) and completes it with two commands: a memo upsert with the stats
+//! and CompleteWorkflowExecution (or FailWorkflowExecution when the query cannot run).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use prost::Message;
+use temper_client::HistoryClient;
+use temper_persistence::VisibilityStore;
+use temper_proto::internal::v1 as internal;
+use temper_proto::temporal::api::command::v1::{
+    Command, CompleteWorkflowExecutionCommandAttributes, FailWorkflowExecutionCommandAttributes,
+    ModifyWorkflowPropertiesCommandAttributes, command,
+};
+use temper_proto::temporal::api::common::v1::{Memo, Payloads, WorkflowExecution};
+use temper_proto::temporal::api::enums::v1::{CommandType, EventType};
+use temper_proto::temporal::api::failure::v1::{ApplicationFailureInfo, Failure, failure};
+use temper_proto::temporal::api::history::v1::history_event::Attributes;
+use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
+use temper_proto::temporal::api::workflowservice::v1::{self as ws, StartBatchOperationRequest};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Status};
+
+use super::ops::{self, IDENTITY};
+use super::progress::{CHECKPOINT_SIGNAL, Pacer, Progress, page_size};
+use super::request::{self, Kind, TASK_QUEUE, json_payload, payload_json};
+use crate::namespaces::Namespaces;
+use crate::visibility::{self, Lister};
+
+/// Operations of one batch in flight at once (Temporal's `worker.batcherConcurrency`).
+const CONCURRENCY: usize = 5;
+
+/// What a runner needs from the frontend.
+pub struct Deps {
+    pub history: HistoryClient,
+    pub visibility: Arc<dyn VisibilityStore>,
+    pub namespaces: Arc<Namespaces>,
+}
+
+/// One batch being run.
+#[derive(Clone)]
+pub struct Job {
+    pub namespace_id: String,
+    pub run_id: String,
+    pub request: StartBatchOperationRequest,
+    pub kind: Kind,
+}
+
+impl Job {
+    fn execution(&self) -> WorkflowExecution {
+        WorkflowExecution {
+            workflow_id: self.request.job_id.clone(),
+            run_id: self.run_id.clone(),
+        }
+    }
+}
+
+/// What Describe can see of a batch this node is running.
+pub struct Live {
+    pub progress: Mutex<Progress>,
+    /// Cancelled by StopBatchOperation.
+    pub stop: CancellationToken,
+}
+
+enum End {
+    Done(Progress),
+    Failed(String),
+    /// Stopped, closed by someone else, or this node is shutting down: leave the workflow be.
+    Left,
+}
+
+/// Run a batch to its end. `resume` reads the last checkpoint from the workflow first.
+pub async fn run(
+    deps: Arc<Deps>,
+    job: Job,
+    live: Arc<Live>,
+    resume: bool,
+    shutdown: CancellationToken,
+) {
+    let end = tokio::select! {
+        end = drive(&deps, &job, &live, resume) => end,
+        _ = live.stop.cancelled() => End::Left,
+        _ = shutdown.cancelled() => End::Left,
+    };
+    let outcome = match end {
+        End::Done(p) => Ok(p),
+        End::Failed(m) => Err(m),
+        End::Left => return,
+    };
+    // Closing retries until it is done, the workflow closed otherwise, or shutdown.
+    tokio::select! {
+        _ = close(&deps, &job, outcome) => {}
+        _ = live.stop.cancelled() => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+/// Pause between retries of calls that failed for a reason that may pass (a shard moving).
+const RETRY: Duration = Duration::from_secs(1);
+
+async fn drive(deps: &Deps, job: &Job, live: &Live, resume: bool) -> End {
+    let query_text = request::adjusted_query(&job.request.visibility_query, job.kind);
+    let rps = request::rps(&job.request);
+    let mut progress = if resume {
+        loop {
+            match last_checkpoint(&deps.history, job).await {
+                Ok(p) => break p.unwrap_or_default(),
+                Err(s) if s.code() == Code::NotFound => return End::Left,
+                Err(s) => {
+                    tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: reading its checkpoint");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    } else {
+        Progress::default()
+    };
+    #[allow(deprecated)]
+    let listed: Vec<WorkflowExecution> = if job.request.executions.is_empty() {
+        job.request
+            .target_executions
+            .iter()
+            .map(|e| WorkflowExecution {
+                workflow_id: e.business_id.clone(),
+                run_id: e.run_id.clone(),
+            })
+            .collect()
+    } else {
+        job.request.executions.clone()
+    };
+    if job.request.visibility_query.is_empty() {
+        // A batch over a list of runs: one page; repeating it after a restart is harmless.
+        progress.total_estimate = i64::try_from(listed.len()).unwrap_or(i64::MAX);
+        *lock(&live.progress) = progress.clone();
+        let pacer = tokio::sync::Mutex::new(Pacer::new(rps));
+        let (ok, failed) = apply_all(deps, job, live, &pacer, listed).await;
+        progress.success = ok;
+        progress.failure = failed;
+        progress.current_page = 1;
+        return End::Done(progress);
+    }
+    let ns = match deps.namespaces.get(&job.request.namespace).await {
+        Ok(ns) => ns,
+        Err(s) => return End::Failed(s.message().to_owned()),
+    };
+    let attrs = visibility::registry(&ns);
+    let query = match visibility::parse(&query_text, &attrs) {
+        Ok(q) => q,
+        Err(s) => return End::Failed(s.message().to_owned()),
+    };
+    let lister = Lister {
+        store: &deps.visibility,
+        namespace: &ns,
+        attrs: &attrs,
+        query: &query,
+    };
+    if progress.current_page == 0 && progress.page_token.is_empty() {
+        match lister.count(false).await {
+            Ok((n, _)) => progress.total_estimate = i64::try_from(n).unwrap_or(i64::MAX),
+            Err(s) => return End::Failed(s.message().to_owned()),
+        }
+    }
+    *lock(&live.progress) = progress.clone();
+    let pacer = tokio::sync::Mutex::new(Pacer::new(rps));
+    let size = page_size(rps);
+    loop {
+        let (infos, next) = match lister.page(size, &progress.page_token).await {
+            Ok(page) => page,
+            Err(s) if s.code() == Code::InvalidArgument => {
+                return End::Failed(s.message().to_owned());
+            }
+            Err(s) => {
+                tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: listing targets");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let targets = infos.into_iter().filter_map(|i| i.execution).collect();
+        let (ok, failed) = apply_all(deps, job, live, &pacer, targets).await;
+        progress.success += ok;
+        progress.failure += failed;
+        progress.current_page += 1;
+        progress.page_token = next;
+        *lock(&live.progress) = progress.clone();
+        if progress.page_token.is_empty() {
+            return End::Done(progress);
+        }
+        loop {
+            match checkpoint(&deps.history, job, &progress).await {
+                Ok(()) => break,
+                // The batch's workflow closed (stopped): nothing more to do.
+                Err(s) if s.code() == Code::NotFound => return End::Left,
+                Err(s) => {
+                    tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: checkpoint");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+/// Apply the operation to `targets`, paced, a few at a time; the successes and failures.
+async fn apply_all(
+    deps: &Deps,
+    job: &Job,
+    live: &Live,
+    pacer: &tokio::sync::Mutex<Pacer>,
+    targets: Vec<WorkflowExecution>,
+) -> (i64, i64) {
+    let results: Vec<bool> = futures::stream::iter(targets)
+        .map(|execution| async move {
+            let at = pacer.lock().await.reserve(tokio::time::Instant::now());
+            tokio::time::sleep_until(at).await;
+            let target = ops::Target {
+                namespace_id: &job.namespace_id,
+                execution,
+            };
+            let ok = apply_with_retries(deps, job, target).await;
+            let mut p = lock(&live.progress);
+            if ok {
+                p.success += 1;
+            } else {
+                p.failure += 1;
+            }
+            ok
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let ok = results.iter().filter(|ok| **ok).count() as i64;
+    (ok, results.len() as i64 - ok)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Retries of one operation that failed for a reason that may pass (Temporal's default
+/// `AttemptsOnRetryableError` is 50; temper waits between attempts, so fewer).
+const ATTEMPTS: u32 = 5;
+
+async fn apply_with_retries(deps: &Deps, job: &Job, target: ops::Target<'_>) -> bool {
+    for attempt in 1..=ATTEMPTS {
+        let t = ops::Target {
+            namespace_id: target.namespace_id,
+            execution: target.execution.clone(),
+        };
+        match ops::apply(&deps.history, &job.request, t).await {
+            Ok(()) => return true,
+            Err(s) => {
+                let retryable = matches!(
+                    s.code(),
+                    Code::Unavailable
+                        | Code::ResourceExhausted
+                        | Code::Aborted
+                        | Code::DeadlineExceeded
+                        | Code::Internal
+                        | Code::Unknown
+                );
+                tracing::debug!(job_id = %job.request.job_id, workflow_id = %target.execution.workflow_id, error = %s, attempt, "batch: operation failed");
+                if !retryable || attempt == ATTEMPTS {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+    false
+}
+
+async fn checkpoint(history: &HistoryClient, job: &Job, p: &Progress) -> Result<(), Status> {
+    history
+        .signal_workflow_execution(Request::new(internal::SignalWorkflowExecutionRequest {
+            namespace_id: job.namespace_id.clone(),
+            request: Some(ws::SignalWorkflowExecutionRequest {
+                namespace: job.request.namespace.clone(),
+                workflow_execution: Some(job.execution()),
+                signal_name: CHECKPOINT_SIGNAL.to_owned(),
+                input: Some(Payloads {
+                    payloads: vec![json_payload(&p.to_json())],
+                }),
+                identity: IDENTITY.to_owned(),
+                request_id: uuid::Uuid::new_v4().to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .map(|_| ())
+}
+
+/// The newest checkpoint in the batch workflow's history, if any.
+pub async fn last_checkpoint(
+    history: &HistoryClient,
+    job: &Job,
+) -> Result<Option<Progress>, Status> {
+    checkpoint_of(history, &job.namespace_id, &job.request.namespace, job.execution()).await
+}
+
+/// The newest checkpoint of the batch workflow `execution`.
+pub async fn checkpoint_of(
+    history: &HistoryClient,
+    namespace_id: &str,
+    namespace: &str,
+    execution: WorkflowExecution,
+) -> Result<Option<Progress>, Status> {
+    let mut token = Vec::new();
+    loop {
+        let page = history
+            .get_workflow_execution_history_reverse(Request::new(
+                internal::GetWorkflowExecutionHistoryReverseRequest {
+                    namespace_id: namespace_id.to_owned(),
+                    request: Some(ws::GetWorkflowExecutionHistoryReverseRequest {
+                        namespace: namespace.to_owned(),
+                        execution: Some(execution.clone()),
+                        maximum_page_size: 100,
+                        next_page_token: token,
+                    }),
+                },
+            ))
+            .await?
+            .into_inner();
+        for ev in page.history.map(|h| h.events).unwrap_or_default() {
+            if let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &ev.attributes
+                && a.signal_name == CHECKPOINT_SIGNAL
+            {
+                let p = a
+                    .input
+                    .as_ref()
+                    .and_then(|i| i.payloads.first())
+                    .and_then(payload_json)
+                    .and_then(|v| Progress::from_json(&v));
+                if p.is_some() {
+                    return Ok(p);
+                }
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(None);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The request a batch workflow was started with (its input).
+pub async fn read_request(
+    history: &HistoryClient,
+    namespace_id: &str,
+    namespace: &str,
+    execution: WorkflowExecution,
+) -> Result<StartBatchOperationRequest, Status> {
+    let page = history
+        .get_workflow_execution_history(Request::new(internal::GetWorkflowExecutionHistoryRequest {
+            namespace_id: namespace_id.to_owned(),
+            request: Some(ws::GetWorkflowExecutionHistoryRequest {
+                namespace: namespace.to_owned(),
+                execution: Some(execution),
+                maximum_page_size: 1,
+                ..Default::default()
+            }),
+            long_poll_timeout_ms: 0,
+        }))
+        .await?
+        .into_inner();
+    let first = page
+        .history
+        .and_then(|h| h.events.into_iter().next())
+        .and_then(|e| match e.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.input,
+            _ => None,
+        })
+        .and_then(|i| i.payloads.into_iter().next());
+    first
+        .and_then(|p| StartBatchOperationRequest::decode(p.data.as_slice()).ok())
+        .ok_or_else(|| Status::internal("the batch workflow's input is not a batch request"))
+}
+
+/// Take the batch workflow's pending workflow task and complete (or fail) the workflow.
+async fn close(deps: &Deps, job: &Job, outcome: Result<Progress, String>) {
+    loop {
+        match try_close(deps, job, &outcome).await {
+            Ok(()) => return,
+            Err(s) if s.code() == Code::NotFound => return,
+            Err(s) => {
+                tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: closing");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+async fn try_close(deps: &Deps, job: &Job, outcome: &Result<Progress, String>) -> Result<(), Status> {
+    let scheduled = pending_workflow_task(deps, job).await?;
+    let started = deps
+        .history
+        .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            namespace_id: job.namespace_id.clone(),
+            execution: Some(job.execution()),
+            scheduled_event_id: scheduled,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            poll_request: Some(ws::PollWorkflowTaskQueueRequest {
+                namespace: job.request.namespace.clone(),
+                task_queue: Some(TaskQueue {
+                    name: TASK_QUEUE.to_owned(),
+                    ..Default::default()
+                }),
+                identity: IDENTITY.to_owned(),
+                ..Default::default()
+            }),
+        }))
+        .await?
+        .into_inner();
+    let token = started.response.map(|r| r.task_token).unwrap_or_default();
+    let commands = match outcome {
+        Ok(p) => vec![
+            Command {
+                command_type: CommandType::ModifyWorkflowProperties as i32,
+                attributes: Some(command::Attributes::ModifyWorkflowPropertiesCommandAttributes(
+                    ModifyWorkflowPropertiesCommandAttributes {
+                        upserted_memo: Some(Memo {
+                            fields: [(request::MEMO_STATS.to_owned(), json_payload(&p.stats_json()))]
+                                .into(),
+                        }),
+                    },
+                )),
+                ..Default::default()
+            },
+            Command {
+                command_type: CommandType::CompleteWorkflowExecution as i32,
+                attributes: Some(command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                    CompleteWorkflowExecutionCommandAttributes {
+                        result: Some(Payloads {
+                            payloads: vec![json_payload(&p.to_json())],
+                        }),
+                    },
+                )),
+                ..Default::default()
+            },
+        ],
+        Err(message) => vec![Command {
+            command_type: CommandType::FailWorkflowExecution as i32,
+            attributes: Some(command::Attributes::FailWorkflowExecutionCommandAttributes(
+                FailWorkflowExecutionCommandAttributes {
+                    failure: Some(Failure {
+                        message: message.clone(),
+                        source: "temper".to_owned(),
+                        failure_info: Some(failure::FailureInfo::ApplicationFailureInfo(
+                            ApplicationFailureInfo {
+                                r#type: "InvalidArgument".to_owned(),
+                                non_retryable: true,
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }),
+                },
+            )),
+            ..Default::default()
+        }],
+    };
+    deps.history
+        .respond_workflow_task_completed(Request::new(internal::RespondWorkflowTaskCompletedRequest {
+            namespace_id: job.namespace_id.clone(),
+            request: Some(ws::RespondWorkflowTaskCompletedRequest {
+                task_token: token,
+                commands,
+                identity: IDENTITY.to_owned(),
+                namespace: job.request.namespace.clone(),
+                ..Default::default()
+            }),
+            search_attributes: None,
+        }))
+        .await?;
+    Ok(())
+}
+
+/// The scheduled event id of the batch workflow's newest workflow task. NOT_FOUND when the
+/// workflow has closed.
+async fn pending_workflow_task(deps: &Deps, job: &Job) -> Result<i64, Status> {
+    let mut token = Vec::new();
+    let mut scheduled = None;
+    loop {
+        let page = deps
+            .history
+            .get_workflow_execution_history(Request::new(
+                internal::GetWorkflowExecutionHistoryRequest {
+                    namespace_id: job.namespace_id.clone(),
+                    request: Some(ws::GetWorkflowExecutionHistoryRequest {
+                        namespace: job.request.namespace.clone(),
+                        execution: Some(job.execution()),
+                        maximum_page_size: 1000,
+                        next_page_token: token,
+                        ..Default::default()
+                    }),
+                    long_poll_timeout_ms: 0,
+                },
+            ))
+            .await?
+            .into_inner();
+        for ev in page.history.map(|h| h.events).unwrap_or_default() {
+            let t = EventType::try_from(ev.event_type).unwrap_or(EventType::Unspecified);
+            match t {
+                EventType::WorkflowTaskScheduled => scheduled = Some(ev.event_id),
+                EventType::WorkflowExecutionCompleted
+                | EventType::WorkflowExecutionFailed
+                | EventType::WorkflowExecutionTerminated
+                | EventType::WorkflowExecutionCanceled
+                | EventType::WorkflowExecutionTimedOut
+                | EventType::WorkflowExecutionContinuedAsNew => {
+                    return Err(Status::not_found("the batch workflow has closed"));
+                }
+                _ => {}
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    scheduled.ok_or_else(|| Status::unavailable("the batch workflow has no workflow task yet"))
+}
