@@ -113,6 +113,7 @@ async def test_terminate_by_query_with_rps_describe_and_list(server, client, tas
     )  # fmt: skip
     d = await wait_batch(server, job)
     elapsed = time.monotonic() - started
+    print(f"terminate batch of {N} at --rps 100: {elapsed:.2f}s from start to COMPLETED")
     # 200 operations at no more than 100 per second take at least ~2 s (the reference server
     # runs batches at 50 per second whatever --rps says).
     assert elapsed >= 1.5, f"200 operations at rps 100 finished in {elapsed:.2f}s"
@@ -155,7 +156,7 @@ async def test_terminate_by_query_with_rps_describe_and_list(server, client, tas
             f"TemporalNamespaceDivision = 'TemporalBatcher' AND WorkflowId = '{job}'"
         )
     ]
-    assert [w.workflow_type for w in batch_runs] == ["temporal-sys-batch-workflow"]
+    assert [w.workflow_type for w in batch_runs] == ["temporal-sys-batch-workflow-protobuf"]
 
     # A second terminate by the same query finds nothing still running.
     job2 = await batch_command(
@@ -203,19 +204,33 @@ async def test_cancel_and_signal_by_query(server, client, task_queue, new_id):
 @pytest.mark.timeout(240)
 async def test_batch_terminate_stops_a_running_batch(server, client, task_queue, new_id):
     prefix = new_id()
-    await start_idle(client, prefix, 100, task_queue)
+    # The reference server runs every batch at 50 operations per second whatever --rps says:
+    # enough targets that it too is still running when the batch is stopped.
+    n = 400
+    await start_idle(client, prefix, n, task_queue)
     job = await batch_command(
         server, "workflow", "terminate", "--query", f"WorkflowId STARTS_WITH '{prefix}'",
         "--reason", "slow", "--rps", "5",
     )  # fmt: skip
 
     async def some_done() -> Any:
-        d = await cli_json(server, "batch", "describe", "--job-id", job)
-        return d if int(d.get("completeOperationCount", 0)) >= 3 else None
+        if (await statuses(client, prefix)).get("TERMINATED", 0) < 3:
+            return None
+        return await cli_json(server, "batch", "describe", "--job-id", job)
 
     running = await harness.wait_until(some_done, timeout=30, what="the batch to make progress")
     assert running["state"] == "BATCH_OPERATION_STATE_RUNNING"
-    assert int(running["totalOperationCount"]) == 100
+    if server.kind == "temper":
+        # temper reports progress as it goes; the reference server only from heartbeats it
+        # throttles, so its counts often read 0 this early.
+        assert int(running["totalOperationCount"]) == n
+
+        async def counted() -> Any:
+            d = await cli_json(server, "batch", "describe", "--job-id", job)
+            return d if int(d.get("completeOperationCount", 0)) >= 3 else None
+
+        progress = await harness.wait_until(counted, timeout=30, what="progress in describe")
+        assert progress["state"] == "BATCH_OPERATION_STATE_RUNNING"
 
     code, out = await cli(server, "batch", "terminate", "--job-id", job, "--reason", "enough")
     assert code == 0, out
@@ -224,7 +239,8 @@ async def test_batch_terminate_stops_a_running_batch(server, client, task_queue,
     # Stopped well before the end: most targets are still running a moment later.
     await asyncio.sleep(2)
     counts = await statuses(client, prefix)
-    assert counts.get("RUNNING", 0) >= 50, counts
+    assert counts.get("RUNNING", 0) >= 100, counts
+    assert counts.get("TERMINATED", 0) >= 3, counts
 
 
 @pytest.mark.timeout(120)

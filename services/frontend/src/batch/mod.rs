@@ -2,7 +2,7 @@
 //! StopBatchOperation (`temporal workflow terminate|cancel|signal|delete|reset --query ...`,
 //! `temporal batch list|describe|terminate`).
 //!
-//! As in Temporal, a batch is a system workflow: type `temporal-sys-batch-workflow`, workflow
+//! As in Temporal, a batch is a system workflow: type `temporal-sys-batch-workflow-protobuf`, workflow
 //! id = job id, the request as its input, the operation type, reason and query in its memo, and
 //! the search attributes `BatcherUser` and `TemporalNamespaceDivision = 'TemporalBatcher'` (so
 //! ordinary lists leave it out). List lists those workflows, Describe describes one, Stop
@@ -24,9 +24,7 @@ use temper_client::HistoryClient;
 use temper_persistence::VisibilityStore;
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::batch::v1::BatchOperationInfo;
-use temper_proto::temporal::api::common::v1::{
-    Payload, Payloads, WorkflowExecution, WorkflowType,
-};
+use temper_proto::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
 use temper_proto::temporal::api::enums::v1::{
     ResourceExhaustedCause, ResourceExhaustedScope, WorkflowExecutionStatus,
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
@@ -60,12 +58,14 @@ impl Default for BatchConfig {
     }
 }
 
+/// The batches this node runs, by namespace id and job id.
+type LiveMap = Arc<Mutex<HashMap<(String, String), Arc<Live>>>>;
+
 /// The batches this node runs, and their background tasks.
 pub struct Batcher {
     deps: Arc<Deps>,
     config: BatchConfig,
-    /// Running batches by namespace id and job id.
-    live: Arc<Mutex<HashMap<(String, String), Arc<Live>>>>,
+    live: LiveMap,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -182,13 +182,9 @@ impl Batcher {
                     })
                     .await?;
                 for run in runs {
-                    let req = runner::read_request(
-                        &self.deps.history,
-                        &ns.id.0,
-                        &ns.name,
-                        run.clone(),
-                    )
-                    .await?;
+                    let req =
+                        runner::read_request(&self.deps.history, &ns.id.0, &ns.name, run.clone())
+                            .await?;
                     let Some(kind) = req.operation.as_ref().and_then(Kind::of) else {
                         continue;
                     };

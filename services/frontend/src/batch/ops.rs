@@ -6,7 +6,9 @@
 
 use temper_client::HistoryClient;
 use temper_proto::internal::v1 as internal;
-use temper_proto::temporal::api::common::v1::{WorkflowExecution, reset_options::Target as ResetTarget};
+use temper_proto::temporal::api::common::v1::{
+    WorkflowExecution, reset_options::Target as ResetTarget,
+};
 use temper_proto::temporal::api::enums::v1::{EventType, ResetType};
 use temper_proto::temporal::api::history::v1::HistoryEvent;
 use temper_proto::temporal::api::workflowservice::v1::{
@@ -56,7 +58,9 @@ async fn run(
     let e = t.execution.clone();
     let rid = |op: &str| request_id(&batch.job_id, op, &e.workflow_id, &e.run_id);
     let Some(op) = batch.operation.as_ref() else {
-        return Err(Status::invalid_argument("Batch operation is not set on request."));
+        return Err(Status::invalid_argument(
+            "Batch operation is not set on request.",
+        ));
     };
     match op {
         Operation::TerminationOperation(o) => {

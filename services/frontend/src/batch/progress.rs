@@ -65,7 +65,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -142,7 +142,7 @@ mod tests {
         let slots: Vec<_> = (0..200).map(|_| p.reserve(t0)).collect();
         assert_eq!(slots[0], t0);
         // 200 operations at 100 per second span 1.99 s.
-        let span = *slots.last().unwrap() - t0;
+        let span = *slots.last().expect("200 slots") - t0;
         assert!(span >= Duration::from_millis(1980), "{span:?}");
         // After an idle spell the next operation may start at once, with no saved-up burst.
         let later = t0 + Duration::from_secs(10);

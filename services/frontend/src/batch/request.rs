@@ -13,8 +13,9 @@ use temper_proto::temporal::api::workflowservice::v1::{
 };
 use tonic::Status;
 
-/// The workflow type of a batch's system workflow (Temporal's `BatchWFTypeProtobufName`).
-pub const WORKFLOW_TYPE: &str = "temporal-sys-batch-workflow";
+/// The workflow type of a batch's system workflow (Temporal's `BatchWFTypeProtobufName`: its
+/// input is a protobuf message).
+pub const WORKFLOW_TYPE: &str = "temporal-sys-batch-workflow-protobuf";
 /// The task queue of Temporal's per-namespace system worker; nothing polls it in temper.
 pub const TASK_QUEUE: &str = "temporal-sys-per-ns-tq";
 /// The namespace division of batch workflows: ordinary lists leave them out.
@@ -228,11 +229,11 @@ pub fn payload_json(p: &Payload) -> Option<serde_json::Value> {
 /// The memo a batch workflow starts with.
 pub fn memo(r: &StartBatchOperationRequest, kind: Kind) -> Memo {
     let mut fields = HashMap::new();
+    fields.insert(MEMO_TYPE.to_owned(), json_payload(&kind.memo_name().into()));
     fields.insert(
-        MEMO_TYPE.to_owned(),
-        json_payload(&kind.memo_name().into()),
+        MEMO_REASON.to_owned(),
+        json_payload(&r.reason.clone().into()),
     );
-    fields.insert(MEMO_REASON.to_owned(), json_payload(&r.reason.clone().into()));
     if !r.visibility_query.is_empty() {
         fields.insert(
             MEMO_QUERY.to_owned(),
@@ -314,7 +315,7 @@ mod tests {
     }
 
     fn message(r: &StartBatchOperationRequest) -> String {
-        validate(r).unwrap_err().message().to_owned()
+        validate(r).expect_err("refused").message().to_owned()
     }
 
     #[test]
@@ -339,7 +340,7 @@ mod tests {
             message(&r),
             "visibility query, executions, and target executions are mutually exclusive"
         );
-        assert_eq!(validate(&req(terminate())).unwrap(), Kind::Terminate);
+        assert_eq!(validate(&req(terminate())).expect("valid"), Kind::Terminate);
     }
 
     #[test]
@@ -348,7 +349,9 @@ mod tests {
             BatchOperationSignal::default(),
         )));
         assert_eq!(message(&r), "must provide signal name");
-        let r = req(Some(Operation::ResetOperation(BatchOperationReset::default())));
+        let r = req(Some(Operation::ResetOperation(
+            BatchOperationReset::default(),
+        )));
         assert_eq!(message(&r), "unknown batch reset type Unspecified");
         let r = req(Some(Operation::ResetOperation(BatchOperationReset {
             options: Some(ResetOptions::default()),
@@ -360,7 +363,7 @@ mod tests {
             reset_type: ResetType::LastWorkflowTask as i32,
             ..Default::default()
         })));
-        assert_eq!(validate(&r).unwrap(), Kind::Reset);
+        assert_eq!(validate(&r).expect("valid"), Kind::Reset);
     }
 
     #[test]
@@ -368,7 +371,7 @@ mod tests {
         let r = req(Some(Operation::UnpauseActivitiesOperation(
             BatchOperationUnpauseActivities::default(),
         )));
-        let e = validate(&r).unwrap_err();
+        let e = validate(&r).expect_err("refused");
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains("is not supported"), "{}", e.message());
     }
@@ -379,7 +382,10 @@ mod tests {
             adjusted_query("WorkflowType = 'x'", Kind::Terminate),
             "(WorkflowType = 'x') AND (ExecutionStatus='Running' OR ExecutionStatus='Paused')"
         );
-        assert_eq!(adjusted_query("WorkflowType = 'x'", Kind::Delete), "WorkflowType = 'x'");
+        assert_eq!(
+            adjusted_query("WorkflowType = 'x'", Kind::Delete),
+            "WorkflowType = 'x'"
+        );
         assert_eq!(adjusted_query("", Kind::Signal), "");
     }
 
@@ -414,7 +420,10 @@ mod tests {
             Kind::Delete,
             Kind::Reset,
         ] {
-            assert_ne!(type_from_memo(k.memo_name()), BatchOperationType::Unspecified);
+            assert_ne!(
+                type_from_memo(k.memo_name()),
+                BatchOperationType::Unspecified
+            );
         }
         assert_eq!(type_from_memo("x"), BatchOperationType::Unspecified);
     }

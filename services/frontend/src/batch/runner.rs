@@ -301,7 +301,13 @@ pub async fn last_checkpoint(
     history: &HistoryClient,
     job: &Job,
 ) -> Result<Option<Progress>, Status> {
-    checkpoint_of(history, &job.namespace_id, &job.request.namespace, job.execution()).await
+    checkpoint_of(
+        history,
+        &job.namespace_id,
+        &job.request.namespace,
+        job.execution(),
+    )
+    .await
 }
 
 /// The newest checkpoint of the batch workflow `execution`.
@@ -357,16 +363,18 @@ pub async fn read_request(
     execution: WorkflowExecution,
 ) -> Result<StartBatchOperationRequest, Status> {
     let page = history
-        .get_workflow_execution_history(Request::new(internal::GetWorkflowExecutionHistoryRequest {
-            namespace_id: namespace_id.to_owned(),
-            request: Some(ws::GetWorkflowExecutionHistoryRequest {
-                namespace: namespace.to_owned(),
-                execution: Some(execution),
-                maximum_page_size: 1,
-                ..Default::default()
-            }),
-            long_poll_timeout_ms: 0,
-        }))
+        .get_workflow_execution_history(Request::new(
+            internal::GetWorkflowExecutionHistoryRequest {
+                namespace_id: namespace_id.to_owned(),
+                request: Some(ws::GetWorkflowExecutionHistoryRequest {
+                    namespace: namespace.to_owned(),
+                    execution: Some(execution),
+                    maximum_page_size: 1,
+                    ..Default::default()
+                }),
+                long_poll_timeout_ms: 0,
+            },
+        ))
         .await?
         .into_inner();
     let first = page
@@ -396,7 +404,11 @@ async fn close(deps: &Deps, job: &Job, outcome: Result<Progress, String>) {
     }
 }
 
-async fn try_close(deps: &Deps, job: &Job, outcome: &Result<Progress, String>) -> Result<(), Status> {
+async fn try_close(
+    deps: &Deps,
+    job: &Job,
+    outcome: &Result<Progress, String>,
+) -> Result<(), Status> {
     let scheduled = pending_workflow_task(deps, job).await?;
     let started = deps
         .history
@@ -422,25 +434,32 @@ async fn try_close(deps: &Deps, job: &Job, outcome: &Result<Progress, String>) -
         Ok(p) => vec![
             Command {
                 command_type: CommandType::ModifyWorkflowProperties as i32,
-                attributes: Some(command::Attributes::ModifyWorkflowPropertiesCommandAttributes(
-                    ModifyWorkflowPropertiesCommandAttributes {
-                        upserted_memo: Some(Memo {
-                            fields: [(request::MEMO_STATS.to_owned(), json_payload(&p.stats_json()))]
+                attributes: Some(
+                    command::Attributes::ModifyWorkflowPropertiesCommandAttributes(
+                        ModifyWorkflowPropertiesCommandAttributes {
+                            upserted_memo: Some(Memo {
+                                fields: [(
+                                    request::MEMO_STATS.to_owned(),
+                                    json_payload(&p.stats_json()),
+                                )]
                                 .into(),
-                        }),
-                    },
-                )),
+                            }),
+                        },
+                    ),
+                ),
                 ..Default::default()
             },
             Command {
                 command_type: CommandType::CompleteWorkflowExecution as i32,
-                attributes: Some(command::Attributes::CompleteWorkflowExecutionCommandAttributes(
-                    CompleteWorkflowExecutionCommandAttributes {
-                        result: Some(Payloads {
-                            payloads: vec![json_payload(&p.to_json())],
-                        }),
-                    },
-                )),
+                attributes: Some(
+                    command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                        CompleteWorkflowExecutionCommandAttributes {
+                            result: Some(Payloads {
+                                payloads: vec![json_payload(&p.to_json())],
+                            }),
+                        },
+                    ),
+                ),
                 ..Default::default()
             },
         ],
@@ -466,17 +485,19 @@ async fn try_close(deps: &Deps, job: &Job, outcome: &Result<Progress, String>) -
         }],
     };
     deps.history
-        .respond_workflow_task_completed(Request::new(internal::RespondWorkflowTaskCompletedRequest {
-            namespace_id: job.namespace_id.clone(),
-            request: Some(ws::RespondWorkflowTaskCompletedRequest {
-                task_token: token,
-                commands,
-                identity: IDENTITY.to_owned(),
-                namespace: job.request.namespace.clone(),
-                ..Default::default()
-            }),
-            search_attributes: None,
-        }))
+        .respond_workflow_task_completed(Request::new(
+            internal::RespondWorkflowTaskCompletedRequest {
+                namespace_id: job.namespace_id.clone(),
+                request: Some(ws::RespondWorkflowTaskCompletedRequest {
+                    task_token: token,
+                    commands,
+                    identity: IDENTITY.to_owned(),
+                    namespace: job.request.namespace.clone(),
+                    ..Default::default()
+                }),
+                search_attributes: None,
+            },
+        ))
         .await?;
     Ok(())
 }
