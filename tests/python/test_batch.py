@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.api.batch.v1 import BatchOperationTermination
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import (
@@ -28,6 +29,15 @@ from temporalio.service import RPCError, RPCStatusCode
 import harness
 
 N = 200
+
+
+@workflow.defn
+class WaitForever:
+    """Completes its first workflow task, then waits (a reset point for a batch reset)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
 
 
 async def cli(server: harness.ServerProcess, *args: str, timeout: float = 60) -> tuple[int, str]:
@@ -134,7 +144,9 @@ async def test_terminate_by_query_with_rps_describe_and_list(server, client, tas
     # Terminated once, with the batch's reason.
     history = await client.get_workflow_handle(f"{prefix}-7").fetch_history()
     terminated = [
-        e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED
     ]
     assert len(terminated) == 1
     assert terminated[0].workflow_execution_terminated_event_attributes.reason == "bulk cleanup"
@@ -193,7 +205,9 @@ async def test_cancel_and_signal_by_query(server, client, task_queue, new_id):
 
     for i in (0, 99, N - 1):
         wf_id = f"{prefix}-{i}"
-        signaled = await count_events(client, wf_id, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        signaled = await count_events(
+            client, wf_id, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        )
         cancel = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
         assert signaled == 1, wf_id
         assert await count_events(client, wf_id, cancel) == 1, wf_id
@@ -283,7 +297,9 @@ async def test_validation_errors(server, client, task_queue, new_id):
     assert e.message.startswith("invalid visibility query: syntax error"), e.message
 
     # Describe and Stop need a job id (and Stop a reason); unknown jobs are NOT_FOUND.
-    e = await error(DescribeBatchOperationRequest(namespace="default"), svc.describe_batch_operation)
+    e = await error(
+        DescribeBatchOperationRequest(namespace="default"), svc.describe_batch_operation
+    )
     assert (e.status, e.message) == (RPCStatusCode.INVALID_ARGUMENT, "JobId is not set on request.")
     e = await error(
         DescribeBatchOperationRequest(namespace="default", job_id=new_id()),
@@ -293,7 +309,10 @@ async def test_validation_errors(server, client, task_queue, new_id):
     e = await error(
         StopBatchOperationRequest(namespace="default", job_id="j"), svc.stop_batch_operation
     )
-    assert (e.status, e.message) == (RPCStatusCode.INVALID_ARGUMENT, "Reason is not set on request.")
+    assert (e.status, e.message) == (
+        RPCStatusCode.INVALID_ARGUMENT,
+        "Reason is not set on request.",
+    )
     e = await error(
         StopBatchOperationRequest(namespace="default", job_id=new_id(), reason="x"),
         svc.stop_batch_operation,
@@ -374,3 +393,54 @@ async def test_batch_resumes_after_kill(server, client, task_queue, new_id):
     assert (await client.get_workflow_handle(job).describe()).status == (
         WorkflowExecutionStatus.COMPLETED
     )
+
+
+@pytest.mark.timeout(240)
+async def test_reset_and_delete_by_query(server, client, task_queue, new_id):
+    prefix = new_id()
+    n = 60
+    async with harness.worker(client, task_queue, workflows=[WaitForever]):
+        handles = [
+            await client.start_workflow(WaitForever.run, id=f"{prefix}-{i}", task_queue=task_queue)
+            for i in range(n)
+        ]
+        completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+        async def all_ran() -> bool:
+            for h in handles:
+                if await count_events(client, h.id, completed) < 1:
+                    return False
+            return True
+
+        await harness.wait_until(all_ran, timeout=60, what="every workflow's first task")
+        first_runs = {h.id: h.result_run_id for h in handles}
+
+        job = await batch_command(
+            server, "workflow", "reset", "--query", f"WorkflowId STARTS_WITH '{prefix}'",
+            "--type", "FirstWorkflowTask", "--reason", "redo",
+        )  # fmt: skip
+        d = await wait_batch(server, job)
+        assert d["state"] == "BATCH_OPERATION_STATE_COMPLETED", d
+        assert d["operationType"] == "BATCH_OPERATION_TYPE_RESET_WORKFLOW"
+        assert int(d["completeOperationCount"]) == n, d
+        for wf_id, run_id in first_runs.items():
+            desc = await client.get_workflow_handle(wf_id).describe()
+            assert desc.run_id != run_id, wf_id
+            assert desc.status == WorkflowExecutionStatus.RUNNING
+            old = await client.get_workflow_handle(wf_id, run_id=run_id).describe()
+            assert old.status == WorkflowExecutionStatus.TERMINATED
+
+    # Delete has no status filter: it takes the reset runs and their terminated first runs.
+    job = await batch_command(
+        server, "workflow", "delete", "--query", f"WorkflowId STARTS_WITH '{prefix}'",
+        "--reason", "gone", "--rps", "400",
+    )  # fmt: skip
+    d = await wait_batch(server, job)
+    assert d["state"] == "BATCH_OPERATION_STATE_COMPLETED", d
+    assert d["operationType"] == "BATCH_OPERATION_TYPE_DELETE_WORKFLOW"
+    assert int(d["completeOperationCount"]) == 2 * n, d
+
+    async def all_gone() -> bool:
+        return await statuses(client, prefix) == {}
+
+    await harness.wait_until(all_gone, timeout=60, what="the deleted workflows to leave the list")

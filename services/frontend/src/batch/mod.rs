@@ -182,8 +182,8 @@ impl Batcher {
                     })
                     .await?;
                 for run in runs {
-                    let req =
-                        runner::read_request(&self.deps.history, &ns.id.0, &ns.name, run.clone())
+                    let (req, _) =
+                        runner::read_start(&self.deps.history, &ns.id.0, &ns.name, run.clone())
                             .await?;
                     let Some(kind) = req.operation.as_ref().and_then(Kind::of) else {
                         continue;

@@ -191,14 +191,22 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
-/// The query the batch iterates: Temporal keeps terminate, cancel and signal to runs that are
+/// The query the batch iterates. Temporal keeps terminate, cancel and signal to runs that are
 /// still open, so a run closed meanwhile (or by an earlier attempt) is not counted again.
-pub fn adjusted_query(query: &str, kind: Kind) -> String {
+///
+/// A reset closes the run it resets, which moves that run to the closed part of the list order,
+/// ahead of the batch's cursor: without more, the batch would meet it again and reset it a
+/// second time. So a reset batch leaves out runs that closed after it started (`started` is the
+/// batch's start time, RFC 3339); the runs a reset creates started after the batch and sort
+/// before its cursor.
+pub fn adjusted_query(query: &str, kind: Kind, started: &str) -> String {
     match kind {
-        Kind::Terminate | Kind::Cancel | Kind::Signal if !query.is_empty() => {
+        _ if query.is_empty() => String::new(),
+        Kind::Terminate | Kind::Cancel | Kind::Signal => {
             format!("({query}) AND (ExecutionStatus='Running' OR ExecutionStatus='Paused')")
         }
-        _ => query.to_owned(),
+        Kind::Reset => format!("({query}) AND (CloseTime IS NULL OR CloseTime < '{started}')"),
+        Kind::Delete => query.to_owned(),
     }
 }
 
@@ -377,16 +385,21 @@ mod tests {
     }
 
     #[test]
-    fn open_run_operations_keep_to_open_runs() {
+    fn open_run_operations_keep_to_open_runs_and_resets_to_runs_not_closed_since() {
+        let t = "2026-01-02T03:04:05Z";
         assert_eq!(
-            adjusted_query("WorkflowType = 'x'", Kind::Terminate),
+            adjusted_query("WorkflowType = 'x'", Kind::Terminate, t),
             "(WorkflowType = 'x') AND (ExecutionStatus='Running' OR ExecutionStatus='Paused')"
         );
         assert_eq!(
-            adjusted_query("WorkflowType = 'x'", Kind::Delete),
+            adjusted_query("WorkflowType = 'x'", Kind::Delete, t),
             "WorkflowType = 'x'"
         );
-        assert_eq!(adjusted_query("", Kind::Signal), "");
+        assert_eq!(
+            adjusted_query("WorkflowType = 'x'", Kind::Reset, t),
+            "(WorkflowType = 'x') AND (CloseTime IS NULL OR CloseTime < '2026-01-02T03:04:05Z')"
+        );
+        assert_eq!(adjusted_query("", Kind::Signal, t), "");
     }
 
     #[test]

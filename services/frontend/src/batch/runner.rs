@@ -106,7 +106,24 @@ pub async fn run(
 const RETRY: Duration = Duration::from_secs(1);
 
 async fn drive(deps: &Deps, job: &Job, live: &Live, resume: bool) -> End {
-    let query_text = request::adjusted_query(&job.request.visibility_query, job.kind);
+    let started = loop {
+        match read_start(
+            &deps.history,
+            &job.namespace_id,
+            &job.request.namespace,
+            job.execution(),
+        )
+        .await
+        {
+            Ok((_, started)) => break started,
+            Err(s) if s.code() == Code::NotFound => return End::Left,
+            Err(s) => {
+                tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: reading its start");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    };
+    let query_text = request::adjusted_query(&job.request.visibility_query, job.kind, &started);
     let rps = request::rps(&job.request);
     let mut progress = if resume {
         loop {
@@ -355,13 +372,13 @@ pub async fn checkpoint_of(
     }
 }
 
-/// The request a batch workflow was started with (its input).
-pub async fn read_request(
+/// The request a batch workflow was started with (its input), and when it started (RFC 3339).
+pub async fn read_start(
     history: &HistoryClient,
     namespace_id: &str,
     namespace: &str,
     execution: WorkflowExecution,
-) -> Result<StartBatchOperationRequest, Status> {
+) -> Result<(StartBatchOperationRequest, String), Status> {
     let page = history
         .get_workflow_execution_history(Request::new(
             internal::GetWorkflowExecutionHistoryRequest {
@@ -377,17 +394,25 @@ pub async fn read_request(
         ))
         .await?
         .into_inner();
-    let first = page
-        .history
-        .and_then(|h| h.events.into_iter().next())
+    let first = page.history.and_then(|h| h.events.into_iter().next());
+    let started = first
+        .as_ref()
+        .and_then(|e| e.event_time.as_ref())
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+    let input = first
         .and_then(|e| match e.attributes {
             Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.input,
             _ => None,
         })
-        .and_then(|i| i.payloads.into_iter().next());
-    first
-        .and_then(|p| StartBatchOperationRequest::decode(p.data.as_slice()).ok())
-        .ok_or_else(|| Status::internal("the batch workflow's input is not a batch request"))
+        .and_then(|i| i.payloads.into_iter().next())
+        .and_then(|p| StartBatchOperationRequest::decode(p.data.as_slice()).ok());
+    match (input, started) {
+        (Some(r), Some(t)) => Ok((r, t)),
+        _ => Err(Status::internal(
+            "the batch workflow's first event is not a start with a batch request",
+        )),
+    }
 }
 
 /// Take the batch workflow's pending workflow task and complete (or fail) the workflow.
