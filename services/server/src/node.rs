@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub clock: Arc<dyn Clock>,
     /// Request rate limits of the frontend (none by default).
     pub rate_limits: temper_frontend::RateLimitConfig,
+    /// Batch operations (Temporal's defaults).
+    pub batch: temper_frontend::BatchConfig,
 }
 
 impl NodeConfig {
@@ -45,6 +47,7 @@ impl NodeConfig {
             store_name: "sqlite".into(),
             clock: Arc::new(SystemClock),
             rate_limits: temper_frontend::RateLimitConfig::default(),
+            batch: temper_frontend::BatchConfig::default(),
         }
     }
 }
@@ -125,7 +128,7 @@ impl Node {
                 persistence_store: config.store_name.clone(),
                 max_long_poll: Duration::from_secs(60),
                 rate_limits: config.rate_limits.clone(),
-                batch: temper_frontend::BatchConfig::default(),
+                batch: config.batch.clone(),
             },
             namespaces,
             history_client,

@@ -43,17 +43,21 @@ use request::Kind;
 use runner::{Deps, Job, Live};
 
 /// Batch settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchConfig {
     /// Running batches a namespace may have at once (Temporal's
     /// `frontend.MaxConcurrentBatchOperationPerNamespace`, 1 by default).
     pub max_concurrent_per_namespace: u64,
+    /// Operations per second of a batch whose request sets no `max_operations_per_second`
+    /// (Temporal's `worker.batcherRPS`, 50 by default).
+    pub default_rps: f64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_concurrent_per_namespace: 1,
+            default_rps: request::DEFAULT_RPS,
         }
     }
 }
@@ -82,6 +86,11 @@ impl Batcher {
                 history,
                 visibility,
                 namespaces,
+                default_rps: if config.default_rps.is_finite() && config.default_rps > 0.0 {
+                    config.default_rps
+                } else {
+                    request::DEFAULT_RPS
+                },
             }),
             config,
             live: Default::default(),

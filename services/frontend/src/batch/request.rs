@@ -210,13 +210,13 @@ pub fn adjusted_query(query: &str, kind: Kind, started: &str) -> String {
     }
 }
 
-/// Operations per second for a request: what it asks for, or Temporal's default.
-pub fn rps(r: &StartBatchOperationRequest) -> f64 {
+/// Operations per second for a request: what it asks for, or `default`.
+pub fn rps(r: &StartBatchOperationRequest, default: f64) -> f64 {
     let asked = f64::from(r.max_operations_per_second);
     if asked.is_finite() && asked > 0.0 {
         asked
     } else {
-        DEFAULT_RPS
+        default
     }
 }
 
@@ -405,11 +405,11 @@ mod tests {
     #[test]
     fn rps_defaults_to_temporals() {
         let mut r = req(terminate());
-        assert_eq!(rps(&r), DEFAULT_RPS);
+        assert_eq!(rps(&r, DEFAULT_RPS), DEFAULT_RPS);
         r.max_operations_per_second = 12.5;
-        assert_eq!(rps(&r), 12.5);
+        assert_eq!(rps(&r, DEFAULT_RPS), 12.5);
         r.max_operations_per_second = f32::NAN;
-        assert_eq!(rps(&r), DEFAULT_RPS);
+        assert_eq!(rps(&r, DEFAULT_RPS), DEFAULT_RPS);
     }
 
     #[test]

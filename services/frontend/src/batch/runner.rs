@@ -42,6 +42,8 @@ pub struct Deps {
     pub history: HistoryClient,
     pub visibility: Arc<dyn VisibilityStore>,
     pub namespaces: Arc<Namespaces>,
+    /// Operations per second of a batch whose request does not say.
+    pub default_rps: f64,
 }
 
 /// One batch being run.
@@ -124,7 +126,7 @@ async fn drive(deps: &Deps, job: &Job, live: &Live, resume: bool) -> End {
         }
     };
     let query_text = request::adjusted_query(&job.request.visibility_query, job.kind, &started);
-    let rps = request::rps(&job.request);
+    let rps = request::rps(&job.request, deps.default_rps);
     let mut progress = if resume {
         loop {
             match last_checkpoint(&deps.history, job).await {
