@@ -193,6 +193,26 @@ async def test_terminate_by_query_with_rps_describe_and_list(server, client, tas
 
 
 @pytest.mark.timeout(240)
+async def test_default_rate_is_temporals(server, client, task_queue, new_id):
+    """Without --rps a batch runs at Temporal's default of 50 operations per second."""
+    prefix = new_id()
+    n = 100
+    await start_idle(client, prefix, n, task_queue)
+    started = time.monotonic()
+    job = await batch_command(
+        server, "workflow", "terminate", "--query", f"WorkflowId STARTS_WITH '{prefix}'",
+        "--reason", "default rate",
+    )  # fmt: skip
+    d = await wait_batch(server, job)
+    elapsed = time.monotonic() - started
+    print(f"terminate batch of {n} at the default rate: {elapsed:.2f}s from start to COMPLETED")
+    assert int(d["completeOperationCount"]) == n
+    # temper spaces operations 20 ms apart (1.98 s for 100); the reference server allows a
+    # burst of 50 first (about 1 s for 100).
+    assert elapsed >= (1.9 if server.kind == "temper" else 0.9), elapsed
+
+
+@pytest.mark.timeout(240)
 async def test_cancel_and_signal_by_query(server, client, task_queue, new_id):
     prefix = new_id()
     await start_idle(client, prefix, N, task_queue)
