@@ -323,7 +323,10 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
                     per_namespace: config.frontend.per_namespace_rps.clone(),
                     host_rps: config.frontend.host_rps,
                 },
-                batch: temper_frontend::BatchConfig::default(),
+                batch: temper_frontend::BatchConfig {
+                    node_name: name.to_string(),
+                    ..Default::default()
+                },
             },
             namespaces,
             history_router.clone(),

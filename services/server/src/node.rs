@@ -128,7 +128,10 @@ impl Node {
                 persistence_store: config.store_name.clone(),
                 max_long_poll: Duration::from_secs(60),
                 rate_limits: config.rate_limits.clone(),
-                batch: config.batch.clone(),
+                batch: temper_frontend::BatchConfig {
+                    node_name: config.owner.clone(),
+                    ..config.batch.clone()
+                },
             },
             namespaces,
             history_client,

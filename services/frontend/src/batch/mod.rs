@@ -42,6 +42,9 @@ use progress::Progress;
 use request::Kind;
 use runner::{Deps, Job, Live};
 
+/// How often a node looks for batches to take over.
+const SCAN_EVERY: Duration = Duration::from_secs(5);
+
 /// Batch settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchConfig {
@@ -51,6 +54,9 @@ pub struct BatchConfig {
     /// Operations per second of a batch whose request sets no `max_operations_per_second`
     /// (Temporal's `worker.batcherRPS`, 50 by default).
     pub default_rps: f64,
+    /// This node's name, the same across restarts: a node takes over at once the batches an
+    /// earlier process of it ran.
+    pub node_name: String,
 }
 
 impl Default for BatchConfig {
@@ -58,6 +64,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_concurrent_per_namespace: 1,
             default_rps: request::DEFAULT_RPS,
+            node_name: "temper".to_owned(),
         }
     }
 }
@@ -91,6 +98,8 @@ impl Batcher {
                 } else {
                     request::DEFAULT_RPS
                 },
+                node: config.node_name.clone(),
+                owner: format!("{}/{}", config.node_name, uuid::Uuid::new_v4()),
             }),
             config,
             live: Default::default(),
@@ -138,35 +147,29 @@ impl Batcher {
         });
     }
 
-    /// Resume, in the background, every batch the store says is still running. Called once
-    /// when the node starts.
+    /// Run, in the background, the running batches this node should run but does not: at
+    /// start those an earlier process of this node ran, and, every few seconds, those whose
+    /// runner has stopped checkpointing (its node died). Called once when the node starts.
     pub fn resume(self: &Arc<Self>) {
         let this = self.clone();
         self.tasks.spawn(async move {
-            let mut delay = Duration::from_millis(200);
             loop {
-                tokio::select! {
-                    r = this.resume_all() => match r {
-                        Ok(n) => {
-                            if n > 0 {
-                                tracing::info!(batches = n, "batch: resumed unfinished batches");
-                            }
-                            return;
-                        }
-                        Err(s) => tracing::warn!(error = %s, "batch: resuming batches"),
-                    },
-                    _ = this.shutdown.cancelled() => return,
+                match this.scan().await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(batches = n, "batch: resumed unfinished batches")
+                    }
+                    Ok(_) => {}
+                    Err(s) => tracing::warn!(error = %s, "batch: looking for unfinished batches"),
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::time::sleep(SCAN_EVERY) => {}
                     _ = this.shutdown.cancelled() => return,
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
         });
     }
 
-    async fn resume_all(&self) -> Result<usize, Status> {
+    async fn scan(&self) -> Result<usize, Status> {
         let mut resumed = 0;
         let mut after: Option<String> = None;
         loop {
@@ -184,28 +187,44 @@ impl Batcher {
                 let mut runs = Vec::new();
                 lister
                     .scan(&filter, |row| {
-                        runs.push(WorkflowExecution {
-                            workflow_id: row.record.workflow_id.clone(),
-                            run_id: row.record.run_id.clone(),
-                        })
+                        runs.push((
+                            WorkflowExecution {
+                                workflow_id: row.record.workflow_id.clone(),
+                                run_id: row.record.run_id.clone(),
+                            },
+                            row.record.start_time_ns / 1_000_000,
+                        ))
                     })
                     .await?;
-                for run in runs {
+                for (run, started_ms) in runs {
+                    if self.live(&ns.id.0, &run.workflow_id).is_some() {
+                        continue;
+                    }
                     let (req, _) =
                         runner::read_start(&self.deps.history, &ns.id.0, &ns.name, run.clone())
                             .await?;
                     let Some(kind) = req.operation.as_ref().and_then(Kind::of) else {
                         continue;
                     };
-                    self.spawn(
-                        Job {
-                            namespace_id: ns.id.0.clone(),
-                            run_id: run.run_id,
-                            request: req,
-                            kind,
-                        },
-                        true,
-                    );
+                    let job = Job {
+                        namespace_id: ns.id.0.clone(),
+                        run_id: run.run_id,
+                        request: req,
+                        kind,
+                    };
+                    let last = runner::last_checkpoint(&self.deps.history, &job).await?;
+                    let stale =
+                        progress::stale_after_ms(request::rps(&job.request, self.deps.default_rps));
+                    if !progress::may_take_over(
+                        last.as_ref(),
+                        started_ms,
+                        runner::now_ms(),
+                        &self.deps.node,
+                        stale,
+                    ) {
+                        continue;
+                    }
+                    self.spawn(job, true);
                     resumed += 1;
                 }
             }

@@ -44,6 +44,9 @@ pub struct Deps {
     pub namespaces: Arc<Namespaces>,
     /// Operations per second of a batch whose request does not say.
     pub default_rps: f64,
+    /// This node's name, and this process's runners' name in checkpoints (`<node>/<uuid>`).
+    pub node: String,
+    pub owner: String,
 }
 
 /// One batch being run.
@@ -141,56 +144,76 @@ async fn drive(deps: &Deps, job: &Job, live: &Live, resume: bool) -> End {
     } else {
         Progress::default()
     };
-    #[allow(deprecated)]
-    let listed: Vec<WorkflowExecution> = if job.request.executions.is_empty() {
-        job.request
-            .target_executions
-            .iter()
-            .map(|e| WorkflowExecution {
-                workflow_id: e.business_id.clone(),
-                run_id: e.run_id.clone(),
-            })
-            .collect()
-    } else {
-        job.request.executions.clone()
-    };
-    if job.request.visibility_query.is_empty() {
-        // A batch over a list of runs: one page; repeating it after a restart is harmless.
-        progress.total_estimate = i64::try_from(listed.len()).unwrap_or(i64::MAX);
-        *lock(&live.progress) = progress.clone();
-        let pacer = tokio::sync::Mutex::new(Pacer::new(rps));
-        let (ok, failed) = apply_all(deps, job, live, &pacer, listed).await;
-        progress.success = ok;
-        progress.failure = failed;
-        progress.current_page = 1;
-        return End::Done(progress);
-    }
+    let fresh = progress.current_page == 0 && progress.page_token.is_empty();
     let ns = match deps.namespaces.get(&job.request.namespace).await {
         Ok(ns) => ns,
         Err(s) => return End::Failed(s.message().to_owned()),
     };
     let attrs = visibility::registry(&ns);
-    let query = match visibility::parse(&query_text, &attrs) {
-        Ok(q) => q,
-        Err(s) => return End::Failed(s.message().to_owned()),
-    };
-    let lister = Lister {
-        store: &deps.visibility,
-        namespace: &ns,
-        attrs: &attrs,
-        query: &query,
-    };
-    if progress.current_page == 0 && progress.page_token.is_empty() {
-        match lister.count(false).await {
-            Ok((n, _)) => progress.total_estimate = i64::try_from(n).unwrap_or(i64::MAX),
+    let source = if job.request.visibility_query.is_empty() {
+        #[allow(deprecated)]
+        let listed: Vec<WorkflowExecution> = if job.request.executions.is_empty() {
+            job.request
+                .target_executions
+                .iter()
+                .map(|e| WorkflowExecution {
+                    workflow_id: e.business_id.clone(),
+                    run_id: e.run_id.clone(),
+                })
+                .collect()
+        } else {
+            job.request.executions.clone()
+        };
+        Source::List(listed)
+    } else {
+        match visibility::parse(&query_text, &attrs) {
+            Ok(q) => Source::Query(q),
             Err(s) => return End::Failed(s.message().to_owned()),
+        }
+    };
+    if fresh {
+        match &source {
+            Source::List(l) => progress.total_estimate = i64::try_from(l.len()).unwrap_or(i64::MAX),
+            Source::Query(query) => {
+                let lister = Lister {
+                    store: &deps.visibility,
+                    namespace: &ns,
+                    attrs: &attrs,
+                    query,
+                };
+                match lister.count(false).await {
+                    Ok((n, _)) => progress.total_estimate = i64::try_from(n).unwrap_or(i64::MAX),
+                    Err(s) => return End::Failed(s.message().to_owned()),
+                }
+            }
         }
     }
     *lock(&live.progress) = progress.clone();
+    // Claim the batch: from now on this runner's checkpoints are the newest.
+    if let Err(end) = save(deps, job, &mut progress, false).await {
+        return end;
+    }
     let pacer = tokio::sync::Mutex::new(Pacer::new(rps));
     let size = page_size(rps);
     loop {
-        let (infos, next) = match lister.page(size, &progress.page_token).await {
+        let page = match &source {
+            Source::List(l) => Ok(list_page(l, &progress.page_token, size)),
+            Source::Query(query) => Lister {
+                store: &deps.visibility,
+                namespace: &ns,
+                attrs: &attrs,
+                query,
+            }
+            .page(size, &progress.page_token)
+            .await
+            .map(|(infos, next)| {
+                (
+                    infos.into_iter().filter_map(|i| i.execution).collect(),
+                    next,
+                )
+            }),
+        };
+        let (targets, next) = match page {
             Ok(page) => page,
             Err(s) if s.code() == Code::InvalidArgument => {
                 return End::Failed(s.message().to_owned());
@@ -201,7 +224,6 @@ async fn drive(deps: &Deps, job: &Job, live: &Live, resume: bool) -> End {
                 continue;
             }
         };
-        let targets = infos.into_iter().filter_map(|i| i.execution).collect();
         let (ok, failed) = apply_all(deps, job, live, &pacer, targets).await;
         progress.success += ok;
         progress.failure += failed;
@@ -211,18 +233,75 @@ async fn drive(deps: &Deps, job: &Job, live: &Live, resume: bool) -> End {
         if progress.page_token.is_empty() {
             return End::Done(progress);
         }
-        loop {
-            match checkpoint(&deps.history, job, &progress).await {
-                Ok(()) => break,
-                // The batch's workflow closed (stopped): nothing more to do.
-                Err(s) if s.code() == Code::NotFound => return End::Left,
-                Err(s) => {
-                    tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: checkpoint");
-                    tokio::time::sleep(RETRY).await;
-                }
+        if let Err(end) = save(deps, job, &mut progress, true).await {
+            return end;
+        }
+    }
+}
+
+/// Where a batch's targets come from.
+enum Source {
+    Query(temper_visibility::Query),
+    /// An explicit list; its page token is the offset of the next page.
+    List(Vec<WorkflowExecution>),
+}
+
+/// One page of an explicit list of runs, and the token of the next (empty at the end).
+fn list_page(
+    list: &[WorkflowExecution],
+    token: &[u8],
+    size: usize,
+) -> (Vec<WorkflowExecution>, Vec<u8>) {
+    let from = <[u8; 8]>::try_from(token)
+        .map(|b| usize::try_from(u64::from_be_bytes(b)).unwrap_or(usize::MAX))
+        .unwrap_or(0)
+        .min(list.len());
+    let to = from.saturating_add(size).min(list.len());
+    let next = if to < list.len() {
+        (to as u64).to_be_bytes().to_vec()
+    } else {
+        Vec::new()
+    };
+    (list[from..to].to_vec(), next)
+}
+
+/// Checkpoint `progress` as this runner's. With `check`, first make sure no other runner has
+/// taken the batch over since this one's last checkpoint; `Err` is how the batch ends when it
+/// has, or when its workflow has closed.
+async fn save(deps: &Deps, job: &Job, progress: &mut Progress, check: bool) -> Result<(), End> {
+    loop {
+        let r = async {
+            if check
+                && let Some(last) = last_checkpoint(&deps.history, job).await?
+                && last.owner != deps.owner
+            {
+                return Ok(false);
+            }
+            progress.owner = deps.owner.clone();
+            progress.at_ms = now_ms();
+            checkpoint(&deps.history, job, progress).await?;
+            Ok::<bool, Status>(true)
+        }
+        .await;
+        match r {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                tracing::info!(job_id = %job.request.job_id, "batch: another node took it over");
+                return Err(End::Left);
+            }
+            // The batch's workflow closed (stopped): nothing more to do.
+            Err(s) if s.code() == Code::NotFound => return Err(End::Left),
+            Err(s) => {
+                tracing::warn!(job_id = %job.request.job_id, error = %s, "batch: checkpoint");
+                tokio::time::sleep(RETRY).await;
             }
         }
     }
+}
+
+/// Wall-clock time for checkpoints, which other nodes read as a sign of life.
+pub fn now_ms() -> i64 {
+    temper_types::wall_clock_millis()
 }
 
 /// Apply the operation to `targets`, paced, a few at a time; the successes and failures.
@@ -573,4 +652,27 @@ async fn pending_workflow_task(deps: &Deps, job: &Job) -> Result<i64, Status> {
         token = page.next_page_token;
     }
     scheduled.ok_or_else(|| Status::unavailable("the batch workflow has no workflow task yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_lists_page_by_offset() {
+        let list: Vec<WorkflowExecution> = (0..5)
+            .map(|i| WorkflowExecution {
+                workflow_id: format!("w{i}"),
+                run_id: String::new(),
+            })
+            .collect();
+        let (p1, t1) = list_page(&list, &[], 2);
+        assert_eq!(p1.len(), 2);
+        let (p2, t2) = list_page(&list, &t1, 2);
+        assert_eq!(p2[0].workflow_id, "w2");
+        let (p3, t3) = list_page(&list, &t2, 2);
+        assert_eq!((p3.len(), t3.is_empty()), (1, true));
+        assert_eq!(list_page(&list, &[], 10).0.len(), 5);
+        assert_eq!(list_page(&list, &[1, 2, 3], 2).0[0].workflow_id, "w0");
+    }
 }
