@@ -2,13 +2,14 @@
 //! StopBatchOperation (`temporal workflow terminate|cancel|signal|delete|reset --query ...`,
 //! `temporal batch list|describe|terminate`).
 //!
-//! As in Temporal, a batch is a system workflow: type `temporal-sys-batch-workflow-protobuf`, workflow
-//! id = job id, the request as its input, the operation type, reason and query in its memo, and
-//! the search attributes `BatcherUser` and `TemporalNamespaceDivision = 'TemporalBatcher'` (so
-//! ordinary lists leave it out). List lists those workflows, Describe describes one, Stop
-//! terminates it. Where Temporal runs the batch in a worker, temper runs it in the frontend
-//! ([`runner`]), which checkpoints progress into the workflow (a signal per page) and resumes
-//! unfinished batches when the node starts ([`Batcher::resume`]). See docs/batch.md.
+//! As in Temporal, a batch is a system workflow: type `temporal-sys-batch-workflow-protobuf`,
+//! workflow id = job id, the request as its input, the operation type, reason and query in its
+//! memo, and the search attributes `BatcherUser` and `TemporalNamespaceDivision =
+//! 'TemporalBatcher'` (so ordinary lists leave it out). List lists those workflows, Describe
+//! describes one, Stop terminates it. Where Temporal runs the batch in a worker, temper runs it
+//! in a frontend ([`runner`]), which checkpoints progress into the workflow (a signal per page);
+//! every frontend takes over the batches whose runner restarted or went quiet
+//! ([`Batcher::resume`]). See docs/batch.md.
 
 mod ops;
 mod progress;
