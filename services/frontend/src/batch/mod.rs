@@ -160,6 +160,11 @@ impl Batcher {
                         tracing::info!(batches = n, "batch: resumed unfinished batches")
                     }
                     Ok(_) => {}
+                    Err(s) if s.code() == tonic::Code::Unimplemented => {
+                        // A store without visibility (Cassandra, for now) has no batches.
+                        tracing::info!(error = %s, "batch: no batch operations on this store");
+                        return;
+                    }
                     Err(s) => tracing::warn!(error = %s, "batch: looking for unfinished batches"),
                 }
                 tokio::select! {
@@ -201,32 +206,16 @@ impl Batcher {
                     if self.live(&ns.id.0, &run.workflow_id).is_some() {
                         continue;
                     }
-                    let (req, _) =
-                        runner::read_start(&self.deps.history, &ns.id.0, &ns.name, run.clone())
-                            .await?;
-                    let Some(kind) = req.operation.as_ref().and_then(Kind::of) else {
-                        continue;
-                    };
-                    let job = Job {
-                        namespace_id: ns.id.0.clone(),
-                        run_id: run.run_id,
-                        request: req,
-                        kind,
-                    };
-                    let last = runner::last_checkpoint(&self.deps.history, &job).await?;
-                    let stale =
-                        progress::stale_after_ms(request::rps(&job.request, self.deps.default_rps));
-                    if !progress::may_take_over(
-                        last.as_ref(),
-                        started_ms,
-                        runner::now_ms(),
-                        &self.deps.node,
-                        stale,
-                    ) {
-                        continue;
+                    // One batch that cannot be read does not hold up the others.
+                    match self.take_over(ns, run.clone(), started_ms).await {
+                        Ok(true) => resumed += 1,
+                        Ok(false) => {}
+                        Err(s) => tracing::warn!(
+                            job_id = %run.workflow_id,
+                            error = %s,
+                            "batch: checking whether to take it over"
+                        ),
                     }
-                    self.spawn(job, true);
-                    resumed += 1;
                 }
             }
             match page.last() {
@@ -234,6 +223,39 @@ impl Batcher {
                 _ => return Ok(resumed),
             }
         }
+    }
+
+    /// Run the batch `run` of `ns` here if this node should take it over.
+    async fn take_over(
+        &self,
+        ns: &crate::namespaces::Namespace,
+        run: WorkflowExecution,
+        started_ms: i64,
+    ) -> Result<bool, Status> {
+        let (req, _) =
+            runner::read_start(&self.deps.history, &ns.id.0, &ns.name, run.clone()).await?;
+        let Some(kind) = req.operation.as_ref().and_then(Kind::of) else {
+            return Ok(false);
+        };
+        let job = Job {
+            namespace_id: ns.id.0.clone(),
+            run_id: run.run_id,
+            request: req,
+            kind,
+        };
+        let last = runner::last_checkpoint(&self.deps.history, &job).await?;
+        let stale = progress::stale_after_ms(request::rps(&job.request, self.deps.default_rps));
+        if !progress::may_take_over(
+            last.as_ref(),
+            started_ms,
+            runner::now_ms(),
+            &self.deps.node,
+            stale,
+        ) {
+            return Ok(false);
+        }
+        self.spawn(job, true);
+        Ok(true)
     }
 
     /// Stop every runner (their batches resume when a node starts again) and wait for them.
