@@ -1,9 +1,11 @@
 """Batch operations by query through the `temporal` CLI: `temporal workflow terminate|cancel|
 signal --query`, `temporal batch list|describe|terminate`, on a few hundred workflows.
 
-Runs against temper and the reference server, except the restart test (temper only: it kills the
-server mid-batch). The workflows run no code: a workflow that nobody polls stays Running, which
-is all a batch needs to act on; cancel and signal are checked in each workflow's history.
+Runs against temper and the reference server, except the restart tests (temper only: they
+restart the server mid-batch). Batches need visibility, which temper does not have on Cassandra
+yet: there the tests are skipped, saying so. The workflows run no code: a workflow that nobody
+polls stays Running, which is all a batch needs to act on; cancel and signal are checked in each
+workflow's history.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 import harness
+
+pytestmark = pytest.mark.skipif(
+    harness.server_kind() == "temper" and harness.store_kind() == "cassandra",
+    reason="batch operations need visibility, which is not on Cassandra yet",
+)
 
 N = 200
 
