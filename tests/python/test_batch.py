@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.api.batch.v1 import BatchOperationTermination
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import (
     DescribeBatchOperationRequest,
@@ -500,3 +501,24 @@ async def test_reset_and_delete_by_query(server, client, task_queue, new_id):
         return await statuses(client, prefix) == {}
 
     await harness.wait_until(all_gone, timeout=60, what="the deleted workflows to leave the list")
+
+
+@pytest.mark.timeout(120)
+async def test_terminate_listed_executions(server, client, task_queue, new_id):
+    """A batch over an explicit list of executions instead of a query."""
+    prefix = new_id()
+    await start_idle(client, prefix, 30, task_queue)
+    job = new_id()
+    await client.workflow_service.start_batch_operation(
+        StartBatchOperationRequest(
+            namespace="default",
+            job_id=job,
+            reason="listed",
+            termination_operation=BatchOperationTermination(identity="lister"),
+            executions=[WorkflowExecution(workflow_id=f"{prefix}-{i}") for i in range(0, 30, 3)],
+        )
+    )
+    d = await wait_batch(server, job)
+    assert d["state"] == "BATCH_OPERATION_STATE_COMPLETED", d
+    assert int(d["completeOperationCount"]) == 10, d
+    assert await statuses(client, prefix) == {"TERMINATED": 10, "RUNNING": 20}
