@@ -1,6 +1,7 @@
 //! The public face of temper: Temporal's WorkflowService and OperatorService. Requests are
 //! validated here, namespaces resolved to ids, and the work routed to history or matching.
 
+mod batch;
 mod errors;
 mod list;
 pub mod metrics;
@@ -26,6 +27,7 @@ use temper_proto::temporal::api::workflowservice::v1::{
 use temper_workflow::token;
 use tonic::{Request, Response, Status};
 
+pub use batch::{BatchConfig, Batcher};
 pub use errors::parse_grpc_timeout;
 pub use metrics::RpcMetrics;
 pub use namespaces::{Namespace, Namespaces};
@@ -44,6 +46,8 @@ pub struct FrontendConfig {
     pub max_long_poll: Duration,
     /// Requests per second per namespace and per node.
     pub rate_limits: rate_limit::RateLimitConfig,
+    /// Batch operations.
+    pub batch: BatchConfig,
 }
 
 /// The version we report; the SDKs only check its presence.
@@ -56,6 +60,7 @@ pub struct Frontend {
     history: HistoryClient,
     matching: MatchingClient,
     visibility: Arc<dyn temper_persistence::VisibilityStore>,
+    batcher: Arc<Batcher>,
 }
 
 impl Frontend {
@@ -66,6 +71,12 @@ impl Frontend {
         matching: MatchingClient,
         visibility: Arc<dyn temper_persistence::VisibilityStore>,
     ) -> Self {
+        let batcher = Arc::new(Batcher::new(
+            history.clone(),
+            visibility.clone(),
+            namespaces.clone(),
+            config.batch.clone(),
+        ));
         Self {
             limits: rate_limit::RateLimits::new(&config.rate_limits),
             config,
@@ -73,6 +84,7 @@ impl Frontend {
             history,
             matching,
             visibility,
+            batcher,
         }
     }
 
@@ -897,6 +909,34 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::QueryWorkflowResponse>, Status> {
         let budget = query::query_budget(r.metadata());
         self.query(budget, r.into_inner()).await.map(Response::new)
+    }
+
+    async fn start_batch_operation(
+        &self,
+        r: Request<ws::StartBatchOperationRequest>,
+    ) -> Result<Response<ws::StartBatchOperationResponse>, Status> {
+        self.start_batch(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn describe_batch_operation(
+        &self,
+        r: Request<ws::DescribeBatchOperationRequest>,
+    ) -> Result<Response<ws::DescribeBatchOperationResponse>, Status> {
+        self.describe_batch(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_batch_operations(
+        &self,
+        r: Request<ws::ListBatchOperationsRequest>,
+    ) -> Result<Response<ws::ListBatchOperationsResponse>, Status> {
+        self.list_batches(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn stop_batch_operation(
+        &self,
+        r: Request<ws::StopBatchOperationRequest>,
+    ) -> Result<Response<ws::StopBatchOperationResponse>, Status> {
+        self.stop_batch(r.into_inner()).await.map(Response::new)
     }
 
     async fn respond_query_task_completed(

@@ -323,6 +323,10 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
                     per_namespace: config.frontend.per_namespace_rps.clone(),
                     host_rps: config.frontend.host_rps,
                 },
+                batch: temper_frontend::BatchConfig {
+                    node_name: name.to_string(),
+                    ..Default::default()
+                },
             },
             namespaces,
             history_router.clone(),
@@ -332,6 +336,11 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
     } else {
         None
     };
+    if let Some(f) = &frontend {
+        // Unfinished batches carry on (docs/batch.md: in a cluster every frontend node
+        // resumes them when it starts).
+        f.batcher().resume();
+    }
     Ok(Roles {
         membership,
         views,
@@ -573,6 +582,9 @@ async fn shut_down(name: &str, roles: Roles, mut serving: Serving) -> anyhow::Re
         Err(_) => {
             tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway")
         }
+    }
+    if let Some(f) = &roles.frontend {
+        f.batcher().shutdown().await;
     }
     if let Some(m) = &roles.matching {
         m.shutdown();

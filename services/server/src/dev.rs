@@ -69,8 +69,10 @@ pub struct DevArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Temporal's dynamic config keys that temper honours, `KEY=VALUE` (repeatable):
-    /// `frontend.namespaceRPS` (requests per second per namespace) and `frontend.rps`
-    /// (per node). Other keys are ignored with a warning.
+    /// `frontend.namespaceRPS` (requests per second per namespace), `frontend.rps`
+    /// (per node), `frontend.MaxConcurrentBatchOperationPerNamespace` (running batch
+    /// operations per namespace, default 1) and `worker.batcherRPS` (operations per second of
+    /// a batch that sets no rate, default 50). Other keys are ignored with a warning.
     #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
     pub dynamic_config: Vec<String>,
     /// Also serve the official Temporal Web UI: runs the UI server that
@@ -183,6 +185,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.namespaces.extend(args.namespaces.iter().cloned());
     config.store_name = args.store.store.name().into();
     config.rate_limits = rate_limits(&args.dynamic_config)?;
+    config.batch = batch_config(&args.dynamic_config)?;
     let node = Node::start(persistence, config).await?;
     let (frontend, matching, history) = (
         node.frontend.clone(),
@@ -190,6 +193,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         node.history.clone(),
     );
     let shards = node.cluster.num_shards;
+    let batcher = node.frontend.batcher().clone();
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -247,7 +251,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // applies when tonic binds the socket itself.)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let drain = shutdown.clone();
-    let (m, h, stopping) = (matching.clone(), history.clone(), health.clone());
+    let (m, h, b, stopping) = (
+        matching.clone(),
+        history.clone(),
+        batcher.clone(),
+        health.clone(),
+    );
     let server = tonic::transport::Server::builder()
         .trace_fn(temper_server::telemetry::rpc_span)
         .add_service(health_service)
@@ -257,6 +266,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             drain.cancelled().await;
             tracing::info!("shutting down");
             stopping.set(Readiness::Stopping);
+            // Batches stop between operations and resume at the next start.
+            b.shutdown().await;
             // Wake every long poll so in-flight calls finish promptly.
             m.shutdown();
             h.shutdown().await;
@@ -274,6 +285,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(ui) = ui {
         ui.stop().await;
     }
+    batcher.shutdown().await;
     matching.shutdown();
     history.shutdown().await;
     stop_health.cancel();
@@ -303,6 +315,36 @@ fn ui_address(args: &DevArgs, grpc: SocketAddr) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("invalid Web UI address {ip}:{port}"))
 }
 
+const BATCH_MAX_CONCURRENT: &str = "frontend.MaxConcurrentBatchOperationPerNamespace";
+const BATCHER_RPS: &str = "worker.batcherRPS";
+
+/// The batch settings named by `--dynamic-config-value` flags.
+fn batch_config(values: &[String]) -> anyhow::Result<temper_frontend::BatchConfig> {
+    let mut batch = temper_frontend::BatchConfig::default();
+    for kv in values {
+        let Some((key, value)) = kv.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key != BATCH_MAX_CONCURRENT && key != BATCHER_RPS {
+            continue;
+        }
+        let v: f64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("--dynamic-config-value {key}: `{value}` is not a number"))?;
+        if !(v.is_finite() && v >= 1.0 && v <= f64::from(u32::MAX)) {
+            anyhow::bail!("--dynamic-config-value {key}: {value} must be at least 1");
+        }
+        if key == BATCH_MAX_CONCURRENT {
+            batch.max_concurrent_per_namespace = v as u64;
+        } else {
+            batch.default_rps = v;
+        }
+    }
+    Ok(batch)
+}
+
 /// The rate limits named by `--dynamic-config-value` flags (Temporal's keys and JSON values).
 fn rate_limits(values: &[String]) -> anyhow::Result<temper_frontend::RateLimitConfig> {
     let mut limits = temper_frontend::RateLimitConfig::default();
@@ -322,6 +364,7 @@ fn rate_limits(values: &[String]) -> anyhow::Result<temper_frontend::RateLimitCo
         match key.trim() {
             "frontend.namespaceRPS" => limits.namespace_rps = number()?,
             "frontend.rps" => limits.host_rps = number()?,
+            BATCH_MAX_CONCURRENT | BATCHER_RPS => {}
             other => {
                 tracing::warn!(
                     key = other,
@@ -332,4 +375,36 @@ fn rate_limits(values: &[String]) -> anyhow::Result<temper_frontend::RateLimitCo
         }
     }
     Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn batch_settings_come_from_temporals_dynamic_config_keys() {
+        let b = batch_config(&values(&[
+            "frontend.MaxConcurrentBatchOperationPerNamespace=3",
+            "worker.batcherRPS=20",
+            "frontend.rps=100",
+        ]))
+        .expect("valid");
+        assert_eq!(b.max_concurrent_per_namespace, 3);
+        assert_eq!(b.default_rps, 20.0);
+        assert_eq!(
+            batch_config(&[]).expect("valid"),
+            temper_frontend::BatchConfig::default()
+        );
+        assert!(batch_config(&values(&["worker.batcherRPS=0"])).is_err());
+        assert!(batch_config(&values(&["worker.batcherRPS=x"])).is_err());
+        // The batch keys are not reported as unknown rate limit keys.
+        assert_eq!(
+            rate_limits(&values(&["worker.batcherRPS=20"])).expect("valid"),
+            temper_frontend::RateLimitConfig::default()
+        );
+    }
 }

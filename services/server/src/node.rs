@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub clock: Arc<dyn Clock>,
     /// Request rate limits of the frontend (none by default).
     pub rate_limits: temper_frontend::RateLimitConfig,
+    /// Batch operations (Temporal's defaults).
+    pub batch: temper_frontend::BatchConfig,
 }
 
 impl NodeConfig {
@@ -45,6 +47,7 @@ impl NodeConfig {
             store_name: "sqlite".into(),
             clock: Arc::new(SystemClock),
             rate_limits: temper_frontend::RateLimitConfig::default(),
+            batch: temper_frontend::BatchConfig::default(),
         }
     }
 }
@@ -125,12 +128,18 @@ impl Node {
                 persistence_store: config.store_name.clone(),
                 max_long_poll: Duration::from_secs(60),
                 rate_limits: config.rate_limits.clone(),
+                batch: temper_frontend::BatchConfig {
+                    node_name: config.owner.clone(),
+                    ..config.batch.clone()
+                },
             },
             namespaces,
             history_client,
             matching_client,
             persistence.visibility.clone(),
         ));
+        // Batches a previous run of this node left unfinished carry on.
+        frontend.batcher().resume();
         Ok(Node {
             frontend,
             history,
@@ -141,6 +150,7 @@ impl Node {
 
     /// Wake long polls, stop the shards and wait for their tasks.
     pub async fn shutdown(&self) {
+        self.frontend.batcher().shutdown().await;
         self.matching.shutdown();
         self.history.shutdown().await;
     }
