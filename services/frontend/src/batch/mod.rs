@@ -181,7 +181,8 @@ impl Batcher {
                     attrs: &attrs,
                     query: &query,
                 };
-                let (filter, _) = visibility::store_filter(&query);
+                let (filter, _) =
+                    visibility::store_filter(&query, self.deps.visibility.filters_keywords());
                 let mut runs = Vec::new();
                 lister
                     .scan(&filter, |row| {
