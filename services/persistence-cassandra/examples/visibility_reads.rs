@@ -249,6 +249,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         page,
     )
     .await;
+    // This store does not index keywords: the frontend reads the default order in batches
+    // and keeps the runs that match, until the page is full. One run in a hundred matches.
+    measure(
+        &store,
+        "Customer = 'c-42' (custom Keyword)",
+        async || {
+            let wanted = VisibilityFilter {
+                keywords: vec![("Customer".into(), vec!["c-42".into()])],
+                ..Default::default()
+            };
+            let mut cursor = None;
+            let mut found = 0;
+            while found < 100 {
+                let batch = v
+                    .list_visibility(&ns, &VisibilityFilter::default(), cursor.as_ref(), 500)
+                    .await?;
+                found += batch.iter().filter(|r| wanted.matches(r)).count();
+                match batch.last() {
+                    Some(last) if batch.len() == 500 => cursor = Some(last.cursor()),
+                    _ => break,
+                }
+            }
+            Ok::<usize, temper_persistence::StoreError>(found.min(100))
+        },
+        page,
+    )
+    .await;
     measure(
         &store,
         "WorkflowId = 'wf-4242'",
