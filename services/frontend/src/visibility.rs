@@ -410,6 +410,13 @@ fn push_down(f: &mut VisibilityFilter, p: &temper_visibility::Predicate) -> bool
             f.no_namespace_division = true;
             true
         }
+        (
+            names::TEMPORAL_NAMESPACE_DIVISION,
+            Operator::Compare(CompareOp::Eq, Value::String(d)),
+        ) if f.namespace_division.is_none() => {
+            f.namespace_division = Some(d.clone());
+            true
+        }
         (names::START_TIME | names::CLOSE_TIME, op) => {
             let Some((min, max)) = range(op) else {
                 return false;

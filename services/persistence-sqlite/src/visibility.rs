@@ -268,6 +268,10 @@ fn select(namespace_id: &NamespaceId, f: &VisibilityFilter, unindexed: bool) -> 
     if f.no_namespace_division {
         c.sql.push_str(" AND v.namespace_division IS NULL");
     }
+    if let Some(d) = &f.namespace_division {
+        // Served by the `visibility_divided` index.
+        c.and("v.namespace_division =", Value::Text(d.clone()));
+    }
     for (i, (name, values)) in keywords.iter().enumerate() {
         if Some(i) == driving {
             continue;

@@ -85,6 +85,7 @@ macro_rules! __persistence_visibility_all {
             case_visibility_keyword_filters,
             case_visibility_close_moves_the_run_once,
             case_visibility_pages_across_hours_and_filters,
+            case_visibility_division_filter,
         );
     };
 }

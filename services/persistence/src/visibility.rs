@@ -103,6 +103,9 @@ pub struct VisibilityFilter {
     pub close_time_max_ns: Option<i64>,
     /// Only runs without a `TemporalNamespaceDivision`.
     pub no_namespace_division: bool,
+    /// Only runs of this `TemporalNamespaceDivision` (system workflows such as batches and
+    /// schedulers): a few runs, which stores keep apart so that finding them reads no others.
+    pub namespace_division: Option<String>,
     /// For each `(attribute, values)`: the run has a keyword of that attribute equal to one
     /// of the values. Only given to stores whose [`crate::VisibilityStore::filters_keywords`]
     /// is true. A record whose `keywords` is `None` (written before they were indexed)
@@ -135,6 +138,10 @@ impl VisibilityFilter {
                 None => self.close_time_min_ns.is_none() && self.close_time_max_ns.is_none(),
             }
             && (!self.no_namespace_division || r.namespace_division.is_none())
+            && self
+                .namespace_division
+                .as_ref()
+                .is_none_or(|d| r.namespace_division.as_ref() == Some(d))
             && self.keywords.iter().all(|(name, values)| {
                 r.keywords.as_ref().is_none_or(|k| {
                     k.iter()

@@ -158,6 +158,37 @@ fn keyword_equality_narrows_stores_that_index_keywords() {
 }
 
 #[test]
+fn a_division_equality_goes_to_the_store() {
+    let a = attrs();
+    let q = parse(
+        "TemporalNamespaceDivision = 'TemporalBatcher' AND ExecutionStatus = 'Running'",
+        &a,
+    )
+    .expect("query");
+    let (f, covered) = store_filter(&q, false);
+    assert!(covered);
+    assert_eq!(f.namespace_division.as_deref(), Some("TemporalBatcher"));
+    assert!(
+        !f.no_namespace_division,
+        "a named division drops the implicit filter"
+    );
+    assert_eq!(f.statuses, Some(vec![1]));
+    let mut r = record(1, None);
+    assert!(!f.matches(&r));
+    r.namespace_division = Some("TemporalBatcher".into());
+    assert!(f.matches(&r));
+    // Only a top-level equality narrows.
+    let q = parse(
+        "TemporalNamespaceDivision = 'a' OR TemporalNamespaceDivision = 'b'",
+        &a,
+    )
+    .expect("query");
+    let (f, covered) = store_filter(&q, false);
+    assert!(!covered);
+    assert_eq!(f.namespace_division, None);
+}
+
+#[test]
 fn list_entries_carry_search_attribute_types() {
     let a = attrs();
     let info = Row::new(record(2, Some(3_000_000_000)), &a).info(&a);

@@ -45,6 +45,12 @@ pub(crate) fn status_scope(status: i32) -> String {
     format!("s:{status}")
 }
 
+/// The scope of the runs of one namespace division (system workflows: batches, schedulers),
+/// so that finding them reads none of the namespace's other runs.
+pub(crate) fn division_scope(division: &str) -> String {
+    format!("d:{division}")
+}
+
 /// FNV-1a: stable across processes and versions (the bucket of a run must never change).
 fn stable_hash(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -67,16 +73,20 @@ pub(crate) fn closed_bucket(t: i64) -> i64 {
         .saturating_mul(CLOSED_BUCKET_NS)
 }
 
-fn open_scopes(r: &VisibilityRecord) -> [String; 2] {
-    [ALL.to_owned(), type_scope(&r.workflow_type)]
+fn open_scopes(r: &VisibilityRecord) -> Vec<String> {
+    let mut scopes = vec![ALL.to_owned(), type_scope(&r.workflow_type)];
+    scopes.extend(r.namespace_division.as_deref().map(division_scope));
+    scopes
 }
 
-pub(crate) fn closed_scopes(r: &VisibilityRecord) -> [String; 3] {
-    [
+pub(crate) fn closed_scopes(r: &VisibilityRecord) -> Vec<String> {
+    let mut scopes = vec![
         ALL.to_owned(),
         type_scope(&r.workflow_type),
         status_scope(r.status),
-    ]
+    ];
+    scopes.extend(r.namespace_division.as_deref().map(division_scope));
+    scopes
 }
 
 fn opt_text(v: Option<&String>) -> Option<CqlValue> {

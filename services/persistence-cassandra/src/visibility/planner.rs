@@ -2,12 +2,13 @@
 //!
 //! - `workflow_id = X`: the run partition of X (one partition), sorted in memory.
 //! - Otherwise open runs first (unless the filter or the cursor rules them out): the
-//!   [`OPEN_BUCKETS`] partitions of the scope (`t:<type>` if the filter names a type, else
-//!   `*`), sliced by start time, merged.
+//!   [`OPEN_BUCKETS`] partitions of the scope (`d:<division>` if the filter names a namespace
+//!   division, else `t:<type>` if it names a type, else `*`), sliced by start time, merged.
 //! - Then closed runs, an hour bucket at a time, newest first: the directory partition says
 //!   which buckets hold rows within the close-time bounds (a start-time lower bound is a
-//!   close-time lower bound too); each bucket's partitions of the scope (`t:<type>`, else
-//!   `s:<status>` for each closed status named, else `*`) are sliced by close time and merged.
+//!   close-time lower bound too); each bucket's partitions of the scope (`d:<division>`, else
+//!   `t:<type>`, else `s:<status>` for each closed status named, else `*`) are sliced by close
+//!   time and merged.
 //! - Everything else of the filter is checked in memory, and reading stops as soon as the
 //!   page is full.
 
@@ -21,7 +22,8 @@ use temper_persistence::{StoreError, VisibilityCursor, VisibilityFilter, Visibil
 use temper_types::NamespaceId;
 
 use super::layout::{
-    self, ALL, NullableValues, OPEN_BUCKETS, RUNNING, closed_bucket, status_scope, type_scope,
+    self, ALL, NullableValues, OPEN_BUCKETS, RUNNING, closed_bucket, division_scope, status_scope,
+    type_scope,
 };
 use crate::CassandraStore;
 use crate::rows::{bigint, text};
@@ -192,7 +194,12 @@ impl Plan {
         let open_possible = !by_close
             && !cursor_closed
             && statuses.is_none_or(|s| s.iter().any(|s| !is_closed_status(*s)));
-        let type_scope = filter.workflow_type.as_deref().map(type_scope);
+        // A division's runs are few: its scope beats the others.
+        let type_scope = filter
+            .namespace_division
+            .as_deref()
+            .map(division_scope)
+            .or_else(|| filter.workflow_type.as_deref().map(type_scope));
         let closed_statuses: Option<BTreeSet<i32>> =
             statuses.map(|s| s.iter().copied().filter(|s| *s != RUNNING).collect());
         let closed_scopes = match (&type_scope, &closed_statuses) {
@@ -415,6 +422,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Plan::new(&typed, None).closed_scopes, ["t:T"]);
+    }
+
+    #[test]
+    fn a_division_reads_only_its_own_scope() {
+        let batches = VisibilityFilter {
+            statuses: Some(vec![RUNNING]),
+            workflow_type: Some("T".into()),
+            namespace_division: Some("TemporalBatcher".into()),
+            ..Default::default()
+        };
+        let plan = Plan::new(&batches, None);
+        assert_eq!(plan.open_scope.as_deref(), Some("d:TemporalBatcher"));
+        assert!(plan.closed_scopes.is_empty());
+        let all = VisibilityFilter {
+            namespace_division: Some("TemporalBatcher".into()),
+            ..Default::default()
+        };
+        assert_eq!(Plan::new(&all, None).closed_scopes, ["d:TemporalBatcher"]);
     }
 
     #[test]

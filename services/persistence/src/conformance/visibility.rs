@@ -618,3 +618,77 @@ pub async fn case_visibility_pages_across_hours_and_filters(p: &Persistence) {
         assert_eq!(count, expected.len() as u64, "{filter:?}");
     }
 }
+
+/// A namespace division's runs (system workflows) are found by their division alone, open
+/// and closed, and stay apart from the runs users see.
+pub async fn case_visibility_division_filter(p: &Persistence) {
+    let range = acquire(p, SHARD).await;
+    let divided = |wf: &str, division: &str, close: Option<i64>| {
+        let mut r = record(wf, &format!("r-{wf}"), 10, close, 1);
+        r.namespace_division = Some(division.to_owned());
+        r
+    };
+    for r in [
+        record("user-open", "r-user-open", 10, None, 1),
+        record("user-closed", "r-user-closed", 10, Some(20), 1),
+        divided("batch-open", "TemporalBatcher", None),
+        divided("batch-closed", "TemporalBatcher", Some(30)),
+        divided("sched-open", "TemporalScheduler", None),
+    ] {
+        commit_new(p, range, &r).await;
+    }
+    let of = |division: &str, statuses: Option<Vec<i32>>| VisibilityFilter {
+        namespace_division: Some(division.to_owned()),
+        statuses,
+        ..Default::default()
+    };
+    assert_eq!(
+        run_ids(&list_all(p, &of("TemporalBatcher", None), 1).await),
+        ["r-batch-open", "r-batch-closed"]
+    );
+    assert_eq!(
+        run_ids(&list_all(p, &of("TemporalBatcher", Some(vec![RUNNING])), 10).await),
+        ["r-batch-open"]
+    );
+    assert_eq!(
+        run_ids(&list_all(p, &of("TemporalScheduler", None), 10).await),
+        ["r-sched-open"]
+    );
+    assert!(list_all(p, &of("Other", None), 10).await.is_empty());
+    let users = VisibilityFilter {
+        no_namespace_division: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        run_ids(&list_all(p, &users, 10).await),
+        ["r-user-open", "r-user-closed"]
+    );
+    assert_eq!(
+        p.visibility
+            .count_visibility_by_status(&ns(), &of("TemporalBatcher", None))
+            .await
+            .expect("count"),
+        vec![(RUNNING, 1), (COMPLETED, 1)]
+    );
+
+    // Closing a divided run moves it once, within its division.
+    let mut w = update("batch-open", "r-batch-open", 1, vec![]);
+    w.visibility = Some({
+        let mut r = divided("batch-open", "TemporalBatcher", Some(40));
+        r.version = 2;
+        r
+    });
+    p.executions
+        .commit(SHARD, range, &[w])
+        .await
+        .expect("close");
+    assert!(
+        list_all(p, &of("TemporalBatcher", Some(vec![RUNNING])), 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        run_ids(&list_all(p, &of("TemporalBatcher", None), 10).await),
+        ["r-batch-open", "r-batch-closed"]
+    );
+}
