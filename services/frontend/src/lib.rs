@@ -160,6 +160,24 @@ fn check_execution(
     }
 }
 
+/// What Temporal checks of an activity operator request before it looks at the namespace.
+fn check_activity_op(
+    execution: Option<&temper_proto::temporal::api::common::v1::WorkflowExecution>,
+    names_activity: bool,
+) -> Result<(), Status> {
+    if execution.is_none_or(|e| e.workflow_id.is_empty()) {
+        return Err(Status::invalid_argument(
+            "WorkflowId is not set on request.",
+        ));
+    }
+    if !names_activity {
+        return Err(Status::invalid_argument(
+            "Either Activity.Id or Activity.Type should be set on request.",
+        ));
+    }
+    Ok(())
+}
+
 fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal::ActivityRef> {
     Some(internal::ActivityRef {
         workflow_id: workflow_id.to_string(),
@@ -850,6 +868,66 @@ impl WorkflowService for Frontend {
         let namespace_id = self.ns_id(&r.namespace).await?;
         self.history
             .delete_workflow_execution(Request::new(internal::DeleteWorkflowExecutionRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn pause_activity(
+        &self,
+        r: Request<ws::PauseActivityRequest>,
+    ) -> Result<Response<ws::PauseActivityResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .pause_activity(Request::new(internal::PauseActivityRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn unpause_activity(
+        &self,
+        r: Request<ws::UnpauseActivityRequest>,
+    ) -> Result<Response<ws::UnpauseActivityResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .unpause_activity(Request::new(internal::UnpauseActivityRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn reset_activity(
+        &self,
+        r: Request<ws::ResetActivityRequest>,
+    ) -> Result<Response<ws::ResetActivityResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .reset_activity(Request::new(internal::ResetActivityRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn update_activity_options(
+        &self,
+        r: Request<ws::UpdateActivityOptionsRequest>,
+    ) -> Result<Response<ws::UpdateActivityOptionsResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .update_activity_options(Request::new(internal::UpdateActivityOptionsRequest {
                 namespace_id,
                 request: Some(r),
             }))
