@@ -178,6 +178,24 @@ fn check_activity_op(
     Ok(())
 }
 
+/// Temporal's answer to a standalone-activity request where standalone activities are off.
+fn standalone_unsupported(workflow_id: &str) -> Result<(), Status> {
+    if workflow_id.is_empty() {
+        return Err(Status::unimplemented("Standalone activity is disabled"));
+    }
+    Ok(())
+}
+
+fn execution_of(
+    workflow_id: String,
+    run_id: String,
+) -> temper_proto::temporal::api::common::v1::WorkflowExecution {
+    temper_proto::temporal::api::common::v1::WorkflowExecution {
+        workflow_id,
+        run_id,
+    }
+}
+
 fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal::ActivityRef> {
     Some(internal::ActivityRef {
         workflow_id: workflow_id.to_string(),
@@ -932,6 +950,92 @@ impl WorkflowService for Frontend {
                 request: Some(r),
             }))
             .await
+    }
+
+    // The CLI's `temporal activity pause|unpause|reset|update-options` use the
+    // *ActivityExecution forms; with a workflow id they act on that workflow's activity, as
+    // in Temporal. Without one they name a standalone activity, which temper does not run.
+    async fn pause_activity_execution(
+        &self,
+        r: Request<ws::PauseActivityExecutionRequest>,
+    ) -> Result<Response<ws::PauseActivityExecutionResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        self.pause_activity(Request::new(ws::PauseActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            identity: r.identity,
+            reason: r.reason,
+            request_id: r.request_id,
+            activity: Some(ws::pause_activity_request::Activity::Id(r.activity_id)),
+        }))
+        .await?;
+        Ok(Response::new(ws::PauseActivityExecutionResponse::default()))
+    }
+
+    async fn unpause_activity_execution(
+        &self,
+        r: Request<ws::UnpauseActivityExecutionRequest>,
+    ) -> Result<Response<ws::UnpauseActivityExecutionResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        self.unpause_activity(Request::new(ws::UnpauseActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            identity: r.identity,
+            jitter: r.jitter,
+            activity: Some(ws::unpause_activity_request::Activity::Id(r.activity_id)),
+            ..Default::default()
+        }))
+        .await?;
+        Ok(Response::new(
+            ws::UnpauseActivityExecutionResponse::default(),
+        ))
+    }
+
+    async fn reset_activity_execution(
+        &self,
+        r: Request<ws::ResetActivityExecutionRequest>,
+    ) -> Result<Response<ws::ResetActivityExecutionResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        self.reset_activity(Request::new(ws::ResetActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            identity: r.identity,
+            reset_heartbeat: r.reset_heartbeat,
+            keep_paused: r.keep_paused,
+            jitter: r.jitter,
+            restore_original_options: r.restore_original_options,
+            activity: Some(ws::reset_activity_request::Activity::Id(r.activity_id)),
+        }))
+        .await?;
+        Ok(Response::new(ws::ResetActivityExecutionResponse::default()))
+    }
+
+    async fn update_activity_execution_options(
+        &self,
+        r: Request<ws::UpdateActivityExecutionOptionsRequest>,
+    ) -> Result<Response<ws::UpdateActivityExecutionOptionsResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        let resp = self
+            .update_activity_options(Request::new(ws::UpdateActivityOptionsRequest {
+                namespace: r.namespace,
+                execution: Some(execution_of(r.workflow_id, r.run_id)),
+                identity: r.identity,
+                activity_options: r.activity_options,
+                update_mask: r.update_mask,
+                restore_original: r.restore_original,
+                activity: Some(ws::update_activity_options_request::Activity::Id(
+                    r.activity_id,
+                )),
+            }))
+            .await?
+            .into_inner();
+        Ok(Response::new(ws::UpdateActivityExecutionOptionsResponse {
+            activity_options: resp.activity_options,
+        }))
     }
 
     async fn reset_sticky_task_queue(
