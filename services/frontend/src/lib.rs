@@ -48,6 +48,9 @@ pub struct FrontendConfig {
     pub rate_limits: rate_limit::RateLimitConfig,
     /// Batch operations.
     pub batch: BatchConfig,
+    /// Eager workflow start (`system.enableEagerWorkflowStart`, on by default as in
+    /// Temporal): off, a start's `request_eager_execution` is ignored.
+    pub eager_workflow_start: bool,
 }
 
 /// The version we report; the SDKs only check its presence.
@@ -370,10 +373,11 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::StartWorkflowExecutionRequest>,
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
-        let r = r.into_inner();
+        let mut r = r.into_inner();
         check_identity(&r.identity)?;
         rpc_span::workflow(&r.workflow_id, "");
         let ns = self.namespace(&r.namespace).await?;
+        r.request_eager_execution &= self.config.eager_workflow_start;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         let namespace_id = ns.id.0;
         self.history
