@@ -159,6 +159,14 @@ routed! {
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
     terminate_workflow_execution(internal::TerminateWorkflowExecutionRequest) -> ws::TerminateWorkflowExecutionResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
+    pause_activity(internal::PauseActivityRequest) -> ws::PauseActivityResponse,
+        |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
+    unpause_activity(internal::UnpauseActivityRequest) -> ws::UnpauseActivityResponse,
+        |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
+    reset_activity(internal::ResetActivityRequest) -> ws::ResetActivityResponse,
+        |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
+    update_activity_options(internal::UpdateActivityOptionsRequest) -> ws::UpdateActivityOptionsResponse,
+        |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
     reset_sticky_task_queue(internal::ResetStickyTaskQueueRequest) -> ws::ResetStickyTaskQueueResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
     signal_workflow_execution(internal::SignalWorkflowExecutionRequest) -> ws::SignalWorkflowExecutionResponse,

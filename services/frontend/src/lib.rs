@@ -48,6 +48,9 @@ pub struct FrontendConfig {
     pub rate_limits: rate_limit::RateLimitConfig,
     /// Batch operations.
     pub batch: BatchConfig,
+    /// Eager workflow start (`system.enableEagerWorkflowStart`, on by default as in
+    /// Temporal): off, a start's `request_eager_execution` is ignored.
+    pub eager_workflow_start: bool,
 }
 
 /// The version we report; the SDKs only check its presence.
@@ -157,6 +160,42 @@ fn check_execution(
             "WorkflowId is not set on request.",
         )),
         Some(_) => Ok(()),
+    }
+}
+
+/// What Temporal checks of an activity operator request before it looks at the namespace.
+fn check_activity_op(
+    execution: Option<&temper_proto::temporal::api::common::v1::WorkflowExecution>,
+    names_activity: bool,
+) -> Result<(), Status> {
+    if execution.is_none_or(|e| e.workflow_id.is_empty()) {
+        return Err(Status::invalid_argument(
+            "WorkflowId is not set on request.",
+        ));
+    }
+    if !names_activity {
+        return Err(Status::invalid_argument(
+            "Either Activity.Id or Activity.Type should be set on request.",
+        ));
+    }
+    Ok(())
+}
+
+/// Temporal's answer to a standalone-activity request where standalone activities are off.
+fn standalone_unsupported(workflow_id: &str) -> Result<(), Status> {
+    if workflow_id.is_empty() {
+        return Err(Status::unimplemented("Standalone activity is disabled"));
+    }
+    Ok(())
+}
+
+fn execution_of(
+    workflow_id: String,
+    run_id: String,
+) -> temper_proto::temporal::api::common::v1::WorkflowExecution {
+    temper_proto::temporal::api::common::v1::WorkflowExecution {
+        workflow_id,
+        run_id,
     }
 }
 
@@ -334,10 +373,11 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::StartWorkflowExecutionRequest>,
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
-        let r = r.into_inner();
+        let mut r = r.into_inner();
         check_identity(&r.identity)?;
         rpc_span::workflow(&r.workflow_id, "");
         let ns = self.namespace(&r.namespace).await?;
+        r.request_eager_execution &= self.config.eager_workflow_start;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         let namespace_id = ns.id.0;
         self.history
@@ -854,6 +894,152 @@ impl WorkflowService for Frontend {
                 request: Some(r),
             }))
             .await
+    }
+
+    async fn pause_activity(
+        &self,
+        r: Request<ws::PauseActivityRequest>,
+    ) -> Result<Response<ws::PauseActivityResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .pause_activity(Request::new(internal::PauseActivityRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn unpause_activity(
+        &self,
+        r: Request<ws::UnpauseActivityRequest>,
+    ) -> Result<Response<ws::UnpauseActivityResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .unpause_activity(Request::new(internal::UnpauseActivityRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn reset_activity(
+        &self,
+        r: Request<ws::ResetActivityRequest>,
+    ) -> Result<Response<ws::ResetActivityResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .reset_activity(Request::new(internal::ResetActivityRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    async fn update_activity_options(
+        &self,
+        r: Request<ws::UpdateActivityOptionsRequest>,
+    ) -> Result<Response<ws::UpdateActivityOptionsResponse>, Status> {
+        let r = r.into_inner();
+        check_activity_op(r.execution.as_ref(), r.activity.is_some())?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .update_activity_options(Request::new(internal::UpdateActivityOptionsRequest {
+                namespace_id,
+                request: Some(r),
+            }))
+            .await
+    }
+
+    // The CLI's `temporal activity pause|unpause|reset|update-options` use the
+    // *ActivityExecution forms; with a workflow id they act on that workflow's activity, as
+    // in Temporal. Without one they name a standalone activity, which temper does not run.
+    async fn pause_activity_execution(
+        &self,
+        r: Request<ws::PauseActivityExecutionRequest>,
+    ) -> Result<Response<ws::PauseActivityExecutionResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        self.pause_activity(Request::new(ws::PauseActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            identity: r.identity,
+            reason: r.reason,
+            request_id: r.request_id,
+            activity: Some(ws::pause_activity_request::Activity::Id(r.activity_id)),
+        }))
+        .await?;
+        Ok(Response::new(ws::PauseActivityExecutionResponse::default()))
+    }
+
+    async fn unpause_activity_execution(
+        &self,
+        r: Request<ws::UnpauseActivityExecutionRequest>,
+    ) -> Result<Response<ws::UnpauseActivityExecutionResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        self.unpause_activity(Request::new(ws::UnpauseActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            identity: r.identity,
+            jitter: r.jitter,
+            activity: Some(ws::unpause_activity_request::Activity::Id(r.activity_id)),
+            ..Default::default()
+        }))
+        .await?;
+        Ok(Response::new(
+            ws::UnpauseActivityExecutionResponse::default(),
+        ))
+    }
+
+    async fn reset_activity_execution(
+        &self,
+        r: Request<ws::ResetActivityExecutionRequest>,
+    ) -> Result<Response<ws::ResetActivityExecutionResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        self.reset_activity(Request::new(ws::ResetActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            identity: r.identity,
+            reset_heartbeat: r.reset_heartbeat,
+            keep_paused: r.keep_paused,
+            jitter: r.jitter,
+            restore_original_options: r.restore_original_options,
+            activity: Some(ws::reset_activity_request::Activity::Id(r.activity_id)),
+        }))
+        .await?;
+        Ok(Response::new(ws::ResetActivityExecutionResponse::default()))
+    }
+
+    async fn update_activity_execution_options(
+        &self,
+        r: Request<ws::UpdateActivityExecutionOptionsRequest>,
+    ) -> Result<Response<ws::UpdateActivityExecutionOptionsResponse>, Status> {
+        let r = r.into_inner();
+        standalone_unsupported(&r.workflow_id)?;
+        let resp = self
+            .update_activity_options(Request::new(ws::UpdateActivityOptionsRequest {
+                namespace: r.namespace,
+                execution: Some(execution_of(r.workflow_id, r.run_id)),
+                identity: r.identity,
+                activity_options: r.activity_options,
+                update_mask: r.update_mask,
+                restore_original: r.restore_original,
+                activity: Some(ws::update_activity_options_request::Activity::Id(
+                    r.activity_id,
+                )),
+            }))
+            .await?
+            .into_inner();
+        Ok(Response::new(ws::UpdateActivityExecutionOptionsResponse {
+            activity_options: resp.activity_options,
+        }))
     }
 
     async fn reset_sticky_task_queue(

@@ -325,7 +325,7 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::RecordActivityTaskHeartbeatResponse>, Status> {
         let r = request.into_inner();
         let req = required(r.request)?;
-        let cancel_requested = api::activity::respond(
+        let answer = api::activity::respond(
             self,
             &r.namespace_id,
             &req.task_token,
@@ -334,8 +334,52 @@ impl temper_client::HistoryService for HistoryEngine {
         )
         .await?;
         Ok(Response::new(ws::RecordActivityTaskHeartbeatResponse {
-            cancel_requested,
-            ..Default::default()
+            cancel_requested: answer.cancel_requested,
+            activity_paused: answer.paused,
+            activity_reset: answer.reset,
+        }))
+    }
+
+    async fn pause_activity(
+        &self,
+        request: Request<internal::PauseActivityRequest>,
+    ) -> Result<Response<ws::PauseActivityResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::activity_ops::pause(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::PauseActivityResponse::default()))
+    }
+
+    async fn unpause_activity(
+        &self,
+        request: Request<internal::UnpauseActivityRequest>,
+    ) -> Result<Response<ws::UnpauseActivityResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::activity_ops::unpause(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::UnpauseActivityResponse::default()))
+    }
+
+    async fn reset_activity(
+        &self,
+        request: Request<internal::ResetActivityRequest>,
+    ) -> Result<Response<ws::ResetActivityResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        api::activity_ops::reset(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::ResetActivityResponse::default()))
+    }
+
+    async fn update_activity_options(
+        &self,
+        request: Request<internal::UpdateActivityOptionsRequest>,
+    ) -> Result<Response<ws::UpdateActivityOptionsResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        let activity_options =
+            api::activity_ops::update_options(self, &ns, required(r.request)?).await?;
+        Ok(Response::new(ws::UpdateActivityOptionsResponse {
+            activity_options: Some(activity_options),
         }))
     }
 

@@ -327,6 +327,7 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
                     node_name: name.to_string(),
                     ..Default::default()
                 },
+                eager_workflow_start: true,
             },
             namespaces,
             history_router.clone(),

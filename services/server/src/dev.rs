@@ -71,8 +71,13 @@ pub struct DevArgs {
     /// Temporal's dynamic config keys that temper honours, `KEY=VALUE` (repeatable):
     /// `frontend.namespaceRPS` (requests per second per namespace), `frontend.rps`
     /// (per node), `frontend.MaxConcurrentBatchOperationPerNamespace` (running batch
-    /// operations per namespace, default 1) and `worker.batcherRPS` (operations per second of
-    /// a batch that sets no rate, default 50). Other keys are ignored with a warning.
+    /// operations per namespace, default 1), `worker.batcherRPS` (operations per second of
+    /// a batch that sets no rate, default 50), `limit.historyCount.suggestContinueAsNew`
+    /// (events, default 4096) and `limit.historySize.suggestContinueAsNew` (bytes, default
+    /// 4 MiB) past which workflow tasks suggest continue-as-new,
+    /// `system.enableEagerWorkflowStart` (default true), and
+    /// `frontend.enableExecuteMultiOperation` and `frontend.activityAPIsEnabled` when true
+    /// (always on in temper). Every other key is ignored with one warning line each.
     #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
     pub dynamic_config: Vec<String>,
     /// Also serve the official Temporal Web UI: runs the UI server that
@@ -186,6 +191,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.store_name = args.store.store.name().into();
     config.rate_limits = rate_limits(&args.dynamic_config)?;
     config.batch = batch_config(&args.dynamic_config)?;
+    crate::dynamic_config::apply(&args.dynamic_config, &mut config)?;
     let node = Node::start(persistence, config).await?;
     let (frontend, matching, history) = (
         node.frontend.clone(),
@@ -364,14 +370,8 @@ fn rate_limits(values: &[String]) -> anyhow::Result<temper_frontend::RateLimitCo
         match key.trim() {
             "frontend.namespaceRPS" => limits.namespace_rps = number()?,
             "frontend.rps" => limits.host_rps = number()?,
-            BATCH_MAX_CONCURRENT | BATCHER_RPS => {}
-            other => {
-                tracing::warn!(
-                    key = other,
-                    "ignoring a dynamic config key temper does not use"
-                );
-                eprintln!("warning: ignoring dynamic config key `{other}`");
-            }
+            // The other keys: `dynamic_config::apply`, which reports those not honoured.
+            _ => {}
         }
     }
     Ok(limits)

@@ -1,6 +1,7 @@
 //! The `temper` command.
 
 mod dev;
+mod dynamic_config;
 mod schema_cmd;
 mod ui;
 

@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub rate_limits: temper_frontend::RateLimitConfig,
     /// Batch operations (Temporal's defaults).
     pub batch: temper_frontend::BatchConfig,
+    /// Eager workflow start (Temporal's `system.enableEagerWorkflowStart`, on by default).
+    pub eager_workflow_start: bool,
 }
 
 impl NodeConfig {
@@ -48,6 +50,7 @@ impl NodeConfig {
             clock: Arc::new(SystemClock),
             rate_limits: temper_frontend::RateLimitConfig::default(),
             batch: temper_frontend::BatchConfig::default(),
+            eager_workflow_start: true,
         }
     }
 }
@@ -132,6 +135,7 @@ impl Node {
                     node_name: config.owner.clone(),
                     ..config.batch.clone()
                 },
+                eager_workflow_start: config.eager_workflow_start,
             },
             namespaces,
             history_client,

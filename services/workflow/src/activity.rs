@@ -31,7 +31,7 @@ fn bad(message: &str) -> BadCommand {
 
 /// Apply Temporal's rules for activity timeouts. Returns
 /// (schedule_to_close, schedule_to_start, start_to_close), zero meaning unlimited.
-fn normalise_timeouts(
+pub(crate) fn normalise_timeouts(
     a: &ScheduleActivityTaskCommandAttributes,
     run_timeout: Duration,
 ) -> Result<(Duration, Duration, Duration), BadCommand> {
@@ -307,6 +307,10 @@ pub fn record_started(
             "activity task is waiting for its retry".into(),
         ));
     }
+    // Paused by an operator: the attempt waits for UnpauseActivity, which dispatches anew.
+    if ai.paused {
+        return Err(WorkflowError::NotFound("activity task is paused".into()));
+    }
     ai.started_time = Some(now_ts);
     ai.start_request_id = request_id.to_string();
     ai.started_identity = identity.to_string();
@@ -437,6 +441,9 @@ fn try_retry(
         .retry_policy
         .clone()
         .unwrap_or_else(retry::default_activity_policy);
+    if ai.paused {
+        return retry_paused(txn, ai, &policy, failure);
+    }
     let delay = retry::next_backoff(
         &policy,
         ai.attempt,
@@ -457,6 +464,7 @@ fn try_retry(
     stored.heartbeat_timer_pending = false;
     stored.retry_time = Some(ts(retry_at));
     stored.scheduled_time = Some(now_ts);
+    end_reset(stored);
     let attempt = stored.attempt;
     let t = txn.timer_task(
         pb::TimerTaskKind::ActivityRetry,
@@ -465,6 +473,47 @@ fn try_retry(
     );
     txn.add_timer_task(retry_at, t);
     Ok(())
+}
+
+/// A paused activity's attempt failed: as in Temporal, the next attempt is counted but not
+/// dispatched (UnpauseActivity does that), whatever the maximum attempts and expiration;
+/// only a non-retryable failure ends the activity.
+fn retry_paused(
+    txn: &mut Txn<'_>,
+    ai: &pb::ActivityInfo,
+    policy: &temper_proto::temporal::api::common::v1::RetryPolicy,
+    failure: &Failure,
+) -> Result<(), RetryState> {
+    if let Err(RetryState::NonRetryableFailure) =
+        retry::next_backoff(policy, ai.attempt, Some(failure), txn.now, None)
+    {
+        return Err(RetryState::NonRetryableFailure);
+    }
+    let now_ts = txn.now_ts;
+    let Some(stored) = txn.ms.activities.get_mut(&ai.scheduled_event_id) else {
+        return Err(RetryState::InProgress);
+    };
+    stored.attempt += 1;
+    stored.started_time = None;
+    stored.start_request_id.clear();
+    stored.started_identity.clear();
+    stored.last_failure = Some(failure.clone());
+    stored.heartbeat_timer_pending = false;
+    stored.retry_time = None;
+    stored.scheduled_time = Some(now_ts);
+    end_reset(stored);
+    Ok(())
+}
+
+/// The attempt a ResetActivity reached has ended: the reset is done, and the heartbeat
+/// details go if it asked so.
+fn end_reset(ai: &mut pb::ActivityInfo) {
+    if ai.reset_heartbeats {
+        ai.heartbeat_details = None;
+        ai.last_heartbeat_time = None;
+    }
+    ai.activity_reset = false;
+    ai.reset_heartbeats = false;
 }
 
 /// RespondActivityTaskFailed: retry per policy or record the failure.
@@ -501,18 +550,42 @@ pub fn fail(
     );
 }
 
-/// RecordActivityTaskHeartbeat. Returns whether cancellation was requested.
-pub fn heartbeat(txn: &mut Txn<'_>, ai: &pb::ActivityInfo, details: Option<Payloads>) -> bool {
+/// What a heartbeat response tells the worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    pub cancel_requested: bool,
+    /// Paused by an operator: the SDK cancels the attempt with a "paused" reason.
+    pub paused: bool,
+    /// Reset by an operator while running: the SDK cancels it with a "reset" reason.
+    pub reset: bool,
+}
+
+/// RecordActivityTaskHeartbeat.
+pub fn heartbeat(
+    txn: &mut Txn<'_>,
+    ai: &pb::ActivityInfo,
+    details: Option<Payloads>,
+) -> HeartbeatAnswer {
     let now_ts = txn.now_ts;
+    let mut answer = HeartbeatAnswer {
+        cancel_requested: ai.cancel_requested,
+        paused: ai.paused,
+        reset: ai.activity_reset,
+    };
     if let Some(stored) = txn.ms.activities.get_mut(&ai.scheduled_event_id) {
         if details.is_some() {
             stored.heartbeat_details = details;
         }
         stored.last_heartbeat_time = Some(now_ts);
+        answer = HeartbeatAnswer {
+            cancel_requested: stored.cancel_requested,
+            paused: stored.paused,
+            reset: stored.activity_reset,
+        };
     }
     let now = txn.now;
     arm_heartbeat_timer(txn, ai.scheduled_event_id, now);
-    ai.cancel_requested
+    answer
 }
 
 fn timeout_failure(ai: &pb::ActivityInfo, timeout_type: TimeoutType) -> Failure {
@@ -543,6 +616,17 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, time
         return;
     };
     let tt = TimeoutType::try_from(timeout_type).unwrap_or(TimeoutType::Unspecified);
+    if ai.paused {
+        // No timeout fires while paused (Temporal drops the activity's timers); unpausing
+        // arms them again.
+        if tt == TimeoutType::Heartbeat
+            && ai.attempt == attempt
+            && let Some(stored) = txn.ms.activities.get_mut(&scheduled_event_id)
+        {
+            stored.heartbeat_timer_pending = false;
+        }
+        return;
+    }
     match tt {
         TimeoutType::ScheduleToClose => {}
         TimeoutType::ScheduleToStart => {
@@ -623,7 +707,7 @@ pub fn on_retry_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32) 
     let Some(ai) = txn.ms.activities.get_mut(&scheduled_event_id) else {
         return;
     };
-    if ai.attempt != attempt || ai.started_time.is_some() {
+    if ai.attempt != attempt || ai.started_time.is_some() || ai.paused {
         return;
     }
     ai.retry_time = None;

@@ -11,6 +11,7 @@
 //! task's completion and the events of its commands.
 
 pub mod activity;
+pub mod activity_ops;
 pub mod child;
 pub mod close;
 pub mod commands;

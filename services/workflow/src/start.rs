@@ -8,7 +8,9 @@ use temper_proto::temporal::api::enums::v1::{
     ContinueAsNewInitiator, TaskQueueKind, WorkflowExecutionStatus,
 };
 use temper_proto::temporal::api::failure::v1::Failure;
-use temper_proto::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes;
+use temper_proto::temporal::api::history::v1::{
+    WorkflowExecutionStartedEventAttributes, history_event::Attributes,
+};
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use temper_proto::wkt;
@@ -197,6 +199,50 @@ pub(crate) fn effective_timeouts(
 
 /// [`new_execution`] for SignalWithStart: the signal is recorded right after the started
 /// event, before the first workflow task is scheduled, as in Temporal.
+/// Eager workflow start: the caller's worker starts the new run's first workflow task, in the
+/// commit that creates the run, so the task is not handed to matching and the started event
+/// says the eager start was accepted. False (and nothing changed) when the run has no
+/// workflow task to start yet (a start delay or a cron backoff), where Temporal declines too.
+pub fn start_first_task_eagerly(
+    ms: &mut pb::MutableState,
+    out: &mut Mutation,
+    now: SystemTime,
+    limits: &Limits,
+    request_id: &str,
+    identity: &str,
+) -> bool {
+    let Some(scheduled_event_id) = ms.workflow_task.as_ref().map(|w| w.scheduled_event_id) else {
+        return false;
+    };
+    let before = ms.clone();
+    let mut txn = Txn::new(ms, now, limits);
+    let started = workflow_task::record_started(
+        &mut txn,
+        workflow_task::StartRequest {
+            scheduled_event_id,
+            request_id,
+            identity,
+        },
+    );
+    let more = txn.finish();
+    if started.is_err() {
+        *ms = before;
+        return false;
+    }
+    out.transfer
+        .retain(|t| t.kind != pb::TransferTaskKind::WorkflowTask as i32);
+    out.events.extend(more.events);
+    out.transfer.extend(more.transfer);
+    out.timers.extend(more.timers);
+    out.visibility.extend(more.visibility);
+    if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
+        out.events.first_mut().and_then(|e| e.attributes.as_mut())
+    {
+        a.eager_execution_accepted = true;
+    }
+    true
+}
+
 pub fn new_execution_with_signal(
     run: NewRun<'_>,
     req: &StartWorkflowExecutionRequest,

@@ -138,7 +138,7 @@ impl Harness {
     }
 }
 
-fn schedule_activity(id: &str, policy: Option<RetryPolicy>) -> Command {
+pub(crate) fn schedule_activity(id: &str, policy: Option<RetryPolicy>) -> Command {
     Command {
         command_type: 0,
         attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(

@@ -2,7 +2,9 @@
 //! the workflow's normal queue or on a worker's sticky queue; and how each workflow task event
 //! changes the state.
 
-use temper_proto::temporal::api::enums::v1::{TaskQueueKind, TimeoutType, WorkflowTaskFailedCause};
+use temper_proto::temporal::api::enums::v1::{
+    SuggestContinueAsNewReason, TaskQueueKind, TimeoutType, WorkflowTaskFailedCause,
+};
 use temper_proto::temporal::api::failure::v1::Failure;
 use temper_proto::temporal::api::history::v1::{
     WorkflowTaskCompletedEventAttributes, WorkflowTaskFailedEventAttributes,
@@ -116,8 +118,15 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
         ));
     }
     let history_size = txn.info().history_size_bytes;
-    let suggest_continue_as_new = txn.ms.next_event_id >= txn.limits.suggest_continue_as_new_events
-        || history_size >= txn.limits.suggest_continue_as_new_bytes;
+    // Temporal's reasons, in its order: the size, then the count (the started event's own id).
+    let mut reasons = Vec::new();
+    if history_size >= txn.limits.suggest_continue_as_new_bytes {
+        reasons.push(SuggestContinueAsNewReason::HistorySizeTooLarge as i32);
+    }
+    if txn.ms.next_event_id >= txn.limits.suggest_continue_as_new_events {
+        reasons.push(SuggestContinueAsNewReason::TooManyHistoryEvents as i32);
+    }
+    let suggest_continue_as_new = !reasons.is_empty();
     let id = txn.write_applied(
         WorkflowTaskStartedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
@@ -125,6 +134,7 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
             request_id: req.request_id.to_string(),
             history_size_bytes: history_size,
             suggest_continue_as_new,
+            suggest_continue_as_new_reasons: reasons,
             ..Default::default()
         },
         apply_started,

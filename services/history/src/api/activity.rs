@@ -95,14 +95,14 @@ pub(crate) enum Report {
     Heartbeat(Option<Payloads>),
 }
 
-/// Apply a report. Returns, for heartbeats, whether cancellation was requested.
+/// Apply a report. Returns, for heartbeats, what the response tells the worker.
 pub(crate) async fn respond(
     engine: &HistoryEngine,
     namespace_id: &str,
     task_token: &[u8],
     by_id: Option<internal::ActivityRef>,
     report: Report,
-) -> Result<bool, HistoryError> {
+) -> Result<act::HeartbeatAnswer, HistoryError> {
     let (ns, workflow_id, run_id, token) = match by_id {
         Some(r) => {
             if r.workflow_id.is_empty() {
@@ -169,15 +169,15 @@ pub(crate) async fn respond(
                         ));
                     }
                     act::complete(txn, &ai, result.clone(), identity);
-                    Ok(false)
+                    Ok(Default::default())
                 }
                 Report::Failed(failure, identity, details) => {
                     act::fail(txn, &ai, failure.clone(), identity, details.clone());
-                    Ok(false)
+                    Ok(Default::default())
                 }
                 Report::Canceled(details, identity) => {
                     act::canceled(txn, &ai, details.clone(), identity);
-                    Ok(false)
+                    Ok(Default::default())
                 }
                 Report::Heartbeat(details) => {
                     if size(details) > txn.limits.max_payload_bytes {

@@ -14,12 +14,12 @@ use crate::{HistoryEngine, HistoryError};
 /// Apply `f` to the run the client names (its current run when the run id is empty). With
 /// no run id, a run that closed just now (continued as new, retried) is not the end: the
 /// request goes to the workflow id's new current run, as in Temporal.
-async fn transact_named_run(
+pub(crate) async fn transact_named_run<T>(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     execution: Option<&WorkflowExecution>,
-    mut f: impl FnMut(&mut Txn<'_>) -> Result<(), WorkflowError>,
-) -> Result<(), HistoryError> {
+    mut f: impl FnMut(&mut Txn<'_>) -> Result<T, WorkflowError>,
+) -> Result<T, HistoryError> {
     let Some(e) = execution.filter(|e| !e.workflow_id.is_empty()) else {
         return Err(
             WorkflowError::InvalidArgument("WorkflowId is not set on request.".into()).into(),
@@ -36,7 +36,7 @@ async fn transact_named_run(
                 }
                 key = current;
             }
-            other => return other.map(|_| ()),
+            other => return other.map(|updated| updated.value),
         }
     }
     Err(WorkflowError::AlreadyCompleted.into())

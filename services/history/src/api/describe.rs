@@ -9,6 +9,7 @@ use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflow::v1::{
     PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo, RequestIdInfo,
     WorkflowExecutionConfig, WorkflowExecutionExtendedInfo, WorkflowExecutionInfo,
+    pending_activity_info,
 };
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse,
@@ -45,13 +46,25 @@ pub(crate) async fn describe(
         .activities
         .values()
         .map(|ai| {
-            let state = if ai.cancel_requested {
-                PendingActivityState::CancelRequested
-            } else if ai.started_time.is_some() {
-                PendingActivityState::Started
-            } else {
-                PendingActivityState::Scheduled
+            // A paused activity shows whether a worker still runs it (Temporal's states).
+            let state = match (ai.cancel_requested, ai.started_time.is_some(), ai.paused) {
+                (true, _, _) => PendingActivityState::CancelRequested,
+                (false, true, false) => PendingActivityState::Started,
+                (false, true, true) => PendingActivityState::PauseRequested,
+                (false, false, false) => PendingActivityState::Scheduled,
+                (false, false, true) => PendingActivityState::Paused,
             };
+            let pause_info = ai.pause_info.as_ref().filter(|_| ai.paused).map(|p| {
+                pending_activity_info::PauseInfo {
+                    pause_time: p.pause_time,
+                    paused_by: Some(pending_activity_info::pause_info::PausedBy::Manual(
+                        pending_activity_info::pause_info::Manual {
+                            identity: p.identity.clone(),
+                            reason: p.reason.clone(),
+                        },
+                    )),
+                }
+            });
             PendingActivityInfo {
                 activity_id: ai.activity_id.clone(),
                 activity_type: ai.activity_type.clone(),
@@ -69,7 +82,10 @@ pub(crate) async fn describe(
                 expiration_time: ai.expiration_time,
                 last_failure: ai.last_failure.clone(),
                 last_worker_identity: ai.last_worker_identity.clone(),
-                next_attempt_schedule_time: ai.retry_time,
+                // A paused activity has no next attempt scheduled.
+                next_attempt_schedule_time: ai.retry_time.filter(|_| !ai.paused),
+                paused: ai.paused,
+                pause_info,
                 priority: ai.priority.clone(),
                 activity_options: Some(ActivityOptions {
                     // As the Temporal server fills it: the name twice, no kind.

@@ -1,6 +1,7 @@
 //! The history service's API handlers, one file per family.
 
 pub(crate) mod activity;
+pub(crate) mod activity_ops;
 pub(crate) mod children;
 pub(crate) mod control;
 pub(crate) mod delete;

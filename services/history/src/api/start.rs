@@ -130,17 +130,29 @@ pub(crate) async fn start(
                 CurrentRunCondition::RunIdIs(current.run_id.clone())
             }
         };
-        let (ms, mutation) = start::new_execution(
+        let now = shard.now();
+        let (mut ms, mut mutation) = start::new_execution(
             start::NewRun {
                 namespace_id: &ns.0,
                 run_id: &run_id,
                 request_id: &request_id,
-                now: shard.now(),
+                now,
                 origin: origin.clone(),
             },
             &req,
             &shard.limits,
         );
+        // The frontend clears the request when eager start is off.
+        let eager = req.request_eager_execution
+            && start::start_first_task_eagerly(
+                &mut ms,
+                &mut mutation,
+                now,
+                &shard.limits,
+                &request_id,
+                &req.identity,
+            );
+        let started_state = eager.then(|| ms.clone());
         let key = ExecutionKey {
             namespace_id: ns.clone(),
             workflow_id: req.workflow_id.clone(),
@@ -148,10 +160,33 @@ pub(crate) async fn start(
         };
         match shard.create(&key, ms, condition, mutation).await {
             Ok(()) => {
+                // The run exists now: if its history cannot be read back, the caller still
+                // gets the run, and the started task times out and goes to matching.
+                let eager_workflow_task = match started_state {
+                    Some(ms) => {
+                        match super::workflow_task::poll_response(
+                            &shard,
+                            &key,
+                            &ms,
+                            false,
+                            Vec::new(),
+                        )
+                        .await
+                        {
+                            Ok(task) => Some(task),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "eager workflow task not returned");
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 return Ok(StartWorkflowExecutionResponse {
                     run_id,
                     started: true,
                     status: WorkflowExecutionStatus::Running as i32,
+                    eager_workflow_task,
                     ..Default::default()
                 });
             }

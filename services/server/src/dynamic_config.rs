@@ -1,0 +1,125 @@
+//! The dev server's `--dynamic-config-value KEY=VALUE` flags beyond the rate limit and batch
+//! ones (`dev.rs`): which of Temporal's keys temper honours, and one warning line for each
+//! key it does not.
+
+use anyhow::Context;
+use temper_server::node::NodeConfig;
+
+/// Keys whose value sets something here.
+const SUGGEST_CAN_EVENTS: &str = "limit.historyCount.suggestContinueAsNew";
+const SUGGEST_CAN_BYTES: &str = "limit.historySize.suggestContinueAsNew";
+const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
+
+/// Keys that switch on a feature temper always has: `true` is honoured by what temper does
+/// anyway; `false` (switching it off) is not, and is reported.
+const ALWAYS_ON: &[&str] = &[
+    "frontend.enableExecuteMultiOperation",
+    "frontend.activityAPIsEnabled",
+];
+
+/// Keys read elsewhere (`dev.rs`).
+const READ_ELSEWHERE: &[&str] = &[
+    "frontend.namespaceRPS",
+    "frontend.rps",
+    "frontend.MaxConcurrentBatchOperationPerNamespace",
+    "worker.batcherRPS",
+];
+
+/// Apply the keys temper honours to `config`; return the `key=value` of each one it does not
+/// honour, after logging one line for it.
+pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<String>> {
+    let mut ignored = Vec::new();
+    for kv in values {
+        let (key, value) = kv
+            .split_once('=')
+            .with_context(|| format!("--dynamic-config-value {kv}: expected KEY=VALUE"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let int = || -> anyhow::Result<i64> {
+            let v: i64 = value.parse().with_context(|| {
+                format!("--dynamic-config-value {key}: `{value}` is not a whole number")
+            })?;
+            if v < 1 {
+                anyhow::bail!("--dynamic-config-value {key}: {value} must be at least 1");
+            }
+            Ok(v)
+        };
+        let boolean = || -> anyhow::Result<bool> {
+            value.parse().with_context(|| {
+                format!("--dynamic-config-value {key}: `{value}` is not true or false")
+            })
+        };
+        match key {
+            SUGGEST_CAN_EVENTS => config.limits.suggest_continue_as_new_events = int()?,
+            SUGGEST_CAN_BYTES => config.limits.suggest_continue_as_new_bytes = int()?,
+            EAGER_WORKFLOW_START => config.eager_workflow_start = boolean()?,
+            k if ALWAYS_ON.contains(&k) => {
+                if !boolean()? {
+                    ignored.push(format!("{key}={value}"));
+                }
+            }
+            k if READ_ELSEWHERE.contains(&k) => {}
+            _ => ignored.push(format!("{key}={value}")),
+        }
+    }
+    for kv in &ignored {
+        tracing::warn!(
+            setting = kv.as_str(),
+            "ignoring a dynamic config value temper does not honour"
+        );
+        eprintln!("warning: ignoring dynamic config value `{kv}` (temper does not honour it)");
+    }
+    Ok(ignored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn honoured_keys_set_the_config_and_the_rest_are_reported() {
+        let mut config = NodeConfig::dev(4, "n");
+        assert!(config.eager_workflow_start, "on by default, as in Temporal");
+        let ignored = apply(
+            &values(&[
+                "limit.historyCount.suggestContinueAsNew=50",
+                "limit.historySize.suggestContinueAsNew=1000",
+                "system.enableEagerWorkflowStart=false",
+                "frontend.enableExecuteMultiOperation=true",
+                "frontend.activityAPIsEnabled=false",
+                "frontend.rps=10",
+                "history.enableChasm=true",
+            ]),
+            &mut config,
+        )
+        .expect("valid");
+        assert_eq!(config.limits.suggest_continue_as_new_events, 50);
+        assert_eq!(config.limits.suggest_continue_as_new_bytes, 1000);
+        assert!(!config.eager_workflow_start);
+        assert_eq!(
+            ignored,
+            [
+                "frontend.activityAPIsEnabled=false",
+                "history.enableChasm=true"
+            ]
+        );
+        let mut config = NodeConfig::dev(4, "n");
+        assert!(
+            apply(
+                &values(&["limit.historyCount.suggestContinueAsNew=x"]),
+                &mut config
+            )
+            .is_err()
+        );
+        assert!(
+            apply(
+                &values(&["system.enableEagerWorkflowStart=yes"]),
+                &mut config
+            )
+            .is_err()
+        );
+    }
+}
