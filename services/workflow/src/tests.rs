@@ -603,3 +603,41 @@ pub(crate) fn a_negative_timer_fails_the_workflow_task_and_a_huge_one_is_capped(
         Some(crate::time::MAX_DURATION_SECS)
     );
 }
+
+#[test]
+pub(crate) fn a_commands_user_metadata_is_on_its_first_event_and_counted() {
+    use temper_proto::temporal::api::common::v1::Payload;
+    use temper_proto::temporal::api::sdk::v1::UserMetadata;
+    let mut h = Harness::start();
+    let metadata = UserMetadata {
+        summary: Some(Payload {
+            data: b"\"a nap\"".to_vec(),
+            ..Default::default()
+        }),
+        details: None,
+    };
+    let mut with_metadata = start_timer("t1", dur(Duration::from_secs(1)));
+    with_metadata.user_metadata = Some(metadata.clone());
+    // The replay check (Harness::apply) also compares the history size it counts.
+    h.complete_wt(vec![
+        with_metadata,
+        start_timer("t2", dur(Duration::from_secs(1))),
+    ]);
+    let timers: Vec<_> = h
+        .last
+        .events
+        .iter()
+        .filter(|e| e.event_type == EventType::TimerStarted as i32)
+        .collect();
+    assert_eq!(timers.len(), 2);
+    assert_eq!(timers[0].user_metadata, Some(metadata));
+    assert_eq!(timers[1].user_metadata, None);
+    use prost::Message;
+    let written: i64 = h.history.iter().map(|e| e.encoded_len() as i64).sum();
+    let counted =
+        h.ms.execution_info
+            .as_ref()
+            .expect("info")
+            .history_size_bytes;
+    assert_eq!(counted, written, "the metadata counts in the history size");
+}

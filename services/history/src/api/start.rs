@@ -212,6 +212,7 @@ pub(crate) async fn signal_with_start(
         header: req.header.clone(),
         workflow_start_delay: req.workflow_start_delay,
         priority: req.priority.clone(),
+        user_metadata: req.user_metadata.clone(),
         ..Default::default()
     };
     start::validate(&start_req, &shard.limits)?;
