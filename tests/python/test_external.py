@@ -221,6 +221,32 @@ async def test_cancel_of_missing_workflow_fails_in_sender(client, task_queue, ne
 
 
 @pytest.mark.timeout(60)
+async def test_cancel_of_completed_workflow_is_requested_in_sender(client, task_queue, new_id):
+    """Unlike a signal, a cancel request to a closed workflow succeeds on Temporal (the
+    server answers it as a no-op), so the sender records it as requested; the target's
+    history does not change."""
+    done_id = new_id()
+    async with worker(client, task_queue, workflows=WORKFLOWS):
+        done = await client.start_workflow(Target.run, 0, id=done_id, task_queue=task_queue)
+        assert await result_within(done, 30) == []
+        before = types(await history_events(done))
+        sender = await client.start_workflow(
+            Sender.run, args=["cancel", done_id], id=new_id(), task_queue=task_queue
+        )
+        assert await result_within(sender, 30) == {"error": None}
+
+    events = await history_events(sender)
+    initiated = only(events, ET.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED)
+    requested = only(events, ET.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED)
+    assert ET.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_FAILED not in types(events)
+    attrs = requested.external_workflow_execution_cancel_requested_event_attributes
+    assert attrs.initiated_event_id == initiated.event_id
+    assert attrs.workflow_execution.workflow_id == done_id
+    assert types(await history_events(done)) == before
+    assert (await done.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+@pytest.mark.timeout(60)
 async def test_many_workflows_signal_one_target(client, task_queue, new_id):
     target_id = new_id()
     senders = 5

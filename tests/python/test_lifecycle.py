@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
 from temporalio import activity, workflow
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import RequestCancelWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+from temporalio.service import RPCError, RPCStatusCode
 
 from harness import event_types, history_events, result_within, wait_for_event, worker
 
@@ -148,6 +152,40 @@ async def test_cancel_workflow(client, task_queue, new_id):
     types = event_types(await history_events(handle))
     assert "WORKFLOW_EXECUTION_CANCEL_REQUESTED" in types
     assert types[-1] == "WORKFLOW_EXECUTION_CANCELED"
+
+
+@pytest.mark.timeout(60)
+async def test_cancel_of_closed_workflow_succeeds_and_changes_nothing(
+    client, task_queue, new_id
+):
+    """As on Temporal, cancelling a run that has closed is a success that changes nothing
+    (whether the run is named or found as the current one, and before the first-run check),
+    while terminating it is NOT_FOUND."""
+    async with worker(client, task_queue, workflows=WORKFLOWS):
+        handle = await client.start_workflow(
+            WaitForSignalWorkflow.run, id=new_id(), task_queue=task_queue
+        )
+        await handle.signal(WaitForSignalWorkflow.finish)
+        assert await result_within(handle, 30) == "finished"
+    before = await history_events(handle)
+
+    await handle.cancel()  # the current run, with the chain's first run id
+    await client.get_workflow_handle(handle.id, run_id=handle.result_run_id).cancel()
+    await client.workflow_service.request_cancel_workflow_execution(
+        RequestCancelWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            first_execution_run_id="not-the-first-run",
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    assert await history_events(handle) == before
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    with pytest.raises(RPCError) as err:
+        await handle.terminate()
+    assert err.value.status == RPCStatusCode.NOT_FOUND
+    assert await history_events(handle) == before
 
 
 @pytest.mark.timeout(60)

@@ -54,7 +54,18 @@ class SignalOrTimeoutWorkflow:
         return "released"
 
 
-WORKFLOWS = [SleepWorkflow, OneTimerWorkflow, SignalOrTimeoutWorkflow]
+@workflow.defn
+class ZeroSleepWorkflow:
+    """`workflow.sleep(0)`: the SDK sends StartTimer with a zero start-to-fire timeout."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(0)
+        await workflow.sleep(timedelta(0))
+        return "slept"
+
+
+WORKFLOWS = [SleepWorkflow, OneTimerWorkflow, SignalOrTimeoutWorkflow, ZeroSleepWorkflow]
 
 
 @pytest.mark.timeout(60)
@@ -147,3 +158,30 @@ async def test_timer_fires_after_server_restart(server, client, task_queue, new_
     assert types[-1] == "WORKFLOW_EXECUTION_COMPLETED"
     [fired] = [e for e in events if e.HasField("timer_fired_event_attributes")]
     assert fired.event_time.ToDatetime(timezone.utc) > stopped_at, "timer fired before the stop"
+
+
+@pytest.mark.timeout(60)
+async def test_zero_length_timer_starts_and_fires(client, task_queue, new_id):
+    """A zero start-to-fire timeout is valid (Temporal rejects only negative ones): the
+    timer is recorded as sent and fires at once, without failing a workflow task."""
+    async with worker(client, task_queue, workflows=WORKFLOWS):
+        handle = await client.start_workflow(
+            ZeroSleepWorkflow.run, id=new_id(), task_queue=task_queue
+        )
+        assert await result_within(handle, 30) == "slept"
+    events = await history_events(handle)
+    types = event_types(events)
+    assert "WORKFLOW_TASK_FAILED" not in types
+    assert types.count("TIMER_STARTED") == 2
+    assert types.count("TIMER_FIRED") == 2
+    started = [e for e in events if e.HasField("timer_started_event_attributes")]
+    for e in started:
+        attrs = e.timer_started_event_attributes
+        assert attrs.start_to_fire_timeout.ToTimedelta() == timedelta(0)
+    fired = [e for e in events if e.HasField("timer_fired_event_attributes")]
+    assert [f.timer_fired_event_attributes.started_event_id for f in fired] == [
+        s.event_id for s in started
+    ]
+    for s, f in zip(started, fired):
+        gap = f.event_time.ToDatetime() - s.event_time.ToDatetime()
+        assert gap < timedelta(seconds=5), gap

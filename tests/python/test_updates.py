@@ -13,10 +13,11 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -326,3 +327,99 @@ async def test_update_with_start(client: Client, task_queue, new_id):
         assert count(types, UPDATE_EVENTS[0]) == 2 and count(types, UPDATE_EVENTS[1]) == 2, types
         await handle.signal(Counter.finish)
         assert await harness.result_within(handle, 30) == ["update:5", "update:2"]
+
+
+def with_start(wf_id: str, task_queue: str, conflict, reuse) -> WithStartWorkflowOperation:
+    return WithStartWorkflowOperation(
+        Counter.run,
+        id=wf_id,
+        task_queue=task_queue,
+        id_conflict_policy=conflict,
+        id_reuse_policy=reuse,
+    )
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "conflict",
+    [WorkflowIDConflictPolicy.USE_EXISTING, WorkflowIDConflictPolicy.FAIL],
+    ids=lambda p: p.name,
+)
+@pytest.mark.parametrize(
+    "reuse",
+    [WorkflowIDReusePolicy.ALLOW_DUPLICATE, WorkflowIDReusePolicy.REJECT_DUPLICATE],
+    ids=lambda p: p.name,
+)
+async def test_update_with_start_after_the_run_closed_with_the_update_unfinished(
+    client: Client, task_queue, new_id, conflict, reuse
+):
+    """The workflow closed while the update was accepted but not completed: the same update
+    id does not find it. As in Temporal, a new run is started for it if the reuse policy
+    allows one, else the start fails (WorkflowAlreadyStarted); the conflict policy does not
+    matter, the workflow is not running."""
+    wf_id, update_id = new_id(), new_id()
+    async with harness.worker(client, task_queue, workflows=[Counter]):
+        first = with_start(wf_id, task_queue, conflict, reuse)
+        await client.start_update_with_start_workflow(
+            Counter.add_when_released,
+            1,
+            id=update_id,
+            start_workflow_operation=first,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        handle = await first.workflow_handle()
+        await handle.signal(Counter.finish)
+        assert await harness.result_within(handle, 30) == []
+        types = event_types(await history_events(handle))
+        assert UPDATE_EVENTS[0] in types and UPDATE_EVENTS[1] not in types, types
+
+        second = with_start(wf_id, task_queue, conflict, reuse)
+        if reuse == WorkflowIDReusePolicy.REJECT_DUPLICATE:
+            with pytest.raises(WorkflowAlreadyStartedError):
+                await client.execute_update_with_start_workflow(
+                    Counter.add, 2, id=update_id, start_workflow_operation=second
+                )
+            return
+        result = await client.execute_update_with_start_workflow(
+            Counter.add, 2, id=update_id, start_workflow_operation=second
+        )
+        assert result == 2
+        new_run = await second.workflow_handle()
+        assert new_run.first_execution_run_id != handle.first_execution_run_id
+        assert (await new_run.describe()).status == WorkflowExecutionStatus.RUNNING
+        await new_run.signal(Counter.finish)
+        assert await harness.result_within(new_run, 30) == ["update:2"]
+
+
+@pytest.mark.timeout(90)
+async def test_update_with_start_finds_a_completed_update_of_a_closed_run(
+    client: Client, task_queue, new_id
+):
+    """An update that completed is found by its id even after its run closed: its outcome
+    comes back and nothing is started, whatever the reuse policy allows."""
+    wf_id, update_id = new_id(), new_id()
+    allow = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+    use_existing = WorkflowIDConflictPolicy.USE_EXISTING
+    async with harness.worker(client, task_queue, workflows=[Counter]):
+        first = with_start(wf_id, task_queue, use_existing, allow)
+        assert (
+            await client.execute_update_with_start_workflow(
+                Counter.add, 5, id=update_id, start_workflow_operation=first
+            )
+            == 5
+        )
+        handle = await first.workflow_handle()
+        await handle.signal(Counter.finish)
+        assert await harness.result_within(handle, 30) == ["update:5"]
+
+        again = with_start(wf_id, task_queue, use_existing, allow)
+        assert (
+            await client.execute_update_with_start_workflow(
+                Counter.add, 9, id=update_id, start_workflow_operation=again
+            )
+            == 5
+        )
+        assert (await again.workflow_handle()).result_run_id == handle.result_run_id
+    types = event_types(await history_events(client.get_workflow_handle(wf_id)))
+    assert count(types, "WORKFLOW_EXECUTION_STARTED") == 1
+    assert types[-1] == "WORKFLOW_EXECUTION_COMPLETED"

@@ -113,17 +113,21 @@ pub(crate) async fn start_child(
     if close::is_closed(&ms) || ci.started_event_id != 0 {
         return Ok(());
     }
-    let a = initiated(
-        shard,
-        key,
-        initiated_event_id,
-        "StartChildWorkflowExecutionInitiated",
-        |a| match a {
-            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a) => Some(a),
-            _ => None,
-        },
-    )
-    .await?;
+    let initiated_event = event(shard, key, initiated_event_id).await?;
+    // The user metadata of the parent's command goes to the child's started event.
+    let user_metadata = initiated_event
+        .as_ref()
+        .and_then(|e| e.user_metadata.clone());
+    let a = match initiated_event.and_then(|e| e.attributes) {
+        Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) => a,
+        _ => {
+            return Err(HistoryError::Store(
+                temper_persistence::StoreError::Invalid(format!(
+                    "event {initiated_event_id} is not StartChildWorkflowExecutionInitiated"
+                )),
+            ));
+        }
+    };
     let info = ms.execution_info.clone().unwrap_or_default();
     let Some(child_ns_id) = namespace_id(shard, &ci.namespace, &ci.namespace_id).await? else {
         return shard
@@ -159,6 +163,7 @@ pub(crate) async fn start_child(
             search_attributes: a.search_attributes.clone(),
             header: a.header.clone(),
             priority: a.priority.clone(),
+            user_metadata,
             ..Default::default()
         }),
         parent: Some(internal::ParentExecution {

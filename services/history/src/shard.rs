@@ -14,7 +14,7 @@ use temper_persistence::{
     ExecutionKey, Persistence, run_state,
 };
 use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
-use temper_types::{Clock, NamespaceId, ShardId};
+use temper_types::{Clock, NamespaceId, ShardId, new_run_id};
 use temper_workflow::transaction::{self, Applied, Write};
 use temper_workflow::{Limits, Mutation, Txn, WorkflowError, pb, speculative};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -582,11 +582,6 @@ fn warn_on_history_growth(
             "workflow history is large; it is terminated at the limit (continue as new)"
         );
     }
-}
-
-/// A fresh run id, for a run that continues another.
-fn new_run_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 /// The current-run pointer for a run in `state`.

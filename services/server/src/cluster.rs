@@ -447,11 +447,15 @@ async fn grpc_services(
         store.cluster.num_shards,
         roles.channels.clone(),
     );
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let (health_reporter, health_service) = crate::health::grpc_health_service();
     let mut router = tonic::transport::Server::builder()
         .trace_fn(crate::telemetry::rpc_span)
         .add_service(health_service)
-        .add_service(AdminServiceServer::new(admin));
+        .add_service(
+            AdminServiceServer::new(admin)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        );
     let mut role_services: Vec<&'static str> = vec![""];
     if roles.frontend.is_some() {
         role_services.push(<WorkflowServiceServer<Frontend> as NamedService>::NAME);
@@ -486,6 +490,7 @@ async fn grpc_services(
     if let Some(h) = &roles.history {
         router = router.add_service(RpcMetrics::new(
             HistoryServiceServer::from_arc(h.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         ));
@@ -493,6 +498,7 @@ async fn grpc_services(
     if let Some(m) = &roles.matching {
         router = router.add_service(RpcMetrics::new(
             MatchingServiceServer::from_arc(m.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         ));

@@ -201,7 +201,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let shards = node.cluster.num_shards;
     let batcher = node.frontend.batcher().clone();
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let (health_reporter, health_service) = temper_server::health::grpc_health_service();
     health_reporter
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;

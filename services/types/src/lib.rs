@@ -11,6 +11,7 @@ mod routing;
 pub use clock::{Clock, ManualClock, SystemClock, wall_clock_millis};
 pub use ids::{
     NamespaceId, RangeExhausted, RangeId, ShardId, TASK_ID_SEQ_BITS, TaskId, TaskIdAllocator,
+    new_run_id,
 };
 pub use partition::{
     FORWARDED_FROM_HEADER, PARTITION_PREFIX, PartitionConfig, parse_partition, partition_name,

@@ -72,6 +72,10 @@ fn apply(
                 "command without attributes",
             ));
         };
+        // The command's first event (its scheduled, started, initiated, recorded or close
+        // event) carries the command's user metadata, as in Temporal; a protocol message
+        // command has no event of its own.
+        let first_event = txn.out.events.len();
         match attrs {
             C::ScheduleActivityTaskCommandAttributes(a) => {
                 activity::schedule(txn, a, completed_id)?
@@ -160,6 +164,11 @@ fn apply(
                     ),
                 ));
             }
+        }
+        if let Some(metadata) = &command.user_metadata
+            && !matches!(attrs, C::ProtocolMessageCommandAttributes(_))
+        {
+            txn.set_user_metadata(first_event, metadata);
         }
     }
     update::after_commands(txn, &mut inbox, c.force_create_new_workflow_task)?;

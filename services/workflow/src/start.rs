@@ -347,6 +347,10 @@ pub fn new_execution_with_signal(
         request_id: run.request_id,
     };
     txn.write_applied(started, |ms, at, a| apply_started(ms, at, a, ids));
+    if let Some(metadata) = &req.user_metadata {
+        // On the started event, where describe reads it, as in Temporal.
+        txn.set_user_metadata(0, metadata);
+    }
     // A run that continues another keeps the root of its chain, which its started event
     // names only for a child (as from the Temporal server); replay takes the run itself.
     txn.info_mut().root_execution = Some(root);

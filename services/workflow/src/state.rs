@@ -198,6 +198,23 @@ impl<'a> Txn<'a> {
         self.write_at(attrs, now)
     }
 
+    /// Give the event at `index` of this transaction's new events the user metadata (summary
+    /// and details) its command or request carried, as Temporal records it on the event;
+    /// the history size counts it.
+    pub(crate) fn set_user_metadata(
+        &mut self,
+        index: usize,
+        metadata: &temper_proto::temporal::api::sdk::v1::UserMetadata,
+    ) {
+        let Some(ev) = self.out.events.get_mut(index) else {
+            return;
+        };
+        let before = ev.encoded_len() as i64;
+        ev.user_metadata = Some(metadata.clone());
+        let grown = ev.encoded_len() as i64 - before;
+        self.info_mut().history_size_bytes += grown;
+    }
+
     /// Write an event with time `time` (one that happened earlier, shown to a worker before it
     /// was written), returning its id.
     pub(crate) fn write_at(&mut self, attrs: Attributes, time: wkt::Timestamp) -> i64 {

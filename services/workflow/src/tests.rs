@@ -525,3 +525,119 @@ pub(crate) fn a_history_past_its_limit_terminates_the_run() {
     );
     h.check_ids();
 }
+
+fn start_timer(
+    timer_id: &str,
+    start_to_fire_timeout: Option<temper_proto::wkt::Duration>,
+) -> Command {
+    Command {
+        attributes: Some(command::Attributes::StartTimerCommandAttributes(
+            StartTimerCommandAttributes {
+                timer_id: timer_id.into(),
+                start_to_fire_timeout,
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+#[test]
+pub(crate) fn a_zero_or_absent_timer_starts_and_is_due_at_once() {
+    let mut h = Harness::start();
+    let zero = Some(temper_proto::wkt::Duration::default());
+    let out = h.complete_wt(vec![start_timer("zero", zero), start_timer("absent", None)]);
+    assert!(matches!(out, Outcome::Completed { closed: false, .. }));
+    let started: Vec<_> = h
+        .last
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::TimerStartedEventAttributes(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 2);
+    assert_eq!(started[0].start_to_fire_timeout, zero, "recorded as sent");
+    assert_eq!(started[1].start_to_fire_timeout, None);
+    let due: Vec<_> = h.last.timers.iter().map(|(at, _)| *at).collect();
+    assert_eq!(due, vec![h.now, h.now]);
+    assert_eq!(h.ms.timers.len(), 2);
+    let started_id = h.ms.timers["zero"].started_event_id;
+    h.apply(|t| timer::on_fire(t, "zero", started_id));
+    assert_eq!(h.types().last(), Some(&EventType::WorkflowTaskScheduled));
+    assert!(!h.ms.timers.contains_key("zero"));
+}
+
+#[test]
+pub(crate) fn a_negative_timer_fails_the_workflow_task_and_a_huge_one_is_capped() {
+    let mut h = Harness::start();
+    let neg = Some(temper_proto::wkt::Duration {
+        seconds: -1,
+        nanos: 0,
+    });
+    match h.complete_wt(vec![start_timer("t", neg)]) {
+        Outcome::Rejected(bad) => {
+            assert_eq!(
+                bad.cause,
+                temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause::BadStartTimerAttributes
+            );
+            assert_eq!(
+                bad.message,
+                "An invalid StartToFireTimeout is set on StartTimerCommand: negative duration. TimerId=t"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut h = Harness::start();
+    let huge = Some(temper_proto::wkt::Duration {
+        seconds: i64::MAX / 2,
+        nanos: 0,
+    });
+    h.complete_wt(vec![start_timer("t", huge)]);
+    let recorded = h.last.events.iter().find_map(|e| match &e.attributes {
+        Some(Attributes::TimerStartedEventAttributes(a)) => a.start_to_fire_timeout,
+        _ => None,
+    });
+    assert_eq!(
+        recorded.map(|d| d.seconds),
+        Some(crate::time::MAX_DURATION_SECS)
+    );
+}
+
+#[test]
+pub(crate) fn a_commands_user_metadata_is_on_its_first_event_and_counted() {
+    use temper_proto::temporal::api::common::v1::Payload;
+    use temper_proto::temporal::api::sdk::v1::UserMetadata;
+    let mut h = Harness::start();
+    let metadata = UserMetadata {
+        summary: Some(Payload {
+            data: b"\"a nap\"".to_vec(),
+            ..Default::default()
+        }),
+        details: None,
+    };
+    let mut with_metadata = start_timer("t1", dur(Duration::from_secs(1)));
+    with_metadata.user_metadata = Some(metadata.clone());
+    // The replay check (Harness::apply) also compares the history size it counts.
+    h.complete_wt(vec![
+        with_metadata,
+        start_timer("t2", dur(Duration::from_secs(1))),
+    ]);
+    let timers: Vec<_> = h
+        .last
+        .events
+        .iter()
+        .filter(|e| e.event_type == EventType::TimerStarted as i32)
+        .collect();
+    assert_eq!(timers.len(), 2);
+    assert_eq!(timers[0].user_metadata, Some(metadata));
+    assert_eq!(timers[1].user_metadata, None);
+    use prost::Message;
+    let written: i64 = h.history.iter().map(|e| e.encoded_len() as i64).sum();
+    let counted =
+        h.ms.execution_info
+            .as_ref()
+            .expect("info")
+            .history_size_bytes;
+    assert_eq!(counted, written, "the metadata counts in the history size");
+}

@@ -69,6 +69,30 @@ pub fn from_dur(d: &Option<wkt::Duration>) -> Duration {
     }
 }
 
+/// The longest duration the Temporal server keeps: longer ones are cut to this (100 years).
+pub const MAX_DURATION_SECS: i64 = 100 * 365 * 24 * 3600;
+
+/// Checks a duration from a command as the Temporal server does: absent and zero are valid,
+/// negative ones and ones whose seconds and nanos disagree in sign are not, and anything
+/// over 100 years is cut to 100 years. Returns the duration to record, or the reason (the
+/// server's words) it is invalid.
+pub fn validate_and_cap(d: &Option<wkt::Duration>) -> Result<Option<wkt::Duration>, &'static str> {
+    let Some(v) = d else { return Ok(None) };
+    if (v.seconds > 0 && v.nanos < 0) || (v.seconds < 0 && v.nanos > 0) {
+        return Err("duration has seconds and nanos with different signs");
+    }
+    if v.seconds < 0 || v.nanos < 0 {
+        return Err("negative duration");
+    }
+    if v.seconds > MAX_DURATION_SECS || (v.seconds == MAX_DURATION_SECS && v.nanos > 0) {
+        return Ok(Some(wkt::Duration {
+            seconds: MAX_DURATION_SECS,
+            nanos: 0,
+        }));
+    }
+    Ok(*d)
+}
+
 /// Whether a protobuf duration is negative (invalid in requests).
 pub fn is_negative(d: &Option<wkt::Duration>) -> bool {
     matches!(d, Some(d) if d.seconds < 0 || d.nanos < 0)
@@ -97,5 +121,27 @@ mod tests {
             seconds: -1,
             nanos: 0
         })));
+    }
+
+    #[test]
+    fn validates_and_caps_like_temporal() {
+        let d = |seconds, nanos| Some(wkt::Duration { seconds, nanos });
+        assert_eq!(validate_and_cap(&None), Ok(None));
+        assert_eq!(validate_and_cap(&d(0, 0)), Ok(d(0, 0)));
+        assert_eq!(validate_and_cap(&d(5, 1)), Ok(d(5, 1)));
+        assert_eq!(validate_and_cap(&d(-1, 0)), Err("negative duration"));
+        assert_eq!(validate_and_cap(&d(0, -1)), Err("negative duration"));
+        assert_eq!(
+            validate_and_cap(&d(1, -1)),
+            Err("duration has seconds and nanos with different signs")
+        );
+        assert_eq!(
+            validate_and_cap(&d(i64::MAX, 0)),
+            Ok(d(MAX_DURATION_SECS, 0))
+        );
+        assert_eq!(
+            validate_and_cap(&d(MAX_DURATION_SECS, 0)),
+            Ok(d(MAX_DURATION_SECS, 0))
+        );
     }
 }

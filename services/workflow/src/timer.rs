@@ -11,8 +11,11 @@ use temper_proto::temporal::api::history::v1::{
 
 use crate::BadCommand;
 use crate::events::At;
-use crate::time::{from_dur, is_negative, ts};
+use crate::time::{from_dur, ts, validate_and_cap};
 use crate::{Txn, pb, workflow_task};
+
+/// The longest timer id the Temporal server accepts (its default `limit.maxIDLength`).
+const MAX_TIMER_ID_LEN: usize = 1000;
 
 /// The StartTimer command.
 pub fn start(
@@ -24,15 +27,23 @@ pub fn start(
     if a.timer_id.is_empty() {
         return Err(bad("TimerId is not set on StartTimerCommand."));
     }
-    if a.timer_id.len() > 1000 {
-        return Err(bad("TimerId exceeds length limit."));
+    if a.timer_id.len() > MAX_TIMER_ID_LEN {
+        return Err(bad(&format!(
+            "TimerId on StartTimerCommand exceeds length limit. TimerId={} Length={} Limit={}",
+            a.timer_id,
+            a.timer_id.len(),
+            MAX_TIMER_ID_LEN
+        )));
     }
-    let d = from_dur(&a.start_to_fire_timeout);
-    if is_negative(&a.start_to_fire_timeout) || d.is_zero() {
-        return Err(bad(
-            "A valid StartToFireTimeout is not set on StartTimerCommand.",
-        ));
-    }
+    // As in Temporal, an absent or zero start-to-fire timeout is valid: the timer fires
+    // right away (the Python SDK's `workflow.sleep(0)` sends one).
+    let start_to_fire_timeout = validate_and_cap(&a.start_to_fire_timeout).map_err(|e| {
+        bad(&format!(
+            "An invalid StartToFireTimeout is set on StartTimerCommand: {e}. TimerId={}",
+            a.timer_id
+        ))
+    })?;
+    let d = from_dur(&start_to_fire_timeout);
     if txn.ms.timers.contains_key(&a.timer_id) {
         return Err(BadCommand::new(
             WorkflowTaskFailedCause::StartTimerDuplicateId,
@@ -45,7 +56,7 @@ pub fn start(
     let id = txn.write_applied(
         TimerStartedEventAttributes {
             timer_id: a.timer_id.clone(),
-            start_to_fire_timeout: a.start_to_fire_timeout,
+            start_to_fire_timeout,
             workflow_task_completed_event_id: wft_completed_event_id,
         },
         apply_started,

@@ -94,7 +94,11 @@ pub(crate) async fn request_cancel(
     req: RequestCancelWorkflowExecutionRequest,
     external: Option<External>,
 ) -> Result<(), HistoryError> {
-    transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+    let asked = transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+        // Checked before the first run and the parent, as in Temporal.
+        if !txn.is_running() {
+            return Err(WorkflowError::AlreadyCompleted);
+        }
         check_chain(txn.ms, &req.first_execution_run_id)?;
         check_child_of(txn.ms, external.as_ref())?;
         close::request_cancel_from(
@@ -107,7 +111,14 @@ pub(crate) async fn request_cancel(
                 .map(|e| (e.execution.clone(), e.initiated_event_id)),
         )
     })
-    .await
+    .await;
+    match asked {
+        // As in Temporal, asking a closed run to cancel succeeds and changes nothing (a run
+        // without run id is followed to the workflow id's newest run first): clients, a
+        // parent's close policy and RequestCancelExternal all see a success.
+        Err(HistoryError::Workflow(WorkflowError::AlreadyCompleted)) => Ok(()),
+        other => other,
+    }
 }
 
 pub(crate) async fn terminate(

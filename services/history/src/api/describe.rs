@@ -35,6 +35,9 @@ pub(crate) async fn describe(
     let key = shard.resolve(ns, &exec.workflow_id, &exec.run_id).await?;
     let ms = shard.snapshot(&key).await?;
     let info = ms.execution_info.clone().unwrap_or_default();
+    // The run's user metadata is its started event's, read from there as in Temporal.
+    let (first, _) = shard.events_between(&key, 1, Some(2)).await?;
+    let user_metadata = first.into_iter().next().and_then(|e| e.user_metadata);
     let execution_duration = match (&info.close_time, &info.start_time) {
         (Some(c), Some(s)) => from_ts(c)
             .duration_since(from_ts(s))
@@ -147,7 +150,7 @@ pub(crate) async fn describe(
             workflow_execution_timeout: info.workflow_execution_timeout,
             workflow_run_timeout: info.workflow_run_timeout,
             default_workflow_task_timeout: info.default_workflow_task_timeout,
-            ..Default::default()
+            user_metadata,
         }),
         workflow_execution_info: Some(WorkflowExecutionInfo {
             execution: Some(WorkflowExecution {

@@ -106,7 +106,7 @@ pub(crate) async fn reset(
             .as_ref()
             .map(|i| i.namespace.clone())
             .unwrap_or_default();
-        let new_run_id = uuid::Uuid::new_v4().to_string();
+        let new_run_id = temper_types::new_run_id();
         let args = |now| Reset {
             run: RebuildRun {
                 namespace_id: ns.as_str(),

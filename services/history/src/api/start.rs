@@ -53,7 +53,7 @@ pub(crate) async fn start(
     let conflict = WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
         .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
     for _ in 0..MAX_RACES {
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = temper_types::new_run_id();
         let condition = match shard.current_run(ns, &req.workflow_id).await? {
             None => CurrentRunCondition::MustNotExist,
             Some(current) => {
@@ -247,6 +247,7 @@ pub(crate) async fn signal_with_start(
         header: req.header.clone(),
         workflow_start_delay: req.workflow_start_delay,
         priority: req.priority.clone(),
+        user_metadata: req.user_metadata.clone(),
         ..Default::default()
     };
     start::validate(&start_req, &shard.limits)?;
@@ -305,7 +306,7 @@ pub(crate) async fn signal_with_start(
                 CurrentRunCondition::RunIdIs(current.run_id.clone())
             }
         };
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = temper_types::new_run_id();
         let (ms, mutation) = start::new_execution_with_signal(
             start::NewRun {
                 namespace_id: &ns.0,

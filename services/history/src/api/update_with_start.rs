@@ -109,10 +109,10 @@ async fn existing_run(
             update::status(ms, &run.registry, &update_id)
         })
         .await?;
-    if matches!(
-        known,
-        Some(UpdateStatus::Completed { .. } | UpdateStatus::Finished(_))
-    ) {
+    // Only a completed update (one with a completed event) is found by its id once the run
+    // is closed, as in Temporal; one the run's close left unfinished is not, and a closed
+    // run goes to the start below like any other (its reuse policy decides).
+    if matches!(known, Some(UpdateStatus::Completed { .. })) {
         // Its outcome, through the update API (which reads it from the history).
         let mut up = up.clone();
         if let Some(exec) = up.workflow_execution.as_mut() {
