@@ -8,6 +8,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio import activity, workflow
 from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import RetryPolicy as ApiRetryPolicy
@@ -22,15 +24,12 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError, RPCStatusCode
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.field_mask_pb2 import FieldMask
 
 from harness import result_within, wait_until, worker
 from test_cli import temporal
 
 NOT_FOUND_MESSAGE = (
-    "Can't find pending activity with such ID. "
-    "Invalid activityID or activity already completed"
+    "Can't find pending activity with such ID. Invalid activityID or activity already completed"
 )
 
 # What each activity run saw, by the test's key (activities run in the test's process).
@@ -273,7 +272,9 @@ async def test_operator_errors_are_temporals(client, task_queue, new_id):
         assert await status_of(
             svc.update_activity_options(
                 UpdateActivityOptionsRequest(
-                    namespace=ns, execution=ex, id="act",
+                    namespace=ns,
+                    execution=ex,
+                    id="act",
                     activity_options=ActivityOptions(heartbeat_timeout=Duration(seconds=3)),
                 )
             )
@@ -281,7 +282,9 @@ async def test_operator_errors_are_temporals(client, task_queue, new_id):
         assert await status_of(
             svc.update_activity_options(
                 UpdateActivityOptionsRequest(
-                    namespace=ns, execution=ex, id="act",
+                    namespace=ns,
+                    execution=ex,
+                    id="act",
                     activity_options=ActivityOptions(
                         retry_policy=ApiRetryPolicy(backoff_coefficient=0.5)
                     ),

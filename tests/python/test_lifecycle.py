@@ -155,9 +155,7 @@ async def test_cancel_workflow(client, task_queue, new_id):
 
 
 @pytest.mark.timeout(60)
-async def test_cancel_of_closed_workflow_succeeds_and_changes_nothing(
-    client, task_queue, new_id
-):
+async def test_cancel_of_closed_workflow_succeeds_and_changes_nothing(client, task_queue, new_id):
     """As on Temporal, cancelling a run that has closed is a success that changes nothing
     (whether the run is named or found as the current one, and before the first-run check),
     while terminating it is NOT_FOUND."""

@@ -37,7 +37,12 @@ async def event_types(handle) -> list[str]:
 async def test_signal_with_start_new_workflow(client: Client, task_queue, new_id):
     async with harness.worker(client, task_queue, workflows=[CollectSignals]):
         handle = await client.start_workflow(
-            CollectSignals.run, 1, id=new_id(), task_queue=task_queue, start_signal="add", start_signal_args=["first"]
+            CollectSignals.run,
+            1,
+            id=new_id(),
+            task_queue=task_queue,
+            start_signal="add",
+            start_signal_args=["first"],
         )
         assert await harness.result_within(handle, 30) == ["first"]
         types = await event_types(handle)
@@ -52,9 +57,16 @@ async def test_signal_with_start_running_workflow_signals_it(client: Client, tas
         first = await client.start_workflow(CollectSignals.run, 3, id=wf_id, task_queue=task_queue)
         await first.signal(CollectSignals.add, "a")
         second = await client.start_workflow(
-            CollectSignals.run, 3, id=wf_id, task_queue=task_queue, start_signal="add", start_signal_args=["b"]
+            CollectSignals.run,
+            3,
+            id=wf_id,
+            task_queue=task_queue,
+            start_signal="add",
+            start_signal_args=["b"],
         )
-        assert second.result_run_id == first.result_run_id, "the running workflow was signalled, not restarted"
+        assert second.result_run_id == first.result_run_id, (
+            "the running workflow was signalled, not restarted"
+        )
         await first.signal(CollectSignals.add, "c")
         assert await harness.result_within(first, 30) == ["a", "b", "c"]
 
@@ -62,7 +74,9 @@ async def test_signal_with_start_running_workflow_signals_it(client: Client, tas
 @pytest.mark.timeout(60)
 async def test_many_signals_none_lost(client: Client, task_queue, new_id):
     async with harness.worker(client, task_queue, workflows=[CollectSignals]):
-        handle = await client.start_workflow(CollectSignals.run, 30, id=new_id(), task_queue=task_queue)
+        handle = await client.start_workflow(
+            CollectSignals.run, 30, id=new_id(), task_queue=task_queue
+        )
         for i in range(30):
             await handle.signal(CollectSignals.add, str(i))
         result = await harness.result_within(handle, 30)
@@ -72,7 +86,9 @@ async def test_many_signals_none_lost(client: Client, task_queue, new_id):
 @pytest.mark.timeout(60)
 async def test_signal_to_closed_workflow_is_not_found(client: Client, task_queue, new_id):
     async with harness.worker(client, task_queue, workflows=[CollectSignals]):
-        handle = await client.start_workflow(CollectSignals.run, 0, id=new_id(), task_queue=task_queue)
+        handle = await client.start_workflow(
+            CollectSignals.run, 0, id=new_id(), task_queue=task_queue
+        )
         await harness.result_within(handle, 30)
         with pytest.raises(RPCError) as err:
             await handle.signal(CollectSignals.add, "late")
@@ -80,7 +96,9 @@ async def test_signal_to_closed_workflow_is_not_found(client: Client, task_queue
 
 
 @pytest.mark.timeout(60)
-async def test_signal_with_start_rejects_duplicate_after_completion(client: Client, task_queue, new_id):
+async def test_signal_with_start_rejects_duplicate_after_completion(
+    client: Client, task_queue, new_id
+):
     wf_id = new_id()
     async with harness.worker(client, task_queue, workflows=[CollectSignals]):
         handle = await client.start_workflow(CollectSignals.run, 0, id=wf_id, task_queue=task_queue)

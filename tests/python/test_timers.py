@@ -182,6 +182,6 @@ async def test_zero_length_timer_starts_and_fires(client, task_queue, new_id):
     assert [f.timer_fired_event_attributes.started_event_id for f in fired] == [
         s.event_id for s in started
     ]
-    for s, f in zip(started, fired):
+    for s, f in zip(started, fired, strict=True):
         gap = f.event_time.ToDatetime() - s.event_time.ToDatetime()
         assert gap < timedelta(seconds=5), gap

@@ -300,9 +300,12 @@ async def test_update_with_start(client: Client, task_queue, new_id):
 
     async with harness.worker(client, task_queue, workflows=[Counter]):
         first = start_op()
-        assert await client.execute_update_with_start_workflow(
-            Counter.add, 5, start_workflow_operation=first
-        ) == 5
+        assert (
+            await client.execute_update_with_start_workflow(
+                Counter.add, 5, start_workflow_operation=first
+            )
+            == 5
+        )
         handle = await first.workflow_handle()
         # The running workflow takes the next one; nothing new is started.
         second = start_op()

@@ -82,8 +82,7 @@ async def test_summaries_and_details_are_recorded_and_described(client, task_que
     assert not any(
         e.HasField("user_metadata")
         for e in events
-        if e.event_type
-        in (ET.EVENT_TYPE_TIMER_FIRED, ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+        if e.event_type in (ET.EVENT_TYPE_TIMER_FIRED, ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
     )
 
     described = await handle.describe()

@@ -21,7 +21,6 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 
-import harness
 from harness import result_within, worker
 from test_visibility import WaitForSignal, seen
 
