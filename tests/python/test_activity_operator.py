@@ -4,6 +4,7 @@ through the WorkflowService API and the `temporal activity ...` CLI commands."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import timedelta
 
@@ -131,20 +132,16 @@ async def test_a_paused_activity_waits_for_the_unpause(client, task_queue, new_i
     assert seen[key] == ["ran"]
 
 
-@pytest.mark.timeout(120)
-async def test_cli_pause_tells_the_running_attempt_and_unpause_retries(
-    server, client, task_queue, new_id
-):
-    """Paused while running: the worker hears it in a heartbeat response and gives up; the
-    next attempt waits for `temporal activity unpause`."""
-    key = str(uuid.uuid4())
+@contextlib.asynccontextmanager
+async def heartbeating(client, task_queue, key, workflow_id):
+    """A worker, and a run of OneActivity whose activity is heartbeating (every 200 ms)."""
     async with worker(
         client, task_queue, workflows=[OneActivity], activities=[heartbeat_until_told],
         max_heartbeat_throttle_interval=timedelta(milliseconds=200),
         default_heartbeat_throttle_interval=timedelta(milliseconds=200),
     ):  # fmt: skip
         handle = await client.start_workflow(
-            OneActivity.run, args=["heartbeat_until_told", key, task_queue], id=new_id(),
+            OneActivity.run, args=["heartbeat_until_told", key, task_queue], id=workflow_id,
             task_queue=task_queue,
         )  # fmt: skip
 
@@ -153,6 +150,17 @@ async def test_cli_pause_tells_the_running_attempt_and_unpause_retries(
             return info is not None and info.HasField("last_heartbeat_time")
 
         await wait_until(running, timeout=20, what="the activity heartbeating")
+        yield handle
+
+
+@pytest.mark.timeout(120)
+async def test_cli_pause_tells_the_running_attempt_and_unpause_retries(
+    server, client, task_queue, new_id
+):
+    """Paused while running: the worker hears it in a heartbeat response and gives up; the
+    next attempt waits for `temporal activity unpause`."""
+    key = str(uuid.uuid4())
+    async with heartbeating(client, task_queue, key, new_id()) as handle:
         await temporal(
             server, "activity", "pause", "--workflow-id", handle.id, "--activity-id", "act",
             "--reason", "by the cli", "--namespace", client.namespace,
@@ -180,21 +188,7 @@ async def test_cli_pause_tells_the_running_attempt_and_unpause_retries(
 @pytest.mark.timeout(120)
 async def test_cli_reset_tells_the_running_attempt(server, client, task_queue, new_id):
     key = str(uuid.uuid4())
-    async with worker(
-        client, task_queue, workflows=[OneActivity], activities=[heartbeat_until_told],
-        max_heartbeat_throttle_interval=timedelta(milliseconds=200),
-        default_heartbeat_throttle_interval=timedelta(milliseconds=200),
-    ):  # fmt: skip
-        handle = await client.start_workflow(
-            OneActivity.run, args=["heartbeat_until_told", key, task_queue], id=new_id(),
-            task_queue=task_queue,
-        )  # fmt: skip
-
-        async def running():
-            info = await pending(handle)
-            return info is not None and info.HasField("last_heartbeat_time")
-
-        await wait_until(running, timeout=20, what="the activity heartbeating")
+    async with heartbeating(client, task_queue, key, new_id()) as handle:
         await temporal(
             server, "activity", "reset", "--workflow-id", handle.id, "--activity-id", "act",
             "--namespace", client.namespace,
