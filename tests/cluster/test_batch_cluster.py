@@ -44,19 +44,24 @@ async def cli_json(address: str, *args: str) -> Any:
     return json.loads(out)
 
 
+async def start_idle(client: Client, prefix: str, n: int) -> None:
+    """Start `n` runs `{prefix}-{i}` that nobody polls (they stay Running), 50 at a time."""
+    for chunk in range(0, n, 50):
+        await asyncio.gather(
+            *(
+                client.start_workflow("Idle", id=f"{prefix}-{i}", task_queue="batch-idle")
+                for i in range(chunk, min(n, chunk + 50))
+            )
+        )
+
+
 @pytest.mark.timeout(180)
 async def test_batch_terminates_across_nodes(cluster: Cluster) -> None:
     await cluster.start()
     a = await Client.connect(cluster["a"].address)
     prefix = harness.unique("batch")
     n = 150
-    for chunk in range(0, n, 50):
-        await asyncio.gather(
-            *(
-                a.start_workflow("Idle", id=f"{prefix}-{i}", task_queue="batch-idle")
-                for i in range(chunk, min(n, chunk + 50))
-            )
-        )
+    await start_idle(a, prefix, n)
     started = await cli_json(
         cluster["b"].address, "workflow", "terminate", "--query",
         f"WorkflowId STARTS_WITH '{prefix}'", "--reason", "cluster", "--rps", "200", "--yes",
@@ -86,13 +91,7 @@ async def test_another_node_takes_over_when_the_batch_node_dies(cluster: Cluster
     a = await Client.connect(cluster["a"].address)
     prefix = harness.unique("batch")
     n = 300
-    for chunk in range(0, n, 50):
-        await asyncio.gather(
-            *(
-                a.start_workflow("Idle", id=f"{prefix}-{i}", task_queue="batch-idle")
-                for i in range(chunk, min(n, chunk + 50))
-            )
-        )
+    await start_idle(a, prefix, n)
     # Started on node b, which runs it, at 20 a second (15 s in all).
     started = await cli_json(
         cluster["b"].address, "workflow", "terminate", "--query",
