@@ -2,29 +2,16 @@
 //! the newest version, on a real cluster (`TEMPER_CASSANDRA_CONTACT_POINTS`, as the
 //! conformance suite; without it the test fails saying so).
 
+mod common;
+
 use scylla::client::session_builder::SessionBuilder;
-use temper_persistence_cassandra::schema::{self, Replication};
-use temper_persistence_cassandra::{CassandraConfig, CassandraStore, LATEST_SCHEMA_VERSION};
+use temper_persistence_cassandra::schema;
+use temper_persistence_cassandra::{CassandraStore, LATEST_SCHEMA_VERSION};
 
 #[tokio::test]
 async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
-    let points = std::env::var("TEMPER_CASSANDRA_CONTACT_POINTS")
-        .ok()
-        .filter(|p| !p.trim().is_empty())
-        .expect(
-            "this test needs a cluster: set TEMPER_CASSANDRA_CONTACT_POINTS=host:port[,...], \
-             or leave this target out with `--exclude temper-persistence-cassandra`",
-        );
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    let config = CassandraConfig {
-        contact_points: CassandraConfig::parse_contact_points(&points),
-        keyspace: format!("temper_migrate_{}", &random[..16]),
-        ..CassandraConfig::default()
-    };
+    let config = common::fresh_keyspace("temper_migrate").await;
     let ks = config.keyspace.clone();
-    schema::setup(config.clone(), &Replication::Simple { factor: 1 })
-        .await
-        .expect("setup");
 
     // Turn it back into what version 1 made: no visibility tables, version 1 recorded.
     let session = SessionBuilder::new()

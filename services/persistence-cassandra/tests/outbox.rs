@@ -3,33 +3,20 @@
 //! process stopped in between) is written when the shard is next acquired, and the outbox
 //! row is removed.
 
+mod common;
+
 use prost::Message;
 use scylla::client::session_builder::SessionBuilder;
 use temper_persistence::{ExecutionKey, ShardRecord, VisibilityFilter};
-use temper_persistence_cassandra::schema::{self, Replication};
-use temper_persistence_cassandra::{CassandraConfig, CassandraStore};
+use temper_persistence_cassandra::CassandraStore;
+use temper_persistence_cassandra::schema;
 use temper_proto::persistence::v1::VisibilityOutboxRecord;
 use temper_types::{NamespaceId, RangeId, ShardId};
 
 #[tokio::test]
 async fn a_record_left_in_the_outbox_is_written_when_the_shard_is_acquired() {
-    let points = std::env::var("TEMPER_CASSANDRA_CONTACT_POINTS")
-        .ok()
-        .filter(|p| !p.trim().is_empty())
-        .expect(
-            "this test needs a cluster: set TEMPER_CASSANDRA_CONTACT_POINTS=host:port[,...], \
-             or leave this target out with `--exclude temper-persistence-cassandra`",
-        );
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    let config = CassandraConfig {
-        contact_points: CassandraConfig::parse_contact_points(&points),
-        keyspace: format!("temper_outbox_{}", &random[..16]),
-        ..CassandraConfig::default()
-    };
+    let config = common::fresh_keyspace("temper_outbox").await;
     let ks = config.keyspace.clone();
-    schema::setup(config.clone(), &Replication::Simple { factor: 1 })
-        .await
-        .expect("setup");
     let store = CassandraStore::connect(config.clone())
         .await
         .expect("connect");
