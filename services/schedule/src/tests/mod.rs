@@ -1,6 +1,7 @@
 //! Tests of the whole engine. Expected times come from the reference Temporal server
 //! (`recorded.rs`), from Temporal's own unit tests, or are worked out by hand in comments.
 
+mod compile;
 mod dst;
 mod recorded;
 mod spec_times;
@@ -48,7 +49,7 @@ pub(super) fn calendar(cal: CalendarSpec) -> ScheduleSpec {
 pub(super) fn every(interval: i64, phase: i64) -> IntervalSpec {
     IntervalSpec {
         interval: secs(interval),
-        phase: (phase != 0).then(|| Duration {
+        phase: (phase != 0).then_some(Duration {
             seconds: phase,
             nanos: 0,
         }),
