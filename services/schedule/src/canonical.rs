@@ -58,20 +58,15 @@ pub fn canonicalize(spec: &ScheduleSpec) -> Result<ScheduleSpec, SpecError> {
     let mut cron_tz: Option<String> = None;
     for (i, cron) in std::mem::take(&mut spec.cron_string).iter().enumerate() {
         let field = format!("cron_string[{i}]");
-        let (tz, parsed) = match parse_cron(cron).map_err(|m| SpecError::invalid(&field, m))? {
-            Cron::Calendar { calendar, tz } => (
-                tz,
-                Cron::Calendar {
-                    calendar,
-                    tz: String::new(),
-                },
-            ),
-            interval @ Cron::Interval(_) => (String::new(), interval),
+        let parsed = parse_cron(cron).map_err(|m| SpecError::invalid(&field, m))?;
+        let tz = match &parsed {
+            Cron::Calendar { tz, .. } => tz.as_str(),
+            Cron::Interval(_) => "",
         };
-        if cron_tz.as_ref().is_some_and(|seen| *seen != tz) {
+        if cron_tz.as_ref().is_some_and(|seen| seen != tz) {
             return Err(SpecError::ConflictingTimezoneNames);
         }
-        cron_tz = Some(tz);
+        cron_tz = Some(tz.to_owned());
         match parsed {
             Cron::Calendar { calendar, .. } => {
                 spec.structured_calendar.push(calendar);

@@ -159,10 +159,10 @@ fn go_parse_duration(orig: &str) -> Result<i64, String> {
                 return Err(invalid());
             }
         }
-        total += v;
-        if total > LIMIT {
-            return Err(invalid());
-        }
+        total = match total.checked_add(v) {
+            Some(t) if t <= LIMIT => t,
+            _ => return Err(invalid()),
+        };
     }
     if neg {
         // total <= 2^63 here, so the negation fits.
@@ -227,5 +227,7 @@ mod tests {
         assert!(parse_duration("2dd").is_err());
         assert!(parse_duration("9999999999999999999h").is_err());
         assert!(parse_duration("3000000h").is_err()); // over 292 years
+        assert!(parse_duration("2562047h2562047h").is_err());
+        assert!(parse_duration("-2562047h47m16.854775808s").is_ok()); // i64::MIN
     }
 }

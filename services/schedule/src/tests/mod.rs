@@ -3,6 +3,7 @@
 
 mod compile;
 mod dst;
+mod properties;
 mod recorded;
 mod spec_times;
 mod string_times;
