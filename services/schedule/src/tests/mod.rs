@@ -4,6 +4,7 @@
 mod compile;
 mod dst;
 mod properties;
+mod random_specs;
 mod recorded;
 mod spec_times;
 mod string_times;
