@@ -10,6 +10,28 @@
 //! Results follow the Temporal server (service/worker/scheduler spec.go, calendar.go),
 //! including its daylight-saving behaviour and its jitter bit for bit; see docs/schedules.md.
 //! Errors name the spec field they are about and map to INVALID_ARGUMENT.
+//!
+//! The only I/O is the time zone database, read (and cached by `jiff`) the first time a
+//! zone is named: the system's zoneinfo, else the copy built into the binary.
+//!
+//! ```
+//! use temper_schedule::{CompiledSpec, ScheduleSpec, Timestamp, jitter_seed};
+//!
+//! let spec = ScheduleSpec {
+//!     cron_string: vec!["CRON_TZ=Europe/Berlin 30 2 * * * # nightly".into()],
+//!     ..Default::default()
+//! };
+//! let compiled = CompiledSpec::compile(&spec)?.with_jitter_seed(jitter_seed("ns-id", "nightly"));
+//! // Stored form: one structured calendar, the zone moved to timezone_name.
+//! assert_eq!(compiled.canonical_spec().timezone_name, "Europe/Berlin");
+//! assert!(compiled.canonical_spec().cron_string.is_empty());
+//! // 2025-03-30 has no 02:30 in Berlin, so the next time is on the 31st (CEST, UTC+2).
+//! let after: Timestamp = "2025-03-29T12:00:00Z".parse()?;
+//! let next = compiled.next_time(after)?.expect("a next time");
+//! assert_eq!(next.nominal.to_string(), "2025-03-31T00:30:00Z");
+//! assert_eq!(next.actual, next.nominal); // no jitter in this spec
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod calendar;
 mod canonical;
