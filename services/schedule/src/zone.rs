@@ -224,6 +224,10 @@ mod tests {
         assert!(Zone::load("", &[]).is_ok());
         assert!(Zone::load("UTC", &[]).is_ok());
         assert!(Zone::load("Europe/Berlin", &[]).is_ok());
+        // links (backward names) are zone files too
+        assert!(Zone::load("US/Eastern", &[]).is_ok());
+        assert!(Zone::load("Asia/Calcutta", &[]).is_ok());
+        assert!(Zone::load("Local", &[]).is_ok());
         for bad in [
             "Mars/Olympus",
             "europe/berlin",

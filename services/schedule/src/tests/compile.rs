@@ -83,6 +83,12 @@ fn exclusions_that_would_hang_temporal_are_refused() {
 }
 
 #[test]
+fn a_compiled_spec_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<CompiledSpec>();
+}
+
+#[test]
 fn an_empty_spec_never_matches() {
     let compiled = compile(&ScheduleSpec::default());
     assert_eq!(compiled.next_time(ts("2025-01-01T00:00:00Z")), Ok(None));

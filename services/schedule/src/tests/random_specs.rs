@@ -1,4 +1,6 @@
-//! Generated specs checked against the reference server.
+//! Generated specs checked against the reference server. The fixtures are written by
+//! `services/schedule/scripts/record_reference.py` (seeded, so re-recording gives the same
+//! specs; the jitter depends on the server's namespace id, see `recorded.rs`).
 //!
 //! Generated cron specs in eleven zones, each listed over three windows that hold a
 //! daylight-saving change somewhere, against `recorded_random.txt`: the reference server's
