@@ -263,6 +263,12 @@ fn errors_name_the_field_and_follow_temporal_texts() {
         canonicalize(&conflict),
         Err(SpecError::ConflictingTimezoneNames)
     );
+    // An @every string counts as "no zone" even with a prefix (the reference server agrees).
+    let every_prefixed = cron(&["TZ=Europe/Berlin @every 1h", "TZ=Europe/Berlin 0 12 * * *"]);
+    assert_eq!(
+        canonicalize(&every_prefixed),
+        Err(SpecError::ConflictingTimezoneNames)
+    );
     let disagree = cron(&["CRON_TZ=Europe/Berlin 0 9 * * *", "0 17 * * *"]);
     assert_eq!(
         canonicalize(&disagree),

@@ -26,6 +26,8 @@ fn unknown_zones_are_refused_with_the_field_named() {
             name: "america/new_york".into()
         }
     );
+    let err = error(&cron_in("utc", &["0 12 * * *"]));
+    assert_eq!(err.to_string(), "timezone_name: unknown time zone utc");
     let err = error(&cron(&["TZ=Nowhere/Land 0 12 * * *"]));
     assert_eq!(err.field(), "timezone_name");
 }
