@@ -24,6 +24,7 @@ pub mod external;
 pub mod properties;
 pub mod rebuild;
 pub mod reset;
+pub mod schedule;
 pub mod retry;
 pub mod signal;
 pub mod speculative;
