@@ -40,6 +40,7 @@ mod duration;
 mod error;
 mod jitter;
 mod range;
+pub mod scheduler;
 mod spec;
 mod zone;
 
