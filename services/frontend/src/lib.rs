@@ -387,6 +387,7 @@ impl WorkflowService for Frontend {
                 namespace: r.namespace.clone(),
                 request: Some(r),
                 parent: None,
+                scheduled_by: String::new(),
             }))
             .await
     }

@@ -166,6 +166,7 @@ pub(crate) async fn start_child(
             user_metadata,
             ..Default::default()
         }),
+        scheduled_by: String::new(),
         parent: Some(internal::ParentExecution {
             namespace_id: info.namespace_id.clone(),
             namespace: info.namespace.clone(),

@@ -72,8 +72,7 @@ pub fn error(e: SchedulerError) -> WorkflowError {
         SchedulerError::ConflictTokenMismatch => {
             WorkflowError::FailedPrecondition("mismatched conflict token".into())
         }
-        #[allow(unreachable_patterns)]
-        other => WorkflowError::InvalidArgument(other.to_string()),
+        SchedulerError::Internal(m) => WorkflowError::Internal(m),
     }
 }
 

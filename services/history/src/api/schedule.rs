@@ -182,7 +182,7 @@ impl Target<'_> {
         let key = self.key(run_id);
         match self.shard.create(&key, ms, condition, mutation).await {
             Ok(()) => Ok(ws::CreateScheduleResponse { conflict_token }),
-            Err(e) if crate::api::start::current_run_conflict(&e).is_some() => {
+            Err(e) if crate::shard::current_run_conflict(&e).is_some() => {
                 Err(HistoryError::Busy)
             }
             Err(e) => Err(e.into()),
@@ -270,11 +270,14 @@ impl Target<'_> {
         let compiled = CompiledSpec::compile(&spec)
             .map_err(|e| invalid(e.to_string()))?
             .with_jitter_seed(jitter_seed(&self.ns.0, self.schedule_id));
-        let start_time = compiled
+        let mut start_time = Vec::new();
+        for t in compiled
             .matching_times(timestamp_from_proto(start), timestamp_from_proto(end))
             .take(MAX_LIST_MATCHING_TIMES)
-            .map(|t| temper_schedule::timestamp_to_proto(t.actual))
-            .collect();
+        {
+            let t = t.map_err(|e| invalid(e.to_string()))?;
+            start_time.push(temper_schedule::timestamp_to_proto(t.actual));
+        }
         Ok(ws::ListScheduleMatchingTimesResponse { start_time })
     }
 
