@@ -130,6 +130,11 @@ pub struct StartWorkflow {
     pub nominal_time: Timestamp,
     /// When the action was due (nominal time plus jitter).
     pub actual_time: Timestamp,
+    /// Until when a start that fails for a transient reason is worth retrying, as
+    /// Temporal's start activity is: the end of the catch-up window after `actual_time`,
+    /// but at least 5 s and at most 1 h from the call; 60 s for manual starts. Then report
+    /// [`Input::StartFailed`].
+    pub retry_deadline: Timestamp,
 }
 
 /// What the history service must do after a transition.

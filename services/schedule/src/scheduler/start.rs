@@ -14,7 +14,7 @@
 //! - Request id: derived from the schedule's identity and a sequence in the state, so the
 //!   same state always issues the same id, and every action gets a new one.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use temper_proto::persistence::v1::{SchedulerBufferedStart, SchedulerState};
 use temporalio_protos::temporal::api::common::v1::{Payload, SearchAttributes};
 use temporalio_protos::temporal::api::enums::v1::{ScheduleOverlapPolicy, WorkflowIdReusePolicy};
@@ -151,10 +151,21 @@ pub(super) fn build(
         priority: action.priority,
         ..Default::default()
     };
+    let retry_for = if buffered.manual {
+        SignedDuration::from_secs(60)
+    } else {
+        let deadline = actual
+            .checked_add(it.catchup_window())
+            .unwrap_or(Timestamp::MAX);
+        deadline
+            .duration_since(it.now)
+            .clamp(SignedDuration::from_secs(5), SignedDuration::from_hours(1))
+    };
     StartWorkflow {
         request,
         nominal_time: nominal,
         actual_time: actual,
+        retry_deadline: it.now.checked_add(retry_for).unwrap_or(Timestamp::MAX),
     }
 }
 

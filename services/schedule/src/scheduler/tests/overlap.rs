@@ -178,3 +178,18 @@ fn buffer_limit_drops_starts_beyond_a_thousand() {
         1000
     );
 }
+
+#[test]
+fn terminate_other_waits_for_a_pending_start_to_be_reported() {
+    let (mut state, _) = minutely(TerminateOther);
+    let first = wake(&mut state, "2025-01-01T00:01:00Z");
+    // W1 is issued but not reported: there is no run to terminate yet.
+    let e = wake(&mut state, "2025-01-01T00:02:00Z");
+    assert!(e.starts.is_empty() && e.terminates.is_empty());
+    assert_eq!(state.buffered_starts.len(), 1);
+    // Once it is, the buffered start asks for it to be terminated.
+    let e = start_all(&mut state, &first, "2025-01-01T00:02:01Z");
+    assert_eq!(e.terminates.len(), 1);
+    assert_eq!(e.terminates[0].workflow_id, W1);
+    assert_eq!(e.terminates[0].run_id, format!("run-{W1}"));
+}

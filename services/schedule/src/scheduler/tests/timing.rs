@@ -222,3 +222,24 @@ fn spec_without_more_times_needs_no_wake() {
     assert_eq!(e.starts.len(), 1);
     assert_eq!(e.next_wake, None);
 }
+
+#[test]
+fn retry_deadline_follows_the_catchup_window() {
+    let (mut state, _) = create_at(with_catchup(every(60), AllowAll, 120), T0);
+    let e = wake(&mut state, "2025-01-01T00:01:30Z");
+    // Due at 00:01:00 with a 2 min window: retry until 00:03:00.
+    assert_eq!(e.starts[0].retry_deadline, ts("2025-01-01T00:03:00Z"));
+    let (mut state, _) = minutely(AllowAll);
+    let e = wake(&mut state, "2025-01-01T00:01:00Z");
+    // A year's window is capped at an hour.
+    assert_eq!(e.starts[0].retry_deadline, ts("2025-01-01T01:01:00Z"));
+    let e = patch(
+        &mut state,
+        SchedulePatch {
+            trigger_immediately: Some(Default::default()),
+            ..Default::default()
+        },
+        "2025-01-01T00:01:10Z",
+    );
+    assert_eq!(e.starts[0].retry_deadline, ts("2025-01-01T00:02:10Z"));
+}
