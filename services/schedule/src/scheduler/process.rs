@@ -40,6 +40,11 @@ pub(super) fn iterate(
     now: Timestamp,
     apply: impl FnOnce(&mut Iteration<'_>) -> Result<bool, SchedulerError>,
 ) -> Result<Effects, SchedulerError> {
+    if state.schedule.is_none() {
+        return Err(SchedulerError::Internal(
+            "the state holds no schedule".into(),
+        ));
+    }
     let spec = compile(state)?;
     let mut it = Iteration {
         state,
@@ -67,7 +72,7 @@ pub(super) fn iterate(
     while it.process_buffer() {}
 
     it.effects.next_wake = if it.has_more_allow_all_backfills() {
-        Some(now + SignedDuration::from_secs(1))
+        now.checked_add(SignedDuration::from_secs(1)).ok()
     } else if !it.can_take_scheduled_action(false, false) {
         None
     } else {
@@ -92,7 +97,7 @@ impl Iteration<'_> {
         self.state
             .schedule
             .as_ref()
-            .expect("validated schedules are stored with every part")
+            .expect("iterate checks that the state holds a schedule")
     }
 
     fn schedule_mut(&mut self) -> &mut Schedule {

@@ -5,6 +5,7 @@ mod backfill;
 mod describe;
 mod outcomes;
 mod overlap;
+mod random;
 mod timing;
 mod update;
 

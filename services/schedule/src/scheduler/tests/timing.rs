@@ -243,3 +243,20 @@ fn retry_deadline_follows_the_catchup_window() {
     );
     assert_eq!(e.starts[0].retry_deadline, ts("2025-01-01T00:02:10Z"));
 }
+
+#[test]
+fn late_wake_matches_the_reference_server() {
+    // Recorded from `temporal server start-dev` (1.32.0), its process stopped for 32 s:
+    // every 5 s, catch-up window 10 s, last run at :10, woken at :45.288 -> :15..:35 missed
+    // (5), :40 and :45 started.
+    let (mut state, _) = create_at(with_catchup(every(5), AllowAll, 10), "2025-01-01T00:00:07Z");
+    let e = wake(&mut state, "2025-01-01T00:00:10Z");
+    assert_eq!(e.starts.len(), 1);
+    let e = wake(&mut state, "2025-01-01T00:00:45.288Z");
+    assert_eq!(
+        ids(&e),
+        vec!["wf-2025-01-01T00:00:40Z", "wf-2025-01-01T00:00:45Z"]
+    );
+    assert_eq!(info(&state).missed_catchup_window, 5);
+    assert_eq!(e.next_wake, Some(ts("2025-01-01T00:00:50Z")));
+}
