@@ -93,16 +93,12 @@ impl Frontend {
         }
         let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
-        if let Some(start) = r
+        use temper_proto::temporal::api::schedule::v1::schedule_action::Action;
+        if let Some(Action::StartWorkflow(start)) = r
             .schedule
             .as_ref()
             .and_then(|s| s.action.as_ref())
             .and_then(|a| a.action.as_ref())
-            .and_then(|a| match a {
-                temper_proto::temporal::api::schedule::v1::schedule_action::Action::StartWorkflow(
-                    w,
-                ) => Some(w),
-            })
         {
             search_attributes::check(&ns, start.search_attributes.as_ref())?;
         }
@@ -183,9 +179,9 @@ impl Frontend {
         r: ws::ListSchedulesRequest,
     ) -> Result<ws::ListSchedulesResponse, Status> {
         check_namespace(&r.namespace)?;
-        let mut query = format!(
+        let mut query =
             "TemporalNamespaceDivision = 'TemporalScheduler' AND ExecutionStatus = 'Running'"
-        );
+                .to_owned();
         if !r.query.trim().is_empty() {
             let ns = self.namespace(&r.namespace).await?;
             let attrs = crate::visibility::registry(&ns);
@@ -263,7 +259,7 @@ mod tests {
     #[test]
     fn schedule_ids_are_checked() {
         assert_eq!(
-            check_schedule_id("").unwrap_err().code(),
+            check_schedule_id("").expect_err("an empty id").code(),
             tonic::Code::InvalidArgument
         );
         assert!(check_schedule_id("nightly").is_ok());

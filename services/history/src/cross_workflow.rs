@@ -579,6 +579,13 @@ pub(crate) async fn schedule_start(
                 message: s.message().to_owned(),
             }
         }
+        Err(s) if schedule::start_expired(&ms, request_id, shard.now()) => {
+            tracing::warn!(error = %s, workflow_id = %key.workflow_id, "a schedule gave up starting its workflow");
+            schedule::StartOutcome::Failed {
+                already_started: false,
+                message: s.message().to_owned(),
+            }
+        }
         Err(s) => return Err(retry_later("starting a scheduled workflow", s)),
     };
     shard

@@ -153,6 +153,8 @@ pub fn record(txn: &mut Txn<'_>, state: pb::SchedulerState, effects: Effects) {
     for start in effects.starts {
         let request_id = start.request.request_id.clone();
         run.pending_starts.insert(request_id.clone(), start.request);
+        run.start_deadlines
+            .insert(request_id.clone(), timestamp_to_proto(start.retry_deadline));
         tasks.push((pb::TransferTaskKind::ScheduleStart, request_id, None));
     }
     for target in effects.cancels {
@@ -221,18 +223,24 @@ pub enum StartOutcome {
     Failed { already_started: bool, message: String },
 }
 
+/// Whether a start that keeps failing for a transient reason should be given up at `now`.
+pub fn start_expired(ms: &pb::MutableState, request_id: &str, now: SystemTime) -> bool {
+    ms.schedule
+        .as_ref()
+        .and_then(|r| r.start_deadlines.get(request_id))
+        .is_some_and(|d| to_jiff(now) > timestamp_from_proto(d))
+}
+
 /// Record the outcome of the start `request_id`.
 pub fn on_start_outcome(
     txn: &mut Txn<'_>,
     request_id: &str,
     outcome: StartOutcome,
 ) -> Result<(), WorkflowError> {
-    let known = txn
-        .ms
-        .schedule
-        .as_mut()
-        .and_then(|r| r.pending_starts.remove(request_id))
-        .is_some();
+    let known = txn.ms.schedule.as_mut().is_some_and(|r| {
+        r.start_deadlines.remove(request_id);
+        r.pending_starts.remove(request_id).is_some()
+    });
     if !known || live(txn.ms).is_none() {
         return Ok(());
     }
@@ -256,6 +264,9 @@ pub fn on_start_outcome(
 
 /// DeleteSchedule: close the run (terminated, as Temporal does); its schedule is gone.
 pub fn delete(txn: &mut Txn<'_>, identity: &str) -> Result<(), WorkflowError> {
+    if close::is_closed(txn.ms) {
+        return Err(WorkflowError::AlreadyCompleted);
+    }
     if live(txn.ms).is_none() {
         return Err(WorkflowError::NotFound("schedule not found".into()));
     }
@@ -263,6 +274,7 @@ pub fn delete(txn: &mut Txn<'_>, identity: &str) -> Result<(), WorkflowError> {
         run.deleted = true;
         run.wake_time = None;
         run.pending_starts.clear();
+        run.start_deadlines.clear();
     }
     close::terminate(txn, DELETE_REASON, None, identity)
 }

@@ -106,8 +106,7 @@ impl Target<'_> {
 
     fn token(state: &pb::MutableState) -> Vec<u8> {
         schedule::live(state)
-            .map(|s| scheduler::describe(s, schedule::to_jiff(std::time::SystemTime::now())))
-            .map(|d| d.conflict_token)
+            .map(|s| scheduler::conflict_token_bytes(s.conflict_token))
             .unwrap_or_default()
     }
 
