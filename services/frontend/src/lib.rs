@@ -1131,21 +1131,27 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::CreateScheduleRequest>,
     ) -> Result<Response<ws::CreateScheduleResponse>, Status> {
-        self.schedule_create(r.into_inner()).await.map(Response::new)
+        self.schedule_create(r.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn describe_schedule(
         &self,
         r: Request<ws::DescribeScheduleRequest>,
     ) -> Result<Response<ws::DescribeScheduleResponse>, Status> {
-        self.schedule_describe(r.into_inner()).await.map(Response::new)
+        self.schedule_describe(r.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_schedule(
         &self,
         r: Request<ws::UpdateScheduleRequest>,
     ) -> Result<Response<ws::UpdateScheduleResponse>, Status> {
-        self.schedule_update(r.into_inner()).await.map(Response::new)
+        self.schedule_update(r.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn patch_schedule(
@@ -1159,14 +1165,18 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::DeleteScheduleRequest>,
     ) -> Result<Response<ws::DeleteScheduleResponse>, Status> {
-        self.schedule_delete(r.into_inner()).await.map(Response::new)
+        self.schedule_delete(r.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_schedule_matching_times(
         &self,
         r: Request<ws::ListScheduleMatchingTimesRequest>,
     ) -> Result<Response<ws::ListScheduleMatchingTimesResponse>, Status> {
-        self.schedule_matching_times(r.into_inner()).await.map(Response::new)
+        self.schedule_matching_times(r.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_schedules(

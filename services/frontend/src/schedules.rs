@@ -37,7 +37,9 @@ fn check_namespace(namespace: &str) -> Result<(), Status> {
 
 fn check_schedule_id(id: &str) -> Result<(), Status> {
     if id.is_empty() {
-        return Err(Status::invalid_argument("ScheduleId is not set on request."));
+        return Err(Status::invalid_argument(
+            "ScheduleId is not set on request.",
+        ));
     }
     if id.len() + temper_types::SCHEDULER_WORKFLOW_ID_PREFIX.len() > MAX_ID_LENGTH {
         return Err(Status::invalid_argument("ScheduleId exceeds length limit."));
@@ -78,7 +80,9 @@ impl Frontend {
             .await?
             .into_inner()
             .response
-            .ok_or_else(|| Status::internal("the history service answered a schedule call with nothing"))
+            .ok_or_else(|| {
+                Status::internal("the history service answered a schedule call with nothing")
+            })
     }
 
     pub(crate) async fn schedule_create(
@@ -114,7 +118,10 @@ impl Frontend {
         r: ws::DescribeScheduleRequest,
     ) -> Result<ws::DescribeScheduleResponse, Status> {
         let (namespace, id) = (r.namespace.clone(), r.schedule_id.clone());
-        match self.schedule_call(&namespace, &id, Call::Describe(r)).await? {
+        match self
+            .schedule_call(&namespace, &id, Call::Describe(r))
+            .await?
+        {
             Answer::Describe(resp) => Ok(resp),
             _ => Err(unexpected()),
         }
@@ -212,35 +219,37 @@ impl Frontend {
                 &r.next_page_token,
             )
             .await?;
-        let schedules = page
-            .executions
-            .into_iter()
-            .map(|e| {
-                let workflow_id = e.execution.map(|x| x.workflow_id).unwrap_or_default();
-                let schedule_id = workflow_id
-                    .strip_prefix(temper_types::SCHEDULER_WORKFLOW_ID_PREFIX)
-                    .unwrap_or(&workflow_id)
-                    .to_owned();
-                let mut memo = e.memo.unwrap_or_default();
-                let info = memo
-                    .fields
-                    .remove(MEMO_INFO)
-                    .and_then(|p| prost::Message::decode(p.data.as_slice()).ok());
-                let mut search_attributes = e.search_attributes.unwrap_or_default();
-                for name in INTERNAL_ATTRIBUTES {
-                    search_attributes.indexed_fields.remove(name);
-                }
-                ScheduleListEntry {
-                    schedule_id,
-                    memo: (!memo.fields.is_empty()).then_some(Memo { fields: memo.fields }),
-                    search_attributes: (!search_attributes.indexed_fields.is_empty())
-                        .then_some(SearchAttributes {
-                            indexed_fields: search_attributes.indexed_fields,
+        let schedules =
+            page.executions
+                .into_iter()
+                .map(|e| {
+                    let workflow_id = e.execution.map(|x| x.workflow_id).unwrap_or_default();
+                    let schedule_id = workflow_id
+                        .strip_prefix(temper_types::SCHEDULER_WORKFLOW_ID_PREFIX)
+                        .unwrap_or(&workflow_id)
+                        .to_owned();
+                    let mut memo = e.memo.unwrap_or_default();
+                    let info = memo
+                        .fields
+                        .remove(MEMO_INFO)
+                        .and_then(|p| prost::Message::decode(p.data.as_slice()).ok());
+                    let mut search_attributes = e.search_attributes.unwrap_or_default();
+                    for name in INTERNAL_ATTRIBUTES {
+                        search_attributes.indexed_fields.remove(name);
+                    }
+                    ScheduleListEntry {
+                        schedule_id,
+                        memo: (!memo.fields.is_empty()).then_some(Memo {
+                            fields: memo.fields,
                         }),
-                    info: info.map(|i: ScheduleListInfo| i),
-                }
-            })
-            .collect();
+                        search_attributes: (!search_attributes.indexed_fields.is_empty())
+                            .then_some(SearchAttributes {
+                                indexed_fields: search_attributes.indexed_fields,
+                            }),
+                        info: info.map(|i: ScheduleListInfo| i),
+                    }
+                })
+                .collect();
         Ok(ws::ListSchedulesResponse {
             schedules,
             next_page_token: page.next_page_token,

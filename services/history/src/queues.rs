@@ -474,7 +474,9 @@ async fn process_transfer(
             crate::cross_workflow::schedule_start(shard, &peers.history()?, &key, &task.request_id)
                 .await
         }
-        Ok(kind @ (pb::TransferTaskKind::ScheduleCancel | pb::TransferTaskKind::ScheduleTerminate)) => {
+        Ok(
+            kind @ (pb::TransferTaskKind::ScheduleCancel | pb::TransferTaskKind::ScheduleTerminate),
+        ) => {
             crate::cross_workflow::schedule_stop_other(
                 &peers.history()?,
                 &key,
@@ -615,7 +617,10 @@ pub(crate) async fn run_timers(
                         .unwrap_or_default();
                     crate::metrics::task_latency("timer", late);
                     let fired_at = fire_time(&key);
-                    with_retries(&shard, "timer", || process_timer(&shard, &peers, &task, fired_at)).await;
+                    with_retries(&shard, "timer", || {
+                        process_timer(&shard, &peers, &task, fired_at)
+                    })
+                    .await;
                     acker.done(&key);
                 }
             };
@@ -666,13 +671,17 @@ async fn process_timer(
     }
     if kind == pb::TimerTaskKind::ScheduleWake {
         let woke = shard
-            .transact(&key, |txn| temper_workflow::schedule::on_wake(txn, fired_at))
+            .transact(&key, |txn| {
+                temper_workflow::schedule::on_wake(txn, fired_at)
+            })
             .await;
         return match woke {
             Ok(_) => Ok(()),
             // The scheduler refused its own state: retrying cannot help, and the schedule
             // stays describable for an operator to fix with UpdateSchedule.
-            Err(HistoryError::Workflow(e @ (WorkflowError::InvalidArgument(_) | WorkflowError::FailedPrecondition(_)))) => {
+            Err(HistoryError::Workflow(
+                e @ (WorkflowError::InvalidArgument(_) | WorkflowError::FailedPrecondition(_)),
+            )) => {
                 tracing::warn!(workflow_id = %key.workflow_id, error = %e, "schedule could not wake up");
                 Ok(())
             }

@@ -139,8 +139,10 @@ fn visible(state: &pb::SchedulerState, now: Timestamp) -> (Memo, SearchAttribute
         .as_ref()
         .and_then(|s| s.state.as_ref())
         .is_some_and(|s| s.paused);
-    sa.indexed_fields
-        .insert(PAUSED_ATTRIBUTE.to_owned(), json_payload(paused.to_string()));
+    sa.indexed_fields.insert(
+        PAUSED_ATTRIBUTE.to_owned(),
+        json_payload(paused.to_string()),
+    );
     (memo, sa)
 }
 
@@ -158,10 +160,18 @@ pub fn record(txn: &mut Txn<'_>, state: pb::SchedulerState, effects: Effects) {
         tasks.push((pb::TransferTaskKind::ScheduleStart, request_id, None));
     }
     for target in effects.cancels {
-        tasks.push((pb::TransferTaskKind::ScheduleCancel, String::new(), Some(target)));
+        tasks.push((
+            pb::TransferTaskKind::ScheduleCancel,
+            String::new(),
+            Some(target),
+        ));
     }
     for target in effects.terminates {
-        tasks.push((pb::TransferTaskKind::ScheduleTerminate, String::new(), Some(target)));
+        tasks.push((
+            pb::TransferTaskKind::ScheduleTerminate,
+            String::new(),
+            Some(target),
+        ));
     }
     let wake = effects.next_wake.map(timer_time);
     let rearm = wake.is_some() && wake != run.wake_time;
@@ -219,8 +229,14 @@ pub fn on_wake(txn: &mut Txn<'_>, fired_at: SystemTime) -> Result<(), WorkflowEr
 
 /// A SCHEDULE_START transfer task's outcome.
 pub enum StartOutcome {
-    Started { run_id: String, start_time: SystemTime },
-    Failed { already_started: bool, message: String },
+    Started {
+        run_id: String,
+        start_time: SystemTime,
+    },
+    Failed {
+        already_started: bool,
+        message: String,
+    },
 }
 
 /// Whether a start that keeps failing for a transient reason should be given up at `now`.

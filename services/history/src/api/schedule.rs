@@ -181,9 +181,7 @@ impl Target<'_> {
         let key = self.key(run_id);
         match self.shard.create(&key, ms, condition, mutation).await {
             Ok(()) => Ok(ws::CreateScheduleResponse { conflict_token }),
-            Err(e) if crate::shard::current_run_conflict(&e).is_some() => {
-                Err(HistoryError::Busy)
-            }
+            Err(e) if crate::shard::current_run_conflict(&e).is_some() => Err(HistoryError::Busy),
             Err(e) => Err(e.into()),
         }
     }
@@ -249,7 +247,8 @@ impl Target<'_> {
         } else {
             r.identity
         };
-        self.transact(|txn| schedule::delete(txn, &identity)).await?;
+        self.transact(|txn| schedule::delete(txn, &identity))
+            .await?;
         Ok(ws::DeleteScheduleResponse {})
     }
 
@@ -284,10 +283,9 @@ impl Target<'_> {
         &self,
         c: internal::ScheduledWorkflowClosed,
     ) -> Result<internal::ScheduledWorkflowClosedResponse, HistoryError> {
-        let status = temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus::try_from(
-            c.status,
-        )
-        .unwrap_or_default();
+        let status =
+            temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus::try_from(c.status)
+                .unwrap_or_default();
         self.transact(|txn| {
             schedule::handle(
                 txn,
