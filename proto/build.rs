@@ -18,6 +18,7 @@ const TEMPORAL_SERVICE_FILES: &[&str] = &[
 
 const OWN_FILES: &[&str] = &[
     "temper/persistence/v1/state.proto",
+    "temper/persistence/v1/schedule.proto",
     "temper/internal/v1/history.proto",
     "temper/internal/v1/matching.proto",
     "temper/internal/v1/admin.proto",

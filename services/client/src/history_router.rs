@@ -187,6 +187,8 @@ routed! {
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
     delete_workflow_execution(internal::DeleteWorkflowExecutionRequest) -> ws::DeleteWorkflowExecutionResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
+    schedule_call(internal::ScheduleCallRequest) -> internal::ScheduleCallResponse,
+        |r| Some((r.namespace_id.clone(), temper_types::scheduler_workflow_id(&r.schedule_id)));
 }
 
 /// Every operation of a multi-operation names the same workflow; the first one with a

@@ -10,6 +10,7 @@ mod operator;
 mod query;
 mod rate_limit;
 mod rpc_span;
+mod schedules;
 mod search_attributes;
 mod updates;
 mod visibility;
@@ -386,6 +387,7 @@ impl WorkflowService for Frontend {
                 namespace: r.namespace.clone(),
                 request: Some(r),
                 parent: None,
+                scheduled_by: String::new(),
             }))
             .await
     }
@@ -1123,6 +1125,65 @@ impl WorkflowService for Frontend {
         r: Request<ws::StopBatchOperationRequest>,
     ) -> Result<Response<ws::StopBatchOperationResponse>, Status> {
         self.stop_batch(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn create_schedule(
+        &self,
+        r: Request<ws::CreateScheduleRequest>,
+    ) -> Result<Response<ws::CreateScheduleResponse>, Status> {
+        self.schedule_create(r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn describe_schedule(
+        &self,
+        r: Request<ws::DescribeScheduleRequest>,
+    ) -> Result<Response<ws::DescribeScheduleResponse>, Status> {
+        self.schedule_describe(r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn update_schedule(
+        &self,
+        r: Request<ws::UpdateScheduleRequest>,
+    ) -> Result<Response<ws::UpdateScheduleResponse>, Status> {
+        self.schedule_update(r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn patch_schedule(
+        &self,
+        r: Request<ws::PatchScheduleRequest>,
+    ) -> Result<Response<ws::PatchScheduleResponse>, Status> {
+        self.schedule_patch(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete_schedule(
+        &self,
+        r: Request<ws::DeleteScheduleRequest>,
+    ) -> Result<Response<ws::DeleteScheduleResponse>, Status> {
+        self.schedule_delete(r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_schedule_matching_times(
+        &self,
+        r: Request<ws::ListScheduleMatchingTimesRequest>,
+    ) -> Result<Response<ws::ListScheduleMatchingTimesResponse>, Status> {
+        self.schedule_matching_times(r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_schedules(
+        &self,
+        r: Request<ws::ListSchedulesRequest>,
+    ) -> Result<Response<ws::ListSchedulesResponse>, Status> {
+        self.schedule_list(r.into_inner()).await.map(Response::new)
     }
 
     async fn respond_query_task_completed(

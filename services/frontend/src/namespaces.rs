@@ -121,7 +121,7 @@ impl Namespaces {
                 owner_email: r.owner_email.clone(),
                 data: r.data.clone(),
                 id: id.0.clone(),
-                supports_schedules: false,
+                supports_schedules: true,
                 ..Default::default()
             }),
             config: Some(NamespaceConfig {

@@ -19,7 +19,7 @@ use temper_proto::temporal::api::enums::v1::{
 };
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 use temper_proto::temporal::api::workflowservice::v1 as ws;
-use temper_workflow::{child, close, external, pb};
+use temper_workflow::{child, close, external, pb, schedule};
 use tonic::{Code, Status};
 
 use crate::error::HistoryError;
@@ -166,6 +166,7 @@ pub(crate) async fn start_child(
             user_metadata,
             ..Default::default()
         }),
+        scheduled_by: String::new(),
         parent: Some(internal::ParentExecution {
             namespace_id: info.namespace_id.clone(),
             namespace: info.namespace.clone(),
@@ -407,7 +408,59 @@ pub(crate) async fn on_close(
             Err(s) => return Err(retry_later("recording child completion in parent", s)),
         }
     }
+    if !info.scheduled_by.is_empty()
+        && info.completion_event_id > 0
+        && let Some(close_event) = event(shard, key, info.completion_event_id).await?
+        && !continues(&close_event)
+    {
+        report_to_schedule(history, &info, close_event).await?;
+    }
     apply_parent_close_policy(history, &ms, key).await
+}
+
+/// A chain a schedule started closed: tell the schedule (its overlap policy, buffered starts,
+/// recent actions and the next run's last completion result depend on it).
+async fn report_to_schedule(
+    history: &HistoryClient,
+    info: &pb::ExecutionInfo,
+    close_event: HistoryEvent,
+) -> Result<(), HistoryError> {
+    use temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus as S;
+    let (status, result, failure) = match close_event.attributes {
+        Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
+            (S::Completed, a.result, None)
+        }
+        Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => (S::Failed, None, a.failure),
+        Some(Attributes::WorkflowExecutionTimedOutEventAttributes(_)) => (S::TimedOut, None, None),
+        Some(Attributes::WorkflowExecutionCanceledEventAttributes(_)) => (S::Canceled, None, None),
+        Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => {
+            (S::Terminated, None, None)
+        }
+        Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(_)) => {
+            (S::ContinuedAsNew, None, None)
+        }
+        _ => (S::Unspecified, None, None),
+    };
+    let req = internal::ScheduleCallRequest {
+        namespace_id: info.namespace_id.clone(),
+        namespace: info.namespace.clone(),
+        schedule_id: info.scheduled_by.clone(),
+        call: Some(internal::schedule_call_request::Call::WorkflowClosed(
+            internal::ScheduledWorkflowClosed {
+                workflow_id: info.workflow_id.clone(),
+                first_run_id: info.first_run_id.clone(),
+                status: status as i32,
+                result,
+                failure,
+            },
+        )),
+    };
+    match history.schedule_call(tonic::Request::new(req)).await {
+        Ok(_) => Ok(()),
+        // The schedule is gone.
+        Err(s) if s.code() == Code::NotFound => Ok(()),
+        Err(s) => Err(retry_later("reporting a scheduled workflow's close", s)),
+    }
 }
 
 async fn apply_parent_close_policy(
@@ -477,5 +530,140 @@ async fn apply_policy(
         Ok(()) => Ok(()),
         Err(s) if is_final(&s) => Ok(()),
         Err(s) => Err(retry_later("applying parent close policy", s)),
+    }
+}
+
+/// ScheduleStart: start the workflow a schedule's run asked for (idempotent by its request
+/// id), then tell the scheduler how it went.
+pub(crate) async fn schedule_start(
+    shard: &ShardContext,
+    history: &HistoryClient,
+    key: &ExecutionKey,
+    request_id: &str,
+) -> Result<(), HistoryError> {
+    let ms = shard.snapshot(key).await?;
+    let Some(request) = ms
+        .schedule
+        .as_ref()
+        .and_then(|r| r.pending_starts.get(request_id).cloned())
+    else {
+        return Ok(());
+    };
+    if close::is_closed(&ms) {
+        return Ok(());
+    }
+    let info = ms.execution_info.clone().unwrap_or_default();
+    let schedule_id = key
+        .workflow_id
+        .strip_prefix(temper_types::SCHEDULER_WORKFLOW_ID_PREFIX)
+        .unwrap_or(&key.workflow_id)
+        .to_owned();
+    let req = internal::StartWorkflowExecutionRequest {
+        namespace_id: info.namespace_id.clone(),
+        namespace: info.namespace.clone(),
+        request: Some(request),
+        parent: None,
+        scheduled_by: schedule_id,
+    };
+    let outcome = match history
+        .start_workflow_execution(tonic::Request::new(req))
+        .await
+    {
+        Ok(resp) => schedule::StartOutcome::Started {
+            run_id: resp.into_inner().run_id,
+            start_time: shard.now(),
+        },
+        Err(s) if s.code() == Code::AlreadyExists || is_final(&s) => {
+            schedule::StartOutcome::Failed {
+                already_started: s.code() == Code::AlreadyExists,
+                message: s.message().to_owned(),
+            }
+        }
+        Err(s) if schedule::start_expired(&ms, request_id, shard.now()) => {
+            tracing::warn!(error = %s, workflow_id = %key.workflow_id, "a schedule gave up starting its workflow");
+            schedule::StartOutcome::Failed {
+                already_started: false,
+                message: s.message().to_owned(),
+            }
+        }
+        Err(s) => return Err(retry_later("starting a scheduled workflow", s)),
+    };
+    shard
+        .transact(key, |txn| {
+            let outcome = match &outcome {
+                schedule::StartOutcome::Started { run_id, start_time } => {
+                    schedule::StartOutcome::Started {
+                        run_id: run_id.clone(),
+                        start_time: *start_time,
+                    }
+                }
+                schedule::StartOutcome::Failed {
+                    already_started,
+                    message,
+                } => schedule::StartOutcome::Failed {
+                    already_started: *already_started,
+                    message: message.clone(),
+                },
+            };
+            schedule::on_start_outcome(txn, request_id, outcome)
+        })
+        .await?;
+    Ok(())
+}
+
+/// ScheduleCancel / ScheduleTerminate: the overlap policy of the schedule whose run is `key`
+/// stops the workflow it started before.
+pub(crate) async fn schedule_stop_other(
+    history: &HistoryClient,
+    key: &ExecutionKey,
+    target: WorkflowExecution,
+    terminate: bool,
+) -> Result<(), HistoryError> {
+    let namespace_id = key.namespace_id.0.clone();
+    let result = if terminate {
+        history
+            .terminate_workflow_execution(tonic::Request::new(
+                internal::TerminateWorkflowExecutionRequest {
+                    namespace_id,
+                    request: Some(ws::TerminateWorkflowExecutionRequest {
+                        workflow_execution: Some(WorkflowExecution {
+                            workflow_id: target.workflow_id.clone(),
+                            run_id: String::new(),
+                        }),
+                        first_execution_run_id: target.run_id.clone(),
+                        reason: "terminated by schedule overlap policy".into(),
+                        identity: IDENTITY.into(),
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .map(|_| ())
+    } else {
+        history
+            .request_cancel_workflow_execution(tonic::Request::new(
+                internal::RequestCancelWorkflowExecutionRequest {
+                    namespace_id,
+                    request: Some(ws::RequestCancelWorkflowExecutionRequest {
+                        workflow_execution: Some(WorkflowExecution {
+                            workflow_id: target.workflow_id.clone(),
+                            run_id: String::new(),
+                        }),
+                        first_execution_run_id: target.run_id.clone(),
+                        identity: IDENTITY.into(),
+                        request_id: format!("{}-cancel-{}", key.run_id, target.run_id),
+                        reason: "cancelled by schedule overlap policy".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(s) if is_final(&s) => Ok(()),
+        Err(s) => Err(retry_later("stopping a scheduled workflow", s)),
     }
 }

@@ -18,6 +18,13 @@ pub enum HistoryError {
         run_id: String,
         start_request_id: String,
     },
+    /// CreateSchedule with an id a live schedule has (Temporal's words and error details).
+    #[error("schedule {schedule_id:?} is already registered")]
+    ScheduleAlreadyRegistered {
+        schedule_id: String,
+        run_id: String,
+        start_request_id: String,
+    },
     #[error("shard {0} is not owned by this node")]
     ShardNotOwned(u32),
     #[error("store: {0}")]
@@ -50,6 +57,11 @@ impl From<HistoryError> for Status {
             HistoryError::Store(e) => status::store_status(e),
             HistoryError::ExecutionNotFound(_) => status::not_found(message),
             HistoryError::AlreadyStarted {
+                run_id,
+                start_request_id,
+                ..
+            } => status::already_started(message, run_id, start_request_id),
+            HistoryError::ScheduleAlreadyRegistered {
                 run_id,
                 start_request_id,
                 ..

@@ -183,7 +183,7 @@ impl temper_client::HistoryService for HistoryEngine {
     ) -> Result<Response<ws::StartWorkflowExecutionResponse>, Status> {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
-        let origin = api::start::origin_of(r.parent);
+        let origin = api::start::origin_of(r.parent, r.scheduled_by);
         Ok(Response::new(
             api::start::start(self, &ns, required(r.request)?, origin).await?,
         ))
@@ -199,6 +199,15 @@ impl temper_client::HistoryService for HistoryEngine {
         Ok(Response::new(
             internal::RecordChildExecutionCompletedResponse::default(),
         ))
+    }
+
+    async fn schedule_call(
+        &self,
+        request: Request<internal::ScheduleCallRequest>,
+    ) -> Result<Response<internal::ScheduleCallResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(api::schedule::call(self, &ns, r).await?))
     }
 
     async fn reset_workflow_execution(

@@ -21,7 +21,7 @@ use temper_persistence::{ExecutionKey, TaskCategory, TaskKey};
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_types::NamespaceId;
-use temper_workflow::{activity, close, pb, start, timer, workflow_task};
+use temper_workflow::{WorkflowError, activity, close, pb, start, timer, workflow_task};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::HistoryEngine;
@@ -470,6 +470,21 @@ async fn process_transfer(
         Ok(pb::TransferTaskKind::CloseExecution) => {
             crate::cross_workflow::on_close(shard, &peers.history()?, &key).await
         }
+        Ok(pb::TransferTaskKind::ScheduleStart) => {
+            crate::cross_workflow::schedule_start(shard, &peers.history()?, &key, &task.request_id)
+                .await
+        }
+        Ok(
+            kind @ (pb::TransferTaskKind::ScheduleCancel | pb::TransferTaskKind::ScheduleTerminate),
+        ) => {
+            crate::cross_workflow::schedule_stop_other(
+                &peers.history()?,
+                &key,
+                task.target.clone().unwrap_or_default(),
+                kind == pb::TransferTaskKind::ScheduleTerminate,
+            )
+            .await
+        }
         Ok(pb::TransferTaskKind::Unspecified) | Err(_) => Ok(()),
     }
 }
@@ -601,7 +616,11 @@ pub(crate) async fn run_timers(
                         .duration_since(fire_time(&key))
                         .unwrap_or_default();
                     crate::metrics::task_latency("timer", late);
-                    with_retries(&shard, "timer", || process_timer(&shard, &peers, &task)).await;
+                    let fired_at = fire_time(&key);
+                    with_retries(&shard, "timer", || {
+                        process_timer(&shard, &peers, &task, fired_at)
+                    })
+                    .await;
                     acker.done(&key);
                 }
             };
@@ -643,11 +662,31 @@ async fn process_timer(
     shard: &ShardContext,
     peers: &Peers,
     task: &pb::TimerTask,
+    fired_at: std::time::SystemTime,
 ) -> Result<(), HistoryError> {
     let key = key_of(&task.namespace_id, &task.workflow_id, &task.run_id);
     let kind = pb::TimerTaskKind::try_from(task.kind).unwrap_or(pb::TimerTaskKind::Unspecified);
     if kind == pb::TimerTaskKind::DeleteHistory {
         return crate::api::delete::process(shard, &peers.history()?, &key).await;
+    }
+    if kind == pb::TimerTaskKind::ScheduleWake {
+        let woke = shard
+            .transact(&key, |txn| {
+                temper_workflow::schedule::on_wake(txn, fired_at)
+            })
+            .await;
+        return match woke {
+            Ok(_) => Ok(()),
+            // The scheduler refused its own state: retrying cannot help, and the schedule
+            // stays describable for an operator to fix with UpdateSchedule.
+            Err(HistoryError::Workflow(
+                e @ (WorkflowError::InvalidArgument(_) | WorkflowError::FailedPrecondition(_)),
+            )) => {
+                tracing::warn!(workflow_id = %key.workflow_id, error = %e, "schedule could not wake up");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
     }
     shard
         .transact(&key, |txn| {
@@ -668,7 +707,9 @@ async fn process_timer(
                     workflow_task::on_retry_timer(txn, task.attempt)
                 }
                 pb::TimerTaskKind::WorkflowBackoff => start::on_backoff_timer(txn),
-                pb::TimerTaskKind::DeleteHistory | pb::TimerTaskKind::Unspecified => {}
+                pb::TimerTaskKind::DeleteHistory
+                | pb::TimerTaskKind::ScheduleWake
+                | pb::TimerTaskKind::Unspecified => {}
             }
             Ok(())
         })

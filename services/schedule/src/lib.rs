@@ -7,6 +7,10 @@
 //!   the next nominal and jittered time after an instant, [`CompiledSpec::matching_times`]
 //!   and [`CompiledSpec::times_after`] iterate.
 //!
+//! - [`scheduler`] is the schedule's state machine (what Temporal's scheduler workflow does
+//!   with those times: overlap policies, catch-up window, backfills, pause), driven by the
+//!   history service.
+//!
 //! Results follow the Temporal server (service/worker/scheduler spec.go, calendar.go),
 //! including its daylight-saving behaviour and its jitter bit for bit; see docs/schedules.md.
 //! Errors name the spec field they are about and map to INVALID_ARGUMENT.
@@ -40,6 +44,7 @@ mod duration;
 mod error;
 mod jitter;
 mod range;
+pub mod scheduler;
 mod spec;
 mod zone;
 

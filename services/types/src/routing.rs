@@ -20,6 +20,15 @@ pub fn shard_for_workflow(
     ShardId((h % u64::from(num_shards)) as u32 + 1)
 }
 
+/// Workflow ids of schedule runs start with this (Temporal's prefix for its scheduler
+/// workflows): a schedule lives on the shard of its run.
+pub const SCHEDULER_WORKFLOW_ID_PREFIX: &str = "temporal-sys-scheduler:";
+
+/// The workflow id of the run that holds schedule `schedule_id`.
+pub fn scheduler_workflow_id(schedule_id: &str) -> String {
+    format!("{SCHEDULER_WORKFLOW_ID_PREFIX}{schedule_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

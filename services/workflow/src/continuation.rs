@@ -179,6 +179,8 @@ pub fn start_next(txn: &mut Txn<'_>, next: Next) -> String {
         parent: info.parent.clone(),
         root: info.root_execution.clone(),
         continued: Some(next.continued),
+        scheduled_by: (!info.scheduled_by.is_empty()).then(|| info.scheduled_by.clone()),
+        system: false,
     };
     let namespace_id = info.namespace_id.clone();
     let (ms, mutation) = start::new_execution(

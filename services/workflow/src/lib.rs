@@ -25,6 +25,7 @@ pub mod properties;
 pub mod rebuild;
 pub mod reset;
 pub mod retry;
+pub mod schedule;
 pub mod signal;
 pub mod speculative;
 pub mod start;

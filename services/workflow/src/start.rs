@@ -142,6 +142,10 @@ pub struct Origin {
     pub root: Option<WorkflowExecution>,
     /// The run this one continues.
     pub continued: Option<Continued>,
+    /// The schedule that started the chain (its close is reported to the schedule).
+    pub scheduled_by: Option<String>,
+    /// A run the server drives itself (a schedule's): no workflow task, no run timeout.
+    pub system: bool,
 }
 
 /// How a run continues the one before it.
@@ -289,6 +293,8 @@ pub fn new_execution_with_signal(
     };
     let root = run.origin.root.clone().unwrap_or(self_execution);
     let is_child = run.origin.parent.is_some();
+    let system = run.origin.system;
+    let scheduled_by = run.origin.scheduled_by.clone().unwrap_or_default();
     let (parent_ns, parent_ns_id, parent_exec, parent_initiated) = match run.origin.parent {
         Some(p) => (
             p.namespace,
@@ -354,11 +360,14 @@ pub fn new_execution_with_signal(
     // A run that continues another keeps the root of its chain, which its started event
     // names only for a child (as from the Temporal server); replay takes the run itself.
     txn.info_mut().root_execution = Some(root);
+    txn.info_mut().scheduled_by = scheduled_by;
     if let Some(sig) = signal {
         // Cannot fail: the run is new and running, and the caller validated the name.
         let _ = crate::signal::signal(&mut txn, sig);
     }
-    if backoff.is_zero() {
+    if system {
+        // The server drives the run itself: nothing for a worker.
+    } else if backoff.is_zero() {
         workflow_task::schedule(&mut txn, 1);
     } else {
         let t = txn.timer_task(pb::TimerTaskKind::WorkflowBackoff, 0, 0);

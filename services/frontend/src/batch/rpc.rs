@@ -105,6 +105,7 @@ impl Frontend {
                 namespace: r.namespace.clone(),
                 request: Some(start),
                 parent: None,
+                scheduled_by: String::new(),
             }))
             .await?
             .into_inner();

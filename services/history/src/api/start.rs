@@ -19,9 +19,16 @@ use crate::{HistoryEngine, HistoryError};
 const MAX_RACES: usize = 5;
 
 /// The origin of a run a parent workflow starts as its child.
-pub(crate) fn origin_of(parent: Option<internal::ParentExecution>) -> start::Origin {
+pub(crate) fn origin_of(
+    parent: Option<internal::ParentExecution>,
+    scheduled_by: String,
+) -> start::Origin {
+    let scheduled_by = (!scheduled_by.is_empty()).then_some(scheduled_by);
     let Some(p) = parent else {
-        return start::Origin::default();
+        return start::Origin {
+            scheduled_by,
+            ..Default::default()
+        };
     };
     start::Origin {
         parent: Some(pb::ParentInfo {
@@ -32,6 +39,8 @@ pub(crate) fn origin_of(parent: Option<internal::ParentExecution>) -> start::Ori
         }),
         root: p.root_execution,
         continued: None,
+        scheduled_by,
+        system: false,
     }
 }
 

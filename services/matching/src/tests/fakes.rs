@@ -380,4 +380,11 @@ impl HistoryService for FakeHistory {
     ) -> Result<Response<api::ResetStickyTaskQueueResponse>, Status> {
         unimplemented()
     }
+
+    async fn schedule_call(
+        &self,
+        _: Request<internal::ScheduleCallRequest>,
+    ) -> Result<Response<internal::ScheduleCallResponse>, Status> {
+        unimplemented()
+    }
 }
