@@ -1,0 +1,546 @@
+"""Schedules through the Python SDK's schedule API and raw WorkflowService calls:
+CreateSchedule, DescribeSchedule, UpdateSchedule, PatchSchedule (trigger, backfill, pause,
+unpause), DeleteSchedule, ListSchedules and ListScheduleMatchingTimes.
+
+Every expectation was read from the reference server (`temporal server start-dev`, server
+1.32.0). Schedules run on the real clock, so the tests use triggers, backfills and 1 s
+intervals, and poll with a deadline. ListSchedules is eventually consistent on the reference
+server, so listing tests poll.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio import workflow
+from temporalio.api.common.v1 import WorkflowType
+from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.schedule.v1 import IntervalSpec, Range, StructuredCalendarSpec
+from temporalio.api.schedule.v1 import Schedule as ScheduleProto
+from temporalio.api.schedule.v1 import ScheduleAction as ScheduleActionProto
+from temporalio.api.schedule.v1 import SchedulePolicies as SchedulePoliciesProto
+from temporalio.api.schedule.v1 import ScheduleSpec as ScheduleSpecProto
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflow.v1 import NewWorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import (
+    CreateScheduleRequest,
+    DescribeScheduleRequest,
+    ListScheduleMatchingTimesRequest,
+    UpdateScheduleRequest,
+)
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleCalendarSpec,
+    ScheduleDescription,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleListDescription,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from harness import NAMESPACE, wait_until, worker
+
+T = TypeVar("T")
+SCHED_CUSTOMER = SearchAttributeKey.for_keyword("SchedCustomer")
+SCHEDULED_BY = SearchAttributeKey.for_keyword("TemporalScheduledById")
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+DAILY = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))])
+RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+COMPLETED = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+@workflow.defn
+class WaitForSignal:
+    """Runs until signalled, so a test decides when a scheduled run ends."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "finished"
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+
+@workflow.defn
+class Quick:
+    @workflow.run
+    async def run(self, text: str) -> str:
+        return f"done {text}"
+
+
+@workflow.defn
+class ChainedRuns:
+    """First run returns a value, second fails, third reports what it was handed."""
+
+    @workflow.run
+    async def run(self) -> dict[str, Any]:
+        last_result = (
+            workflow.get_last_completion_result(type_hint=str)
+            if workflow.has_last_completion_result()
+            else None
+        )
+        last_failure = workflow.get_last_failure()
+        if last_result is None and last_failure is None:
+            return {"run": "first"}  # type: ignore[return-value]
+        if last_failure is None:
+            raise ApplicationError("second run fails", non_retryable=True)
+        return {
+            "last_result": last_result,
+            "last_failure": str(last_failure),
+            "last_failure_type": type(last_failure).__name__,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def action(
+    workflow_run: Any, action_id: str, task_queue: str, *args: Any, **kwargs: Any
+) -> ScheduleActionStartWorkflow:
+    return ScheduleActionStartWorkflow(
+        workflow_run, args=list(args), id=action_id, task_queue=task_queue, **kwargs
+    )
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ts(t: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(t)
+    return out
+
+
+async def describe_until(
+    handle: ScheduleHandle,
+    ok: Callable[[ScheduleDescription], bool],
+    what: str,
+    timeout: float = 20,
+) -> ScheduleDescription:
+    async def check() -> ScheduleDescription | None:
+        d = await handle.describe()
+        return d if ok(d) else None
+
+    return await wait_until(check, timeout=timeout, what=what)
+
+
+async def listed_until(
+    client: Client,
+    query: str | None,
+    ok: Callable[[list[ScheduleListDescription]], bool],
+    what: str,
+    timeout: float = 20,
+) -> list[ScheduleListDescription]:
+    async def check() -> list[ScheduleListDescription] | None:
+        got = [s async for s in await client.list_schedules(query)]
+        return got if ok(got) else None
+
+    return await wait_until(check, timeout=timeout, what=what)
+
+
+async def next_second(after: datetime) -> None:
+    """Wait for the wall clock to pass `after`'s second: scheduled workflow ids carry the
+    schedule time to the second, and two starts in one second would share an id."""
+    boundary = after.replace(microsecond=0) + timedelta(seconds=1)
+    await wait_until(
+        lambda: datetime.now(timezone.utc) >= boundary,
+        timeout=5,
+        what="the next second",
+        interval=0.02,
+    )
+
+
+def statuses(d: ScheduleDescription) -> list[int]:
+    return [a.start_workflow_status for a in d.raw_description.info.recent_actions]
+
+
+def rng(start: int, end: int | None = None, step: int = 1) -> Range:
+    return Range(start=start, end=start if end is None else end, step=step)
+
+
+async def rpc_error(call: Awaitable[Any]) -> RPCError:
+    with pytest.raises(RPCError) as info:
+        await call
+    return info.value
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@pytest.mark.timeout(60)
+async def test_create_describe_round_trip(client: Client, task_queue: str, new_id):
+    sid = new_id()
+    sched = Schedule(
+        action=action(
+            "SomeWorkflow", f"{sid}-wf", task_queue, "arg1", {"n": 2},
+            execution_timeout=timedelta(hours=1),
+            run_timeout=timedelta(minutes=30),
+            task_timeout=timedelta(seconds=20),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
+            memo={"action-memo": "v"},
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    second=(ScheduleRange(5),),
+                    minute=(ScheduleRange(0, 30, 15),),
+                    hour=(ScheduleRange(9, 17),),
+                    day_of_week=(ScheduleRange(1, 5),),
+                    comment="workdays",
+                )
+            ],
+            intervals=[ScheduleIntervalSpec(every=timedelta(hours=2), offset=timedelta(minutes=10))],
+            cron_expressions=["0 12 * * MON"],
+            skip=[ScheduleCalendarSpec(month=(ScheduleRange(12),), day_of_month=(ScheduleRange(25),))],
+            start_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+            end_at=datetime(2035, 1, 1, tzinfo=timezone.utc),
+            jitter=timedelta(seconds=30),
+            time_zone_name="Europe/Berlin",
+        ),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.BUFFER_ALL,
+            catchup_window=timedelta(minutes=5),
+            pause_on_failure=True,
+        ),
+        state=ScheduleState(note="a note", paused=True, limited_actions=True, remaining_actions=7),
+    )  # fmt: skip
+    before = datetime.now(timezone.utc)
+    handle = await client.create_schedule(sid, sched, memo={"schedule-memo": 1})
+    d = await handle.describe()
+    raw = d.raw_description
+
+    # The spec comes back canonical: the cron string became a structured calendar, ranges
+    # are spelled out (end and step explicit), defaults filled in.
+    expected_spec = ScheduleSpecProto(
+        structured_calendar=[
+            StructuredCalendarSpec(
+                second=[rng(5)], minute=[rng(0, 30, 15)], hour=[rng(9, 17)],
+                day_of_month=[rng(1, 31)], month=[rng(1, 12)], day_of_week=[rng(1, 5)],
+                comment="workdays",
+            ),
+            StructuredCalendarSpec(
+                second=[rng(0)], minute=[rng(0)], hour=[rng(12)],
+                day_of_month=[rng(1, 31)], month=[rng(1, 12)], day_of_week=[rng(1)],
+            ),
+        ],
+        exclude_structured_calendar=[
+            StructuredCalendarSpec(
+                second=[rng(0)], minute=[rng(0)], hour=[rng(0)],
+                day_of_month=[rng(25)], month=[rng(12)], day_of_week=[rng(0, 6)],
+            )
+        ],
+        interval=[IntervalSpec(interval=Duration(seconds=7200), phase=Duration(seconds=600))],
+        start_time=Timestamp(seconds=int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp())),
+        end_time=Timestamp(seconds=int(datetime(2035, 1, 1, tzinfo=timezone.utc).timestamp())),
+        jitter=Duration(seconds=30),
+        timezone_name="Europe/Berlin",
+    )  # fmt: skip
+    assert raw.schedule.spec == expected_spec
+
+    got = d.schedule.action
+    assert isinstance(got, ScheduleActionStartWorkflow)
+    assert got.workflow == "SomeWorkflow"
+    assert got.id == f"{sid}-wf"
+    assert got.task_queue == task_queue
+    assert await client.data_converter.decode(got.args) == ["arg1", {"n": 2}]  # type: ignore[arg-type]
+    assert got.execution_timeout == timedelta(hours=1)
+    assert got.run_timeout == timedelta(minutes=30)
+    assert got.task_timeout == timedelta(seconds=20)
+    # The retry policy is stored with Temporal's defaults filled in: backoff 2, maximum
+    # interval 100 x the initial interval.
+    assert got.retry_policy == RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=200),
+        maximum_attempts=3,
+    )
+    assert got.memo is not None
+    assert await client.data_converter.decode([got.memo["action-memo"]]) == ["v"]  # type: ignore[list-item]
+    start = raw.schedule.action.start_workflow
+    assert start.task_queue == TaskQueue(name=task_queue, kind=1)  # TASK_QUEUE_KIND_NORMAL
+
+    assert d.schedule.policy == SchedulePolicy(
+        overlap=ScheduleOverlapPolicy.BUFFER_ALL,
+        catchup_window=timedelta(minutes=5),
+        pause_on_failure=True,
+    )
+    assert d.schedule.state == ScheduleState(
+        note="a note", paused=True, limited_actions=True, remaining_actions=7
+    )
+    assert await d.memo() == {"schedule-memo": 1}
+
+    info = d.info
+    assert before - timedelta(seconds=1) <= info.created_at <= datetime.now(timezone.utc)
+    assert info.last_updated_at is None
+    assert info.num_actions == 0
+    assert info.recent_actions == [] and info.running_actions == []
+    # Even paused, the schedule shows its next times; with remaining_actions 7 it shows no
+    # more than 7 of them (10 otherwise).
+    assert len(info.next_action_times) == 7
+    assert info.next_action_times == sorted(info.next_action_times)
+    assert all(t > before for t in info.next_action_times)
+    assert raw.conflict_token  # opaque; the reference's first one is 8 bytes, 1 big-endian
+
+
+@pytest.mark.timeout(60)
+async def test_create_defaults(client: Client, task_queue: str, new_id):
+    """What a schedule created with nothing but an action and a spec looks like."""
+    handle = await client.create_schedule(
+        new_id(), Schedule(action=action(Quick.run, new_id(), task_queue, "x"), spec=DAILY)
+    )
+    d = await handle.describe()
+    # Temporal fills in the catchup window (one year) and the SKIP overlap policy.
+    assert d.schedule.policy == SchedulePolicy(
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup_window=timedelta(days=365),
+        pause_on_failure=False,
+    )
+    assert d.schedule.state == ScheduleState()
+    assert d.schedule.spec.intervals == [ScheduleIntervalSpec(every=timedelta(days=1))]
+    # Intervals are anchored at the unix epoch: a daily interval fires at 00:00 UTC.
+    now = datetime.now(timezone.utc)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert d.info.next_action_times == [midnight + timedelta(days=n) for n in range(1, 11)]
+
+
+@pytest.mark.timeout(60)
+async def test_duplicate_create_and_idempotent_request_id(client: Client, task_queue: str, new_id):
+    sid = new_id()
+    sched = Schedule(action=action(Quick.run, new_id(), task_queue, "x"), spec=DAILY)
+    await client.create_schedule(sid, sched)
+    with pytest.raises(ScheduleAlreadyRunningError):
+        await client.create_schedule(sid, sched)
+
+    # Raw: the same request id twice is one create; a new request id is a conflict.
+    raw_sid = new_id()
+    request = CreateScheduleRequest(
+        namespace=NAMESPACE,
+        schedule_id=raw_sid,
+        schedule=ScheduleProto(
+            spec=ScheduleSpecProto(cron_string=["0 * * * *"]),
+            action=ScheduleActionProto(
+                start_workflow=NewWorkflowExecutionInfo(
+                    workflow_id=new_id(),
+                    workflow_type=WorkflowType(name="Quick"),
+                    task_queue=TaskQueue(name=task_queue),
+                )
+            ),
+        ),
+        request_id=str(uuid.uuid4()),
+        identity="test",
+    )
+    first = await client.workflow_service.create_schedule(request)
+    again = await client.workflow_service.create_schedule(request)
+    assert first.conflict_token and again.conflict_token == first.conflict_token
+    request.request_id = str(uuid.uuid4())
+    err = await rpc_error(client.workflow_service.create_schedule(request))
+    assert err.status == RPCStatusCode.ALREADY_EXISTS
+    assert err.message == f'schedule "{raw_sid}" is already registered'
+
+
+@pytest.mark.timeout(60)
+async def test_trigger_immediately(client: Client, task_queue: str, new_id):
+    sid, action_id = new_id(), new_id()
+    async with worker(client, task_queue, workflows=[Quick]):
+        handle = await client.create_schedule(
+            sid,
+            Schedule(action=action(Quick.run, action_id, task_queue, "now"), spec=DAILY),
+            trigger_immediately=True,
+        )
+        # The action is recorded by the time CreateSchedule returns.
+        d = await handle.describe()
+        assert d.info.num_actions == 1
+        [recent] = d.info.recent_actions
+        # A trigger's schedule time is the create time; the workflow id carries it to the
+        # second.
+        assert recent.scheduled_at == d.info.created_at
+        assert recent.started_at >= recent.scheduled_at
+        wf_id = recent.action.workflow_id  # type: ignore[attr-defined]
+        assert wf_id == f"{action_id}-{rfc3339(recent.scheduled_at)}"
+
+        wf = client.get_workflow_handle(wf_id)
+        assert await wf.result() == "done now"
+        desc = await wf.describe()
+        assert desc.run_id == recent.action.first_execution_run_id  # type: ignore[attr-defined]
+        assert desc.workflow_type == "Quick"
+        assert desc.typed_search_attributes.get(SCHEDULED_BY) == sid
+        # The scheduled start time is the schedule time truncated to the second.
+        assert desc.typed_search_attributes.get(SCHEDULED_START) == recent.scheduled_at.replace(
+            microsecond=0
+        )
+
+        d = await describe_until(
+            handle, lambda d: statuses(d) == [COMPLETED], "the run's status in recent actions"
+        )
+        assert d.info.num_actions == 1
+        assert d.info.running_actions == []
+
+        # A trigger on an existing schedule does the same.
+        await next_second(recent.scheduled_at)
+        await handle.trigger()
+        d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the second action")
+        second = d.info.recent_actions[1]
+        assert second.action.workflow_id == f"{action_id}-{rfc3339(second.scheduled_at)}"  # type: ignore[attr-defined]
+        assert await client.get_workflow_handle(second.action.workflow_id).result() == "done now"  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(60)
+async def test_backfill_starts_one_workflow_per_matching_time(
+    client: Client, task_queue: str, new_id
+):
+    sid, action_id = new_id(), new_id()
+    handle = await client.create_schedule(
+        sid,
+        Schedule(
+            action=action(WaitForSignal.run, action_id, task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
+            state=ScheduleState(paused=True),
+        ),
+    )
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=1)
+    end = start + timedelta(minutes=5)
+    await handle.backfill(
+        ScheduleBackfill(start_at=start, end_at=end, overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    )
+    # A backfill runs even on a paused schedule, and both ends of its range are inclusive
+    # (the minutes at `start` and at `end` both start a run), although the SDK documents the
+    # start as exclusive.
+    expected = [start + timedelta(minutes=n) for n in range(6)]
+    d = await describe_until(handle, lambda d: d.info.num_actions == 6, "the backfilled actions")
+    assert [a.scheduled_at for a in d.info.recent_actions] == expected
+    assert [a.action.workflow_id for a in d.info.recent_actions] == [  # type: ignore[attr-defined]
+        f"{action_id}-{rfc3339(t)}" for t in expected
+    ]
+    assert all(a.started_at > end for a in d.info.recent_actions)
+    # With ALLOW_ALL the scheduler does not track the runs it started.
+    assert d.info.running_actions == []
+    assert statuses(d) == [RUNNING] * 6
+
+    async def listed() -> list[str] | None:
+        got = [w.id async for w in client.list_workflows(f"TemporalScheduledById = '{sid}'")]
+        return got if len(got) == 6 else None
+
+    got = await wait_until(listed, timeout=20, what="the backfilled runs in visibility")
+    assert sorted(got) == [f"{action_id}-{rfc3339(t)}" for t in expected]
+    d = await handle.describe()
+    assert d.schedule.state.paused
+
+
+@pytest.mark.timeout(60)
+async def test_pause_and_unpause(client: Client, task_queue: str, new_id):
+    paused_id, control_id = new_id(), new_id()
+    every_second = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=1))])
+    paused = await client.create_schedule(
+        paused_id,
+        Schedule(
+            action=action(Quick.run, new_id(), task_queue, "p"),
+            spec=every_second,
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+        ),
+    )
+    await paused.pause(note="stopped for maintenance")
+    d = await paused.describe()
+    assert d.schedule.state.paused and d.schedule.state.note == "stopped for maintenance"
+    actions_when_paused = d.info.num_actions
+    control = await client.create_schedule(
+        control_id,
+        Schedule(
+            action=action(Quick.run, new_id(), task_queue, "c"),
+            spec=every_second,
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+        ),
+    )
+    # While the control schedule takes three actions, the paused one takes none.
+    await describe_until(control, lambda d: d.info.num_actions >= 3, "the control's actions")
+    d = await paused.describe()
+    assert d.info.num_actions == actions_when_paused
+
+    listed = await listed_until(
+        client,
+        "TemporalSchedulePaused = true",
+        lambda got: paused_id in [s.id for s in got],
+        "the paused schedule in the paused filter",
+    )
+    assert control_id not in [s.id for s in listed]
+    entry = next(s for s in listed if s.id == paused_id)
+    assert entry.schedule is not None
+    assert entry.schedule.state.paused and entry.schedule.state.note == "stopped for maintenance"
+
+    await paused.unpause(note="back")
+    d = await paused.describe()
+    assert not d.schedule.state.paused and d.schedule.state.note == "back"
+    await describe_until(
+        paused, lambda d: d.info.num_actions > actions_when_paused, "an action after unpause"
+    )
+    await listed_until(
+        client,
+        "TemporalSchedulePaused = false",
+        lambda got: {paused_id, control_id} <= {s.id for s in got},
+        "both schedules in the unpaused filter",
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_limited_actions_count_down(client: Client, task_queue: str, new_id):
+    handle = await client.create_schedule(
+        new_id(),
+        Schedule(
+            action=action(Quick.run, new_id(), task_queue, "x"),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=1))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+            state=ScheduleState(limited_actions=True, remaining_actions=2),
+        ),
+    )
+    d = await handle.describe()
+    assert d.schedule.state.limited_actions
+    assert len(d.info.next_action_times) == d.schedule.state.remaining_actions
+    d = await describe_until(handle, lambda d: d.info.num_actions >= 1, "the first action")
+    d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the second action")
+    assert d.schedule.state == ScheduleState(limited_actions=True, remaining_actions=0)
+    assert d.info.next_action_times == []
+    # It stays at two while a control schedule ticks on.
+    control = await client.create_schedule(
+        new_id(),
+        Schedule(
+            action=action(Quick.run, new_id(), task_queue, "c"),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=1))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+        ),
+    )
+    await describe_until(control, lambda d: d.info.num_actions >= 2, "the control's actions")
+    assert (await handle.describe()).info.num_actions == 2
