@@ -109,7 +109,7 @@ class ChainedRuns:
     @workflow.run
     async def run(self) -> dict[str, Any]:
         last_result = (
-            workflow.get_last_completion_result(type_hint=str)
+            workflow.get_last_completion_result()
             if workflow.has_last_completion_result()
             else None
         )
@@ -544,3 +544,161 @@ async def test_limited_actions_count_down(client: Client, task_queue: str, new_i
     )
     await describe_until(control, lambda d: d.info.num_actions >= 2, "the control's actions")
     assert (await handle.describe()).info.num_actions == 2
+
+
+async def overlap_schedule(
+    client: Client, task_queue: str, new_id: Callable[[], str], policy: ScheduleOverlapPolicy
+) -> tuple[ScheduleHandle, ScheduleDescription]:
+    """A daily schedule of WaitForSignal with `policy`, triggered once; its first run open."""
+    handle = await client.create_schedule(
+        new_id(),
+        Schedule(
+            action=action(WaitForSignal.run, new_id(), task_queue),
+            spec=DAILY,
+            policy=SchedulePolicy(overlap=policy),
+        ),
+        trigger_immediately=True,
+    )
+    d = await handle.describe()
+    assert d.info.num_actions == 1
+    # The second trigger must fall in a later second, or its workflow id would be the first's.
+    await next_second(d.info.recent_actions[0].scheduled_at)
+    return handle, d
+
+
+def wf_id_of(d: ScheduleDescription, n: int) -> str:
+    return d.info.recent_actions[n].action.workflow_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(60)
+async def test_overlap_skip(client: Client, task_queue: str, new_id):
+    async with worker(client, task_queue, workflows=[WaitForSignal]):
+        handle, d = await overlap_schedule(client, task_queue, new_id, ScheduleOverlapPolicy.SKIP)
+        first = wf_id_of(d, 0)
+        await handle.trigger()
+        d = await describe_until(
+            handle, lambda d: d.info.num_actions_skipped_overlap == 1, "the skipped trigger"
+        )
+        assert d.info.num_actions == 1
+        assert [r.workflow_id for r in d.info.running_actions] == [first]  # type: ignore[attr-defined]
+        await client.get_workflow_handle(first).signal(WaitForSignal.finish)
+        d = await describe_until(
+            handle, lambda d: statuses(d) == [COMPLETED], "the first run's completion"
+        )
+        # The skipped trigger is gone for good: nothing starts after the first run ends.
+        assert d.info.num_actions == 1 and d.info.running_actions == []
+
+
+@pytest.mark.timeout(60)
+async def test_overlap_buffer_one(client: Client, task_queue: str, new_id):
+    async with worker(client, task_queue, workflows=[WaitForSignal]):
+        handle, d = await overlap_schedule(
+            client, task_queue, new_id, ScheduleOverlapPolicy.BUFFER_ONE
+        )
+        first = client.get_workflow_handle(wf_id_of(d, 0))
+        await handle.trigger()
+        await handle.trigger()  # a second buffered start is dropped: only one is buffered
+        d = await handle.describe()
+        assert d.info.num_actions == 1
+        await first.signal(WaitForSignal.finish)
+        d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the buffered start")
+        first_closed = (await first.describe()).close_time
+        second = client.get_workflow_handle(wf_id_of(d, 1))
+        second_desc = await second.describe()
+        assert first_closed is not None and second_desc.start_time >= first_closed
+        assert statuses(d) == [COMPLETED, RUNNING]
+        # The buffered start keeps its own schedule time (the trigger's), which names it.
+        assert wf_id_of(d, 1) != wf_id_of(d, 0)
+        await second.signal(WaitForSignal.finish)
+        d = await describe_until(
+            handle, lambda d: statuses(d) == [COMPLETED, COMPLETED], "both runs completed"
+        )
+        # The dropped second trigger counts as skipped for overlap.
+        assert d.info.num_actions == 2 and d.info.num_actions_skipped_overlap == 1
+
+
+@pytest.mark.timeout(60)
+async def test_overlap_allow_all(client: Client, task_queue: str, new_id):
+    async with worker(client, task_queue, workflows=[WaitForSignal]):
+        handle, d = await overlap_schedule(
+            client, task_queue, new_id, ScheduleOverlapPolicy.ALLOW_ALL
+        )
+        await handle.trigger()
+        d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the second start")
+        assert statuses(d) == [RUNNING, RUNNING]
+        # With ALLOW_ALL the scheduler does not watch its runs: no running actions listed.
+        assert d.info.running_actions == []
+        for n in (0, 1):
+            run = client.get_workflow_handle(wf_id_of(d, n))
+            assert (await run.describe()).status == 1  # RUNNING
+            await run.signal(WaitForSignal.finish)
+            assert await run.result() == "finished"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("policy", "ended"),
+    [
+        (ScheduleOverlapPolicy.CANCEL_OTHER, "CANCELED"),
+        (ScheduleOverlapPolicy.TERMINATE_OTHER, "TERMINATED"),
+    ],
+)
+async def test_overlap_cancel_or_terminate_other(
+    client: Client, task_queue: str, new_id, policy: ScheduleOverlapPolicy, ended: str
+):
+    async with worker(client, task_queue, workflows=[WaitForSignal]):
+        handle, d = await overlap_schedule(client, task_queue, new_id, policy)
+        first = client.get_workflow_handle(wf_id_of(d, 0))
+        await handle.trigger()
+        d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the second start")
+        assert (await first.describe()).status.name == ended  # type: ignore[union-attr]
+        second = client.get_workflow_handle(wf_id_of(d, 1))
+        assert (await second.describe()).status.name == "RUNNING"  # type: ignore[union-attr]
+        d = await describe_until(
+            handle,
+            lambda d: statuses(d)[0] != RUNNING,
+            "the first run's end in recent actions",
+        )
+        assert [WorkflowExecutionStatus.Name(s) for s in statuses(d)] == [
+            f"WORKFLOW_EXECUTION_STATUS_{ended}",
+            "WORKFLOW_EXECUTION_STATUS_RUNNING",
+        ]
+        assert [r.workflow_id for r in d.info.running_actions] == [wf_id_of(d, 1)]  # type: ignore[attr-defined]
+        await second.signal(WaitForSignal.finish)
+        assert await second.result() == "finished"
+
+
+@pytest.mark.timeout(60)
+async def test_last_completion_result_and_failure(client: Client, task_queue: str, new_id):
+    async with worker(client, task_queue, workflows=[ChainedRuns]):
+        handle = await client.create_schedule(
+            new_id(),
+            Schedule(action=action(ChainedRuns.run, new_id(), task_queue), spec=DAILY),
+            trigger_immediately=True,
+        )
+        results: list[Any] = []
+        for n in range(3):
+            d = await describe_until(
+                handle,
+                lambda d, n=n: d.info.num_actions == n + 1 and statuses(d)[-1] != RUNNING,
+                f"run {n + 1} closed",
+            )
+            run = client.get_workflow_handle(wf_id_of(d, n))
+            try:
+                results.append(await run.result())
+            except Exception as e:  # noqa: BLE001 - the second run fails on purpose
+                results.append(type(e).__name__)
+            if n < 2:
+                await next_second(d.info.recent_actions[n].scheduled_at)
+                await handle.trigger()
+        # The third run sees the first run's result (a failure does not clear it) and the
+        # second run's failure.
+        assert results == [
+            {"run": "first"},
+            "WorkflowFailureError",
+            {
+                "last_result": {"run": "first"},
+                "last_failure": "second run fails",
+                "last_failure_type": "ApplicationError",
+            },
+        ]
