@@ -46,6 +46,7 @@ from temporalio.client import (
     ScheduleDescription,
     ScheduleHandle,
     ScheduleIntervalSpec,
+    ScheduleListActionStartWorkflow,
     ScheduleListDescription,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -109,9 +110,7 @@ class ChainedRuns:
     @workflow.run
     async def run(self) -> dict[str, Any]:
         last_result = (
-            workflow.get_last_completion_result()
-            if workflow.has_last_completion_result()
-            else None
+            workflow.get_last_completion_result() if workflow.has_last_completion_result() else None
         )
         last_failure = workflow.get_last_failure()
         if last_result is None and last_failure is None:
@@ -702,3 +701,350 @@ async def test_last_completion_result_and_failure(client: Client, task_queue: st
                 "last_failure_type": "ApplicationError",
             },
         ]
+
+
+@pytest.mark.timeout(60)
+async def test_list_schedules(client: Client, task_queue: str, new_id):
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=NAMESPACE,
+            search_attributes={"SchedCustomer": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+    listed_id, other_id, action_id = new_id(), new_id(), new_id()
+    async with worker(client, task_queue, workflows=[Quick]):
+        handle = await client.create_schedule(
+            listed_id,
+            Schedule(
+                action=action(Quick.run, action_id, task_queue, "x"),
+                spec=ScheduleSpec(cron_expressions=["30 4 * * *"], time_zone_name="Asia/Tokyo"),
+                state=ScheduleState(note="listed note"),
+            ),
+            trigger_immediately=True,
+            memo={"owner": "team-a"},
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SCHED_CUSTOMER, "c-1")]),
+        )
+        await client.create_schedule(
+            other_id,
+            Schedule(
+                action=action(Quick.run, new_id(), task_queue, "y"),
+                spec=DAILY,
+                state=ScheduleState(paused=True, note="other"),
+            ),
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SCHED_CUSTOMER, "c-2")]),
+        )
+        described = await describe_until(
+            handle, lambda d: statuses(d) == [COMPLETED], "the triggered run's completion"
+        )
+
+        def has_both(got: list[ScheduleListDescription]) -> bool:
+            by_id = {s.id: s for s in got}
+            return (
+                {listed_id, other_id} <= set(by_id)
+                and by_id[listed_id].info is not None
+                and len(by_id[listed_id].info.recent_actions) == 1  # type: ignore[union-attr]
+            )
+
+        got = await listed_until(client, None, has_both, "both schedules listed")
+        entry = next(s for s in got if s.id == listed_id)
+        assert entry.schedule is not None and entry.info is not None
+        assert entry.schedule.action == ScheduleListActionStartWorkflow(workflow="Quick")
+        assert entry.schedule.spec == described.schedule.spec
+        assert entry.schedule.state.note == "listed note" and not entry.schedule.state.paused
+        assert entry.info.recent_actions == described.info.recent_actions
+        # A listed schedule shows its next 5 times (describe shows 10).
+        assert entry.info.next_action_times == described.info.next_action_times[:5]
+        assert entry.info.next_action_times[0].hour == 19  # 04:30 in Tokyo
+        assert await entry.memo() == {"owner": "team-a"}
+        assert entry.typed_search_attributes.get(SCHED_CUSTOMER) == "c-1"
+
+        filtered = await listed_until(
+            client,
+            "SchedCustomer = 'c-2'",
+            lambda got: [s.id for s in got] == [other_id],
+            "the custom search attribute filter",
+        )
+        assert filtered[0].schedule.state.paused  # type: ignore[union-attr]
+
+        for attribute, query in [
+            ("WorkflowType", "WorkflowType = 'Quick'"),
+            ("ExecutionStatus", "ExecutionStatus = 'Running'"),
+            ("WorkflowId", f"WorkflowId = '{listed_id}'"),
+            ("TemporalScheduledById", f"TemporalScheduledById = '{listed_id}'"),
+        ]:
+            with pytest.raises(RPCError) as info:
+                _ = [s async for s in await client.list_schedules(query)]
+            assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
+            assert (
+                info.value.message
+                == f'invalid query filter for schedules: cannot filter on "{attribute}"'
+            )
+
+        # The scheduler's own bookkeeping is not a workflow users see.
+        runs = [w async for w in client.list_workflows()]
+        assert [w.id for w in runs] == [wf_id_of(described, 0)]
+
+
+@pytest.mark.timeout(60)
+async def test_update_schedule(client: Client, task_queue: str, new_id):
+    sid = new_id()
+    handle = await client.create_schedule(
+        sid, Schedule(action=action(Quick.run, new_id(), task_queue, "old"), spec=DAILY)
+    )
+    created = await handle.describe()
+    new_action_id = new_id()
+
+    def change(update: ScheduleUpdateInput) -> ScheduleUpdate:
+        sched = update.description.schedule
+        sched.spec = ScheduleSpec(cron_expressions=["15 3 * * *"])
+        sched.action = action(WaitForSignal.run, new_action_id, task_queue)
+        sched.state.note = "updated"
+        return ScheduleUpdate(schedule=sched)
+
+    await handle.update(change)
+    d = await handle.describe()
+    assert d.schedule.spec.calendars == [
+        ScheduleCalendarSpec(
+            second=(ScheduleRange(0),),
+            minute=(ScheduleRange(15),),
+            hour=(ScheduleRange(3),),
+        )
+    ]
+    assert d.schedule.spec.intervals == []
+    got = d.schedule.action
+    assert isinstance(got, ScheduleActionStartWorkflow)
+    assert (got.workflow, got.id, got.args) == ("WaitForSignal", new_action_id, [])
+    assert d.schedule.state.note == "updated"
+    assert d.info.created_at == created.info.created_at
+    assert d.info.last_updated_at is not None and d.info.last_updated_at >= d.info.created_at
+    assert [t.strftime("%H:%M:%S") for t in d.info.next_action_times] == ["03:15:00"] * 10
+    token = d.raw_description.conflict_token
+    assert token and token != created.raw_description.conflict_token
+
+    # A raw update with a stale conflict token is accepted by the RPC but not applied: the
+    # reference answers OK and the scheduler drops the update. A later update with the
+    # current token is applied, so the stale one never took effect.
+    def raw_update(cron: str, conflict_token: bytes) -> UpdateScheduleRequest:
+        return UpdateScheduleRequest(
+            namespace=NAMESPACE,
+            schedule_id=sid,
+            schedule=ScheduleProto(
+                spec=ScheduleSpecProto(cron_string=[cron]),
+                action=d.raw_description.schedule.action,
+            ),
+            conflict_token=conflict_token,
+            request_id=str(uuid.uuid4()),
+            identity="test",
+        )
+
+    await client.workflow_service.update_schedule(
+        raw_update("0 1 * * *", created.raw_description.conflict_token)
+    )
+    await client.workflow_service.update_schedule(raw_update("0 2 * * *", token))
+    d2 = await handle.describe()
+    assert [c.hour for c in d2.schedule.spec.calendars] == [(ScheduleRange(2),)]
+    assert d2.raw_description.conflict_token not in (token, created.raw_description.conflict_token)
+    # A full replace: state not given is reset (the note is gone).
+    assert d2.schedule.state == ScheduleState()
+
+
+@pytest.mark.timeout(60)
+async def test_list_matching_times_across_dst(client: Client, task_queue: str, new_id):
+    zone = ZoneInfo("America/New_York")
+    sid = new_id()
+    await client.create_schedule(
+        sid,
+        Schedule(
+            action=action(Quick.run, new_id(), task_queue, "x"),
+            spec=ScheduleSpec(
+                calendars=[
+                    ScheduleCalendarSpec(
+                        hour=(ScheduleRange(1), ScheduleRange(2)), minute=(ScheduleRange(30),)
+                    )
+                ],
+                time_zone_name="America/New_York",
+            ),
+            state=ScheduleState(paused=True),
+        ),
+    )
+
+    def expected(first: datetime, last: datetime) -> list[datetime]:
+        """Every 01:30 and 02:30 New York wall time between two UTC instants: a wall time
+        that does not exist (spring forward) is skipped, one that exists twice (fall back)
+        fires twice."""
+        out: set[datetime] = set()
+        day = first.astimezone(zone).date() - timedelta(days=1)
+        while day <= last.astimezone(zone).date():
+            for hour in (1, 2):
+                for fold in (0, 1):
+                    wall = datetime(day.year, day.month, day.day, hour, 30, fold=fold, tzinfo=zone)
+                    utc = wall.astimezone(timezone.utc)
+                    back = utc.astimezone(zone)
+                    if (back.hour, back.minute) == (hour, 30) and first <= utc <= last:
+                        out.add(utc)
+            day += timedelta(days=1)
+        return sorted(out)
+
+    async def matching(first: datetime, last: datetime) -> list[datetime]:
+        got = await client.workflow_service.list_schedule_matching_times(
+            ListScheduleMatchingTimesRequest(
+                namespace=NAMESPACE, schedule_id=sid, start_time=ts(first), end_time=ts(last)
+            )
+        )
+        return [t.ToDatetime().replace(tzinfo=timezone.utc) for t in got.start_time]
+
+    fall_from = datetime(2026, 10, 30, tzinfo=timezone.utc)
+    fall_to = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    fall = await matching(fall_from, fall_to)
+    assert fall == expected(fall_from, fall_to)
+    # Sunday 1 November 2026: 01:30 EDT, 01:30 EST and 02:30 EST.
+    assert [t for t in fall if t.date() == datetime(2026, 11, 1).date()] == [
+        datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc),
+        datetime(2026, 11, 1, 6, 30, tzinfo=timezone.utc),
+        datetime(2026, 11, 1, 7, 30, tzinfo=timezone.utc),
+    ]
+    spring_from = datetime(2027, 3, 12, tzinfo=timezone.utc)
+    spring_to = datetime(2027, 3, 16, tzinfo=timezone.utc)
+    spring = await matching(spring_from, spring_to)
+    assert spring == expected(spring_from, spring_to)
+    # Sunday 14 March 2027: 01:30 EST only; 02:30 does not exist that day.
+    assert [t for t in spring if t.date() == datetime(2027, 3, 14).date()] == [
+        datetime(2027, 3, 14, 6, 30, tzinfo=timezone.utc),
+    ]
+
+    err = await rpc_error(
+        client.workflow_service.list_schedule_matching_times(
+            ListScheduleMatchingTimesRequest(
+                namespace=NAMESPACE,
+                schedule_id=new_id(),
+                start_time=ts(fall_from),
+                end_time=ts(fall_to),
+            )
+        )
+    )
+    # The reference's message names its internal scheduler workflow ("workflow not found for
+    # ID: temporal-sys-scheduler:<id>"); only the code is part of the contract.
+    assert err.status == RPCStatusCode.NOT_FOUND
+
+
+@pytest.mark.timeout(60)
+async def test_delete_schedule(client: Client, task_queue: str, new_id):
+    sid = new_id()
+    sched = Schedule(action=action(Quick.run, new_id(), task_queue, "x"), spec=DAILY)
+    handle = await client.create_schedule(sid, sched)
+    await handle.delete()
+    err = await rpc_error(handle.describe())
+    assert (err.status, err.message) == (RPCStatusCode.NOT_FOUND, "schedule not found")
+    # Deleting again: NOT_FOUND (the reference says "workflow execution already completed",
+    # about its internal scheduler workflow).
+    err = await rpc_error(handle.delete())
+    assert err.status == RPCStatusCode.NOT_FOUND
+    again = await client.create_schedule(
+        sid, Schedule(action=action(Quick.run, new_id(), task_queue, "again"), spec=DAILY)
+    )
+    d = await again.describe()
+    assert d.info.num_actions == 0
+    assert await client.data_converter.decode(d.schedule.action.args) == ["again"]  # type: ignore[attr-defined,arg-type]
+    await listed_until(
+        client, None, lambda got: [s.id for s in got] == [sid], "the re-created schedule listed"
+    )
+
+
+def raw_schedule(
+    task_queue: str,
+    *,
+    cron: str = "0 * * * *",
+    zone: str = "",
+    workflow_type: str = "Quick",
+    catchup: Duration | None = None,
+) -> ScheduleProto:
+    return ScheduleProto(
+        spec=ScheduleSpecProto(cron_string=[cron], timezone_name=zone),
+        action=ScheduleActionProto(
+            start_workflow=NewWorkflowExecutionInfo(
+                workflow_id="scheduled",
+                workflow_type=WorkflowType(name=workflow_type),
+                task_queue=TaskQueue(name=task_queue),
+            )
+        ),
+        policies=SchedulePoliciesProto(catchup_window=catchup),
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_bad_input(client: Client, task_queue: str, new_id):
+    async def create(sched: ScheduleProto, sid: str | None = None) -> Any:
+        return await client.workflow_service.create_schedule(
+            CreateScheduleRequest(
+                namespace=NAMESPACE,
+                schedule_id=sid or new_id(),
+                schedule=sched,
+                request_id=str(uuid.uuid4()),
+                identity="test",
+            )
+        )
+
+    for sched, message in [
+        (
+            raw_schedule(task_queue, cron="61 * * * *"),
+            "Invalid schedule spec: Minute is not in range [0-59]",
+        ),
+        (
+            raw_schedule(task_queue, cron="not a cron"),
+            "Invalid schedule spec: CronString does not have 5-7 fields",
+        ),
+        (
+            raw_schedule(task_queue, zone="Mars/Olympus"),
+            "Invalid schedule spec: unknown time zone Mars/Olympus",
+        ),
+        (raw_schedule(task_queue, workflow_type=""), "WorkflowType is not set on request."),
+        (
+            ScheduleProto(
+                spec=ScheduleSpecProto(cron_string=["0 * * * *"]),
+                action=ScheduleActionProto(
+                    start_workflow=NewWorkflowExecutionInfo(
+                        workflow_id="scheduled", workflow_type=WorkflowType(name="Quick")
+                    )
+                ),
+            ),
+            "taskQueue is not set",
+        ),
+    ]:
+        err = await rpc_error(create(sched))
+        assert (err.status, err.message) == (RPCStatusCode.INVALID_ARGUMENT, message)
+
+    # The SDK raises the same error.
+    with pytest.raises(RPCError) as info:
+        await client.create_schedule(
+            new_id(),
+            Schedule(
+                action=action(Quick.run, new_id(), task_queue, "x"),
+                spec=ScheduleSpec(cron_expressions=["* * * * *"], time_zone_name="Nowhere/City"),
+            ),
+        )
+    assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert info.value.message == "Invalid schedule spec: unknown time zone Nowhere/City"
+
+    # A catchup window below 10 s is not refused: Temporal raises it to its 10 s minimum.
+    sid = new_id()
+    await create(raw_schedule(task_queue, catchup=Duration(seconds=5)), sid)
+    d = await client.workflow_service.describe_schedule(
+        DescribeScheduleRequest(namespace=NAMESPACE, schedule_id=sid)
+    )
+    assert d.schedule.policies.catchup_window == Duration(seconds=10)
+
+    # An update is validated like a create.
+    err = await rpc_error(
+        client.workflow_service.update_schedule(
+            UpdateScheduleRequest(
+                namespace=NAMESPACE,
+                schedule_id=sid,
+                schedule=raw_schedule(task_queue, cron="0 25 * * *"),
+                request_id=str(uuid.uuid4()),
+            )
+        )
+    )
+    assert (err.status, err.message) == (
+        RPCStatusCode.INVALID_ARGUMENT,
+        "Invalid schedule spec: Hour is not in range [0-23]",
+    )
