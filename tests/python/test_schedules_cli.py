@@ -180,21 +180,11 @@ async def test_cli_schedule_toggle_trigger_backfill(server, client: Client, task
     # none here, and the schedule is not limited.
     assert "limitedActions" not in d["schedule"]["state"]
 
-    matching = json.loads(
-        await temporal(
-            server,
-            "schedule",
-            "list-matching-times",
-            "-s",
-            sid,
-            "--start-time",
-            rfc3339(start),
-            "--end-time",
-            rfc3339(end),
-            "-o",
-            "json",
-        )  # fmt: skip
-    )
+    listed = await temporal(
+        server, "schedule", "list-matching-times", "-s", sid,
+        "--start-time", rfc3339(start), "--end-time", rfc3339(end), "-o", "json",
+    )  # fmt: skip
+    matching = json.loads(listed)
     assert matching == {"startTime": [rfc3339(start + timedelta(minutes=m)) for m in (2, 12, 22)]}
 
 
