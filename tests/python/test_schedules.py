@@ -474,7 +474,7 @@ async def test_pause_and_unpause(client: Client, task_queue: str, new_id):
     )
     await paused.pause(note="stopped for maintenance")
     d = await paused.describe()
-    assert d.schedule.state.paused and d.schedule.state.note == "stopped for maintenance"
+    assert d.schedule.state == ScheduleState(note="stopped for maintenance", paused=True)
     actions_when_paused = d.info.num_actions
     control = await client.create_schedule(
         control_id,
@@ -502,7 +502,7 @@ async def test_pause_and_unpause(client: Client, task_queue: str, new_id):
 
     await paused.unpause(note="back")
     d = await paused.describe()
-    assert not d.schedule.state.paused and d.schedule.state.note == "back"
+    assert d.schedule.state == ScheduleState(note="back", paused=False)
     await describe_until(
         paused, lambda d: d.info.num_actions > actions_when_paused, "an action after unpause"
     )
@@ -529,6 +529,9 @@ async def test_limited_actions_count_down(client: Client, task_queue: str, new_i
     assert d.schedule.state.limited_actions
     assert len(d.info.next_action_times) == d.schedule.state.remaining_actions
     d = await describe_until(handle, lambda d: d.info.num_actions >= 1, "the first action")
+    # Each action takes one off remaining_actions, and the future times shrink with it.
+    assert d.schedule.state.remaining_actions == 2 - d.info.num_actions
+    assert len(d.info.next_action_times) == 2 - d.info.num_actions
     d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the second action")
     assert d.schedule.state == ScheduleState(limited_actions=True, remaining_actions=0)
     assert d.info.next_action_times == []
@@ -542,7 +545,13 @@ async def test_limited_actions_count_down(client: Client, task_queue: str, new_i
         ),
     )
     await describe_until(control, lambda d: d.info.num_actions >= 2, "the control's actions")
-    assert (await handle.describe()).info.num_actions == 2
+    d = await handle.describe()
+    assert d.info.num_actions == 2
+    # A manual trigger still runs on an exhausted schedule, and does not count against
+    # remaining actions.
+    await handle.trigger()
+    d = await describe_until(handle, lambda d: d.info.num_actions == 3, "the triggered action")
+    assert d.schedule.state == ScheduleState(limited_actions=True, remaining_actions=0)
 
 
 async def overlap_schedule(
@@ -596,9 +605,19 @@ async def test_overlap_buffer_one(client: Client, task_queue: str, new_id):
         )
         first = client.get_workflow_handle(wf_id_of(d, 0))
         await handle.trigger()
-        await handle.trigger()  # a second buffered start is dropped: only one is buffered
-        d = await handle.describe()
+        d = await describe_until(
+            handle, lambda d: d.raw_description.info.buffer_size == 1, "the buffered start"
+        )
+        # Only one start is buffered: another one is dropped and counted as skipped. (Two
+        # triggers in quick succession were sometimes merged and not counted at all, so
+        # this one waits for the first to be buffered and for the next second.)
+        await next_second(datetime.now(timezone.utc))
+        await handle.trigger()
+        d = await describe_until(
+            handle, lambda d: d.info.num_actions_skipped_overlap == 1, "the dropped start"
+        )
         assert d.info.num_actions == 1
+        assert d.raw_description.info.buffer_size == 1
         await first.signal(WaitForSignal.finish)
         d = await describe_until(handle, lambda d: d.info.num_actions == 2, "the buffered start")
         first_closed = (await first.describe()).close_time
@@ -612,7 +631,6 @@ async def test_overlap_buffer_one(client: Client, task_queue: str, new_id):
         d = await describe_until(
             handle, lambda d: statuses(d) == [COMPLETED, COMPLETED], "both runs completed"
         )
-        # The dropped second trigger counts as skipped for overlap.
         assert d.info.num_actions == 2 and d.info.num_actions_skipped_overlap == 1
 
 
@@ -675,6 +693,8 @@ async def test_last_completion_result_and_failure(client: Client, task_queue: st
             Schedule(action=action(ChainedRuns.run, new_id(), task_queue), spec=DAILY),
             trigger_immediately=True,
         )
+        # Triggered runs get the last completion result and failure like the runs at
+        # scheduled times (the same start path), without waiting for a spec time.
         results: list[Any] = []
         for n in range(3):
             d = await describe_until(
@@ -780,9 +800,14 @@ async def test_list_schedules(client: Client, task_queue: str, new_id):
                 == f'invalid query filter for schedules: cannot filter on "{attribute}"'
             )
 
-        # The scheduler's own bookkeeping is not a workflow users see.
-        runs = [w async for w in client.list_workflows()]
-        assert [w.id for w in runs] == [wf_id_of(described, 0)]
+        # The scheduler's own bookkeeping is not a workflow users see: only the run the
+        # trigger started is listed.
+        async def runs() -> list[str] | None:
+            got = [w.id async for w in client.list_workflows()]
+            return got if got else None
+
+        listed_runs = await wait_until(runs, timeout=20, what="the triggered run listed")
+        assert listed_runs == [wf_id_of(described, 0)]
 
 
 @pytest.mark.timeout(60)
