@@ -192,6 +192,15 @@ def rng(start: int, end: int | None = None, step: int = 1) -> Range:
     return Range(start=start, end=start if end is None else end, step=step)
 
 
+async def add_customer_attribute(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=NAMESPACE,
+            search_attributes={"SchedCustomer": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+
+
 async def rpc_error(call: Awaitable[Any]) -> RPCError:
     with pytest.raises(RPCError) as info:
         await call
@@ -203,6 +212,7 @@ async def rpc_error(call: Awaitable[Any]) -> RPCError:
 
 @pytest.mark.timeout(60)
 async def test_create_describe_round_trip(client: Client, task_queue: str, new_id):
+    await add_customer_attribute(client)
     sid = new_id()
     sched = Schedule(
         action=action(
@@ -212,6 +222,11 @@ async def test_create_describe_round_trip(client: Client, task_queue: str, new_i
             task_timeout=timedelta(seconds=20),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
             memo={"action-memo": "v"},
+            typed_search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(SCHED_CUSTOMER, "c-action")]
+            ),
+            static_summary="a summary",
+            static_details="some details",
         ),
         spec=ScheduleSpec(
             calendars=[
@@ -290,6 +305,14 @@ async def test_create_describe_round_trip(client: Client, task_queue: str, new_i
     )
     assert got.memo is not None
     assert await client.data_converter.decode([got.memo["action-memo"]]) == ["v"]  # type: ignore[list-item]
+    assert got.typed_search_attributes == TypedSearchAttributes(
+        [SearchAttributePair(SCHED_CUSTOMER, "c-action")]
+    )
+    # Summary and details come back as payloads (user metadata).
+    assert await client.data_converter.decode([got.static_summary, got.static_details]) == [  # type: ignore[list-item]
+        "a summary",
+        "some details",
+    ]
     start = raw.schedule.action.start_workflow
     assert start.task_queue == TaskQueue(name=task_queue, kind=1)  # TASK_QUEUE_KIND_NORMAL
 
@@ -725,12 +748,7 @@ async def test_last_completion_result_and_failure(client: Client, task_queue: st
 
 @pytest.mark.timeout(60)
 async def test_list_schedules(client: Client, task_queue: str, new_id):
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=NAMESPACE,
-            search_attributes={"SchedCustomer": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
-        )
-    )
+    await add_customer_attribute(client)
     listed_id, other_id, action_id = new_id(), new_id(), new_id()
     async with worker(client, task_queue, workflows=[Quick]):
         handle = await client.create_schedule(
