@@ -1027,6 +1027,16 @@ def raw_schedule(
     )
 
 
+def assert_message(got: str, reference: str) -> None:
+    """The reference's text, where a spec error may also name the spec field between the
+    prefix and the reason ("Invalid schedule spec: cron_string[0]: Minute is not ...")."""
+    prefix = "Invalid schedule spec: "
+    if reference.startswith(prefix):
+        assert got.startswith(prefix) and got.endswith(reference.removeprefix(prefix)), got
+    else:
+        assert got == reference
+
+
 @pytest.mark.timeout(60)
 async def test_bad_input(client: Client, task_queue: str, new_id):
     async def create(sched: ScheduleProto, sid: str | None = None) -> Any:
@@ -1067,7 +1077,8 @@ async def test_bad_input(client: Client, task_queue: str, new_id):
         ),
     ]:
         err = await rpc_error(create(sched))
-        assert (err.status, err.message) == (RPCStatusCode.INVALID_ARGUMENT, message)
+        assert err.status == RPCStatusCode.INVALID_ARGUMENT
+        assert_message(err.message, message)
 
     # The SDK raises the same error.
     with pytest.raises(RPCError) as info:
@@ -1079,7 +1090,7 @@ async def test_bad_input(client: Client, task_queue: str, new_id):
             ),
         )
     assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
-    assert info.value.message == "Invalid schedule spec: unknown time zone Nowhere/City"
+    assert_message(info.value.message, "Invalid schedule spec: unknown time zone Nowhere/City")
 
     # A catchup window below 10 s is not refused: Temporal raises it to its 10 s minimum.
     sid = new_id()
@@ -1100,7 +1111,5 @@ async def test_bad_input(client: Client, task_queue: str, new_id):
             )
         )
     )
-    assert (err.status, err.message) == (
-        RPCStatusCode.INVALID_ARGUMENT,
-        "Invalid schedule spec: Hour is not in range [0-23]",
-    )
+    assert err.status == RPCStatusCode.INVALID_ARGUMENT
+    assert_message(err.message, "Invalid schedule spec: Hour is not in range [0-23]")
