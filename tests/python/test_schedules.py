@@ -78,6 +78,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+import harness
 from harness import NAMESPACE, wait_until, worker
 
 T = TypeVar("T")
@@ -877,9 +878,11 @@ async def test_update_schedule(client: Client, task_queue: str, new_id):
     token = d.raw_description.conflict_token
     assert token and token != created.raw_description.conflict_token
 
-    # A raw update with a stale conflict token is accepted by the RPC but not applied: the
-    # reference answers OK and the scheduler drops the update. A later update with the
-    # current token is applied, so the stale one never took effect.
+    # A raw update with a stale conflict token never takes effect. The reference (1.32)
+    # answers OK and its scheduler drops the update; temper refuses it with
+    # FAILED_PRECONDITION "mismatched conflict token" (as Temporal's newer scheduler does),
+    # so the caller learns its update was lost. A later update with the current token is
+    # applied either way.
     def raw_update(cron: str, conflict_token: bytes) -> UpdateScheduleRequest:
         return UpdateScheduleRequest(
             namespace=NAMESPACE,
@@ -893,9 +896,16 @@ async def test_update_schedule(client: Client, task_queue: str, new_id):
             identity="test",
         )
 
-    await client.workflow_service.update_schedule(
+    stale = client.workflow_service.update_schedule(
         raw_update("0 1 * * *", created.raw_description.conflict_token)
     )
+    if harness.server_kind() == "temper":
+        with pytest.raises(RPCError) as refused:
+            await stale
+        assert refused.value.status == RPCStatusCode.FAILED_PRECONDITION
+        assert refused.value.message == "mismatched conflict token"
+    else:
+        await stale
     await client.workflow_service.update_schedule(raw_update("0 2 * * *", token))
     d2 = await handle.describe()
     assert [c.hour for c in d2.schedule.spec.calendars] == [(ScheduleRange(2),)]

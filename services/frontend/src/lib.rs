@@ -701,13 +701,26 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::DescribeWorkflowExecutionResponse>, Status> {
         let r = r.into_inner();
         rpc_span::execution(r.execution.as_ref());
-        let namespace_id = self.ns_id(&r.namespace).await?;
-        self.history
+        let ns = self.namespace(&r.namespace).await?;
+        let attrs = visibility::registry(&ns);
+        let mut described = self
+            .history
             .describe_workflow_execution(Request::new(internal::DescribeWorkflowExecutionRequest {
-                namespace_id,
+                namespace_id: ns.id.0.clone(),
                 request: Some(r),
             }))
-            .await
+            .await?;
+        // Each search attribute says its type, as List's do (and as Temporal answers), so
+        // SDKs read typed values even of attributes a client did not tag (a schedule's).
+        if let Some(sa) = described
+            .get_mut()
+            .workflow_execution_info
+            .as_mut()
+            .and_then(|i| i.search_attributes.as_mut())
+        {
+            visibility::tag_types(sa, &attrs);
+        }
+        Ok(described)
     }
 
     async fn request_cancel_workflow_execution(
@@ -1177,6 +1190,13 @@ impl WorkflowService for Frontend {
         self.schedule_matching_times(r.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn count_schedules(
+        &self,
+        r: Request<ws::CountSchedulesRequest>,
+    ) -> Result<Response<ws::CountSchedulesResponse>, Status> {
+        self.schedule_count(r.into_inner()).await.map(Response::new)
     }
 
     async fn list_schedules(

@@ -181,36 +181,83 @@ impl Frontend {
         }
     }
 
+    /// The visibility query over the namespace's live schedules, with the user's `filter`
+    /// (which may name custom search attributes and `TemporalSchedulePaused` only, as in
+    /// Temporal; `GROUP BY` only where counting).
+    async fn schedules_query(
+        &self,
+        namespace: &str,
+        filter: &str,
+        counting: bool,
+    ) -> Result<String, Status> {
+        let mut query =
+            "TemporalNamespaceDivision = 'TemporalScheduler' AND ExecutionStatus = 'Running'"
+                .to_owned();
+        if filter.trim().is_empty() {
+            return Ok(query);
+        }
+        let ns = self.namespace(namespace).await?;
+        let attrs = crate::visibility::registry(&ns);
+        let parsed = crate::visibility::parse(filter, &attrs)?;
+        let mut names = Vec::new();
+        if let Some(filter) = &parsed.filter {
+            named_attributes(filter, &mut names);
+        }
+        for name in names {
+            if name != FILTERABLE_SYSTEM && !ns.detail.search_attributes.contains_key(&name) {
+                return Err(Status::invalid_argument(format!(
+                    "invalid query filter for schedules: cannot filter on \"{name}\""
+                )));
+            }
+        }
+        if (parsed.group_by.is_some() && !counting) || !parsed.order_by.is_empty() {
+            return Err(Status::invalid_argument(
+                "invalid query filter for schedules: only filters are allowed",
+            ));
+        }
+        match filter.to_ascii_lowercase().find("group by") {
+            Some(at) if counting && parsed.filter.is_none() => {
+                query = format!("{query} {}", &filter[at..]);
+            }
+            Some(at) if counting => {
+                query = format!("{query} AND ({}) {}", &filter[..at], &filter[at..]);
+            }
+            _ => query = format!("{query} AND ({filter})"),
+        }
+        Ok(query)
+    }
+
+    pub(crate) async fn schedule_count(
+        &self,
+        r: ws::CountSchedulesRequest,
+    ) -> Result<ws::CountSchedulesResponse, Status> {
+        check_namespace(&r.namespace)?;
+        let query = self.schedules_query(&r.namespace, &r.query, true).await?;
+        let counted = self
+            .count(ws::CountWorkflowExecutionsRequest {
+                namespace: r.namespace,
+                query,
+            })
+            .await?;
+        Ok(ws::CountSchedulesResponse {
+            count: counted.count,
+            groups: counted
+                .groups
+                .into_iter()
+                .map(|g| ws::count_schedules_response::AggregationGroup {
+                    group_values: g.group_values,
+                    count: g.count,
+                })
+                .collect(),
+        })
+    }
+
     pub(crate) async fn schedule_list(
         &self,
         r: ws::ListSchedulesRequest,
     ) -> Result<ws::ListSchedulesResponse, Status> {
         check_namespace(&r.namespace)?;
-        let mut query =
-            "TemporalNamespaceDivision = 'TemporalScheduler' AND ExecutionStatus = 'Running'"
-                .to_owned();
-        if !r.query.trim().is_empty() {
-            let ns = self.namespace(&r.namespace).await?;
-            let attrs = crate::visibility::registry(&ns);
-            let parsed = crate::visibility::parse(&r.query, &attrs)?;
-            let mut names = Vec::new();
-            if let Some(filter) = &parsed.filter {
-                named_attributes(filter, &mut names);
-            }
-            for name in names {
-                if name != FILTERABLE_SYSTEM && !ns.detail.search_attributes.contains_key(&name) {
-                    return Err(Status::invalid_argument(format!(
-                        "invalid query filter for schedules: cannot filter on \"{name}\""
-                    )));
-                }
-            }
-            if parsed.group_by.is_some() || !parsed.order_by.is_empty() {
-                return Err(Status::invalid_argument(
-                    "invalid query filter for schedules: only filters are allowed",
-                ));
-            }
-            query = format!("{query} AND ({})", r.query);
-        }
+        let query = self.schedules_query(&r.namespace, &r.query, false).await?;
         let page = self
             .list_page(
                 &r.namespace,

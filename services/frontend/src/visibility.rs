@@ -67,6 +67,21 @@ pub fn value_type(t: i32) -> Option<ValueType> {
     })
 }
 
+/// Give each search attribute of `sa` the `type` metadata of its registered type (unless it
+/// has one), as Temporal's responses carry it.
+pub fn tag_types(
+    sa: &mut temper_proto::temporal::api::common::v1::SearchAttributes,
+    attrs: &SearchAttributes,
+) {
+    for (name, p) in sa.indexed_fields.iter_mut() {
+        if let Some((ty, _)) = attrs.get(name) {
+            p.metadata
+                .entry("type".to_owned())
+                .or_insert_with(|| ty.as_str().as_bytes().to_vec());
+        }
+    }
+}
+
 /// Parse a query; a bad one is INVALID_ARGUMENT with the crate's (Temporal's) message.
 pub fn parse(query: &str, attrs: &SearchAttributes) -> Result<Query, Status> {
     Query::parse(query, attrs).map_err(|e| Status::invalid_argument(e.to_string()))
@@ -171,13 +186,7 @@ impl Row {
     pub fn info(&self, attrs: &SearchAttributes) -> WorkflowExecutionInfo {
         let r = &self.record;
         let mut sa = self.payloads.clone();
-        for (name, p) in sa.indexed_fields.iter_mut() {
-            if let Some((ty, _)) = attrs.get(name) {
-                p.metadata
-                    .entry("type".to_owned())
-                    .or_insert_with(|| ty.as_str().as_bytes().to_vec());
-            }
-        }
+        tag_types(&mut sa, attrs);
         WorkflowExecutionInfo {
             execution: Some(WorkflowExecution {
                 workflow_id: r.workflow_id.clone(),

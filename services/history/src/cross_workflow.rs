@@ -533,25 +533,37 @@ async fn apply_policy(
     }
 }
 
-/// ScheduleStart: start the workflow a schedule's run asked for (idempotent by its request
-/// id), then tell the scheduler how it went.
-pub(crate) async fn schedule_start(
+/// ScheduleStart: carry out the starts a schedule's run asked for, one at a time in the
+/// order it asked (so its recent actions keep that order), each idempotent by its request
+/// id, telling the scheduler how each went. Any task of the run does all of them; a start
+/// another task already reported is skipped.
+pub(crate) async fn schedule_starts(
     shard: &ShardContext,
     history: &HistoryClient,
     key: &ExecutionKey,
-    request_id: &str,
 ) -> Result<(), HistoryError> {
-    let ms = shard.snapshot(key).await?;
-    let Some(request) = ms
-        .schedule
-        .as_ref()
-        .and_then(|r| r.pending_starts.get(request_id).cloned())
-    else {
-        return Ok(());
-    };
-    if close::is_closed(&ms) {
-        return Ok(());
+    // Bounded: each round reports one start, and a schedule asks for at most a few at once.
+    for _ in 0..10_000 {
+        let ms = shard.snapshot(key).await?;
+        if close::is_closed(&ms) {
+            return Ok(());
+        }
+        let Some((request_id, request)) = schedule::next_pending_start(&ms) else {
+            return Ok(());
+        };
+        schedule_start(shard, history, key, &ms, &request_id, request).await?;
     }
+    Ok(())
+}
+
+async fn schedule_start(
+    shard: &ShardContext,
+    history: &HistoryClient,
+    key: &ExecutionKey,
+    ms: &pb::MutableState,
+    request_id: &str,
+    request: ws::StartWorkflowExecutionRequest,
+) -> Result<(), HistoryError> {
     let info = ms.execution_info.clone().unwrap_or_default();
     let schedule_id = key
         .workflow_id
@@ -579,7 +591,7 @@ pub(crate) async fn schedule_start(
                 message: s.message().to_owned(),
             }
         }
-        Err(s) if schedule::start_expired(&ms, request_id, shard.now()) => {
+        Err(s) if schedule::start_expired(ms, request_id, shard.now()) => {
             tracing::warn!(error = %s, workflow_id = %key.workflow_id, "a schedule gave up starting its workflow");
             schedule::StartOutcome::Failed {
                 already_started: false,
@@ -590,22 +602,7 @@ pub(crate) async fn schedule_start(
     };
     shard
         .transact(key, |txn| {
-            let outcome = match &outcome {
-                schedule::StartOutcome::Started { run_id, start_time } => {
-                    schedule::StartOutcome::Started {
-                        run_id: run_id.clone(),
-                        start_time: *start_time,
-                    }
-                }
-                schedule::StartOutcome::Failed {
-                    already_started,
-                    message,
-                } => schedule::StartOutcome::Failed {
-                    already_started: *already_started,
-                    message: message.clone(),
-                },
-            };
-            schedule::on_start_outcome(txn, request_id, outcome)
+            schedule::on_start_outcome(txn, request_id, outcome.clone())
         })
         .await?;
     Ok(())

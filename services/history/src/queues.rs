@@ -471,8 +471,7 @@ async fn process_transfer(
             crate::cross_workflow::on_close(shard, &peers.history()?, &key).await
         }
         Ok(pb::TransferTaskKind::ScheduleStart) => {
-            crate::cross_workflow::schedule_start(shard, &peers.history()?, &key, &task.request_id)
-                .await
+            crate::cross_workflow::schedule_starts(shard, &peers.history()?, &key).await
         }
         Ok(
             kind @ (pb::TransferTaskKind::ScheduleCancel | pb::TransferTaskKind::ScheduleTerminate),

@@ -228,6 +228,7 @@ pub fn on_wake(txn: &mut Txn<'_>, fired_at: SystemTime) -> Result<(), WorkflowEr
 }
 
 /// A SCHEDULE_START transfer task's outcome.
+#[derive(Debug, Clone)]
 pub enum StartOutcome {
     Started {
         run_id: String,
@@ -237,6 +238,20 @@ pub enum StartOutcome {
         already_started: bool,
         message: String,
     },
+}
+
+/// The first start the scheduler asked for (in the order it asked) whose outcome it has not
+/// heard, with its request.
+pub fn next_pending_start(
+    ms: &pb::MutableState,
+) -> Option<(String, StartWorkflowExecutionRequest)> {
+    let run = ms.schedule.as_ref()?;
+    let state = run.state.as_ref()?;
+    state.pending_starts.iter().find_map(|p| {
+        run.pending_starts
+            .get(&p.request_id)
+            .map(|r| (p.request_id.clone(), r.clone()))
+    })
 }
 
 /// Whether a start that keeps failing for a transient reason should be given up at `now`.

@@ -321,8 +321,14 @@ pub fn new_execution_with_signal(
         initiator: continued
             .map(|c| c.initiator)
             .unwrap_or(ContinueAsNewInitiator::Unspecified) as i32,
-        continued_failure: continued.and_then(|c| c.failure.clone()),
-        last_completion_result: continued.and_then(|c| c.last_completion_result.clone()),
+        // A continuation carries them from the run before; a start request may carry them
+        // too (a schedule passes its last run's result and failure this way).
+        continued_failure: continued
+            .and_then(|c| c.failure.clone())
+            .or_else(|| req.continued_failure.clone()),
+        last_completion_result: continued
+            .and_then(|c| c.last_completion_result.clone())
+            .or_else(|| req.last_completion_result.clone()),
         original_execution_run_id: run.run_id.to_string(),
         identity: req.identity.clone(),
         first_execution_run_id: first_run_id,

@@ -28,6 +28,7 @@ pub(crate) async fn call(
     let workflow_id = temper_types::scheduler_workflow_id(&req.schedule_id);
     let shard = engine.shard(ns, &workflow_id)?;
     let target = Target {
+        history: engine.history_client(),
         shard: &shard,
         ns,
         namespace: &req.namespace,
@@ -56,6 +57,7 @@ fn invalid(m: impl Into<String>) -> HistoryError {
 }
 
 struct Target<'a> {
+    history: Option<temper_client::HistoryClient>,
     shard: &'a ShardContext,
     ns: &'a NamespaceId,
     namespace: &'a str,
@@ -99,9 +101,22 @@ impl Target<'_> {
     async fn transact(
         &self,
         f: impl FnMut(&mut Txn<'_>) -> Result<(), WorkflowError>,
-    ) -> Result<pb::MutableState, HistoryError> {
+    ) -> Result<ExecutionKey, HistoryError> {
         let key = self.current().await?;
-        Ok(self.shard.transact(&key, f).await?.state)
+        self.shard.transact(&key, f).await?;
+        Ok(key)
+    }
+
+    /// Carry out the starts the schedule just asked for before answering, so the caller's
+    /// next describe shows them (as Temporal's does after a trigger at creation). The
+    /// transfer tasks committed with them do the same if this fails or the node stops.
+    async fn start_now(&self, key: &ExecutionKey) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        if let Err(e) = crate::cross_workflow::schedule_starts(self.shard, history, key).await {
+            tracing::debug!(error = %e, schedule_id = %self.schedule_id, "scheduled starts left to the transfer queue");
+        }
     }
 
     fn token(state: &pb::MutableState) -> Vec<u8> {
@@ -180,7 +195,10 @@ impl Target<'_> {
         let conflict_token = Self::token(&ms);
         let key = self.key(run_id);
         match self.shard.create(&key, ms, condition, mutation).await {
-            Ok(()) => Ok(ws::CreateScheduleResponse { conflict_token }),
+            Ok(()) => {
+                self.start_now(&key).await;
+                Ok(ws::CreateScheduleResponse { conflict_token })
+            }
             Err(e) if crate::shard::current_run_conflict(&e).is_some() => Err(HistoryError::Busy),
             Err(e) => Err(e.into()),
         }
@@ -233,8 +251,10 @@ impl Target<'_> {
         let Some(patch) = r.patch else {
             return Err(invalid("Patch is not set on request."));
         };
-        self.transact(|txn| schedule::handle(txn, Input::Patch(patch.clone())))
+        let key = self
+            .transact(|txn| schedule::handle(txn, Input::Patch(patch.clone())))
             .await?;
+        self.start_now(&key).await;
         Ok(ws::PatchScheduleResponse {})
     }
 

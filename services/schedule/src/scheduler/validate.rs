@@ -1,11 +1,15 @@
 //! Checks on CreateSchedule / UpdateSchedule / PatchSchedule input, and the defaults a
 //! stored schedule gets, as Temporal's frontend and scheduler apply them.
 //!
-//! Messages start with the field they are about (`schedule.action.start_workflow.task_queue:
-//! missing task queue name`); the text after the field is Temporal's where it has one.
+//! Messages are Temporal's own (each names what it is about, e.g. "WorkflowType is not set
+//! on request."); a spec error is Temporal's "Invalid schedule spec: " followed by the spec
+//! field and the reason (`Invalid schedule spec: cron_string[0]: Minute is not in range
+//! [0-59]`), where Temporal gives only the reason.
 
 use prost_types::Duration;
-use temporalio_protos::temporal::api::enums::v1::{ScheduleOverlapPolicy, WorkflowIdReusePolicy};
+use temporalio_protos::temporal::api::enums::v1::{
+    ScheduleOverlapPolicy, TaskQueueKind, WorkflowIdReusePolicy,
+};
 use temporalio_protos::temporal::api::schedule::v1::{
     Schedule, SchedulePatch, SchedulePolicies, ScheduleState, schedule_action,
 };
@@ -16,8 +20,16 @@ use crate::CompiledSpec;
 /// Go's `AppendedTimestampForValidation`: a workflow id must leave room for it.
 const APPENDED_TIMESTAMP: &str = "-2009-11-10T23:00:00Z";
 
+/// An error of temper's own: the field, then what is wrong with it.
 fn invalid(field: &str, message: impl std::fmt::Display) -> SchedulerError {
     SchedulerError::InvalidArgument(format!("{field}: {message}"))
+}
+
+/// An error Temporal words itself (its text names what it is about); `field` says which
+/// field it is, for the reader.
+fn temporal_text(field: &str, message: impl std::fmt::Display) -> SchedulerError {
+    let _ = field;
+    SchedulerError::InvalidArgument(message.to_string())
 }
 
 /// Validates a schedule and returns it as stored: canonical spec, overlap policy and
@@ -25,27 +37,27 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> SchedulerError {
 pub(super) fn schedule(mut schedule: Schedule) -> Result<Schedule, SchedulerError> {
     let spec = schedule.spec.take().unwrap_or_default();
     let compiled = CompiledSpec::compile(&spec)
-        .map_err(|e| SchedulerError::InvalidArgument(format!("schedule.spec.{e}")))?;
+        .map_err(|e| SchedulerError::InvalidArgument(format!("Invalid schedule spec: {e}")))?;
     schedule.spec = Some(compiled.canonical_spec().clone());
 
     let Some(schedule_action::Action::StartWorkflow(start)) =
         schedule.action.as_ref().and_then(|a| a.action.as_ref())
     else {
-        return Err(invalid(
+        return Err(temporal_text(
             "schedule.action",
-            "a schedule's action must be start_workflow",
+            "Only StartWorkflow action is supported for schedules",
         ));
     };
     let field = "schedule.action.start_workflow";
     if start.workflow_id.is_empty() {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.workflow_id"),
             "WorkflowId is not set on request.",
         ));
     }
     let id_len = start.workflow_id.len() + APPENDED_TIMESTAMP.len();
     if id_len > limits::MAX_ID_LENGTH {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.workflow_id"),
             format!(
                 "WorkflowId exceeds maximum allowed length ({id_len}/{})",
@@ -55,32 +67,32 @@ pub(super) fn schedule(mut schedule: Schedule) -> Result<Schedule, SchedulerErro
     }
     let type_name = start.workflow_type.as_ref().map_or("", |t| t.name.as_str());
     if type_name.is_empty() {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.workflow_type"),
             "WorkflowType is not set on request.",
         ));
     }
     if type_name.len() > limits::MAX_ID_LENGTH {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.workflow_type"),
             "WorkflowType length exceeds limit.",
         ));
     }
     let queue = start.task_queue.as_ref().map_or("", |q| q.name.as_str());
     if queue.is_empty() {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.task_queue"),
-            "missing task queue name",
+            "taskQueue is not set",
         ));
     }
     if queue.len() > limits::MAX_ID_LENGTH {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.task_queue"),
             "taskQueue length exceeds limit",
         ));
     }
     if queue.starts_with("/_sys/") {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.task_queue"),
             "task queue name cannot start with reserved prefix /_sys/",
         ));
@@ -88,7 +100,7 @@ pub(super) fn schedule(mut schedule: Schedule) -> Result<Schedule, SchedulerErro
     if queue.starts_with("temporal-sys-per-ns-")
         || queue == "temporal-sys-worker-controller-per-ns-tq"
     {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.task_queue"),
             format!("cannot use internal per-namespace task queue:{queue}"),
         ));
@@ -114,11 +126,11 @@ pub(super) fn schedule(mut schedule: Schedule) -> Result<Schedule, SchedulerErro
             .as_ref()
             .is_some_and(|d| !duration_valid(d) || d.seconds < 0 || d.nanos < 0)
         {
-            return Err(invalid(&format!("{field}.{name}"), message));
+            return Err(temporal_text(&format!("{field}.{name}"), message));
         }
     }
     if !start.cron_schedule.is_empty() {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.cron_schedule"),
             "Scheduled workflow must not contain CronSchedule",
         ));
@@ -128,7 +140,7 @@ pub(super) fn schedule(mut schedule: Schedule) -> Result<Schedule, SchedulerErro
         reuse,
         Ok(WorkflowIdReusePolicy::Unspecified | WorkflowIdReusePolicy::AllowDuplicate)
     ) {
-        return Err(invalid(
+        return Err(temporal_text(
             &format!("{field}.workflow_id_reuse_policy"),
             "Scheduled workflow must not contain WorkflowIDReusePolicy",
         ));
@@ -168,10 +180,18 @@ pub(super) fn schedule(mut schedule: Schedule) -> Result<Schedule, SchedulerErro
         ));
     }
     if state.notes.len() > limits::NOTES_SIZE_LIMIT {
-        return Err(invalid(
+        return Err(temporal_text(
             "schedule.state.notes",
             "Schedule notes exceeds limit.",
         ));
+    }
+    // The action's task queue is stored as a normal queue (Temporal shows the kind).
+    if let Some(schedule_action::Action::StartWorkflow(start)) =
+        schedule.action.as_mut().and_then(|a| a.action.as_mut())
+        && let Some(queue) = start.task_queue.as_mut()
+        && queue.kind == TaskQueueKind::Unspecified as i32
+    {
+        queue.kind = TaskQueueKind::Normal as i32;
     }
     Ok(schedule)
 }
@@ -199,7 +219,7 @@ pub(super) fn patch(patch: &SchedulePatch) -> Result<(), SchedulerError> {
         ("patch.unpause", &patch.unpause),
     ] {
         if notes.len() > limits::NOTES_SIZE_LIMIT {
-            return Err(invalid(name, "Schedule notes exceeds limit."));
+            return Err(temporal_text(name, "Schedule notes exceeds limit."));
         }
     }
     Ok(())
