@@ -260,10 +260,8 @@ async def test_schedule_fires_once_per_second_through_failover_and_pause(
     resumed_at = time.time()
     back_s = await cluster.wait_balanced(survivors, timeout=30)
     report("stopped node resumed, shards balanced again (s)", round(back_s, 2))
-    report(
-        "schedule shard owner after resume",
-        await Owner(cluster, shard, survivors).wait(timeout=10),
-    )
+    owner_after = await Owner(cluster, shard, survivors).wait(timeout=10)
+    report("schedule shard: stopped node / owner after resume", f"{second_owner} / {owner_after}")
 
     # A few more seconds, then the schedule is paused: nothing after the pause is acted on.
     await run_until(nodes, schedule_id, time.time() + 3, timeout=30)
@@ -333,6 +331,11 @@ async def test_schedule_fires_once_per_second_through_failover_and_pause(
         report(
             f"seconds due while the shard had no owner after {what} / latest started after (s)",
             f"{len(due)} / {max((s - n for n, s in due.items()), default=0):.2f}",
+        )
+        around = range(int(lost_at), int(lost_at) + 10)
+        report(
+            f"start delay of the 10 seconds from {what} on (s)",
+            [round(delays[n], 1) if n in delays else None for n in around],
         )
         assert due, f"no second fell while the shard was without an owner after {what}"
         early = {n: round(start - absent_at, 2) for n, start in due.items() if start < absent_at}
