@@ -12,6 +12,7 @@ use temper_proto::internal::v1 as internal;
 use temper_proto::internal::v1::schedule_call_request::Call;
 use temper_proto::internal::v1::schedule_call_response::Response as Answer;
 use temper_proto::temporal::api::common::v1::{Memo, SearchAttributes};
+use temper_proto::temporal::api::schedule::v1::schedule_action::Action;
 use temper_proto::temporal::api::schedule::v1::{ScheduleListEntry, ScheduleListInfo};
 use temper_proto::temporal::api::workflowservice::v1 as ws;
 use temper_visibility::Expr;
@@ -97,7 +98,6 @@ impl Frontend {
         }
         let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
-        use temper_proto::temporal::api::schedule::v1::schedule_action::Action;
         if let Some(Action::StartWorkflow(start)) = r
             .schedule
             .as_ref()
@@ -118,13 +118,29 @@ impl Frontend {
         r: ws::DescribeScheduleRequest,
     ) -> Result<ws::DescribeScheduleResponse, Status> {
         let (namespace, id) = (r.namespace.clone(), r.schedule_id.clone());
-        match self
+        let mut resp = match self
             .schedule_call(&namespace, &id, Call::Describe(r))
             .await?
         {
-            Answer::Describe(resp) => Ok(resp),
-            _ => Err(unexpected()),
+            Answer::Describe(resp) => resp,
+            _ => return Err(unexpected()),
+        };
+        // Every search attribute says its type, even those a client sent untagged (as
+        // Temporal answers since 1.24).
+        let attrs = crate::visibility::registry(&self.namespace(&namespace).await?);
+        if let Some(sa) = resp.search_attributes.as_mut() {
+            crate::visibility::tag_types(sa, &attrs);
         }
+        if let Some(Action::StartWorkflow(start)) = resp
+            .schedule
+            .as_mut()
+            .and_then(|s| s.action.as_mut())
+            .and_then(|a| a.action.as_mut())
+            && let Some(sa) = start.search_attributes.as_mut()
+        {
+            crate::visibility::tag_types(sa, &attrs);
+        }
+        Ok(resp)
     }
 
     pub(crate) async fn schedule_update(
