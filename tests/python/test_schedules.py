@@ -35,10 +35,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import workflow
 from temporalio.api.common.v1 import WorkflowType
 from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import ScheduleOverlapPolicy as ScheduleOverlapPolicyProto
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.schedule.v1 import IntervalSpec, Range, StructuredCalendarSpec
+from temporalio.api.schedule.v1 import (
+    IntervalSpec,
+    Range,
+    StructuredCalendarSpec,
+    TriggerImmediatelyRequest,
+)
 from temporalio.api.schedule.v1 import Schedule as ScheduleProto
 from temporalio.api.schedule.v1 import ScheduleAction as ScheduleActionProto
+from temporalio.api.schedule.v1 import SchedulePatch as SchedulePatchProto
 from temporalio.api.schedule.v1 import SchedulePolicies as SchedulePoliciesProto
 from temporalio.api.schedule.v1 import ScheduleSpec as ScheduleSpecProto
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -47,6 +54,7 @@ from temporalio.api.workflowservice.v1 import (
     CreateScheduleRequest,
     DescribeScheduleRequest,
     ListScheduleMatchingTimesRequest,
+    PatchScheduleRequest,
     UpdateScheduleRequest,
 )
 from temporalio.client import (
@@ -1014,6 +1022,45 @@ async def test_delete_schedule(client: Client, task_queue: str, new_id):
     await listed_until(
         client, None, lambda got: [s.id for s in got] == [sid], "the re-created schedule listed"
     )
+
+
+@pytest.mark.timeout(60)
+async def test_a_retried_patch_applies_once(client: Client, task_queue: str, new_id):
+    # PatchSchedule is idempotent by its request id: a trigger sent twice with the same id
+    # (a client retrying after a lost reply) starts one workflow; another id starts another.
+    sid = new_id()
+    await client.workflow_service.create_schedule(
+        CreateScheduleRequest(
+            namespace=NAMESPACE,
+            schedule_id=sid,
+            schedule=raw_schedule(task_queue),
+            identity="test",
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    handle = client.get_schedule_handle(sid)
+
+    def trigger(request_id: str) -> PatchScheduleRequest:
+        return PatchScheduleRequest(
+            namespace=NAMESPACE,
+            schedule_id=sid,
+            patch=SchedulePatchProto(
+                trigger_immediately=TriggerImmediatelyRequest(
+                    overlap_policy=ScheduleOverlapPolicyProto.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL
+                )
+            ),
+            identity="test",
+            request_id=request_id,
+        )
+
+    await client.workflow_service.patch_schedule(trigger("the-same-trigger"))
+    await client.workflow_service.patch_schedule(trigger("the-same-trigger"))
+    d = await describe_until(handle, lambda d: d.info.num_actions >= 1, "the trigger's action")
+    first = d.info.recent_actions[0].scheduled_at
+    await next_second(first)
+    await client.workflow_service.patch_schedule(trigger("another-trigger"))
+    d = await describe_until(handle, lambda d: d.info.num_actions >= 2, "the second action")
+    assert d.info.num_actions == 2
 
 
 def raw_schedule(

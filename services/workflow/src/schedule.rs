@@ -211,6 +211,35 @@ pub fn handle(txn: &mut Txn<'_>, input: Input) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// How many PatchSchedule request ids a schedule remembers.
+const PATCH_IDS_KEPT: usize = 100;
+
+/// PatchSchedule: apply `patch` once per request id (an empty id is always applied).
+pub fn patch(
+    txn: &mut Txn<'_>,
+    request_id: &str,
+    patch: temper_proto::temporal::api::schedule::v1::SchedulePatch,
+) -> Result<(), WorkflowError> {
+    let seen = !request_id.is_empty()
+        && txn
+            .ms
+            .schedule
+            .as_ref()
+            .is_some_and(|r| r.applied_patch_ids.iter().any(|id| id == request_id));
+    if seen && live(txn.ms).is_some() {
+        return Ok(());
+    }
+    handle(txn, Input::Patch(patch))?;
+    if !request_id.is_empty()
+        && let Some(run) = txn.ms.schedule.as_mut()
+    {
+        run.applied_patch_ids.push(request_id.to_owned());
+        let excess = run.applied_patch_ids.len().saturating_sub(PATCH_IDS_KEPT);
+        run.applied_patch_ids.drain(..excess);
+    }
+    Ok(())
+}
+
 /// The SCHEDULE_WAKE timer fired at `fired_at`: wake the scheduler, unless a later change
 /// moved its wake-up elsewhere (the timer is stale).
 pub fn on_wake(txn: &mut Txn<'_>, fired_at: SystemTime) -> Result<(), WorkflowError> {

@@ -248,11 +248,11 @@ impl Target<'_> {
         &self,
         r: ws::PatchScheduleRequest,
     ) -> Result<ws::PatchScheduleResponse, HistoryError> {
-        let Some(patch) = r.patch else {
+        let Some(patch) = r.patch.clone() else {
             return Err(invalid("Patch is not set on request."));
         };
         let key = self
-            .transact(|txn| schedule::handle(txn, Input::Patch(patch.clone())))
+            .transact(|txn| schedule::patch(txn, &r.request_id, patch.clone()))
             .await?;
         self.start_now(&key).await;
         Ok(ws::PatchScheduleResponse {})
