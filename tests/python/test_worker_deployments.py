@@ -58,6 +58,28 @@ class PinnedV2:
         self.done = True
 
 
+@workflow.defn(name="Pinned", versioning_behavior=VersioningBehavior.PINNED)
+class PinnedOnV1:
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "v1"
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+
+@workflow.defn(name="Pinned", versioning_behavior=VersioningBehavior.PINNED)
+class PinnedOnV2:
+    @workflow.run
+    async def run(self) -> str:
+        return "v2"
+
+
 async def _describe(client: Client, name: str) -> DescribeWorkerDeploymentResponse:
     return await client.workflow_service.describe_worker_deployment(
         DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=name)
@@ -154,14 +176,17 @@ async def test_auto_upgrade_runs_move_to_the_new_current_version_pinned_runs_sta
     v1 = WorkerDeploymentVersion(deployment_name=name, build_id="1.0")
     v2 = WorkerDeploymentVersion(deployment_name=name, build_id="2.0")
     async with (
-        worker(client, task_queue, workflows=[AutoUpgradeV1], deployment_config=_config(v1)),
-        worker(client, task_queue, workflows=[PinnedV2], deployment_config=_config(v2)),
+        worker(
+            client, task_queue, workflows=[AutoUpgradeV1, PinnedOnV1], deployment_config=_config(v1)
+        ),
+        worker(client, task_queue, workflows=[PinnedV2, PinnedOnV2], deployment_config=_config(v2)),
     ):
         await _registered(client, v1)
         token = (await _registered(client, v2)).conflict_token
         token = await _set_current(client, v1, token)
 
         auto = await client.start_workflow("Versioned", id=new_id(), task_queue=task_queue)
+        stays = await client.start_workflow("Pinned", id=new_id(), task_queue=task_queue)
 
         async def on_version(handle, build_id: str) -> bool:
             d = await handle.describe()
@@ -169,6 +194,7 @@ async def test_auto_upgrade_runs_move_to_the_new_current_version_pinned_runs_sta
             return vi.deployment_version.build_id == build_id
 
         await wait_until(lambda: on_version(auto, "1.0"), timeout=20, what="auto run on 1.0")
+        await wait_until(lambda: on_version(stays, "1.0"), timeout=20, what="pinned run on 1.0")
         desc = await auto.describe()
         vi = desc.raw_description.workflow_execution_info.versioning_info
         assert vi.behavior == ApiBehavior.VERSIONING_BEHAVIOR_AUTO_UPGRADE
@@ -180,6 +206,9 @@ async def test_auto_upgrade_runs_move_to_the_new_current_version_pinned_runs_sta
         # The auto-upgrade run's next task goes to the new current version.
         await auto.signal("finish")
         assert await result_within(auto, 20) == "v2"
+        # The run pinned to 1.0 stays there.
+        await stays.signal("finish")
+        assert await result_within(stays, 20) == "v1"
         await pinned.signal("finish")
         assert await result_within(pinned, 20) == "v2"
 
