@@ -6,15 +6,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio import workflow
 from temporalio.api.enums.v1 import VersioningBehavior as ApiBehavior
-from temporalio.api.enums.v1 import WorkerDeploymentVersionStatus
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, WorkerDeploymentVersionStatus
+from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
     DescribeWorkerDeploymentResponse,
     DescribeWorkerDeploymentVersionRequest,
     SetWorkerDeploymentCurrentVersionRequest,
     SetWorkerDeploymentRampingVersionRequest,
+    UpdateWorkflowExecutionOptionsRequest,
 )
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
@@ -223,3 +227,52 @@ async def test_auto_upgrade_runs_move_to_the_new_current_version_pinned_runs_sta
             assert a.deployment_version.build_id == "2.0"
             assert a.worker_deployment_name == name
             assert a.worker_version.build_id == "2.0"
+
+
+@pytest.mark.timeout(120)
+async def test_a_pinned_override_set_on_a_running_workflow_keeps_it_on_its_version(
+    client: Client, task_queue: str, new_id
+) -> None:
+    name = f"dep-{uuid.uuid4().hex[:8]}"
+    v1 = WorkerDeploymentVersion(deployment_name=name, build_id="1.0")
+    v2 = WorkerDeploymentVersion(deployment_name=name, build_id="2.0")
+    async with (
+        worker(client, task_queue, workflows=[AutoUpgradeV1], deployment_config=_config(v1)),
+        worker(client, task_queue, workflows=[PinnedV2], deployment_config=_config(v2)),
+    ):
+        await _registered(client, v1)
+        token = (await _registered(client, v2)).conflict_token
+        token = await _set_current(client, v1, token)
+        handle = await client.start_workflow("Versioned", id=new_id(), task_queue=task_queue)
+
+        async def on_v1() -> bool:
+            d = await handle.describe()
+            vi = d.raw_description.workflow_execution_info.versioning_info
+            return vi.deployment_version.build_id == "1.0"
+
+        await wait_until(on_v1, timeout=20, what="run on 1.0")
+        pinned = VersioningOverride(
+            pinned=VersioningOverride.PinnedOverride(
+                behavior=VersioningOverride.PinnedOverrideBehavior.PINNED_OVERRIDE_BEHAVIOR_PINNED,
+                version={"deployment_name": name, "build_id": "1.0"},
+            )
+        )
+        answer = await client.workflow_service.update_workflow_execution_options(
+            UpdateWorkflowExecutionOptionsRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=handle.id),
+                workflow_execution_options=WorkflowExecutionOptions(versioning_override=pinned),
+                update_mask=FieldMask(paths=["versioning_override"]),
+            )
+        )
+        assert answer.workflow_execution_options.versioning_override.pinned.version.build_id == "1.0"
+        desc = await handle.describe()
+        vi = desc.raw_description.workflow_execution_info.versioning_info
+        assert vi.versioning_override.pinned.version.build_id == "1.0"
+
+        # The auto-upgrade run would move to 2.0; the override keeps it on 1.0.
+        await _set_current(client, v2, token)
+        await handle.signal("finish")
+        assert await result_within(handle, 20) == "v1"
+        types = [e.event_type for e in await history_events(handle)]
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED in types

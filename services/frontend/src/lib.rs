@@ -971,6 +971,25 @@ impl WorkflowService for Frontend {
             .await
     }
 
+    async fn update_workflow_execution_options(
+        &self,
+        r: Request<ws::UpdateWorkflowExecutionOptionsRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionOptionsResponse>, Status> {
+        let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
+        check_execution(&r.workflow_execution)?;
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .update_workflow_execution_options(Request::new(
+                internal::UpdateWorkflowExecutionOptionsRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
+            .await
+    }
+
     async fn pause_activity(
         &self,
         r: Request<ws::PauseActivityRequest>,

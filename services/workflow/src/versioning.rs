@@ -21,7 +21,10 @@ use temper_proto::temporal::api::workflow::v1::{
     VersioningOverride, WorkflowExecutionVersioningInfo,
 };
 
-use crate::pb;
+use crate::events::At;
+use crate::{Txn, WorkflowError, pb};
+use temper_proto::temporal::api::history::v1::WorkflowExecutionOptionsUpdatedEventAttributes;
+use temper_proto::temporal::api::workflow::v1::WorkflowExecutionOptions;
 
 /// `deployment.build`, the deprecated string form of a version.
 fn canonical(v: &WorkerDeploymentVersion) -> String {
@@ -190,6 +193,10 @@ pub(crate) fn apply_completed(
         .and_then(|v| v.versioning_override.clone());
     info.inherited_pinned_version = None;
     info.use_ramping_version = false;
+    #[allow(deprecated)]
+    if a.worker_version.is_some() {
+        info.most_recent_worker_version_stamp = a.worker_version.clone();
+    }
     let versioned = a.deployment_version.is_some();
     if !versioned && over.is_none() {
         info.versioning_info = None;
@@ -253,6 +260,84 @@ pub fn carried_over(
         _ => None,
     };
     (over, pinned, initial_behavior)
+}
+
+/// UpdateWorkflowExecutionOptions: set or unset the run's versioning override (the one path
+/// of `update_mask` supported). Writes WorkflowExecutionOptionsUpdated when the override
+/// changes; returns the run's options.
+pub fn update_options(
+    txn: &mut Txn<'_>,
+    options: Option<&WorkflowExecutionOptions>,
+    paths: &[String],
+    identity: &str,
+) -> Result<WorkflowExecutionOptions, WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::AlreadyCompleted);
+    }
+    if paths.is_empty() {
+        return Err(WorkflowError::InvalidArgument(
+            "UpdateMask is required".into(),
+        ));
+    }
+    if let Some(p) = paths.iter().find(|p| p.as_str() != "versioning_override") {
+        return Err(WorkflowError::InvalidArgument(format!(
+            "error parsing UpdateMask: path {p} not supported"
+        )));
+    }
+    let wanted = options.and_then(|o| o.versioning_override.clone());
+    if let Some(o) = &wanted {
+        let pinned_named = override_pinned(o).is_some_and(|v| !v.build_id.is_empty());
+        #[allow(deprecated)]
+        let old_auto =
+            o.r#override.is_none() && o.behavior == VersioningBehavior::AutoUpgrade as i32;
+        let auto = matches!(o.r#override, Some(Override::AutoUpgrade(true))) || old_auto;
+        if !pinned_named && !auto {
+            return Err(WorkflowError::InvalidArgument(
+                "versioning override must be pinned to a version or auto-upgrade".into(),
+            ));
+        }
+    }
+    let current = txn
+        .info()
+        .versioning_info
+        .as_ref()
+        .and_then(|v| v.versioning_override.clone());
+    if current != wanted {
+        txn.write_external_applied(
+            WorkflowExecutionOptionsUpdatedEventAttributes {
+                unset_versioning_override: wanted.is_none(),
+                versioning_override: wanted.clone(),
+                identity: identity.to_owned(),
+                ..Default::default()
+            },
+            apply_options_updated,
+        );
+    }
+    Ok(WorkflowExecutionOptions {
+        versioning_override: wanted,
+        ..Default::default()
+    })
+}
+
+/// WorkflowExecutionOptionsUpdated.
+pub(crate) fn apply_options_updated(
+    ms: &mut pb::MutableState,
+    _: At,
+    a: &WorkflowExecutionOptionsUpdatedEventAttributes,
+) {
+    let info = crate::state::info_mut(ms);
+    if a.unset_versioning_override {
+        if let Some(vi) = info.versioning_info.as_mut() {
+            vi.versioning_override = None;
+            if vi.behavior == 0 && vi.deployment_version.is_none() {
+                info.versioning_info = None;
+            }
+        }
+    } else if let Some(o) = &a.versioning_override {
+        info.versioning_info
+            .get_or_insert_with(Default::default)
+            .versioning_override = Some(o.clone());
+    }
 }
 
 /// DescribeWorkflowExecution's versioning_info.
@@ -331,6 +416,38 @@ mod tests {
         apply_started(&mut info, Some(&auto), None, 0);
         apply_completed(&mut info, &completed(VersioningBehavior::Pinned, Some("1")));
         assert_eq!(directive(&info).pinned, None);
+    }
+
+    #[test]
+    fn options_updated_sets_and_unsets_the_override() {
+        let mut ms = pb::MutableState {
+            execution_info: Some(pb::ExecutionInfo::default()),
+            ..Default::default()
+        };
+        let at = At {
+            id: 5,
+            time: Default::default(),
+        };
+        let o = VersioningOverride {
+            r#override: Some(Override::AutoUpgrade(true)),
+            ..Default::default()
+        };
+        let set = WorkflowExecutionOptionsUpdatedEventAttributes {
+            versioning_override: Some(o.clone()),
+            ..Default::default()
+        };
+        apply_options_updated(&mut ms, at, &set);
+        let info = ms.execution_info.clone().expect("info");
+        assert_eq!(
+            info.versioning_info.and_then(|v| v.versioning_override),
+            Some(o)
+        );
+        let unset = WorkflowExecutionOptionsUpdatedEventAttributes {
+            unset_versioning_override: true,
+            ..Default::default()
+        };
+        apply_options_updated(&mut ms, at, &unset);
+        assert_eq!(ms.execution_info.expect("info").versioning_info, None);
     }
 
     #[test]

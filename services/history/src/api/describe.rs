@@ -184,6 +184,8 @@ pub(crate) async fn describe(
             auto_reset_points: info.auto_reset_points.clone(),
             priority: info.priority.clone(),
             versioning_info: temper_workflow::versioning::describe(&info),
+            #[allow(deprecated)]
+            most_recent_worker_version_stamp: info.most_recent_worker_version_stamp.clone(),
             worker_deployment_name: info
                 .versioning_info
                 .as_ref()
