@@ -8,10 +8,11 @@ use temper_proto::persistence::v1::{WorkerDeploymentRecord, WorkerDeploymentVers
 use temper_proto::temporal::api::deployment::v1::worker_deployment_info::WorkerDeploymentVersionSummary;
 use temper_proto::temporal::api::deployment::v1::worker_deployment_version_info::VersionTaskQueueInfo;
 use temper_proto::temporal::api::deployment::v1::{
-    RoutingConfig, WorkerDeploymentInfo, WorkerDeploymentVersion, WorkerDeploymentVersionInfo,
+    RoutingConfig, VersionDrainageInfo, WorkerDeploymentInfo, WorkerDeploymentVersion,
+    WorkerDeploymentVersionInfo,
 };
 use temper_proto::temporal::api::enums::v1::{
-    RoutingConfigUpdateState, WorkerDeploymentVersionStatus as Status,
+    RoutingConfigUpdateState, VersionDrainageStatus, WorkerDeploymentVersionStatus as Status,
 };
 use temper_proto::temporal::api::workflowservice::v1::describe_worker_deployment_version_response::VersionTaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::list_worker_deployments_response::WorkerDeploymentSummary;
@@ -282,6 +283,7 @@ impl DeploymentSet {
             last_current_time: v.last_current_time,
             last_deactivation_time: v.last_deactivation_time,
             ramp_percentage: v.ramp_percentage,
+            drainage_info: v.drainage_info,
             task_queue_infos: v.task_queues.clone(),
             ..Default::default()
         };
@@ -335,6 +337,11 @@ impl DeploymentSet {
                     clear_ramp(&mut routing, now);
                 }
                 if let Some(v) = d.versions.iter_mut().find(|v| v.build_id == t.build_id) {
+                    v.drainage_info = Some(VersionDrainageInfo {
+                        status: 0,
+                        last_changed_time: Some(now),
+                        last_checked_time: Some(now),
+                    });
                     v.status = Status::Current as i32;
                     v.current_since_time = Some(now);
                     v.last_current_time = Some(now);
@@ -508,8 +515,8 @@ impl DeploymentSet {
     }
 
     /// Where a task of workflow `workflow_id` on `task_queue` (a `TaskQueueType`) goes: a
-    /// version, or `None` for unversioned workers. A pinned run goes to its version; any
-    /// other to the current version of the deployment whose workers poll the queue, or to
+    /// version, or `None` for unversioned workers. A pinned run goes to its version when that
+    /// version polls the queue; any other to the current version of the deployment whose workers poll the queue, or to
     /// its ramping version when the run's [`ramp_bucket`] is below the ramp (or the directive
     /// asks for the ramping version).
     pub fn route(
@@ -519,7 +526,16 @@ impl DeploymentSet {
         directive: Option<&VersionDirective>,
         workflow_id: &str,
     ) -> Option<WorkerDeploymentVersion> {
-        if let Some(pinned) = directive.and_then(|d| d.pinned.clone()) {
+        // A pinned run's tasks go to its version where that version's workers poll the queue
+        // (an activity on a queue of another fleet follows that queue's routing instead).
+        if let Some(pinned) = directive.and_then(|d| d.pinned.clone())
+            && self.is_registered(
+                &pinned.deployment_name,
+                &pinned.build_id,
+                task_queue,
+                task_type,
+            )
+        {
             return Some(pinned);
         }
         let routing = self.routing_of(task_queue, task_type)?;
@@ -582,6 +598,11 @@ fn clear_ramp(routing: &mut RoutingConfig, now: Timestamp) {
 /// A version stops being current or ramping: it drains its pinned runs.
 fn deactivate(d: &mut WorkerDeploymentRecord, build_id: &str, now: Timestamp) {
     if let Some(v) = d.versions.iter_mut().find(|v| v.build_id == build_id) {
+        v.drainage_info = Some(VersionDrainageInfo {
+            status: VersionDrainageStatus::Draining as i32,
+            last_changed_time: Some(now),
+            last_checked_time: Some(now),
+        });
         v.status = Status::Draining as i32;
         v.current_since_time = None;
         v.ramping_since_time = None;
@@ -607,6 +628,12 @@ fn summary(
         first_activation_time: v.first_activation_time,
         last_current_time: v.last_current_time,
         last_deactivation_time: v.last_deactivation_time,
+        drainage_status: v
+            .drainage_info
+            .as_ref()
+            .map(|i| i.status)
+            .unwrap_or_default(),
+        drainage_info: v.drainage_info,
         ..Default::default()
     }
 }

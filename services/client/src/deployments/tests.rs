@@ -103,6 +103,18 @@ fn set_current_checks_the_token_and_the_version_and_bumps_the_token_once() {
         .expect("info");
     let status: Vec<_> = info.version_summaries.iter().map(|s| s.status).collect();
     assert_eq!(status, [S::Draining as i32, S::Current as i32]);
+    let drainage: Vec<_> = info
+        .version_summaries
+        .iter()
+        .map(|s| s.drainage_status)
+        .collect();
+    assert_eq!(
+        drainage,
+        [
+            temper_proto::temporal::api::enums::v1::VersionDrainageStatus::Draining as i32,
+            0
+        ]
+    );
 }
 
 #[test]
@@ -155,6 +167,8 @@ fn routing_pinned_current_and_ramp_by_workflow_id() {
         ..Default::default()
     };
     assert_eq!(set.route("tq", WF, Some(&pinned), "wf"), Some(v("2.0")));
+    // A queue the pinned version does not poll follows that queue's routing.
+    assert_eq!(set.route("other-queue", WF, Some(&pinned), "wf"), None);
 
     set.set_ramping("dep", Some("2.0"), 100.0, &[], "", at(6))
         .expect("ramp");
