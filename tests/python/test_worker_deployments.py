@@ -8,11 +8,13 @@ import uuid
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio import workflow
-from temporalio.api.enums.v1 import VersioningBehavior as ApiBehavior
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, WorkerDeploymentVersionStatus
+from temporalio.api.enums.v1 import VersioningBehavior as ApiBehavior
+from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
     DescribeWorkerDeploymentRequest,
     DescribeWorkerDeploymentResponse,
     DescribeWorkerDeploymentVersionRequest,
@@ -102,9 +104,7 @@ async def _registered(
     return await wait_until(check, timeout=20, what=f"version {version} registered")
 
 
-async def _set_current(
-    client: Client, version: WorkerDeploymentVersion, token: bytes
-) -> bytes:
+async def _set_current(client: Client, version: WorkerDeploymentVersion, token: bytes) -> bytes:
     r = await client.workflow_service.set_worker_deployment_current_version(
         SetWorkerDeploymentCurrentVersionRequest(
             namespace=client.namespace,
@@ -170,6 +170,14 @@ async def test_routing_calls_check_tokens_and_versions(client: Client, task_queu
         )
         queues = {(q.name, q.type) for q in version.version_task_queues}
         assert (task_queue, 1) in queues  # TASK_QUEUE_TYPE_WORKFLOW
+
+        # DescribeTaskQueue lists versioned pollers with their deployment options.
+        described_queue = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=task_queue)
+            )
+        )
+        assert "1.0" in {p.deployment_options.build_id for p in described_queue.pollers}
 
 
 @pytest.mark.timeout(120)
@@ -265,7 +273,9 @@ async def test_a_pinned_override_set_on_a_running_workflow_keeps_it_on_its_versi
                 update_mask=FieldMask(paths=["versioning_override"]),
             )
         )
-        assert answer.workflow_execution_options.versioning_override.pinned.version.build_id == "1.0"
+        assert (
+            answer.workflow_execution_options.versioning_override.pinned.version.build_id == "1.0"
+        )
         desc = await handle.describe()
         vi = desc.raw_description.workflow_execution_info.versioning_info
         assert vi.versioning_override.pinned.version.build_id == "1.0"
