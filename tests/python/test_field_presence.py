@@ -27,11 +27,6 @@ KNOWN_DIFFERENCES: list[tuple[str, str, str]] = [
     ),
     (
         r".*",
-        r".*worker_version(\.build_id)?|.*most_recent_worker_version_stamp(\.build_id)?",
-        "worker build ids on events and describe come with worker versioning, not built yet",
-    ),
-    (
-        r".*",
         r".*auto_reset_points\.points\[\]\.(build_id|binary_checksum)",
         "reset points are keyed by the binary checksum the SDK sends; Temporal keys them by build id",
     ),

@@ -159,6 +159,8 @@ routed! {
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
     terminate_workflow_execution(internal::TerminateWorkflowExecutionRequest) -> ws::TerminateWorkflowExecutionResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
+    update_workflow_execution_options(internal::UpdateWorkflowExecutionOptionsRequest) -> ws::UpdateWorkflowExecutionOptionsResponse,
+        |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
     pause_activity(internal::PauseActivityRequest) -> ws::PauseActivityResponse,
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.execution.as_ref()));
     unpause_activity(internal::UnpauseActivityRequest) -> ws::UnpauseActivityResponse,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod deployments;
 pub mod history_router;
 pub mod matching_router;
 pub mod routing;

@@ -256,3 +256,15 @@ pub fn multi_operation_failure(message: &str, operations: Vec<Option<Status>>) -
         &MultiOperationExecutionFailure { statuses },
     )
 }
+
+/// A refused worker deployment call, with the codes Temporal answers: an unknown deployment
+/// or version is NOT_FOUND, a stale conflict token FAILED_PRECONDITION.
+pub fn deployment_status(e: crate::deployments::DeploymentError) -> Status {
+    use crate::deployments::DeploymentError as E;
+    let message = e.to_string();
+    match e {
+        E::NotFound(_) => Status::not_found(message),
+        E::ConflictToken | E::FailedPrecondition(_) => Status::failed_precondition(message),
+        E::InvalidArgument(_) => Status::invalid_argument(message),
+    }
+}

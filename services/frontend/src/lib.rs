@@ -2,6 +2,7 @@
 //! validated here, namespaces resolved to ids, and the work routed to history or matching.
 
 mod batch;
+mod deployments;
 mod errors;
 mod list;
 pub mod metrics;
@@ -65,6 +66,9 @@ pub struct Frontend {
     matching: MatchingClient,
     visibility: Arc<dyn temper_persistence::VisibilityStore>,
     batcher: Arc<Batcher>,
+    /// Worker deployments, shared with this process's matching engine; unset: the
+    /// deployment calls answer UNIMPLEMENTED.
+    deployments: std::sync::OnceLock<Arc<temper_client::deployments::DeploymentRegistry>>,
 }
 
 impl Frontend {
@@ -89,6 +93,15 @@ impl Frontend {
             matching,
             visibility,
             batcher,
+            deployments: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Serve the worker deployment calls from `registry` (the one this process's matching
+    /// engine routes by). Set once.
+    pub fn set_deployments(&self, registry: Arc<temper_client::deployments::DeploymentRegistry>) {
+        if self.deployments.set(registry).is_err() {
+            tracing::warn!("frontend deployment registry already set; ignoring the new one");
         }
     }
 
@@ -210,6 +223,65 @@ fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal:
 
 #[tonic::async_trait]
 impl WorkflowService for Frontend {
+    async fn describe_worker_deployment(
+        &self,
+        r: Request<ws::DescribeWorkerDeploymentRequest>,
+    ) -> Result<Response<ws::DescribeWorkerDeploymentResponse>, Status> {
+        Ok(Response::new(
+            self.describe_deployment(r.into_inner()).await?,
+        ))
+    }
+
+    async fn list_worker_deployments(
+        &self,
+        r: Request<ws::ListWorkerDeploymentsRequest>,
+    ) -> Result<Response<ws::ListWorkerDeploymentsResponse>, Status> {
+        Ok(Response::new(self.list_deployments(r.into_inner()).await?))
+    }
+
+    async fn describe_worker_deployment_version(
+        &self,
+        r: Request<ws::DescribeWorkerDeploymentVersionRequest>,
+    ) -> Result<Response<ws::DescribeWorkerDeploymentVersionResponse>, Status> {
+        Ok(Response::new(
+            self.describe_deployment_version(r.into_inner()).await?,
+        ))
+    }
+
+    async fn set_worker_deployment_current_version(
+        &self,
+        r: Request<ws::SetWorkerDeploymentCurrentVersionRequest>,
+    ) -> Result<Response<ws::SetWorkerDeploymentCurrentVersionResponse>, Status> {
+        Ok(Response::new(
+            self.set_current_version(r.into_inner()).await?,
+        ))
+    }
+
+    async fn set_worker_deployment_ramping_version(
+        &self,
+        r: Request<ws::SetWorkerDeploymentRampingVersionRequest>,
+    ) -> Result<Response<ws::SetWorkerDeploymentRampingVersionResponse>, Status> {
+        Ok(Response::new(
+            self.set_ramping_version(r.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_worker_deployment_version(
+        &self,
+        r: Request<ws::DeleteWorkerDeploymentVersionRequest>,
+    ) -> Result<Response<ws::DeleteWorkerDeploymentVersionResponse>, Status> {
+        Ok(Response::new(
+            self.delete_deployment_version(r.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_worker_deployment(
+        &self,
+        r: Request<ws::DeleteWorkerDeploymentRequest>,
+    ) -> Result<Response<ws::DeleteWorkerDeploymentResponse>, Status> {
+        Ok(Response::new(self.delete_deployment(r.into_inner()).await?))
+    }
+
     async fn get_system_info(
         &self,
         _r: Request<ws::GetSystemInfoRequest>,
@@ -224,6 +296,9 @@ impl WorkflowService for Frontend {
                 signal_and_query_header: true,
                 // Both stores answer Count ... GROUP BY ExecutionStatus.
                 count_group_by_execution_status: true,
+                // Workers then stamp their build id on polls and completions, which the
+                // events record (worker versioning).
+                build_id_based_versioning: true,
                 ..Default::default()
             }),
         }))
@@ -908,6 +983,25 @@ impl WorkflowService for Frontend {
                 namespace_id,
                 request: Some(r),
             }))
+            .await
+    }
+
+    async fn update_workflow_execution_options(
+        &self,
+        r: Request<ws::UpdateWorkflowExecutionOptionsRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionOptionsResponse>, Status> {
+        let r = r.into_inner();
+        rpc_span::execution(r.workflow_execution.as_ref());
+        check_execution(&r.workflow_execution)?;
+        check_identity(&r.identity)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        self.history
+            .update_workflow_execution_options(Request::new(
+                internal::UpdateWorkflowExecutionOptionsRequest {
+                    namespace_id,
+                    request: Some(r),
+                },
+            ))
             .await
     }
 

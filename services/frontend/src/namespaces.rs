@@ -141,6 +141,7 @@ impl Namespaces {
             failover_version: 0,
             is_global_namespace: false,
             search_attributes: Default::default(),
+            worker_deployments: Vec::new(),
         }
     }
 

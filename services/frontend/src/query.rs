@@ -109,6 +109,7 @@ impl Frontend {
     ) -> Result<internal::QueryWorkflowResponse, Status> {
         let matching = &self.matching;
         temper_client::call!(matching => query_workflow(internal::QueryWorkflowRequest {
+            directive: prepared.directive,
             namespace_id: namespace_id.to_owned(),
             task_queue: prepared.task_queue,
             task: prepared.task,

@@ -456,6 +456,17 @@ impl temper_client::HistoryService for HistoryEngine {
         ))
     }
 
+    async fn update_workflow_execution_options(
+        &self,
+        request: Request<internal::UpdateWorkflowExecutionOptionsRequest>,
+    ) -> Result<Response<ws::UpdateWorkflowExecutionOptionsResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::control::update_options(self, &ns, required(r.request)?).await?,
+        ))
+    }
+
     async fn reset_sticky_task_queue(
         &self,
         request: Request<internal::ResetStickyTaskQueueRequest>,

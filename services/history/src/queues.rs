@@ -393,6 +393,10 @@ async fn process_transfer(
                 scheduled_event_id: task.scheduled_event_id,
                 schedule_to_start_timeout: task.schedule_to_start_timeout,
                 attempt: task.attempt,
+                directive: ms
+                    .execution_info
+                    .as_ref()
+                    .map(temper_workflow::versioning::directive),
             };
             match matching.add_workflow_task(tonic::Request::new(req)).await {
                 Ok(_) => Ok(()),
@@ -429,6 +433,10 @@ async fn process_transfer(
                 scheduled_event_id: task.scheduled_event_id,
                 schedule_to_start_timeout: task.schedule_to_start_timeout,
                 attempt: task.attempt,
+                directive: ms
+                    .execution_info
+                    .as_ref()
+                    .map(temper_workflow::versioning::directive),
             };
             matching
                 .add_activity_task(tonic::Request::new(req))

@@ -136,6 +136,7 @@ pub(crate) fn dispatch_speculative(
             scheduled_event_id: wt.scheduled_event_id,
             schedule_to_start_timeout,
             attempt: wt.attempt,
+            directive: Some(temper_workflow::versioning::directive(&info)),
         };
     let owner = shard;
     let shard = shard.clone();

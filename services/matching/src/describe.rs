@@ -113,9 +113,12 @@ impl Core {
                     } else {
                         self.loaded(&key)
                     };
+                    if request.report_pollers {
+                        info.pollers = self.version_pollers(&key);
+                    }
                     if let Some(queue) = queue {
                         if request.report_pollers {
-                            info.pollers = queue.pollers();
+                            merge_pollers(&mut info.pollers, queue.pollers());
                         }
                         if request.report_stats {
                             info.stats = Some(queue.stats());
@@ -177,6 +180,7 @@ impl Core {
                 response.stats = Some(queue.stats());
             }
         }
+        merge_pollers(&mut response.pollers, self.version_pollers(&key));
         if want_status {
             let status = queue.map(|q| q.status()).unwrap_or(TaskQueueStatus {
                 rate_per_second: DEFAULT_TASK_DISPATCH_RPS,
@@ -188,6 +192,20 @@ impl Core {
             }
         }
         Ok(response)
+    }
+}
+
+impl Core {
+    /// The pollers of a partition's worker deployment versions (their own queues beside
+    /// the unversioned one; see `crate::versioning`).
+    fn version_pollers(&self, key: &QueueKey) -> Vec<PollerInfo> {
+        let mut pollers = Vec::new();
+        let versions =
+            self.loaded_where(|k| !k.version.is_empty() && k.with_version(String::new()) == *key);
+        for queue in versions {
+            merge_pollers(&mut pollers, queue.pollers());
+        }
+        pollers
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct Core {
     pub(crate) forwarder: OnceLock<MatchingClient>,
     /// Which partitions this node may serve (the matching ring's answer); unset: all.
     pub(crate) ownership: OnceLock<Ownership>,
+    /// Worker deployments (worker versioning); unset: every task goes to unversioned workers.
+    pub(crate) deployments: OnceLock<Arc<temper_client::deployments::DeploymentRegistry>>,
     /// This core, for background work and forwarding to itself.
     pub(crate) me: Weak<Core>,
 }
@@ -108,6 +110,7 @@ impl Core {
             queries: PendingQueries::default(),
             forwarder: OnceLock::new(),
             ownership: OnceLock::new(),
+            deployments: OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -304,7 +307,15 @@ impl Core {
             }
             let queue = match key.kind {
                 QueueKind::Sticky => match self.loaded(&key) {
-                    Some(q) if q.has_live_poller(Instant::now()) => q,
+                    Some(q) if q.has_live_poller(Instant::now()) => {
+                        self.sticky_refuses(
+                            &q,
+                            info.directive.as_deref(),
+                            &info.execution.workflow_id,
+                        )
+                        .await?;
+                        q
+                    }
                     _ => return Err(status::sticky_worker_unavailable(&key.name)),
                 },
                 QueueKind::Normal => self.queue(&key).await?,
@@ -478,7 +489,15 @@ impl Core {
         let history = &self.history;
         match &poll.request {
             PollRequest::Workflow(request) => {
+                let target = self
+                    .unpinned_target(
+                        &poll.key,
+                        info.directive.as_deref(),
+                        &info.execution.workflow_id,
+                    )
+                    .await;
                 let req = RecordWorkflowTaskStartedRequest {
+                    target_deployment_version: target,
                     namespace_id: info.namespace_id.clone(),
                     execution: Some(info.execution.clone()),
                     scheduled_event_id: info.scheduled_event_id,

@@ -131,9 +131,15 @@ impl Core {
         let now = self.clock().now();
         let task_queue = Some(root_ref(key));
         let schedule_to_start_timeout = time_left(info, now);
+        // The root puts the task in the version queue this partition routed it to.
+        let directive = Some(temper_proto::internal::v1::VersionDirective {
+            pinned: crate::versioning::tag_version(&key.version),
+            ..info.directive.as_deref().cloned().unwrap_or_default()
+        });
         match key.task_type {
             QueueType::Workflow => {
                 let req = AddWorkflowTaskRequest {
+                    directive: directive.clone(),
                     namespace_id: info.namespace_id.clone(),
                     execution: Some(info.execution.clone()),
                     task_queue,
@@ -147,6 +153,7 @@ impl Core {
             }
             QueueType::Activity => {
                 let req = AddActivityTaskRequest {
+                    directive,
                     namespace_id: info.namespace_id.clone(),
                     execution: Some(info.execution.clone()),
                     task_queue,

@@ -64,6 +64,15 @@ impl MatchingEngine {
         }
     }
 
+    /// Route tasks by worker deployment version with `registry` (shared with this process's
+    /// frontend) and register versioned pollers' versions in it. Unset, every task goes to
+    /// unversioned workers. Set once, before serving.
+    pub fn set_deployments(&self, registry: Arc<temper_client::deployments::DeploymentRegistry>) {
+        if self.core.deployments.set(registry).is_err() {
+            tracing::warn!("matching deployment registry already set; ignoring the new one");
+        }
+    }
+
     /// Serve only the partitions `owns` accepts (in a cluster: those the matching ring gives
     /// this node). A call for another partition, or a poll woken because this node lost a
     /// partition's lease, answers `Unavailable` so its caller asks the owner, and a stale

@@ -59,6 +59,10 @@ pub struct QueueKey {
     pub kind: QueueKind,
     /// 0 (the root) to the queue's partition count - 1; always 0 for sticky queues.
     pub partition: u32,
+    /// The worker deployment version whose workers this partition serves (worker
+    /// versioning; [`crate::versioning::version_tag`]); empty: unversioned workers. Each
+    /// version has its own backlog, on the node of the unversioned partition.
+    pub version: String,
 }
 
 impl QueueKey {
@@ -80,6 +84,7 @@ impl QueueKey {
             task_type,
             kind,
             partition,
+            version: String::new(),
         }
     }
 
@@ -126,6 +131,15 @@ impl QueueKey {
             task_type,
             kind,
             partition: 0,
+            version: String::new(),
+        }
+    }
+
+    /// The same partition, for the workers of a version (`""`: unversioned workers).
+    pub fn with_version(&self, version: String) -> Self {
+        Self {
+            version,
+            ..self.clone()
         }
     }
 
@@ -133,7 +147,11 @@ impl QueueKey {
     pub fn store_key(&self) -> TaskQueueKey {
         TaskQueueKey {
             namespace_id: self.namespace_id.clone(),
-            name: self.name.clone(),
+            name: if self.version.is_empty() {
+                self.name.clone()
+            } else {
+                format!("{}\u{1e}{}", self.name, self.version)
+            },
             task_type: self.task_type.as_i32(),
             partition: self.partition,
         }
@@ -146,7 +164,11 @@ impl std::fmt::Display for QueueKey {
             f,
             "{}/{}/{:?}/{:?}/{}",
             self.namespace_id, self.name, self.task_type, self.kind, self.partition
-        )
+        )?;
+        if !self.version.is_empty() {
+            write!(f, "@{}", self.version.replace('\u{1f}', ":"))?;
+        }
+        Ok(())
     }
 }
 

@@ -41,6 +41,7 @@ mod queue;
 mod rate;
 mod service;
 mod task;
+mod versioning;
 
 #[cfg(test)]
 mod tests;

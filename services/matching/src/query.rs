@@ -128,8 +128,20 @@ impl Core {
         let ns = temper_types::NamespaceId(req.namespace_id.clone());
         let kind = QueueKind::from_i32(tq.kind);
         let key = QueueKey::from_name(ns, &tq.name, QueueType::Workflow, kind);
+        let key = self
+            .route_task(
+                key,
+                req.directive.as_ref(),
+                &execution.workflow_id,
+                forwarded,
+            )
+            .await?;
         if key.is_child() && !forwarded {
             let req = QueryWorkflowRequest {
+                directive: Some(temper_proto::internal::v1::VersionDirective {
+                    pinned: crate::versioning::tag_version(&key.version),
+                    ..req.directive.clone().unwrap_or_default()
+                }),
                 task_queue: Some(tq),
                 task: Some(response),
                 ..req
@@ -171,6 +183,7 @@ impl Core {
                 attempt: 1,
                 create_time: self.clock().now(),
                 expiry_time: None,
+                directive: req.directive.clone().map(Box::new),
             },
             origin: Origin::Query(Box::new(QueryOffer {
                 response,

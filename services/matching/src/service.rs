@@ -9,7 +9,7 @@ use temper_proto::internal::v1::{
     AddWorkflowTaskResponse, DescribeTaskQueueRequest, PollActivityTaskQueueRequest,
     PollWorkflowTaskQueueRequest, QueryWorkflowRequest, QueryWorkflowResponse,
     RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse, ShutdownWorkerRequest,
-    ShutdownWorkerResponse,
+    ShutdownWorkerResponse, VersionDirective,
 };
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
@@ -65,6 +65,7 @@ impl Core {
         scheduled_event_id: i64,
         attempt: i32,
         schedule_to_start: Option<&wkt::Duration>,
+        directive: Option<VersionDirective>,
     ) -> TaskInfo {
         let now = self.clock().now();
         TaskInfo {
@@ -74,6 +75,7 @@ impl Core {
             attempt,
             create_time: now,
             expiry_time: positive_duration(schedule_to_start).and_then(|d| now.checked_add(d)),
+            directive: directive.map(Box::new),
         }
     }
 
@@ -161,7 +163,16 @@ impl MatchingService for Core {
             req.scheduled_event_id,
             req.attempt,
             req.schedule_to_start_timeout.as_ref(),
+            req.directive.clone(),
         );
+        let key = self
+            .route_task(
+                key,
+                req.directive.as_ref(),
+                &execution.workflow_id,
+                forwarded,
+            )
+            .await?;
         self.add_task(key, info, forwarded).await?;
         Ok(Response::new(AddWorkflowTaskResponse {}))
     }
@@ -183,7 +194,16 @@ impl MatchingService for Core {
             req.scheduled_event_id,
             req.attempt,
             req.schedule_to_start_timeout.as_ref(),
+            req.directive.clone(),
         );
+        let key = self
+            .route_task(
+                key,
+                req.directive.as_ref(),
+                &execution.workflow_id,
+                forwarded,
+            )
+            .await?;
         self.add_task(key, info, forwarded).await?;
         Ok(Response::new(AddActivityTaskResponse {}))
     }
@@ -206,6 +226,7 @@ impl MatchingService for Core {
             QueueType::Workflow,
             QueueKind::from_i32(tq.kind),
         );
+        let key = self.poll_key(key, poll.deployment_options.as_ref()).await?;
         let poller = PollerSeen {
             identity: poll.identity.clone(),
             max_tasks_per_second: None,
@@ -240,6 +261,7 @@ impl MatchingService for Core {
             .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
         let tq = task_queue(poll.task_queue.as_ref())?;
         let key = QueueKey::from_name(ns, &tq.name, QueueType::Activity, QueueKind::Normal);
+        let key = self.poll_key(key, poll.deployment_options.as_ref()).await?;
         let poller = PollerSeen {
             identity: poll.identity.clone(),
             max_tasks_per_second: poll

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
+use temper_proto::internal::v1::VersionDirective;
 use temper_proto::persistence::v1::MatchingTask;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::workflowservice::v1::PollWorkflowTaskQueueResponse;
@@ -23,6 +24,9 @@ pub(crate) struct TaskInfo {
     pub create_time: SystemTime,
     /// When the schedule-to-start timeout runs out; `None`: never.
     pub expiry_time: Option<SystemTime>,
+    /// Where the run's tasks go (worker versioning). Not stored with a backlog task: the
+    /// version queue it waits in decided that already.
+    pub directive: Option<Box<VersionDirective>>,
 }
 
 impl TaskInfo {
@@ -65,6 +69,7 @@ impl TaskInfo {
             attempt: task.attempt,
             create_time,
             expiry_time,
+            directive: None,
         })
     }
 }
@@ -207,6 +212,7 @@ mod tests {
             attempt: 2,
             create_time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             expiry_time: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            directive: None,
         };
         assert_eq!(TaskInfo::decode(&info.encode()), Ok(info));
         assert!(TaskInfo::decode(b"\xff\xff\xff").is_err());

@@ -337,6 +337,18 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
     } else {
         None
     };
+    // One deployment registry per node, shared by its frontend and matching; other nodes see
+    // a routing change once their cached copy expires (PROPAGATION).
+    let deployments = Arc::new(temper_client::deployments::DeploymentRegistry::new(
+        persistence.namespaces.clone(),
+        clock.clone(),
+    ));
+    if let Some(m) = &matching {
+        m.set_deployments(deployments.clone());
+    }
+    if let Some(f) = &frontend {
+        f.set_deployments(deployments.clone());
+    }
     if let Some(f) = &frontend {
         // Unfinished batches carry on (docs/batch.md: in a cluster every frontend node
         // resumes them when it starts).

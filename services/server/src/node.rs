@@ -142,6 +142,14 @@ impl Node {
             matching_client,
             persistence.visibility.clone(),
         ));
+        // One deployment registry for the process: a routing change made through the
+        // frontend is what matching routes by at once.
+        let deployments = Arc::new(temper_client::deployments::DeploymentRegistry::new(
+            persistence.namespaces.clone(),
+            config.clock.clone(),
+        ));
+        matching.set_deployments(deployments.clone());
+        frontend.set_deployments(deployments);
         // Batches a previous run of this node left unfinished carry on.
         frontend.batcher().resume();
         Ok(Node {

@@ -336,6 +336,14 @@ pub fn record_started(
         .unwrap_or(ai))
 }
 
+/// The build id of the worker that started an activity's attempt, which the attempt's
+/// ActivityTaskStarted event records.
+pub fn note_started_build_id(txn: &mut Txn<'_>, scheduled_event_id: i64, build_id: &str) {
+    if let Some(ai) = txn.ms.activities.get_mut(&scheduled_event_id) {
+        ai.started_build_id = build_id.to_owned();
+    }
+}
+
 pub(crate) fn arm_heartbeat_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, from: SystemTime) {
     let Some(ai) = txn.ms.activities.get_mut(&scheduled_event_id) else {
         return;
@@ -371,6 +379,13 @@ fn write_end<A: Into<Attributes>>(
                 request_id: ai.start_request_id.clone(),
                 attempt: ai.attempt,
                 last_failure: ai.last_failure.clone(),
+                #[allow(deprecated)]
+                worker_version: (!ai.started_build_id.is_empty()).then(|| {
+                    temper_proto::temporal::api::common::v1::WorkerVersionStamp {
+                        build_id: ai.started_build_id.clone(),
+                        use_versioning: false,
+                    }
+                }),
                 ..Default::default()
             },
             apply_started,

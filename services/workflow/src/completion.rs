@@ -22,6 +22,8 @@ pub struct Completion<'a> {
     pub messages: &'a [temper_proto::temporal::api::protocol::v1::Message],
     /// The worker can take the same events again after a discarded speculative task.
     pub discard_speculative_with_events: bool,
+    /// The completing worker's build id, deployment and the behavior it reports.
+    pub worker: crate::versioning::CompletingWorker,
 }
 
 /// What came of a completion.

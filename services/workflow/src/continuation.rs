@@ -75,6 +75,8 @@ fn continued(
         execution_expiration_time: info.execution_expiration_time,
         backoff,
         auto_reset_points: None,
+        inherited_pinned_version: None,
+        initial_versioning_behavior: 0,
     }
 }
 
@@ -279,6 +281,11 @@ pub fn continue_as_new(
         a.last_completion_result.clone(),
     );
     carried.auto_reset_points = roll_over_reset_points(txn);
+    let (over, pinned, initial) =
+        crate::versioning::carried_over(txn.info(), a.initial_versioning_behavior);
+    req.versioning_override = over;
+    carried.inherited_pinned_version = pinned;
+    carried.initial_versioning_behavior = initial;
     let next = Next {
         continued: carried,
         request: req.clone(),

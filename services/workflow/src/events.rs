@@ -89,6 +89,9 @@ pub(crate) fn event_type_of(a: &Attributes) -> EventType {
         A::WorkflowExecutionUpdateCompletedEventAttributes(_) => {
             EventType::WorkflowExecutionUpdateCompleted
         }
+        A::WorkflowExecutionOptionsUpdatedEventAttributes(_) => {
+            EventType::WorkflowExecutionOptionsUpdated
+        }
         _ => EventType::Unspecified,
     }
 }
@@ -109,10 +112,17 @@ pub fn is_close_event(t: i32) -> bool {
 
 /// A new event without id (assigned when written).
 pub(crate) fn new_event(attrs: Attributes, now: &temper_proto::wkt::Timestamp) -> HistoryEvent {
+    // Events older SDKs do not know, which they may skip in replay (as the Temporal server
+    // marks them).
+    let worker_may_ignore = matches!(
+        attrs,
+        Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(_)
+    );
     HistoryEvent {
         event_type: event_type_of(&attrs) as i32,
         event_time: Some(*now),
         attributes: Some(attrs),
+        worker_may_ignore,
         ..Default::default()
     }
 }

@@ -45,6 +45,7 @@ pub mod transaction;
 pub mod update;
 #[cfg(test)]
 mod update_tests;
+pub mod versioning;
 pub mod workflow_task;
 
 pub use error::{BadCommand, WorkflowError};

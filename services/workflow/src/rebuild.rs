@@ -163,6 +163,9 @@ pub(crate) fn apply(ms: &mut pb::MutableState, at: At, attrs: &Attributes) {
             external::apply_cancel_failed(ms, at, a)
         }
         A::WorkflowExecutionUpdateAcceptedEventAttributes(a) => update::apply_accepted(ms, at, a),
+        A::WorkflowExecutionOptionsUpdatedEventAttributes(a) => {
+            crate::versioning::apply_options_updated(ms, at, a)
+        }
         A::WorkflowExecutionUpdateCompletedEventAttributes(a) => update::apply_completed(ms, at, a),
         A::WorkflowExecutionCompletedEventAttributes(_) => {
             close::apply_closed(ms, at, S::Completed)

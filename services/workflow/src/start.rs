@@ -164,6 +164,11 @@ pub struct Continued {
     /// Reset points a continue-as-new carries into the new run (Temporal's
     /// `prev_auto_reset_points`); none for a retry or cron run.
     pub auto_reset_points: Option<temper_proto::temporal::api::workflow::v1::ResetPoints>,
+    /// The pinned version a continue-as-new passes on (worker versioning).
+    pub inherited_pinned_version:
+        Option<temper_proto::temporal::api::deployment::v1::WorkerDeploymentVersion>,
+    /// The continue-as-new command's `initial_versioning_behavior`.
+    pub initial_versioning_behavior: i32,
 }
 
 /// Build the mutable state of a new run and its first events (started, workflow task
@@ -223,6 +228,7 @@ pub fn start_first_task_eagerly(
     let started = workflow_task::record_started(
         &mut txn,
         workflow_task::StartRequest {
+            poller: Default::default(),
             scheduled_event_id,
             request_id,
             identity,
@@ -344,6 +350,20 @@ pub fn new_execution_with_signal(
         root_workflow_execution: is_child.then(|| root.clone()),
         prev_auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
         priority: req.priority.clone(),
+        versioning_override: req.versioning_override.clone(),
+        inherited_pinned_version: continued.and_then(|c| c.inherited_pinned_version.clone()),
+        // Where a continue-as-new asked for the ramping version: the command's initial
+        // behavior, which Temporal carries in this field.
+        inherited_auto_upgrade_info: continued
+            .filter(|c| {
+                c.initial_versioning_behavior
+                    == temper_proto::temporal::api::enums::v1::ContinueAsNewVersioningBehavior::UseRampingVersion
+                        as i32
+            })
+            .map(|c| temper_proto::temporal::api::deployment::v1::InheritedAutoUpgradeInfo {
+                continue_as_new_initial_versioning_behavior: c.initial_versioning_behavior,
+                ..Default::default()
+            }),
         ..Default::default()
     };
     let mut ms = pb::MutableState {
@@ -484,6 +504,17 @@ pub(crate) fn apply_started(
         priority: a.priority.clone(),
         ..Default::default()
     });
+    if let Some(info) = ms.execution_info.as_mut() {
+        crate::versioning::apply_started(
+            info,
+            a.versioning_override.as_ref(),
+            a.inherited_pinned_version.as_ref(),
+            a.inherited_auto_upgrade_info
+                .as_ref()
+                .map(|i| i.continue_as_new_initial_versioning_behavior)
+                .unwrap_or_default(),
+        );
+    }
 }
 
 /// The backoff timer of a run's first workflow task fired.

@@ -99,6 +99,7 @@ impl Harness {
             record_started(
                 t,
                 StartRequest {
+                    poller: Default::default(),
                     scheduled_event_id: sched,
                     request_id: "poll",
                     identity: "w",
@@ -116,6 +117,7 @@ impl Harness {
                 t,
                 &wt,
                 Completion {
+                    worker: Default::default(),
                     commands: &commands,
                     identity: "w",
                     binary_checksum: "",
@@ -234,6 +236,7 @@ pub(crate) fn events_during_a_workflow_task_are_buffered_after_its_commands() {
             t,
             &wt,
             Completion {
+                worker: Default::default(),
                 commands: &[timer],
                 identity: "w",
                 binary_checksum: "",
@@ -301,6 +304,7 @@ pub(crate) fn close_with_unseen_events_is_rejected() {
             t,
             &wt,
             Completion {
+                worker: Default::default(),
                 commands: &[complete_cmd()],
                 identity: "w",
                 binary_checksum: "",

@@ -118,6 +118,7 @@ fn continue_as_new_carries_reset_points_that_expire_after_retention() {
             t,
             &wt,
             Completion {
+                worker: Default::default(),
                 commands: &commands,
                 identity: "w",
                 binary_checksum: "build-1",

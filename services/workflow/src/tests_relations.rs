@@ -165,6 +165,7 @@ pub(crate) fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_fl
             t,
             &wt,
             crate::completion::Completion {
+                worker: Default::default(),
                 commands: &[],
                 identity: "w",
                 binary_checksum: "",
@@ -374,6 +375,7 @@ pub(crate) fn continue_as_new_is_refused_while_new_events_wait() {
             t,
             &wt,
             crate::completion::Completion {
+                worker: Default::default(),
                 commands: &[can_cmd("x")],
                 identity: "w",
                 binary_checksum: "",

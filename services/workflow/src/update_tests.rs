@@ -143,6 +143,7 @@ impl Run {
                 update::record_workflow_task_started(
                     t,
                     StartRequest {
+                        poller: Default::default(),
                         scheduled_event_id: sched,
                         request_id: "poll",
                         identity: "w",
@@ -177,6 +178,7 @@ impl Run {
                 t,
                 &wt,
                 Completion {
+                    worker: Default::default(),
                     commands: &commands,
                     identity: "w",
                     binary_checksum: "",
@@ -766,6 +768,7 @@ pub(crate) fn a_stale_token_cannot_complete_a_later_speculative_task() {
             update::record_workflow_task_started(
                 t,
                 StartRequest {
+                    poller: Default::default(),
                     scheduled_event_id: 6,
                     request_id: "other-poll",
                     identity: "w",

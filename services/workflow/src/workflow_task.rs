@@ -85,6 +85,8 @@ pub struct StartRequest<'a> {
     pub scheduled_event_id: i64,
     pub request_id: &'a str,
     pub identity: &'a str,
+    /// The poller's worker and the run's target version (worker versioning).
+    pub poller: crate::versioning::Poller,
 }
 
 /// Outcome of recording a workflow task as started.
@@ -127,6 +129,9 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
         reasons.push(SuggestContinueAsNewReason::TooManyHistoryEvents as i32);
     }
     let suggest_continue_as_new = !reasons.is_empty();
+    let target_worker_deployment_version_changed =
+        crate::versioning::target_changed(txn.info(), req.poller.target.as_ref());
+    #[allow(deprecated)]
     let id = txn.write_applied(
         WorkflowTaskStartedEventAttributes {
             scheduled_event_id: wt.scheduled_event_id,
@@ -135,6 +140,8 @@ pub fn record_started(txn: &mut Txn<'_>, req: StartRequest<'_>) -> Result<Starte
             history_size_bytes: history_size,
             suggest_continue_as_new,
             suggest_continue_as_new_reasons: reasons,
+            target_worker_deployment_version_changed,
+            worker_version: req.poller.unversioned_stamp(),
             ..Default::default()
         },
         apply_started,
@@ -189,7 +196,7 @@ pub fn complete(
             binary_checksum: c.binary_checksum.to_string(),
             sdk_metadata: c.sdk_metadata.clone(),
             metering_metadata: c.metering_metadata,
-            ..Default::default()
+            ..crate::versioning::completed_fields(&c.worker)
         },
         apply_completed,
     )
@@ -426,6 +433,7 @@ pub(crate) fn apply_completed(
     info.last_completed_workflow_task_started_event_id = a.started_event_id;
     #[allow(deprecated)]
     record_reset_point(info, &a.binary_checksum, at.id, at.time);
+    crate::versioning::apply_completed(info, a);
 }
 
 /// WorkflowTaskFailed.

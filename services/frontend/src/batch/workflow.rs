@@ -175,6 +175,7 @@ async fn try_close(
     let started = deps
         .history
         .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            target_deployment_version: None,
             namespace_id: job.namespace_id.clone(),
             execution: Some(job.execution()),
             scheduled_event_id: scheduled,

@@ -21,6 +21,18 @@ pub(crate) async fn record_started(
     let ns = NamespaceId(r.namespace_id.clone());
     let exec = r.execution.clone().unwrap_or_default();
     let poll = r.poll_request.clone().unwrap_or_default();
+    #[allow(deprecated)]
+    let build_id = poll
+        .deployment_options
+        .as_ref()
+        .map(|o| o.build_id.clone())
+        .filter(|b| !b.is_empty())
+        .or_else(|| {
+            poll.worker_version_capabilities
+                .as_ref()
+                .map(|c| c.build_id.clone())
+        })
+        .unwrap_or_default();
     let shard = engine.shard(&ns, &exec.workflow_id)?;
     let key = ExecutionKey {
         namespace_id: ns.clone(),
@@ -29,7 +41,10 @@ pub(crate) async fn record_started(
     };
     let updated = shard
         .transact(&key, |txn| {
-            act::record_started(txn, r.scheduled_event_id, 0, &r.request_id, &poll.identity)
+            let ai =
+                act::record_started(txn, r.scheduled_event_id, 0, &r.request_id, &poll.identity)?;
+            act::note_started_build_id(txn, r.scheduled_event_id, &build_id);
+            Ok(ai)
         })
         .await
         .map_err(obsolete_or)?;

@@ -1,13 +1,15 @@
 //! Requests that act on one run named by the client: RequestCancelWorkflowExecution,
-//! TerminateWorkflowExecution, ResetStickyTaskQueue, SignalWorkflowExecution.
+//! TerminateWorkflowExecution, ResetStickyTaskQueue, SignalWorkflowExecution,
+//! UpdateWorkflowExecutionOptions.
 
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::workflowservice::v1::{
     RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest,
     SignalWorkflowExecutionRequest, TerminateWorkflowExecutionRequest,
+    UpdateWorkflowExecutionOptionsRequest, UpdateWorkflowExecutionOptionsResponse,
 };
 use temper_types::NamespaceId;
-use temper_workflow::{Txn, WorkflowError, close, signal, workflow_task};
+use temper_workflow::{Txn, WorkflowError, close, signal, versioning, workflow_task};
 
 use crate::{HistoryEngine, HistoryError};
 
@@ -136,6 +138,31 @@ pub(crate) async fn terminate(
         close::terminate(txn, reason, req.details.clone(), &req.identity)
     })
     .await
+}
+
+pub(crate) async fn update_options(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: UpdateWorkflowExecutionOptionsRequest,
+) -> Result<UpdateWorkflowExecutionOptionsResponse, HistoryError> {
+    let paths = req
+        .update_mask
+        .as_ref()
+        .map(|m| m.paths.clone())
+        .unwrap_or_default();
+    let options = transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+        versioning::update_options(
+            txn,
+            req.workflow_execution_options.as_ref(),
+            &paths,
+            &req.identity,
+        )
+    })
+    .await?;
+    Ok(UpdateWorkflowExecutionOptionsResponse {
+        workflow_execution_options: Some(options),
+        ..Default::default()
+    })
 }
 
 pub(crate) async fn reset_sticky(

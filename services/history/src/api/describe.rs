@@ -183,6 +183,15 @@ pub(crate) async fn describe(
             root_execution: info.root_execution.clone(),
             auto_reset_points: info.auto_reset_points.clone(),
             priority: info.priority.clone(),
+            versioning_info: temper_workflow::versioning::describe(&info),
+            #[allow(deprecated)]
+            most_recent_worker_version_stamp: info.most_recent_worker_version_stamp.clone(),
+            worker_deployment_name: info
+                .versioning_info
+                .as_ref()
+                .and_then(|v| v.deployment_version.as_ref())
+                .map(|v| v.deployment_name.clone())
+                .unwrap_or_default(),
             ..Default::default()
         }),
         pending_activities,

@@ -190,6 +190,7 @@ pub(crate) async fn prepare(
     }
     Ok(internal::PrepareQueryTaskResponse {
         query_rejected: None,
+        directive: Some(temper_workflow::versioning::directive(&info)),
         task_queue: Some(task_queue),
         sticky_schedule_to_start_timeout: if sticky { dur(sticky_timeout) } else { None },
         task: Some(PollWorkflowTaskQueueResponse {

@@ -39,6 +39,16 @@ pub(crate) async fn record_started(
             update::record_workflow_task_started(
                 txn,
                 workflow_task::StartRequest {
+                    #[allow(deprecated)]
+                    poller: temper_workflow::versioning::Poller {
+                        deployment_options: poll.deployment_options.clone(),
+                        capabilities_build_id: poll
+                            .worker_version_capabilities
+                            .as_ref()
+                            .map(|c| c.build_id.clone())
+                            .unwrap_or_default(),
+                        target: r.target_deployment_version.clone(),
+                    },
                     scheduled_event_id: r.scheduled_event_id,
                     request_id: &r.request_id,
                     identity: &poll.identity,
@@ -192,6 +202,12 @@ pub(crate) async fn completed(
                 txn,
                 &wt,
                 Completion {
+                    #[allow(deprecated)]
+                    worker: temper_workflow::versioning::CompletingWorker {
+                        stamp: req.worker_version_stamp.clone(),
+                        deployment_options: req.deployment_options.clone(),
+                        versioning_behavior: req.versioning_behavior,
+                    },
                     commands: &req.commands,
                     identity: &req.identity,
                     binary_checksum: &binary_checksum,

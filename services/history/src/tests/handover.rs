@@ -162,6 +162,7 @@ fn start_task(
     scheduled_event_id: i64,
 ) -> internal::RecordWorkflowTaskStartedRequest {
     internal::RecordWorkflowTaskStartedRequest {
+        target_deployment_version: None,
         namespace_id: NS.into(),
         execution: execution(workflow_id, run_id),
         scheduled_event_id,

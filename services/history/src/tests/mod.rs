@@ -205,6 +205,7 @@ pub(crate) async fn start_workflow_task(
     .await;
     engine
         .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            target_deployment_version: None,
             namespace_id: NS.into(),
             execution: execution(workflow_id, run),
             scheduled_event_id: task.scheduled_event_id,

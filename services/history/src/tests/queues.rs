@@ -155,6 +155,7 @@ async fn a_user_timer_fires_after_a_restart() {
     .await;
     let started = first
         .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            target_deployment_version: None,
             namespace_id: NS.into(),
             execution: execution("wf", &run),
             scheduled_event_id: task.scheduled_event_id,

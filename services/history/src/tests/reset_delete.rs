@@ -285,6 +285,7 @@ async fn start_workflow_task(engine: &HistoryEngine, run: &str) -> Vec<u8> {
     let wt = ms.workflow_task.expect("a workflow task is pending");
     engine
         .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            target_deployment_version: None,
             namespace_id: NS.into(),
             execution: execution("wf", run),
             scheduled_event_id: wt.scheduled_event_id,

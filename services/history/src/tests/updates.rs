@@ -76,6 +76,7 @@ async fn take_task(
     .await;
     engine
         .record_workflow_task_started(Request::new(internal::RecordWorkflowTaskStartedRequest {
+            target_deployment_version: None,
             namespace_id: NS.into(),
             execution: execution("wf", run),
             scheduled_event_id: task.scheduled_event_id,

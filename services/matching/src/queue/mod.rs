@@ -97,6 +97,8 @@ struct State {
     last_poll: Option<Instant>,
     last_activity: Instant,
     pollers: PollerHistory,
+    /// The deployment version of the last poller (worker versioning; a sticky queue's worker).
+    poller_version: Option<temper_proto::temporal::api::deployment::v1::WorkerDeploymentVersion>,
     adds: RateCounter,
     dispatches: RateCounter,
     /// The persisted backlog; `None` for sticky queues.
@@ -191,6 +193,7 @@ impl TaskQueue {
                 last_poll: None,
                 last_activity: now,
                 pollers: PollerHistory::new(ttl),
+                poller_version: None,
                 adds: RateCounter::new(now),
                 dispatches: RateCounter::new(now),
                 backlog,
@@ -230,6 +233,14 @@ impl TaskQueue {
         st.last_poll = Some(now);
         st.last_activity = now;
         st.pollers.record(seen, wall, now);
+        st.poller_version = crate::versioning::poller_version(seen.deployment_options.as_ref());
+    }
+
+    /// The deployment version of the worker that polled last (`None`: unversioned).
+    pub(crate) fn poller_version(
+        &self,
+    ) -> Option<temper_proto::temporal::api::deployment::v1::WorkerDeploymentVersion> {
+        self.lock().poller_version.clone()
     }
 
     /// Whether a worker polls this queue: one is waiting now or polled within the sticky

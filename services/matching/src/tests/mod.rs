@@ -133,6 +133,7 @@ pub(crate) fn add_workflow_request(
     event_id: i64,
 ) -> AddWorkflowTaskRequest {
     AddWorkflowTaskRequest {
+        directive: None,
         namespace_id: NS.to_owned(),
         execution: Some(execution(workflow_id)),
         task_queue: Some(tq),
@@ -166,6 +167,7 @@ pub(crate) async fn add_activity(
 ) -> Result<(), Status> {
     engine
         .add_activity_task(Request::new(AddActivityTaskRequest {
+            directive: None,
             namespace_id: NS.to_owned(),
             execution: Some(execution(workflow_id)),
             task_queue: Some(normal(queue)),

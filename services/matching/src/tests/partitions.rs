@@ -243,6 +243,7 @@ async fn add_activity_on(
     workflow_id: &str,
 ) -> Result<(), Status> {
     svc.add_activity_task(Request::new(AddActivityTaskRequest {
+        directive: None,
         namespace_id: NS.to_owned(),
         execution: Some(execution(workflow_id)),
         task_queue: Some(on(partition)),

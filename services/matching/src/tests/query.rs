@@ -27,6 +27,7 @@ pub(super) fn query_request(
     timeout_ms: i64,
 ) -> QueryWorkflowRequest {
     QueryWorkflowRequest {
+        directive: None,
         namespace_id: NS.to_owned(),
         task_queue: Some(tq),
         task: Some(PollWorkflowTaskQueueResponse {
