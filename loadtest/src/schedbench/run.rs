@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::procstat::{self, Sample, now_ns};
 use super::{ActionStats, Expected, Overlap, Run, SchedulesConfig, SchedulesReport};
-use crate::client::{Clients, req, retry, status_reason};
+use crate::client::{Clients, req, retry, status_reason, with_timeout};
 use crate::metrics::Metrics;
 use crate::scenario::{self, WorkflowKind, WorkflowParams, normal_queue, proto_duration};
 use crate::shared::Shared;
@@ -29,6 +29,8 @@ use crate::worker;
 
 /// Runs listed per ListWorkflowExecutions page.
 const PAGE_SIZE: i32 = 1000;
+/// Deadline of one page (a loaded SQLite visibility store is slow to answer).
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How close to an action a sampling second counts as busy (see `procstat::usage`).
 const BUSY_MARGIN: Duration = Duration::from_secs(1);
 /// Deletes in flight at the end.
@@ -146,6 +148,13 @@ pub async fn run(cfg: SchedulesConfig) -> anyhow::Result<SchedulesReport> {
     }
     tokio::time::sleep(cfg.grace).await;
 
+    // Stop the schedules before listing: a server still taking actions answers a big listing
+    // slowly (Temporal's SQLite visibility took over 10 s a page).
+    let delete_errors = if cfg.keep_schedules {
+        0
+    } else {
+        delete_all(&shared, &cfg, &run_id, &identity).await
+    };
     // List what the schedules started.
     let runs = list_runs(&shared, &cfg.namespace, &task_queue).await?;
     stop_workers.cancel();
@@ -154,12 +163,6 @@ pub async fn run(cfg: SchedulesConfig) -> anyhow::Result<SchedulesReport> {
     let own_cpu_s = match (own_cpu_start, procstat::own_cpu_ticks()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0),
         _ => None,
-    };
-
-    let delete_errors = if cfg.keep_schedules {
-        0
-    } else {
-        delete_all(&shared, &cfg, &run_id, &identity).await
     };
 
     let expected = Expected {
@@ -275,14 +278,24 @@ async fn list_runs(shared: &Shared, namespace: &str, task_queue: &str) -> anyhow
             next_page_token: token.clone(),
             query: format!("TaskQueue = '{task_queue}'"),
         };
-        let page = retry(|| {
-            let mut c = shared.clients.get();
-            let r = req(request.clone());
-            async move { c.list_workflow_executions(r).await }
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("ListWorkflowExecutions: {}", status_reason(&s)))?
-        .into_inner();
+        let mut attempt = 0;
+        let page = loop {
+            attempt += 1;
+            let r = shared
+                .clients
+                .get()
+                .list_workflow_executions(with_timeout(request.clone(), LIST_TIMEOUT))
+                .await;
+            match r {
+                Ok(page) => break page.into_inner(),
+                Err(s) if attempt < 3 && s.code() != tonic::Code::InvalidArgument => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(s) => {
+                    anyhow::bail!("ListWorkflowExecutions: {}", status_reason(&s));
+                }
+            }
+        };
         for e in page.executions {
             let Some(start_ns) = ts_ns(e.start_time.as_ref()) else {
                 continue;
