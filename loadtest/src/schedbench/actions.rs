@@ -5,7 +5,7 @@
 //! UTC with whole seconds (Temporal's format, which temper follows). Lateness is the run's
 //! start time (the server's clock) minus that nominal time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,6 +16,7 @@ use crate::stats::{Histo, LatencySummary};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub workflow_id: String,
+    pub run_id: String,
     /// Start time, unix nanoseconds (server clock).
     pub start_ns: i128,
     /// Close time, unix nanoseconds, if closed.
@@ -102,8 +103,10 @@ pub struct ActionStats {
     /// Distinct (schedule, nominal time) pairs with a run.
     pub taken: u64,
     pub missing: u64,
-    /// Runs beyond the first for the same (schedule, nominal time).
+    /// Runs beyond the first for the same (schedule, nominal time), by run id.
     pub duplicates: u64,
+    /// The same run returned more than once by the listing (not a double start).
+    pub listed_twice: u64,
     /// Runs in the window whose nominal time is not one of the spec's times, or whose id does
     /// not belong to one of our schedules.
     pub unexpected: u64,
@@ -125,7 +128,12 @@ pub fn analyse(expected: &Expected, runs: &[Run]) -> ActionStats {
         ..Default::default()
     };
     let mut first: HashMap<(&str, i64), &Run> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for run in runs {
+        if !run.run_id.is_empty() && !seen.insert(run.run_id.as_str()) {
+            s.listed_twice += 1;
+            continue;
+        }
         let Some((action, nominal)) = split_workflow_id(&run.workflow_id) else {
             continue;
         };
@@ -191,6 +199,7 @@ mod tests {
     fn run(id: &str, start_s: f64) -> Run {
         Run {
             workflow_id: id.to_string(),
+            run_id: format!("{id}/{start_s}"),
             start_ns: (start_s * 1e9) as i128,
             close_ns: None,
             completed: true,
@@ -221,12 +230,14 @@ mod tests {
             run(&format!("c-{}", t(10)), 10.0), // not ours
             run(&format!("a-{}", t(0)), 0.0),   // before the window
             run(&format!("a-{}", t(30)), 30.0), // after it
+            run(&format!("a-{}", t(10)), 10.2), // the first one, listed again
         ];
         let s = analyse(&expected, &runs);
         assert_eq!(s.expected, 4);
         assert_eq!(s.taken, 3);
         assert_eq!(s.missing, 1);
         assert_eq!(s.duplicates, 1);
+        assert_eq!(s.listed_twice, 1);
         assert_eq!(s.unexpected, 2);
         assert_eq!(s.late_over_1s, 1);
         assert_eq!(s.lateness_ms.count, 3);

@@ -145,11 +145,12 @@ impl SchedulesReport {
         let a = &self.actions;
         let _ = writeln!(
             s,
-            "\nactions    expected {}  taken {}  missing {}  duplicates {}  unexpected {}  late > 1 s {}  early {}  not completed {}",
+            "\nactions    expected {}  taken {}  missing {}  duplicates {}  listed twice {}  unexpected {}  late > 1 s {}  early {}  not completed {}",
             a.expected,
             a.taken,
             a.missing,
             a.duplicates,
+            a.listed_twice,
             a.unexpected,
             a.late_over_1s,
             a.early,

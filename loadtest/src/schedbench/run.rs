@@ -300,8 +300,10 @@ async fn list_runs(shared: &Shared, namespace: &str, task_queue: &str) -> anyhow
             let Some(start_ns) = ts_ns(e.start_time.as_ref()) else {
                 continue;
             };
+            let execution = e.execution.unwrap_or_default();
             runs.push(Run {
-                workflow_id: e.execution.map(|x| x.workflow_id).unwrap_or_default(),
+                workflow_id: execution.workflow_id,
+                run_id: execution.run_id,
                 start_ns,
                 close_ns: ts_ns(e.close_time.as_ref()),
                 completed: e.status == WorkflowExecutionStatus::Completed as i32,
