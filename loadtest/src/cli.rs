@@ -1,4 +1,4 @@
-//! The command line: `run` and `list-scenarios`, with every value checked against hard
+//! The command line: `run`, `schedules` and `list-scenarios`, with every value checked against hard
 //! bounds before anything is sent.
 
 use std::collections::BTreeMap;
@@ -37,6 +37,9 @@ pub enum Command {
     Run(RunArgs),
     /// List the scenarios and their options.
     ListScenarios,
+    /// Create many schedules and measure the server's CPU and memory and how late each
+    /// action starts.
+    Schedules(crate::schedbench::SchedulesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -323,7 +326,7 @@ mod tests {
         .map_err(|e| e.to_string())?;
         match cli.command {
             Command::Run(r) => r.check().map_err(|e| e.to_string()),
-            Command::ListScenarios => Err("not run".into()),
+            Command::ListScenarios | Command::Schedules(_) => Err("not run".into()),
         }
     }
 

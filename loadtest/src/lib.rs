@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod schedbench;
 pub mod schedule;
 pub mod shared;
 pub mod starter;
@@ -54,9 +55,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let argv =
-        std::iter::once(OsString::from("temper-loadtest")).chain(args.into_iter().map(Into::into));
-    let cli = Cli::try_parse_from(argv)?;
+    let argv: Vec<OsString> = std::iter::once(OsString::from("temper-loadtest"))
+        .chain(args.into_iter().map(Into::into))
+        .collect();
+    let cli = Cli::try_parse_from(argv.clone())?;
     match cli.command {
         Command::ListScenarios => {
             print!("{}", list_scenarios());
@@ -66,6 +68,24 @@ where
             let cfg = args.check()?;
             let report_path = cfg.report.clone();
             let report = run::run(cfg).await?;
+            print!("{}", report.table());
+            if let Some(path) = report_path {
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, json + "\n").map_err(|e| {
+                    anyhow::anyhow!("cannot write the report to {}: {e}", path.display())
+                })?;
+            }
+            Ok(())
+        }
+        Command::Schedules(args) => {
+            let command = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let cfg = args.check(command)?;
+            let report_path = cfg.report.clone();
+            let report = schedbench::run(cfg).await?;
             print!("{}", report.table());
             if let Some(path) = report_path {
                 let json = serde_json::to_string_pretty(&report)?;
