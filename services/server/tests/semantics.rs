@@ -303,12 +303,14 @@ async fn bad_requests_get_temporals_status_codes() {
     assert_eq!(failure.namespace, "nope");
 
     let unimplemented = f
-        .list_schedules(Request::new(ws::ListSchedulesRequest {
-            namespace: "default".into(),
-            ..Default::default()
-        }))
+        .list_archived_workflow_executions(Request::new(
+            ws::ListArchivedWorkflowExecutionsRequest {
+                namespace: "default".into(),
+                ..Default::default()
+            },
+        ))
         .await
-        .expect_err("not implemented yet");
+        .expect_err("no archival");
     assert_eq!(unimplemented.code(), Code::Unimplemented);
 
     let empty_queue = f
