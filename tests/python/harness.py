@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -433,3 +434,15 @@ async def wait_for_event(
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def delete_all_schedules(client: Client) -> None:
+    """Delete every schedule of the client's namespace. The schedule tests end with it: on
+    Cassandra every dev server of a run shares one keyspace, and a schedule left behind would
+    keep firing (and catching up) under every later test's server."""
+    async for listed in await client.list_schedules():
+        try:
+            await client.get_schedule_handle(listed.id).delete()
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,14 @@ from temporalio.client import Client, ScheduleActionStartWorkflow
 import harness
 from harness import wait_until
 from test_cli import temporal
+
+
+@pytest.fixture(autouse=True)
+async def _no_schedule_left(client: Client) -> AsyncIterator[None]:
+    # Each test leaves the namespace without schedules (on Cassandra the servers of a run
+    # share one keyspace).
+    yield
+    await harness.delete_all_schedules(client)
 
 
 async def temporal_fails(server: harness.ServerProcess, *args: str) -> str:
