@@ -51,6 +51,7 @@ from temporalio.api.schedule.v1 import ScheduleSpec as ScheduleSpecProto
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import NewWorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import (
+    CountSchedulesRequest,
     CreateScheduleRequest,
     DescribeScheduleRequest,
     ListScheduleMatchingTimesRequest,
@@ -834,6 +835,18 @@ async def test_list_schedules(client: Client, task_queue: str, new_id):
             "the custom search attribute filter",
         )
         assert filtered[0].schedule.state.paused  # type: ignore[union-attr]
+
+        # CountSchedules takes the same filters; words of the query language inside a
+        # string value are only text.
+        async def count(query: str) -> int:
+            got = await client.workflow_service.count_schedules(
+                CountSchedulesRequest(namespace=client.namespace, query=query)
+            )
+            return got.count
+
+        assert await count("SchedCustomer = 'c-2'") == 1
+        assert await count("SchedCustomer = 'c-2 group by x'") == 0
+        assert await count("SchedCustomer = 'c-1' OR SchedCustomer = 'c-2'") == 2
 
         for attribute, query in [
             ("WorkflowType", "WorkflowType = 'Quick'"),

@@ -5,7 +5,7 @@
 //! UTC with whole seconds (Temporal's format, which temper follows). Lateness is the run's
 //! start time (the server's clock) minus that nominal time.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -69,29 +69,52 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// What was expected: every action id, at every multiple of `interval_s` (intervals are
-/// anchored at the unix epoch) in `[from_s, to_s)`.
+/// What was expected: every action id, at every time `phase + k * interval_s` (intervals are
+/// anchored at the unix epoch; each action has its own phase, in whole seconds below the
+/// interval) in `[from_s, to_s)`.
 #[derive(Debug, Clone)]
 pub struct Expected {
-    pub action_ids: BTreeSet<String>,
+    /// Each action id with its phase in seconds.
+    pub action_ids: BTreeMap<String, i64>,
     pub interval_s: i64,
     pub from_s: i64,
     pub to_s: i64,
 }
 
 impl Expected {
-    /// The nominal times in the window.
-    pub fn times(&self) -> Vec<i64> {
-        let first = self.from_s.div_euclid(self.interval_s) * self.interval_s;
-        let first = if first < self.from_s {
-            first + self.interval_s
-        } else {
-            first
-        };
+    /// The nominal times in the window of a schedule with phase `phase_s`.
+    pub fn times_with_phase(&self, phase_s: i64) -> Vec<i64> {
+        let k = (self.from_s - phase_s).div_euclid(self.interval_s);
+        let mut first = phase_s + k * self.interval_s;
+        if first < self.from_s {
+            first += self.interval_s;
+        }
         (0..)
             .map(|k| first + k * self.interval_s)
             .take_while(|t| *t < self.to_s)
             .collect()
+    }
+
+    /// Every nominal time in the window, of any schedule, each once, in order.
+    pub fn times(&self) -> Vec<i64> {
+        let phases: BTreeSet<i64> = self.action_ids.values().copied().collect();
+        let times: BTreeSet<i64> = phases
+            .into_iter()
+            .flat_map(|p| self.times_with_phase(p))
+            .collect();
+        times.into_iter().collect()
+    }
+
+    /// How many actions the window should hold.
+    pub fn count(&self) -> u64 {
+        let mut per_phase: BTreeMap<i64, u64> = BTreeMap::new();
+        for p in self.action_ids.values() {
+            *per_phase.entry(*p).or_default() += 1;
+        }
+        per_phase
+            .into_iter()
+            .map(|(p, n)| n * self.times_with_phase(p).len() as u64)
+            .sum()
     }
 }
 
@@ -122,9 +145,8 @@ pub struct ActionStats {
 
 /// Compare the runs found with what was expected.
 pub fn analyse(expected: &Expected, runs: &[Run]) -> ActionStats {
-    let times = expected.times();
     let mut s = ActionStats {
-        expected: expected.action_ids.len() as u64 * times.len() as u64,
+        expected: expected.count(),
         ..Default::default()
     };
     let mut first: HashMap<(&str, i64), &Run> = HashMap::new();
@@ -140,7 +162,11 @@ pub fn analyse(expected: &Expected, runs: &[Run]) -> ActionStats {
         if nominal < expected.from_s || nominal >= expected.to_s {
             continue;
         }
-        if !expected.action_ids.contains(action) || nominal.rem_euclid(expected.interval_s) != 0 {
+        let on_grid = expected
+            .action_ids
+            .get(action)
+            .is_some_and(|phase| (nominal - phase).rem_euclid(expected.interval_s) == 0);
+        if !on_grid {
             s.unexpected += 1;
             continue;
         }
@@ -209,7 +235,7 @@ mod tests {
     #[test]
     fn missing_duplicate_unexpected_and_lateness() {
         let expected = Expected {
-            action_ids: ["a".to_string(), "b".to_string()].into(),
+            action_ids: [("a".to_string(), 0), ("b".to_string(), 0)].into(),
             interval_s: 10,
             from_s: 5,
             to_s: 30,
@@ -251,5 +277,30 @@ mod tests {
             "{:?}",
             s.lateness_ms
         );
+    }
+
+    #[test]
+    fn each_action_has_its_own_phase() {
+        let expected = Expected {
+            action_ids: [("a".to_string(), 0), ("b".to_string(), 3)].into(),
+            interval_s: 10,
+            from_s: 5,
+            to_s: 30,
+        };
+        assert_eq!(expected.times_with_phase(0), vec![10, 20]);
+        assert_eq!(expected.times_with_phase(3), vec![13, 23]);
+        assert_eq!(expected.times(), vec![10, 13, 20, 23]);
+        assert_eq!(expected.count(), 4);
+        let t = |s: i64| format!("1970-01-01T00:00:{s:02}Z");
+        let runs = vec![
+            run(&format!("a-{}", t(10)), 10.0),
+            run(&format!("b-{}", t(13)), 13.5),
+            run(&format!("b-{}", t(20)), 20.0), // off b's grid
+            run(&format!("a-{}", t(23)), 23.0), // off a's grid
+        ];
+        let s = analyse(&expected, &runs);
+        assert_eq!(s.taken, 2);
+        assert_eq!(s.missing, 2);
+        assert_eq!(s.unexpected, 2);
     }
 }

@@ -47,6 +47,10 @@ pub struct SchedulesArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Overlap policy of the schedules.
+    /// Spread the schedules' phases evenly over the interval (whole seconds) instead of
+    /// giving them all phase 0, so their actions do not all fall on the same second.
+    #[arg(long)]
+    pub spread: bool,
     #[arg(long, value_enum, default_value_t = Overlap::AllowAll)]
     pub overlap: Overlap,
     /// CreateSchedule calls in flight while creating.
@@ -100,6 +104,7 @@ pub struct SchedulesConfig {
     pub namespace: String,
     pub schedules: u32,
     pub interval_s: i64,
+    pub spread: bool,
     pub overlap: Overlap,
     pub create_concurrency: usize,
     pub warmup: Duration,
@@ -177,6 +182,7 @@ impl SchedulesArgs {
             namespace: self.namespace.clone(),
             schedules: self.schedules,
             interval_s: i64::try_from(interval_s).expect("at most 86400"),
+            spread: self.spread,
             overlap: self.overlap,
             create_concurrency: self.create_concurrency,
             warmup: self.warmup,

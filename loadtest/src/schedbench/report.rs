@@ -17,6 +17,8 @@ pub struct SchedulesReport {
     pub schedules: u32,
     pub interval_s: i64,
     pub overlap: &'static str,
+    /// Whether the phases were spread over the interval (`--spread`).
+    pub spread: bool,
     /// Whether the generator's worker completed the runs.
     pub worker: bool,
     pub created: u64,
@@ -26,7 +28,7 @@ pub struct SchedulesReport {
     /// The measured window, unix seconds (fractional).
     pub window_start_unix_s: f64,
     pub window_end_unix_s: f64,
-    /// Nominal times (multiples of the interval) inside the window.
+    /// Distinct nominal times (of any schedule) inside the window.
     pub nominal_times: u64,
     /// The server process over the window (with `--server-pid`).
     pub server: Option<ServerUsage>,
@@ -65,6 +67,7 @@ impl SchedulesReport {
                 Overlap::AllowAll => "allow-all",
                 Overlap::Skip => "skip",
             },
+            spread: cfg.spread,
             worker: cfg.worker,
             created,
             create_errors,
@@ -91,9 +94,14 @@ impl SchedulesReport {
         let _ = writeln!(s, "command    {}", self.command);
         let _ = writeln!(
             s,
-            "schedules  {} x every {} s, overlap {}, {}  target {}  namespace {}",
+            "schedules  {} x every {} s{}, overlap {}, {}  target {}  namespace {}",
             self.schedules,
             self.interval_s,
+            if self.spread {
+                ", phases spread over the interval"
+            } else {
+                ""
+            },
             self.overlap,
             if self.worker {
                 "runs completed by the generator's worker"

@@ -1,7 +1,7 @@
 //! One `schedules` run: connect, start the worker, create the schedules, measure the window,
 //! list the runs, delete the schedules, and add it all up.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,11 +93,11 @@ pub async fn run(cfg: SchedulesConfig) -> anyhow::Result<SchedulesReport> {
         .await;
     let create_s = create_started.elapsed().as_secs_f64();
     let mut create_errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut action_ids = BTreeSet::new();
+    let mut action_ids = BTreeMap::new();
     for (i, r) in results {
         match r {
             Ok(()) => {
-                action_ids.insert(action_workflow_id(&run_id, i));
+                action_ids.insert(action_workflow_id(&run_id, i), phase_s(&cfg, i));
             }
             Err(why) => *create_errors.entry(why).or_default() += 1,
         }
@@ -203,6 +203,16 @@ fn ceil_s(ns: i128) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
+/// Schedule `i`'s phase: 0, or with `--spread` its share of the interval, so the schedules'
+/// actions are spread evenly over it in whole seconds.
+fn phase_s(cfg: &SchedulesConfig, i: u32) -> i64 {
+    if cfg.spread {
+        i64::from(i) * cfg.interval_s / i64::from(cfg.schedules)
+    } else {
+        0
+    }
+}
+
 fn schedule_id(run_id: &str, i: u32) -> String {
     format!("loadtest-sched-{run_id}-{i}")
 }
@@ -231,7 +241,11 @@ fn create_request(
             spec: Some(ScheduleSpec {
                 interval: vec![IntervalSpec {
                     interval: Some(proto_duration(interval)),
-                    phase: None,
+                    phase: (phase_s(cfg, i) > 0).then(|| {
+                        proto_duration(Duration::from_secs(
+                            u64::try_from(phase_s(cfg, i)).unwrap_or(0),
+                        ))
+                    }),
                 }],
                 ..Default::default()
             }),

@@ -206,11 +206,10 @@ impl Frontend {
         filter: &str,
         counting: bool,
     ) -> Result<String, Status> {
-        let mut query =
-            "TemporalNamespaceDivision = 'TemporalScheduler' AND ExecutionStatus = 'Running'"
-                .to_owned();
+        const LIVE: &str =
+            "TemporalNamespaceDivision = 'TemporalScheduler' AND ExecutionStatus = 'Running'";
         if filter.trim().is_empty() {
-            return Ok(query);
+            return Ok(LIVE.to_owned());
         }
         let ns = self.namespace(namespace).await?;
         let attrs = crate::visibility::registry(&ns);
@@ -231,16 +230,15 @@ impl Frontend {
                 "invalid query filter for schedules: only filters are allowed",
             ));
         }
-        match filter.to_ascii_lowercase().find("group by") {
-            Some(at) if counting && parsed.filter.is_none() => {
-                query = format!("{query} {}", &filter[at..]);
-            }
-            Some(at) if counting => {
-                query = format!("{query} AND ({}) {}", &filter[..at], &filter[at..]);
-            }
-            _ => query = format!("{query} AND ({filter})"),
-        }
-        Ok(query)
+        // The live schedules AND the user's filter, with the user's grouping: combined as
+        // parsed queries and written out again, never by pasting the user's text.
+        let mut query = crate::visibility::parse(LIVE, &attrs)?;
+        query.filter = match (query.filter.take(), parsed.filter) {
+            (Some(live), Some(user)) => Some(live.and(user)),
+            (live, user) => live.or(user),
+        };
+        query.group_by = parsed.group_by;
+        Ok(query.to_string())
     }
 
     pub(crate) async fn schedule_count(

@@ -10,7 +10,7 @@
 //! and so does deleting timers: a new timer may fire before timers already queued, so a
 //! deletion bound computed without it could remove it from the store before it arrives.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_types::NamespaceId;
 use temper_workflow::{WorkflowError, activity, close, pb, start, timer, workflow_task};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::HistoryEngine;
 use crate::error::HistoryError;
@@ -325,36 +325,50 @@ pub(crate) async fn run_transfer(
         }
     };
     let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
-    let spawn = |batch: TransferBatch| {
+    // Tasks wait here, as data, until a slot is free: a burst of thousands of tasks is not
+    // thousands of spawned futures (each allocated and copied whole, most of them only to
+    // wait for a slot).
+    let mut waiting: VecDeque<(TaskKey, pb::TransferTask, tokio::time::Instant)> = VecDeque::new();
+    let take = |batch: TransferBatch, waiting: &mut VecDeque<_>| {
         let arrived = tokio::time::Instant::now();
         for (key, task) in batch {
             acker.add(key);
-            let work = {
-                let (shard, peers, acker, limit) =
-                    (shard.clone(), peers.clone(), acker.clone(), limit.clone());
-                async move {
-                    let Ok(_permit) = limit.acquire().await else {
-                        return;
-                    };
-                    crate::metrics::task_latency("transfer", arrived.elapsed());
-                    with_retries(&shard, "transfer", || {
-                        process_transfer(&shard, &peers, &task)
-                    })
-                    .await;
-                    acker.done(&key);
-                }
+            waiting.push_back((key, task, arrived));
+        }
+    };
+    take(initial, &mut waiting);
+    let mut spare: Option<OwnedSemaphorePermit> = None;
+    loop {
+        while !waiting.is_empty() {
+            let Some(permit) = spare
+                .take()
+                .or_else(|| limit.clone().try_acquire_owned().ok())
+            else {
+                break;
+            };
+            let (key, task, arrived) = waiting.pop_front().expect("not empty");
+            let (shard2, peers, acker) = (shard.clone(), peers.clone(), acker.clone());
+            let work = async move {
+                let _permit = permit;
+                crate::metrics::task_latency("transfer", arrived.elapsed());
+                with_retries(&shard2, "transfer", || {
+                    process_transfer(&shard2, &peers, &task)
+                })
+                .await;
+                acker.done(&key);
             };
             // Owned by the shard: stopping it ends the task wherever it waits.
             shard.tasks.spawn("transfer_task", work);
         }
-    };
-    spawn(initial);
-    loop {
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
             b = inbox.rx.recv() => match b {
-                Some(b) => spawn(b),
+                Some(b) => take(b, &mut waiting),
                 None => return,
+            },
+            p = limit.clone().acquire_owned(), if !waiting.is_empty() => match p {
+                Ok(p) => spare = Some(p),
+                Err(_) => return,
             },
             // No gate needed: transfer tasks arrive in task id order, so a task still on its
             // way is above every bound computed from the tasks already here.
@@ -604,20 +618,28 @@ pub(crate) async fn run_timers(
         tokio::time::Instant::now() + TIMER_WINDOW_STEP,
         TIMER_WINDOW_STEP,
     );
+    // A due timer is spawned only with a free slot; until then it stays in the window, as
+    // data (see `run_transfer`).
+    let mut spare: Option<OwnedSemaphorePermit> = None;
     loop {
         let now = shard.now();
+        let mut blocked = false;
         while let Some((k, _)) = window.pending.first_key_value() {
             if fire_time(k) > now {
                 break;
             }
+            let Some(permit) = spare
+                .take()
+                .or_else(|| limit.clone().try_acquire_owned().ok())
+            else {
+                blocked = true;
+                break;
+            };
             let (key, task) = window.pending.pop_first().expect("first exists");
             let work = {
-                let (shard, peers, acker, limit) =
-                    (shard.clone(), peers.clone(), acker.clone(), limit.clone());
+                let (shard, peers, acker) = (shard.clone(), peers.clone(), acker.clone());
                 async move {
-                    let Ok(_permit) = limit.acquire().await else {
-                        return;
-                    };
+                    let _permit = permit;
                     let late = shard
                         .now()
                         .duration_since(fire_time(&key))
@@ -634,16 +656,21 @@ pub(crate) async fn run_timers(
             // Owned by the shard: stopping it ends the task wherever it waits.
             shard.tasks.spawn("timer_task", work);
         }
-        let wait = window
-            .pending
-            .first_key_value()
-            .map(|(k, _)| fire_time(k).duration_since(now).unwrap_or_default())
-            .unwrap_or(TIMER_WINDOW_STEP);
+        // With every slot taken, the next due timer waits for a slot, not for its time.
+        let wait = match window.pending.first_key_value() {
+            _ if blocked => TIMER_WINDOW_STEP,
+            Some((k, _)) => fire_time(k).duration_since(now).unwrap_or_default(),
+            None => TIMER_WINDOW_STEP,
+        };
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
             b = inbox.rx.recv() => match b {
                 Some(batch) => window.take(batch),
                 None => return,
+            },
+            p = limit.clone().acquire_owned(), if blocked => match p {
+                Ok(p) => spare = Some(p),
+                Err(_) => return,
             },
             _ = tokio::time::sleep(wait) => {}
             _ = step_tick.tick() => {

@@ -60,12 +60,36 @@ const MAX_CONFLICT_RETRIES: usize = 5;
 /// nobody is using; the store has everything the cache holds.
 const CACHE_CAPACITY: usize = 1024;
 
+/// The run cache. A sweep visits every entry, so when most entries are in use (a burst of
+/// thousands of runs at once) the next sweep waits until the cache has doubled: sweeps cost
+/// O(1) per insert, not O(entries).
+#[derive(Default)]
+struct RunCache {
+    runs: HashMap<ExecutionKey, Arc<ExecutionEntry>>,
+    /// The size at which the next sweep happens (at least `CACHE_CAPACITY`).
+    sweep_at: usize,
+}
+
+impl RunCache {
+    fn make_room(&mut self) {
+        if self.runs.len() < self.sweep_at.max(CACHE_CAPACITY) {
+            return;
+        }
+        self.runs
+            .retain(|_, e| Arc::strong_count(e) > 1 || !e.closed.load(Ordering::Relaxed));
+        if self.runs.len() >= CACHE_CAPACITY * 3 / 4 {
+            self.runs.retain(|_, e| Arc::strong_count(e) > 1);
+        }
+        self.sweep_at = (self.runs.len() * 2).max(CACHE_CAPACITY);
+    }
+}
+
 pub struct ShardContext {
     pub shard_id: ShardId,
     pub persistence: Persistence,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<ExecutionKey, Arc<ExecutionEntry>>>,
+    cache: Mutex<RunCache>,
     writer: mpsc::Sender<WriterRequest>,
     /// How long closed runs are kept, per namespace.
     retention: Arc<Retention>,
@@ -114,7 +138,7 @@ impl ShardContext {
             persistence,
             limits,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(RunCache::default()),
             writer,
             retention,
             cancel: tasks.token().clone(),
@@ -138,22 +162,17 @@ impl ShardContext {
 
     pub fn entry(&self, key: &ExecutionKey) -> Arc<ExecutionEntry> {
         let mut cache = self.cache.lock().expect("cache mutex poisoned");
-        if let Some(e) = cache.get(key) {
+        if let Some(e) = cache.runs.get(key) {
             return e.clone();
         }
-        if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, e| Arc::strong_count(e) > 1 || !e.closed.load(Ordering::Relaxed));
-            if cache.len() >= CACHE_CAPACITY * 3 / 4 {
-                cache.retain(|_, e| Arc::strong_count(e) > 1);
-            }
-        }
+        cache.make_room();
         let (tx, _) = watch::channel(0);
         let e = Arc::new(ExecutionEntry {
             lock: tokio::sync::Mutex::new(Cached::default()),
             changes: tx,
             closed: AtomicBool::new(false),
         });
-        cache.insert(key.clone(), e.clone());
+        cache.runs.insert(key.clone(), e.clone());
         e
     }
 
@@ -163,7 +182,11 @@ impl ShardContext {
     }
 
     fn forget(&self, key: &ExecutionKey) {
-        self.cache.lock().expect("cache mutex poisoned").remove(key);
+        self.cache
+            .lock()
+            .expect("cache mutex poisoned")
+            .runs
+            .remove(key);
     }
 
     /// The current run of a workflow id, from the store.
@@ -652,5 +675,75 @@ pub fn current_run_conflict(e: &CommitError) -> Option<Option<CurrentExecution>>
             ..
         } => Some(actual.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod run_cache_tests {
+    use super::*;
+
+    fn entry() -> Arc<ExecutionEntry> {
+        let (tx, _) = watch::channel(0);
+        Arc::new(ExecutionEntry {
+            lock: tokio::sync::Mutex::new(Cached::default()),
+            changes: tx,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn key(i: usize) -> ExecutionKey {
+        static NS: std::sync::OnceLock<NamespaceId> = std::sync::OnceLock::new();
+        ExecutionKey {
+            namespace_id: NS.get_or_init(NamespaceId::random).clone(),
+            workflow_id: format!("wf-{i}"),
+            run_id: "r".into(),
+        }
+    }
+
+    fn insert(cache: &mut RunCache, i: usize) -> Arc<ExecutionEntry> {
+        cache.make_room();
+        let e = entry();
+        cache.runs.insert(key(i), e.clone());
+        e
+    }
+
+    #[test]
+    fn runs_in_use_stay_and_sweeps_wait_until_the_cache_doubles() {
+        let mut cache = RunCache::default();
+        // Three times the capacity, all in use: nothing can go.
+        let held: Vec<_> = (0..3 * CACHE_CAPACITY)
+            .map(|i| insert(&mut cache, i))
+            .collect();
+        assert_eq!(cache.runs.len(), 3 * CACHE_CAPACITY);
+        // Sweeps happened at 1x and 2x the capacity, not at every insert.
+        assert_eq!(cache.sweep_at, 4 * CACHE_CAPACITY);
+        drop(held);
+        // Unused now: the next sweep (at 4x) empties the cache but for the new run.
+        for i in 3 * CACHE_CAPACITY..4 * CACHE_CAPACITY {
+            drop(insert(&mut cache, i));
+        }
+        let kept = insert(&mut cache, usize::MAX);
+        assert_eq!(cache.runs.len(), 1);
+        assert_eq!(cache.sweep_at, CACHE_CAPACITY);
+        assert!(cache.runs.contains_key(&key(usize::MAX)));
+        drop(kept);
+    }
+
+    #[test]
+    fn closed_unused_runs_go_first() {
+        let mut cache = RunCache::default();
+        let mut held = Vec::new();
+        for i in 0..CACHE_CAPACITY {
+            let e = insert(&mut cache, i);
+            if i % 2 == 0 {
+                e.closed.store(true, Ordering::Relaxed);
+            } else {
+                held.push(e);
+            }
+        }
+        insert(&mut cache, CACHE_CAPACITY);
+        // The closed half went; the open half is in use and stays.
+        assert_eq!(cache.runs.len(), CACHE_CAPACITY / 2 + 1);
+        assert!(held.iter().all(|e| Arc::strong_count(e) == 2));
     }
 }

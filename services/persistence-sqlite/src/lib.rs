@@ -108,10 +108,15 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
         R: Send + 'static,
     {
+        let slot = self.pool.reader_slot().await;
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || pool.with_reader(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("sqlite reader task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let out = pool.with_reader(f);
+            drop(slot);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("sqlite reader task failed: {e}")))?
     }
 }
 

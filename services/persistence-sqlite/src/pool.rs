@@ -7,7 +7,7 @@
 //! connection for both.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -18,8 +18,11 @@ use crate::schema;
 /// How long a connection waits for another one's lock before giving up with
 /// [`StoreError::Unavailable`].
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reader connections kept open while idle.
-const MAX_IDLE_READERS: usize = 4;
+/// Reads at once on a database file, each on its own connection, all kept open while idle.
+/// More would not read faster on a few cores; unbounded, a burst of reads opened (and,
+/// beyond the idle ones, closed again) a connection per read, paying for the open, the
+/// pragmas and statement preparation every time.
+const MAX_READERS: usize = 16;
 /// Prepared statements cached per connection (more than the store has).
 const STATEMENT_CACHE: usize = 96;
 
@@ -32,6 +35,8 @@ pub(crate) struct Pool {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per reader connection; see [`Pool::reader_slot`].
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Pool {
@@ -61,6 +66,7 @@ impl Pool {
             readers: Some(Readers {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
+                slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
         })
     }
@@ -95,6 +101,14 @@ impl Pool {
         f(&mut self.writer()).map_err(store_error)
     }
 
+    /// Wait (asynchronously) for a reader connection to be free; hold the slot while
+    /// reading with [`Self::with_reader`]. `None` for an in-memory database, whose reads
+    /// queue on the writer.
+    pub(crate) async fn reader_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let readers = self.readers.as_ref()?;
+        readers.slots.clone().acquire_owned().await.ok()
+    }
+
     pub(crate) fn with_reader<R>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
@@ -113,7 +127,7 @@ impl Pool {
         };
         let out = f(&conn);
         let mut idle = readers.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_READERS {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
         out.map_err(store_error)
