@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, RetryState
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import RetryPolicy
@@ -304,3 +304,64 @@ async def test_cancel_caught_and_workflow_completes(client, task_queue, new_id):
         ET.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
     )
     assert events[-1].event_type == ET.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+
+
+class FailsAfterCancel:
+    """Heartbeats until cancelled, then fails with a retryable error."""
+
+    def __init__(self) -> None:
+        self.attempts: list[int] = []
+
+    @activity.defn(name="fails_after_cancel")
+    async def fails_after_cancel(self) -> str:
+        self.attempts.append(activity.info().attempt)
+        try:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            raise RuntimeError("failed while being cancelled") from None
+
+
+@workflow.defn
+class CancelsAFailingActivity:
+    @workflow.run
+    async def run(self) -> str:
+        handle = workflow.start_activity(
+            "fails_after_cancel",
+            start_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=2),
+            # Retryable failures would be retried at once (1 ms), many times.
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=1)),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.sleep(1)
+        handle.cancel()
+        try:
+            await handle
+        except ActivityError as e:
+            return f"{type(e.cause).__name__}: {e.cause}"
+        return "not failed"
+
+
+async def test_an_activity_asked_to_cancel_is_not_retried(client, task_queue, new_id):
+    """An activity whose cancellation the workflow requested fails for good, even with a
+    retryable failure and attempts left (Temporal's retry state CANCEL_REQUESTED)."""
+    acts = FailsAfterCancel()
+    async with worker(
+        client,
+        task_queue,
+        workflows=[CancelsAFailingActivity],
+        activities=[acts.fails_after_cancel],
+    ):
+        handle = await client.start_workflow(
+            CancelsAFailingActivity.run, id=new_id(), task_queue=task_queue
+        )
+        result = await result_within(handle, 20)
+    assert "failed while being cancelled" in result, result
+    assert acts.attempts == [1]
+    events = await history_events(handle)
+    failed = [e for e in events if e.event_type == ET.EVENT_TYPE_ACTIVITY_TASK_FAILED]
+    assert len(failed) == 1
+    attrs = failed[0].activity_task_failed_event_attributes
+    assert attrs.retry_state == RetryState.RETRY_STATE_CANCEL_REQUESTED

@@ -371,8 +371,10 @@ fn write_end<A: Into<Attributes>>(
     end: impl FnOnce(i64) -> A,
     apply_end: fn(&mut pb::MutableState, At, &A),
 ) {
-    let started_id = if ai.started_time.is_some() {
-        txn.write_external_applied(
+    // Temporal stamps the started event with the time the attempt started, not the time it
+    // is written.
+    let started_id = if let Some(started_time) = ai.started_time {
+        txn.write_external_applied_at(
             ActivityTaskStartedEventAttributes {
                 scheduled_event_id: ai.scheduled_event_id,
                 identity: ai.started_identity.clone(),
@@ -388,6 +390,7 @@ fn write_end<A: Into<Attributes>>(
                 }),
                 ..Default::default()
             },
+            started_time,
             apply_started,
         )
         .unwrap_or(0)
@@ -452,6 +455,11 @@ fn try_retry(
     ai: &pb::ActivityInfo,
     failure: &Failure,
 ) -> Result<(), RetryState> {
+    // As in Temporal (RetryActivity): an activity the workflow asked to cancel is not tried
+    // again; its failure or timeout is final.
+    if ai.cancel_requested {
+        return Err(RetryState::CancelRequested);
+    }
     let policy = ai
         .retry_policy
         .clone()

@@ -285,7 +285,7 @@ fn reschedule(txn: &mut Txn<'_>, id: i64, jitter: Duration) {
 
 /// A random offset below `jitter`. The workflow crate does no IO, so the randomness comes
 /// from the clock's nanoseconds mixed with the activity.
-fn random_below(now: SystemTime, id: i64, jitter: Duration) -> Duration {
+pub(crate) fn random_below(now: SystemTime, id: i64, jitter: Duration) -> Duration {
     let nanos = jitter.as_nanos() as u64;
     if nanos == 0 {
         return Duration::ZERO;

@@ -252,32 +252,42 @@ impl<'a> Txn<'a> {
         attrs: A,
         apply: impl FnOnce(&mut pb::MutableState, At, &A),
     ) -> Option<i64> {
+        let now = self.now_ts;
+        self.write_external_applied_at(attrs, now, apply)
+    }
+
+    /// [`Self::write_external_applied`] for an event that happened at `time`, earlier than
+    /// it is written (an activity's started event, written when the attempt ends).
+    pub(crate) fn write_external_applied_at<A: Into<Attributes>>(
+        &mut self,
+        attrs: A,
+        time: wkt::Timestamp,
+        apply: impl FnOnce(&mut pb::MutableState, At, &A),
+    ) -> Option<i64> {
         let id = if self.has_started_workflow_task() {
             BUFFERED_EVENT_ID
         } else {
             self.ms.next_event_id
         };
-        apply(
-            self.ms,
-            At {
-                id,
-                time: self.now_ts,
-            },
-            &attrs,
-        );
-        self.write_external(attrs.into())
+        apply(self.ms, At { id, time }, &attrs);
+        self.write_external_at(attrs.into(), time)
     }
 
     /// Write an event that comes from outside the workflow task (activity result, timer,
     /// cancel request, signal): buffered while a workflow task runs. Returns the event id if
     /// written now.
     pub fn write_external(&mut self, attrs: Attributes) -> Option<i64> {
+        let now = self.now_ts;
+        self.write_external_at(attrs, now)
+    }
+
+    fn write_external_at(&mut self, attrs: Attributes, time: wkt::Timestamp) -> Option<i64> {
         if self.has_started_workflow_task() {
-            let ev = new_event(attrs, &self.now_ts);
+            let ev = new_event(attrs, &time);
             self.ms.buffered_events.push(ev);
             None
         } else {
-            Some(self.write(attrs))
+            Some(self.write_at(attrs, time))
         }
     }
 

@@ -407,6 +407,67 @@ pub(crate) fn activity_retries_then_fails_with_max_attempts() {
 }
 
 #[test]
+pub(crate) fn an_activity_asked_to_cancel_is_not_retried() {
+    let mut h = Harness::start();
+    h.complete_wt(vec![schedule_activity("a1", None)]);
+    let sched = *h.ms.activities.keys().next().expect("pending");
+    let started_at = h.now;
+    h.apply(|t| activity::record_started(t, sched, 1, "p1", "w"))
+        .expect("starts");
+    h.now += Duration::from_secs(3);
+    h.apply(|t| {
+        workflow_task::schedule(t, 1);
+    });
+    h.complete_wt(vec![Command {
+        attributes: Some(
+            command::Attributes::RequestCancelActivityTaskCommandAttributes(
+                temper_proto::temporal::api::command::v1::RequestCancelActivityTaskCommandAttributes {
+                    scheduled_event_id: sched,
+                },
+            ),
+        ),
+        ..Default::default()
+    }]);
+    assert!(h.ms.activities[&sched].cancel_requested);
+    let ai = h.ms.activities[&sched].clone();
+    h.now += Duration::from_secs(1);
+    // The default policy would retry this failure; the cancel request makes it final.
+    h.apply(|t| {
+        activity::fail(
+            t,
+            &ai,
+            Failure {
+                message: "x".into(),
+                ..Default::default()
+            },
+            "w",
+            None,
+        )
+    });
+    assert!(h.ms.activities.is_empty(), "closed, not retried");
+    let started = h
+        .history
+        .iter()
+        .find(|e| e.event_type == EventType::ActivityTaskStarted as i32)
+        .expect("started event");
+    // Written when the attempt ended, stamped with the time it started (as Temporal does).
+    assert_eq!(
+        started.event_time.as_ref().map(crate::time::from_ts),
+        Some(started_at)
+    );
+    let failed = h
+        .history
+        .iter()
+        .find_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskFailedEventAttributes(a)) => Some(a),
+            _ => None,
+        })
+        .expect("failed event");
+    assert_eq!(failed.retry_state, RetryState::CancelRequested as i32);
+    h.check_ids();
+}
+
+#[test]
 pub(crate) fn heartbeat_timeout_waits_for_the_latest_heartbeat() {
     let mut h = Harness::start();
     let mut cmd = schedule_activity(
@@ -468,12 +529,34 @@ pub(crate) fn bad_command_fails_the_workflow_task_and_keeps_nothing() {
 }
 
 #[test]
-pub(crate) fn repeated_workflow_task_failures_back_off() {
+pub(crate) fn repeated_workflow_task_failures_lengthen_the_timeout() {
     use temper_proto::temporal::api::enums::v1::WorkflowTaskFailedCause;
     let mut h = Harness::start();
-    for attempt in 1..=2 {
+    let task_timeout = Duration::from_secs(10);
+    for attempt in 1..=4 {
+        // Each next attempt is scheduled at once, as in Temporal.
         let wt = h.start_wt();
         assert_eq!(wt.attempt, attempt);
+        let timeout = crate::time::from_dur(&wt.start_to_close_timeout);
+        if attempt <= 3 {
+            assert_eq!(timeout, task_timeout, "attempt {attempt}");
+        } else {
+            // The fourth attempt may run 5 s longer, less Temporal's jitter.
+            assert!(
+                timeout >= task_timeout + Duration::from_secs(4)
+                    && timeout < task_timeout + Duration::from_secs(5),
+                "{timeout:?}"
+            );
+            // Its timeout timer is armed from that timeout.
+            let (at, _) = h
+                .last
+                .timers
+                .iter()
+                .find(|(_, t)| t.kind == pb::TimerTaskKind::WorkflowTaskTimeout as i32)
+                .cloned()
+                .expect("start-to-close timer");
+            assert_eq!(at, h.now + timeout);
+        }
         h.apply(|t| {
             workflow_task::fail(
                 t,
@@ -483,16 +566,14 @@ pub(crate) fn repeated_workflow_task_failures_back_off() {
                 "w",
             )
         });
+        assert!(
+            h.last
+                .timers
+                .iter()
+                .all(|(_, t)| t.kind != pb::TimerTaskKind::WorkflowTaskRetry as i32)
+        );
     }
-    // Attempt 3 waits: no task scheduled yet, a retry timer instead.
-    assert!(h.ms.workflow_task.is_none());
-    assert_eq!(h.last.timers.len(), 1);
-    let (at, timer) = h.last.timers[0].clone();
-    assert_eq!(at, h.now + Duration::from_secs(1));
-    assert_eq!(timer.kind, pb::TimerTaskKind::WorkflowTaskRetry as i32);
-    h.now = at;
-    h.apply(|t| workflow_task::on_retry_timer(t, timer.attempt));
-    assert_eq!(h.ms.workflow_task.as_ref().map(|w| w.attempt), Some(3));
+    assert_eq!(h.ms.workflow_task.as_ref().map(|w| w.attempt), Some(5));
     h.check_ids();
 }
 

@@ -996,7 +996,8 @@ fn every_event_type_the_crate_writes_is_checked_against_replay() {
     crate::tests::activity_retries_then_fails_with_max_attempts();
     crate::tests::heartbeat_timeout_waits_for_the_latest_heartbeat();
     crate::tests::bad_command_fails_the_workflow_task_and_keeps_nothing();
-    crate::tests::repeated_workflow_task_failures_back_off();
+    crate::tests::repeated_workflow_task_failures_lengthen_the_timeout();
+    crate::tests::an_activity_asked_to_cancel_is_not_retried();
     crate::tests::a_history_past_its_limit_terminates_the_run();
     crate::tests_relations::child_lifecycle_events_in_the_parent();
     crate::tests_relations::child_started_and_closed_during_a_workflow_task_are_fixed_up_on_flush();

@@ -48,7 +48,15 @@ pub fn schedule(txn: &mut Txn<'_>, attempt: i32) -> i64 {
         return wt.scheduled_event_id;
     }
     let (queue, sticky_timeout) = next_queue(txn);
-    let timeout = from_dur(&txn.info().default_workflow_task_timeout);
+    let timeout = start_to_close_timeout(
+        from_dur(&txn.info().default_workflow_task_timeout),
+        attempt,
+        crate::activity_ops::random_below(
+            txn.now,
+            txn.ms.next_event_id,
+            retry_backoff(attempt) / 5,
+        ),
+    );
     let id = txn.write_applied(
         WorkflowTaskScheduledEventAttributes {
             task_queue: Some(queue.clone()),
@@ -270,34 +278,51 @@ pub fn fail(
     }
 }
 
-/// First attempt that waits before it is scheduled.
-const FIRST_BACKOFF_ATTEMPT: i32 = 3;
-const MAX_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
+/// Attempts that keep the run's workflow task timeout (Temporal's
+/// workflowTaskRetryBackoffMinAttempts); later ones get a longer one.
+const BACKOFF_AFTER_ATTEMPT: i32 = 3;
+/// Temporal's workflowTaskRetryInitialInterval.
+const RETRY_INITIAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Temporal's history.workflowTaskRetryMaxInterval default.
+const RETRY_MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// How long attempt `attempt` of a workflow task waits: nothing for the first retries, then
-/// 1 s doubling up to a minute. Temporal retries at once; a workflow whose code keeps
-/// failing would then spin its worker and grow its history as fast as they can go.
+/// How much longer than the run's workflow task timeout attempt `attempt` of a workflow task
+/// may run, before its jitter: nothing for the first three attempts, then 5 s doubling up to
+/// ten minutes. Temporal slows a workflow task that keeps failing this way, not by waiting
+/// before it schedules the next attempt: an SDK reports only the first attempt's failure
+/// and lets the later ones time out, so a longer timeout is what spaces them out (and gives
+/// a worker that is merely slow the time it needs).
 pub fn retry_backoff(attempt: i32) -> std::time::Duration {
-    if attempt < FIRST_BACKOFF_ATTEMPT {
+    if attempt <= BACKOFF_AFTER_ATTEMPT {
         return std::time::Duration::ZERO;
     }
-    let exp = (attempt - FIRST_BACKOFF_ATTEMPT).min(16) as u32;
-    std::time::Duration::from_secs(1u64 << exp).min(MAX_RETRY_BACKOFF)
+    let exp = (attempt - BACKOFF_AFTER_ATTEMPT - 1).min(16) as u32;
+    (RETRY_INITIAL_INTERVAL * (1u32 << exp)).min(RETRY_MAX_INTERVAL)
 }
 
-/// Schedule the next attempt of a failed or timed-out workflow task, now or after its
-/// backoff. New events (a signal, an activity result) schedule a task at once anyway.
-fn schedule_retry(txn: &mut Txn<'_>, attempt: i32) {
+/// Start-to-close timeout of attempt `attempt`: the run's workflow task timeout, plus from
+/// the fourth attempt [`retry_backoff`] with Temporal's jitter (80 % of it plus `jitter`, a
+/// random part of the remaining fifth).
+pub fn start_to_close_timeout(
+    default: std::time::Duration,
+    attempt: i32,
+    jitter: std::time::Duration,
+) -> std::time::Duration {
     let backoff = retry_backoff(attempt);
-    if backoff.is_zero() || txn.has_buffered_events() {
-        schedule(txn, attempt);
-        return;
+    if backoff.is_zero() {
+        return default;
     }
-    let t = txn.timer_task(pb::TimerTaskKind::WorkflowTaskRetry, 0, attempt);
-    txn.add_timer_task(txn.now + backoff, t);
+    default + backoff.mul_f64(0.8) + jitter.min(backoff / 5)
 }
 
-/// A workflow task retry backoff elapsed.
+/// Schedule the next attempt of a failed or timed-out workflow task: at once, as Temporal
+/// does (the attempt's longer start-to-close timeout is the backoff).
+fn schedule_retry(txn: &mut Txn<'_>, attempt: i32) {
+    schedule(txn, attempt);
+}
+
+/// A workflow task retry backoff elapsed: a timer only an older temper wrote (retries no
+/// longer wait), kept so such a timer still schedules its attempt.
 pub fn on_retry_timer(txn: &mut Txn<'_>, attempt: i32) {
     if txn.is_running() && !txn.has_pending_workflow_task() {
         schedule(txn, attempt);
@@ -456,15 +481,30 @@ pub(crate) fn apply_timed_out(
 
 #[cfg(test)]
 mod tests {
-    use super::retry_backoff;
+    use super::{retry_backoff, start_to_close_timeout};
     use std::time::Duration;
 
     #[test]
-    fn backoff_starts_at_the_third_attempt_and_is_capped() {
+    fn backoff_lengthens_the_timeout_from_the_fourth_attempt_and_is_capped() {
         assert_eq!(retry_backoff(1), Duration::ZERO);
-        assert_eq!(retry_backoff(2), Duration::ZERO);
-        assert_eq!(retry_backoff(3), Duration::from_secs(1));
-        assert_eq!(retry_backoff(4), Duration::from_secs(2));
-        assert_eq!(retry_backoff(40), Duration::from_secs(60));
+        assert_eq!(retry_backoff(3), Duration::ZERO);
+        assert_eq!(retry_backoff(4), Duration::from_secs(5));
+        assert_eq!(retry_backoff(5), Duration::from_secs(10));
+        assert_eq!(retry_backoff(40), Duration::from_secs(600));
+        let task = Duration::from_secs(1);
+        assert_eq!(start_to_close_timeout(task, 3, Duration::ZERO), task);
+        // 1 s + 80 % of 5 s + the jitter, below a fifth of 5 s.
+        assert_eq!(
+            start_to_close_timeout(task, 4, Duration::ZERO),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            start_to_close_timeout(task, 4, Duration::from_millis(300)),
+            Duration::from_millis(5300)
+        );
+        assert_eq!(
+            start_to_close_timeout(task, 4, Duration::from_secs(9)),
+            Duration::from_secs(6)
+        );
     }
 }

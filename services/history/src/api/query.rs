@@ -45,7 +45,14 @@ pub(crate) enum Readiness {
 }
 
 /// Decide what to do with a query on a run in state `ms`, as Temporal's history does.
-pub(crate) fn readiness(ms: &pb::MutableState, reject: QueryRejectCondition) -> Readiness {
+/// `arriving` is false for a query already waiting: Temporal fails a query fast on a
+/// failing workflow task only when it arrives; one it has buffered waits across the failed
+/// attempts for a workflow task that completes.
+pub(crate) fn readiness(
+    ms: &pb::MutableState,
+    reject: QueryRejectCondition,
+    arriving: bool,
+) -> Readiness {
     let info = ms.execution_info.as_ref();
     let status = info
         .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok())
@@ -66,7 +73,8 @@ pub(crate) fn readiness(ms: &pb::MutableState, reject: QueryRejectCondition) -> 
     if !running && !completed_a_task {
         return Readiness::NotReady("Workflow execution closed before WorkflowTaskStarted event");
     }
-    if running
+    if arriving
+        && running
         && ms
             .workflow_task
             .as_ref()
@@ -126,9 +134,10 @@ pub(crate) async fn prepare(
     // Holding the entry keeps it in the cache (and its change feed alive) while we wait.
     let entry = shard.entry(&key);
     let mut changes = entry.changes.subscribe();
+    let mut arriving = true;
     let mut ms = loop {
         let ms = shard.snapshot(&key).await?;
-        match readiness(&ms, reject) {
+        match readiness(&ms, reject, arriving) {
             Readiness::Rejected(status) => {
                 return Ok(internal::PrepareQueryTaskResponse {
                     query_rejected: Some(QueryRejected {
@@ -142,7 +151,7 @@ pub(crate) async fn prepare(
                 return Err(temper_client::status::workflow_not_ready(message));
             }
             Readiness::Ready => break ms,
-            Readiness::Wait => {}
+            Readiness::Wait => arriving = false,
         }
         let gave_up = tokio::select! {
             r = changes.changed() => r.is_err(),
@@ -243,42 +252,42 @@ mod tests {
     fn reject_conditions_apply_to_closed_runs_only() {
         let running = state(S::Running, true, 0);
         for c in [C::None, C::NotOpen, C::NotCompletedCleanly] {
-            assert_eq!(readiness(&running, c), Readiness::Ready, "{c:?}");
+            assert_eq!(readiness(&running, c, true), Readiness::Ready, "{c:?}");
         }
         let completed = state(S::Completed, true, 0);
-        assert_eq!(readiness(&completed, C::None), Readiness::Ready);
+        assert_eq!(readiness(&completed, C::None, true), Readiness::Ready);
         assert_eq!(
-            readiness(&completed, C::NotOpen),
+            readiness(&completed, C::NotOpen, true),
             Readiness::Rejected(S::Completed)
         );
         assert_eq!(
-            readiness(&completed, C::NotCompletedCleanly),
+            readiness(&completed, C::NotCompletedCleanly, true),
             Readiness::Ready
         );
         for s in [S::Failed, S::Terminated, S::Canceled, S::TimedOut] {
             let closed = state(s, true, 0);
-            assert_eq!(readiness(&closed, C::NotOpen), Readiness::Rejected(s));
+            assert_eq!(readiness(&closed, C::NotOpen, true), Readiness::Rejected(s));
             assert_eq!(
-                readiness(&closed, C::NotCompletedCleanly),
+                readiness(&closed, C::NotCompletedCleanly, true),
                 Readiness::Rejected(s)
             );
-            assert_eq!(readiness(&closed, C::None), Readiness::Ready);
+            assert_eq!(readiness(&closed, C::None, true), Readiness::Ready);
         }
     }
 
     #[test]
     fn a_run_must_have_completed_a_workflow_task() {
         assert_eq!(
-            readiness(&state(S::Running, false, 1), C::None),
+            readiness(&state(S::Running, false, 1), C::None, true),
             Readiness::Wait
         );
         assert!(matches!(
-            readiness(&state(S::Terminated, false, 0), C::None),
+            readiness(&state(S::Terminated, false, 0), C::None, true),
             Readiness::NotReady(m) if m.contains("closed before WorkflowTaskStarted")
         ));
         // The reject condition is checked first.
         assert_eq!(
-            readiness(&state(S::Terminated, false, 0), C::NotOpen),
+            readiness(&state(S::Terminated, false, 0), C::NotOpen, true),
             Readiness::Rejected(S::Terminated)
         );
     }
@@ -286,11 +295,11 @@ mod tests {
     #[test]
     fn a_pending_workflow_task_holds_the_query_back() {
         assert_eq!(
-            readiness(&state(S::Running, true, 1), C::None),
+            readiness(&state(S::Running, true, 1), C::None, true),
             Readiness::Wait
         );
         assert_eq!(
-            readiness(&state(S::Running, true, 0), C::None),
+            readiness(&state(S::Running, true, 0), C::None, true),
             Readiness::Ready
         );
     }
@@ -298,12 +307,17 @@ mod tests {
     #[test]
     fn a_failing_workflow_task_fails_the_query_fast() {
         assert_eq!(
-            readiness(&state(S::Running, true, 2), C::None),
+            readiness(&state(S::Running, true, 2), C::None, true),
             Readiness::Wait
         );
         assert!(matches!(
-            readiness(&state(S::Running, true, 3), C::None),
+            readiness(&state(S::Running, true, 3), C::None, true),
             Readiness::NotReady(m) if m.contains("failed state")
         ));
+        // A query that was already waiting keeps waiting for a task that completes.
+        assert_eq!(
+            readiness(&state(S::Running, true, 3), C::None, false),
+            Readiness::Wait
+        );
     }
 }
