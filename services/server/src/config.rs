@@ -31,7 +31,7 @@ use temper_types::PartitionConfig;
 pub const ENV_PREFIX: &str = "TEMPER_";
 /// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
 const SECTIONS: &[&str] = &[
-    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health",
+    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health", "tls",
 ];
 
 /// An override's value: a TOML value if it parses as one, else the text as a string.
@@ -78,6 +78,139 @@ pub struct ServerConfig {
     pub health: HealthSection,
     pub metrics: MetricsSection,
     pub frontend: FrontendSection,
+    pub tls: TlsSection,
+}
+
+/// TLS on the gRPC port (docs/security.md). The port serves clients and nodes alike, so
+/// the frontend pair and the internode set are configured together or not at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSection {
+    /// PEM certificate chain clients see (leaf first). Default: none (plaintext).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle: when set, every client must present a certificate signed by it.
+    /// Default: none (clients need no certificate).
+    pub client_ca: Option<PathBuf>,
+    /// How often the files are read again for changes (rotation). Default: 5000.
+    pub reload_interval_ms: u64,
+    /// What nodes present to each other (`[tls.internode]`).
+    pub internode: InternodeTlsSection,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            reload_interval_ms: 5000,
+            internode: InternodeTlsSection::default(),
+        }
+    }
+}
+
+/// Internode mTLS: history, matching and admin calls between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternodeTlsSection {
+    /// PEM certificate chain of this node, signed by `ca`, naming `server_name`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the internode CA: peers must present certificates signed by it.
+    pub ca: Option<PathBuf>,
+    /// The name nodes ask for and check in each other's certificates (a DNS name in each
+    /// node certificate's subject alternative names). Default: `temper-internode`.
+    pub server_name: String,
+}
+
+impl Default for InternodeTlsSection {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            ca: None,
+            server_name: "temper-internode".into(),
+        }
+    }
+}
+
+impl TlsSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        let frontend = match (&self.cert, &self.key) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            _ => anyhow::bail!("tls.cert and tls.key go together: set both or neither"),
+        };
+        if self.client_ca.is_some() && !frontend {
+            anyhow::bail!("tls.client_ca needs tls.cert and tls.key");
+        }
+        let i = &self.internode;
+        let internode = match (&i.cert, &i.key, &i.ca) {
+            (Some(_), Some(_), Some(_)) => true,
+            (None, None, None) => false,
+            _ => anyhow::bail!(
+                "tls.internode.cert, tls.internode.key and tls.internode.ca go together: set all three or none"
+            ),
+        };
+        if frontend != internode {
+            anyhow::bail!(
+                "TLS on the gRPC port needs both tls.cert/tls.key (what clients see) and \
+                 tls.internode.cert/key/ca (what nodes use with each other), since clients \
+                 and nodes share the port; set both or neither"
+            );
+        }
+        if self.reload_interval_ms < 100 {
+            anyhow::bail!("tls.reload_interval_ms must be at least 100");
+        }
+        if internode && rustls_name_invalid(&i.server_name) {
+            anyhow::bail!(
+                "tls.internode.server_name: `{}` is not a DNS name",
+                i.server_name
+            );
+        }
+        Ok(())
+    }
+
+    /// The internode files, when configured.
+    pub fn internode_files(&self) -> Option<temper_tls::InternodeFiles> {
+        let i = &self.internode;
+        Some(temper_tls::InternodeFiles {
+            identity: temper_tls::Identity {
+                cert: i.cert.clone()?,
+                key: i.key.clone()?,
+            },
+            ca: i.ca.clone()?,
+            server_name: i.server_name.clone(),
+        })
+    }
+
+    /// What the gRPC port serves, when TLS is on.
+    pub fn server_files(&self) -> Option<temper_tls::ServerFiles> {
+        Some(temper_tls::ServerFiles {
+            frontend: temper_tls::Identity {
+                cert: self.cert.clone()?,
+                key: self.key.clone()?,
+            },
+            client_ca: self.client_ca.clone(),
+            internode: self.internode_files(),
+        })
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_interval_ms)
+    }
+}
+
+/// Whether `name` cannot be a TLS server name (a DNS name).
+fn rustls_name_invalid(name: &str) -> bool {
+    name.is_empty()
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || !name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 /// The Temporal API.
@@ -417,6 +550,7 @@ impl ServerConfig {
         {
             anyhow::bail!("tracing.otlp_endpoint: `{e}` is not an http:// or https:// URL");
         }
+        self.tls.validate()?;
         self.grpc_listen()?;
         self.membership_listen()?;
         self.health_listen()?;

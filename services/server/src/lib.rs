@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod node;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
