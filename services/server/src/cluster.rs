@@ -128,7 +128,10 @@ struct Store {
 /// The roles this node runs, started and following the rings.
 struct Roles {
     membership: Arc<Membership>,
+    /// The membership's views, or with internode TLS those of the admitted members only.
     views: watch::Receiver<Arc<ClusterView>>,
+    /// Internode admission (stopped with `follow`).
+    admission: Option<tokio::task::JoinHandle<()>>,
     channels: Arc<Channels>,
     history: Option<Arc<HistoryEngine>>,
     matching: Option<Arc<MatchingEngine>>,
@@ -234,12 +237,28 @@ async fn start_roles(
     mconfig.seeds = config.cluster.seeds.clone();
     mconfig.dead_after = Duration::from_millis(config.cluster.dead_after_ms);
     mconfig.ring_debounce = Duration::from_millis(config.cluster.ring_debounce_ms);
+    let virtual_nodes = mconfig.virtual_nodes;
     let membership = Arc::new(
         Membership::start(mconfig, Some(persistence.membership.clone()))
             .await
             .context("starting gossip membership")?,
     );
-    let views = membership.subscribe();
+    // Follow the rings: own the shards and partitions they give this node.
+    let follow = tokio_util::sync::CancellationToken::new();
+    // With internode TLS, only members that show an internode certificate enter the rings.
+    let (views, admission) = match tls.and_then(|t| t.internode.clone()) {
+        Some(internode) => {
+            let (views, task) = crate::admission::admit_verified(
+                name.to_string(),
+                membership.subscribe(),
+                internode,
+                virtual_nodes,
+                follow.clone(),
+            );
+            (views, Some(task))
+        }
+        None => (membership.subscribe(), None),
+    };
     let placement = RingPlacement::new(name.to_string(), num_shards, views.clone());
     let channels = match tls.and_then(|t| t.internode.clone()) {
         Some(internode) => Channels::with_tls(internode),
@@ -304,8 +323,6 @@ async fn start_roles(
         );
     }
 
-    // Follow the rings: own the shards and partitions they give this node.
-    let follow = tokio_util::sync::CancellationToken::new();
     let has_peers = config.cluster.seeds.iter().any(|s| {
         *s != config.node.membership_address
             && Some(s) != config.node.advertise_membership_address.as_ref()
@@ -383,6 +400,7 @@ async fn start_roles(
     Ok(Roles {
         membership,
         views,
+        admission,
         channels,
         history,
         matching,
@@ -496,6 +514,7 @@ async fn grpc_services(
 ) {
     let admin = AdminApi::new(
         roles.membership.clone(),
+        roles.views.clone(),
         roles.history.clone(),
         store.persistence.clone(),
         store.cluster.num_shards,
@@ -594,6 +613,9 @@ async fn leave(
     }
     roles.follow.cancel();
     let _ = (&mut roles.follower).await;
+    if let Some(a) = roles.admission.take() {
+        let _ = a.await;
+    }
     let handover_started = Instant::now();
     // The shards' work ends before this node leaves the rings, which hands the shards to
     // other nodes: nothing of a shard runs here once its heir may run it.
@@ -612,8 +634,11 @@ async fn leave(
     };
     if let Some((released, ranges)) = handed_over {
         // Nobody to hand over to (the last node, or all of them stopping): do not wait.
-        let heirs = membership
-            .view()
+        // The admitted members (with internode TLS, a node that could not take a shard
+        // is no heir).
+        let heirs = roles
+            .views
+            .borrow()
             .ring_members(Role::History)
             .iter()
             .any(|m| m.name != name);

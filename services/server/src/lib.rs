@@ -2,6 +2,7 @@
 //! the cluster node, its config and admin API.
 
 pub mod admin;
+pub mod admission;
 pub mod cluster;
 pub mod config;
 pub mod config_example;

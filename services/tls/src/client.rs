@@ -66,6 +66,19 @@ impl InternodeClient {
         &self.config
     }
 
+    /// Whether the node at `address` (`host:port`) shows a certificate of the internode CA
+    /// for the internode server name: a full TLS handshake as a client, nothing sent.
+    pub async fn probe(&self, address: &str) -> Result<(), String> {
+        let uri: Uri = format!("http://{address}")
+            .parse()
+            .map_err(|e| format!("bad node address {address}: {e}"))?;
+        let mut connector = self.connector();
+        tower_service::Service::call(&mut connector, uri)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// A connector for `tonic::transport::Endpoint::connect_with_connector_lazy`.
     pub fn connector(&self) -> InternodeConnector {
         InternodeConnector {
