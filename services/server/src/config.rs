@@ -749,6 +749,60 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_off_by_default_and_comes_from_file_or_environment() {
+        let off = ServerConfig::parse("").expect("defaults");
+        assert!(off.tls.server_files().is_none());
+        assert_eq!(off.tls.internode.server_name, "temper-internode");
+        let env = [
+            ("TEMPER_TLS__CERT", "/tls/front.pem"),
+            ("TEMPER_TLS__KEY", "/tls/front.key"),
+            ("TEMPER_TLS__CLIENT_CA", "/tls/clients.pem"),
+            ("TEMPER_TLS__INTERNODE__CERT", "/tls/node.pem"),
+            ("TEMPER_TLS__INTERNODE__KEY", "/tls/node.key"),
+            ("TEMPER_TLS__INTERNODE__CA", "/tls/ca.pem"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = ServerConfig::layered(
+            None,
+            env,
+            &["tls.internode.server_name=nodes.temper".into()],
+        )
+        .expect("valid");
+        let files = c.tls.server_files().expect("TLS on");
+        assert_eq!(files.frontend.cert, PathBuf::from("/tls/front.pem"));
+        assert_eq!(files.client_ca, Some(PathBuf::from("/tls/clients.pem")));
+        let internode = files.internode.expect("internode on");
+        assert_eq!(internode.ca, PathBuf::from("/tls/ca.pem"));
+        assert_eq!(internode.server_name, "nodes.temper");
+    }
+
+    #[test]
+    fn incomplete_tls_config_is_refused() {
+        let internode = "[tls.internode]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"ca.pem\"\n";
+        for (text, expect) in [
+            ("[tls]\ncert = \"a.pem\"", "tls.cert and tls.key"),
+            ("[tls]\nclient_ca = \"c.pem\"", "tls.client_ca"),
+            (
+                "[tls]\ncert = \"a.pem\"\nkey = \"a.key\"",
+                "tls.internode.cert/key/ca",
+            ),
+            (internode, "tls.internode.cert/key/ca"),
+            (
+                "[tls.internode]\ncert = \"n.pem\"",
+                "tls.internode.cert, tls.internode.key and tls.internode.ca",
+            ),
+        ] {
+            let e = format!("{:#}", ServerConfig::parse(text).expect_err(text));
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+        let both = format!("[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\n{internode}");
+        ServerConfig::parse(&both).expect("both sections");
+        let bad_name = format!("{both}server_name = \"10.0.0.1\"\n");
+        let e = format!("{:#}", ServerConfig::parse(&bad_name).expect_err("an IP"));
+        assert!(e.contains("tls.internode.server_name"), "{e}");
+    }
+
+    #[test]
     fn trace_export_is_off_unless_an_endpoint_is_set() {
         let off = ServerConfig::parse("").expect("defaults");
         assert!(off.otlp_export().is_none());
