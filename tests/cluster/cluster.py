@@ -273,12 +273,11 @@ class Cluster:
     # ------------------------------------------------------------------ admin
 
     def admin(self, node: Node, *args: str) -> Any:
+        cmd = [str(harness.temper_bin()), "admin", "--address", node.address, "-o", "json"]
+        if self.tls is not None:
+            cmd += self.tls.admin_args()
         out = subprocess.run(
-            [
-                str(harness.temper_bin()), "admin", "--address", node.address, "-o", "json",
-                *(self.tls.admin_args() if self.tls is not None else []),
-                *args,
-            ],  # fmt: skip
+            [*cmd, *args],
             capture_output=True,
             timeout=10,
             check=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,7 +83,7 @@ async def connect(
     return await Client.connect(server.address, namespace=namespace, tls=tls)
 
 
-async def refused(coro) -> BaseException:  # noqa: ANN001 - any awaitable
+async def refused(coro: Awaitable[object]) -> BaseException:
     """The error `coro` fails with; the test fails if it succeeds."""
     try:
         await asyncio.wait_for(coro, timeout=15)
@@ -219,7 +220,7 @@ def test_bad_tls_files_stop_start_up_with_the_file_named(tmp_path: Path):
         proc = subprocess.run(
             [str(harness.temper_bin()), "server", "start-dev", "--ephemeral",
              "--ip", "127.0.0.1", "--port", str(harness.free_port()), *args],
-            capture_output=True, text=True, timeout=30,
+            check=False, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert proc.returncode != 0, f"{args}: started anyway"
         assert expected in proc.stderr, f"{args}: {proc.stderr}"
