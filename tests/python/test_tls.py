@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
-from collections.abc import Awaitable
+import urllib.request
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,8 +61,8 @@ class Pki:
 class TlsServer(ServerProcess):
     """A dev server serving TLS; its readiness probe connects over TLS (with `identity`)."""
 
-    def __init__(self, workdir: Path, pki: Pki, mutual: bool) -> None:
-        args = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key)]
+    def __init__(self, workdir: Path, pki: Pki, mutual: bool, more: Sequence[str] = ()) -> None:
+        args = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), *more]
         if mutual:
             args += ["--tls-client-ca", str(pki.client_ca_path)]
         super().__init__(harness.server_kind(), workdir, extra_args=args)
@@ -204,6 +206,29 @@ async def test_rotated_certificate_is_served_without_a_restart(tls_server: TlsSe
     assert tls_server.launches == 1, "the server was not restarted"
     await refused(connect(tls_server, pki.server_ca.pem(), None))
     assert "reloaded TLS certificates" in tls_server.log_path.read_text()
+
+
+@pytest.mark.timeout(60)
+async def test_certificate_expiry_is_a_metric(tmp_path: Path):
+    metrics_port = harness.free_port()
+    pki = Pki(tmp_path / "pki")
+    srv = TlsServer(tmp_path / "server", pki, True, ["--metrics-port", str(metrics_port)])
+    try:
+        await srv.start()
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+        gauges = {}
+        for line in text.decode().splitlines():
+            m = re.match(r'temper_tls_certificate_expiry_seconds\{cert="(\w+)"\} (\S+)', line)
+            if m:
+                gauges[m.group(1)] = float(m.group(2))
+        expected = {
+            "frontend": pki.server_ca.leaf_not_after(pki.server),
+            "client_ca": pki.client_ca.cert.not_valid_after_utc.timestamp(),
+        }
+        assert gauges == expected, text.decode()
+    finally:
+        await srv.stop()
 
 
 def test_bad_tls_files_stop_start_up_with_the_file_named(tmp_path: Path):

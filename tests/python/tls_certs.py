@@ -81,6 +81,12 @@ class Ca:
         path.write_bytes(self.pem())
         return path
 
+    @staticmethod
+    def leaf_not_after(leaf: Leaf) -> float:
+        """A written certificate's notAfter, in seconds since the epoch."""
+        cert = x509.load_pem_x509_certificate(leaf.cert_pem())
+        return cert.not_valid_after_utc.timestamp()
+
     def issue(self, prefix: Path, names: list[str]) -> Leaf:
         """Write `<prefix>.pem` and `<prefix>.key`: a certificate for `names` signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
