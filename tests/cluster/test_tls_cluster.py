@@ -172,6 +172,11 @@ async def test_internode_mtls_keeps_out_a_node_of_another_ca(
     await run_workflows(a, b, "with-rogue", 12)
     await run_workflows(b, a, "with-rogue-b", 6)
 
+    # A graceful leave hands b's shards to a over internode TLS; a serves alone.
+    await cluster.stop("b")
+    await cluster.wait_balanced(["a"], timeout=30)
+    await run_workflows(a, a, "after-leave", 6)
+
 
 async def refused(connecting: Awaitable[Client]) -> None:
     """Fail the test if `connecting` gets through (the SDK raises RuntimeError or RPCError)."""
