@@ -86,6 +86,9 @@ pub fn admit_verified(
                     },
                 );
             }
+            // Forget members gone from the view (older generations of restarted nodes).
+            let current: Vec<Key> = view.members().iter().map(key).collect();
+            verdicts.retain(|k, _| current.contains(k));
             let admitted =
                 |m: &Member| m.name == me || verdicts.get(&key(m)).is_some_and(|v| v.admitted);
             let next = view.retain(admitted, virtual_nodes);
