@@ -95,6 +95,8 @@ class Node:
         self.seeds = seeds
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
+        # More config, appended to the node's file (e.g. its `[tls]` sections).
+        self.extra_toml = ""
 
     @property
     def address(self) -> str:
@@ -123,7 +125,7 @@ ring_debounce_ms = 300
 {self.store.toml()}
 [log]
 level = "info"
-"""
+{self.extra_toml}"""
         )
 
     def running(self) -> bool:
@@ -177,17 +179,24 @@ class Cluster:
         num_shards: int = NUM_SHARDS,
         roles: dict[str, list[str]] | None = None,
         store: Store | None = None,
+        tls: Any = None,
     ) -> None:
+        """`tls`: a `ClusterTls` (test_tls_cluster.py) whose `node_toml(name)` each node's
+        config gets, whose `client()` clients connect with and `admin_args()` `temper
+        admin` runs with."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.num_shards = num_shards
         self.store = store or Store(workdir)
+        self.tls = tls
         self.nodes: dict[str, Node] = {}
         for name in names:
             self.add_node(name, (roles or {}).get(name))
 
     def add_node(self, name: str, roles: list[str] | None = None) -> Node:
         node = Node(name, self.workdir, self.store, [], roles)
+        if self.tls is not None:
+            node.extra_toml = self.tls.node_toml(name)
         self.nodes[name] = node
         seeds = [n.gossip for n in self.nodes.values()]
         for n in self.nodes.values():
@@ -216,10 +225,15 @@ class Cluster:
         async def up() -> bool:
             if node.proc is not None and node.proc.poll() is not None:
                 raise RuntimeError(f"node {node.name} exited:\n{node.log_tail()}")
-            await asyncio.wait_for(Client.connect(node.address), timeout=3)
+            await asyncio.wait_for(self.connect(node), timeout=3)
             return True
 
         await harness.wait_until(up, timeout=timeout, what=f"node {node.name} serving")
+
+    async def connect(self, node: Node, namespace: str = "default") -> Client:
+        """A client of `node` (over TLS when the cluster has it)."""
+        tls = self.tls.client() if self.tls is not None else False
+        return await Client.connect(node.address, namespace=namespace, tls=tls)
 
     async def stop(self, name: str, timeout: float = 20) -> float:
         """SIGTERM (graceful leave); the seconds it took to exit."""
@@ -259,8 +273,11 @@ class Cluster:
     # ------------------------------------------------------------------ admin
 
     def admin(self, node: Node, *args: str) -> Any:
+        cmd = [str(harness.temper_bin()), "admin", "--address", node.address, "-o", "json"]
+        if self.tls is not None:
+            cmd += self.tls.admin_args()
         out = subprocess.run(
-            [str(harness.temper_bin()), "admin", "--address", node.address, "-o", "json", *args],
+            [*cmd, *args],
             capture_output=True,
             timeout=10,
             check=False,

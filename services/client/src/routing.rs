@@ -81,11 +81,22 @@ fn is_transport_error(status: &Status) -> bool {
 #[derive(Default)]
 pub struct Channels {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Internode mTLS; plaintext when `None`.
+    tls: Option<temper_tls::InternodeClient>,
 }
 
 impl Channels {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Channels that connect over internode mTLS (each new connection with the files in
+    /// force then).
+    pub fn with_tls(tls: temper_tls::InternodeClient) -> Arc<Self> {
+        Arc::new(Self {
+            channels: Mutex::default(),
+            tls: Some(tls),
+        })
     }
 
     /// The channel to `address` (`host:port`), connecting on first use. HTTP/2 keep-alive
@@ -103,7 +114,10 @@ impl Channels {
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = match &self.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+            None => endpoint.connect_lazy(),
+        };
         map.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -52,6 +52,14 @@ impl ClusterView {
         }
     }
 
+    /// This view (same version) with only the members `keep` accepts, the rings rebuilt over
+    /// them: a node leaves out the members it cannot trust yet (see the server's internode
+    /// admission).
+    pub fn retain(&self, keep: impl Fn(&Member) -> bool, virtual_nodes: u32) -> ClusterView {
+        let members = self.members.iter().filter(|m| keep(m)).cloned().collect();
+        ClusterView::build(self.version, members, virtual_nodes)
+    }
+
     /// Increases on every change a [`crate::Membership`] publishes (0 for
     /// [`Self::from_members`]).
     pub fn version(&self) -> u64 {

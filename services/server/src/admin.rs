@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status};
 /// The node's admin API.
 pub struct AdminApi {
     membership: Arc<Membership>,
+    /// The views this node routes by (with internode TLS, admitted members only).
+    views: tokio::sync::watch::Receiver<Arc<temper_membership::ClusterView>>,
     history: Option<Arc<HistoryEngine>>,
     persistence: Persistence,
     num_shards: u32,
@@ -26,6 +28,7 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(
         membership: Arc<Membership>,
+        views: tokio::sync::watch::Receiver<Arc<temper_membership::ClusterView>>,
         history: Option<Arc<HistoryEngine>>,
         persistence: Persistence,
         num_shards: u32,
@@ -33,6 +36,7 @@ impl AdminApi {
     ) -> Self {
         Self {
             membership,
+            views,
             history,
             persistence,
             num_shards,
@@ -59,7 +63,7 @@ impl AdminService for AdminApi {
         &self,
         _request: Request<internal::DescribeClusterRequest>,
     ) -> Result<Response<internal::DescribeClusterResponse>, Status> {
-        let view = self.membership.view();
+        let view = self.views.borrow().clone();
         let members = view
             .members()
             .iter()
@@ -100,7 +104,7 @@ impl AdminService for AdminApi {
         }
         let shard = ShardId(r.shard_id);
         let me = self.membership.me().name.clone();
-        let view = self.membership.view();
+        let view = self.views.borrow().clone();
         let ring_owner = view
             .balanced_shard_owner(r.shard_id, self.num_shards)
             .cloned();
@@ -154,8 +158,34 @@ pub struct AdminArgs {
     /// `text` or `json`.
     #[arg(long, short = 'o', default_value = "text")]
     pub output: String,
+    /// A node certificate (PEM) signed by the internode CA, for a cluster with internode
+    /// TLS: the admin API answers only nodes. Needs `--tls-key` and `--tls-ca`.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The internode CA bundle (PEM) the node's certificate must chain to.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The internode server name (the config's `tls.internode.server_name`).
+    #[arg(long, default_value = "temper-internode")]
+    pub tls_server_name: String,
     #[command(subcommand)]
     pub command: AdminCommand,
+}
+
+impl AdminArgs {
+    fn internode_files(&self) -> Option<temper_tls::InternodeFiles> {
+        Some(temper_tls::InternodeFiles {
+            identity: temper_tls::Identity {
+                cert: self.tls_cert.clone()?,
+                key: self.tls_key.clone()?,
+            },
+            ca: self.tls_ca.clone()?,
+            server_name: self.tls_server_name.clone(),
+        })
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -189,9 +219,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", args.address))
         .map_err(|e| anyhow::anyhow!("bad --address {}: {e}", args.address))?
         .connect_timeout(std::time::Duration::from_secs(3));
-    let channel = endpoint
-        .connect()
-        .await
+    let connected = match args.internode_files() {
+        Some(files) => {
+            let tls = temper_tls::InternodeClient::load(files)?;
+            endpoint.connect_with_connector(tls.connector()).await
+        }
+        None => endpoint.connect().await,
+    };
+    let channel = connected
         .map_err(|e| anyhow::anyhow!("cannot reach a temper node at {}: {e}", args.address))?;
     let mut client = AdminServiceClient::new(channel);
     let status = |s: Status| anyhow::anyhow!("{}: {}", args.address, s.message());

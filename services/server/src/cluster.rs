@@ -32,6 +32,7 @@ use crate::admin::AdminApi;
 use crate::config::{ServerConfig, StoreKindConfig};
 use crate::health::{Health, Readiness, StoreFailures};
 use crate::store;
+use temper_tls::InternodeOnly;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 
@@ -127,7 +128,10 @@ struct Store {
 /// The roles this node runs, started and following the rings.
 struct Roles {
     membership: Arc<Membership>,
+    /// The membership's views, or with internode TLS those of the admitted members only.
     views: watch::Receiver<Arc<ClusterView>>,
+    /// Internode admission (stopped with `follow`).
+    admission: Option<tokio::task::JoinHandle<()>>,
     channels: Arc<Channels>,
     history: Option<Arc<HistoryEngine>>,
     matching: Option<Arc<MatchingEngine>>,
@@ -161,10 +165,27 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let listen = config.grpc_listen()?;
     let name = config.node_name();
     let (store, listener) = open(&config, listen).await?;
-    let mut roles = start_roles(&config, &name, &store).await?;
-    let mut serving = serve(&config, &name, started, listen, listener, &store, &roles).await?;
+    // After `open`, which installs the metrics recorder the certificates' expiry goes to, and
+    // before gossip announces this node.
+    let tls = crate::tls::NodeTls::from_config(&config.tls)?;
+    let mut roles = start_roles(&config, &name, &store, tls.as_ref()).await?;
+    let mut serving = serve(
+        &config,
+        &name,
+        started,
+        listen,
+        listener,
+        &store,
+        &roles,
+        tls.as_ref(),
+    )
+    .await?;
     leave(&config, &name, &store, &mut roles, &mut serving).await;
-    shut_down(&name, roles, serving).await
+    let result = shut_down(&name, roles, serving).await;
+    if let Some(tls) = tls {
+        tls.stop().await;
+    }
+    result
 }
 
 /// Open the store (instrumented when metrics are on), check it holds this cluster, and bind
@@ -197,7 +218,12 @@ async fn open(
 /// Join gossip, then start the roles the config names, each calling the others through
 /// routers that follow the rings, and start following the rings. Membership comes first
 /// because the routers and the ring follower read its views.
-async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow::Result<Roles> {
+async fn start_roles(
+    config: &ServerConfig,
+    name: &str,
+    store: &Store,
+    tls: Option<&crate::tls::NodeTls>,
+) -> anyhow::Result<Roles> {
     let persistence = &store.persistence;
     let num_shards = store.cluster.num_shards;
     let mut mconfig = MembershipConfig::new(
@@ -211,14 +237,33 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
     mconfig.seeds = config.cluster.seeds.clone();
     mconfig.dead_after = Duration::from_millis(config.cluster.dead_after_ms);
     mconfig.ring_debounce = Duration::from_millis(config.cluster.ring_debounce_ms);
+    let virtual_nodes = mconfig.virtual_nodes;
     let membership = Arc::new(
         Membership::start(mconfig, Some(persistence.membership.clone()))
             .await
             .context("starting gossip membership")?,
     );
-    let views = membership.subscribe();
+    // Follow the rings: own the shards and partitions they give this node.
+    let follow = tokio_util::sync::CancellationToken::new();
+    // With internode TLS, only members that show an internode certificate enter the rings.
+    let (views, admission) = match tls.and_then(|t| t.internode.clone()) {
+        Some(internode) => {
+            let (views, task) = crate::admission::admit_verified(
+                name.to_string(),
+                membership.subscribe(),
+                internode,
+                virtual_nodes,
+                follow.clone(),
+            );
+            (views, Some(task))
+        }
+        None => (membership.subscribe(), None),
+    };
     let placement = RingPlacement::new(name.to_string(), num_shards, views.clone());
-    let channels = Channels::new();
+    let channels = match tls.and_then(|t| t.internode.clone()) {
+        Some(internode) => Channels::with_tls(internode),
+        None => Channels::new(),
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let history = config.has_role(Role::History).then(|| {
@@ -278,8 +323,6 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
         );
     }
 
-    // Follow the rings: own the shards and partitions they give this node.
-    let follow = tokio_util::sync::CancellationToken::new();
     let has_peers = config.cluster.seeds.iter().any(|s| {
         *s != config.node.membership_address
             && Some(s) != config.node.advertise_membership_address.as_ref()
@@ -357,6 +400,7 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
     Ok(Roles {
         membership,
         views,
+        admission,
         channels,
         history,
         matching,
@@ -370,6 +414,8 @@ async fn start_roles(config: &ServerConfig, name: &str, store: &Store) -> anyhow
 /// Serve gRPC and report readiness until the node is told to stop (or the server fails).
 /// Every role's health service says NotServing until the readiness watcher has seen the
 /// store answer and this node run every shard the ring gives it.
+// The node's parts, each built by one step of `run`.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: &ServerConfig,
     name: &str,
@@ -378,9 +424,10 @@ async fn serve(
     listener: tokio::net::TcpListener,
     store: &Store,
     roles: &Roles,
+    tls: Option<&crate::tls::NodeTls>,
 ) -> anyhow::Result<Serving> {
     let num_shards = store.cluster.num_shards;
-    let (router, health_reporter, role_services) = grpc_services(store, roles).await;
+    let (router, health_reporter, role_services) = grpc_services(store, roles, tls.is_some()).await;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();
@@ -420,12 +467,23 @@ async fn serve(
         stop_health.clone(),
     ));
 
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let stop_serving = tokio_util::sync::CancellationToken::new();
     let stop = stop_serving.clone();
-    let mut server = Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
+    let stopped = async move {
         stop.cancelled().await;
-    }));
+    };
+    let mut server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+            tls.server.incoming(listener, stop_serving.clone()),
+            stopped,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopped,
+        )),
+    };
     tokio::select! {
         r = &mut server => { r.context("serving gRPC")?; }
         _ = shutdown.cancelled() => {}
@@ -444,9 +502,11 @@ async fn serve(
 
 /// Every gRPC service this node answers: health, admin, and each role's own. The roles'
 /// health services start NotServing, so no client is sent here before readiness says so.
+/// With TLS on (`internode_only`), the internal services answer only nodes.
 async fn grpc_services(
     store: &Store,
     roles: &Roles,
+    internode_only: bool,
 ) -> (
     tonic::transport::server::Router,
     tonic_health::server::HealthReporter,
@@ -454,6 +514,7 @@ async fn grpc_services(
 ) {
     let admin = AdminApi::new(
         roles.membership.clone(),
+        roles.views.clone(),
         roles.history.clone(),
         store.persistence.clone(),
         store.cluster.num_shards,
@@ -463,11 +524,12 @@ async fn grpc_services(
     let mut router = tonic::transport::Server::builder()
         .trace_fn(crate::telemetry::rpc_span)
         .add_service(health_service)
-        .add_service(
+        .add_service(InternodeOnly::new(
             AdminServiceServer::new(admin)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip),
-        );
+            internode_only,
+        ));
     let mut role_services: Vec<&'static str> = vec![""];
     if roles.frontend.is_some() {
         role_services.push(<WorkflowServiceServer<Frontend> as NamedService>::NAME);
@@ -500,19 +562,25 @@ async fn grpc_services(
             ));
     }
     if let Some(h) = &roles.history {
-        router = router.add_service(RpcMetrics::new(
-            HistoryServiceServer::from_arc(h.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        router = router.add_service(InternodeOnly::new(
+            RpcMetrics::new(
+                HistoryServiceServer::from_arc(h.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+            internode_only,
         ));
     }
     if let Some(m) = &roles.matching {
-        router = router.add_service(RpcMetrics::new(
-            MatchingServiceServer::from_arc(m.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        router = router.add_service(InternodeOnly::new(
+            RpcMetrics::new(
+                MatchingServiceServer::from_arc(m.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+            internode_only,
         ));
     }
     (router, health_reporter, role_services)
@@ -545,6 +613,9 @@ async fn leave(
     }
     roles.follow.cancel();
     let _ = (&mut roles.follower).await;
+    if let Some(a) = roles.admission.take() {
+        let _ = a.await;
+    }
     let handover_started = Instant::now();
     // The shards' work ends before this node leaves the rings, which hands the shards to
     // other nodes: nothing of a shard runs here once its heir may run it.
@@ -563,8 +634,11 @@ async fn leave(
     };
     if let Some((released, ranges)) = handed_over {
         // Nobody to hand over to (the last node, or all of them stopping): do not wait.
-        let heirs = membership
-            .view()
+        // The admitted members (with internode TLS, a node that could not take a shard
+        // is no heir).
+        let heirs = roles
+            .views
+            .borrow()
             .ring_members(Role::History)
             .iter()
             .any(|m| m.name != name);

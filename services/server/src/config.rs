@@ -31,7 +31,7 @@ use temper_types::PartitionConfig;
 pub const ENV_PREFIX: &str = "TEMPER_";
 /// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
 const SECTIONS: &[&str] = &[
-    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health",
+    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health", "tls",
 ];
 
 /// An override's value: a TOML value if it parses as one, else the text as a string.
@@ -78,6 +78,139 @@ pub struct ServerConfig {
     pub health: HealthSection,
     pub metrics: MetricsSection,
     pub frontend: FrontendSection,
+    pub tls: TlsSection,
+}
+
+/// TLS on the gRPC port (docs/security.md). The port serves clients and nodes alike, so
+/// the frontend pair and the internode set are configured together or not at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSection {
+    /// PEM certificate chain clients see (leaf first). Default: none (plaintext).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle: when set, every client must present a certificate signed by it.
+    /// Default: none (clients need no certificate).
+    pub client_ca: Option<PathBuf>,
+    /// How often the files are read again for changes (rotation). Default: 5000.
+    pub reload_interval_ms: u64,
+    /// What nodes present to each other (`[tls.internode]`).
+    pub internode: InternodeTlsSection,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            reload_interval_ms: 5000,
+            internode: InternodeTlsSection::default(),
+        }
+    }
+}
+
+/// Internode mTLS: history, matching and admin calls between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternodeTlsSection {
+    /// PEM certificate chain of this node, signed by `ca`, naming `server_name`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the internode CA: peers must present certificates signed by it.
+    pub ca: Option<PathBuf>,
+    /// The name nodes ask for and check in each other's certificates (a DNS name in each
+    /// node certificate's subject alternative names). Default: `temper-internode`.
+    pub server_name: String,
+}
+
+impl Default for InternodeTlsSection {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            ca: None,
+            server_name: "temper-internode".into(),
+        }
+    }
+}
+
+impl TlsSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        let frontend = match (&self.cert, &self.key) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            _ => anyhow::bail!("tls.cert and tls.key go together: set both or neither"),
+        };
+        if self.client_ca.is_some() && !frontend {
+            anyhow::bail!("tls.client_ca needs tls.cert and tls.key");
+        }
+        let i = &self.internode;
+        let internode = match (&i.cert, &i.key, &i.ca) {
+            (Some(_), Some(_), Some(_)) => true,
+            (None, None, None) => false,
+            _ => anyhow::bail!(
+                "tls.internode.cert, tls.internode.key and tls.internode.ca go together: set all three or none"
+            ),
+        };
+        if frontend != internode {
+            anyhow::bail!(
+                "TLS on the gRPC port needs both tls.cert/tls.key (what clients see) and \
+                 tls.internode.cert/key/ca (what nodes use with each other), since clients \
+                 and nodes share the port; set both or neither"
+            );
+        }
+        if self.reload_interval_ms < 100 {
+            anyhow::bail!("tls.reload_interval_ms must be at least 100");
+        }
+        if internode && rustls_name_invalid(&i.server_name) {
+            anyhow::bail!(
+                "tls.internode.server_name: `{}` is not a DNS name",
+                i.server_name
+            );
+        }
+        Ok(())
+    }
+
+    /// The internode files, when configured.
+    pub fn internode_files(&self) -> Option<temper_tls::InternodeFiles> {
+        let i = &self.internode;
+        Some(temper_tls::InternodeFiles {
+            identity: temper_tls::Identity {
+                cert: i.cert.clone()?,
+                key: i.key.clone()?,
+            },
+            ca: i.ca.clone()?,
+            server_name: i.server_name.clone(),
+        })
+    }
+
+    /// What the gRPC port serves, when TLS is on.
+    pub fn server_files(&self) -> Option<temper_tls::ServerFiles> {
+        Some(temper_tls::ServerFiles {
+            frontend: temper_tls::Identity {
+                cert: self.cert.clone()?,
+                key: self.key.clone()?,
+            },
+            client_ca: self.client_ca.clone(),
+            internode: self.internode_files(),
+        })
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_interval_ms)
+    }
+}
+
+/// Whether `name` cannot be a TLS server name (a DNS name).
+fn rustls_name_invalid(name: &str) -> bool {
+    name.is_empty()
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || !name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 /// The Temporal API.
@@ -417,6 +550,7 @@ impl ServerConfig {
         {
             anyhow::bail!("tracing.otlp_endpoint: `{e}` is not an http:// or https:// URL");
         }
+        self.tls.validate()?;
         self.grpc_listen()?;
         self.membership_listen()?;
         self.health_listen()?;
@@ -612,6 +746,60 @@ mod tests {
             let e = format!("{:#}", ServerConfig::parse(text).expect_err(text));
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_comes_from_file_or_environment() {
+        let off = ServerConfig::parse("").expect("defaults");
+        assert!(off.tls.server_files().is_none());
+        assert_eq!(off.tls.internode.server_name, "temper-internode");
+        let env = [
+            ("TEMPER_TLS__CERT", "/tls/front.pem"),
+            ("TEMPER_TLS__KEY", "/tls/front.key"),
+            ("TEMPER_TLS__CLIENT_CA", "/tls/clients.pem"),
+            ("TEMPER_TLS__INTERNODE__CERT", "/tls/node.pem"),
+            ("TEMPER_TLS__INTERNODE__KEY", "/tls/node.key"),
+            ("TEMPER_TLS__INTERNODE__CA", "/tls/ca.pem"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = ServerConfig::layered(
+            None,
+            env,
+            &["tls.internode.server_name=nodes.temper".into()],
+        )
+        .expect("valid");
+        let files = c.tls.server_files().expect("TLS on");
+        assert_eq!(files.frontend.cert, PathBuf::from("/tls/front.pem"));
+        assert_eq!(files.client_ca, Some(PathBuf::from("/tls/clients.pem")));
+        let internode = files.internode.expect("internode on");
+        assert_eq!(internode.ca, PathBuf::from("/tls/ca.pem"));
+        assert_eq!(internode.server_name, "nodes.temper");
+    }
+
+    #[test]
+    fn incomplete_tls_config_is_refused() {
+        let internode = "[tls.internode]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"ca.pem\"\n";
+        for (text, expect) in [
+            ("[tls]\ncert = \"a.pem\"", "tls.cert and tls.key"),
+            ("[tls]\nclient_ca = \"c.pem\"", "tls.client_ca"),
+            (
+                "[tls]\ncert = \"a.pem\"\nkey = \"a.key\"",
+                "tls.internode.cert/key/ca",
+            ),
+            (internode, "tls.internode.cert/key/ca"),
+            (
+                "[tls.internode]\ncert = \"n.pem\"",
+                "tls.internode.cert, tls.internode.key and tls.internode.ca",
+            ),
+        ] {
+            let e = format!("{:#}", ServerConfig::parse(text).expect_err(text));
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+        let both = format!("[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\n{internode}");
+        ServerConfig::parse(&both).expect("both sections");
+        let bad_name = format!("{both}server_name = \"10.0.0.1\"\n");
+        let e = format!("{:#}", ServerConfig::parse(&bad_name).expect_err("an IP"));
+        assert!(e.contains("tls.internode.server_name"), "{e}");
     }
 
     #[test]

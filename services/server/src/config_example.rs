@@ -276,6 +276,52 @@ const DOCS: &[Doc] = &[
         "store_failure_window_ms",
         "How long the store must fail every readiness check (one each half second) before a ready node turns not ready, so one slow store call does not flap the probe. 0: at the first failure.",
     ),
+    unset(
+        "tls",
+        "cert",
+        "TLS on the gRPC port (docs/security.md): the PEM certificate chain clients see, leaf first. Clients and nodes share the port, so set [tls.internode] too. Default: none (plaintext).",
+        "\"/etc/temper/tls/frontend.pem\"",
+    ),
+    unset(
+        "tls",
+        "key",
+        "The PEM private key of tls.cert.",
+        "\"/etc/temper/tls/frontend.key\"",
+    ),
+    unset(
+        "tls",
+        "client_ca",
+        "PEM CA bundle: when set, every client must present a certificate it signed (mutual TLS). Default: none.",
+        "\"/etc/temper/tls/clients-ca.pem\"",
+    ),
+    doc(
+        "tls",
+        "reload_interval_ms",
+        "How often the TLS files are read again; a change is loaded without a restart (certificate rotation).",
+    ),
+    unset(
+        "tls.internode",
+        "cert",
+        "Internode mTLS: this node's PEM certificate chain, signed by tls.internode.ca and naming tls.internode.server_name in its subject alternative names.",
+        "\"/etc/temper/tls/node.pem\"",
+    ),
+    unset(
+        "tls.internode",
+        "key",
+        "The PEM private key of tls.internode.cert.",
+        "\"/etc/temper/tls/node.key\"",
+    ),
+    unset(
+        "tls.internode",
+        "ca",
+        "PEM bundle of the internode CA: only nodes with a certificate it signed reach the history, matching and admin services.",
+        "\"/etc/temper/tls/internode-ca.pem\"",
+    ),
+    doc(
+        "tls.internode",
+        "server_name",
+        "The name nodes ask for (SNI) and check in each other's certificates.",
+    ),
 ];
 
 /// The example config: every key, its default and its meaning, as TOML that parses back to

@@ -95,6 +95,17 @@ pub struct DevArgs {
     /// built under `$XDG_CACHE_HOME/temper`, or `~/.cache/temper`).
     #[arg(long, env = "TEMPER_UI_SERVER_BIN", value_name = "PATH")]
     pub ui_server_bin: Option<PathBuf>,
+    /// Serve TLS on the gRPC port with this PEM certificate chain (leaf first); needs
+    /// `--tls-key`. Reloaded when the file changes. Default: plaintext.
+    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "ui")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by a CA in this PEM bundle
+    /// (mutual TLS); needs `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Accepted for compatibility with `temporal server start-dev`: no UI (the default
     /// without `--ui`).
     #[arg(long, hide = true)]
@@ -183,6 +194,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         true => persistence.instrumented(),
         false => persistence,
     };
+    // After the metrics recorder is installed: loading records the certificates' expiry.
+    let tls = tls_files(&args)
+        .map(|files| temper_server::tls::NodeTls::serve_only(files, TLS_RELOAD_INTERVAL))
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -227,6 +242,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
 
     health.set(Readiness::Ready);
+    if tls.is_some() {
+        let mutual = args.tls_client_ca.is_some();
+        tracing::info!(address = %addr, client_certificates_required = mutual, "serving TLS on the gRPC port");
+    }
     tracing::info!(address = %addr, store = %where_, shards, ready_ms = started.elapsed().as_millis() as u64, "temper server listening");
     eprintln!(
         "temper dev server listening on {addr} (store: {where_}; ready in {} ms)",
@@ -255,7 +274,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Small request/response RPCs: without TCP_NODELAY on every accepted socket, Nagle's
     // algorithm and delayed ACKs add ~40 ms to many calls. (The builder's tcp_nodelay only
     // applies when tonic binds the socket itself.)
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let drain = shutdown.clone();
     let (m, h, b, stopping) = (
         matching.clone(),
@@ -263,22 +281,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         batcher.clone(),
         health.clone(),
     );
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .trace_fn(temper_server::telemetry::rpc_span)
         .add_service(health_service)
         .add_service(workflow_service)
-        .add_service(operator_service)
-        .serve_with_incoming_shutdown(incoming, async move {
-            drain.cancelled().await;
-            tracing::info!("shutting down");
-            stopping.set(Readiness::Stopping);
-            // Batches stop between operations and resume at the next start.
-            b.shutdown().await;
-            // Wake every long poll so in-flight calls finish promptly.
-            m.shutdown();
-            h.shutdown().await;
-        });
-    let mut server = std::pin::pin!(server);
+        .add_service(operator_service);
+    let stop_accepting = tokio_util::sync::CancellationToken::new();
+    let drained = async move {
+        drain.cancelled().await;
+        tracing::info!("shutting down");
+        stopping.set(Readiness::Stopping);
+        // Batches stop between operations and resume at the next start.
+        b.shutdown().await;
+        // Wake every long poll so in-flight calls finish promptly.
+        m.shutdown();
+        h.shutdown().await;
+    };
+    let mut server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match &tls {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+            tls.server.incoming(listener, stop_accepting.clone()),
+            drained,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            drained,
+        )),
+    };
     tokio::select! {
         r = &mut server => r.context("serving gRPC")?,
         _ = shutdown.cancelled() => {
@@ -287,6 +317,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 Err(_) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
             }
         }
+    }
+    stop_accepting.cancel();
+    if let Some(tls) = tls {
+        tls.stop().await;
     }
     if let Some(ui) = ui {
         ui.stop().await;
@@ -300,6 +334,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     eprintln!("temper dev server stopped");
     Ok(())
+}
+
+/// How often start-dev reads its TLS files for changes.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What `--tls-cert`, `--tls-key` and `--tls-client-ca` name (clap makes them go together).
+fn tls_files(args: &DevArgs) -> Option<temper_tls::ServerFiles> {
+    Some(temper_tls::ServerFiles {
+        frontend: temper_tls::Identity {
+            cert: args.tls_cert.clone()?,
+            key: args.tls_key.clone()?,
+        },
+        client_ca: args.tls_client_ca.clone(),
+        internode: None,
+    })
 }
 
 /// Where `--ui` serves the Web UI: `--ui-ip` (default `--ip`) and `--ui-port` (default the

@@ -2,6 +2,7 @@
 //! the cluster node, its config and admin API.
 
 pub mod admin;
+pub mod admission;
 pub mod cluster;
 pub mod config;
 pub mod config_example;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod node;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
