@@ -31,7 +31,8 @@ use temper_types::PartitionConfig;
 pub const ENV_PREFIX: &str = "TEMPER_";
 /// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
 const SECTIONS: &[&str] = &[
-    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health", "tls",
+    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health", "frontend",
+    "tls",
 ];
 
 /// An override's value: a TOML value if it parses as one, else the text as a string.
@@ -774,6 +775,14 @@ mod tests {
         let internode = files.internode.expect("internode on");
         assert_eq!(internode.ca, PathBuf::from("/tls/ca.pem"));
         assert_eq!(internode.server_name, "nodes.temper");
+    }
+
+    #[test]
+    fn frontend_limits_come_from_the_environment_too() {
+        let env = [("TEMPER_FRONTEND__NAMESPACE_RPS", "250")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = ServerConfig::layered(None, env, &[]).expect("valid");
+        assert_eq!(c.frontend.namespace_rps, 250);
     }
 
     #[test]
