@@ -779,8 +779,8 @@ mod tests {
 
     #[test]
     fn frontend_limits_come_from_the_environment_too() {
-        let env = [("TEMPER_FRONTEND__NAMESPACE_RPS", "250")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let env =
+            [("TEMPER_FRONTEND__NAMESPACE_RPS", "250")].map(|(k, v)| (k.to_owned(), v.to_owned()));
         let c = ServerConfig::layered(None, env, &[]).expect("valid");
         assert_eq!(c.frontend.namespace_rps, 250);
     }
