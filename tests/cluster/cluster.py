@@ -31,6 +31,11 @@ from temporalio.client import Client  # noqa: E402
 NUM_SHARDS = 16
 
 
+def report(what: str, value: object) -> None:
+    """A measurement in the test output (run pytest with -s, or read it on failure)."""
+    print(f"REPORT {what}: {value}", flush=True)
+
+
 class Store:
     """Where a cluster keeps its state; `toml()` is the `[store]` section of a node's config."""
 
@@ -313,7 +318,7 @@ class Cluster:
             lambda: self.shards_placed(names),
             timeout=timeout,
             what=f"all {self.num_shards} shards owned by {names}",
-            interval=0.05,
+            interval=0.2,
         )
         return time.monotonic() - started
 

@@ -7,23 +7,12 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.client import Client
 
 from cluster import Cluster, harness
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", ["a", "b", "c"])
-    try:
-        yield c
-    finally:
-        c.kill_all()
 
 
 async def cli_json(address: str, *args: str) -> Any:

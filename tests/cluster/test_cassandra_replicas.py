@@ -21,12 +21,11 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, Store
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
@@ -35,7 +34,9 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-from test_cluster import Load, check_exactly_once, report, workers
+
+from cluster import Cluster, Store, report
+from test_cluster import Load, check_exactly_once, workers
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = [sys.executable, str(REPO / "scripts" / "cassandra")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from cluster import Cluster
+from cluster import Cluster, report
 
 # How many times each (workflow id, step) ran, across every worker of the test process, and
 # for each run its attempt, worker and time (printed when a step ran more than once).
@@ -53,19 +52,6 @@ class Job:
         await asyncio.sleep(0.2)
         b = await workflow.execute_activity(step, args=[wf_id, 2], **opts)  # type: ignore[arg-type]
         return a + b
-
-
-def report(what: str, value: object) -> None:
-    print(f"REPORT {what}: {value}", flush=True)
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", ["a", "b", "c"])
-    try:
-        yield c
-    finally:
-        c.kill_all()
 
 
 def workers(clients: list[Client], task_queue: str) -> list[Worker]:

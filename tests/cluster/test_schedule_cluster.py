@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
@@ -31,21 +29,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from cluster import Cluster, harness
-
-
-def report(what: str, value: object) -> None:
-    print(f"REPORT {what}: {value}", flush=True)
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", ["a", "b", "c"])
-    try:
-        yield c
-    finally:
-        c.kill_all()
-
+from cluster import Cluster, harness, report
 
 # --------------------------------------------------------------------------- shard of a run
 

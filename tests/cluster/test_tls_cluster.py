@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from pathlib import Path
 
+import harness
 import pytest
-from cluster import Cluster, Store
 from temporalio import activity, workflow
 from temporalio.client import Client, TLSConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-
-import harness
 from tls_certs import Ca, Leaf
+
+from cluster import Cluster, Store
 
 SERVER_NAME = "temper-internode"
 
