@@ -1,12 +1,14 @@
 //! The public face of temper: Temporal's WorkflowService and OperatorService. Requests are
 //! validated here, namespaces resolved to ids, and the work routed to history or matching.
 
+pub mod admission;
 mod batch;
 mod deployments;
 mod errors;
 mod list;
 pub mod metrics;
 mod namespaces;
+pub mod open_limit;
 mod operator;
 mod query;
 mod rate_limit;
@@ -29,10 +31,12 @@ use temper_proto::temporal::api::workflowservice::v1::{
 use temper_workflow::token;
 use tonic::{Request, Response, Status};
 
+pub use admission::{AdmissionConfig, AdmissionScope};
 pub use batch::{BatchConfig, Batcher};
 pub use errors::parse_grpc_timeout;
 pub use metrics::RpcMetrics;
 pub use namespaces::{Namespace, Namespaces};
+pub use open_limit::OpenWorkflowLimitConfig;
 pub use operator::Operator;
 pub use rate_limit::RateLimitConfig;
 pub use rpc_span::rpc_span;
@@ -48,6 +52,10 @@ pub struct FrontendConfig {
     pub max_long_poll: Duration,
     /// Requests per second per namespace and per node.
     pub rate_limits: rate_limit::RateLimitConfig,
+    /// Requests doing work at once on this node, shared fairly between namespaces.
+    pub admission: AdmissionConfig,
+    /// Open workflows per namespace.
+    pub open_workflows: OpenWorkflowLimitConfig,
     /// Batch operations.
     pub batch: BatchConfig,
     /// Eager workflow start (`system.enableEagerWorkflowStart`, on by default as in
@@ -61,6 +69,8 @@ pub const SERVER_VERSION: &str = "1.27.0";
 pub struct Frontend {
     config: FrontendConfig,
     limits: rate_limit::RateLimits,
+    admission: Option<Arc<admission::Admission>>,
+    open_workflows: Option<open_limit::OpenWorkflowLimits>,
     pub namespaces: Arc<Namespaces>,
     history: HistoryClient,
     matching: MatchingClient,
@@ -87,6 +97,10 @@ impl Frontend {
         ));
         Self {
             limits: rate_limit::RateLimits::new(&config.rate_limits),
+            admission: admission::Admission::new(&config.admission),
+            open_workflows: config.open_workflows.any().then(|| {
+                open_limit::OpenWorkflowLimits::new(config.open_workflows.clone(), visibility.clone())
+            }),
             config,
             namespaces,
             history,
@@ -110,11 +124,29 @@ impl Frontend {
         Ok(self.namespace(name).await?.id.0)
     }
 
-    /// The namespace a request names, once the request is within the rate limits.
+    /// The namespace a request names, once the request is within the rate limits and (for
+    /// the calls that take one) has its place among the requests running on this node.
     async fn namespace(&self, name: &str) -> Result<Namespace, Status> {
         rpc_span::namespace(name);
         self.limits.admit(name)?;
-        self.namespaces.get(name).await
+        let ns = self.namespaces.get(name).await?;
+        if let Some(a) = &self.admission {
+            admission::admit(a, name).await?;
+        }
+        Ok(ns)
+    }
+
+    /// A workflow start in `ns`, once within its bound on open workflows.
+    async fn admit_start(&self, ns: &Namespace) -> Result<(), Status> {
+        match &self.open_workflows {
+            Some(limits) => limits.admit_start(&ns.name, &ns.id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A visibility query of `namespace`, once within its visibility rate limit.
+    fn admit_visibility(&self, namespace: &str) -> Result<(), Status> {
+        self.limits.admit_visibility(namespace)
     }
 
     /// Like [`Self::ns_id`] for long polls, which the rate limits do not count.
@@ -309,6 +341,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::ListWorkflowExecutionsRequest>,
     ) -> Result<Response<ws::ListWorkflowExecutionsResponse>, Status> {
         let r = r.into_inner();
+        self.admit_visibility(&r.namespace)?;
         let page = self
             .list_page(&r.namespace, &r.query, r.page_size, &r.next_page_token)
             .await?;
@@ -320,6 +353,7 @@ impl WorkflowService for Frontend {
         r: Request<ws::ScanWorkflowExecutionsRequest>,
     ) -> Result<Response<ws::ScanWorkflowExecutionsResponse>, Status> {
         let r = r.into_inner();
+        self.admit_visibility(&r.namespace)?;
         let page = self
             .list_page(&r.namespace, &r.query, r.page_size, &r.next_page_token)
             .await?;
@@ -333,6 +367,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::CountWorkflowExecutionsRequest>,
     ) -> Result<Response<ws::CountWorkflowExecutionsResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
         Ok(Response::new(self.count(r.into_inner()).await?))
     }
 
@@ -340,6 +375,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::ListOpenWorkflowExecutionsRequest>,
     ) -> Result<Response<ws::ListOpenWorkflowExecutionsResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
         Ok(Response::new(self.list_open(r.into_inner()).await?))
     }
 
@@ -347,6 +383,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::ListClosedWorkflowExecutionsRequest>,
     ) -> Result<Response<ws::ListClosedWorkflowExecutionsResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
         Ok(Response::new(self.list_closed(r.into_inner()).await?))
     }
 
@@ -455,6 +492,7 @@ impl WorkflowService for Frontend {
         let ns = self.namespace(&r.namespace).await?;
         r.request_eager_execution &= self.config.eager_workflow_start;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
+        self.admit_start(&ns).await?;
         let namespace_id = ns.id.0;
         self.history
             .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
@@ -844,6 +882,7 @@ impl WorkflowService for Frontend {
         rpc_span::workflow(&r.workflow_id, "");
         let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
+        self.admit_start(&ns).await?;
         let namespace_id = ns.id.0;
         self.history
             .signal_with_start_workflow_execution(Request::new(
@@ -898,8 +937,10 @@ impl WorkflowService for Frontend {
         r: Request<ws::ExecuteMultiOperationRequest>,
     ) -> Result<Response<ws::ExecuteMultiOperationResponse>, Status> {
         let mut r = r.into_inner();
-        let namespace_id = self.ns_id(&r.namespace).await?;
+        let ns = self.namespace(&r.namespace).await?;
+        let namespace_id = ns.id.0.clone();
         updates::prepare_update_with_start(&mut r)?;
+        self.admit_start(&ns).await?;
         let namespace = r.namespace.clone();
         let request_id = r
             .operations
@@ -1290,6 +1331,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::CountSchedulesRequest>,
     ) -> Result<Response<ws::CountSchedulesResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
         self.schedule_count(r.into_inner()).await.map(Response::new)
     }
 
@@ -1297,6 +1339,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::ListSchedulesRequest>,
     ) -> Result<Response<ws::ListSchedulesResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
         self.schedule_list(r.into_inner()).await.map(Response::new)
     }
 

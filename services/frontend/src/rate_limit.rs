@@ -21,12 +21,16 @@ pub struct RateLimitConfig {
     pub per_namespace: BTreeMap<String, u32>,
     /// All requests to this frontend node together.
     pub host_rps: u32,
+    /// Visibility queries (list, scan and count of workflows and schedules) of each
+    /// namespace, on top of `namespace_rps` (Temporal's `frontend.namespaceRPS.visibility`).
+    pub namespace_visibility_rps: u32,
 }
 
 pub struct RateLimits {
     default: Option<DefaultKeyedRateLimiter<String>>,
     overrides: BTreeMap<String, Option<DefaultDirectRateLimiter>>,
     host: Option<DefaultDirectRateLimiter>,
+    visibility: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 fn quota(rps: u32) -> Option<Quota> {
@@ -43,6 +47,7 @@ impl RateLimits {
                 .map(|(ns, rps)| (ns.clone(), quota(*rps).map(RateLimiter::direct)))
                 .collect(),
             host: quota(config.host_rps).map(RateLimiter::direct),
+            visibility: quota(config.namespace_visibility_rps).map(RateLimiter::keyed),
         }
     }
 
@@ -75,6 +80,19 @@ impl RateLimits {
     }
 }
 
+impl RateLimits {
+    /// Admit one visibility query of `namespace` (which [`Self::admit`] counts too).
+    pub fn admit_visibility(&self, namespace: &str) -> Result<(), Status> {
+        match &self.visibility {
+            Some(limiter) if limiter.check_key(&namespace.to_owned()).is_err() => Err(exhausted(
+                "namespace visibility rate limit exceeded",
+                ResourceExhaustedScope::Namespace,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn exhausted(message: &str, scope: ResourceExhaustedScope) -> Status {
     temper_client::status::resource_exhausted(message, ResourceExhaustedCause::RpsLimit, scope)
 }
@@ -94,7 +112,7 @@ mod tests {
         let l = RateLimits::new(&RateLimitConfig {
             namespace_rps: 5,
             per_namespace: [("big".to_string(), 50), ("free".to_string(), 0)].into(),
-            host_rps: 0,
+            ..Default::default()
         });
         assert_eq!(admitted(&l, "a", 20), 5, "a burst of one second's worth");
         assert_eq!(
@@ -128,5 +146,22 @@ mod tests {
             admitted(&RateLimits::new(&RateLimitConfig::default()), "x", 1000),
             1000
         );
+    }
+
+    #[test]
+    fn visibility_queries_have_their_own_bucket_per_namespace() {
+        let l = RateLimits::new(&RateLimitConfig {
+            namespace_visibility_rps: 3,
+            ..Default::default()
+        });
+        let queries = |ns: &str| (0..10).filter(|_| l.admit_visibility(ns).is_ok()).count();
+        assert_eq!(queries("a"), 3);
+        assert_eq!(queries("b"), 3, "another namespace has its own");
+        assert_eq!(admitted(&l, "a", 50), 50, "other calls are not limited by it");
+        let e = l.admit_visibility("a").expect_err("over the limit");
+        assert_eq!(e.code(), Code::ResourceExhausted);
+        assert_eq!(e.message(), "namespace visibility rate limit exceeded");
+        let unlimited = RateLimits::new(&RateLimitConfig::default());
+        assert!((0..1000).all(|_| unlimited.admit_visibility("a").is_ok()));
     }
 }

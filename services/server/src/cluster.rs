@@ -11,7 +11,7 @@ use temper_client::matching_router::MatchingRouter;
 use temper_client::{
     Channels, HistoryClient, HistoryRouter, MatchingClient, Placement, RetryPolicy, Target,
 };
-use temper_frontend::RpcMetrics;
+use temper_frontend::{AdmissionScope, RpcMetrics};
 use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
 use temper_history::{HistoryConfig, HistoryEngine};
 use temper_matching::{MatchingConfig, MatchingEngine};
@@ -365,6 +365,16 @@ async fn start_roles(
                     namespace_rps: config.frontend.namespace_rps,
                     per_namespace: config.frontend.per_namespace_rps.clone(),
                     host_rps: config.frontend.host_rps,
+                    namespace_visibility_rps: config.frontend.namespace_visibility_rps,
+                },
+                admission: temper_frontend::AdmissionConfig {
+                    max_inflight: config.frontend.max_inflight,
+                    max_queued: config.frontend.namespace_max_queued,
+                    weights: config.frontend.namespace_weights.clone(),
+                },
+                open_workflows: temper_frontend::OpenWorkflowLimitConfig {
+                    default: config.frontend.namespace_max_open_workflows,
+                    per_namespace: config.frontend.per_namespace_max_open_workflows.clone(),
                 },
                 batch: temper_frontend::BatchConfig {
                     node_name: name.to_string(),
@@ -548,13 +558,13 @@ async fn grpc_services(
     if let Some(f) = &roles.frontend {
         let namespaces = f.namespaces.clone();
         router = router
-            .add_service(RpcMetrics::new(
+            .add_service(RpcMetrics::new(AdmissionScope::new(
                 WorkflowServiceServer::from_arc(f.clone())
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            ))
+            )))
             .add_service(RpcMetrics::new(
                 OperatorServiceServer::new(Operator::new(namespaces))
                     .accept_compressed(CompressionEncoding::Gzip)

@@ -215,7 +215,7 @@ fn rustls_name_invalid(name: &str) -> bool {
 }
 
 /// The Temporal API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FrontendSection {
     /// Requests per second of each namespace on this node (long polls not counted); 0: no
@@ -225,6 +225,36 @@ pub struct FrontendSection {
     pub per_namespace_rps: std::collections::BTreeMap<String, u32>,
     /// Requests per second of all namespaces together on this node; 0: no limit. Default: 0.
     pub host_rps: u32,
+    /// Visibility queries per second of each namespace on this node; 0: no limit. Default: 0.
+    pub namespace_visibility_rps: u32,
+    /// Requests doing history and matching work at once on this node; the others wait in
+    /// one queue per namespace and get places in turn. 0: no bound. Default: 0.
+    pub max_inflight: u32,
+    /// Requests of one namespace waiting for a place; more get RESOURCE_EXHAUSTED.
+    /// Default: 1000.
+    pub namespace_max_queued: u32,
+    /// Places per turn of namespaces with a larger share (default 1): `"big-tenant" = 3`.
+    pub namespace_weights: std::collections::BTreeMap<String, u32>,
+    /// Open workflows of each namespace; a start beyond is refused. 0: no bound. Default: 0.
+    pub namespace_max_open_workflows: u64,
+    /// Namespaces with their own bound on open workflows: `"big-tenant" = 1000000`.
+    pub per_namespace_max_open_workflows: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for FrontendSection {
+    fn default() -> Self {
+        Self {
+            namespace_rps: 0,
+            per_namespace_rps: Default::default(),
+            host_rps: 0,
+            namespace_visibility_rps: 0,
+            max_inflight: 0,
+            namespace_max_queued: 1000,
+            namespace_weights: Default::default(),
+            namespace_max_open_workflows: 0,
+            per_namespace_max_open_workflows: Default::default(),
+        }
+    }
 }
 
 /// Liveness and readiness over HTTP.

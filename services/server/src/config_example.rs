@@ -255,9 +255,39 @@ const DOCS: &[Doc] = &[
         "Requests per second of all namespaces together on this node; 0: no limit.",
     ),
     doc(
+        "frontend",
+        "namespace_visibility_rps",
+        "Visibility queries (list, scan and count of workflows and schedules) per second of each namespace on this node, on top of namespace_rps; over it, RESOURCE_EXHAUSTED \"namespace visibility rate limit exceeded\". 0: no limit.",
+    ),
+    doc(
+        "frontend",
+        "max_inflight",
+        "Requests doing history and matching work at once on this node (starts, signals, cancels, terminations, task completions, heartbeats, describes); the others wait in one queue per namespace and get places in turn, so a namespace that floods the node does not delay the others' requests. 0: no bound.",
+    ),
+    doc(
+        "frontend",
+        "namespace_max_queued",
+        "Requests of one namespace waiting for a place (with max_inflight); more get RESOURCE_EXHAUSTED \"namespace concurrent request limit exceeded\", which SDKs retry.",
+    ),
+    doc(
+        "frontend",
+        "namespace_max_open_workflows",
+        "Running workflows of each namespace; a start beyond it gets RESOURCE_EXHAUSTED \"namespace open workflow limit exceeded\" (counted from visibility once a second per node, so it may be passed by a second's starts). 0: no bound.",
+    ),
+    doc(
         "frontend.per_namespace_rps",
         "",
         "Namespaces with their own limit, by name: \"big-tenant\" = 5000.",
+    ),
+    doc(
+        "frontend.namespace_weights",
+        "",
+        "Namespaces with a larger share of the places when max_inflight is reached (places per turn, default 1): \"big-tenant\" = 3.",
+    ),
+    doc(
+        "frontend.per_namespace_max_open_workflows",
+        "",
+        "Namespaces with their own bound on running workflows: \"big-tenant\" = 1000000.",
     ),
     unset(
         "metrics",

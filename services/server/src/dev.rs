@@ -221,13 +221,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;
     let namespaces = frontend.namespaces.clone();
-    let workflow_service = temper_frontend::RpcMetrics::new(
+    let workflow_service = temper_frontend::RpcMetrics::new(temper_frontend::AdmissionScope::new(
         WorkflowServiceServer::from_arc(frontend)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    );
+    ));
     let operator_service = temper_frontend::RpcMetrics::new(
         OperatorServiceServer::new(Operator::new(namespaces))
             .accept_compressed(CompressionEncoding::Gzip)
@@ -419,6 +419,7 @@ fn rate_limits(values: &[String]) -> anyhow::Result<temper_frontend::RateLimitCo
         match key.trim() {
             "frontend.namespaceRPS" => limits.namespace_rps = number()?,
             "frontend.rps" => limits.host_rps = number()?,
+            "frontend.namespaceRPS.visibility" => limits.namespace_visibility_rps = number()?,
             // The other keys: `dynamic_config::apply`, which reports those not honoured.
             _ => {}
         }

@@ -9,6 +9,11 @@ use temper_server::node::NodeConfig;
 const SUGGEST_CAN_EVENTS: &str = "limit.historyCount.suggestContinueAsNew";
 const SUGGEST_CAN_BYTES: &str = "limit.historySize.suggestContinueAsNew";
 const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
+/// temper's own keys (Temporal has none for these): the frontend's fair admission and the
+/// bound on open workflows per namespace, as `[frontend]` sets them on `temper server start`.
+const MAX_INFLIGHT: &str = "temper.frontend.maxInflight";
+const NAMESPACE_MAX_QUEUED: &str = "temper.frontend.namespaceMaxQueued";
+const NAMESPACE_MAX_OPEN_WORKFLOWS: &str = "temper.frontend.namespaceMaxOpenWorkflows";
 
 /// Keys that switch on a feature temper always has: `true` is honoured by what temper does
 /// anyway; `false` (switching it off) is not, and is reported.
@@ -21,6 +26,7 @@ const ALWAYS_ON: &[&str] = &[
 const READ_ELSEWHERE: &[&str] = &[
     "frontend.namespaceRPS",
     "frontend.rps",
+    "frontend.namespaceRPS.visibility",
     "frontend.MaxConcurrentBatchOperationPerNamespace",
     "worker.batcherRPS",
 ];
@@ -52,6 +58,9 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
             SUGGEST_CAN_EVENTS => config.limits.suggest_continue_as_new_events = int()?,
             SUGGEST_CAN_BYTES => config.limits.suggest_continue_as_new_bytes = int()?,
             EAGER_WORKFLOW_START => config.eager_workflow_start = boolean()?,
+            MAX_INFLIGHT => config.admission.max_inflight = u32::try_from(int()?)?,
+            NAMESPACE_MAX_QUEUED => config.admission.max_queued = u32::try_from(int()?)?,
+            NAMESPACE_MAX_OPEN_WORKFLOWS => config.open_workflows.default = u64::try_from(int()?)?,
             k if ALWAYS_ON.contains(&k) => {
                 if !boolean()? {
                     ignored.push(format!("{key}={value}"));

@@ -31,6 +31,10 @@ pub struct NodeConfig {
     pub clock: Arc<dyn Clock>,
     /// Request rate limits of the frontend (none by default).
     pub rate_limits: temper_frontend::RateLimitConfig,
+    /// Fair admission of the frontend's requests (off by default).
+    pub admission: temper_frontend::AdmissionConfig,
+    /// Open workflows per namespace (no bound by default).
+    pub open_workflows: temper_frontend::OpenWorkflowLimitConfig,
     /// Batch operations (Temporal's defaults).
     pub batch: temper_frontend::BatchConfig,
     /// Eager workflow start (Temporal's `system.enableEagerWorkflowStart`, on by default).
@@ -49,6 +53,8 @@ impl NodeConfig {
             store_name: "sqlite".into(),
             clock: Arc::new(SystemClock),
             rate_limits: temper_frontend::RateLimitConfig::default(),
+            admission: temper_frontend::AdmissionConfig::default(),
+            open_workflows: temper_frontend::OpenWorkflowLimitConfig::default(),
             batch: temper_frontend::BatchConfig::default(),
             eager_workflow_start: true,
         }
@@ -131,6 +137,8 @@ impl Node {
                 persistence_store: config.store_name.clone(),
                 max_long_poll: Duration::from_secs(60),
                 rate_limits: config.rate_limits.clone(),
+                admission: config.admission.clone(),
+                open_workflows: config.open_workflows.clone(),
                 batch: temper_frontend::BatchConfig {
                     node_name: config.owner.clone(),
                     ..config.batch.clone()
