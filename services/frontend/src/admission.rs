@@ -312,10 +312,7 @@ mod tests {
     }
 
     /// Each waiter records its namespace when it gets a place and holds it until told.
-    async fn order_of_grants(
-        a: &Arc<Admission>,
-        requests: &[&'static str],
-    ) -> Vec<&'static str> {
+    async fn order_of_grants(a: &Arc<Admission>, requests: &[&'static str]) -> Vec<&'static str> {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut handles = Vec::new();
         for &ns in requests {
@@ -378,7 +375,10 @@ mod tests {
         // While both wait, heavy gets three places for each of light's.
         let first = &order[..20];
         let heavy = first.iter().filter(|n| **n == "heavy").count();
-        assert!((14..=16).contains(&heavy), "heavy got {heavy} of 20: {order:?}");
+        assert!(
+            (14..=16).contains(&heavy),
+            "heavy got {heavy} of 20: {order:?}"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -462,7 +462,11 @@ mod tests {
 
     #[test]
     fn waiting_calls_are_not_admitted() {
-        for m in ["PollWorkflowTaskQueue", "UpdateWorkflowExecution", "QueryWorkflow"] {
+        for m in [
+            "PollWorkflowTaskQueue",
+            "UpdateWorkflowExecution",
+            "QueryWorkflow",
+        ] {
             assert!(!admitted_method(m), "{m}");
         }
         assert!(admitted_method("StartWorkflowExecution"));

@@ -99,7 +99,10 @@ impl Frontend {
             limits: rate_limit::RateLimits::new(&config.rate_limits),
             admission: admission::Admission::new(&config.admission),
             open_workflows: config.open_workflows.any().then(|| {
-                open_limit::OpenWorkflowLimits::new(config.open_workflows.clone(), visibility.clone())
+                open_limit::OpenWorkflowLimits::new(
+                    config.open_workflows.clone(),
+                    visibility.clone(),
+                )
             }),
             config,
             namespaces,

@@ -73,7 +73,11 @@ impl OpenWorkflowLimits {
     }
 
     /// Admit one workflow start in `namespace` (id `namespace_id`), or refuse it.
-    pub async fn admit_start(&self, namespace: &str, namespace_id: &NamespaceId) -> Result<(), Status> {
+    pub async fn admit_start(
+        &self,
+        namespace: &str,
+        namespace_id: &NamespaceId,
+    ) -> Result<(), Status> {
         let limit = self.config.limit(namespace);
         if limit == 0 {
             return Ok(());
@@ -117,7 +121,7 @@ impl OpenWorkflowLimits {
         if count.open >= limit {
             metrics::counter!(REFUSED, "namespace" => namespace.to_owned()).increment(1);
             return Err(temper_client::status::resource_exhausted(
-                &format!(
+                format!(
                     "namespace open workflow limit exceeded: {} running, limit {limit}",
                     count.open
                 ),

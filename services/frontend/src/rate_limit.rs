@@ -157,7 +157,11 @@ mod tests {
         let queries = |ns: &str| (0..10).filter(|_| l.admit_visibility(ns).is_ok()).count();
         assert_eq!(queries("a"), 3);
         assert_eq!(queries("b"), 3, "another namespace has its own");
-        assert_eq!(admitted(&l, "a", 50), 50, "other calls are not limited by it");
+        assert_eq!(
+            admitted(&l, "a", 50),
+            50,
+            "other calls are not limited by it"
+        );
         let e = l.admit_visibility("a").expect_err("over the limit");
         assert_eq!(e.code(), Code::ResourceExhausted);
         assert_eq!(e.message(), "namespace visibility rate limit exceeded");
