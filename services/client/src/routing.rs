@@ -236,7 +236,7 @@ mod tests {
             || Some(Target::Local),
             |_| {
                 calls.fetch_add(1, Ordering::SeqCst);
-                async { Err(Status::not_found("workflow execution not found")) }
+                async { Err(crate::status::not_found("workflow execution not found")) }
             },
         )
         .await;

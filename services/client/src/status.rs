@@ -13,8 +13,8 @@ use temper_persistence::StoreError;
 use temper_proto::internal::v1::{StickyWorkerUnavailableFailure, TaskObsoleteFailure};
 use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
 use temper_proto::temporal::api::errordetails::v1::{
-    NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, ResourceExhaustedFailure,
-    WorkflowExecutionAlreadyStartedFailure, WorkflowNotReadyFailure,
+    NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, NotFoundFailure,
+    ResourceExhaustedFailure, WorkflowExecutionAlreadyStartedFailure, WorkflowNotReadyFailure,
 };
 use temper_proto::wkt::Any;
 use temper_workflow::WorkflowError;
@@ -111,7 +111,8 @@ pub fn workflow_status(e: WorkflowError) -> Status {
 
 /// NOT_FOUND: a workflow, run, task or row does not exist (any more).
 pub fn not_found(message: impl Into<String>) -> Status {
-    Status::not_found(message)
+    // With an empty NotFoundFailure, as the Temporal server sends every NOT_FOUND.
+    status_with_details(Code::NotFound, message, &NotFoundFailure::default())
 }
 
 /// The workflow id is taken by a running workflow (Temporal's
@@ -263,7 +264,7 @@ pub fn deployment_status(e: crate::deployments::DeploymentError) -> Status {
     use crate::deployments::DeploymentError as E;
     let message = e.to_string();
     match e {
-        E::NotFound(_) => Status::not_found(message),
+        E::NotFound(_) => not_found(message),
         E::ConflictToken | E::FailedPrecondition(_) => Status::failed_precondition(message),
         E::InvalidArgument(_) => Status::invalid_argument(message),
     }

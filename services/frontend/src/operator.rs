@@ -110,7 +110,7 @@ impl OperatorService for Operator {
                         )));
                     }
                     if detail.search_attributes.remove(name).is_none() {
-                        return Err(Status::not_found(format!(
+                        return Err(temper_client::status::not_found(format!(
                             "Search attribute {name} doesn't exist."
                         )));
                     }

@@ -253,7 +253,7 @@ impl Core {
         if req.query_task_id.is_empty() {
             return Err(invalid("Invalid TaskToken."));
         }
-        let gone = || Status::not_found("query task not found, or already expired");
+        let gone = || temper_client::status::not_found("query task not found, or already expired");
         let tx = self.queries.take(&req.query_task_id).ok_or_else(gone)?;
         tx.send(answer).map_err(|_| gone())
     }

@@ -298,7 +298,9 @@ async fn pending_workflow_task(deps: &Deps, job: &Job) -> Result<i64, Status> {
                 | EventType::WorkflowExecutionCanceled
                 | EventType::WorkflowExecutionTimedOut
                 | EventType::WorkflowExecutionContinuedAsNew => {
-                    return Err(Status::not_found("the batch workflow has closed"));
+                    return Err(temper_client::status::not_found(
+                        "the batch workflow has closed",
+                    ));
                 }
                 _ => {}
             }
