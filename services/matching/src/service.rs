@@ -11,7 +11,7 @@ use temper_proto::internal::v1::{
     RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse, ShutdownWorkerRequest,
     ShutdownWorkerResponse, VersionDirective,
 };
-use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::common::v1::{Priority, WorkflowExecution};
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeTaskQueueResponse, PollActivityTaskQueueResponse, PollWorkflowTaskQueueResponse,
@@ -24,6 +24,7 @@ use crate::engine::{Core, Poll, PollRequest, PollResponse};
 use crate::forward::is_forwarded;
 use crate::key::{QueueKey, QueueKind, QueueType};
 use crate::pollers::PollerSeen;
+use crate::priority::TaskPriority;
 use crate::task::TaskInfo;
 
 pub(crate) fn namespace(namespace_id: &str) -> Result<NamespaceId, Status> {
@@ -66,6 +67,7 @@ impl Core {
         attempt: i32,
         schedule_to_start: Option<&wkt::Duration>,
         directive: Option<VersionDirective>,
+        priority: Option<&Priority>,
     ) -> TaskInfo {
         let now = self.clock().now();
         TaskInfo {
@@ -76,6 +78,7 @@ impl Core {
             create_time: now,
             expiry_time: positive_duration(schedule_to_start).and_then(|d| now.checked_add(d)),
             directive: directive.map(Box::new),
+            priority: TaskPriority::from_proto(priority),
         }
     }
 
@@ -164,6 +167,7 @@ impl MatchingService for Core {
             req.attempt,
             req.schedule_to_start_timeout.as_ref(),
             req.directive.clone(),
+            req.priority.as_ref(),
         );
         let key = self
             .route_task(
@@ -195,6 +199,7 @@ impl MatchingService for Core {
             req.attempt,
             req.schedule_to_start_timeout.as_ref(),
             req.directive.clone(),
+            req.priority.as_ref(),
         );
         let key = self
             .route_task(

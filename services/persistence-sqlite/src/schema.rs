@@ -21,6 +21,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../schema/sqlite/0004_visibility_indexes.sql"),
     ),
+    (
+        5,
+        include_str!("../../../schema/sqlite/0005_task_priority.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

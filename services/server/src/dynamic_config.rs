@@ -15,6 +15,10 @@ const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
 const ALWAYS_ON: &[&str] = &[
     "frontend.enableExecuteMultiOperation",
     "frontend.activityAPIsEnabled",
+    // Task priority and fairness (docs/priority.md): Temporal needs both to dispatch by
+    // priority key and fairness key; temper's matching always does.
+    "matching.useNewMatcher",
+    "matching.enableFairness",
 ];
 
 /// Keys read elsewhere (`dev.rs`).

@@ -61,8 +61,8 @@ impl TaskQueue {
         let mut st = self.lock();
         let age = st
             .ready
-            .front()
-            .and_then(|t| wall.duration_since(t.info.create_time).ok())
+            .oldest_create_time()
+            .and_then(|t| wall.duration_since(t).ok())
             .unwrap_or(Duration::ZERO);
         TaskQueueStats {
             approximate_backlog_count: backlog_count,
