@@ -11,7 +11,7 @@ use temper_proto::internal::v1::{
     RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse, ShutdownWorkerRequest,
     ShutdownWorkerResponse, VersionDirective,
 };
-use temper_proto::temporal::api::common::v1::{Priority, WorkflowExecution};
+use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeTaskQueueResponse, PollActivityTaskQueueResponse, PollWorkflowTaskQueueResponse,
@@ -67,7 +67,6 @@ impl Core {
         attempt: i32,
         schedule_to_start: Option<&wkt::Duration>,
         directive: Option<VersionDirective>,
-        priority: Option<&Priority>,
     ) -> TaskInfo {
         let now = self.clock().now();
         TaskInfo {
@@ -78,7 +77,7 @@ impl Core {
             create_time: now,
             expiry_time: positive_duration(schedule_to_start).and_then(|d| now.checked_add(d)),
             directive: directive.map(Box::new),
-            priority: TaskPriority::from_proto(priority),
+            priority: TaskPriority::default(),
         }
     }
 
@@ -160,15 +159,17 @@ impl MatchingService for Core {
             QueueType::Workflow,
             QueueKind::from_i32(tq.kind),
         );
-        let info = self.task_info(
-            &ns,
-            execution,
-            req.scheduled_event_id,
-            req.attempt,
-            req.schedule_to_start_timeout.as_ref(),
-            req.directive.clone(),
-            req.priority.as_ref(),
-        );
+        let info = TaskInfo {
+            priority: TaskPriority::from_proto(req.priority.as_ref()),
+            ..self.task_info(
+                &ns,
+                execution,
+                req.scheduled_event_id,
+                req.attempt,
+                req.schedule_to_start_timeout.as_ref(),
+                req.directive.clone(),
+            )
+        };
         let key = self
             .route_task(
                 key,
@@ -192,15 +193,17 @@ impl MatchingService for Core {
         let execution = execution(req.execution.as_ref())?;
         // Activities always go to the normal queue.
         let key = QueueKey::from_name(ns.clone(), &tq.name, QueueType::Activity, QueueKind::Normal);
-        let info = self.task_info(
-            &ns,
-            execution,
-            req.scheduled_event_id,
-            req.attempt,
-            req.schedule_to_start_timeout.as_ref(),
-            req.directive.clone(),
-            req.priority.as_ref(),
-        );
+        let info = TaskInfo {
+            priority: TaskPriority::from_proto(req.priority.as_ref()),
+            ..self.task_info(
+                &ns,
+                execution,
+                req.scheduled_event_id,
+                req.attempt,
+                req.schedule_to_start_timeout.as_ref(),
+                req.directive.clone(),
+            )
+        };
         let key = self
             .route_task(
                 key,

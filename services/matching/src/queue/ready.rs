@@ -214,6 +214,13 @@ impl ReadyQueue {
         task
     }
 
+    /// When the task `level` would hand out next was created.
+    pub(crate) fn level_next_create_time(&self, level: u8) -> Option<SystemTime> {
+        self.levels[level_index(level)]
+            .peek()
+            .map(|t| t.info.create_time)
+    }
+
     /// When the oldest of the tasks each level would hand out next was created.
     pub(crate) fn oldest_create_time(&self) -> Option<SystemTime> {
         self.levels

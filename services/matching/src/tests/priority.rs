@@ -283,3 +283,39 @@ async fn a_task_offered_to_the_root_keeps_its_priority() {
     assert!(offers.iter().all(|o| o.priority == p), "{offers:?}");
     h.engine.shutdown();
 }
+
+#[tokio::test]
+async fn describe_reports_the_backlog_per_priority_key() {
+    let h = Harness::new();
+    for i in 0..2 {
+        add(&h.engine, &format!("high-{i}"), priority(1, "", 0.0)).await;
+    }
+    for i in 0..3 {
+        add(&h.engine, &format!("low-{i}"), priority(5, "", 0.0)).await;
+    }
+    let resp = h
+        .engine
+        .describe_task_queue(Request::new(DescribeTaskQueueRequest {
+            namespace_id: NS.to_owned(),
+            request: Some(
+                temper_proto::temporal::api::workflowservice::v1::DescribeTaskQueueRequest {
+                    namespace: "default".to_owned(),
+                    task_queue: Some(normal("jobs")),
+                    task_queue_type: 2, // activity
+                    report_stats: true,
+                    ..Default::default()
+                },
+            ),
+        }))
+        .await
+        .expect("describe")
+        .into_inner();
+    let mut counts: Vec<(i32, i64)> = resp
+        .stats_by_priority_key
+        .iter()
+        .map(|(k, s)| (*k, s.approximate_backlog_count))
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![(1, 2), (5, 3)]);
+    assert_eq!(resp.stats.map(|s| s.approximate_backlog_count), Some(5));
+}
