@@ -23,8 +23,9 @@ use crate::task::Task;
 const STRIDE: f64 = 1_000_000.0;
 
 fn stride(weight: f32) -> u64 {
-    // Weights are at least 0.001 (see `TaskPriority`), so this stays far from overflow.
-    (STRIDE / f64::from(weight.max(0.001))) as u64
+    // Weights are at least 0.001 (see `TaskPriority`), so this stays far from overflow; a
+    // huge weight still moves its key forward, so no key holds a level forever.
+    ((STRIDE / f64::from(weight.max(0.001))) as u64).max(1)
 }
 
 #[derive(Default)]
@@ -349,6 +350,13 @@ mod tests {
             .collect();
         let late = next.iter().filter(|&&id| id >= 100).count();
         assert!((2..=4).contains(&late), "{next:?}");
+    }
+
+    #[test]
+    fn an_infinite_weight_does_not_hold_the_level_forever() {
+        assert_eq!(stride(f32::INFINITY), 1);
+        assert_eq!(stride(1.0), 1_000_000);
+        assert!(stride(0.0) > 999 * stride(1.0));
     }
 
     #[test]
