@@ -1,7 +1,27 @@
-//! Task priority (Temporal's `temporal.api.common.v1.Priority`): how an activity or a child
-//! workflow inherits its workflow's priority.
+//! Task priority (Temporal's `temporal.api.common.v1.Priority`): what a valid one is, and how
+//! an activity or a child workflow inherits its workflow's priority.
 
 use temper_proto::temporal::api::common::v1::Priority;
+
+/// Longest fairness key, in bytes (Temporal's limit).
+pub const MAX_FAIRNESS_KEY_LENGTH: usize = 64;
+
+/// Temporal's checks of a request's or command's priority, with its messages.
+pub fn validate(p: Option<&Priority>) -> Result<(), &'static str> {
+    let Some(p) = p else {
+        return Ok(());
+    };
+    if p.priority_key < 0 {
+        return Err("priority key can't be negative");
+    }
+    if p.fairness_key.len() > MAX_FAIRNESS_KEY_LENGTH {
+        return Err("fairness key length exceeds limit");
+    }
+    if p.fairness_weight < 0.0 {
+        return Err("must be greater than zero");
+    }
+    Ok(())
+}
 
 /// The priority of a task created by a workflow whose own priority is `base`: each field the
 /// `override` leaves unset (zero, empty) comes from `base`. Temporal's `priorities.Merge`:
@@ -40,6 +60,16 @@ mod tests {
             fairness_key: fairness_key.to_owned(),
             fairness_weight,
         }
+    }
+
+    #[test]
+    fn negative_keys_and_weights_and_long_fairness_keys_are_invalid() {
+        assert_eq!(validate(None), Ok(()));
+        assert_eq!(validate(Some(&p(0, "", 0.0))), Ok(()));
+        assert_eq!(validate(Some(&p(7, &"k".repeat(64), 2.0))), Ok(()));
+        assert!(validate(Some(&p(-1, "", 0.0))).is_err());
+        assert!(validate(Some(&p(1, &"k".repeat(65), 0.0))).is_err());
+        assert!(validate(Some(&p(1, "", -0.5))).is_err());
     }
 
     #[test]
