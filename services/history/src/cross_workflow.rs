@@ -162,7 +162,8 @@ pub(crate) async fn start_child(
             memo: a.memo.clone(),
             search_attributes: a.search_attributes.clone(),
             header: a.header.clone(),
-            priority: a.priority.clone(),
+            // A child inherits its parent's priority field by field (Temporal does the same).
+            priority: temper_workflow::priority::merge(info.priority.as_ref(), a.priority.as_ref()),
             user_metadata,
             ..Default::default()
         }),

@@ -411,6 +411,7 @@ async fn process_transfer(
                     .execution_info
                     .as_ref()
                     .map(temper_workflow::versioning::directive),
+                priority: ms.execution_info.as_ref().and_then(|i| i.priority.clone()),
             };
             match matching.add_workflow_task(tonic::Request::new(req)).await {
                 Ok(_) => Ok(()),
@@ -451,6 +452,12 @@ async fn process_transfer(
                     .execution_info
                     .as_ref()
                     .map(temper_workflow::versioning::directive),
+                priority: temper_workflow::priority::merge(
+                    ms.execution_info.as_ref().and_then(|i| i.priority.as_ref()),
+                    ms.activities
+                        .get(&task.scheduled_event_id)
+                        .and_then(|ai| ai.priority.as_ref()),
+                ),
             };
             matching
                 .add_activity_task(tonic::Request::new(req))

@@ -137,6 +137,7 @@ pub(crate) fn dispatch_speculative(
             schedule_to_start_timeout,
             attempt: wt.attempt,
             directive: Some(temper_workflow::versioning::directive(&info)),
+            priority: info.priority.clone(),
         };
     let owner = shard;
     let shard = shard.clone();

@@ -16,7 +16,8 @@ pub struct MatchingConfig {
     pub sticky_poller_unavailable_window: Duration,
     /// Pollers not seen for this long are left out of DescribeTaskQueue. Default 5 min.
     pub poller_history_ttl: Duration,
-    /// Backlog tasks read from the store per page. Default 1000.
+    /// Backlog tasks read from the store per page, and about the most tasks of one priority
+    /// level a partition holds in memory (the rest wait in the store). Default 1000.
     pub backlog_read_batch_size: usize,
     /// Most tasks written to the store in one call; adds that arrive while a write is in
     /// flight are batched into the next one. Default 100.

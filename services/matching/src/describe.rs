@@ -178,6 +178,7 @@ impl Core {
             response.pollers = queue.pollers();
             if request.report_stats {
                 response.stats = Some(queue.stats());
+                response.stats_by_priority_key = queue.stats_by_priority_key();
             }
         }
         merge_pollers(&mut response.pollers, self.version_pollers(&key));
@@ -214,6 +215,12 @@ impl Core {
 fn merge(into: &mut DescribeTaskQueueResponse, part: DescribeTaskQueueResponse) {
     merge_pollers(&mut into.pollers, part.pollers);
     merge_stats(&mut into.stats, part.stats);
+    for (key, part) in part.stats_by_priority_key {
+        let into = into.stats_by_priority_key.entry(key).or_default();
+        let mut merged = Some(std::mem::take(into));
+        merge_stats(&mut merged, Some(part));
+        *into = merged.unwrap_or_default();
+    }
     if let (Some(into), Some(part)) = (into.task_queue_status.as_mut(), part.task_queue_status) {
         into.backlog_count_hint += part.backlog_count_hint;
     }

@@ -146,6 +146,8 @@ impl Core {
                     scheduled_event_id: info.scheduled_event_id,
                     schedule_to_start_timeout,
                     attempt: info.attempt,
+                    // The root orders the offer among its own tasks by it.
+                    priority: info.priority.to_proto(),
                 };
                 client
                     .add_workflow_task(forwarded(req, key.partition))
@@ -160,6 +162,8 @@ impl Core {
                     scheduled_event_id: info.scheduled_event_id,
                     schedule_to_start_timeout,
                     attempt: info.attempt,
+                    // The root orders the offer among its own tasks by it.
+                    priority: info.priority.to_proto(),
                 };
                 client
                     .add_activity_task(forwarded(req, key.partition))

@@ -36,6 +36,7 @@ mod handle;
 mod key;
 pub mod metrics;
 mod pollers;
+mod priority;
 mod query;
 mod queue;
 mod rate;

@@ -184,6 +184,7 @@ impl Core {
                 create_time: self.clock().now(),
                 expiry_time: None,
                 directive: req.directive.clone().map(Box::new),
+                priority: crate::priority::TaskPriority::default(),
             },
             origin: Origin::Query(Box::new(QueryOffer {
                 response,

@@ -24,6 +24,7 @@ use crate::engine::{Core, Poll, PollRequest, PollResponse};
 use crate::forward::is_forwarded;
 use crate::key::{QueueKey, QueueKind, QueueType};
 use crate::pollers::PollerSeen;
+use crate::priority::TaskPriority;
 use crate::task::TaskInfo;
 
 pub(crate) fn namespace(namespace_id: &str) -> Result<NamespaceId, Status> {
@@ -76,6 +77,7 @@ impl Core {
             create_time: now,
             expiry_time: positive_duration(schedule_to_start).and_then(|d| now.checked_add(d)),
             directive: directive.map(Box::new),
+            priority: TaskPriority::default(),
         }
     }
 
@@ -157,14 +159,17 @@ impl MatchingService for Core {
             QueueType::Workflow,
             QueueKind::from_i32(tq.kind),
         );
-        let info = self.task_info(
-            &ns,
-            execution,
-            req.scheduled_event_id,
-            req.attempt,
-            req.schedule_to_start_timeout.as_ref(),
-            req.directive.clone(),
-        );
+        let info = TaskInfo {
+            priority: TaskPriority::from_proto(req.priority.as_ref()),
+            ..self.task_info(
+                &ns,
+                execution,
+                req.scheduled_event_id,
+                req.attempt,
+                req.schedule_to_start_timeout.as_ref(),
+                req.directive.clone(),
+            )
+        };
         let key = self
             .route_task(
                 key,
@@ -188,14 +193,17 @@ impl MatchingService for Core {
         let execution = execution(req.execution.as_ref())?;
         // Activities always go to the normal queue.
         let key = QueueKey::from_name(ns.clone(), &tq.name, QueueType::Activity, QueueKind::Normal);
-        let info = self.task_info(
-            &ns,
-            execution,
-            req.scheduled_event_id,
-            req.attempt,
-            req.schedule_to_start_timeout.as_ref(),
-            req.directive.clone(),
-        );
+        let info = TaskInfo {
+            priority: TaskPriority::from_proto(req.priority.as_ref()),
+            ..self.task_info(
+                &ns,
+                execution,
+                req.scheduled_event_id,
+                req.attempt,
+                req.schedule_to_start_timeout.as_ref(),
+                req.directive.clone(),
+            )
+        };
         let key = self
             .route_task(
                 key,

@@ -12,6 +12,7 @@ use temper_proto::temporal::api::workflowservice::v1::PollWorkflowTaskQueueRespo
 use temper_types::TaskId;
 use tokio::sync::oneshot;
 
+use crate::priority::TaskPriority;
 use crate::queue::TaskQueue;
 
 /// What history needs to start a task.
@@ -27,6 +28,8 @@ pub(crate) struct TaskInfo {
     /// Where the run's tasks go (worker versioning). Not stored with a backlog task: the
     /// version queue it waits in decided that already.
     pub directive: Option<Box<VersionDirective>>,
+    /// Where the task stands in dispatch order; stored with a backlog task.
+    pub priority: TaskPriority,
 }
 
 impl TaskInfo {
@@ -44,6 +47,7 @@ impl TaskInfo {
             create_time: Some(self.create_time.into()),
             expiry_time: self.expiry_time.map(Into::into),
             attempt: self.attempt,
+            priority: self.priority.to_proto(),
         }
         .encode_to_vec()
     }
@@ -70,6 +74,7 @@ impl TaskInfo {
             create_time,
             expiry_time,
             directive: None,
+            priority: TaskPriority::from_proto(task.priority.as_ref()),
         })
     }
 }
@@ -213,8 +218,18 @@ mod tests {
             create_time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             expiry_time: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             directive: None,
+            priority: TaskPriority::default(),
         };
-        assert_eq!(TaskInfo::decode(&info.encode()), Ok(info));
+        assert_eq!(TaskInfo::decode(&info.encode()), Ok(info.clone()));
+        let keyed = TaskInfo {
+            priority: TaskPriority {
+                level: 1,
+                fairness_key: "tenant-a".into(),
+                fairness_weight: 3.0,
+            },
+            ..info
+        };
+        assert_eq!(TaskInfo::decode(&keyed.encode()), Ok(keyed));
         assert!(TaskInfo::decode(b"\xff\xff\xff").is_err());
     }
 }

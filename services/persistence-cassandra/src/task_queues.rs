@@ -13,8 +13,11 @@ use crate::statements::Stmt;
 /// The lease row's clustering key.
 const LEASE_ROW: i32 = 0;
 const LEASE_TASK_ID: i64 = 0;
-/// Task rows' `row_type`.
+/// The `row_type` of tasks of the default priority level (and of every task stored before
+/// levels existed). Tasks of another level `p` have `row_type` [`LEVEL_ROW_BASE`] `+ p`, so
+/// each level is a run of its own in the partition, in task id order.
 const TASK_ROW: i32 = 1;
+const LEVEL_ROW_BASE: i32 = 10;
 /// Compare-and-set rounds `lease_task_queue` makes before giving up under contention.
 const MAX_LEASE_ATTEMPTS: usize = 64;
 /// Pause after a lease attempt timed out (Paxos contention), before reading again.
@@ -35,6 +38,15 @@ fn lease_key(key: &TaskQueueKey) -> Values {
     let mut v = partition(key);
     v.extend([int(LEASE_ROW), bigint(LEASE_TASK_ID)]);
     v
+}
+
+/// The `row_type` of tasks of priority level `priority`.
+fn task_row(priority: u8) -> i32 {
+    if priority == QueueTask::DEFAULT_PRIORITY {
+        TASK_ROW
+    } else {
+        LEVEL_ROW_BASE + i32::from(priority)
+    }
 }
 
 fn with(mut front: Values, more: impl IntoIterator<Item = CqlValue>) -> Values {
@@ -94,7 +106,7 @@ pub(crate) fn create_statements(
             with(
                 partition(key),
                 [
-                    int(TASK_ROW),
+                    int(task_row(task.priority)),
                     bigint(task.task_id),
                     blob(&task.data),
                     text(ENCODING),
@@ -122,6 +134,7 @@ pub(crate) fn update_ack(key: &TaskQueueKey, held: RangeId, ack_level: TaskId) -
 
 pub(crate) fn select_tasks(
     key: &TaskQueueKey,
+    priority: u8,
     exclusive_min: TaskId,
     max: usize,
 ) -> (Stmt, Values) {
@@ -129,23 +142,30 @@ pub(crate) fn select_tasks(
         Stmt::SelectQueueTasks,
         with(
             partition(key),
-            [int(TASK_ROW), bigint(exclusive_min), limit(max)],
+            [int(task_row(priority)), bigint(exclusive_min), limit(max)],
         ),
     )
 }
 
-pub(crate) fn delete_task(key: &TaskQueueKey, task_id: TaskId) -> (Stmt, Values) {
+pub(crate) fn delete_task(key: &TaskQueueKey, priority: u8, task_id: TaskId) -> (Stmt, Values) {
     (
         Stmt::DeleteQueueTask,
-        with(partition(key), [int(TASK_ROW), bigint(task_id)]),
+        with(partition(key), [int(task_row(priority)), bigint(task_id)]),
     )
 }
 
-/// Range delete of every task with `task_id <= inclusive_max`.
-pub(crate) fn delete_tasks_through(key: &TaskQueueKey, inclusive_max: TaskId) -> (Stmt, Values) {
+/// Range delete of every task of one level with `task_id <= inclusive_max`.
+pub(crate) fn delete_tasks_through(
+    key: &TaskQueueKey,
+    priority: u8,
+    inclusive_max: TaskId,
+) -> (Stmt, Values) {
     (
         Stmt::DeleteQueueTasksThrough,
-        with(partition(key), [int(TASK_ROW), bigint(inclusive_max)]),
+        with(
+            partition(key),
+            [int(task_row(priority)), bigint(inclusive_max)],
+        ),
     )
 }
 
@@ -175,9 +195,11 @@ pub(crate) fn lease_condition(
     })
 }
 
-pub(crate) fn decode_task(row: &RowView<'_>) -> Result<QueueTask, StoreError> {
+/// A task row read from the run of level `priority`.
+pub(crate) fn decode_task(row: &RowView<'_>, priority: u8) -> Result<QueueTask, StoreError> {
     Ok(QueueTask {
         task_id: row.bigint("task_id")?,
+        priority,
         data: row.encoded_blob("data", "data_encoding")?,
     })
 }
@@ -293,10 +315,11 @@ impl TaskQueueStore for CassandraStore {
     async fn get_queue_tasks(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         exclusive_min: TaskId,
         max: usize,
     ) -> Result<Vec<QueueTask>, StoreError> {
-        let (stmt, values) = select_tasks(key, exclusive_min, max);
+        let (stmt, values) = select_tasks(key, priority, exclusive_min, max);
         let rows = self
             .select_paged(
                 &format!("reading tasks of task queue {:?}", key.name),
@@ -305,15 +328,16 @@ impl TaskQueueStore for CassandraStore {
                 max,
             )
             .await?;
-        rows.iter().map(|row| decode_task(&row)).collect()
+        rows.iter().map(|row| decode_task(&row, priority)).collect()
     }
 
     async fn delete_queue_task(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         task_id: TaskId,
     ) -> Result<(), StoreError> {
-        let (stmt, values) = delete_task(key, task_id);
+        let (stmt, values) = delete_task(key, priority, task_id);
         self.execute(
             &format!("deleting a task of task queue {:?}", key.name),
             stmt,
@@ -326,9 +350,10 @@ impl TaskQueueStore for CassandraStore {
     async fn delete_queue_tasks_through(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         inclusive_max: TaskId,
     ) -> Result<(), StoreError> {
-        let (stmt, values) = delete_tasks_through(key, inclusive_max);
+        let (stmt, values) = delete_tasks_through(key, priority, inclusive_max);
         self.execute(
             &format!("deleting acknowledged tasks of task queue {:?}", key.name),
             stmt,
@@ -430,10 +455,12 @@ mod tests {
         let tasks = [
             QueueTask {
                 task_id: 10,
+                priority: QueueTask::DEFAULT_PRIORITY,
                 data: b"a".to_vec(),
             },
             QueueTask {
                 task_id: 11,
+                priority: 1,
                 data: b"b".to_vec(),
             },
         ];
@@ -457,9 +484,12 @@ mod tests {
             &stmts[2].1,
         );
         assert_eq!(
-            decode_task(&back.first().expect("row")).expect("decode"),
+            decode_task(&back.first().expect("row"), 1).expect("decode"),
             tasks[1]
         );
+        // The default level keeps the row type of tasks stored before levels existed.
+        assert_eq!(stmts[1].1.get(4), Some(&int(TASK_ROW)));
+        assert_eq!(stmts[2].1.get(4), Some(&int(LEVEL_ROW_BASE + 1)));
         assert_eq!(create_statements(&q, RangeId(4), &[]).len(), 1);
     }
 }

@@ -21,6 +21,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../schema/sqlite/0004_visibility_indexes.sql"),
     ),
+    (
+        5,
+        include_str!("../../../schema/sqlite/0005_task_priority.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
@@ -117,6 +121,40 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM cluster_membership", [], |r| r.get(0))
             .expect("the membership table exists");
         assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn backlog_tasks_of_a_version_4_database_keep_the_default_priority_level() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let tx = conn.transaction().expect("tx");
+        for &(version, script) in MIGRATIONS.iter().filter(|(v, _)| *v <= 4) {
+            tx.execute_batch(script).expect("old version");
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, 0)",
+                [version],
+            )
+            .expect("record version");
+        }
+        tx.execute(
+            "INSERT INTO queue_tasks (namespace_id, name, task_type, partition_id, task_id, data)
+             VALUES ('ns', 'orders', 1, 0, 7, x'01')",
+            [],
+        )
+        .expect("a stored task");
+        tx.commit().expect("commit");
+        migrate(&mut conn).expect("migrate");
+        let (priority, task_id): (i64, i64) = conn
+            .query_row("SELECT priority, task_id FROM queue_tasks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the task is kept");
+        assert_eq!(
+            (priority, task_id),
+            (
+                i64::from(temper_persistence::QueueTask::DEFAULT_PRIORITY),
+                7
+            )
+        );
     }
 
     #[test]

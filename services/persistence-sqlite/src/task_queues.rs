@@ -119,11 +119,19 @@ impl TaskQueueStore for SqliteStore {
                 let (ns, name, task_type, partition) = params(&key);
                 let mut insert = tx.prepare_cached(
                     "INSERT OR REPLACE INTO queue_tasks
-                     (namespace_id, name, task_type, partition_id, task_id, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     (namespace_id, name, task_type, partition_id, priority, task_id, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for task in &tasks {
-                    insert.execute((ns, name, task_type, partition, task.task_id, &task.data))?;
+                    insert.execute((
+                        ns,
+                        name,
+                        task_type,
+                        partition,
+                        task.priority,
+                        task.task_id,
+                        &task.data,
+                    ))?;
                 }
             }
             tx.commit()?;
@@ -135,6 +143,7 @@ impl TaskQueueStore for SqliteStore {
     async fn get_queue_tasks(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         exclusive_min: TaskId,
         limit: usize,
     ) -> Result<Vec<QueueTask>, StoreError> {
@@ -144,8 +153,8 @@ impl TaskQueueStore for SqliteStore {
             let mut stmt = c.prepare_cached(concat!(
                 "SELECT task_id, data FROM queue_tasks WHERE ",
                 key_where!(),
-                " AND task_id > ?5
-                 ORDER BY task_id LIMIT ?6"
+                " AND priority = ?5 AND task_id > ?6
+                 ORDER BY task_id LIMIT ?7"
             ))?;
             let rows = stmt.query_map(
                 (
@@ -153,12 +162,14 @@ impl TaskQueueStore for SqliteStore {
                     name,
                     task_type,
                     partition,
+                    priority,
                     exclusive_min,
                     sql_limit(limit),
                 ),
                 |row| {
                     Ok(QueueTask {
                         task_id: row.get(0)?,
+                        priority,
                         data: row.get(1)?,
                     })
                 },
@@ -171,6 +182,7 @@ impl TaskQueueStore for SqliteStore {
     async fn delete_queue_task(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         task_id: TaskId,
     ) -> Result<(), StoreError> {
         let key = key.clone();
@@ -179,9 +191,9 @@ impl TaskQueueStore for SqliteStore {
             c.prepare_cached(concat!(
                 "DELETE FROM queue_tasks WHERE ",
                 key_where!(),
-                " AND task_id = ?5"
+                " AND priority = ?5 AND task_id = ?6"
             ))?
-            .execute((ns, name, task_type, partition, task_id))?;
+            .execute((ns, name, task_type, partition, priority, task_id))?;
             Ok(())
         })
         .await
@@ -190,6 +202,7 @@ impl TaskQueueStore for SqliteStore {
     async fn delete_queue_tasks_through(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         inclusive_max: TaskId,
     ) -> Result<(), StoreError> {
         let key = key.clone();
@@ -198,9 +211,9 @@ impl TaskQueueStore for SqliteStore {
             c.prepare_cached(concat!(
                 "DELETE FROM queue_tasks WHERE ",
                 key_where!(),
-                " AND task_id <= ?5"
+                " AND priority = ?5 AND task_id <= ?6"
             ))?
-            .execute((ns, name, task_type, partition, inclusive_max))?;
+            .execute((ns, name, task_type, partition, priority, inclusive_max))?;
             Ok(())
         })
         .await

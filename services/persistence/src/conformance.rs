@@ -133,6 +133,7 @@ macro_rules! __persistence_conformance_all {
             case_concurrent_leases_are_distinct,
             case_queue_task_writes_are_fenced,
             case_queue_task_reads_and_deletes,
+            case_queue_task_priority_levels,
             case_task_queues_are_independent,
             case_namespace_create_and_get,
             case_namespace_update_is_conditional,

@@ -427,34 +427,40 @@ impl<H: Around> TaskQueueStore for Decorated<H> {
     async fn get_queue_tasks(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         exclusive_min: TaskId,
         limit: usize,
     ) -> Result<Vec<QueueTask>, StoreError> {
         let call = self
             .inner
             .task_queues
-            .get_queue_tasks(key, exclusive_min, limit);
+            .get_queue_tasks(key, priority, exclusive_min, limit);
         self.call(Operation::GetQueueTasks, call).await
     }
 
     async fn delete_queue_task(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         task_id: TaskId,
     ) -> Result<(), StoreError> {
-        let call = self.inner.task_queues.delete_queue_task(key, task_id);
+        let call = self
+            .inner
+            .task_queues
+            .delete_queue_task(key, priority, task_id);
         self.call(Operation::DeleteQueueTask, call).await
     }
 
     async fn delete_queue_tasks_through(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         inclusive_max: TaskId,
     ) -> Result<(), StoreError> {
         let call = self
             .inner
             .task_queues
-            .delete_queue_tasks_through(key, inclusive_max);
+            .delete_queue_tasks_through(key, priority, inclusive_max);
         self.call(Operation::DeleteQueueTasksThrough, call).await
     }
 }

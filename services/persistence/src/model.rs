@@ -183,8 +183,17 @@ pub struct TaskQueueLease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueTask {
     pub task_id: TaskId,
+    /// The task's priority level (Temporal's priority key: 1 is the highest,
+    /// [`QueueTask::DEFAULT_PRIORITY`] the default). A partition's backlog is read one level
+    /// at a time, in task id order within a level.
+    pub priority: u8,
     /// Encoded `temper.persistence.v1.MatchingTask`.
     pub data: Vec<u8>,
+}
+
+impl QueueTask {
+    /// The level of tasks with no priority, and of every task stored before levels existed.
+    pub const DEFAULT_PRIORITY: u8 = 3;
 }
 
 /// A stored namespace.

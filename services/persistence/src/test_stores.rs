@@ -83,17 +83,24 @@ impl TaskQueueStore for Unused {
     async fn get_queue_tasks(
         &self,
         _: &TaskQueueKey,
+        _: u8,
         _: TaskId,
         _: usize,
     ) -> Result<Vec<QueueTask>, StoreError> {
         Err(StoreError::Internal("unused".into()))
     }
-    async fn delete_queue_task(&self, _: &TaskQueueKey, _: TaskId) -> Result<(), StoreError> {
+    async fn delete_queue_task(
+        &self,
+        _: &TaskQueueKey,
+        _: u8,
+        _: TaskId,
+    ) -> Result<(), StoreError> {
         Err(StoreError::Internal("unused".into()))
     }
     async fn delete_queue_tasks_through(
         &self,
         _: &TaskQueueKey,
+        _: u8,
         _: TaskId,
     ) -> Result<(), StoreError> {
         Err(StoreError::Internal("unused".into()))

@@ -173,25 +173,29 @@ pub trait TaskQueueStore: Send + Sync {
         tasks: &[QueueTask],
     ) -> Result<(), StoreError>;
 
-    /// Tasks with `exclusive_min < task_id`, ascending, at most `limit`.
+    /// Tasks of one priority level with `exclusive_min < task_id`, ascending, at most
+    /// `limit`.
     async fn get_queue_tasks(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         exclusive_min: TaskId,
         limit: usize,
     ) -> Result<Vec<QueueTask>, StoreError>;
 
-    /// Delete one task.
+    /// Delete one task (of priority level `priority`).
     async fn delete_queue_task(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         task_id: TaskId,
     ) -> Result<(), StoreError>;
 
-    /// Delete every task with `task_id <= inclusive_max`.
+    /// Delete every task of one priority level with `task_id <= inclusive_max`.
     async fn delete_queue_tasks_through(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         inclusive_max: TaskId,
     ) -> Result<(), StoreError>;
 }

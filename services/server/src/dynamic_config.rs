@@ -20,6 +20,10 @@ const NAMESPACE_MAX_OPEN_WORKFLOWS: &str = "temper.frontend.namespaceMaxOpenWork
 const ALWAYS_ON: &[&str] = &[
     "frontend.enableExecuteMultiOperation",
     "frontend.activityAPIsEnabled",
+    // Task priority and fairness (docs/priority.md): Temporal needs both to dispatch by
+    // priority key and fairness key; temper's matching always does.
+    "matching.useNewMatcher",
+    "matching.enableFairness",
 ];
 
 /// Keys read elsewhere (`dev.rs`).

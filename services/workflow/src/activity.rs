@@ -118,6 +118,7 @@ pub fn schedule(
     if !st2c.is_zero() && hb > st2c {
         hb = st2c;
     }
+    crate::priority::validate(a.priority.as_ref()).map_err(bad)?;
     let policy = match &a.retry_policy {
         Some(p) => {
             retry::validate_policy(p).map_err(|m| bad(&m))?;

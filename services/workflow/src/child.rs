@@ -53,6 +53,9 @@ pub fn start(
     if wt.name.len() > MAX_ID_LENGTH {
         return bad("WorkflowType exceeds length limit.");
     }
+    if let Err(m) = crate::priority::validate(a.priority.as_ref()) {
+        return bad(m);
+    }
     if is_negative(&a.workflow_execution_timeout)
         || is_negative(&a.workflow_run_timeout)
         || is_negative(&a.workflow_task_timeout)

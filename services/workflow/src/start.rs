@@ -52,6 +52,9 @@ pub fn validate(req: &StartWorkflowExecutionRequest, limits: &Limits) -> Result<
         }
         _ => return bad("TaskQueue is not set on request."),
     }
+    if let Err(m) = crate::priority::validate(req.priority.as_ref()) {
+        return bad(m);
+    }
     if req.request_id.len() > MAX_ID_LENGTH {
         return bad("RequestId length exceeds limit.");
     }

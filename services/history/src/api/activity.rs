@@ -93,7 +93,12 @@ pub(crate) async fn record_started(
             start_to_close_timeout: Some(ai.start_to_close_timeout.unwrap_or_default()),
             heartbeat_timeout: Some(ai.heartbeat_timeout.unwrap_or_default()),
             retry_policy: ai.retry_policy.clone(),
-            priority: ai.priority.clone(),
+            // The priority the task was dispatched with: the workflow's, overridden field by
+            // field by the activity's, as from the Temporal server.
+            priority: temper_workflow::priority::merge(
+                info.priority.as_ref(),
+                ai.priority.as_ref(),
+            ),
             ..Default::default()
         }),
     })

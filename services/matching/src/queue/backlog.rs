@@ -1,13 +1,19 @@
 //! A normal queue's persisted backlog: the lease, batched writes, paged reads and deletes.
 //!
 //! Task ids come from the lease's range (`range_id << 20 | seq`); a used-up block renews the
-//! lease. Memory holds at most one read page of the backlog plus what was written while
-//! memory had caught up with the store: every stored task with an id above `read_level`
-//! is only in the store, every one at or below it is in memory, with a poller, or done.
+//! lease. The store keeps each priority level's tasks apart (in task id order), and each
+//! level has its own read cursor: for a level, memory holds at most one read page plus
+//! what was written while memory had caught up with the store; every stored task of the
+//! level with an id above the level's `read_level` is only in the store, every one at or
+//! below it is in memory, with a poller, or done. A level's next page is read when its
+//! memory is empty and no higher level has tasks in memory, and before a poll takes a task
+//! of a lower level: so a backlog larger than memory is still dispatched level by level.
 //! Finished tasks are deleted in the background: everything up to the ack level (below the
-//! oldest unfinished task) in one range delete, the rest one by one.
+//! oldest unfinished task of any level) in one range delete per level that had tasks, the
+//! rest one by one. The lease row keeps that one ack level; a new owner reads every level
+//! from it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +24,7 @@ use tokio::time::Instant;
 
 use super::{Context, State, TaskQueue};
 use crate::key::QueueKey;
+use crate::priority::{LEVELS, level_index};
 use crate::task::{Origin, Task, TaskInfo};
 
 /// Why a task could not be written to the backlog.
@@ -43,38 +50,70 @@ pub(super) struct PendingWrite {
     done: oneshot::Sender<Result<(), WriteError>>,
 }
 
-pub(super) struct Backlog {
-    range_id: RangeId,
-    ids: TaskIdAllocator,
-    /// Highest task id loaded into memory (or known to be done).
+/// The store side of one priority level.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Highest task id of this level loaded into memory (or known to be done).
     read_level: TaskId,
-    /// The store may hold tasks above `read_level`.
+    /// The store may hold tasks of this level above `read_level`.
     more_in_store: bool,
-    reading: bool,
-    read_failed_at: Option<Instant>,
     /// Bumped by each write that stayed out of memory because older tasks are unread; a read
     /// that sees it change knows it may have missed those writes.
     skipped_writes: u64,
     /// Written but not read back yet (for the backlog count).
     unread_hint: i64,
-    /// Loaded tasks not finished yet (ready, or with a poller).
-    outstanding: BTreeSet<TaskId>,
+    /// Tasks of this level were stored since its last range delete.
+    needs_range_delete: bool,
+}
+
+impl Cursor {
+    fn new(read_level: TaskId) -> Self {
+        Self {
+            read_level,
+            more_in_store: false,
+            skipped_writes: 0,
+            unread_hint: 0,
+            needs_range_delete: false,
+        }
+    }
+}
+
+pub(super) struct Backlog {
+    range_id: RangeId,
+    ids: TaskIdAllocator,
+    /// Per priority level (index 0: level 1).
+    cursors: [Cursor; LEVELS as usize],
+    /// Highest task id loaded into memory at any level; writes under way are above it.
+    max_loaded: TaskId,
+    reading: bool,
+    read_failed_at: Option<Instant>,
+    /// Loaded tasks not finished yet (ready, or with a poller), with their level.
+    outstanding: BTreeMap<TaskId, u8>,
     /// The ack level last saved in the store.
     saved_ack_level: TaskId,
     pending_writes: Vec<PendingWrite>,
     flushing: bool,
-    pending_deletes: Vec<TaskId>,
+    /// Finished tasks to delete, with their level.
+    pending_deletes: Vec<(u8, TaskId)>,
     deleting: bool,
 }
 
 impl Backlog {
-    /// Every task with an id up to this is done.
+    /// Every task with an id up to this is done, at every level.
     fn ack_level(&self) -> TaskId {
         let below_outstanding = self
             .outstanding
-            .first()
-            .map_or(TaskId::MAX, |first| first - 1);
-        below_outstanding.min(self.read_level)
+            .first_key_value()
+            .map_or(TaskId::MAX, |(first, _)| first - 1);
+        self.cursors
+            .iter()
+            .filter(|c| c.more_in_store)
+            .map(|c| c.read_level)
+            .fold(below_outstanding.min(self.max_loaded), TaskId::min)
+    }
+
+    fn cursor(&mut self, level: u8) -> &mut Cursor {
+        &mut self.cursors[level_index(level)]
     }
 
     pub(super) fn is_busy(&self) -> bool {
@@ -85,8 +124,9 @@ impl Backlog {
         self.range_id
     }
 
+    /// The highest task id read into memory.
     pub(super) fn read_level(&self) -> TaskId {
-        self.read_level
+        self.max_loaded
     }
 
     pub(super) fn ack_level_hint(&self) -> TaskId {
@@ -95,7 +135,13 @@ impl Backlog {
 
     /// Unfinished stored tasks, roughly.
     pub(super) fn count_hint(&self) -> i64 {
-        self.outstanding.len() as i64 + self.unread_hint
+        self.outstanding.len() as i64 + self.cursors.iter().map(|c| c.unread_hint).sum::<i64>()
+    }
+
+    /// Unfinished stored tasks of one level, roughly.
+    pub(super) fn level_count_hint(&self, level: u8) -> i64 {
+        let loaded = self.outstanding.values().filter(|&&l| l == level).count() as i64;
+        loaded + self.cursors[level_index(level)].unread_hint
     }
 }
 
@@ -110,6 +156,7 @@ pub(super) enum ReadStart {
 }
 
 pub(super) struct ReadTicket {
+    level: u8,
     from: TaskId,
     skipped_writes: u64,
 }
@@ -139,22 +186,31 @@ impl TaskQueue {
         let store_key = key.store_key();
         let lease = ctx.store.lease_task_queue(&store_key).await?;
         let batch = ctx.config.backlog_read_batch_size.max(1);
-        let page = ctx
-            .store
-            .get_queue_tasks(&store_key, lease.ack_level, batch)
-            .await?;
-        tracing::debug!(queue = %key, range_id = %lease.range_id, loaded = page.len(),
-            "task queue leased");
+        // The first page of every level: from then on each level's state is known, and only
+        // a level whose page came back full is read again.
+        let mut pages = Vec::with_capacity(usize::from(LEVELS));
+        for level in 1..=LEVELS {
+            let page = ctx
+                .store
+                .get_queue_tasks(&store_key, level, lease.ack_level, batch)
+                .await?;
+            pages.push(page);
+        }
+        tracing::debug!(queue = %key, range_id = %lease.range_id,
+            loaded = pages.iter().map(Vec::len).sum::<usize>(), "task queue leased");
+        let mut cursors = [Cursor::new(lease.ack_level); LEVELS as usize];
+        for (cursor, page) in cursors.iter_mut().zip(&pages) {
+            cursor.more_in_store = page.len() >= batch;
+            cursor.needs_range_delete = !page.is_empty();
+        }
         let backlog = Backlog {
             range_id: lease.range_id,
             ids: TaskIdAllocator::new(lease.range_id),
-            read_level: lease.ack_level,
-            more_in_store: page.len() >= batch,
+            cursors,
+            max_loaded: lease.ack_level,
             reading: false,
             read_failed_at: None,
-            skipped_writes: 0,
-            unread_hint: 0,
-            outstanding: BTreeSet::new(),
+            outstanding: BTreeMap::new(),
             saved_ack_level: lease.ack_level,
             pending_writes: Vec::new(),
             flushing: false,
@@ -165,7 +221,9 @@ impl TaskQueue {
         let queue = Self::with_backlog(key, ctx, Some(backlog));
         {
             let mut st = queue.lock();
-            queue.load_locked(&mut st, page);
+            for page in pages {
+                queue.load_locked(&mut st, page);
+            }
         }
         if let Some(every) = check {
             let q = queue.clone();
@@ -227,13 +285,20 @@ impl TaskQueue {
             let Some(b) = st.backlog.as_mut() else {
                 return;
             };
-            if stored.task_id <= b.read_level {
+            let level = stored.priority.clamp(1, LEVELS);
+            let cursor = b.cursor(level);
+            if stored.task_id <= cursor.read_level {
                 continue;
             }
-            b.read_level = stored.task_id;
+            cursor.read_level = stored.task_id;
+            cursor.needs_range_delete = true;
+            b.max_loaded = b.max_loaded.max(stored.task_id);
             match TaskInfo::decode(&stored.data) {
-                Ok(info) => {
-                    b.outstanding.insert(stored.task_id);
+                Ok(mut info) => {
+                    // Where the task is stored decides its level (a task stored before
+                    // levels existed has the default one).
+                    info.priority.level = level;
+                    b.outstanding.insert(stored.task_id, level);
                     let task = Task {
                         info,
                         origin: Origin::Backlog(stored.task_id),
@@ -248,7 +313,7 @@ impl TaskQueue {
                     // be started, so drop it loudly.
                     tracing::error!(queue = %self.key, task_id = stored.task_id, %err,
                         "deleting undecodable backlog task");
-                    self.ack_locked(st, stored.task_id);
+                    self.ack_locked(st, level, stored.task_id);
                 }
             }
         }
@@ -368,6 +433,7 @@ impl TaskQueue {
             .zip(batch)
             .map(|(id, write)| QueueTask {
                 task_id: *id,
+                priority: write.info.priority.level,
                 data: write.info.encode(),
             })
             .collect();
@@ -418,23 +484,28 @@ impl TaskQueue {
         if st.lost || st.closed {
             return;
         }
-        // Memory holds about one read page; beyond that, tasks wait in the store.
-        let memory_full = st.ready.len() >= self.ctx.config.backlog_read_batch_size.max(1);
+        let level = info.priority.level;
+        // Memory holds about one read page per level; beyond that, tasks wait in the store.
+        let memory_full =
+            st.ready.level_len(level) >= self.ctx.config.backlog_read_batch_size.max(1);
         let Some(b) = st.backlog.as_mut() else {
             return;
         };
-        if b.more_in_store || memory_full {
-            b.more_in_store = true;
-            b.skipped_writes += 1;
-            b.unread_hint += 1;
+        let cursor = b.cursor(level);
+        cursor.needs_range_delete = true;
+        if cursor.more_in_store || memory_full {
+            cursor.more_in_store = true;
+            cursor.skipped_writes += 1;
+            cursor.unread_hint += 1;
             return;
         }
-        if id <= b.read_level {
+        if id <= cursor.read_level {
             // A read that raced this write already loaded it.
             return;
         }
-        b.read_level = id;
-        b.outstanding.insert(id);
+        cursor.read_level = id;
+        b.max_loaded = b.max_loaded.max(id);
+        b.outstanding.insert(id, level);
         let task = Task {
             info,
             origin: Origin::Backlog(id),
@@ -472,14 +543,22 @@ impl TaskQueue {
         }
     }
 
-    /// Decide whether this poll should read the next backlog page.
+    /// Decide whether this poll should read a backlog page before taking a task from memory:
+    /// the highest level that has unread tasks in the store and none in memory, if no task
+    /// of that level or a higher one is in memory.
     pub(super) fn start_read_locked(&self, st: &mut State, now: Instant) -> ReadStart {
+        let best_in_memory = st.ready.best_level().unwrap_or(LEVELS + 1);
         let Some(b) = st.backlog.as_mut() else {
             return ReadStart::No;
         };
-        if !b.more_in_store || b.reading {
+        if b.reading {
             return ReadStart::No;
         }
+        let Some(level) =
+            (1..best_in_memory).find(|&level| b.cursors[level_index(level)].more_in_store)
+        else {
+            return ReadStart::No;
+        };
         if let Some(failed) = b.read_failed_at {
             let retry = failed + self.ctx.config.backlog_read_retry;
             if now < retry {
@@ -487,9 +566,11 @@ impl TaskQueue {
             }
         }
         b.reading = true;
+        let cursor = b.cursors[level_index(level)];
         ReadStart::Read(ReadTicket {
-            from: b.read_level,
-            skipped_writes: b.skipped_writes,
+            level,
+            from: cursor.read_level,
+            skipped_writes: cursor.skipped_writes,
         })
     }
 
@@ -503,7 +584,7 @@ impl TaskQueue {
         let result = self
             .ctx
             .store
-            .get_queue_tasks(&self.store_key, ticket.from, batch)
+            .get_queue_tasks(&self.store_key, ticket.level, ticket.from, batch)
             .await;
         guard.armed = false;
         let mut st = self.lock();
@@ -517,8 +598,9 @@ impl TaskQueue {
                 self.load_locked(&mut st, page);
                 if let Some(b) = st.backlog.as_mut() {
                     b.read_failed_at = None;
-                    b.more_in_store = full || b.skipped_writes != ticket.skipped_writes;
-                    b.unread_hint = (b.unread_hint - n).max(0);
+                    let cursor = b.cursor(ticket.level);
+                    cursor.more_in_store = full || cursor.skipped_writes != ticket.skipped_writes;
+                    cursor.unread_hint = (cursor.unread_hint - n).max(0);
                 }
             }
             Err(err) => {
@@ -531,12 +613,14 @@ impl TaskQueue {
     }
 
     /// A stored task is finished (started, obsolete or expired): delete it in the background.
-    pub(super) fn ack_locked(self: &Arc<Self>, st: &mut State, id: TaskId) {
+    pub(super) fn ack_locked(self: &Arc<Self>, st: &mut State, level: u8, id: TaskId) {
         let Some(b) = st.backlog.as_mut() else {
             return;
         };
         b.outstanding.remove(&id);
-        b.pending_deletes.push(id);
+        // If the next saved ack level covers it, the level's range delete removes it.
+        b.cursor(level).needs_range_delete = true;
+        b.pending_deletes.push((level, id));
         if !b.deleting {
             let queue = self.clone();
             b.deleting = self.ctx.spawn(async move { queue.delete_loop().await });
@@ -576,15 +660,30 @@ impl TaskQueue {
         }
     }
 
-    async fn delete_batch(&self, ids: Vec<TaskId>, save: Option<TaskId>) -> bool {
+    async fn delete_batch(&self, ids: Vec<(u8, TaskId)>, save: Option<TaskId>) -> bool {
         let store = &self.ctx.store;
         if let Some(ack_level) = save {
-            if let Err(err) = store
-                .delete_queue_tasks_through(&self.store_key, ack_level)
-                .await
-            {
-                tracing::warn!(queue = %self.key, %err, "deleting finished tasks failed");
-                return false;
+            // One range delete per level that had tasks since its last one (in the common
+            // case, only the default level).
+            let levels: Vec<u8> = match self.lock().backlog.as_mut() {
+                Some(b) => (1..=LEVELS)
+                    .filter(|&l| std::mem::take(&mut b.cursor(l).needs_range_delete))
+                    .collect(),
+                None => return false,
+            };
+            for (i, &level) in levels.iter().enumerate() {
+                if let Err(err) = store
+                    .delete_queue_tasks_through(&self.store_key, level, ack_level)
+                    .await
+                {
+                    tracing::warn!(queue = %self.key, %err, "deleting finished tasks failed");
+                    if let Some(b) = self.lock().backlog.as_mut() {
+                        for &l in &levels[i..] {
+                            b.cursor(l).needs_range_delete = true;
+                        }
+                    }
+                    return false;
+                }
             }
             let io = self.lease_io.lock().await;
             let range_id = match self.lock().backlog.as_ref() {
@@ -610,11 +709,11 @@ impl TaskQueue {
                 }
             }
         }
-        for id in ids {
+        for (level, id) in ids {
             if save.is_some_and(|ack_level| id <= ack_level) {
                 continue;
             }
-            if let Err(err) = store.delete_queue_task(&self.store_key, id).await {
+            if let Err(err) = store.delete_queue_task(&self.store_key, level, id).await {
                 tracing::warn!(queue = %self.key, task_id = id, %err, "deleting a finished task failed");
                 return false;
             }

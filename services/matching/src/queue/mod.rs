@@ -11,6 +11,7 @@
 //! and task offers), and tells its backlog forwarder when tasks are ready (see `forward`).
 
 mod backlog;
+mod ready;
 mod report;
 
 use std::collections::VecDeque;
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use backlog::WriteError;
 use backlog::{Backlog, ReadStart};
+use ready::ReadyQueue;
 
 use crate::config::MatchingConfig;
 use crate::key::QueueKey;
@@ -88,8 +90,8 @@ struct State {
     /// Query tasks waiting for a poller, oldest first; handed out before `ready` tasks.
     /// Memory only: a query lives as long as its QueryWorkflow call.
     queries: VecDeque<Task>,
-    /// Tasks in memory waiting for a poller, in dispatch order.
-    ready: VecDeque<Task>,
+    /// Tasks in memory waiting for a poller, by priority and fairness (see `ready`).
+    ready: ReadyQueue,
     /// The lease went to someone else: this queue is dead and must be re-created.
     lost: bool,
     /// Unloaded or shut down (sticky queues, on ShutdownWorker): no more adds or polls.
@@ -186,7 +188,7 @@ impl TaskQueue {
             state: Mutex::new(State {
                 waiters: VecDeque::new(),
                 next_waiter_id: 0,
-                ready: VecDeque::new(),
+                ready: ReadyQueue::default(),
                 queries: VecDeque::new(),
                 lost: false,
                 closed: false,
@@ -347,8 +349,18 @@ impl TaskQueue {
                 .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
+    /// The next query task whose caller still waits.
+    fn pop_query_locked(self: &Arc<Self>, st: &mut State) -> Option<Dispatched> {
+        while let Some(task) = st.queries.pop_front() {
+            if !task.is_abandoned_query() {
+                return Some(Dispatched::new(task, self.clone()));
+            }
+        }
+        None
+    }
+
     /// The next live query task (unless `tasks_only`), else the next unexpired ready task
-    /// (dropping expired ones).
+    /// (dropping expired ones), highest priority first.
     fn pop_ready_locked(self: &Arc<Self>, st: &mut State, tasks_only: bool) -> Option<Dispatched> {
         while !tasks_only && let Some(task) = st.queries.pop_front() {
             if !task.is_abandoned_query() {
@@ -356,12 +368,12 @@ impl TaskQueue {
             }
         }
         let now = self.ctx.clock.now();
-        while let Some(task) = st.ready.pop_front() {
+        while let Some(task) = st.ready.pop() {
             if task.info.is_expired(now) {
                 tracing::debug!(queue = %self.key, workflow_id = %task.info.execution.workflow_id,
                     "dropping task past its schedule-to-start timeout");
                 if let Origin::Backlog(id) = task.origin {
-                    self.ack_locked(st, id);
+                    self.ack_locked(st, task.info.priority.level, id);
                 }
                 continue;
             }
@@ -386,26 +398,32 @@ impl TaskQueue {
                 let mut st = self.lock();
                 if st.lost || st.closed {
                     Step::Done(Wait::Woken)
-                } else if let Some(task) = self.pop_ready_locked(&mut st, false) {
-                    Step::Done(Wait::Task(task))
+                } else if let Some(query) = self.pop_query_locked(&mut st) {
+                    Step::Done(Wait::Task(query))
                 } else {
                     let now = Instant::now();
+                    // A higher priority level with unread backlog is read before a task of
+                    // a lower level is handed out.
                     match self.start_read_locked(&mut st, now) {
                         ReadStart::Read(ticket) => Step::Read(ticket),
                         start => {
-                            let wake_at = match start {
-                                ReadStart::RetryAt(at) => at.min(deadline),
-                                _ => deadline,
-                            };
-                            let id = st.next_waiter_id;
-                            st.next_waiter_id += 1;
-                            let (tx, rx) = oneshot::channel();
-                            st.waiters.push_back(Waiter {
-                                id,
-                                worker_instance_key: worker_instance_key.to_owned(),
-                                tx,
-                            });
-                            Step::Wait { rx, id, wake_at }
+                            if let Some(task) = self.pop_ready_locked(&mut st, true) {
+                                Step::Done(Wait::Task(task))
+                            } else {
+                                let wake_at = match start {
+                                    ReadStart::RetryAt(at) => at.min(deadline),
+                                    _ => deadline,
+                                };
+                                let id = st.next_waiter_id;
+                                st.next_waiter_id += 1;
+                                let (tx, rx) = oneshot::channel();
+                                st.waiters.push_back(Waiter {
+                                    id,
+                                    worker_instance_key: worker_instance_key.to_owned(),
+                                    tx,
+                                });
+                                Step::Wait { rx, id, wake_at }
+                            }
                         }
                     }
                 }
@@ -499,7 +517,7 @@ impl TaskQueue {
                         if outcome == Outcome::Started {
                             st.dispatches.record(now, 1);
                         }
-                        self.ack_locked(&mut st, id);
+                        self.ack_locked(&mut st, task.info.priority.level, id);
                     }
                     Outcome::Failed => {
                         let task = Task {
@@ -592,10 +610,11 @@ impl TaskQueue {
                 if st.lost || st.closed {
                     return false;
                 }
-                if !st.ready.is_empty() {
-                    return true;
+                match self.start_read_locked(&mut st, Instant::now()) {
+                    ReadStart::Read(ticket) => ReadStart::Read(ticket),
+                    _ if !st.ready.is_empty() => return true,
+                    start => start,
                 }
-                self.start_read_locked(&mut st, Instant::now())
             };
             match step {
                 ReadStart::Read(ticket) => self.read_page(ticket).await,

@@ -1,5 +1,6 @@
 //! What DescribeTaskQueue reports about one queue.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use temper_proto::temporal::api::taskqueue::v1::{
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 
 use super::TaskQueue;
 use crate::pollers::DEFAULT_TASK_DISPATCH_RPS;
+use crate::priority::LEVELS;
 
 impl TaskQueue {
     /// Pollers seen within the poller ttl, most recent first.
@@ -61,8 +63,8 @@ impl TaskQueue {
         let mut st = self.lock();
         let age = st
             .ready
-            .front()
-            .and_then(|t| wall.duration_since(t.info.create_time).ok())
+            .oldest_create_time()
+            .and_then(|t| wall.duration_since(t).ok())
             .unwrap_or(Duration::ZERO);
         TaskQueueStats {
             approximate_backlog_count: backlog_count,
@@ -71,5 +73,33 @@ impl TaskQueue {
             tasks_dispatch_rate: st.dispatches.per_second(now),
             rate_limiting_active: false,
         }
+    }
+
+    /// Backlog size and age per priority key in use (Temporal's `stats_by_priority_key`).
+    /// Rates are not kept per level and stay zero.
+    pub(crate) fn stats_by_priority_key(&self) -> HashMap<i32, TaskQueueStats> {
+        let wall = self.ctx.clock.now();
+        let st = self.lock();
+        (1..=LEVELS)
+            .filter_map(|level| {
+                let count = match &st.backlog {
+                    Some(b) => b.level_count_hint(level),
+                    None => st.ready.level_len(level) as i64,
+                };
+                (count > 0).then(|| {
+                    let age = st
+                        .ready
+                        .level_next_create_time(level)
+                        .and_then(|t| wall.duration_since(t).ok())
+                        .unwrap_or(Duration::ZERO);
+                    let stats = TaskQueueStats {
+                        approximate_backlog_count: count,
+                        approximate_backlog_age: temper_proto::wkt::Duration::try_from(age).ok(),
+                        ..Default::default()
+                    };
+                    (i32::from(level), stats)
+                })
+            })
+            .collect()
     }
 }

@@ -17,7 +17,8 @@ use tonic::{Request, Response, Status};
 struct Row {
     range_id: i64,
     ack_level: TaskId,
-    tasks: BTreeMap<TaskId, Vec<u8>>,
+    /// Task id -> (priority level, blob).
+    tasks: BTreeMap<TaskId, (u8, Vec<u8>)>,
 }
 
 #[derive(Default)]
@@ -45,6 +46,16 @@ impl FakeStore {
             s.rows
                 .get(key)
                 .map(|r| r.tasks.keys().copied().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Stored (task id, priority level) pairs of a queue, by task id.
+    pub fn task_levels(&self, key: &TaskQueueKey) -> Vec<(TaskId, u8)> {
+        self.with(|s| {
+            s.rows
+                .get(key)
+                .map(|r| r.tasks.iter().map(|(id, (l, _))| (*id, *l)).collect())
                 .unwrap_or_default()
         })
     }
@@ -130,7 +141,7 @@ impl TaskQueueStore for FakeStore {
                 return Err(lost(range_id, row.range_id));
             }
             for t in tasks {
-                row.tasks.insert(t.task_id, t.data.clone());
+                row.tasks.insert(t.task_id, (t.priority, t.data.clone()));
             }
             Ok(())
         })
@@ -139,6 +150,7 @@ impl TaskQueueStore for FakeStore {
     async fn get_queue_tasks(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         exclusive_min: TaskId,
         limit: usize,
     ) -> Result<Vec<QueueTask>, StoreError> {
@@ -148,9 +160,11 @@ impl TaskQueueStore for FakeStore {
                 .map(|r| {
                     r.tasks
                         .range((Bound::Excluded(exclusive_min), Bound::Unbounded))
+                        .filter(|(_, (level, _))| *level == priority)
                         .take(limit)
-                        .map(|(id, data)| QueueTask {
+                        .map(|(id, (level, data))| QueueTask {
                             task_id: *id,
+                            priority: *level,
                             data: data.clone(),
                         })
                         .collect()
@@ -162,10 +176,13 @@ impl TaskQueueStore for FakeStore {
     async fn delete_queue_task(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         task_id: TaskId,
     ) -> Result<(), StoreError> {
         self.with(|s| {
-            if let Some(r) = s.rows.get_mut(key) {
+            if let Some(r) = s.rows.get_mut(key)
+                && r.tasks.get(&task_id).is_some_and(|(l, _)| *l == priority)
+            {
                 r.tasks.remove(&task_id);
             }
             Ok(())
@@ -175,11 +192,13 @@ impl TaskQueueStore for FakeStore {
     async fn delete_queue_tasks_through(
         &self,
         key: &TaskQueueKey,
+        priority: u8,
         inclusive_max: TaskId,
     ) -> Result<(), StoreError> {
         self.with(|s| {
             if let Some(r) = s.rows.get_mut(key) {
-                r.tasks.retain(|id, _| *id > inclusive_max);
+                r.tasks
+                    .retain(|id, (level, _)| *level != priority || *id > inclusive_max);
             }
             Ok(())
         })

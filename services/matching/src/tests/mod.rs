@@ -7,6 +7,7 @@ mod describe;
 mod fakes;
 mod lease;
 mod partitions;
+mod priority;
 mod query;
 mod sticky;
 mod sync_match;
@@ -140,6 +141,7 @@ pub(crate) fn add_workflow_request(
         scheduled_event_id: event_id,
         schedule_to_start_timeout: None,
         attempt: 1,
+        priority: None,
     }
 }
 
@@ -174,6 +176,7 @@ pub(crate) async fn add_activity(
             scheduled_event_id: event_id,
             schedule_to_start_timeout: None,
             attempt: 1,
+            priority: None,
         }))
         .await
         .map(|_| ())

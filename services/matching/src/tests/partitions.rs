@@ -250,6 +250,7 @@ async fn add_activity_on(
         scheduled_event_id: 5,
         schedule_to_start_timeout: None,
         attempt: 1,
+        priority: None,
     }))
     .await
     .map(|_| ())

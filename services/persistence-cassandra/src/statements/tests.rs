@@ -388,12 +388,13 @@ fn samples() -> Vec<(Stmt, Values)> {
         RangeId(1),
         &[QueueTask {
             task_id: 1,
+            priority: QueueTask::DEFAULT_PRIORITY,
             data: b"x".to_vec(),
         }],
     ));
-    out.push(task_queues::select_tasks(&q, 0, 10));
-    out.push(task_queues::delete_task(&q, 1));
-    out.push(task_queues::delete_tasks_through(&q, 1));
+    out.push(task_queues::select_tasks(&q, 3, 0, 10));
+    out.push(task_queues::delete_task(&q, 3, 1));
+    out.push(task_queues::delete_tasks_through(&q, 3, 1));
 
     let ns = namespace();
     out.push(namespaces::select_by_name("default"));
@@ -559,6 +560,7 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
             RangeId(1),
             &[QueueTask {
                 task_id: 1,
+                priority: QueueTask::DEFAULT_PRIORITY,
                 data: vec![],
             }],
         ),

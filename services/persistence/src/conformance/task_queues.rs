@@ -17,6 +17,7 @@ fn queue(name: &str, task_type: i32, partition: u32) -> TaskQueueKey {
 fn qtask(task_id: i64) -> QueueTask {
     QueueTask {
         task_id,
+        priority: QueueTask::DEFAULT_PRIORITY,
         data: format!("matching task {task_id}").into_bytes(),
     }
 }
@@ -35,7 +36,7 @@ async fn lease(p: &Persistence, key: &TaskQueueKey) -> RangeId {
 
 async fn tasks_of(p: &Persistence, key: &TaskQueueKey) -> Vec<QueueTask> {
     p.task_queues
-        .get_queue_tasks(key, i64::MIN, 10_000)
+        .get_queue_tasks(key, QueueTask::DEFAULT_PRIORITY, i64::MIN, 10_000)
         .await
         .expect("get_queue_tasks")
 }
@@ -183,7 +184,10 @@ pub async fn case_queue_task_reads_and_deletes(p: &Persistence) {
         .await
         .expect("create_queue_tasks");
 
-    let get = |min: i64, limit: usize| p.task_queues.get_queue_tasks(&q, min, limit);
+    let get = |min: i64, limit: usize| {
+        p.task_queues
+            .get_queue_tasks(&q, QueueTask::DEFAULT_PRIORITY, min, limit)
+    };
     let all = get(0, 100).await.expect("get_queue_tasks");
     assert_eq!(
         all,
@@ -202,7 +206,7 @@ pub async fn case_queue_task_reads_and_deletes(p: &Persistence) {
     assert!(get(50, 100).await.expect("get").is_empty());
 
     p.task_queues
-        .delete_queue_task(&q, 30)
+        .delete_queue_task(&q, QueueTask::DEFAULT_PRIORITY, 30)
         .await
         .expect("delete_queue_task");
     assert_eq!(
@@ -211,7 +215,7 @@ pub async fn case_queue_task_reads_and_deletes(p: &Persistence) {
     );
 
     p.task_queues
-        .delete_queue_tasks_through(&q, 40)
+        .delete_queue_tasks_through(&q, QueueTask::DEFAULT_PRIORITY, 40)
         .await
         .expect("delete_queue_tasks_through");
     assert_eq!(
@@ -220,10 +224,64 @@ pub async fn case_queue_task_reads_and_deletes(p: &Persistence) {
         "the bound itself is deleted"
     );
     p.task_queues
-        .delete_queue_tasks_through(&q, 49)
+        .delete_queue_tasks_through(&q, QueueTask::DEFAULT_PRIORITY, 49)
         .await
         .expect("delete_queue_tasks_through");
     assert_eq!(task_ids(&get(0, 100).await.expect("get")), vec![50]);
+}
+
+/// Each priority level is read, and deleted, on its own, in task id order; a task keeps
+/// its level.
+pub async fn case_queue_task_priority_levels(p: &Persistence) {
+    let q = queue("levels", 2, 0);
+    let held = lease(p, &q).await;
+    let at = |task_id: i64, priority: u8| QueueTask {
+        priority,
+        ..qtask(task_id)
+    };
+    p.task_queues
+        .create_queue_tasks(
+            &q,
+            held,
+            &[at(1, 5), at(2, 1), at(3, 3), at(4, 1), at(5, 5), at(6, 2)],
+        )
+        .await
+        .expect("create_queue_tasks");
+    let get = |priority: u8, min: i64| p.task_queues.get_queue_tasks(&q, priority, min, 100);
+    assert_eq!(get(1, 0).await.expect("get"), vec![at(2, 1), at(4, 1)]);
+    assert_eq!(get(2, 0).await.expect("get"), vec![at(6, 2)]);
+    assert_eq!(get(3, 0).await.expect("get"), vec![at(3, 3)]);
+    assert!(get(4, 0).await.expect("get").is_empty());
+    assert_eq!(get(5, 0).await.expect("get"), vec![at(1, 5), at(5, 5)]);
+    assert_eq!(
+        get(5, 1).await.expect("get"),
+        vec![at(5, 5)],
+        "min is exclusive"
+    );
+
+    // Deletes touch their level only.
+    p.task_queues
+        .delete_queue_tasks_through(&q, 1, 2)
+        .await
+        .expect("delete_queue_tasks_through");
+    assert_eq!(get(1, 0).await.expect("get"), vec![at(4, 1)]);
+    assert_eq!(get(5, 0).await.expect("get"), vec![at(1, 5), at(5, 5)]);
+    p.task_queues
+        .delete_queue_task(&q, 3, 6)
+        .await
+        .expect("delete_queue_task of another level");
+    assert_eq!(get(2, 0).await.expect("get"), vec![at(6, 2)]);
+    p.task_queues
+        .delete_queue_task(&q, 2, 6)
+        .await
+        .expect("delete_queue_task");
+    assert!(get(2, 0).await.expect("get").is_empty());
+    p.task_queues
+        .delete_queue_tasks_through(&q, 5, i64::MAX)
+        .await
+        .expect("delete_queue_tasks_through");
+    assert!(get(5, 0).await.expect("get").is_empty());
+    assert_eq!(get(3, 0).await.expect("get"), vec![at(3, 3)]);
 }
 
 /// Queues differ by namespace, name, type and partition: leases and tasks are separate.
@@ -268,7 +326,7 @@ pub async fn case_task_queues_are_independent(p: &Persistence) {
     }
 
     p.task_queues
-        .delete_queue_tasks_through(&base, i64::MAX)
+        .delete_queue_tasks_through(&base, QueueTask::DEFAULT_PRIORITY, i64::MAX)
         .await
         .expect("clear base");
     p.task_queues

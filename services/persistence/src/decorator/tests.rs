@@ -125,10 +125,12 @@ async fn call_everything(p: &Persistence) {
     let tasks = [
         QueueTask {
             task_id: 1,
+            priority: QueueTask::DEFAULT_PRIORITY,
             data: Vec::new(),
         },
         QueueTask {
             task_id: 2,
+            priority: QueueTask::DEFAULT_PRIORITY,
             data: Vec::new(),
         },
     ];
@@ -184,10 +186,10 @@ async fn call_everything(p: &Persistence) {
         q.create_queue_tasks(&queue(), RangeId(1), &tasks).await,
         Err(unused())
     );
-    assert_eq!(q.get_queue_tasks(&queue(), 0, 10).await, Err(unused()));
-    assert_eq!(q.delete_queue_task(&queue(), 1).await, Err(unused()));
+    assert_eq!(q.get_queue_tasks(&queue(), 3, 0, 10).await, Err(unused()));
+    assert_eq!(q.delete_queue_task(&queue(), 3, 1).await, Err(unused()));
     assert_eq!(
-        q.delete_queue_tasks_through(&queue(), 1).await,
+        q.delete_queue_tasks_through(&queue(), 3, 1).await,
         Err(unused())
     );
     assert_eq!(n.create_namespace(&namespace()).await, Err(unused()));
