@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -41,6 +41,11 @@ class SigningKey:
             "x": _b64(numbers.x.to_bytes(32, "big")),
             "y": _b64(numbers.y.to_bytes(32, "big")),
         }
+
+    def public_pem(self) -> bytes:
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def sign(self, claims: dict[str, Any]) -> str:
         header = {"alg": "ES256", "typ": "JWT", "kid": self.kid}

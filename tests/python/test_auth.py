@@ -254,6 +254,24 @@ async def test_a_task_token_of_another_namespace_is_refused(
     assert status == RPCStatusCode.PERMISSION_DENIED
 
 
+@pytest.mark.timeout(60)
+async def test_a_pem_key_file_instead_of_a_jwks_url(tmp_path: Path, key: SigningKey):
+    key_file = tmp_path / "signing-key.pem"
+    key_file.write_bytes(key.public_pem())
+    srv = ServerProcess(
+        harness.server_kind(), tmp_path / "srv", extra_args=["--auth-key-file", str(key_file)]
+    )
+    try:
+        await srv.start()
+        await describe(await connect(srv, key.token(["default:read"])))
+        forged = SigningKey(key.kid).token(["default:read"])
+        assert await status_of(describe(await connect(srv, forged))) == (
+            RPCStatusCode.UNAUTHENTICATED
+        )
+    finally:
+        await srv.stop()
+
+
 async def temporal_cli(srv: ServerProcess, *args: str) -> tuple[int, str]:
     cli = harness.temporal_cli()
     if cli is None:
