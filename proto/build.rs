@@ -49,6 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .into(),
         );
     }
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("api_methods.rs"),
+        api_methods(&temporal_set, &services),
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(false)
@@ -57,7 +62,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(services)?;
 
     // 2. Our own files, importing Temporal's types from the same descriptor set.
-    let out = PathBuf::from(env::var("OUT_DIR")?);
     let mut resolver = ChainFileResolver::new();
     resolver.add(IncludeFileResolver::new(PathBuf::from("protos")));
     resolver.add(DescriptorSetFileResolver::decode(bytes.as_slice())?);
@@ -87,4 +91,45 @@ fn own_config() -> tonic_prost_build::Config {
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
     config
+}
+
+/// Every method of the public services, with the field numbers of its request's top-level
+/// `namespace` (string) and `task_token` (bytes) fields, as a Rust table: authorization reads
+/// those fields from a request without decoding the whole message, and its tests check that
+/// every method has an access class.
+fn api_methods(all: &FileDescriptorSet, services: &FileDescriptorSet) -> String {
+    use prost_types::field_descriptor_proto::Type;
+    let message = |full: &str| {
+        all.file.iter().find_map(|f| {
+            let name = full.strip_prefix(&format!(".{}.", f.package()))?;
+            f.message_type.iter().find(|m| m.name() == name)
+        })
+    };
+    let mut rows = String::new();
+    for file in &services.file {
+        for service in &file.service {
+            for method in &service.method {
+                let input = message(method.input_type());
+                let field = |name: &str, ty: Type| {
+                    input
+                        .and_then(|m| {
+                            m.field
+                                .iter()
+                                .find(|f| f.name() == name && f.r#type() == ty)
+                        })
+                        .map_or("None".to_string(), |f| format!("Some({})", f.number()))
+                };
+                rows.push_str(&format!(
+                    "    ApiMethod {{ service: \"{}.{}\", name: \"{}\", namespace_field: {}, task_token_field: {}, client_streaming: {} }},\n",
+                    file.package(),
+                    service.name(),
+                    method.name(),
+                    field("namespace", Type::String),
+                    field("task_token", Type::Bytes),
+                    method.client_streaming(),
+                ));
+            }
+        }
+    }
+    format!("pub const API_METHODS: &[ApiMethod] = &[\n{rows}];\n")
 }

@@ -32,6 +32,7 @@ use crate::admin::AdminApi;
 use crate::config::{ServerConfig, StoreKindConfig};
 use crate::health::{Health, Readiness, StoreFailures};
 use crate::store;
+use temper_auth::Authorize;
 use temper_tls::InternodeOnly;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
@@ -168,6 +169,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // After `open`, which installs the metrics recorder the certificates' expiry goes to, and
     // before gossip announces this node.
     let tls = crate::tls::NodeTls::from_config(&config.tls)?;
+    let auth = crate::auth::start(config.auth.settings()).await?;
     let mut roles = start_roles(&config, &name, &store, tls.as_ref()).await?;
     let mut serving = serve(
         &config,
@@ -178,12 +180,16 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         &store,
         &roles,
         tls.as_ref(),
+        auth.clone(),
     )
     .await?;
     leave(&config, &name, &store, &mut roles, &mut serving).await;
     let result = shut_down(&name, roles, serving).await;
     if let Some(tls) = tls {
         tls.stop().await;
+    }
+    if let Some(auth) = auth {
+        auth.stop().await;
     }
     result
 }
@@ -435,9 +441,11 @@ async fn serve(
     store: &Store,
     roles: &Roles,
     tls: Option<&crate::tls::NodeTls>,
+    auth: Option<Arc<temper_auth::Auth>>,
 ) -> anyhow::Result<Serving> {
     let num_shards = store.cluster.num_shards;
-    let (router, health_reporter, role_services) = grpc_services(store, roles, tls.is_some()).await;
+    let (router, health_reporter, role_services) =
+        grpc_services(store, roles, tls.is_some(), auth).await;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();
@@ -512,11 +520,13 @@ async fn serve(
 
 /// Every gRPC service this node answers: health, admin, and each role's own. The roles'
 /// health services start NotServing, so no client is sent here before readiness says so.
-/// With TLS on (`internode_only`), the internal services answer only nodes.
+/// With TLS on (`internode_only`), the internal services answer only nodes; with `auth`, the
+/// public services check every caller's credentials and roles.
 async fn grpc_services(
     store: &Store,
     roles: &Roles,
     internode_only: bool,
+    auth: Option<Arc<temper_auth::Auth>>,
 ) -> (
     tonic::transport::server::Router,
     tonic_health::server::HealthReporter,
@@ -558,18 +568,22 @@ async fn grpc_services(
     if let Some(f) = &roles.frontend {
         let namespaces = f.namespaces.clone();
         router = router
-            .add_service(RpcMetrics::new(AdmissionScope::new(
-                WorkflowServiceServer::from_arc(f.clone())
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            .add_service(RpcMetrics::new(Authorize::new(
+                AdmissionScope::new(
+                    WorkflowServiceServer::from_arc(f.clone())
+                        .accept_compressed(CompressionEncoding::Gzip)
+                        .send_compressed(CompressionEncoding::Gzip)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                ),
+                auth.clone(),
             )))
-            .add_service(RpcMetrics::new(
+            .add_service(RpcMetrics::new(Authorize::new(
                 OperatorServiceServer::new(Operator::new(namespaces))
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
-            ));
+                auth,
+            )));
     }
     if let Some(h) = &roles.history {
         router = router.add_service(InternodeOnly::new(

@@ -32,7 +32,7 @@ pub const ENV_PREFIX: &str = "TEMPER_";
 /// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
 const SECTIONS: &[&str] = &[
     "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health", "frontend",
-    "tls",
+    "tls", "auth",
 ];
 
 /// An override's value: a TOML value if it parses as one, else the text as a string.
@@ -80,6 +80,111 @@ pub struct ServerConfig {
     pub metrics: MetricsSection,
     pub frontend: FrontendSection,
     pub tls: TlsSection,
+    pub auth: AuthSection,
+}
+
+/// Authentication and authorization of the Temporal API (docs/security.md): JWT bearer
+/// tokens with Temporal's `namespace:role` permissions, and client certificates mapped to
+/// permissions. Internode traffic and health checks are not subject to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSection {
+    /// Check every call. Default: false (every call allowed).
+    pub enabled: bool,
+    /// JWKS document (HTTP or HTTPS) with the token signing keys.
+    pub jwks_url: Option<String>,
+    /// How often `jwks_url` is fetched again (also on a token with an unknown key id).
+    pub jwks_refresh_interval_ms: u64,
+    /// A PEM public key (RSA or P-256) or a JWKS JSON file with the signing keys.
+    pub key_file: Option<PathBuf>,
+    /// The claim holding the `namespace:role` permissions.
+    pub permissions_claim: String,
+    /// When set, tokens must name it in `aud`.
+    pub audience: Option<String>,
+    /// When set, tokens' `iss` must be it.
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_ms: u64,
+    /// Log every decision (who, method, namespace, allowed or denied) on the tracing
+    /// target `temper::audit`.
+    pub audit_log: bool,
+    /// Client certificate common name -> permissions, for callers without a token.
+    pub cert_permissions: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            jwks_url: None,
+            jwks_refresh_interval_ms: 60_000,
+            key_file: None,
+            permissions_claim: "permissions".into(),
+            audience: None,
+            issuer: None,
+            leeway_ms: 0,
+            audit_log: false,
+            cert_permissions: Default::default(),
+        }
+    }
+}
+
+impl AuthSection {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.jwks_url.is_some() && self.key_file.is_some() {
+            anyhow::bail!("auth.jwks_url and auth.key_file: set one, not both");
+        }
+        if self.jwks_url.is_none() && self.key_file.is_none() && self.cert_permissions.is_empty() {
+            anyhow::bail!(
+                "auth.enabled = true needs a source of credentials: auth.jwks_url or auth.key_file \
+                 (the keys that sign the tokens), or auth.cert_permissions (client certificates)"
+            );
+        }
+        if let Some(u) = &self.jwks_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            anyhow::bail!("auth.jwks_url: `{u}` is not an http:// or https:// URL");
+        }
+        if self.jwks_refresh_interval_ms < 1000 {
+            anyhow::bail!("auth.jwks_refresh_interval_ms must be at least 1000");
+        }
+        if self.permissions_claim.is_empty() {
+            anyhow::bail!("auth.permissions_claim must not be empty");
+        }
+        Ok(())
+    }
+
+    /// What the auth crate needs, when auth is on.
+    pub fn settings(&self) -> Option<temper_auth::AuthSettings> {
+        if !self.enabled {
+            return None;
+        }
+        let keys = match (&self.jwks_url, &self.key_file) {
+            (Some(url), _) => Some(temper_auth::KeySource::Url(url.clone())),
+            (None, Some(path)) => Some(temper_auth::KeySource::File(path.clone())),
+            (None, None) => None,
+        };
+        Some(temper_auth::AuthSettings {
+            keys,
+            refresh_interval: Duration::from_millis(self.jwks_refresh_interval_ms),
+            rules: temper_auth::TokenRules {
+                permissions_claim: self.permissions_claim.clone(),
+                audience: self.audience.clone(),
+                issuer: self.issuer.clone(),
+                leeway: Duration::from_millis(self.leeway_ms),
+            },
+            cert_permissions: self
+                .cert_permissions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            audit_log: self.audit_log,
+            max_message_bytes: temper_client::MAX_MESSAGE_BYTES,
+        })
+    }
 }
 
 /// TLS on the gRPC port (docs/security.md). The port serves clients and nodes alike, so
@@ -582,6 +687,7 @@ impl ServerConfig {
             anyhow::bail!("tracing.otlp_endpoint: `{e}` is not an http:// or https:// URL");
         }
         self.tls.validate()?;
+        self.auth.validate()?;
         self.grpc_listen()?;
         self.membership_listen()?;
         self.health_listen()?;
@@ -805,6 +911,64 @@ mod tests {
         let internode = files.internode.expect("internode on");
         assert_eq!(internode.ca, PathBuf::from("/tls/ca.pem"));
         assert_eq!(internode.server_name, "nodes.temper");
+    }
+
+    #[test]
+    fn auth_is_off_by_default_and_comes_from_file_environment_or_flags() {
+        let off = ServerConfig::parse("").expect("defaults");
+        assert!(!off.auth.enabled);
+        assert!(off.auth.settings().is_none());
+        let env = [
+            ("TEMPER_AUTH__ENABLED", "true"),
+            ("TEMPER_AUTH__JWKS_URL", "https://idp.example/jwks.json"),
+            ("TEMPER_AUTH__LEEWAY_MS", "5000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = ServerConfig::layered(
+            None,
+            env,
+            &[
+                "auth.audience=temper".into(),
+                "auth.audit_log=true".into(),
+                "auth.cert_permissions.worker-a=[\"orders:worker\"]".into(),
+            ],
+        )
+        .expect("valid");
+        let s = c.auth.settings().expect("auth on");
+        assert_eq!(
+            s.keys,
+            Some(temper_auth::KeySource::Url(
+                "https://idp.example/jwks.json".into()
+            ))
+        );
+        assert_eq!(s.rules.audience.as_deref(), Some("temper"));
+        assert_eq!(s.rules.permissions_claim, "permissions");
+        assert_eq!(s.rules.leeway, Duration::from_secs(5));
+        assert!(s.audit_log);
+        assert_eq!(
+            s.cert_permissions["worker-a"],
+            vec!["orders:worker".to_string()]
+        );
+    }
+
+    #[test]
+    fn auth_without_a_source_of_credentials_is_refused() {
+        for (text, expect) in [
+            ("[auth]\nenabled = true", "needs a source of credentials"),
+            (
+                "[auth]\nenabled = true\njwks_url = \"a\"\nkey_file = \"b\"",
+                "set one, not both",
+            ),
+            (
+                "[auth]\nenabled = true\njwks_url = \"file:///x\"",
+                "not an http:// or https:// URL",
+            ),
+        ] {
+            let e = ServerConfig::parse(text).map(|_| ()).expect_err(text);
+            assert!(format!("{e:#}").contains(expect), "{text}: {e:#}");
+        }
+        // Off, the keys are not looked at.
+        ServerConfig::parse("[auth]\njwks_url = \"file:///x\"").expect("off");
     }
 
     #[test]

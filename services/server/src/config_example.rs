@@ -352,6 +352,61 @@ const DOCS: &[Doc] = &[
         "server_name",
         "The name nodes ask for (SNI) and check in each other's certificates.",
     ),
+    doc(
+        "auth",
+        "enabled",
+        "Authenticate and authorize every Temporal API call (docs/security.md): a JWT bearer token in the authorization header, or a client certificate listed in [auth.cert_permissions]. Needs jwks_url, key_file or cert_permissions. Internode calls and health checks are not subject to it.",
+    ),
+    unset(
+        "auth",
+        "jwks_url",
+        "JWKS document (http:// or https://) with the keys that sign the tokens (RS256, ES256). Fetched at start, every jwks_refresh_interval_ms, and when a token names an unknown key id.",
+        "\"https://idp.example.com/.well-known/jwks.json\"",
+    ),
+    doc(
+        "auth",
+        "jwks_refresh_interval_ms",
+        "How often jwks_url is fetched again.",
+    ),
+    unset(
+        "auth",
+        "key_file",
+        "Instead of jwks_url: a PEM public key (RSA or P-256) or a JWKS JSON file, read at start.",
+        "\"/etc/temper/auth/jwt-signing-key.pem\"",
+    ),
+    doc(
+        "auth",
+        "permissions_claim",
+        "The token claim holding the permissions: strings `namespace:role`, role one of read, worker, write, admin; `temporal-system:<role>` holds in every namespace and for cluster calls.",
+    ),
+    unset(
+        "auth",
+        "audience",
+        "When set, tokens must name it in their aud claim.",
+        "\"temper\"",
+    ),
+    unset(
+        "auth",
+        "issuer",
+        "When set, tokens' iss claim must be it.",
+        "\"https://idp.example.com/\"",
+    ),
+    doc(
+        "auth",
+        "leeway_ms",
+        "Clock skew allowed when checking exp and nbf (Temporal allows none).",
+    ),
+    doc(
+        "auth",
+        "audit_log",
+        "Log every authorization decision (subject, method, namespace, allowed or denied) on the tracing target temper::audit.",
+    ),
+    unset(
+        "auth.cert_permissions",
+        "worker-a",
+        "Permissions of callers without a token, by the common name of their client certificate (with tls.client_ca).",
+        "[\"orders:worker\"]",
+    ),
 ];
 
 /// The example config: every key, its default and its meaning, as TOML that parses back to

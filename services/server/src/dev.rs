@@ -106,6 +106,25 @@ pub struct DevArgs {
     /// (mutual TLS); needs `--tls-cert`.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Turn authorization on: check every call's bearer token (a JWT) against the keys of
+    /// this JWKS document (http:// or https://), fetched at start, every minute, and when a
+    /// token names an unknown key id. Roles come from the token's `permissions` claim
+    /// (docs/security.md). Default: off (every call allowed).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["ui", "auth_key_file"])]
+    pub auth_jwks_url: Option<String>,
+    /// Turn authorization on with the signing keys in this file: a PEM public key (RSA or
+    /// P-256) or a JWKS JSON document.
+    #[arg(long, value_name = "FILE", conflicts_with = "ui")]
+    pub auth_key_file: Option<PathBuf>,
+    /// With `--auth-*`: tokens must name this audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    pub auth_audience: Option<String>,
+    /// With `--auth-*`: tokens must come from this issuer (`iss`).
+    #[arg(long, value_name = "ISS")]
+    pub auth_issuer: Option<String>,
+    /// With `--auth-*`: log every authorization decision on the `temper::audit` target.
+    #[arg(long)]
+    pub auth_audit_log: bool,
     /// Accepted for compatibility with `temporal server start-dev`: no UI (the default
     /// without `--ui`).
     #[arg(long, hide = true)]
@@ -198,6 +217,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let tls = tls_files(&args)
         .map(|files| temper_server::tls::NodeTls::serve_only(files, TLS_RELOAD_INTERVAL))
         .transpose()?;
+    let auth = temper_server::auth::start(auth_settings(&args)).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -221,18 +241,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;
     let namespaces = frontend.namespaces.clone();
-    let workflow_service = temper_frontend::RpcMetrics::new(temper_frontend::AdmissionScope::new(
-        WorkflowServiceServer::from_arc(frontend)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    let workflow_service = temper_frontend::RpcMetrics::new(temper_auth::Authorize::new(
+        temper_frontend::AdmissionScope::new(
+            WorkflowServiceServer::from_arc(frontend)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ),
+        auth.clone(),
     ));
-    let operator_service = temper_frontend::RpcMetrics::new(
+    let operator_service = temper_frontend::RpcMetrics::new(temper_auth::Authorize::new(
         OperatorServiceServer::new(Operator::new(namespaces))
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip),
-    );
+        auth.clone(),
+    ));
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();
@@ -322,6 +346,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(tls) = tls {
         tls.stop().await;
     }
+    if let Some(auth) = auth {
+        auth.stop().await;
+    }
     if let Some(ui) = ui {
         ui.stop().await;
     }
@@ -338,6 +365,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 /// How often start-dev reads its TLS files for changes.
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What `--auth-jwks-url` / `--auth-key-file` and their companions ask for; `None` (auth
+/// off) without either.
+fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
+    let keys = match (&args.auth_jwks_url, &args.auth_key_file) {
+        (Some(url), _) => temper_auth::KeySource::Url(url.clone()),
+        (None, Some(path)) => temper_auth::KeySource::File(path.clone()),
+        (None, None) => return None,
+    };
+    Some(temper_auth::AuthSettings {
+        keys: Some(keys),
+        refresh_interval: Duration::from_secs(60),
+        rules: temper_auth::TokenRules {
+            audience: args.auth_audience.clone(),
+            issuer: args.auth_issuer.clone(),
+            ..temper_auth::TokenRules::default()
+        },
+        cert_permissions: Default::default(),
+        audit_log: args.auth_audit_log,
+        max_message_bytes: MAX_MESSAGE_BYTES,
+    })
+}
 
 /// What `--tls-cert`, `--tls-key` and `--tls-client-ca` name (clap makes them go together).
 fn tls_files(args: &DevArgs) -> Option<temper_tls::ServerFiles> {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod config_example;
