@@ -11,8 +11,9 @@
 //! NAMESPACE) for the next, which the SDKs retry with backoff.
 //!
 //! Which requests take a place is decided by method ([`admitted_method`]): the calls that
-//! do their work and answer. Calls that wait (long polls, updates, history long polls,
-//! queries) would hold a place while idle and are not counted.
+//! bring new work and answer once it is written. Calls that wait (long polls, updates,
+//! history long polls, queries) would hold a place while idle, and workers' completions
+//! finish work already admitted; neither is counted.
 //!
 //! The place is taken when the handler resolves the request's namespace (the frontend's
 //! `namespace()`), and given back when the request ends: [`AdmissionScope`] runs each call
@@ -57,8 +58,11 @@ impl Default for AdmissionConfig {
     }
 }
 
-/// The methods whose calls take a place: they write or read through history or matching
-/// and answer as soon as that is done.
+/// The methods whose calls take a place: the ones that bring new work (starts, signals,
+/// cancels, terminations, resets, deletes) or read a run through history (describe), and
+/// answer as soon as that is done. Workers' task completions and heartbeats do not: they
+/// finish work already admitted, and holding them back would only make a flooding
+/// namespace's tasks time out and be done again (more work, not less).
 pub fn admitted_method(method: &str) -> bool {
     matches!(
         method,
@@ -70,17 +74,6 @@ pub fn admitted_method(method: &str) -> bool {
             | "ResetWorkflowExecution"
             | "DeleteWorkflowExecution"
             | "DescribeWorkflowExecution"
-            | "RespondWorkflowTaskCompleted"
-            | "RespondWorkflowTaskFailed"
-            | "RespondQueryTaskCompleted"
-            | "RespondActivityTaskCompleted"
-            | "RespondActivityTaskCompletedById"
-            | "RespondActivityTaskFailed"
-            | "RespondActivityTaskFailedById"
-            | "RespondActivityTaskCanceled"
-            | "RespondActivityTaskCanceledById"
-            | "RecordActivityTaskHeartbeat"
-            | "RecordActivityTaskHeartbeatById"
     )
 }
 

@@ -332,7 +332,7 @@ pub struct FrontendSection {
     pub host_rps: u32,
     /// Visibility queries per second of each namespace on this node; 0: no limit. Default: 0.
     pub namespace_visibility_rps: u32,
-    /// Requests doing history and matching work at once on this node; the others wait in
+    /// Requests bringing new work (starts, signals, cancels...) running at once on this node; the others wait in
     /// one queue per namespace and get places in turn. 0: no bound. Default: 0.
     pub max_inflight: u32,
     /// Requests of one namespace waiting for a place; more get RESOURCE_EXHAUSTED.

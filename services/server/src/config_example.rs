@@ -262,7 +262,7 @@ const DOCS: &[Doc] = &[
     doc(
         "frontend",
         "max_inflight",
-        "Requests doing history and matching work at once on this node (starts, signals, cancels, terminations, task completions, heartbeats, describes); the others wait in one queue per namespace and get places in turn, so a namespace that floods the node does not delay the others' requests. 0: no bound.",
+        "Requests bringing new work (starts, signals, cancels, terminations, resets, deletes, describes) running at once on this node; the others wait in one queue per namespace and get places in turn, so a namespace that floods the node does not delay the others' requests. Task completions and heartbeats are never held back. 0: no bound.",
     ),
     doc(
         "frontend",
