@@ -165,10 +165,20 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = config.grpc_listen()?;
     let name = config.node_name();
-    let (store, listener) = open(&config, listen).await?;
+    let (store, listener, metrics) = open(&config, listen).await?;
     // After `open`, which installs the metrics recorder the certificates' expiry goes to, and
     // before gossip announces this node.
     let tls = crate::tls::NodeTls::from_config(&config.tls)?;
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let metrics_https = match metrics {
+        crate::metrics::Installed::Https(pending) => {
+            let tls = tls
+                .as_ref()
+                .context("metrics.tls needs tls.cert and tls.key")?;
+            Some(pending.serve(&tls.server, stop_metrics.clone()).await?)
+        }
+        _ => None,
+    };
     let auth = crate::auth::start(config.auth.settings()).await?;
     let mut roles = start_roles(&config, &name, &store, tls.as_ref()).await?;
     let mut serving = serve(
@@ -185,6 +195,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     .await?;
     leave(&config, &name, &store, &mut roles, &mut serving).await;
     let result = shut_down(&name, roles, serving).await;
+    stop_metrics.cancel();
+    if let Some(m) = metrics_https {
+        let _ = m.await;
+    }
     if let Some(tls) = tls {
         tls.stop().await;
     }
@@ -196,12 +210,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
 /// Open the store (instrumented when metrics are on), check it holds this cluster, and bind
 /// the gRPC port: a node that cannot have all three fails here, before gossip announces it.
+/// Metrics over HTTPS are served once the TLS files are loaded.
 async fn open(
     config: &ServerConfig,
     listen: std::net::SocketAddr,
-) -> anyhow::Result<(Store, tokio::net::TcpListener)> {
+) -> anyhow::Result<(Store, tokio::net::TcpListener, crate::metrics::Installed)> {
     let (persistence, location) = open_store(config).await?;
-    let persistence = match crate::metrics::install(config.metrics.listen_address)? {
+    let metrics = crate::metrics::install(config.metrics.listen_address, config.metrics.tls)?;
+    let persistence = match metrics.is_on() {
         true => persistence.instrumented(),
         false => persistence,
     };
@@ -218,6 +234,7 @@ async fn open(
             cluster,
         },
         listener,
+        metrics,
     ))
 }
 
@@ -466,7 +483,14 @@ async fn serve(
     let health = Health::new();
     let stop_health = tokio_util::sync::CancellationToken::new();
     let health_http = match config.health_listen()? {
-        Some(addr) => Some(crate::health::serve(addr, health.clone(), stop_health.clone()).await?),
+        Some(addr) => {
+            let https = match (config.health.tls, tls) {
+                (true, Some(tls)) => Some(&tls.server),
+                (true, None) => anyhow::bail!("health.tls needs tls.cert and tls.key"),
+                (false, _) => None,
+            };
+            Some(crate::health::serve(addr, health.clone(), https, stop_health.clone()).await?)
+        }
         None => None,
     };
     let watcher = tokio::spawn(watch_readiness(

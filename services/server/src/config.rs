@@ -372,12 +372,16 @@ pub struct HealthSection {
     /// ready node turns not ready. One slow store call (a Cassandra replica down, a LOCAL_SERIAL
     /// read timing out) must not pull a healthy node out of service. 0: at the first failure.
     pub store_failure_window_ms: u64,
+    /// Serve HTTPS with the node's `[tls]` certificate and key (and, with `tls.client_ca`,
+    /// require client certificates). Default: false (plain HTTP).
+    pub tls: bool,
 }
 
 impl Default for HealthSection {
     fn default() -> Self {
         Self {
             listen_address: None,
+            tls: false,
             store_failure_window_ms: 10_000,
         }
     }
@@ -552,6 +556,9 @@ impl Default for TracingSection {
 pub struct MetricsSection {
     /// Where to serve `GET /metrics` (e.g. `127.0.0.1:9090`). Default: none (no metrics).
     pub listen_address: Option<std::net::SocketAddr>,
+    /// Serve HTTPS with the node's `[tls]` certificate and key (and, with `tls.client_ca`,
+    /// require client certificates). Default: false (plain HTTP).
+    pub tls: bool,
 }
 
 impl ServerConfig {
@@ -687,6 +694,18 @@ impl ServerConfig {
             anyhow::bail!("tracing.otlp_endpoint: `{e}` is not an http:// or https:// URL");
         }
         self.tls.validate()?;
+        // The HTTP endpoints reuse the gRPC port's certificate: one set of files to rotate.
+        for (key, on) in [
+            ("health.tls", self.health.tls),
+            ("metrics.tls", self.metrics.tls),
+        ] {
+            if on && self.tls.server_files().is_none() {
+                anyhow::bail!(
+                    "{key} = true serves HTTPS with the node's certificate, but [tls] has none: \
+                     set tls.cert and tls.key"
+                );
+            }
+        }
         self.auth.validate()?;
         self.grpc_listen()?;
         self.membership_listen()?;
@@ -911,6 +930,42 @@ mod tests {
         let internode = files.internode.expect("internode on");
         assert_eq!(internode.ca, PathBuf::from("/tls/ca.pem"));
         assert_eq!(internode.server_name, "nodes.temper");
+    }
+
+    #[test]
+    fn https_health_and_metrics_come_from_the_environment_and_need_the_tls_files() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let off = ServerConfig::parse("").expect("defaults");
+        assert!(!off.health.tls && !off.metrics.tls);
+        let tls = [
+            ("TEMPER_TLS__CERT", "/tls/front.pem"),
+            ("TEMPER_TLS__KEY", "/tls/front.key"),
+            ("TEMPER_TLS__INTERNODE__CERT", "/tls/node.pem"),
+            ("TEMPER_TLS__INTERNODE__KEY", "/tls/node.key"),
+            ("TEMPER_TLS__INTERNODE__CA", "/tls/ca.pem"),
+        ];
+        let mut on = tls.to_vec();
+        on.extend([
+            ("TEMPER_HEALTH__TLS", "true"),
+            ("TEMPER_METRICS__TLS", "true"),
+        ]);
+        let c = ServerConfig::layered(None, vars(&on), &[]).expect("valid");
+        assert!(c.health.tls && c.metrics.tls);
+        for key in ["health", "metrics"] {
+            let var = format!("TEMPER_{}__TLS", key.to_uppercase());
+            let e = ServerConfig::layered(None, vars(&[(var.as_str(), "true")]), &[])
+                .expect_err("HTTPS without a certificate");
+            let e = format!("{e:#}");
+            assert!(
+                e.contains(&format!("{key}.tls")) && e.contains("tls.cert and tls.key"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -295,11 +295,21 @@ const DOCS: &[Doc] = &[
         "HTTP address (IP:port) of GET /metrics, the Prometheus endpoint. Default: off.",
         "\"127.0.0.1:9090\"",
     ),
+    doc(
+        "metrics",
+        "tls",
+        "Serve GET /metrics over HTTPS with the node's [tls] cert and key, reloaded like them; with tls.client_ca, scrapers must present a client certificate it (or tls.internode.ca) signed. Needs tls.cert and tls.key.",
+    ),
     unset(
         "health",
         "listen_address",
         "HTTP address (IP:port) of GET /health/live (200 while the process runs) and GET /health/ready (200 once the store answers and the node runs its shards, 503 otherwise). Default: off.",
         "\"127.0.0.1:7243\"",
+    ),
+    doc(
+        "health",
+        "tls",
+        "Serve the health endpoints over HTTPS with the node's [tls] cert and key, reloaded like them; with tls.client_ca, callers must present a client certificate it (or tls.internode.ca) signed. Kubernetes probes with scheme: HTTPS connect without checking the certificate. Needs tls.cert and tls.key.",
     ),
     doc(
         "health",

@@ -199,6 +199,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             temper_server::health::serve(
                 SocketAddr::new(addr.ip(), port),
                 health.clone(),
+                None,
                 stop_health.clone(),
             )
             .await?,
@@ -209,7 +210,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     health.set(Readiness::Starting("starting the shards".into()));
     let metrics_at =
         (args.metrics_port != 0).then(|| SocketAddr::new(addr.ip(), args.metrics_port));
-    let persistence = match temper_server::metrics::install(metrics_at)? {
+    let persistence = match temper_server::metrics::install(metrics_at, false)?.is_on() {
         true => persistence.instrumented(),
         false => persistence,
     };

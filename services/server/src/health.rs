@@ -86,10 +86,12 @@ pub fn grpc_health_service() -> (
     (reporter, service)
 }
 
-/// Serve the endpoints on `listen` until `stop`.
+/// Serve the endpoints on `listen` until `stop`; over TLS with the node's certificate when
+/// `tls` is given.
 pub async fn serve(
     listen: SocketAddr,
     health: Arc<Health>,
+    tls: Option<&temper_tls::ServerTls>,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let app = axum::Router::new()
@@ -99,14 +101,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the health address {listen}"))?;
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "health endpoint stopped");
-        }
-    }))
+    crate::tls::serve_http("health", listener, app, tls, stop)
 }
 
 /// Keeps one slow or failed store call from turning a ready node not-ready: a node that was
@@ -241,7 +236,7 @@ mod tests {
             l.local_addr().expect("addr")
         };
         let stop = CancellationToken::new();
-        let served = serve(port, health.clone(), stop.clone())
+        let served = serve(port, health.clone(), None, stop.clone())
             .await
             .expect("serve");
         assert_eq!(get_status(port, "/health/live").await.0, 200);

@@ -35,3 +35,6 @@ pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
 
 /// Protocol temper speaks over TLS (ALPN): HTTP/2, as gRPC requires.
 pub(crate) const ALPN_H2: &[u8] = b"h2";
+
+/// Protocol of the HTTP endpoints (health, metrics) over TLS (ALPN): HTTP/1.1.
+pub(crate) const ALPN_HTTP1: &[u8] = b"http/1.1";

@@ -23,7 +23,7 @@ use tonic::transport::server::Connected;
 
 use crate::files::ServerFiles;
 use crate::reload::Reloading;
-use crate::{ALPN_H2, TlsError, pem};
+use crate::{ALPN_H2, ALPN_HTTP1, TlsError, pem};
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One load of the server's files.
 pub struct ServerState {
     config: Arc<rustls::ServerConfig>,
+    /// The same certificate and client verification for the HTTP endpoints (health,
+    /// metrics): only the protocol offered (ALPN) differs.
+    http: Arc<rustls::ServerConfig>,
     /// Verifies a client certificate against the internode CA alone.
     internode: Option<Arc<dyn ClientCertVerifier>>,
 }
@@ -109,9 +112,12 @@ fn build(files: &ServerFiles, provider: &Arc<CryptoProvider>) -> Result<ServerSt
             frontend,
             internode: internode_key,
         }));
+    let mut http = config.clone();
+    http.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(ServerState {
         config: Arc::new(config),
+        http: Arc::new(http),
         internode,
     })
 }
@@ -141,9 +147,25 @@ impl ServerTls {
     /// handshake is done (with the config in force when it arrived). Handshakes run side by
     /// side, so a slow client delays nobody. Stops when `stop` fires or tonic drops it.
     pub fn incoming(&self, listener: TcpListener, stop: CancellationToken) -> TlsIncoming {
+        self.accept(listener, stop, Protocol::Grpc)
+    }
+
+    /// Like [`ServerTls::incoming`], for an HTTP/1.1 endpoint (health, metrics): the same
+    /// certificate and client verification, reloaded alike, offering `http/1.1` instead of
+    /// `h2`.
+    pub fn incoming_http(&self, listener: TcpListener, stop: CancellationToken) -> TlsIncoming {
+        self.accept(listener, stop, Protocol::Http1)
+    }
+
+    fn accept(
+        &self,
+        listener: TcpListener,
+        stop: CancellationToken,
+        protocol: Protocol,
+    ) -> TlsIncoming {
         let (tx, rx) = mpsc::channel(64);
         let state = self.state.clone();
-        let task = tokio::spawn(accept_loop(listener, state, tx, stop));
+        let task = tokio::spawn(accept_loop(listener, state, protocol, tx, stop));
         TlsIncoming {
             rx,
             _task: AbortOnDropHandle::new(task),
@@ -151,9 +173,17 @@ impl ServerTls {
     }
 }
 
+/// What an accept loop serves: which of the state's configs it hands to the handshake.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Grpc,
+    Http1,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<Reloading<ServerState>>,
+    protocol: Protocol,
     tx: mpsc::Sender<io::Result<TlsConn>>,
     stop: CancellationToken,
 ) {
@@ -178,7 +208,11 @@ async fn accept_loop(
         let current = state.current();
         let tx = tx.clone();
         handshakes.spawn(async move {
-            let acceptor = tokio_rustls::TlsAcceptor::from(current.config.clone());
+            let config = match protocol {
+                Protocol::Grpc => current.config.clone(),
+                Protocol::Http1 => current.http.clone(),
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let info = PeerInfo::of(&stream, remote, current.internode.as_deref());
