@@ -25,10 +25,31 @@ pub struct NamespaceMetrics {
     pub activity_task_schedule_to_start: Histo,
 }
 
+/// Where a measurement belongs: its namespace and, when the workflow was started with one,
+/// its fairness key.
+#[derive(Debug, Clone, Copy)]
+pub struct Group<'a> {
+    pub namespace: &'a str,
+    pub fairness_key: Option<&'a str>,
+}
+
+impl<'a> Group<'a> {
+    /// A namespace, no fairness key.
+    pub fn ns(namespace: &'a str) -> Self {
+        Self {
+            namespace,
+            fairness_key: None,
+        }
+    }
+}
+
 /// Everything measured, as the report reads it.
 #[derive(Debug, Default, Clone)]
 pub struct Measured {
     pub namespaces: BTreeMap<String, NamespaceMetrics>,
+    /// The same numbers by fairness key (only workflows started with one); every such
+    /// workflow is counted in its namespace too.
+    pub fairness_keys: BTreeMap<String, NamespaceMetrics>,
     pub start_rpc: Histo,
     pub workflow_task_respond_rpc: Histo,
     pub failures: BTreeMap<String, u64>,
@@ -125,44 +146,45 @@ impl Metrics {
         }
     }
 
-    pub fn started(&self, ns: &str, measured: bool) {
+    pub fn started(&self, g: Group<'_>, measured: bool) {
         self.live.started.fetch_add(1, Ordering::Relaxed);
         if measured {
-            self.with(|i| ns_entry(&mut i.measured, ns).started += 1);
+            self.with(|i| each_entry(&mut i.measured, g, |m| m.started += 1));
         }
     }
 
-    pub fn start_error(&self, ns: &str, measured: bool, reason: String) {
+    pub fn start_error(&self, g: Group<'_>, measured: bool, reason: String) {
         self.live.start_errors.fetch_add(1, Ordering::Relaxed);
         if measured {
             self.with(|i| {
-                ns_entry(&mut i.measured, ns).start_errors += 1;
+                each_entry(&mut i.measured, g, |m| m.start_errors += 1);
                 add_failure(&mut i.measured.failures, format!("start: {reason}"));
             });
         }
     }
 
-    pub fn completed(&self, ns: &str, measured: bool, end_to_end: Duration, events: u64) {
+    pub fn completed(&self, g: Group<'_>, measured: bool, end_to_end: Duration, events: u64) {
         self.live.completed.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         self.with(|i| {
             i.interval_end_to_end.record(end_to_end);
             if measured {
-                let m = ns_entry(&mut i.measured, ns);
-                m.completed += 1;
-                m.state_transitions += events;
-                m.end_to_end.record(end_to_end);
+                each_entry(&mut i.measured, g, |m| {
+                    m.completed += 1;
+                    m.state_transitions += events;
+                    m.end_to_end.record(end_to_end);
+                });
                 i.measured.last_end = Some(now);
             }
         });
     }
 
-    pub fn failed(&self, ns: &str, measured: bool, reason: String) {
+    pub fn failed(&self, g: Group<'_>, measured: bool, reason: String) {
         self.live.failed.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         if measured {
             self.with(|i| {
-                ns_entry(&mut i.measured, ns).failed += 1;
+                each_entry(&mut i.measured, g, |m| m.failed += 1);
                 add_failure(&mut i.measured.failures, reason);
                 i.measured.last_end = Some(now);
             });
@@ -171,29 +193,34 @@ impl Metrics {
 
     /// A workflow task was answered: how long it waited in the queue (from the server's
     /// timestamps) and how long the answer took.
-    pub fn workflow_task(&self, ns: &str, schedule_to_start: Option<Duration>, respond: Duration) {
+    pub fn workflow_task(
+        &self,
+        g: Group<'_>,
+        schedule_to_start: Option<Duration>,
+        respond: Duration,
+    ) {
         if !self.is_measured(Instant::now()) {
             return;
         }
         self.with(|i| {
             i.measured.workflow_task_respond_rpc.record(respond);
             if let Some(d) = schedule_to_start {
-                ns_entry(&mut i.measured, ns)
-                    .workflow_task_schedule_to_start
-                    .record(d);
+                each_entry(&mut i.measured, g, |m| {
+                    m.workflow_task_schedule_to_start.record(d);
+                });
             }
         });
     }
 
-    pub fn activity_task(&self, ns: &str, schedule_to_start: Option<Duration>) {
+    pub fn activity_task(&self, g: Group<'_>, schedule_to_start: Option<Duration>) {
         if !self.is_measured(Instant::now()) {
             return;
         }
         if let Some(d) = schedule_to_start {
             self.with(|i| {
-                ns_entry(&mut i.measured, ns)
-                    .activity_task_schedule_to_start
-                    .record(d);
+                each_entry(&mut i.measured, g, |m| {
+                    m.activity_task_schedule_to_start.record(d);
+                });
             });
         }
     }
@@ -225,11 +252,10 @@ impl Metrics {
         }
     }
 
-    /// Make sure every namespace of the run shows in the report, even one that got nothing.
-    pub fn register_namespace(&self, ns: &str) {
-        self.with(|i| {
-            ns_entry(&mut i.measured, ns);
-        });
+    /// Make sure every namespace (and fairness key) of the run shows in the report, even one
+    /// that got nothing.
+    pub fn register(&self, g: Group<'_>) {
+        self.with(|i| each_entry(&mut i.measured, g, |_| {}));
     }
 
     pub fn measured(&self) -> Measured {
@@ -237,12 +263,22 @@ impl Metrics {
     }
 }
 
-fn ns_entry<'a>(m: &'a mut Measured, ns: &str) -> &'a mut NamespaceMetrics {
-    if !m.namespaces.contains_key(ns) {
-        m.namespaces
-            .insert(ns.to_string(), NamespaceMetrics::default());
+fn entry<'a>(
+    map: &'a mut BTreeMap<String, NamespaceMetrics>,
+    name: &str,
+) -> &'a mut NamespaceMetrics {
+    if !map.contains_key(name) {
+        map.insert(name.to_string(), NamespaceMetrics::default());
     }
-    m.namespaces.get_mut(ns).expect("inserted above")
+    map.get_mut(name).expect("inserted above")
+}
+
+/// Apply `f` to the group's namespace entry and, if it has one, its fairness key's.
+fn each_entry(m: &mut Measured, g: Group<'_>, f: impl Fn(&mut NamespaceMetrics)) {
+    f(entry(&mut m.namespaces, g.namespace));
+    if let Some(key) = g.fairness_key {
+        f(entry(&mut m.fairness_keys, key));
+    }
 }
 
 fn add_failure(failures: &mut BTreeMap<String, u64>, reason: String) {
@@ -262,12 +298,12 @@ mod tests {
         let t0 = Instant::now();
         let m = Metrics::new(t0 + Duration::from_secs(5));
         assert!(!m.is_measured(t0));
-        m.started("a", false);
-        m.completed("a", false, Duration::from_millis(3), 4);
-        m.started("a", true);
-        m.completed("a", true, Duration::from_millis(7), 4);
-        m.started("b", true);
-        m.failed("b", true, "boom".to_string());
+        m.started(Group::ns("a"), false);
+        m.completed(Group::ns("a"), false, Duration::from_millis(3), 4);
+        m.started(Group::ns("a"), true);
+        m.completed(Group::ns("a"), true, Duration::from_millis(7), 4);
+        m.started(Group::ns("b"), true);
+        m.failed(Group::ns("b"), true, "boom".to_string());
         let live = m.snapshot();
         assert_eq!((live.started, live.completed, live.failed), (3, 2, 1));
         let got = m.measured();
@@ -281,9 +317,38 @@ mod tests {
     }
 
     #[test]
+    fn fairness_keys_are_counted_apart_and_in_their_namespace() {
+        let m = Metrics::new(Instant::now());
+        let a = Group {
+            namespace: "default",
+            fairness_key: Some("a"),
+        };
+        let b = Group {
+            fairness_key: Some("b"),
+            ..a
+        };
+        m.register(a);
+        m.register(b);
+        m.started(a, true);
+        m.completed(a, true, Duration::from_millis(9), 5);
+        m.activity_task(a, Some(Duration::from_millis(8)));
+        m.started(b, true);
+        m.completed(b, true, Duration::from_millis(2), 5);
+        m.activity_task(b, Some(Duration::from_millis(1)));
+        let got = m.measured();
+        assert_eq!(got.namespaces.len(), 1);
+        assert_eq!(got.namespaces["default"].completed, 2);
+        assert_eq!(got.total().completed, 2, "a key does not count twice");
+        let (ka, kb) = (&got.fairness_keys["a"], &got.fairness_keys["b"]);
+        assert_eq!((ka.completed, kb.completed), (1, 1));
+        assert!((ka.activity_task_schedule_to_start.quantile_ms(0.5) - 8.0).abs() < 0.01);
+        assert!((kb.end_to_end.quantile_ms(0.5) - 2.0).abs() < 0.01);
+    }
+
+    #[test]
     fn snapshot_resets_the_interval_latency() {
         let m = Metrics::new(Instant::now());
-        m.completed("a", true, Duration::from_millis(10), 1);
+        m.completed(Group::ns("a"), true, Duration::from_millis(10), 1);
         let s = m.snapshot();
         assert!((s.interval_p99_ms - 10.0).abs() < 0.02, "{s:?}");
         assert_eq!(m.snapshot().interval_p99_ms, 0.0);
@@ -293,7 +358,7 @@ mod tests {
     fn failure_reasons_are_bounded() {
         let m = Metrics::new(Instant::now());
         for i in 0..100 {
-            m.failed("a", true, format!("reason {i}"));
+            m.failed(Group::ns("a"), true, format!("reason {i}"));
         }
         let f = m.measured().failures;
         assert!(f.len() <= MAX_FAILURE_REASONS + 1);

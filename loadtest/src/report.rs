@@ -49,6 +49,9 @@ pub struct Report {
     pub activity_task_schedule_to_start_ms: LatencySummary,
     pub workflow_task_respond_ms: LatencySummary,
     pub namespaces: BTreeMap<String, NamespaceReport>,
+    /// The same numbers by fairness key (fairness-mix); absent when no workflow had one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fairness_keys: BTreeMap<String, NamespaceReport>,
     pub failures: BTreeMap<String, u64>,
     pub poll_errors: u64,
     /// Counts over the whole run, warm-up included (for costs per workflow, such as the
@@ -156,6 +159,11 @@ impl Report {
                 .iter()
                 .map(|(k, v)| (k.clone(), ns_report(v, secs)))
                 .collect(),
+            fairness_keys: measured
+                .fairness_keys
+                .iter()
+                .map(|(k, v)| (k.clone(), ns_report(v, secs)))
+                .collect(),
             failures: measured.failures.clone(),
             poll_errors: live.poll_errors.load(Ordering::Relaxed),
             including_warmup: Totals {
@@ -254,6 +262,35 @@ impl Report {
                     n.latency_ms.p50,
                     n.latency_ms.p99,
                     n.workflow_task_schedule_to_start_ms.p99
+                );
+            }
+        }
+        if !self.fairness_keys.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n{:<14} {:>8} {:>9} {:>7} {:>8} {:>9} {:>9} {:>12} {:>12}",
+                "fairness key",
+                "started",
+                "completed",
+                "failed",
+                "wf/s",
+                "e2e p50",
+                "e2e p99",
+                "act s2s p50",
+                "act s2s p99"
+            );
+            for (key, n) in &self.fairness_keys {
+                let _ = writeln!(
+                    s,
+                    "{key:<14} {:>8} {:>9} {:>7} {:>8.1} {:>9.2} {:>9.2} {:>12.2} {:>12.2}",
+                    n.started,
+                    n.completed,
+                    n.failed,
+                    n.workflows_per_s,
+                    n.latency_ms.p50,
+                    n.latency_ms.p99,
+                    n.activity_task_schedule_to_start_ms.p50,
+                    n.activity_task_schedule_to_start_ms.p99
                 );
             }
         }

@@ -12,8 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::{Length, Load, MAX_DURATION, RunConfig};
 use crate::client::{Clients, req};
-use crate::metrics::Metrics;
+use crate::metrics::{Group, Metrics};
 use crate::report::Report;
+use crate::scenario::Fairness;
 use crate::schedule::{RateSchedule, allocate_slots, weighted_sequence};
 use crate::shared::Shared;
 use crate::starter::{self, Start};
@@ -32,8 +33,8 @@ const PHASE_DRAIN: u8 = 2;
 pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     let clients = Clients::connect(&cfg.uri, cfg.connections, cfg.gzip).await?;
     if cfg.plan.register_namespaces {
-        for ns in &cfg.plan.namespaces {
-            clients.ensure_namespace(&ns.name).await?;
+        for ns in cfg.plan.namespace_names() {
+            clients.ensure_namespace(ns).await?;
         }
     }
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
@@ -55,8 +56,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         sticky_queue: cfg.sticky.then(|| format!("{task_queue}-sticky-{run_id}")),
         history_cache: Default::default(),
     });
-    for ns in &cfg.plan.namespaces {
-        shared.metrics.register_namespace(&ns.name);
+    for share in &cfg.plan.namespaces {
+        shared.metrics.register(Group {
+            namespace: &share.name,
+            fairness_key: share.fairness.as_ref().map(|f| f.key.as_str()),
+        });
     }
 
     let workers = TaskTracker::new();
@@ -122,9 +126,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     let leftovers = shared.tracker.drain();
     let reason = format!("not finished within the drain timeout ({:?})", cfg.drain);
     for (_, w) in &leftovers {
-        shared
-            .metrics
-            .failed(&w.namespace, w.measured, reason.clone());
+        shared.metrics.failed(w.group(), w.measured, reason.clone());
     }
     let measured = shared.metrics.measured();
     let window_end = measured.last_end.unwrap_or(load_end).max(measure_start);
@@ -149,12 +151,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         workers.close();
         workers.wait().await;
         if let Some(sticky) = &shared.sticky_queue {
-            for ns in &shared.plan.namespaces {
+            for ns in shared.plan.namespace_names() {
                 let _ = shared
                     .clients
                     .get()
                     .shutdown_worker(req(ShutdownWorkerRequest {
-                        namespace: ns.name.clone(),
+                        namespace: ns.to_string(),
                         sticky_task_queue: sticky.clone(),
                         identity: identity.clone(),
                         reason: "temper-loadtest finished".to_string(),
@@ -178,12 +180,24 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     ))
 }
 
-fn namespaces(shared: &Shared) -> (Vec<Arc<str>>, Vec<u32>) {
+/// Where a start goes: a namespace and, with fairness-mix, a fairness key.
+type Target = (Arc<str>, Option<Arc<Fairness>>);
+
+/// The plan's shares as start targets, and their weights.
+fn shares(shared: &Shared) -> (Vec<Target>, Vec<u32>) {
     shared
         .plan
         .namespaces
         .iter()
-        .map(|n| (Arc::<str>::from(n.name.as_str()), n.weight))
+        .map(|n| {
+            (
+                (
+                    Arc::<str>::from(n.name.as_str()),
+                    n.fairness.clone().map(Arc::new),
+                ),
+                n.weight,
+            )
+        })
         .unzip()
 }
 
@@ -199,7 +213,7 @@ async fn open_loop(
     starts: &TaskTracker,
 ) {
     let schedule = RateSchedule::new(rate);
-    let (names, weights) = namespaces(shared);
+    let (targets, weights) = shares(shared);
     let order = weighted_sequence(&weights);
     let cap = Arc::new(Semaphore::new(max_in_flight));
     let mut measured = 0u64;
@@ -221,13 +235,14 @@ async fn open_loop(
         if shared.metrics.is_measured(intended) {
             measured += 1;
         }
-        let namespace = names[order[(i % order.len() as u64) as usize]].clone();
+        let (namespace, fairness) = targets[order[(i % order.len() as u64) as usize]].clone();
         let shared = shared.clone();
         starts.spawn(async move {
             starter::start(
                 &shared,
                 Start {
                     namespace,
+                    fairness,
                     seq: i,
                     intended,
                     done: None,
@@ -248,16 +263,16 @@ async fn closed_loop(
     hard_end: Instant,
     starts: &TaskTracker,
 ) {
-    let (names, weights) = namespaces(shared);
+    let (targets, weights) = shares(shared);
     let slots = allocate_slots(concurrency, &weights);
     let seq = Arc::new(AtomicU64::new(0));
     let claimed = Arc::new(AtomicU64::new(0));
     let load_done = CancellationToken::new();
-    for (ns, n) in names.iter().zip(slots) {
+    for (target, n) in targets.iter().zip(slots) {
         for _ in 0..n {
             starts.spawn(slot(
                 shared.clone(),
-                ns.clone(),
+                target.clone(),
                 length,
                 hard_end,
                 seq.clone(),
@@ -275,7 +290,7 @@ async fn closed_loop(
 
 async fn slot(
     shared: Arc<Shared>,
-    namespace: Arc<str>,
+    (namespace, fairness): Target,
     length: Length,
     hard_end: Instant,
     seq: Arc<AtomicU64>,
@@ -303,6 +318,7 @@ async fn slot(
             &shared,
             Start {
                 namespace: namespace.clone(),
+                fairness: fairness.clone(),
                 seq: seq.fetch_add(1, Ordering::Relaxed),
                 intended,
                 done: Some(done),

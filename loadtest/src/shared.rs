@@ -34,12 +34,8 @@ impl Shared {
         self.tracker
             .finish(workflow_id, |w| {
                 let end_to_end = w.intended.elapsed();
-                self.metrics.completed(
-                    &w.namespace,
-                    w.measured,
-                    end_to_end,
-                    events + w.child_events,
-                );
+                self.metrics
+                    .completed(w.group(), w.measured, end_to_end, events + w.child_events);
                 if let Some(done) = w.done {
                     let _ = done.send(());
                 }
@@ -51,7 +47,7 @@ impl Shared {
     pub fn finish_failed(&self, workflow_id: &str, reason: String) -> bool {
         self.tracker
             .finish(workflow_id, |w| {
-                self.metrics.failed(&w.namespace, w.measured, reason);
+                self.metrics.failed(w.group(), w.measured, reason);
                 if let Some(done) = w.done {
                     let _ = done.send(());
                 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::common::v1::{Priority, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::workflowservice::v1::{
     SignalWorkflowExecutionRequest, StartWorkflowExecutionRequest,
     TerminateWorkflowExecutionRequest,
@@ -13,13 +13,16 @@ use temporalio_protos::temporal::api::workflowservice::v1::{
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::client::{req, retry, status_reason};
-use crate::scenario::{SIGNAL_NAME, normal_queue};
+use crate::metrics::Group;
+use crate::scenario::{Fairness, SIGNAL_NAME, normal_queue};
 use crate::shared::Shared;
 use crate::tracker::InFlight;
 
 /// One workflow to start.
 pub struct Start {
     pub namespace: Arc<str>,
+    /// The workflow's fairness key and weight (its activities inherit them).
+    pub fairness: Option<Arc<Fairness>>,
     pub seq: u64,
     /// When it was meant to start.
     pub intended: Instant,
@@ -36,10 +39,16 @@ pub async fn start(shared: &Shared, s: Start) -> bool {
     let id = workflow_id(&shared.id_prefix, s.seq);
     let measured = shared.metrics.is_measured(s.intended);
     let ns = s.namespace.clone();
+    let fairness_key: Option<Arc<str>> = s.fairness.as_ref().map(|f| Arc::from(f.key.as_str()));
+    let group = Group {
+        namespace: &ns,
+        fairness_key: fairness_key.as_deref(),
+    };
     shared.tracker.insert(
         id.clone(),
         InFlight {
-            namespace: s.namespace,
+            namespace: s.namespace.clone(),
+            fairness_key: fairness_key.clone(),
             intended: s.intended,
             measured,
             child_events: 0,
@@ -58,6 +67,11 @@ pub async fn start(shared: &Shared, s: Start) -> bool {
         input: Some(plan.params.to_payloads()),
         identity: shared.identity.clone(),
         request_id: uuid::Uuid::new_v4().to_string(),
+        priority: s.fairness.as_ref().map(|f| Priority {
+            priority_key: 0,
+            fairness_key: f.key.clone(),
+            fairness_weight: f.weight,
+        }),
         ..Default::default()
     };
     let sent = Instant::now();
@@ -69,18 +83,18 @@ pub async fn start(shared: &Shared, s: Start) -> bool {
     shared.metrics.start_rpc(measured, sent.elapsed());
     let run_id = match started {
         Ok(r) => {
-            shared.metrics.started(&ns, measured);
+            shared.metrics.started(group, measured);
             r.into_inner().run_id
         }
         Err(status) => {
             let counted = shared.tracker.finish(&id, |_| {
                 shared
                     .metrics
-                    .start_error(&ns, measured, status_reason(&status));
+                    .start_error(group, measured, status_reason(&status));
             });
             if counted.is_none() {
                 // The worker already saw it end, so it did start (the reply got lost).
-                shared.metrics.started(&ns, measured);
+                shared.metrics.started(group, measured);
             }
             return false;
         }

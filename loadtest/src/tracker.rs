@@ -9,10 +9,14 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 
+use crate::metrics::Group;
+
 /// A workflow in flight.
 #[derive(Debug)]
 pub struct InFlight {
     pub namespace: Arc<str>,
+    /// The fairness key it was started with, if any.
+    pub fairness_key: Option<Arc<str>>,
     /// When the workflow was meant to start; end-to-end latency counts from here.
     pub intended: Instant,
     pub measured: bool,
@@ -22,6 +26,16 @@ pub struct InFlight {
     pub done: Option<oneshot::Sender<()>>,
     /// Holds a place under the open loop's in-flight cap.
     pub permit: Option<OwnedSemaphorePermit>,
+}
+
+impl InFlight {
+    /// Where its numbers go.
+    pub fn group(&self) -> Group<'_> {
+        Group {
+            namespace: &self.namespace,
+            fairness_key: self.fairness_key.as_deref(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +114,7 @@ mod tests {
     fn entry() -> InFlight {
         InFlight {
             namespace: Arc::from("default"),
+            fairness_key: None,
             intended: Instant::now(),
             measured: true,
             child_events: 0,

@@ -1,11 +1,14 @@
 //! The worker half: raw long-poll loops on the workflow and activity task queues. Workflow
 //! tasks are answered by [`scenario::decide`] from the full history (fetching the rest of a
 //! paged history, or filling in a sticky task's partial one from the cache); activity tasks
-//! complete at once.
+//! complete at once, or after the plan's activity delay. Each poll loop polls only while it
+//! holds a free slot, so a worker with few activity slots leaves the tasks it cannot take
+//! waiting in the server's matching, as an SDK worker with `max_concurrent_activities` does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use temporalio_protos::temporal::api::common::v1::Priority;
 use temporalio_protos::temporal::api::enums::v1::{TaskQueueKind, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
@@ -22,6 +25,7 @@ use tonic::Code;
 
 use crate::client::{POLL_TIMEOUT, req, retry, status_reason, with_timeout};
 use crate::history;
+use crate::metrics::Group;
 use crate::scenario::{self, Outcome, WorkflowTask, normal_queue, proto_duration};
 use crate::shared::Shared;
 use crate::stats::between;
@@ -39,8 +43,8 @@ pub fn spawn(
     tasks: &TaskTracker,
     cancel: &CancellationToken,
 ) {
-    for ns in &shared.plan.namespaces {
-        let ns: Arc<str> = Arc::from(ns.name.as_str());
+    for ns in shared.plan.namespace_names() {
+        let ns: Arc<str> = Arc::from(ns);
         let mut wf_queues = vec![normal_queue(&shared.task_queue)];
         if let Some(sticky) = &shared.sticky_queue {
             wf_queues.push(TaskQueue {
@@ -62,7 +66,11 @@ pub fn spawn(
                 ));
             }
         }
-        let act_slots = Arc::new(Semaphore::new(MAX_TASKS_IN_HAND));
+        let act_slots = Arc::new(Semaphore::new(
+            usize::try_from(shared.plan.activity_slots)
+                .unwrap_or(MAX_TASKS_IN_HAND)
+                .min(MAX_TASKS_IN_HAND),
+        ));
         for _ in 0..pollers {
             tasks.spawn(activity_poller(
                 shared.clone(),
@@ -153,6 +161,7 @@ async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowT
         history: &history,
     });
     let summary_parent = parent_of(&history);
+    let history_fairness = started_priority(&history);
     let last_event_id = history.last().map_or(0, |e| e.event_id);
     let sticky_attributes = shared
         .sticky_queue
@@ -184,9 +193,14 @@ async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowT
         async move { c.respond_workflow_task_completed(r).await }
     })
     .await;
-    shared
-        .metrics
-        .workflow_task(ns, schedule_to_start, sent.elapsed());
+    shared.metrics.workflow_task(
+        Group {
+            namespace: ns,
+            fairness_key: fairness_key_of(&history_fairness),
+        },
+        schedule_to_start,
+        sent.elapsed(),
+    );
     match responded {
         Ok(_) => match decision.outcome {
             Outcome::Running => {}
@@ -234,6 +248,22 @@ async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowT
     if closing {
         shared.cache().remove(&execution.run_id);
     }
+}
+
+/// The priority the workflow was started with (from WorkflowExecutionStarted).
+fn started_priority(history: &[HistoryEvent]) -> Option<Priority> {
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+    history.first().and_then(|e| match &e.attributes {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.priority.clone(),
+        _ => None,
+    })
+}
+
+/// A priority's fairness key, if it sets one.
+fn fairness_key_of(p: &Option<Priority>) -> Option<&str> {
+    p.as_ref()
+        .map(|p| p.fairness_key.as_str())
+        .filter(|k| !k.is_empty())
 }
 
 fn parent_of(history: &[HistoryEvent]) -> Option<String> {
@@ -334,12 +364,21 @@ async fn poll_loop<T, P, PF, H, HF>(
 
 async fn handle_activity_task(shared: &Shared, ns: &str, task: PollActivityTaskQueueResponse) {
     shared.metrics.activity_task(
-        ns,
+        Group {
+            namespace: ns,
+            fairness_key: fairness_key_of(&task.priority),
+        },
         between(
             task.current_attempt_scheduled_time.as_ref(),
             task.started_time.as_ref(),
         ),
     );
+    // The activity's "work": its slot stays taken meanwhile, so the worker takes no more
+    // than activity_slots / activity_delay activities a second.
+    let delay = shared.plan.activity_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let request = RespondActivityTaskCompletedRequest {
         task_token: task.task_token,
         identity: shared.identity.clone(),

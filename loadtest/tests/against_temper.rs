@@ -234,6 +234,46 @@ fn every_supported_scenario_runs_clean_against_temper() {
         "sticky tasks came back: {v}"
     );
 
+    // Two fairness keys on one task queue, open loop, a worker with two slow activity slots.
+    // The light load does not saturate it; this checks that the keys reach the activities
+    // (the server echoes the merged priority in the poll response) and show in the report.
+    let v = loadtest(
+        server.port,
+        &[
+            "--scenario",
+            "fairness-mix",
+            "--option",
+            "flood_factor=3",
+            "--option",
+            "weight_b=2",
+            "--option",
+            "activity_slots=2",
+            "--option",
+            "activity_ms=5",
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+        ],
+    );
+    check_clean(&v, "fairness-mix");
+    let keys = v["fairness_keys"].as_object().expect("per-key numbers");
+    assert_eq!(keys.len(), 2, "{v}");
+    let (a, b) = (&keys["a"], &keys["b"]);
+    assert!(
+        n(a, "completed") > n(b, "completed") && n(b, "completed") > 0,
+        "key a offers three times b's load: {v}"
+    );
+    for k in [a, b] {
+        let s2s = &k["activity_task_schedule_to_start_ms"];
+        assert_eq!(n(s2s, "count"), n(k, "completed"), "{v}");
+    }
+    assert_eq!(
+        n(a, "completed") + n(b, "completed"),
+        n(&v, "completed"),
+        "{v}"
+    );
+
     // temper has no child workflows yet: whatever happens, every workflow is accounted for,
     // and failures say why.
     let v = loadtest(

@@ -1,6 +1,7 @@
 //! Scenarios: what load to generate, chosen by name with `--option key=value`. A scenario
 //! resolves to a [`Plan`]: which workflow to start, with which parameters, in which
-//! namespaces, and what the starter does after each start (signals).
+//! namespaces (and with which fairness keys), what the starter does after each start
+//! (signals), and how much the activity worker can take.
 
 mod commands;
 mod history;
@@ -10,6 +11,7 @@ mod workflows;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub use commands::{ACTIVITY_TYPE, normal_queue, proto_duration};
 pub use history::HistorySummary;
@@ -38,6 +40,14 @@ const COUNT_LIMIT: u32 = 1000;
 const TIMER_LIMIT_MS: u64 = 3_600_000;
 const NAMESPACE_LIMIT: u32 = 64;
 const FLOOD_LIMIT: u32 = 1000;
+const WEIGHT_MIN: f32 = 0.001;
+const WEIGHT_MAX: f32 = 1000.0;
+/// Activity slots of the generator's worker when a scenario does not limit them: as many as
+/// tasks in hand of any kind.
+pub const DEFAULT_ACTIVITY_SLOTS: u32 = 512;
+const ACTIVITY_MS_LIMIT: u64 = 10_000;
+/// The fairness keys of fairness-mix: `a` floods, `b` is the small one.
+pub const FAIRNESS_KEYS: [&str; 2] = ["a", "b"];
 
 /// Every scenario, in the order `list-scenarios` prints them.
 pub const SCENARIOS: &[ScenarioInfo] = &[
@@ -124,6 +134,42 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
             },
         ],
     },
+    ScenarioInfo {
+        name: "fairness-mix",
+        summary: "one task queue, workflows started with fairness key a or b; a gets flood_factor times b's load; the activity worker has activity_slots slots and each activity takes activity_ms, so tasks wait in matching; reports per-key numbers",
+        options: &[
+            OptionInfo {
+                name: "flood_factor",
+                default: "10",
+                help: "load of fairness key a relative to key b (0: key b alone)",
+            },
+            OptionInfo {
+                name: "weight_a",
+                default: "1.0",
+                help: "fairness_weight of key a's workflows (and their activities)",
+            },
+            OptionInfo {
+                name: "weight_b",
+                default: "1.0",
+                help: "fairness_weight of key b's workflows (and their activities)",
+            },
+            OptionInfo {
+                name: "activity_slots",
+                default: "8",
+                help: "activities the generator's worker runs at once (it polls only with a free slot)",
+            },
+            OptionInfo {
+                name: "activity_ms",
+                default: "20",
+                help: "how long each activity takes before the worker completes it",
+            },
+            OptionInfo {
+                name: "inner",
+                default: "activity",
+                help: "the scenario both keys run (its options pass through)",
+            },
+        ],
+    },
 ];
 
 /// Options every scenario accepts; the run, not the workflow, uses them.
@@ -151,11 +197,20 @@ pub enum ScenarioError {
     },
 }
 
-/// A namespace and its share of the load.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The fairness key and weight a share's workflows start with (`Priority`; their activities
+/// inherit it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fairness {
+    pub key: String,
+    pub weight: f32,
+}
+
+/// A namespace (and, with fairness-mix, a fairness key in it) and its share of the load.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NamespaceShare {
     pub name: String,
     pub weight: u32,
+    pub fairness: Option<Fairness>,
 }
 
 /// What a run starts: the resolved scenario.
@@ -169,8 +224,25 @@ pub struct Plan {
     pub namespaces: Vec<NamespaceShare>,
     /// Register the namespaces that do not exist yet.
     pub register_namespaces: bool,
+    /// Activities the generator's worker runs at once, per namespace.
+    pub activity_slots: u32,
+    /// How long the generator's worker takes over each activity.
+    pub activity_delay: Duration,
     /// Every option with its value, defaults included (for the report).
     pub options: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Each namespace of the run once, in the order of the shares.
+    pub fn namespace_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for s in &self.namespaces {
+            if !out.contains(&s.name.as_str()) {
+                out.push(&s.name);
+            }
+        }
+        out
+    }
 }
 
 /// The name of tenant-mix namespace `i`.
@@ -247,6 +319,20 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
     Ok(v)
 }
 
+/// A fairness weight: a number the server takes as it is (it would treat zero or less as 1.0
+/// and clamp tiny ones, which would make the report's weights lie).
+fn fairness_weight(options: &BTreeMap<String, String>, name: &str) -> Result<f32, ScenarioError> {
+    let raw = options.get(name).map(String::as_str).unwrap_or_default();
+    match raw.trim().parse::<f32>() {
+        Ok(v) if (WEIGHT_MIN..=WEIGHT_MAX).contains(&v) => Ok(v),
+        _ => Err(ScenarioError::BadValue {
+            option: name.to_string(),
+            value: raw.to_string(),
+            reason: format!("must be a number between {WEIGHT_MIN} and {WEIGHT_MAX}"),
+        }),
+    }
+}
+
 /// Resolve scenario `name` with `options` for a run in `namespace`.
 pub fn plan(
     name: &str,
@@ -256,6 +342,9 @@ pub fn plan(
     let info = info(name)?;
     if name == "tenant-mix" {
         return tenant_mix(info, options);
+    }
+    if name == "fairness-mix" {
+        return fairness_mix(info, options, namespace);
     }
     let options = resolve(info, options)?;
     let mut params = WorkflowParams::default();
@@ -288,10 +377,36 @@ pub fn plan(
         namespaces: vec![NamespaceShare {
             name: namespace.to_string(),
             weight: 1,
+            fairness: None,
         }],
         register_namespaces: false,
+        activity_slots: DEFAULT_ACTIVITY_SLOTS,
+        activity_delay: Duration::ZERO,
         options,
     })
+}
+
+/// Split `given` into the options of the mix scenario `info` (resolved, with defaults) and
+/// the inner scenario's plan, which gets the rest.
+fn inner_plan(
+    info: &ScenarioInfo,
+    given: &BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, Plan), ScenarioError> {
+    let (own, inner_given): (BTreeMap<_, _>, BTreeMap<_, _>) = given
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| info.options.iter().any(|o| o.name == k.as_str()));
+    let own = resolve(info, &own)?;
+    let inner_name = own.get("inner").cloned().unwrap_or_default();
+    if inner_name.ends_with("-mix") {
+        return Err(ScenarioError::BadValue {
+            option: "inner".to_string(),
+            value: inner_name,
+            reason: format!("{} cannot run a mix scenario inside itself", info.name),
+        });
+    }
+    let inner = plan(&inner_name, &inner_given, "")?;
+    Ok((own, inner))
 }
 
 fn tenant_mix(
@@ -299,22 +414,9 @@ fn tenant_mix(
     given: &BTreeMap<String, String>,
 ) -> Result<Plan, ScenarioError> {
     // Options that are not tenant-mix's own belong to the inner scenario.
-    let (own, inner_given): (BTreeMap<_, _>, BTreeMap<_, _>) = given
-        .clone()
-        .into_iter()
-        .partition(|(k, _)| info.options.iter().any(|o| o.name == k.as_str()));
-    let own = resolve(info, &own)?;
+    let (own, inner) = inner_plan(info, given)?;
     let namespaces: u32 = number(&own, "namespaces", 1, NAMESPACE_LIMIT)?;
     let flood: u32 = number(&own, "flood_factor", 1, FLOOD_LIMIT)?;
-    let inner_name = own.get("inner").cloned().unwrap_or_default();
-    if inner_name == "tenant-mix" {
-        return Err(ScenarioError::BadValue {
-            option: "inner".to_string(),
-            value: inner_name,
-            reason: "tenant-mix cannot run inside itself".to_string(),
-        });
-    }
-    let inner = plan(&inner_name, &inner_given, "")?;
     let mut options = own;
     options.extend(inner.options.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok(Plan {
@@ -323,9 +425,48 @@ fn tenant_mix(
             .map(|i| NamespaceShare {
                 name: tenant_namespace(i),
                 weight: if i == 0 { flood } else { 1 },
+                fairness: None,
             })
             .collect(),
         register_namespaces: true,
+        options,
+        ..inner
+    })
+}
+
+fn fairness_mix(
+    info: &ScenarioInfo,
+    given: &BTreeMap<String, String>,
+    namespace: &str,
+) -> Result<Plan, ScenarioError> {
+    // Options that are not fairness-mix's own belong to the inner scenario.
+    let (own, inner) = inner_plan(info, given)?;
+    // Zero: key b alone, the baseline to compare b's numbers with.
+    let flood: u32 = number(&own, "flood_factor", 0, FLOOD_LIMIT)?;
+    let weight_a = fairness_weight(&own, "weight_a")?;
+    let weight_b = fairness_weight(&own, "weight_b")?;
+    let activity_slots: u32 = number(&own, "activity_slots", 1, DEFAULT_ACTIVITY_SLOTS)?;
+    let activity_ms: u64 = number(&own, "activity_ms", 0, ACTIVITY_MS_LIMIT)?;
+    let share = |key: &str, weight: u32, fairness_weight: f32| NamespaceShare {
+        name: namespace.to_string(),
+        weight,
+        fairness: Some(Fairness {
+            key: key.to_string(),
+            weight: fairness_weight,
+        }),
+    };
+    let mut options = own;
+    options.extend(inner.options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(Plan {
+        scenario: "fairness-mix".to_string(),
+        namespaces: (flood > 0)
+            .then(|| share(FAIRNESS_KEYS[0], flood, weight_a))
+            .into_iter()
+            .chain([share(FAIRNESS_KEYS[1], 1, weight_b)])
+            .collect(),
+        register_namespaces: false,
+        activity_slots,
+        activity_delay: Duration::from_millis(activity_ms),
         options,
         ..inner
     })

@@ -2,6 +2,7 @@
 //! life gets, and the ways it fails.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use temporalio_protos::temporal::api::command::v1::{Command, command::Attributes as C};
 use temporalio_protos::temporal::api::common::v1::{Payloads, WorkflowType};
@@ -547,9 +548,12 @@ fn every_listed_scenario_has_a_plan_with_its_defaults() {
         p.namespaces,
         vec![NamespaceShare {
             name: "ns".into(),
-            weight: 1
+            weight: 1,
+            fairness: None,
         }]
     );
+    assert_eq!(p.activity_slots, DEFAULT_ACTIVITY_SLOTS);
+    assert_eq!(p.activity_delay, Duration::ZERO);
     assert_eq!(
         plan("timers", &BTreeMap::new(), "ns")
             .expect("valid")
@@ -578,6 +582,90 @@ fn bad_scenario_options_are_refused_with_what_to_use() {
     assert!(e.to_string().contains("between 1 and 64"), "{e}");
     let e = plan("tenant-mix", &opts(&[("inner", "tenant-mix")]), "ns").expect_err("loop");
     assert!(e.to_string().contains("inside itself"), "{e}");
+    let e = plan("fairness-mix", &opts(&[("inner", "tenant-mix")]), "ns").expect_err("nest");
+    assert!(e.to_string().contains("inside itself"), "{e}");
+    for (option, value) in [
+        ("weight_a", "0"),
+        ("weight_b", "-1"),
+        ("weight_b", "heavy"),
+        ("weight_a", "1001"),
+    ] {
+        let e = plan("fairness-mix", &opts(&[(option, value)]), "ns").expect_err(value);
+        assert!(e.to_string().contains("between 0.001 and 1000"), "{e}");
+    }
+    let e = plan("fairness-mix", &opts(&[("activity_slots", "0")]), "ns").expect_err("none");
+    assert!(e.to_string().contains("between 1 and 512"), "{e}");
+    let e = plan("fairness-mix", &opts(&[("activity_ms", "60000")]), "ns").expect_err("long");
+    assert!(e.to_string().contains("between 0 and 10000"), "{e}");
+    let e = plan("fairness-mix", &opts(&[("nope", "1")]), "ns").expect_err("unknown");
+    assert!(e.to_string().contains("no option \"nope\""), "{e}");
+}
+
+#[test]
+fn fairness_mix_floods_key_a_on_one_task_queue() {
+    let p = plan("fairness-mix", &BTreeMap::new(), "ns").expect("valid");
+    assert!(!p.register_namespaces);
+    assert_eq!(p.workflow, WorkflowKind::Activity);
+    assert_eq!(p.namespace_names(), vec!["ns"]);
+    assert_eq!(
+        p.namespaces,
+        vec![
+            NamespaceShare {
+                name: "ns".into(),
+                weight: 10,
+                fairness: Some(Fairness {
+                    key: "a".into(),
+                    weight: 1.0
+                }),
+            },
+            NamespaceShare {
+                name: "ns".into(),
+                weight: 1,
+                fairness: Some(Fairness {
+                    key: "b".into(),
+                    weight: 1.0
+                }),
+            },
+        ]
+    );
+    assert_eq!(p.activity_slots, 8);
+    assert_eq!(p.activity_delay, Duration::from_millis(20));
+    let p = plan(
+        "fairness-mix",
+        &opts(&[
+            ("flood_factor", "4"),
+            ("weight_b", "3"),
+            ("weight_a", "0.5"),
+            ("activity_slots", "2"),
+            ("activity_ms", "0"),
+            ("inner", "sequential-activities"),
+            ("count", "2"),
+        ]),
+        "ns",
+    )
+    .expect("valid");
+    assert_eq!(p.workflow, WorkflowKind::SequentialActivities);
+    assert_eq!(p.params, params(2, 0));
+    let shares: Vec<(u32, &str, f32)> = p
+        .namespaces
+        .iter()
+        .map(|s| {
+            let f = s.fairness.as_ref().expect("every share has a key");
+            (s.weight, f.key.as_str(), f.weight)
+        })
+        .collect();
+    assert_eq!(shares, vec![(4, "a", 0.5), (1, "b", 3.0)]);
+    assert_eq!((p.activity_slots, p.activity_delay), (2, Duration::ZERO));
+    assert_eq!(p.options.get("weight_b").map(String::as_str), Some("3"));
+    assert_eq!(p.options.get("count").map(String::as_str), Some("2"));
+    // flood_factor=0 is key b alone: the baseline.
+    let p = plan("fairness-mix", &opts(&[("flood_factor", "0")]), "ns").expect("valid");
+    let keys: Vec<&str> = p
+        .namespaces
+        .iter()
+        .filter_map(|s| s.fairness.as_ref().map(|f| f.key.as_str()))
+        .collect();
+    assert_eq!(keys, vec!["b"]);
 }
 
 #[test]
@@ -590,15 +678,18 @@ fn tenant_mix_floods_the_first_namespace() {
         vec![
             NamespaceShare {
                 name: "loadtest-ns-0".into(),
-                weight: 10
+                weight: 10,
+                fairness: None,
             },
             NamespaceShare {
                 name: "loadtest-ns-1".into(),
-                weight: 1
+                weight: 1,
+                fairness: None,
             },
             NamespaceShare {
                 name: "loadtest-ns-2".into(),
-                weight: 1
+                weight: 1,
+                fairness: None,
             },
         ]
     );
