@@ -141,7 +141,10 @@ async def test_open_workflows_are_bounded_per_namespace(tmp_path: Path) -> None:
     srv = server(tmp_path, "temper.frontend.namespaceMaxOpenWorkflows=3")
     try:
         await srv.start()
-        client = await srv.connect()
+        # A namespace of its own: on a shared store (the Cassandra run keeps one keyspace
+        # for every test) "default" has other tests' running workflows.
+        namespace = await register(await srv.connect())
+        client = await srv.connect(namespace)
         tq = harness.unique("tq")
         handles = [
             await client.start_workflow(Waits.run, id=f"open-{i}-{uuid.uuid4()}", task_queue=tq)
@@ -151,7 +154,7 @@ async def test_open_workflows_are_bounded_per_namespace(tmp_path: Path) -> None:
         # The SDK's client retries RESOURCE_EXHAUSTED by itself: ask once, without retries.
         def start_request() -> StartWorkflowExecutionRequest:
             return StartWorkflowExecutionRequest(
-                namespace="default",
+                namespace=namespace,
                 workflow_id=f"open-raw-{uuid.uuid4()}",
                 workflow_type=WorkflowType(name="Waits"),
                 task_queue=TaskQueue(name=tq),
