@@ -3,7 +3,9 @@
 //! and none failed. Small iteration counts keep it to a few seconds per scenario.
 //!
 //! Uses `../target/debug/temper` (or `$TEMPER_BIN`); if it is missing, builds it with
-//! `cargo build --bin temper`, and skips with a message if that fails.
+//! `cargo build --bin temper`, and fails (saying how to provide the binary) if that fails.
+//! `scripts/test` builds the binary before `cargo test` and sets `TEMPER_BIN` when
+//! `CARGO_TARGET_DIR` moves it.
 
 // Synchronous tests with no async runtime: they wait on child processes with a plain sleep.
 #![allow(clippy::disallowed_methods)]
@@ -41,14 +43,25 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The temper binary, built if need be; None (with the reason printed) if there is none.
-fn temper_bin() -> Option<PathBuf> {
+/// How to provide the binary, for the failure messages.
+const HOW_TO_PROVIDE: &str =
+    "build it with `cargo build --bin temper` or set TEMPER_BIN to a temper binary";
+
+/// The temper binary, built if need be. Fails the test if there is none: a test that cannot
+/// run must not read as passed.
+fn temper_bin() -> PathBuf {
     if let Ok(p) = std::env::var("TEMPER_BIN") {
-        return Some(PathBuf::from(p));
+        let bin = PathBuf::from(p);
+        assert!(
+            bin.exists(),
+            "TEMPER_BIN={} does not exist; {HOW_TO_PROVIDE}",
+            bin.display()
+        );
+        return bin;
     }
     let bin = workspace_root().join("target/debug/temper");
     if bin.exists() {
-        return Some(bin);
+        return bin;
     }
     eprintln!(
         "{} is missing; running `cargo build --bin temper`",
@@ -60,20 +73,20 @@ fn temper_bin() -> Option<PathBuf> {
         .current_dir(workspace_root())
         .env_remove("CARGO_TARGET_DIR")
         .spawn()
-        .ok()?;
+        .unwrap_or_else(|e| {
+            panic!("cannot run `cargo build --bin temper` ({e}); {HOW_TO_PROVIDE}")
+        });
     let deadline = Instant::now() + Duration::from_secs(15 * 60);
     loop {
         match build.try_wait() {
-            Ok(Some(status)) if status.success() && bin.exists() => return Some(bin),
+            Ok(Some(status)) if status.success() && bin.exists() => return bin,
             Ok(Some(status)) => {
-                eprintln!("SKIPPED: `cargo build --bin temper` failed ({status})");
-                return None;
+                panic!("`cargo build --bin temper` failed ({status}); {HOW_TO_PROVIDE}")
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
             _ => {
                 let _ = build.kill();
-                eprintln!("SKIPPED: `cargo build --bin temper` did not finish in 15 minutes");
-                return None;
+                panic!("`cargo build --bin temper` did not finish in 15 minutes; {HOW_TO_PROVIDE}");
             }
         }
     }
@@ -175,10 +188,7 @@ fn check_clean(v: &Value, what: &str) {
 
 #[test]
 fn every_supported_scenario_runs_clean_against_temper() {
-    let Some(bin) = temper_bin() else {
-        eprintln!("SKIPPED: no temper binary to test against");
-        return;
-    };
+    let bin = temper_bin();
     let server = start_temper(&bin);
     let closed = ["--concurrency", "5", "--iterations", "15"];
     let runs: &[(&str, &[&str])] = &[
