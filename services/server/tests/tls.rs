@@ -1,17 +1,14 @@
 //! TLS on the gRPC port as a client sees it: the handshake, mutual TLS refusing clients
 //! without a certificate or with one from another CA, the internal services answering only
 //! nodes, certificates reloaded from disk, and start-up errors that name the bad file.
-//! Certificates are made here with `rcgen`.
+//! Certificates come from `support::certs`.
+
+mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
 use temper_tls::{
     Identity, InternodeClient, InternodeFiles, InternodeOnly, ServerFiles, ServerTls,
 };
@@ -21,61 +18,9 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use support::certs::{Ca, Leaf, write};
+
 const INTERNODE_NAME: &str = "temper-internode";
-
-/// A test CA.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate and its key, PEM.
-struct Leaf {
-    cert: String,
-    key: String,
-    der: Vec<u8>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("self-signed CA"),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A certificate for `names` (DNS names or IPs), usable by servers and clients.
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.not_after = rcgen::date_time_ymd(2040, 1, 2);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path
-}
 
 /// A loopback listener; `TEMPER_TEST_PORTS=7600-7699` keeps it inside a port range.
 async fn listener() -> TcpListener {
@@ -278,7 +223,7 @@ async fn internal_services_answer_only_nodes_of_the_internode_ca() {
 async fn served_certificate(addr: SocketAddr, cas: &[&Ca]) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in cas {
-        roots.add(ca.issuer.der().clone()).expect("root");
+        roots.add(ca.der().clone()).expect("root");
     }
     let config = rustls::ClientConfig::builder_with_provider(temper_tls::provider())
         .with_safe_default_protocol_versions()

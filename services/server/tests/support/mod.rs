@@ -1,8 +1,11 @@
-//! Start a `temper server start-dev` for a test and stop it afterwards.
+//! Shared by the integration tests (`mod support;`): start a `temper server start-dev` for
+//! a test and stop it afterwards; test certificates in [`certs`].
 
 // Synchronous tests with no async runtime: they poll a child process with a plain sleep.
 #![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
+
+pub mod certs;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
