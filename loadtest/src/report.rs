@@ -239,60 +239,25 @@ impl Report {
         );
         row("workflow task respond RPC", &self.workflow_task_respond_ms);
         if self.namespaces.len() > 1 {
-            let _ = writeln!(
-                s,
-                "\n{:<20} {:>8} {:>9} {:>7} {:>10} {:>9} {:>9} {:>12}",
-                "namespace",
-                "started",
-                "completed",
-                "failed",
-                "wf/s",
-                "e2e p50",
-                "e2e p99",
-                "wft s2s p99"
+            write_groups(
+                &mut s,
+                ("namespace", 20),
+                10,
+                &self.namespaces,
+                &[("wft s2s p99", |n| n.workflow_task_schedule_to_start_ms.p99)],
             );
-            for (name, n) in &self.namespaces {
-                let _ = writeln!(
-                    s,
-                    "{name:<20} {:>8} {:>9} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>12.2}",
-                    n.started,
-                    n.completed,
-                    n.failed,
-                    n.workflows_per_s,
-                    n.latency_ms.p50,
-                    n.latency_ms.p99,
-                    n.workflow_task_schedule_to_start_ms.p99
-                );
-            }
         }
         if !self.fairness_keys.is_empty() {
-            let _ = writeln!(
-                s,
-                "\n{:<14} {:>8} {:>9} {:>7} {:>8} {:>9} {:>9} {:>12} {:>12}",
-                "fairness key",
-                "started",
-                "completed",
-                "failed",
-                "wf/s",
-                "e2e p50",
-                "e2e p99",
-                "act s2s p50",
-                "act s2s p99"
+            write_groups(
+                &mut s,
+                ("fairness key", 14),
+                8,
+                &self.fairness_keys,
+                &[
+                    ("act s2s p50", |n| n.activity_task_schedule_to_start_ms.p50),
+                    ("act s2s p99", |n| n.activity_task_schedule_to_start_ms.p99),
+                ],
             );
-            for (key, n) in &self.fairness_keys {
-                let _ = writeln!(
-                    s,
-                    "{key:<14} {:>8} {:>9} {:>7} {:>8.1} {:>9.2} {:>9.2} {:>12.2} {:>12.2}",
-                    n.started,
-                    n.completed,
-                    n.failed,
-                    n.workflows_per_s,
-                    n.latency_ms.p50,
-                    n.latency_ms.p99,
-                    n.activity_task_schedule_to_start_ms.p50,
-                    n.activity_task_schedule_to_start_ms.p99
-                );
-            }
         }
         if !self.failures.is_empty() {
             let _ = writeln!(s, "\nfailures");
@@ -311,5 +276,131 @@ impl Report {
             );
         }
         s
+    }
+}
+
+/// A column of a group table beyond the shared ones: its heading and its value.
+type Column = (&'static str, fn(&NamespaceReport) -> f64);
+
+/// A table with a row per group (namespace or fairness key): the counts, the throughput and
+/// the end-to-end latency, then `extra` columns. `heading` names the first column and gives
+/// its width; `rate_width` is the width of the wf/s column.
+fn write_groups(
+    s: &mut String,
+    (heading, width): (&str, usize),
+    rate_width: usize,
+    groups: &BTreeMap<String, NamespaceReport>,
+    extra: &[Column],
+) {
+    let _ = write!(
+        s,
+        "\n{heading:<width$} {:>8} {:>9} {:>7} {:>rate_width$} {:>9} {:>9}",
+        "started", "completed", "failed", "wf/s", "e2e p50", "e2e p99"
+    );
+    for (column, _) in extra {
+        let _ = write!(s, " {column:>12}");
+    }
+    s.push('\n');
+    for (name, n) in groups {
+        let _ = write!(
+            s,
+            "{name:<width$} {:>8} {:>9} {:>7} {:>rate_width$.1} {:>9.2} {:>9.2}",
+            n.started, n.completed, n.failed, n.workflows_per_s, n.latency_ms.p50, n.latency_ms.p99
+        );
+        for (_, value) in extra {
+            let _ = write!(s, " {:>12.2}", value(n));
+        }
+        s.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latency(p50: f64, p99: f64) -> LatencySummary {
+        LatencySummary {
+            count: 3,
+            p50,
+            p90: p99,
+            p99,
+            max: p99,
+            mean: p50,
+        }
+    }
+
+    fn group(completed: u64, p50: f64) -> NamespaceReport {
+        NamespaceReport {
+            started: completed + 1,
+            completed,
+            failed: 1,
+            start_errors: 0,
+            workflows_per_s: completed as f64 / 2.0,
+            state_transitions_per_s: completed as f64 * 5.0,
+            latency_ms: latency(p50, p50 * 3.0),
+            workflow_task_schedule_to_start_ms: latency(p50 / 4.0, p50 / 2.0),
+            activity_task_schedule_to_start_ms: latency(p50 / 8.0, p50 / 5.0),
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_namespace_and_per_fairness_key() {
+        let groups = |names: [&str; 2]| {
+            names
+                .iter()
+                .zip([group(30, 12.5), group(10, 4.25)])
+                .map(|(n, g)| (n.to_string(), g))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let report = Report {
+            scenario: "fairness-mix".into(),
+            options: [("flood_factor".to_string(), "3".to_string())].into(),
+            target: "127.0.0.1:7233".into(),
+            task_queue: "tq".into(),
+            sticky: false,
+            mode: "open",
+            rate: Some(20.0),
+            concurrency: None,
+            iterations: None,
+            warmup_s: 0.0,
+            started: 42,
+            completed: 40,
+            failed: 2,
+            start_errors: 0,
+            duration_s: 2.0,
+            workflows_per_s: 20.0,
+            started_per_s: 21.0,
+            failed_per_s: 1.0,
+            state_transitions: 400,
+            state_transitions_per_s: 200.0,
+            latency_ms: latency(10.0, 30.0),
+            start_latency_ms: latency(1.0, 2.0),
+            workflow_task_schedule_to_start_ms: latency(2.0, 4.0),
+            activity_task_schedule_to_start_ms: latency(3.0, 6.0),
+            workflow_task_respond_ms: latency(0.5, 1.5),
+            namespaces: groups(["loadtest-ns-0", "loadtest-ns-1"]),
+            fairness_keys: groups(["a", "b"]),
+            failures: [("timed out".to_string(), 2)].into(),
+            poll_errors: 0,
+            including_warmup: Totals {
+                started: 42,
+                completed: 40,
+                failed: 2,
+                start_errors: 0,
+            },
+            history_pages_fetched: 0,
+            sticky_cache_hits: 0,
+        };
+        let expected = concat!(
+            "\nnamespace             started completed  failed       wf/s   e2e p50   e2e p99  wft s2s p99\n",
+            "loadtest-ns-0              31        30       1       15.0     12.50     37.50         6.25\n",
+            "loadtest-ns-1              11        10       1        5.0      4.25     12.75         2.12\n",
+            "\nfairness key    started completed  failed     wf/s   e2e p50   e2e p99  act s2s p50  act s2s p99\n",
+            "a                    31        30       1     15.0     12.50     37.50         1.56         2.50\n",
+            "b                    11        10       1      5.0      4.25     12.75         0.53         0.85\n",
+            "\nfailures\n",
+        );
+        let table = report.table();
+        assert!(table.contains(expected), "{table}");
     }
 }
