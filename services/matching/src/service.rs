@@ -11,7 +11,7 @@ use temper_proto::internal::v1::{
     RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse, ShutdownWorkerRequest,
     ShutdownWorkerResponse, VersionDirective,
 };
-use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::common::v1::{Priority, WorkflowExecution};
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
 use temper_proto::temporal::api::workflowservice::v1::{
     DescribeTaskQueueResponse, PollActivityTaskQueueResponse, PollWorkflowTaskQueueResponse,
@@ -59,6 +59,9 @@ fn positive_duration(d: Option<&wkt::Duration>) -> Option<Duration> {
 }
 
 impl Core {
+    /// The task an add request (workflow or activity) describes, created now.
+    // The fields the two add requests share; no proto type groups them.
+    #[allow(clippy::too_many_arguments)]
     fn task_info(
         &self,
         namespace_id: &NamespaceId,
@@ -67,6 +70,7 @@ impl Core {
         attempt: i32,
         schedule_to_start: Option<&wkt::Duration>,
         directive: Option<VersionDirective>,
+        priority: Option<&Priority>,
     ) -> TaskInfo {
         let now = self.clock().now();
         TaskInfo {
@@ -77,7 +81,7 @@ impl Core {
             create_time: now,
             expiry_time: positive_duration(schedule_to_start).and_then(|d| now.checked_add(d)),
             directive: directive.map(Box::new),
-            priority: TaskPriority::default(),
+            priority: TaskPriority::from_proto(priority),
         }
     }
 
@@ -159,17 +163,15 @@ impl MatchingService for Core {
             QueueType::Workflow,
             QueueKind::from_i32(tq.kind),
         );
-        let info = TaskInfo {
-            priority: TaskPriority::from_proto(req.priority.as_ref()),
-            ..self.task_info(
-                &ns,
-                execution,
-                req.scheduled_event_id,
-                req.attempt,
-                req.schedule_to_start_timeout.as_ref(),
-                req.directive.clone(),
-            )
-        };
+        let info = self.task_info(
+            &ns,
+            execution,
+            req.scheduled_event_id,
+            req.attempt,
+            req.schedule_to_start_timeout.as_ref(),
+            req.directive.clone(),
+            req.priority.as_ref(),
+        );
         let key = self
             .route_task(
                 key,
@@ -193,17 +195,15 @@ impl MatchingService for Core {
         let execution = execution(req.execution.as_ref())?;
         // Activities always go to the normal queue.
         let key = QueueKey::from_name(ns.clone(), &tq.name, QueueType::Activity, QueueKind::Normal);
-        let info = TaskInfo {
-            priority: TaskPriority::from_proto(req.priority.as_ref()),
-            ..self.task_info(
-                &ns,
-                execution,
-                req.scheduled_event_id,
-                req.attempt,
-                req.schedule_to_start_timeout.as_ref(),
-                req.directive.clone(),
-            )
-        };
+        let info = self.task_info(
+            &ns,
+            execution,
+            req.scheduled_event_id,
+            req.attempt,
+            req.schedule_to_start_timeout.as_ref(),
+            req.directive.clone(),
+            req.priority.as_ref(),
+        );
         let key = self
             .route_task(
                 key,
