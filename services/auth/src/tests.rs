@@ -69,30 +69,67 @@ fn start_request(namespace: &str) -> Vec<u8> {
     )
 }
 
-async fn gate(
-    key: &TestKey,
-    cert_permissions: HashMap<String, Vec<String>>,
-) -> (Authorize<Echo>, Echo) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("key.pem");
-    std::fs::write(&path, &key.public_pem).expect("write");
-    let auth = Auth::start(
-        AuthSettings {
-            keys: Some(KeySource::File(path)),
-            refresh_interval: Duration::from_secs(3600),
-            rules: TokenRules::default(),
-            cert_permissions,
-            audit_log: true,
-            max_message_bytes: 1 << 20,
-        },
-        Arc::new(temper_types::ManualClock::new(
-            UNIX_EPOCH + Duration::from_secs(NOW),
-        )),
-    )
-    .await
-    .expect("starts");
-    let echo = Echo::default();
-    (Authorize::new(echo.clone(), Some(auth)), echo)
+/// The gate with JWT auth (tokens signed by `key`) and `cert_permissions`, in front of an
+/// `Echo`.
+struct Gate {
+    key: TestKey,
+    service: Authorize<Echo>,
+    echo: Echo,
+}
+
+impl Gate {
+    async fn start(cert_permissions: HashMap<String, Vec<String>>) -> Self {
+        let key = TestKey::es256("k");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.pem");
+        std::fs::write(&path, &key.public_pem).expect("write");
+        let auth = Auth::start(
+            AuthSettings {
+                keys: Some(KeySource::File(path)),
+                refresh_interval: Duration::from_secs(3600),
+                rules: TokenRules::default(),
+                cert_permissions,
+                audit_log: true,
+                max_message_bytes: 1 << 20,
+            },
+            Arc::new(temper_types::ManualClock::new(
+                UNIX_EPOCH + Duration::from_secs(NOW),
+            )),
+        )
+        .await
+        .expect("starts");
+        let echo = Echo::default();
+        Self {
+            key,
+            service: Authorize::new(echo.clone(), Some(auth)),
+            echo,
+        }
+    }
+
+    /// A token of `sub` with `permissions`, valid for another minute.
+    fn token(&self, sub: &str, permissions: &[&str]) -> String {
+        self.key.sign(&claims(sub, permissions, NOW + 60))
+    }
+
+    /// `method` with `token`, if any.
+    async fn call(
+        &mut self,
+        method: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (tonic::Code, String) {
+        call(&mut self.service, method, token, body, None).await
+    }
+
+    /// `method` from a TLS peer, without a token.
+    async fn call_from(
+        &mut self,
+        peer: temper_tls::PeerInfo,
+        method: &str,
+        body: Vec<u8>,
+    ) -> (tonic::Code, String) {
+        call(&mut self.service, method, None, body, Some(peer)).await
+    }
 }
 
 async fn call(
@@ -135,112 +172,78 @@ async fn call(
 
 #[tokio::test]
 async fn calls_pass_or_stop_by_role_in_the_requests_namespace() {
-    let key = TestKey::es256("k");
-    let (mut g, echo) = gate(&key, HashMap::new()).await;
-    let writer = key.sign(&claims("w", &["a:write"], NOW + 60));
-    let reader = key.sign(&claims("r", &["a:read"], NOW + 60));
-    let (code, _) = call(
-        &mut g,
-        "StartWorkflowExecution",
-        Some(&writer),
-        start_request("a"),
-        None,
-    )
-    .await;
+    let mut g = Gate::start(HashMap::new()).await;
+    let writer = g.token("w", &["a:write"]);
+    let reader = g.token("r", &["a:read"]);
+    let (code, _) = g
+        .call("StartWorkflowExecution", Some(&writer), start_request("a"))
+        .await;
     assert_eq!(code, tonic::Code::Ok);
     // The service got the body it would have got without the gate.
     assert_eq!(
-        echo.bodies.lock().expect("lock").last(),
+        g.echo.bodies.lock().expect("lock").last(),
         Some(&start_request("a"))
     );
-    let (code, message) = call(
-        &mut g,
-        "StartWorkflowExecution",
-        Some(&writer),
-        start_request("b"),
-        None,
-    )
-    .await;
+    let (code, message) = g
+        .call("StartWorkflowExecution", Some(&writer), start_request("b"))
+        .await;
     assert_eq!(
         (code, message.as_str()),
         (tonic::Code::PermissionDenied, "Request unauthorized.")
     );
-    let (code, _) = call(
-        &mut g,
-        "StartWorkflowExecution",
-        Some(&reader),
-        start_request("a"),
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call("StartWorkflowExecution", Some(&reader), start_request("a"))
+        .await;
     assert_eq!(code, tonic::Code::PermissionDenied);
-    let (code, _) = call(
-        &mut g,
-        "DescribeWorkflowExecution",
-        Some(&reader),
-        start_request("a"),
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call(
+            "DescribeWorkflowExecution",
+            Some(&reader),
+            start_request("a"),
+        )
+        .await;
     assert_eq!(code, tonic::Code::Ok);
     // Cluster calls need system roles.
-    let (code, _) = call(&mut g, "ListNamespaces", Some(&writer), frame(&[]), None).await;
+    let (code, _) = g.call("ListNamespaces", Some(&writer), frame(&[])).await;
     assert_eq!(code, tonic::Code::PermissionDenied);
-    let admin = key.sign(&claims("root", &["temporal-system:admin"], NOW + 60));
-    let (code, _) = call(&mut g, "ListNamespaces", Some(&admin), frame(&[]), None).await;
+    let admin = g.token("root", &["temporal-system:admin"]);
+    let (code, _) = g.call("ListNamespaces", Some(&admin), frame(&[])).await;
     assert_eq!(code, tonic::Code::Ok);
     // A method no table knows needs the cluster admin.
-    let (code, _) = call(&mut g, "SomethingNew", Some(&writer), frame(&[]), None).await;
+    let (code, _) = g.call("SomethingNew", Some(&writer), frame(&[])).await;
     assert_eq!(code, tonic::Code::PermissionDenied);
     // A body that is not a gRPC message: refused, no panic.
-    let (code, _) = call(
-        &mut g,
-        "StartWorkflowExecution",
-        Some(&writer),
-        vec![0, 0],
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call("StartWorkflowExecution", Some(&writer), vec![0, 0])
+        .await;
     assert_eq!(code, tonic::Code::InvalidArgument);
 }
 
 #[tokio::test]
 async fn missing_bad_and_expired_credentials_are_unauthenticated() {
-    let key = TestKey::es256("k");
-    let (mut g, _) = gate(&key, HashMap::new()).await;
-    let (code, message) = call(&mut g, "DescribeNamespace", None, start_request("a"), None).await;
+    let mut g = Gate::start(HashMap::new()).await;
+    let (code, message) = g.call("DescribeNamespace", None, start_request("a")).await;
     assert_eq!(code, tonic::Code::Unauthenticated);
     assert!(message.contains("authorization"), "{message}");
-    let expired = key.sign(&claims("r", &["a:read"], NOW - 1));
-    let (code, message) = call(
-        &mut g,
-        "DescribeNamespace",
-        Some(&expired),
-        start_request("a"),
-        None,
-    )
-    .await;
+    let expired = g.key.sign(&claims("r", &["a:read"], NOW - 1));
+    let (code, message) = g
+        .call("DescribeNamespace", Some(&expired), start_request("a"))
+        .await;
     assert_eq!(code, tonic::Code::Unauthenticated);
     assert!(message.contains("expired"), "{message}");
-    let (code, _) = call(
-        &mut g,
-        "DescribeNamespace",
-        Some("nonsense"),
-        start_request("a"),
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call("DescribeNamespace", Some("nonsense"), start_request("a"))
+        .await;
     assert_eq!(code, tonic::Code::Unauthenticated);
     // GetSystemInfo is open: SDKs call it before anything else.
-    let (code, _) = call(&mut g, "GetSystemInfo", None, frame(&[]), None).await;
+    let (code, _) = g.call("GetSystemInfo", None, frame(&[])).await;
     assert_eq!(code, tonic::Code::Ok);
 }
 
 #[tokio::test]
 async fn certificates_map_to_permissions_and_internode_peers_pass() {
-    let key = TestKey::es256("k");
     let mapped = HashMap::from([("worker-a".to_string(), vec!["a:worker".to_string()])]);
-    let (mut g, _) = gate(&key, mapped).await;
+    let mut g = Gate::start(mapped).await;
     let cert = |cn: &str| {
         let kp = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(vec![cn.into()]).expect("params");
@@ -254,50 +257,41 @@ async fn certificates_map_to_permissions_and_internode_peers_pass() {
         internode,
         certs: Some(Arc::new(vec![cert(cn)])),
     };
-    let (code, _) = call(
-        &mut g,
-        "PollWorkflowTaskQueue",
-        None,
-        start_request("a"),
-        Some(peer("worker-a", false)),
-    )
-    .await;
+    let (code, _) = g
+        .call_from(
+            peer("worker-a", false),
+            "PollWorkflowTaskQueue",
+            start_request("a"),
+        )
+        .await;
     assert_eq!(code, tonic::Code::Ok);
-    let (code, _) = call(
-        &mut g,
-        "StartWorkflowExecution",
-        None,
-        start_request("a"),
-        Some(peer("worker-a", false)),
-    )
-    .await;
+    let (code, _) = g
+        .call_from(
+            peer("worker-a", false),
+            "StartWorkflowExecution",
+            start_request("a"),
+        )
+        .await;
     assert_eq!(code, tonic::Code::PermissionDenied);
-    let (code, _) = call(
-        &mut g,
-        "PollWorkflowTaskQueue",
-        None,
-        start_request("b"),
-        Some(peer("worker-a", false)),
-    )
-    .await;
+    let (code, _) = g
+        .call_from(
+            peer("worker-a", false),
+            "PollWorkflowTaskQueue",
+            start_request("b"),
+        )
+        .await;
     assert_eq!(code, tonic::Code::PermissionDenied);
-    let (code, _) = call(
-        &mut g,
-        "PollWorkflowTaskQueue",
-        None,
-        start_request("a"),
-        Some(peer("someone", false)),
-    )
-    .await;
+    let (code, _) = g
+        .call_from(
+            peer("someone", false),
+            "PollWorkflowTaskQueue",
+            start_request("a"),
+        )
+        .await;
     assert_eq!(code, tonic::Code::Unauthenticated);
-    let (code, _) = call(
-        &mut g,
-        "RegisterNamespace",
-        None,
-        start_request("x"),
-        Some(peer("node", true)),
-    )
-    .await;
+    let (code, _) = g
+        .call_from(peer("node", true), "RegisterNamespace", start_request("x"))
+        .await;
     assert_eq!(code, tonic::Code::Ok);
 }
 
@@ -317,8 +311,7 @@ async fn a_workflow_tasks_commands_in_another_namespace_need_roles_there() {
         StartChildWorkflowExecutionCommandAttributes, command::Attributes,
     };
     use temper_proto::temporal::api::workflowservice::v1::RespondWorkflowTaskCompletedRequest;
-    let key = TestKey::es256("k");
-    let (mut g, _) = gate(&key, HashMap::new()).await;
+    let mut g = Gate::start(HashMap::new()).await;
     let respond = |commands: Vec<Command>| {
         frame(
             &RespondWorkflowTaskCompletedRequest {
@@ -350,53 +343,32 @@ async fn a_workflow_tasks_commands_in_another_namespace_need_roles_there() {
         ),
         ..Default::default()
     };
-    let worker_a = key.sign(&claims("w", &["a:worker"], NOW + 60));
+    let worker_a = g.token("w", &["a:worker"]);
     let m = "RespondWorkflowTaskCompleted";
-    let (code, _) = call(
-        &mut g,
-        m,
-        Some(&worker_a),
-        respond(vec![child_in("a"), child_in("")]),
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call(
+            m,
+            Some(&worker_a),
+            respond(vec![child_in("a"), child_in("")]),
+        )
+        .await;
     assert_eq!(code, tonic::Code::Ok);
-    let (code, _) = call(
-        &mut g,
-        m,
-        Some(&worker_a),
-        respond(vec![child_in("b")]),
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call(m, Some(&worker_a), respond(vec![child_in("b")]))
+        .await;
     assert_eq!(code, tonic::Code::PermissionDenied);
-    let (code, _) = call(
-        &mut g,
-        m,
-        Some(&worker_a),
-        respond(vec![signal_in("b")]),
-        None,
-    )
-    .await;
+    let (code, _) = g
+        .call(m, Some(&worker_a), respond(vec![signal_in("b")]))
+        .await;
     assert_eq!(code, tonic::Code::PermissionDenied);
-    let both = key.sign(&claims("w", &["a:worker", "b:write"], NOW + 60));
-    let (code, _) = call(
-        &mut g,
-        m,
-        Some(&both),
-        respond(vec![child_in("b"), signal_in("b")]),
-        None,
-    )
-    .await;
+    let both = g.token("w", &["a:worker", "b:write"]);
+    let (code, _) = g
+        .call(m, Some(&both), respond(vec![child_in("b"), signal_in("b")]))
+        .await;
     assert_eq!(code, tonic::Code::Ok);
-    let read_b = key.sign(&claims("w", &["a:worker", "b:read"], NOW + 60));
-    let (code, _) = call(
-        &mut g,
-        m,
-        Some(&read_b),
-        respond(vec![signal_in("b")]),
-        None,
-    )
-    .await;
+    let read_b = g.token("w", &["a:worker", "b:read"]);
+    let (code, _) = g
+        .call(m, Some(&read_b), respond(vec![signal_in("b")]))
+        .await;
     assert_eq!(code, tonic::Code::PermissionDenied);
 }
