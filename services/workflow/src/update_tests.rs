@@ -31,23 +31,22 @@ use EventType as E;
 
 /// A run as the history service holds it: the cached state and registry, what the store has
 /// (state and history), and the notices handed to waiting callers.
-struct Run {
-    ms: pb::MutableState,
-    updates: Registry,
-    stored: pb::MutableState,
-    history: Vec<HistoryEvent>,
-    notices: Vec<Notice>,
-    now: SystemTime,
-    limits: Limits,
+pub(crate) struct Run {
+    pub(crate) ms: pb::MutableState,
+    pub(crate) updates: Registry,
+    pub(crate) stored: pb::MutableState,
+    pub(crate) history: Vec<HistoryEvent>,
+    pub(crate) notices: Vec<Notice>,
+    pub(crate) now: SystemTime,
+    pub(crate) limits: Limits,
     /// What the last transaction wrote: "nothing", "memory" or "store".
-    last_write: &'static str,
-    last_out: crate::Mutation,
+    pub(crate) last_write: &'static str,
+    pub(crate) last_out: crate::Mutation,
 }
 
 impl Run {
-    /// A run whose first workflow task completed with a timer (so the history ends with a
-    /// command event, as it often does).
-    fn start() -> Self {
+    /// A run just started: its first workflow task is scheduled.
+    pub(crate) fn new() -> Self {
         let limits = Limits::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let req = StartWorkflowExecutionRequest {
@@ -71,7 +70,7 @@ impl Run {
             &req,
             &limits,
         );
-        let mut run = Self {
+        Self {
             stored: ms.clone(),
             ms,
             updates: Registry::default(),
@@ -81,14 +80,20 @@ impl Run {
             limits,
             last_write: "store",
             last_out: Default::default(),
-        };
+        }
+    }
+
+    /// A run whose first workflow task completed with a timer (so the history ends with a
+    /// command event, as it often does).
+    fn start() -> Self {
+        let mut run = Self::new();
         run.start_wt();
         run.complete(vec![start_timer()], &[], false);
         assert_eq!(run.types(), first_task_types());
         run
     }
 
-    fn apply<R>(
+    pub(crate) fn apply<R>(
         &mut self,
         mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
     ) -> Result<R, WorkflowError> {
@@ -120,7 +125,7 @@ impl Run {
     }
 
     /// The server restarts: only what was stored is left.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.ms = self.stored.clone();
         self.updates = Registry::default();
     }
@@ -221,7 +226,7 @@ fn first_task_types() -> Vec<EventType> {
     ]
 }
 
-fn request(id: &str) -> Request {
+pub(crate) fn request(id: &str) -> Request {
     Request {
         meta: Some(Meta {
             update_id: id.into(),
@@ -274,7 +279,7 @@ fn complete_workflow() -> Command {
     }
 }
 
-fn protocol(message_id: &str) -> Command {
+pub(crate) fn protocol(message_id: &str) -> Command {
     Command {
         attributes: Some(command::Attributes::ProtocolMessageCommandAttributes(
             ProtocolMessageCommandAttributes {
@@ -285,7 +290,7 @@ fn protocol(message_id: &str) -> Command {
     }
 }
 
-fn accept(id: &str) -> Message {
+pub(crate) fn accept(id: &str) -> Message {
     Message {
         id: format!("{id}/accept"),
         protocol_instance_id: id.into(),
@@ -298,7 +303,7 @@ fn accept(id: &str) -> Message {
     }
 }
 
-fn respond(id: &str, data: &[u8]) -> Message {
+pub(crate) fn respond(id: &str, data: &[u8]) -> Message {
     Message {
         id: format!("{id}/complete"),
         protocol_instance_id: id.into(),
@@ -315,7 +320,7 @@ fn respond(id: &str, data: &[u8]) -> Message {
     }
 }
 
-fn reject(id: &str) -> Message {
+pub(crate) fn reject(id: &str) -> Message {
     Message {
         id: format!("{id}/reject"),
         protocol_instance_id: id.into(),
