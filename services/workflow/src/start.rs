@@ -520,13 +520,18 @@ pub(crate) fn apply_started(
     }
 }
 
-/// The backoff timer of a run's first workflow task fired.
+/// The backoff timer of a run's first workflow task fired: schedule that task. Its
+/// WorkflowTaskScheduled event ends the backoff ([`workflow_task::apply_scheduled`]), so the
+/// state changes only with an event that replay applies the same way; a closed run is left
+/// as it closed.
 pub fn on_backoff_timer(txn: &mut Txn<'_>) {
-    if txn.info().first_workflow_task_backoff_until.is_none() {
+    if !txn.is_running()
+        || txn.info().first_workflow_task_backoff_until.is_none()
+        || txn.has_pending_workflow_task()
+    {
         return;
     }
-    txn.info_mut().first_workflow_task_backoff_until = None;
-    workflow_task::schedule_if_needed(txn);
+    workflow_task::schedule(txn, 1);
 }
 
 #[cfg(test)]

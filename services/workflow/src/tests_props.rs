@@ -204,9 +204,9 @@ enum Msg {
 
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        target().prop_map(Msg::Accept),
-        target().prop_map(Msg::Respond),
-        target().prop_map(Msg::Reject),
+        2 => target().prop_map(Msg::Accept),
+        2 => target().prop_map(Msg::Respond),
+        1 => target().prop_map(Msg::Reject),
     ]
 }
 
@@ -335,7 +335,7 @@ fn completion() -> impl Strategy<Value = Completed> {
     (
         prop::collection::vec(cmd(), 0..5),
         close_cmd(),
-        prop_oneof![4 => Just(Vec::new()), 1 => prop::collection::vec(msg(), 1..3)],
+        prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(msg(), 1..3)],
         prop::bool::weighted(0.3),
         prop::bool::weighted(0.1),
     )
@@ -359,59 +359,84 @@ fn input() -> impl Strategy<Value = Input> {
         Just(ChildClose::Terminated),
         Just(ChildClose::Bogus),
     ];
-    // Weights out of about 200: what closes the run from outside is rare, so that most runs
+    // Weights out of about 800: what closes the run from outside is rare, so that most runs
     // live long enough to get somewhere.
     prop_oneof![
-        20 => (prop::bool::weighted(0.1), 0u8..2)
+        80 => (prop::bool::weighted(0.1), 0u8..2)
             .prop_map(|(stale, poll)| Input::StartWorkflowTask { stale, poll }),
-        14 => (completion(), prop::bool::weighted(0.1))
+        56 => (completion(), prop::bool::weighted(0.1))
             .prop_map(|(completed, stale_token)| Input::CompleteWorkflowTask { completed, stale_token }),
-        20 => completion().prop_map(Input::WorkflowTaskRound),
-        3 => (0u8..3, prop::bool::weighted(0.2))
+        80 => completion().prop_map(Input::WorkflowTaskRound),
+        12 => (0u8..3, prop::bool::weighted(0.2))
             .prop_map(|(cause, stale_token)| Input::FailWorkflowTask { cause, stale_token }),
-        20 => (any::<Index>(), prop::bool::weighted(0.1))
+        80 => (any::<Index>(), prop::bool::weighted(0.1))
             .prop_map(|(pick, redeliver)| Input::FireTimerTask { pick, redeliver }),
-        3 => any::<bool>().prop_map(|started| Input::SpeculativeTimeout { started }),
-        16 => (target(), 0u8..2).prop_map(|(target, poll)| Input::ActivityStarted { target, poll }),
-        10 => (target(), prop::bool::weighted(0.1))
+        12 => any::<bool>().prop_map(|started| Input::SpeculativeTimeout { started }),
+        64 => (target(), 0u8..2).prop_map(|(target, poll)| Input::ActivityStarted { target, poll }),
+        40 => (target(), prop::bool::weighted(0.1))
             .prop_map(|(target, stale_attempt)| Input::ActivityCompleted { target, stale_attempt }),
-        10 => (target(), any::<bool>())
+        40 => (target(), any::<bool>())
             .prop_map(|(target, non_retryable)| Input::ActivityFailed { target, non_retryable }),
-        4 => target().prop_map(|target| Input::ActivityCanceled { target }),
-        4 => target().prop_map(|target| Input::ActivityHeartbeat { target }),
-        2 => (0u8..6).prop_map(|id| Input::ActivityCompletedById { id }),
-        8 => target().prop_map(|target| Input::ChildStarted { target }),
-        2 => target().prop_map(|target| Input::ChildStartFailed { target }),
-        8 => (target(), child_close).prop_map(|(target, close)| Input::ChildClosed { target, close }),
-        4 => (target(), any::<bool>()).prop_map(|(target, ok)| Input::ExternalSignalResult { target, ok }),
-        4 => (target(), any::<bool>()).prop_map(|(target, ok)| Input::ExternalCancelResult { target, ok }),
-        10 => (0u8..6, 0u8..3).prop_map(|(name, request)| Input::Signal { name, request }),
-        2 => (0u8..3).prop_map(|request| Input::RequestCancel { request }),
+        16 => target().prop_map(|target| Input::ActivityCanceled { target }),
+        16 => target().prop_map(|target| Input::ActivityHeartbeat { target }),
+        8 => (0u8..6).prop_map(|id| Input::ActivityCompletedById { id }),
+        32 => target().prop_map(|target| Input::ChildStarted { target }),
+        8 => target().prop_map(|target| Input::ChildStartFailed { target }),
+        32 => (target(), child_close).prop_map(|(target, close)| Input::ChildClosed { target, close }),
+        16 => (target(), any::<bool>()).prop_map(|(target, ok)| Input::ExternalSignalResult { target, ok }),
+        16 => (target(), any::<bool>()).prop_map(|(target, ok)| Input::ExternalCancelResult { target, ok }),
+        40 => (0u8..6, 0u8..3).prop_map(|(name, request)| Input::Signal { name, request }),
+        8 => (0u8..3).prop_map(|request| Input::RequestCancel { request }),
         1 => Just(Input::Terminate),
         1 => Just(Input::RunTimeout),
-        10 => (0u8..3, prop::bool::weighted(0.9)).prop_map(|(id, valid)| Input::AdmitUpdate { id, valid }),
-        2 => Just(Input::MoveToNormalQueue),
-        2 => Just(Input::ResetSticky),
-        4 => (0u64..120).prop_map(|secs| Input::Advance { secs }),
-        3 => Just(Input::Restart),
+        40 => (0u8..3, prop::bool::weighted(0.9)).prop_map(|(id, valid)| Input::AdmitUpdate { id, valid }),
+        8 => Just(Input::MoveToNormalQueue),
+        8 => Just(Input::ResetSticky),
+        16 => (0u64..120).prop_map(|secs| Input::Advance { secs }),
+        12 => Just(Input::Restart),
     ]
 }
 
-/// Optional small limits, so the limit paths run too.
+/// How the run starts: optional small limits (so the limit paths run too), and options
+/// that change what closing does or when the first workflow task comes.
 #[derive(Debug, Clone, Copy)]
 struct SmallLimits {
     pending: Option<usize>,
     history_events: Option<i64>,
+    start: StartKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StartKind {
+    Plain,
+    /// A run timeout (its timer task is queued).
+    RunTimeout,
+    /// A workflow retry policy: a failed or timed-out run is retried.
+    Retry,
+    /// A cron schedule: the first workflow task waits for the backoff timer, and closing
+    /// starts the next run.
+    Cron,
+    /// A start delay: the first workflow task waits for it.
+    Delay,
 }
 
 fn small_limits() -> impl Strategy<Value = SmallLimits> {
+    let start = prop_oneof![
+        6 => Just(StartKind::Plain),
+        1 => Just(StartKind::RunTimeout),
+        1 => Just(StartKind::Retry),
+        1 => Just(StartKind::Cron),
+        1 => Just(StartKind::Delay),
+    ];
     (
         prop::option::weighted(0.2, 1usize..4),
-        prop::option::weighted(0.2, 10i64..60),
+        prop::option::weighted(0.05, 20i64..100),
+        start,
     )
-        .prop_map(|(pending, history_events)| SmallLimits {
+        .prop_map(|(pending, history_events, start)| SmallLimits {
             pending,
             history_events,
+            start,
         })
 }
 
@@ -462,7 +487,22 @@ fn ids<T>(v: &[(i64, T)]) -> Vec<i64> {
 
 impl World {
     fn new(limits: SmallLimits) -> Self {
-        let mut run = Run::new();
+        let mut req = Run::request();
+        match limits.start {
+            StartKind::Plain => {}
+            StartKind::RunTimeout => req.workflow_run_timeout = dur(Duration::from_secs(60)),
+            StartKind::Retry => {
+                req.retry_policy = Some(RetryPolicy {
+                    maximum_attempts: 3,
+                    initial_interval: dur(Duration::from_secs(1)),
+                    ..Default::default()
+                });
+                req.workflow_run_timeout = dur(Duration::from_secs(60));
+            }
+            StartKind::Cron => req.cron_schedule = "* * * * *".into(),
+            StartKind::Delay => req.workflow_start_delay = dur(Duration::from_secs(30)),
+        }
+        let mut run = Run::from_request(&req);
         if let Some(n) = limits.pending {
             run.limits.max_pending_activities = n;
             run.limits.max_pending_timers = n;
@@ -482,18 +522,25 @@ impl World {
         }
     }
 
-    fn activity_ids(&self) -> (Vec<i64>, Vec<i64>) {
-        let pending: Vec<i64> = self.run.ms.activities.keys().copied().collect();
+    /// An activity's scheduled event id: `Pending` picks among the pending activities that
+    /// `filter` keeps (else any pending one), `Any` among all the history scheduled.
+    fn activity_where(&self, t: &Target, filter: impl Fn(&pb::ActivityInfo) -> bool) -> i64 {
+        let mut pending: Vec<i64> = (self.run.ms.activities.values())
+            .filter(|ai| filter(ai))
+            .map(|ai| ai.scheduled_event_id)
+            .collect();
+        if pending.is_empty() {
+            pending = self.run.ms.activities.keys().copied().collect();
+        }
         let all = ids(&initiated(&self.run.history, |a| match a {
             Attributes::ActivityTaskScheduledEventAttributes(a) => Some(a),
             _ => None,
         }));
-        (pending, all)
+        resolve(t, &pending, &all)
     }
 
     fn activity(&self, t: &Target) -> i64 {
-        let (pending, all) = self.activity_ids();
-        resolve(t, &pending, &all)
+        self.activity_where(t, |_| true)
     }
 
     fn child(&self, t: &Target) -> (i64, String) {
@@ -815,7 +862,7 @@ impl World {
                 })
             }
             Input::ActivityStarted { target, poll } => {
-                let scheduled = self.activity(target);
+                let scheduled = self.activity_where(target, |ai| ai.started_time.is_none());
                 let request_id = format!("apoll{poll}");
                 self.apply(|t| {
                     let ai = activity::record_started(t, scheduled, 0, &request_id, "w")?;
@@ -1074,8 +1121,9 @@ impl World {
         Ok(())
     }
 
+    /// The token of a worker reporting on an activity (a started one, mostly).
     fn activity_token(&self, target: &Target, stale_attempt: bool) -> pb::TaskToken {
-        let scheduled = self.activity(target);
+        let scheduled = self.activity_where(target, |ai| ai.started_time.is_some());
         let attempt = self
             .run
             .ms
@@ -1253,9 +1301,31 @@ fn tmp_stats() {
             } else {
                 e.1 += 1
             }
+            if let Err(er) = &r {
+                let k = format!(
+                    "ERR {} {}",
+                    format!("{input:?}").split([' ', '{', '(']).next().unwrap(),
+                    er.to_string().chars().take(50).collect::<String>()
+                );
+                oks.entry(k).or_default().0 += 1;
+            }
             w.check(input, &r);
         }
-        if w.closed.is_some() {
+        if let Some((_, st)) = &w.closed {
+            *oks.entry(format!(
+                "CLOSED {:?}",
+                st.execution_info.as_ref().unwrap().status
+            ))
+            .or_default() = (
+                oks.get(&format!(
+                    "CLOSED {:?}",
+                    st.execution_info.as_ref().unwrap().status
+                ))
+                .map(|x| x.0)
+                .unwrap_or(0)
+                    + 1,
+                0,
+            );
             closed += 1
         }
         lens += w.run.history.len();
@@ -1308,10 +1378,7 @@ fn round(commands: Vec<Cmd>) -> Input {
 #[test]
 fn a_timer_id_whose_fire_is_buffered_cannot_be_started_again() {
     let w = run_inputs(
-        SmallLimits {
-            pending: None,
-            history_events: None,
-        },
+        NO_LIMITS,
         &[
             round(vec![
                 Cmd::StartChild { id: 0 },
@@ -1363,6 +1430,7 @@ fn completed(commands: Vec<Cmd>, sticky: bool) -> Completed {
 const NO_LIMITS: SmallLimits = SmallLimits {
     pending: None,
     history_events: None,
+    start: StartKind::Plain,
 };
 
 /// Found by the property test: ResetStickyTaskQueue on a closed run cleared its sticky
@@ -1403,4 +1471,63 @@ fn a_task_moved_to_the_normal_queue_still_replays() {
     );
     let wt = w.run.stored.workflow_task.as_ref().expect("scheduled");
     assert_eq!(wt.task_queue.as_ref().map(|q| q.name.as_str()), Some("tq"));
+}
+
+/// Found by the property test: a cron run terminated while it waited out its first workflow
+/// task's backoff; the backoff timer then fired and cleared the backoff on the closed run
+/// (its stored state changed after the close, and no event said so).
+#[test]
+fn the_backoff_timer_of_a_closed_run_changes_nothing() {
+    run_inputs(
+        SmallLimits {
+            start: StartKind::Cron,
+            ..NO_LIMITS
+        },
+        &[
+            Input::Terminate,
+            Input::FireTimerTask {
+                pick: Index(0),
+                redeliver: false,
+            },
+        ],
+    );
+}
+
+/// Found by the property test: an update admitted while the run waited out its first
+/// workflow task's backoff got a speculative task; the backoff timer then found a task
+/// pending, cleared the backoff without an event and scheduled nothing (replay kept the
+/// backoff; a discarded speculative task would have left the run without a first task).
+/// As for a signal, the update now waits for the first workflow task, which delivers it.
+#[test]
+fn an_update_during_the_first_task_backoff_rides_on_the_first_task() {
+    let mut w = run_inputs(
+        SmallLimits {
+            start: StartKind::Delay,
+            ..NO_LIMITS
+        },
+        &[
+            Input::AdmitUpdate { id: 0, valid: true },
+            Input::FireTimerTask {
+                pick: Index(0),
+                redeliver: false,
+            },
+        ],
+    );
+    let wt = w.run.ms.workflow_task.clone().expect("the first task");
+    assert!(!wt.speculative);
+    let scheduled = wt.scheduled_event_id;
+    let (_, messages) = w
+        .apply(|t| {
+            update::record_workflow_task_started(
+                t,
+                StartRequest {
+                    poller: Default::default(),
+                    scheduled_event_id: scheduled,
+                    request_id: "poll",
+                    identity: "w",
+                },
+            )
+        })
+        .expect("starts");
+    assert_eq!(messages.len(), 1, "the update is delivered with it");
 }

@@ -45,11 +45,9 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// A run just started: its first workflow task is scheduled.
-    pub(crate) fn new() -> Self {
-        let limits = Limits::default();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let req = StartWorkflowExecutionRequest {
+    /// The start request of [`Self::new`].
+    pub(crate) fn request() -> StartWorkflowExecutionRequest {
+        StartWorkflowExecutionRequest {
             workflow_id: "wf".into(),
             workflow_type: Some(WorkflowType { name: "W".into() }),
             task_queue: Some(TaskQueue {
@@ -58,7 +56,18 @@ impl Run {
             }),
             request_id: "r".into(),
             ..Default::default()
-        };
+        }
+    }
+
+    /// A run just started: its first workflow task is scheduled.
+    pub(crate) fn new() -> Self {
+        Self::from_request(&Self::request())
+    }
+
+    /// A run started by `req`; `last_out` is what its start wrote.
+    pub(crate) fn from_request(req: &StartWorkflowExecutionRequest) -> Self {
+        let limits = Limits::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let (ms, out) = new_execution(
             NewRun {
                 namespace_id: "ns",
@@ -67,19 +76,19 @@ impl Run {
                 now,
                 origin: Default::default(),
             },
-            &req,
+            req,
             &limits,
         );
         Self {
             stored: ms.clone(),
             ms,
             updates: Registry::default(),
-            history: out.events,
+            history: out.events.clone(),
             notices: Vec::new(),
             now,
             limits,
             last_write: "store",
-            last_out: Default::default(),
+            last_out: out,
         }
     }
 
