@@ -32,7 +32,7 @@ use temper_proto::temporal::api::common::v1::{
     ActivityType, Memo, Payload, RetryPolicy, SearchAttributes, WorkflowExecution, WorkflowType,
 };
 use temper_proto::temporal::api::enums::v1::{
-    StartChildWorkflowExecutionFailedCause, TimeoutType, WorkflowTaskFailedCause,
+    EventType, StartChildWorkflowExecutionFailedCause, TimeoutType, WorkflowTaskFailedCause,
 };
 use temper_proto::temporal::api::failure::v1::{
     ApplicationFailureInfo, Failure, failure::FailureInfo,
@@ -42,8 +42,11 @@ use temper_proto::temporal::api::protocol::v1::Message;
 use temper_proto::temporal::api::taskqueue::v1::{StickyExecutionAttributes, TaskQueue};
 
 use crate::activity::{self, ActivityRef};
+use crate::activity_ops;
 use crate::commands::complete_workflow_task;
 use crate::completion::Completion;
+use crate::rebuild::RebuildRun;
+use crate::reset::{Reset, reset};
 use crate::tests_rebuild::assert_replays;
 use crate::time::dur;
 use crate::update::{self, Registry};
@@ -291,6 +294,22 @@ enum Input {
     ActivityCompletedById {
         id: u8,
     },
+    /// An operator pauses, unpauses or resets activity `a<id>` (`a6`: all of them).
+    PauseActivity {
+        id: u8,
+        request: u8,
+    },
+    UnpauseActivity {
+        id: u8,
+        reset_attempts: bool,
+        reset_heartbeat: bool,
+    },
+    ResetActivity {
+        id: u8,
+        reset_heartbeat: bool,
+        keep_paused: bool,
+        jitter: bool,
+    },
     ChildStarted {
         target: Target,
     },
@@ -380,6 +399,15 @@ fn input() -> impl Strategy<Value = Input> {
         16 => target().prop_map(|target| Input::ActivityCanceled { target }),
         16 => target().prop_map(|target| Input::ActivityHeartbeat { target }),
         8 => (0u8..6).prop_map(|id| Input::ActivityCompletedById { id }),
+        8 => (0u8..7, 0u8..2).prop_map(|(id, request)| Input::PauseActivity { id, request }),
+        8 => (0u8..7, any::<bool>(), any::<bool>()).prop_map(|(id, reset_attempts, reset_heartbeat)| {
+            Input::UnpauseActivity { id, reset_attempts, reset_heartbeat }
+        }),
+        8 => (0u8..7, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(id, reset_heartbeat, keep_paused, jitter)| {
+                Input::ResetActivity { id, reset_heartbeat, keep_paused, jitter }
+            },
+        ),
         32 => target().prop_map(|target| Input::ChildStarted { target }),
         8 => target().prop_map(|target| Input::ChildStartFailed { target }),
         32 => (target(), child_close).prop_map(|(target, close)| Input::ChildClosed { target, close }),
@@ -927,6 +955,48 @@ impl World {
                     Ok(())
                 })
             }
+            Input::PauseActivity { id, request } => {
+                let id = format!("a{id}");
+                let request_id = format!("pause{request}");
+                self.apply(|t| {
+                    activity_ops::pause(t, op_target(&id), "operator", "why", &request_id)
+                })
+            }
+            Input::UnpauseActivity {
+                id,
+                reset_attempts,
+                reset_heartbeat,
+            } => {
+                let id = format!("a{id}");
+                self.apply(|t| {
+                    activity_ops::unpause(
+                        t,
+                        op_target(&id),
+                        *reset_attempts,
+                        *reset_heartbeat,
+                        Duration::ZERO,
+                    )
+                })
+            }
+            Input::ResetActivity {
+                id,
+                reset_heartbeat,
+                keep_paused,
+                jitter,
+            } => {
+                let id = format!("a{id}");
+                let r = activity_ops::Reset {
+                    reset_heartbeat: *reset_heartbeat,
+                    keep_paused: *keep_paused,
+                    restore_original_options: false,
+                    jitter: if *jitter {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::ZERO
+                    },
+                };
+                self.apply(|t| activity_ops::reset(t, op_target(&id), r))
+            }
             Input::ChildStarted { target } => {
                 let (initiated, wf) = self.child(target);
                 self.apply(|t| child::on_started(t, initiated, "ns", &format!("{wf}-run"), None))
@@ -1205,6 +1275,60 @@ impl World {
     /// (a workflow task is in flight; they are checked once it ends).
     fn check_end(&self) {
         assert_replays(&self.run.stored, &self.run.history);
+        self.check_resets();
+    }
+
+    /// Resetting the run (terminated first if it runs, as ResetWorkflowExecution does) to
+    /// any event id: refused with an error, or a new run whose history starts at event 1 and
+    /// replays to its state.
+    fn check_resets(&self) {
+        let mut history = self.run.history.clone();
+        if !close::is_closed(&self.run.stored) {
+            let mut run = Run {
+                ms: self.run.ms.clone(),
+                updates: self.run.updates.clone(),
+                stored: self.run.stored.clone(),
+                history: self.run.history.clone(),
+                notices: Vec::new(),
+                now: self.run.now,
+                limits: self.run.limits.clone(),
+                last_write: "nothing",
+                last_out: Default::default(),
+            };
+            run.apply(|t| close::terminate(t, "reset", None, "resetter"))
+                .expect("a running run can be terminated");
+            history = run.history;
+        }
+        let n = history.len() as i64;
+        for finish in 0..=n + 1 {
+            let args = Reset {
+                run: RebuildRun {
+                    namespace_id: "ns",
+                    namespace: "",
+                    workflow_id: "wf",
+                    run_id: "reset-run",
+                    request_id: "reset",
+                },
+                base_run_id: "run",
+                reason: "reset",
+                workflow_task_finish_event_id: finish,
+                reapply_signals: true,
+                base_tail: &[],
+                now: self.run.now,
+            };
+            if let Ok(new) = reset(&history, &[], args, &self.run.limits) {
+                check_reset_run(&new, args.run);
+            }
+        }
+    }
+}
+
+/// The activities an operator's request names: `a6` stands for all of them.
+fn op_target(id: &str) -> activity_ops::Target<'_> {
+    if id == "a6" {
+        activity_ops::Target::All
+    } else {
+        activity_ops::Target::Id(id)
     }
 }
 
@@ -1229,6 +1353,41 @@ fn check_new_run(new: &crate::NewRunState) {
     }
     assert_eq!(new.ms.next_event_id, new.mutation.events.len() as i64 + 1);
     assert_replays(&new.ms, &new.mutation.events);
+}
+
+/// [`check_new_run`] for a reset's new run. It starts now: its start time, deadlines and
+/// the clocks of its pending timers and activities restart from the reset (as in Temporal,
+/// `reset::restart_clocks`), which its copied events do not say; those are taken from the
+/// replay before comparing.
+fn check_reset_run(new: &crate::NewRunState, run: RebuildRun<'_>) {
+    for (i, e) in new.mutation.events.iter().enumerate() {
+        assert_eq!(e.event_id, i as i64 + 1, "the new run's event ids");
+    }
+    assert_eq!(new.ms.next_event_id, new.mutation.events.len() as i64 + 1);
+    let rebuilt = crate::rebuild::rebuild(&new.mutation.events, run).expect("rebuild");
+    let mut live = new.ms.clone();
+    if let (Some(l), Some(r)) = (
+        live.execution_info.as_mut(),
+        rebuilt.execution_info.as_ref(),
+    ) {
+        l.start_time = r.start_time;
+        l.execution_time = r.execution_time;
+        l.execution_expiration_time = r.execution_expiration_time;
+        l.run_expiration_time = r.run_expiration_time;
+    }
+    for (id, ai) in live.activities.iter_mut() {
+        if let Some(r) = rebuilt.activities.get(id) {
+            ai.scheduled_time = r.scheduled_time;
+            ai.first_scheduled_time = r.first_scheduled_time;
+            ai.expiration_time = r.expiration_time;
+        }
+    }
+    for (id, t) in live.timers.iter_mut() {
+        if let Some(r) = rebuilt.timers.get(id) {
+            t.expiry_time = r.expiry_time;
+        }
+    }
+    assert_replays(&live, &new.mutation.events);
 }
 
 fn config() -> ProptestConfig {
@@ -1268,7 +1427,7 @@ proptest! {
     #[test]
     fn arbitrary_inputs_keep_the_history_and_state_consistent(
         limits in small_limits(),
-        inputs in prop::collection::vec(input(), 1..80),
+        inputs in prop::collection::vec(input(), 1..200),
     ) {
         run_inputs(limits, &inputs);
     }
@@ -1530,4 +1689,90 @@ fn an_update_during_the_first_task_backoff_rides_on_the_first_task() {
         })
         .expect("starts");
     assert_eq!(messages.len(), 1, "the update is delivered with it");
+}
+
+/// Found by the property test (resetting every run it drives): a reset to a point between
+/// an activity's ActivityTaskStarted and its end left the activity in flight in the new run,
+/// waiting for a worker that reports to the old run, and its history said it had started.
+/// As in Temporal, the reset now fails such an activity (ActivityTaskFailed, non-retryable,
+/// with the reset's reason) right after failing the workflow task.
+#[test]
+fn a_reset_fails_the_activities_in_flight_at_its_point() {
+    let w = run_inputs(
+        NO_LIMITS,
+        &[
+            round(vec![Cmd::ScheduleActivity {
+                id: 0,
+                timeouts: 1,
+                max_attempts: 0,
+            }]),
+            Input::ActivityStarted {
+                target: Target::Pending(Index(0)),
+                poll: 0,
+            },
+            Input::Signal {
+                name: 0,
+                request: 0,
+            },
+            Input::ActivityCompleted {
+                target: Target::Pending(Index(0)),
+                stale_attempt: false,
+            },
+        ],
+    );
+    let types: Vec<EventType> = w
+        .run
+        .history
+        .iter()
+        .map(|e| EventType::try_from(e.event_type).expect("known"))
+        .collect();
+    assert_eq!(
+        types[4..],
+        [
+            EventType::ActivityTaskScheduled,
+            EventType::WorkflowExecutionSignaled,
+            EventType::WorkflowTaskScheduled,
+            EventType::ActivityTaskStarted,
+            EventType::ActivityTaskCompleted,
+        ]
+    );
+    let run = RebuildRun {
+        namespace_id: "ns",
+        namespace: "",
+        workflow_id: "wf",
+        run_id: "reset-run",
+        request_id: "reset",
+    };
+    let new = reset(
+        &w.run.history,
+        &[],
+        Reset {
+            run,
+            base_run_id: "run",
+            reason: "try again",
+            // Between the activity's started (8) and completed (9) events.
+            workflow_task_finish_event_id: 9,
+            reapply_signals: true,
+            base_tail: &[],
+            now: w.run.now,
+        },
+        &w.run.limits,
+    )
+    .expect("reset");
+    assert!(new.ms.activities.is_empty(), "no activity left in flight");
+    let failed = new
+        .mutation
+        .events
+        .iter()
+        .find_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskFailedEventAttributes(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .expect("the activity is failed");
+    assert_eq!((failed.scheduled_event_id, failed.started_event_id), (5, 8));
+    assert_eq!(
+        failed.retry_state,
+        temper_proto::temporal::api::enums::v1::RetryState::NonRetryableFailure as i32
+    );
+    check_reset_run(&new, run);
 }

@@ -151,6 +151,11 @@ fn normalised(mut ms: pb::MutableState) -> pb::MutableState {
         ai.retry_time = None;
         ai.last_failure = None;
         ai.scheduled_time = ai.first_scheduled_time;
+        // An operator's pause and reset write no event (as in Temporal).
+        ai.paused = false;
+        ai.pause_info = None;
+        ai.activity_reset = false;
+        ai.reset_heartbeats = false;
     }
     ms
 }
