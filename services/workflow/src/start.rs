@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use prost::Message;
 use temper_proto::temporal::api::common::v1::{Payloads, WorkflowExecution};
 use temper_proto::temporal::api::enums::v1::{
     ContinueAsNewInitiator, TaskQueueKind, WorkflowExecutionStatus,
@@ -248,10 +249,16 @@ pub fn start_first_task_eagerly(
     out.transfer.extend(more.transfer);
     out.timers.extend(more.timers);
     out.visibility.extend(more.visibility);
-    if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
-        out.events.first_mut().and_then(|e| e.attributes.as_mut())
-    {
-        a.eager_execution_accepted = true;
+    if let Some(started) = out.events.first_mut() {
+        let before = started.encoded_len() as i64;
+        if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
+            started.attributes.as_mut()
+        {
+            a.eager_execution_accepted = true;
+        }
+        // The history size counted the event before the flag was set.
+        let grown = started.encoded_len() as i64 - before;
+        crate::state::info_mut(ms).history_size_bytes += grown;
     }
     true
 }
