@@ -448,6 +448,10 @@ enum StartKind {
     Delay,
     /// Eager start: the starter's worker starts the first workflow task in the start.
     Eager,
+    /// A child of another workflow.
+    Child,
+    /// SignalWithStart: the signal is in the start.
+    SignalWithStart,
 }
 
 fn small_limits() -> impl Strategy<Value = SmallLimits> {
@@ -458,6 +462,8 @@ fn small_limits() -> impl Strategy<Value = SmallLimits> {
         1 => Just(StartKind::Cron),
         1 => Just(StartKind::Delay),
         1 => Just(StartKind::Eager),
+        1 => Just(StartKind::Child),
+        1 => Just(StartKind::SignalWithStart),
     ];
     (
         prop::option::weighted(0.2, 1usize..4),
@@ -532,9 +538,33 @@ impl World {
             }
             StartKind::Cron => req.cron_schedule = "* * * * *".into(),
             StartKind::Delay => req.workflow_start_delay = dur(Duration::from_secs(30)),
-            StartKind::Eager => {}
+            StartKind::Eager | StartKind::Child | StartKind::SignalWithStart => {}
         }
-        let mut run = Run::from_request(&req);
+        let mut origin = crate::start::Origin::default();
+        if let StartKind::Child = limits.start {
+            origin.parent = Some(pb::ParentInfo {
+                namespace_id: "ns".into(),
+                namespace: "default".into(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: "parent".into(),
+                    run_id: "parent-run".into(),
+                }),
+                initiated_event_id: 5,
+            });
+            origin.root = Some(WorkflowExecution {
+                workflow_id: "parent".into(),
+                run_id: "parent-run".into(),
+            });
+        }
+        let signal = matches!(limits.start, StartKind::SignalWithStart).then(|| signal::Signal {
+            name: "s0",
+            input: None,
+            identity: "client",
+            header: None,
+            request_id: "r1",
+            external_execution: None,
+        });
+        let mut run = Run::from_start(&req, origin, signal);
         let mut last_token = None;
         if let StartKind::Eager = limits.start {
             let (mut ms, mut out) = (run.ms.clone(), run.last_out.clone());
@@ -1458,93 +1488,6 @@ proptest! {
         inputs in prop::collection::vec(input(), 1..100),
     ) {
         run_inputs(limits, &inputs);
-    }
-}
-
-#[test]
-fn tmp_stats() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-    use std::collections::BTreeMap;
-    let mut runner = TestRunner::deterministic();
-    let strat = (small_limits(), prop::collection::vec(input(), 1..80));
-    let mut types: BTreeMap<String, usize> = BTreeMap::new();
-    let mut oks: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut closed = 0;
-    let mut lens = 0;
-    for _ in 0..256 {
-        let (limits, inputs) = strat.new_tree(&mut runner).unwrap().current();
-        let mut w = World::new(limits);
-        for input in &inputs {
-            let r = w.step(input);
-            let name = format!("{input:?}")
-                .split([' ', '{', '('])
-                .next()
-                .unwrap()
-                .to_string();
-            let e = oks.entry(name).or_default();
-            if r.is_ok() {
-                e.0 += 1
-            } else {
-                e.1 += 1
-            }
-            if let Err(er) = &r {
-                let k = format!(
-                    "ERR {} {}",
-                    format!("{input:?}").split([' ', '{', '(']).next().unwrap(),
-                    er.to_string().chars().take(50).collect::<String>()
-                );
-                oks.entry(k).or_default().0 += 1;
-            }
-            w.check(input, &r);
-        }
-        if let Some((_, st)) = &w.closed {
-            *oks.entry(format!(
-                "CLOSED {:?}",
-                st.execution_info.as_ref().unwrap().status
-            ))
-            .or_default() = (
-                oks.get(&format!(
-                    "CLOSED {:?}",
-                    st.execution_info.as_ref().unwrap().status
-                ))
-                .map(|x| x.0)
-                .unwrap_or(0)
-                    + 1,
-                0,
-            );
-            closed += 1
-        }
-        lens += w.run.history.len();
-        for e in &w.run.history {
-            if let Some(Attributes::WorkflowTaskFailedEventAttributes(a)) = &e.attributes {
-                let m = a
-                    .failure
-                    .as_ref()
-                    .map(|f| f.message.clone())
-                    .unwrap_or_default();
-                let m: String = m.chars().take(60).collect();
-                *oks.entry(format!("FAILED {} {m}", a.cause)).or_default() = (
-                    oks.get(&format!("FAILED {} {m}", a.cause))
-                        .map(|x| x.0)
-                        .unwrap_or(0)
-                        + 1,
-                    0,
-                );
-            }
-        }
-        for e in &w.run.history {
-            let t =
-                temper_proto::temporal::api::enums::v1::EventType::try_from(e.event_type).unwrap();
-            *types.entry(t.as_str_name().to_string()).or_default() += 1;
-        }
-    }
-    println!("closed {closed}/256, mean history {}", lens / 256);
-    for (k, v) in types {
-        println!("{v:6} {k}");
-    }
-    for (k, v) in oks {
-        println!("{k}: ok {} err {}", v.0, v.1);
     }
 }
 

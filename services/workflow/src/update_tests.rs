@@ -20,7 +20,7 @@ use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequ
 
 use crate::commands::complete_workflow_task;
 use crate::completion::{Completion, Outcome};
-use crate::start::{NewRun, new_execution};
+use crate::start::NewRun;
 use crate::time::dur;
 use crate::transaction::{self, Write};
 use crate::update::{self, Abort, Admission, Notice, Registry, Status};
@@ -66,17 +66,28 @@ impl Run {
 
     /// A run started by `req`; `last_out` is what its start wrote.
     pub(crate) fn from_request(req: &StartWorkflowExecutionRequest) -> Self {
+        Self::from_start(req, Default::default(), None)
+    }
+
+    /// A run started by `req` from `origin` (a parent, ...), with `signal` for
+    /// SignalWithStart.
+    pub(crate) fn from_start(
+        req: &StartWorkflowExecutionRequest,
+        origin: crate::start::Origin,
+        signal: Option<signal::Signal<'_>>,
+    ) -> Self {
         let limits = Limits::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let (ms, out) = new_execution(
+        let (ms, out) = crate::start::new_execution_with_signal(
             NewRun {
                 namespace_id: "ns",
                 run_id: "run",
                 request_id: "r",
                 now,
-                origin: Default::default(),
+                origin,
             },
             req,
+            signal,
             &limits,
         );
         Self {
