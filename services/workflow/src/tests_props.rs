@@ -329,6 +329,9 @@ enum Input {
     },
     /// The cached state is dropped and read again from the store.
     Restart,
+    /// The run that continues a closed one (continue-as-new, retry, cron) is driven from
+    /// here on.
+    FollowNextRun,
 }
 
 fn completion() -> impl Strategy<Value = Completed> {
@@ -403,6 +406,7 @@ fn input() -> impl Strategy<Value = Input> {
         8 => Just(Input::ResetSticky),
         16 => (0u64..120).prop_map(|secs| Input::Advance { secs }),
         12 => Just(Input::Restart),
+        40 => Just(Input::FollowNextRun),
     ]
 }
 

@@ -39,6 +39,8 @@ pub(super) struct World {
     pub(super) last_token: Option<pb::TaskToken>,
     /// The history length and stored state when the run was first seen closed.
     pub(super) closed: Option<(usize, pb::MutableState)>,
+    /// The run that continues this one (continue-as-new, retry, cron), once it closed so.
+    pub(super) next: Option<crate::NewRunState>,
 }
 
 /// Ids of the events of one kind in the history, and the attributes.
@@ -144,7 +146,29 @@ impl World {
             timers,
             last_token,
             closed: None,
+            next: None,
         }
+    }
+
+    /// Go on with the run that continues this one, as its history service would: its first
+    /// state and events, its timer tasks; nothing in memory.
+    fn follow(&mut self, new: crate::NewRunState) {
+        let now = self.run.now;
+        let limits = self.run.limits.clone();
+        self.run = Run {
+            ms: new.ms.clone(),
+            updates: Registry::default(),
+            stored: new.ms,
+            history: new.mutation.events.clone(),
+            notices: Vec::new(),
+            now,
+            limits,
+            last_write: "store",
+            last_out: Default::default(),
+        };
+        self.timers = new.mutation.timers;
+        self.last_token = None;
+        self.closed = None;
     }
 
     /// An activity's scheduled event id: `Pending` picks among the pending activities that
@@ -193,6 +217,7 @@ impl World {
             self.timers.extend(self.run.last_out.timers.iter().cloned());
             if let Some(new) = &self.run.last_out.new_run {
                 check_new_run(new);
+                self.next = Some((**new).clone());
             }
         }
         Ok(r)
@@ -584,6 +609,12 @@ impl World {
             Input::ResetSticky => self.apply(workflow_task::reset_sticky),
             Input::Advance { secs } => {
                 self.run.now += Duration::from_secs(*secs);
+                Ok(())
+            }
+            Input::FollowNextRun => {
+                if let Some(new) = self.next.take() {
+                    self.follow(new);
+                }
                 Ok(())
             }
             Input::Restart => {
