@@ -36,6 +36,8 @@ mod tests;
 #[cfg(test)]
 mod tests_presence;
 #[cfg(test)]
+mod tests_props;
+#[cfg(test)]
 mod tests_rebuild;
 #[cfg(test)]
 mod tests_relations;

@@ -7,19 +7,20 @@
 use std::time::SystemTime;
 
 use temper_proto::temporal::api::enums::v1::{
-    ResetReapplyExcludeType, ResetReapplyType, WorkflowTaskFailedCause,
+    ResetReapplyExcludeType, ResetReapplyType, RetryState, WorkflowTaskFailedCause,
 };
 use temper_proto::temporal::api::failure::v1::{
     Failure, ResetWorkflowFailureInfo, failure::FailureInfo,
 };
 use temper_proto::temporal::api::history::v1::{
-    HistoryEvent, WorkflowExecutionSignaledEventAttributes, WorkflowTaskFailedEventAttributes,
-    WorkflowTaskStartedEventAttributes, history_event::Attributes,
+    ActivityTaskFailedEventAttributes, HistoryEvent, WorkflowExecutionSignaledEventAttributes,
+    WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
+    history_event::Attributes,
 };
 
 use crate::rebuild::{RebuildRun, rebuild, resume, write_event};
 use crate::time::{from_dur, ts};
-use crate::{Limits, NewRunState, Txn, WorkflowError, pb, workflow_task};
+use crate::{Limits, NewRunState, Txn, WorkflowError, activity, pb, workflow_task};
 
 /// Who the server says failed the workflow task at the reset point (Temporal's name).
 pub const IDENTITY_HISTORY_SERVICE: &str = "history-service";
@@ -85,8 +86,9 @@ pub fn reset(
     }
     restart_clocks(&mut ms, r.now);
     let mut txn = Txn::new(&mut ms, r.now, limits);
-    resume(&mut txn);
     fail_workflow_task(&mut txn, &r);
+    fail_in_flight_activities(&mut txn, prefix, r.reason);
+    resume(&mut txn);
     for ev in after.iter().chain(r.base_tail) {
         reapply(&mut txn, ev, r.reapply_signals, true);
     }
@@ -176,6 +178,48 @@ fn fail_workflow_task(txn: &mut Txn<'_>, r: &Reset<'_>) {
         },
         workflow_task::apply_failed,
     );
+}
+
+/// Fail the activities in flight at the reset point (their ActivityTaskStarted is in the
+/// prefix, their end is not), as Temporal does: their worker reports to the old run, so the
+/// new run would wait for a result that never comes, and its history would say they started
+/// while its state, rebuilt from that history, could not tell the attempt is gone.
+fn fail_in_flight_activities(txn: &mut Txn<'_>, prefix: &[HistoryEvent], reason: &str) {
+    let in_flight: Vec<(i64, i64)> = prefix
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskStartedEventAttributes(a))
+                if txn.ms.activities.contains_key(&a.scheduled_event_id) =>
+            {
+                Some((a.scheduled_event_id, e.event_id))
+            }
+            _ => None,
+        })
+        .collect();
+    for (scheduled_event_id, started_event_id) in in_flight {
+        let Some(ai) = txn.ms.activities.get(&scheduled_event_id).cloned() else {
+            continue;
+        };
+        txn.write_applied(
+            ActivityTaskFailedEventAttributes {
+                failure: Some(Failure {
+                    message: reason.to_string(),
+                    failure_info: Some(FailureInfo::ResetWorkflowFailureInfo(
+                        ResetWorkflowFailureInfo {
+                            last_heartbeat_details: ai.heartbeat_details.clone(),
+                        },
+                    )),
+                    ..Default::default()
+                }),
+                scheduled_event_id,
+                started_event_id,
+                identity: ai.started_identity.clone(),
+                retry_state: RetryState::NonRetryableFailure as i32,
+                ..Default::default()
+            },
+            activity::apply_failed,
+        );
+    }
 }
 
 /// Apply an event of an old run again: a signal (if asked), and, for the base run's own

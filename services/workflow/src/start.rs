@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use prost::Message;
 use temper_proto::temporal::api::common::v1::{Payloads, WorkflowExecution};
 use temper_proto::temporal::api::enums::v1::{
     ContinueAsNewInitiator, TaskQueueKind, WorkflowExecutionStatus,
@@ -248,10 +249,16 @@ pub fn start_first_task_eagerly(
     out.transfer.extend(more.transfer);
     out.timers.extend(more.timers);
     out.visibility.extend(more.visibility);
-    if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
-        out.events.first_mut().and_then(|e| e.attributes.as_mut())
-    {
-        a.eager_execution_accepted = true;
+    if let Some(started) = out.events.first_mut() {
+        let before = started.encoded_len() as i64;
+        if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
+            started.attributes.as_mut()
+        {
+            a.eager_execution_accepted = true;
+        }
+        // The history size counted the event before the flag was set.
+        let grown = started.encoded_len() as i64 - before;
+        crate::state::info_mut(ms).history_size_bytes += grown;
     }
     true
 }
@@ -520,13 +527,18 @@ pub(crate) fn apply_started(
     }
 }
 
-/// The backoff timer of a run's first workflow task fired.
+/// The backoff timer of a run's first workflow task fired: schedule that task. Its
+/// WorkflowTaskScheduled event ends the backoff ([`workflow_task::apply_scheduled`]), so the
+/// state changes only with an event that replay applies the same way; a closed run is left
+/// as it closed.
 pub fn on_backoff_timer(txn: &mut Txn<'_>) {
-    if txn.info().first_workflow_task_backoff_until.is_none() {
+    if !txn.is_running()
+        || txn.info().first_workflow_task_backoff_until.is_none()
+        || txn.has_pending_workflow_task()
+    {
         return;
     }
-    txn.info_mut().first_workflow_task_backoff_until = None;
-    workflow_task::schedule_if_needed(txn);
+    workflow_task::schedule(txn, 1);
 }
 
 #[cfg(test)]

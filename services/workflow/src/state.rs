@@ -353,6 +353,13 @@ impl<'a> Txn<'a> {
         !self.ms.buffered_events.is_empty()
     }
 
+    /// Timer `timer_id` fired while the workflow task runs: its TimerFired is buffered.
+    pub(crate) fn has_buffered_timer_fired(&self, timer_id: &str) -> bool {
+        self.ms.buffered_events.iter().any(|ev| {
+            matches!(&ev.attributes, Some(Attributes::TimerFiredEventAttributes(a)) if a.timer_id == timer_id)
+        })
+    }
+
     /// Remove a buffered TimerFired event for `timer_id` (a timer canceled by the workflow
     /// after it fired during the workflow task); returns the timer's started event id.
     pub fn take_buffered_timer_fired(&mut self, timer_id: &str) -> Option<i64> {

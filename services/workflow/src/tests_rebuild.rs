@@ -19,7 +19,7 @@ use temper_proto::temporal::api::common::v1::{
     ActivityType, Memo, Payload, Payloads, SearchAttributes, WorkflowExecution, WorkflowType,
 };
 use temper_proto::temporal::api::enums::v1::{
-    EventType as E, ResetReapplyExcludeType, ResetReapplyType, TimeoutType,
+    EventType as E, ResetReapplyExcludeType, ResetReapplyType, TaskQueueKind, TimeoutType,
     WorkflowExecutionStatus, WorkflowTaskFailedCause,
 };
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
@@ -151,6 +151,11 @@ fn normalised(mut ms: pb::MutableState) -> pb::MutableState {
         ai.retry_time = None;
         ai.last_failure = None;
         ai.scheduled_time = ai.first_scheduled_time;
+        // An operator's pause and reset write no event (as in Temporal).
+        ai.paused = false;
+        ai.pause_info = None;
+        ai.activity_reset = false;
+        ai.reset_heartbeats = false;
     }
     ms
 }
@@ -187,6 +192,17 @@ pub(crate) fn assert_replays(live: &pb::MutableState, history: &[HistoryEvent]) 
         // Known gap: a continued run keeps its chain's root, which its started event does
         // not name unless it is a child (as from the Temporal server).
         i.root_execution = info.root_execution.clone();
+    }
+    if let (Some(r), Some(l)) = (rebuilt.workflow_task.as_mut(), live.workflow_task.as_ref())
+        && let (Some(rq), Some(lq)) = (r.task_queue.as_ref(), l.task_queue.as_ref())
+        && rq.kind == TaskQueueKind::Sticky as i32
+        && lq.kind != TaskQueueKind::Sticky as i32
+        && rq.normal_name == lq.name
+    {
+        // A task scheduled on the sticky queue whose worker was gone moved to the normal
+        // queue without an event (workflow_task::move_to_normal_queue, as in Temporal): the
+        // history still names the sticky queue.
+        r.task_queue = l.task_queue.clone();
     }
     assert_eq!(
         rebuilt,

@@ -44,7 +44,11 @@ pub fn start(
         ))
     })?;
     let d = from_dur(&start_to_fire_timeout);
-    if txn.ms.timers.contains_key(&a.timer_id) {
+    // A timer whose TimerFired is buffered (it fired while this workflow task ran) is still
+    // running as far as the workflow knows, as CancelTimer treats it: starting its id again
+    // is a duplicate. Else the buffered TimerFired, written after the new TimerStarted,
+    // would end the new timer on replay while the live state keeps it.
+    if txn.ms.timers.contains_key(&a.timer_id) || txn.has_buffered_timer_fired(&a.timer_id) {
         return Err(BadCommand::new(
             WorkflowTaskFailedCause::StartTimerDuplicateId,
             &format!("Timer with id {} is already started.", a.timer_id),

@@ -273,8 +273,11 @@ pub fn admit(
         sent: false,
     });
     // A scheduled task delivers the update when it starts; a started one is followed by a
-    // new task when it completes.
-    if txn.has_pending_workflow_task() {
+    // new task when it completes. A run waiting out its first workflow task's backoff (cron,
+    // retry, start delay) gets no task before it ends, as for a signal: the first task
+    // delivers the update.
+    let in_backoff = txn.info().first_workflow_task_backoff_until.is_some();
+    if txn.has_pending_workflow_task() || in_backoff {
         return Ok(Admission::New { speculative: false });
     }
     speculative::schedule(txn);

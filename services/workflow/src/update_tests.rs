@@ -20,7 +20,7 @@ use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequ
 
 use crate::commands::complete_workflow_task;
 use crate::completion::{Completion, Outcome};
-use crate::start::{NewRun, new_execution};
+use crate::start::NewRun;
 use crate::time::dur;
 use crate::transaction::{self, Write};
 use crate::update::{self, Abort, Admission, Notice, Registry, Status};
@@ -31,26 +31,23 @@ use EventType as E;
 
 /// A run as the history service holds it: the cached state and registry, what the store has
 /// (state and history), and the notices handed to waiting callers.
-struct Run {
-    ms: pb::MutableState,
-    updates: Registry,
-    stored: pb::MutableState,
-    history: Vec<HistoryEvent>,
-    notices: Vec<Notice>,
-    now: SystemTime,
-    limits: Limits,
+pub(crate) struct Run {
+    pub(crate) ms: pb::MutableState,
+    pub(crate) updates: Registry,
+    pub(crate) stored: pb::MutableState,
+    pub(crate) history: Vec<HistoryEvent>,
+    pub(crate) notices: Vec<Notice>,
+    pub(crate) now: SystemTime,
+    pub(crate) limits: Limits,
     /// What the last transaction wrote: "nothing", "memory" or "store".
-    last_write: &'static str,
-    last_out: crate::Mutation,
+    pub(crate) last_write: &'static str,
+    pub(crate) last_out: crate::Mutation,
 }
 
 impl Run {
-    /// A run whose first workflow task completed with a timer (so the history ends with a
-    /// command event, as it often does).
-    fn start() -> Self {
-        let limits = Limits::default();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let req = StartWorkflowExecutionRequest {
+    /// The start request of [`Self::new`].
+    pub(crate) fn request() -> StartWorkflowExecutionRequest {
+        StartWorkflowExecutionRequest {
             workflow_id: "wf".into(),
             workflow_type: Some(WorkflowType { name: "W".into() }),
             task_queue: Some(TaskQueue {
@@ -59,36 +56,64 @@ impl Run {
             }),
             request_id: "r".into(),
             ..Default::default()
-        };
-        let (ms, out) = new_execution(
+        }
+    }
+
+    /// A run just started: its first workflow task is scheduled.
+    pub(crate) fn new() -> Self {
+        Self::from_request(&Self::request())
+    }
+
+    /// A run started by `req`; `last_out` is what its start wrote.
+    pub(crate) fn from_request(req: &StartWorkflowExecutionRequest) -> Self {
+        Self::from_start(req, Default::default(), None)
+    }
+
+    /// A run started by `req` from `origin` (a parent, ...), with `signal` for
+    /// SignalWithStart.
+    pub(crate) fn from_start(
+        req: &StartWorkflowExecutionRequest,
+        origin: crate::start::Origin,
+        signal: Option<signal::Signal<'_>>,
+    ) -> Self {
+        let limits = Limits::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let (ms, out) = crate::start::new_execution_with_signal(
             NewRun {
                 namespace_id: "ns",
                 run_id: "run",
                 request_id: "r",
                 now,
-                origin: Default::default(),
+                origin,
             },
-            &req,
+            req,
+            signal,
             &limits,
         );
-        let mut run = Self {
+        Self {
             stored: ms.clone(),
             ms,
             updates: Registry::default(),
-            history: out.events,
+            history: out.events.clone(),
             notices: Vec::new(),
             now,
             limits,
             last_write: "store",
-            last_out: Default::default(),
-        };
+            last_out: out,
+        }
+    }
+
+    /// A run whose first workflow task completed with a timer (so the history ends with a
+    /// command event, as it often does).
+    fn start() -> Self {
+        let mut run = Self::new();
         run.start_wt();
         run.complete(vec![start_timer()], &[], false);
         assert_eq!(run.types(), first_task_types());
         run
     }
 
-    fn apply<R>(
+    pub(crate) fn apply<R>(
         &mut self,
         mut f: impl FnMut(&mut Txn<'_>) -> Result<R, WorkflowError>,
     ) -> Result<R, WorkflowError> {
@@ -120,7 +145,7 @@ impl Run {
     }
 
     /// The server restarts: only what was stored is left.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.ms = self.stored.clone();
         self.updates = Registry::default();
     }
@@ -221,7 +246,7 @@ fn first_task_types() -> Vec<EventType> {
     ]
 }
 
-fn request(id: &str) -> Request {
+pub(crate) fn request(id: &str) -> Request {
     Request {
         meta: Some(Meta {
             update_id: id.into(),
@@ -274,7 +299,7 @@ fn complete_workflow() -> Command {
     }
 }
 
-fn protocol(message_id: &str) -> Command {
+pub(crate) fn protocol(message_id: &str) -> Command {
     Command {
         attributes: Some(command::Attributes::ProtocolMessageCommandAttributes(
             ProtocolMessageCommandAttributes {
@@ -285,7 +310,7 @@ fn protocol(message_id: &str) -> Command {
     }
 }
 
-fn accept(id: &str) -> Message {
+pub(crate) fn accept(id: &str) -> Message {
     Message {
         id: format!("{id}/accept"),
         protocol_instance_id: id.into(),
@@ -298,7 +323,7 @@ fn accept(id: &str) -> Message {
     }
 }
 
-fn respond(id: &str, data: &[u8]) -> Message {
+pub(crate) fn respond(id: &str, data: &[u8]) -> Message {
     Message {
         id: format!("{id}/complete"),
         protocol_instance_id: id.into(),
@@ -315,7 +340,7 @@ fn respond(id: &str, data: &[u8]) -> Message {
     }
 }
 
-fn reject(id: &str) -> Message {
+pub(crate) fn reject(id: &str) -> Message {
     Message {
         id: format!("{id}/reject"),
         protocol_instance_id: id.into(),

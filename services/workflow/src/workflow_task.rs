@@ -391,6 +391,17 @@ pub fn move_to_normal_queue(
     Some(t)
 }
 
+/// ResetStickyTaskQueue: forget the worker that cached this workflow. A closed run is
+/// refused as Temporal refuses it (NotFound "workflow execution already completed"); its
+/// stored state does not change after the close.
+pub fn reset_sticky(txn: &mut Txn<'_>) -> Result<(), WorkflowError> {
+    if !txn.is_running() {
+        return Err(WorkflowError::AlreadyCompleted);
+    }
+    clear_sticky(txn);
+    Ok(())
+}
+
 /// Forget the worker that cached this workflow.
 pub fn clear_sticky(txn: &mut Txn<'_>) {
     let info = txn.info_mut();

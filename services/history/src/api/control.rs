@@ -170,10 +170,12 @@ pub(crate) async fn reset_sticky(
     ns: &NamespaceId,
     req: ResetStickyTaskQueueRequest,
 ) -> Result<(), HistoryError> {
-    transact_named_run(engine, ns, req.execution.as_ref(), |txn| {
-        workflow_task::clear_sticky(txn);
-        Ok(())
-    })
+    transact_named_run(
+        engine,
+        ns,
+        req.execution.as_ref(),
+        workflow_task::reset_sticky,
+    )
     .await
 }
 
