@@ -21,6 +21,8 @@ pub struct NamespaceMetrics {
     pub start_errors: u64,
     pub state_transitions: u64,
     pub end_to_end: Histo,
+    /// StartWorkflowExecution calls (answered or refused), as the starter timed them.
+    pub start_rpc: Histo,
     pub workflow_task_schedule_to_start: Histo,
     pub activity_task_schedule_to_start: Histo,
 }
@@ -67,6 +69,7 @@ impl Measured {
             t.start_errors += m.start_errors;
             t.state_transitions += m.state_transitions;
             t.end_to_end.merge(&m.end_to_end);
+            t.start_rpc.merge(&m.start_rpc);
             t.workflow_task_schedule_to_start
                 .merge(&m.workflow_task_schedule_to_start);
             t.activity_task_schedule_to_start
@@ -140,9 +143,12 @@ impl Metrics {
         f(&mut g)
     }
 
-    pub fn start_rpc(&self, measured: bool, latency: Duration) {
+    pub fn start_rpc(&self, g: Group<'_>, measured: bool, latency: Duration) {
         if measured {
-            self.with(|i| i.measured.start_rpc.record(latency));
+            self.with(|i| {
+                i.measured.start_rpc.record(latency);
+                each_entry(&mut i.measured, g, |m| m.start_rpc.record(latency));
+            });
         }
     }
 

@@ -80,6 +80,7 @@ pub struct NamespaceReport {
     pub workflows_per_s: f64,
     pub state_transitions_per_s: f64,
     pub latency_ms: LatencySummary,
+    pub start_latency_ms: LatencySummary,
     pub workflow_task_schedule_to_start_ms: LatencySummary,
     pub activity_task_schedule_to_start_ms: LatencySummary,
 }
@@ -101,6 +102,7 @@ fn ns_report(m: &NamespaceMetrics, secs: f64) -> NamespaceReport {
         workflows_per_s: per_s(m.completed, secs),
         state_transitions_per_s: per_s(m.state_transitions, secs),
         latency_ms: m.end_to_end.summary(),
+        start_latency_ms: m.start_rpc.summary(),
         workflow_task_schedule_to_start_ms: m.workflow_task_schedule_to_start.summary(),
         activity_task_schedule_to_start_ms: m.activity_task_schedule_to_start.summary(),
     }
@@ -338,6 +340,7 @@ mod tests {
             workflows_per_s: completed as f64 / 2.0,
             state_transitions_per_s: completed as f64 * 5.0,
             latency_ms: latency(p50, p50 * 3.0),
+            start_latency_ms: latency(p50 / 10.0, p50 / 3.0),
             workflow_task_schedule_to_start_ms: latency(p50 / 4.0, p50 / 2.0),
             activity_task_schedule_to_start_ms: latency(p50 / 8.0, p50 / 5.0),
         }

@@ -80,7 +80,7 @@ pub async fn start(shared: &Shared, s: Start) -> bool {
         .get()
         .start_workflow_execution(req(request))
         .await;
-    shared.metrics.start_rpc(measured, sent.elapsed());
+    shared.metrics.start_rpc(group, measured, sent.elapsed());
     let run_id = match started {
         Ok(r) => {
             shared.metrics.started(group, measured);

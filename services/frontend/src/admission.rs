@@ -15,14 +15,18 @@
 //! history long polls, queries) would hold a place while idle, and workers' completions
 //! finish work already admitted; neither is counted.
 //!
+//! With overload control on ([`crate::overload`]), places are also paced: handed out no
+//! faster than the rate the controller sets while the node is saturated, in the same turns.
+//!
 //! The place is taken when the handler resolves the request's namespace (the frontend's
 //! `namespace()`), and given back when the request ends: [`AdmissionScope`] runs each call
 //! of an admitted method in a task-local slot that holds its [`Place`].
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
 use tokio::sync::oneshot;
@@ -32,16 +36,22 @@ use tonic::codegen::http;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
+use crate::overload::{self, Bucket};
+
 /// Requests turned away because their namespace had `max_queued` waiting, by namespace.
 pub const REJECTED: &str = "temper_frontend_admission_rejected_total";
 /// Requests that waited for a place, by namespace.
 pub const WAITED: &str = "temper_frontend_admission_waited_total";
 
-/// The bound and the shares; `max_inflight` 0 turns admission off.
+/// The bound and the shares; `max_inflight` 0 with no `overload_target_lag` turns admission
+/// off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionConfig {
     /// Requests doing work at once on this node; 0: no bound.
     pub max_inflight: u32,
+    /// Overload control: pace new work while the node's scheduling lag is above this
+    /// ([`crate::overload`]). None: off.
+    pub overload_target_lag: Option<Duration>,
     /// Requests of one namespace waiting for a place; over it, RESOURCE_EXHAUSTED.
     pub max_queued: u32,
     /// Places a namespace gets per turn (default 1), by name.
@@ -52,6 +62,7 @@ impl Default for AdmissionConfig {
     fn default() -> Self {
         Self {
             max_inflight: 0,
+            overload_target_lag: None,
             max_queued: 1000,
             weights: BTreeMap::new(),
         }
@@ -84,7 +95,6 @@ pub struct Admission {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     inflight: usize,
     /// Waiters by namespace, oldest first.
@@ -93,6 +103,15 @@ struct State {
     /// the first.
     turns: VecDeque<String>,
     left_in_turn: u32,
+    /// The pace of new places (no rate unless overload control set one).
+    bucket: Bucket,
+    /// Places given since the overload controller last looked.
+    admitted: u64,
+    /// While paced: places given since the controller last looked, by namespace.
+    counts: HashMap<String, u32>,
+    /// While paced: the namespaces that took at least their share of the places in the last
+    /// window. The others (a quiet namespace, a new one) are let in ahead of the queue.
+    heavy: HashSet<String>,
 }
 
 /// A place: given back when dropped (to the next waiter in turn, if any).
@@ -107,16 +126,35 @@ impl Drop for Place {
 }
 
 impl Admission {
-    /// `None` when `config` turns admission off.
+    /// `None` when `config` turns admission off. With overload control, starts its probe
+    /// (on the current runtime), which ends when the admission is dropped.
     pub fn new(config: &AdmissionConfig) -> Option<Arc<Self>> {
-        (config.max_inflight > 0).then(|| {
-            Arc::new(Self {
-                max_inflight: config.max_inflight as usize,
-                max_queued: config.max_queued.max(1) as usize,
-                weights: config.weights.clone(),
-                state: Mutex::new(State::default()),
-            })
-        })
+        let target = config.overload_target_lag.filter(|t| !t.is_zero());
+        if config.max_inflight == 0 && target.is_none() {
+            return None;
+        }
+        let admission = Arc::new(Self {
+            max_inflight: match config.max_inflight {
+                0 => usize::MAX,
+                n => n as usize,
+            },
+            max_queued: config.max_queued.max(1) as usize,
+            weights: config.weights.clone(),
+            state: Mutex::new(State {
+                inflight: 0,
+                waiting: HashMap::new(),
+                turns: VecDeque::new(),
+                left_in_turn: 0,
+                bucket: Bucket::unlimited(Instant::now()),
+                admitted: 0,
+                counts: HashMap::new(),
+                heavy: HashSet::new(),
+            }),
+        });
+        if let Some(target) = target {
+            overload::spawn_probe(Arc::downgrade(&admission), target);
+        }
+        Some(admission)
     }
 
     fn weight(&self, namespace: &str) -> u32 {
@@ -128,8 +166,16 @@ impl Admission {
     pub async fn enter(self: &Arc<Self>, namespace: &str) -> Result<Place, Status> {
         let rx = {
             let mut s = self.state.lock().expect("admission lock");
-            if s.inflight < self.max_inflight && s.turns.is_empty() {
+            let now = Instant::now();
+            if s.inflight < self.max_inflight
+                && (s.turns.is_empty() && s.bucket.try_take(now)
+                    || self.ahead_of_the_queue(&mut s, namespace, now))
+            {
                 s.inflight += 1;
+                s.admitted += 1;
+                if s.bucket.rate().is_some() {
+                    *s.counts.entry(namespace.to_owned()).or_default() += 1;
+                }
                 return Ok(self.place());
             }
             let queue = s.waiting.entry(namespace.to_owned()).or_default();
@@ -172,32 +218,108 @@ impl Admission {
         }
     }
 
-    /// A place is free: hand it to the next waiter in turn, or count it free.
+    /// A place is free: hand it to the next waiter in turn (if the pace allows), or count it
+    /// free.
     fn release(&self) {
         let mut s = self.state.lock().expect("admission lock");
-        while let Some(namespace) = s.turns.front().cloned() {
-            let queue = s.waiting.get_mut(&namespace).expect("a turn has waiters");
-            let tx = queue.pop_front().expect("a turn has waiters");
-            let more = !queue.is_empty();
-            if !more {
-                s.waiting.remove(&namespace);
-            }
-            s.left_in_turn = s.left_in_turn.saturating_sub(1);
-            if !more || s.left_in_turn == 0 {
-                s.turns.pop_front();
-                if more {
-                    s.turns.push_back(namespace);
-                }
-                if let Some(next) = s.turns.front() {
-                    s.left_in_turn = self.weight(next);
-                }
-            }
-            if tx.send(()).is_ok() {
-                return; // the place passes to that waiter
-            }
-            // That request went away while waiting; the next one gets the place.
-        }
         s.inflight -= 1;
+        self.dispatch(&mut s, Instant::now());
+    }
+
+    /// While paced, a request of a namespace that took less than its share of the places in
+    /// the last window and has none waiting goes ahead of the queue: it takes the next token
+    /// now (the bucket may owe a few, paid back by the namespaces that wait), so a quiet
+    /// namespace is not delayed by the pace a flood set.
+    fn ahead_of_the_queue(&self, s: &mut State, namespace: &str, now: Instant) -> bool {
+        s.bucket.rate().is_some()
+            && !s.heavy.contains(namespace)
+            && !s.waiting.contains_key(namespace)
+            && s.bucket.take_owing(now)
+    }
+
+    /// Hand free places to waiters in turn, as far as the pace allows.
+    fn dispatch(&self, s: &mut State, now: Instant) {
+        while s.inflight < self.max_inflight && !s.turns.is_empty() {
+            if !s.bucket.try_take(now) {
+                return;
+            }
+            if let Some(namespace) = self.grant_next(s) {
+                s.inflight += 1;
+                s.admitted += 1;
+                if s.bucket.rate().is_some() {
+                    *s.counts.entry(namespace).or_default() += 1;
+                }
+            } else {
+                s.bucket.refund();
+            }
+        }
+    }
+
+    /// Give a place to the next waiter in turn; its namespace, or None if it went away
+    /// meanwhile.
+    fn grant_next(&self, s: &mut State) -> Option<String> {
+        let namespace = s.turns.front().cloned()?;
+        let queue = s.waiting.get_mut(&namespace).expect("a turn has waiters");
+        let tx = queue.pop_front().expect("a turn has waiters");
+        let more = !queue.is_empty();
+        if !more {
+            s.waiting.remove(&namespace);
+        }
+        s.left_in_turn = s.left_in_turn.saturating_sub(1);
+        if !more || s.left_in_turn == 0 {
+            s.turns.pop_front();
+            if more {
+                s.turns.push_back(namespace.clone());
+            }
+            if let Some(next) = s.turns.front() {
+                s.left_in_turn = self.weight(next);
+            }
+        }
+        // A request that went away while waiting does not take it.
+        tx.send(()).ok().map(|()| namespace)
+    }
+
+    /// Places paced by overload control: handed out by the probe as tokens come.
+    pub(crate) fn dispatch_paced(&self, now: Instant) {
+        let mut s = self.state.lock().expect("admission lock");
+        self.dispatch(&mut s, now);
+    }
+
+    /// For the controller: places given since the last call, whether any request waits, and
+    /// the current rate.
+    pub(crate) fn take_window(&self) -> (u64, bool, Option<f64>) {
+        let mut s = self.state.lock().expect("admission lock");
+        let admitted = std::mem::take(&mut s.admitted);
+        let counts = std::mem::take(&mut s.counts);
+        let waiting: Vec<String> = s.waiting.keys().cloned().collect();
+        s.heavy = self.heavy(&counts, waiting);
+        (admitted, !s.turns.is_empty(), s.bucket.rate())
+    }
+
+    /// The namespaces that took at least their share (by weight) of the window's places,
+    /// among those that took any or wait.
+    fn heavy(&self, counts: &HashMap<String, u32>, waiting: Vec<String>) -> HashSet<String> {
+        let mut active: HashSet<String> = counts.keys().cloned().collect();
+        active.extend(waiting);
+        let total: u32 = counts.values().sum();
+        let weights: u32 = active.iter().map(|n| self.weight(n)).sum();
+        if total == 0 || weights == 0 {
+            return HashSet::new();
+        }
+        let per_weight = f64::from(total) / f64::from(weights);
+        active
+            .into_iter()
+            .filter(|n| {
+                let got = counts.get(n).copied().unwrap_or(0);
+                f64::from(got) / f64::from(self.weight(n)) >= per_weight
+            })
+            .collect()
+    }
+
+    pub(crate) fn set_rate(&self, rate: Option<f64>, now: Instant) {
+        let mut s = self.state.lock().expect("admission lock");
+        s.bucket.set_rate(rate, now);
+        self.dispatch(&mut s, now);
     }
 }
 
@@ -293,6 +415,7 @@ mod tests {
     fn admission(max_inflight: u32, max_queued: u32, weights: &[(&str, u32)]) -> Arc<Admission> {
         Admission::new(&AdmissionConfig {
             max_inflight,
+            overload_target_lag: None,
             max_queued,
             weights: weights.iter().map(|(n, w)| (n.to_string(), *w)).collect(),
         })
@@ -451,6 +574,84 @@ mod tests {
         }
         assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 3);
         assert_eq!(a.state.lock().expect("lock").inflight, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn paced_places_come_at_the_rate_in_turn() {
+        let a = admission(1000, 1000, &[]);
+        let t0 = Instant::now();
+        a.set_rate(Some(100.0), t0);
+        // The bucket starts empty: the flood and then the quiet one wait.
+        let mut waiters = Vec::new();
+        for i in 0..21 {
+            let ns = if i == 20 { "quiet" } else { "flood" };
+            let a = a.clone();
+            waiters.push(tokio::spawn(async move {
+                let p = a.enter(ns).await.expect("queued");
+                (ns, p)
+            }));
+            tokio::task::yield_now().await;
+        }
+        // 50 ms at 100/s: five places, one of them the quiet namespace's.
+        for ms in (5..=50).step_by(5) {
+            a.dispatch_paced(t0 + Duration::from_millis(ms));
+        }
+        tokio::task::yield_now().await;
+        let granted: Vec<_> = waiters.iter().filter(|w| w.is_finished()).collect();
+        assert!(
+            (4..=6).contains(&granted.len()),
+            "{} places in 50 ms at 100/s",
+            granted.len()
+        );
+        assert!(
+            waiters[20].is_finished(),
+            "the quiet namespace waited behind the flood"
+        );
+        let (window, waiting, rate) = a.take_window();
+        assert!(waiting && rate == Some(100.0) && (4..=6).contains(&window));
+        // Lifting the rate lets the rest in at once.
+        a.set_rate(None, t0 + Duration::from_millis(60));
+        for w in waiters {
+            drop(w.await.expect("task"));
+        }
+        assert_eq!(a.state.lock().expect("lock").inflight, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn under_a_pace_a_quiet_namespace_goes_ahead_of_the_flood() {
+        let a = admission(1000, 1000, &[]);
+        let t0 = Instant::now();
+        a.set_rate(Some(200.0), t0);
+        let mut flood = Vec::new();
+        for _ in 0..30 {
+            let a = a.clone();
+            flood.push(tokio::spawn(async move { a.enter("flood").await }));
+            tokio::task::yield_now().await;
+        }
+        for ms in (5..=100).step_by(5) {
+            a.dispatch_paced(t0 + Duration::from_millis(ms));
+        }
+        // The window: the flood took every place, so it is heavy; quiet took none.
+        let (admitted, waiting, _) = a.take_window();
+        assert!(waiting && admitted > 0);
+        let quick = Duration::from_millis(50);
+        // The bucket is empty and the flood waits, yet quiet gets in without a dispatch.
+        let quiet = tokio::time::timeout(quick, a.enter("quiet")).await;
+        assert!(
+            quiet.is_ok_and(|r| r.is_ok()),
+            "quiet waited behind the flood"
+        );
+        // The flood's next request waits for its turn.
+        let more = tokio::time::timeout(quick, a.enter("flood")).await;
+        assert!(more.is_err(), "the heavy namespace skipped the queue");
+        // What quiet took is owed: the next paced token goes to pay it back.
+        let inflight = a.state.lock().expect("lock").inflight;
+        a.dispatch_paced(t0 + Duration::from_millis(102));
+        assert_eq!(a.state.lock().expect("lock").inflight, inflight);
+        a.set_rate(None, t0 + Duration::from_millis(110));
+        for f in flood {
+            drop(f.await.expect("task").expect("granted"));
+        }
     }
 
     #[test]

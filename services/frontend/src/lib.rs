@@ -10,6 +10,7 @@ pub mod metrics;
 mod namespaces;
 pub mod open_limit;
 mod operator;
+pub mod overload;
 mod query;
 mod rate_limit;
 mod rpc_span;

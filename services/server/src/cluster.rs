@@ -392,6 +392,9 @@ async fn start_roles(
                 },
                 admission: temper_frontend::AdmissionConfig {
                     max_inflight: config.frontend.max_inflight,
+                    overload_target_lag: (config.frontend.overload_target_lag_ms > 0.0).then(
+                        || Duration::from_secs_f64(config.frontend.overload_target_lag_ms / 1e3),
+                    ),
                     max_queued: config.frontend.namespace_max_queued,
                     weights: config.frontend.namespace_weights.clone(),
                 },

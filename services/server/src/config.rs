@@ -335,6 +335,11 @@ pub struct FrontendSection {
     /// Requests bringing new work (starts, signals, cancels...) running at once on this node; the others wait in
     /// one queue per namespace and get places in turn. 0: no bound. Default: 0.
     pub max_inflight: u32,
+    /// Overload control: while this node's scheduling lag (how late a task that sleeps 5 ms runs
+    /// again, the median over 100 ms) is above this many milliseconds, new work is
+    /// admitted at a paced rate, in turn between namespaces. Values under 2 count as 2 (an
+    /// idle node's lag is about 1 ms). 0: off. Default: 0.
+    pub overload_target_lag_ms: f64,
     /// Requests of one namespace waiting for a place; more get RESOURCE_EXHAUSTED.
     /// Default: 1000.
     pub namespace_max_queued: u32,
@@ -354,6 +359,7 @@ impl Default for FrontendSection {
             host_rps: 0,
             namespace_visibility_rps: 0,
             max_inflight: 0,
+            overload_target_lag_ms: 0.0,
             namespace_max_queued: 1000,
             namespace_weights: Default::default(),
             namespace_max_open_workflows: 0,

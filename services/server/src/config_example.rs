@@ -266,6 +266,11 @@ const DOCS: &[Doc] = &[
     ),
     doc(
         "frontend",
+        "overload_target_lag_ms",
+        "Overload control: while this node's scheduling lag (how late a task that sleeps 5 ms runs again, the median over 100 ms) is above this many milliseconds, requests bringing new work are admitted at a paced rate, lowered until the lag is back under it, and served in turn between namespaces (with namespace_weights); a namespace that floods the node waits in its own queue. 2 suits a node that should stay responsive (values under 2 count as 2: an idle node's lag is about 1 ms, the timer's resolution); higher lets more work in at more latency. 0: off.",
+    ),
+    doc(
+        "frontend",
         "namespace_max_queued",
         "Requests of one namespace waiting for a place (with max_inflight); more get RESOURCE_EXHAUSTED \"namespace concurrent request limit exceeded\", which SDKs retry.",
     ),

@@ -12,6 +12,7 @@ const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
 /// temper's own keys (Temporal has none for these): the frontend's fair admission and the
 /// bound on open workflows per namespace, as `[frontend]` sets them on `temper server start`.
 const MAX_INFLIGHT: &str = "temper.frontend.maxInflight";
+const OVERLOAD_TARGET_LAG_MS: &str = "temper.frontend.overloadTargetLagMs";
 const NAMESPACE_MAX_QUEUED: &str = "temper.frontend.namespaceMaxQueued";
 const NAMESPACE_MAX_OPEN_WORKFLOWS: &str = "temper.frontend.namespaceMaxOpenWorkflows";
 
@@ -63,6 +64,13 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
             SUGGEST_CAN_BYTES => config.limits.suggest_continue_as_new_bytes = int()?,
             EAGER_WORKFLOW_START => config.eager_workflow_start = boolean()?,
             MAX_INFLIGHT => config.admission.max_inflight = u32::try_from(int()?)?,
+            OVERLOAD_TARGET_LAG_MS => {
+                let ms: f64 = value.parse().ok().filter(|ms: &f64| *ms > 0.0 && *ms < 1e6).with_context(|| {
+                    format!("--dynamic-config-value {key}: `{value}` is not a number of milliseconds above 0")
+                })?;
+                config.admission.overload_target_lag =
+                    Some(std::time::Duration::from_secs_f64(ms / 1e3));
+            }
             NAMESPACE_MAX_QUEUED => config.admission.max_queued = u32::try_from(int()?)?,
             NAMESPACE_MAX_OPEN_WORKFLOWS => config.open_workflows.default = u64::try_from(int()?)?,
             k if ALWAYS_ON.contains(&k) => {
@@ -90,6 +98,25 @@ mod tests {
 
     fn values(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_overload_target_takes_fractional_milliseconds() {
+        let mut config = NodeConfig::dev(4, "n");
+        apply(
+            &values(&["temper.frontend.overloadTargetLagMs=2.5"]),
+            &mut config,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.admission.overload_target_lag,
+            Some(std::time::Duration::from_micros(2500))
+        );
+        for bad in ["0", "-1", "x", "NaN"] {
+            let mut config = NodeConfig::dev(4, "n");
+            let kv = format!("temper.frontend.overloadTargetLagMs={bad}");
+            assert!(apply(&values(&[&kv]), &mut config).is_err(), "{bad}");
+        }
     }
 
     #[test]
