@@ -67,7 +67,7 @@ pub async fn start(shared: &Shared, s: Start) -> bool {
         input: Some(plan.params.to_payloads()),
         identity: shared.identity.clone(),
         request_id: uuid::Uuid::new_v4().to_string(),
-        priority: s.fairness.as_ref().map(|f| Priority {
+        priority: s.fairness.as_ref().filter(|f| f.send).map(|f| Priority {
             priority_key: 0,
             fairness_key: f.key.clone(),
             fairness_weight: f.weight,

@@ -154,6 +154,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
                 help: "fairness_weight of key b's workflows (and their activities)",
             },
             OptionInfo {
+                name: "send_keys",
+                default: "1",
+                help: "1: start each workflow with its key's Priority; 0: start without one (FIFO dispatch), reporting by key all the same, for the comparison",
+            },
+            OptionInfo {
                 name: "activity_slots",
                 default: "8",
                 help: "activities the generator's worker runs at once (it polls only with a free slot)",
@@ -203,6 +208,9 @@ pub enum ScenarioError {
 pub struct Fairness {
     pub key: String,
     pub weight: f32,
+    /// Started with this key and weight (`Priority`); false: started without, only reported
+    /// by key.
+    pub send: bool,
 }
 
 /// A namespace (and, with fairness-mix, a fairness key in it) and its share of the load.
@@ -445,6 +453,7 @@ fn fairness_mix(
     let flood: u32 = number(&own, "flood_factor", 0, FLOOD_LIMIT)?;
     let weight_a = fairness_weight(&own, "weight_a")?;
     let weight_b = fairness_weight(&own, "weight_b")?;
+    let send: u8 = number(&own, "send_keys", 0, 1)?;
     let activity_slots: u32 = number(&own, "activity_slots", 1, DEFAULT_ACTIVITY_SLOTS)?;
     let activity_ms: u64 = number(&own, "activity_ms", 0, ACTIVITY_MS_LIMIT)?;
     let share = |key: &str, weight: u32, fairness_weight: f32| NamespaceShare {
@@ -453,6 +462,7 @@ fn fairness_mix(
         fairness: Some(Fairness {
             key: key.to_string(),
             weight: fairness_weight,
+            send: send == 1,
         }),
     };
     let mut options = own;

@@ -615,7 +615,8 @@ fn fairness_mix_floods_key_a_on_one_task_queue() {
                 weight: 10,
                 fairness: Some(Fairness {
                     key: "a".into(),
-                    weight: 1.0
+                    weight: 1.0,
+                    send: true,
                 }),
             },
             NamespaceShare {
@@ -623,7 +624,8 @@ fn fairness_mix_floods_key_a_on_one_task_queue() {
                 weight: 1,
                 fairness: Some(Fairness {
                     key: "b".into(),
-                    weight: 1.0
+                    weight: 1.0,
+                    send: true,
                 }),
             },
         ]
@@ -666,6 +668,14 @@ fn fairness_mix_floods_key_a_on_one_task_queue() {
         .filter_map(|s| s.fairness.as_ref().map(|f| f.key.as_str()))
         .collect();
     assert_eq!(keys, vec!["b"]);
+    // send_keys=0: the same shares, started without a Priority.
+    let p = plan("fairness-mix", &opts(&[("send_keys", "0")]), "ns").expect("valid");
+    assert!(
+        p.namespaces
+            .iter()
+            .all(|s| s.fairness.as_ref().is_some_and(|f| !f.send))
+    );
+    assert!(plan("fairness-mix", &opts(&[("send_keys", "2")]), "ns").is_err());
 }
 
 #[test]
