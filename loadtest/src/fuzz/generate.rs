@@ -27,6 +27,8 @@ pub struct Known {
     pub workflow_ids: Vec<String>,
     pub task_queue: String,
     pub task_tokens: Vec<Vec<u8>>,
+    /// A schedule the run created.
+    pub schedule_id: String,
 }
 
 pub struct Gen<'a> {
@@ -253,6 +255,10 @@ impl<'a> Gen<'a> {
                 .choose(self.rng)
                 .cloned()
                 .unwrap_or_default();
+        }
+        if name == "schedule_id" && !self.known.schedule_id.is_empty() && self.rng.random_bool(0.5)
+        {
+            return self.known.schedule_id.clone();
         }
         if name == "name" && self.rng.random_bool(0.3) && !self.known.task_queue.is_empty() {
             return self.known.task_queue.clone();

@@ -20,8 +20,13 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use temporalio_protos::temporal::api::common::v1::WorkflowType;
+use temporalio_protos::temporal::api::schedule::v1::{
+    Schedule, ScheduleAction, schedule_action::Action,
+};
+use temporalio_protos::temporal::api::workflow::v1::NewWorkflowExecutionInfo;
 use temporalio_protos::temporal::api::workflowservice::v1::{
-    DescribeNamespaceRequest, PollWorkflowTaskQueueRequest, StartWorkflowExecutionRequest,
+    CreateScheduleRequest, DescribeNamespaceRequest, PollWorkflowTaskQueueRequest,
+    StartWorkflowExecutionRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -256,17 +261,46 @@ async fn health(channel: &Channel) -> Result<(), String> {
     .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }
 
-/// Start a few workflows (ids fixed by the seed) and poll their first workflow tasks, so
-/// that fuzzed requests can name workflows that exist and carry task tokens the server
-/// issued. Best effort: a server that refuses leaves the lists short.
+/// Create a schedule and start a few workflows (ids fixed by the seed) and poll their first
+/// workflow tasks, so that fuzzed requests can name a schedule and workflows that exist and
+/// carry task tokens the server issued. Best effort: a server that refuses leaves the lists short.
 async fn learn(channel: &Channel, seed: u64) -> Known {
     let task_queue = format!("fuzz-{seed}");
     let mut known = Known {
         workflow_ids: Vec::new(),
         task_queue: task_queue.clone(),
         task_tokens: Vec::new(),
+        schedule_id: format!("fuzz-{seed}"),
     };
     let wfs = "/temporal.api.workflowservice.v1.WorkflowService/";
+    let schedule = CreateScheduleRequest {
+        namespace: "default".into(),
+        schedule_id: known.schedule_id.clone(),
+        schedule: Some(Schedule {
+            spec: Some(mutate::spec()),
+            action: Some(ScheduleAction {
+                action: Some(Action::StartWorkflow(NewWorkflowExecutionInfo {
+                    workflow_id: format!("fuzz-{seed}-scheduled"),
+                    workflow_type: Some(WorkflowType {
+                        name: "fuzz".into(),
+                    }),
+                    task_queue: Some(crate::scenario::normal_queue(&task_queue)),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        }),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let path = format!("{wfs}CreateSchedule");
+    let _ = wire::call(
+        channel.clone(),
+        &path,
+        schedule.encode_to_vec(),
+        Duration::from_secs(5),
+    )
+    .await;
     for k in 0..4 {
         let workflow_id = format!("fuzz-{seed}-{k}");
         let start = StartWorkflowExecutionRequest {
@@ -335,6 +369,7 @@ mod tests {
             workflow_ids: vec!["w".into()],
             task_queue: "q".into(),
             task_tokens: vec![vec![1, 2, 3]],
+            schedule_id: "s".into(),
         };
         for i in 0..300 {
             let a = plan(&methods, &known, 7, i);

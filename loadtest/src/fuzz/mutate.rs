@@ -15,13 +15,18 @@ use temporalio_protos::temporal::api::common::v1::{
 };
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+use temporalio_protos::temporal::api::schedule::v1::{
+    IntervalSpec, Range, Schedule, ScheduleAction, ScheduleSpec, StructuredCalendarSpec,
+    schedule_action::Action,
+};
 use temporalio_protos::temporal::api::update::v1::{Input, Request as UpdateRequest};
+use temporalio_protos::temporal::api::workflow::v1::NewWorkflowExecutionInfo;
 use temporalio_protos::temporal::api::workflowservice::v1::{
-    DescribeWorkflowExecutionRequest, GetWorkflowExecutionHistoryRequest,
-    ListWorkflowExecutionsRequest, QueryWorkflowRequest, RespondActivityTaskFailedRequest,
-    RespondWorkflowTaskCompletedRequest, RespondWorkflowTaskFailedRequest,
-    SignalWithStartWorkflowExecutionRequest, SignalWorkflowExecutionRequest,
-    StartWorkflowExecutionRequest, UpdateWorkflowExecutionRequest,
+    CreateScheduleRequest, DescribeWorkflowExecutionRequest, GetWorkflowExecutionHistoryRequest,
+    ListScheduleMatchingTimesRequest, ListWorkflowExecutionsRequest, QueryWorkflowRequest,
+    RespondActivityTaskFailedRequest, RespondWorkflowTaskCompletedRequest,
+    RespondWorkflowTaskFailedRequest, SignalWithStartWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest, StartWorkflowExecutionRequest, UpdateWorkflowExecutionRequest,
 };
 
 use super::generate::Gen;
@@ -41,6 +46,8 @@ const VALID_METHODS: &[&str] = &[
     "DescribeWorkflowExecution",
     "GetWorkflowExecutionHistory",
     "ListWorkflowExecutions",
+    "CreateSchedule",
+    "ListScheduleMatchingTimes",
 ];
 
 fn json(s: &str) -> Payloads {
@@ -193,9 +200,71 @@ pub fn valid(g: &mut Gen<'_>, method: &str) -> Option<Vec<u8>> {
             ..Default::default()
         }
         .encode_to_vec(),
+        "CreateSchedule" => CreateScheduleRequest {
+            namespace: ns,
+            schedule_id: fresh_id.clone(),
+            schedule: Some(Schedule {
+                spec: Some(spec()),
+                action: Some(ScheduleAction {
+                    action: Some(Action::StartWorkflow(NewWorkflowExecutionInfo {
+                        workflow_id: fresh_id,
+                        workflow_type: Some(WorkflowType {
+                            name: "fuzz".into(),
+                        }),
+                        task_queue: Some(normal_queue(&tq)),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+            identity: "fuzzer".into(),
+            request_id,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListScheduleMatchingTimes" => ListScheduleMatchingTimesRequest {
+            namespace: ns,
+            schedule_id: known.schedule_id.clone(),
+            start_time: Some(prost_wkt_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            end_time: Some(prost_wkt_types::Timestamp {
+                seconds: 1_700_086_400,
+                nanos: 0,
+            }),
+        }
+        .encode_to_vec(),
         _ => return None,
     };
     Some(bytes)
+}
+
+/// A schedule spec using every kind of spec: an interval, a cron string and a calendar.
+pub fn spec() -> ScheduleSpec {
+    let range = |start, end| Range {
+        start,
+        end,
+        step: 1,
+    };
+    ScheduleSpec {
+        interval: vec![IntervalSpec {
+            interval: Some(proto_duration(Duration::from_secs(3600))),
+            phase: Some(proto_duration(Duration::from_secs(60))),
+        }],
+        cron_string: vec!["0 12 * * MON-FRI".into()],
+        structured_calendar: vec![StructuredCalendarSpec {
+            second: vec![range(0, 0)],
+            minute: vec![range(30, 30)],
+            hour: vec![range(8, 18)],
+            day_of_month: vec![range(1, 31)],
+            month: vec![range(1, 12)],
+            ..Default::default()
+        }],
+        timezone_name: "Europe/Paris".into(),
+        jitter: Some(proto_duration(Duration::from_secs(5))),
+        ..Default::default()
+    }
 }
 
 /// `bytes` (a valid `desc`) with one field, at any depth, replaced by a random value or
@@ -292,6 +361,7 @@ mod tests {
             workflow_ids: vec!["w".into()],
             task_queue: "q".into(),
             task_tokens: vec![vec![1, 2, 3]],
+            schedule_id: "s".into(),
         };
         let mut rng = StdRng::seed_from_u64(1);
         let mut g = Gen::new(&mut rng, &known);

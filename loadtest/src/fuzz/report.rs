@@ -21,6 +21,9 @@ pub enum Verdict {
     Undecodable,
     /// INTERNAL, UNKNOWN, UNAVAILABLE, a broken connection: a bug, or a crash.
     Bad,
+    /// The connection was closed by the server's guard against rapid stream resets, which
+    /// our cancelled calls trip when the server is too starved of CPU to accept streams.
+    Overload,
 }
 
 /// The answer to one request.
@@ -92,6 +95,14 @@ impl Outcome {
                     // Our own deadline passed first: a long poll, or a query or update that
                     // waits for a worker that never comes.
                     ("DEADLINE_EXCEEDED", message, Verdict::Fine)
+                } else if std::iter::successors(source, |e| e.source())
+                    .any(|e| format!("{e:?}").contains("too_many_resets"))
+                {
+                    // The server's HTTP/2 guard against rapid resets (CVE-2023-44487) closed
+                    // the connection: our own deadlines cancelled more than its limit of
+                    // streams it had not yet accepted, which happens when it is starved of
+                    // CPU. Load, not bad input; counted apart and reported.
+                    ("GOAWAY(too_many_resets)", message, Verdict::Overload)
                 } else if let Some(mut cause) = source {
                     while let Some(next) = cause.source() {
                         cause = next;
@@ -130,6 +141,8 @@ pub struct Report {
     pub per_code: BTreeMap<&'static str, u64>,
     pub per_mode: BTreeMap<(Mode, &'static str), u64>,
     pub bad: Vec<Outcome>,
+    /// Calls lost to the server's rapid-reset guard (see [`Verdict::Overload`]).
+    pub overload: u64,
     pub requests: u64,
     pub elapsed: Duration,
     /// Why the final health check failed, if it did.
@@ -148,6 +161,7 @@ impl Report {
             per_code: BTreeMap::new(),
             per_mode: BTreeMap::new(),
             bad: Vec::new(),
+            overload: 0,
             requests: 0,
             elapsed: Duration::ZERO,
             healthy: None,
@@ -160,8 +174,10 @@ impl Report {
         *self.per_method.entry((o.method, o.code)).or_default() += 1;
         *self.per_code.entry(o.code).or_default() += 1;
         *self.per_mode.entry((o.mode, o.code)).or_default() += 1;
-        if o.verdict == Verdict::Bad {
-            self.bad.push(o);
+        match o.verdict {
+            Verdict::Bad => self.bad.push(o),
+            Verdict::Overload => self.overload += 1,
+            Verdict::Fine | Verdict::Undecodable => {}
         }
     }
 
@@ -223,6 +239,15 @@ impl Report {
             if bad.len() > 100 {
                 let _ = writeln!(s, "  ... and {} more", bad.len() - 100);
             }
+        }
+        if self.overload > 0 {
+            let _ = writeln!(
+                s,
+                "\n{} call(s) lost when the server closed a connection with GOAWAY \
+                 too_many_resets: our deadlines cancelled more streams than it had accepted \
+                 (it was starved of CPU). Not counted as bad answers.",
+                self.overload
+            );
         }
         if let Some((before, after)) = self.rss {
             let _ = writeln!(
