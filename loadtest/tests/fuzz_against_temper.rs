@@ -23,7 +23,7 @@ fn fuzzed_requests_get_no_bad_answer_from_temper() {
     let out = Command::new(env!("CARGO_BIN_EXE_temper-loadtest"))
         .args(["fuzz", "--target"])
         .arg(format!("127.0.0.1:{}", server.port))
-        .args(["--requests", REQUESTS, "--seed", SEED, "--deadline", "1s"])
+        .args(["--requests", REQUESTS, "--seed", SEED, "--deadline", "2s"])
         .arg("--server-pid")
         .arg(server.child.id().to_string())
         .output()

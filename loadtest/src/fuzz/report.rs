@@ -51,6 +51,9 @@ const FINE: &[Code] = &[
     Code::OutOfRange,
     Code::Cancelled,
     Code::DeadlineExceeded,
+    // A conflict with a concurrent change (two fuzzed UpdateNamespace calls at once):
+    // retryable, and about concurrency, not the request.
+    Code::Aborted,
 ];
 
 pub fn code_name(code: Code) -> &'static str {
