@@ -98,14 +98,19 @@ impl Outcome {
                     // Our own deadline passed first: a long poll, or a query or update that
                     // waits for a worker that never comes.
                     ("DEADLINE_EXCEEDED", message, Verdict::Fine)
-                } else if std::iter::successors(source, |e| e.source())
-                    .any(|e| format!("{e:?}").contains("too_many_resets"))
-                {
+                } else if std::iter::successors(source, |e| e.source()).any(|e| {
+                    let e = format!("{e:?}");
+                    e.contains("too_many_resets")
+                        || e.contains("BrokenPipe")
+                        || e.contains("connection closed")
+                }) {
                     // The server's HTTP/2 guard against rapid resets (CVE-2023-44487) closed
-                    // the connection: our own deadlines cancelled more than its limit of
-                    // streams it had not yet accepted, which happens when it is starved of
-                    // CPU. Load, not bad input; counted apart and reported.
-                    ("GOAWAY(too_many_resets)", message, Verdict::Overload)
+                    // the connection (GOAWAY too_many_resets; calls still being written then
+                    // see a broken pipe or a closed connection): our own deadlines cancelled
+                    // more than 20 streams it had not yet accepted, which happens when it is
+                    // starved of CPU. Load, not bad input: counted apart and reported; a
+                    // crash is caught by the health check at the end.
+                    ("CONNECTION_CLOSED", message, Verdict::Overload)
                 } else if let Some(mut cause) = source {
                     while let Some(next) = cause.source() {
                         cause = next;
@@ -246,9 +251,10 @@ impl Report {
         if self.overload > 0 {
             let _ = writeln!(
                 s,
-                "\n{} call(s) lost when the server closed a connection with GOAWAY \
-                 too_many_resets: our deadlines cancelled more streams than it had accepted \
-                 (it was starved of CPU). Not counted as bad answers.",
+                "\n{} call(s) lost when the server closed a connection (GOAWAY \
+                 too_many_resets: our deadlines cancelled more streams than it had accepted, \
+                 as happens when it is starved of CPU) and stayed healthy. Not counted as \
+                 bad answers.",
                 self.overload
             );
         }
