@@ -1,4 +1,4 @@
-//! The command line: `run`, `schedules` and `list-scenarios`, with every value checked against hard
+//! The command line: `run`, `schedules`, `fuzz` and `list-scenarios`, with every value checked against hard
 //! bounds before anything is sent.
 
 use std::collections::BTreeMap;
@@ -40,6 +40,9 @@ pub enum Command {
     /// Create many schedules and measure the server's CPU and memory and how late each
     /// action starts.
     Schedules(crate::schedbench::SchedulesArgs),
+    /// Send arbitrary and mutated requests to every WorkflowService and OperatorService
+    /// RPC; fail on any INTERNAL, UNKNOWN or dropped connection, or an unhealthy server.
+    Fuzz(crate::fuzz::FuzzArgs),
 }
 
 #[derive(Debug, Args)]
@@ -326,7 +329,9 @@ mod tests {
         .map_err(|e| e.to_string())?;
         match cli.command {
             Command::Run(r) => r.check().map_err(|e| e.to_string()),
-            Command::ListScenarios | Command::Schedules(_) => Err("not run".into()),
+            Command::ListScenarios | Command::Schedules(_) | Command::Fuzz(_) => {
+                Err("not run".into())
+            }
         }
     }
 

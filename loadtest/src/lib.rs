@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod fuzz;
 pub mod history;
 pub mod metrics;
 pub mod report;
@@ -74,6 +75,20 @@ where
                 std::fs::write(&path, json + "\n").map_err(|e| {
                     anyhow::anyhow!("cannot write the report to {}: {e}", path.display())
                 })?;
+            }
+            Ok(())
+        }
+        Command::Fuzz(args) => {
+            let report = fuzz::run(args).await?;
+            print!("{}", report.table());
+            if let Some(why) = report.healthy {
+                return Err(fuzz::FuzzError::Unhealthy(why).into());
+            }
+            if report.bad_count() > 0 {
+                return Err(fuzz::FuzzError::BadAnswers {
+                    bad: report.bad_count(),
+                }
+                .into());
             }
             Ok(())
         }

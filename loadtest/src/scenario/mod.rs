@@ -13,7 +13,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use commands::{ACTIVITY_TYPE, normal_queue, proto_duration};
+pub use commands::{ACTIVITY_TYPE, normal_queue, proto_duration, schedule_activity, start_timer};
 pub use history::HistorySummary;
 pub use workflows::{
     Decision, MAX_FAILED_WORKFLOW_TASKS, Outcome, SIGNAL_NAME, WorkflowKind, WorkflowParams,

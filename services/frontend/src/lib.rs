@@ -4,6 +4,7 @@
 pub mod admission;
 mod batch;
 mod deployments;
+mod error_text;
 mod errors;
 mod list;
 pub mod metrics;

@@ -8,6 +8,9 @@
 //! Only namespaces that exist get there, so a request naming garbage cannot grow the label
 //! set; calls that resolve none (internal services, cluster-level RPCs) have `namespace=""`.
 //! A path that is not one of the service's methods is counted as `method="unknown"`.
+//!
+//! Being the outermost wrapper of every public service, it also bounds the size of each
+//! error's text ([`crate::error_text`]), whether or not metrics are on.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,7 +83,14 @@ where
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         if !ENABLED.load(Ordering::Relaxed) {
-            return Box::pin(self.inner.call(req));
+            let call = self.inner.call(req);
+            return Box::pin(async move {
+                let mut result = call.await;
+                if let Ok(response) = &mut result {
+                    crate::error_text::bound_message(response.headers_mut());
+                }
+                result
+            });
         }
         let service = short_name(S::NAME);
         let method = req
@@ -94,8 +104,11 @@ where
         Box::pin(async move {
             let start = Instant::now();
             let mut call = std::pin::pin!(call);
-            let result = call.as_mut().await;
+            let mut result = call.as_mut().await;
             let took = start.elapsed();
+            if let Ok(response) = &mut result {
+                crate::error_text::bound_message(response.headers_mut());
+            }
             let namespace = call
                 .as_mut()
                 .take_value()

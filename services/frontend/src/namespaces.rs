@@ -55,6 +55,10 @@ impl Namespace {
     }
 }
 
+/// Longest namespace name a request may name (Temporal's `limit.maxIDLength`); names longer
+/// than 255 cannot be registered, so they are simply not found up to this length.
+const MAX_LOOKUP_NAME_LENGTH: usize = 1000;
+
 /// Shortest retention Temporal accepts.
 const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
@@ -77,6 +81,11 @@ impl Namespaces {
     pub async fn get(&self, name: &str) -> Result<Namespace, Status> {
         if name.is_empty() {
             return Err(Status::invalid_argument("Namespace not set on request."));
+        }
+        // As Temporal's namespace validator does before any lookup: a megabyte-long name
+        // would otherwise go to the store, and back to the client inside the not-found error.
+        if name.len() > MAX_LOOKUP_NAME_LENGTH {
+            return Err(Status::invalid_argument("Namespace length exceeds limit."));
         }
         if let Some(ns) = self
             .by_name
@@ -291,5 +300,57 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name("-x").is_err());
         assert!(validate_name("a b").is_err());
+    }
+
+    /// A store that must not be asked: the request is refused before any lookup.
+    struct NoStore;
+
+    #[async_trait::async_trait]
+    impl NamespaceStore for NoStore {
+        async fn create_namespace(&self, _: &NamespaceRecord) -> Result<(), StoreError> {
+            Err(StoreError::Internal("the store was asked".into()))
+        }
+        async fn get_namespace_by_name(
+            &self,
+            _: &str,
+        ) -> Result<Option<NamespaceRecord>, StoreError> {
+            Err(StoreError::Internal("the store was asked".into()))
+        }
+        async fn get_namespace_by_id(
+            &self,
+            _: &NamespaceId,
+        ) -> Result<Option<NamespaceRecord>, StoreError> {
+            Err(StoreError::Internal("the store was asked".into()))
+        }
+        async fn update_namespace(&self, _: i64, _: &NamespaceRecord) -> Result<(), StoreError> {
+            Err(StoreError::Internal("the store was asked".into()))
+        }
+        async fn list_namespaces(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<NamespaceRecord>, StoreError> {
+            Err(StoreError::Internal("the store was asked".into()))
+        }
+    }
+
+    /// Found by the fuzzer (`temper-loadtest fuzz`): a request naming an 800 KB namespace
+    /// got a NOT_FOUND quoting the name twice (message and NamespaceNotFoundFailure), a
+    /// header so large that the client dropped the whole connection.
+    #[tokio::test]
+    async fn a_huge_namespace_name_is_refused_before_the_lookup() {
+        let namespaces = Namespaces::new(Arc::new(NoStore), "active".into());
+        let s = namespaces
+            .get(&"x".repeat(800_000))
+            .await
+            .expect_err("refused");
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "Namespace length exceeds limit.");
+        // Up to the limit, the store is asked (and here fails).
+        let s = namespaces
+            .get(&"x".repeat(MAX_LOOKUP_NAME_LENGTH))
+            .await
+            .expect_err("store fails");
+        assert_eq!(s.code(), Code::Internal);
     }
 }

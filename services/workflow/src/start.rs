@@ -612,6 +612,43 @@ mod tests {
         );
     }
 
+    /// Found by `temper-loadtest fuzz`: a start whose timeouts and start delay were
+    /// `i64::MAX` seconds panicked the server ("overflow when adding duration to instant")
+    /// computing the run's expiration. Durations are capped at 100 years, as Temporal does.
+    #[test]
+    fn absurd_timeouts_are_capped_not_a_panic() {
+        let limits = Limits::default();
+        let huge = Some(temper_proto::wkt::Duration {
+            seconds: i64::MAX,
+            nanos: 999_999_999,
+        });
+        let mut r = request();
+        r.workflow_execution_timeout = huge;
+        r.workflow_run_timeout = huge;
+        r.workflow_task_timeout = huge;
+        r.workflow_start_delay = huge;
+        assert!(validate(&r, &limits).is_ok());
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let (ms, _) = new_execution(
+            NewRun {
+                namespace_id: "ns",
+                run_id: "run",
+                request_id: "req-1",
+                now,
+                origin: Origin::default(),
+            },
+            &r,
+            &limits,
+        );
+        let expiration = ms
+            .execution_info
+            .as_ref()
+            .and_then(|i| i.run_expiration_time)
+            .expect("a run expiration");
+        let century = crate::time::MAX_DURATION_SECS;
+        assert!(expiration.seconds <= 1_800_000_000 + 2 * century);
+    }
+
     #[test]
     fn signal_with_start_orders_the_signal_before_the_first_task() {
         let limits = Limits::default();

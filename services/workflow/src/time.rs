@@ -58,9 +58,12 @@ pub const GO_ZERO_TIME: wkt::Timestamp = wkt::Timestamp {
     nanos: 0,
 };
 
-/// A std duration from protobuf; negative or absent is zero.
+/// A std duration from protobuf; negative or absent is zero, and over 100 years is 100 years
+/// (as the Temporal server caps every duration it is given), so that adding it to a time
+/// cannot overflow.
 pub fn from_dur(d: &Option<wkt::Duration>) -> Duration {
     match d {
+        Some(d) if d.seconds >= MAX_DURATION_SECS => Duration::from_secs(MAX_DURATION_SECS as u64),
         Some(d) if d.seconds > 0 || (d.seconds == 0 && d.nanos > 0) => Duration::new(
             d.seconds.max(0) as u64,
             d.nanos.clamp(0, 999_999_999) as u32,
