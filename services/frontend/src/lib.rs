@@ -17,6 +17,7 @@ mod rate_limit;
 mod rpc_span;
 mod schedules;
 mod search_attributes;
+mod standalone_activities;
 mod updates;
 mod visibility;
 
@@ -232,12 +233,14 @@ fn check_activity_op(
     Ok(())
 }
 
-/// Temporal's answer to a standalone-activity request where standalone activities are off.
-fn standalone_unsupported(workflow_id: &str) -> Result<(), Status> {
-    if workflow_id.is_empty() {
-        return Err(Status::unimplemented("Standalone activity is disabled"));
+/// The workflow id an activity request names: its workflow's, or, when it names none, the
+/// run of the standalone activity `activity_id` (as Temporal reads such a request).
+fn activity_workflow_id(workflow_id: String, activity_id: &str) -> String {
+    if workflow_id.is_empty() && !activity_id.is_empty() {
+        temper_types::standalone_activity_workflow_id(activity_id)
+    } else {
+        workflow_id
     }
-    Ok(())
 }
 
 fn execution_of(
@@ -252,7 +255,7 @@ fn execution_of(
 
 fn by_id(workflow_id: &str, run_id: &str, activity_id: &str) -> Option<internal::ActivityRef> {
     Some(internal::ActivityRef {
-        workflow_id: workflow_id.to_string(),
+        workflow_id: activity_workflow_id(workflow_id.to_string(), activity_id),
         run_id: run_id.to_string(),
         activity_id: activity_id.to_string(),
     })
@@ -534,6 +537,14 @@ impl WorkflowService for Frontend {
         r: Request<ws::PollActivityTaskQueueRequest>,
     ) -> Result<Response<ws::PollActivityTaskQueueResponse>, Status> {
         let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let header = |name: &str| {
+            r.metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (sdk_name, sdk_version) = (header("client-name"), header("client-version"));
         let r = r.into_inner();
         check_task_queue(&r.task_queue)?;
         check_identity(&r.identity)?;
@@ -544,6 +555,8 @@ impl WorkflowService for Frontend {
                 poller_id: uuid::Uuid::new_v4().to_string(),
                 request: Some(r),
                 long_poll_timeout_ms: budget.as_millis() as i64,
+                sdk_name,
+                sdk_version,
             }))
             .await
     }
@@ -1113,16 +1126,18 @@ impl WorkflowService for Frontend {
 
     // The CLI's `temporal activity pause|unpause|reset|update-options` use the
     // *ActivityExecution forms; with a workflow id they act on that workflow's activity, as
-    // in Temporal. Without one they name a standalone activity, which temper does not run.
+    // in Temporal. Without one they name a standalone activity (in the run that holds it).
     async fn pause_activity_execution(
         &self,
         r: Request<ws::PauseActivityExecutionRequest>,
     ) -> Result<Response<ws::PauseActivityExecutionResponse>, Status> {
         let r = r.into_inner();
-        standalone_unsupported(&r.workflow_id)?;
         self.pause_activity(Request::new(ws::PauseActivityRequest {
             namespace: r.namespace,
-            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            execution: Some(execution_of(
+                activity_workflow_id(r.workflow_id, &r.activity_id),
+                r.run_id,
+            )),
             identity: r.identity,
             reason: r.reason,
             request_id: r.request_id,
@@ -1137,10 +1152,12 @@ impl WorkflowService for Frontend {
         r: Request<ws::UnpauseActivityExecutionRequest>,
     ) -> Result<Response<ws::UnpauseActivityExecutionResponse>, Status> {
         let r = r.into_inner();
-        standalone_unsupported(&r.workflow_id)?;
         self.unpause_activity(Request::new(ws::UnpauseActivityRequest {
             namespace: r.namespace,
-            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            execution: Some(execution_of(
+                activity_workflow_id(r.workflow_id, &r.activity_id),
+                r.run_id,
+            )),
             identity: r.identity,
             jitter: r.jitter,
             activity: Some(ws::unpause_activity_request::Activity::Id(r.activity_id)),
@@ -1157,10 +1174,12 @@ impl WorkflowService for Frontend {
         r: Request<ws::ResetActivityExecutionRequest>,
     ) -> Result<Response<ws::ResetActivityExecutionResponse>, Status> {
         let r = r.into_inner();
-        standalone_unsupported(&r.workflow_id)?;
         self.reset_activity(Request::new(ws::ResetActivityRequest {
             namespace: r.namespace,
-            execution: Some(execution_of(r.workflow_id, r.run_id)),
+            execution: Some(execution_of(
+                activity_workflow_id(r.workflow_id, &r.activity_id),
+                r.run_id,
+            )),
             identity: r.identity,
             reset_heartbeat: r.reset_heartbeat,
             keep_paused: r.keep_paused,
@@ -1177,11 +1196,13 @@ impl WorkflowService for Frontend {
         r: Request<ws::UpdateActivityExecutionOptionsRequest>,
     ) -> Result<Response<ws::UpdateActivityExecutionOptionsResponse>, Status> {
         let r = r.into_inner();
-        standalone_unsupported(&r.workflow_id)?;
         let resp = self
             .update_activity_options(Request::new(ws::UpdateActivityOptionsRequest {
                 namespace: r.namespace,
-                execution: Some(execution_of(r.workflow_id, r.run_id)),
+                execution: Some(execution_of(
+                    activity_workflow_id(r.workflow_id, &r.activity_id),
+                    r.run_id,
+                )),
                 identity: r.identity,
                 activity_options: r.activity_options,
                 update_mask: r.update_mask,
@@ -1338,6 +1359,72 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::CountSchedulesResponse>, Status> {
         self.admit_visibility(&r.get_ref().namespace)?;
         self.schedule_count(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn start_activity_execution(
+        &self,
+        r: Request<ws::StartActivityExecutionRequest>,
+    ) -> Result<Response<ws::StartActivityExecutionResponse>, Status> {
+        Ok(Response::new(self.activity_start(r.into_inner()).await?))
+    }
+
+    async fn describe_activity_execution(
+        &self,
+        r: Request<ws::DescribeActivityExecutionRequest>,
+    ) -> Result<Response<ws::DescribeActivityExecutionResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        Ok(Response::new(
+            self.activity_describe(r.into_inner(), budget).await?,
+        ))
+    }
+
+    async fn poll_activity_execution(
+        &self,
+        r: Request<ws::PollActivityExecutionRequest>,
+    ) -> Result<Response<ws::PollActivityExecutionResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        Ok(Response::new(
+            self.activity_poll(r.into_inner(), budget).await?,
+        ))
+    }
+
+    async fn request_cancel_activity_execution(
+        &self,
+        r: Request<ws::RequestCancelActivityExecutionRequest>,
+    ) -> Result<Response<ws::RequestCancelActivityExecutionResponse>, Status> {
+        Ok(Response::new(
+            self.activity_request_cancel(r.into_inner()).await?,
+        ))
+    }
+
+    async fn terminate_activity_execution(
+        &self,
+        r: Request<ws::TerminateActivityExecutionRequest>,
+    ) -> Result<Response<ws::TerminateActivityExecutionResponse>, Status> {
+        Ok(Response::new(
+            self.activity_terminate(r.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_activity_execution(
+        &self,
+        r: Request<ws::DeleteActivityExecutionRequest>,
+    ) -> Result<Response<ws::DeleteActivityExecutionResponse>, Status> {
+        Ok(Response::new(self.activity_delete(r.into_inner()).await?))
+    }
+
+    async fn list_activity_executions(
+        &self,
+        r: Request<ws::ListActivityExecutionsRequest>,
+    ) -> Result<Response<ws::ListActivityExecutionsResponse>, Status> {
+        Ok(Response::new(self.activity_list(r.into_inner()).await?))
+    }
+
+    async fn count_activity_executions(
+        &self,
+        r: Request<ws::CountActivityExecutionsRequest>,
+    ) -> Result<Response<ws::CountActivityExecutionsResponse>, Status> {
+        Ok(Response::new(self.activity_count(r.into_inner()).await?))
     }
 
     async fn list_schedules(

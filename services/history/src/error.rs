@@ -25,6 +25,14 @@ pub enum HistoryError {
         run_id: String,
         start_request_id: String,
     },
+    /// StartActivityExecution for an id whose activity runs, or ran under a reuse policy
+    /// that refuses another.
+    #[error("activity execution already started")]
+    ActivityAlreadyStarted {
+        activity_id: String,
+        run_id: String,
+        start_request_id: String,
+    },
     #[error("shard {0} is not owned by this node")]
     ShardNotOwned(u32),
     #[error("store: {0}")]
@@ -66,6 +74,11 @@ impl From<HistoryError> for Status {
                 start_request_id,
                 ..
             } => status::already_started(message, run_id, start_request_id),
+            HistoryError::ActivityAlreadyStarted {
+                run_id,
+                start_request_id,
+                ..
+            } => status::activity_already_started(message, run_id, start_request_id),
             HistoryError::ShardNotOwned(_) | HistoryError::UpdateAborted => {
                 Status::unavailable(message)
             }

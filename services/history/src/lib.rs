@@ -210,6 +210,17 @@ impl temper_client::HistoryService for HistoryEngine {
         Ok(Response::new(api::schedule::call(self, &ns, r).await?))
     }
 
+    async fn activity_execution_call(
+        &self,
+        request: Request<internal::ActivityExecutionCallRequest>,
+    ) -> Result<Response<internal::ActivityExecutionCallResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::standalone_activity::call(self, &ns, r).await?,
+        ))
+    }
+
     async fn reset_workflow_execution(
         &self,
         request: Request<internal::ResetWorkflowExecutionRequest>,

@@ -64,7 +64,14 @@ pub(crate) struct Core {
 /// A poll, workflow or activity, as history's record call needs it.
 pub(crate) enum PollRequest {
     Workflow(PollWorkflowTaskQueueRequest),
-    Activity(PollActivityTaskQueueRequest),
+    Activity(PollActivityTaskQueueRequest, Sdk),
+}
+
+/// The SDK a worker says it runs (its `client-name` and `client-version` headers).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sdk {
+    pub name: String,
+    pub version: String,
 }
 
 /// What history built for a started task.
@@ -509,13 +516,15 @@ impl Core {
                     Status::internal("history started the workflow task but returned no task")
                 })
             }
-            PollRequest::Activity(request) => {
+            PollRequest::Activity(request, sdk) => {
                 let req = RecordActivityTaskStartedRequest {
                     namespace_id: info.namespace_id.clone(),
                     execution: Some(info.execution.clone()),
                     scheduled_event_id: info.scheduled_event_id,
                     request_id: poll.poller_id.clone(),
                     poll_request: Some(request.clone()),
+                    sdk_name: sdk.name.clone(),
+                    sdk_version: sdk.version.clone(),
                 };
                 let resp = temper_client::call!(history => record_activity_task_started(req))?;
                 resp.response.map(PollResponse::Activity).ok_or_else(|| {

@@ -204,8 +204,10 @@ impl Core {
                     .into_inner();
                 Ok((!resp.task_token.is_empty()).then_some(PollResponse::Workflow(resp)))
             }
-            PollRequest::Activity(request) => {
+            PollRequest::Activity(request, sdk) => {
                 let req = PollActivityTaskQueueRequest {
+                    sdk_name: sdk.name.clone(),
+                    sdk_version: sdk.version.clone(),
                     namespace_id,
                     poller_id: poll.poller_id.clone(),
                     request: Some(

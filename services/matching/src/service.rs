@@ -20,7 +20,7 @@ use temper_proto::wkt;
 use temper_types::NamespaceId;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Core, Poll, PollRequest, PollResponse};
+use crate::engine::{Core, Poll, PollRequest, PollResponse, Sdk};
 use crate::forward::is_forwarded;
 use crate::key::{QueueKey, QueueKind, QueueType};
 use crate::pollers::PollerSeen;
@@ -285,7 +285,13 @@ impl MatchingService for Core {
             poller_id: Self::poller_id(&req.poller_id),
             worker_instance_key: poll.worker_instance_key.clone(),
             timeout: self.long_poll_timeout(req.long_poll_timeout_ms),
-            request: PollRequest::Activity(poll),
+            request: PollRequest::Activity(
+                poll,
+                Sdk {
+                    name: req.sdk_name.clone(),
+                    version: req.sdk_version.clone(),
+                },
+            ),
             forwarded,
         };
         match self.poll(poll).await? {

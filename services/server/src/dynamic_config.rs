@@ -21,6 +21,9 @@ const NAMESPACE_MAX_OPEN_WORKFLOWS: &str = "temper.frontend.namespaceMaxOpenWork
 const ALWAYS_ON: &[&str] = &[
     "frontend.enableExecuteMultiOperation",
     "frontend.activityAPIsEnabled",
+    // Standalone activities (docs/standalone-activities.md) and their start delay.
+    "activity.enableStandalone",
+    "activity.startDelayEnabled",
     // Task priority and fairness (docs/priority.md): Temporal needs both to dispatch by
     // priority key and fairness key; temper's matching always does.
     "matching.useNewMatcher",

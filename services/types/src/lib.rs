@@ -17,4 +17,7 @@ pub use partition::{
     FORWARDED_FROM_HEADER, PARTITION_PREFIX, PartitionConfig, parse_partition, partition_name,
     routing_key,
 };
-pub use routing::{SCHEDULER_WORKFLOW_ID_PREFIX, scheduler_workflow_id, shard_for_workflow};
+pub use routing::{
+    SCHEDULER_WORKFLOW_ID_PREFIX, STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX, scheduler_workflow_id,
+    shard_for_workflow, standalone_activity_workflow_id,
+};

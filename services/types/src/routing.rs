@@ -29,6 +29,16 @@ pub fn scheduler_workflow_id(schedule_id: &str) -> String {
     format!("{SCHEDULER_WORKFLOW_ID_PREFIX}{schedule_id}")
 }
 
+/// Workflow ids of the runs that hold standalone activities (StartActivityExecution) start
+/// with this: an activity's run lives on the shard of `<prefix><activity id>`, apart from any
+/// workflow of the same id.
+pub const STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX: &str = "temporal-sys-activity:";
+
+/// The workflow id of the run that holds standalone activity `activity_id`.
+pub fn standalone_activity_workflow_id(activity_id: &str) -> String {
+    format!("{STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX}{activity_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

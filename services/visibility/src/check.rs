@@ -94,11 +94,10 @@ impl Checker<'_> {
                 go_type(operand)
             )));
         };
-        let (name, ty) = self.attrs.resolve(alias).ok_or_else(|| {
-            QueryError::invalid(format!(
-                "column name '{alias}' is not a valid search attribute"
-            ))
-        })?;
+        let (name, ty) = self
+            .attrs
+            .resolve(alias)
+            .ok_or_else(|| QueryError::unknown_attribute(alias))?;
         if name == names::TEMPORAL_NAMESPACE_DIVISION {
             self.seen_division = true;
         }

@@ -41,6 +41,8 @@ impl fmt::Display for ErrorKind {
 pub struct QueryError {
     kind: ErrorKind,
     detail: String,
+    /// The name, when the query names an attribute that does not exist.
+    unknown_attribute: Option<String>,
 }
 
 impl QueryError {
@@ -48,6 +50,17 @@ impl QueryError {
         QueryError {
             kind,
             detail: detail.into(),
+            unknown_attribute: None,
+        }
+    }
+
+    /// The query names `alias`, which is no search attribute.
+    pub(crate) fn unknown_attribute(alias: &str) -> Self {
+        QueryError {
+            unknown_attribute: Some(alias.to_owned()),
+            ..Self::invalid(format!(
+                "column name '{alias}' is not a valid search attribute"
+            ))
         }
     }
 
@@ -71,6 +84,11 @@ impl QueryError {
     /// The text after `<kind>: `.
     pub fn detail(&self) -> &str {
         &self.detail
+    }
+
+    /// The attribute the query names that does not exist, if that is the error.
+    pub fn unknown_attribute_name(&self) -> Option<&str> {
+        self.unknown_attribute.as_deref()
     }
 }
 

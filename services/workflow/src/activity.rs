@@ -79,6 +79,17 @@ pub fn schedule(
     a: &ScheduleActivityTaskCommandAttributes,
     wft_completed_event_id: i64,
 ) -> Result<(), BadCommand> {
+    schedule_first(txn, a, wft_completed_event_id, Duration::ZERO).map(|_| ())
+}
+
+/// Schedule an activity whose first attempt is dispatched after `delay` (a standalone
+/// activity's start delay; zero for a workflow's). Returns its scheduled event id.
+pub(crate) fn schedule_first(
+    txn: &mut Txn<'_>,
+    a: &ScheduleActivityTaskCommandAttributes,
+    wft_completed_event_id: i64,
+    delay: Duration,
+) -> Result<i64, BadCommand> {
     if a.activity_id.is_empty() {
         return Err(bad("ActivityId is not set on ScheduleActivityTaskCommand."));
     }
@@ -156,15 +167,30 @@ pub fn schedule(
         },
         apply_scheduled,
     );
+    if !delay.is_zero() {
+        // The schedule-to-close deadline counts from the first dispatch; until then the
+        // attempt waits as for a retry.
+        let at = txn.now + delay;
+        if let Some(ai) = txn.ms.activities.get_mut(&id) {
+            ai.retry_time = Some(ts(at));
+            if !s2c.is_zero() {
+                ai.expiration_time = Some(ts(at + s2c));
+            }
+        }
+        let t = txn.timer_task(pb::TimerTaskKind::ActivityRetry, id, 1);
+        txn.add_timer_task(at, t);
+    }
     if !s2c.is_zero() {
         let mut t = txn.timer_task(pb::TimerTaskKind::ActivityTimeout, id, 0);
         t.timeout_type = TimeoutType::ScheduleToClose as i32;
-        txn.add_timer_task(txn.now + s2c, t);
+        txn.add_timer_task(txn.now + delay + s2c, t);
     }
-    if let Some(ai) = txn.ms.activities.get(&id).cloned() {
+    if delay.is_zero()
+        && let Some(ai) = txn.ms.activities.get(&id).cloned()
+    {
         dispatch(txn, &ai);
     }
-    Ok(())
+    Ok(id)
 }
 
 /// Hand the current attempt to matching, with its schedule-to-start timer.
@@ -398,8 +424,13 @@ fn write_end<A: Into<Attributes>>(
     } else {
         0
     };
+    let last = txn.ms.activities.get(&ai.scheduled_event_id).cloned();
     txn.write_external_applied(end(started_id), apply_end);
-    workflow_task::schedule_if_needed(txn);
+    if crate::standalone::is_standalone(txn.ms) {
+        crate::standalone::activity_closed(txn, last.unwrap_or_else(|| ai.clone()));
+    } else {
+        workflow_task::schedule_if_needed(txn);
+    }
 }
 
 /// RespondActivityTaskCompleted.
@@ -490,6 +521,7 @@ fn try_retry(
     stored.scheduled_time = Some(now_ts);
     end_reset(stored);
     let attempt = stored.attempt;
+    crate::standalone::attempt_ended(txn);
     let t = txn.timer_task(
         pb::TimerTaskKind::ActivityRetry,
         ai.scheduled_event_id,
@@ -609,6 +641,7 @@ pub fn heartbeat(
     }
     let now = txn.now;
     arm_heartbeat_timer(txn, ai.scheduled_event_id, now);
+    crate::standalone::heartbeat_recorded(txn);
     answer
 }
 
@@ -694,6 +727,15 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, time
         }
         TimeoutType::Unspecified => return,
     }
+    // A standalone activity's schedule-to-start timer, as long as its schedule-to-close
+    // one, fires first in Temporal; and its timeout is not a non-retryable failure there.
+    let tt = if tt == TimeoutType::ScheduleToClose
+        && crate::standalone::reads_as_schedule_to_start(txn.ms, &ai)
+    {
+        TimeoutType::ScheduleToStart
+    } else {
+        tt
+    };
     let failure = timeout_failure(&ai, tt);
     let retryable = matches!(tt, TimeoutType::StartToClose | TimeoutType::Heartbeat);
     let retry_state = if retryable {
@@ -701,7 +743,7 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, time
             Ok(()) => return,
             Err(s) => s,
         }
-    } else if tt == TimeoutType::ScheduleToClose {
+    } else if tt == TimeoutType::ScheduleToClose || crate::standalone::is_standalone(txn.ms) {
         RetryState::Timeout
     } else {
         RetryState::NonRetryableFailure

@@ -29,6 +29,7 @@ pub mod retry;
 pub mod schedule;
 pub mod signal;
 pub mod speculative;
+pub mod standalone;
 pub mod start;
 mod state;
 #[cfg(test)]

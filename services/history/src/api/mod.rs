@@ -10,6 +10,7 @@ pub(crate) mod history;
 pub(crate) mod query;
 pub(crate) mod reset;
 pub(crate) mod schedule;
+pub(crate) mod standalone_activity;
 pub(crate) mod start;
 pub(crate) mod update;
 pub(crate) mod update_with_start;

@@ -182,6 +182,7 @@ async fn activity_pollers_report_their_rate_limit() {
                     ..Default::default()
                 }),
                 long_poll_timeout_ms: 10,
+                ..Default::default()
             },
         ))
         .await

@@ -222,6 +222,7 @@ pub(crate) async fn poll_activity(
                 ..Default::default()
             }),
             long_poll_timeout_ms: timeout_ms,
+            ..Default::default()
         }))
         .await
         .map(tonic::Response::into_inner)

@@ -296,6 +296,7 @@ async fn poll_activity_on(
             ..Default::default()
         }),
         long_poll_timeout_ms: timeout_ms,
+        ..Default::default()
     }))
     .await
     .map(Response::into_inner)

@@ -1,0 +1,510 @@
+//! Standalone activities: every call on one activity runs here, on the shard of its run
+//! (workflow id `temporal-sys-activity:<activity id>`; `temper_workflow::standalone` says
+//! how the run holds the activity). Start makes the run under the id reuse and conflict
+//! policies; Describe and Poll read it (and long-poll on its changes); RequestCancel and
+//! Terminate are transactions on it; Delete removes it as DeleteWorkflowExecution does.
+
+use std::time::Duration;
+
+use temper_persistence::{CurrentRunCondition, ExecutionKey, run_state};
+use temper_proto::internal::v1 as internal;
+use temper_proto::internal::v1::activity_execution_call_request::Call;
+use temper_proto::internal::v1::activity_execution_call_response::Response as Answer;
+use temper_proto::temporal::api::activity::v1::{
+    ActivityExecutionInfo, ActivityExecutionOutcome, activity_execution_outcome,
+};
+use temper_proto::temporal::api::common::v1::{Link, WorkflowExecution, link};
+use temper_proto::temporal::api::enums::v1::{
+    ActivityExecutionStatus, ActivityIdConflictPolicy, ActivityIdReusePolicy, PendingActivityState,
+    WorkflowExecutionStatus,
+};
+use temper_proto::temporal::api::workflowservice::v1 as ws;
+use temper_types::NamespaceId;
+use temper_workflow::time::{dur, from_ts};
+use temper_workflow::{Txn, WorkflowError, pb, standalone, start};
+
+use crate::shard::{ShardContext, current_run_conflict};
+use crate::{HistoryEngine, HistoryError};
+
+const MAX_RACES: usize = 5;
+/// Longest wait of one long poll (describe with a token, poll for the outcome).
+const MAX_LONG_POLL: Duration = Duration::from_secs(20);
+/// The search attribute that keeps the runs out of workflow lists; describe does not show it.
+const DIVISION_ATTRIBUTE: &str = "TemporalNamespaceDivision";
+
+pub(crate) async fn call(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    r: internal::ActivityExecutionCallRequest,
+) -> Result<internal::ActivityExecutionCallResponse, HistoryError> {
+    let workflow_id = temper_types::standalone_activity_workflow_id(&r.activity_id);
+    let shard = engine.shard(ns, &workflow_id)?;
+    let on = OnActivity {
+        shard: &shard,
+        ns,
+        activity_id: &r.activity_id,
+        workflow_id: &workflow_id,
+        wait: match r.long_poll_timeout_ms {
+            ms if ms > 0 => Duration::from_millis(ms as u64).min(MAX_LONG_POLL),
+            _ => MAX_LONG_POLL,
+        },
+    };
+    let answer = match r.call {
+        Some(Call::Start(s)) => Answer::Start(on.start(s).await?),
+        Some(Call::Describe(d)) => Answer::Describe(on.describe(d).await?),
+        Some(Call::Poll(p)) => Answer::Poll(on.poll(p).await?),
+        Some(Call::RequestCancel(c)) => {
+            on.request_cancel(c).await?;
+            Answer::RequestCancel(Default::default())
+        }
+        Some(Call::Terminate(t)) => {
+            on.terminate(t).await?;
+            Answer::Terminate(Default::default())
+        }
+        Some(Call::Delete(d)) => {
+            on.delete(engine, d).await?;
+            Answer::Delete(Default::default())
+        }
+        None => {
+            return Err(
+                WorkflowError::InvalidArgument("no activity call in the request".into()).into(),
+            );
+        }
+    };
+    Ok(internal::ActivityExecutionCallResponse {
+        response: Some(answer),
+    })
+}
+
+struct OnActivity<'a> {
+    shard: &'a ShardContext,
+    ns: &'a NamespaceId,
+    activity_id: &'a str,
+    workflow_id: &'a str,
+    wait: Duration,
+}
+
+impl OnActivity<'_> {
+    fn key(&self, run_id: String) -> ExecutionKey {
+        ExecutionKey {
+            namespace_id: self.ns.clone(),
+            workflow_id: self.workflow_id.to_owned(),
+            run_id,
+        }
+    }
+
+    fn not_found(&self) -> HistoryError {
+        not_found(self.activity_id)
+    }
+
+    fn started(
+        &self,
+        namespace: String,
+        run_id: String,
+        started: bool,
+    ) -> ws::StartActivityExecutionResponse {
+        ws::StartActivityExecutionResponse {
+            link: Some(Link {
+                variant: Some(link::Variant::Activity(link::Activity {
+                    namespace,
+                    activity_id: self.activity_id.to_owned(),
+                    run_id: run_id.clone(),
+                })),
+            }),
+            run_id,
+            started,
+        }
+    }
+
+    /// The run of the activity (its current one when `run_id` is empty), and its state.
+    async fn load(&self, run_id: &str) -> Result<(ExecutionKey, pb::MutableState), HistoryError> {
+        let found = async {
+            let key = self
+                .shard
+                .resolve(self.ns, self.workflow_id, run_id)
+                .await?;
+            let ms = self.shard.snapshot(&key).await?;
+            Ok::<_, HistoryError>((key, ms))
+        }
+        .await;
+        match found {
+            Ok((key, ms)) if standalone::is_standalone(&ms) => Ok((key, ms)),
+            Ok(_) | Err(HistoryError::ExecutionNotFound(_)) => Err(self.not_found()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start(
+        &self,
+        r: ws::StartActivityExecutionRequest,
+    ) -> Result<ws::StartActivityExecutionResponse, HistoryError> {
+        standalone::validate(&r)?;
+        let request_id = if r.request_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            r.request_id.clone()
+        };
+        let reuse = ActivityIdReusePolicy::try_from(r.id_reuse_policy)
+            .unwrap_or(ActivityIdReusePolicy::Unspecified);
+        let conflict = ActivityIdConflictPolicy::try_from(r.id_conflict_policy)
+            .unwrap_or(ActivityIdConflictPolicy::Unspecified);
+        for _ in 0..MAX_RACES {
+            let condition = match self.shard.current_run(self.ns, self.workflow_id).await? {
+                None => CurrentRunCondition::MustNotExist,
+                Some(current) => {
+                    if current.create_request_id == request_id {
+                        // The same request again: the activity it started.
+                        return Ok(self.started(r.namespace.clone(), current.run_id, false));
+                    }
+                    let already = || HistoryError::ActivityAlreadyStarted {
+                        activity_id: self.activity_id.to_owned(),
+                        run_id: current.run_id.clone(),
+                        start_request_id: current.create_request_id.clone(),
+                    };
+                    if current.state != run_state::COMPLETED {
+                        if conflict == ActivityIdConflictPolicy::UseExisting {
+                            return Ok(self.started(r.namespace.clone(), current.run_id, false));
+                        }
+                        return Err(already());
+                    }
+                    let reusable = match reuse {
+                        ActivityIdReusePolicy::RejectDuplicate => false,
+                        ActivityIdReusePolicy::AllowDuplicateFailedOnly => {
+                            current.status != WorkflowExecutionStatus::Completed as i32
+                        }
+                        _ => true,
+                    };
+                    if !reusable {
+                        return Err(already());
+                    }
+                    CurrentRunCondition::RunIdIs(current.run_id.clone())
+                }
+            };
+            let run_id = temper_types::new_run_id();
+            let now = self.shard.now();
+            let req = standalone::run_request(&r, &request_id);
+            let (mut ms, mut mutation) = start::new_execution(
+                start::NewRun {
+                    namespace_id: &self.ns.0,
+                    run_id: &run_id,
+                    request_id: &request_id,
+                    now,
+                    origin: start::Origin {
+                        system: true,
+                        ..Default::default()
+                    },
+                },
+                &req,
+                &self.shard.limits,
+            );
+            let mut txn = Txn::new(&mut ms, now, &self.shard.limits);
+            standalone::start(&mut txn, &r)?;
+            // One transition with the run's creation, as Temporal counts it.
+            let more = std::mem::take(&mut txn.out);
+            mutation.events.extend(more.events);
+            mutation.transfer.extend(more.transfer);
+            mutation.timers.extend(more.timers);
+            mutation.visibility.extend(more.visibility);
+            let key = self.key(run_id.clone());
+            match self.shard.create(&key, ms, condition, mutation).await {
+                Ok(()) => return Ok(self.started(r.namespace.clone(), run_id, true)),
+                Err(e) if current_run_conflict(&e).is_some() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HistoryError::Busy)
+    }
+
+    async fn describe(
+        &self,
+        r: ws::DescribeActivityExecutionRequest,
+    ) -> Result<ws::DescribeActivityExecutionResponse, HistoryError> {
+        if !r.long_poll_token.is_empty() && r.run_id.is_empty() {
+            return Err(WorkflowError::InvalidArgument(
+                "run id is required when long poll token is provided".into(),
+            )
+            .into());
+        }
+        let (key, mut ms) = self.load(&r.run_id).await?;
+        if !r.long_poll_token.is_empty() {
+            let seen = PollToken::decode(&r.long_poll_token)?;
+            if seen.run_id != key.run_id {
+                return Err(
+                    WorkflowError::InvalidArgument("invalid long poll token".into()).into(),
+                );
+            }
+            match self
+                .wait_for(&key, |ms| transitions(ms) != seen.transitions)
+                .await?
+            {
+                Some(changed) => ms = changed,
+                // Nothing changed in time: an empty answer, as from Temporal.
+                None => return Ok(Default::default()),
+            }
+        }
+        Ok(describe_response(&key, &ms, &r))
+    }
+
+    /// Wait (up to the long-poll budget) until `ready` holds for the run's state; the state
+    /// when it does, `None` when the budget ran out first.
+    async fn wait_for(
+        &self,
+        key: &ExecutionKey,
+        ready: impl Fn(&pb::MutableState) -> bool,
+    ) -> Result<Option<pb::MutableState>, HistoryError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        // Holding the entry keeps the cache from evicting it while this call waits.
+        let entry = self.shard.entry(key);
+        let mut changes = entry.changes.subscribe();
+        loop {
+            let ms = self.shard.snapshot(key).await?;
+            if ready(&ms) {
+                return Ok(Some(ms));
+            }
+            let timed_out = tokio::select! {
+                r = changes.changed() => r.is_err(),
+                _ = tokio::time::sleep_until(deadline) => true,
+                _ = self.shard.cancel.cancelled() => true,
+            };
+            if timed_out {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn poll(
+        &self,
+        r: ws::PollActivityExecutionRequest,
+    ) -> Result<ws::PollActivityExecutionResponse, HistoryError> {
+        let (key, _) = self.load(&r.run_id).await?;
+        let Some(ms) = self
+            .wait_for(&key, temper_workflow::close::is_closed)
+            .await?
+        else {
+            // Still open: an empty answer, and the caller polls again.
+            return Ok(Default::default());
+        };
+        Ok(ws::PollActivityExecutionResponse {
+            run_id: key.run_id.clone(),
+            outcome: outcome(&ms),
+        })
+    }
+
+    async fn request_cancel(
+        &self,
+        r: ws::RequestCancelActivityExecutionRequest,
+    ) -> Result<(), HistoryError> {
+        let (key, _) = self.load(&r.run_id).await?;
+        self.shard
+            .transact(&key, |txn| {
+                standalone::request_cancel(txn, &r.reason, &r.identity, &r.request_id)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn terminate(
+        &self,
+        r: ws::TerminateActivityExecutionRequest,
+    ) -> Result<(), HistoryError> {
+        let (key, _) = self.load(&r.run_id).await?;
+        self.shard
+            .transact(&key, |txn| {
+                standalone::terminate(txn, &r.reason, &r.identity, &r.request_id)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        engine: &HistoryEngine,
+        r: ws::DeleteActivityExecutionRequest,
+    ) -> Result<(), HistoryError> {
+        let (key, _) = self.load(&r.run_id).await?;
+        super::delete::delete(
+            engine,
+            self.ns,
+            ws::DeleteWorkflowExecutionRequest {
+                namespace: r.namespace,
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id: key.workflow_id,
+                    run_id: key.run_id,
+                }),
+            },
+        )
+        .await
+    }
+}
+
+/// NOT_FOUND for an activity id with no activity (or not that run), in Temporal's words.
+pub(crate) fn not_found(activity_id: &str) -> HistoryError {
+    HistoryError::Workflow(WorkflowError::NotFound(format!(
+        "activity not found for ID: {activity_id}"
+    )))
+}
+
+fn transitions(ms: &pb::MutableState) -> i64 {
+    ms.execution_info
+        .as_ref()
+        .map(|i| i.state_transition_count)
+        .unwrap_or(0)
+}
+
+/// A describe's long-poll token: the run and how many transitions the caller has seen.
+struct PollToken {
+    run_id: String,
+    transitions: i64,
+}
+
+impl PollToken {
+    fn encode(run_id: &str, transitions: i64) -> Vec<u8> {
+        format!("{transitions}/{run_id}").into_bytes()
+    }
+
+    fn decode(token: &[u8]) -> Result<Self, HistoryError> {
+        let bad = || {
+            HistoryError::Workflow(WorkflowError::InvalidArgument(
+                "invalid long poll token".into(),
+            ))
+        };
+        let text = std::str::from_utf8(token).map_err(|_| bad())?;
+        let (count, run_id) = text.split_once('/').ok_or_else(bad)?;
+        Ok(Self {
+            run_id: run_id.to_owned(),
+            transitions: count.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// The activity's outcome, once its run closed.
+fn outcome(ms: &pb::MutableState) -> Option<ActivityExecutionOutcome> {
+    if !temper_workflow::close::is_closed(ms) {
+        return None;
+    }
+    let sa = ms.standalone_activity.as_ref()?;
+    if standalone::status(ms) == ActivityExecutionStatus::Completed {
+        return Some(ActivityExecutionOutcome {
+            value: Some(activity_execution_outcome::Value::Result(
+                sa.result.clone().unwrap_or_default(),
+            )),
+            retry_state: 0,
+        });
+    }
+    Some(ActivityExecutionOutcome {
+        value: sa
+            .failure
+            .clone()
+            .map(activity_execution_outcome::Value::Failure),
+        retry_state: sa.retry_state,
+    })
+}
+
+/// The pending state of a running activity, as DescribeWorkflowExecution shows a workflow's.
+fn run_state(ai: &pb::ActivityInfo) -> PendingActivityState {
+    match (ai.cancel_requested, ai.started_time.is_some(), ai.paused) {
+        (true, _, _) => PendingActivityState::CancelRequested,
+        (false, true, false) => PendingActivityState::Started,
+        (false, true, true) => PendingActivityState::PauseRequested,
+        (false, false, false) => PendingActivityState::Scheduled,
+        (false, false, true) => PendingActivityState::Paused,
+    }
+}
+
+fn describe_response(
+    key: &ExecutionKey,
+    ms: &pb::MutableState,
+    r: &ws::DescribeActivityExecutionRequest,
+) -> ws::DescribeActivityExecutionResponse {
+    let info = ms.execution_info.clone().unwrap_or_default();
+    let sa = ms.standalone_activity.clone().unwrap_or_default();
+    let ai = standalone::current_info(ms).unwrap_or_default();
+    let status = standalone::status(ms);
+    let running = status == ActivityExecutionStatus::Running;
+    let execution_duration = match (&info.close_time, &info.start_time) {
+        (Some(c), Some(s)) => from_ts(c).duration_since(from_ts(s)).ok().and_then(dur),
+        _ => None,
+    };
+    let mut search_attributes = info.search_attributes.clone().unwrap_or_default();
+    search_attributes.indexed_fields.remove(DIVISION_ATTRIBUTE);
+    let activity = ActivityExecutionInfo {
+        activity_id: sa.activity_id.clone(),
+        run_id: key.run_id.clone(),
+        activity_type: ai.activity_type.clone(),
+        status: status as i32,
+        run_state: if running {
+            run_state(&ai) as i32
+        } else {
+            PendingActivityState::Unspecified as i32
+        },
+        task_queue: ai
+            .task_queue
+            .as_ref()
+            .map(|q| q.name.clone())
+            .unwrap_or_default(),
+        schedule_to_close_timeout: Some(ai.schedule_to_close_timeout.unwrap_or_default()),
+        schedule_to_start_timeout: Some(ai.schedule_to_start_timeout.unwrap_or_default()),
+        start_to_close_timeout: Some(ai.start_to_close_timeout.unwrap_or_default()),
+        heartbeat_timeout: Some(ai.heartbeat_timeout.unwrap_or_default()),
+        retry_policy: ai.retry_policy.clone(),
+        total_heartbeat_count: sa.total_heartbeat_count,
+        sdk_name: sa.sdk_name.clone(),
+        sdk_version: sa.sdk_version.clone(),
+        heartbeat_details: if r.include_heartbeat_details {
+            ai.heartbeat_details.clone()
+        } else {
+            None
+        },
+        last_heartbeat_time: ai.last_heartbeat_time,
+        last_started_time: ai.started_time,
+        attempt: ai.attempt,
+        execution_duration,
+        schedule_time: ai.first_scheduled_time.or(info.start_time),
+        expiration_time: ai.expiration_time,
+        close_time: info.close_time,
+        last_failure: if r.include_last_failure {
+            ai.last_failure.clone()
+        } else {
+            None
+        },
+        last_worker_identity: ai.last_worker_identity.clone(),
+        last_attempt_complete_time: sa.last_attempt_complete_time,
+        next_attempt_schedule_time: ai.retry_time.filter(|_| running && !ai.paused),
+        priority: ai.priority.clone(),
+        state_transition_count: info.state_transition_count,
+        search_attributes: (!search_attributes.indexed_fields.is_empty())
+            .then_some(search_attributes),
+        header: ai.header.clone(),
+        user_metadata: sa.user_metadata.clone(),
+        canceled_reason: sa.canceled_reason.clone(),
+        start_delay: sa.start_delay,
+        execution_time: standalone::execution_time(ms),
+        ..Default::default()
+    };
+    ws::DescribeActivityExecutionResponse {
+        run_id: key.run_id.clone(),
+        info: Some(activity),
+        input: if r.include_input {
+            ai.input.clone()
+        } else {
+            None
+        },
+        outcome: if r.include_outcome { outcome(ms) } else { None },
+        long_poll_token: PollToken::encode(&key.run_id, transitions(ms)),
+        callbacks: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_tokens_round_trip_and_garbage_is_refused() {
+        let t = PollToken::decode(&PollToken::encode("run-1", 7)).expect("valid token");
+        assert_eq!((t.run_id.as_str(), t.transitions), ("run-1", 7));
+        for bad in [&b"x"[..], b"7", b"/run", b"\xff/run"] {
+            assert!(PollToken::decode(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+}
