@@ -229,3 +229,6 @@ impl CassandraStore {
         Rows::from_result(result)
     }
 }
+
+// Nexus endpoints: not kept yet (the trait's default answers `Unsupported`).
+impl temper_persistence::NexusEndpointStore for CassandraStore {}

@@ -124,3 +124,6 @@ impl SqliteStore {
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
+
+// Nexus endpoints: not kept yet (the trait's default answers `Unsupported`).
+impl temper_persistence::NexusEndpointStore for SqliteStore {}

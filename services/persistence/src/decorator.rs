@@ -28,9 +28,10 @@ use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 use crate::{
     BranchId, ClusterMetadata, ClusterMetadataStore, CommitError, CurrentExecution, ExecutionKey,
     ExecutionRecord, ExecutionStore, ExecutionWrite, HistoryNode, HistoryStore, MemberRow,
-    MembershipStore, NamespaceRecord, NamespaceStore, Persistence, QueueTask, ShardRecord,
-    StatusCounts, StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskQueueStore,
-    TaskRecord, VisibilityCursor, VisibilityFilter, VisibilityRecord, VisibilityStore,
+    MembershipStore, NamespaceRecord, NamespaceStore, NexusEndpointRecord, NexusEndpointStore,
+    Persistence, QueueTask, ShardRecord, StatusCounts, StoreError, TaskCategory, TaskKey,
+    TaskQueueKey, TaskQueueLease, TaskQueueStore, TaskRecord, VisibilityCursor, VisibilityFilter,
+    VisibilityRecord, VisibilityStore,
 };
 
 /// One store operation: a method of the store traits.
@@ -68,6 +69,11 @@ pub enum Operation {
     CountVisibilityByStatus,
     GetVisibility,
     DeleteVisibility,
+    CreateNexusEndpoint,
+    UpdateNexusEndpoint,
+    DeleteNexusEndpoint,
+    GetNexusEndpoint,
+    ListNexusEndpoints,
 }
 
 impl Operation {
@@ -106,6 +112,11 @@ impl Operation {
             Operation::CountVisibilityByStatus => "count_visibility_by_status",
             Operation::GetVisibility => "get_visibility",
             Operation::DeleteVisibility => "delete_visibility",
+            Operation::CreateNexusEndpoint => "create_nexus_endpoint",
+            Operation::UpdateNexusEndpoint => "update_nexus_endpoint",
+            Operation::DeleteNexusEndpoint => "delete_nexus_endpoint",
+            Operation::GetNexusEndpoint => "get_nexus_endpoint",
+            Operation::ListNexusEndpoints => "list_nexus_endpoints",
         }
     }
 }
@@ -462,6 +473,44 @@ impl<H: Around> TaskQueueStore for Decorated<H> {
             .task_queues
             .delete_queue_tasks_through(key, priority, inclusive_max);
         self.call(Operation::DeleteQueueTasksThrough, call).await
+    }
+}
+
+#[async_trait]
+impl<H: Around> NexusEndpointStore for Decorated<H> {
+    async fn create_nexus_endpoint(&self, record: &NexusEndpointRecord) -> Result<(), StoreError> {
+        let call = self.inner.nexus_endpoints.create_nexus_endpoint(record);
+        self.call(Operation::CreateNexusEndpoint, call).await
+    }
+
+    async fn update_nexus_endpoint(
+        &self,
+        expected_version: i64,
+        record: &NexusEndpointRecord,
+    ) -> Result<(), StoreError> {
+        let call = self
+            .inner
+            .nexus_endpoints
+            .update_nexus_endpoint(expected_version, record);
+        self.call(Operation::UpdateNexusEndpoint, call).await
+    }
+
+    async fn delete_nexus_endpoint(&self, id: &str) -> Result<(), StoreError> {
+        let call = self.inner.nexus_endpoints.delete_nexus_endpoint(id);
+        self.call(Operation::DeleteNexusEndpoint, call).await
+    }
+
+    async fn get_nexus_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<Option<NexusEndpointRecord>, StoreError> {
+        let call = self.inner.nexus_endpoints.get_nexus_endpoint(id);
+        self.call(Operation::GetNexusEndpoint, call).await
+    }
+
+    async fn list_nexus_endpoints(&self) -> Result<Vec<NexusEndpointRecord>, StoreError> {
+        let call = self.inner.nexus_endpoints.list_nexus_endpoints();
+        self.call(Operation::ListNexusEndpoints, call).await
     }
 }
 

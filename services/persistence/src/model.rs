@@ -11,6 +11,16 @@ pub struct ShardRecord {
     pub info: Vec<u8>,
 }
 
+/// A Nexus endpoint as stored: its id and name (both unique), its version (bumped by every
+/// update) and the rest as an encoded `temporal.api.nexus.v1.Endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NexusEndpointRecord {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub data: Vec<u8>,
+}
+
 /// Identifies one run of a workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExecutionKey {

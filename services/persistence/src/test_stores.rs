@@ -23,11 +23,15 @@ pub(crate) fn with_executions(executions: Arc<dyn ExecutionStore>) -> Persistenc
         namespaces: Arc::new(Unused),
         membership: Arc::new(Unused),
         visibility: Arc::new(Unused),
+        nexus_endpoints: Arc::new(Unused),
     }
 }
 
-/// A store whose every call fails with `StoreError::Internal("unused")`.
+/// A store whose every call fails with `StoreError::Internal("unused")` (Nexus endpoint
+/// calls: the trait's `Unsupported`).
 pub(crate) struct Unused;
+
+impl crate::NexusEndpointStore for Unused {}
 
 #[async_trait]
 impl ClusterMetadataStore for Unused {

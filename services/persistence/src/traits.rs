@@ -12,9 +12,9 @@ use temper_types::{NamespaceId, RangeId, ShardId, TaskId};
 
 use crate::{
     BranchId, ClusterMetadata, CommitError, CurrentExecution, ExecutionKey, ExecutionRecord,
-    ExecutionWrite, HistoryNode, MemberRow, NamespaceRecord, QueueTask, ShardRecord, StatusCounts,
-    StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease, TaskRecord, VisibilityCursor,
-    VisibilityFilter, VisibilityRecord,
+    ExecutionWrite, HistoryNode, MemberRow, NamespaceRecord, NexusEndpointRecord, QueueTask,
+    ShardRecord, StatusCounts, StoreError, TaskCategory, TaskKey, TaskQueueKey, TaskQueueLease,
+    TaskRecord, VisibilityCursor, VisibilityFilter, VisibilityRecord,
 };
 
 /// Facts fixed at cluster creation.
@@ -232,6 +232,60 @@ pub trait NamespaceStore: Send + Sync {
     ) -> Result<Vec<NamespaceRecord>, StoreError>;
 }
 
+/// Nexus endpoints: cluster-wide, unique by id and by name, each with a version that every
+/// update bumps (the compare-and-set of UpdateNexusEndpoint). Few rows: listed whole.
+#[async_trait]
+pub trait NexusEndpointStore: Send + Sync {
+    /// Insert an endpoint (`record.version` is 1); [`StoreError::AlreadyExists`] if its id
+    /// or its name is taken.
+    async fn create_nexus_endpoint(&self, record: &NexusEndpointRecord) -> Result<(), StoreError> {
+        let _ = record;
+        Err(StoreError::Unsupported(
+            "this store does not keep Nexus endpoints".into(),
+        ))
+    }
+
+    /// Replace endpoint `record.id` if its stored version is still `expected_version`
+    /// (`record.version` is the new one): [`StoreError::NotFound`] if there is no such
+    /// endpoint, [`StoreError::ConditionFailed`] if its version differs,
+    /// [`StoreError::AlreadyExists`] if it is renamed to a name another endpoint has.
+    async fn update_nexus_endpoint(
+        &self,
+        expected_version: i64,
+        record: &NexusEndpointRecord,
+    ) -> Result<(), StoreError> {
+        let _ = (expected_version, record);
+        Err(StoreError::Unsupported(
+            "this store does not keep Nexus endpoints".into(),
+        ))
+    }
+
+    /// Delete endpoint `id` (its name is free again); [`StoreError::NotFound`] if none.
+    async fn delete_nexus_endpoint(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported(
+            "this store does not keep Nexus endpoints".into(),
+        ))
+    }
+
+    async fn get_nexus_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<Option<NexusEndpointRecord>, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported(
+            "this store does not keep Nexus endpoints".into(),
+        ))
+    }
+
+    /// Every endpoint, ordered by name.
+    async fn list_nexus_endpoints(&self) -> Result<Vec<NexusEndpointRecord>, StoreError> {
+        Err(StoreError::Unsupported(
+            "this store does not keep Nexus endpoints".into(),
+        ))
+    }
+}
+
 /// The membership table: each node heartbeats a row per role; rows that are not refreshed
 /// expire, so the live rows are the nodes gossip can seed from.
 #[async_trait]
@@ -301,6 +355,7 @@ pub struct Persistence {
     pub namespaces: Arc<dyn NamespaceStore>,
     pub membership: Arc<dyn MembershipStore>,
     pub visibility: Arc<dyn VisibilityStore>,
+    pub nexus_endpoints: Arc<dyn NexusEndpointStore>,
 }
 
 impl Persistence {
@@ -314,6 +369,7 @@ impl Persistence {
             + NamespaceStore
             + MembershipStore
             + VisibilityStore
+            + NexusEndpointStore
             + 'static,
     {
         Self {
@@ -323,7 +379,8 @@ impl Persistence {
             task_queues: backend.clone(),
             namespaces: backend.clone(),
             membership: backend.clone(),
-            visibility: backend,
+            visibility: backend.clone(),
+            nexus_endpoints: backend,
         }
     }
 }
