@@ -90,6 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn own_config() -> tonic_prost_build::Config {
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
+    // A standalone activity's record holds a whole ActivityInfo and its outcome; inline it
+    // would grow every MutableState (and every copy a transaction makes on the stack) for
+    // the few runs that have one.
+    config.boxed(".temper.persistence.v1.MutableState.standalone_activity");
     config
 }
 

@@ -92,6 +92,10 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("temper")
+        // A history task polls its transaction inline (task -> call -> shard -> state
+        // machine); unoptimised builds keep every temporary of those frames on the stack,
+        // which came within a few KiB of tokio's 2 MiB default. Only touched pages count.
+        .thread_stack_size(8 * 1024 * 1024)
         .build()
 }
 

@@ -183,13 +183,13 @@ pub fn start(txn: &mut Txn<'_>, r: &StartActivityExecutionRequest) -> Result<(),
                 .replace("on ScheduleActivityTaskCommand", "on request"),
         )
     })?;
-    txn.ms.standalone_activity = Some(pb::StandaloneActivity {
+    txn.ms.standalone_activity = Some(Box::new(pb::StandaloneActivity {
         activity_id: r.activity_id.clone(),
         scheduled_event_id: id,
         start_delay: (!delay.is_zero()).then(|| dur(delay)).flatten(),
         user_metadata: r.user_metadata.clone(),
         ..Default::default()
-    });
+    }));
     Ok(())
 }
 
