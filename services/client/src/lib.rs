@@ -7,6 +7,7 @@ use std::sync::Arc;
 pub mod deployments;
 pub mod history_router;
 pub mod matching_router;
+pub mod nexus_endpoints;
 pub mod routing;
 pub mod status;
 pub mod trace;

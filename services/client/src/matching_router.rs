@@ -157,4 +157,13 @@ routed! {
         |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Workflow);
     respond_query_task_completed(internal::RespondQueryTaskCompletedRequest) -> internal::RespondQueryTaskCompletedResponse,
         |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Workflow);
+    dispatch_nexus_task(internal::DispatchNexusTaskRequest) -> internal::DispatchNexusTaskResponse,
+        |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Nexus);
+    poll_nexus_task_queue(internal::PollNexusTaskQueueRequest) -> ws::PollNexusTaskQueueResponse,
+        spread |r, me| if let Some(q) = r.request.as_mut() { me.spread(&mut q.task_queue) },
+        |r| key_of(&r.namespace_id, r.request.as_ref().and_then(|q| q.task_queue.as_ref()), TaskQueueType::Nexus);
+    respond_nexus_task_completed(internal::RespondNexusTaskCompletedRequest) -> internal::RespondNexusTaskCompletedResponse,
+        |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Nexus);
+    respond_nexus_task_failed(internal::RespondNexusTaskFailedRequest) -> internal::RespondNexusTaskFailedResponse,
+        |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Nexus);
 }

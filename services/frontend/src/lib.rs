@@ -9,6 +9,8 @@ mod errors;
 mod list;
 pub mod metrics;
 mod namespaces;
+mod nexus_endpoints;
+mod nexus_tasks;
 pub mod open_limit;
 mod operator;
 pub mod overload;
@@ -79,6 +81,8 @@ pub struct Frontend {
     matching: MatchingClient,
     visibility: Arc<dyn temper_persistence::VisibilityStore>,
     batcher: Arc<Batcher>,
+    /// The cluster's Nexus endpoints (this process's cached view).
+    pub nexus_endpoints: Arc<temper_client::nexus_endpoints::NexusEndpoints>,
     /// Worker deployments, shared with this process's matching engine; unset: the
     /// deployment calls answer UNIMPLEMENTED.
     deployments: std::sync::OnceLock<Arc<temper_client::deployments::DeploymentRegistry>>,
@@ -91,6 +95,7 @@ impl Frontend {
         history: HistoryClient,
         matching: MatchingClient,
         visibility: Arc<dyn temper_persistence::VisibilityStore>,
+        nexus_endpoints: Arc<temper_client::nexus_endpoints::NexusEndpoints>,
     ) -> Self {
         let batcher = Arc::new(Batcher::new(
             history.clone(),
@@ -108,6 +113,7 @@ impl Frontend {
                 )
             }),
             config,
+            nexus_endpoints,
             namespaces,
             history,
             matching,
@@ -1440,5 +1446,31 @@ impl WorkflowService for Frontend {
         r: Request<ws::RespondQueryTaskCompletedRequest>,
     ) -> Result<Response<ws::RespondQueryTaskCompletedResponse>, Status> {
         self.respond_query(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn poll_nexus_task_queue(
+        &self,
+        r: Request<ws::PollNexusTaskQueueRequest>,
+    ) -> Result<Response<ws::PollNexusTaskQueueResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        self.nexus_poll(r.into_inner(), budget)
+            .await
+            .map(Response::new)
+    }
+
+    async fn respond_nexus_task_completed(
+        &self,
+        r: Request<ws::RespondNexusTaskCompletedRequest>,
+    ) -> Result<Response<ws::RespondNexusTaskCompletedResponse>, Status> {
+        self.nexus_completed(r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn respond_nexus_task_failed(
+        &self,
+        r: Request<ws::RespondNexusTaskFailedRequest>,
+    ) -> Result<Response<ws::RespondNexusTaskFailedResponse>, Status> {
+        self.nexus_failed(r.into_inner()).await.map(Response::new)
     }
 }

@@ -1,5 +1,5 @@
-//! The OperatorService: search attribute registration per namespace. Every other call
-//! answers UNIMPLEMENTED.
+//! The OperatorService: search attribute registration per namespace, and the cluster's
+//! Nexus endpoints (`nexus_endpoints.rs`). Every other call answers UNIMPLEMENTED.
 
 use std::sync::Arc;
 
@@ -11,16 +11,28 @@ use temper_proto::temporal::api::operatorservice::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use temper_client::nexus_endpoints::NexusEndpoints;
+use temper_proto::temporal::api::operatorservice::v1::{
+    CreateNexusEndpointRequest, CreateNexusEndpointResponse, DeleteNexusEndpointRequest,
+    DeleteNexusEndpointResponse, GetNexusEndpointRequest, GetNexusEndpointResponse,
+    ListNexusEndpointsRequest, ListNexusEndpointsResponse, UpdateNexusEndpointRequest,
+    UpdateNexusEndpointResponse,
+};
+
 use crate::namespaces::Namespaces;
 use crate::search_attributes::{self, MAX_CUSTOM};
 
 pub struct Operator {
-    namespaces: Arc<Namespaces>,
+    pub(crate) namespaces: Arc<Namespaces>,
+    pub(crate) endpoints: Arc<NexusEndpoints>,
 }
 
 impl Operator {
-    pub fn new(namespaces: Arc<Namespaces>) -> Self {
-        Self { namespaces }
+    pub fn new(namespaces: Arc<Namespaces>, endpoints: Arc<NexusEndpoints>) -> Self {
+        Self {
+            namespaces,
+            endpoints,
+        }
     }
 }
 
@@ -132,5 +144,40 @@ impl OperatorService for Operator {
             system_attributes: search_attributes::system_map(),
             storage_schema: Default::default(),
         }))
+    }
+
+    async fn create_nexus_endpoint(
+        &self,
+        r: Request<CreateNexusEndpointRequest>,
+    ) -> Result<Response<CreateNexusEndpointResponse>, Status> {
+        Ok(Response::new(self.nexus_create(r.into_inner()).await?))
+    }
+
+    async fn update_nexus_endpoint(
+        &self,
+        r: Request<UpdateNexusEndpointRequest>,
+    ) -> Result<Response<UpdateNexusEndpointResponse>, Status> {
+        Ok(Response::new(self.nexus_update(r.into_inner()).await?))
+    }
+
+    async fn delete_nexus_endpoint(
+        &self,
+        r: Request<DeleteNexusEndpointRequest>,
+    ) -> Result<Response<DeleteNexusEndpointResponse>, Status> {
+        Ok(Response::new(self.nexus_delete(r.into_inner()).await?))
+    }
+
+    async fn get_nexus_endpoint(
+        &self,
+        r: Request<GetNexusEndpointRequest>,
+    ) -> Result<Response<GetNexusEndpointResponse>, Status> {
+        Ok(Response::new(self.nexus_get(r.into_inner()).await?))
+    }
+
+    async fn list_nexus_endpoints(
+        &self,
+        r: Request<ListNexusEndpointsRequest>,
+    ) -> Result<Response<ListNexusEndpointsResponse>, Status> {
+        Ok(Response::new(self.nexus_list(r.into_inner()).await?))
     }
 }

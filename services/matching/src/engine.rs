@@ -51,6 +51,8 @@ pub(crate) struct Core {
     registry: Mutex<Registry>,
     /// QueryWorkflow calls waiting for their answer, by query task id.
     pub(crate) queries: PendingQueries,
+    /// DispatchNexusTask calls waiting for the handler's answer, by Nexus task id.
+    pub(crate) nexus: crate::nexus::PendingNexusTasks,
     /// Where partitions forward to their root; unset: this engine.
     pub(crate) forwarder: OnceLock<MatchingClient>,
     /// Which partitions this node may serve (the matching ring's answer); unset: all.
@@ -65,6 +67,7 @@ pub(crate) struct Core {
 pub(crate) enum PollRequest {
     Workflow(PollWorkflowTaskQueueRequest),
     Activity(PollActivityTaskQueueRequest, Sdk),
+    Nexus(temper_proto::temporal::api::workflowservice::v1::PollNexusTaskQueueRequest),
 }
 
 /// The SDK a worker says it runs (its `client-name` and `client-version` headers).
@@ -75,9 +78,11 @@ pub(crate) struct Sdk {
 }
 
 /// What history built for a started task.
+#[derive(Debug)]
 pub(crate) enum PollResponse {
     Workflow(PollWorkflowTaskQueueResponse),
     Activity(PollActivityTaskQueueResponse),
+    Nexus(temper_proto::temporal::api::workflowservice::v1::PollNexusTaskQueueResponse),
 }
 
 /// One poll call, validated.
@@ -115,6 +120,7 @@ impl Core {
                 gauged: HashMap::new(),
             }),
             queries: PendingQueries::default(),
+            nexus: Default::default(),
             forwarder: OnceLock::new(),
             ownership: OnceLock::new(),
             deployments: OnceLock::new(),
@@ -425,11 +431,11 @@ impl Core {
                 .await
             {
                 Wait::Task(task) => {
-                    // A query task needs no history call: its response is ready.
+                    // A query or Nexus task needs no history call: its response is ready.
                     let task = match task.into_query_response() {
                         Ok(response) => {
                             queue.record_poll(&poll.poller);
-                            return Ok(Some(PollResponse::Workflow(response)));
+                            return Ok(Some(response));
                         }
                         Err(task) => task,
                     };
@@ -531,6 +537,10 @@ impl Core {
                     Status::internal("history started the activity task but returned no task")
                 })
             }
+            // A Nexus queue holds Nexus tasks only, whose responses are ready.
+            PollRequest::Nexus(_) => Err(Status::internal(
+                "a Nexus task queue held a task that was not a Nexus task",
+            )),
         }
     }
 }

@@ -169,6 +169,12 @@ impl Core {
                     .add_activity_task(forwarded(req, key.partition))
                     .await?;
             }
+            // Nexus tasks are never stored, so no child holds one to offer.
+            QueueType::Nexus => {
+                return Err(Status::internal(
+                    "a Nexus task is never offered to the root",
+                ));
+            }
         }
         Ok(())
     }
@@ -223,6 +229,24 @@ impl Core {
                     .await?
                     .into_inner();
                 Ok((!resp.task_token.is_empty()).then_some(PollResponse::Activity(resp)))
+            }
+            PollRequest::Nexus(request) => {
+                let req = temper_proto::internal::v1::PollNexusTaskQueueRequest {
+                    namespace_id,
+                    poller_id: poll.poller_id.clone(),
+                    request: Some(
+                        temper_proto::temporal::api::workflowservice::v1::PollNexusTaskQueueRequest {
+                            task_queue,
+                            ..request.clone()
+                        },
+                    ),
+                    long_poll_timeout_ms,
+                };
+                let resp = client
+                    .poll_nexus_task_queue(forwarded(req, poll.key.partition))
+                    .await?
+                    .into_inner();
+                Ok((!resp.task_token.is_empty()).then_some(PollResponse::Nexus(resp)))
             }
         }
     }

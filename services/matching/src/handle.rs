@@ -172,4 +172,36 @@ impl MatchingService for MatchingEngine {
     ) -> Result<Response<RespondQueryTaskCompletedResponse>, Status> {
         self.core.respond_query_task_completed(request).await
     }
+
+    async fn dispatch_nexus_task(
+        &self,
+        request: Request<temper_proto::internal::v1::DispatchNexusTaskRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::DispatchNexusTaskResponse>, Status> {
+        self.core.dispatch_nexus_task(request).await
+    }
+
+    async fn poll_nexus_task_queue(
+        &self,
+        request: Request<temper_proto::internal::v1::PollNexusTaskQueueRequest>,
+    ) -> Result<
+        Response<temper_proto::temporal::api::workflowservice::v1::PollNexusTaskQueueResponse>,
+        Status,
+    > {
+        self.core.poll_nexus_task_queue(request).await
+    }
+
+    async fn respond_nexus_task_completed(
+        &self,
+        request: Request<temper_proto::internal::v1::RespondNexusTaskCompletedRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::RespondNexusTaskCompletedResponse>, Status>
+    {
+        self.core.respond_nexus_task_completed(request).await
+    }
+
+    async fn respond_nexus_task_failed(
+        &self,
+        request: Request<temper_proto::internal::v1::RespondNexusTaskFailedRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::RespondNexusTaskFailedResponse>, Status> {
+        self.core.respond_nexus_task_failed(request).await
+    }
 }

@@ -4,11 +4,12 @@ use temper_persistence::TaskQueueKey;
 use temper_proto::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
 use temper_types::{NamespaceId, parse_partition, partition_name};
 
-/// Workflow or activity tasks (Temporal's `TaskQueueType`; nexus is not served yet).
+/// Workflow, activity or Nexus tasks (Temporal's `TaskQueueType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QueueType {
     Workflow,
     Activity,
+    Nexus,
 }
 
 impl QueueType {
@@ -17,6 +18,7 @@ impl QueueType {
         match self {
             Self::Workflow => TaskQueueType::Workflow as i32,
             Self::Activity => TaskQueueType::Activity as i32,
+            Self::Nexus => TaskQueueType::Nexus as i32,
         }
     }
 
@@ -25,6 +27,7 @@ impl QueueType {
         match TaskQueueType::try_from(value) {
             Ok(TaskQueueType::Workflow) => Some(Self::Workflow),
             Ok(TaskQueueType::Activity) => Some(Self::Activity),
+            Ok(TaskQueueType::Nexus) => Some(Self::Nexus),
             _ => None,
         }
     }

@@ -35,6 +35,7 @@ mod forward;
 mod handle;
 mod key;
 pub mod metrics;
+mod nexus;
 mod pollers;
 mod priority;
 mod query;

@@ -26,6 +26,7 @@ pub(crate) fn task_type(t: QueueType) -> &'static str {
     match t {
         QueueType::Workflow => "workflow",
         QueueType::Activity => "activity",
+        QueueType::Nexus => "nexus",
     }
 }
 

@@ -40,18 +40,28 @@ pub(crate) const QUERY_TIMED_OUT: &str = "query timed out before a worker could 
 pub(crate) const NO_RECENT_POLLER: &str =
     "no poller seen for task queue recently, worker may be down";
 
-/// QueryWorkflow calls waiting for an answer, by query task id.
-#[derive(Default)]
-pub(crate) struct PendingQueries {
-    waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+/// Calls waiting for a worker's answer (QueryWorkflow, DispatchNexusTask), by task id.
+pub(crate) struct PendingAnswers<T> {
+    waiting: Mutex<HashMap<String, oneshot::Sender<T>>>,
 }
 
-impl PendingQueries {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Answer>>> {
+impl<T> Default for PendingAnswers<T> {
+    fn default() -> Self {
+        Self {
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// QueryWorkflow calls waiting for an answer, by query task id.
+pub(crate) type PendingQueries = PendingAnswers<Answer>;
+
+impl<T> PendingAnswers<T> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<T>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, id: &str, tx: oneshot::Sender<Answer>) -> Registration<'_> {
+    pub(crate) fn register(&self, id: &str, tx: oneshot::Sender<T>) -> Registration<'_, T> {
         self.lock().insert(id.to_owned(), tx);
         Registration {
             pending: self,
@@ -59,7 +69,7 @@ impl PendingQueries {
         }
     }
 
-    fn take(&self, id: &str) -> Option<oneshot::Sender<Answer>> {
+    pub(crate) fn take(&self, id: &str) -> Option<oneshot::Sender<T>> {
         self.lock().remove(id)
     }
 
@@ -71,12 +81,12 @@ impl PendingQueries {
 }
 
 /// Forgets a waiting call however it ends (answered, timed out, or its future dropped).
-struct Registration<'a> {
-    pending: &'a PendingQueries,
+pub(crate) struct Registration<'a, T> {
+    pending: &'a PendingAnswers<T>,
     id: String,
 }
 
-impl Drop for Registration<'_> {
+impl<T> Drop for Registration<'_, T> {
     fn drop(&mut self) {
         self.pending.take(&self.id);
     }
@@ -88,7 +98,7 @@ fn invalid(message: &str) -> Status {
 
 /// The task could not reach a poller: the queue was closed (a sticky worker shut down) or
 /// lost its lease.
-fn undeliverable(key: &QueueKey) -> Status {
+pub(crate) fn undeliverable(key: &QueueKey) -> Status {
     match key.kind {
         QueueKind::Sticky => status::sticky_worker_unavailable(&key.name),
         QueueKind::Normal => MatchingError::OwnershipLost(key.name.clone()).into(),
@@ -187,7 +197,7 @@ impl Core {
                 priority: crate::priority::TaskPriority::default(),
             },
             origin: Origin::Query(Box::new(QueryOffer {
-                response,
+                response: crate::engine::PollResponse::Workflow(response),
                 delivered: delivered_tx,
             })),
         };
@@ -203,13 +213,15 @@ impl Core {
         })
     }
 
-    async fn await_answer(
+    /// Wait for the answer to a task handed to `queue` (a query or a Nexus task), failing as
+    /// Temporal's matching does when no worker takes it in time.
+    pub(crate) async fn await_answer<T>(
         &self,
         queue: &TaskQueue,
-        mut answer_rx: oneshot::Receiver<Answer>,
+        mut answer_rx: oneshot::Receiver<T>,
         mut delivered_rx: oneshot::Receiver<()>,
         deadline: Instant,
-    ) -> Result<Answer, Status> {
+    ) -> Result<T, Status> {
         let check_at = deadline.checked_sub(NO_POLLER_CHECK_BEFORE_DEADLINE);
         // On a sticky queue the caller falls back to the normal queue when the query times
         // out; failing early there would end the query instead.
@@ -221,7 +233,7 @@ impl Core {
         loop {
             tokio::select! {
                 answer = &mut answer_rx => {
-                    return answer.map_err(|_| Status::internal("query answer lost"));
+                    return answer.map_err(|_| Status::internal("the worker's answer was lost"));
                 }
                 d = &mut delivered_rx, if !delivered => match d {
                     Ok(()) => delivered = true,

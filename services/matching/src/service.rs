@@ -335,4 +335,67 @@ impl MatchingService for Core {
         self.deliver_query_answer(request.into_inner())?;
         Ok(Response::new(RespondQueryTaskCompletedResponse {}))
     }
+
+    async fn dispatch_nexus_task(
+        &self,
+        request: Request<temper_proto::internal::v1::DispatchNexusTaskRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::DispatchNexusTaskResponse>, Status> {
+        self.dispatch_nexus(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn poll_nexus_task_queue(
+        &self,
+        request: Request<temper_proto::internal::v1::PollNexusTaskQueueRequest>,
+    ) -> Result<
+        Response<temper_proto::temporal::api::workflowservice::v1::PollNexusTaskQueueResponse>,
+        Status,
+    > {
+        let forwarded = is_forwarded(&request);
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace_id)?;
+        let poll = req
+            .request
+            .ok_or_else(|| Status::invalid_argument("Request is nil."))?;
+        let tq = task_queue(poll.task_queue.as_ref())?;
+        let key = QueueKey::from_name(ns, &tq.name, QueueType::Nexus, QueueKind::Normal);
+        #[allow(deprecated)] // worker_version_capabilities: still sent by older SDKs.
+        let poller = PollerSeen {
+            identity: poll.identity.clone(),
+            max_tasks_per_second: None,
+            worker_version_capabilities: poll.worker_version_capabilities.clone(),
+            deployment_options: poll.deployment_options.clone(),
+        };
+        let poll = Poll {
+            key,
+            poller,
+            poller_id: Self::poller_id(&req.poller_id),
+            worker_instance_key: poll.worker_instance_key.clone(),
+            timeout: self.long_poll_timeout(req.long_poll_timeout_ms),
+            request: PollRequest::Nexus(poll),
+            forwarded,
+        };
+        match self.poll(poll).await? {
+            Some(PollResponse::Nexus(response)) => Ok(Response::new(response)),
+            _ => Ok(Response::new(Default::default())),
+        }
+    }
+
+    async fn respond_nexus_task_completed(
+        &self,
+        request: Request<temper_proto::internal::v1::RespondNexusTaskCompletedRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::RespondNexusTaskCompletedResponse>, Status>
+    {
+        self.deliver_nexus_completed(request.into_inner())?;
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn respond_nexus_task_failed(
+        &self,
+        request: Request<temper_proto::internal::v1::RespondNexusTaskFailedRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::RespondNexusTaskFailedResponse>, Status> {
+        self.deliver_nexus_failed(request.into_inner())?;
+        Ok(Response::new(Default::default()))
+    }
 }

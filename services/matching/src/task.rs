@@ -8,7 +8,6 @@ use prost::Message;
 use temper_proto::internal::v1::VersionDirective;
 use temper_proto::persistence::v1::MatchingTask;
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
-use temper_proto::temporal::api::workflowservice::v1::PollWorkflowTaskQueueResponse;
 use temper_types::TaskId;
 use tokio::sync::oneshot;
 
@@ -99,15 +98,17 @@ pub(crate) enum Origin {
     Backlog(TaskId),
     /// Held in memory by a sticky queue.
     Memory,
-    /// A query task from a QueryWorkflow call: memory only, handed out before other tasks.
+    /// A query task from a QueryWorkflow call, or a Nexus task from a DispatchNexusTask call:
+    /// memory only, handed out before other tasks.
     Query(Box<QueryOffer>),
 }
 
-/// A query task: the poll response goes to one poller as it is (no history call).
+/// A query or Nexus task: the poll response goes to one poller as it is (no history call).
 #[derive(Debug)]
 pub(crate) struct QueryOffer {
-    /// What the worker gets: history's query task with matching's task token.
-    pub response: PollWorkflowTaskQueueResponse,
+    /// What the worker gets: history's query task (or the Nexus request) with matching's
+    /// task token.
+    pub response: crate::engine::PollResponse,
     /// Told when a poller took the task. Dropped with an undelivered task (the queue closed),
     /// which the waiting QueryWorkflow call sees; closed when that call has given up.
     pub delivered: oneshot::Sender<()>,
@@ -159,11 +160,11 @@ impl Dispatched {
         }
     }
 
-    /// For a query task: its poll response, and the task counts as delivered. Any other task
-    /// comes back as `Err`.
+    /// For a query or Nexus task: its poll response, and the task counts as delivered. Any
+    /// other task comes back as `Err`.
     // The task itself comes back, not an error: the caller dispatches it another way.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn into_query_response(mut self) -> Result<PollWorkflowTaskQueueResponse, Self> {
+    pub(crate) fn into_query_response(mut self) -> Result<crate::engine::PollResponse, Self> {
         match self.task.take() {
             Some(Task {
                 origin: Origin::Query(offer),

@@ -412,6 +412,11 @@ async fn start_roles(
             history_router.clone(),
             matching_router.clone(),
             persistence.visibility.clone(),
+            Arc::new(temper_client::nexus_endpoints::NexusEndpoints::new(
+                persistence.nexus_endpoints.clone(),
+                clock.clone(),
+                temper_client::nexus_endpoints::DEFAULT_REFRESH,
+            )),
         )))
     } else {
         None
@@ -594,6 +599,7 @@ async fn grpc_services(
     }
     if let Some(f) = &roles.frontend {
         let namespaces = f.namespaces.clone();
+        let nexus_endpoints = f.nexus_endpoints.clone();
         router = router
             .add_service(RpcMetrics::new(Authorize::new(
                 AdmissionScope::new(
@@ -606,7 +612,7 @@ async fn grpc_services(
                 auth.clone(),
             )))
             .add_service(RpcMetrics::new(Authorize::new(
-                OperatorServiceServer::new(Operator::new(namespaces))
+                OperatorServiceServer::new(Operator::new(namespaces, nexus_endpoints))
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
                 auth,

@@ -242,6 +242,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .set_serving::<WorkflowServiceServer<Frontend>>()
         .await;
     let namespaces = frontend.namespaces.clone();
+    let nexus_endpoints = frontend.nexus_endpoints.clone();
     let workflow_service = temper_frontend::RpcMetrics::new(temper_auth::Authorize::new(
         temper_frontend::AdmissionScope::new(
             WorkflowServiceServer::from_arc(frontend)
@@ -253,7 +254,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         auth.clone(),
     ));
     let operator_service = temper_frontend::RpcMetrics::new(temper_auth::Authorize::new(
-        OperatorServiceServer::new(Operator::new(namespaces))
+        OperatorServiceServer::new(Operator::new(namespaces, nexus_endpoints))
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip),
         auth.clone(),

@@ -149,6 +149,11 @@ impl Node {
             history_client,
             matching_client,
             persistence.visibility.clone(),
+            Arc::new(temper_client::nexus_endpoints::NexusEndpoints::new(
+                persistence.nexus_endpoints.clone(),
+                config.clock.clone(),
+                temper_client::nexus_endpoints::DEFAULT_REFRESH,
+            )),
         ));
         // One deployment registry for the process: a routing change made through the
         // frontend is what matching routes by at once.

@@ -6,6 +6,7 @@ mod concurrency;
 mod describe;
 mod fakes;
 mod lease;
+mod nexus;
 mod partitions;
 mod priority;
 mod query;
