@@ -8,7 +8,8 @@
 //! `IF NOT EXISTS` on each execution row, `IF current_run_id = ?` or `IF NOT EXISTS` on each
 //! current-run row. When the batch is not applied, the returned rows tell which condition
 //! failed (`commit.rs`). History nodes, the matching backlog (under a `range_id` lease per
-//! task queue partition), namespaces and cluster membership have tables of their own
+//! task queue partition), namespaces, Nexus endpoints and cluster membership have tables of
+//! their own
 //! (`schema/cassandra/`).
 //!
 //! Consistency: ordinary reads and writes at the configured consistency (default
@@ -25,6 +26,7 @@ mod executions;
 mod history;
 mod membership;
 mod namespaces;
+mod nexus_endpoints;
 mod retry;
 mod rows;
 pub mod schema;
@@ -229,6 +231,3 @@ impl CassandraStore {
         Rows::from_result(result)
     }
 }
-
-// Nexus endpoints: not kept yet (the trait's default answers `Unsupported`).
-impl temper_persistence::NexusEndpointStore for CassandraStore {}

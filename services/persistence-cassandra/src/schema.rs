@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "0002_visibility.cql",
         cql: include_str!("../../../schema/cassandra/0002_visibility.cql"),
     },
+    Migration {
+        version: 3,
+        file: "0003_nexus_endpoints.cql",
+        cql: include_str!("../../../schema/cassandra/0003_nexus_endpoints.cql"),
+    },
 ];
 
 /// The newest schema version this binary knows (and needs).

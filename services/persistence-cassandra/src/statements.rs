@@ -340,6 +340,29 @@ statements! {
     DeleteNamespaceIdIf: Lwt = "DELETE FROM {ks}.namespaces_by_id WHERE id = ? IF name = ?";
     UpdateNamespaceIdName: Write = "UPDATE {ks}.namespaces_by_id SET name = ? WHERE id = ?";
 
+    // ---- Nexus endpoints (one partition: endpoint rows and name claims) ----
+    SelectNexusEndpointRow: Read =
+        "SELECT row_key, id, name, version, data, data_encoding FROM {ks}.nexus_endpoints \
+         WHERE endpoints_partition = ? AND row_type = ? AND row_key = ?";
+    ListNexusEndpoints: Read =
+        "SELECT row_key, id, name, version, data, data_encoding FROM {ks}.nexus_endpoints \
+         WHERE endpoints_partition = ? AND row_type = ?";
+    InsertNexusEndpoint: Lwt =
+        "INSERT INTO {ks}.nexus_endpoints (endpoints_partition, row_type, row_key, id, name, \
+         version, data, data_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+    UpdateNexusEndpoint: Lwt =
+        "UPDATE {ks}.nexus_endpoints SET name = ?, version = ?, data = ?, data_encoding = ? \
+         WHERE endpoints_partition = ? AND row_type = ? AND row_key = ? IF version = ?";
+    DeleteNexusEndpointIf: Lwt =
+        "DELETE FROM {ks}.nexus_endpoints WHERE endpoints_partition = ? AND row_type = ? \
+         AND row_key = ? IF version = ?";
+    InsertNexusEndpointName: Lwt =
+        "INSERT INTO {ks}.nexus_endpoints (endpoints_partition, row_type, row_key, id) \
+         VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    DeleteNexusEndpointNameIf: Lwt =
+        "DELETE FROM {ks}.nexus_endpoints WHERE endpoints_partition = ? AND row_type = ? \
+         AND row_key = ? IF id = ?";
+
     // ---- cluster membership ----
     UpsertMember: Write =
         "INSERT INTO {ks}.cluster_membership (membership_partition, role, host_id, rpc_address, \

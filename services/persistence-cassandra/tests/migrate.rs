@@ -1,6 +1,7 @@
-//! `temper schema migrate` brings a keyspace of schema version 1 (before visibility) up to
-//! the newest version, on a real cluster (`TEMPER_CASSANDRA_CONTACT_POINTS`, as the
-//! conformance suite; without it the test fails saying so).
+//! `temper schema migrate` brings a keyspace of schema version 1 (before visibility and
+//! Nexus endpoints) up to the newest version, on a real cluster
+//! (`TEMPER_CASSANDRA_CONTACT_POINTS`, as the conformance suite; without it the test fails
+//! saying so).
 
 mod common;
 
@@ -9,11 +10,12 @@ use temper_persistence_cassandra::schema;
 use temper_persistence_cassandra::{CassandraStore, LATEST_SCHEMA_VERSION};
 
 #[tokio::test]
-async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
+async fn a_version_1_keyspace_migrates_to_the_newest_version() {
     let config = common::fresh_keyspace("temper_migrate").await;
     let ks = config.keyspace.clone();
 
-    // Turn it back into what version 1 made: no visibility tables, version 1 recorded.
+    // Turn it back into what version 1 made: no visibility or Nexus endpoint tables, version
+    // 1 recorded.
     let session = SessionBuilder::new()
         .known_nodes(&config.contact_points)
         .build()
@@ -24,6 +26,7 @@ async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
         "visibility_open",
         "visibility_closed",
         "visibility_buckets",
+        "nexus_endpoints",
     ] {
         session
             .query_unpaged(format!("DROP TABLE {ks}.{table}"), ())
@@ -32,11 +35,11 @@ async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
     }
     session
         .query_unpaged(
-            format!("DELETE FROM {ks}.schema_version WHERE version_partition = 0 AND version = 2"),
+            format!("DELETE FROM {ks}.schema_version WHERE version_partition = 0 AND version > 1"),
             (),
         )
         .await
-        .expect("forget version 2");
+        .expect("forget the versions after 1");
     let err = CassandraStore::connect(config.clone())
         .await
         .expect_err("a version 1 keyspace is refused");
@@ -44,7 +47,10 @@ async fn a_version_1_keyspace_migrates_to_the_visibility_tables() {
 
     let report = schema::migrate(config.clone()).await.expect("migrate");
     assert_eq!((report.from, report.to), (1, LATEST_SCHEMA_VERSION));
-    assert_eq!(report.applied, vec![2]);
+    assert_eq!(
+        report.applied,
+        (2..=LATEST_SCHEMA_VERSION).collect::<Vec<_>>()
+    );
     let again = schema::migrate(config.clone())
         .await
         .expect("migrate again");

@@ -13,6 +13,7 @@ mod executions;
 mod history;
 mod membership;
 mod namespaces;
+mod nexus_endpoints;
 mod pool;
 mod schema;
 mod task_queues;
@@ -124,6 +125,3 @@ impl SqliteStore {
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
-
-// Nexus endpoints: not kept yet (the trait's default answers `Unsupported`).
-impl temper_persistence::NexusEndpointStore for SqliteStore {}

@@ -25,6 +25,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../schema/sqlite/0005_task_priority.sql"),
     ),
+    (
+        6,
+        include_str!("../../../schema/sqlite/0006_nexus_endpoints.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

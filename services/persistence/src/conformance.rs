@@ -19,6 +19,7 @@ mod executions;
 mod history;
 mod membership;
 mod namespaces;
+mod nexus_endpoints;
 mod shards;
 mod task_queues;
 mod tasks;
@@ -28,6 +29,7 @@ pub use executions::*;
 pub use history::*;
 pub use membership::*;
 pub use namespaces::*;
+pub use nexus_endpoints::*;
 pub use shards::*;
 pub use task_queues::*;
 pub use tasks::*;
@@ -138,6 +140,12 @@ macro_rules! __persistence_conformance_all {
             case_namespace_create_and_get,
             case_namespace_update_is_conditional,
             case_namespace_list_paging,
+            case_nexus_endpoint_create_and_get,
+            case_nexus_endpoint_concurrent_creates_one_name,
+            case_nexus_endpoint_update_is_conditional,
+            case_nexus_endpoint_rename,
+            case_nexus_endpoint_delete,
+            case_nexus_endpoint_list_by_name,
             case_cluster_metadata_first_init_wins,
             case_membership_heartbeat_and_list,
             case_membership_rows_expire,

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use scylla::value::CqlValue;
 use temper_persistence::{
     BranchId, ClusterMetadata, CurrentExecution, CurrentRunCondition, CurrentRunWrite,
-    ExecutionKey, ExecutionWrite, HistoryNode, NamespaceRecord, QueueTask, ShardRecord,
-    TaskCategory, TaskKey, TaskQueueKey, TaskRecord,
+    ExecutionKey, ExecutionWrite, HistoryNode, NamespaceRecord, NexusEndpointRecord, QueueTask,
+    ShardRecord, TaskCategory, TaskKey, TaskQueueKey, TaskRecord,
 };
 use temper_types::{NamespaceId, RangeId, ShardId};
 
@@ -18,7 +18,7 @@ use crate::executions::{self, RowKey};
 use crate::rows::Values;
 use crate::schema::{MIGRATIONS, split_statements};
 use crate::task_queues::LeaseStep;
-use crate::{commit, history, membership, namespaces, task_queues};
+use crate::{commit, history, membership, namespaces, nexus_endpoints, task_queues};
 
 /// A table of the schema: column types and the partition key.
 #[derive(Debug, Default)]
@@ -273,6 +273,15 @@ fn namespace() -> NamespaceRecord {
 }
 
 /// Values for every statement, from the same functions the store uses.
+fn nexus_endpoint() -> NexusEndpointRecord {
+    NexusEndpointRecord {
+        id: "ep".into(),
+        name: "orders".into(),
+        version: 2,
+        data: b"spec".to_vec(),
+    }
+}
+
 fn samples() -> Vec<(Stmt, Values)> {
     let key = exec_key();
     let mut out = vec![
@@ -408,6 +417,14 @@ fn samples() -> Vec<(Stmt, Values)> {
     out.push(namespaces::release_id(&ns));
     out.push(namespaces::point_id(&ns.id, "default"));
 
+    let ep = nexus_endpoint();
+    out.push(nexus_endpoints::select_endpoint(&ep.id));
+    out.push(nexus_endpoints::select_name(&ep.name));
+    out.push(nexus_endpoints::list());
+    out.extend(nexus_endpoints::create_statements(&ep));
+    out.extend(nexus_endpoints::update_statements("old", 1, &ep));
+    out.extend(nexus_endpoints::delete_statements(&ep));
+
     let member = membership::ClusterMember {
         role: "history".into(),
         host_id: "h".into(),
@@ -530,6 +547,11 @@ fn exactly_the_conditional_statements_are_lightweight_transactions() {
             "DeleteNamespaceIf",
             "InsertNamespaceId",
             "DeleteNamespaceIdIf",
+            "InsertNexusEndpoint",
+            "UpdateNexusEndpoint",
+            "DeleteNexusEndpointIf",
+            "InsertNexusEndpointName",
+            "DeleteNexusEndpointNameIf",
         ]
     );
 }
@@ -565,6 +587,9 @@ fn conditional_batches_stay_in_one_table_and_one_partition() {
             }],
         ),
         namespaces::rename_statements("old", 0, &namespace()),
+        nexus_endpoints::create_statements(&nexus_endpoint()),
+        nexus_endpoints::update_statements("old", 1, &nexus_endpoint()),
+        nexus_endpoints::delete_statements(&nexus_endpoint()),
     ];
     for batch in batches {
         let first = parse(&bare(batch[0].0));
