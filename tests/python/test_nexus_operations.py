@@ -53,6 +53,15 @@ from harness import (
     worker,
 )
 
+# Nexus operations are what issue 21 builds next: temper has endpoints and Nexus task queues,
+# but a workflow cannot call an operation yet. These tests pin the reference's behaviour for
+# that work; against temper they are skipped (and reported so), not counted as passing.
+pytestmark = pytest.mark.skipif(
+    harness.server_kind() == "temper",
+    reason="Nexus operations are not implemented in temper yet (issue 21)",
+)
+
+
 FLAGS = [
     "--dynamic-config-value", "component.nexusoperations.recordCancelRequestCompletionEvents=true",
     "--dynamic-config-value", 'system.refreshNexusEndpointsMinWait="0s"',

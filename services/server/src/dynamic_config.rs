@@ -9,6 +9,7 @@ use temper_server::node::NodeConfig;
 const SUGGEST_CAN_EVENTS: &str = "limit.historyCount.suggestContinueAsNew";
 const SUGGEST_CAN_BYTES: &str = "limit.historySize.suggestContinueAsNew";
 const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
+const NEXUS_ENDPOINTS_REFRESH: &str = "system.refreshNexusEndpointsMinWait";
 /// temper's own keys (Temporal has none for these): the frontend's fair admission and the
 /// bound on open workflows per namespace, as `[frontend]` sets them on `temper server start`.
 const MAX_INFLIGHT: &str = "temper.frontend.maxInflight";
@@ -66,6 +67,18 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
             SUGGEST_CAN_EVENTS => config.limits.suggest_continue_as_new_events = int()?,
             SUGGEST_CAN_BYTES => config.limits.suggest_continue_as_new_bytes = int()?,
             EAGER_WORKFLOW_START => config.eager_workflow_start = boolean()?,
+            NEXUS_ENDPOINTS_REFRESH => {
+                // A Go duration, bare or as a JSON string (the reference takes JSON only).
+                let text = value.trim_matches('"');
+                let nanos = temper_visibility::parse_duration_nanos(text)
+                    .filter(|n| *n >= 0)
+                    .with_context(|| {
+                        format!(
+                            "--dynamic-config-value {key}: `{value}` is not a duration such as 1s"
+                        )
+                    })?;
+                config.nexus_endpoints_refresh = std::time::Duration::from_nanos(nanos as u64);
+            }
             MAX_INFLIGHT => config.admission.max_inflight = u32::try_from(int()?)?,
             OVERLOAD_TARGET_LAG_MS => {
                 let ms: f64 = value.parse().ok().filter(|ms: &f64| *ms > 0.0 && *ms < 1e6).with_context(|| {
@@ -101,6 +114,27 @@ mod tests {
 
     fn values(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_nexus_endpoint_refresh_takes_go_durations_bare_or_quoted() {
+        for (v, want) in [("\"0s\"", 0), ("250ms", 250), ("\"2s\"", 2000)] {
+            let mut config = NodeConfig::dev(4, "n");
+            let kv = format!("system.refreshNexusEndpointsMinWait={v}");
+            apply(&values(&[&kv]), &mut config).expect("valid");
+            assert_eq!(
+                config.nexus_endpoints_refresh,
+                std::time::Duration::from_millis(want)
+            );
+        }
+        let mut config = NodeConfig::dev(4, "n");
+        assert!(
+            apply(
+                &values(&["system.refreshNexusEndpointsMinWait=soon"]),
+                &mut config
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub batch: temper_frontend::BatchConfig,
     /// Eager workflow start (Temporal's `system.enableEagerWorkflowStart`, on by default).
     pub eager_workflow_start: bool,
+    /// How long a cached list of Nexus endpoints is used before the store is read again
+    /// (Temporal's `system.refreshNexusEndpointsMinWait`).
+    pub nexus_endpoints_refresh: Duration,
 }
 
 impl NodeConfig {
@@ -57,6 +60,7 @@ impl NodeConfig {
             open_workflows: temper_frontend::OpenWorkflowLimitConfig::default(),
             batch: temper_frontend::BatchConfig::default(),
             eager_workflow_start: true,
+            nexus_endpoints_refresh: temper_client::nexus_endpoints::DEFAULT_REFRESH,
         }
     }
 }
@@ -152,7 +156,7 @@ impl Node {
             Arc::new(temper_client::nexus_endpoints::NexusEndpoints::new(
                 persistence.nexus_endpoints.clone(),
                 config.clock.clone(),
-                temper_client::nexus_endpoints::DEFAULT_REFRESH,
+                config.nexus_endpoints_refresh,
             )),
         ));
         // One deployment registry for the process: a routing change made through the
