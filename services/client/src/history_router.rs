@@ -191,6 +191,8 @@ routed! {
         |r| execution_key(&r.namespace_id, r.request.as_ref().and_then(|q| q.workflow_execution.as_ref()));
     schedule_call(internal::ScheduleCallRequest) -> internal::ScheduleCallResponse,
         |r| Some((r.namespace_id.clone(), temper_types::scheduler_workflow_id(&r.schedule_id)));
+    complete_nexus_operation(internal::CompleteNexusOperationRequest) -> internal::CompleteNexusOperationResponse,
+        |r| execution_key(&r.namespace_id, r.execution.as_ref());
     activity_execution_call(internal::ActivityExecutionCallRequest) -> internal::ActivityExecutionCallResponse,
         |r| Some((r.namespace_id.clone(), temper_types::standalone_activity_workflow_id(&r.activity_id)));
 }

@@ -5,22 +5,29 @@
 
 use std::time::Duration;
 
+use prost::Message;
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::enums::v1::TaskQueueKind;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1 as ws;
-use temper_workflow::token;
+use temper_workflow::pb;
 use tonic::Status;
 
 use crate::{Frontend, check_identity, check_task_queue};
 
-/// The Nexus task a token names: its id and the queue it was dispatched on.
-fn task_of(task_token: &[u8]) -> Result<(String, TaskQueue), Status> {
-    let t = token::decode(task_token).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    if t.nexus_task_id.is_empty() || t.task_queue.is_empty() {
-        return Err(Status::invalid_argument("Invalid TaskToken."));
+/// The Nexus task a token names: its namespace id, its id and the queue it was dispatched
+/// on. (A Nexus task belongs to no workflow: its token names none.)
+fn task_of(task_token: &[u8]) -> Result<(String, String, TaskQueue), Status> {
+    if task_token.is_empty() {
+        return Err(Status::invalid_argument("Task token not set on request."));
+    }
+    let t = pb::TaskToken::decode(task_token)
+        .map_err(|_| Status::invalid_argument("Error deserializing task token."))?;
+    if t.namespace_id.is_empty() || t.nexus_task_id.is_empty() || t.task_queue.is_empty() {
+        return Err(Status::invalid_argument("Error deserializing task token."));
     }
     Ok((
+        t.namespace_id,
         t.nexus_task_id,
         TaskQueue {
             name: t.task_queue,
@@ -53,8 +60,13 @@ impl Frontend {
         r: ws::RespondNexusTaskCompletedRequest,
     ) -> Result<ws::RespondNexusTaskCompletedResponse, Status> {
         check_identity(&r.identity)?;
-        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
-        let (task_id, task_queue) = task_of(&r.task_token)?;
+        let (token_namespace_id, task_id, task_queue) = task_of(&r.task_token)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        if token_namespace_id != namespace_id {
+            return Err(Status::invalid_argument(
+                "Operation requested with a token from a different namespace.",
+            ));
+        }
         if r.response.is_none() {
             return Err(Status::invalid_argument("Response is not set on request."));
         }
@@ -75,8 +87,13 @@ impl Frontend {
         r: ws::RespondNexusTaskFailedRequest,
     ) -> Result<ws::RespondNexusTaskFailedResponse, Status> {
         check_identity(&r.identity)?;
-        let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
-        let (task_id, task_queue) = task_of(&r.task_token)?;
+        let (token_namespace_id, task_id, task_queue) = task_of(&r.task_token)?;
+        let namespace_id = self.ns_id(&r.namespace).await?;
+        if token_namespace_id != namespace_id {
+            return Err(Status::invalid_argument(
+                "Operation requested with a token from a different namespace.",
+            ));
+        }
         #[allow(deprecated)]
         if r.failure.is_none() && r.error.is_none() {
             return Err(Status::invalid_argument("Failure is not set on request."));

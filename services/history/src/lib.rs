@@ -7,6 +7,7 @@ mod cross_workflow;
 mod error;
 mod event_log;
 pub mod metrics;
+mod nexus;
 mod queues;
 mod retention;
 mod shard;
@@ -76,6 +77,8 @@ pub struct HistoryEngine {
     me: std::sync::Weak<HistoryEngine>,
     /// Set in a cluster: routes those calls to the node that owns the target's shard.
     remote: std::sync::OnceLock<HistoryClient>,
+    /// The cluster's Nexus endpoints (where operations' requests go).
+    pub(crate) nexus_endpoints: Arc<temper_client::nexus_endpoints::NexusEndpoints>,
 }
 
 impl HistoryEngine {
@@ -85,7 +88,13 @@ impl HistoryEngine {
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let retention = Arc::new(retention::Retention::new(persistence.namespaces.clone()));
+        let nexus_endpoints = Arc::new(temper_client::nexus_endpoints::NexusEndpoints::new(
+            persistence.nexus_endpoints.clone(),
+            clock.clone(),
+            temper_client::nexus_endpoints::DEFAULT_REFRESH,
+        ));
         Arc::new_cyclic(|me| Self {
+            nexus_endpoints,
             config,
             retention,
             persistence,
@@ -208,6 +217,14 @@ impl temper_client::HistoryService for HistoryEngine {
         let r = request.into_inner();
         let ns = ns_id(&r.namespace_id)?;
         Ok(Response::new(api::schedule::call(self, &ns, r).await?))
+    }
+
+    async fn complete_nexus_operation(
+        &self,
+        request: Request<internal::CompleteNexusOperationRequest>,
+    ) -> Result<Response<internal::CompleteNexusOperationResponse>, Status> {
+        nexus::complete(self, request.into_inner()).await?;
+        Ok(Response::new(Default::default()))
     }
 
     async fn activity_execution_call(

@@ -297,6 +297,14 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
+    fn engine(&self) -> Result<Arc<HistoryEngine>, HistoryError> {
+        self.engine.upgrade().ok_or_else(|| {
+            HistoryError::Store(temper_persistence::StoreError::Unavailable(
+                "history engine is shutting down".into(),
+            ))
+        })
+    }
+
     fn history(&self) -> Result<HistoryClient, HistoryError> {
         self.engine
             .upgrade()
@@ -498,6 +506,17 @@ async fn process_transfer(
         }
         Ok(pb::TransferTaskKind::CloseExecution) => {
             crate::cross_workflow::on_close(shard, &peers.history()?, &key).await
+        }
+        Ok(pb::TransferTaskKind::NexusStart) => {
+            let engine = peers.engine()?;
+            crate::nexus::send_start(&engine, shard, matching, &key, task).await
+        }
+        Ok(pb::TransferTaskKind::NexusCancel) => {
+            let engine = peers.engine()?;
+            crate::nexus::send_cancel(&engine, shard, matching, &key, task).await
+        }
+        Ok(pb::TransferTaskKind::CompletionCallbacks) => {
+            crate::nexus::call_callbacks(shard, &peers.history()?, &key).await
         }
         Ok(pb::TransferTaskKind::ScheduleStart) => {
             crate::cross_workflow::schedule_starts(shard, &peers.history()?, &key).await
@@ -748,6 +767,12 @@ async fn process_timer(
                     workflow_task::on_retry_timer(txn, task.attempt)
                 }
                 pb::TimerTaskKind::WorkflowBackoff => start::on_backoff_timer(txn),
+                pb::TimerTaskKind::NexusTimeout => {
+                    temper_workflow::nexus::on_timeout(txn, task.event_id)
+                }
+                pb::TimerTaskKind::NexusRetry => {
+                    temper_workflow::nexus::on_retry_timer(txn, task.event_id, task.attempt)
+                }
                 pb::TimerTaskKind::DeleteHistory
                 | pb::TimerTaskKind::ScheduleWake
                 | pb::TimerTaskKind::Unspecified => {}

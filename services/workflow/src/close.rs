@@ -29,6 +29,10 @@ pub(crate) fn write_close<A: Into<Attributes>>(
     txn.write_applied(attrs, |ms, at, _| apply_closed(ms, at, status));
     let t = txn.transfer_task(pb::TransferTaskKind::CloseExecution);
     txn.add_transfer_task(t);
+    if !txn.ms.completion_callbacks.is_empty() {
+        let t = txn.transfer_task(pb::TransferTaskKind::CompletionCallbacks);
+        txn.add_transfer_task(t);
+    }
     txn.visibility_task(pb::VisibilityTaskKind::Close);
 }
 

@@ -8,8 +8,8 @@ use temper_proto::temporal::api::history::v1::MarkerRecordedEventAttributes;
 
 use crate::completion::{Completion, Outcome};
 use crate::{
-    BadCommand, Txn, activity, child, close, continuation, external, pb, properties, speculative,
-    timer, update, workflow_task,
+    BadCommand, Txn, activity, child, close, continuation, external, nexus, pb, properties,
+    speculative, timer, update, workflow_task,
 };
 
 /// Apply a workflow task completion. `wt` is the task in flight (checked by the caller).
@@ -155,14 +155,14 @@ fn apply(
                 }
                 closed = true;
             }
-            other => {
-                return Err(BadCommand::new(
-                    WorkflowTaskFailedCause::UnhandledCommand,
-                    &format!(
-                        "command {} is not supported by this server yet",
-                        command_name(other)
-                    ),
-                ));
+            C::ScheduleNexusOperationCommandAttributes(a) => {
+                let endpoints = std::mem::take(&mut txn.nexus_endpoints);
+                let scheduled = nexus::schedule(txn, a, completed_id, &endpoints);
+                txn.nexus_endpoints = endpoints;
+                scheduled?
+            }
+            C::RequestCancelNexusOperationCommandAttributes(a) => {
+                nexus::request_cancel(txn, a, completed_id)?
             }
         }
         if let Some(metadata) = &command.user_metadata
@@ -189,12 +189,4 @@ fn apply(
         new_workflow_task,
         closed: false,
     })
-}
-
-fn command_name(c: &C) -> &'static str {
-    match c {
-        C::ScheduleNexusOperationCommandAttributes(_) => "ScheduleNexusOperation",
-        C::RequestCancelNexusOperationCommandAttributes(_) => "RequestCancelNexusOperation",
-        _ => "this command",
-    }
 }

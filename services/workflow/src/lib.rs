@@ -21,6 +21,7 @@ pub mod cron;
 mod error;
 mod events;
 pub mod external;
+pub mod nexus;
 pub mod priority;
 pub mod properties;
 pub mod rebuild;

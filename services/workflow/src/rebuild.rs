@@ -111,6 +111,21 @@ pub(crate) fn apply(ms: &mut pb::MutableState, at: At, attrs: &Attributes) {
         A::WorkflowTaskFailedEventAttributes(a) => workflow_task::apply_failed(ms, at, a),
         A::WorkflowTaskTimedOutEventAttributes(a) => workflow_task::apply_timed_out(ms, at, a),
         A::ActivityTaskScheduledEventAttributes(a) => activity::apply_scheduled(ms, at, a),
+        A::NexusOperationScheduledEventAttributes(a) => crate::nexus::apply_scheduled(ms, at, a),
+        A::NexusOperationStartedEventAttributes(a) => crate::nexus::apply_started(ms, at, a),
+        A::NexusOperationCancelRequestedEventAttributes(a) => {
+            crate::nexus::apply_cancel_requested(ms, at, a)
+        }
+        A::NexusOperationCompletedEventAttributes(a) => {
+            crate::nexus::apply_closed_completed(ms, at, a)
+        }
+        A::NexusOperationFailedEventAttributes(a) => crate::nexus::apply_closed_failed(ms, at, a),
+        A::NexusOperationCanceledEventAttributes(a) => {
+            crate::nexus::apply_closed_canceled(ms, at, a)
+        }
+        A::NexusOperationTimedOutEventAttributes(a) => {
+            crate::nexus::apply_closed_timed_out(ms, at, a)
+        }
         A::ActivityTaskStartedEventAttributes(a) => activity::apply_started(ms, at, a),
         A::ActivityTaskCompletedEventAttributes(a) => activity::apply_completed(ms, at, a),
         A::ActivityTaskFailedEventAttributes(a) => activity::apply_failed(ms, at, a),

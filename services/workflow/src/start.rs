@@ -358,6 +358,8 @@ pub fn new_execution_with_signal(
         header: req.header.clone(),
         workflow_id: req.workflow_id.clone(),
         root_workflow_execution: is_child.then(|| root.clone()),
+        // A Nexus operation's handler workflow: who to tell when it closes.
+        completion_callbacks: req.completion_callbacks.clone(),
         prev_auto_reset_points: continued.and_then(|c| c.auto_reset_points.clone()),
         priority: req.priority.clone(),
         versioning_override: req.versioning_override.clone(),
@@ -439,6 +441,7 @@ pub(crate) fn apply_started(
     a: &WorkflowExecutionStartedEventAttributes,
     run: RunIds<'_>,
 ) {
+    ms.completion_callbacks = a.completion_callbacks.clone();
     let now = at.system_time();
     let backoff = from_dur(&a.first_workflow_task_backoff);
     let run_timeout = from_dur(&a.workflow_run_timeout);

@@ -115,6 +115,9 @@ pub struct Txn<'a> {
     /// The namespace's retention, when the caller knows it: reset points a continue-as-new
     /// carries over expire after it.
     pub retention: Option<std::time::Duration>,
+    /// The ids of the Nexus endpoints a workflow task completion's commands name, by name
+    /// (the caller looked them up; a name missing here is not registered).
+    pub nexus_endpoints: std::collections::HashMap<String, String>,
 }
 
 impl<'a> Txn<'a> {
@@ -131,6 +134,7 @@ impl<'a> Txn<'a> {
             new_run_id: None,
             updates: crate::update::Registry::default(),
             retention: None,
+            nexus_endpoints: Default::default(),
         }
     }
 

@@ -114,6 +114,37 @@ pub(crate) async fn describe(
         })
         .collect();
     pending_activities.sort_by(|a, b| a.activity_id.cmp(&b.activity_id));
+    let pending_nexus_operations = ms
+        .nexus_operations
+        .values()
+        .map(|op| {
+            use temper_proto::temporal::api::enums::v1::PendingNexusOperationState as S;
+            let state = if op.started_event_id != 0 {
+                S::Started
+            } else if op.next_attempt_schedule_time.is_some() {
+                S::BackingOff
+            } else {
+                S::Scheduled
+            };
+            #[allow(deprecated)]
+            temper_proto::temporal::api::workflow::v1::PendingNexusOperationInfo {
+                endpoint: op.endpoint.clone(),
+                service: op.service.clone(),
+                operation: op.operation.clone(),
+                operation_id: op.operation_token.clone(),
+                operation_token: op.operation_token.clone(),
+                schedule_to_close_timeout: op.schedule_to_close_timeout,
+                scheduled_time: op.scheduled_time,
+                state: state as i32,
+                attempt: op.attempt,
+                last_attempt_complete_time: op.last_attempt_complete_time,
+                last_attempt_failure: op.last_attempt_failure.clone(),
+                next_attempt_schedule_time: op.next_attempt_schedule_time,
+                scheduled_event_id: op.scheduled_event_id,
+                ..Default::default()
+            }
+        })
+        .collect::<Vec<_>>();
     let pending_workflow_task = ms.workflow_task.as_ref().map(|wt| PendingWorkflowTaskInfo {
         state: if wt.started_event_id > 0 {
             PendingWorkflowTaskState::Started
@@ -195,6 +226,7 @@ pub(crate) async fn describe(
             ..Default::default()
         }),
         pending_activities,
+        pending_nexus_operations,
         pending_children,
         pending_workflow_task,
         workflow_extended_info: Some(extended_info(&info)),

@@ -18,6 +18,30 @@ use crate::{HistoryEngine, HistoryError};
 
 const MAX_RACES: usize = 5;
 
+/// A link to a run's WorkflowExecutionStarted event, as Temporal's start responses carry.
+pub(crate) fn started_event_link(
+    namespace: &str,
+    workflow_id: &str,
+    run_id: &str,
+) -> temper_proto::temporal::api::common::v1::Link {
+    use temper_proto::temporal::api::common::v1::link;
+    temper_proto::temporal::api::common::v1::Link {
+        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
+            namespace: namespace.to_owned(),
+            workflow_id: workflow_id.to_owned(),
+            run_id: run_id.to_owned(),
+            reference: Some(link::workflow_event::Reference::EventRef(
+                link::workflow_event::EventReference {
+                    event_id: 1,
+                    event_type:
+                        temper_proto::temporal::api::enums::v1::EventType::WorkflowExecutionStarted
+                            as i32,
+                },
+            )),
+        })),
+    }
+}
+
 /// The origin of a run a parent workflow starts as its child.
 pub(crate) fn origin_of(
     parent: Option<internal::ParentExecution>,
@@ -192,6 +216,13 @@ pub(crate) async fn start(
                     None => None,
                 };
                 return Ok(StartWorkflowExecutionResponse {
+                    // A link to the new run's started event (a Nexus handler passes it
+                    // back to the operation's caller).
+                    link: Some(started_event_link(
+                        &req.namespace,
+                        &req.workflow_id,
+                        &run_id,
+                    )),
                     run_id,
                     started: true,
                     status: WorkflowExecutionStatus::Running as i32,

@@ -194,9 +194,31 @@ pub(crate) async fn completed(
         true => Some(shard.retention_of(&key.namespace_id).await),
         false => None,
     };
+    // The endpoints the completion's Nexus operations name, looked up before the
+    // transaction (the state machine does no IO); one not registered is left out.
+    let mut nexus_endpoints = std::collections::HashMap::new();
+    for c in &req.commands {
+        if let Some(command::Attributes::ScheduleNexusOperationCommandAttributes(a)) = &c.attributes
+            && !a.endpoint.is_empty()
+            && !nexus_endpoints.contains_key(&a.endpoint)
+            && let Some(e) = engine
+                .nexus_endpoints
+                .by_name(&a.endpoint)
+                .await
+                .map_err(|s| {
+                    HistoryError::Store(temper_persistence::StoreError::Unavailable(format!(
+                        "nexus endpoints: {}",
+                        s.message()
+                    )))
+                })?
+        {
+            nexus_endpoints.insert(a.endpoint.clone(), e.id);
+        }
+    }
     let outcome = shard
         .transact(&key, |txn| {
             txn.retention = retention;
+            txn.nexus_endpoints = nexus_endpoints.clone();
             let wt = workflow_task::check_token(txn, &t)?;
             Ok(complete_workflow_task(
                 txn,

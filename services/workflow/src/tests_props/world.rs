@@ -340,6 +340,12 @@ impl World {
                             workflow_task::on_retry_timer(t, task.attempt)
                         }
                         pb::TimerTaskKind::WorkflowBackoff => crate::start::on_backoff_timer(t),
+                        pb::TimerTaskKind::NexusTimeout => {
+                            crate::nexus::on_timeout(t, task.event_id)
+                        }
+                        pb::TimerTaskKind::NexusRetry => {
+                            crate::nexus::on_retry_timer(t, task.event_id, task.attempt)
+                        }
                         pb::TimerTaskKind::DeleteHistory
                         | pb::TimerTaskKind::ScheduleWake
                         | pb::TimerTaskKind::Unspecified => {}
