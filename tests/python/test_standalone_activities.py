@@ -889,7 +889,8 @@ async def test_list_and_count(client: Client, task_queue: str, act_id: Callable[
     assert {a.activity_id for a in by_type} == set(ids[:2])
     by_queue = await listed(client, f'TaskQueue = "{task_queue}"', 3)
     assert {a.activity_id for a in by_queue} == set(ids)
-    running = await listed(client, 'ExecutionStatus = "Running"', 2)
+    # Scoped to this test's queue: a store may be shared with other tests (Cassandra).
+    running = await listed(client, f'ExecutionStatus = "Running" AND TaskQueue = "{task_queue}"', 2)
     assert {a.activity_id for a in running} == set(ids[1:])
     assert all(a.close_time is None for a in running)
 
@@ -902,14 +903,16 @@ async def test_list_and_count(client: Client, task_queue: str, act_id: Callable[
             start_to_close_timeout=timedelta(seconds=10),
         )
         await done.result()
-    completed = await listed(client, 'ExecutionStatus = "Completed"', 1)
+    completed = await listed(
+        client, f'ExecutionStatus = "Completed" AND TaskQueue = "{task_queue}"', 1
+    )
     assert completed[0].activity_id == done.id
 
-    count = await client.count_activities()
+    count = await client.count_activities(f'TaskQueue = "{task_queue}"')
     assert count.count == 4 and count.groups == []
     count = await client.count_activities(f'TaskQueue = "{task_queue}" AND ActivityType = "typeA"')
     assert count.count == 2
-    grouped = await client.count_activities("GROUP BY ExecutionStatus")
+    grouped = await client.count_activities(f'TaskQueue = "{task_queue}" GROUP BY ExecutionStatus')
     assert grouped.count == 4
     assert sorted((g.group_values[0], g.count) for g in grouped.groups) == [
         ("Completed", 1),
