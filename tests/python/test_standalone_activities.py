@@ -698,6 +698,13 @@ async def test_terminate(client: Client, task_queue: str, act_id: Callable[[], s
             start_to_close_timeout=timedelta(seconds=30), heartbeat_timeout=timedelta(seconds=1),
         )  # fmt: skip
         await wait_run_state(client, aid, RS.STARTED)
+
+        # Its first heartbeat must be in before the termination: answered after it, that
+        # heartbeat would cancel the activity while it waits on the gate.
+        async def first_heartbeat_recorded() -> bool:
+            return (await running.describe()).last_heartbeat_time is not None
+
+        await wait_until(first_heartbeat_recorded, timeout=15, what="the first heartbeat")
         await running.terminate(reason="gone")
         assert (await running.describe()).status == S.TERMINATED
         gates[aid].set()

@@ -237,7 +237,9 @@ impl Operator {
             let last = std::str::from_utf8(&r.next_page_token)
                 .ok()
                 .filter(|t| uuid::Uuid::parse_str(t).is_ok())
-                .ok_or_else(|| Status::internal("error listing Nexus endpoints"))?;
+                // The Temporal server answers INTERNAL; a token the caller garbled is the
+                // caller's error.
+                .ok_or_else(|| invalid("invalid next page token"))?;
             Some(last.to_owned())
         };
         let rest: Vec<_> = all
