@@ -188,12 +188,6 @@ impl Frontend {
         check_namespace(&r.namespace)?;
         check_identity(&r.identity)?;
         standalone::validate(&r).map_err(temper_client::status::workflow_status)?;
-        if !r.completion_callbacks.is_empty() {
-            // Refused rather than dropped: a caller counting on them would wait forever.
-            return Err(Status::unimplemented(
-                "completion callbacks on standalone activities are not supported yet",
-            ));
-        }
         let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         let (namespace, id) = (r.namespace.clone(), r.activity_id.clone());

@@ -480,9 +480,14 @@ pub(crate) async fn send_cancel(
     let answer = match target(engine, shard, &op).await? {
         Err(failure) => Some(failure),
         Ok((namespace_id, task_queue)) => {
+            let mut header = op.nexus_header.clone();
+            header.insert(
+                "request-timeout".into(),
+                format!("{}ms", REQUEST_TIMEOUT.as_millis()),
+            );
             #[allow(deprecated)]
             let request = NexusRequest {
-                header: op.nexus_header.clone(),
+                header,
                 scheduled_time: op.scheduled_time,
                 variant: Some(request::Variant::CancelOperation(CancelOperationRequest {
                     service: op.service.clone(),

@@ -251,3 +251,41 @@ fn canceling_an_operation_not_started_cancels_it_at_once() {
         Outcome::Rejected(_)
     ));
 }
+
+#[test]
+fn a_second_caller_attaches_its_callback_to_the_running_handler() {
+    use temper_proto::temporal::api::common::v1::{Callback, callback};
+    use temper_proto::temporal::api::workflow::v1::OnConflictOptions;
+    use temper_proto::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+    let mut h = Harness::start();
+    let cb = |token: &str| Callback {
+        variant: Some(callback::Variant::Nexus(callback::Nexus {
+            url: "temporal://system".into(),
+            header: HashMap::from([("temporal-callback-token".to_owned(), token.to_owned())]),
+        })),
+        ..Default::default()
+    };
+    let req = StartWorkflowExecutionRequest {
+        request_id: "second".into(),
+        completion_callbacks: vec![cb("t2")],
+        on_conflict_options: Some(OnConflictOptions {
+            attach_request_id: true,
+            attach_completion_callbacks: true,
+            attach_links: true,
+        }),
+        ..Default::default()
+    };
+    h.apply(|t| crate::start::attach_on_conflict(t, &req))
+        .expect("attached");
+    assert_eq!(h.ms.completion_callbacks, vec![cb("t2")]);
+    assert_eq!(
+        h.types().last(),
+        Some(&EventType::WorkflowExecutionOptionsUpdated)
+    );
+    // The same request again attaches nothing more.
+    let before = h.history.len();
+    h.apply(|t| crate::start::attach_on_conflict(t, &req))
+        .expect("a repeat");
+    assert_eq!(h.history.len(), before);
+    assert_eq!(h.ms.completion_callbacks.len(), 1);
+}

@@ -151,6 +151,9 @@ pub fn run_request(
             indexed_fields: search_attributes.indexed_fields,
         }),
         priority: r.priority.clone(),
+        // A Nexus operation backed by this activity: its caller is called back when the
+        // activity's run closes, as a handler workflow's is.
+        completion_callbacks: r.completion_callbacks.clone(),
         ..Default::default()
     }
 }

@@ -420,6 +420,51 @@ pub fn new_execution_with_signal(
     (ms, out)
 }
 
+/// A StartWorkflowExecution with the USE_EXISTING conflict policy found this run running:
+/// attach what its on-conflict options ask for (its request id, its completion callbacks), as
+/// Temporal records them, in a WorkflowExecutionOptionsUpdated event. A request attached
+/// before changes nothing.
+pub fn attach_on_conflict(
+    txn: &mut Txn<'_>,
+    req: &StartWorkflowExecutionRequest,
+) -> Result<(), crate::WorkflowError> {
+    let Some(o) = req.on_conflict_options.as_ref() else {
+        return Ok(());
+    };
+    if !txn.is_running() {
+        return Err(crate::WorkflowError::AlreadyCompleted);
+    }
+    if !req.request_id.is_empty() && txn.info().applied_request_ids.contains(&req.request_id) {
+        return Ok(());
+    }
+    let attrs =
+        temper_proto::temporal::api::history::v1::WorkflowExecutionOptionsUpdatedEventAttributes {
+            attached_request_id: if o.attach_request_id {
+                req.request_id.clone()
+            } else {
+                String::new()
+            },
+            attached_completion_callbacks: if o.attach_completion_callbacks {
+                req.completion_callbacks.clone()
+            } else {
+                Vec::new()
+            },
+            identity: req.identity.clone(),
+            ..Default::default()
+        };
+    if attrs.attached_request_id.is_empty() && attrs.attached_completion_callbacks.is_empty() {
+        return Ok(());
+    }
+    let idx = txn.out.events.len();
+    txn.write_external_applied(attrs, crate::versioning::apply_options_updated);
+    if o.attach_links
+        && let Some(ev) = txn.out.events.get_mut(idx)
+    {
+        ev.links = req.links.clone();
+    }
+    Ok(())
+}
+
 /// The run a started event belongs to: what its history does not record.
 #[derive(Debug, Clone, Copy)]
 pub struct RunIds<'a> {

@@ -325,7 +325,16 @@ pub(crate) fn apply_options_updated(
     _: At,
     a: &WorkflowExecutionOptionsUpdatedEventAttributes,
 ) {
+    // What a start with USE_EXISTING attached (a Nexus caller's callback): the run calls
+    // these callbacks too when it closes, and knows the request.
+    ms.completion_callbacks
+        .extend(a.attached_completion_callbacks.iter().cloned());
     let info = crate::state::info_mut(ms);
+    if !a.attached_request_id.is_empty()
+        && !info.applied_request_ids.contains(&a.attached_request_id)
+    {
+        info.applied_request_ids.push(a.attached_request_id.clone());
+    }
     if a.unset_versioning_override {
         if let Some(vi) = info.versioning_info.as_mut() {
             vi.versioning_override = None;

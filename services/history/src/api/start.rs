@@ -108,6 +108,24 @@ pub(crate) async fn start(
                     let terminate = conflict == WorkflowIdConflictPolicy::TerminateExisting
                         || reuse == WorkflowIdReusePolicy::TerminateIfRunning;
                     if conflict == WorkflowIdConflictPolicy::UseExisting {
+                        if req.on_conflict_options.is_some() {
+                            let key = ExecutionKey {
+                                namespace_id: ns.clone(),
+                                workflow_id: req.workflow_id.clone(),
+                                run_id: current.run_id.clone(),
+                            };
+                            match shard
+                                .transact(&key, |txn| start::attach_on_conflict(txn, &req))
+                                .await
+                            {
+                                Ok(_) => {}
+                                // It closed meanwhile: start a new run after all.
+                                Err(HistoryError::Workflow(
+                                    temper_workflow::WorkflowError::AlreadyCompleted,
+                                )) => continue,
+                                Err(e) => return Err(e),
+                            }
+                        }
                         return Ok(StartWorkflowExecutionResponse {
                             run_id: current.run_id,
                             started: false,
