@@ -349,3 +349,30 @@ fn bad_starts_are_refused_with_temporals_words() {
         }
     }
 }
+
+#[test]
+fn an_activity_started_with_callbacks_calls_them_when_it_closes() {
+    use temper_proto::temporal::api::common::v1::{Callback, callback};
+    let mut r = request(0, 10);
+    r.completion_callbacks = vec![Callback {
+        variant: Some(callback::Variant::Nexus(callback::Nexus {
+            url: "temporal://system".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }];
+    let mut h = started(&r);
+    assert_eq!(h.ms.completion_callbacks, r.completion_callbacks);
+    let id = scheduled_id(&h);
+    let ai = h
+        .apply(|t| activity::record_started(t, id, 1, "poll", "w"))
+        .expect("started");
+    h.apply(|t| activity::complete(t, &ai, None, "w"));
+    assert!(
+        h.last
+            .transfer
+            .iter()
+            .any(|t| t.kind == pb::TransferTaskKind::CompletionCallbacks as i32),
+        "the close calls the callbacks"
+    );
+}
