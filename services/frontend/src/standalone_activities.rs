@@ -16,7 +16,9 @@ use temper_proto::internal::v1::activity_execution_call_request::Call;
 use temper_proto::internal::v1::activity_execution_call_response::Response as Answer;
 use temper_proto::temporal::api::activity::v1::ActivityExecutionListInfo;
 use temper_proto::temporal::api::common::v1::ActivityType;
-use temper_proto::temporal::api::enums::v1::{ActivityExecutionStatus, WorkflowExecutionStatus};
+#[cfg(test)]
+use temper_proto::temporal::api::enums::v1::ActivityExecutionStatus;
+use temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus;
 use temper_proto::temporal::api::workflow::v1::WorkflowExecutionInfo;
 use temper_proto::temporal::api::workflowservice::v1 as ws;
 use temper_types::STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX as PREFIX;
@@ -68,19 +70,6 @@ fn unexpected() -> Status {
     Status::internal("the history service answered an activity call with another call's response")
 }
 
-/// The activity's status from its run's.
-fn status_of(run: i32) -> ActivityExecutionStatus {
-    match WorkflowExecutionStatus::try_from(run).unwrap_or(WorkflowExecutionStatus::Unspecified) {
-        WorkflowExecutionStatus::Running => ActivityExecutionStatus::Running,
-        WorkflowExecutionStatus::Completed => ActivityExecutionStatus::Completed,
-        WorkflowExecutionStatus::Failed => ActivityExecutionStatus::Failed,
-        WorkflowExecutionStatus::Canceled => ActivityExecutionStatus::Canceled,
-        WorkflowExecutionStatus::Terminated => ActivityExecutionStatus::Terminated,
-        WorkflowExecutionStatus::TimedOut => ActivityExecutionStatus::TimedOut,
-        _ => ActivityExecutionStatus::Unspecified,
-    }
-}
-
 /// A visibility record of an activity's run, as ListActivityExecutions shows the activity.
 fn list_info(e: WorkflowExecutionInfo) -> ActivityExecutionListInfo {
     let (workflow_id, run_id) = e
@@ -99,7 +88,7 @@ fn list_info(e: WorkflowExecutionInfo) -> ActivityExecutionListInfo {
         activity_type: e.r#type.map(|t| ActivityType { name: t.name }),
         schedule_time: e.start_time,
         close_time: e.close_time,
-        status: status_of(e.status) as i32,
+        status: standalone::status_of_run(e.status) as i32,
         search_attributes: (!search_attributes.indexed_fields.is_empty())
             .then_some(search_attributes),
         task_queue: e.task_queue,

@@ -212,7 +212,12 @@ pub fn current_info(ms: &pb::MutableState) -> Option<pb::ActivityInfo> {
 
 /// The activity's status (Temporal's ActivityExecutionStatus) from its run's.
 pub fn status(ms: &pb::MutableState) -> ActivityExecutionStatus {
-    let run = ms.execution_info.as_ref().map(|i| i.status).unwrap_or(0);
+    status_of_run(ms.execution_info.as_ref().map(|i| i.status).unwrap_or(0))
+}
+
+/// The activity status a standalone activity's run status (a `WorkflowExecutionStatus`
+/// value) stands for.
+pub fn status_of_run(run: i32) -> ActivityExecutionStatus {
     match WorkflowExecutionStatus::try_from(run).unwrap_or(WorkflowExecutionStatus::Unspecified) {
         WorkflowExecutionStatus::Running => ActivityExecutionStatus::Running,
         WorkflowExecutionStatus::Completed => ActivityExecutionStatus::Completed,

@@ -20,6 +20,18 @@ use temper_workflow::time::{GO_ZERO_TIME, from_ts, ts};
 
 use crate::{HistoryEngine, HistoryError};
 
+/// A pending activity's state as Temporal names it; a paused one shows whether a worker
+/// still runs it.
+pub(crate) fn pending_state(ai: &temper_workflow::pb::ActivityInfo) -> PendingActivityState {
+    match (ai.cancel_requested, ai.started_time.is_some(), ai.paused) {
+        (true, _, _) => PendingActivityState::CancelRequested,
+        (false, true, false) => PendingActivityState::Started,
+        (false, true, true) => PendingActivityState::PauseRequested,
+        (false, false, false) => PendingActivityState::Scheduled,
+        (false, false, true) => PendingActivityState::Paused,
+    }
+}
+
 pub(crate) async fn describe(
     engine: &HistoryEngine,
     ns: &NamespaceId,
@@ -49,14 +61,7 @@ pub(crate) async fn describe(
         .activities
         .values()
         .map(|ai| {
-            // A paused activity shows whether a worker still runs it (Temporal's states).
-            let state = match (ai.cancel_requested, ai.started_time.is_some(), ai.paused) {
-                (true, _, _) => PendingActivityState::CancelRequested,
-                (false, true, false) => PendingActivityState::Started,
-                (false, true, true) => PendingActivityState::PauseRequested,
-                (false, false, false) => PendingActivityState::Scheduled,
-                (false, false, true) => PendingActivityState::Paused,
-            };
+            let state = pending_state(ai);
             let pause_info = ai.pause_info.as_ref().filter(|_| ai.paused).map(|p| {
                 pending_activity_info::PauseInfo {
                     pause_time: p.pause_time,

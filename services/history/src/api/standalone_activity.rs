@@ -400,17 +400,6 @@ fn outcome(ms: &pb::MutableState) -> Option<ActivityExecutionOutcome> {
     })
 }
 
-/// The pending state of a running activity, as DescribeWorkflowExecution shows a workflow's.
-fn run_state(ai: &pb::ActivityInfo) -> PendingActivityState {
-    match (ai.cancel_requested, ai.started_time.is_some(), ai.paused) {
-        (true, _, _) => PendingActivityState::CancelRequested,
-        (false, true, false) => PendingActivityState::Started,
-        (false, true, true) => PendingActivityState::PauseRequested,
-        (false, false, false) => PendingActivityState::Scheduled,
-        (false, false, true) => PendingActivityState::Paused,
-    }
-}
-
 fn describe_response(
     key: &ExecutionKey,
     ms: &pb::MutableState,
@@ -433,7 +422,7 @@ fn describe_response(
         activity_type: ai.activity_type.clone(),
         status: status as i32,
         run_state: if running {
-            run_state(&ai) as i32
+            super::describe::pending_state(&ai) as i32
         } else {
             PendingActivityState::Unspecified as i32
         },
