@@ -94,6 +94,7 @@ fn own_config() -> tonic_prost_build::Config {
     // would grow every MutableState (and every copy a transaction makes on the stack) for
     // the few runs that have one.
     config.boxed(".temper.persistence.v1.MutableState.standalone_activity");
+    config.boxed(".temper.persistence.v1.MutableState.standalone_nexus_operation");
     config
 }
 

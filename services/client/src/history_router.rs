@@ -195,6 +195,8 @@ routed! {
         |r| execution_key(&r.namespace_id, r.execution.as_ref());
     activity_execution_call(internal::ActivityExecutionCallRequest) -> internal::ActivityExecutionCallResponse,
         |r| Some((r.namespace_id.clone(), temper_types::standalone_activity_workflow_id(&r.activity_id)));
+    nexus_operation_execution_call(internal::NexusOperationExecutionCallRequest) -> internal::NexusOperationExecutionCallResponse,
+        |r| Some((r.namespace_id.clone(), temper_types::standalone_nexus_operation_workflow_id(&r.operation_id)));
 }
 
 /// Every operation of a multi-operation names the same workflow; the first one with a

@@ -150,6 +150,23 @@ pub fn activity_already_started(
     )
 }
 
+/// StartNexusOperationExecution for an operation id whose operation runs (or ran, under a
+/// policy that refuses reuse): Temporal's ALREADY_EXISTS with its Nexus operation detail.
+pub fn nexus_operation_already_started(
+    message: impl Into<String>,
+    run_id: String,
+    start_request_id: String,
+) -> Status {
+    status_with_details(
+        Code::AlreadyExists,
+        message,
+        &temper_proto::temporal::api::errordetails::v1::NexusOperationExecutionAlreadyStartedFailure {
+            start_request_id,
+            run_id,
+        },
+    )
+}
+
 /// No worker can take the request now (Temporal's WorkflowNotReady).
 pub fn workflow_not_ready(message: impl Into<String>) -> Status {
     status_with_details(

@@ -20,6 +20,7 @@ mod rpc_span;
 mod schedules;
 mod search_attributes;
 mod standalone_activities;
+mod standalone_nexus;
 mod updates;
 mod visibility;
 
@@ -1431,6 +1432,83 @@ impl WorkflowService for Frontend {
         r: Request<ws::CountActivityExecutionsRequest>,
     ) -> Result<Response<ws::CountActivityExecutionsResponse>, Status> {
         Ok(Response::new(self.activity_count(r.into_inner()).await?))
+    }
+
+    async fn start_nexus_operation_execution(
+        &self,
+        r: Request<ws::StartNexusOperationExecutionRequest>,
+    ) -> Result<Response<ws::StartNexusOperationExecutionResponse>, Status> {
+        Ok(Response::new(
+            self.nexus_operation_start(r.into_inner()).await?,
+        ))
+    }
+
+    async fn describe_nexus_operation_execution(
+        &self,
+        r: Request<ws::DescribeNexusOperationExecutionRequest>,
+    ) -> Result<Response<ws::DescribeNexusOperationExecutionResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        Ok(Response::new(
+            self.nexus_operation_describe(r.into_inner(), budget)
+                .await?,
+        ))
+    }
+
+    async fn poll_nexus_operation_execution(
+        &self,
+        r: Request<ws::PollNexusOperationExecutionRequest>,
+    ) -> Result<Response<ws::PollNexusOperationExecutionResponse>, Status> {
+        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        Ok(Response::new(
+            self.nexus_operation_poll(r.into_inner(), budget).await?,
+        ))
+    }
+
+    async fn request_cancel_nexus_operation_execution(
+        &self,
+        r: Request<ws::RequestCancelNexusOperationExecutionRequest>,
+    ) -> Result<Response<ws::RequestCancelNexusOperationExecutionResponse>, Status> {
+        Ok(Response::new(
+            self.nexus_operation_request_cancel(r.into_inner()).await?,
+        ))
+    }
+
+    async fn terminate_nexus_operation_execution(
+        &self,
+        r: Request<ws::TerminateNexusOperationExecutionRequest>,
+    ) -> Result<Response<ws::TerminateNexusOperationExecutionResponse>, Status> {
+        Ok(Response::new(
+            self.nexus_operation_terminate(r.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_nexus_operation_execution(
+        &self,
+        r: Request<ws::DeleteNexusOperationExecutionRequest>,
+    ) -> Result<Response<ws::DeleteNexusOperationExecutionResponse>, Status> {
+        Ok(Response::new(
+            self.nexus_operation_delete(r.into_inner()).await?,
+        ))
+    }
+
+    async fn list_nexus_operation_executions(
+        &self,
+        r: Request<ws::ListNexusOperationExecutionsRequest>,
+    ) -> Result<Response<ws::ListNexusOperationExecutionsResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
+        Ok(Response::new(
+            self.nexus_operation_list(r.into_inner()).await?,
+        ))
+    }
+
+    async fn count_nexus_operation_executions(
+        &self,
+        r: Request<ws::CountNexusOperationExecutionsRequest>,
+    ) -> Result<Response<ws::CountNexusOperationExecutionsResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
+        Ok(Response::new(
+            self.nexus_operation_count(r.into_inner()).await?,
+        ))
     }
 
     async fn list_schedules(

@@ -100,34 +100,40 @@ fn list_info(e: WorkflowExecutionInfo) -> ActivityExecutionListInfo {
     }
 }
 
-/// Read `ActivityId` and `ActivityType` of a parsed activity query as the run's workflow id
-/// (with the runs' prefix) and workflow type.
-fn to_run_attributes(expr: &mut Expr) {
+/// How a query over standalone runs of one kind reads its own attribute names: each
+/// `(name in the query, attribute of the run, prefix of the run's values)`.
+pub(crate) type RunAttributes = &'static [(&'static str, &'static str, &'static str)];
+
+/// Activities: `ActivityId` is the run's workflow id (with the runs' prefix), `ActivityType`
+/// its workflow type.
+const ACTIVITY_ATTRIBUTES: RunAttributes = &[
+    (ACTIVITY_ID, names::WORKFLOW_ID, PREFIX),
+    (ACTIVITY_TYPE, names::WORKFLOW_TYPE, ""),
+];
+
+/// Read the names of `table` in a parsed query as the attributes of the runs.
+pub(crate) fn to_run_attributes(expr: &mut Expr, table: RunAttributes) {
     match expr {
-        Expr::And(items) | Expr::Or(items) => items.iter_mut().for_each(to_run_attributes),
-        Expr::Not(e) => to_run_attributes(e),
+        Expr::And(items) | Expr::Or(items) => {
+            items.iter_mut().for_each(|e| to_run_attributes(e, table))
+        }
+        Expr::Not(e) => to_run_attributes(e, table),
         Expr::Predicate(p) => {
-            let prefixed = match p.attribute.alias.as_str() {
-                ACTIVITY_ID => true,
-                ACTIVITY_TYPE => false,
-                _ => return,
-            };
-            let name = if prefixed {
-                names::WORKFLOW_ID
-            } else {
-                names::WORKFLOW_TYPE
+            let Some((_, name, prefix)) = table.iter().find(|(a, _, _)| *a == p.attribute.alias)
+            else {
+                return;
             };
             p.attribute = Attribute {
-                alias: name.to_owned(),
-                name: name.to_owned(),
+                alias: (*name).to_owned(),
+                name: (*name).to_owned(),
                 value_type: ValueType::Keyword,
             };
-            if !prefixed {
+            if prefix.is_empty() {
                 return;
             }
             let add = |v: &mut Value| {
                 if let Value::String(s) = v {
-                    *s = format!("{PREFIX}{s}");
+                    *s = format!("{prefix}{s}");
                 }
             };
             match &mut p.operator {
@@ -137,7 +143,7 @@ fn to_run_attributes(expr: &mut Expr) {
                     add(from);
                     add(to);
                 }
-                Operator::StartsWith { prefix, .. } => *prefix = format!("{PREFIX}{prefix}"),
+                Operator::StartsWith { prefix: p, .. } => *p = format!("{prefix}{p}"),
                 Operator::IsNull { .. } => {}
             }
         }
@@ -278,22 +284,25 @@ impl Frontend {
         }
     }
 
-    /// The visibility query over the namespace's standalone activities, with the user's
-    /// `filter` read as a query over their runs.
-    async fn activities_query(&self, namespace: &str, filter: &str) -> Result<String, Status> {
+    /// The visibility query over the namespace's standalone runs of namespace division
+    /// `division`, with the user's `filter` read as a query over the runs (`table`).
+    pub(crate) async fn standalone_query(
+        &self,
+        namespace: &str,
+        filter: &str,
+        division: &str,
+        table: RunAttributes,
+    ) -> Result<String, Status> {
         let ns = self.namespace(namespace).await?;
         let mut attrs = crate::visibility::registry(&ns);
-        for name in [ACTIVITY_ID, ACTIVITY_TYPE] {
+        for (name, _, _) in table {
             // Unless the namespace has its own attributes of these names.
             let _ = attrs.add_custom(name, ValueType::Keyword);
         }
-        let live = format!(
-            "{DIVISION_ATTRIBUTE} = '{}'",
-            standalone::NAMESPACE_DIVISION
-        );
+        let live = format!("{DIVISION_ATTRIBUTE} = '{division}'");
         let mut query: Query = crate::visibility::parse(&live, &attrs)?;
         if !filter.trim().is_empty() {
-            // Temporal words an unknown attribute differently for activities.
+            // Temporal words an unknown attribute differently for these lists.
             let mut parsed =
                 Query::parse(filter, &attrs).map_err(|e| match e.unknown_attribute_name() {
                     Some(name) => Status::invalid_argument(format!(
@@ -313,7 +322,7 @@ impl Frontend {
                 )));
             }
             if let Some(f) = parsed.filter.as_mut() {
-                to_run_attributes(f);
+                to_run_attributes(f, table);
             }
             query.filter = match (query.filter.take(), parsed.filter) {
                 (Some(division), Some(user)) => Some(division.and(user)),
@@ -322,6 +331,16 @@ impl Frontend {
             query.group_by = parsed.group_by;
         }
         Ok(query.to_string())
+    }
+
+    async fn activities_query(&self, namespace: &str, filter: &str) -> Result<String, Status> {
+        self.standalone_query(
+            namespace,
+            filter,
+            standalone::NAMESPACE_DIVISION,
+            ACTIVITY_ATTRIBUTES,
+        )
+        .await
     }
 
     pub(crate) async fn activity_list(
@@ -379,7 +398,7 @@ mod tests {
             .expect("not reserved");
         let mut query = Query::parse(q, &attrs).expect("valid query");
         let mut filter = query.filter.take().expect("a filter");
-        to_run_attributes(&mut filter);
+        to_run_attributes(&mut filter, ACTIVITY_ATTRIBUTES);
         filter.to_string()
     }
 

@@ -33,6 +33,15 @@ pub enum HistoryError {
         run_id: String,
         start_request_id: String,
     },
+    /// StartNexusOperationExecution for an id whose operation runs, or ran under a reuse
+    /// policy that refuses another (Temporal's words).
+    #[error(
+        "nexus operation execution already started: request_id={start_request_id}, run_id={run_id}"
+    )]
+    NexusOperationAlreadyStarted {
+        run_id: String,
+        start_request_id: String,
+    },
     #[error("shard {0} is not owned by this node")]
     ShardNotOwned(u32),
     #[error("store: {0}")]
@@ -79,6 +88,10 @@ impl From<HistoryError> for Status {
                 start_request_id,
                 ..
             } => status::activity_already_started(message, run_id, start_request_id),
+            HistoryError::NexusOperationAlreadyStarted {
+                run_id,
+                start_request_id,
+            } => status::nexus_operation_already_started(message, run_id, start_request_id),
             HistoryError::ShardNotOwned(_) | HistoryError::UpdateAborted => {
                 Status::unavailable(message)
             }

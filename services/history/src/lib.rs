@@ -238,6 +238,17 @@ impl temper_client::HistoryService for HistoryEngine {
         ))
     }
 
+    async fn nexus_operation_execution_call(
+        &self,
+        request: Request<internal::NexusOperationExecutionCallRequest>,
+    ) -> Result<Response<internal::NexusOperationExecutionCallResponse>, Status> {
+        let r = request.into_inner();
+        let ns = ns_id(&r.namespace_id)?;
+        Ok(Response::new(
+            api::standalone_nexus::call(self, &ns, r).await?,
+        ))
+    }
+
     async fn reset_workflow_execution(
         &self,
         request: Request<internal::ResetWorkflowExecutionRequest>,

@@ -295,12 +295,32 @@ fn decode_callback_token(text: &str) -> Option<pb::NexusCallbackToken> {
     pb::NexusCallbackToken::decode(bytes.as_slice()).ok()
 }
 
-/// The link to the caller's scheduled event the handler gets (Temporal's URL form).
+/// The link to the caller the handler gets (Temporal's URL forms): a workflow's scheduled
+/// event, or the standalone operation itself.
 fn caller_link(
     namespace: &str,
     key: &ExecutionKey,
+    ms: &pb::MutableState,
     scheduled_event_id: i64,
 ) -> temper_proto::temporal::api::nexus::v1::Link {
+    if let Some(so) = &ms.standalone_nexus_operation {
+        // What a URL path segment keeps as it is (RFC 3986's unreserved characters).
+        const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let part = |s: &str| percent_encoding::utf8_percent_encode(s, ESCAPED).to_string();
+        return temper_proto::temporal::api::nexus::v1::Link {
+            url: format!(
+                "temporal:///namespaces/{}/nexus-operations/{}/{}/details",
+                part(namespace),
+                part(&so.operation_id),
+                part(&key.run_id)
+            ),
+            r#type: "temporal.api.common.v1.Link.NexusOperation".into(),
+        };
+    }
     temper_proto::temporal::api::nexus::v1::Link {
         url: format!(
             "temporal:///namespaces/{namespace}/workflows/{}/{}/history?referenceType=EventReference&eventID={scheduled_event_id}&eventType=NexusOperationScheduled",
@@ -308,6 +328,35 @@ fn caller_link(
         ),
         r#type: "temporal.api.common.v1.Link.WorkflowEvent".into(),
     }
+}
+
+/// What this server takes in handlers' answers: Temporal failures (with their own messages,
+/// causes and stack traces), which the SDKs then send instead of Nexus handler errors.
+const CAPABILITIES: request::Capabilities = request::Capabilities {
+    temporal_failure_responses: true,
+};
+
+/// The headers of a request to `op`'s handler: the caller's, how long the request may take,
+/// and how long the operation has left (its schedule-to-close deadline), as Temporal sends.
+fn request_header(
+    op: &pb::NexusOperationInfo,
+    now: std::time::SystemTime,
+) -> HashMap<String, String> {
+    let mut header = op.nexus_header.clone();
+    header.insert(
+        "request-timeout".into(),
+        format!("{}ms", REQUEST_TIMEOUT.as_millis()),
+    );
+    let limit = temper_workflow::time::from_dur(&op.schedule_to_close_timeout);
+    if let Some(scheduled) = op.scheduled_time.as_ref().filter(|_| !limit.is_zero()) {
+        let deadline = temper_workflow::time::from_ts(scheduled) + limit;
+        let left = deadline.duration_since(now).unwrap_or_default();
+        header.insert(
+            "operation-timeout".into(),
+            format!("{}ms", left.as_millis()),
+        );
+    }
+    header
 }
 
 /// Where the endpoint of `op` sends its requests: (namespace id, task queue).
@@ -417,14 +466,11 @@ pub(crate) async fn send_start(
                 request_id: op.request_id.clone(),
             };
             let callback_token = encode_callback_token(&token);
-            let mut header = op.nexus_header.clone();
-            header.insert(
-                "request-timeout".into(),
-                format!("{}ms", REQUEST_TIMEOUT.as_millis()),
-            );
+            let header = request_header(&op, shard.now());
             let request = NexusRequest {
                 header,
                 scheduled_time: op.scheduled_time,
+                capabilities: Some(CAPABILITIES),
                 variant: Some(request::Variant::StartOperation(StartOperationRequest {
                     service: op.service.clone(),
                     operation: op.operation.clone(),
@@ -435,7 +481,7 @@ pub(crate) async fn send_start(
                         CALLBACK_TOKEN_HEADER.to_owned(),
                         callback_token,
                     )]),
-                    links: vec![caller_link(&namespace, key, op.scheduled_event_id)],
+                    links: vec![caller_link(&namespace, key, &ms, op.scheduled_event_id)],
                 })),
                 endpoint: op.endpoint.clone(),
                 ..Default::default()
@@ -480,15 +526,12 @@ pub(crate) async fn send_cancel(
     let answer = match target(engine, shard, &op).await? {
         Err(failure) => Some(failure),
         Ok((namespace_id, task_queue)) => {
-            let mut header = op.nexus_header.clone();
-            header.insert(
-                "request-timeout".into(),
-                format!("{}ms", REQUEST_TIMEOUT.as_millis()),
-            );
+            let header = request_header(&op, shard.now());
             #[allow(deprecated)]
             let request = NexusRequest {
                 header,
                 scheduled_time: op.scheduled_time,
+                capabilities: Some(CAPABILITIES),
                 variant: Some(request::Variant::CancelOperation(CancelOperationRequest {
                     service: op.service.clone(),
                     operation: op.operation.clone(),

@@ -768,7 +768,7 @@ async fn process_timer(
                 }
                 pb::TimerTaskKind::WorkflowBackoff => start::on_backoff_timer(txn),
                 pb::TimerTaskKind::NexusTimeout => {
-                    temper_workflow::nexus::on_timeout(txn, task.event_id)
+                    temper_workflow::nexus::on_timeout(txn, task.event_id, task.timeout_type)
                 }
                 pb::TimerTaskKind::NexusRetry => {
                     temper_workflow::nexus::on_retry_timer(txn, task.event_id, task.attempt)

@@ -25,6 +25,8 @@ const ALWAYS_ON: &[&str] = &[
     // Standalone activities (docs/standalone-activities.md) and their start delay.
     "activity.enableStandalone",
     "activity.startDelayEnabled",
+    // Standalone Nexus operations (docs/nexus.md).
+    "nexusoperation.enableStandalone",
     // Task priority and fairness (docs/priority.md): Temporal needs both to dispatch by
     // priority key and fairness key; temper's matching always does.
     "matching.useNewMatcher",

@@ -18,6 +18,7 @@ pub use partition::{
     routing_key,
 };
 pub use routing::{
-    SCHEDULER_WORKFLOW_ID_PREFIX, STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX, scheduler_workflow_id,
-    shard_for_workflow, standalone_activity_workflow_id,
+    SCHEDULER_WORKFLOW_ID_PREFIX, STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX,
+    STANDALONE_NEXUS_OPERATION_WORKFLOW_ID_PREFIX, scheduler_workflow_id, shard_for_workflow,
+    standalone_activity_workflow_id, standalone_nexus_operation_workflow_id,
 };

@@ -39,6 +39,15 @@ pub fn standalone_activity_workflow_id(activity_id: &str) -> String {
     format!("{STANDALONE_ACTIVITY_WORKFLOW_ID_PREFIX}{activity_id}")
 }
 
+/// Workflow ids of the runs that hold standalone Nexus operations
+/// (StartNexusOperationExecution) start with this.
+pub const STANDALONE_NEXUS_OPERATION_WORKFLOW_ID_PREFIX: &str = "temporal-sys-nexus-operation:";
+
+/// The workflow id of the run that holds standalone Nexus operation `operation_id`.
+pub fn standalone_nexus_operation_workflow_id(operation_id: &str) -> String {
+    format!("{STANDALONE_NEXUS_OPERATION_WORKFLOW_ID_PREFIX}{operation_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

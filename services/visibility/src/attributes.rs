@@ -94,6 +94,12 @@ pub mod names {
     pub const TEMPORAL_EXTERNAL_PAYLOAD_COUNT: &str = "TemporalExternalPayloadCount";
     pub const TEMPORAL_EXTERNAL_PAYLOAD_SIZE_BYTES: &str = "TemporalExternalPayloadSizeBytes";
 
+    /// temper's own: a standalone Nexus operation's service and its handler request id, kept
+    /// on the operation's run so that ListNexusOperationExecutions can query them. Not listed
+    /// among the namespace's search attributes.
+    pub const TEMPORAL_NEXUS_SERVICE: &str = "TemporalNexusService";
+    pub const TEMPORAL_NEXUS_REQUEST_ID: &str = "TemporalNexusRequestId";
+
     /// Not a search attribute: a query may name it, and it means `WorkflowId` unless the
     /// namespace defines a custom `ScheduleId`.
     pub const SCHEDULE_ID: &str = "ScheduleId";
@@ -153,6 +159,13 @@ const PREDEFINED: &[(&str, ValueType)] = &[
     (TEMPORAL_EXTERNAL_PAYLOAD_SIZE_BYTES, ValueType::Int),
 ];
 
+/// temper's internal attributes (see [`names::TEMPORAL_NEXUS_SERVICE`]): queries may name
+/// them, as they may name predefined ones.
+const INTERNAL: &[(&str, ValueType)] = &[
+    (TEMPORAL_NEXUS_SERVICE, ValueType::Keyword),
+    (TEMPORAL_NEXUS_REQUEST_ID, ValueType::Keyword),
+];
+
 const RESERVED: &[&str] = &[NAMESPACE_ID, MEMO, MEMO_ENCODING, VISIBILITY_TASK_KEY];
 
 /// Where a search attribute comes from.
@@ -188,7 +201,7 @@ impl SearchAttributes {
         for (name, ty) in SYSTEM {
             by_name.insert((*name).to_owned(), (*ty, Category::System));
         }
-        for (name, ty) in PREDEFINED {
+        for (name, ty) in PREDEFINED.iter().chain(INTERNAL) {
             by_name.insert((*name).to_owned(), (*ty, Category::Predefined));
         }
         SearchAttributes { by_name }
@@ -291,7 +304,10 @@ mod tests {
             Some(ValueType::Bool)
         );
         assert_eq!(sa.get("NamespaceId"), None);
-        assert_eq!(sa.iter().count(), SYSTEM.len() + PREDEFINED.len());
+        assert_eq!(
+            sa.iter().count(),
+            SYSTEM.len() + PREDEFINED.len() + INTERNAL.len()
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod schedule;
 pub mod signal;
 pub mod speculative;
 pub mod standalone;
+pub mod standalone_nexus;
 pub mod start;
 mod state;
 #[cfg(test)]

@@ -68,8 +68,14 @@ pub fn schedule(
             return Err(bad(format!("{what} exceeds length limit")));
         }
     }
-    if is_negative(&a.schedule_to_close_timeout) {
-        return Err(bad("schedule_to_close_timeout must be positive".into()));
+    for (what, d) in [
+        ("schedule_to_close_timeout", &a.schedule_to_close_timeout),
+        ("schedule_to_start_timeout", &a.schedule_to_start_timeout),
+        ("start_to_close_timeout", &a.start_to_close_timeout),
+    ] {
+        if is_negative(d) {
+            return Err(bad(format!("{what} must be positive")));
+        }
     }
     let Some(endpoint_id) = endpoints.get(&a.endpoint) else {
         return Err(bad(format!("endpoint {:?} not found", a.endpoint)));
@@ -89,8 +95,13 @@ pub fn schedule(
         Some(new_id) => new_id(),
         None => format!("{}-{}", txn.info().run_id, txn.ms.next_event_id),
     };
-    let s2c = from_dur(&a.schedule_to_close_timeout);
-    let id = txn.write_applied(
+    let (schedule_to_start_timeout, start_to_close_timeout) = capped(
+        &a.schedule_to_close_timeout,
+        a.schedule_to_start_timeout,
+        a.start_to_close_timeout,
+    );
+    write_scheduled(
+        txn,
         NexusOperationScheduledEventAttributes {
             endpoint: a.endpoint.clone(),
             service: a.service.clone(),
@@ -101,16 +112,52 @@ pub fn schedule(
             workflow_task_completed_event_id: wft_completed_event_id,
             request_id,
             endpoint_id: endpoint_id.clone(),
-            ..Default::default()
+            schedule_to_start_timeout,
+            start_to_close_timeout,
         },
-        apply_scheduled,
     );
-    if !s2c.is_zero() {
-        let t = txn.timer_task(pb::TimerTaskKind::NexusTimeout, id, 0);
-        txn.add_timer_task(txn.now + s2c, t);
+    Ok(())
+}
+
+/// The schedule-to-start and start-to-close timeouts, none longer than the
+/// schedule-to-close timeout (when there is one), as Temporal caps them.
+pub(crate) fn capped(
+    schedule_to_close: &Option<temper_proto::wkt::Duration>,
+    schedule_to_start: Option<temper_proto::wkt::Duration>,
+    start_to_close: Option<temper_proto::wkt::Duration>,
+) -> (
+    Option<temper_proto::wkt::Duration>,
+    Option<temper_proto::wkt::Duration>,
+) {
+    let limit = from_dur(schedule_to_close);
+    let cap = |d: Option<temper_proto::wkt::Duration>| {
+        if !limit.is_zero() && from_dur(&d) > limit {
+            *schedule_to_close
+        } else {
+            d
+        }
+    };
+    (cap(schedule_to_start), cap(start_to_close))
+}
+
+/// Write an operation's scheduled event, arm its schedule-to-close and schedule-to-start
+/// timers and send its first start request. Its id.
+pub(crate) fn write_scheduled(txn: &mut Txn<'_>, a: NexusOperationScheduledEventAttributes) -> i64 {
+    let s2c = from_dur(&a.schedule_to_close_timeout);
+    let s2s = from_dur(&a.schedule_to_start_timeout);
+    let id = txn.write_applied(a, apply_scheduled);
+    for (limit, kind) in [
+        (s2c, TimeoutType::ScheduleToClose),
+        (s2s, TimeoutType::ScheduleToStart),
+    ] {
+        if !limit.is_zero() {
+            let mut t = txn.timer_task(pb::TimerTaskKind::NexusTimeout, id, 0);
+            t.timeout_type = kind as i32;
+            txn.add_timer_task(txn.now + limit, t);
+        }
     }
     send_start(txn, id, 1);
-    Ok(())
+    id
 }
 
 fn send_start(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32) {
@@ -175,10 +222,15 @@ pub fn request_cancel(
         txn.needs_workflow_task = true;
         return Ok(());
     }
-    let mut t = txn.transfer_task(pb::TransferTaskKind::NexusCancel);
-    t.scheduled_event_id = a.scheduled_event_id;
-    txn.add_transfer_task(t);
+    send_cancel(txn, a.scheduled_event_id);
     Ok(())
+}
+
+/// Send the cancel request of operation `scheduled_event_id` to its handler.
+pub(crate) fn send_cancel(txn: &mut Txn<'_>, scheduled_event_id: i64) {
+    let mut t = txn.transfer_task(pb::TransferTaskKind::NexusCancel);
+    t.scheduled_event_id = scheduled_event_id;
+    txn.add_transfer_task(t);
 }
 
 /// `cause` inside the failure every unsuccessful outcome carries (Temporal's shape).
@@ -237,9 +289,11 @@ pub fn awaiting_start(
 
 /// Record the answer to start request `attempt` of operation `scheduled_event_id`.
 pub fn on_start(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, outcome: StartOutcome) {
-    let Some(op) = awaiting_start(txn, scheduled_event_id, attempt) else {
+    let Some(mut op) = awaiting_start(txn, scheduled_event_id, attempt) else {
         return;
     };
+    // The attempt that ended it, as the operation closes (describe shows it).
+    op.attempt = attempt;
     match outcome {
         StartOutcome::Completed(result) => complete(txn, &op, result),
         StartOutcome::Started { token, links } => {
@@ -255,13 +309,22 @@ pub fn on_start(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, outcom
                 apply_started,
             );
             if let Some(ev) = txn.out.events.get_mut(idx) {
-                ev.links = links;
+                ev.links = links.clone();
             }
+            let now = txn.now_ts;
             if let Some(stored) = txn.ms.nexus_operations.get_mut(&scheduled_event_id) {
                 stored.attempt = attempt;
-                stored.last_attempt_complete_time = Some(txn.now_ts);
+                stored.last_attempt_complete_time = Some(now);
                 stored.last_attempt_failure = None;
+                stored.started_time = Some(now);
             }
+            let s2c = from_dur(&op.start_to_close_timeout);
+            if !s2c.is_zero() {
+                let mut t = txn.timer_task(pb::TimerTaskKind::NexusTimeout, scheduled_event_id, 0);
+                t.timeout_type = TimeoutType::StartToClose as i32;
+                txn.add_timer_task(txn.now + s2c, t);
+            }
+            crate::standalone_nexus::operation_started(txn, scheduled_event_id, links);
             workflow_task::schedule_if_needed(txn);
         }
         StartOutcome::Failed { cause, canceled } => end_unsuccessfully(txn, &op, cause, canceled),
@@ -309,10 +372,15 @@ fn complete(txn: &mut Txn<'_>, op: &pb::NexusOperationInfo, result: Option<Paylo
     txn.write_external_applied(
         NexusOperationCompletedEventAttributes {
             scheduled_event_id: op.scheduled_event_id,
-            result,
+            result: result.clone(),
             request_id: op.request_id.clone(),
         },
         apply_closed_completed,
+    );
+    crate::standalone_nexus::operation_closed(
+        txn,
+        op,
+        crate::standalone_nexus::Closed::Completed(result),
     );
     workflow_task::schedule_if_needed(txn);
 }
@@ -323,7 +391,7 @@ fn end_unsuccessfully(
     cause: Failure,
     canceled: bool,
 ) {
-    let failure = Some(wrapped(op, cause));
+    let failure = Some(wrapped(op, cause.clone()));
     let request_id = op.request_id.clone();
     let scheduled_event_id = op.scheduled_event_id;
     if canceled {
@@ -345,6 +413,12 @@ fn end_unsuccessfully(
             apply_closed_failed,
         );
     }
+    let closed = if canceled {
+        crate::standalone_nexus::Closed::Canceled(cause)
+    } else {
+        crate::standalone_nexus::Closed::Failed(cause)
+    };
+    crate::standalone_nexus::operation_closed(txn, op, closed);
     workflow_task::schedule_if_needed(txn);
 }
 
@@ -374,39 +448,52 @@ pub fn on_completion(
     true
 }
 
-/// The schedule-to-close timeout fired.
-pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64) {
+/// A timeout of the operation fired (`timeout_type`: schedule-to-close, also for timers
+/// written before the others existed; schedule-to-start; start-to-close).
+pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, timeout_type: i32) {
     if !txn.is_running() {
         return;
     }
     let Some(op) = txn.ms.nexus_operations.get(&scheduled_event_id).cloned() else {
         return;
     };
-    let deadline = op
-        .scheduled_time
-        .as_ref()
-        .map(|t| from_ts(t) + from_dur(&op.schedule_to_close_timeout));
+    let kind = match TimeoutType::try_from(timeout_type) {
+        Ok(TimeoutType::ScheduleToStart) => TimeoutType::ScheduleToStart,
+        Ok(TimeoutType::StartToClose) => TimeoutType::StartToClose,
+        _ => TimeoutType::ScheduleToClose,
+    };
+    let started = op.started_event_id != 0;
+    let (from, limit) = match kind {
+        TimeoutType::ScheduleToStart if started => return,
+        TimeoutType::ScheduleToStart => (&op.scheduled_time, &op.schedule_to_start_timeout),
+        TimeoutType::StartToClose if !started => return,
+        TimeoutType::StartToClose => (&op.started_time, &op.start_to_close_timeout),
+        _ => (&op.scheduled_time, &op.schedule_to_close_timeout),
+    };
+    let deadline = from.as_ref().map(|t| from_ts(t) + from_dur(limit));
     if deadline.is_some_and(|d| d > txn.now) {
         return;
     }
-    let failure = wrapped(
-        &op,
-        Failure {
-            message: "operation timed out".into(),
-            failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
-                timeout_type: TimeoutType::ScheduleToClose as i32,
-                ..Default::default()
-            })),
+    let cause = Failure {
+        message: "operation timed out".into(),
+        failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
+            timeout_type: kind as i32,
             ..Default::default()
-        },
-    );
+        })),
+        ..Default::default()
+    };
     txn.write_external_applied(
         NexusOperationTimedOutEventAttributes {
             scheduled_event_id,
-            failure: Some(failure),
+            failure: Some(wrapped(&op, cause.clone())),
             request_id: op.request_id.clone(),
         },
         apply_closed_timed_out,
+    );
+    crate::standalone_nexus::operation_closed(
+        txn,
+        &op,
+        crate::standalone_nexus::Closed::TimedOut(cause),
     );
     workflow_task::schedule_if_needed(txn);
 }
@@ -424,6 +511,7 @@ pub fn on_cancel_answer(txn: &mut Txn<'_>, scheduled_event_id: i64, failure: Opt
     }
     op.cancel_delivered = true;
     let requested_event_id = op.cancel_requested_event_id;
+    crate::standalone_nexus::cancel_answered(txn, failure.clone());
     let idx = txn.out.events.len();
     match failure {
         None => {
@@ -475,6 +563,8 @@ pub(crate) fn apply_scheduled(
             request_id: a.request_id.clone(),
             input: a.input.clone(),
             nexus_header: a.nexus_header.clone(),
+            schedule_to_start_timeout: a.schedule_to_start_timeout,
+            start_to_close_timeout: a.start_to_close_timeout,
             ..Default::default()
         },
     );

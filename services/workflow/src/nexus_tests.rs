@@ -214,7 +214,7 @@ fn the_timeout_ends_it_with_temporals_failure() {
     let mut h = Harness::start();
     let id = scheduled(&mut h);
     h.now += Duration::from_secs(30);
-    h.apply(|t| on_timeout(t, id));
+    h.apply(|t| on_timeout(t, id, 0));
     assert!(h.ms.nexus_operations.is_empty());
     let ev = h
         .history

@@ -54,10 +54,7 @@ fn started(r: &StartActivityExecutionRequest) -> Harness {
     );
     let mut txn = Txn::new(&mut ms, now, &limits);
     start(&mut txn, r).expect("scheduled");
-    let more = std::mem::take(&mut txn.out);
-    out.events.extend(more.events);
-    out.transfer.extend(more.transfer);
-    out.timers.extend(more.timers);
+    out.absorb(std::mem::take(&mut txn.out));
     Harness {
         ms,
         history: out.events.clone(),

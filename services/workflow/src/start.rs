@@ -245,10 +245,7 @@ pub fn start_first_task_eagerly(
     }
     out.transfer
         .retain(|t| t.kind != pb::TransferTaskKind::WorkflowTask as i32);
-    out.events.extend(more.events);
-    out.transfer.extend(more.transfer);
-    out.timers.extend(more.timers);
-    out.visibility.extend(more.visibility);
+    out.absorb(more);
     if let Some(started) = out.events.first_mut() {
         let before = started.encoded_len() as i64;
         if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =

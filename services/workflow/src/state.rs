@@ -54,6 +54,18 @@ impl Mutation {
             && self.visibility.is_empty()
             && self.new_run.is_none()
     }
+
+    /// Add what `more` writes after what this one does (a run's creation and the first
+    /// transaction on it, committed as one).
+    pub fn absorb(&mut self, more: Mutation) {
+        self.events.extend(more.events);
+        self.transfer.extend(more.transfer);
+        self.timers.extend(more.timers);
+        self.visibility.extend(more.visibility);
+        if more.new_run.is_some() {
+            self.new_run = more.new_run;
+        }
+    }
 }
 
 /// Per-workflow limits (Temporal's defaults).

@@ -83,8 +83,10 @@ pub fn schedule(txn: &mut Txn<'_>, attempt: i32) -> i64 {
 /// A run still waiting out its first workflow task's backoff gets none before it ends.
 pub fn schedule_if_needed(txn: &mut Txn<'_>) {
     let in_backoff = txn.info().first_workflow_task_backoff_until.is_some();
-    // A standalone activity's run has no workflow to run (a signal to it changes nothing).
-    let standalone = crate::standalone::is_standalone(txn.ms);
+    // A standalone activity's or Nexus operation's run has no workflow to run (a signal to
+    // it changes nothing).
+    let standalone =
+        crate::standalone::is_standalone(txn.ms) || crate::standalone_nexus::is_standalone(txn.ms);
     if txn.is_running() && !txn.has_pending_workflow_task() && !in_backoff && !standalone {
         schedule(txn, 1);
     }

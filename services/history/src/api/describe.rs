@@ -123,14 +123,7 @@ pub(crate) async fn describe(
         .nexus_operations
         .values()
         .map(|op| {
-            use temper_proto::temporal::api::enums::v1::PendingNexusOperationState as S;
-            let state = if op.started_event_id != 0 {
-                S::Started
-            } else if op.next_attempt_schedule_time.is_some() {
-                S::BackingOff
-            } else {
-                S::Scheduled
-            };
+            let state = pending_nexus_state(op);
             #[allow(deprecated)]
             temper_proto::temporal::api::workflow::v1::PendingNexusOperationInfo {
                 endpoint: op.endpoint.clone(),
@@ -260,5 +253,19 @@ fn extended_info(info: &temper_workflow::pb::ExecutionInfo) -> WorkflowExecution
         original_start_time: info.start_time,
         request_id_infos,
         ..Default::default()
+    }
+}
+
+/// A pending Nexus operation's state, as describe shows it.
+pub(crate) fn pending_nexus_state(
+    op: &temper_workflow::pb::NexusOperationInfo,
+) -> temper_proto::temporal::api::enums::v1::PendingNexusOperationState {
+    use temper_proto::temporal::api::enums::v1::PendingNexusOperationState as S;
+    if op.started_event_id != 0 {
+        S::Started
+    } else if op.next_attempt_schedule_time.is_some() {
+        S::BackingOff
+    } else {
+        S::Scheduled
     }
 }

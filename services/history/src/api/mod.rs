@@ -11,6 +11,8 @@ pub(crate) mod query;
 pub(crate) mod reset;
 pub(crate) mod schedule;
 pub(crate) mod standalone_activity;
+pub(crate) mod standalone_nexus;
+pub(crate) mod standalone_run;
 pub(crate) mod start;
 pub(crate) mod update;
 pub(crate) mod update_with_start;

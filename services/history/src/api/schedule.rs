@@ -188,10 +188,7 @@ impl Target<'_> {
         );
         let mut txn = Txn::new(&mut ms, now, &self.shard.limits);
         schedule::record(&mut txn, state, effects);
-        let more = txn.finish();
-        mutation.transfer.extend(more.transfer);
-        mutation.timers.extend(more.timers);
-        mutation.visibility.extend(more.visibility);
+        mutation.absorb(txn.finish());
         let conflict_token = Self::token(&ms);
         let key = self.key(run_id);
         match self.shard.create(&key, ms, condition, mutation).await {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use temper_persistence::{CurrentRunCondition, ExecutionKey, run_state};
+use temper_persistence::ExecutionKey;
 use temper_proto::internal::v1 as internal;
 use temper_proto::internal::v1::activity_execution_call_request::Call;
 use temper_proto::internal::v1::activity_execution_call_response::Response as Answer;
@@ -16,19 +16,15 @@ use temper_proto::temporal::api::activity::v1::{
 use temper_proto::temporal::api::common::v1::{Link, WorkflowExecution, link};
 use temper_proto::temporal::api::enums::v1::{
     ActivityExecutionStatus, ActivityIdConflictPolicy, ActivityIdReusePolicy, PendingActivityState,
-    WorkflowExecutionStatus,
 };
 use temper_proto::temporal::api::workflowservice::v1 as ws;
 use temper_types::NamespaceId;
 use temper_workflow::time::{dur, from_ts};
 use temper_workflow::{Txn, WorkflowError, pb, standalone, start};
 
-use crate::shard::{ShardContext, current_run_conflict};
+use super::standalone_run::{PollToken, Reuse, StartRun, long_poll_wait, transitions};
+use crate::shard::ShardContext;
 use crate::{HistoryEngine, HistoryError};
-
-const MAX_RACES: usize = 5;
-/// Longest wait of one long poll (describe with a token, poll for the outcome).
-const MAX_LONG_POLL: Duration = Duration::from_secs(20);
 /// The search attribute that keeps the runs out of workflow lists; describe does not show it.
 const DIVISION_ATTRIBUTE: &str = "TemporalNamespaceDivision";
 
@@ -44,10 +40,7 @@ pub(crate) async fn call(
         ns,
         activity_id: &r.activity_id,
         workflow_id: &workflow_id,
-        wait: match r.long_poll_timeout_ms {
-            ms if ms > 0 => Duration::from_millis(ms as u64).min(MAX_LONG_POLL),
-            _ => MAX_LONG_POLL,
-        },
+        wait: long_poll_wait(r.long_poll_timeout_ms),
     };
     let answer = match r.call {
         Some(Call::Start(s)) => Answer::Start(on.start(s).await?),
@@ -85,14 +78,6 @@ struct OnActivity<'a> {
 }
 
 impl OnActivity<'_> {
-    fn key(&self, run_id: String) -> ExecutionKey {
-        ExecutionKey {
-            namespace_id: self.ns.clone(),
-            workflow_id: self.workflow_id.to_owned(),
-            run_id,
-        }
-    }
-
     fn not_found(&self) -> HistoryError {
         not_found(self.activity_id)
     }
@@ -118,20 +103,15 @@ impl OnActivity<'_> {
 
     /// The run of the activity (its current one when `run_id` is empty), and its state.
     async fn load(&self, run_id: &str) -> Result<(ExecutionKey, pb::MutableState), HistoryError> {
-        let found = async {
-            let key = self
-                .shard
-                .resolve(self.ns, self.workflow_id, run_id)
-                .await?;
-            let ms = self.shard.snapshot(&key).await?;
-            Ok::<_, HistoryError>((key, ms))
-        }
-        .await;
-        match found {
-            Ok((key, ms)) if standalone::is_standalone(&ms) => Ok((key, ms)),
-            Ok(_) | Err(HistoryError::ExecutionNotFound(_)) => Err(self.not_found()),
-            Err(e) => Err(e),
-        }
+        super::standalone_run::load(
+            self.shard,
+            self.ns,
+            self.workflow_id,
+            run_id,
+            standalone::is_standalone,
+            || self.not_found(),
+        )
+        .await
     }
 
     async fn start(
@@ -144,75 +124,52 @@ impl OnActivity<'_> {
         } else {
             r.request_id.clone()
         };
-        let reuse = ActivityIdReusePolicy::try_from(r.id_reuse_policy)
-            .unwrap_or(ActivityIdReusePolicy::Unspecified);
-        let conflict = ActivityIdConflictPolicy::try_from(r.id_conflict_policy)
-            .unwrap_or(ActivityIdConflictPolicy::Unspecified);
-        for _ in 0..MAX_RACES {
-            let condition = match self.shard.current_run(self.ns, self.workflow_id).await? {
-                None => CurrentRunCondition::MustNotExist,
-                Some(current) => {
-                    if current.create_request_id == request_id {
-                        // The same request again: the activity it started.
-                        return Ok(self.started(r.namespace.clone(), current.run_id, false));
-                    }
-                    let already = || HistoryError::ActivityAlreadyStarted {
-                        activity_id: self.activity_id.to_owned(),
-                        run_id: current.run_id.clone(),
-                        start_request_id: current.create_request_id.clone(),
-                    };
-                    if current.state != run_state::COMPLETED {
-                        if conflict == ActivityIdConflictPolicy::UseExisting {
-                            return Ok(self.started(r.namespace.clone(), current.run_id, false));
-                        }
-                        return Err(already());
-                    }
-                    let reusable = match reuse {
-                        ActivityIdReusePolicy::RejectDuplicate => false,
-                        ActivityIdReusePolicy::AllowDuplicateFailedOnly => {
-                            current.status != WorkflowExecutionStatus::Completed as i32
-                        }
-                        _ => true,
-                    };
-                    if !reusable {
-                        return Err(already());
-                    }
-                    CurrentRunCondition::RunIdIs(current.run_id.clone())
-                }
+        let reuse = match ActivityIdReusePolicy::try_from(r.id_reuse_policy) {
+            Ok(ActivityIdReusePolicy::RejectDuplicate) => Reuse::RejectDuplicate,
+            Ok(ActivityIdReusePolicy::AllowDuplicateFailedOnly) => Reuse::AllowDuplicateFailedOnly,
+            _ => Reuse::AllowDuplicate,
+        };
+        let use_existing = ActivityIdConflictPolicy::try_from(r.id_conflict_policy)
+            == Ok(ActivityIdConflictPolicy::UseExisting);
+        let run = StartRun {
+            shard: self.shard,
+            ns: self.ns,
+            workflow_id: self.workflow_id,
+            request_id: &request_id,
+            reuse,
+            use_existing,
+        };
+        let already =
+            |current: &temper_persistence::CurrentExecution| HistoryError::ActivityAlreadyStarted {
+                activity_id: self.activity_id.to_owned(),
+                run_id: current.run_id.clone(),
+                start_request_id: current.create_request_id.clone(),
             };
-            let run_id = temper_types::new_run_id();
-            let now = self.shard.now();
-            let req = standalone::run_request(&r, &request_id);
-            let (mut ms, mut mutation) = start::new_execution(
-                start::NewRun {
-                    namespace_id: &self.ns.0,
-                    run_id: &run_id,
-                    request_id: &request_id,
-                    now,
-                    origin: start::Origin {
-                        system: true,
-                        ..Default::default()
+        let (run_id, started) = run
+            .start(already, |run_id, now| {
+                let req = standalone::run_request(&r, &request_id);
+                let (mut ms, mut mutation) = start::new_execution(
+                    start::NewRun {
+                        namespace_id: &self.ns.0,
+                        run_id,
+                        request_id: &request_id,
+                        now,
+                        origin: start::Origin {
+                            system: true,
+                            ..Default::default()
+                        },
                     },
-                },
-                &req,
-                &self.shard.limits,
-            );
-            let mut txn = Txn::new(&mut ms, now, &self.shard.limits);
-            standalone::start(&mut txn, &r)?;
-            // One transition with the run's creation, as Temporal counts it.
-            let more = std::mem::take(&mut txn.out);
-            mutation.events.extend(more.events);
-            mutation.transfer.extend(more.transfer);
-            mutation.timers.extend(more.timers);
-            mutation.visibility.extend(more.visibility);
-            let key = self.key(run_id.clone());
-            match self.shard.create(&key, ms, condition, mutation).await {
-                Ok(()) => return Ok(self.started(r.namespace.clone(), run_id, true)),
-                Err(e) if current_run_conflict(&e).is_some() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(HistoryError::Busy)
+                    &req,
+                    &self.shard.limits,
+                );
+                let mut txn = Txn::new(&mut ms, now, &self.shard.limits);
+                standalone::start(&mut txn, &r)?;
+                // One transition with the run's creation, as Temporal counts it.
+                mutation.absorb(std::mem::take(&mut txn.out));
+                Ok((ms, mutation))
+            })
+            .await?;
+        Ok(self.started(r.namespace.clone(), run_id, started))
     }
 
     async fn describe(
@@ -245,31 +202,12 @@ impl OnActivity<'_> {
         Ok(describe_response(&key, &ms, &r))
     }
 
-    /// Wait (up to the long-poll budget) until `ready` holds for the run's state; the state
-    /// when it does, `None` when the budget ran out first.
     async fn wait_for(
         &self,
         key: &ExecutionKey,
         ready: impl Fn(&pb::MutableState) -> bool,
     ) -> Result<Option<pb::MutableState>, HistoryError> {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        // Holding the entry keeps the cache from evicting it while this call waits.
-        let entry = self.shard.entry(key);
-        let mut changes = entry.changes.subscribe();
-        loop {
-            let ms = self.shard.snapshot(key).await?;
-            if ready(&ms) {
-                return Ok(Some(ms));
-            }
-            let timed_out = tokio::select! {
-                r = changes.changed() => r.is_err(),
-                _ = tokio::time::sleep_until(deadline) => true,
-                _ = self.shard.cancel.cancelled() => true,
-            };
-            if timed_out {
-                return Ok(None);
-            }
-        }
+        super::standalone_run::wait_for(self.shard, key, self.wait, ready).await
     }
 
     async fn poll(
@@ -342,39 +280,6 @@ pub(crate) fn not_found(activity_id: &str) -> HistoryError {
     HistoryError::Workflow(WorkflowError::NotFound(format!(
         "activity not found for ID: {activity_id}"
     )))
-}
-
-fn transitions(ms: &pb::MutableState) -> i64 {
-    ms.execution_info
-        .as_ref()
-        .map(|i| i.state_transition_count)
-        .unwrap_or(0)
-}
-
-/// A describe's long-poll token: the run and how many transitions the caller has seen.
-struct PollToken {
-    run_id: String,
-    transitions: i64,
-}
-
-impl PollToken {
-    fn encode(run_id: &str, transitions: i64) -> Vec<u8> {
-        format!("{transitions}/{run_id}").into_bytes()
-    }
-
-    fn decode(token: &[u8]) -> Result<Self, HistoryError> {
-        let bad = || {
-            HistoryError::Workflow(WorkflowError::InvalidArgument(
-                "invalid long poll token".into(),
-            ))
-        };
-        let text = std::str::from_utf8(token).map_err(|_| bad())?;
-        let (count, run_id) = text.split_once('/').ok_or_else(bad)?;
-        Ok(Self {
-            run_id: run_id.to_owned(),
-            transitions: count.parse().map_err(|_| bad())?,
-        })
-    }
 }
 
 /// The activity's outcome, once its run closed.
@@ -461,6 +366,8 @@ fn describe_response(
         next_attempt_schedule_time: ai.retry_time.filter(|_| running && !ai.paused),
         priority: ai.priority.clone(),
         state_transition_count: info.state_transition_count,
+        // What the run's state takes stored.
+        state_size_bytes: prost::Message::encoded_len(ms) as i64,
         search_attributes: (!search_attributes.indexed_fields.is_empty())
             .then_some(search_attributes),
         header: ai.header.clone(),
@@ -481,19 +388,5 @@ fn describe_response(
         outcome: if r.include_outcome { outcome(ms) } else { None },
         long_poll_token: PollToken::encode(&key.run_id, transitions(ms)),
         callbacks: Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn poll_tokens_round_trip_and_garbage_is_refused() {
-        let t = PollToken::decode(&PollToken::encode("run-1", 7)).expect("valid token");
-        assert_eq!((t.run_id.as_str(), t.transitions), ("run-1", 7));
-        for bad in [&b"x"[..], b"7", b"/run", b"\xff/run"] {
-            assert!(PollToken::decode(bad).is_err(), "{bad:?} is refused");
-        }
     }
 }

@@ -341,7 +341,7 @@ impl World {
                         }
                         pb::TimerTaskKind::WorkflowBackoff => crate::start::on_backoff_timer(t),
                         pb::TimerTaskKind::NexusTimeout => {
-                            crate::nexus::on_timeout(t, task.event_id)
+                            crate::nexus::on_timeout(t, task.event_id, task.timeout_type)
                         }
                         pb::TimerTaskKind::NexusRetry => {
                             crate::nexus::on_retry_timer(t, task.event_id, task.attempt)
