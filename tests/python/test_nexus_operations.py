@@ -21,6 +21,7 @@ from nexusrpc.handler import StartOperationContext, service_handler, sync_operat
 from temporalio import nexus, workflow
 from temporalio.api.common.v1 import Link, Payload, WorkflowExecution
 from temporalio.api.enums.v1 import (
+    CallbackState,
     EventType,
     PendingNexusOperationState,
     TimeoutType,
@@ -370,8 +371,23 @@ async def test_async_workflow_operation(
 
         handler = client.get_workflow_handle(handler_id)
         started = (await history_events(handler))[0]
+        # The handler workflow's describe shows the caller's callback, waiting for the close.
+        [waiting] = (await handler.describe()).raw_description.callbacks
+        assert (
+            waiting.callback
+            == started.workflow_execution_started_event_attributes.completion_callbacks[0]
+        )
+        assert waiting.trigger.WhichOneof("variant") == "workflow_closed"
+        assert waiting.state == CallbackState.CALLBACK_STATE_STANDBY
+        assert waiting.registration_time == started.event_time
         await handler.signal(HandlerWorkflow.finish)
         assert await result_within(handle, 30) == ["ok", f"workflow result for {handler_id}"]
+
+        async def delivered() -> bool:
+            [cb] = (await handler.describe()).raw_description.callbacks
+            return cb.state == CallbackState.CALLBACK_STATE_SUCCEEDED and cb.attempt == 1
+
+        await wait_until(delivered, timeout=10, what="the callback to be delivered")
 
     events = await history_events(handle)
     assert event_types(events) == [

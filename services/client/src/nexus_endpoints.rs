@@ -114,15 +114,17 @@ impl NexusEndpoints {
         Ok(endpoints)
     }
 
-    /// The endpoint named `name`: from the cache while it is fresh, else from the store.
+    /// The endpoint named `name`: from the cache while it is fresh, else from the store. A
+    /// name the cache lacks is looked for in the store too, so an endpoint created on another
+    /// node (or through another cache) is seen at once, as Temporal's registry sees it.
     pub async fn by_name(&self, name: &str) -> Result<Option<Endpoint>, Status> {
         let find = |list: &[Endpoint]| {
             list.iter()
                 .find(|e| e.spec.as_ref().is_some_and(|s| s.name == name))
                 .cloned()
         };
-        if let Some(list) = self.cached(true) {
-            return Ok(find(&list));
+        if let Some(found) = self.cached(true).and_then(|list| find(&list)) {
+            return Ok(Some(found));
         }
         Ok(find(&self.reload().await?))
     }
@@ -256,5 +258,49 @@ pub fn worker_target(e: &Endpoint) -> Option<(&str, &str)> {
     match e.spec.as_ref()?.target.as_ref()?.variant.as_ref()? {
         endpoint_target::Variant::Worker(w) => Some((&w.namespace, &w.task_queue)),
         endpoint_target::Variant::External(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Endpoints kept in memory: enough for two caches to share.
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<NexusEndpointRecord>>);
+
+    #[async_trait::async_trait]
+    impl NexusEndpointStore for Memory {
+        async fn create_nexus_endpoint(&self, r: &NexusEndpointRecord) -> Result<(), StoreError> {
+            self.0.lock().expect("lock").push(r.clone());
+            Ok(())
+        }
+
+        async fn list_nexus_endpoints(&self) -> Result<Vec<NexusEndpointRecord>, StoreError> {
+            Ok(self.0.lock().expect("lock").clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_missing_from_the_cache_is_looked_for_in_the_store() {
+        let store: Arc<dyn NexusEndpointStore> = Arc::new(Memory::default());
+        let clock: Arc<dyn Clock> = Arc::new(temper_types::SystemClock);
+        let hour = Duration::from_secs(3600);
+        let writer = NexusEndpoints::new(store.clone(), clock.clone(), hour);
+        let reader = NexusEndpoints::new(store, clock, hour);
+        assert!(reader.by_name("ep").await.expect("read").is_none());
+        writer
+            .create(EndpointSpec {
+                name: "ep".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("created");
+        // The reader's cache is fresh for an hour, and still sees the new endpoint.
+        let found = reader.by_name("ep").await.expect("read");
+        assert_eq!(
+            found.and_then(|e| e.spec).map(|s| s.name).as_deref(),
+            Some("ep")
+        );
     }
 }

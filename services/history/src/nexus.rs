@@ -484,7 +484,6 @@ pub(crate) async fn send_start(
                     links: vec![caller_link(&namespace, key, &ms, op.scheduled_event_id)],
                 })),
                 endpoint: op.endpoint.clone(),
-                ..Default::default()
             };
             match dispatch(matching, namespace_id, task_queue, request).await {
                 Ok(answer) => start_outcome(answer),
@@ -539,7 +538,6 @@ pub(crate) async fn send_cancel(
                     operation_token: op.operation_token.clone(),
                 })),
                 endpoint: op.endpoint.clone(),
-                ..Default::default()
             };
             match dispatch(matching, namespace_id, task_queue, request).await {
                 Ok(Some(Outcome::Response(_))) => None,
@@ -685,6 +683,13 @@ pub(crate) async fn call_callbacks(
             Err(s) => return Err(unavailable(format!("nexus callback: {s}"))),
         }
     }
+    // Every caller has it: describe shows the callbacks succeeded.
+    shard
+        .transact(key, |txn| {
+            txn.ms.completion_callbacks_delivered = true;
+            Ok(())
+        })
+        .await?;
     Ok(())
 }
 

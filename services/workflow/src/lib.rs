@@ -12,6 +12,7 @@
 
 pub mod activity;
 pub mod activity_ops;
+pub mod callbacks;
 pub mod child;
 pub mod close;
 pub mod commands;

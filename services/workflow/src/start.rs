@@ -484,6 +484,7 @@ pub(crate) fn apply_started(
     run: RunIds<'_>,
 ) {
     ms.completion_callbacks = a.completion_callbacks.clone();
+    ms.completion_callback_times = a.completion_callbacks.iter().map(|_| at.time).collect();
     let now = at.system_time();
     let backoff = from_dur(&a.first_workflow_task_backoff);
     let run_timeout = from_dur(&a.workflow_run_timeout);

@@ -322,13 +322,15 @@ pub fn update_options(
 /// WorkflowExecutionOptionsUpdated.
 pub(crate) fn apply_options_updated(
     ms: &mut pb::MutableState,
-    _: At,
+    at: At,
     a: &WorkflowExecutionOptionsUpdatedEventAttributes,
 ) {
     // What a start with USE_EXISTING attached (a Nexus caller's callback): the run calls
     // these callbacks too when it closes, and knows the request.
     ms.completion_callbacks
         .extend(a.attached_completion_callbacks.iter().cloned());
+    ms.completion_callback_times
+        .extend(a.attached_completion_callbacks.iter().map(|_| at.time));
     let info = crate::state::info_mut(ms);
     if !a.attached_request_id.is_empty()
         && !info.applied_request_ids.contains(&a.attached_request_id)

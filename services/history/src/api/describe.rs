@@ -228,7 +228,28 @@ pub(crate) async fn describe(
         pending_children,
         pending_workflow_task,
         workflow_extended_info: Some(extended_info(&info)),
-        ..Default::default()
+        callbacks: temper_workflow::callbacks::infos(&ms)
+            .into_iter()
+            .map(|c| {
+                use temper_proto::temporal::api::workflow::v1::{CallbackInfo, callback_info};
+                CallbackInfo {
+                    callback: c.callback,
+                    trigger: Some(callback_info::Trigger {
+                        variant: Some(callback_info::trigger::Variant::WorkflowClosed(
+                            callback_info::WorkflowClosed {},
+                        )),
+                    }),
+                    registration_time: c.registration_time,
+                    state: c.state,
+                    attempt: c.attempt,
+                    last_attempt_complete_time: c.last_attempt_complete_time,
+                    last_attempt_failure: c.last_attempt_failure,
+                    next_attempt_schedule_time: c.next_attempt_schedule_time,
+                    blocked_reason: c.blocked_reason,
+                    request_id: c.request_id,
+                }
+            })
+            .collect(),
     })
 }
 

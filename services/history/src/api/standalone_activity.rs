@@ -387,6 +387,19 @@ fn describe_response(
         },
         outcome: if r.include_outcome { outcome(ms) } else { None },
         long_poll_token: PollToken::encode(&key.run_id, transitions(ms)),
-        callbacks: Vec::new(),
+        callbacks: temper_workflow::callbacks::infos(ms)
+            .into_iter()
+            .map(|info| {
+                use temper_proto::temporal::api::activity::v1::{CallbackInfo, callback_info};
+                CallbackInfo {
+                    trigger: Some(callback_info::Trigger {
+                        variant: Some(callback_info::trigger::Variant::ActivityClosed(
+                            callback_info::ActivityClosed {},
+                        )),
+                    }),
+                    info: Some(info),
+                }
+            })
+            .collect(),
     }
 }

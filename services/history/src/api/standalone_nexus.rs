@@ -379,6 +379,21 @@ fn describe_response(
             None
         },
         long_poll_token: PollToken::encode(&key.run_id, transitions(ms)),
-        completion_callbacks: Vec::new(),
+        completion_callbacks: temper_workflow::callbacks::infos(ms)
+            .into_iter()
+            .map(|info| {
+                use temper_proto::temporal::api::nexusoperation::v1::{
+                    CallbackInfo, callback_info,
+                };
+                CallbackInfo {
+                    trigger: Some(callback_info::Trigger {
+                        variant: Some(callback_info::trigger::Variant::OperationCompleted(
+                            callback_info::OperationCompleted {},
+                        )),
+                    }),
+                    info: Some(info),
+                }
+            })
+            .collect(),
     }
 }
