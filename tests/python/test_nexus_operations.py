@@ -116,6 +116,17 @@ class HandlerWorkflow:
         self.done = True
 
 
+@workflow.defn
+class ContinuingHandler:
+    """Backs an async operation over two runs: continues as new once, then returns."""
+
+    @workflow.run
+    async def run(self, arg: str, continued: bool = False) -> str:
+        if not continued:
+            workflow.continue_as_new(args=[arg, True])
+        return f"second run for {arg}"
+
+
 @service_handler(name=SERVICE)
 class Handlers:
     @sync_operation
@@ -149,6 +160,12 @@ class Handlers:
         self, ctx: WorkflowRunOperationContext, arg: str
     ) -> nexus.WorkflowHandle[str]:
         return await ctx.start_workflow(HandlerWorkflow.run, arg, id=arg)
+
+    @workflow_run_operation
+    async def run_continuing(
+        self, ctx: WorkflowRunOperationContext, arg: str
+    ) -> nexus.WorkflowHandle[str]:
+        return await ctx.start_workflow(ContinuingHandler.run, arg, id=arg)
 
 
 # --------------------------------------------------------------------------- caller side
@@ -231,7 +248,7 @@ def nexus_worker(client: Client, task_queue: str) -> harness.BackgroundWorker:
     return worker(
         client,
         task_queue,
-        workflows=[Caller, HandlerWorkflow],
+        workflows=[Caller, HandlerWorkflow, ContinuingHandler],
         nexus_service_handlers=[Handlers()],
     )
 
@@ -466,6 +483,39 @@ async def test_async_workflow_operation(
     assert not started.links
     # Once completed, the caller has no pending operation.
     assert await pending_ops(client, handle.id) == []
+
+
+@pytest.mark.timeout(60)
+async def test_handler_workflow_continued_as_new_completes_the_operation(
+    client: Client, task_queue: str, new_id: Callable[[], str]
+) -> None:
+    """The callback passes to the run that continues the handler workflow: the chain's last
+    run completes the caller's operation, once."""
+    endpoint = f"ep-{task_queue}"
+    await create_endpoint(client, endpoint, task_queue)
+    handler_id = new_id() + "-handler"
+    async with nexus_worker(client, task_queue):
+        handle = await start_caller(
+            client, task_queue, new_id(), Call(endpoint, "run_continuing", handler_id, 30)
+        )
+        assert await result_within(handle, 30) == ["ok", f"second run for {handler_id}"]
+    handler = client.get_workflow_handle(handler_id)
+    second = await handler.describe()
+    assert second.raw_description.workflow_execution_info.first_run_id != second.run_id
+    [callback] = second.raw_description.callbacks
+    first_started = (
+        await history_events(
+            client.get_workflow_handle(
+                handler_id, run_id=second.raw_description.workflow_execution_info.first_run_id
+            )
+        )
+    )[0]
+    assert (
+        callback.callback
+        == first_started.workflow_execution_started_event_attributes.completion_callbacks[0]
+    )
+    events = await history_events(handle)
+    assert nexus_event_types(events).count("NEXUS_OPERATION_COMPLETED") == 1
 
 
 @pytest.mark.timeout(60)

@@ -584,6 +584,23 @@ pub(crate) async fn call_callbacks(
         )
         .await?;
     let close = events.into_iter().next().and_then(|e| e.attributes);
+    // A run that another continues (retry, cron) passed its callbacks on: the chain's last
+    // run calls back.
+    let continued = match &close {
+        Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
+            a.new_execution_run_id.as_str()
+        }
+        Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
+            a.new_execution_run_id.as_str()
+        }
+        Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
+            a.new_execution_run_id.as_str()
+        }
+        _ => "",
+    };
+    if !continued.is_empty() {
+        return Ok(());
+    }
     let (result, failure, canceled) = match close {
         Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => (
             a.result

@@ -52,6 +52,8 @@ fn inherited_request(txn: &Txn<'_>) -> StartWorkflowExecutionRequest {
         memo: info.memo.clone(),
         search_attributes: info.search_attributes.clone(),
         priority: info.priority.clone(),
+        // The chain's callers are called back when the chain ends, by its last run.
+        completion_callbacks: txn.ms.completion_callbacks.clone(),
         ..Default::default()
     }
 }

@@ -289,3 +289,40 @@ fn a_second_caller_attaches_its_callback_to_the_running_handler() {
     assert_eq!(h.history.len(), before);
     assert_eq!(h.ms.completion_callbacks.len(), 1);
 }
+
+#[test]
+fn a_handler_that_continues_as_new_passes_its_callbacks_to_the_next_run() {
+    use temper_proto::temporal::api::command::v1::ContinueAsNewWorkflowExecutionCommandAttributes;
+    use temper_proto::temporal::api::common::v1::{Callback, callback};
+    let mut h = Harness::start();
+    let cb = Callback {
+        variant: Some(callback::Variant::Nexus(callback::Nexus {
+            url: "temporal://system".into(),
+            header: HashMap::from([("temporal-callback-token".to_owned(), "t".to_owned())]),
+        })),
+        ..Default::default()
+    };
+    // As if the run had been started with it (its history does not say so).
+    h.ms.completion_callbacks = vec![cb.clone()];
+    h.check_replay = false;
+    h.complete_wt(vec![Command {
+        attributes: Some(
+            command::Attributes::ContinueAsNewWorkflowExecutionCommandAttributes(
+                ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+            ),
+        ),
+        ..Default::default()
+    }]);
+    let next = h.last.new_run.clone().expect("a new run");
+    assert_eq!(next.ms.completion_callbacks, vec![cb.clone()]);
+    let Some(temper_proto::temporal::api::history::v1::history_event::Attributes::WorkflowExecutionStartedEventAttributes(a)) =
+        next.mutation.events.first().and_then(|e| e.attributes.clone())
+    else {
+        panic!("a started event");
+    };
+    assert_eq!(
+        a.completion_callbacks,
+        vec![cb],
+        "the started event carries them"
+    );
+}
