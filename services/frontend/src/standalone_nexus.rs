@@ -68,6 +68,16 @@ fn check_change(
     so::check_length("reason", reason, so::MAX_REASON_LENGTH).map_err(workflow_status)
 }
 
+/// A cancel or terminate request's id, made up when the client gave none (as Temporal does).
+fn request_id(given: &str) -> Result<String, Status> {
+    so::check_length("request_id", given, so::MAX_ID_LENGTH).map_err(workflow_status)?;
+    Ok(if given.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        given.to_owned()
+    })
+}
+
 fn unexpected() -> Status {
     Status::internal(
         "the history service answered a Nexus operation call with another call's response",
@@ -116,23 +126,32 @@ const OPERATION_ATTRIBUTES: RunAttributes = &[
 ];
 
 impl Frontend {
+    /// Hand `call` to the shard of the operation it names (`wait`: how long a long poll may
+    /// take; `endpoint_id`: a start's endpoint).
     async fn nexus_operation_call(
         &self,
-        namespace: &str,
-        operation_id: &str,
-        long_poll: Duration,
+        wait: Duration,
         endpoint_id: String,
         call: Call,
     ) -> Result<Answer, Status> {
-        check_namespace(namespace)?;
-        let namespace_id = self.ns_id(namespace).await?;
+        let (namespace, operation_id) = match &call {
+            Call::Start(r) => (&r.namespace, &r.operation_id),
+            Call::Describe(r) => (&r.namespace, &r.operation_id),
+            Call::Poll(r) => (&r.namespace, &r.operation_id),
+            Call::RequestCancel(r) => (&r.namespace, &r.operation_id),
+            Call::Terminate(r) => (&r.namespace, &r.operation_id),
+            Call::Delete(r) => (&r.namespace, &r.operation_id),
+        };
+        let (namespace, operation_id) = (namespace.clone(), operation_id.clone());
+        check_namespace(&namespace)?;
+        let namespace_id = self.ns_id(&namespace).await?;
         self.history
             .nexus_operation_execution_call(Request::new(
                 internal::NexusOperationExecutionCallRequest {
                     namespace_id,
-                    namespace: namespace.to_owned(),
-                    operation_id: operation_id.to_owned(),
-                    long_poll_timeout_ms: long_poll.as_millis() as i64,
+                    namespace,
+                    operation_id,
+                    long_poll_timeout_ms: wait.as_millis() as i64,
                     endpoint_id,
                     call: Some(call),
                 },
@@ -160,9 +179,8 @@ impl Frontend {
                 r.endpoint
             )));
         };
-        let (namespace, id) = (r.namespace.clone(), r.operation_id.clone());
         match self
-            .nexus_operation_call(&namespace, &id, Duration::ZERO, endpoint.id, Call::Start(r))
+            .nexus_operation_call(Duration::ZERO, endpoint.id, Call::Start(r))
             .await?
         {
             Answer::Start(resp) => Ok(resp),
@@ -181,9 +199,9 @@ impl Frontend {
                 "run_id is required when long_poll_token is provided",
             ));
         }
-        let (namespace, id) = (r.namespace.clone(), r.operation_id.clone());
+        let namespace = r.namespace.clone();
         let mut resp = match self
-            .nexus_operation_call(&namespace, &id, long_poll, String::new(), Call::Describe(r))
+            .nexus_operation_call(long_poll, String::new(), Call::Describe(r))
             .await?
         {
             Answer::Describe(resp) => resp,
@@ -207,9 +225,8 @@ impl Frontend {
         long_poll: Duration,
     ) -> Result<ws::PollNexusOperationExecutionResponse, Status> {
         check_target(&r.operation_id, &r.run_id)?;
-        let (namespace, id) = (r.namespace.clone(), r.operation_id.clone());
         match self
-            .nexus_operation_call(&namespace, &id, long_poll, String::new(), Call::Poll(r))
+            .nexus_operation_call(long_poll, String::new(), Call::Poll(r))
             .await?
         {
             Answer::Poll(resp) => Ok(resp),
@@ -222,20 +239,9 @@ impl Frontend {
         mut r: ws::RequestCancelNexusOperationExecutionRequest,
     ) -> Result<ws::RequestCancelNexusOperationExecutionResponse, Status> {
         check_change(&r.operation_id, &r.run_id, &r.identity, &r.reason)?;
-        so::check_length("request_id", &r.request_id, so::MAX_ID_LENGTH)
-            .map_err(workflow_status)?;
-        if r.request_id.is_empty() {
-            r.request_id = uuid::Uuid::new_v4().to_string();
-        }
-        let (namespace, id) = (r.namespace.clone(), r.operation_id.clone());
+        r.request_id = request_id(&r.request_id)?;
         match self
-            .nexus_operation_call(
-                &namespace,
-                &id,
-                Duration::ZERO,
-                String::new(),
-                Call::RequestCancel(r),
-            )
+            .nexus_operation_call(Duration::ZERO, String::new(), Call::RequestCancel(r))
             .await?
         {
             Answer::RequestCancel(resp) => Ok(resp),
@@ -248,20 +254,9 @@ impl Frontend {
         mut r: ws::TerminateNexusOperationExecutionRequest,
     ) -> Result<ws::TerminateNexusOperationExecutionResponse, Status> {
         check_change(&r.operation_id, &r.run_id, &r.identity, &r.reason)?;
-        so::check_length("request_id", &r.request_id, so::MAX_ID_LENGTH)
-            .map_err(workflow_status)?;
-        if r.request_id.is_empty() {
-            r.request_id = uuid::Uuid::new_v4().to_string();
-        }
-        let (namespace, id) = (r.namespace.clone(), r.operation_id.clone());
+        r.request_id = request_id(&r.request_id)?;
         match self
-            .nexus_operation_call(
-                &namespace,
-                &id,
-                Duration::ZERO,
-                String::new(),
-                Call::Terminate(r),
-            )
+            .nexus_operation_call(Duration::ZERO, String::new(), Call::Terminate(r))
             .await?
         {
             Answer::Terminate(resp) => Ok(resp),
@@ -274,15 +269,8 @@ impl Frontend {
         r: ws::DeleteNexusOperationExecutionRequest,
     ) -> Result<ws::DeleteNexusOperationExecutionResponse, Status> {
         check_target(&r.operation_id, &r.run_id)?;
-        let (namespace, id) = (r.namespace.clone(), r.operation_id.clone());
         match self
-            .nexus_operation_call(
-                &namespace,
-                &id,
-                Duration::ZERO,
-                String::new(),
-                Call::Delete(r),
-            )
+            .nexus_operation_call(Duration::ZERO, String::new(), Call::Delete(r))
             .await?
         {
             Answer::Delete(resp) => Ok(resp),

@@ -10,7 +10,7 @@ use temper_proto::temporal::api::failure::v1::NexusHandlerFailureInfo;
 
 use super::*;
 use crate::nexus::{StartOutcome, on_cancel_answer, on_completion, on_start, on_timeout};
-use crate::start::{NewRun, Origin, new_execution};
+use crate::start::{NewRun, Origin, new_system_run};
 use crate::tests::Harness;
 use crate::time::dur;
 use crate::{Limits, WorkflowError};
@@ -35,23 +35,18 @@ fn started(mut r: StartNexusOperationExecutionRequest) -> Harness {
     let limits = Limits::default();
     let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
     validate(&mut r, limits.max_payload_bytes).expect("a valid request");
-    let (mut ms, mut out) = new_execution(
+    let (ms, out, ()) = new_system_run(
         NewRun {
             namespace_id: "ns",
             run_id: "run",
             request_id: "req",
             now,
-            origin: Origin {
-                system: true,
-                ..Default::default()
-            },
+            origin: Origin::default(),
         },
         &run_request(&r, "req", "op-request"),
         &limits,
+        |txn| start(txn, &r, "ep-id", "op-request"),
     );
-    let mut txn = Txn::new(&mut ms, now, &limits);
-    start(&mut txn, &r, "ep-id", "op-request");
-    out.absorb(std::mem::take(&mut txn.out));
     Harness {
         ms,
         history: out.events.clone(),

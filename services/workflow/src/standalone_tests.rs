@@ -12,7 +12,7 @@ use temper_proto::temporal::api::taskqueue::v1::TaskQueue;
 use temper_proto::temporal::api::workflowservice::v1::StartActivityExecutionRequest;
 
 use super::*;
-use crate::start::{NewRun, Origin, new_execution};
+use crate::start::{NewRun, Origin, new_system_run};
 use crate::tests::Harness;
 use crate::time::dur;
 use crate::{Limits, WorkflowError, activity};
@@ -38,23 +38,19 @@ fn started(r: &StartActivityExecutionRequest) -> Harness {
     let limits = Limits::default();
     let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
     validate(r).expect("a valid request");
-    let (mut ms, mut out) = new_execution(
+    let (ms, out, started) = new_system_run(
         NewRun {
             namespace_id: "ns",
             run_id: "run",
             request_id: "req",
             now,
-            origin: Origin {
-                system: true,
-                ..Default::default()
-            },
+            origin: Origin::default(),
         },
         &run_request(r, "req"),
         &limits,
+        |txn| start(txn, r),
     );
-    let mut txn = Txn::new(&mut ms, now, &limits);
-    start(&mut txn, r).expect("scheduled");
-    out.absorb(std::mem::take(&mut txn.out));
+    started.expect("scheduled");
     Harness {
         ms,
         history: out.events.clone(),

@@ -175,6 +175,32 @@ pub struct Continued {
     pub initial_versioning_behavior: i32,
 }
 
+/// A run the server drives itself (a standalone activity's or Nexus operation's: system
+/// origin, no workflow task), made from `req`, with `first` applied in the same state
+/// transition as its creation. What `first` returned comes back with the state and the
+/// mutation to commit.
+pub fn new_system_run<R>(
+    run: NewRun<'_>,
+    req: &StartWorkflowExecutionRequest,
+    limits: &Limits,
+    first: impl FnOnce(&mut Txn<'_>) -> R,
+) -> (pb::MutableState, Mutation, R) {
+    let now = run.now;
+    let run = NewRun {
+        origin: Origin {
+            system: true,
+            ..Default::default()
+        },
+        ..run
+    };
+    let (mut ms, mut mutation) = new_execution(run, req, limits);
+    let mut txn = Txn::new(&mut ms, now, limits);
+    let r = first(&mut txn);
+    let more = std::mem::take(&mut txn.out);
+    mutation.absorb(more);
+    (ms, mutation, r)
+}
+
 /// Build the mutable state of a new run and its first events (started, workflow task
 /// scheduled) and tasks.
 pub fn new_execution(

@@ -20,7 +20,7 @@ use temper_proto::temporal::api::enums::v1::{
 use temper_proto::temporal::api::workflowservice::v1 as ws;
 use temper_types::NamespaceId;
 use temper_workflow::time::{dur, from_ts};
-use temper_workflow::{Txn, WorkflowError, pb, standalone, start};
+use temper_workflow::{WorkflowError, pb, standalone, start};
 
 use super::standalone_run::{PollToken, Reuse, StartRun, long_poll_wait, transitions};
 use crate::shard::ShardContext;
@@ -147,25 +147,19 @@ impl OnActivity<'_> {
             };
         let (run_id, started) = run
             .start(already, |run_id, now| {
-                let req = standalone::run_request(&r, &request_id);
-                let (mut ms, mut mutation) = start::new_execution(
+                let (ms, mutation, started) = start::new_system_run(
                     start::NewRun {
                         namespace_id: &self.ns.0,
                         run_id,
                         request_id: &request_id,
                         now,
-                        origin: start::Origin {
-                            system: true,
-                            ..Default::default()
-                        },
+                        origin: Default::default(),
                     },
-                    &req,
+                    &standalone::run_request(&r, &request_id),
                     &self.shard.limits,
+                    |txn| standalone::start(txn, &r),
                 );
-                let mut txn = Txn::new(&mut ms, now, &self.shard.limits);
-                standalone::start(&mut txn, &r)?;
-                // One transition with the run's creation, as Temporal counts it.
-                mutation.absorb(std::mem::take(&mut txn.out));
+                started?;
                 Ok((ms, mutation))
             })
             .await?;

@@ -22,7 +22,7 @@ use temper_proto::temporal::api::nexus::v1::{
 use temper_proto::temporal::api::workflowservice::v1 as ws;
 use temper_types::NamespaceId;
 use temper_workflow::time::{dur, from_ts};
-use temper_workflow::{Txn, WorkflowError, pb, standalone_nexus as so, start};
+use temper_workflow::{WorkflowError, pb, standalone_nexus as so, start};
 
 use super::standalone_run::{PollToken, Reuse, StartRun, long_poll_wait, transitions};
 use crate::shard::ShardContext;
@@ -164,25 +164,18 @@ impl OnOperation<'_> {
         let operation_request_id = uuid::Uuid::new_v4().to_string();
         let (run_id, started) = run
             .start(already, |run_id, now| {
-                let req = so::run_request(&r, &request_id, &operation_request_id);
-                let (mut ms, mut mutation) = start::new_execution(
+                let (ms, mutation, ()) = start::new_system_run(
                     start::NewRun {
                         namespace_id: &self.ns.0,
                         run_id,
                         request_id: &request_id,
                         now,
-                        origin: start::Origin {
-                            system: true,
-                            ..Default::default()
-                        },
+                        origin: Default::default(),
                     },
-                    &req,
+                    &so::run_request(&r, &request_id, &operation_request_id),
                     &self.shard.limits,
+                    |txn| so::start(txn, &r, endpoint_id, &operation_request_id),
                 );
-                let mut txn = Txn::new(&mut ms, now, &self.shard.limits);
-                so::start(&mut txn, &r, endpoint_id, &operation_request_id);
-                // One transition with the run's creation.
-                mutation.absorb(std::mem::take(&mut txn.out));
                 Ok((ms, mutation))
             })
             .await?;
