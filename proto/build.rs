@@ -50,6 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let out = PathBuf::from(env::var("OUT_DIR")?);
+    // The whole set, for reading Temporal messages in their JSON form (System Nexus inputs).
+    std::fs::write(out.join("temporal_descriptor.bin"), &bytes)?;
     std::fs::write(
         out.join("api_methods.rs"),
         api_methods(&temporal_set, &services),

@@ -574,14 +574,16 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RespondWorkflowTaskCompletedResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
-        // Upserts may only name registered search attributes; history checks them.
-        let upserts = r.commands.iter().any(|c| {
-            matches!(
-                c.attributes,
-                Some(command::Attributes::UpsertWorkflowSearchAttributesCommandAttributes(_))
-            )
+        // Upserts, and the signal-with-starts of System Nexus operations, may only name
+        // registered search attributes; history checks them.
+        let names_search_attributes = r.commands.iter().any(|c| match &c.attributes {
+            Some(command::Attributes::UpsertWorkflowSearchAttributesCommandAttributes(_)) => true,
+            Some(command::Attributes::ScheduleNexusOperationCommandAttributes(a)) => {
+                a.endpoint == temper_workflow::system_nexus::ENDPOINT
+            }
+            _ => false,
         });
-        let search_attributes = if upserts {
+        let search_attributes = if names_search_attributes {
             let ns = self.namespaces.get(&r.namespace).await?;
             Some(internal::SearchAttributeNames {
                 names: search_attributes::settable_names(&ns),

@@ -12,11 +12,12 @@ pub enum HistoryError {
     Workflow(#[from] WorkflowError),
     #[error("workflow execution not found: {0}")]
     ExecutionNotFound(String),
-    #[error("Workflow execution is already running. WorkflowId: {workflow_id}, RunId: {run_id}.")]
+    #[error("{}", reason.message(workflow_id, run_id))]
     AlreadyStarted {
         workflow_id: String,
         run_id: String,
         start_request_id: String,
+        reason: AlreadyStartedReason,
     },
     /// CreateSchedule with an id a live schedule has (Temporal's words and error details).
     #[error("schedule {schedule_id:?} is already registered")]
@@ -52,6 +53,33 @@ pub enum HistoryError {
     /// again admits it again.
     #[error("workflow update was aborted")]
     UpdateAborted,
+}
+
+/// Why a workflow id cannot be given to a new run (each says so in Temporal's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlreadyStartedReason {
+    /// A run with the id is running.
+    Running,
+    /// The last run closed, and the reuse policy rejects duplicates.
+    Finished,
+    /// The last run completed, and the reuse policy allows a new one only after a failure.
+    FinishedSuccessfully,
+}
+
+impl AlreadyStartedReason {
+    fn message(self, workflow_id: &str, run_id: &str) -> String {
+        match self {
+            Self::Running => format!(
+                "Workflow execution is already running. WorkflowId: {workflow_id}, RunId: {run_id}."
+            ),
+            Self::Finished => format!(
+                "Workflow execution already finished. WorkflowId: {workflow_id}, RunId: {run_id}. Workflow Id reuse policy: reject duplicate workflow Id."
+            ),
+            Self::FinishedSuccessfully => format!(
+                "Workflow execution already finished successfully. WorkflowId: {workflow_id}, RunId: {run_id}. Workflow Id reuse policy: allow duplicate workflow Id if last run failed."
+            ),
+        }
+    }
 }
 
 impl From<CommitError> for HistoryError {
@@ -157,6 +185,7 @@ mod tests {
             workflow_id: "wf".into(),
             run_id: "run".into(),
             start_request_id: "req".into(),
+            reason: AlreadyStartedReason::Running,
         });
         assert_eq!(status.code(), Code::AlreadyExists);
         assert_eq!(

@@ -11,6 +11,7 @@ mod nexus;
 mod queues;
 mod retention;
 mod shard;
+mod system_nexus;
 mod tasks;
 mod updates;
 mod visibility;
@@ -540,8 +541,9 @@ impl temper_client::HistoryService for HistoryEngine {
                 initiated_event_id: 0,
                 child_workflow_only: r.child_workflow_only,
             });
-        api::control::signal(self, &ns, required(r.request)?, external).await?;
-        Ok(Response::new(ws::SignalWorkflowExecutionResponse::default()))
+        Ok(Response::new(
+            api::control::signal(self, &ns, required(r.request)?, external).await?,
+        ))
     }
 
     async fn prepare_query_task(

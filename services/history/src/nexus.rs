@@ -152,7 +152,10 @@ fn start_outcome(outcome: Option<Outcome>) -> StartOutcome {
         Some(Outcome::Response(r)) => match r.variant {
             Some(response::Variant::StartOperation(s)) => match s.variant {
                 Some(start_operation_response::Variant::SyncSuccess(sync)) => {
-                    StartOutcome::Completed(sync.payload)
+                    StartOutcome::Completed {
+                        result: sync.payload,
+                        links: sync.links.iter().filter_map(temporal_link).collect(),
+                    }
                 }
                 Some(start_operation_response::Variant::AsyncSuccess(a)) => {
                     #[allow(deprecated)]
@@ -163,7 +166,7 @@ fn start_outcome(outcome: Option<Outcome>) -> StartOutcome {
                     };
                     StartOutcome::Started {
                         token,
-                        links: a.links.iter().filter_map(workflow_event_link).collect(),
+                        links: a.links.iter().filter_map(temporal_link).collect(),
                     }
                 }
                 #[allow(deprecated)]
@@ -212,42 +215,75 @@ fn start_outcome(outcome: Option<Outcome>) -> StartOutcome {
     }
 }
 
-/// A Nexus link a handler returned, as a workflow event link (Temporal's URL form:
-/// `temporal:///namespaces/<ns>/workflows/<id>/<run>/history?...`); others are dropped.
-fn workflow_event_link(l: &temper_proto::temporal::api::nexus::v1::Link) -> Option<Link> {
+/// A Nexus link a handler returned, as the Temporal link it stands for (Temporal's URL forms:
+/// `temporal:///namespaces/<ns>/workflows/<id>/<run>/history?referenceType=...` for an event
+/// of a workflow, by id or by request id; `.../workflows/<id>/<run>` for a workflow;
+/// `.../activities/<id>/<run>/details` for an activity). Others are dropped, as in Temporal.
+pub(crate) fn temporal_link(l: &temper_proto::temporal::api::nexus::v1::Link) -> Option<Link> {
     let rest = l.url.strip_prefix("temporal:///namespaces/")?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let parts: Vec<&str> = path.split('/').collect();
-    let [namespace, "workflows", workflow_id, run_id, "history"] = parts.as_slice() else {
-        return None;
-    };
     let decode = percent_decode;
-    let mut event_id = 0;
-    let mut event_type = EventType::Unspecified as i32;
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("eventID", v)) => event_id = v.parse().unwrap_or(0),
-            Some(("eventType", v)) => {
-                event_type = EventType::from_str_name(&format!("EVENT_TYPE_{}", snake_upper(v)))
-                    .or_else(|| EventType::from_str_name(v))
-                    .map(|t| t as i32)
-                    .unwrap_or(0)
-            }
-            _ => {}
+    // Query values are form-encoded (a space may come as `+`).
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| match pair.split_once('=') {
+                Some((k, v)) if k == name => Some(decode(&v.replace('+', " "))),
+                _ => None,
+            })
+    };
+    let event_type = || {
+        let v = param("eventType").unwrap_or_default();
+        EventType::from_str_name(&format!("EVENT_TYPE_{}", snake_upper(&v)))
+            .or_else(|| EventType::from_str_name(&v))
+            .map(|t| t as i32)
+            .unwrap_or(0)
+    };
+    let variant = match (l.r#type.as_str(), parts.as_slice()) {
+        (
+            "temporal.api.common.v1.Link.WorkflowEvent",
+            [namespace, "workflows", workflow_id, run_id, "history"],
+        ) => {
+            use link::workflow_event::{EventReference, Reference, RequestIdReference};
+            let reference = match param("referenceType").as_deref() {
+                Some("EventReference") => Reference::EventRef(EventReference {
+                    event_id: param("eventID").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    event_type: event_type(),
+                }),
+                Some("RequestIdReference") => Reference::RequestIdRef(RequestIdReference {
+                    request_id: param("requestID").unwrap_or_default(),
+                    event_type: event_type(),
+                }),
+                _ => return None,
+            };
+            link::Variant::WorkflowEvent(link::WorkflowEvent {
+                namespace: decode(namespace),
+                workflow_id: decode(workflow_id),
+                run_id: decode(run_id),
+                reference: Some(reference),
+            })
         }
-    }
-    Some(Link {
-        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
+        ("temporal.api.common.v1.Link.Workflow", [namespace, "workflows", workflow_id, run_id]) => {
+            link::Variant::Workflow(link::Workflow {
+                namespace: decode(namespace),
+                workflow_id: decode(workflow_id),
+                run_id: decode(run_id),
+                reason: param("reason").unwrap_or_default(),
+            })
+        }
+        (
+            "temporal.api.common.v1.Link.Activity",
+            [namespace, "activities", activity_id, run_id, "details"],
+        ) => link::Variant::Activity(link::Activity {
             namespace: decode(namespace),
-            workflow_id: decode(workflow_id),
+            activity_id: decode(activity_id),
             run_id: decode(run_id),
-            reference: Some(link::workflow_event::Reference::EventRef(
-                link::workflow_event::EventReference {
-                    event_id,
-                    event_type,
-                },
-            )),
-        })),
+        }),
+        _ => return None,
+    };
+    Some(Link {
+        variant: Some(variant),
     })
 }
 
@@ -303,14 +339,14 @@ fn caller_link(
     ms: &pb::MutableState,
     scheduled_event_id: i64,
 ) -> temper_proto::temporal::api::nexus::v1::Link {
+    // What a URL path segment keeps as it is (RFC 3986's unreserved characters).
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let part = |s: &str| percent_encoding::utf8_percent_encode(s, ESCAPED).to_string();
     if let Some(so) = &ms.standalone_nexus_operation {
-        // What a URL path segment keeps as it is (RFC 3986's unreserved characters).
-        const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'_')
-            .remove(b'.')
-            .remove(b'~');
-        let part = |s: &str| percent_encoding::utf8_percent_encode(s, ESCAPED).to_string();
         return temper_proto::temporal::api::nexus::v1::Link {
             url: format!(
                 "temporal:///namespaces/{}/nexus-operations/{}/{}/details",
@@ -323,8 +359,10 @@ fn caller_link(
     }
     temper_proto::temporal::api::nexus::v1::Link {
         url: format!(
-            "temporal:///namespaces/{namespace}/workflows/{}/{}/history?referenceType=EventReference&eventID={scheduled_event_id}&eventType=NexusOperationScheduled",
-            key.workflow_id, key.run_id
+            "temporal:///namespaces/{}/workflows/{}/{}/history?referenceType=EventReference&eventID={scheduled_event_id}&eventType=NexusOperationScheduled",
+            part(namespace),
+            part(&key.workflow_id),
+            part(&key.run_id)
         ),
         r#type: "temporal.api.common.v1.Link.WorkflowEvent".into(),
     }
@@ -401,7 +439,10 @@ async fn target(
 }
 
 /// The caller's namespace name (links and callbacks name it).
-async fn namespace_name(shard: &ShardContext, key: &ExecutionKey) -> Result<String, HistoryError> {
+pub(crate) async fn namespace_name(
+    shard: &ShardContext,
+    key: &ExecutionKey,
+) -> Result<String, HistoryError> {
     Ok(shard
         .persistence
         .namespaces
@@ -433,11 +474,13 @@ async fn dispatch(
         .map(|r| r.into_inner().outcome)
 }
 
-/// A NEXUS_START task: send attempt `task.attempt` of the operation's start request.
+/// A NEXUS_START task: send attempt `task.attempt` of the operation's start request (an
+/// operation on the system endpoint is carried out here instead, `crate::system_nexus`).
 pub(crate) async fn send_start(
     engine: &HistoryEngine,
     shard: &ShardContext,
     matching: &MatchingClient,
+    history: &HistoryClient,
     key: &ExecutionKey,
     task: &pb::TransferTask,
 ) -> Result<(), HistoryError> {
@@ -454,46 +497,51 @@ pub(crate) async fn send_start(
     {
         return Ok(());
     }
-    let outcome = match target(engine, shard, &op).await? {
-        Err(failure) => StartOutcome::Retry(failure),
-        Ok((namespace_id, task_queue)) => {
-            let namespace = namespace_name(shard, key).await?;
-            let token = pb::NexusCallbackToken {
-                namespace_id: key.namespace_id.0.clone(),
-                workflow_id: key.workflow_id.clone(),
-                run_id: key.run_id.clone(),
-                scheduled_event_id: op.scheduled_event_id,
-                request_id: op.request_id.clone(),
-            };
-            let callback_token = encode_callback_token(&token);
-            let header = request_header(&op, shard.now());
-            let request = NexusRequest {
-                header,
-                scheduled_time: op.scheduled_time,
-                capabilities: Some(CAPABILITIES),
-                variant: Some(request::Variant::StartOperation(StartOperationRequest {
-                    service: op.service.clone(),
-                    operation: op.operation.clone(),
+    let outcome = if op.endpoint == temper_workflow::system_nexus::ENDPOINT {
+        let namespace = namespace_name(shard, key).await?;
+        crate::system_nexus::start(history, key, &namespace, &op, &shard.limits).await
+    } else {
+        match target(engine, shard, &op).await? {
+            Err(failure) => StartOutcome::Retry(failure),
+            Ok((namespace_id, task_queue)) => {
+                let namespace = namespace_name(shard, key).await?;
+                let token = pb::NexusCallbackToken {
+                    namespace_id: key.namespace_id.0.clone(),
+                    workflow_id: key.workflow_id.clone(),
+                    run_id: key.run_id.clone(),
+                    scheduled_event_id: op.scheduled_event_id,
                     request_id: op.request_id.clone(),
-                    callback: SYSTEM_CALLBACK_URL.into(),
-                    payload: op.input.clone(),
-                    callback_header: HashMap::from([(
-                        CALLBACK_TOKEN_HEADER.to_owned(),
-                        callback_token,
-                    )]),
-                    links: vec![caller_link(&namespace, key, &ms, op.scheduled_event_id)],
-                })),
-                endpoint: op.endpoint.clone(),
-            };
-            match dispatch(matching, namespace_id, task_queue, request).await {
-                Ok(answer) => start_outcome(answer),
-                Err(s)
-                    if s.code() == tonic::Code::DeadlineExceeded
-                        || s.code() == tonic::Code::FailedPrecondition =>
-                {
-                    StartOutcome::Retry(handler_failure("UPSTREAM_TIMEOUT", "upstream timeout"))
+                };
+                let callback_token = encode_callback_token(&token);
+                let header = request_header(&op, shard.now());
+                let request = NexusRequest {
+                    header,
+                    scheduled_time: op.scheduled_time,
+                    capabilities: Some(CAPABILITIES),
+                    variant: Some(request::Variant::StartOperation(StartOperationRequest {
+                        service: op.service.clone(),
+                        operation: op.operation.clone(),
+                        request_id: op.request_id.clone(),
+                        callback: SYSTEM_CALLBACK_URL.into(),
+                        payload: op.input.clone(),
+                        callback_header: HashMap::from([(
+                            CALLBACK_TOKEN_HEADER.to_owned(),
+                            callback_token,
+                        )]),
+                        links: vec![caller_link(&namespace, key, &ms, op.scheduled_event_id)],
+                    })),
+                    endpoint: op.endpoint.clone(),
+                };
+                match dispatch(matching, namespace_id, task_queue, request).await {
+                    Ok(answer) => start_outcome(answer),
+                    Err(s)
+                        if s.code() == tonic::Code::DeadlineExceeded
+                            || s.code() == tonic::Code::FailedPrecondition =>
+                    {
+                        StartOutcome::Retry(handler_failure("UPSTREAM_TIMEOUT", "upstream timeout"))
+                    }
+                    Err(s) => return Err(unavailable(format!("matching: {s}"))),
                 }
-                Err(s) => return Err(unavailable(format!("matching: {s}"))),
             }
         }
     };
@@ -788,7 +836,7 @@ mod tests {
         };
         let Some(Link {
             variant: Some(link::Variant::WorkflowEvent(w)),
-        }) = workflow_event_link(&l)
+        }) = temporal_link(&l)
         else {
             panic!("a workflow event link");
         };
@@ -809,5 +857,47 @@ mod tests {
                 }
             ))
         );
+    }
+
+    #[test]
+    fn request_id_and_workflow_links_are_read_too() {
+        let l = temper_proto::temporal::api::nexus::v1::Link {
+            url: "temporal:///namespaces/default/workflows/wf/run-1/history?referenceType=RequestIdReference&requestID=req-1&eventType=EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED".into(),
+            r#type: "temporal.api.common.v1.Link.WorkflowEvent".into(),
+        };
+        let Some(Link {
+            variant: Some(link::Variant::WorkflowEvent(w)),
+        }) = temporal_link(&l)
+        else {
+            panic!("a workflow event link");
+        };
+        assert_eq!(
+            w.reference,
+            Some(link::workflow_event::Reference::RequestIdRef(
+                link::workflow_event::RequestIdReference {
+                    request_id: "req-1".into(),
+                    event_type: EventType::WorkflowExecutionSignaled as i32,
+                }
+            ))
+        );
+        let l = temper_proto::temporal::api::nexus::v1::Link {
+            url: "temporal:///namespaces/default/workflows/wf/run-1?reason=a+b".into(),
+            r#type: "temporal.api.common.v1.Link.Workflow".into(),
+        };
+        assert_eq!(
+            temporal_link(&l).and_then(|l| l.variant),
+            Some(link::Variant::Workflow(link::Workflow {
+                namespace: "default".into(),
+                workflow_id: "wf".into(),
+                run_id: "run-1".into(),
+                reason: "a b".into(),
+            }))
+        );
+        // A kind of link Temporal does not keep on the caller's event.
+        let l = temper_proto::temporal::api::nexus::v1::Link {
+            url: "temporal:///namespaces/default/nexus-operations/op/run-1/details".into(),
+            r#type: "temporal.api.common.v1.Link.NexusOperation".into(),
+        };
+        assert_eq!(temporal_link(&l), None);
     }
 }

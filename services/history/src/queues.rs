@@ -509,7 +509,7 @@ async fn process_transfer(
         }
         Ok(pb::TransferTaskKind::NexusStart) => {
             let engine = peers.engine()?;
-            crate::nexus::send_start(&engine, shard, matching, &key, task).await
+            crate::nexus::send_start(&engine, shard, matching, &peers.history()?, &key, task).await
         }
         Ok(pb::TransferTaskKind::NexusCancel) => {
             let engine = peers.engine()?;

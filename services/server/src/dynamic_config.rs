@@ -27,6 +27,10 @@ const ALWAYS_ON: &[&str] = &[
     "activity.startDelayEnabled",
     // Standalone Nexus operations (docs/nexus.md).
     "nexusoperation.enableStandalone",
+    // System Nexus: a workflow's signal-with-start through `__temporal_system`, and the
+    // signals' request ids DescribeWorkflowExecution resolves backlinks with (docs/nexus.md).
+    "history.enableSignalWithStartFromWorkflow",
+    "history.enableCHASMSignalBacklinks",
     // Task priority and fairness (docs/priority.md): Temporal needs both to dispatch by
     // priority key and fairness key; temper's matching always does.
     "matching.useNewMatcher",

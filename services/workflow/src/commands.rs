@@ -157,7 +157,8 @@ fn apply(
             }
             C::ScheduleNexusOperationCommandAttributes(a) => {
                 let endpoints = std::mem::take(&mut txn.nexus_endpoints);
-                let scheduled = nexus::schedule(txn, a, completed_id, &endpoints);
+                let scheduled =
+                    nexus::schedule(txn, a, completed_id, &endpoints, c.search_attribute_names);
                 txn.nexus_endpoints = endpoints;
                 scheduled?
             }

@@ -30,11 +30,13 @@ pub mod reset;
 pub mod retry;
 pub mod schedule;
 pub mod signal;
+pub mod signal_with_start;
 pub mod speculative;
 pub mod standalone;
 pub mod standalone_nexus;
 pub mod start;
 mod state;
+pub mod system_nexus;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -30,7 +30,7 @@ use temper_proto::temporal::api::history::v1::{
 
 use crate::events::At;
 use crate::time::{from_dur, from_ts, is_negative, ts};
-use crate::{BadCommand, Txn, pb, workflow_task};
+use crate::{BadCommand, Txn, pb, system_nexus, workflow_task};
 
 /// Longest endpoint, service or operation name a command may give.
 const MAX_NAME_LENGTH: usize = 1000;
@@ -49,13 +49,22 @@ fn bad(message: String) -> BadCommand {
 
 /// The ScheduleNexusOperation command. `endpoints` maps the endpoint names the completion's
 /// commands use to their ids (the history service looked them up); a name it lacks is not
-/// registered.
+/// registered. The system endpoint needs no registration: its operations are checked here
+/// ([`system_nexus::check_schedule`], against the namespace's `search_attribute_names` when
+/// known) and the history service carries them out itself.
 pub fn schedule(
     txn: &mut Txn<'_>,
     a: &ScheduleNexusOperationCommandAttributes,
     wft_completed_event_id: i64,
     endpoints: &HashMap<String, String>,
+    search_attribute_names: Option<&[String]>,
 ) -> Result<(), BadCommand> {
+    let system = a.endpoint == system_nexus::ENDPOINT;
+    if system {
+        let namespace = txn.info().namespace.clone();
+        system_nexus::check_schedule(a, &namespace, txn.limits, search_attribute_names)
+            .map_err(|e| bad(e.0))?;
+    }
     for (what, v) in [
         ("endpoint", &a.endpoint),
         ("service", &a.service),
@@ -69,18 +78,24 @@ pub fn schedule(
         }
     }
     for (what, d) in [
-        ("schedule_to_close_timeout", &a.schedule_to_close_timeout),
-        ("schedule_to_start_timeout", &a.schedule_to_start_timeout),
-        ("start_to_close_timeout", &a.start_to_close_timeout),
+        ("ScheduleToCloseTimeout", &a.schedule_to_close_timeout),
+        ("ScheduleToStartTimeout", &a.schedule_to_start_timeout),
+        ("StartToCloseTimeout", &a.start_to_close_timeout),
     ] {
         if is_negative(d) {
-            return Err(bad(format!("{what} must be positive")));
+            return Err(bad(format!(
+                "ScheduleNexusOperationCommandAttributes.{what} is invalid: negative duration"
+            )));
         }
     }
-    let Some(endpoint_id) = endpoints.get(&a.endpoint) else {
-        return Err(bad(format!("endpoint {:?} not found", a.endpoint)));
+    let endpoint_id = match endpoints.get(&a.endpoint) {
+        Some(id) => id.clone(),
+        // Temporal records no endpoint id for it.
+        None if system => String::new(),
+        None => return Err(bad(format!("endpoint {:?} not found", a.endpoint))),
     };
     if let Some(input) = &a.input
+        && !system
         && input.data.len() > txn.limits.max_payload_bytes
     {
         return Err(bad("input exceeds size limit".into()));
@@ -95,8 +110,18 @@ pub fn schedule(
         Some(new_id) => new_id(),
         None => format!("{}-{}", txn.info().run_id, txn.ms.next_event_id),
     };
+    // No longer than the run may last (Temporal trims it so).
+    let run_timeout = txn.info().workflow_run_timeout;
+    let schedule_to_close_timeout = if !from_dur(&run_timeout).is_zero()
+        && (from_dur(&a.schedule_to_close_timeout).is_zero()
+            || from_dur(&a.schedule_to_close_timeout) > from_dur(&run_timeout))
+    {
+        run_timeout
+    } else {
+        a.schedule_to_close_timeout
+    };
     let (schedule_to_start_timeout, start_to_close_timeout) = capped(
-        &a.schedule_to_close_timeout,
+        &schedule_to_close_timeout,
         a.schedule_to_start_timeout,
         a.start_to_close_timeout,
     );
@@ -107,11 +132,11 @@ pub fn schedule(
             service: a.service.clone(),
             operation: a.operation.clone(),
             input: a.input.clone(),
-            schedule_to_close_timeout: a.schedule_to_close_timeout,
+            schedule_to_close_timeout,
             nexus_header: a.nexus_header.clone(),
             workflow_task_completed_event_id: wft_completed_event_id,
             request_id,
-            endpoint_id: endpoint_id.clone(),
+            endpoint_id,
             schedule_to_start_timeout,
             start_to_close_timeout,
         },
@@ -256,8 +281,12 @@ pub fn wrapped(op: &pb::NexusOperationInfo, cause: Failure) -> Failure {
 /// What a start request's answer was.
 #[derive(Debug, Clone)]
 pub enum StartOutcome {
-    /// A synchronous result.
-    Completed(Option<Payload>),
+    /// A synchronous result, with the handler's links (to what it did, such as the event a
+    /// signal it sent became).
+    Completed {
+        result: Option<Payload>,
+        links: Vec<temper_proto::temporal::api::common::v1::Link>,
+    },
     /// Started asynchronously, with the handler's token and links.
     Started {
         token: String,
@@ -295,10 +324,9 @@ pub fn on_start(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, outcom
     // The attempt that ended it, as the operation closes (describe shows it).
     op.attempt = attempt;
     match outcome {
-        StartOutcome::Completed(result) => complete(txn, &op, result),
+        StartOutcome::Completed { result, links } => complete(txn, &op, result, links),
         StartOutcome::Started { token, links } => {
-            let idx = txn.out.events.len();
-            txn.write_external_applied(
+            txn.write_external_linked_applied(
                 #[allow(deprecated)]
                 NexusOperationStartedEventAttributes {
                     scheduled_event_id,
@@ -306,11 +334,9 @@ pub fn on_start(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32, outcom
                     request_id: op.request_id.clone(),
                     operation_token: token,
                 },
+                links.clone(),
                 apply_started,
             );
-            if let Some(ev) = txn.out.events.get_mut(idx) {
-                ev.links = links.clone();
-            }
             let now = txn.now_ts;
             if let Some(stored) = txn.ms.nexus_operations.get_mut(&scheduled_event_id) {
                 stored.attempt = attempt;
@@ -368,13 +394,19 @@ pub fn on_retry_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, attempt: i32) 
     send_start(txn, scheduled_event_id, attempt);
 }
 
-fn complete(txn: &mut Txn<'_>, op: &pb::NexusOperationInfo, result: Option<Payload>) {
-    txn.write_external_applied(
+fn complete(
+    txn: &mut Txn<'_>,
+    op: &pb::NexusOperationInfo,
+    result: Option<Payload>,
+    links: Vec<temper_proto::temporal::api::common::v1::Link>,
+) {
+    txn.write_external_linked_applied(
         NexusOperationCompletedEventAttributes {
             scheduled_event_id: op.scheduled_event_id,
             result: result.clone(),
             request_id: op.request_id.clone(),
         },
+        links,
         apply_closed_completed,
     );
     crate::standalone_nexus::operation_closed(
@@ -442,7 +474,7 @@ pub fn on_completion(
         return false;
     }
     match failure {
-        None => complete(txn, &op, result),
+        None => complete(txn, &op, result, Vec::new()),
         Some(cause) => end_unsuccessfully(txn, &op, cause, canceled),
     }
     true

@@ -68,7 +68,11 @@ fn complete(h: &mut Harness, commands: Vec<Command>) -> Outcome {
 }
 
 fn scheduled(h: &mut Harness) -> i64 {
-    complete(h, vec![schedule_cmd("ep", 30)]);
+    scheduled_with(h, schedule_cmd("ep", 30))
+}
+
+fn scheduled_with(h: &mut Harness, cmd: Command) -> i64 {
+    complete(h, vec![cmd]);
     *h.ms
         .nexus_operations
         .keys()
@@ -126,7 +130,17 @@ fn an_unknown_endpoint_fails_the_workflow_task() {
 fn a_sync_result_completes_the_operation_and_wakes_the_workflow() {
     let mut h = Harness::start();
     let id = scheduled(&mut h);
-    h.apply(|t| on_start(t, id, 1, StartOutcome::Completed(None)));
+    h.apply(|t| {
+        on_start(
+            t,
+            id,
+            1,
+            StartOutcome::Completed {
+                result: None,
+                links: Vec::new(),
+            },
+        )
+    });
     assert!(h.ms.nexus_operations.is_empty());
     let types = h.types();
     assert_eq!(
@@ -138,7 +152,17 @@ fn a_sync_result_completes_the_operation_and_wakes_the_workflow() {
     );
     // A stale answer (another attempt) changes nothing.
     let before = h.history.len();
-    h.apply(|t| on_start(t, id, 1, StartOutcome::Completed(None)));
+    h.apply(|t| {
+        on_start(
+            t,
+            id,
+            1,
+            StartOutcome::Completed {
+                result: None,
+                links: Vec::new(),
+            },
+        )
+    });
     assert_eq!(h.history.len(), before);
 }
 
@@ -325,4 +349,24 @@ fn a_handler_that_continues_as_new_passes_its_callbacks_to_the_next_run() {
         vec![cb],
         "the started event carries them"
     );
+}
+
+#[test]
+fn the_schedule_to_close_timeout_is_no_longer_than_the_run_timeout() {
+    for (asked, want) in [(0, 20), (30, 20), (10, 10)] {
+        let mut h = Harness::start();
+        // A run timeout the started event does not say: the state only.
+        h.check_replay = false;
+        h.ms.execution_info
+            .as_mut()
+            .expect("execution info")
+            .workflow_run_timeout = dur(Duration::from_secs(20));
+        let id = scheduled_with(&mut h, schedule_cmd("ep", asked));
+        let op = &h.ms.nexus_operations[&id];
+        assert_eq!(
+            op.schedule_to_close_timeout.map(|d| d.seconds),
+            Some(want),
+            "asked {asked}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Signals from outside: recorded as WorkflowExecutionSignaled (buffered while a workflow
 //! task runs, so never lost), deduplicated by request id.
 
-use temper_proto::temporal::api::common::v1::{Header, Payloads, WorkflowExecution};
+use temper_proto::temporal::api::common::v1::{Header, Link, Payloads, WorkflowExecution};
 use temper_proto::temporal::api::history::v1::WorkflowExecutionSignaledEventAttributes;
 
 use crate::events::At;
@@ -21,6 +21,8 @@ pub struct Signal<'a> {
     pub request_id: &'a str,
     /// The workflow that sent it (SignalExternalWorkflowExecution), if any.
     pub external_execution: Option<WorkflowExecution>,
+    /// Links to where it came from (a Nexus operation's caller), kept on the event.
+    pub links: Vec<Link>,
 }
 
 /// SignalWorkflowExecution.
@@ -57,7 +59,7 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
             "the number of signals to this workflow has reached the limit".into(),
         ));
     }
-    txn.write_external_applied(
+    txn.write_external_linked_applied(
         WorkflowExecutionSignaledEventAttributes {
             signal_name: s.name.to_string(),
             input: s.input,
@@ -67,6 +69,7 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
             external_workflow_execution: s.external_execution,
             ..Default::default()
         },
+        s.links,
         apply_signaled,
     );
     workflow_task::schedule_if_needed(txn);
@@ -74,10 +77,11 @@ pub fn signal(txn: &mut Txn<'_>, s: Signal<'_>) -> Result<(), WorkflowError> {
 }
 
 /// WorkflowExecutionSignaled: one more signal, and its request id remembered (once) so a
-/// retried request is not delivered twice.
+/// retried request is not delivered twice, with the event it became (describe resolves a
+/// signal's request-id link with it).
 pub(crate) fn apply_signaled(
     ms: &mut pb::MutableState,
-    _: At,
+    at: At,
     a: &WorkflowExecutionSignaledEventAttributes,
 ) {
     let info = info_mut(ms);
@@ -87,5 +91,27 @@ pub(crate) fn apply_signaled(
         if info.applied_request_ids.len() > MAX_REMEMBERED_REQUEST_IDS {
             info.applied_request_ids.remove(0);
         }
+        info.signal_requests.push(pb::SignalRequest {
+            request_id: a.request_id.clone(),
+            event_id: at.id,
+        });
+        if info.signal_requests.len() > MAX_REMEMBERED_REQUEST_IDS {
+            info.signal_requests.remove(0);
+        }
+    }
+}
+
+/// A buffered signal was written as event `event_id`: its request id now names that event.
+pub(crate) fn on_signal_flushed(info: &mut pb::ExecutionInfo, request_id: &str, event_id: i64) {
+    if request_id.is_empty() {
+        return;
+    }
+    if let Some(r) = info
+        .signal_requests
+        .iter_mut()
+        .rev()
+        .find(|r| r.request_id == request_id)
+    {
+        r.event_id = event_id;
     }
 }

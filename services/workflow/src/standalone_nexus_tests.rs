@@ -132,7 +132,17 @@ fn a_synchronous_result_closes_the_run_completed() {
         data: b"\"hi\"".to_vec(),
         ..Default::default()
     };
-    h.apply(|t| on_start(t, id, 1, StartOutcome::Completed(Some(result.clone()))));
+    h.apply(|t| {
+        on_start(
+            t,
+            id,
+            1,
+            StartOutcome::Completed {
+                result: Some(result.clone()),
+                links: Vec::new(),
+            },
+        )
+    });
     assert_eq!(status(&h.ms), NexusOperationExecutionStatus::Completed);
     assert_eq!(outcome(&h.ms), Some(Ok(result)));
     assert_eq!(

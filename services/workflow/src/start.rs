@@ -414,6 +414,10 @@ pub fn new_execution_with_signal(
         request_id: run.request_id,
     };
     txn.write_applied(started, |ms, at, a| apply_started(ms, at, a, ids));
+    let links = started_links(req);
+    if !links.is_empty() {
+        txn.set_links(0, links);
+    }
     if let Some(metadata) = &req.user_metadata {
         // On the started event, where describe reads it, as in Temporal.
         txn.set_user_metadata(0, metadata);
@@ -441,6 +445,25 @@ pub fn new_execution_with_signal(
     txn.visibility_task(pb::VisibilityTaskKind::Start);
     let out = txn.finish();
     (ms, out)
+}
+
+/// The links a run's started event carries: where the start came from (a Nexus operation's
+/// caller), less those its Nexus completion callbacks already carry, as Temporal records them.
+fn started_links(
+    req: &StartWorkflowExecutionRequest,
+) -> Vec<temper_proto::temporal::api::common::v1::Link> {
+    use temper_proto::temporal::api::common::v1::callback;
+    let in_callbacks: Vec<_> = req
+        .completion_callbacks
+        .iter()
+        .filter(|c| matches!(c.variant, Some(callback::Variant::Nexus(_))))
+        .flat_map(|c| c.links.iter())
+        .collect();
+    req.links
+        .iter()
+        .filter(|l| !in_callbacks.contains(l))
+        .cloned()
+        .collect()
 }
 
 /// A StartWorkflowExecution with the USE_EXISTING conflict policy found this run running:
@@ -478,13 +501,12 @@ pub fn attach_on_conflict(
     if attrs.attached_request_id.is_empty() && attrs.attached_completion_callbacks.is_empty() {
         return Ok(());
     }
-    let idx = txn.out.events.len();
-    txn.write_external_applied(attrs, crate::versioning::apply_options_updated);
-    if o.attach_links
-        && let Some(ev) = txn.out.events.get_mut(idx)
-    {
-        ev.links = req.links.clone();
-    }
+    let links = if o.attach_links {
+        req.links.clone()
+    } else {
+        Vec::new()
+    };
+    txn.write_external_linked_applied(attrs, links, crate::versioning::apply_options_updated);
     Ok(())
 }
 
@@ -740,6 +762,7 @@ mod tests {
                 header: None,
                 request_id: "req-1",
                 external_execution: None,
+                links: Vec::new(),
             }),
             &limits,
         );

@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use prost::Message;
+use temper_proto::temporal::api::common::v1::Link;
 use temper_proto::temporal::api::enums::v1::WorkflowExecutionStatus;
 use temper_proto::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 use temper_proto::wkt;
@@ -234,7 +235,11 @@ impl<'a> Txn<'a> {
     /// Write an event with time `time` (one that happened earlier, shown to a worker before it
     /// was written), returning its id.
     pub(crate) fn write_at(&mut self, attrs: Attributes, time: wkt::Timestamp) -> i64 {
-        let mut ev = new_event(attrs, &time);
+        self.append(new_event(attrs, &time))
+    }
+
+    /// Append `ev` to the history with the next id; its id.
+    fn append(&mut self, mut ev: HistoryEvent) -> i64 {
         let id = self.ms.next_event_id;
         ev.event_id = id;
         self.ms.next_event_id += 1;
@@ -298,13 +303,53 @@ impl<'a> Txn<'a> {
     }
 
     fn write_external_at(&mut self, attrs: Attributes, time: wkt::Timestamp) -> Option<i64> {
+        self.write_external_linked_at(attrs, time, Vec::new())
+    }
+
+    /// [`Self::write_external_applied`] for an event that carries links to other executions'
+    /// events (a signal's sender, a Nexus handler's workflow), buffered with them.
+    pub(crate) fn write_external_linked_applied<A: Into<Attributes>>(
+        &mut self,
+        attrs: A,
+        links: Vec<Link>,
+        apply: impl FnOnce(&mut pb::MutableState, At, &A),
+    ) -> Option<i64> {
+        let id = if self.has_started_workflow_task() {
+            BUFFERED_EVENT_ID
+        } else {
+            self.ms.next_event_id
+        };
+        let time = self.now_ts;
+        apply(self.ms, At { id, time }, &attrs);
+        self.write_external_linked_at(attrs.into(), time, links)
+    }
+
+    fn write_external_linked_at(
+        &mut self,
+        attrs: Attributes,
+        time: wkt::Timestamp,
+        links: Vec<Link>,
+    ) -> Option<i64> {
+        let mut ev = new_event(attrs, &time);
+        ev.links = links;
         if self.has_started_workflow_task() {
-            let ev = new_event(attrs, &time);
             self.ms.buffered_events.push(ev);
             None
         } else {
-            Some(self.write_at(attrs, time))
+            Some(self.append(ev))
         }
+    }
+
+    /// Give the event at `index` of this transaction's new events `links` (those its request
+    /// carried); the history size counts them.
+    pub(crate) fn set_links(&mut self, index: usize, links: Vec<Link>) {
+        let Some(ev) = self.out.events.get_mut(index) else {
+            return;
+        };
+        let before = ev.encoded_len() as i64;
+        ev.links = links;
+        let grown = ev.encoded_len() as i64 - before;
+        self.info_mut().history_size_bytes += grown;
     }
 
     /// Write the buffered events, fixing up references to buffered activity started events.
@@ -356,6 +401,9 @@ impl<'a> Txn<'a> {
                     }
                 }
                 _ => {}
+            }
+            if let Some(A::WorkflowExecutionSignaledEventAttributes(a)) = ev.attributes.as_ref() {
+                crate::signal::on_signal_flushed(info_mut(self.ms), &a.request_id, id);
             }
             ev.event_id = id;
             self.ms.next_event_id += 1;

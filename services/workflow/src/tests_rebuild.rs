@@ -102,6 +102,7 @@ fn send_signal(h: &mut Harness, name: &str, request_id: &str) {
                 header: None,
                 request_id,
                 external_execution: None,
+                links: Vec::new(),
             },
         )
     })

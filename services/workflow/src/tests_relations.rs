@@ -148,6 +148,7 @@ pub(crate) fn child_started_and_closed_during_a_workflow_task_are_fixed_up_on_fl
                 header: None,
                 request_id: "",
                 external_execution: None,
+                links: Vec::new(),
             },
         )
     })
@@ -365,6 +366,7 @@ pub(crate) fn continue_as_new_is_refused_while_new_events_wait() {
                 header: None,
                 request_id: "",
                 external_execution: None,
+                links: Vec::new(),
             },
         )
     })
@@ -473,6 +475,7 @@ pub(crate) fn workflow_retry_policy_starts_the_next_attempt_after_its_backoff() 
                 header: None,
                 request_id: "",
                 external_execution: None,
+                links: Vec::new(),
             },
         )
     })

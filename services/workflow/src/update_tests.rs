@@ -590,6 +590,7 @@ fn signal_it(run: &mut Run) {
                 header: None,
                 request_id: "",
                 external_execution: None,
+                links: Vec::new(),
             },
         )
     })

@@ -5,8 +5,9 @@
 use temper_proto::temporal::api::common::v1::WorkflowExecution;
 use temper_proto::temporal::api::workflowservice::v1::{
     RequestCancelWorkflowExecutionRequest, ResetStickyTaskQueueRequest,
-    SignalWorkflowExecutionRequest, TerminateWorkflowExecutionRequest,
-    UpdateWorkflowExecutionOptionsRequest, UpdateWorkflowExecutionOptionsResponse,
+    SignalWorkflowExecutionRequest, SignalWorkflowExecutionResponse,
+    TerminateWorkflowExecutionRequest, UpdateWorkflowExecutionOptionsRequest,
+    UpdateWorkflowExecutionOptionsResponse,
 };
 use temper_types::NamespaceId;
 use temper_workflow::{Txn, WorkflowError, close, signal, versioning, workflow_task};
@@ -179,13 +180,15 @@ pub(crate) async fn reset_sticky(
     .await
 }
 
+/// SignalWorkflowExecution; the response carries a link to the signal's event (by its request
+/// id, as the event may still be buffered), which a Nexus handler passes back to its caller.
 pub(crate) async fn signal(
     engine: &HistoryEngine,
     ns: &NamespaceId,
     req: SignalWorkflowExecutionRequest,
     external: Option<External>,
-) -> Result<(), HistoryError> {
-    transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
+) -> Result<SignalWorkflowExecutionResponse, HistoryError> {
+    let run_id = transact_named_run(engine, ns, req.workflow_execution.as_ref(), |txn| {
         check_child_of(txn.ms, external.as_ref())?;
         signal::signal(
             txn,
@@ -196,8 +199,23 @@ pub(crate) async fn signal(
                 header: req.header.clone(),
                 request_id: &req.request_id,
                 external_execution: external.as_ref().map(|e| e.execution.clone()),
+                links: req.links.clone(),
             },
-        )
+        )?;
+        Ok(txn.info().run_id.clone())
     })
-    .await
+    .await?;
+    let workflow_id = req
+        .workflow_execution
+        .as_ref()
+        .map(|e| e.workflow_id.as_str())
+        .unwrap_or_default();
+    Ok(SignalWorkflowExecutionResponse {
+        link: Some(super::signal_link(
+            &req.namespace,
+            workflow_id,
+            &run_id,
+            &req.request_id,
+        )),
+    })
 }

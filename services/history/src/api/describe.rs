@@ -255,7 +255,8 @@ pub(crate) async fn describe(
 
 /// The extended info the Temporal server always returns: the run's expiration (Go's zero
 /// time when the run has no timeout), its original start time and the request ids that
-/// created it.
+/// created it and signaled it (so a signal's request-id link can be resolved to its event; a
+/// signal-with-start's one id names the signal, as in Temporal).
 fn extended_info(info: &temper_workflow::pb::ExecutionInfo) -> WorkflowExecutionExtendedInfo {
     let mut request_id_infos = std::collections::HashMap::new();
     if !info.create_request_id.is_empty() {
@@ -265,6 +266,17 @@ fn extended_info(info: &temper_workflow::pb::ExecutionInfo) -> WorkflowExecution
                 event_type: EventType::WorkflowExecutionStarted as i32,
                 event_id: 1,
                 buffered: false,
+            },
+        );
+    }
+    for r in &info.signal_requests {
+        let buffered = r.event_id <= 0;
+        request_id_infos.insert(
+            r.request_id.clone(),
+            RequestIdInfo {
+                event_type: EventType::WorkflowExecutionSignaled as i32,
+                event_id: if buffered { 0 } else { r.event_id },
+                buffered,
             },
         );
     }

@@ -18,10 +18,35 @@ pub(crate) mod update;
 pub(crate) mod update_with_start;
 pub(crate) mod workflow_task;
 
+use temper_proto::temporal::api::common::v1::{Link, link};
+use temper_proto::temporal::api::enums::v1::EventType;
 use temper_workflow::WorkflowError;
 use tonic::Status;
 
 use crate::HistoryError;
+
+/// A link to the WorkflowExecutionSignaled event of the signal with `request_id` (Temporal's
+/// backlink: by request id, since the event may still be buffered and have no id yet).
+pub(crate) fn signal_link(
+    namespace: &str,
+    workflow_id: &str,
+    run_id: &str,
+    request_id: &str,
+) -> Link {
+    Link {
+        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
+            namespace: namespace.to_owned(),
+            workflow_id: workflow_id.to_owned(),
+            run_id: run_id.to_owned(),
+            reference: Some(link::workflow_event::Reference::RequestIdRef(
+                link::workflow_event::RequestIdReference {
+                    request_id: request_id.to_owned(),
+                    event_type: EventType::WorkflowExecutionSignaled as i32,
+                },
+            )),
+        })),
+    }
+}
 
 /// For record-started calls from matching: a task that is no longer pending is obsolete
 /// (matching drops it); anything else is an error worth retrying.

@@ -11,7 +11,9 @@ use temper_proto::temporal::api::workflowservice::v1::{
     StartWorkflowExecutionRequest, StartWorkflowExecutionResponse,
 };
 use temper_types::NamespaceId;
-use temper_workflow::{close, pb, start};
+use temper_workflow::{close, pb, signal_with_start, start};
+
+use crate::error::AlreadyStartedReason;
 
 use crate::shard::current_run_conflict;
 use crate::{HistoryEngine, HistoryError};
@@ -102,6 +104,7 @@ pub(crate) async fn start(
                     workflow_id: req.workflow_id.clone(),
                     run_id: current.run_id.clone(),
                     start_request_id: current.create_request_id.clone(),
+                    reason: AlreadyStartedReason::Running,
                 };
                 if current.state != run_state::COMPLETED {
                     #[allow(deprecated)]
@@ -141,42 +144,9 @@ pub(crate) async fn start(
                         workflow_id: req.workflow_id.clone(),
                         run_id: current.run_id.clone(),
                     };
-                    // As the Temporal server words it.
-                    let details = Payloads {
-                        payloads: vec![Payload {
-                            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
-                            data: format!("\"terminated by new runID: {run_id}\"").into_bytes(),
-                            ..Default::default()
-                        }],
-                    };
-                    match shard
-                        .transact(&key, |txn| {
-                            close::terminate(
-                                txn,
-                                "TerminateIfRunning WorkflowIdReusePolicy",
-                                Some(details.clone()),
-                                close::IDENTITY_HISTORY_SERVICE,
-                            )
-                        })
-                        .await
-                    {
-                        Ok(_)
-                        | Err(HistoryError::Workflow(
-                            temper_workflow::WorkflowError::AlreadyCompleted,
-                        )) => {}
-                        Err(e) => return Err(e),
-                    }
+                    terminate_for(&shard, &key, &run_id).await?;
                 } else {
-                    let ok = match reuse {
-                        WorkflowIdReusePolicy::RejectDuplicate => false,
-                        WorkflowIdReusePolicy::AllowDuplicateFailedOnly => {
-                            current.status != WorkflowExecutionStatus::Completed as i32
-                        }
-                        _ => true,
-                    };
-                    if !ok {
-                        return Err(already());
-                    }
+                    reuse_allowed(reuse, &req.workflow_id, &current)?;
                 }
                 CurrentRunCondition::RunIdIs(current.run_id.clone())
             }
@@ -255,60 +225,23 @@ pub(crate) async fn start(
     Err(HistoryError::Busy)
 }
 
-/// SignalWithStartWorkflowExecution: signal the running workflow with this id, or start a new
-/// run (under the id reuse policy) whose first event after WorkflowExecutionStarted is the
-/// signal.
+/// SignalWithStartWorkflowExecution: signal the running workflow with this id (or, under
+/// TERMINATE_EXISTING, terminate it and start anew), or start a new run (under the id reuse
+/// policy) whose first event after WorkflowExecutionStarted is the signal. The request's links
+/// go on the signal's event (and the started event of a run it starts); the response links to
+/// the signal's event by its request id.
 pub(crate) async fn signal_with_start(
     engine: &HistoryEngine,
     ns: &NamespaceId,
-    req: SignalWithStartWorkflowExecutionRequest,
+    mut req: SignalWithStartWorkflowExecutionRequest,
 ) -> Result<SignalWithStartWorkflowExecutionResponse, HistoryError> {
     let shard = engine.shard(ns, &req.workflow_id)?;
-    if req.signal_name.is_empty() {
-        return Err(temper_workflow::WorkflowError::InvalidArgument(
-            "SignalName is not set on request.".into(),
-        )
-        .into());
+    signal_with_start::validate(&req, &shard.limits)?;
+    if req.request_id.is_empty() {
+        req.request_id = uuid::Uuid::new_v4().to_string();
     }
-    let signal_size: usize = req
-        .signal_input
-        .as_ref()
-        .map(|p| p.payloads.iter().map(|p| p.data.len()).sum())
-        .unwrap_or(0);
-    if signal_size > shard.limits.max_payload_bytes {
-        return Err(temper_workflow::WorkflowError::InvalidArgument(
-            "Blob data size exceeds limit.".into(),
-        )
-        .into());
-    }
-    let request_id = if req.request_id.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        req.request_id.clone()
-    };
-    let start_req = StartWorkflowExecutionRequest {
-        namespace: req.namespace.clone(),
-        workflow_id: req.workflow_id.clone(),
-        workflow_type: req.workflow_type.clone(),
-        task_queue: req.task_queue.clone(),
-        input: req.input.clone(),
-        workflow_execution_timeout: req.workflow_execution_timeout,
-        workflow_run_timeout: req.workflow_run_timeout,
-        workflow_task_timeout: req.workflow_task_timeout,
-        identity: req.identity.clone(),
-        request_id: request_id.clone(),
-        workflow_id_reuse_policy: req.workflow_id_reuse_policy,
-        retry_policy: req.retry_policy.clone(),
-        cron_schedule: req.cron_schedule.clone(),
-        memo: req.memo.clone(),
-        search_attributes: req.search_attributes.clone(),
-        header: req.header.clone(),
-        workflow_start_delay: req.workflow_start_delay,
-        priority: req.priority.clone(),
-        user_metadata: req.user_metadata.clone(),
-        ..Default::default()
-    };
-    start::validate(&start_req, &shard.limits)?;
+    let request_id = req.request_id.clone();
+    let start_req = signal_with_start::start_request(&req, &request_id);
     let signal = || temper_workflow::signal::Signal {
         name: &req.signal_name,
         input: req.signal_input.clone(),
@@ -316,10 +249,23 @@ pub(crate) async fn signal_with_start(
         header: req.header.clone(),
         request_id: &request_id,
         external_execution: None,
+        links: req.links.clone(),
+    };
+    let answer = |run_id: String, started: bool| SignalWithStartWorkflowExecutionResponse {
+        signal_link: Some(super::signal_link(
+            &req.namespace,
+            &req.workflow_id,
+            &run_id,
+            &request_id,
+        )),
+        run_id,
+        started,
+        ..Default::default()
     };
     let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
         .unwrap_or(WorkflowIdReusePolicy::Unspecified);
     for _ in 0..MAX_RACES {
+        let run_id = temper_types::new_run_id();
         let condition = match shard.current_run(ns, &req.workflow_id).await? {
             None => CurrentRunCondition::MustNotExist,
             Some(current) if current.state != run_state::COMPLETED => {
@@ -328,43 +274,28 @@ pub(crate) async fn signal_with_start(
                     workflow_id: req.workflow_id.clone(),
                     run_id: current.run_id.clone(),
                 };
-                match shard
-                    .transact(&key, |txn| temper_workflow::signal::signal(txn, signal()))
-                    .await
-                {
-                    Ok(_) => {
-                        return Ok(SignalWithStartWorkflowExecutionResponse {
-                            run_id: current.run_id,
-                            started: false,
-                            ..Default::default()
-                        });
+                if signal_with_start::terminates_running(&req) {
+                    terminate_for(&shard, &key, &run_id).await?;
+                    CurrentRunCondition::RunIdIs(current.run_id.clone())
+                } else {
+                    match shard
+                        .transact(&key, |txn| temper_workflow::signal::signal(txn, signal()))
+                        .await
+                    {
+                        Ok(_) => return Ok(answer(current.run_id, false)),
+                        // It closed meanwhile: start a new run instead.
+                        Err(HistoryError::Workflow(
+                            temper_workflow::WorkflowError::AlreadyCompleted,
+                        )) => continue,
+                        Err(e) => return Err(e),
                     }
-                    // It closed meanwhile: start a new run instead.
-                    Err(HistoryError::Workflow(
-                        temper_workflow::WorkflowError::AlreadyCompleted,
-                    )) => continue,
-                    Err(e) => return Err(e),
                 }
             }
             Some(current) => {
-                let ok = match reuse {
-                    WorkflowIdReusePolicy::RejectDuplicate => false,
-                    WorkflowIdReusePolicy::AllowDuplicateFailedOnly => {
-                        current.status != WorkflowExecutionStatus::Completed as i32
-                    }
-                    _ => true,
-                };
-                if !ok {
-                    return Err(HistoryError::AlreadyStarted {
-                        workflow_id: req.workflow_id.clone(),
-                        run_id: current.run_id.clone(),
-                        start_request_id: current.create_request_id.clone(),
-                    });
-                }
+                reuse_allowed(reuse, &req.workflow_id, &current)?;
                 CurrentRunCondition::RunIdIs(current.run_id.clone())
             }
         };
-        let run_id = temper_types::new_run_id();
         let (ms, mutation) = start::new_execution_with_signal(
             start::NewRun {
                 namespace_id: &ns.0,
@@ -383,16 +314,66 @@ pub(crate) async fn signal_with_start(
             run_id: run_id.clone(),
         };
         match shard.create(&key, ms, condition, mutation).await {
-            Ok(()) => {
-                return Ok(SignalWithStartWorkflowExecutionResponse {
-                    run_id,
-                    started: true,
-                    ..Default::default()
-                });
-            }
+            Ok(()) => return Ok(answer(run_id, true)),
             Err(e) if current_run_conflict(&e).is_some() => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(HistoryError::Busy)
+}
+
+/// Terminate the running run `key` to make way for the new run `new_run_id` (TERMINATE_EXISTING,
+/// TERMINATE_IF_RUNNING), as the Temporal server words it; one that closed meanwhile is fine.
+async fn terminate_for(
+    shard: &crate::shard::ShardContext,
+    key: &ExecutionKey,
+    new_run_id: &str,
+) -> Result<(), HistoryError> {
+    let details = Payloads {
+        payloads: vec![Payload {
+            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+            data: format!("\"terminated by new runID: {new_run_id}\"").into_bytes(),
+            ..Default::default()
+        }],
+    };
+    match shard
+        .transact(key, |txn| {
+            close::terminate(
+                txn,
+                "TerminateIfRunning WorkflowIdReusePolicy",
+                Some(details.clone()),
+                close::IDENTITY_HISTORY_SERVICE,
+            )
+        })
+        .await
+    {
+        Ok(_) | Err(HistoryError::Workflow(temper_workflow::WorkflowError::AlreadyCompleted)) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// May a new run take the id of `current`, a closed run, under `reuse`? If not, Temporal's
+/// "already started" error, saying why.
+fn reuse_allowed(
+    reuse: WorkflowIdReusePolicy,
+    workflow_id: &str,
+    current: &temper_persistence::CurrentExecution,
+) -> Result<(), HistoryError> {
+    let reason = match reuse {
+        WorkflowIdReusePolicy::RejectDuplicate => AlreadyStartedReason::Finished,
+        WorkflowIdReusePolicy::AllowDuplicateFailedOnly
+            if current.status == WorkflowExecutionStatus::Completed as i32 =>
+        {
+            AlreadyStartedReason::FinishedSuccessfully
+        }
+        _ => return Ok(()),
+    };
+    Err(HistoryError::AlreadyStarted {
+        workflow_id: workflow_id.to_owned(),
+        run_id: current.run_id.clone(),
+        start_request_id: current.create_request_id.clone(),
+        reason,
+    })
 }

@@ -73,6 +73,7 @@ impl Setup {
                             header: None,
                             request_id: &request_id,
                             external_execution: None,
+                            links: Vec::new(),
                         },
                     )
                 })

@@ -104,6 +104,7 @@ impl World {
             header: None,
             request_id: "r1",
             external_execution: None,
+            links: Vec::new(),
         });
         let mut run = Run::from_start(&req, origin, signal);
         let mut last_token = None;
@@ -578,6 +579,7 @@ impl World {
                             header: None,
                             request_id,
                             external_execution: None,
+                            links: Vec::new(),
                         },
                     )
                 })
