@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use temporalio_protos::temporal::api::operatorservice::v1::operator_service_client::OperatorServiceClient;
 use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
 use temporalio_protos::temporal::api::workflowservice::v1::{
     DescribeNamespaceRequest, DescribeTaskQueueRequest, GetSystemInfoRequest,
@@ -15,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 pub type Client = WorkflowServiceClient<Channel>;
+pub type OperatorClient = OperatorServiceClient<Channel>;
 
 /// Deadline of an ordinary RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +42,8 @@ pub enum ConnectError {
 /// The connections to the target.
 pub struct Clients {
     clients: Vec<Client>,
+    /// OperatorService on the first connection (a few setup calls per run).
+    operator: OperatorClient,
     next: AtomicUsize,
 }
 
@@ -77,8 +81,10 @@ impl Clients {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
         let mut clients = Vec::with_capacity(connections);
+        let mut operator = None;
         for _ in 0..connections.max(1) {
             let channel = endpoint.connect().await.map_err(err)?;
+            operator.get_or_insert_with(|| OperatorServiceClient::new(channel.clone()));
             let mut c = WorkflowServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
             if gzip {
                 c = c
@@ -89,6 +95,7 @@ impl Clients {
         }
         let me = Self {
             clients,
+            operator: operator.expect("at least one connection was made"),
             next: AtomicUsize::new(0),
         };
         me.get()
@@ -105,6 +112,10 @@ impl Clients {
     pub fn get(&self) -> Client {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
         self.clients[i].clone()
+    }
+
+    pub fn operator(&self) -> OperatorClient {
+        self.operator.clone()
     }
 
     /// Register `namespace` unless it exists, and wait until the server accepts calls in it

@@ -14,6 +14,8 @@ pub mod client;
 pub mod fuzz;
 pub mod history;
 pub mod metrics;
+pub mod nexus_setup;
+pub mod nexus_worker;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -13,8 +13,9 @@ use tokio_util::task::TaskTracker;
 use crate::cli::{Length, Load, MAX_DURATION, RunConfig};
 use crate::client::{Clients, req};
 use crate::metrics::{Group, Metrics};
+use crate::nexus_setup;
 use crate::report::Report;
-use crate::scenario::Fairness;
+use crate::scenario::{Fairness, nexus};
 use crate::schedule::{RateSchedule, allocate_slots, weighted_sequence};
 use crate::shared::Shared;
 use crate::starter::{self, Start};
@@ -42,6 +43,16 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         .task_queue
         .clone()
         .unwrap_or_else(|| format!("loadtest-{run_id}"));
+    let mut endpoints = Vec::new();
+    if cfg.plan.uses_nexus() {
+        let nexus_queue = nexus::task_queue(&task_queue);
+        for ns in cfg.plan.namespace_names() {
+            let name = nexus::endpoint_name(&task_queue, ns);
+            if let Some(created) = nexus_setup::ensure(&clients, &name, ns, &nexus_queue).await? {
+                endpoints.push(created);
+            }
+        }
+    }
     let identity = format!("temper-loadtest-{}-{run_id}", std::process::id());
     let t0 = Instant::now();
     let measure_start = t0 + cfg.warmup;
@@ -150,6 +161,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         stop_workers.cancel();
         workers.close();
         workers.wait().await;
+        for e in &endpoints {
+            nexus_setup::delete(&shared.clients, e).await;
+        }
         if let Some(sticky) = &shared.sticky_queue {
             for ns in shared.plan.namespace_names() {
                 let _ = shared

@@ -1,4 +1,5 @@
-//! The worker half: raw long-poll loops on the workflow and activity task queues. Workflow
+//! The worker half: raw long-poll loops on the workflow and activity task queues (and the
+//! Nexus ones, in `nexus_worker`, for the scenario that calls Nexus operations). Workflow
 //! tasks are answered by [`scenario::decide`] from the full history (fetching the rest of a
 //! paged history, or filling in a sticky task's partial one from the cache); activity tasks
 //! complete at once, or after the plan's activity delay. Each poll loop polls only while it
@@ -26,7 +27,9 @@ use tonic::Code;
 use crate::client::{POLL_TIMEOUT, req, retry, status_reason, with_timeout};
 use crate::history;
 use crate::metrics::Group;
-use crate::scenario::{self, Outcome, WorkflowTask, normal_queue, proto_duration};
+use crate::scenario::{
+    self, Outcome, WorkflowKind, WorkflowTask, nexus, normal_queue, proto_duration,
+};
 use crate::shared::Shared;
 use crate::stats::between;
 
@@ -80,6 +83,9 @@ pub fn spawn(
                 cancel.clone(),
             ));
         }
+    }
+    if shared.plan.uses_nexus() {
+        crate::nexus_worker::spawn(shared, pollers, tasks, cancel);
     }
 }
 
@@ -160,7 +166,13 @@ async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowT
         attempt: task.attempt,
         history: &history,
     });
-    let summary_parent = parent_of(&history);
+    // Whose numbers this workflow's events add to: a child's parent, a Nexus handler
+    // workflow's caller.
+    let summary_parent = parent_of(&history).or_else(|| {
+        (workflow_type == WorkflowKind::NexusHandler.type_name())
+            .then(|| nexus::caller_of_handler(&execution.workflow_id).map(str::to_string))
+            .flatten()
+    });
     let history_fairness = started_priority(&history);
     let last_event_id = history.last().map_or(0, |e| e.event_id);
     let sticky_attributes = shared
@@ -317,7 +329,7 @@ async fn activity_poller(
 /// One poller: take a free task slot, long-poll with `poll` (`None`: the poll came back
 /// empty), and run `handle` on the task in the tracker, releasing the slot when it is done.
 /// Errors back off; a long poll's own deadline does not count as an error.
-async fn poll_loop<T, P, PF, H, HF>(
+pub(crate) async fn poll_loop<T, P, PF, H, HF>(
     shared: &Shared,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,

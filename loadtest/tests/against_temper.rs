@@ -98,7 +98,12 @@ fn every_supported_scenario_runs_clean_against_temper() {
             &["--option", "count=2", "--option", "duration_ms=50"],
         ),
         ("signals", &["--option", "count=3"]),
+        ("nexus", &[]),
         ("tenant-mix", &["--option", "flood_factor=4"]),
+        (
+            "tenant-mix",
+            &["--option", "flood_factor=4", "--option", "inner=nexus"],
+        ),
     ];
     for (scenario, options) in runs {
         let mut args = vec!["--scenario", scenario];

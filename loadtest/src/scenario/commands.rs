@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use temporalio_protos::temporal::api::command::v1::{
     Command, CompleteWorkflowExecutionCommandAttributes, FailWorkflowExecutionCommandAttributes,
-    ScheduleActivityTaskCommandAttributes, StartChildWorkflowExecutionCommandAttributes,
-    StartTimerCommandAttributes, command::Attributes,
+    ScheduleActivityTaskCommandAttributes, ScheduleNexusOperationCommandAttributes,
+    StartChildWorkflowExecutionCommandAttributes, StartTimerCommandAttributes, command::Attributes,
 };
-use temporalio_protos::temporal::api::common::v1::{ActivityType, WorkflowType};
+use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{CommandType, TaskQueueKind};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
@@ -80,6 +80,23 @@ pub fn start_child(workflow_id: String, workflow_type: &str, task_queue: &str) -
                     name: workflow_type.to_string(),
                 }),
                 task_queue: Some(normal_queue(task_queue)),
+                ..Default::default()
+            },
+        ),
+    )
+}
+
+/// An operation of the generator's Nexus service on `endpoint`.
+pub fn schedule_nexus_operation(endpoint: String, operation: &str, input: Payload) -> Command {
+    command(
+        CommandType::ScheduleNexusOperation,
+        Attributes::ScheduleNexusOperationCommandAttributes(
+            ScheduleNexusOperationCommandAttributes {
+                endpoint,
+                service: super::nexus::SERVICE.to_string(),
+                operation: operation.to_string(),
+                input: Some(input),
+                schedule_to_close_timeout: Some(proto_duration(super::nexus::SCHEDULE_TO_CLOSE)),
                 ..Default::default()
             },
         ),

@@ -2,7 +2,7 @@
 //! decide on. Built fresh from the full history on every workflow task, so the workflows stay
 //! deterministic functions of their history.
 
-use temporalio_protos::temporal::api::common::v1::Payloads;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 
@@ -28,6 +28,12 @@ pub struct HistorySummary {
     pub children_completed: u32,
     /// The first child that could not start or did not complete, with why.
     pub child_failure: Option<String>,
+    pub nexus_scheduled: u32,
+    pub nexus_completed: u32,
+    /// The result of the first Nexus operation that completed.
+    pub nexus_first_result: Option<Payload>,
+    /// The first Nexus operation that failed, timed out or was canceled, with why.
+    pub nexus_failure: Option<String>,
     /// Workflow tasks that failed since the last completed one.
     pub consecutive_failed_workflow_tasks: u32,
     /// Why the most recent failed workflow task failed.
@@ -41,6 +47,21 @@ fn failure_message(f: Option<&Failure>) -> String {
         Some(f) if !f.message.is_empty() => f.message.clone(),
         _ => "no failure message".to_string(),
     }
+}
+
+/// A failure's message and its causes' (a Nexus operation's failure says only "nexus
+/// operation completed unsuccessfully"; the handler's reason is in its cause).
+fn failure_chain(f: Option<&Failure>) -> String {
+    let mut parts = vec![failure_message(f)];
+    let mut cause = f.and_then(|f| f.cause.as_deref());
+    while let Some(c) = cause {
+        if parts.len() >= 4 {
+            break;
+        }
+        parts.push(failure_message(Some(c)));
+        cause = c.cause.as_deref();
+    }
+    parts.join(": ")
 }
 
 impl HistorySummary {
@@ -122,6 +143,33 @@ impl HistorySummary {
                 Attributes::ChildWorkflowExecutionTerminatedEventAttributes(_) => {
                     s.child_failure
                         .get_or_insert_with(|| "child workflow terminated".to_string());
+                }
+                Attributes::NexusOperationScheduledEventAttributes(_) => s.nexus_scheduled += 1,
+                Attributes::NexusOperationCompletedEventAttributes(a) => {
+                    if s.nexus_completed == 0 {
+                        s.nexus_first_result = Some(a.result.clone().unwrap_or_default());
+                    }
+                    s.nexus_completed += 1;
+                }
+                Attributes::NexusOperationFailedEventAttributes(a) => {
+                    s.nexus_failure.get_or_insert_with(|| {
+                        format!(
+                            "nexus operation failed: {}",
+                            failure_chain(a.failure.as_ref())
+                        )
+                    });
+                }
+                Attributes::NexusOperationTimedOutEventAttributes(a) => {
+                    s.nexus_failure.get_or_insert_with(|| {
+                        format!(
+                            "nexus operation timed out: {}",
+                            failure_chain(a.failure.as_ref())
+                        )
+                    });
+                }
+                Attributes::NexusOperationCanceledEventAttributes(_) => {
+                    s.nexus_failure
+                        .get_or_insert_with(|| "nexus operation canceled".to_string());
                 }
                 _ => {}
             }

@@ -5,8 +5,11 @@
 
 mod commands;
 mod history;
+pub mod nexus;
 mod workflows;
 
+#[cfg(test)]
+mod nexus_tests;
 #[cfg(test)]
 mod tests;
 
@@ -112,6 +115,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
             default: "3",
             help: "children per workflow",
         }],
+    },
+    ScenarioInfo {
+        name: "nexus",
+        summary: "a caller workflow calls a sync Nexus operation, then an async one (a handler workflow the generator's Nexus worker starts); the run creates its Nexus endpoint if missing",
+        options: &[],
     },
     ScenarioInfo {
         name: "tenant-mix",
@@ -241,6 +249,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The run needs a Nexus endpoint per namespace and a Nexus worker.
+    pub fn uses_nexus(&self) -> bool {
+        self.workflow == WorkflowKind::Nexus
+    }
+
     /// Each namespace of the run once, in the order of the shares.
     pub fn namespace_names(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -370,6 +383,7 @@ pub fn plan(
         "timers" => WorkflowKind::Timers,
         "signals" => WorkflowKind::Signals,
         "child-workflows" => WorkflowKind::ChildWorkflows,
+        "nexus" => WorkflowKind::Nexus,
         other => unreachable!("scenario {other} is listed but has no workflow"),
     };
     let signals = if workflow == WorkflowKind::Signals {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use temporalio_protos::temporal::api::command::v1::{Command, command::Attributes as C};
-use temporalio_protos::temporal::api::common::v1::{Payloads, WorkflowType};
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes as A;
@@ -156,6 +156,18 @@ impl History {
                     Some(self.activity_scheduled(&a.activity_id))
                 }
                 Some(C::StartTimerCommandAttributes(a)) => Some(self.timer(&a.timer_id)),
+                Some(C::ScheduleNexusOperationCommandAttributes(a)) => Some(self.push(
+                    EventType::NexusOperationScheduled,
+                    A::NexusOperationScheduledEventAttributes(
+                        NexusOperationScheduledEventAttributes {
+                            endpoint: a.endpoint.clone(),
+                            service: a.service.clone(),
+                            operation: a.operation.clone(),
+                            input: a.input.clone(),
+                            ..Default::default()
+                        },
+                    ),
+                )),
                 Some(C::StartChildWorkflowExecutionCommandAttributes(a)) => Some(self.push(
                     EventType::StartChildWorkflowExecutionInitiated,
                     A::StartChildWorkflowExecutionInitiatedEventAttributes(
@@ -168,6 +180,28 @@ impl History {
                 _ => None,
             })
             .collect()
+    }
+
+    fn nexus_started(&mut self, scheduled: i64) {
+        self.push(
+            EventType::NexusOperationStarted,
+            A::NexusOperationStartedEventAttributes(NexusOperationStartedEventAttributes {
+                scheduled_event_id: scheduled,
+                operation_token: "token".to_string(),
+                ..Default::default()
+            }),
+        );
+    }
+
+    fn nexus_completed(&mut self, scheduled: i64, result: Payload) {
+        self.push(
+            EventType::NexusOperationCompleted,
+            A::NexusOperationCompletedEventAttributes(NexusOperationCompletedEventAttributes {
+                scheduled_event_id: scheduled,
+                result: Some(result),
+                ..Default::default()
+            }),
+        );
     }
 
     fn decide(&self) -> Decision {
@@ -400,6 +434,137 @@ fn child_workflows_start_noop_children_and_wait_for_all() {
     }
 }
 
+/// The Nexus operation a decision schedules: (endpoint, operation, input), after checking
+/// what every one carries.
+fn nexus_call(d: &Decision) -> (String, String, Payload) {
+    assert_eq!(d.outcome, Outcome::Running);
+    assert_eq!(types(d), vec![CommandType::ScheduleNexusOperation], "{d:?}");
+    match &d.commands[0].attributes {
+        Some(C::ScheduleNexusOperationCommandAttributes(a)) => {
+            assert_eq!(a.service, nexus::SERVICE);
+            assert_eq!(
+                a.schedule_to_close_timeout,
+                Some(proto_duration(nexus::SCHEDULE_TO_CLOSE))
+            );
+            (
+                a.endpoint.clone(),
+                a.operation.clone(),
+                a.input.clone().expect("an input"),
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn nexus_caller_calls_the_sync_then_the_async_operation() {
+    let mut h = History::new(WorkflowKind::Nexus, &WorkflowParams::default());
+    let (endpoint, operation, input) = nexus_call(&h.decide());
+    assert_eq!(endpoint, nexus::endpoint_name("tq", "default"));
+    assert_eq!(operation, nexus::SYNC_OPERATION);
+    assert_eq!(input, nexus::operation_input("wf-1"));
+    let sync = h.record(&h.decide())[0];
+    // A task while the operation runs changes nothing.
+    h.new_task();
+    let idle = h.decide();
+    assert!(idle.commands.is_empty() && idle.outcome == Outcome::Running);
+    h.complete_task();
+    h.nexus_completed(sync, input.clone());
+    h.new_task();
+    let d = h.decide();
+    let (endpoint, operation, second_input) = nexus_call(&d);
+    assert_eq!(endpoint, nexus::endpoint_name("tq", "default"));
+    assert_eq!(operation, nexus::ASYNC_OPERATION);
+    assert_eq!(second_input, input);
+    let async_op = h.record(&d)[0];
+    h.nexus_started(async_op);
+    h.new_task();
+    let idle = h.decide();
+    assert!(idle.commands.is_empty() && idle.outcome == Outcome::Running);
+    h.complete_task();
+    h.nexus_completed(async_op, Payload::default());
+    h.new_task();
+    assert!(is_complete(&h.decide()));
+}
+
+#[test]
+fn nexus_caller_takes_a_completion_that_came_before_the_start() {
+    // The handler workflow can close (and its callback land) before the handler's
+    // asynchronous answer is recorded: no NexusOperationStarted at all.
+    let mut h = History::new(WorkflowKind::Nexus, &WorkflowParams::default());
+    let sync = h.record(&h.decide())[0];
+    h.nexus_completed(sync, nexus::operation_input("wf-1"));
+    h.new_task();
+    let async_op = h.record(&h.decide())[0];
+    h.nexus_completed(async_op, Payload::default());
+    h.new_task();
+    assert!(is_complete(&h.decide()));
+}
+
+#[test]
+fn nexus_caller_fails_when_an_operation_does() {
+    let mut h = History::new(WorkflowKind::Nexus, &WorkflowParams::default());
+    let sync = h.record(&h.decide())[0];
+    h.push(
+        EventType::NexusOperationFailed,
+        A::NexusOperationFailedEventAttributes(NexusOperationFailedEventAttributes {
+            scheduled_event_id: sync,
+            failure: Some(Failure {
+                message: "nexus operation completed unsuccessfully".to_string(),
+                cause: Some(Box::new(Failure {
+                    message: "no operation \"echo\"".to_string(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    );
+    h.new_task();
+    assert_eq!(
+        failure_of(&h.decide()),
+        "nexus operation failed: nexus operation completed unsuccessfully: no operation \"echo\""
+    );
+
+    let mut h = History::new(WorkflowKind::Nexus, &WorkflowParams::default());
+    let sync = h.record(&h.decide())[0];
+    h.nexus_completed(sync, nexus::operation_input("wf-1"));
+    h.new_task();
+    let async_op = h.record(&h.decide())[0];
+    h.push(
+        EventType::NexusOperationTimedOut,
+        A::NexusOperationTimedOutEventAttributes(NexusOperationTimedOutEventAttributes {
+            scheduled_event_id: async_op,
+            failure: Some(Failure {
+                message: "operation timed out".to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    );
+    h.new_task();
+    assert_eq!(
+        failure_of(&h.decide()),
+        "nexus operation timed out: operation timed out"
+    );
+}
+
+#[test]
+fn nexus_caller_fails_when_the_echo_is_not_its_input() {
+    let mut h = History::new(WorkflowKind::Nexus, &WorkflowParams::default());
+    let sync = h.record(&h.decide())[0];
+    h.nexus_completed(sync, nexus::operation_input("someone-else"));
+    h.new_task();
+    let why = failure_of(&h.decide());
+    assert!(why.contains("not its input"), "{why}");
+}
+
+#[test]
+fn nexus_handler_workflow_completes_in_its_first_task() {
+    let h = History::with_input(WorkflowKind::NexusHandler, None);
+    assert!(is_complete(&h.decide()));
+}
+
 #[test]
 fn a_child_that_cannot_start_fails_the_parent() {
     let mut h = History::new(WorkflowKind::ChildWorkflows, &params(1, 0));
@@ -559,6 +724,13 @@ fn every_listed_scenario_has_a_plan_with_its_defaults() {
             .expect("valid")
             .params,
         params(3, 100)
+    );
+    let n = plan("nexus", &BTreeMap::new(), "ns").expect("valid");
+    assert!(n.uses_nexus() && n.workflow == WorkflowKind::Nexus);
+    assert!(
+        !plan("activity", &BTreeMap::new(), "ns")
+            .expect("valid")
+            .uses_nexus()
     );
     let s = plan("signals", &opts(&[("count", "2")]), "ns").expect("valid");
     assert_eq!((s.workflow, s.signals), (WorkflowKind::Signals, 2));
@@ -741,6 +913,11 @@ fn every_command_carries_its_type() {
         super::commands::start_timer("t".into(), std::time::Duration::from_millis(1)),
         super::commands::schedule_activity("a".into(), "tq"),
         super::commands::start_child("c".into(), "loadtest-noop", "tq"),
+        super::commands::schedule_nexus_operation(
+            "e".into(),
+            nexus::SYNC_OPERATION,
+            nexus::operation_input("wf"),
+        ),
     ];
     for c in cmds {
         assert_ne!(c.command_type, CommandType::Unspecified as i32, "{c:?}");

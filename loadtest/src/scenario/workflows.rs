@@ -9,8 +9,8 @@ use temporalio_protos::temporal::api::command::v1::Command;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 
-use super::commands;
 use super::history::HistorySummary;
+use super::{commands, nexus};
 
 /// A workflow gives up (fails itself) after this many workflow tasks in a row failed, so a
 /// server that rejects a command (temper and child workflows, today) ends the run with a
@@ -30,10 +30,15 @@ pub enum WorkflowKind {
     Timers,
     Signals,
     ChildWorkflows,
+    /// Calls the generator's Nexus service: a synchronous operation, then an asynchronous one.
+    Nexus,
+    /// Backs the asynchronous Nexus operation: completes in its first task (started by the
+    /// generator's Nexus worker, not by a scenario).
+    NexusHandler,
 }
 
 impl WorkflowKind {
-    pub const ALL: [WorkflowKind; 7] = [
+    pub const ALL: [WorkflowKind; 9] = [
         WorkflowKind::Noop,
         WorkflowKind::Activity,
         WorkflowKind::SequentialActivities,
@@ -41,6 +46,8 @@ impl WorkflowKind {
         WorkflowKind::Timers,
         WorkflowKind::Signals,
         WorkflowKind::ChildWorkflows,
+        WorkflowKind::Nexus,
+        WorkflowKind::NexusHandler,
     ];
 
     pub fn type_name(self) -> &'static str {
@@ -52,6 +59,8 @@ impl WorkflowKind {
             WorkflowKind::Timers => "loadtest-timers",
             WorkflowKind::Signals => "loadtest-signals",
             WorkflowKind::ChildWorkflows => "loadtest-child-workflows",
+            WorkflowKind::Nexus => "loadtest-nexus",
+            WorkflowKind::NexusHandler => "loadtest-nexus-handler",
         }
     }
 
@@ -179,11 +188,12 @@ pub fn decide(task: &WorkflowTask<'_>) -> Decision {
         .activity_failure
         .clone()
         .or_else(|| h.child_failure.clone())
+        .or_else(|| h.nexus_failure.clone())
     {
         return Decision::fail(why);
     }
     match kind {
-        WorkflowKind::Noop => Decision::complete(),
+        WorkflowKind::Noop | WorkflowKind::NexusHandler => Decision::complete(),
         WorkflowKind::Activity => sequential_activities(&h, 1),
         WorkflowKind::SequentialActivities => sequential_activities(&h, params.count),
         WorkflowKind::ParallelActivities => parallel_activities(&h, params.count),
@@ -196,6 +206,7 @@ pub fn decide(task: &WorkflowTask<'_>) -> Decision {
             }
         }
         WorkflowKind::ChildWorkflows => children(task, &h, params.count),
+        WorkflowKind::Nexus => nexus_caller(task, &h),
     }
 }
 
@@ -258,4 +269,32 @@ fn children(task: &WorkflowTask<'_>, h: &HistorySummary, count: u32) -> Decision
             })
             .collect(),
     )
+}
+
+/// The sync operation, then the async one, one after the other; the echo must return the
+/// caller's input.
+fn nexus_caller(task: &WorkflowTask<'_>, h: &HistorySummary) -> Decision {
+    let operations = [nexus::SYNC_OPERATION, nexus::ASYNC_OPERATION];
+    let input = nexus::operation_input(task.workflow_id);
+    if let Some(echoed) = &h.nexus_first_result
+        && echoed.data != input.data
+    {
+        return Decision::fail(format!(
+            "the {} operation returned {:?}, not its input",
+            nexus::SYNC_OPERATION,
+            String::from_utf8_lossy(&echoed.data)
+        ));
+    }
+    let done = h.nexus_completed as usize;
+    if done >= operations.len() {
+        return Decision::complete();
+    }
+    if h.nexus_scheduled > h.nexus_completed {
+        return Decision::running(Vec::new());
+    }
+    Decision::running(vec![commands::schedule_nexus_operation(
+        nexus::endpoint_name(&h.task_queue, task.namespace),
+        operations[done],
+        input,
+    )])
 }
