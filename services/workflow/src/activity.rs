@@ -352,7 +352,7 @@ pub fn record_started(
             ai.attempt,
         );
         t.timeout_type = TimeoutType::StartToClose as i32;
-        txn.add_timer_task(now + st2c, t);
+        txn.add_timer_task(running_timeout_at(now, now + st2c), t);
     }
     arm_heartbeat_timer(txn, scheduled_event_id, now);
     Ok(txn
@@ -387,7 +387,19 @@ pub(crate) fn arm_heartbeat_timer(txn: &mut Txn<'_>, scheduled_event_id: i64, fr
         attempt,
     );
     t.timeout_type = TimeoutType::Heartbeat as i32;
-    txn.add_timer_task(from + hb, t);
+    txn.add_timer_task(running_timeout_at(txn.now, from + hb), t);
+}
+
+/// The Temporal server fires no timer sooner than about a second after the transaction that
+/// set it (its timer tasks are scheduled at least `TimerProcessorMaxTimeShift`, 1 s, ahead).
+/// Workers count on it for the timeouts of a running attempt: an SDK's own timer cancels the
+/// attempt a few seconds after its start-to-close or heartbeat timeout, and expects the
+/// server's timeout to have come first by about that second. So a running attempt's
+/// sub-second timeout fires a second after it was set, as there.
+const RUNNING_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
+
+fn running_timeout_at(now: SystemTime, deadline: SystemTime) -> SystemTime {
+    deadline.max(now + RUNNING_TIMEOUT_FLOOR)
 }
 
 /// Write ActivityTaskStarted (deferred until the attempt ends, as in Temporal) followed

@@ -228,3 +228,26 @@ fn update_options_merges_the_mask_and_restores_the_original() {
         matches!(bad, Err(WorkflowError::InvalidArgument(m)) if m == "UpdateMask is not provided")
     );
 }
+
+#[test]
+fn a_running_attempts_sub_second_timeout_fires_a_second_after_it_was_set() {
+    let (mut h, sched) = scheduled(1);
+    for (timeout, after) in [
+        (Duration::from_millis(200), Duration::from_secs(1)),
+        (Duration::from_secs(3), Duration::from_secs(3)),
+    ] {
+        if let Some(ai) = h.ms.activities.get_mut(&sched) {
+            ai.start_to_close_timeout = dur(timeout);
+            ai.started_time = None;
+        }
+        h.apply(|t| activity::record_started(t, sched, 1, "p", "w"))
+            .expect("starts");
+        let (at, _) = h
+            .last
+            .timers
+            .iter()
+            .find(|(_, t)| t.timeout_type == TimeoutType::StartToClose as i32)
+            .expect("the start-to-close timer");
+        assert_eq!(*at, h.now + after, "timeout {timeout:?}");
+    }
+}
