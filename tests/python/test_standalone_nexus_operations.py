@@ -1097,9 +1097,12 @@ async def test_start_validation(client: Client, task_queue: str, op_id: Callable
     for err in (await start(operation_id="x" * 1001), await start(service="")):
         assert err.grpc_status.details == []
 
-    err = await start(endpoint="no-such-endpoint")
+    # Endpoints are cluster-wide and the Cassandra run shares its store between tests: a
+    # name of this test's own.
+    missing = f"missing-{task_queue}"
+    err = await start(endpoint=missing)
     assert err.status == RPCStatusCode.NOT_FOUND
-    assert err.message == "could not find Nexus endpoint by name: no-such-endpoint"
+    assert err.message == f"could not find Nexus endpoint by name: {missing}"
     assert detail_types(err) == ["temporal.api.errordetails.v1.NotFoundFailure"]
 
     err = await start(namespace="no-such-namespace")
