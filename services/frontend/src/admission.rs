@@ -26,7 +26,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests can pause it.
+use tokio::time::Instant;
 
 use temper_proto::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
 use tokio::sync::oneshot;
@@ -576,7 +578,8 @@ mod tests {
         assert_eq!(a.state.lock().expect("lock").inflight, 0);
     }
 
-    #[tokio::test(flavor = "current_thread")]
+    // Paused: the test's instants are the only ones the bucket sees, however slow the machine.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn paced_places_come_at_the_rate_in_turn() {
         let a = admission(1000, 1000, &[]);
         let t0 = Instant::now();
@@ -617,7 +620,8 @@ mod tests {
         assert_eq!(a.state.lock().expect("lock").inflight, 0);
     }
 
-    #[tokio::test(flavor = "current_thread")]
+    // Paused: the test's instants are the only ones the bucket sees, however slow the machine.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn under_a_pace_a_quiet_namespace_goes_ahead_of_the_flood() {
         let a = admission(1000, 1000, &[]);
         let t0 = Instant::now();

@@ -19,7 +19,9 @@
 //! quiet namespace's requests are not delayed by the pace a flood brought on.
 
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests can pause it.
+use tokio::time::Instant;
 
 use crate::admission::Admission;
 
