@@ -46,6 +46,22 @@ pub struct ExecutionEntry {
     pub closed: AtomicBool,
 }
 
+/// A refusal that depends on what the run's state says (not on the request alone): from a
+/// cached state, it is given only once the shard is known to be still this node's.
+fn answers_from_state(e: &WorkflowError) -> bool {
+    match e {
+        WorkflowError::NotFound(_)
+        | WorkflowError::AlreadyCompleted
+        | WorkflowError::FailedPrecondition(_)
+        | WorkflowError::WorkflowNotReady(_)
+        | WorkflowError::StaleState(_)
+        | WorkflowError::Internal(_) => true,
+        WorkflowError::InvalidArgument(_)
+        | WorkflowError::ResourceExhausted(_)
+        | WorkflowError::Unavailable(_) => false,
+    }
+}
+
 /// What a committed transaction produced.
 pub struct Updated<R> {
     pub value: R,
@@ -290,6 +306,7 @@ impl ShardContext {
         let mut reloaded = false;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut slot = entry.lock.lock().await;
+            let cached = slot.state.is_some();
             let (ms, version) = self.load(key, &mut slot).await?.clone();
             let now = self.now();
             let applied = transaction::apply(
@@ -310,6 +327,19 @@ impl ShardContext {
                 slot.events = None;
                 reloaded = true;
                 continue;
+            }
+            if let Err(e) = &applied
+                && cached
+                && answers_from_state(e)
+                && !self.still_owned().await?
+            {
+                // A refusal from a cache this node may no longer own (it was paused, or its
+                // ring is behind, and another node has written the run since): nothing is
+                // written, so no fence would catch it. The caller asks the new owner.
+                tracing::warn!(shard = %self.shard_id, workflow_id = %key.workflow_id, error = %e,
+                    "refusal from the cache of a shard another node took; stopping the shard");
+                self.cancel.cancel();
+                return Err(HistoryError::ShardNotOwned(self.shard_id.0));
             }
             let Applied {
                 value,
@@ -414,6 +444,19 @@ impl ShardContext {
             }
         }
         Err(HistoryError::Busy)
+    }
+
+    /// Whether the shard's range id in the store is still the one this context writes under:
+    /// then no other node has written any of its runs since this node acquired it, and the
+    /// cache is the truth.
+    async fn still_owned(&self) -> Result<bool, HistoryError> {
+        let held = self.range.load(Ordering::Acquire);
+        let record = self
+            .persistence
+            .executions
+            .get_or_create_shard(self.shard_id, &[])
+            .await?;
+        Ok(record.range_id.0 == held)
     }
 
     /// Look at a run's state and in-memory updates under its lock.

@@ -237,6 +237,57 @@ async fn a_stale_owner_never_calls_a_newer_task_obsolete() {
     b.shutdown().await;
 }
 
+/// A stale owner asked to complete a task the new owner started (its cache still has it
+/// only scheduled) must not answer NOT_FOUND, which makes the worker drop its result and the
+/// work run again after its timeout: the refusal depends on the cache, so it checks the
+/// shard's range id first, stops the shard and answers UNAVAILABLE, and the call is retried
+/// on the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_never_refuses_a_completion_from_its_cache() {
+    let (_store, matching, a, b) = two_nodes_a_owning_both_shards(false).await;
+    let wf = "stale-refusal";
+    let run = start(&a, wf, Duration::ZERO).await;
+    let s = shard_id(wf, 2);
+
+    // b takes the shard and starts the task; a (no controller, a stale ring) keeps its cache.
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    let task = b
+        .record_workflow_task_started(Request::new(start_task(wf, &run, 2)))
+        .await
+        .expect("b starts the task")
+        .into_inner()
+        .response
+        .expect("poll response");
+    let complete = || {
+        Request::new(internal::RespondWorkflowTaskCompletedRequest {
+            namespace_id: NS.into(),
+            search_attributes: None,
+            request: Some(ws::RespondWorkflowTaskCompletedRequest {
+                task_token: task.task_token.clone(),
+                identity: "worker".into(),
+                namespace: NS.into(),
+                ..Default::default()
+            }),
+        })
+    };
+    let err = a
+        .respond_workflow_task_completed(complete())
+        .await
+        .expect_err("a no longer owns the shard");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        !a.owned_shards().contains(&s),
+        "a stopped the shard it found taken"
+    );
+    b.respond_workflow_task_completed(complete())
+        .await
+        .expect("the owner completes it");
+    let events = api_history(&b, wf, &run).await;
+    assert_eq!(count_of(&events, EventType::WorkflowTaskCompleted), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// The store operations a shard makes, to count what a node did.
 const SHARD_OPS: [Op; 13] = [
     Op::GetOrCreateShard,
