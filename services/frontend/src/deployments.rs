@@ -39,7 +39,7 @@ fn named_version(
 }
 
 impl Frontend {
-    fn registry(&self) -> Result<&Arc<DeploymentRegistry>, Status> {
+    pub(crate) fn registry(&self) -> Result<&Arc<DeploymentRegistry>, Status> {
         self.deployments
             .get()
             .ok_or_else(|| Status::unimplemented("worker deployments are not enabled on this node"))

@@ -3,6 +3,7 @@
 
 pub mod admission;
 mod batch;
+mod build_ids;
 mod deployments;
 mod error_text;
 mod errors;
@@ -67,6 +68,9 @@ pub struct FrontendConfig {
     /// Eager workflow start (`system.enableEagerWorkflowStart`, on by default as in
     /// Temporal): off, a start's `request_eager_execution` is ignored.
     pub eager_workflow_start: bool,
+    /// Legacy worker versioning's build id version sets (`frontend.workerVersioningDataAPIs`,
+    /// off by default as in Temporal): off, their calls answer PERMISSION_DENIED.
+    pub worker_versioning_data_apis: bool,
 }
 
 /// The version we report; the SDKs only check its presence.
@@ -276,6 +280,34 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::DescribeWorkerDeploymentResponse>, Status> {
         Ok(Response::new(
             self.describe_deployment(r.into_inner()).await?,
+        ))
+    }
+
+    async fn update_worker_build_id_compatibility(
+        &self,
+        r: Request<ws::UpdateWorkerBuildIdCompatibilityRequest>,
+    ) -> Result<Response<ws::UpdateWorkerBuildIdCompatibilityResponse>, Status> {
+        Ok(Response::new(
+            self.update_build_id_compatibility(r.into_inner()).await?,
+        ))
+    }
+
+    async fn get_worker_build_id_compatibility(
+        &self,
+        r: Request<ws::GetWorkerBuildIdCompatibilityRequest>,
+    ) -> Result<Response<ws::GetWorkerBuildIdCompatibilityResponse>, Status> {
+        Ok(Response::new(
+            self.get_build_id_compatibility(r.into_inner()).await?,
+        ))
+    }
+
+    async fn get_worker_task_reachability(
+        &self,
+        r: Request<ws::GetWorkerTaskReachabilityRequest>,
+    ) -> Result<Response<ws::GetWorkerTaskReachabilityResponse>, Status> {
+        self.admit_visibility(&r.get_ref().namespace)?;
+        Ok(Response::new(
+            self.get_task_reachability(r.into_inner()).await?,
         ))
     }
 

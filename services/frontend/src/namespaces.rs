@@ -151,6 +151,7 @@ impl Namespaces {
             is_global_namespace: false,
             search_attributes: Default::default(),
             worker_deployments: Vec::new(),
+            build_id_version_sets: Vec::new(),
         }
     }
 

@@ -407,6 +407,7 @@ async fn start_roles(
                     ..Default::default()
                 },
                 eager_workflow_start: true,
+                worker_versioning_data_apis: config.frontend.worker_versioning_data_apis,
             },
             namespaces,
             history_router.clone(),

@@ -349,6 +349,10 @@ pub struct FrontendSection {
     pub namespace_max_open_workflows: u64,
     /// Namespaces with their own bound on open workflows: `"big-tenant" = 1000000`.
     pub per_namespace_max_open_workflows: std::collections::BTreeMap<String, u64>,
+    /// Legacy worker versioning's build id version sets (UpdateWorkerBuildIdCompatibility,
+    /// GetWorkerBuildIdCompatibility, GetWorkerTaskReachability; Temporal's
+    /// `frontend.workerVersioningDataAPIs`). Default: false (they answer PERMISSION_DENIED).
+    pub worker_versioning_data_apis: bool,
 }
 
 impl Default for FrontendSection {
@@ -364,6 +368,7 @@ impl Default for FrontendSection {
             namespace_weights: Default::default(),
             namespace_max_open_workflows: 0,
             per_namespace_max_open_workflows: Default::default(),
+            worker_versioning_data_apis: false,
         }
     }
 }

@@ -280,6 +280,11 @@ const DOCS: &[Doc] = &[
         "Running workflows of each namespace; a start beyond it gets RESOURCE_EXHAUSTED \"namespace open workflow limit exceeded\" (counted from visibility once a second per node, so it may be passed by a second's starts). 0: no bound.",
     ),
     doc(
+        "frontend",
+        "worker_versioning_data_apis",
+        "Legacy worker versioning's build id version sets (UpdateWorkerBuildIdCompatibility, GetWorkerBuildIdCompatibility, GetWorkerTaskReachability; Temporal's frontend.workerVersioningDataAPIs). temper keeps and reports them but does not route tasks by them. Off: those calls answer PERMISSION_DENIED.",
+    ),
+    doc(
         "frontend.per_namespace_rps",
         "",
         "Namespaces with their own limit, by name: \"big-tenant\" = 5000.",

@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub batch: temper_frontend::BatchConfig,
     /// Eager workflow start (Temporal's `system.enableEagerWorkflowStart`, on by default).
     pub eager_workflow_start: bool,
+    /// Legacy worker versioning's data calls (Temporal's `frontend.workerVersioningDataAPIs`,
+    /// off by default).
+    pub worker_versioning_data_apis: bool,
     /// How long a cached list of Nexus endpoints is used before the store is read again
     /// (Temporal's `system.refreshNexusEndpointsMinWait`).
     pub nexus_endpoints_refresh: Duration,
@@ -60,6 +63,7 @@ impl NodeConfig {
             open_workflows: temper_frontend::OpenWorkflowLimitConfig::default(),
             batch: temper_frontend::BatchConfig::default(),
             eager_workflow_start: true,
+            worker_versioning_data_apis: false,
             nexus_endpoints_refresh: temper_client::nexus_endpoints::DEFAULT_REFRESH,
         }
     }
@@ -148,6 +152,7 @@ impl Node {
                     ..config.batch.clone()
                 },
                 eager_workflow_start: config.eager_workflow_start,
+                worker_versioning_data_apis: config.worker_versioning_data_apis,
             },
             namespaces,
             history_client,

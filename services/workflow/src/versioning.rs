@@ -199,6 +199,10 @@ pub(crate) fn apply_completed(
     }
     let versioned = a.deployment_version.is_some();
     if !versioned && over.is_none() {
+        #[allow(deprecated)]
+        record_unversioned_build_id(info, a.worker_version.as_ref());
+    }
+    if !versioned && over.is_none() {
         info.versioning_info = None;
         return;
     }
@@ -354,6 +358,54 @@ pub(crate) fn apply_options_updated(
 /// DescribeWorkflowExecution's versioning_info.
 pub fn describe(info: &pb::ExecutionInfo) -> Option<WorkflowExecutionVersioningInfo> {
     info.versioning_info.clone()
+}
+
+/// The `BuildIds` search attribute Temporal keeps for reachability queries, for a task an
+/// unversioned worker completed: first the `unversioned` sentinel, then the values of earlier
+/// tasks (minus sentinels), then `unversioned:<build id>` of this worker if not there yet.
+/// (Completions of versioned workers leave it as it is.)
+fn record_unversioned_build_id(info: &mut pb::ExecutionInfo, stamp: Option<&WorkerVersionStamp>) {
+    const KEY: &str = "BuildIds";
+    const UNVERSIONED: &str = "unversioned";
+    let sa = info.search_attributes.get_or_insert_with(Default::default);
+    let existing: Vec<String> = sa
+        .indexed_fields
+        .get(KEY)
+        .and_then(|p| serde_json::from_slice(&p.data).ok())
+        .unwrap_or_default();
+    let this = match stamp.filter(|s| !s.build_id.is_empty()) {
+        Some(s) if s.use_versioning => format!("versioned:{}", s.build_id),
+        Some(s) => format!("{UNVERSIONED}:{}", s.build_id),
+        None => UNVERSIONED.to_owned(),
+    };
+    let mut values = vec![UNVERSIONED.to_owned()];
+    values.extend(
+        existing
+            .iter()
+            .filter(|v| {
+                *v != UNVERSIONED && !v.starts_with("assigned:") && !v.starts_with("pinned:")
+            })
+            .cloned(),
+    );
+    if !existing.contains(&this) && this != UNVERSIONED {
+        values.push(this);
+    }
+    if values == existing {
+        return;
+    }
+    let data = serde_json::to_vec(&values).unwrap_or_default();
+    sa.indexed_fields.insert(
+        KEY.to_owned(),
+        temper_proto::temporal::api::common::v1::Payload {
+            metadata: [
+                ("encoding".to_owned(), b"json/plain".to_vec()),
+                ("type".to_owned(), b"KeywordList".to_vec()),
+            ]
+            .into(),
+            data,
+            ..Default::default()
+        },
+    );
 }
 
 #[cfg(test)]

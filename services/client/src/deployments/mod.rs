@@ -9,6 +9,7 @@
 
 mod model;
 mod registry;
+pub mod version_sets;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prost::Message;
 use temper_persistence::{NamespaceStore, StoreError};
-use temper_proto::persistence::v1::NamespaceDetail;
+use temper_proto::persistence::v1::{NamespaceDetail, TaskQueueVersionSets};
 use temper_types::{Clock, NamespaceId};
 use tonic::Status;
 
@@ -125,17 +125,73 @@ impl DeploymentRegistry {
         namespace_id: &NamespaceId,
         mut f: impl FnMut(&mut DeploymentSet) -> Result<(T, bool), DeploymentError>,
     ) -> Result<T, Status> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (mut rec, mut detail) = self.load(namespace_id).await?;
+        self.modify_detail(namespace_id, |detail| {
             let mut set = DeploymentSet {
                 deployments: std::mem::take(&mut detail.worker_deployments),
             };
-            let (value, changed) = f(&mut set).map_err(crate::status::deployment_status)?;
+            let result = f(&mut set);
+            detail.worker_deployments = set.deployments;
+            result
+        })
+        .await
+    }
+
+    /// The build id version sets (legacy worker versioning) of every task queue of the
+    /// namespace that has any, as stored now.
+    pub async fn version_sets(
+        &self,
+        namespace_id: &NamespaceId,
+    ) -> Result<Vec<TaskQueueVersionSets>, Status> {
+        Ok(self.load(namespace_id).await?.1.build_id_version_sets)
+    }
+
+    /// Change the build id version sets of `task_queue` with `f` (Ok(true): it changed them),
+    /// as [`Self::modify`] changes deployments.
+    pub async fn modify_version_sets<T>(
+        &self,
+        namespace_id: &NamespaceId,
+        task_queue: &str,
+        mut f: impl FnMut(&mut TaskQueueVersionSets) -> Result<(T, bool), DeploymentError>,
+    ) -> Result<T, Status> {
+        self.modify_detail(namespace_id, |detail| {
+            let all = &mut detail.build_id_version_sets;
+            let at = all.binary_search_by(|q| q.task_queue.as_str().cmp(task_queue));
+            let mut queue = match at {
+                Ok(i) => all[i].clone(),
+                Err(_) => TaskQueueVersionSets {
+                    task_queue: task_queue.to_owned(),
+                    ..Default::default()
+                },
+            };
+            let (value, changed) = f(&mut queue)?;
+            if changed {
+                match at {
+                    Ok(i) => all[i] = queue,
+                    Err(i) => all.insert(i, queue),
+                }
+            }
+            Ok((value, changed))
+        })
+        .await
+    }
+
+    /// Change the namespace's stored detail with `f` under its compare-and-set; the deployments
+    /// this process routes by are refreshed from what was stored.
+    async fn modify_detail<T>(
+        &self,
+        namespace_id: &NamespaceId,
+        mut f: impl FnMut(&mut NamespaceDetail) -> Result<(T, bool), DeploymentError>,
+    ) -> Result<T, Status> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut rec, mut detail) = self.load(namespace_id).await?;
+            let (value, changed) = f(&mut detail).map_err(crate::status::deployment_status)?;
+            let set = DeploymentSet {
+                deployments: detail.worker_deployments.clone(),
+            };
             if !changed {
                 self.remember(namespace_id, set);
                 return Ok(value);
             }
-            detail.worker_deployments = set.deployments.clone();
             let expected = rec.notification_version;
             rec.detail = detail.encode_to_vec();
             rec.notification_version += 1;
@@ -149,7 +205,7 @@ impl DeploymentRegistry {
             }
         }
         Err(Status::aborted(
-            "worker deployment was changed concurrently too often; retry",
+            "worker versioning data was changed concurrently too often; retry",
         ))
     }
 
