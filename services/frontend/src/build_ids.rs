@@ -2,7 +2,7 @@
 //! still served when `frontend.workerVersioningDataAPIs` is on): UpdateWorkerBuildIdCompatibility,
 //! GetWorkerBuildIdCompatibility and GetWorkerTaskReachability. The sets are kept per task
 //! queue in the namespace's stored detail (`temper_client::deployments::version_sets`).
-//! temper does not route tasks by them: see docs/worker-versioning.md.
+//! temper does not route tasks by them (docs/compatibility.md, "Build id version sets").
 
 use std::time::{Duration, SystemTime};
 
