@@ -708,7 +708,44 @@ pub(crate) async fn call_callbacks(
             )),
         })),
     }];
-    for cb in &ms.completion_callbacks {
+    deliver(
+        history,
+        &ms.completion_callbacks,
+        Delivery {
+            result,
+            failure,
+            canceled,
+            links,
+        },
+    )
+    .await?;
+    // Every caller has it: describe shows the callbacks succeeded.
+    shard
+        .transact(key, |txn| {
+            txn.ms.completion_callbacks_delivered = true;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// What a completion callback tells its caller's operation.
+struct Delivery {
+    result: Option<Payload>,
+    failure: Option<Failure>,
+    canceled: bool,
+    links: Vec<Link>,
+}
+
+/// Deliver an outcome to completion callbacks: each one this cluster made completes its
+/// caller's operation (a caller that is gone needs nothing). Callbacks to other URLs are not
+/// supported yet and are skipped with a warning.
+async fn deliver(
+    history: &HistoryClient,
+    callbacks: &[temper_proto::temporal::api::common::v1::Callback],
+    d: Delivery,
+) -> Result<(), HistoryError> {
+    for cb in callbacks {
         let Some(callback::Variant::Nexus(n)) = &cb.variant else {
             continue;
         };
@@ -733,10 +770,10 @@ pub(crate) async fn call_callbacks(
             }),
             scheduled_event_id: token.scheduled_event_id,
             request_id: token.request_id,
-            result: result.clone(),
-            failure: failure.clone(),
-            canceled,
-            links: links.clone(),
+            result: d.result.clone(),
+            failure: d.failure.clone(),
+            canceled: d.canceled,
+            links: d.links.clone(),
         };
         match history
             .complete_nexus_operation(tonic::Request::new(req))
@@ -748,10 +785,79 @@ pub(crate) async fn call_callbacks(
             Err(s) => return Err(unavailable(format!("nexus callback: {s}"))),
         }
     }
-    // Every caller has it: describe shows the callbacks succeeded.
+    Ok(())
+}
+
+/// Call the completion callbacks of update `update_id` of the run: with the update's outcome
+/// once it completed, or with Temporal's "workflow completed before the update" failure when
+/// the run closed first; then mark them delivered.
+pub(crate) async fn call_update_callbacks(
+    shard: &ShardContext,
+    history: &HistoryClient,
+    key: &ExecutionKey,
+    update_id: &str,
+) -> Result<(), HistoryError> {
+    let ms = shard.snapshot(key).await?;
+    let Some(u) = ms.updates.get(update_id) else {
+        return Ok(());
+    };
+    if u.callbacks.is_empty() || u.callbacks_delivered {
+        return Ok(());
+    }
+    let outcome = if u.completed_event_id > 0 {
+        let (events, _) = shard
+            .events_between(key, u.completed_event_id, Some(u.completed_event_id + 1))
+            .await?;
+        match events.into_iter().next().and_then(|e| e.attributes) {
+            Some(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(a)) => a.outcome,
+            _ => None,
+        }
+    } else if close::is_closed(&ms) {
+        Some(temper_workflow::update::failed(
+            temper_workflow::update::accepted_update_completed_workflow(),
+        ))
+    } else {
+        // Neither completed nor closed: its task comes when one of them happens.
+        return Ok(());
+    };
+    use temper_proto::temporal::api::update::v1::outcome::Value;
+    let (result, failure) = match outcome.and_then(|o| o.value) {
+        Some(Value::Success(p)) => (
+            Some(p.payloads.into_iter().next().unwrap_or_default()),
+            None,
+        ),
+        Some(Value::Failure(f)) => (None, Some(f)),
+        None => (Some(Payload::default()), None),
+    };
+    let links = vec![Link {
+        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
+            namespace: namespace_name(shard, key).await?,
+            workflow_id: key.workflow_id.clone(),
+            run_id: key.run_id.clone(),
+            reference: Some(link::workflow_event::Reference::RequestIdRef(
+                link::workflow_event::RequestIdReference {
+                    request_id: u.callbacks_request_id.clone(),
+                    event_type: EventType::WorkflowExecutionUpdateAccepted as i32,
+                },
+            )),
+        })),
+    }];
+    deliver(
+        history,
+        &u.callbacks,
+        Delivery {
+            result,
+            failure,
+            canceled: false,
+            links,
+        },
+    )
+    .await?;
     shard
         .transact(key, |txn| {
-            txn.ms.completion_callbacks_delivered = true;
+            if let Some(u) = txn.ms.updates.get_mut(update_id) {
+                u.callbacks_delivered = true;
+            }
             Ok(())
         })
         .await?;

@@ -518,6 +518,10 @@ async fn process_transfer(
         Ok(pb::TransferTaskKind::CompletionCallbacks) => {
             crate::nexus::call_callbacks(shard, &peers.history()?, &key).await
         }
+        Ok(pb::TransferTaskKind::UpdateCallbacks) => {
+            crate::nexus::call_update_callbacks(shard, &peers.history()?, &key, &task.update_id)
+                .await
+        }
         Ok(pb::TransferTaskKind::ScheduleStart) => {
             crate::cross_workflow::schedule_starts(shard, &peers.history()?, &key).await
         }

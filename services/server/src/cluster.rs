@@ -294,7 +294,10 @@ async fn start_roles(
             HistoryConfig {
                 num_shards,
                 owner: name.to_string(),
-                limits: Limits::default(),
+                limits: Limits {
+                    update_callbacks: config.cluster.update_callbacks,
+                    ..Limits::default()
+                },
             },
             persistence.clone(),
             clock.clone(),

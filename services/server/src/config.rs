@@ -458,6 +458,9 @@ pub struct ClusterSection {
     /// How often a node reads the store's row of each shard it runs, to stop any another
     /// node took; a stopped shard is taken again after three of these. Default: 1000.
     pub shard_check_interval_ms: u64,
+    /// Completion callbacks on workflow updates (Temporal's `history.enableUpdateCallbacks`).
+    /// Default: false.
+    pub update_callbacks: bool,
 }
 
 impl Default for ClusterSection {
@@ -472,6 +475,7 @@ impl Default for ClusterSection {
             ring_debounce_ms: 500,
             handover_timeout_ms: 5000,
             shard_check_interval_ms: 1000,
+            update_callbacks: false,
         }
     }
 }

@@ -116,6 +116,11 @@ const DOCS: &[Doc] = &[
         "How often a node reads the store row of each shard it runs, to stop one another node took (so it never serves a stale cache); a stopped shard is taken again after three intervals. Each check is one read per owned shard: raise it on a large Cassandra cluster, at the cost of noticing later.",
     ),
     doc(
+        "cluster",
+        "update_callbacks",
+        "Completion callbacks on workflow updates (Temporal's history.enableUpdateCallbacks): an update request's completion_callbacks are called with its outcome. Off: they are not registered.",
+    ),
+    doc(
         "store",
         "kind",
         "Where state lives: sqlite (one file; several processes on one host may share it) or cassandra (Cassandra 4+ or ScyllaDB).",

@@ -11,6 +11,7 @@ const SUGGEST_CAN_BYTES: &str = "limit.historySize.suggestContinueAsNew";
 const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
 const NEXUS_ENDPOINTS_REFRESH: &str = "system.refreshNexusEndpointsMinWait";
 const VERSIONING_DATA_APIS: &str = "frontend.workerVersioningDataAPIs";
+const UPDATE_CALLBACKS: &str = "history.enableUpdateCallbacks";
 /// temper's own keys (Temporal has none for these): the frontend's fair admission and the
 /// bound on open workflows per namespace, as `[frontend]` sets them on `temper server start`.
 const MAX_INFLIGHT: &str = "temper.frontend.maxInflight";
@@ -75,6 +76,7 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
             SUGGEST_CAN_BYTES => config.limits.suggest_continue_as_new_bytes = int()?,
             EAGER_WORKFLOW_START => config.eager_workflow_start = boolean()?,
             VERSIONING_DATA_APIS => config.worker_versioning_data_apis = boolean()?,
+            UPDATE_CALLBACKS => config.limits.update_callbacks = boolean()?,
             NEXUS_ENDPOINTS_REFRESH => {
                 // A Go duration, bare or as a JSON string (the reference takes JSON only).
                 let text = value.trim_matches('"');

@@ -36,6 +36,45 @@ pub fn infos(ms: &pb::MutableState) -> Vec<CallbackInfo> {
         .collect()
 }
 
+/// The completion callbacks attached to the run's updates, with the update id each waits
+/// for: STANDBY until the update completes (or the run closes first), then SCHEDULED, and
+/// SUCCEEDED once delivered. Ordered by update id.
+pub fn update_infos(ms: &pb::MutableState) -> Vec<(String, CallbackInfo)> {
+    let closed = crate::close::is_closed(ms);
+    let mut ids: Vec<&String> = ms
+        .updates
+        .iter()
+        .filter(|(_, u)| !u.callbacks.is_empty())
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    let mut out = Vec::new();
+    for id in ids {
+        let u = &ms.updates[id];
+        let state = if u.callbacks_delivered {
+            CallbackState::Succeeded
+        } else if u.completed_event_id > 0 || closed {
+            CallbackState::Scheduled
+        } else {
+            CallbackState::Standby
+        };
+        for cb in &u.callbacks {
+            out.push((
+                id.clone(),
+                CallbackInfo {
+                    callback: Some(cb.clone()),
+                    registration_time: u.callbacks_registration_time,
+                    state: state as i32,
+                    attempt: i32::from(u.callbacks_delivered),
+                    request_id: u.callbacks_request_id.clone(),
+                    ..Default::default()
+                },
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +101,43 @@ mod tests {
             completion_callbacks_delivered: delivered,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn update_callbacks_wait_for_their_update_or_the_close() {
+        let mut m = ms(WorkflowExecutionStatus::Running, false);
+        let cb = m.completion_callbacks.clone();
+        m.completion_callbacks.clear();
+        m.updates.insert(
+            "u".into(),
+            pb::UpdateInfo {
+                accepted_event_id: 5,
+                callbacks: cb,
+                callbacks_request_id: "r".into(),
+                ..Default::default()
+            },
+        );
+        m.updates.insert("plain".into(), pb::UpdateInfo::default());
+        let states = |m: &pb::MutableState| {
+            update_infos(m)
+                .into_iter()
+                .map(|(id, c)| (id, c.state, c.request_id))
+                .collect::<Vec<_>>()
+        };
+        let standby = CallbackState::Standby as i32;
+        assert_eq!(states(&m), [("u".to_owned(), standby, "r".to_owned())]);
+        m.updates.get_mut("u").expect("u").completed_event_id = 9;
+        assert_eq!(states(&m)[0].1, CallbackState::Scheduled as i32);
+        m.updates.get_mut("u").expect("u").callbacks_delivered = true;
+        assert_eq!(states(&m)[0].1, CallbackState::Succeeded as i32);
+        // Accepted, not completed, and the run closed: its callbacks are due too.
+        let mut closed = ms(WorkflowExecutionStatus::Completed, false);
+        closed.completion_callbacks.clear();
+        closed.updates = m.updates.clone();
+        let u = closed.updates.get_mut("u").expect("u");
+        u.completed_event_id = 0;
+        u.callbacks_delivered = false;
+        assert_eq!(states(&closed)[0].1, CallbackState::Scheduled as i32);
     }
 
     #[test]

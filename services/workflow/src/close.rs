@@ -33,6 +33,7 @@ pub(crate) fn write_close<A: Into<Attributes>>(
         let t = txn.transfer_task(pb::TransferTaskKind::CompletionCallbacks);
         txn.add_transfer_task(t);
     }
+    crate::update::call_callbacks_on_close(txn);
     txn.visibility_task(pb::VisibilityTaskKind::Close);
 }
 

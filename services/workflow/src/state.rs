@@ -86,6 +86,9 @@ pub struct Limits {
     pub default_workflow_task_timeout: std::time::Duration,
     pub max_workflow_task_timeout: std::time::Duration,
     pub sticky_schedule_to_start_timeout: std::time::Duration,
+    /// Completion callbacks on workflow updates (Temporal's `history.enableUpdateCallbacks`,
+    /// off by default): off, an update request's callbacks are not registered.
+    pub update_callbacks: bool,
 }
 
 impl Default for Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
             default_workflow_task_timeout: std::time::Duration::from_secs(10),
             max_workflow_task_timeout: std::time::Duration::from_secs(120),
             sticky_schedule_to_start_timeout: std::time::Duration::from_secs(5),
+            update_callbacks: false,
         }
     }
 }

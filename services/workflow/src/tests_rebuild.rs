@@ -349,11 +349,12 @@ fn replaying_a_busy_history_gives_the_live_pending_state() {
     assert!(info.cancel_requested);
     assert_eq!(info.signal_count, 2);
     assert_eq!(info.child_count, 2);
+    // Two upserted, and BuildIds of the workflow tasks' unversioned worker.
     assert_eq!(
         info.search_attributes
             .as_ref()
             .map(|s| s.indexed_fields.len()),
-        Some(2)
+        Some(3)
     );
     assert_eq!(
         rebuilt

@@ -565,7 +565,10 @@ pub(crate) fn search_attributes_and_memo_merge_and_remove() {
     h.complete_wt(vec![upsert("A", "null")]);
     let info = h.ms.execution_info.clone().expect("info");
     let sa = info.search_attributes.expect("search attributes");
-    assert_eq!(sa.indexed_fields.keys().collect::<Vec<_>>(), vec!["B"]);
+    // BuildIds: the unversioned worker's tasks (Temporal's reachability attribute).
+    let mut keys = sa.indexed_fields.keys().collect::<Vec<_>>();
+    keys.sort();
+    assert_eq!(keys, vec!["B", "BuildIds"]);
     assert!(info.memo.expect("memo").fields.contains_key("m"));
     assert!(h.types().contains(&E::UpsertWorkflowSearchAttributes));
     assert!(h.types().contains(&E::WorkflowPropertiesModified));

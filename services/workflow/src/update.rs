@@ -285,7 +285,7 @@ pub fn admit(
 }
 
 fn validate_request(id: &str, r: &Request) -> Result<(), WorkflowError> {
-    let bad = |what: &str| {
+    let bad = |what: &str| -> Result<(), WorkflowError> {
         Err(WorkflowError::InvalidArgument(format!(
             "invalid temporal.api.update.v1.Request: {what} is not set"
         )))
@@ -294,10 +294,17 @@ fn validate_request(id: &str, r: &Request) -> Result<(), WorkflowError> {
         return bad("meta.update_id");
     }
     match &r.input {
-        None => bad("input"),
-        Some(i) if i.name.is_empty() => bad("input.name"),
-        Some(_) => Ok(()),
+        None => bad("input")?,
+        Some(i) if i.name.is_empty() => bad("input.name")?,
+        Some(_) => {}
     }
+    if !r.completion_callbacks.is_empty() && r.request_id.is_empty() {
+        return Err(WorkflowError::InvalidArgument(
+            "invalid *update.Request: request_id is required when completion_callbacks are set"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// RecordWorkflowTaskStarted with updates: start the task (speculative or not) and take the
@@ -516,12 +523,17 @@ fn on_acceptance(txn: &mut Txn<'_>, id: &str, a: &Acceptance) -> Result<(), BadC
         .updates
         .take(id)
         .expect("checked that the update is admitted");
+    let mut request = Arc::unwrap_or_clone(admitted.request);
+    if !txn.limits.update_callbacks {
+        // Not registered: the accepted request (what the event's apply registers) has none.
+        request.completion_callbacks.clear();
+    }
     txn.write_applied(
         WorkflowExecutionUpdateAcceptedEventAttributes {
             protocol_instance_id: id.to_string(),
             accepted_request_message_id: request_message_id(id),
             accepted_request_sequencing_event_id: a.accepted_request_sequencing_event_id,
-            accepted_request: Some(Arc::unwrap_or_clone(admitted.request)),
+            accepted_request: Some(request),
         },
         apply_accepted,
     );
@@ -571,6 +583,14 @@ fn on_response(txn: &mut Txn<'_>, id: &str, r: Response) -> Result<(), BadComman
         },
         apply_completed,
     );
+    if txn
+        .ms
+        .updates
+        .get(id)
+        .is_some_and(|u| !u.callbacks.is_empty())
+    {
+        add_callbacks_task(txn, id);
+    }
     txn.updates.notify(Notice::Completed {
         update_id: id.to_string(),
         outcome,
@@ -635,19 +655,54 @@ pub fn abort_all(updates: &mut Registry) {
 }
 
 /// WorkflowExecutionUpdateAccepted: the update is remembered as accepted (so a request with
-/// the same update id finds it).
+/// the same update id finds it), with the completion callbacks its request attached.
 pub(crate) fn apply_accepted(
     ms: &mut pb::MutableState,
     at: At,
     a: &WorkflowExecutionUpdateAcceptedEventAttributes,
 ) {
+    let request = a.accepted_request.as_ref();
+    let callbacks = request
+        .map(|r| r.completion_callbacks.clone())
+        .unwrap_or_default();
     ms.updates.insert(
         a.protocol_instance_id.clone(),
         pb::UpdateInfo {
             accepted_event_id: at.id,
             completed_event_id: 0,
+            callbacks_request_id: if callbacks.is_empty() {
+                String::new()
+            } else {
+                request.map(|r| r.request_id.clone()).unwrap_or_default()
+            },
+            callbacks_registration_time: (!callbacks.is_empty()).then_some(at.time),
+            callbacks,
+            callbacks_delivered: false,
         },
     );
+}
+
+/// A transfer task that calls the completion callbacks of update `id`.
+fn add_callbacks_task(txn: &mut Txn<'_>, id: &str) {
+    let mut t = txn.transfer_task(pb::TransferTaskKind::UpdateCallbacks);
+    t.update_id = id.to_owned();
+    txn.add_transfer_task(t);
+}
+
+/// The run closes: the callbacks of updates it accepted but did not complete are called
+/// (with Temporal's "workflow completed before the update" failure).
+pub(crate) fn call_callbacks_on_close(txn: &mut Txn<'_>) {
+    let mut ids: Vec<String> = txn
+        .ms
+        .updates
+        .iter()
+        .filter(|(_, u)| u.completed_event_id == 0 && !u.callbacks.is_empty())
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    for id in ids {
+        add_callbacks_task(txn, &id);
+    }
 }
 
 /// WorkflowExecutionUpdateCompleted: the update's outcome is in this event.
@@ -663,7 +718,7 @@ pub(crate) fn apply_completed(
         .unwrap_or_default();
     let info = ms.updates.entry(id).or_insert(pb::UpdateInfo {
         accepted_event_id: a.accepted_event_id,
-        completed_event_id: 0,
+        ..Default::default()
     });
     info.completed_event_id = at.id;
 }

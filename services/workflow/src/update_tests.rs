@@ -478,7 +478,8 @@ pub(crate) fn accepted_update_writes_the_task_then_its_events_in_command_order()
         run.stored.updates.get("u1"),
         Some(&pb::UpdateInfo {
             accepted_event_id: 9,
-            completed_event_id: 11
+            completed_event_id: 11,
+            ..Default::default()
         })
     );
     let notices = run.take_notices();

@@ -230,14 +230,28 @@ pub(crate) async fn describe(
         workflow_extended_info: Some(extended_info(&info)),
         callbacks: temper_workflow::callbacks::infos(&ms)
             .into_iter()
-            .map(|c| {
+            .map(|c| (None, c))
+            .chain(
+                temper_workflow::callbacks::update_infos(&ms)
+                    .into_iter()
+                    .map(|(id, c)| (Some(id), c)),
+            )
+            .map(|(update_id, c)| {
                 use temper_proto::temporal::api::workflow::v1::{CallbackInfo, callback_info};
+                let variant = match update_id {
+                    None => callback_info::trigger::Variant::WorkflowClosed(
+                        callback_info::WorkflowClosed {},
+                    ),
+                    Some(update_id) => {
+                        callback_info::trigger::Variant::UpdateWorkflowExecutionCompleted(
+                            callback_info::UpdateWorkflowExecutionCompleted { update_id },
+                        )
+                    }
+                };
                 CallbackInfo {
                     callback: c.callback,
                     trigger: Some(callback_info::Trigger {
-                        variant: Some(callback_info::trigger::Variant::WorkflowClosed(
-                            callback_info::WorkflowClosed {},
-                        )),
+                        variant: Some(variant),
                     }),
                     registration_time: c.registration_time,
                     state: c.state,

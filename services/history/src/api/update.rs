@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use temper_persistence::ExecutionKey;
-use temper_proto::temporal::api::common::v1::WorkflowExecution;
+use temper_proto::temporal::api::common::v1::{Link, WorkflowExecution};
 use temper_proto::temporal::api::enums::v1::UpdateWorkflowExecutionLifecycleStage as Stage;
 use temper_proto::temporal::api::history::v1::history_event::Attributes;
 use temper_proto::temporal::api::update::v1::{Outcome, UpdateRef};
@@ -93,11 +93,54 @@ pub(crate) async fn update_workflow(
             }
             other => other?,
         };
+        let link = response_link(&req.namespace, &key, &request.request_id, &reached);
         return Ok(UpdateWorkflowExecutionResponse {
             update_ref: Some(update_ref(&key, &id)),
+            link,
             ..response(reached)
         });
     }
+}
+
+/// The link Temporal answers with: to the workflow, for an update that completed with a
+/// failure (a rejection writes no event); to the accepted event by the request's id, for one
+/// accepted or completed; none for one only admitted.
+fn response_link(
+    namespace: &str,
+    key: &ExecutionKey,
+    request_id: &str,
+    reached: &Reached,
+) -> Option<Link> {
+    use temper_proto::temporal::api::common::v1::link;
+    use temper_proto::temporal::api::enums::v1::EventType;
+    use temper_proto::temporal::api::update::v1::outcome::Value;
+    let variant = match reached {
+        Reached::Outcome(Outcome {
+            value: Some(Value::Failure(_)),
+        }) => link::Variant::Workflow(link::Workflow {
+            namespace: namespace.to_owned(),
+            workflow_id: key.workflow_id.clone(),
+            run_id: key.run_id.clone(),
+            reason: "Update rejected".into(),
+        }),
+        Reached::Outcome(_) | Reached::Stage(Stage::Accepted | Stage::Completed) => {
+            link::Variant::WorkflowEvent(link::WorkflowEvent {
+                namespace: namespace.to_owned(),
+                workflow_id: key.workflow_id.clone(),
+                run_id: key.run_id.clone(),
+                reference: Some(link::workflow_event::Reference::RequestIdRef(
+                    link::workflow_event::RequestIdReference {
+                        request_id: request_id.to_owned(),
+                        event_type: EventType::WorkflowExecutionUpdateAccepted as i32,
+                    },
+                )),
+            })
+        }
+        Reached::Stage(_) => return None,
+    };
+    Some(Link {
+        variant: Some(variant),
+    })
 }
 
 pub(crate) async fn poll(
