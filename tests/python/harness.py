@@ -21,6 +21,7 @@ each other's state).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import shutil
@@ -31,13 +32,15 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -460,6 +463,37 @@ async def wait_for_event(
         return events if event_type in event_types(events) else None
 
     return await wait_until(check, timeout=timeout, what=f"{event_type} in history")
+
+
+@contextlib.asynccontextmanager
+async def started_server(
+    workdir: Path, extra_args: Sequence[str] = ()
+) -> AsyncIterator[ServerProcess]:
+    """A server of the kind under test, with `extra_args` (e.g. a module's dynamic-config
+    flags), stopped when the block ends; modules whose tests need flags make their `server`
+    fixture with it."""
+    srv = ServerProcess(server_kind(), workdir, extra_args=extra_args)
+    try:
+        await srv.start()
+        yield srv
+    finally:
+        await srv.stop()
+
+
+async def create_worker_endpoint(client: Client, task_queue: str, name: str | None = None) -> str:
+    """A new Nexus endpoint whose target is `task_queue` in the client's namespace; its name."""
+    name = name or unique("ep")
+    await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=name,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace=NAMESPACE, task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    return name
 
 
 def unique(prefix: str) -> str:

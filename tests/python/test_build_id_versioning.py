@@ -40,12 +40,8 @@ FLAGS = ["--dynamic-config-value", "frontend.workerVersioningDataAPIs=true"]
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     """This module's servers serve the version set calls."""
-    srv = ServerProcess(harness.server_kind(), tmp_path / "server", extra_args=FLAGS)
-    try:
-        await srv.start()
+    async with harness.started_server(tmp_path / "server", FLAGS) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @workflow.defn

@@ -69,12 +69,8 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     """This module's servers run with the Nexus flags of the Python SDK's CI: record
     cancel-request completion events, see new endpoints at once. (The reference 1.32 passes
     these tests without them too. It needs the duration as a JSON string: `="0s"`.)"""
-    srv = ServerProcess(harness.server_kind(), tmp_path / "server", extra_args=FLAGS)
-    try:
-        await srv.start()
+    async with harness.started_server(tmp_path / "server", FLAGS) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 async def create_endpoint(client: Client, name: str, task_queue: str) -> str:

@@ -83,12 +83,8 @@ RS = PendingActivityState
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     """This module's servers run with standalone activities (and start delays) enabled."""
-    srv = ServerProcess(harness.server_kind(), tmp_path / "server", extra_args=FLAGS)
-    try:
-        await srv.start()
+    async with harness.started_server(tmp_path / "server", FLAGS) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture

@@ -54,8 +54,6 @@ from temporalio.api.failure.v1 import (
     TerminatedFailureInfo,
     TimeoutFailureInfo,
 )
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.api.sdk.v1 import UserMetadata
 from temporalio.api.workflowservice.v1 import (
     CountNexusOperationExecutionsRequest,
@@ -114,12 +112,8 @@ REUSE = NexusOperationIdReusePolicy
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     """This module's servers run with CHASM and standalone Nexus operations enabled, and see
     new endpoints at once."""
-    srv = ServerProcess(harness.server_kind(), tmp_path / "server", extra_args=FLAGS)
-    try:
-        await srv.start()
+    async with harness.started_server(tmp_path / "server", FLAGS) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
@@ -209,22 +203,6 @@ def handler_worker(client: Client, task_queue: str) -> harness.BackgroundWorker:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def create_endpoint(client: Client, task_queue: str) -> str:
-    """A new endpoint targeting `task_queue`; its name."""
-    name = harness.unique("ep")
-    await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=name,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace=NAMESPACE, task_queue=task_queue)
-                ),
-            )
-        )
-    )
-    return name
 
 
 def payload(value: Any) -> Payload:
@@ -446,7 +424,7 @@ async def listed(client: Client, query: str, expected: int) -> list[Any]:
 async def test_sync_operation_result_describe_and_poll(
     client: Client, task_queue: str, op_id: Callable[[], str]
 ) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     nexus_client = client.create_nexus_client(service=Handlers, endpoint=endpoint)
     async with handler_worker(client, task_queue):
         oid = op_id()
@@ -556,7 +534,7 @@ async def test_sync_operation_result_describe_and_poll(
 async def test_async_operation_links_long_poll_and_outcome(
     client: Client, task_queue: str, op_id: Callable[[], str]
 ) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     async with handler_worker(client, task_queue):
         oid, wf_id = op_id(), harness.unique("handler-wf")
         started = await raw_start(client, start_request(endpoint, "run_workflow", wf_id, oid))
@@ -655,7 +633,7 @@ async def test_handler_failure_shapes(
 ) -> None:
     """The outcome is the failure the handler reported, not wrapped in a NexusOperation
     failure (unlike the workflow-caller side)."""
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     nexus_client = client.create_nexus_client(service=Handlers, endpoint=endpoint)
     internal_non_retryable = NexusHandlerFailureInfo(
         type="INTERNAL",
@@ -722,7 +700,7 @@ async def test_retryable_handler_error_backs_off(
 ) -> None:
     """A retryable handler error is retried with backoff; the description shows the
     attempts. Also: the summary, details and Nexus headers of the start request."""
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     oid, arg = op_id(), harness.unique("flaky")
     metadata = UserMetadata(summary=payload("my summary"), details=payload("my details"))
     req = start_request(
@@ -773,7 +751,7 @@ async def test_retryable_handler_error_backs_off(
 async def test_cancel_started_operation(
     client: Client, task_queue: str, op_id: Callable[[], str]
 ) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     async with handler_worker(client, task_queue):
         oid, wf_id = op_id(), harness.unique("handler-wf")
         await raw_start(client, start_request(endpoint, "run_workflow", wf_id, oid))
@@ -839,7 +817,7 @@ async def test_cancel_before_the_handler_started(
 ) -> None:
     """Without a handler worker the operation stays SCHEDULED; a cancel request is recorded
     and held until the start is delivered."""
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     async_id, sync_id, wf_id = op_id(), op_id(), harness.unique("handler-wf")
     await raw_start(client, start_request(endpoint, "run_workflow", wf_id, async_id))
     await raw_start(client, start_request(endpoint, "echo", "x", sync_id))
@@ -875,7 +853,7 @@ async def test_cancel_before_the_handler_started(
 
 @pytest.mark.timeout(60)
 async def test_terminate(client: Client, task_queue: str, op_id: Callable[[], str]) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     async with handler_worker(client, task_queue):
         oid, wf_id = op_id(), harness.unique("handler-wf")
         await raw_start(client, start_request(endpoint, "run_workflow", wf_id, oid))
@@ -942,7 +920,7 @@ async def test_terminate(client: Client, task_queue: str, op_id: Callable[[], st
 async def test_id_conflict_and_reuse_policies(
     client: Client, task_queue: str, op_id: Callable[[], str]
 ) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     # No handler worker yet: the first operation stays running.
     oid = op_id()
     first = start_request(endpoint, "echo", "x", oid)
@@ -1065,7 +1043,7 @@ async def test_id_conflict_and_reuse_policies(
 
 @pytest.mark.timeout(60)
 async def test_start_validation(client: Client, task_queue: str, op_id: Callable[[], str]) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
 
     async def start(**kwargs: Any) -> RPCError:
         kwargs.setdefault("operation_id", op_id())
@@ -1155,7 +1133,7 @@ async def test_unknown_operation_and_bad_arguments(
         assert_not_found(await rpc_error(call(unknown, "")), unknown)
         assert_invalid(await rpc_error(call("", "")), "operation_id is required")
 
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     oid = op_id()
     run_id = (await raw_start(client, start_request(endpoint, "echo", "x", oid))).run_id
     other = op_id()
@@ -1186,7 +1164,7 @@ async def test_unknown_operation_and_bad_arguments(
 async def test_describe_long_poll_returns_on_change_or_before_the_deadline(
     client: Client, task_queue: str, op_id: Callable[[], str]
 ) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     oid = op_id()  # no handler worker: the operation rests in SCHEDULED
     run_id = (await raw_start(client, start_request(endpoint, "echo", "x", oid))).run_id
     d = await raw_describe(client, oid)
@@ -1218,7 +1196,7 @@ async def test_describe_long_poll_returns_on_change_or_before_the_deadline(
 
 @pytest.mark.timeout(60)
 async def test_timeouts(client: Client, task_queue: str, op_id: Callable[[], str]) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     # No handler worker: schedule-to-close and schedule-to-start fire.
     s2c, s2s = op_id(), op_id()
     await raw_start(
@@ -1273,7 +1251,7 @@ async def test_timeouts(client: Client, task_queue: str, op_id: Callable[[], str
 
 @pytest.mark.timeout(60)
 async def test_list_and_count(client: Client, task_queue: str, op_id: Callable[[], str]) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     async with handler_worker(client, task_queue):
         done, failed, running = op_id(), op_id(), op_id()
         await raw_start(client, start_request(endpoint, "echo", "x", done))
@@ -1384,7 +1362,7 @@ async def test_list_and_count(client: Client, task_queue: str, op_id: Callable[[
 
 @pytest.mark.timeout(60)
 async def test_delete(client: Client, task_queue: str, op_id: Callable[[], str]) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     async with handler_worker(client, task_queue):
         oid = op_id()
         run_id = (await raw_start(client, start_request(endpoint, "echo", "x", oid))).run_id

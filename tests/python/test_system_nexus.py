@@ -57,12 +57,8 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     """The reference serves System Nexus only with `history.enableSignalWithStartFromWorkflow`,
     and lists signals' request ids in describe only with `history.enableCHASMSignalBacklinks`
     (temper always does both and accepts the flags)."""
-    srv = ServerProcess(harness.server_kind(), tmp_path / "server", extra_args=FLAGS)
-    try:
-        await srv.start()
+    async with harness.started_server(tmp_path / "server", FLAGS) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @workflow.defn

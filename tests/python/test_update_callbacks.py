@@ -7,7 +7,6 @@ Also the link UpdateWorkflowExecution answers with, and the request checks."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,8 +31,6 @@ from temporalio.api.enums.v1 import (
     EventType,
     UpdateWorkflowExecutionLifecycleStage,
 )
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.api.update.v1 import Input, Meta, Request, WaitPolicy
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
@@ -60,12 +57,8 @@ ACCEPTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFEC
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    srv = ServerProcess(harness.server_kind(), tmp_path / "server", extra_args=FLAGS)
-    try:
-        await srv.start()
+    async with harness.started_server(tmp_path / "server", FLAGS) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @workflow.defn
@@ -193,21 +186,6 @@ class Caller:
         return ["ok", result]
 
 
-async def create_endpoint(client: Client, task_queue: str) -> str:
-    endpoint = f"ep-{uuid.uuid4().hex[:10]}"
-    await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace=NAMESPACE, task_queue=task_queue)
-                ),
-            )
-        )
-    )
-    return endpoint
-
-
 async def update_callbacks(client: Client, workflow_id: str) -> list[Any]:
     d = await client.workflow_service.describe_workflow_execution(
         DescribeWorkflowExecutionRequest(
@@ -228,7 +206,7 @@ def handler_worker(client: Client, task_queue: str) -> Any:
 
 @pytest.mark.timeout(90)
 async def test_the_update_completes_the_callers_operation(client: Client, task_queue: str) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     target_id, update_id = harness.unique("target"), harness.unique("upd")
     async with handler_worker(client, task_queue):
         target = await client.start_workflow(Target.run, id=target_id, task_queue=task_queue)
@@ -284,7 +262,7 @@ async def test_the_update_completes_the_callers_operation(client: Client, task_q
 async def test_a_failed_update_or_a_closed_target_fails_the_operation(
     client: Client, task_queue: str
 ) -> None:
-    endpoint = await create_endpoint(client, task_queue)
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     target_id = harness.unique("target")
     async with handler_worker(client, task_queue):
         target = await client.start_workflow(Target.run, id=target_id, task_queue=task_queue)
