@@ -332,6 +332,39 @@ async def test_update_with_start(client: Client, task_queue, new_id):
         assert await harness.result_within(handle, 30) == ["update:5", "update:2"]
 
 
+@pytest.mark.timeout(90)
+async def test_update_with_start_rides_on_the_first_workflow_task(
+    client: Client, task_queue, new_id
+):
+    """The new run is created with the update admitted: its first workflow task carries it
+    even when a worker is already polling and takes that task at once (event 5 is the
+    acceptance, as on Temporal, where the start and the update are one transaction)."""
+    async with harness.worker(client, task_queue, workflows=[Counter]):
+        for n in range(8):
+            op = WithStartWorkflowOperation(
+                Counter.run,
+                id=new_id(),
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+            assert (
+                await client.execute_update_with_start_workflow(
+                    Counter.add, n, start_workflow_operation=op
+                )
+                == n
+            )
+            handle = await op.workflow_handle()
+            events = await history_events(handle)
+            assert event_types(events)[:5] == [
+                "WORKFLOW_EXECUTION_STARTED",
+                "WORKFLOW_TASK_SCHEDULED",
+                "WORKFLOW_TASK_STARTED",
+                "WORKFLOW_TASK_COMPLETED",
+                "WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+            ], event_types(events)
+            await handle.signal(Counter.finish)
+
+
 def with_start(wf_id: str, task_queue: str, conflict, reuse) -> WithStartWorkflowOperation:
     return WithStartWorkflowOperation(
         Counter.run,

@@ -480,6 +480,19 @@ impl ShardContext {
         condition: CurrentRunCondition,
         mutation: Mutation,
     ) -> Result<(), CommitError> {
+        self.create_with(key, ms, condition, mutation, |_| {}).await
+    }
+
+    /// [`Self::create`], then `then` on the new run's in-memory updates before its lock is
+    /// released (update-with-start admits its update there).
+    pub async fn create_with(
+        &self,
+        key: &ExecutionKey,
+        ms: pb::MutableState,
+        condition: CurrentRunCondition,
+        mutation: Mutation,
+        then: impl FnOnce(&mut RunUpdates),
+    ) -> Result<(), CommitError> {
         let mut current = current_write(&ms, run_state::RUNNING);
         current.condition = condition;
         let entry = self.entry(key);
@@ -488,6 +501,7 @@ impl ShardContext {
         crate::metrics::transition(&self.retention.name(&key.namespace_id).await, None);
         slot.state = Some((ms.clone(), 1));
         slot.events = Some(EventLog::from_events(&events));
+        then(&mut slot.updates);
         entry.changes.send_replace(ms.next_event_id);
         Ok(())
     }

@@ -284,6 +284,21 @@ pub fn admit(
     Ok(Admission::New { speculative: true })
 }
 
+/// Update-with-start: admit the update to a run created this moment, in the same hold of the
+/// run's lock as its creation, so its first workflow task carries the update as on Temporal
+/// (where the start and the update are one transaction). The update call that follows finds
+/// it admitted. A request that does not pass the checks is left to that call to refuse.
+pub fn admit_with_start(updates: &mut Registry, request: &Request) {
+    let id = update_id(request);
+    if validate_request(id, request).is_err() || updates.contains(id) {
+        return;
+    }
+    updates.admitted.push(Admitted {
+        request: Arc::new(request.clone()),
+        sent: false,
+    });
+}
+
 fn validate_request(id: &str, r: &Request) -> Result<(), WorkflowError> {
     let bad = |what: &str| -> Result<(), WorkflowError> {
         Err(WorkflowError::InvalidArgument(format!(

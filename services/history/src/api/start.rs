@@ -76,6 +76,18 @@ pub(crate) async fn start(
     req: StartWorkflowExecutionRequest,
     origin: start::Origin,
 ) -> Result<StartWorkflowExecutionResponse, HistoryError> {
+    start_with_update(engine, ns, req, origin, None).await
+}
+
+/// [`start`]; for update-with-start, `update` is admitted to the new run as it is created
+/// (so its first workflow task carries it).
+pub(crate) async fn start_with_update(
+    engine: &HistoryEngine,
+    ns: &NamespaceId,
+    req: StartWorkflowExecutionRequest,
+    origin: start::Origin,
+    update: Option<&temper_proto::temporal::api::update::v1::Request>,
+) -> Result<StartWorkflowExecutionResponse, HistoryError> {
     let shard = engine.shard(ns, &req.workflow_id)?;
     start::validate(&req, &shard.limits)?;
     let request_id = if req.request_id.is_empty() {
@@ -179,7 +191,15 @@ pub(crate) async fn start(
             workflow_id: req.workflow_id.clone(),
             run_id: run_id.clone(),
         };
-        match shard.create(&key, ms, condition, mutation).await {
+        let admit = |run: &mut crate::updates::RunUpdates| {
+            if let Some(u) = update.filter(|_| !eager) {
+                temper_workflow::update::admit_with_start(&mut run.registry, u);
+            }
+        };
+        match shard
+            .create_with(&key, ms, condition, mutation, admit)
+            .await
+        {
             Ok(()) => {
                 // The run exists now: if its history cannot be read back, the caller still
                 // gets the run, and the started task times out and goes to matching.

@@ -4,8 +4,8 @@
 //! the update sent to the new run. Failures name the operation that failed
 //! (MultiOperationExecutionFailure), as the SDKs expect.
 //!
-//! Unlike Temporal, the start and the admission of the update are two transactions: a worker
-//! that takes the new run's first workflow task in between gets the update on the next task.
+//! A new run is created with the update admitted (in memory, under the run's lock), so its
+//! first workflow task carries the update, as on Temporal where the two are one transaction.
 
 use temper_persistence::{ExecutionKey, run_state};
 use temper_proto::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowIdConflictPolicy};
@@ -55,9 +55,15 @@ pub(crate) async fn execute(
         }
         Ok(Some(Existing::Use(run_id))) => (run_id, false, WorkflowExecutionStatus::Running as i32),
         Ok(None) => {
-            let r = super::start::start(engine, ns, start, Default::default())
-                .await
-                .map_err(|e| fail_start(e.into()))?;
+            let r = super::start::start_with_update(
+                engine,
+                ns,
+                start,
+                Default::default(),
+                up.request.as_ref(),
+            )
+            .await
+            .map_err(|e| fail_start(e.into()))?;
             (r.run_id, r.started, r.status)
         }
         Err(e) => return Err(fail_start(e)),
