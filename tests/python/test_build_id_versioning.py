@@ -218,6 +218,8 @@ async def test_reachability_follows_the_sets_and_visibility(
     client: Client, task_queue: str
 ) -> None:
     tq = task_queue
+    # Build ids of this test only: a shared store (the Cassandra run) holds other tests' sets.
+    v10, v11, v20, nope = (harness.unique(v) for v in ("1.0", "1.1", "2.0", "nope"))
     # An unversioned queue: new workflows, and existing ones once a workflow ran there.
     assert await reach(client, [""], [tq]) == {"": {tq: [Reach.NEW_WORKFLOWS]}}
     async with worker(client, tq, workflows=[Quick]):
@@ -248,28 +250,28 @@ async def test_reachability_follows_the_sets_and_visibility(
     await until({"": {tq: [Reach.NEW_WORKFLOWS, Reach.EXISTING_WORKFLOWS]}}, [""], [tq])
     # Once the queue has version sets, its default build id takes new workflows; the
     # unversioned worker still does for a while (five minutes after the queue got sets).
-    await client.update_worker_build_id_compatibility(tq, BuildIdOpAddNewDefault("1.0"))
-    await client.update_worker_build_id_compatibility(tq, BuildIdOpAddNewCompatible("1.1", "1.0"))
+    await client.update_worker_build_id_compatibility(tq, BuildIdOpAddNewDefault(v10))
+    await client.update_worker_build_id_compatibility(tq, BuildIdOpAddNewCompatible(v11, v10))
     await until(
         {
             "": {tq: [Reach.NEW_WORKFLOWS, Reach.EXISTING_WORKFLOWS]},
-            "1.1": {tq: [Reach.NEW_WORKFLOWS]},
-            "1.0": {tq: []},
-            "nope": {tq: []},
+            v11: {tq: [Reach.NEW_WORKFLOWS]},
+            v10: {tq: []},
+            nope: {tq: []},
         },
-        ["", "1.1", "1.0", "nope"],
+        ["", v11, v10, nope],
         [tq],
     )
     # Without task queues: the queues whose sets hold the build id.
-    assert await reach(client, ["1.1", "nope"]) == {"1.1": {tq: [Reach.NEW_WORKFLOWS]}, "nope": {}}
+    assert await reach(client, [v11, nope]) == {v11: {tq: [Reach.NEW_WORKFLOWS]}, nope: {}}
     # A set demoted moments ago still counts as reachable by new workflows.
-    await client.update_worker_build_id_compatibility(tq, BuildIdOpAddNewDefault("2.0"))
-    assert await reach(client, ["1.1", "2.0"], [tq]) == {
-        "1.1": {tq: [Reach.NEW_WORKFLOWS]},
-        "2.0": {tq: [Reach.NEW_WORKFLOWS]},
+    await client.update_worker_build_id_compatibility(tq, BuildIdOpAddNewDefault(v20))
+    assert await reach(client, [v11, v20], [tq]) == {
+        v11: {tq: [Reach.NEW_WORKFLOWS]},
+        v20: {tq: [Reach.NEW_WORKFLOWS]},
     }
     raw = await client.workflow_service.get_worker_task_reachability(
-        GetWorkerTaskReachabilityRequest(namespace=NAMESPACE, build_ids=["2.0"], task_queues=[tq])
+        GetWorkerTaskReachabilityRequest(namespace=NAMESPACE, build_ids=[v20], task_queues=[tq])
     )
     assert list(raw.build_id_reachability[0].task_queue_reachability) == [
         TaskQueueReachability(task_queue=tq, reachability=[Reach.NEW_WORKFLOWS._to_proto()])
