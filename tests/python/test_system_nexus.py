@@ -7,7 +7,6 @@ Also the links signals carry when a Nexus handler (a worker) sends them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,8 +18,6 @@ from temporalio import nexus, workflow
 from temporalio.api.common.v1 import Link, WorkflowExecution
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
     SignalWithStartWorkflowExecutionResponse,
@@ -331,17 +328,7 @@ class NexusCaller:
 async def test_a_handlers_signal_links_to_its_caller_and_back(
     client: Client, task_queue: str, new_id: Callable[[], str]
 ) -> None:
-    endpoint = f"ep-{uuid.uuid4().hex[:10]}"
-    await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace=NAMESPACE, task_queue=task_queue)
-                ),
-            )
-        )
-    )
+    endpoint = await harness.create_worker_endpoint(client, task_queue)
     target_id = new_id()
     async with worker(
         client,

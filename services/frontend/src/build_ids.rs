@@ -52,8 +52,11 @@ fn check_queue(name: &str) -> Result<(), Status> {
 /// The operation of an update, after Temporal's checks (all problems in one message).
 fn operation(r: &ws::UpdateWorkerBuildIdCompatibilityRequest) -> Result<VersionSetOp<'_>, Status> {
     let mut problems: Vec<String> = Vec::new();
-    let check_len = |problems: &mut Vec<String>, id: &str| {
-        if id.len() > MAX_BUILD_ID_LEN {
+    // A build id the operation needs: named if missing, its length checked if given.
+    let required = |problems: &mut Vec<String>, id: &str, field: &str| {
+        if id.is_empty() {
+            problems.push(format!("`{field}` to be set"));
+        } else if id.len() > MAX_BUILD_ID_LEN {
             problems.push(format!(
                 " Worker build IDs to be no larger than {MAX_BUILD_ID_LEN} characters"
             ));
@@ -71,11 +74,11 @@ fn operation(r: &ws::UpdateWorkerBuildIdCompatibilityRequest) -> Result<VersionS
             None
         }
         Some(Operation::AddNewCompatibleBuildId(add)) => {
-            if add.new_build_id.is_empty() {
-                problems.push("`add_new_compatible_version` to be set".into());
-            } else {
-                check_len(&mut problems, &add.new_build_id);
-            }
+            required(
+                &mut problems,
+                &add.new_build_id,
+                "add_new_compatible_version",
+            );
             if add.existing_compatible_build_id.is_empty() {
                 problems.push("`existing_compatible_version` to be set".into());
             }
@@ -86,27 +89,15 @@ fn operation(r: &ws::UpdateWorkerBuildIdCompatibilityRequest) -> Result<VersionS
             })
         }
         Some(Operation::AddNewBuildIdInNewDefaultSet(id)) => {
-            if id.is_empty() {
-                problems.push("`add_new_version_id_in_new_default_set` to be set".into());
-            } else {
-                check_len(&mut problems, id);
-            }
+            required(&mut problems, id, "add_new_version_id_in_new_default_set");
             Some(VersionSetOp::AddNewDefault(id))
         }
         Some(Operation::PromoteSetByBuildId(id)) => {
-            if id.is_empty() {
-                problems.push("`promote_set_by_version_id` to be set".into());
-            } else {
-                check_len(&mut problems, id);
-            }
+            required(&mut problems, id, "promote_set_by_version_id");
             Some(VersionSetOp::PromoteSet(id))
         }
         Some(Operation::PromoteBuildIdWithinSet(id)) => {
-            if id.is_empty() {
-                problems.push("`promote_version_id_within_set` to be set".into());
-            } else {
-                check_len(&mut problems, id);
-            }
+            required(&mut problems, id, "promote_version_id_within_set");
             Some(VersionSetOp::PromoteWithinSet(id))
         }
         Some(Operation::MergeSets(m)) => Some(VersionSetOp::Merge {
@@ -265,6 +256,7 @@ impl Frontend {
         kind: TaskReachability,
         now: SystemTime,
     ) -> Result<Vec<TaskReachability>, Status> {
+        let queue = sets;
         let sets = sets.map(|q| q.sets.as_slice()).unwrap_or_default();
         let recently = |t: Option<&temper_proto::wkt::Timestamp>| {
             t.and_then(|t| SystemTime::try_from(*t).ok())
@@ -285,12 +277,7 @@ impl Frontend {
                 "BuildIds = 'unversioned'".to_owned(),
             )
         } else {
-            let Some((s, i)) = sets.iter().enumerate().find_map(|(s, set)| {
-                set.build_ids
-                    .iter()
-                    .position(|b| b.id == build_id)
-                    .map(|i| (s, i))
-            }) else {
+            let Some((s, i)) = queue.and_then(|q| find(q, build_id)) else {
                 return Ok(Vec::new());
             };
             let set = &sets[s];
