@@ -695,19 +695,17 @@ pub(crate) async fn call_callbacks(
         // Continued as new: the chain goes on; its last run calls back.
         _ => return Ok(()),
     };
-    let links = vec![Link {
-        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
-            namespace: namespace_name(shard, key).await?,
-            workflow_id: key.workflow_id.clone(),
-            run_id: key.run_id.clone(),
-            reference: Some(link::workflow_event::Reference::EventRef(
-                link::workflow_event::EventReference {
-                    event_id: info.completion_event_id,
-                    event_type: 0,
-                },
-            )),
-        })),
-    }];
+    let links = vec![
+        event_link(
+            shard,
+            key,
+            link::workflow_event::Reference::EventRef(link::workflow_event::EventReference {
+                event_id: info.completion_event_id,
+                event_type: 0,
+            }),
+        )
+        .await?,
+    ];
     deliver(
         history,
         &ms.completion_callbacks,
@@ -727,6 +725,22 @@ pub(crate) async fn call_callbacks(
         })
         .await?;
     Ok(())
+}
+
+/// A link to an event of the run `key`, for a completion callback to carry.
+async fn event_link(
+    shard: &ShardContext,
+    key: &ExecutionKey,
+    reference: link::workflow_event::Reference,
+) -> Result<Link, HistoryError> {
+    Ok(Link {
+        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
+            namespace: namespace_name(shard, key).await?,
+            workflow_id: key.workflow_id.clone(),
+            run_id: key.run_id.clone(),
+            reference: Some(reference),
+        })),
+    })
 }
 
 /// What a completion callback tells its caller's operation.
@@ -829,19 +843,19 @@ pub(crate) async fn call_update_callbacks(
         Some(Value::Failure(f)) => (None, Some(f)),
         None => (Some(Payload::default()), None),
     };
-    let links = vec![Link {
-        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
-            namespace: namespace_name(shard, key).await?,
-            workflow_id: key.workflow_id.clone(),
-            run_id: key.run_id.clone(),
-            reference: Some(link::workflow_event::Reference::RequestIdRef(
+    let links = vec![
+        event_link(
+            shard,
+            key,
+            link::workflow_event::Reference::RequestIdRef(
                 link::workflow_event::RequestIdReference {
                     request_id: u.callbacks_request_id.clone(),
                     event_type: EventType::WorkflowExecutionUpdateAccepted as i32,
                 },
-            )),
-        })),
-    }];
+            ),
+        )
+        .await?,
+    ];
     deliver(
         history,
         &u.callbacks,
