@@ -140,6 +140,7 @@ impl HistoryEngine {
         ::metrics::gauge!(metrics::SHARDS_OWNED).set(owned as f64);
         ::metrics::gauge!(metrics::TRANSFER_PENDING).set(transfer as f64);
         ::metrics::gauge!(metrics::TIMER_PENDING).set(timers as f64);
+        ::metrics::gauge!(metrics::CACHE_BYTES).set(self.config.memory.cache_budget.used() as f64);
     }
 
     /// Release every shard (graceful leave) and own none from now on; returns once the
@@ -319,6 +320,7 @@ impl HistoryEngine {
             self.retention.clone(),
             tasks,
             matching.clone(),
+            &self.config.memory,
         ));
         ctx.range
             .store(new_range.0, std::sync::atomic::Ordering::Release);

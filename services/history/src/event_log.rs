@@ -31,6 +31,14 @@ impl EventLog {
             .push((first.event_id, last.event_id + 1, encoded));
     }
 
+    /// About how much memory the log takes: its encoded batches and their bookkeeping.
+    pub fn bytes(&self) -> usize {
+        self.batches
+            .iter()
+            .map(|b| b.2.capacity() + std::mem::size_of::<(i64, i64, Vec<u8>)>())
+            .sum()
+    }
+
     /// The id the next event will get (1 for an empty log).
     pub fn next_event_id(&self) -> i64 {
         self.batches.last().map(|b| b.1).unwrap_or(1)

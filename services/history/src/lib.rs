@@ -33,7 +33,9 @@ use tonic::{Request, Response, Status};
 
 pub use controller::ShardControl;
 pub use error::HistoryError;
-pub use shard::ShardContext;
+pub use shard::{
+    CacheBudget, DEFAULT_CACHE_BUDGET_BYTES, DEFAULT_TIMER_WINDOW, MemoryConfig, ShardContext,
+};
 
 /// Where a running shard's queues are (see [`HistoryEngine::shard_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct HistoryConfig {
     /// Written into the shard row of shards this node owns.
     pub owner: String,
     pub limits: Limits,
+    /// The run cache's budget and the timer window.
+    pub memory: MemoryConfig,
 }
 
 /// The history service of one node.

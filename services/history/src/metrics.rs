@@ -16,6 +16,9 @@ pub const SHARD_LOSSES: &str = "temper_shard_losses_total";
 pub const TRANSFER_PENDING: &str = "temper_transfer_queue_pending";
 /// Timer tasks loaded and not yet done (due or not), summed over the node's shards.
 pub const TIMER_PENDING: &str = "temper_timer_queue_pending";
+/// Bytes the node's run cache takes (about), against its budget (`[history]
+/// cache_budget_mib`).
+pub const CACHE_BYTES: &str = "temper_history_cache_bytes";
 /// How late a task started: a timer after its fire time, a transfer task after it reached
 /// the processor. Label `queue`.
 pub const TASK_LATENCY: &str = "temper_task_latency_seconds";

@@ -540,22 +540,12 @@ async fn process_transfer(
     }
 }
 
-/// Timers due within this window are held in memory; later ones (retention deletes a day
-/// out, long user timers) wait in the store until the window reaches them, so memory does
-/// not grow with every run closed in the last day.
-/// (Seconds in this crate's tests, so they exercise timers that start outside the window.)
-const TIMER_WINDOW: Duration = if cfg!(test) {
-    Duration::from_secs(2)
-} else {
-    Duration::from_secs(600)
-};
-/// How often the window moves on; shorter than the window, so a timer is in memory before
-/// it is due, and short, so each move reads few timers (commits wait while it does).
-const TIMER_WINDOW_STEP: Duration = if cfg!(test) {
-    Duration::from_millis(500)
-} else {
-    Duration::from_secs(10)
-};
+/// How often the timer window moves on: shorter than the window (`[history]
+/// timer_window_s`), so a timer is in memory before it is due, and short, so each move reads
+/// few timers (commits wait while it does).
+fn window_step(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
 
 /// The first key at or after `at` (the window's exclusive end).
 fn window_end(at: std::time::SystemTime) -> TaskKey {
@@ -627,7 +617,7 @@ pub(crate) async fn run_timers(
     let mut window = TimerWindow {
         pending: BTreeMap::new(),
         acker: acker.clone(),
-        horizon: window_end(shard.now() + TIMER_WINDOW),
+        horizon: window_end(shard.now() + shard.timer_window),
     };
     match load_once::<pb::TimerTask, _>(&shard, TaskCategory::Timer, window.horizon, &mut inbox)
         .await
@@ -644,10 +634,8 @@ pub(crate) async fn run_timers(
         }
     }
     let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
-    let mut step_tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + TIMER_WINDOW_STEP,
-        TIMER_WINDOW_STEP,
-    );
+    let step = window_step(shard.timer_window);
+    let mut step_tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
     // A due timer is spawned only with a free slot; until then it stays in the window, as
     // data (see `run_transfer`).
     let mut spare: Option<OwnedSemaphorePermit> = None;
@@ -688,9 +676,9 @@ pub(crate) async fn run_timers(
         }
         // With every slot taken, the next due timer waits for a slot, not for its time.
         let wait = match window.pending.first_key_value() {
-            _ if blocked => TIMER_WINDOW_STEP,
+            _ if blocked => step,
             Some((k, _)) => fire_time(k).duration_since(now).unwrap_or_default(),
-            None => TIMER_WINDOW_STEP,
+            None => step,
         };
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
@@ -704,7 +692,7 @@ pub(crate) async fn run_timers(
             },
             _ = tokio::time::sleep(wait) => {}
             _ = step_tick.tick() => {
-                let until = window_end(shard.now() + TIMER_WINDOW);
+                let until = window_end(shard.now() + shard.timer_window);
                 if let Err(e) = window.advance(&shard, &mut inbox, until).await {
                     tracing::warn!(shard = %shard.shard_id, error = %e, "loading timers failed; will retry");
                 }

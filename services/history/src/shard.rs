@@ -30,20 +30,173 @@ use crate::writer::{CommitRequest, DeleteRequest, NewRunWrite, WriterRequest, br
 /// The cached part of one execution. `None` state: not loaded yet.
 #[derive(Default)]
 pub struct Cached {
-    pub state: Option<(pb::MutableState, i64)>,
+    state: Option<(pb::MutableState, i64)>,
+    /// The encoded size of `state` (what it takes in the store).
+    state_bytes: usize,
     /// The whole history of the run, once something needed it.
     pub events: Option<EventLog>,
     /// Admitted updates and their waiters; in memory only, dropped with `state`.
     pub updates: RunUpdates,
 }
 
+/// Memory of a cached run beyond its state and history: the key, the entry, its lock,
+/// its change feed and the map's slot.
+const ENTRY_OVERHEAD_BYTES: usize = 512;
+/// A decoded mutable state takes about this many times its encoded size (strings and
+/// maps with their headers and spare capacity).
+const DECODED_STATE_FACTOR: usize = 3;
+
+impl Cached {
+    pub fn state(&self) -> Option<&(pb::MutableState, i64)> {
+        self.state.as_ref()
+    }
+
+    /// Replace the state (`None`: drop it, to be loaded again).
+    pub fn set_state(&mut self, state: Option<(pb::MutableState, i64)>) {
+        self.state_bytes = state.as_ref().map_or(0, |(ms, _)| ms.encoded_len());
+        self.state = state;
+    }
+
+    /// About how much memory this run takes in the cache.
+    fn approx_bytes(&self) -> usize {
+        ENTRY_OVERHEAD_BYTES
+            + self.state_bytes * DECODED_STATE_FACTOR
+            + self.events.as_ref().map_or(0, EventLog::bytes)
+    }
+}
+
+/// The run cache's memory budget for the whole node, shared by its shards: each shard
+/// keeps its cached runs within its share (the budget divided by the shards running here).
+#[derive(Debug)]
+pub struct CacheBudget {
+    limit: usize,
+    /// Shards running on this node.
+    shards: std::sync::atomic::AtomicUsize,
+    /// Bytes of every cached run on the node (also exported as a gauge).
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl CacheBudget {
+    pub fn new(limit_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit: limit_bytes,
+            shards: Default::default(),
+            used: Default::default(),
+        })
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes cached on the node now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn share(&self) -> usize {
+        self.limit / self.shards.load(Ordering::Relaxed).max(1)
+    }
+
+    pub(crate) fn shard_started(&self) {
+        self.shards.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn shard_stopped(&self) {
+        let _ = self
+            .shards
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// Where a cached run's bytes are counted: its shard's cache and the node's budget.
+struct CacheAccount {
+    shard: std::sync::atomic::AtomicUsize,
+    node: Arc<CacheBudget>,
+}
+
+impl CacheAccount {
+    fn add(&self, n: usize) {
+        self.shard.fetch_add(n, Ordering::Relaxed);
+        self.node.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.shard.fetch_sub(n, Ordering::Relaxed);
+        self.node.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 /// One execution in the cache: its lock, and a watch that ticks with `next_event_id` after
 /// every commit (history long polls wait on it).
 pub struct ExecutionEntry {
-    pub lock: tokio::sync::Mutex<Cached>,
+    lock: tokio::sync::Mutex<Cached>,
     pub changes: watch::Sender<i64>,
     /// The run has closed (evicted first when the cache is full).
     pub closed: AtomicBool,
+    /// What this run counts in `account` (its size when its lock was last released).
+    bytes: std::sync::atomic::AtomicUsize,
+    account: Arc<CacheAccount>,
+}
+
+impl ExecutionEntry {
+    fn new(account: Arc<CacheAccount>) -> Self {
+        let (tx, _) = watch::channel(0);
+        account.add(ENTRY_OVERHEAD_BYTES);
+        Self {
+            lock: tokio::sync::Mutex::new(Cached::default()),
+            changes: tx,
+            closed: AtomicBool::new(false),
+            bytes: std::sync::atomic::AtomicUsize::new(ENTRY_OVERHEAD_BYTES),
+            account,
+        }
+    }
+
+    /// Lock the run's cached part; its size is counted again when the guard goes.
+    pub async fn lock(&self) -> CachedGuard<'_> {
+        CachedGuard {
+            slot: self.lock.lock().await,
+            entry: self,
+        }
+    }
+}
+
+impl Drop for ExecutionEntry {
+    fn drop(&mut self) {
+        self.account.sub(*self.bytes.get_mut());
+    }
+}
+
+/// A locked [`Cached`]; releasing it counts the run's new size.
+pub struct CachedGuard<'a> {
+    slot: tokio::sync::MutexGuard<'a, Cached>,
+    entry: &'a ExecutionEntry,
+}
+
+impl std::ops::Deref for CachedGuard<'_> {
+    type Target = Cached;
+    fn deref(&self) -> &Cached {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for CachedGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Cached {
+        &mut self.slot
+    }
+}
+
+impl Drop for CachedGuard<'_> {
+    fn drop(&mut self) {
+        let now = self.slot.approx_bytes();
+        let before = self.entry.bytes.swap(now, Ordering::Relaxed);
+        if now > before {
+            self.entry.account.add(now - before);
+        } else {
+            self.entry.account.sub(before - now);
+        }
+    }
 }
 
 /// A refusal that depends on what the run's state says (not on the request alone): from a
@@ -72,31 +225,55 @@ pub struct Updated<R> {
 }
 
 const MAX_CONFLICT_RETRIES: usize = 5;
-/// Runs cached per shard. When full, closed runs nobody is using go first, then any run
-/// nobody is using; the store has everything the cache holds.
-const CACHE_CAPACITY: usize = 1024;
-
-/// The run cache. A sweep visits every entry, so when most entries are in use (a burst of
-/// thousands of runs at once) the next sweep waits until the cache has doubled: sweeps cost
-/// O(1) per insert, not O(entries).
-#[derive(Default)]
+/// The run cache of a shard, within its share of the node's [`CacheBudget`]. Past it, a
+/// sweep evicts runs nobody is using, closed ones first, down to three quarters of the
+/// share; the store has everything the cache holds. A sweep visits every entry, so when
+/// most of the cache is in use (a burst of thousands of runs at once) the next sweep waits
+/// until the cache has doubled: sweeps cost O(1) per insert, not O(entries).
 struct RunCache {
     runs: HashMap<ExecutionKey, Arc<ExecutionEntry>>,
-    /// The size at which the next sweep happens (at least `CACHE_CAPACITY`).
+    account: Arc<CacheAccount>,
+    /// The size in bytes at which the next sweep happens (at least the share).
     sweep_at: usize,
 }
 
 impl RunCache {
+    fn new(budget: Arc<CacheBudget>) -> Self {
+        Self {
+            runs: HashMap::new(),
+            account: Arc::new(CacheAccount {
+                shard: Default::default(),
+                node: budget,
+            }),
+            sweep_at: 0,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.account.shard.load(Ordering::Relaxed)
+    }
+
     fn make_room(&mut self) {
-        if self.runs.len() < self.sweep_at.max(CACHE_CAPACITY) {
+        let share = self.account.node.share();
+        let used = self.bytes();
+        if used < self.sweep_at.max(share) {
             return;
         }
-        self.runs
-            .retain(|_, e| Arc::strong_count(e) > 1 || !e.closed.load(Ordering::Relaxed));
-        if self.runs.len() >= CACHE_CAPACITY * 3 / 4 {
-            self.runs.retain(|_, e| Arc::strong_count(e) > 1);
+        let target = share / 4 * 3;
+        let mut left = used;
+        for closed_only in [true, false] {
+            self.runs.retain(|_, e| {
+                let evict = left > target
+                    && Arc::strong_count(e) == 1
+                    && (!closed_only || e.closed.load(Ordering::Relaxed));
+                if evict {
+                    left = left.saturating_sub(e.bytes.load(Ordering::Relaxed));
+                }
+                !evict
+            });
         }
-        self.sweep_at = (self.runs.len() * 2).max(CACHE_CAPACITY);
+        let used = self.bytes();
+        self.sweep_at = if used <= target { share } else { used * 2 };
     }
 }
 
@@ -107,6 +284,10 @@ pub struct ShardContext {
     pub clock: Arc<dyn Clock>,
     cache: Mutex<RunCache>,
     writer: mpsc::Sender<WriterRequest>,
+    /// The node's cache budget, for the shard's share (and told when the shard stops).
+    budget: Arc<CacheBudget>,
+    /// Timers due within this window are held in memory; later ones wait in the store.
+    pub(crate) timer_window: Duration,
     /// How long closed runs are kept, per namespace.
     retention: Arc<Retention>,
     /// Cancelled when the shard is lost or closed.
@@ -119,6 +300,40 @@ pub struct ShardContext {
     pub(crate) stats: QueueStats,
     /// The range id this context writes under (the writer renews it).
     pub(crate) range: Arc<AtomicI64>,
+}
+
+impl Drop for ShardContext {
+    fn drop(&mut self) {
+        self.budget.shard_stopped();
+    }
+}
+
+/// How a node's history keeps memory independent of the number of open runs.
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// The run cache's budget for the whole node.
+    pub cache_budget: Arc<CacheBudget>,
+    /// Timers due within this window are held in memory; the rest wait in the store.
+    pub timer_window: Duration,
+}
+
+/// The default run cache budget of a node.
+pub const DEFAULT_CACHE_BUDGET_BYTES: usize = 64 << 20;
+/// The default timer window.
+pub const DEFAULT_TIMER_WINDOW: Duration = Duration::from_secs(600);
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            cache_budget: CacheBudget::new(DEFAULT_CACHE_BUDGET_BYTES),
+            // Seconds in this crate's tests, so they exercise timers outside the window.
+            timer_window: if cfg!(test) {
+                Duration::from_secs(2)
+            } else {
+                DEFAULT_TIMER_WINDOW
+            },
+        }
+    }
 }
 
 /// Queue positions of a shard, updated as its queues acknowledge tasks.
@@ -148,13 +363,19 @@ impl ShardContext {
         retention: Arc<Retention>,
         tasks: TaskSet,
         matching: MatchingClient,
+        memory: &MemoryConfig,
     ) -> Self {
+        let budget = memory.cache_budget.clone();
+        let timer_window = memory.timer_window;
+        budget.shard_started();
         Self {
             shard_id,
             persistence,
             limits,
             clock,
-            cache: Mutex::new(RunCache::default()),
+            cache: Mutex::new(RunCache::new(budget.clone())),
+            budget,
+            timer_window,
             writer,
             retention,
             cancel: tasks.token().clone(),
@@ -182,12 +403,7 @@ impl ShardContext {
             return e.clone();
         }
         cache.make_room();
-        let (tx, _) = watch::channel(0);
-        let e = Arc::new(ExecutionEntry {
-            lock: tokio::sync::Mutex::new(Cached::default()),
-            changes: tx,
-            closed: AtomicBool::new(false),
-        });
+        let e = Arc::new(ExecutionEntry::new(cache.account.clone()));
         cache.runs.insert(key.clone(), e.clone());
         e
     }
@@ -249,7 +465,7 @@ impl ShardContext {
         &self,
         key: &ExecutionKey,
         slot: &'a mut Cached,
-    ) -> Result<&'a mut (pb::MutableState, i64), HistoryError> {
+    ) -> Result<&'a (pb::MutableState, i64), HistoryError> {
         if slot.state.is_none() {
             let rec = self
                 .persistence
@@ -267,17 +483,17 @@ impl ShardContext {
                     "mutable state: {e}"
                 )))
             })?;
-            slot.state = Some((ms, rec.db_record_version));
+            slot.set_state(Some((ms, rec.db_record_version)));
             // Whatever was only in memory went with the old state.
             slot.updates.clear();
         }
-        Ok(slot.state.as_mut().expect("loaded above"))
+        Ok(slot.state.as_ref().expect("loaded above"))
     }
 
     /// A read-only snapshot of an execution's state.
     pub async fn snapshot(&self, key: &ExecutionKey) -> Result<pb::MutableState, HistoryError> {
         let entry = self.entry(key);
-        let mut slot = entry.lock.lock().await;
+        let mut slot = entry.lock().await;
         Ok(self.load(key, &mut slot).await?.0.clone())
     }
 
@@ -305,7 +521,7 @@ impl ShardContext {
         let entry = self.entry(key);
         let mut reloaded = false;
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let mut slot = entry.lock.lock().await;
+            let mut slot = entry.lock().await;
             let cached = slot.state.is_some();
             let (ms, version) = self.load(key, &mut slot).await?.clone();
             let now = self.now();
@@ -323,7 +539,7 @@ impl ShardContext {
                 // Another node wrote this run since it was cached: read it again. A stale
                 // owner then sees the new events and is fenced by its first write.
                 tracing::info!(workflow_id = %key.workflow_id, %why, "cached state is stale; reloading it");
-                slot.state = None;
+                slot.set_state(None);
                 slot.events = None;
                 reloaded = true;
                 continue;
@@ -358,7 +574,7 @@ impl ShardContext {
                     return Ok((updated, w));
                 }
                 Write::Memory => {
-                    slot.state = Some((next.clone(), version));
+                    slot.set_state(Some((next.clone(), version)));
                     slot.updates.install(updates);
                     let w = watch(&value, &next, &mut slot.updates);
                     let updated = Updated {
@@ -418,7 +634,7 @@ impl ShardContext {
                     if closed_now {
                         entry.closed.store(true, Ordering::Relaxed);
                     }
-                    slot.state = Some((next.clone(), version + 1));
+                    slot.set_state(Some((next.clone(), version + 1)));
                     slot.updates.install(updates);
                     entry.changes.send_replace(next.next_event_id);
                     let w = watch(&value, &next, &mut slot.updates);
@@ -430,7 +646,7 @@ impl ShardContext {
                     return Ok((updated, w));
                 }
                 Err(CommitError::Conflict { .. }) => {
-                    slot.state = None;
+                    slot.set_state(None);
                     slot.events = None;
                     slot.updates.clear();
                     continue;
@@ -466,7 +682,7 @@ impl ShardContext {
         f: impl FnOnce(&pb::MutableState, &mut RunUpdates) -> T,
     ) -> Result<T, HistoryError> {
         let entry = self.entry(key);
-        let mut slot = entry.lock.lock().await;
+        let mut slot = entry.lock().await;
         let (ms, _) = self.load(key, &mut slot).await?.clone();
         Ok(f(&ms, &mut slot.updates))
     }
@@ -496,10 +712,10 @@ impl ShardContext {
         let mut current = current_write(&ms, run_state::RUNNING);
         current.condition = condition;
         let entry = self.entry(key);
-        let mut slot = entry.lock.lock().await;
+        let mut slot = entry.lock().await;
         let events = self.commit(key, None, &ms, Some(current), mutation).await?;
         crate::metrics::transition(&self.retention.name(&key.namespace_id).await, None);
-        slot.state = Some((ms.clone(), 1));
+        slot.set_state(Some((ms.clone(), 1)));
         slot.events = Some(EventLog::from_events(&events));
         then(&mut slot.updates);
         entry.changes.send_replace(ms.next_event_id);
@@ -558,7 +774,7 @@ impl ShardContext {
     /// is gone is not an error. The caller deletes the history branch.
     pub async fn delete_run(&self, key: &ExecutionKey) -> Result<(), HistoryError> {
         let entry = self.entry(key);
-        let mut slot = entry.lock.lock().await;
+        let mut slot = entry.lock().await;
         let (reply, rx) = oneshot::channel();
         let gone = || {
             HistoryError::Store(temper_persistence::StoreError::Unavailable(
@@ -573,7 +789,7 @@ impl ShardContext {
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())??;
-        slot.state = None;
+        slot.set_state(None);
         slot.events = None;
         drop(slot);
         self.forget(key);
@@ -597,7 +813,7 @@ impl ShardContext {
         to: Option<i64>,
     ) -> Result<(Vec<HistoryEvent>, pb::MutableState), HistoryError> {
         let entry = self.entry(key);
-        let mut slot = entry.lock.lock().await;
+        let mut slot = entry.lock().await;
         let (ms, _) = self.load(key, &mut slot).await?.clone();
         let fresh = slot
             .events
@@ -739,13 +955,11 @@ pub fn current_run_conflict(e: &CommitError) -> Option<Option<CurrentExecution>>
 mod run_cache_tests {
     use super::*;
 
-    fn entry() -> Arc<ExecutionEntry> {
-        let (tx, _) = watch::channel(0);
-        Arc::new(ExecutionEntry {
-            lock: tokio::sync::Mutex::new(Cached::default()),
-            changes: tx,
-            closed: AtomicBool::new(false),
-        })
+    /// One shard's cache under a node budget of `runs` bare entries.
+    fn cache(runs: usize) -> RunCache {
+        let budget = CacheBudget::new(runs * ENTRY_OVERHEAD_BYTES);
+        budget.shard_started();
+        RunCache::new(budget)
     }
 
     fn key(i: usize) -> ExecutionKey {
@@ -759,48 +973,109 @@ mod run_cache_tests {
 
     fn insert(cache: &mut RunCache, i: usize) -> Arc<ExecutionEntry> {
         cache.make_room();
-        let e = entry();
+        let e = Arc::new(ExecutionEntry::new(cache.account.clone()));
         cache.runs.insert(key(i), e.clone());
         e
     }
 
+    const RUNS: usize = 1024;
+
     #[test]
     fn runs_in_use_stay_and_sweeps_wait_until_the_cache_doubles() {
-        let mut cache = RunCache::default();
-        // Three times the capacity, all in use: nothing can go.
-        let held: Vec<_> = (0..3 * CACHE_CAPACITY)
-            .map(|i| insert(&mut cache, i))
-            .collect();
-        assert_eq!(cache.runs.len(), 3 * CACHE_CAPACITY);
-        // Sweeps happened at 1x and 2x the capacity, not at every insert.
-        assert_eq!(cache.sweep_at, 4 * CACHE_CAPACITY);
+        let mut cache = cache(RUNS);
+        // Three times the budget, all in use: nothing can go.
+        let held: Vec<_> = (0..3 * RUNS).map(|i| insert(&mut cache, i)).collect();
+        assert_eq!(cache.runs.len(), 3 * RUNS);
+        // Sweeps happened at 1x and 2x the budget, not at every insert.
+        assert_eq!(cache.sweep_at, 4 * RUNS * ENTRY_OVERHEAD_BYTES);
         drop(held);
-        // Unused now: the next sweep (at 4x) empties the cache but for the new run.
-        for i in 3 * CACHE_CAPACITY..4 * CACHE_CAPACITY {
+        // Unused now: the next sweep (at 4x) brings the cache to three quarters of the
+        // budget, and the next one waits for the budget again.
+        for i in 3 * RUNS..4 * RUNS {
             drop(insert(&mut cache, i));
         }
         let kept = insert(&mut cache, usize::MAX);
-        assert_eq!(cache.runs.len(), 1);
-        assert_eq!(cache.sweep_at, CACHE_CAPACITY);
+        assert_eq!(cache.runs.len(), RUNS * 3 / 4 + 1);
+        assert_eq!(cache.bytes(), (RUNS * 3 / 4 + 1) * ENTRY_OVERHEAD_BYTES);
+        assert_eq!(cache.sweep_at, RUNS * ENTRY_OVERHEAD_BYTES);
         assert!(cache.runs.contains_key(&key(usize::MAX)));
         drop(kept);
     }
 
     #[test]
     fn closed_unused_runs_go_first() {
-        let mut cache = RunCache::default();
+        let mut cache = cache(RUNS);
         let mut held = Vec::new();
-        for i in 0..CACHE_CAPACITY {
+        for i in 0..RUNS {
             let e = insert(&mut cache, i);
             if i % 2 == 0 {
                 e.closed.store(true, Ordering::Relaxed);
-            } else {
+            } else if i % 4 == 1 {
                 held.push(e);
             }
         }
-        insert(&mut cache, CACHE_CAPACITY);
-        // The closed half went; the open half is in use and stays.
-        assert_eq!(cache.runs.len(), CACHE_CAPACITY / 2 + 1);
+        insert(&mut cache, RUNS);
+        // A quarter went to reach three quarters of the budget: all of them closed ones.
+        assert_eq!(cache.runs.len(), RUNS * 3 / 4 + 1);
+        let closed = cache
+            .runs
+            .values()
+            .filter(|e| e.closed.load(Ordering::Relaxed))
+            .count();
+        assert_eq!(closed, RUNS / 2 - RUNS / 4);
         assert!(held.iter().all(|e| Arc::strong_count(e) == 2));
+    }
+
+    #[tokio::test]
+    async fn a_run_counts_its_state_and_history_until_it_is_dropped() {
+        let budget = CacheBudget::new(1 << 30);
+        budget.shard_started();
+        let mut cache = RunCache::new(budget.clone());
+        let e = insert(&mut cache, 1);
+        assert_eq!(budget.used(), ENTRY_OVERHEAD_BYTES);
+        let ms = pb::MutableState {
+            next_event_id: 42,
+            execution_info: Some(pb::ExecutionInfo {
+                workflow_id: "x".repeat(1000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let state_len = ms.encoded_len();
+        let event = HistoryEvent {
+            event_id: 1,
+            ..Default::default()
+        };
+        {
+            let mut slot = e.lock().await;
+            slot.set_state(Some((ms, 1)));
+            slot.events = Some(EventLog::from_events(&[event]));
+        }
+        let with_state = budget.used();
+        assert!(
+            with_state >= ENTRY_OVERHEAD_BYTES + state_len * DECODED_STATE_FACTOR,
+            "{with_state}"
+        );
+        assert_eq!(cache.bytes(), with_state);
+        e.lock().await.set_state(None);
+        assert!(budget.used() < with_state);
+        // Gone from the map and dropped: nothing counted any more.
+        cache.runs.clear();
+        drop(e);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_the_running_shards() {
+        let budget = CacheBudget::new(1000);
+        assert_eq!(budget.share(), 1000);
+        budget.shard_started();
+        budget.shard_started();
+        assert_eq!(budget.share(), 500);
+        budget.shard_stopped();
+        budget.shard_stopped();
+        budget.shard_stopped();
+        assert_eq!(budget.share(), 1000);
     }
 }

@@ -298,6 +298,7 @@ async fn start_roles(
                     update_callbacks: config.cluster.update_callbacks,
                     ..Limits::default()
                 },
+                memory: config.history.memory(),
             },
             persistence.clone(),
             clock.clone(),

@@ -31,8 +31,8 @@ use temper_types::PartitionConfig;
 pub const ENV_PREFIX: &str = "TEMPER_";
 /// The config's sections; `TEMPER_<SECTION>__...` variables outside them are not config.
 const SECTIONS: &[&str] = &[
-    "node", "cluster", "store", "matching", "log", "tracing", "metrics", "health", "frontend",
-    "tls", "auth",
+    "node", "cluster", "store", "history", "matching", "log", "tracing", "metrics", "health",
+    "frontend", "tls", "auth",
 ];
 
 /// An override's value: a TOML value if it parses as one, else the text as a string.
@@ -73,6 +73,7 @@ pub struct ServerConfig {
     pub node: NodeSection,
     pub cluster: ClusterSection,
     pub store: StoreSection,
+    pub history: HistorySection,
     pub matching: MatchingSection,
     pub log: LogSection,
     pub tracing: TracingSection,
@@ -500,6 +501,50 @@ pub struct StoreSection {
     pub cassandra: CassandraConfig,
 }
 
+/// Workflow state: what a history node keeps in memory (docs/operations.md#memory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistorySection {
+    /// The run cache's memory budget for the whole node, in MiB (shared by the shards the
+    /// node runs); idle runs are evicted past it and read again from the store when needed.
+    /// Default: 64.
+    pub cache_budget_mib: u64,
+    /// Timers due within this many seconds are held in memory; later ones wait in the store
+    /// until the window reaches them. Default: 600.
+    pub timer_window_s: u64,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        Self {
+            cache_budget_mib: (temper_history::DEFAULT_CACHE_BUDGET_BYTES >> 20) as u64,
+            timer_window_s: temper_history::DEFAULT_TIMER_WINDOW.as_secs(),
+        }
+    }
+}
+
+impl HistorySection {
+    /// The history engine's memory settings.
+    pub fn memory(&self) -> temper_history::MemoryConfig {
+        temper_history::MemoryConfig {
+            cache_budget: temper_history::CacheBudget::new(
+                usize::try_from(self.cache_budget_mib << 20).unwrap_or(usize::MAX),
+            ),
+            timer_window: std::time::Duration::from_secs(self.timer_window_s),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=1 << 20).contains(&self.cache_budget_mib) {
+            anyhow::bail!("history.cache_budget_mib must be 1 to 1048576");
+        }
+        if !(10..=86_400).contains(&self.timer_window_s) {
+            anyhow::bail!("history.timer_window_s must be 10 to 86400");
+        }
+        Ok(())
+    }
+}
+
 /// Task queues.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -685,6 +730,7 @@ impl ServerConfig {
                 anyhow::bail!("{key} must be at least 100");
             }
         }
+        self.history.validate()?;
         if self.matching.partitions.default_partitions == 0 {
             anyhow::bail!("matching.partitions.default_partitions must be at least 1");
         }
@@ -875,6 +921,29 @@ mod tests {
 
         let only_defaults = ServerConfig::layered(None, [], &[]).expect("defaults");
         assert_eq!(only_defaults.cluster.num_shards, 16);
+    }
+
+    #[test]
+    fn history_memory_settings_are_read_and_checked() {
+        let c = ServerConfig::layered(
+            None,
+            [(
+                "TEMPER_HISTORY__CACHE_BUDGET_MIB".to_owned(),
+                "8".to_owned(),
+            )],
+            &["history.timer_window_s=120".into()],
+        )
+        .expect("valid");
+        let memory = c.history.memory();
+        assert_eq!(memory.cache_budget.limit(), 8 << 20);
+        assert_eq!(memory.timer_window, std::time::Duration::from_secs(120));
+        let defaults = ServerConfig::layered(None, [], &[]).expect("defaults");
+        assert_eq!(defaults.history.memory().cache_budget.limit(), 64 << 20);
+        for bad in ["history.cache_budget_mib=0", "history.timer_window_s=1"] {
+            let e = ServerConfig::layered(None, [], &[bad.into()]).expect_err(bad);
+            let key = bad.split('=').next().expect("key");
+            assert!(format!("{e:#}").contains(key), "{e:#}");
+        }
     }
 
     #[test]

@@ -121,6 +121,16 @@ const DOCS: &[Doc] = &[
         "Completion callbacks on workflow updates (Temporal's history.enableUpdateCallbacks): an update request's completion_callbacks are called with its outcome. Off: they are not registered.",
     ),
     doc(
+        "history",
+        "cache_budget_mib",
+        "The run cache's memory budget for the whole node, in MiB, shared by the shards it runs. Past it, runs nobody is using are evicted (closed ones first) and read again from the store when next needed. The gauge temper_history_cache_bytes shows what it holds.",
+    ),
+    doc(
+        "history",
+        "timer_window_s",
+        "Timers due within this many seconds are held in memory; later ones wait in the store and are read as the window moves on (every quarter of it, at most every 10 s), so memory does not grow with the number of waiting workflows.",
+    ),
+    doc(
         "store",
         "kind",
         "Where state lives: sqlite (one file; several processes on one host may share it) or cassandra (Cassandra 4+ or ScyllaDB).",

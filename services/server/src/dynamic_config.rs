@@ -18,6 +18,9 @@ const MAX_INFLIGHT: &str = "temper.frontend.maxInflight";
 const OVERLOAD_TARGET_LAG_MS: &str = "temper.frontend.overloadTargetLagMs";
 const NAMESPACE_MAX_QUEUED: &str = "temper.frontend.namespaceMaxQueued";
 const NAMESPACE_MAX_OPEN_WORKFLOWS: &str = "temper.frontend.namespaceMaxOpenWorkflows";
+/// History's memory, as `[history]` sets it on `temper server start`.
+const CACHE_BUDGET_MIB: &str = "temper.history.cacheBudgetMib";
+const TIMER_WINDOW_SECONDS: &str = "temper.history.timerWindowSeconds";
 
 /// Keys that switch on a feature temper always has: `true` is honoured by what temper does
 /// anyway; `false` (switching it off) is not, and is reported.
@@ -99,6 +102,19 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
             }
             NAMESPACE_MAX_QUEUED => config.admission.max_queued = u32::try_from(int()?)?,
             NAMESPACE_MAX_OPEN_WORKFLOWS => config.open_workflows.default = u64::try_from(int()?)?,
+            CACHE_BUDGET_MIB => {
+                let mib = u64::try_from(int()?)?.min(1 << 20);
+                config.memory.cache_budget = temper_history::CacheBudget::new(
+                    usize::try_from(mib << 20).unwrap_or(usize::MAX),
+                );
+            }
+            TIMER_WINDOW_SECONDS => {
+                let s = u64::try_from(int()?)?;
+                if !(10..=86_400).contains(&s) {
+                    anyhow::bail!("--dynamic-config-value {key}: {value} must be 10 to 86400");
+                }
+                config.memory.timer_window = std::time::Duration::from_secs(s);
+            }
             k if ALWAYS_ON.contains(&k) => {
                 if !boolean()? {
                     ignored.push(format!("{key}={value}"));
@@ -163,6 +179,32 @@ mod tests {
             let mut config = NodeConfig::dev(4, "n");
             let kv = format!("temper.frontend.overloadTargetLagMs={bad}");
             assert!(apply(&values(&[&kv]), &mut config).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn history_memory_keys_set_the_cache_budget_and_the_timer_window() {
+        let mut config = NodeConfig::dev(4, "n");
+        apply(
+            &values(&[
+                "temper.history.cacheBudgetMib=16",
+                "temper.history.timerWindowSeconds=60",
+            ]),
+            &mut config,
+        )
+        .expect("valid");
+        assert_eq!(config.memory.cache_budget.limit(), 16 << 20);
+        assert_eq!(
+            config.memory.timer_window,
+            std::time::Duration::from_secs(60)
+        );
+        for bad in [
+            "temper.history.cacheBudgetMib=0",
+            "temper.history.timerWindowSeconds=5",
+            "temper.history.timerWindowSeconds=x",
+        ] {
+            let mut config = NodeConfig::dev(4, "n");
+            assert!(apply(&values(&[bad]), &mut config).is_err(), "{bad}");
         }
     }
 

@@ -25,6 +25,8 @@ pub struct NodeConfig {
     /// Retention of those namespaces.
     pub retention: Duration,
     pub limits: Limits,
+    /// The run cache's budget and the timer window.
+    pub memory: temper_history::MemoryConfig,
     pub matching: MatchingConfig,
     /// Name of the store, for GetClusterInfo.
     pub store_name: String,
@@ -55,6 +57,7 @@ impl NodeConfig {
             namespaces: vec!["default".into()],
             retention: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
+            memory: temper_history::MemoryConfig::default(),
             matching: MatchingConfig::default(),
             store_name: "sqlite".into(),
             clock: Arc::new(SystemClock),
@@ -111,6 +114,7 @@ impl Node {
                 num_shards: cluster.num_shards,
                 owner: config.owner.clone(),
                 limits: config.limits.clone(),
+                memory: config.memory.clone(),
             },
             persistence.clone(),
             config.clock.clone(),

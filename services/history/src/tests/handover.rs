@@ -15,6 +15,7 @@ fn node(store: &FaultyStore, name: &str, num_shards: u32) -> Arc<HistoryEngine> 
             num_shards,
             owner: name.into(),
             limits: Limits::default(),
+            memory: Default::default(),
         },
         store.clone().into_persistence(),
         Arc::new(SystemClock),

@@ -118,11 +118,22 @@ pub(crate) async fn engine(
     num_shards: u32,
     matching: Arc<FakeMatching>,
 ) -> Arc<HistoryEngine> {
+    engine_with(store, num_shards, matching, Default::default()).await
+}
+
+/// [`engine`] with these memory settings.
+pub(crate) async fn engine_with(
+    store: &FaultyStore,
+    num_shards: u32,
+    matching: Arc<FakeMatching>,
+    memory: crate::MemoryConfig,
+) -> Arc<HistoryEngine> {
     let engine = HistoryEngine::new(
         HistoryConfig {
             num_shards,
             owner: "test-node".into(),
             limits: Limits::default(),
+            memory,
         },
         store.clone().into_persistence(),
         Arc::new(SystemClock),

@@ -307,6 +307,39 @@ async fn timers_past_the_window_fire_when_the_window_reaches_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_evicted_by_a_small_cache_budget_are_read_again_when_their_timers_fire() {
+    // A budget smaller than one cached run: every run nobody is using goes at the next
+    // insert, so each timer below finds its run evicted and reads it from the store.
+    let budget = crate::CacheBudget::new(1);
+    let memory = crate::MemoryConfig {
+        cache_budget: budget.clone(),
+        timer_window: Duration::from_secs(1),
+    };
+    let store = store();
+    let engine = engine_with(&store, 2, Arc::new(FakeMatching::default()), memory).await;
+    let ids: Vec<String> = (0..40).map(|i| format!("evicted-{i}")).collect();
+    for (i, wf) in ids.iter().enumerate() {
+        // Run timeouts from 1.2 s to 2.8 s: most start outside the 1 s timer window.
+        start(&engine, wf, Duration::from_millis(1200 + 40 * i as u64)).await;
+    }
+    let at_most = 16 << 10;
+    assert!(
+        budget.used() <= at_most,
+        "40 runs started, but {} bytes cached (budget 1)",
+        budget.used()
+    );
+    for wf in &ids {
+        eventually("the evicted run times out", || async {
+            (status(&engine, wf).await == WorkflowExecutionStatus::TimedOut).then_some(())
+        })
+        .await;
+    }
+    assert!(budget.used() <= at_most, "{} bytes cached", budget.used());
+    drained(&store, ShardId(1), TaskCategory::Timer).await;
+    drained(&store, ShardId(2), TaskCategory::Timer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_with_an_unknown_outcome_restarts_the_shard_which_finds_its_tasks() {
     let store = store();
     let matching = Arc::new(FakeMatching::default());
