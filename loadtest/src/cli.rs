@@ -1,4 +1,4 @@
-//! The command line: `run`, `schedules`, `fuzz` and `list-scenarios`, with every value checked against hard
+//! The command line: `run`, `schedules`, `fuzz`, `scale`, `soak` and `list-scenarios`, with every value checked against hard
 //! bounds before anything is sent.
 
 use std::collections::BTreeMap;
@@ -43,6 +43,13 @@ pub enum Command {
     /// Send arbitrary and mutated requests to every WorkflowService and OperatorService
     /// RPC; fail on any INTERNAL, UNKNOWN or dropped connection, or an unhealthy server.
     Fuzz(crate::fuzz::FuzzArgs),
+    /// Open many workflows that wait on timers in a temper server this command runs, and
+    /// measure its memory, disk, restart time, latency and timer lateness against their
+    /// number.
+    Scale(crate::scale::ScaleArgs),
+    /// A long run at a steady rate with a mix of scenarios, reported per minute: throughput,
+    /// failures, latency, and the server's CPU and RSS (to show nothing leaks).
+    Soak(crate::soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -329,9 +336,11 @@ mod tests {
         .map_err(|e| e.to_string())?;
         match cli.command {
             Command::Run(r) => r.check().map_err(|e| e.to_string()),
-            Command::ListScenarios | Command::Schedules(_) | Command::Fuzz(_) => {
-                Err("not run".into())
-            }
+            Command::ListScenarios
+            | Command::Schedules(_)
+            | Command::Fuzz(_)
+            | Command::Scale(_)
+            | Command::Soak(_) => Err("not run".into()),
         }
     }
 

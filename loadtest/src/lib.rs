@@ -18,10 +18,12 @@ pub mod nexus_setup;
 pub mod nexus_worker;
 pub mod report;
 pub mod run;
+pub mod scale;
 pub mod scenario;
 pub mod schedbench;
 pub mod schedule;
 pub mod shared;
+pub mod soak;
 pub mod starter;
 pub mod stats;
 pub mod tracker;
@@ -73,10 +75,7 @@ where
             let report = run::run(cfg).await?;
             print!("{}", report.table());
             if let Some(path) = report_path {
-                let json = serde_json::to_string_pretty(&report)?;
-                std::fs::write(&path, json + "\n").map_err(|e| {
-                    anyhow::anyhow!("cannot write the report to {}: {e}", path.display())
-                })?;
+                write_report(&path, &report)?;
             }
             Ok(())
         }
@@ -94,6 +93,26 @@ where
             }
             Ok(())
         }
+        Command::Scale(args) => {
+            let cfg = args.check()?;
+            let report_path = cfg.report.clone();
+            let report = scale::run(cfg).await?;
+            print!("{}", report.table());
+            if let Some(path) = report_path {
+                write_report(&path, &report)?;
+            }
+            Ok(())
+        }
+        Command::Soak(args) => {
+            let cfg = args.check()?;
+            let report_path = cfg.report.clone();
+            let report = soak::run(cfg).await?;
+            print!("{}", report.table());
+            if let Some(path) = report_path {
+                write_report(&path, &report)?;
+            }
+            Ok(())
+        }
         Command::Schedules(args) => {
             let command = argv
                 .iter()
@@ -105,14 +124,17 @@ where
             let report = schedbench::run(cfg).await?;
             print!("{}", report.table());
             if let Some(path) = report_path {
-                let json = serde_json::to_string_pretty(&report)?;
-                std::fs::write(&path, json + "\n").map_err(|e| {
-                    anyhow::anyhow!("cannot write the report to {}: {e}", path.display())
-                })?;
+                write_report(&path, &report)?;
             }
             Ok(())
         }
     }
+}
+
+fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json + "\n")
+        .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", path.display()))
 }
 
 /// What `list-scenarios` prints.

@@ -54,6 +54,9 @@ pub struct Measured {
     pub fairness_keys: BTreeMap<String, NamespaceMetrics>,
     pub start_rpc: Histo,
     pub workflow_task_respond_rpc: Histo,
+    /// How late each timer fired: its TimerFired event's time against its TimerStarted
+    /// event's time plus its duration (both the server's clock).
+    pub timer_lateness: Histo,
     pub failures: BTreeMap<String, u64>,
     /// When the last measured workflow ended (completed or failed).
     pub last_end: Option<Instant>,
@@ -91,6 +94,8 @@ pub struct Live {
     pub history_pages: AtomicU64,
     /// Sticky workflow tasks whose partial history was completed from the cache.
     pub sticky_hits: AtomicU64,
+    /// Workflow tasks whose completion the server accepted.
+    pub workflow_tasks: AtomicU64,
 }
 
 /// A progress line's view.
@@ -216,6 +221,13 @@ impl Metrics {
                 });
             }
         });
+    }
+
+    /// A timer fired this late (see [`Measured::timer_lateness`]).
+    pub fn timer_fired(&self, lateness: Duration) {
+        if self.is_measured(Instant::now()) {
+            self.with(|i| i.measured.timer_lateness.record(lateness));
+        }
     }
 
     pub fn activity_task(&self, g: Group<'_>, schedule_to_start: Option<Duration>) {

@@ -48,6 +48,8 @@ pub struct Report {
     pub workflow_task_schedule_to_start_ms: LatencySummary,
     pub activity_task_schedule_to_start_ms: LatencySummary,
     pub workflow_task_respond_ms: LatencySummary,
+    /// How late timers fired (server clock), for scenarios with timers.
+    pub timer_lateness_ms: LatencySummary,
     pub namespaces: BTreeMap<String, NamespaceReport>,
     /// The same numbers by fairness key (fairness-mix); absent when no workflow had one.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -156,6 +158,7 @@ impl Report {
             workflow_task_schedule_to_start_ms: t.workflow_task_schedule_to_start.summary(),
             activity_task_schedule_to_start_ms: t.activity_task_schedule_to_start.summary(),
             workflow_task_respond_ms: measured.workflow_task_respond_rpc.summary(),
+            timer_lateness_ms: measured.timer_lateness.summary(),
             namespaces: measured
                 .namespaces
                 .iter()
@@ -381,6 +384,7 @@ mod tests {
             workflow_task_schedule_to_start_ms: latency(2.0, 4.0),
             activity_task_schedule_to_start_ms: latency(3.0, 6.0),
             workflow_task_respond_ms: latency(0.5, 1.5),
+            timer_lateness_ms: LatencySummary::default(),
             namespaces: groups(["loadtest-ns-0", "loadtest-ns-1"]),
             fairness_keys: groups(["a", "b"]),
             failures: [("timed out".to_string(), 2)].into(),

@@ -187,6 +187,7 @@ async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowT
             schedule_to_start_timeout: Some(proto_duration(STICKY_SCHEDULE_TO_START)),
         });
     let closing = decision.outcome != Outcome::Running;
+    let fired_late = history::timers_fired_late(&history);
     let request = RespondWorkflowTaskCompletedRequest {
         task_token: task.task_token.clone(),
         commands: decision.commands,
@@ -213,6 +214,16 @@ async fn handle_workflow_task(shared: &Shared, ns: &str, mut task: PollWorkflowT
         schedule_to_start,
         sent.elapsed(),
     );
+    if responded.is_ok() {
+        shared
+            .metrics
+            .live
+            .workflow_tasks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for late in fired_late {
+            shared.metrics.timer_fired(late);
+        }
+    }
     match responded {
         Ok(_) => match decision.outcome {
             Outcome::Running => {}

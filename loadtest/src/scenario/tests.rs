@@ -220,7 +220,11 @@ impl History {
 }
 
 fn params(count: u32, duration_ms: u64) -> WorkflowParams {
-    WorkflowParams { count, duration_ms }
+    WorkflowParams {
+        count,
+        duration_ms,
+        ..Default::default()
+    }
 }
 
 fn types(d: &Decision) -> Vec<CommandType> {
@@ -373,6 +377,54 @@ fn timers_run_in_sequence_with_the_given_length() {
         h.new_task();
     }
     assert!(is_complete(&h.decide()));
+}
+
+#[test]
+fn a_timer_until_a_unix_time_counts_from_the_task_start() {
+    let until = WorkflowParams {
+        count: 1,
+        until_ms: 1_000_000_250,
+        ..Default::default()
+    };
+    let mut h = History::new(WorkflowKind::Timers, &until);
+    let started = h.events.last_mut().expect("the task's started event");
+    started.event_time = Some(prost_wkt_types::Timestamp {
+        seconds: 1_000_000,
+        nanos: 100_000_000,
+    });
+    let d = h.decide();
+    match &d.commands[..] {
+        [
+            Command {
+                attributes: Some(C::StartTimerCommandAttributes(a)),
+                ..
+            },
+        ] => assert_eq!(
+            a.start_to_fire_timeout,
+            Some(proto_duration(Duration::from_millis(150)))
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Past the instant already: the shortest timer there is, not a negative one.
+    let mut late = History::new(WorkflowKind::Timers, &until);
+    late.events.last_mut().expect("event").event_time = Some(prost_wkt_types::Timestamp {
+        seconds: 2_000_000,
+        nanos: 0,
+    });
+    match &late.decide().commands[0].attributes {
+        Some(C::StartTimerCommandAttributes(a)) => assert_eq!(
+            a.start_to_fire_timeout,
+            Some(proto_duration(Duration::from_millis(1)))
+        ),
+        other => panic!("{other:?}"),
+    }
+    let ids = h.record(&d);
+    h.timer_fired("0", ids[0]);
+    h.new_task();
+    assert!(is_complete(&h.decide()));
+    // The parameter stays off the wire when unset, so older payloads read the same.
+    let plain = serde_json::to_string(&params(1, 5)).expect("serializes");
+    assert!(!plain.contains("until_ms"), "{plain}");
 }
 
 #[test]

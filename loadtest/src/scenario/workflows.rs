@@ -79,6 +79,15 @@ pub struct WorkflowParams {
     /// Length of each timer.
     #[serde(default)]
     pub duration_ms: u64,
+    /// `timers` with one timer: instead of `duration_ms`, the timer is due at this unix time
+    /// (milliseconds), counted from the WorkflowTaskStarted event's time. The `scale`
+    /// benchmark uses it to make many workflows' timers come due at the same instant.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub until_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl WorkflowParams {
@@ -197,6 +206,19 @@ pub fn decide(task: &WorkflowTask<'_>) -> Decision {
         WorkflowKind::Activity => sequential_activities(&h, 1),
         WorkflowKind::SequentialActivities => sequential_activities(&h, params.count),
         WorkflowKind::ParallelActivities => parallel_activities(&h, params.count),
+        WorkflowKind::Timers if params.until_ms > 0 => {
+            let now_ms = task
+                .history
+                .last()
+                .and_then(|e| e.event_time.as_ref())
+                .map_or(0, |t| {
+                    t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)
+                });
+            let left = params
+                .until_ms
+                .saturating_sub(u64::try_from(now_ms).unwrap_or(0));
+            timers(&h, params.count, left.max(1))
+        }
         WorkflowKind::Timers => timers(&h, params.count, params.duration_ms),
         WorkflowKind::Signals => {
             if h.signals >= params.count {

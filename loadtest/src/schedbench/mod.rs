@@ -5,7 +5,7 @@
 //! run's start time with its nominal time.
 
 mod actions;
-mod procstat;
+pub(crate) mod procstat;
 mod report;
 mod run;
 

@@ -1,0 +1,105 @@
+//! The scale check of CI: `temper-loadtest scale` against real `temper server start-dev`
+//! processes on SQLite files, with 1,000 and then 10,000 open workflows that wait on timers
+//! (a 4 MiB run cache). What a server whose memory grew with the open workflows would fail:
+//!
+//! - the timers held in memory stay far below the open workflows (the 1-hour timers wait in
+//!   the store, past the timer window), after the fill and after a restart;
+//! - the run cache stays within its budget;
+//! - RSS grows by less than 1.5 KB per extra open workflow between the two counts;
+//! - after the restart, the timers that come due all fire and their workflows complete.
+//!
+//! Uses `../target/debug/temper` (or `$TEMPER_BIN`), built if missing. See docs/testing.md.
+
+mod common;
+
+use std::process::Command;
+
+use common::temper_bin;
+
+const COUNTS: [u64; 2] = [1000, 10_000];
+const DUE: u64 = 500;
+const CACHE_BUDGET_MIB: f64 = 4.0;
+
+#[test]
+fn memory_does_not_grow_with_open_workflows_and_their_timers_fire_after_a_restart() {
+    let bin = temper_bin();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_path = dir.path().join("scale.json");
+    let counts = COUNTS.map(|c| c.to_string()).join(",");
+    let out = Command::new(env!("CARGO_BIN_EXE_temper-loadtest"))
+        .arg("scale")
+        .arg("--server-bin")
+        .arg(&bin)
+        .args(["--counts", &counts, "--due", &DUE.to_string()])
+        .args([
+            "--noop-rate",
+            "50",
+            "--noop-duration",
+            "2s",
+            "--fire-margin",
+            "5s",
+        ])
+        .arg("--server-arg=--dynamic-config-value")
+        .arg(format!(
+            "--server-arg=temper.history.cacheBudgetMib={CACHE_BUDGET_MIB}"
+        ))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--report")
+        .arg(&report_path)
+        .output()
+        .expect("temper-loadtest runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{table}");
+    assert!(
+        out.status.success(),
+        "temper-loadtest scale failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report written"))
+            .expect("report is JSON");
+    let rows = report["counts"].as_array().expect("a row per count");
+    assert_eq!(rows.len(), COUNTS.len(), "{report}");
+    let num = |row: &serde_json::Value, path: &[&str]| -> f64 {
+        let mut v = row;
+        for p in path {
+            v = &v[*p];
+        }
+        v.as_f64()
+            .unwrap_or_else(|| panic!("{} missing in {row}", path.join(".")))
+    };
+    for row in rows {
+        let n = num(row, &["open_workflows"]);
+        assert_eq!(num(row, &["due_completed"]), DUE as f64, "{row}");
+        assert_eq!(row["all_due_completed"], true, "{row}");
+        assert_eq!(
+            num(row, &["timer_lateness_ms", "count"]),
+            DUE as f64,
+            "{row}"
+        );
+        for at in ["gauges_filled", "gauges_restarted"] {
+            // The due timers, and workflow task timeouts of the last seconds' workflows, are
+            // in the window; the 1-hour timers are not.
+            let timers = num(row, &[at, "timers_in_memory"]);
+            assert!(
+                timers < DUE as f64 + (n - DUE as f64) / 2.0,
+                "{at}: {timers} timers in memory with {n} open workflows: {row}"
+            );
+            let cache = num(row, &[at, "cache_mib"]);
+            assert!(
+                cache <= CACHE_BUDGET_MIB * 1.25,
+                "{at}: the run cache holds {cache} MiB with a budget of {CACHE_BUDGET_MIB}: {row}"
+            );
+        }
+    }
+    let (small, large) = (&rows[0], &rows[1]);
+    let extra = (COUNTS[1] - COUNTS[0]) as f64;
+    for rss in ["rss_filled_mib", "rss_restarted_noop_mib"] {
+        let per_workflow = (num(large, &[rss]) - num(small, &[rss])) * 1048576.0 / extra;
+        assert!(
+            per_workflow < 1500.0,
+            "{rss} grew by {per_workflow:.0} bytes per extra open workflow: {report}"
+        );
+    }
+}
