@@ -10,6 +10,8 @@
 //!
 //! Uses `../target/debug/temper` (or `$TEMPER_BIN`), built if missing. See docs/testing.md.
 
+// This test runs its servers through `temper-loadtest scale`; it needs only the binary.
+#[allow(dead_code)]
 mod common;
 
 use std::process::Command;

@@ -556,7 +556,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::PollWorkflowTaskQueueRequest>,
     ) -> Result<Response<ws::PollWorkflowTaskQueueResponse>, Status> {
-        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let budget = errors::task_poll_budget(r.metadata(), self.config.max_long_poll)?;
         let r = r.into_inner();
         check_task_queue(&r.task_queue)?;
         check_identity(&r.identity)?;
@@ -575,7 +575,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::PollActivityTaskQueueRequest>,
     ) -> Result<Response<ws::PollActivityTaskQueueResponse>, Status> {
-        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let budget = errors::task_poll_budget(r.metadata(), self.config.max_long_poll)?;
         let header = |name: &str| {
             r.metadata()
                 .get(name)
@@ -1564,7 +1564,7 @@ impl WorkflowService for Frontend {
         &self,
         r: Request<ws::PollNexusTaskQueueRequest>,
     ) -> Result<Response<ws::PollNexusTaskQueueResponse>, Status> {
-        let budget = errors::long_poll_budget(r.metadata(), self.config.max_long_poll);
+        let budget = errors::task_poll_budget(r.metadata(), self.config.max_long_poll)?;
         self.nexus_poll(r.into_inner(), budget)
             .await
             .map(Response::new)

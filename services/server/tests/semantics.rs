@@ -107,8 +107,9 @@ async fn sticky_task_moves_to_the_normal_queue_after_its_schedule_to_start_timeo
         "first workflow task is handed out"
     );
 
-    // The worker polls its sticky queue (so it counts as alive) but never takes the task.
-    let empty = poll(&node, "tq-sticky", TaskQueueKind::Sticky, "1200m").await;
+    // The worker polls its sticky queue (so it counts as alive) but never takes the task
+    // (2.2 s: Temporal refuses task polls with deadlines under 2 s).
+    let empty = poll(&node, "tq-sticky", TaskQueueKind::Sticky, "2200m").await;
     assert!(
         empty.task_token.is_empty(),
         "nothing on the sticky queue yet"
