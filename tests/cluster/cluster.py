@@ -49,10 +49,11 @@ class Store:
         workdir: Path,
         cassandra: str | None = None,
         replication_factor: int | None = None,
+        kind: str | None = None,
     ) -> None:
-        """The store the environment selects, or the Cassandra cluster at `cassandra`
-        (contact points) with a new keyspace of `replication_factor` copies."""
-        self.kind = "cassandra" if cassandra else harness.store_kind()
+        """The store the environment selects (or `kind`), or the Cassandra cluster at
+        `cassandra` (contact points) with a new keyspace of `replication_factor` copies."""
+        self.kind = "cassandra" if cassandra else kind or harness.store_kind()
         self.db = workdir / "cluster.sqlite"
         self.keyspace = ""
         self.contact_points: list[str] = []

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,6 +122,14 @@ class Stop:
 
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp + "+00:00").timestamp()
+
+
+def log_lines(text: str) -> Iterator[tuple[float, str]]:
+    """(time.time(), message with its fields) of each line of a node's text log."""
+    for raw in text.splitlines():
+        m = _LINE.match(_ANSI.sub("", raw))
+        if m:
+            yield _epoch(m.group(1)), m.group(4)
 
 
 def shard_log(cluster: Cluster) -> tuple[list[Acquisition], list[Stop]]:
