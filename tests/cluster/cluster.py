@@ -7,6 +7,10 @@ Each node is `temper server start --config node-X.toml` with every role, its own
 gossip port, and the others as gossip seeds. Nodes can be stopped (SIGTERM: graceful
 leave), killed (SIGKILL), paused (SIGSTOP), resumed and started again; `admin()` asks a
 node for its view of the cluster through `temper admin`.
+
+With a `netns.Network`, each node runs in a network namespace of its own, on an address of
+that network instead of 127.0.0.1, so a test can cut the links between nodes
+(test_partitions.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import harness  # noqa: E402
 from harness import free_port  # noqa: E402
+from netns import Host, Network
 from temporalio.client import Client  # noqa: E402
 
 NUM_SHARDS = 16
@@ -44,10 +49,11 @@ class Store:
         workdir: Path,
         cassandra: str | None = None,
         replication_factor: int | None = None,
+        kind: str | None = None,
     ) -> None:
-        """The store the environment selects, or the Cassandra cluster at `cassandra`
-        (contact points) with a new keyspace of `replication_factor` copies."""
-        self.kind = "cassandra" if cassandra else harness.store_kind()
+        """The store the environment selects (or `kind`), or the Cassandra cluster at
+        `cassandra` (contact points) with a new keyspace of `replication_factor` copies."""
+        self.kind = "cassandra" if cassandra else kind or harness.store_kind()
         self.db = workdir / "cluster.sqlite"
         self.keyspace = ""
         self.contact_points: list[str] = []
@@ -88,8 +94,12 @@ class Node:
         store: Store,
         seeds: list[str],
         roles: list[str] | None = None,
+        host: Host | None = None,
     ) -> None:
+        """`host`: the network namespace the node runs in, and its address there (default:
+        the test's own namespace, on 127.0.0.1)."""
         self.name = name
+        self.host = host
         self.roles = roles or ["frontend", "history", "matching"]
         self.workdir = workdir
         self.grpc_port = free_port()
@@ -104,12 +114,16 @@ class Node:
         self.extra_toml = ""
 
     @property
+    def ip(self) -> str:
+        return self.host.address if self.host is not None else "127.0.0.1"
+
+    @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.ip}:{self.grpc_port}"
 
     @property
     def gossip(self) -> str:
-        return f"127.0.0.1:{self.gossip_port}"
+        return f"{self.ip}:{self.gossip_port}"
 
     def write_config(self, num_shards: int) -> None:
         seeds = ", ".join(f'"{s}"' for s in self.seeds if s != self.gossip)
@@ -139,6 +153,8 @@ level = "info"
     def launch(self) -> None:
         assert not self.running(), f"node {self.name} already running"
         cmd = [str(harness.temper_bin()), "server", "start", "--config", str(self.config_path)]
+        if self.host is not None:
+            cmd = [*self.host.exec_prefix(), *cmd]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== launch: {' '.join(cmd)}\n".encode())
             log.flush()
@@ -185,21 +201,27 @@ class Cluster:
         roles: dict[str, list[str]] | None = None,
         store: Store | None = None,
         tls: Any = None,
+        network: Network | None = None,
     ) -> None:
         """`tls`: a `ClusterTls` (test_tls_cluster.py) whose `node_toml(name)` each node's
         config gets, whose `client()` clients connect with and `admin_args()` `temper
-        admin` runs with."""
+        admin` runs with. `network`: each node runs on a host of its own in it (the host
+        named like the node, made when missing)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.num_shards = num_shards
         self.store = store or Store(workdir)
         self.tls = tls
+        self.network = network
         self.nodes: dict[str, Node] = {}
         for name in names:
             self.add_node(name, (roles or {}).get(name))
 
     def add_node(self, name: str, roles: list[str] | None = None) -> Node:
-        node = Node(name, self.workdir, self.store, [], roles)
+        host = None
+        if self.network is not None:
+            host = self.network.hosts.get(name) or self.network.add_host(name, 11 + len(self.nodes))
+        node = Node(name, self.workdir, self.store, [], roles, host)
         if self.tls is not None:
             node.extra_toml = self.tls.node_toml(name)
         self.nodes[name] = node

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,9 +47,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def cassandra(*args: str, timeout: float = 600) -> str:
+def cassandra(*args: str, timeout: float = 600, prefix: Sequence[str] = ()) -> str:
+    """`scripts/cassandra ARGS`, run after `prefix` (e.g. `ip netns exec NS`)."""
     out = subprocess.run(
-        [*SCRIPT, *args], check=False, capture_output=True, text=True, timeout=timeout
+        [*prefix, *SCRIPT, *args], check=False, capture_output=True, text=True, timeout=timeout
     )
     assert out.returncode == 0, f"scripts/cassandra {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
     return out.stdout

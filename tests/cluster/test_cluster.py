@@ -111,16 +111,20 @@ class Load:
         await asyncio.gather(*tasks)
 
 
-async def check_exactly_once(client: Client, load: Load) -> None:
+async def check_exactly_once(client: Client, load: Load, activity_retries: bool = False) -> int:
     """Every workflow completed once with the right result, each step ran once, and no
-    history has a repeated event."""
+    history has a repeated event. With `activity_retries`, a step may have run more than
+    once (at-least-once activities: a worker ran it, but its completion did not reach the
+    shard's owner, so it was retried), but each ran at least once and each history still
+    holds it once. Returns how many steps ran more than once."""
     assert not load.failures, f"{len(load.failures)} failed: {load.failures[:5]}"
     assert len(load.results) == len(load.ids)
     assert all(r == "12" for r in load.results.values())
     twice = {k: RUN_LOG[k] for k, v in RUNS.items() if k[0].startswith(load.prefix) and v != 1}
-    assert not twice, f"steps that ran more than once: {list(twice.items())[:5]}"
+    if not activity_retries:
+        assert not twice, f"steps that ran more than once: {list(twice.items())[:5]}"
     for wf_id in load.ids:
-        assert RUNS[(wf_id, 1)] == 1 and RUNS[(wf_id, 2)] == 1, wf_id
+        assert RUNS[(wf_id, 1)] >= 1 and RUNS[(wf_id, 2)] >= 1, wf_id
 
     sem = asyncio.Semaphore(20)
 
@@ -141,6 +145,7 @@ async def check_exactly_once(client: Client, load: Load) -> None:
         assert types.count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 2, wf_id
 
     await asyncio.gather(*(check(w) for w in load.ids))
+    return len(twice)
 
 
 @pytest.mark.timeout(240)
