@@ -4,7 +4,7 @@
 //! rotation), at most once per [`MIN_REFETCH`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -198,6 +198,8 @@ pub struct KeySet {
     fetching: tokio::sync::Mutex<()>,
     /// How soon after one fetch an unknown key id may make another.
     min_refetch: Duration,
+    /// The HTTP(S) client of a URL source.
+    fetcher: Option<crate::fetch::Fetcher>,
 }
 
 impl KeySet {
@@ -213,7 +215,29 @@ impl KeySet {
         source: KeySource,
         min_refetch: Duration,
     ) -> Result<Arc<Self>, KeyError> {
+        Self::load_trusting(source, None, min_refetch).await
+    }
+
+    /// [`Self::load_with`], an `https` URL's certificate may also chain to a CA of the PEM
+    /// bundle `ca_file` (besides the system's root CAs).
+    pub async fn load_trusting(
+        source: KeySource,
+        ca_file: Option<&Path>,
+        min_refetch: Duration,
+    ) -> Result<Arc<Self>, KeyError> {
+        let fetcher = match &source {
+            KeySource::Url(_) => {
+                Some(
+                    crate::fetch::Fetcher::new(ca_file).map_err(|why| KeyError::CaFile {
+                        path: ca_file.map(Path::to_path_buf).unwrap_or_default(),
+                        why,
+                    })?,
+                )
+            }
+            KeySource::File(_) => None,
+        };
         let set = Arc::new(Self {
+            fetcher,
             min_refetch,
             source: source.clone(),
             keys: RwLock::new(Arc::default()),
@@ -274,13 +298,11 @@ impl KeySet {
 
     /// Fetch the URL again (no-op for a file). On failure the previous keys stay.
     pub async fn refresh(&self) -> Result<usize, String> {
-        let KeySource::Url(url) = &self.source else {
+        let (KeySource::Url(url), Some(fetcher)) = (&self.source, &self.fetcher) else {
             return Ok(self.current().len());
         };
         let _one = self.fetching.lock().await;
-        let result = crate::fetch::get(url)
-            .await
-            .and_then(|body| parse_jwks(&body));
+        let result = fetcher.get(url).await.and_then(|body| parse_jwks(&body));
         let mut fetched = self.fetched.lock().expect("fetch lock poisoned");
         fetched.0 = Some(Instant::now());
         match result {

@@ -112,6 +112,10 @@ pub struct DevArgs {
     /// (docs/security.md). Default: off (every call allowed).
     #[arg(long, value_name = "URL", conflicts_with_all = ["ui", "auth_key_file"])]
     pub auth_jwks_url: Option<String>,
+    /// With `--auth-jwks-url https://...`: also trust the CAs of this PEM bundle for the
+    /// JWKS server's certificate (besides the system's root CAs).
+    #[arg(long, value_name = "PEM", requires = "auth_jwks_url")]
+    pub auth_jwks_ca: Option<PathBuf>,
     /// Turn authorization on with the signing keys in this file: a PEM public key (RSA or
     /// P-256) or a JWKS JSON document.
     #[arg(long, value_name = "FILE", conflicts_with = "ui")]
@@ -378,6 +382,7 @@ fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
     };
     Some(temper_auth::AuthSettings {
         keys: Some(keys),
+        jwks_ca_file: args.auth_jwks_ca.clone(),
         refresh_interval: Duration::from_secs(60),
         rules: temper_auth::TokenRules {
             audience: args.auth_audience.clone(),

@@ -361,3 +361,84 @@ async fn the_cache_holds_at_most_its_capacity() {
     assert!(v.claims(&tokens[0]).await.is_ok());
     assert_eq!(v.verifications(), 6);
 }
+
+#[tokio::test]
+async fn a_jwks_url_over_https_is_trusted_through_the_configured_ca() {
+    use crate::testkeys::TestCa;
+    let key = TestKey::es256("k");
+    let ca = TestCa::new("idp test CA");
+    let server = JwksServer::start_tls(jwks(&[&key]), &ca.leaf(&["127.0.0.1"])).await;
+    assert!(server.url.starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let keys = KeySet::load_trusting(
+        KeySource::Url(server.url.clone()),
+        Some(&ca_file),
+        Duration::ZERO,
+    )
+    .await
+    .expect("loads");
+    assert_eq!(server.hits(), 1, "fetched at start over HTTPS");
+    let v = TokenVerifier::new(keys, TokenRules::default(), clock());
+    let token = key.sign(&claims("alice", &["a:read"], NOW + 60));
+    assert_eq!(
+        v.claims(&token).await.map(|c| c.subject),
+        Ok("alice".into())
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_server_certificate_of_an_unknown_ca_is_refused() {
+    use crate::testkeys::TestCa;
+    let key = TestKey::es256("k");
+    let server = JwksServer::start_tls(
+        jwks(&[&key]),
+        &TestCa::new("somebody else").leaf(&["127.0.0.1"]),
+    )
+    .await;
+    // Neither the system's roots nor a CA file with another CA trust it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, TestCa::new("mine").pem()).expect("write");
+    for ca_file in [None, Some(other_ca.as_path())] {
+        let keys =
+            KeySet::load_trusting(KeySource::Url(server.url.clone()), ca_file, Duration::ZERO)
+                .await
+                .expect("a JWKS URL that fails at start is not fatal");
+        assert_eq!(server.hits(), 0, "no request after the refused handshake");
+        let v = TokenVerifier::new(keys.clone(), TokenRules::default(), clock());
+        let token = key.sign(&claims("alice", &["a:read"], NOW + 60));
+        let Err(CredentialError::Invalid(why)) = v.claims(&token).await else {
+            panic!("a key from an untrusted server was used");
+        };
+        assert!(
+            why.contains("not signed by a trusted CA") && why.contains("auth.jwks_ca_file"),
+            "{why}"
+        );
+        assert!(keys.refresh().await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn a_bad_jwks_ca_file_is_a_start_up_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("write");
+    for path in [&missing, &not_pem] {
+        let err = KeySet::load_trusting(
+            KeySource::Url("https://127.0.0.1:1/jwks.json".into()),
+            Some(path),
+            Duration::ZERO,
+        )
+        .await
+        .err()
+        .expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("auth.jwks_ca_file: ") && text.contains(&*path.to_string_lossy()),
+            "{text}"
+        );
+    }
+}
