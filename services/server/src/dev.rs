@@ -97,15 +97,20 @@ pub struct DevArgs {
     pub ui_server_bin: Option<PathBuf>,
     /// Serve TLS on the gRPC port with this PEM certificate chain (leaf first); needs
     /// `--tls-key`. Reloaded when the file changes. Default: plaintext.
-    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "ui")]
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `--tls-cert`.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Require every client to present a certificate signed by a CA in this PEM bundle
     /// (mutual TLS); needs `--tls-cert`.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    /// Not with `--ui` (the UI server would need a client certificate of its own).
+    #[arg(long, value_name = "PEM", requires = "tls_cert", conflicts_with = "ui")]
     pub tls_client_ca: Option<PathBuf>,
+    /// With `--ui` and `--tls-cert`: the name the Web UI server checks in the certificate
+    /// (a DNS name or IP address it names). Default: localhost.
+    #[arg(long, value_name = "NAME", requires = "tls_cert")]
+    pub ui_tls_server_name: Option<String>,
     /// Turn authorization on: check every call's bearer token (a JWT) against the keys of
     /// this JWKS document (http:// or https://), fetched at start, every minute, and when a
     /// token names an unknown key id. Roles come from the token's `permissions` claim
@@ -285,14 +290,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let ui = match ui_addr {
         None => None,
         Some(ui_addr) => match crate::ui::locate(args.ui_server_bin.as_deref()) {
-            Ok(bin) => match crate::ui::UiServer::start(&bin, addr, ui_addr) {
-                Ok(ui) => Some(ui),
-                Err(e) => {
-                    tracing::warn!("no Temporal Web UI: {e:#}");
-                    eprintln!("warning: no Temporal Web UI: {e:#}. Serving gRPC only.");
-                    None
+            Ok(bin) => {
+                match crate::ui::UiServer::start(&bin, addr, ui_addr, ui_tls(&args).as_ref()) {
+                    Ok(ui) => Some(ui),
+                    Err(e) => {
+                        tracing::warn!("no Temporal Web UI: {e:#}");
+                        eprintln!("warning: no Temporal Web UI: {e:#}. Serving gRPC only.");
+                        None
+                    }
                 }
-            },
+            }
             Err(why) => {
                 tracing::warn!("no Temporal Web UI: {why}");
                 eprintln!("warning: no Temporal Web UI: {why}. Serving gRPC only.");
@@ -392,6 +399,18 @@ fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
         cert_permissions: Default::default(),
         audit_log: args.auth_audit_log,
         max_message_bytes: MAX_MESSAGE_BYTES,
+    })
+}
+
+/// How `--ui` reaches a TLS gRPC port: trusting the chain `--tls-cert` serves.
+fn ui_tls(args: &DevArgs) -> Option<crate::ui::UiTls> {
+    let cert = args.tls_cert.as_ref()?;
+    Some(crate::ui::UiTls {
+        ca_file: std::path::absolute(cert).unwrap_or_else(|_| cert.clone()),
+        server_name: args
+            .ui_tls_server_name
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
     })
 }
 
