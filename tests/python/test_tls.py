@@ -251,13 +251,21 @@ def ui_namespaces(ui_port: int) -> tuple[int, str]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("server_name, reaches", [("localhost", True), ("wrong.example", False)])
-async def test_the_web_ui_reaches_a_tls_port(tmp_path: Path, server_name: str, reaches: bool):
+@pytest.mark.parametrize(
+    "server_name, mutual, reaches",
+    [("localhost", False, True), ("wrong.example", False, False), ("localhost", True, True)],
+)
+async def test_the_web_ui_reaches_a_tls_port(
+    tmp_path: Path, server_name: str, mutual: bool, reaches: bool
+):
     pki = Pki(tmp_path / "pki")
     ui_port = harness.free_port()
     ui = ["--ui", "--ui-port", str(ui_port), "--ui-server-bin", ui_server_bin(),
           "--ui-tls-server-name", server_name]  # fmt: skip
-    srv = TlsServer(tmp_path / "srv", pki, mutual=False, more=ui)
+    if mutual:
+        # The UI server presents a client certificate of the client CA.
+        ui += ["--ui-tls-cert", str(pki.client.cert), "--ui-tls-key", str(pki.client.key)]
+    srv = TlsServer(tmp_path / "srv", pki, mutual=mutual, more=ui)
     try:
         await srv.start()
         answer: tuple[int, str] = (0, "")
@@ -277,3 +285,15 @@ async def test_the_web_ui_reaches_a_tls_port(tmp_path: Path, server_name: str, r
             assert status != 200, (status, body[:2000])
     finally:
         await srv.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_the_web_ui_with_mutual_tls_needs_a_client_certificate(tmp_path: Path):
+    pki = Pki(tmp_path / "pki")
+    ui = ["--ui", "--ui-port", str(harness.free_port()), "--ui-server-bin", ui_server_bin()]
+    srv = TlsServer(tmp_path / "srv", pki, mutual=True, more=ui)
+    proc = subprocess.run(srv.command(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "--ui with --tls-client-ca needs --ui-tls-cert and --ui-tls-key" in proc.stderr, (
+        proc.stderr
+    )

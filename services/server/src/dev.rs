@@ -104,9 +104,17 @@ pub struct DevArgs {
     pub tls_key: Option<PathBuf>,
     /// Require every client to present a certificate signed by a CA in this PEM bundle
     /// (mutual TLS); needs `--tls-cert`.
-    /// Not with `--ui` (the UI server would need a client certificate of its own).
-    #[arg(long, value_name = "PEM", requires = "tls_cert", conflicts_with = "ui")]
+    /// With `--ui`, also give the UI server a client certificate of that CA
+    /// (`--ui-tls-cert`, `--ui-tls-key`).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// With `--ui` and `--tls-client-ca`: the PEM client certificate the Web UI server
+    /// presents to the gRPC port; needs `--ui-tls-key`.
+    #[arg(long, value_name = "PEM", requires_all = ["ui_tls_key", "tls_client_ca", "ui"])]
+    pub ui_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--ui-tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "ui_tls_cert")]
+    pub ui_tls_key: Option<PathBuf>,
     /// With `--ui` and `--tls-cert`: the name the Web UI server checks in the certificate
     /// (a DNS name or IP address it names). Default: localhost.
     #[arg(long, value_name = "NAME", requires = "tls_cert")]
@@ -199,6 +207,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.ip, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
+    if args.ui && args.tls_client_ca.is_some() && args.ui_tls_cert.is_none() {
+        anyhow::bail!(
+            "--ui with --tls-client-ca needs --ui-tls-cert and --ui-tls-key: a client \
+             certificate of the client CA for the Web UI server"
+        );
+    }
     let ui_addr = args.ui.then(|| ui_address(&args, addr)).transpose()?;
     let health = Health::new();
     let stop_health = tokio_util::sync::CancellationToken::new();
@@ -405,8 +419,14 @@ fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
 /// How `--ui` reaches a TLS gRPC port: trusting the chain `--tls-cert` serves.
 fn ui_tls(args: &DevArgs) -> Option<crate::ui::UiTls> {
     let cert = args.tls_cert.as_ref()?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     Some(crate::ui::UiTls {
-        ca_file: std::path::absolute(cert).unwrap_or_else(|_| cert.clone()),
+        ca_file: absolute(cert),
+        identity: args
+            .ui_tls_cert
+            .as_ref()
+            .zip(args.ui_tls_key.as_ref())
+            .map(|(c, k)| (absolute(c), absolute(k))),
         server_name: args
             .ui_tls_server_name
             .clone()

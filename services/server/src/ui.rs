@@ -104,6 +104,8 @@ pub struct UiTls {
     /// The PEM chain of `--tls-cert` (absolute: the UI server runs in its own directory).
     pub ca_file: PathBuf,
     pub server_name: String,
+    /// The client certificate and key the UI server presents (a port with a client CA).
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Our config for the UI server (its YAML keys, from its config struct): the Temporal API
@@ -148,8 +150,19 @@ pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr, tls: Option<&UiTls>) -> Str
 /// The UI server's `tls` section: without `enableHostVerification` it would not check the
 /// certificate at all.
 fn tls_yaml(tls: &UiTls) -> String {
+    let identity = tls
+        .identity
+        .as_ref()
+        .map(|(cert, key)| {
+            format!(
+                "  certFile: {}\n  keyFile: {}\n",
+                yaml_string(&cert.to_string_lossy()),
+                yaml_string(&key.to_string_lossy())
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "tls:\n  caFile: {ca}\n  serverName: {name}\n  enableHostVerification: true\n",
+        "tls:\n  caFile: {ca}\n  serverName: {name}\n  enableHostVerification: true\n{identity}",
         ca = yaml_string(&tls.ca_file.to_string_lossy()),
         name = yaml_string(&tls.server_name),
     )
@@ -358,6 +371,7 @@ mod tests {
         let tls = UiTls {
             ca_file: PathBuf::from("/certs/server.pem"),
             server_name: "localhost".into(),
+            identity: None,
         };
         let yaml = config_yaml(
             "127.0.0.1:7233".parse().expect("address"),
@@ -367,6 +381,21 @@ mod tests {
         assert!(
             yaml.ends_with(
                 "tls:\n  caFile: \"/certs/server.pem\"\n  serverName: \"localhost\"\n  enableHostVerification: true\n"
+            ),
+            "{yaml}"
+        );
+        let mutual = UiTls {
+            identity: Some(("/certs/ui.pem".into(), "/certs/ui.key".into())),
+            ..tls
+        };
+        let yaml = config_yaml(
+            "127.0.0.1:7233".parse().expect("address"),
+            "127.0.0.1:8233".parse().expect("address"),
+            Some(&mutual),
+        );
+        assert!(
+            yaml.ends_with(
+                "enableHostVerification: true\n  certFile: \"/certs/ui.pem\"\n  keyFile: \"/certs/ui.key\"\n"
             ),
             "{yaml}"
         );
