@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,9 +65,10 @@ class SigningKey:
 
 
 class JwksServer:
-    """Serves `{"keys": [...]}` of the given keys at http://127.0.0.1:<port>/jwks.json."""
+    """Serves `{"keys": [...]}` of the given keys at http://127.0.0.1:<port>/jwks.json, or
+    https:// with `tls` (a certificate and key, PEM files)."""
 
-    def __init__(self, keys: list[SigningKey]) -> None:
+    def __init__(self, keys: list[SigningKey], tls: tuple[Path, Path] | None = None) -> None:
         self.keys = keys
         self.hits = 0
         outer = self
@@ -84,7 +87,13 @@ class JwksServer:
                 pass
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/jwks.json"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}/jwks.json"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 

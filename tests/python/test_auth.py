@@ -326,3 +326,42 @@ async def test_temporal_cli_with_tls_and_api_key(tmp_path: Path, jwks: JwksServe
         await describe(client)
     finally:
         await srv.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_a_jwks_url_over_https_with_a_private_ca(tmp_path: Path, key: SigningKey):
+    idp_ca = Ca("identity provider test CA")
+    leaf = idp_ca.issue(tmp_path / "idp", ["127.0.0.1"])
+    ca_path = idp_ca.write(tmp_path / "idp-ca.pem")
+    jwks = JwksServer([key], tls=(leaf.cert, leaf.key))
+    srv = AuthServer(tmp_path / "srv", jwks, ["--auth-jwks-ca", str(ca_path)])
+    try:
+        assert jwks.url.startswith("https://")
+        await srv.start()
+        await describe(await connect(srv, key.token(["default:read"])))
+        assert jwks.hits >= 1
+        forged = SigningKey(key.kid).token(["default:read"])
+        assert await status_of(describe(await connect(srv, forged))) == (
+            RPCStatusCode.UNAUTHENTICATED
+        )
+    finally:
+        await srv.stop()
+        jwks.close()
+
+
+@pytest.mark.timeout(90)
+async def test_a_jwks_server_of_an_unknown_ca_is_refused(tmp_path: Path, key: SigningKey):
+    leaf = Ca("somebody else").issue(tmp_path / "idp", ["127.0.0.1"])
+    jwks = JwksServer([key], tls=(leaf.cert, leaf.key))
+    srv = AuthServer(tmp_path / "srv", jwks)
+    try:
+        await srv.start()
+        assert await status_of(describe(await connect(srv, key.token(["default:read"])))) == (
+            RPCStatusCode.UNAUTHENTICATED
+        )
+        assert jwks.hits == 0
+        log = srv.log_path.read_text(errors="replace")
+        assert "not signed by a trusted CA" in log, log[-3000:]
+    finally:
+        await srv.stop()
+        jwks.close()

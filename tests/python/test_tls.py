@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
@@ -225,3 +226,74 @@ def test_bad_tls_files_stop_start_up_with_the_file_named(tmp_path: Path):
         assert proc.returncode != 0, f"{args}: started anyway"
         assert expected in proc.stderr, f"{args}: {proc.stderr}"
         assert "panicked" not in proc.stderr, proc.stderr
+
+
+def ui_server_bin() -> str:
+    """The Temporal Web UI server `scripts/ui-server install` built; the test fails (not
+    skips) without it."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "ui-server"
+    found = subprocess.run([str(script), "path"], capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.fail("no Temporal Web UI server: run `scripts/ui-server install` first")
+    return found.stdout.strip().splitlines()[-1]
+
+
+def ui_namespaces(ui_port: int) -> tuple[int, str]:
+    """The UI server's answer to its namespace list (what the UI's first page loads)."""
+    url = f"http://127.0.0.1:{ui_port}/api/v1/namespaces"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "server_name, mutual, reaches",
+    [("localhost", False, True), ("wrong.example", False, False), ("localhost", True, True)],
+)
+async def test_the_web_ui_reaches_a_tls_port(
+    tmp_path: Path, server_name: str, mutual: bool, reaches: bool
+):
+    pki = Pki(tmp_path / "pki")
+    ui_port = harness.free_port()
+    ui = ["--ui", "--ui-port", str(ui_port), "--ui-server-bin", ui_server_bin(),
+          "--ui-tls-server-name", server_name]  # fmt: skip
+    if mutual:
+        # The UI server presents a client certificate of the client CA.
+        ui += ["--ui-tls-cert", str(pki.client.cert), "--ui-tls-key", str(pki.client.key)]
+    srv = TlsServer(tmp_path / "srv", pki, mutual=mutual, more=ui)
+    try:
+        await srv.start()
+        answer: tuple[int, str] = (0, "")
+
+        async def answered() -> bool | None:
+            nonlocal answer
+            answer = ui_namespaces(ui_port)
+            # 0: the UI server is not listening yet.
+            return answer[0] != 0 or None
+
+        await harness.wait_until(answered, timeout=60, what="the Web UI server to answer")
+        status, body = answer
+        if reaches:
+            assert status == 200 and '"default"' in body, (status, body[:2000])
+        else:
+            # The UI server checks the certificate: a name it does not hold is refused.
+            assert status != 200, (status, body[:2000])
+    finally:
+        await srv.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_the_web_ui_with_mutual_tls_needs_a_client_certificate(tmp_path: Path):
+    pki = Pki(tmp_path / "pki")
+    ui = ["--ui", "--ui-port", str(harness.free_port()), "--ui-server-bin", ui_server_bin()]
+    srv = TlsServer(tmp_path / "srv", pki, mutual=True, more=ui)
+    proc = subprocess.run(srv.command(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "--ui with --tls-client-ca needs --ui-tls-cert and --ui-tls-key" in proc.stderr, (
+        proc.stderr
+    )

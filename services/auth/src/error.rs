@@ -9,6 +9,8 @@ pub enum KeyError {
     File { path: PathBuf, why: String },
     #[error("auth.jwks_url: {url}: {why}")]
     Url { url: String, why: String },
+    #[error("auth.jwks_ca_file: {path}: {why}")]
+    CaFile { path: PathBuf, why: String },
 }
 
 /// Why a call's credentials were refused (`UNAUTHENTICATED`); the message goes to the caller.

@@ -1,6 +1,7 @@
-//! One HTTP(S) GET of a JWKS document: hyper's HTTP/1 client over TCP, with rustls and the
-//! system's root certificates for `https`.
+//! One HTTP(S) GET of a JWKS document: hyper's HTTP/1 client over TCP, with rustls for
+//! `https`, trusting the system's root certificates and those of `auth.jwks_ca_file`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,42 +28,36 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The body of `url`, if it answers 200.
-pub async fn get(url: &str) -> Result<Bytes, String> {
-    tokio::time::timeout(TIMEOUT, get_inner(url))
-        .await
-        .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+/// The CAs an `https` JWKS URL's certificate may chain to: the system's, and those of a PEM
+/// bundle (an identity provider with a private CA).
+#[derive(Clone)]
+pub struct Fetcher {
+    tls: Arc<rustls::ClientConfig>,
 }
 
-async fn get_inner(url: &str) -> Result<Bytes, String> {
-    check_url(url)?;
-    let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let https = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or("the URL has no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let bare_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tcp = tokio::net::TcpStream::connect((bare_host.as_str(), port))
-        .await
-        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    let path = uri
-        .path_and_query()
-        .map_or("/".to_string(), |p| p.as_str().to_string());
-    let authority = uri
-        .authority()
-        .map_or(host.clone(), |a| a.as_str().to_string());
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::ACCEPT, "application/json")
-        .header(hyper::header::USER_AGENT, "temper")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("building the request: {e}"))?;
-    if https {
+impl Fetcher {
+    /// The system's root CAs, and every certificate of `ca_file` if given (a start-up error
+    /// if it cannot be read or holds no PEM certificate).
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
+        }
+        if let Some(path) = ca_file {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+            let certs = CertificateDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+            if certs.is_empty() {
+                return Err("no PEM certificate in it".into());
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a certificate in it is not a usable CA: {e}"))?;
+            }
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
@@ -71,16 +66,71 @@ async fn get_inner(url: &str) -> Result<Bytes, String> {
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(bare_host.clone())
-            .map_err(|e| format!("{host} is not a valid TLS server name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
-        send(TokioIo::new(tls), request).await
-    } else {
-        send(TokioIo::new(tcp), request).await
+        Ok(Self {
+            tls: Arc::new(config),
+        })
     }
+
+    /// The body of `url`, if it answers 200.
+    pub async fn get(&self, url: &str) -> Result<Bytes, String> {
+        tokio::time::timeout(TIMEOUT, self.get_inner(url))
+            .await
+            .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+    }
+
+    async fn get_inner(&self, url: &str) -> Result<Bytes, String> {
+        check_url(url)?;
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().ok_or("the URL has no host")?.to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let bare_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = tokio::net::TcpStream::connect((bare_host.as_str(), port))
+            .await
+            .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+        let path = uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        let authority = uri
+            .authority()
+            .map_or(host.clone(), |a| a.as_str().to_string());
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::USER_AGENT, "temper")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("building the request: {e}"))?;
+        if https {
+            let name = rustls::pki_types::ServerName::try_from(bare_host.clone())
+                .map_err(|e| format!("{host} is not a valid TLS server name: {e}"))?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| handshake_error(&host, &e))?;
+            send(TokioIo::new(tls), request).await
+        } else {
+            send(TokioIo::new(tcp), request).await
+        }
+    }
+}
+
+/// A failed TLS handshake in words that say what to fix.
+fn handshake_error(host: &str, e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error};
+    let hint = match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            ": the JWKS server's certificate is not signed by a trusted CA (the system's root \
+             CAs, or auth.jwks_ca_file / --auth-jwks-ca)"
+        }
+        Some(Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => ": the JWKS server's certificate does not name the URL's host",
+        _ => "",
+    };
+    format!("TLS handshake with {host}: {e}{hint}")
 }
 
 async fn send<T>(io: T, request: hyper::Request<Empty<Bytes>>) -> Result<Bytes, String>

@@ -4,7 +4,8 @@
 //! rotation), at most once per [`MIN_REFETCH`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -64,6 +65,9 @@ struct Keys {
     by_kid: HashMap<String, Key>,
     /// Keys without an id (a PEM file, or JWKs without `kid`): tried for any token.
     anonymous: Vec<Key>,
+    /// The usable keys as published (sorted JSON), to tell a changed set from a refetch of
+    /// the same one.
+    fingerprint: Vec<String>,
 }
 
 impl Keys {
@@ -126,6 +130,7 @@ fn parse_file(bytes: &[u8]) -> Result<Keys, String> {
     Ok(Keys {
         by_kid: HashMap::new(),
         anonymous: vec![key],
+        fingerprint: vec![text.trim().to_string()],
     })
 }
 
@@ -166,6 +171,8 @@ fn parse_jwks(bytes: &[u8]) -> Result<Keys, String> {
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
+        keys.fingerprint
+            .push(serde_json::to_string(&jwk).unwrap_or_default());
         let key = Key { kind, alg, key };
         match jwk.common.key_id {
             Some(kid) => {
@@ -174,6 +181,7 @@ fn parse_jwks(bytes: &[u8]) -> Result<Keys, String> {
             None => keys.anonymous.push(key),
         }
     }
+    keys.fingerprint.sort();
     Ok(keys)
 }
 
@@ -181,12 +189,17 @@ fn parse_jwks(bytes: &[u8]) -> Result<Keys, String> {
 pub struct KeySet {
     source: KeySource,
     keys: RwLock<Arc<Keys>>,
+    /// Counts the changes of the set: what was verified against one generation may not
+    /// verify against the next.
+    generation: AtomicU64,
     /// When the URL was last fetched, and why it last failed (for the error a caller sees).
     fetched: Mutex<(Option<Instant>, Option<String>)>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
     /// How soon after one fetch an unknown key id may make another.
     min_refetch: Duration,
+    /// The HTTP(S) client of a URL source.
+    fetcher: Option<crate::fetch::Fetcher>,
 }
 
 impl KeySet {
@@ -202,10 +215,33 @@ impl KeySet {
         source: KeySource,
         min_refetch: Duration,
     ) -> Result<Arc<Self>, KeyError> {
+        Self::load_trusting(source, None, min_refetch).await
+    }
+
+    /// [`Self::load_with`], an `https` URL's certificate may also chain to a CA of the PEM
+    /// bundle `ca_file` (besides the system's root CAs).
+    pub async fn load_trusting(
+        source: KeySource,
+        ca_file: Option<&Path>,
+        min_refetch: Duration,
+    ) -> Result<Arc<Self>, KeyError> {
+        let fetcher = match &source {
+            KeySource::Url(_) => {
+                Some(
+                    crate::fetch::Fetcher::new(ca_file).map_err(|why| KeyError::CaFile {
+                        path: ca_file.map(Path::to_path_buf).unwrap_or_default(),
+                        why,
+                    })?,
+                )
+            }
+            KeySource::File(_) => None,
+        };
         let set = Arc::new(Self {
+            fetcher,
             min_refetch,
             source: source.clone(),
             keys: RwLock::new(Arc::default()),
+            generation: AtomicU64::new(0),
             fetched: Mutex::new((None, None)),
             fetching: tokio::sync::Mutex::new(()),
         });
@@ -240,8 +276,20 @@ impl KeySet {
         Ok(set)
     }
 
-    fn replace(&self, keys: Keys) {
-        *self.keys.write().expect("keys lock poisoned") = Arc::new(keys);
+    /// Install `keys`; true (and a new generation) if they differ from the current ones.
+    fn replace(&self, keys: Keys) -> bool {
+        let mut current = self.keys.write().expect("keys lock poisoned");
+        let changed = current.fingerprint != keys.fingerprint;
+        *current = Arc::new(keys);
+        if changed {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        changed
+    }
+
+    /// Which version of the set is current; it moves on every change of the keys.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn current(&self) -> Arc<Keys> {
@@ -250,30 +298,19 @@ impl KeySet {
 
     /// Fetch the URL again (no-op for a file). On failure the previous keys stay.
     pub async fn refresh(&self) -> Result<usize, String> {
-        let KeySource::Url(url) = &self.source else {
+        let (KeySource::Url(url), Some(fetcher)) = (&self.source, &self.fetcher) else {
             return Ok(self.current().len());
         };
         let _one = self.fetching.lock().await;
-        let result = crate::fetch::get(url)
-            .await
-            .and_then(|body| parse_jwks(&body));
+        let result = fetcher.get(url).await.and_then(|body| parse_jwks(&body));
         let mut fetched = self.fetched.lock().expect("fetch lock poisoned");
         fetched.0 = Some(Instant::now());
         match result {
             Ok(keys) => {
                 let n = keys.len();
-                let changed = {
-                    let old = self.current();
-                    let mut a: Vec<_> = old.by_kid.keys().collect();
-                    let mut b: Vec<_> = keys.by_kid.keys().collect();
-                    a.sort();
-                    b.sort();
-                    a != b || old.anonymous.len() != keys.anonymous.len()
-                };
-                if changed {
+                if self.replace(keys) {
                     tracing::info!(%url, keys = n, "loaded the JWKS");
                 }
-                self.replace(keys);
                 fetched.1 = None;
                 Ok(n)
             }

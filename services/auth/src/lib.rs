@@ -48,6 +48,9 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 pub struct AuthSettings {
     /// Where the token signing keys come from; `None` when only certificates are mapped.
     pub keys: Option<KeySource>,
+    /// A PEM CA bundle an `https` JWKS URL's certificate may chain to, besides the system's
+    /// root CAs.
+    pub jwks_ca_file: Option<std::path::PathBuf>,
     pub refresh_interval: Duration,
     pub rules: TokenRules,
     /// Client certificate common name -> permissions (`namespace:role`).
@@ -79,7 +82,12 @@ impl Auth {
         let mut refresher = None;
         let tokens = match settings.keys {
             Some(source) => {
-                let keys = KeySet::load(source).await?;
+                let keys = KeySet::load_trusting(
+                    source,
+                    settings.jwks_ca_file.as_deref(),
+                    keys::MIN_REFETCH,
+                )
+                .await?;
                 refresher = keys.refresh_every(settings.refresh_interval, stop.clone());
                 Some(TokenVerifier::new(keys, settings.rules, clock))
             }

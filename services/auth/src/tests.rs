@@ -86,6 +86,7 @@ impl Gate {
         let auth = Auth::start(
             AuthSettings {
                 keys: Some(KeySource::File(path)),
+                jwks_ca_file: None,
                 refresh_interval: Duration::from_secs(3600),
                 rules: TokenRules::default(),
                 cert_permissions,

@@ -3,6 +3,7 @@
 //! its `sub` names the caller and its permissions claim gives the roles.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, Validation};
@@ -12,6 +13,10 @@ use temper_types::Clock;
 use crate::claims::Claims;
 use crate::error::CredentialError;
 use crate::keys::KeySet;
+
+pub mod cache;
+
+use cache::{TokenCache, Verified};
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone)]
@@ -37,16 +42,49 @@ impl Default for TokenRules {
     }
 }
 
-/// Checks tokens against a key set.
+/// Checks tokens against a key set, remembering the ones it verified ([`cache`]).
 pub struct TokenVerifier {
     keys: Arc<KeySet>,
     rules: TokenRules,
     clock: Arc<dyn Clock>,
+    cache: TokenCache,
+    /// Tokens verified (signature and all) rather than found in the cache.
+    verifications: AtomicU64,
 }
+
+/// Tokens found in the cache or verified, by `result` (`hit`, `miss`).
+pub const CACHE_LOOKUPS: &str = "temper_auth_token_cache_total";
 
 impl TokenVerifier {
     pub fn new(keys: Arc<KeySet>, rules: TokenRules, clock: Arc<dyn Clock>) -> Self {
-        Self { keys, rules, clock }
+        Self::with_cache(keys, rules, clock, cache::CAPACITY, cache::TTL)
+    }
+
+    /// [`Self::new`] with another cache size and time to live.
+    pub fn with_cache(
+        keys: Arc<KeySet>,
+        rules: TokenRules,
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            keys,
+            rules,
+            clock,
+            cache: TokenCache::new(capacity, ttl),
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// How many verified tokens are remembered.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// How many tokens were verified rather than found in the cache.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The claims of the `authorization` header's value (`Bearer <jwt>`).
@@ -61,8 +99,35 @@ impl TokenVerifier {
         self.claims(token.trim()).await
     }
 
-    /// The claims of a JWT.
+    /// The claims of a JWT: from the cache if this token was verified against the current
+    /// keys within the TTL (its `exp` and `nbf` are checked again), else verified now.
     pub async fn claims(&self, token: &str) -> Result<Claims, CredentialError> {
+        let generation = self.keys.generation();
+        let now = self.clock.now();
+        if let Some(hit) = self.cache.get(token, generation, now) {
+            metrics::counter!(CACHE_LOOKUPS, "result" => "hit").increment(1);
+            return match self.check_window(hit.exp, hit.nbf) {
+                Ok(()) => Ok(hit.claims),
+                Err(e) => {
+                    self.cache.remove(token);
+                    Err(e)
+                }
+            };
+        }
+        metrics::counter!(CACHE_LOOKUPS, "result" => "miss").increment(1);
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let verified = self.verify(token).await?;
+        // A key set that changed while this token was checked may not hold its key any
+        // more: only a token checked against one generation throughout is remembered.
+        if self.keys.generation() == generation {
+            self.cache
+                .insert(token, generation, verified.clone(), self.clock.now());
+        }
+        Ok(verified.claims)
+    }
+
+    /// Check a JWT's signature, claims and time window.
+    async fn verify(&self, token: &str) -> Result<Verified, CredentialError> {
         let invalid = |why: String| CredentialError::Invalid(why);
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
@@ -106,7 +171,8 @@ impl TokenVerifier {
                 None => "no key to check it with".into(),
             })
         })?;
-        self.check_times(&payload)?;
+        let (exp, nbf) = times(&payload)?;
+        self.check_window(exp, nbf)?;
         let subject = match payload.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(invalid("the token has no `sub` claim".into())),
@@ -123,12 +189,12 @@ impl TokenVerifier {
                 tracing::debug!(subject = %claims.subject, skipped, "ignored permissions not of the form namespace:role");
             }
         }
-        Ok(claims)
+        Ok(Verified { claims, exp, nbf })
     }
 
-    /// `exp` must be present and in the future, `nbf` (if present) in the past, both give or
-    /// take the leeway.
-    fn check_times(&self, payload: &Map<String, Value>) -> Result<(), CredentialError> {
+    /// `exp` must be in the future, `nbf` (if present) in the past, both give or take the
+    /// leeway.
+    fn check_window(&self, exp: f64, nbf: Option<f64>) -> Result<(), CredentialError> {
         let now = self
             .clock
             .now()
@@ -136,22 +202,31 @@ impl TokenVerifier {
             .unwrap_or_default()
             .as_secs_f64();
         let leeway = self.rules.leeway.as_secs_f64();
-        let exp = payload.get("exp").and_then(Value::as_f64).ok_or_else(|| {
-            CredentialError::Invalid("the token has no numeric `exp` claim".into())
-        })?;
         if now >= exp + leeway {
             return Err(CredentialError::Expired);
         }
-        if let Some(nbf) = payload.get("nbf") {
-            let nbf = nbf.as_f64().ok_or_else(|| {
-                CredentialError::Invalid("the token's `nbf` claim is not a number".into())
-            })?;
-            if now + leeway < nbf {
-                return Err(CredentialError::NotYetValid);
-            }
+        if let Some(nbf) = nbf
+            && now + leeway < nbf
+        {
+            return Err(CredentialError::NotYetValid);
         }
         Ok(())
     }
+}
+
+/// A token's `exp` (required) and `nbf` (optional), as numbers.
+fn times(payload: &Map<String, Value>) -> Result<(f64, Option<f64>), CredentialError> {
+    let exp = payload
+        .get("exp")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| CredentialError::Invalid("the token has no numeric `exp` claim".into()))?;
+    let nbf = match payload.get("nbf") {
+        Some(nbf) => Some(nbf.as_f64().ok_or_else(|| {
+            CredentialError::Invalid("the token's `nbf` claim is not a number".into())
+        })?),
+        None => None,
+    };
+    Ok((exp, nbf))
 }
 
 /// A verification failure in words a caller can act on.

@@ -22,6 +22,7 @@ mod schedules;
 mod search_attributes;
 mod standalone_activities;
 mod standalone_nexus;
+mod task_queue_config;
 mod updates;
 mod visibility;
 
@@ -1281,12 +1282,38 @@ impl WorkflowService for Frontend {
         let r = r.into_inner();
         check_task_queue(&r.task_queue)?;
         let namespace_id = self.ns_id(&r.namespace).await?;
-        self.matching
+        let config_of = r.report_config.then(|| {
+            (
+                r.task_queue
+                    .as_ref()
+                    .map(|q| q.name.clone())
+                    .unwrap_or_default(),
+                r.task_queue_type,
+            )
+        });
+        let mut response = self
+            .matching
             .describe_task_queue(Request::new(internal::DescribeTaskQueueRequest {
-                namespace_id,
+                namespace_id: namespace_id.clone(),
                 request: Some(r),
             }))
-            .await
+            .await?;
+        if let Some((name, task_queue_type)) = config_of {
+            let base = temper_types::parse_partition(&name).0;
+            response.get_mut().config = self
+                .task_queue_config(&namespace_id, base, task_queue_type)
+                .await?;
+        }
+        Ok(response)
+    }
+
+    async fn update_task_queue_config(
+        &self,
+        r: Request<ws::UpdateTaskQueueConfigRequest>,
+    ) -> Result<Response<ws::UpdateTaskQueueConfigResponse>, Status> {
+        Ok(Response::new(
+            self.update_task_queue_config_call(r.into_inner()).await?,
+        ))
     }
 
     async fn shutdown_worker(

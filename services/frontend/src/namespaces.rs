@@ -152,6 +152,7 @@ impl Namespaces {
             search_attributes: Default::default(),
             worker_deployments: Vec::new(),
             build_id_version_sets: Vec::new(),
+            task_queue_configs: Vec::new(),
         }
     }
 

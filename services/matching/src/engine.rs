@@ -413,6 +413,32 @@ impl Core {
         result
     }
 
+    /// Bring a normal partition's rate limit and fairness weight overrides up to date with
+    /// the task queue's UpdateTaskQueueConfig settings (read through the deployment
+    /// registry's cache, so a change reaches every node within its propagation delay). The
+    /// queue rate limit is shared evenly by the queue's partitions.
+    pub(crate) async fn apply_task_queue_config(&self, key: &QueueKey, queue: &TaskQueue) {
+        if key.kind != QueueKind::Normal {
+            return;
+        }
+        let Some(registry) = self.deployments.get() else {
+            return;
+        };
+        match registry
+            .task_queue_config(&key.namespace_id, &key.name, key.task_type.as_i32())
+            .await
+        {
+            Ok(config) => {
+                let (rate, overrides) =
+                    config_for_partition(config, self.ctx.config.partitions.partitions(&key.name));
+                queue.apply_config(rate, &overrides);
+            }
+            Err(status) => {
+                tracing::debug!(queue = %key, %status, "could not read the task queue config; keeping the previous one");
+            }
+        }
+    }
+
     async fn poll_inner(&self, poll: &Poll) -> Result<Option<PollResponse>, Status> {
         let deadline = Instant::now() + poll.timeout;
         let mut forward_at = (poll.key.is_child() && !poll.forwarded).then(Instant::now);
@@ -426,6 +452,7 @@ impl Core {
                 Err(err) => return Err(err.into()),
             };
             queue.record_poll(&poll.poller);
+            self.apply_task_queue_config(&poll.key, &queue).await;
             match queue
                 .take(deadline, &poll.worker_instance_key, forward_at)
                 .await
@@ -543,4 +570,21 @@ impl Core {
             )),
         }
     }
+}
+
+/// A partition's share of a task queue config: its dispatch rate (`None`: no limit) and the
+/// fairness weight overrides.
+pub(crate) fn config_for_partition(
+    config: Option<temper_proto::temporal::api::taskqueue::v1::TaskQueueConfig>,
+    partitions: u32,
+) -> (Option<f64>, std::collections::HashMap<String, f32>) {
+    let Some(config) = config else {
+        return (None, Default::default());
+    };
+    let rate = config
+        .queue_rate_limit
+        .as_ref()
+        .and_then(|c| c.rate_limit.as_ref())
+        .map(|r| f64::from(r.requests_per_second.max(0.0)) / f64::from(partitions.max(1)));
+    (rate, config.fairness_weight_overrides)
 }

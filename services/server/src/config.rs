@@ -96,6 +96,9 @@ pub struct AuthSection {
     pub jwks_url: Option<String>,
     /// How often `jwks_url` is fetched again (also on a token with an unknown key id).
     pub jwks_refresh_interval_ms: u64,
+    /// A PEM CA bundle an `https` `jwks_url` may be signed by, besides the system's root
+    /// CAs (an identity provider with a private CA).
+    pub jwks_ca_file: Option<PathBuf>,
     /// A PEM public key (RSA or P-256) or a JWKS JSON file with the signing keys.
     pub key_file: Option<PathBuf>,
     /// The claim holding the `namespace:role` permissions.
@@ -119,6 +122,7 @@ impl Default for AuthSection {
             enabled: false,
             jwks_url: None,
             jwks_refresh_interval_ms: 60_000,
+            jwks_ca_file: None,
             key_file: None,
             permissions_claim: "permissions".into(),
             audience: None,
@@ -149,6 +153,9 @@ impl AuthSection {
         {
             anyhow::bail!("auth.jwks_url: `{u}` is not an http:// or https:// URL");
         }
+        if self.jwks_ca_file.is_some() && self.jwks_url.is_none() {
+            anyhow::bail!("auth.jwks_ca_file is for an https auth.jwks_url: set auth.jwks_url");
+        }
         if self.jwks_refresh_interval_ms < 1000 {
             anyhow::bail!("auth.jwks_refresh_interval_ms must be at least 1000");
         }
@@ -170,6 +177,7 @@ impl AuthSection {
         };
         Some(temper_auth::AuthSettings {
             keys,
+            jwks_ca_file: self.jwks_ca_file.clone(),
             refresh_interval: Duration::from_millis(self.jwks_refresh_interval_ms),
             rules: temper_auth::TokenRules {
                 permissions_claim: self.permissions_claim.clone(),
@@ -1070,6 +1078,7 @@ mod tests {
                 "auth.audience=temper".into(),
                 "auth.audit_log=true".into(),
                 "auth.cert_permissions.worker-a=[\"orders:worker\"]".into(),
+                "auth.jwks_ca_file=idp-ca.pem".into(),
             ],
         )
         .expect("valid");
@@ -1081,6 +1090,7 @@ mod tests {
             ))
         );
         assert_eq!(s.rules.audience.as_deref(), Some("temper"));
+        assert_eq!(s.jwks_ca_file, Some(PathBuf::from("idp-ca.pem")));
         assert_eq!(s.rules.permissions_claim, "permissions");
         assert_eq!(s.rules.leeway, Duration::from_secs(5));
         assert!(s.audit_log);
@@ -1101,6 +1111,10 @@ mod tests {
             (
                 "[auth]\nenabled = true\njwks_url = \"file:///x\"",
                 "not an http:// or https:// URL",
+            ),
+            (
+                "[auth]\nenabled = true\nkey_file = \"k.pem\"\njwks_ca_file = \"ca.pem\"",
+                "auth.jwks_ca_file is for an https auth.jwks_url",
             ),
         ] {
             let e = ServerConfig::parse(text).map(|_| ()).expect_err(text);

@@ -405,6 +405,12 @@ const DOCS: &[Doc] = &[
     ),
     unset(
         "auth",
+        "jwks_ca_file",
+        "A PEM CA bundle an https jwks_url's certificate may chain to, besides the system's root CAs (an identity provider with a private CA).",
+        "\"/etc/temper/auth/idp-ca.pem\"",
+    ),
+    unset(
+        "auth",
         "key_file",
         "Instead of jwks_url: a PEM public key (RSA or P-256) or a JWKS JSON file, read at start.",
         "\"/etc/temper/auth/jwt-signing-key.pem\"",

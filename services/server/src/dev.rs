@@ -97,21 +97,38 @@ pub struct DevArgs {
     pub ui_server_bin: Option<PathBuf>,
     /// Serve TLS on the gRPC port with this PEM certificate chain (leaf first); needs
     /// `--tls-key`. Reloaded when the file changes. Default: plaintext.
-    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "ui")]
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `--tls-cert`.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Require every client to present a certificate signed by a CA in this PEM bundle
     /// (mutual TLS); needs `--tls-cert`.
+    /// With `--ui`, also give the UI server a client certificate of that CA
+    /// (`--ui-tls-cert`, `--ui-tls-key`).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// With `--ui` and `--tls-client-ca`: the PEM client certificate the Web UI server
+    /// presents to the gRPC port; needs `--ui-tls-key`.
+    #[arg(long, value_name = "PEM", requires_all = ["ui_tls_key", "tls_client_ca", "ui"])]
+    pub ui_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--ui-tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "ui_tls_cert")]
+    pub ui_tls_key: Option<PathBuf>,
+    /// With `--ui` and `--tls-cert`: the name the Web UI server checks in the certificate
+    /// (a DNS name or IP address it names). Default: localhost.
+    #[arg(long, value_name = "NAME", requires = "tls_cert")]
+    pub ui_tls_server_name: Option<String>,
     /// Turn authorization on: check every call's bearer token (a JWT) against the keys of
     /// this JWKS document (http:// or https://), fetched at start, every minute, and when a
     /// token names an unknown key id. Roles come from the token's `permissions` claim
     /// (docs/security.md). Default: off (every call allowed).
     #[arg(long, value_name = "URL", conflicts_with_all = ["ui", "auth_key_file"])]
     pub auth_jwks_url: Option<String>,
+    /// With `--auth-jwks-url https://...`: also trust the CAs of this PEM bundle for the
+    /// JWKS server's certificate (besides the system's root CAs).
+    #[arg(long, value_name = "PEM", requires = "auth_jwks_url")]
+    pub auth_jwks_ca: Option<PathBuf>,
     /// Turn authorization on with the signing keys in this file: a PEM public key (RSA or
     /// P-256) or a JWKS JSON document.
     #[arg(long, value_name = "FILE", conflicts_with = "ui")]
@@ -190,6 +207,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.ip, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.ip, args.port))?;
+    if args.ui && args.tls_client_ca.is_some() && args.ui_tls_cert.is_none() {
+        anyhow::bail!(
+            "--ui with --tls-client-ca needs --ui-tls-cert and --ui-tls-key: a client \
+             certificate of the client CA for the Web UI server"
+        );
+    }
     let ui_addr = args.ui.then(|| ui_address(&args, addr)).transpose()?;
     let health = Health::new();
     let stop_health = tokio_util::sync::CancellationToken::new();
@@ -281,14 +304,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let ui = match ui_addr {
         None => None,
         Some(ui_addr) => match crate::ui::locate(args.ui_server_bin.as_deref()) {
-            Ok(bin) => match crate::ui::UiServer::start(&bin, addr, ui_addr) {
-                Ok(ui) => Some(ui),
-                Err(e) => {
-                    tracing::warn!("no Temporal Web UI: {e:#}");
-                    eprintln!("warning: no Temporal Web UI: {e:#}. Serving gRPC only.");
-                    None
+            Ok(bin) => {
+                match crate::ui::UiServer::start(&bin, addr, ui_addr, ui_tls(&args).as_ref()) {
+                    Ok(ui) => Some(ui),
+                    Err(e) => {
+                        tracing::warn!("no Temporal Web UI: {e:#}");
+                        eprintln!("warning: no Temporal Web UI: {e:#}. Serving gRPC only.");
+                        None
+                    }
                 }
-            },
+            }
             Err(why) => {
                 tracing::warn!("no Temporal Web UI: {why}");
                 eprintln!("warning: no Temporal Web UI: {why}. Serving gRPC only.");
@@ -378,6 +403,7 @@ fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
     };
     Some(temper_auth::AuthSettings {
         keys: Some(keys),
+        jwks_ca_file: args.auth_jwks_ca.clone(),
         refresh_interval: Duration::from_secs(60),
         rules: temper_auth::TokenRules {
             audience: args.auth_audience.clone(),
@@ -387,6 +413,24 @@ fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
         cert_permissions: Default::default(),
         audit_log: args.auth_audit_log,
         max_message_bytes: MAX_MESSAGE_BYTES,
+    })
+}
+
+/// How `--ui` reaches a TLS gRPC port: trusting the chain `--tls-cert` serves.
+fn ui_tls(args: &DevArgs) -> Option<crate::ui::UiTls> {
+    let cert = args.tls_cert.as_ref()?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    Some(crate::ui::UiTls {
+        ca_file: absolute(cert),
+        identity: args
+            .ui_tls_cert
+            .as_ref()
+            .zip(args.ui_tls_key.as_ref())
+            .map(|(c, k)| (absolute(c), absolute(k))),
+        server_name: args
+            .ui_tls_server_name
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
     })
 }
 

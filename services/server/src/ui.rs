@@ -97,9 +97,21 @@ pub fn url(ui: SocketAddr) -> String {
     format!("http://{}", dial_address(ui))
 }
 
+/// How the UI server reaches a TLS gRPC port (`start-dev --tls-cert`): it trusts the
+/// certificate chain the port serves and checks that it names `server_name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiTls {
+    /// The PEM chain of `--tls-cert` (absolute: the UI server runs in its own directory).
+    pub ca_file: PathBuf,
+    pub server_name: String,
+    /// The client certificate and key the UI server presents (a port with a client CA).
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
 /// Our config for the UI server (its YAML keys, from its config struct): the Temporal API
-/// address, where to listen, auth off, plain-HTTP cookies, no phoning home.
-pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr) -> String {
+/// address (over TLS with `tls`), where to listen, auth off, plain-HTTP cookies, no phoning
+/// home.
+pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr, tls: Option<&UiTls>) -> String {
     let host = match ui.ip() {
         IpAddr::V6(ip) => format!("\"{ip}\""),
         IpAddr::V4(ip) => ip.to_string(),
@@ -128,9 +140,37 @@ pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr) -> String {
            enabled: false\n\
          disableNewsFetch: true\n\
          notifyOnNewVersion: false\n\
-         hideLogs: true\n",
+         hideLogs: true\n\
+         {tls}",
         grpc = dial_address(grpc),
+        tls = tls.map(tls_yaml).unwrap_or_default(),
     )
+}
+
+/// The UI server's `tls` section: without `enableHostVerification` it would not check the
+/// certificate at all.
+fn tls_yaml(tls: &UiTls) -> String {
+    let identity = tls
+        .identity
+        .as_ref()
+        .map(|(cert, key)| {
+            format!(
+                "  certFile: {}\n  keyFile: {}\n",
+                yaml_string(&cert.to_string_lossy()),
+                yaml_string(&key.to_string_lossy())
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "tls:\n  caFile: {ca}\n  serverName: {name}\n  enableHostVerification: true\n{identity}",
+        ca = yaml_string(&tls.ca_file.to_string_lossy()),
+        name = yaml_string(&tls.server_name),
+    )
+}
+
+/// A YAML double-quoted string.
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
 /// A running UI server. Dropping it (or [`UiServer::stop`]) kills the process.
@@ -142,7 +182,12 @@ pub struct UiServer {
 impl UiServer {
     /// Writes the config and starts `bin` serving the UI on `ui`, talking to `grpc`. Prints
     /// the URL once the port accepts connections, or what went wrong if the process exits.
-    pub fn start(bin: &Path, grpc: SocketAddr, ui: SocketAddr) -> anyhow::Result<UiServer> {
+    pub fn start(
+        bin: &Path,
+        grpc: SocketAddr,
+        ui: SocketAddr,
+        tls: Option<&UiTls>,
+    ) -> anyhow::Result<UiServer> {
         // The UI server would only log a bind error and exit: say so before starting it.
         std::net::TcpListener::bind(ui)
             .with_context(|| format!("the Web UI's address {ui} is not free (--ui-port)"))?;
@@ -150,7 +195,7 @@ impl UiServer {
             std::env::temp_dir().join(format!("temper-ui-{}-{}", std::process::id(), ui.port()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = dir.join("temper.yaml");
-        std::fs::write(&config, config_yaml(grpc, ui))
+        std::fs::write(&config, config_yaml(grpc, ui, tls))
             .with_context(|| format!("writing {}", config.display()))?;
         let mut child = tokio::process::Command::new(bin)
             .arg("--root")
@@ -302,6 +347,7 @@ mod tests {
         let yaml = config_yaml(
             "0.0.0.0:7233".parse().expect("address"),
             "0.0.0.0:8233".parse().expect("address"),
+            None,
         );
         assert!(
             yaml.contains("temporalGrpcAddress: \"127.0.0.1:7233\"\n"),
@@ -313,8 +359,45 @@ mod tests {
         let v6 = config_yaml(
             "[::1]:7233".parse().expect("address"),
             "[::1]:8233".parse().expect("address"),
+            None,
         );
         assert!(v6.contains("temporalGrpcAddress: \"[::1]:7233\"\n"), "{v6}");
         assert!(v6.contains("host: \"::1\"\n"), "{v6}");
+        assert!(!v6.contains("tls:"), "plaintext: no tls section\n{v6}");
+    }
+
+    #[test]
+    fn with_tls_the_ui_server_checks_the_served_certificate() {
+        let tls = UiTls {
+            ca_file: PathBuf::from("/certs/server.pem"),
+            server_name: "localhost".into(),
+            identity: None,
+        };
+        let yaml = config_yaml(
+            "127.0.0.1:7233".parse().expect("address"),
+            "127.0.0.1:8233".parse().expect("address"),
+            Some(&tls),
+        );
+        assert!(
+            yaml.ends_with(
+                "tls:\n  caFile: \"/certs/server.pem\"\n  serverName: \"localhost\"\n  enableHostVerification: true\n"
+            ),
+            "{yaml}"
+        );
+        let mutual = UiTls {
+            identity: Some(("/certs/ui.pem".into(), "/certs/ui.key".into())),
+            ..tls
+        };
+        let yaml = config_yaml(
+            "127.0.0.1:7233".parse().expect("address"),
+            "127.0.0.1:8233".parse().expect("address"),
+            Some(&mutual),
+        );
+        assert!(
+            yaml.ends_with(
+                "enableHostVerification: true\n  certFile: \"/certs/ui.pem\"\n  keyFile: \"/certs/ui.key\"\n"
+            ),
+            "{yaml}"
+        );
     }
 }

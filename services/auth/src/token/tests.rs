@@ -249,3 +249,196 @@ async fn an_unreachable_jwks_url_is_not_fatal_and_says_why() {
     );
     let _ = SystemTime::UNIX_EPOCH;
 }
+
+#[tokio::test]
+async fn a_verified_token_is_served_from_the_cache_until_its_ttl() {
+    let key = TestKey::es256("k");
+    let clock = clock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("key");
+    std::fs::write(&path, &key.public_pem).expect("write");
+    let keys = KeySet::load(KeySource::File(path)).await.expect("loads");
+    let v = TokenVerifier::with_cache(
+        keys,
+        TokenRules::default(),
+        clock.clone(),
+        100,
+        Duration::from_secs(60),
+    );
+    let token = key.sign(&claims("alice", &["a:write"], NOW + 3600));
+    let first = v.claims(&token).await.expect("valid");
+    assert_eq!(v.verifications(), 1);
+    for _ in 0..5 {
+        assert_eq!(v.claims(&token).await.as_ref(), Ok(&first));
+    }
+    assert_eq!(v.verifications(), 1, "the later calls were cache hits");
+    assert_eq!(v.cached(), 1);
+    // After the TTL the signature is checked again.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(v.claims(&token).await, Ok(first));
+    assert_eq!(v.verifications(), 2);
+    // Refused tokens are not remembered.
+    let forged = TestKey::es256("k").sign(&claims("mallory", &[], NOW + 3600));
+    assert!(v.claims(&forged).await.is_err());
+    assert!(v.claims(&forged).await.is_err());
+    assert_eq!(v.verifications(), 4);
+    assert_eq!(v.cached(), 1);
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let key = TestKey::rs256("k");
+    let clock = clock();
+    let v = file_verifier(&key.public_pem, TokenRules::default(), clock.clone()).await;
+    let token = key.sign(&claims("alice", &["a:read"], NOW + 10));
+    assert!(v.claims(&token).await.is_ok());
+    clock.advance(Duration::from_secs(9));
+    assert!(v.claims(&token).await.is_ok());
+    assert_eq!(v.verifications(), 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(v.claims(&token).await, Err(CredentialError::Expired));
+    assert_eq!(v.claims(&token).await, Err(CredentialError::Expired));
+    assert_eq!(v.cached(), 0);
+}
+
+#[tokio::test]
+async fn a_key_rotated_out_of_the_jwks_stops_cached_tokens() {
+    let old = TestKey::es256("old");
+    let new = TestKey::es256("new");
+    let server = JwksServer::start(jwks(&[&old])).await;
+    let keys = KeySet::load_with(KeySource::Url(server.url.clone()), Duration::ZERO)
+        .await
+        .expect("loads");
+    let v = TokenVerifier::new(keys.clone(), TokenRules::default(), clock());
+    let token = old.sign(&claims("alice", &["a:read"], NOW + 3600));
+    assert!(v.claims(&token).await.is_ok());
+    // Fetching the same document again keeps the cache.
+    let generation = keys.generation();
+    keys.refresh().await.expect("refetch");
+    assert_eq!(keys.generation(), generation);
+    assert!(v.claims(&token).await.is_ok());
+    assert_eq!(v.verifications(), 1);
+    // The identity provider rotates `old` out: the cached token is checked again, and refused.
+    server.serve(jwks(&[&new]));
+    keys.refresh().await.expect("refetch");
+    assert_ne!(keys.generation(), generation);
+    assert!(
+        matches!(v.claims(&token).await, Err(CredentialError::Invalid(m)) if m.contains("old")),
+        "a token of a removed key is refused"
+    );
+    assert_eq!(v.cached(), 0);
+    let fresh = new.sign(&claims("alice", &["a:read"], NOW + 3600));
+    assert!(v.claims(&fresh).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_cache_holds_at_most_its_capacity() {
+    let key = TestKey::es256("k");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("key");
+    std::fs::write(&path, &key.public_pem).expect("write");
+    let keys = KeySet::load(KeySource::File(path)).await.expect("loads");
+    let v = TokenVerifier::with_cache(
+        keys,
+        TokenRules::default(),
+        clock(),
+        3,
+        Duration::from_secs(60),
+    );
+    let tokens: Vec<String> = (0..5)
+        .map(|i| key.sign(&claims(&format!("user{i}"), &[], NOW + 3600)))
+        .collect();
+    for t in &tokens {
+        assert!(v.claims(t).await.is_ok());
+    }
+    assert_eq!(v.cached(), 3);
+    assert_eq!(v.verifications(), 5);
+    // The newest three are hits, the first is checked again.
+    for t in &tokens[2..] {
+        assert!(v.claims(t).await.is_ok());
+    }
+    assert_eq!(v.verifications(), 5);
+    assert!(v.claims(&tokens[0]).await.is_ok());
+    assert_eq!(v.verifications(), 6);
+}
+
+#[tokio::test]
+async fn a_jwks_url_over_https_is_trusted_through_the_configured_ca() {
+    use crate::testkeys::TestCa;
+    let key = TestKey::es256("k");
+    let ca = TestCa::new("idp test CA");
+    let server = JwksServer::start_tls(jwks(&[&key]), &ca.leaf(&["127.0.0.1"])).await;
+    assert!(server.url.starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let keys = KeySet::load_trusting(
+        KeySource::Url(server.url.clone()),
+        Some(&ca_file),
+        Duration::ZERO,
+    )
+    .await
+    .expect("loads");
+    assert_eq!(server.hits(), 1, "fetched at start over HTTPS");
+    let v = TokenVerifier::new(keys, TokenRules::default(), clock());
+    let token = key.sign(&claims("alice", &["a:read"], NOW + 60));
+    assert_eq!(
+        v.claims(&token).await.map(|c| c.subject),
+        Ok("alice".into())
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_server_certificate_of_an_unknown_ca_is_refused() {
+    use crate::testkeys::TestCa;
+    let key = TestKey::es256("k");
+    let server = JwksServer::start_tls(
+        jwks(&[&key]),
+        &TestCa::new("somebody else").leaf(&["127.0.0.1"]),
+    )
+    .await;
+    // Neither the system's roots nor a CA file with another CA trust it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, TestCa::new("mine").pem()).expect("write");
+    for ca_file in [None, Some(other_ca.as_path())] {
+        let keys =
+            KeySet::load_trusting(KeySource::Url(server.url.clone()), ca_file, Duration::ZERO)
+                .await
+                .expect("a JWKS URL that fails at start is not fatal");
+        assert_eq!(server.hits(), 0, "no request after the refused handshake");
+        let v = TokenVerifier::new(keys.clone(), TokenRules::default(), clock());
+        let token = key.sign(&claims("alice", &["a:read"], NOW + 60));
+        let Err(CredentialError::Invalid(why)) = v.claims(&token).await else {
+            panic!("a key from an untrusted server was used");
+        };
+        assert!(
+            why.contains("not signed by a trusted CA") && why.contains("auth.jwks_ca_file"),
+            "{why}"
+        );
+        assert!(keys.refresh().await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn a_bad_jwks_ca_file_is_a_start_up_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("write");
+    for path in [&missing, &not_pem] {
+        let err = KeySet::load_trusting(
+            KeySource::Url("https://127.0.0.1:1/jwks.json".into()),
+            Some(path),
+            Duration::ZERO,
+        )
+        .await
+        .err()
+        .expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("auth.jwks_ca_file: ") && text.contains(&*path.to_string_lossy()),
+            "{text}"
+        );
+    }
+}

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prost::Message;
 use temper_persistence::{NamespaceStore, StoreError};
-use temper_proto::persistence::v1::{NamespaceDetail, TaskQueueVersionSets};
+use temper_proto::persistence::v1::{NamespaceDetail, TaskQueueConfigRecord, TaskQueueVersionSets};
+use temper_proto::temporal::api::taskqueue::v1::TaskQueueConfig;
 use temper_types::{Clock, NamespaceId};
 use tonic::Status;
 
@@ -26,6 +27,8 @@ const MAX_ATTEMPTS: usize = 8;
 
 struct Cached {
     set: Arc<DeploymentSet>,
+    /// The namespace's task queue configs (UpdateTaskQueueConfig), ordered.
+    configs: Arc<Vec<TaskQueueConfigRecord>>,
     read_at: Instant,
 }
 
@@ -46,6 +49,17 @@ impl std::fmt::Debug for DeploymentRegistry {
     }
 }
 
+/// Where the config of (`task_queue`, `task_queue_type`) is, or would go, in `all`.
+fn find_config(
+    all: &[TaskQueueConfigRecord],
+    task_queue: &str,
+    task_queue_type: i32,
+) -> Result<usize, usize> {
+    all.binary_search_by(|r| {
+        (r.task_queue.as_str(), r.task_queue_type).cmp(&(task_queue, task_queue_type))
+    })
+}
+
 impl DeploymentRegistry {
     pub fn new(store: Arc<dyn NamespaceStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -60,7 +74,12 @@ impl DeploymentRegistry {
         self.clock.now()
     }
 
-    fn remember(&self, namespace_id: &NamespaceId, set: DeploymentSet) -> Arc<DeploymentSet> {
+    fn remember(
+        &self,
+        namespace_id: &NamespaceId,
+        set: DeploymentSet,
+        configs: Vec<TaskQueueConfigRecord>,
+    ) -> Arc<DeploymentSet> {
         let set = Arc::new(set);
         self.cache
             .lock()
@@ -69,6 +88,7 @@ impl DeploymentRegistry {
                 namespace_id.0.clone(),
                 Cached {
                     set: set.clone(),
+                    configs: Arc::new(configs),
                     read_at: Instant::now(),
                 },
             );
@@ -114,7 +134,73 @@ impl DeploymentRegistry {
             DeploymentSet {
                 deployments: detail.worker_deployments,
             },
+            detail.task_queue_configs,
         ))
+    }
+
+    /// The UpdateTaskQueueConfig settings of a task queue and type as this process applies
+    /// them (cached up to [`PROPAGATION`]); `None` if it has none.
+    pub async fn task_queue_config(
+        &self,
+        namespace_id: &NamespaceId,
+        task_queue: &str,
+        task_queue_type: i32,
+    ) -> Result<Option<TaskQueueConfig>, Status> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&namespace_id.0)
+            .filter(|c| c.read_at.elapsed() < PROPAGATION)
+            .map(|c| c.configs.clone());
+        let configs = match cached {
+            Some(c) => c,
+            None => {
+                self.fresh(namespace_id).await?;
+                self.cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&namespace_id.0)
+                    .map(|c| c.configs.clone())
+                    .unwrap_or_default()
+            }
+        };
+        Ok(find_config(&configs, task_queue, task_queue_type)
+            .ok()
+            .and_then(|i| configs[i].config.clone()))
+    }
+
+    /// Change the config of a task queue and type with `f` (Ok(true): it changed it) under
+    /// the namespace's compare-and-set; the config as stored afterwards.
+    pub async fn modify_task_queue_config(
+        &self,
+        namespace_id: &NamespaceId,
+        task_queue: &str,
+        task_queue_type: i32,
+        mut f: impl FnMut(&mut TaskQueueConfig) -> Result<bool, DeploymentError>,
+    ) -> Result<TaskQueueConfig, Status> {
+        self.modify_detail(namespace_id, |detail| {
+            let all = &mut detail.task_queue_configs;
+            let at = find_config(all, task_queue, task_queue_type);
+            let mut config = match at {
+                Ok(i) => all[i].config.clone().unwrap_or_default(),
+                Err(_) => TaskQueueConfig::default(),
+            };
+            let changed = f(&mut config)?;
+            if changed {
+                let record = TaskQueueConfigRecord {
+                    task_queue: task_queue.to_owned(),
+                    task_queue_type,
+                    config: Some(config.clone()),
+                };
+                match at {
+                    Ok(i) => all[i] = record,
+                    Err(i) => all.insert(i, record),
+                }
+            }
+            Ok((config, changed))
+        })
+        .await
     }
 
     /// Change the namespace's deployments with `f` (called again on a concurrent change) and
@@ -188,8 +274,9 @@ impl DeploymentRegistry {
             let set = DeploymentSet {
                 deployments: detail.worker_deployments.clone(),
             };
+            let configs = detail.task_queue_configs.clone();
             if !changed {
-                self.remember(namespace_id, set);
+                self.remember(namespace_id, set, configs);
                 return Ok(value);
             }
             let expected = rec.notification_version;
@@ -197,7 +284,7 @@ impl DeploymentRegistry {
             rec.notification_version += 1;
             match self.store.update_namespace(expected, &rec).await {
                 Ok(()) => {
-                    self.remember(namespace_id, set);
+                    self.remember(namespace_id, set, configs);
                     return Ok(value);
                 }
                 Err(StoreError::ConditionFailed(_)) => continue,

@@ -11,6 +11,7 @@
 //! and task offers), and tells its backlog forwarder when tasks are ready (see `forward`).
 
 mod backlog;
+mod limit;
 mod ready;
 mod report;
 
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use backlog::WriteError;
 use backlog::{Backlog, ReadStart};
+use limit::DispatchLimit;
 use ready::ReadyQueue;
 
 use crate::config::MatchingConfig;
@@ -34,6 +36,10 @@ use crate::key::QueueKey;
 use crate::pollers::{PollerHistory, PollerSeen};
 use crate::rate::RateCounter;
 use crate::task::{Dispatched, Origin, Outcome, Task, TaskInfo};
+
+/// How often a poll waiting on a rate-limited queue looks again for a task the limit held
+/// back (at most; sooner when the next dispatch is due sooner).
+const LIMIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What every queue of one engine shares.
 pub(crate) struct Context {
@@ -105,6 +111,8 @@ struct State {
     dispatches: RateCounter,
     /// The persisted backlog; `None` for sticky queues.
     backlog: Option<Backlog>,
+    /// This partition's share of the queue rate limit (UpdateTaskQueueConfig), if one is set.
+    limit: Option<DispatchLimit>,
 }
 
 /// One task queue partition.
@@ -199,6 +207,7 @@ impl TaskQueue {
                 adds: RateCounter::new(now),
                 dispatches: RateCounter::new(now),
                 backlog,
+                limit: None,
             }),
             lease_io: tokio::sync::Mutex::new(()),
             forward_polls: Arc::new(Semaphore::new(ctx.config.max_forwarded_polls.max(1))),
@@ -262,6 +271,18 @@ impl TaskQueue {
     // The task itself comes back, not an error: the caller stores it instead.
     #[allow(clippy::result_large_err)]
     fn offer_locked(self: &Arc<Self>, st: &mut State, mut task: Task) -> Result<(), Task> {
+        if st.waiters.is_empty() {
+            return Err(task);
+        }
+        // The queue rate limit counts every task handed out; queries are not tasks of the
+        // queue's own and pass (as in Temporal).
+        let limited = !task.is_query() && st.limit.is_some();
+        if limited
+            && let Some(limit) = st.limit.as_mut()
+            && limit.try_take(Instant::now()).is_err()
+        {
+            return Err(task);
+        }
         while let Some(waiter) = st.waiters.pop_front() {
             match waiter.tx.send(Dispatched::new(task, self.clone())) {
                 Ok(()) => return Ok(()),
@@ -272,7 +293,37 @@ impl TaskQueue {
                 },
             }
         }
+        if limited && let Some(limit) = st.limit.as_mut() {
+            limit.refund();
+        }
         Err(task)
+    }
+
+    /// Apply the task queue's UpdateTaskQueueConfig settings to this partition: its share of
+    /// the queue rate limit (`None`: unlimited) and the fairness weight overrides.
+    pub(crate) fn apply_config(
+        &self,
+        rate: Option<f64>,
+        overrides: &std::collections::HashMap<String, f32>,
+    ) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        match (rate, st.limit.as_mut()) {
+            (None, _) => st.limit = None,
+            (Some(rate), Some(limit)) => {
+                if limit.rate() != rate {
+                    limit.set_rate(rate, now);
+                }
+            }
+            (Some(rate), None) => st.limit = Some(DispatchLimit::new(rate, now)),
+        }
+        st.ready.set_weight_overrides(overrides);
+    }
+
+    /// The rate limit this partition dispatches under, if any.
+    #[cfg(test)]
+    pub(crate) fn dispatch_limit(&self) -> Option<f64> {
+        self.lock().limit.as_ref().map(DispatchLimit::rate)
     }
 
     /// Put a task that was not started back at the front, or give it to a waiting poller.
@@ -407,13 +458,42 @@ impl TaskQueue {
                     match self.start_read_locked(&mut st, now) {
                         ReadStart::Read(ticket) => Step::Read(ticket),
                         start => {
-                            if let Some(task) = self.pop_ready_locked(&mut st, true) {
+                            // Under a queue rate limit a ready task waits for its turn.
+                            let mut took = false;
+                            let mut recheck = None;
+                            if !st.ready.is_empty()
+                                && let Some(limit) = st.limit.as_mut()
+                            {
+                                match limit.try_take(now) {
+                                    Ok(()) => took = true,
+                                    Err(next) => {
+                                        recheck = Some(
+                                            next.unwrap_or(now + LIMIT_RECHECK)
+                                                .min(now + LIMIT_RECHECK),
+                                        );
+                                    }
+                                }
+                            }
+                            let task = if recheck.is_none() {
+                                self.pop_ready_locked(&mut st, true)
+                            } else {
+                                None
+                            };
+                            if let Some(task) = task {
                                 Step::Done(Wait::Task(task))
                             } else {
-                                let wake_at = match start {
+                                if took && let Some(limit) = st.limit.as_mut() {
+                                    limit.refund();
+                                }
+                                let mut wake_at = match start {
                                     ReadStart::RetryAt(at) => at.min(deadline),
                                     _ => deadline,
                                 };
+                                if st.limit.is_some() {
+                                    // A task the limit turns away now (here or when it
+                                    // arrives) is taken when the next dispatch is due.
+                                    wake_at = wake_at.min(recheck.unwrap_or(now + LIMIT_RECHECK));
+                                }
                                 let id = st.next_waiter_id;
                                 st.next_waiter_id += 1;
                                 let (tx, rx) = oneshot::channel();

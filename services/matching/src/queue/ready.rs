@@ -113,16 +113,20 @@ impl Level {
         self.len += 1;
     }
 
-    fn pop(&mut self) -> Option<Task> {
+    fn pop(&mut self, overrides: &HashMap<String, f32>) -> Option<Task> {
         let keyed = self.keyed();
         let i = if keyed { self.active.pop_first()?.1 } else { 0 };
         let slot = &mut self.slots[i];
         let task = slot.tasks.pop_front()?;
         self.len -= 1;
         self.vtime = slot.pass;
-        slot.pass = slot
-            .pass
-            .saturating_add(stride(task.info.priority.fairness_weight));
+        // A weight override of the task queue (UpdateTaskQueueConfig) replaces the task's.
+        let weight = match overrides.get(&slot.key) {
+            Some(&w) if w > 0.0 => w,
+            Some(_) => 1.0,
+            None => task.info.priority.fairness_weight,
+        };
+        slot.pass = slot.pass.saturating_add(stride(weight));
         if !slot.tasks.is_empty() {
             if keyed {
                 self.active.insert((slot.pass, i));
@@ -158,6 +162,8 @@ impl Level {
 pub(crate) struct ReadyQueue {
     levels: [Level; LEVELS as usize],
     len: usize,
+    /// Fairness key -> the weight its tasks get, whatever they carry (UpdateTaskQueueConfig).
+    overrides: HashMap<String, f32>,
 }
 
 impl Default for ReadyQueue {
@@ -165,11 +171,21 @@ impl Default for ReadyQueue {
         Self {
             levels: std::array::from_fn(|_| Level::default()),
             len: 0,
+            overrides: HashMap::new(),
         }
     }
 }
 
 impl ReadyQueue {
+    /// Replace the fairness weight overrides; `false` if they were these already.
+    pub(crate) fn set_weight_overrides(&mut self, overrides: &HashMap<String, f32>) -> bool {
+        if self.overrides == *overrides {
+            return false;
+        }
+        self.overrides.clone_from(overrides);
+        true
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -208,7 +224,7 @@ impl ReadyQueue {
     /// The next task to hand out.
     pub(crate) fn pop(&mut self) -> Option<Task> {
         let level = self.levels.iter_mut().find(|l| l.len > 0)?;
-        let task = level.pop();
+        let task = level.pop(&self.overrides);
         if task.is_some() {
             self.len -= 1;
         }
@@ -368,5 +384,45 @@ mod tests {
         assert_eq!(q.pop().map(|t| t.info.scheduled_event_id), Some(2));
         assert_eq!(q.oldest_create_time(), Some(UNIX_EPOCH));
         assert_eq!(drain(&mut q).len(), 2);
+    }
+
+    #[test]
+    fn a_weight_override_replaces_the_weight_tasks_carry() {
+        let mut q = ReadyQueue::default();
+        // Both keys' tasks say weight 1; the override gives "gold" weight 3.
+        let mut overrides = HashMap::new();
+        overrides.insert("gold".to_owned(), 3.0);
+        assert!(q.set_weight_overrides(&overrides));
+        assert!(!q.set_weight_overrides(&overrides), "unchanged");
+        for id in 0..100 {
+            q.push_back(task(id, 3, "gold", 1.0));
+            q.push_back(task(1000 + id, 3, "plain", 1.0));
+        }
+        let first: Vec<i64> = (0..80)
+            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .collect();
+        let gold = first.iter().filter(|&&id| id < 1000).count();
+        assert!((58..=62).contains(&gold), "gold got {gold} of 80");
+        // Unset, the tasks' own weights count again: equal shares.
+        assert!(q.set_weight_overrides(&HashMap::new()));
+        let next: Vec<i64> = (0..40)
+            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .collect();
+        let gold = next.iter().filter(|&&id| id < 1000).count();
+        assert!((18..=22).contains(&gold), "gold got {gold} of 40");
+        // An override also lowers a weight the tasks carry.
+        let mut q = ReadyQueue::default();
+        overrides.clear();
+        overrides.insert("heavy".to_owned(), 1.0);
+        q.set_weight_overrides(&overrides);
+        for id in 0..50 {
+            q.push_back(task(id, 3, "heavy", 10.0));
+            q.push_back(task(1000 + id, 3, "light", 1.0));
+        }
+        let first: Vec<i64> = (0..40)
+            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .collect();
+        let heavy = first.iter().filter(|&&id| id < 1000).count();
+        assert!((18..=22).contains(&heavy), "heavy got {heavy} of 40");
     }
 }

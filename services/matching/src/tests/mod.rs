@@ -10,6 +10,7 @@ mod nexus;
 mod partitions;
 mod priority;
 mod query;
+mod queue_config;
 mod sticky;
 mod sync_match;
 
