@@ -245,13 +245,24 @@ async fn flush_acks(shard: &ShardContext, category: TaskCategory, acker: &Acker)
     let deleted = shard
         .persistence
         .executions
-        .delete_tasks_before(shard.shard_id, category, bound)
+        .delete_tasks_before(
+            shard.shard_id,
+            temper_types::RangeId(shard.range.load(Ordering::Acquire)),
+            category,
+            bound,
+        )
         .await;
     match deleted {
         Ok(()) => {
             if acker.delete_failing.swap(false, Ordering::Relaxed) {
                 tracing::info!(shard = %shard.shard_id, ?category, "deleting acknowledged tasks works again");
             }
+        }
+        Err(e @ temper_persistence::StoreError::OwnershipLost { .. }) => {
+            // Another node took the shard: its tasks are not ours to delete, nor to run.
+            tracing::info!(shard = %shard.shard_id, ?category, error = %e,
+                "deleting acknowledged tasks refused: the shard has a new owner; stopping it");
+            shard.cancel.cancel();
         }
         Err(e) => {
             if acker.delete_failing.swap(true, Ordering::Relaxed) {

@@ -82,7 +82,7 @@ pub(crate) fn same_row_conflict(writes: &[ExecutionWrite]) -> Option<CommitError
 }
 
 /// The fencing statement on a shard's row.
-fn fence(shard: i32, held: RangeId) -> (Stmt, Values) {
+pub(crate) fn fence(shard: i32, held: RangeId) -> (Stmt, Values) {
     let mut values = RowKey::shard_row(shard).after([bigint(held.0)]);
     values.push(bigint(held.0));
     (Stmt::FenceShard, values)

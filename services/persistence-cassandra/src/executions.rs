@@ -591,15 +591,31 @@ impl ExecutionStore for CassandraStore {
     async fn delete_tasks_before(
         &self,
         shard_id: ShardId,
+        range_id: RangeId,
         category: TaskCategory,
         exclusive_max: TaskKey,
     ) -> Result<(), StoreError> {
         let shard = shard_key(shard_id)?;
         let what = format!("deleting acknowledged {category:?} tasks of shard {shard_id}");
-        for (stmt, values) in delete_tasks_before_statements(shard, category, exclusive_max) {
-            self.execute(&what, stmt, values).await?;
+        // One conditional batch on the shard's partition: the fence, then the range deletes.
+        let mut statements = vec![commit::fence(shard, range_id)];
+        statements.extend(delete_tasks_before_statements(
+            shard,
+            category,
+            exclusive_max,
+        ));
+        let rows = self.batch(&what, statements).await?;
+        if rows.applied()? {
+            return Ok(());
         }
-        Ok(())
+        let shard_row = rows
+            .iter()
+            .find(|row| RowKey::shard_row(shard).is(row).unwrap_or(false));
+        Err(
+            commit::shard_condition(shard_id, range_id, shard_row.as_ref())?.unwrap_or_else(|| {
+                StoreError::Internal(format!("{what}: the batch was not applied"))
+            }),
+        )
     }
 }
 

@@ -444,11 +444,16 @@ impl ExecutionStore for SqliteStore {
     async fn delete_tasks_before(
         &self,
         shard_id: ShardId,
+        range_id: RangeId,
         category: TaskCategory,
         exclusive_max: TaskKey,
     ) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.prepare_cached(
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Err(e) = check_range(&tx, shard_id, range_id)? {
+                return Ok(Err(e));
+            }
+            tx.prepare_cached(
                 "DELETE FROM tasks
                  WHERE shard_id = ?1 AND category = ?2
                    AND fire_time_ms <= ?3 AND (fire_time_ms, task_id) < (?3, ?4)",
@@ -459,9 +464,10 @@ impl ExecutionStore for SqliteStore {
                 exclusive_max.fire_time_ms,
                 exclusive_max.task_id,
             ))?;
-            Ok(())
+            tx.commit()?;
+            Ok(Ok(()))
         })
-        .await
+        .await?
     }
 }
 

@@ -127,6 +127,7 @@ macro_rules! __persistence_conformance_all {
             case_transfer_tasks_in_id_order,
             case_timer_tasks_in_fire_time_order,
             case_task_deletion,
+            case_task_deletion_under_stale_range_deletes_nothing,
             case_task_categories_and_shards_are_independent,
             case_history_order_and_paging,
             case_history_orphans_across_pages,

@@ -342,13 +342,14 @@ impl<H: Around> ExecutionStore for Decorated<H> {
     async fn delete_tasks_before(
         &self,
         shard_id: ShardId,
+        range_id: RangeId,
         category: TaskCategory,
         exclusive_max: TaskKey,
     ) -> Result<(), StoreError> {
-        let call = self
-            .inner
-            .executions
-            .delete_tasks_before(shard_id, category, exclusive_max);
+        let call =
+            self.inner
+                .executions
+                .delete_tasks_before(shard_id, range_id, category, exclusive_max);
         self.call(Operation::DeleteTasksBefore, call).await
     }
 }

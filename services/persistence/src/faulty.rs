@@ -315,6 +315,7 @@ mod tests {
         async fn delete_tasks_before(
             &self,
             _: ShardId,
+            _: RangeId,
             _: TaskCategory,
             _: TaskKey,
         ) -> Result<(), StoreError> {

@@ -238,6 +238,7 @@ impl ExecutionStore for Unused {
     async fn delete_tasks_before(
         &self,
         _: ShardId,
+        _: RangeId,
         _: TaskCategory,
         _: TaskKey,
     ) -> Result<(), StoreError> {

@@ -100,10 +100,15 @@ pub trait ExecutionStore: Send + Sync {
         key: TaskKey,
     ) -> Result<(), StoreError>;
 
-    /// Delete every task of a category with `key < exclusive_max` (all acknowledged).
+    /// Delete every task of a category with `key < exclusive_max` (all acknowledged), if
+    /// the shard's range id is still `range_id`; otherwise delete nothing and answer
+    /// [`StoreError::OwnershipLost`]. Fenced like a commit: a node that lost the shard
+    /// without noticing must not delete tasks the new owner wrote (timers sort by fire
+    /// time, so a stale bound can lie past them).
     async fn delete_tasks_before(
         &self,
         shard_id: ShardId,
+        range_id: RangeId,
         category: TaskCategory,
         exclusive_max: TaskKey,
     ) -> Result<(), StoreError>;

@@ -4,7 +4,7 @@
 use temper_persistence::ShardRecord;
 use temper_persistence::faulty::Op;
 use temper_proto::temporal::api::enums::v1::EventType;
-use temper_types::RangeId;
+use temper_types::{Clock, RangeId};
 use tonic::Code;
 
 use super::*;
@@ -114,4 +114,61 @@ async fn every_write_of_a_fenced_batch_fails() {
         let history = stored_history(&p, ShardId(1), key).await;
         assert_eq!(count_of(&history, EventType::WorkflowExecutionSignaled), 0);
     }
+}
+
+/// Partition tests lost timers this way: a stale owner's acker deleted every timer of the
+/// shard below its lowest outstanding one, including the earlier timers the new owner had
+/// written meanwhile. Deletion is fenced now: the stale owner's is refused and it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_never_deletes_the_timers_the_new_owner_wrote() {
+    let store = store();
+    let p = store.inner().clone();
+    let old = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    // A timer that fires at 0.8 s without writing (its run is closed by then), and one at
+    // 1.8 s that stays outstanding: when the first is done, the old owner's acker moves
+    // its deletion bound up to the second.
+    start(&old, "moot", Duration::from_millis(800)).await;
+    terminate(&old, "moot").await.expect("terminate");
+    start(&old, "outstanding", Duration::from_millis(1800)).await;
+    let shard = shard_of(&old, "outstanding");
+
+    // Another node takes the shard and writes a timer due at 1.2 s, between the two.
+    let new_range = steal_shard(&p, ShardId(1)).await;
+    let due = temper_workflow::time::millis(SystemClock.now() + Duration::from_millis(1200));
+    let theirs = TaskRecord {
+        category: TaskCategory::Timer,
+        key: TaskKey {
+            fire_time_ms: due,
+            task_id: (new_range.0 << 20) + 1,
+        },
+        data: pb::TimerTask::default().encode_to_vec(),
+    };
+    p.executions
+        .commit(
+            ShardId(1),
+            new_range,
+            &[temper_persistence::ExecutionWrite {
+                key: key("new-owner", "run"),
+                expected_version: None,
+                new_version: 1,
+                state: pb::MutableState::default().encode_to_vec(),
+                current: None,
+                tasks: vec![theirs.clone()],
+                visibility: None,
+            }],
+        )
+        .await
+        .expect("the new owner commits");
+
+    // The moot timer fires (0.8 s) and its acknowledgement reaches the store (every 0.5 s).
+    eventually(
+        "the old owner's deletion is refused and its shard stops",
+        || async { shard.cancel.is_cancelled().then_some(()) },
+    )
+    .await;
+    let timers = stored_tasks(&p, ShardId(1), TaskCategory::Timer).await;
+    assert!(
+        timers.iter().any(|t| t.key == theirs.key),
+        "the new owner's timer was deleted: {timers:?}"
+    );
 }

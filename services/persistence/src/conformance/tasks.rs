@@ -152,7 +152,7 @@ pub async fn case_task_deletion(p: &Persistence) {
         .expect("delete_task twice");
 
     p.executions
-        .delete_tasks_before(SHARD, TaskCategory::Transfer, TaskKey::immediate(4))
+        .delete_tasks_before(SHARD, held, TaskCategory::Transfer, TaskKey::immediate(4))
         .await
         .expect("delete_tasks_before");
     assert_eq!(
@@ -175,6 +175,7 @@ pub async fn case_task_deletion(p: &Persistence) {
     p.executions
         .delete_tasks_before(
             SHARD,
+            held,
             TaskCategory::Timer,
             TaskKey {
                 fire_time_ms: 200,
@@ -189,6 +190,40 @@ pub async fn case_task_deletion(p: &Persistence) {
     );
     // The transfer queue was not touched by timer deletions.
     assert_eq!(all_tasks(p, SHARD, TaskCategory::Transfer).await.len(), 3);
+}
+
+/// Deleting acknowledged tasks is fenced like a commit: under a range id the shard no
+/// longer has, nothing goes, not even the tasks written under the old range.
+pub async fn case_task_deletion_under_stale_range_deletes_nothing(p: &Persistence) {
+    let stale = acquire(p, SHARD).await;
+    write_tasks(p, SHARD, stale, vec![transfer(1), timer(500, 2)]).await;
+    let held = acquire(p, SHARD).await;
+    // The new owner writes a timer that fires before the old owner's.
+    write_tasks(p, SHARD, held, vec![timer(100, 3)]).await;
+    for category in [TaskCategory::Timer, TaskCategory::Transfer] {
+        let refused = p
+            .executions
+            .delete_tasks_before(SHARD, stale, category, TaskKey::MAX)
+            .await;
+        assert_eq!(
+            refused,
+            Err(crate::StoreError::OwnershipLost {
+                held: stale,
+                actual: held
+            }),
+            "{category:?}"
+        );
+    }
+    assert_eq!(
+        task_keys(&all_tasks(p, SHARD, TaskCategory::Timer).await),
+        vec![(100, 3), (500, 2)]
+    );
+    assert_eq!(all_tasks(p, SHARD, TaskCategory::Transfer).await.len(), 1);
+    p.executions
+        .delete_tasks_before(SHARD, held, TaskCategory::Timer, TaskKey::MAX)
+        .await
+        .expect("the owner deletes");
+    assert!(all_tasks(p, SHARD, TaskCategory::Timer).await.is_empty());
 }
 
 /// Categories and shards are separate queues even for equal keys.
@@ -247,7 +282,7 @@ pub async fn case_task_categories_and_shards_are_independent(p: &Persistence) {
     );
 
     p.executions
-        .delete_tasks_before(SHARD, TaskCategory::Visibility, TaskKey::MAX)
+        .delete_tasks_before(SHARD, held_1, TaskCategory::Visibility, TaskKey::MAX)
         .await
         .expect("delete_tasks_before");
     assert!(

@@ -160,7 +160,7 @@ async fn call_everything(p: &Persistence) {
     assert_eq!(e.get_tasks(shard, timer, min, max, 10).await, Err(unused()));
     assert_eq!(e.delete_task(shard, timer, min).await, Err(unused()));
     assert_eq!(
-        e.delete_tasks_before(shard, timer, max).await,
+        e.delete_tasks_before(shard, RangeId(1), timer, max).await,
         Err(unused())
     );
     assert_eq!(
