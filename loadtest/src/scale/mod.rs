@@ -35,9 +35,10 @@ pub struct ScaleArgs {
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     pub counts: Vec<u64>,
     /// How many of each count's workflows have their timer come due at one instant after
-    /// the restart (the last ones started); the others wait an hour.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    pub due: u64,
+    /// the restart (the last ones started); the others wait an hour, and their fill rate
+    /// sets the instant. Default: half the count, at most 100,000.
+    #[arg(long, value_name = "N")]
+    pub due: Option<u64>,
     /// StartWorkflowExecution calls in flight while filling.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub fill_concurrency: usize,
@@ -71,7 +72,8 @@ pub struct ScaleArgs {
 pub struct ScaleConfig {
     pub server_bin: PathBuf,
     pub counts: Vec<u64>,
-    pub due: u64,
+    /// `None`: half of each count, at most 100,000.
+    pub due: Option<u64>,
     pub fill_concurrency: usize,
     pub noop_rate: f64,
     pub noop_duration: Duration,

@@ -30,7 +30,7 @@ const LONG_WAIT: Duration = Duration::from_secs(3600);
 /// Starts per second assumed before any was measured (a debug build on two cores does more).
 const ASSUMED_FILL_RATE: f64 = 200.0;
 /// Workflows whose fill rate is measured before the due instant is chosen.
-const RATE_PROBE: u64 = 1000;
+const RATE_PROBE: u64 = 200;
 /// How often RSS is read while filling and while the timers fire.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 const POLLERS: usize = 8;
@@ -208,7 +208,7 @@ async fn measure(cfg: &ScaleConfig, n: u64, dir: &std::path::Path) -> anyhow::Re
     let disk_empty = server.disk_bytes();
 
     // Fill: the long waiters first (their pace sets the due instant), then the due ones.
-    let due = cfg.due.min(n);
+    let due = cfg.due.unwrap_or((n / 2).min(100_000)).min(n);
     let long = n - due;
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let task_queue = format!("scale-{run_id}");

@@ -22,6 +22,10 @@ pub struct ShardControl {
     pub check_interval: std::time::Duration,
     /// How long a shard that stopped waits before this node takes it again.
     pub reacquire_delay: std::time::Duration,
+    /// A shard whose ownership could not be confirmed for this long (the store did not
+    /// answer the checks) stops: its node may be cut off, and another node may own it by
+    /// now. It is taken again once the store answers.
+    pub unconfirmed_limit: std::time::Duration,
 }
 
 impl ShardControl {
@@ -30,6 +34,7 @@ impl ShardControl {
         Self {
             check_interval: interval,
             reacquire_delay: interval * 3,
+            unconfirmed_limit: interval * 5,
         }
     }
 }
@@ -190,7 +195,7 @@ impl HistoryEngine {
                     _ = tick.tick() => {}
                 }
                 let Some(engine) = engine.upgrade() else { return };
-                engine.stop_stale_shards().await;
+                engine.stop_stale_shards(control.unconfirmed_limit).await;
                 engine.publish_gauges();
                 let _serial = engine.control.lock().await;
                 let now = tokio::time::Instant::now();
@@ -221,7 +226,7 @@ impl HistoryEngine {
     }
 
     /// Stop every running shard whose range id in the store is no longer the one it holds.
-    async fn stop_stale_shards(&self) {
+    async fn stop_stale_shards(&self, unconfirmed_limit: std::time::Duration) {
         let running: Vec<Arc<ShardContext>> = self
             .shards
             .read()
@@ -243,7 +248,13 @@ impl HistoryEngine {
                         "another node took this shard; stopping it");
                     ctx.stop().await;
                 }
-                Ok(_) => {}
+                Ok(_) => ctx.confirmed(),
+                Err(e) if ctx.unconfirmed_for() >= unconfirmed_limit => {
+                    tracing::warn!(shard = %ctx.shard_id, error = %e,
+                        unconfirmed_s = ctx.unconfirmed_for().as_secs_f64(),
+                        "shard ownership unconfirmed (the store does not answer); stopping it");
+                    ctx.cancel.cancel();
+                }
                 Err(e) => {
                     tracing::debug!(shard = %ctx.shard_id, error = %e, "checking shard ownership failed")
                 }

@@ -300,6 +300,9 @@ pub struct ShardContext {
     pub(crate) stats: QueueStats,
     /// The range id this context writes under (the writer renews it).
     pub(crate) range: Arc<AtomicI64>,
+    /// When the store last confirmed this node owns the shard (acquisition, ownership
+    /// checks).
+    confirmed_at: Mutex<tokio::time::Instant>,
 }
 
 impl Drop for ShardContext {
@@ -383,7 +386,18 @@ impl ShardContext {
             matching,
             stats: QueueStats::default(),
             range: Arc::new(AtomicI64::new(0)),
+            confirmed_at: Mutex::new(tokio::time::Instant::now()),
         }
+    }
+
+    /// The store confirmed this node still owns the shard.
+    pub(crate) fn confirmed(&self) {
+        *self.confirmed_at.lock().expect("poisoned") = tokio::time::Instant::now();
+    }
+
+    /// How long since the store last confirmed this node owns the shard.
+    pub(crate) fn unconfirmed_for(&self) -> Duration {
+        self.confirmed_at.lock().expect("poisoned").elapsed()
     }
 
     pub fn now(&self) -> SystemTime {

@@ -113,6 +113,11 @@ pub(crate) fn check_datacenter(dc: &str, nodes: &[Option<String>]) -> Result<(),
     ))))
 }
 
+/// How often an idle connection is checked, and how long a check may go unanswered before
+/// the connection is dropped and opened again.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The session as configured, without connecting.
 pub(crate) fn builder(config: &CassandraConfig) -> Result<SessionBuilder, ConnectError> {
     let mut policy = DefaultPolicy::builder().token_aware(true);
@@ -136,6 +141,10 @@ pub(crate) fn builder(config: &CassandraConfig) -> Result<SessionBuilder, Connec
     let mut builder = SessionBuilder::new()
         .known_nodes(&config.contact_points)
         .connection_timeout(config.connect_timeout())
+        // A connection silenced by a network partition is found dead within seconds, not the
+        // driver's default 30 + 30 s: until then a healed node's store calls still fail.
+        .keepalive_interval(KEEPALIVE_INTERVAL)
+        .keepalive_timeout(KEEPALIVE_TIMEOUT)
         .compression(Some(Compression::Lz4))
         .default_execution_profile_handle(profile.into_handle());
     if let Some(dc) = &config.datacenter {

@@ -109,3 +109,43 @@ async fn a_failed_reload_after_a_failed_commit_is_also_transient() {
     assert_eq!(count_of(&stored, EventType::WorkflowExecutionSignaled), 1);
     assert_eq!(stored_state(&p, ShardId(1), &key).await.1, 2);
 }
+
+/// A node that cannot reach the store cannot tell whether another node took its shards:
+/// once their ownership has gone unconfirmed for `unconfirmed_limit`, it stops them (so it
+/// never runs their queues on a stale view when the store comes back), and takes them again
+/// once the store answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_whose_ownership_goes_unconfirmed_stop_and_are_taken_again() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let engine = engine(&store, 1, matching.clone()).await;
+    start(&engine, "wf", Duration::ZERO).await;
+    let first = shard_of(&engine, "wf");
+    let control = crate::ShardControl::every(Duration::from_millis(100));
+    assert_eq!(control.unconfirmed_limit, Duration::from_millis(500));
+    // The ownership checks (and re-acquisitions) fail for about 1.5 s.
+    store.fail(Op::GetOrCreateShard, 15, unavailable());
+    let failing = std::time::Instant::now();
+    engine.start_shard_controller(matching, control);
+    eventually("the unconfirmed shard stops", || async {
+        first.cancel.is_cancelled().then_some(())
+    })
+    .await;
+    let stopped_after = failing.elapsed();
+    assert!(
+        stopped_after >= Duration::from_millis(400),
+        "stopped after {stopped_after:?}, before the limit"
+    );
+    let second = eventually("the shard runs again once the store answers", || async {
+        engine
+            .shard(&ns(), "wf")
+            .ok()
+            .filter(|s| !s.cancel.is_cancelled() && !Arc::ptr_eq(s, &first))
+    })
+    .await;
+    assert!(
+        second.range.load(std::sync::atomic::Ordering::Acquire)
+            > first.range.load(std::sync::atomic::Ordering::Acquire)
+    );
+    signal(&engine, "wf", "after").await.expect("serves again");
+}
