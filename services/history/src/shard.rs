@@ -39,12 +39,14 @@ pub struct Cached {
     pub updates: RunUpdates,
 }
 
-/// Memory of a cached run beyond its state and history: the key, the entry, its lock,
-/// its change feed and the map's slot.
-const ENTRY_OVERHEAD_BYTES: usize = 512;
-/// A decoded mutable state takes about this many times its encoded size (strings and
-/// maps with their headers and spare capacity).
-const DECODED_STATE_FACTOR: usize = 3;
+/// Memory of a cached run beyond what its state and history hold on the heap: the entry
+/// itself (its decoded state is inline, and prost keeps every nested message inline, so
+/// that is several KiB even for an empty state), the key and the map's slot.
+const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<ExecutionEntry>() + 256;
+/// What a decoded mutable state holds on the heap, against its encoded size (strings,
+/// maps and repeated fields with their headers, spare capacity and the allocator's
+/// rounding). Calibrated with `temper-loadtest scale` against RSS (docs/performance.md).
+const DECODED_STATE_FACTOR: usize = 4;
 
 impl Cached {
     pub fn state(&self) -> Option<&(pb::MutableState, i64)> {
