@@ -170,7 +170,8 @@ pub struct RunConfig {
     pub quiet: bool,
 }
 
-fn bounds(flag: &'static str, value: impl std::fmt::Display, reason: &str) -> CliError {
+/// A flag's value out of its bounds (every subcommand's checks use it).
+pub(crate) fn bounds(flag: &'static str, value: impl std::fmt::Display, reason: &str) -> CliError {
     CliError::OutOfBounds {
         flag,
         value: value.to_string(),

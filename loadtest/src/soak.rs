@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser};
 use serde::Serialize;
 
-use crate::cli::{Cli, CliError, Command, parse_duration, target_uri};
+use crate::cli::{Cli, CliError, Command, bounds, parse_duration, target_uri};
 use crate::schedbench::procstat;
 use crate::stats::LatencySummary;
 
@@ -61,14 +61,6 @@ pub struct SoakConfig {
     pub mix: Vec<(String, f64)>,
     pub report: Option<PathBuf>,
     pub quiet: bool,
-}
-
-fn bounds(flag: &'static str, value: impl std::fmt::Display, reason: &str) -> CliError {
-    CliError::OutOfBounds {
-        flag,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 impl SoakArgs {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::{CliError, parse_duration};
+use crate::cli::{CliError, bounds, parse_duration};
 
 pub const MAX_COUNT: u64 = 10_000_000;
 
@@ -82,14 +82,6 @@ pub struct ScaleConfig {
     pub work_dir: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub quiet: bool,
-}
-
-fn bounds(flag: &'static str, value: impl std::fmt::Display, reason: &str) -> CliError {
-    CliError::OutOfBounds {
-        flag,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 impl ScaleArgs {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::{CliError, parse_duration, target_uri};
+use crate::cli::{CliError, bounds, parse_duration, target_uri};
 
 pub const MAX_SCHEDULES: u32 = 100_000;
 
@@ -121,14 +121,6 @@ pub struct SchedulesConfig {
     pub quiet: bool,
     /// The command line, for the report.
     pub command: String,
-}
-
-fn bounds(flag: &'static str, value: impl std::fmt::Display, reason: &str) -> CliError {
-    CliError::OutOfBounds {
-        flag,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 impl SchedulesArgs {
