@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use prost::Message as _;
 use temper_client::MatchingClient;
 use temper_persistence::ShardRecord;
 use temper_types::{RangeId, ShardId, TaskIdAllocator};
@@ -26,6 +27,13 @@ pub struct ShardControl {
     /// answer the checks) stops: its node may be cut off, and another node may own it by
     /// now. It is taken again once the store answers.
     pub unconfirmed_limit: std::time::Duration,
+    /// The read lease: a shard answers reads from its cache for this long after the store
+    /// last confirmed its ownership; past it, a read confirms ownership first. A node that
+    /// takes a shard another node held makes its first commit only this long after its
+    /// CAS, so a stale owner (its ring behind, or cut off from its peers) never answers a
+    /// read from a cache that misses a commit. Longer than `check_interval`, whose checks
+    /// renew it.
+    pub read_lease: std::time::Duration,
 }
 
 impl ShardControl {
@@ -35,6 +43,7 @@ impl ShardControl {
             check_interval: interval,
             reacquire_delay: interval * 3,
             unconfirmed_limit: interval * 5,
+            read_lease: interval * 3 / 2,
         }
     }
 }
@@ -55,6 +64,7 @@ impl HistoryEngine {
     ) -> Result<(), HistoryError> {
         let all: BTreeSet<ShardId> = (1..=self.config.num_shards).map(ShardId).collect();
         *self.targets.write().expect("targets poisoned") = all.clone();
+        *self.shard_control.write().expect("poisoned") = ShardControl::default();
         for id in all {
             self.acquire_shard(id, matching.clone()).await?;
         }
@@ -69,6 +79,7 @@ impl HistoryEngine {
         matching: MatchingClient,
         control: ShardControl,
     ) {
+        *self.shard_control.write().expect("poisoned") = control;
         self.keep_shards(matching, control);
     }
 
@@ -95,6 +106,9 @@ impl HistoryEngine {
             .collect();
         let leaving = running.into_iter().filter(|id| !shards.contains(id));
         futures::future::join_all(leaving.map(|id| self.release_shard(id))).await;
+        if !self.may_acquire() {
+            return;
+        }
         let missing = self.stopped_shards();
         let acquired = futures::future::join_all(missing.into_iter().map(|id| {
             let matching = matching.clone();
@@ -106,6 +120,18 @@ impl HistoryEngine {
                 tracing::warn!(shard = %id, error = %e, "acquiring shard failed; will retry");
             }
         }
+    }
+
+    /// Whether this node may take shards it does not run (it keeps and releases shards
+    /// either way). A cluster node that cannot see a majority of the live nodes sets this
+    /// to false: it may be the one cut off, and the others may own its shards by now.
+    pub fn set_acquiring(&self, allowed: bool) {
+        self.acquiring
+            .store(allowed, std::sync::atomic::Ordering::Release);
+    }
+
+    fn may_acquire(&self) -> bool {
+        self.acquiring.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stop a shard this node no longer owns: calls for it answer "not owned" at once, so
@@ -120,7 +146,11 @@ impl HistoryEngine {
             .get(&id)
             .cloned();
         if let Some(ctx) = running {
+            let was_running = !ctx.cancel.is_cancelled();
             ctx.stop().await;
+            if was_running {
+                self.mark_released(&ctx).await;
+            }
             let mut shards = self.shards.write().expect("shard map poisoned");
             // Unless the shard was acquired again meanwhile.
             if shards.get(&id).is_some_and(|s| Arc::ptr_eq(s, &ctx)) {
@@ -130,6 +160,40 @@ impl HistoryEngine {
             tracing::info!(shard = %id, "released shard");
         }
         self.publish_gauges();
+    }
+
+    /// Write into the shard's row that nobody runs it now (its owner blank, under the
+    /// range id this node held, by CAS): the next owner need not wait for this node's read
+    /// lease. If the CAS fails another node took the shard already, and that is that.
+    async fn mark_released(&self, ctx: &ShardContext) {
+        let held = RangeId(ctx.range.load(std::sync::atomic::Ordering::Acquire));
+        // The row keeps the queue positions the writer saved; only the owner changes.
+        let current = match self
+            .persistence
+            .executions
+            .get_or_create_shard(ctx.shard_id, &[])
+            .await
+        {
+            Ok(rec) if rec.range_id == held => rec,
+            _ => return,
+        };
+        let Ok(mut info) = temper_workflow::pb::ShardInfo::decode(current.info.as_slice()) else {
+            return;
+        };
+        info.owner.clear();
+        let record = ShardRecord {
+            shard_id: ctx.shard_id,
+            range_id: held,
+            info: info.encode_to_vec(),
+        };
+        if let Err(e) = self
+            .persistence
+            .executions
+            .update_shard(held, &record)
+            .await
+        {
+            tracing::debug!(shard = %ctx.shard_id, error = %e, "marking the shard released failed");
+        }
     }
 
     /// Set the node-wide gauges: shards running, and their queues' pending tasks.
@@ -199,7 +263,11 @@ impl HistoryEngine {
                 engine.publish_gauges();
                 let _serial = engine.control.lock().await;
                 let now = tokio::time::Instant::now();
-                let stopped = engine.stopped_shards();
+                let stopped = if engine.may_acquire() {
+                    engine.stopped_shards()
+                } else {
+                    Vec::new()
+                };
                 stopped_since.retain(|id, _| stopped.contains(id));
                 for id in stopped {
                     let was_running = engine
@@ -237,6 +305,7 @@ impl HistoryEngine {
             .collect();
         for ctx in running {
             let held = ctx.range.load(std::sync::atomic::Ordering::Acquire);
+            let sent = tokio::time::Instant::now();
             match self
                 .persistence
                 .executions
@@ -248,7 +317,7 @@ impl HistoryEngine {
                         "another node took this shard; stopping it");
                     ctx.stop().await;
                 }
-                Ok(_) => ctx.confirmed(),
+                Ok(_) => ctx.confirmed(sent),
                 Err(e) if ctx.unconfirmed_for() >= unconfirmed_limit => {
                     tracing::warn!(shard = %ctx.shard_id, error = %e,
                         unconfirmed_s = ctx.unconfirmed_for().as_secs_f64(),
@@ -303,6 +372,15 @@ impl HistoryEngine {
             .get_or_create_shard(shard_id, &info)
             .await?;
         let new_range = RangeId(rec.range_id.0 + 1);
+        let control = *self.shard_control.read().expect("poisoned");
+        // Another node held the shard (its row names another owner; one that released it
+        // left the owner blank): it may still answer reads from its cache until its read
+        // lease runs out, so commit nothing before.
+        let previous_owner = temper_workflow::pb::ShardInfo::decode(rec.info.as_slice())
+            .map(|i| i.owner)
+            .unwrap_or_default();
+        let taken_from_another = !previous_owner.is_empty() && previous_owner != self.config.owner;
+        let sent = tokio::time::Instant::now();
         self.persistence
             .executions
             .update_shard(
@@ -332,6 +410,8 @@ impl HistoryEngine {
             tasks,
             matching.clone(),
             &self.config.memory,
+            sent,
+            control.read_lease,
         ));
         ctx.range
             .store(new_range.0, std::sync::atomic::Ordering::Release);
@@ -343,7 +423,12 @@ impl HistoryEngine {
             info,
             sinks: Arc::new(sinks),
             cancel: cancel.clone(),
+            not_before: taken_from_another.then(|| sent + control.read_lease),
         };
+        if taken_from_another {
+            tracing::info!(shard = %shard_id, previous_owner, lease_ms = control.read_lease.as_millis() as u64,
+                "taken from another node: first commit after its read lease");
+        }
         ctx.tasks.spawn_aware("shard_writer", w.run(rx));
         let peers = queues::Peers {
             matching,

@@ -74,6 +74,11 @@ pub struct HistoryEngine {
     targets: RwLock<BTreeSet<ShardId>>,
     /// Held while shards are acquired or released, so two of those never race.
     control: tokio::sync::Mutex<()>,
+    /// How the controller keeps shards (the read lease of the shards it acquires).
+    shard_control: RwLock<ShardControl>,
+    /// Whether this node may take shards it does not run (see
+    /// [`HistoryEngine::set_acquiring`]).
+    acquiring: std::sync::atomic::AtomicBool,
     /// Namespace retention, shared by the shards.
     retention: Arc<retention::Retention>,
     /// The engine's own work (the shard controller); each shard's set is a child of it.
@@ -107,6 +112,8 @@ impl HistoryEngine {
             shards: RwLock::new(HashMap::new()),
             targets: RwLock::new(BTreeSet::new()),
             control: tokio::sync::Mutex::new(()),
+            shard_control: RwLock::new(ShardControl::default()),
+            acquiring: std::sync::atomic::AtomicBool::new(true),
             tasks: tasks::TaskSet::root(tracing::debug_span!(parent: None, "history")),
             me: me.clone(),
             remote: std::sync::OnceLock::new(),

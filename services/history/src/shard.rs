@@ -303,8 +303,14 @@ pub struct ShardContext {
     /// The range id this context writes under (the writer renews it).
     pub(crate) range: Arc<AtomicI64>,
     /// When the store last confirmed this node owns the shard (acquisition, ownership
-    /// checks).
+    /// checks): the instant the confirming read or CAS was sent.
     confirmed_at: Mutex<tokio::time::Instant>,
+    /// The read lease: for this long after `confirmed_at` the cache answers reads as it is;
+    /// later, a read from the cache first confirms ownership in the store. A node taking
+    /// the shard from another waits as long before its first commit (see
+    /// [`crate::ShardControl::read_lease`]), so a read a stale owner answers from its cache
+    /// never misses a commit of the new owner.
+    read_lease: Duration,
 }
 
 impl Drop for ShardContext {
@@ -369,6 +375,8 @@ impl ShardContext {
         tasks: TaskSet,
         matching: MatchingClient,
         memory: &MemoryConfig,
+        confirmed_at: tokio::time::Instant,
+        read_lease: Duration,
     ) -> Self {
         let budget = memory.cache_budget.clone();
         let timer_window = memory.timer_window;
@@ -388,13 +396,35 @@ impl ShardContext {
             matching,
             stats: QueueStats::default(),
             range: Arc::new(AtomicI64::new(0)),
-            confirmed_at: Mutex::new(tokio::time::Instant::now()),
+            confirmed_at: Mutex::new(confirmed_at),
+            read_lease,
         }
     }
 
-    /// The store confirmed this node still owns the shard.
-    pub(crate) fn confirmed(&self) {
-        *self.confirmed_at.lock().expect("poisoned") = tokio::time::Instant::now();
+    /// The store confirmed this node still owns the shard, by a read sent at `sent`.
+    pub(crate) fn confirmed(&self, sent: tokio::time::Instant) {
+        let mut at = self.confirmed_at.lock().expect("poisoned");
+        *at = (*at).max(sent);
+    }
+
+    /// Whether the read lease holds: the cache may answer without asking the store.
+    fn lease_holds(&self) -> bool {
+        self.unconfirmed_for() < self.read_lease
+    }
+
+    /// Before the cache answers once the read lease has run out: confirm in the store that
+    /// this node still owns the shard (renewing the lease), or stop the shard and answer
+    /// "not owned" so the caller asks the new owner.
+    async fn renew_lease(&self) -> Result<(), HistoryError> {
+        let sent = tokio::time::Instant::now();
+        if self.still_owned().await? {
+            self.confirmed(sent);
+            return Ok(());
+        }
+        tracing::warn!(shard = %self.shard_id,
+            "read lease ran out and another node took this shard; stopping it");
+        self.cancel.cancel();
+        Err(HistoryError::ShardNotOwned(self.shard_id.0))
     }
 
     /// How long since the store last confirmed this node owns the shard.
@@ -482,6 +512,10 @@ impl ShardContext {
         key: &ExecutionKey,
         slot: &'a mut Cached,
     ) -> Result<&'a (pb::MutableState, i64), HistoryError> {
+        if slot.state.is_some() && !self.lease_holds() {
+            // The cache may be stale if another node took the shard since the last check.
+            self.renew_lease().await?;
+        }
         if slot.state.is_none() {
             let rec = self
                 .persistence

@@ -91,6 +91,9 @@ pub(crate) struct Writer {
     pub info: Vec<u8>,
     pub sinks: Arc<QueueSinks>,
     pub cancel: CancellationToken,
+    /// No commit before this instant: the shard was taken from another node, whose read
+    /// lease must run out first (see [`crate::ShardControl::read_lease`]).
+    pub not_before: Option<tokio::time::Instant>,
 }
 
 type Reply = oneshot::Sender<Result<Vec<HistoryEvent>, CommitError>>;
@@ -109,6 +112,13 @@ type Built = (Vec<ExecutionWrite>, Vec<(BranchId, HistoryNode)>);
 
 impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<WriterRequest>) {
+        if let Some(at) = self.not_before.take() {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+        }
         // A request that could not join the last batch: it goes first in the next one.
         let mut held: Option<WriterRequest> = None;
         loop {

@@ -19,6 +19,7 @@ mod config;
 mod error;
 mod member;
 mod membership;
+mod quorum;
 mod ring;
 mod role;
 mod seeds;
@@ -30,6 +31,7 @@ pub use config::MembershipConfig;
 pub use error::MembershipError;
 pub use member::Member;
 pub use membership::Membership;
+pub use quorum::{AliveNode, Quorum, StoreLiveness, StorePeers};
 pub use role::{Role, UnknownRole};
 pub use view::{ClusterView, history_shard_key};
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::member::{KEY_LEAVING, normalize_roles};
+use crate::quorum::{StoreLiveness, StorePeers};
 use crate::tracker::{Observation, Tracker, TrackerSettings};
 use crate::{ClusterView, Member, MembershipConfig, MembershipError, seeds, transport};
 
@@ -29,6 +30,8 @@ pub struct Membership {
     me: Member,
     config: MembershipConfig,
     views: watch::Receiver<Arc<ClusterView>>,
+    /// What the store's membership table shows alive, as last read.
+    store_peers: watch::Receiver<StorePeers>,
     chitchat: Arc<Mutex<Chitchat>>,
     handle: Option<Arc<ChitchatHandle>>,
     cancel: CancellationToken,
@@ -95,15 +98,23 @@ impl Membership {
         };
 
         let mut seed_nodes = config.seeds.clone();
+        let mut liveness = StoreLiveness::new(liveness_window(&config));
+        let mut first_peers = StorePeers::NoStore;
         if let Some(store) = &store {
             if let Err(e) = seeds::heartbeat(store, &me, row_ttl(&config)).await {
                 tracing::warn!(error = %e, "cannot write this node's membership row");
             }
-            match seeds::from_store(store, &me).await {
-                Ok(found) => seed_nodes.extend(found),
+            first_peers = StorePeers::Unknown;
+            match store.live_members().await {
+                Ok(rows) => {
+                    seed_nodes.extend(seeds::addresses(&rows, &me));
+                    liveness.observe(Instant::now(), &rows);
+                    first_peers = liveness.alive(Instant::now());
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot read the membership table"),
             }
         }
+        let (store_peers_tx, store_peers) = watch::channel(first_peers);
 
         let chitchat_config = ChitchatConfig {
             chitchat_id: ChitchatId::new(me.name.as_str(), me.generation, advertise),
@@ -157,6 +168,8 @@ impl Membership {
                     store,
                     every: config.seed_refresh,
                     ttl: row_ttl(&config),
+                    liveness,
+                    store_peers: store_peers_tx,
                     cancel: cancel.clone(),
                 })
                 .instrument(tracing::info_span!(parent: &span, "refresh_seeds")),
@@ -172,6 +185,7 @@ impl Membership {
             me,
             config,
             views,
+            store_peers,
             chitchat,
             handle: Some(handle),
             cancel,
@@ -192,6 +206,12 @@ impl Membership {
     /// Every published view from now on (and the current one).
     pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
         self.views.clone()
+    }
+
+    /// What the store's membership table shows alive, now and from now on (for
+    /// [`crate::Quorum`]). Read every `seed_refresh`.
+    pub fn store_peers(&self) -> watch::Receiver<StorePeers> {
+        self.store_peers.clone()
     }
 
     /// Announce a graceful leave: every node drops us from its rings at once (no
@@ -315,6 +335,12 @@ fn tick(config: &MembershipConfig) -> Duration {
     (config.gossip_interval / 2).clamp(Duration::from_millis(20), Duration::from_millis(250))
 }
 
+/// A node whose row's heartbeat has not moved for this long is taken for gone (two
+/// refresh periods: its row is refreshed every one).
+fn liveness_window(config: &MembershipConfig) -> Duration {
+    config.seed_refresh * 2
+}
+
 /// A membership row lives three refresh periods.
 fn row_ttl(config: &MembershipConfig) -> Duration {
     config.seed_refresh * 3
@@ -374,13 +400,15 @@ struct SeedRefresh {
     store: Option<Arc<dyn MembershipStore>>,
     every: Duration,
     ttl: Duration,
+    liveness: StoreLiveness,
+    store_peers: watch::Sender<StorePeers>,
     cancel: CancellationToken,
 }
 
 /// Every `every`: heartbeat our rows, then gossip with every seed (configured, re-resolved,
 /// or from the table) that is not a live member yet. chitchat itself re-resolves DNS seeds
 /// only every minute; this closes a split cluster within seconds.
-async fn refresh_seeds(r: SeedRefresh) {
+async fn refresh_seeds(mut r: SeedRefresh) {
     let start = tokio::time::Instant::now() + r.every;
     let mut interval = tokio::time::interval_at(start, r.every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -394,10 +422,22 @@ async fn refresh_seeds(r: SeedRefresh) {
             if let Err(e) = seeds::heartbeat(store, &r.me, r.ttl).await {
                 tracing::warn!(error = %e, "cannot refresh this node's membership row");
             }
-            match seeds::from_store(store, &r.me).await {
-                Ok(found) => targets.extend(found),
-                Err(e) => tracing::warn!(error = %e, "cannot read the membership table"),
-            }
+            let peers = match store.live_members().await {
+                Ok(rows) => {
+                    targets.extend(seeds::addresses(&rows, &r.me));
+                    r.liveness.observe(Instant::now(), &rows);
+                    r.liveness.alive(Instant::now())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the membership table");
+                    StorePeers::Unknown
+                }
+            };
+            r.store_peers.send_if_modified(|old| {
+                let changed = *old != peers;
+                *old = peers;
+                changed
+            });
         }
         let addresses = seeds::resolve(&targets, r.every).await;
         let live: HashSet<SocketAddr> = {

@@ -38,20 +38,15 @@ pub(crate) async fn heartbeat(
     Ok(())
 }
 
-/// The gossip addresses of the other nodes' live rows.
-pub(crate) async fn from_store(
-    store: &Arc<dyn MembershipStore>,
-    me: &Member,
-) -> Result<Vec<String>, StoreError> {
+/// The gossip addresses of the other nodes' rows among `rows`.
+pub(crate) fn addresses(rows: &[MemberRow], me: &Member) -> Vec<String> {
     let own_address = me.gossip_address.to_string();
-    let addresses: BTreeSet<String> = store
-        .live_members()
-        .await?
-        .into_iter()
+    let addresses: BTreeSet<&str> = rows
+        .iter()
         .filter(|row| row.rpc_address != own_address && !row.rpc_address.is_empty())
-        .map(|row| row.rpc_address)
+        .map(|row| row.rpc_address.as_str())
         .collect();
-    Ok(addresses.into_iter().collect())
+    addresses.into_iter().map(str::to_owned).collect()
 }
 
 /// Resolve `host:port` strings (IP literals or DNS names); unresolvable ones are logged

@@ -15,7 +15,7 @@ use temper_frontend::{AdmissionScope, RpcMetrics};
 use temper_frontend::{Frontend, FrontendConfig, Namespaces, Operator};
 use temper_history::{HistoryConfig, HistoryEngine};
 use temper_matching::{MatchingConfig, MatchingEngine};
-use temper_membership::{ClusterView, Membership, MembershipConfig, Role};
+use temper_membership::{ClusterView, Membership, MembershipConfig, Quorum, Role, StorePeers};
 use temper_persistence::{ClusterMetadata, Persistence};
 use temper_persistence_sqlite::SqliteStore;
 use temper_proto::api::operatorservice::v1::operator_service_server::OperatorServiceServer;
@@ -361,6 +361,7 @@ async fn start_roles(
         name.to_string(),
         num_shards,
         views.clone(),
+        membership.store_peers(),
         history.clone(),
         matching.clone(),
         matching_router.clone(),
@@ -766,6 +767,7 @@ async fn follow_rings(
     me: String,
     num_shards: u32,
     mut views: watch::Receiver<Arc<ClusterView>>,
+    mut store_peers: watch::Receiver<StorePeers>,
     history: Option<Arc<HistoryEngine>>,
     matching: Option<Arc<MatchingEngine>>,
     matching_router: MatchingClient,
@@ -783,15 +785,39 @@ async fn follow_rings(
             },
         }
     }
+    // Shards are taken only while this node's view holds a majority of the live history
+    // nodes (the store's membership table shows who is alive): a node cut off from its
+    // peers keeps the shards it runs but takes none, instead of taking every shard its
+    // lonely ring gives it.
+    let mut quorum = Quorum::default();
+    let mut majority = true;
+    let mut last_version = None;
+    let mut peers_open = true;
     loop {
         let view = views.borrow_and_update().clone();
+        let peers = store_peers.borrow_and_update().clone();
+        quorum.observe_view(&view);
         if let Some(h) = &history {
+            let holds = quorum.holds(&view, &peers, Role::History);
+            if holds != majority {
+                if holds {
+                    tracing::info!(node = %me, "this node sees a majority of the live nodes again; taking the shards its ring gives it");
+                } else {
+                    tracing::warn!(node = %me, alive_elsewhere = ?quorum.missing(&view, &peers, Role::History),
+                        "this node does not see a majority of the live nodes (the store shows nodes alive that gossip does not reach); keeping its shards, taking no others");
+                }
+                majority = holds;
+            }
+            h.set_acquiring(holds);
             let mine: BTreeSet<ShardId> = view
                 .shards_of(&me, num_shards)
                 .into_iter()
                 .map(ShardId)
                 .collect();
-            tracing::info!(version = view.version(), shards = ?mine.iter().map(|s| s.0).collect::<Vec<_>>(), "ring changed");
+            if last_version != Some(view.version()) {
+                tracing::info!(version = view.version(), shards = ?mine.iter().map(|s| s.0).collect::<Vec<_>>(), "ring changed");
+                last_version = Some(view.version());
+            }
             h.set_owned_shards(mine, matching_router.clone()).await;
         }
         joined.store(true, std::sync::atomic::Ordering::Release);
@@ -804,6 +830,8 @@ async fn follow_rings(
         tokio::select! {
             _ = stop.cancelled() => return,
             r = views.changed() => if r.is_err() { return },
+            // The membership stopped when it ends; the views end then too.
+            r = store_peers.changed(), if peers_open => if r.is_err() { peers_open = false },
         }
     }
 }

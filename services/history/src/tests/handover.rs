@@ -392,3 +392,136 @@ async fn nothing_of_a_released_shard_runs_after_the_release() {
 async fn nothing_of_a_shard_runs_after_its_node_shut_down() {
     nothing_of_a_shard_runs_after_it_is_given_up(GiveUp::Shutdown).await;
 }
+
+/// Checks every 30 s (so they never run during a test) with a short read lease.
+fn lease_only(read_lease: Duration) -> crate::ShardControl {
+    crate::ShardControl {
+        read_lease,
+        ..crate::ShardControl::every(Duration::from_secs(30))
+    }
+}
+
+/// A stale owner whose controller has not noticed yet (a node cut off from its peers, a
+/// ring behind) must not answer a read from a cache that misses the new owner's commit:
+/// the new owner commits only once the old owner's read lease ran out, and past its lease
+/// the old owner confirms ownership before the cache answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_never_answers_a_read_that_misses_the_new_owners_commit() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let lease = Duration::from_millis(400);
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    a.start_shard_controller(matching.clone(), lease_only(lease));
+    b.start_shard_controller(matching.clone(), lease_only(lease));
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let wf = "leased";
+    let run = start(&a, wf, Duration::ZERO).await;
+    let k = key(wf, &run);
+    let s = shard_id(wf, 2);
+    let a_shard = shard_of(&a, wf);
+    a_shard
+        .snapshot(&k)
+        .await
+        .expect("a answers from its cache");
+
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    let took = std::time::Instant::now();
+    signal(&b, wf, "on-b").await.expect("b owns it");
+    assert!(
+        took.elapsed() >= lease - Duration::from_millis(50),
+        "b committed {:?} after taking the shard, inside a's read lease",
+        took.elapsed()
+    );
+    match a_shard.snapshot(&k).await {
+        Err(crate::HistoryError::ShardNotOwned(id)) => assert_eq!(id, s.0),
+        Ok(ms) => panic!(
+            "a answered from a stale cache (next event id {}, b's signal is past it)",
+            ms.next_event_id
+        ),
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+    assert!(a_shard.cancel.is_cancelled(), "a stopped the shard it lost");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A shard its owner released (the ring moved it) is marked so in the store: the next
+/// owner need not wait out a read lease before it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_shard_is_taken_without_waiting_for_a_lease() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let lease = Duration::from_secs(20);
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    a.start_shard_controller(matching.clone(), lease_only(lease));
+    b.start_shard_controller(matching.clone(), lease_only(lease));
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let wf = "released";
+    start(&a, wf, Duration::ZERO).await;
+    let s = shard_id(wf, 2);
+    let rest: Vec<u32> = (1..=2).filter(|i| *i != s.0).collect();
+    a.set_owned_shards(shards(&rest), matching.clone()).await;
+    b.set_owned_shards(shards(&[s.0]), matching.clone()).await;
+    tokio::time::timeout(lease / 2, signal(&b, wf, "on-b"))
+        .await
+        .expect("b commits without waiting out a's lease")
+        .expect("b owns it");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A node told it may not take shards (it does not see a majority of the cluster) keeps
+/// and releases shards but takes none, neither from the ring nor when one stops; allowed
+/// again, it takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_not_allowed_to_acquire_takes_no_shard() {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 3);
+    a.start_shard_controller(
+        matching.clone(),
+        crate::ShardControl::every(Duration::from_millis(100)),
+    );
+    a.set_owned_shards(shards(&[1]), matching.clone()).await;
+    assert_eq!(a.owned_shards(), vec![ShardId(1)]);
+
+    a.set_acquiring(false);
+    a.set_owned_shards(shards(&[1, 2, 3]), matching.clone())
+        .await;
+    assert_eq!(a.owned_shards(), vec![ShardId(1)], "kept 1, took nothing");
+    // Shard 1 stops (another node took it): not taken back while not allowed.
+    let p = store.inner().clone();
+    let rec = p
+        .executions
+        .get_or_create_shard(ShardId(1), &[])
+        .await
+        .expect("row");
+    p.executions
+        .update_shard(
+            rec.range_id,
+            &temper_persistence::ShardRecord {
+                shard_id: ShardId(1),
+                range_id: temper_types::RangeId(rec.range_id.0 + 1),
+                info: Vec::new(),
+            },
+        )
+        .await
+        .expect("another node takes shard 1");
+    eventually("a stops shard 1", || async {
+        a.owned_shards().is_empty().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        a.owned_shards().is_empty(),
+        "took a shard while not allowed"
+    );
+
+    a.set_acquiring(true);
+    a.set_owned_shards(shards(&[1, 2, 3]), matching.clone())
+        .await;
+    assert_eq!(a.owned_shards(), vec![ShardId(1), ShardId(2), ShardId(3)]);
+    a.shutdown().await;
+}
