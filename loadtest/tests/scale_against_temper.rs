@@ -104,12 +104,18 @@ fn memory_does_not_grow_with_open_workflows_and_their_timers_fire_after_a_restar
             COUNTS[1]
         );
     }
-    // After a restart nothing is cached yet: RSS must not depend on the open workflows.
+    // After a restart nothing is cached yet: RSS must not depend on the open workflows,
+    // beyond caches that are bounded but fill as the store grows: SQLite's page cache, up
+    // to 2 MiB on each of its 17 connections (16 readers and the writer), which the
+    // smaller store cannot fill.
     let rss = "rss_restarted_noop_mib";
-    let per_workflow =
-        (num(large, &[rss]) - num(small, &[rss])) * 1048576.0 / (COUNTS[1] - COUNTS[0]) as f64;
+    let grown = (num(large, &[rss]) - num(small, &[rss])) * 1048576.0;
+    let sqlite_caches = 17.0 * 2.0 * 1048576.0;
+    let per_workflow = (grown - sqlite_caches).max(0.0) / (COUNTS[1] - COUNTS[0]) as f64;
     assert!(
         per_workflow < 1000.0,
-        "{rss} grew by {per_workflow:.0} bytes per extra open workflow: {report}"
+        "{rss} grew by {:.1} MiB, {per_workflow:.0} bytes per extra open workflow beyond \
+         SQLite's bounded caches: {report}",
+        grown / 1048576.0
     );
 }
