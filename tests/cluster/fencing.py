@@ -3,7 +3,8 @@ logs keep (temper writes no separate log of commits; this is the commit log it h
 
 - every node logs each shard it acquires with the range id it took by compare-and-set
   (`acquired shard shard=S range=R`), and each shard it stops running (`released shard`,
-  `another node took this shard; stopping it`, `shard writer stopping`);
+  `another node took this shard ...; stopping it`, `shard writer stopping`, `shard
+  ownership unconfirmed ...; stopping it`);
 - every history event carries the task id of its commit, and task ids are handed out from
   the range id the writer held (`task_id >> 20 == range id`, services/types/src/ids.rs), so
   a workflow's history says under which range id each of its batches was committed, and so,
@@ -163,8 +164,13 @@ def shard_log(cluster: Cluster) -> tuple[list[Acquisition], list[Stop]]:
                 acquired.append(Acquisition(node.name, shard, int(fields["range"]), at))
                 running.add(shard)
             elif message.startswith(
-                ("released shard", "another node took this shard", "shard writer stopping")
-            ):
+                (
+                    "released shard",
+                    "another node took this shard",
+                    "shard writer stopping",
+                    "shard ownership unconfirmed",
+                )
+            ) or message.split(" shard=")[0].endswith(("; stopping it", "; closing shard")):
                 stops.append(Stop(node.name, shard, at, message.split(" shard=")[0]))
                 running.discard(shard)
     acquired.sort(key=lambda a: a.at)

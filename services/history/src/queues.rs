@@ -261,7 +261,7 @@ async fn flush_acks(shard: &ShardContext, category: TaskCategory, acker: &Acker)
         Err(e @ temper_persistence::StoreError::OwnershipLost { .. }) => {
             // Another node took the shard: its tasks are not ours to delete, nor to run.
             tracing::info!(shard = %shard.shard_id, ?category, error = %e,
-                "deleting acknowledged tasks refused: the shard has a new owner; stopping it");
+                "another node took this shard (deleting acknowledged tasks was refused); stopping it");
             shard.cancel.cancel();
         }
         Err(e) => {

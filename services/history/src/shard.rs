@@ -422,7 +422,7 @@ impl ShardContext {
             return Ok(());
         }
         tracing::warn!(shard = %self.shard_id,
-            "read lease ran out and another node took this shard; stopping it");
+            "another node took this shard (found when its read lease ran out); stopping it");
         self.cancel.cancel();
         Err(HistoryError::ShardNotOwned(self.shard_id.0))
     }
@@ -603,7 +603,7 @@ impl ShardContext {
                 // ring is behind, and another node has written the run since): nothing is
                 // written, so no fence would catch it. The caller asks the new owner.
                 tracing::warn!(shard = %self.shard_id, workflow_id = %key.workflow_id, error = %e,
-                    "refusal from the cache of a shard another node took; stopping the shard");
+                    "another node took this shard (found before a refusal from its cache); stopping it");
                 self.cancel.cancel();
                 return Err(HistoryError::ShardNotOwned(self.shard_id.0));
             }

@@ -12,6 +12,8 @@ pub(crate) const KEY_ROLES: &str = "roles";
 pub(crate) const KEY_GRPC: &str = "grpc";
 /// Gossip key: present (`"true"`) once the node announced a graceful leave.
 pub(crate) const KEY_LEAVING: &str = "leaving";
+/// Gossip key: `"down"` while the node cannot reach the store (`"ok"` otherwise).
+pub(crate) const KEY_STORE: &str = "store";
 
 /// One node of the cluster, as gossip describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub struct Member {
     pub gossip_address: SocketAddr,
     /// It announced a graceful leave: still listed in the members, but in no ring.
     pub leaving: bool,
+    /// It announced that it cannot reach the store: still listed, but in no history or
+    /// matching ring while another member of that ring can (see [`crate::ClusterView`]).
+    pub store_down: bool,
 }
 
 impl Member {
@@ -56,11 +61,13 @@ impl Member {
         let mut roles = None;
         let mut grpc_address = None;
         let mut leaving = false;
+        let mut store_down = false;
         for (key, value) in key_values {
             match key {
                 KEY_ROLES => roles = Some(decode_roles(value)),
                 KEY_GRPC => grpc_address = Some(value),
                 KEY_LEAVING => leaving = value == "true",
+                KEY_STORE => store_down = value == "down",
                 _ => {}
             }
         }
@@ -75,6 +82,7 @@ impl Member {
             grpc_address: grpc_address.to_owned(),
             gossip_address,
             leaving,
+            store_down,
         })
     }
 }
@@ -121,6 +129,7 @@ mod tests {
             grpc_address: "10.0.0.5:7233".into(),
             gossip_address: addr(),
             leaving: false,
+            store_down: false,
         };
         let kvs = member.gossip_key_values();
         let back = Member::from_gossip(

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::member::{KEY_LEAVING, normalize_roles};
+use crate::member::{KEY_LEAVING, KEY_STORE, normalize_roles};
 use crate::quorum::{StoreLiveness, StorePeers};
 use crate::tracker::{Observation, Tracker, TrackerSettings};
 use crate::{ClusterView, Member, MembershipConfig, MembershipError, seeds, transport};
@@ -95,6 +95,7 @@ impl Membership {
             grpc_address: config.grpc_address.clone(),
             gossip_address: advertise,
             leaving: false,
+            store_down: false,
         };
 
         let mut seed_nodes = config.seeds.clone();
@@ -212,6 +213,19 @@ impl Membership {
     /// [`crate::Quorum`]). Read every `seed_refresh`.
     pub fn store_peers(&self) -> watch::Receiver<StorePeers> {
         self.store_peers.clone()
+    }
+
+    /// Announce whether this node can reach the store: while it cannot, the others leave it
+    /// out of the history and matching rings (its shards and partitions go to nodes that
+    /// can serve them), and take it back once it says it can again.
+    pub async fn set_store_reachable(&self, reachable: bool) {
+        let value = if reachable { "ok" } else { "down" };
+        let mut chitchat = self.chitchat.lock().await;
+        let state = chitchat.self_node_state();
+        if state.get(KEY_STORE) != Some(value) {
+            state.set(KEY_STORE, value);
+            tracing::info!(node = %self.me.name, store = value, "announced whether this node reaches the store");
+        }
     }
 
     /// Announce a graceful leave: every node drops us from its rings at once (no

@@ -195,6 +195,7 @@ mod tests {
             grpc_address: format!("{name}:7233"),
             gossip_address: "127.0.0.1:7000".parse().expect("address"),
             leaving,
+            store_down: false,
         }
     }
 

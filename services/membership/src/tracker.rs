@@ -189,7 +189,7 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::Role;
-    use crate::member::{KEY_GRPC, KEY_LEAVING, KEY_ROLES};
+    use crate::member::{KEY_GRPC, KEY_LEAVING, KEY_ROLES, KEY_STORE};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -339,6 +339,32 @@ mod tests {
                 .iter()
                 .all(|m| m.name == "a")
         );
+    }
+
+    #[test]
+    fn a_node_that_cannot_reach_the_store_leaves_the_rings_and_comes_back() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(me(), settings(), t0);
+        run(&mut t, t0, 1_000, &[("a", 1), ("b", 1)], &["a", "b"]);
+        let flagged = |value: &str, heartbeat: u64| {
+            let mut o = obs("b", 1, heartbeat);
+            o.key_values.push((KEY_STORE.into(), value.into()));
+            o
+        };
+        let t1 = t0 + Duration::from_secs(2);
+        t.observe(t1, &[obs("a", 1, 100), flagged("down", 100)]);
+        let view = t
+            .observe(t1 + MS * 500, &[obs("a", 1, 101), flagged("down", 101)])
+            .expect("published after the debounce");
+        assert!(view.member("b").expect("still listed").store_down);
+        assert_eq!(view.shards_of("b", 64), Vec::<u32>::new());
+        assert_eq!(view.shards_of("a", 64).len(), 64);
+        let t2 = t1 + Duration::from_secs(2);
+        t.observe(t2, &[obs("a", 1, 102), flagged("ok", 102)]);
+        let view = t
+            .observe(t2 + MS * 500, &[obs("a", 1, 103), flagged("ok", 103)])
+            .expect("published after the debounce");
+        assert!(!view.shards_of("b", 64).is_empty());
     }
 
     #[test]

@@ -36,11 +36,9 @@ impl ClusterView {
         let rings = Role::ALL
             .into_iter()
             .map(|role| {
-                let in_ring = members
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| !m.leaving && m.has_role(role))
-                    .map(|(i, m)| (i, m.name.as_str()));
+                let in_ring = in_ring(&members, role)
+                    .into_iter()
+                    .map(|i| (i, members[i].name.as_str()));
                 (role, Ring::new(in_ring, virtual_nodes))
             })
             .collect();
@@ -88,9 +86,9 @@ impl ClusterView {
 
     /// The members in `role`'s ring (live, not leaving, running the role), by name.
     pub fn ring_members(&self, role: Role) -> Vec<&Member> {
-        self.members
-            .iter()
-            .filter(|m| !m.leaving && m.has_role(role))
+        in_ring(&self.members, role)
+            .into_iter()
+            .map(|i| &self.members[i])
             .collect()
     }
 
@@ -153,7 +151,7 @@ impl ClusterView {
             .collect()
     }
 
-    /// Same members (including their generation and leaving flag), hence same rings.
+    /// Same members (including their generation, leaving and store flags), hence same rings.
     pub(crate) fn same_members(&self, members: &[Member]) -> bool {
         self.members == members
     }
@@ -170,6 +168,31 @@ pub(crate) fn newest_generation_by_name(mut members: Vec<Member>) -> Vec<Member>
     members
 }
 
+/// The indexes of the members in `role`'s ring: live, not leaving, running the role; and for
+/// the roles that need the store (history, matching), able to reach it, unless none of them
+/// can (a store outage everywhere moves nothing).
+fn in_ring(members: &[Member], role: Role) -> Vec<usize> {
+    let candidates: Vec<usize> = members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.leaving && m.has_role(role))
+        .map(|(i, _)| i)
+        .collect();
+    if !matches!(role, Role::History | Role::Matching) {
+        return candidates;
+    }
+    let reaching: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| !members[i].store_down)
+        .collect();
+    if reaching.is_empty() {
+        candidates
+    } else {
+        reaching
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +205,7 @@ mod tests {
             grpc_address: format!("{name}:7233"),
             gossip_address: "127.0.0.1:6933".parse().expect("addr"),
             leaving: false,
+            store_down: false,
         }
     }
 
@@ -346,6 +370,28 @@ mod tests {
             "{} of 512 shards moved; about 128 expected",
             moved.len()
         );
+    }
+
+    #[test]
+    fn members_that_cannot_reach_the_store_own_no_shard_unless_none_can() {
+        let a = member("a", &[Role::History, Role::Matching, Role::Frontend]);
+        let mut b = member("b", &[Role::History, Role::Matching, Role::Frontend]);
+        b.store_down = true;
+        let view = ClusterView::from_members(vec![a.clone(), b.clone()], 128);
+        assert_eq!(view.shards_of("b", 8), Vec::<u32>::new());
+        assert_eq!(view.shards_of("a", 8), (1..=8).collect::<Vec<_>>());
+        assert_eq!(view.ring_members(Role::History).len(), 1);
+        assert_eq!(view.ring_members(Role::Frontend).len(), 2);
+        assert!(view.member("b").expect("listed").store_down);
+        // Everyone cut off from the store: the rings stay as they were.
+        let mut a_down = a;
+        a_down.store_down = true;
+        let everyone = ClusterView::from_members(vec![a_down, b], 128);
+        assert_eq!(
+            everyone.shards_of("a", 8).len() + everyone.shards_of("b", 8).len(),
+            8
+        );
+        assert_eq!(everyone.ring_members(Role::History).len(), 2);
     }
 
     #[test]

@@ -516,6 +516,7 @@ async fn serve(
             num_shards,
             joined: roles.joined.clone(),
             store_failure_window: Duration::from_millis(config.health.store_failure_window_ms),
+            membership: Arc::downgrade(&roles.membership),
         },
         health.clone(),
         health_reporter.clone(),
@@ -880,7 +881,16 @@ struct ReadinessInputs {
     joined: Arc<std::sync::atomic::AtomicBool>,
     /// See [`StoreFailures`].
     store_failure_window: Duration,
+    /// Told whether this node reaches the store (see [`STORE_DOWN_AFTER`]); weak, so the
+    /// membership can still be shut down on its own.
+    membership: std::sync::Weak<Membership>,
 }
+
+/// A node whose store checks have all failed for this long announces it cannot reach the
+/// store, and the others leave it out of the history and matching rings until it can
+/// again: its shards go to nodes that can serve them (a node cut off from the store, or
+/// healed but with its store connections not back yet).
+const STORE_DOWN_AFTER: Duration = Duration::from_secs(3);
 
 impl ReadinessInputs {
     /// Whether the store answers (`Err`: why not).
@@ -930,8 +940,22 @@ async fn watch_readiness(
 ) {
     let mut last = None;
     let mut store_failures = StoreFailures::new(inputs.store_failure_window);
+    let mut store_failing_since: Option<std::time::Instant> = None;
     loop {
         let store = inputs.check_store().await;
+        let reachable = match &store {
+            Ok(()) => {
+                store_failing_since = None;
+                Some(true)
+            }
+            Err(_) => {
+                let since = *store_failing_since.get_or_insert_with(std::time::Instant::now);
+                (since.elapsed() >= STORE_DOWN_AFTER).then_some(false)
+            }
+        };
+        if let (Some(reachable), Some(m)) = (reachable, inputs.membership.upgrade()) {
+            m.set_store_reachable(reachable).await;
+        }
         let rest = inputs.check().await;
         let was_ready = last == Some(Readiness::Ready);
         let now = store_failures.judge(store, rest, was_ready, std::time::Instant::now());
