@@ -137,6 +137,12 @@ impl Frontend {
         }
     }
 
+    /// How many namespaces the per-namespace rate limiters keep a bucket for (only ever
+    /// namespaces that exist).
+    pub fn rate_limited_namespaces(&self) -> usize {
+        self.limits.tracked_namespaces()
+    }
+
     /// The id of the namespace a request names, once the request is within the rate limits.
     async fn ns_id(&self, name: &str) -> Result<String, Status> {
         Ok(self.namespace(name).await?.id.0)
@@ -146,8 +152,12 @@ impl Frontend {
     /// the calls that take one) has its place among the requests running on this node.
     async fn namespace(&self, name: &str) -> Result<Namespace, Status> {
         rpc_span::namespace(name);
-        self.limits.admit(name)?;
+        self.limits.admit_host()?;
+        // Looked up first: the per-namespace limiter keeps a bucket for every name it sees,
+        // and names that are not namespaces (any string a client sends) would grow it
+        // without bound.
         let ns = self.namespaces.get(name).await?;
+        self.limits.admit_namespace(name)?;
         if let Some(a) = &self.admission {
             admission::admit(a, name).await?;
         }
@@ -164,6 +174,11 @@ impl Frontend {
 
     /// A visibility query of `namespace`, once within its visibility rate limit.
     fn admit_visibility(&self, namespace: &str) -> Result<(), Status> {
+        // Only namespaces this node knows: the call looks the name up next, and an unknown
+        // one is refused there (a bucket per unknown name would grow without bound).
+        if !self.namespaces.is_cached(namespace) {
+            return Ok(());
+        }
         self.limits.admit_visibility(namespace)
     }
 

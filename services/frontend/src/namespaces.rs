@@ -110,6 +110,14 @@ impl Namespaces {
         Ok(ns)
     }
 
+    /// Whether `name` is a namespace this node has looked up already (no store call).
+    pub fn is_cached(&self, name: &str) -> bool {
+        self.by_name
+            .read()
+            .expect("namespace cache poisoned")
+            .contains_key(name)
+    }
+
     pub async fn get_by_id(&self, id: &str) -> Result<Namespace, Status> {
         let rec = self
             .store

@@ -53,6 +53,12 @@ impl RateLimits {
 
     /// Admit one request of `namespace`, or refuse it as Temporal does.
     pub fn admit(&self, namespace: &str) -> Result<(), Status> {
+        self.admit_host()?;
+        self.admit_namespace(namespace)
+    }
+
+    /// The node's own limit, checked before anything else about a request.
+    pub fn admit_host(&self) -> Result<(), Status> {
         if let Some(host) = &self.host
             && host.check().is_err()
         {
@@ -61,6 +67,12 @@ impl RateLimits {
                 ResourceExhaustedScope::System,
             ));
         }
+        Ok(())
+    }
+
+    /// The limit of `namespace`. Call it only for a namespace that exists: the limiter
+    /// keeps a bucket for every name it is asked about, for good.
+    pub fn admit_namespace(&self, namespace: &str) -> Result<(), Status> {
         let admitted = match self.overrides.get(namespace) {
             Some(Some(limiter)) => limiter.check().is_ok(),
             Some(None) => true,
@@ -81,7 +93,14 @@ impl RateLimits {
 }
 
 impl RateLimits {
-    /// Admit one visibility query of `namespace` (which [`Self::admit`] counts too).
+    /// How many namespaces the keyed limiters keep a bucket for.
+    pub fn tracked_namespaces(&self) -> usize {
+        self.default.as_ref().map_or(0, |l| l.len())
+            + self.visibility.as_ref().map_or(0, |l| l.len())
+    }
+
+    /// Admit one visibility query of `namespace` (which [`Self::admit`] counts too). Like
+    /// [`Self::admit_namespace`], only for a namespace that exists.
     pub fn admit_visibility(&self, namespace: &str) -> Result<(), Status> {
         match &self.visibility {
             Some(limiter) if limiter.check_key(&namespace.to_owned()).is_err() => Err(exhausted(

@@ -324,3 +324,59 @@ async fn bad_requests_get_temporals_status_codes() {
     assert_eq!(empty_queue.code(), Code::InvalidArgument);
     node.shutdown().await;
 }
+
+/// The per-namespace rate limiters keep a bucket per namespace for good, so they must only
+/// ever see names of namespaces that exist: a client sending any string as the namespace
+/// (a fuzzer, a typo in a loop) would grow them without bound.
+#[tokio::test]
+async fn requests_for_namespaces_that_do_not_exist_leave_no_rate_limit_bucket() {
+    let store = SqliteStore::open_in_memory().expect("store");
+    let mut config = NodeConfig::dev(4, "limits");
+    config.rate_limits = temper_frontend::RateLimitConfig {
+        namespace_rps: 1_000,
+        namespace_visibility_rps: 1_000,
+        ..Default::default()
+    };
+    let node = Node::start(store.into_persistence(), config)
+        .await
+        .expect("node starts");
+    for i in 0..200 {
+        let namespace = format!("no-such-namespace-{i}");
+        let err = node
+            .frontend
+            .start_workflow_execution(Request::new(ws::StartWorkflowExecutionRequest {
+                namespace: namespace.clone(),
+                workflow_id: "w".into(),
+                workflow_type: Some(WorkflowType { name: "W".into() }),
+                task_queue: queue("tq", TaskQueueKind::Normal),
+                request_id: format!("req-{i}"),
+                ..Default::default()
+            }))
+            .await
+            .expect_err("no such namespace");
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        let err = node
+            .frontend
+            .list_workflow_executions(Request::new(ws::ListWorkflowExecutionsRequest {
+                namespace,
+                ..Default::default()
+            }))
+            .await
+            .expect_err("no such namespace");
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    }
+    assert_eq!(node.frontend.rate_limited_namespaces(), 0);
+    start(&node, "limited", "tq").await;
+    node.frontend
+        .list_workflow_executions(Request::new(ws::ListWorkflowExecutionsRequest {
+            namespace: "default".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("list in default");
+    assert_eq!(
+        node.frontend.rate_limited_namespaces(),
+        2,
+        "one bucket per limiter"
+    );
+}
