@@ -42,7 +42,7 @@ pub struct Cached {
 /// Memory of a cached run beyond what its state and history hold on the heap: the entry
 /// itself (its decoded state is inline, and prost keeps every nested message inline, so
 /// that is several KiB even for an empty state), the key and the map's slot.
-const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<ExecutionEntry>() + 256;
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<ExecutionEntry>() + 256;
 /// What a decoded mutable state holds on the heap, against its encoded size (strings,
 /// maps and repeated fields with their headers, spare capacity and the allocator's
 /// rounding). Calibrated with `temper-loadtest scale` against RSS (docs/performance.md).

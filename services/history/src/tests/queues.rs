@@ -322,10 +322,12 @@ async fn runs_evicted_by_a_small_cache_budget_are_read_again_when_their_timers_f
         // Run timeouts from 1.2 s to 2.8 s: most start outside the 1 s timer window.
         start(&engine, wf, Duration::from_millis(1200 + 40 * i as u64)).await;
     }
-    let at_most = 16 << 10;
+    // Runs in use (their first transfer tasks still running) are never evicted: on a busy
+    // machine several are at once. Eight runs' worth is still a fifth of the forty.
+    let at_most = 8 * (crate::shard::ENTRY_OVERHEAD_BYTES + (2 << 10));
     assert!(
         budget.used() <= at_most,
-        "40 runs started, but {} bytes cached (budget 1)",
+        "40 runs started, but {} bytes cached (budget 1, at most {at_most})",
         budget.used()
     );
     for wf in &ids {
