@@ -203,6 +203,20 @@ mod tests {
         ClusterView::from_members(members.to_vec(), 16)
     }
 
+    /// The store showing `nodes` (name, generation) alive, each a history node.
+    fn alive(nodes: &[(&str, i64)]) -> StorePeers {
+        StorePeers::Alive(
+            nodes
+                .iter()
+                .map(|(name, generation)| AliveNode {
+                    name: (*name).into(),
+                    generation: *generation,
+                    roles: ["history".to_string()].into(),
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn a_row_counts_as_alive_while_its_heartbeat_moves() {
         let t0 = Instant::now();
@@ -228,32 +242,17 @@ mod tests {
     #[test]
     fn a_node_cut_off_from_its_peers_has_no_majority_and_they_do() {
         let q = Quorum::default();
-        let store = StorePeers::Alive(
-            ["a", "b", "c"]
-                .iter()
-                .map(|n| AliveNode {
-                    name: (*n).into(),
-                    generation: 1,
-                    roles: ["history".to_string()].into(),
-                })
-                .collect(),
-        );
+        let store = alive(&[("a", 1), ("b", 1), ("c", 1)]);
         let cut_off = view(&[member("c", 1, false)]);
         let majority = view(&[member("a", 1, false), member("b", 1, false)]);
         assert!(!q.holds(&cut_off, &store, Role::History));
         assert_eq!(q.missing(&cut_off, &store, Role::History), ["a", "b"]);
         assert!(q.holds(&majority, &store, Role::History));
         // Two nodes split in two: neither takes the other's shards.
-        let two = StorePeers::Alive(match &store {
-            StorePeers::Alive(n) => n[..2].to_vec(),
-            _ => unreachable!(),
-        });
+        let two = alive(&[("a", 1), ("b", 1)]);
         assert!(!q.holds(&view(&[member("a", 1, false)]), &two, Role::History));
         // Once b's row stops moving (it died), a alone is the majority.
-        let only_a = StorePeers::Alive(match &store {
-            StorePeers::Alive(n) => n[..1].to_vec(),
-            _ => unreachable!(),
-        });
+        let only_a = alive(&[("a", 1)]);
         assert!(q.holds(&view(&[member("a", 1, false)]), &only_a, Role::History));
         // Unknown (the store did not answer) never allows; no table always does.
         assert!(!q.holds(&majority, &StorePeers::Unknown, Role::History));
@@ -263,32 +262,12 @@ mod tests {
     #[test]
     fn a_node_that_left_gracefully_does_not_count_while_its_row_lingers() {
         let mut q = Quorum::default();
-        let store = StorePeers::Alive(
-            ["a", "b"]
-                .iter()
-                .map(|n| AliveNode {
-                    name: (*n).into(),
-                    generation: 1,
-                    roles: ["history".to_string()].into(),
-                })
-                .collect(),
-        );
+        let store = alive(&[("a", 1), ("b", 1)]);
         q.observe_view(&view(&[member("a", 1, false), member("b", 1, true)]));
         // b exited: gone from the view, its row still fresh.
         assert!(q.holds(&view(&[member("a", 1, false)]), &store, Role::History));
         // b restarted (new generation): it counts again.
-        let restarted = StorePeers::Alive(vec![
-            AliveNode {
-                name: "a".into(),
-                generation: 1,
-                roles: ["history".to_string()].into(),
-            },
-            AliveNode {
-                name: "b".into(),
-                generation: 2,
-                roles: ["history".to_string()].into(),
-            },
-        ]);
+        let restarted = alive(&[("a", 1), ("b", 2)]);
         assert!(!q.holds(&view(&[member("a", 1, false)]), &restarted, Role::History));
     }
 }

@@ -401,20 +401,29 @@ fn lease_only(read_lease: Duration) -> crate::ShardControl {
     }
 }
 
+/// Nodes a and b over one store with 2 shards, both owned by a, their controllers checking
+/// ownership only every 30 s, with `read_lease`.
+async fn two_nodes_with_lease(
+    read_lease: Duration,
+) -> (Arc<FakeMatching>, Arc<HistoryEngine>, Arc<HistoryEngine>) {
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    let a = node(&store, "a", 2);
+    let b = node(&store, "b", 2);
+    a.start_shard_controller(matching.clone(), lease_only(read_lease));
+    b.start_shard_controller(matching.clone(), lease_only(read_lease));
+    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    (matching, a, b)
+}
+
 /// A stale owner whose controller has not noticed yet (a node cut off from its peers, a
 /// ring behind) must not answer a read from a cache that misses the new owner's commit:
 /// the new owner commits only once the old owner's read lease ran out, and past its lease
 /// the old owner confirms ownership before the cache answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_owner_never_answers_a_read_that_misses_the_new_owners_commit() {
-    let store = store();
-    let matching = Arc::new(FakeMatching::default());
     let lease = Duration::from_millis(400);
-    let a = node(&store, "a", 2);
-    let b = node(&store, "b", 2);
-    a.start_shard_controller(matching.clone(), lease_only(lease));
-    b.start_shard_controller(matching.clone(), lease_only(lease));
-    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let (matching, a, b) = two_nodes_with_lease(lease).await;
     let wf = "leased";
     let run = start(&a, wf, Duration::ZERO).await;
     let k = key(wf, &run);
@@ -450,14 +459,8 @@ async fn a_stale_owner_never_answers_a_read_that_misses_the_new_owners_commit() 
 /// owner need not wait out a read lease before it commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_shard_is_taken_without_waiting_for_a_lease() {
-    let store = store();
-    let matching = Arc::new(FakeMatching::default());
     let lease = Duration::from_secs(20);
-    let a = node(&store, "a", 2);
-    let b = node(&store, "b", 2);
-    a.start_shard_controller(matching.clone(), lease_only(lease));
-    b.start_shard_controller(matching.clone(), lease_only(lease));
-    a.set_owned_shards(shards(&[1, 2]), matching.clone()).await;
+    let (matching, a, b) = two_nodes_with_lease(lease).await;
     let wf = "released";
     start(&a, wf, Duration::ZERO).await;
     let s = shard_id(wf, 2);
