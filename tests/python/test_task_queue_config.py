@@ -199,10 +199,13 @@ async def test_a_weight_override_replaces_the_weight_tasks_carry(client, task_qu
 class Clock:
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.by_key: dict[str, list[float]] = {}
 
     @activity.defn(name="record")
     async def record(self, tag: str) -> None:
-        self.times.append(time.monotonic())
+        now = time.monotonic()
+        self.times.append(now)
+        self.by_key.setdefault(tag.rsplit(":", 1)[-1], []).append(now)
 
 
 @pytest.mark.timeout(180)
@@ -230,3 +233,46 @@ async def test_the_queue_rate_limit_spaces_out_a_backlog(client, task_queue, new
     # (without the limit, ten tasks for an idle worker take well under one).
     assert spread >= 3.0, f"{n} tasks at 2/s ran within {spread:.2f} s"
     assert spread <= 12.0, f"{n} tasks at 2/s took {spread:.2f} s"
+
+
+@pytest.mark.timeout(180)
+async def test_the_fairness_key_rate_limit_holds_back_only_the_key_over_it(
+    client, task_queue, new_id
+):
+    act_queue = f"{task_queue}-activities"
+    await update(
+        client,
+        act_queue,
+        update_fairness_key_rate_limit_default=Update(
+            rate_limit=RateLimit(requests_per_second=2)
+        ),
+        set_fairness_weight_overrides={"gold": 2.0},
+    )
+    # Ten tasks of "flood" ahead of three of "quiet" and eight of "gold" (weight 2 by
+    # override: four a second).
+    priorities = (
+        [{"fairness_key": "flood"}] * 10
+        + [{"fairness_key": "quiet"}] * 3
+        + [{"fairness_key": "gold"}] * 8
+    )
+    n = len(priorities)
+    clock = Clock()
+    async with worker(client, task_queue, workflows=[ScheduleMany]):
+        handle = await client.start_workflow(
+            ScheduleMany.run, args=[act_queue, priorities], id=new_id(), task_queue=task_queue
+        )
+        await wait_until(
+            lambda: _backlogged(client, act_queue, n), timeout=30, what=f"{n} backlogged tasks"
+        )
+        async with worker(client, act_queue, activities=[clock.record]):
+            await result_within(handle, 120)
+    start = min(clock.times)
+    flood, quiet, gold = (clock.by_key[k] for k in ("flood", "quiet", "gold"))
+    assert (len(flood), len(quiet), len(gold)) == (10, 3, 8)
+    # quiet is under its limit: its three go at once, not behind flood's ten.
+    assert max(quiet) - start < 2.0, f"quiet finished {max(quiet) - start:.2f} s in"
+    # flood: a burst of two, then two a second; the other eight take about four seconds.
+    assert max(flood) - start >= 3.0, f"flood's ten ran within {max(flood) - start:.2f} s"
+    # gold at weight 2: a burst of four, then four a second; the other four take about one.
+    gold_spread = max(gold) - start
+    assert 0.7 <= gold_spread < max(flood) - start, f"gold's eight took {gold_spread:.2f} s"

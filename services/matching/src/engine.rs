@@ -27,7 +27,7 @@ use crate::error::MatchingError;
 use crate::key::{QueueKey, QueueKind};
 use crate::pollers::PollerSeen;
 use crate::query::PendingQueries;
-use crate::queue::{Context, TaskQueue, Wait, WriteError};
+use crate::queue::{Context, PartitionConfig, TaskQueue, Wait, WriteError};
 use crate::task::{Origin, Outcome, Task, TaskInfo};
 
 type QueueCell = Arc<OnceCell<Arc<TaskQueue>>>;
@@ -429,9 +429,8 @@ impl Core {
             .await
         {
             Ok(config) => {
-                let (rate, overrides) =
-                    config_for_partition(config, self.ctx.config.partitions.partitions(&key.name));
-                queue.apply_config(rate, &overrides);
+                let partitions = self.ctx.config.partitions.partitions(&key.name);
+                queue.apply_config(&config_for_partition(config, partitions));
             }
             Err(status) => {
                 tracing::debug!(queue = %key, %status, "could not read the task queue config; keeping the previous one");
@@ -572,19 +571,24 @@ impl Core {
     }
 }
 
-/// A partition's share of a task queue config: its dispatch rate (`None`: no limit) and the
-/// fairness weight overrides.
+/// A partition's share of a task queue config: its dispatch rate and its fairness keys' rate
+/// (each the queue's divided by its partitions; `None`: no limit), and the fairness weight
+/// overrides.
 pub(crate) fn config_for_partition(
     config: Option<temper_proto::temporal::api::taskqueue::v1::TaskQueueConfig>,
     partitions: u32,
-) -> (Option<f64>, std::collections::HashMap<String, f32>) {
+) -> PartitionConfig {
     let Some(config) = config else {
-        return (None, Default::default());
+        return PartitionConfig::default();
     };
-    let rate = config
-        .queue_rate_limit
-        .as_ref()
-        .and_then(|c| c.rate_limit.as_ref())
-        .map(|r| f64::from(r.requests_per_second.max(0.0)) / f64::from(partitions.max(1)));
-    (rate, config.fairness_weight_overrides)
+    let share = |limit: Option<&temper_proto::temporal::api::taskqueue::v1::RateLimitConfig>| {
+        limit
+            .and_then(|c| c.rate_limit.as_ref())
+            .map(|r| f64::from(r.requests_per_second.max(0.0)) / f64::from(partitions.max(1)))
+    };
+    PartitionConfig {
+        rate: share(config.queue_rate_limit.as_ref()),
+        key_rate: share(config.fairness_keys_rate_limit_default.as_ref()),
+        overrides: config.fairness_weight_overrides,
+    }
 }

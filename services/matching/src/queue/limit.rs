@@ -1,6 +1,9 @@
 //! A partition's share of its task queue's UpdateTaskQueueConfig settings: the queue rate
 //! limit as a token bucket over dispatches (Temporal's burst of one second's worth, at least
-//! one task), and the fairness weight overrides the ready queue applies (see `ready`).
+//! one task), the same per fairness key ([`KeyLimits`]), and the fairness weight overrides
+//! the ready queue applies (see `ready`).
+
+use std::collections::HashMap;
 
 use tokio::time::{Duration, Instant};
 
@@ -61,6 +64,88 @@ impl DispatchLimit {
     pub(crate) fn refund(&mut self) {
         self.tokens = (self.tokens + 1.0).min(self.burst);
     }
+
+    /// Whether the bucket would be full at `now`: it then limits nothing a fresh one would
+    /// not, and can be forgotten.
+    fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+}
+
+/// Keys whose buckets are looked at for forgetting once this many are kept.
+const KEYS_BEFORE_PRUNING: usize = 4096;
+
+/// The fairness key rate limit (`fairness_key_rate_limit_default`): every key may dispatch
+/// `rate × weight` tasks a second, its weight being the override for the key or else the
+/// weight its task carries, with a burst of one second's worth (at least one task), as in
+/// Temporal. A key whose bucket is full is not kept, so memory follows the keys that are
+/// at or near their limit, not every key ever seen.
+#[derive(Debug)]
+pub(crate) struct KeyLimits {
+    rate: f64,
+    buckets: HashMap<String, DispatchLimit>,
+}
+
+impl KeyLimits {
+    /// `rate` tasks per second for a key of weight 1 (0 pauses every key).
+    pub(crate) fn new(rate: f64) -> Self {
+        Self {
+            rate: rate.max(0.0),
+            buckets: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Change the rate; each key keeps the tokens it saved (up to its new burst).
+    pub(crate) fn set_rate(&mut self, rate: f64, now: Instant) {
+        let old = self.rate;
+        self.rate = rate.max(0.0);
+        for bucket in self.buckets.values_mut() {
+            // A bucket's rate is the old rate times its key's weight.
+            let weight = if old > 0.0 { bucket.rate() / old } else { 1.0 };
+            bucket.set_rate(self.rate * weight, now);
+        }
+    }
+
+    /// Take one dispatch for `key` at `weight`. `Err(Some(at))`: none before `at`;
+    /// `Err(None)`: none while the rate is 0.
+    pub(crate) fn try_take(
+        &mut self,
+        key: &str,
+        weight: f32,
+        now: Instant,
+    ) -> Result<(), Option<Instant>> {
+        let rate = self.rate * f64::from(weight.max(0.001));
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            if bucket.rate() != rate {
+                bucket.set_rate(rate, now);
+            }
+            return bucket.try_take(now);
+        }
+        if self.buckets.len() >= KEYS_BEFORE_PRUNING {
+            self.buckets.retain(|_, b| !b.is_full(now));
+        }
+        let mut bucket = DispatchLimit::new(rate, now);
+        let taken = bucket.try_take(now);
+        self.buckets.insert(key.to_owned(), bucket);
+        taken
+    }
+
+    /// Give back a dispatch taken for `key` for a task that was not handed out.
+    pub(crate) fn refund(&mut self, key: &str) {
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            bucket.refund();
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
 }
 
 fn burst_of(rate: f64) -> f64 {
@@ -103,5 +188,58 @@ mod tests {
         assert_eq!(slow.try_take(t0), Err(Some(t0 + Duration::from_secs(2))));
         slow.refund();
         assert!(slow.try_take(t0).is_ok());
+    }
+
+    #[test]
+    fn each_key_gets_the_rate_times_its_weight() {
+        let t0 = Instant::now();
+        let mut keys = KeyLimits::new(2.0);
+        // Weight 1: a burst of 2, then one every 0.5 s.
+        assert!(keys.try_take("a", 1.0, t0).is_ok());
+        assert!(keys.try_take("a", 1.0, t0).is_ok());
+        assert_eq!(
+            keys.try_take("a", 1.0, t0),
+            Err(Some(t0 + Duration::from_millis(500)))
+        );
+        // Another key is not held back by the first.
+        assert!(keys.try_take("b", 1.0, t0).is_ok());
+        // Weight 3: six a second.
+        let mut n = 0;
+        for ms in (0..10_000).step_by(10) {
+            if keys
+                .try_take("heavy", 3.0, t0 + Duration::from_millis(ms))
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        assert!((60..=67).contains(&n), "{n}");
+        keys.refund("a");
+        assert!(keys.try_take("a", 1.0, t0).is_ok(), "refunded");
+        // A new rate applies to saved buckets, scaled by each key's weight.
+        keys.set_rate(0.0, t0);
+        assert_eq!(
+            keys.try_take("a", 1.0, t0 + Duration::from_secs(5)),
+            Err(None)
+        );
+        keys.set_rate(10.0, t0 + Duration::from_secs(5));
+        assert_eq!(keys.rate(), 10.0);
+        assert!(keys.try_take("a", 1.0, t0 + Duration::from_secs(6)).is_ok());
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten() {
+        let t0 = Instant::now();
+        let mut keys = KeyLimits::new(100.0);
+        for i in 0..KEYS_BEFORE_PRUNING {
+            assert!(keys.try_take(&format!("k{i}"), 1.0, t0).is_ok());
+        }
+        assert_eq!(keys.tracked(), KEYS_BEFORE_PRUNING);
+        // A second later every bucket is full again: the next new key drops them.
+        assert!(
+            keys.try_take("new", 1.0, t0 + Duration::from_secs(1))
+                .is_ok()
+        );
+        assert_eq!(keys.tracked(), 1);
     }
 }

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 pub(crate) use backlog::WriteError;
 use backlog::{Backlog, ReadStart};
 use limit::DispatchLimit;
-use ready::ReadyQueue;
+use ready::{Pop, ReadyQueue};
 
 use crate::config::MatchingConfig;
 use crate::key::QueueKey;
@@ -40,6 +40,17 @@ use crate::task::{Dispatched, Origin, Outcome, Task, TaskInfo};
 /// How often a poll waiting on a rate-limited queue looks again for a task the limit held
 /// back (at most; sooner when the next dispatch is due sooner).
 const LIMIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A partition's share of its task queue's UpdateTaskQueueConfig settings.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct PartitionConfig {
+    /// Tasks a second the partition hands out (`None`: no limit).
+    pub rate: Option<f64>,
+    /// Tasks a second each fairness key of weight 1 may have handed out (`None`: no limit).
+    pub key_rate: Option<f64>,
+    /// Fairness key -> the weight its tasks count with, whatever they carry.
+    pub overrides: std::collections::HashMap<String, f32>,
+}
 
 /// What every queue of one engine shares.
 pub(crate) struct Context {
@@ -275,12 +286,20 @@ impl TaskQueue {
             return Err(task);
         }
         // The queue rate limit counts every task handed out; queries are not tasks of the
-        // queue's own and pass (as in Temporal).
+        // queue's own and pass (as in Temporal). So does the task's fairness key's limit.
+        let now = Instant::now();
         let limited = !task.is_query() && st.limit.is_some();
         if limited
             && let Some(limit) = st.limit.as_mut()
-            && limit.try_take(Instant::now()).is_err()
+            && limit.try_take(now).is_err()
         {
+            return Err(task);
+        }
+        let key_limited = !task.is_query() && st.ready.key_limited();
+        if key_limited && st.ready.take_key(&task, now).is_err() {
+            if limited && let Some(limit) = st.limit.as_mut() {
+                limit.refund();
+            }
             return Err(task);
         }
         while let Some(waiter) = st.waiters.pop_front() {
@@ -296,19 +315,19 @@ impl TaskQueue {
         if limited && let Some(limit) = st.limit.as_mut() {
             limit.refund();
         }
+        if key_limited {
+            st.ready.refund_key(&task);
+        }
         Err(task)
     }
 
     /// Apply the task queue's UpdateTaskQueueConfig settings to this partition: its share of
-    /// the queue rate limit (`None`: unlimited) and the fairness weight overrides.
-    pub(crate) fn apply_config(
-        &self,
-        rate: Option<f64>,
-        overrides: &std::collections::HashMap<String, f32>,
-    ) {
+    /// the queue rate limit and of the fairness key rate limit, and the fairness weight
+    /// overrides.
+    pub(crate) fn apply_config(&self, config: &PartitionConfig) {
         let now = Instant::now();
         let mut st = self.lock();
-        match (rate, st.limit.as_mut()) {
+        match (config.rate, st.limit.as_mut()) {
             (None, _) => st.limit = None,
             (Some(rate), Some(limit)) => {
                 if limit.rate() != rate {
@@ -317,7 +336,8 @@ impl TaskQueue {
             }
             (Some(rate), None) => st.limit = Some(DispatchLimit::new(rate, now)),
         }
-        st.ready.set_weight_overrides(overrides);
+        st.ready.set_key_rate_limit(config.key_rate, now);
+        st.ready.set_weight_overrides(&config.overrides);
     }
 
     /// The rate limit this partition dispatches under, if any.
@@ -411,26 +431,40 @@ impl TaskQueue {
     }
 
     /// The next live query task (unless `tasks_only`), else the next unexpired ready task
-    /// (dropping expired ones), highest priority first.
-    fn pop_ready_locked(self: &Arc<Self>, st: &mut State, tasks_only: bool) -> Option<Dispatched> {
+    /// (dropping expired ones), highest priority first; with `limited`, only of a fairness
+    /// key under its rate limit. `Err(Some(at))`: every ready task's key is at its limit
+    /// until `at`; `Err(None)`: nothing to hand out.
+    fn pop_ready_locked(
+        self: &Arc<Self>,
+        st: &mut State,
+        tasks_only: bool,
+        limited: bool,
+    ) -> Result<Dispatched, Option<Instant>> {
         while !tasks_only && let Some(task) = st.queries.pop_front() {
             if !task.is_abandoned_query() {
-                return Some(Dispatched::new(task, self.clone()));
+                return Ok(Dispatched::new(task, self.clone()));
             }
         }
         let now = self.ctx.clock.now();
-        while let Some(task) = st.ready.pop() {
+        loop {
+            let task = match st.ready.pop(Instant::now(), limited) {
+                Pop::Task(task) => task,
+                Pop::Held(at) => return Err(at),
+                Pop::Empty => return Err(None),
+            };
             if task.info.is_expired(now) {
                 tracing::debug!(queue = %self.key, workflow_id = %task.info.execution.workflow_id,
                     "dropping task past its schedule-to-start timeout");
+                if limited {
+                    st.ready.refund_key(&task);
+                }
                 if let Origin::Backlog(id) = task.origin {
                     self.ack_locked(st, task.info.priority.level, id);
                 }
                 continue;
             }
-            return Some(Dispatched::new(task, self.clone()));
+            return Ok(Dispatched::new(task, self.clone()));
         }
-        None
     }
 
     /// Wait until `deadline` for a task. The task leaves the queue only when it is handed
@@ -474,11 +508,15 @@ impl TaskQueue {
                                     }
                                 }
                             }
-                            let task = if recheck.is_none() {
-                                self.pop_ready_locked(&mut st, true)
-                            } else {
-                                None
-                            };
+                            let mut task = None;
+                            if recheck.is_none() {
+                                match self.pop_ready_locked(&mut st, true, true) {
+                                    Ok(t) => task = Some(t),
+                                    // Every ready task's fairness key is at its limit.
+                                    Err(Some(at)) => recheck = Some(at.min(now + LIMIT_RECHECK)),
+                                    Err(None) => {}
+                                }
+                            }
                             if let Some(task) = task {
                                 Step::Done(Wait::Task(task))
                             } else {
@@ -489,8 +527,8 @@ impl TaskQueue {
                                     ReadStart::RetryAt(at) => at.min(deadline),
                                     _ => deadline,
                                 };
-                                if st.limit.is_some() {
-                                    // A task the limit turns away now (here or when it
+                                if st.limit.is_some() || st.ready.key_limited() {
+                                    // A task a limit turns away now (here or when it
                                     // arrives) is taken when the next dispatch is due.
                                     wake_at = wake_at.min(recheck.unwrap_or(now + LIMIT_RECHECK));
                                 }
@@ -716,7 +754,8 @@ impl TaskQueue {
         if st.lost || st.closed {
             return None;
         }
-        self.pop_ready_locked(&mut st, true)
+        // The root counts the rate limits of what it is offered.
+        self.pop_ready_locked(&mut st, true, false).ok()
     }
 
     /// Nothing waits on, writes to or touched this queue for `ttl`: it can be unloaded.

@@ -16,8 +16,40 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::SystemTime;
 
+use tokio::time::Instant;
+
+use super::limit::KeyLimits;
 use crate::priority::{LEVELS, level_index};
 use crate::task::Task;
+
+/// What [`ReadyQueue::pop`] found.
+#[derive(Debug)]
+pub(crate) enum Pop {
+    Task(Task),
+    /// Every ready task's fairness key is at its rate limit: the first may go at the time
+    /// given (`None`: not while the limit is 0).
+    Held(Option<Instant>),
+    Empty,
+}
+
+/// When the first of the held tasks may go: `held` so far (`None`: none held yet), and one
+/// more held until `at` (`None`: while the limit stays 0).
+fn sooner(held: Option<Option<Instant>>, at: Option<Instant>) -> Option<Instant> {
+    match (held.flatten(), at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The weight a task of `key` counts with: a weight override of the task queue
+/// (UpdateTaskQueueConfig) replaces the task's own.
+fn weight_of(overrides: &HashMap<String, f32>, key: &str, task: &Task) -> f32 {
+    match overrides.get(key) {
+        Some(&w) if w > 0.0 => w,
+        Some(_) => 1.0,
+        None => task.info.priority.fairness_weight,
+    }
+}
 
 /// Pass increment of a task of weight 1.
 const STRIDE: f64 = 1_000_000.0;
@@ -113,20 +145,65 @@ impl Level {
         self.len += 1;
     }
 
-    fn pop(&mut self, overrides: &HashMap<String, f32>) -> Option<Task> {
+    /// The next task, skipping keys at their rate limit (with `limits`). `Held(at)` when
+    /// every key with a task is at its limit.
+    fn pop(
+        &mut self,
+        overrides: &HashMap<String, f32>,
+        limits: Option<&mut KeyLimits>,
+        now: Instant,
+    ) -> Pop {
         let keyed = self.keyed();
-        let i = if keyed { self.active.pop_first()?.1 } else { 0 };
+        let i = match limits {
+            None if keyed => match self.active.pop_first() {
+                Some((_, i)) => i,
+                None => return Pop::Empty,
+            },
+            None => 0,
+            Some(limits) => {
+                let mut held: Option<Option<Instant>> = None;
+                let mut chosen = None;
+                let candidates: Box<dyn Iterator<Item = (u64, usize)>> = if keyed {
+                    Box::new(self.active.iter().copied())
+                } else {
+                    Box::new(std::iter::once((0, 0)))
+                };
+                for (pass, i) in candidates {
+                    let slot = &self.slots[i];
+                    let Some(front) = slot.tasks.front() else {
+                        continue;
+                    };
+                    let weight = weight_of(overrides, &slot.key, front);
+                    match limits.try_take(&slot.key, weight, now) {
+                        Ok(()) => {
+                            chosen = Some((pass, i));
+                            break;
+                        }
+                        Err(at) => {
+                            held = Some(sooner(held, at));
+                        }
+                    }
+                }
+                match chosen {
+                    Some(entry) => {
+                        if keyed {
+                            self.active.remove(&entry);
+                        }
+                        entry.1
+                    }
+                    None => return held.map_or(Pop::Empty, Pop::Held),
+                }
+            }
+        };
         let slot = &mut self.slots[i];
-        let task = slot.tasks.pop_front()?;
+        let Some(task) = slot.tasks.pop_front() else {
+            return Pop::Empty;
+        };
         self.len -= 1;
         self.vtime = slot.pass;
-        // A weight override of the task queue (UpdateTaskQueueConfig) replaces the task's.
-        let weight = match overrides.get(&slot.key) {
-            Some(&w) if w > 0.0 => w,
-            Some(_) => 1.0,
-            None => task.info.priority.fairness_weight,
-        };
-        slot.pass = slot.pass.saturating_add(stride(weight));
+        slot.pass = slot
+            .pass
+            .saturating_add(stride(weight_of(overrides, &slot.key, &task)));
         if !slot.tasks.is_empty() {
             if keyed {
                 self.active.insert((slot.pass, i));
@@ -144,7 +221,7 @@ impl Level {
                 self.free.clear();
             }
         }
-        Some(task)
+        Pop::Task(task)
     }
 
     /// The task this level would hand out next.
@@ -164,6 +241,8 @@ pub(crate) struct ReadyQueue {
     len: usize,
     /// Fairness key -> the weight its tasks get, whatever they carry (UpdateTaskQueueConfig).
     overrides: HashMap<String, f32>,
+    /// The per fairness key rate limit, if one is set (UpdateTaskQueueConfig).
+    key_limits: Option<KeyLimits>,
 }
 
 impl Default for ReadyQueue {
@@ -172,6 +251,7 @@ impl Default for ReadyQueue {
             levels: std::array::from_fn(|_| Level::default()),
             len: 0,
             overrides: HashMap::new(),
+            key_limits: None,
         }
     }
 }
@@ -184,6 +264,43 @@ impl ReadyQueue {
         }
         self.overrides.clone_from(overrides);
         true
+    }
+
+    /// Set (`Some`: tasks a second for a key of weight 1) or remove the per fairness key
+    /// rate limit.
+    pub(crate) fn set_key_rate_limit(&mut self, rate: Option<f64>, now: Instant) {
+        match (rate, self.key_limits.as_mut()) {
+            (None, _) => self.key_limits = None,
+            (Some(rate), Some(limits)) => {
+                if limits.rate() != rate {
+                    limits.set_rate(rate, now);
+                }
+            }
+            (Some(rate), None) => self.key_limits = Some(KeyLimits::new(rate)),
+        }
+    }
+
+    /// Whether a per fairness key rate limit is set.
+    pub(crate) fn key_limited(&self) -> bool {
+        self.key_limits.is_some()
+    }
+
+    /// Take a dispatch of `task`'s fairness key, for a task handed out without going
+    /// through this queue (a sync match). Always `Ok` without a key limit.
+    pub(crate) fn take_key(&mut self, task: &Task, now: Instant) -> Result<(), Option<Instant>> {
+        let Some(limits) = self.key_limits.as_mut() else {
+            return Ok(());
+        };
+        let key = &task.info.priority.fairness_key;
+        limits.try_take(key, weight_of(&self.overrides, key, task), now)
+    }
+
+    /// Give back the dispatch taken for `task` (by [`Self::take_key`] or [`Self::pop`])
+    /// when it was not handed out after all.
+    pub(crate) fn refund_key(&mut self, task: &Task) {
+        if let Some(limits) = self.key_limits.as_mut() {
+            limits.refund(&task.info.priority.fairness_key);
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -221,14 +338,29 @@ impl ReadyQueue {
         self.len += 1;
     }
 
-    /// The next task to hand out.
-    pub(crate) fn pop(&mut self) -> Option<Task> {
-        let level = self.levels.iter_mut().find(|l| l.len > 0)?;
-        let task = level.pop(&self.overrides);
-        if task.is_some() {
-            self.len -= 1;
+    /// The next task to hand out: from the highest level that has one whose fairness key
+    /// is under its rate limit (with `limited` and a key limit set; a key at its limit holds
+    /// back neither other keys nor lower levels).
+    pub(crate) fn pop(&mut self, now: Instant, limited: bool) -> Pop {
+        let mut held: Option<Option<Instant>> = None;
+        for level in self.levels.iter_mut().filter(|l| l.len > 0) {
+            let limits = if limited {
+                self.key_limits.as_mut()
+            } else {
+                None
+            };
+            match level.pop(&self.overrides, limits, now) {
+                Pop::Task(task) => {
+                    self.len -= 1;
+                    return Pop::Task(task);
+                }
+                Pop::Held(at) => {
+                    held = Some(sooner(held, at));
+                }
+                Pop::Empty => {}
+            }
         }
-        task
+        held.map_or(Pop::Empty, Pop::Held)
     }
 
     /// When the task `level` would hand out next was created.
@@ -281,8 +413,18 @@ mod tests {
         }
     }
 
+    impl ReadyQueue {
+        /// The next task, ignoring key limits.
+        fn pop_any(&mut self) -> Option<Task> {
+            match self.pop(Instant::now(), false) {
+                Pop::Task(t) => Some(t),
+                _ => None,
+            }
+        }
+    }
+
     fn drain(q: &mut ReadyQueue) -> Vec<i64> {
-        std::iter::from_fn(|| q.pop())
+        std::iter::from_fn(|| q.pop_any())
             .map(|t| t.info.scheduled_event_id)
             .collect()
     }
@@ -306,7 +448,7 @@ mod tests {
         let mut q = ReadyQueue::default();
         q.push_back(task(1, 3, "", 1.0));
         q.push_back(task(2, 3, "", 1.0));
-        let first = q.pop().expect("task");
+        let first = q.pop_any().expect("task");
         q.push_front(first);
         assert_eq!(drain(&mut q), vec![1, 2]);
     }
@@ -319,7 +461,7 @@ mod tests {
             q.push_back(task(1000 + id, 3, "heavy", 3.0));
         }
         let first: Vec<i64> = (0..400)
-            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .map(|_| q.pop_any().expect("task").info.scheduled_event_id)
             .collect();
         let heavy = first.iter().filter(|&&id| id >= 1000).count();
         assert!((290..=310).contains(&heavy), "heavy got {heavy} of 400");
@@ -336,7 +478,7 @@ mod tests {
             q.push_back(task(1000 + id, 3, "tenant", 1.0));
         }
         let first: Vec<i64> = (0..100)
-            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .map(|_| q.pop_any().expect("task").info.scheduled_event_id)
             .collect();
         let keyed = first.iter().filter(|&&id| id >= 1000).count();
         assert!((45..=55).contains(&keyed), "tenant got {keyed} of 100");
@@ -354,7 +496,7 @@ mod tests {
             q.push_back(task(id, 3, "busy", 1.0));
         }
         for _ in 0..40 {
-            q.pop();
+            q.pop_any();
         }
         // A newcomer joins at the current virtual time: it alternates with "busy" instead
         // of taking the next 40 dispatches.
@@ -362,7 +504,7 @@ mod tests {
             q.push_back(task(id, 3, "late", 1.0));
         }
         let next: Vec<i64> = (0..6)
-            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .map(|_| q.pop_any().expect("task").info.scheduled_event_id)
             .collect();
         let late = next.iter().filter(|&&id| id >= 100).count();
         assert!((2..=4).contains(&late), "{next:?}");
@@ -381,7 +523,7 @@ mod tests {
         q.push_back(task(1, 4, "a", 100.0));
         q.push_back(task(2, 2, "b", 0.01));
         q.push_back(task(3, 4, "", 1.0));
-        assert_eq!(q.pop().map(|t| t.info.scheduled_event_id), Some(2));
+        assert_eq!(q.pop_any().map(|t| t.info.scheduled_event_id), Some(2));
         assert_eq!(q.oldest_create_time(), Some(UNIX_EPOCH));
         assert_eq!(drain(&mut q).len(), 2);
     }
@@ -399,14 +541,14 @@ mod tests {
             q.push_back(task(1000 + id, 3, "plain", 1.0));
         }
         let first: Vec<i64> = (0..80)
-            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .map(|_| q.pop_any().expect("task").info.scheduled_event_id)
             .collect();
         let gold = first.iter().filter(|&&id| id < 1000).count();
         assert!((58..=62).contains(&gold), "gold got {gold} of 80");
         // Unset, the tasks' own weights count again: equal shares.
         assert!(q.set_weight_overrides(&HashMap::new()));
         let next: Vec<i64> = (0..40)
-            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .map(|_| q.pop_any().expect("task").info.scheduled_event_id)
             .collect();
         let gold = next.iter().filter(|&&id| id < 1000).count();
         assert!((18..=22).contains(&gold), "gold got {gold} of 40");
@@ -420,9 +562,67 @@ mod tests {
             q.push_back(task(1000 + id, 3, "light", 1.0));
         }
         let first: Vec<i64> = (0..40)
-            .map(|_| q.pop().expect("task").info.scheduled_event_id)
+            .map(|_| q.pop_any().expect("task").info.scheduled_event_id)
             .collect();
         let heavy = first.iter().filter(|&&id| id < 1000).count();
         assert!((18..=22).contains(&heavy), "heavy got {heavy} of 40");
+    }
+
+    #[test]
+    fn a_key_at_its_rate_limit_holds_back_only_itself() {
+        let t0 = Instant::now();
+        let mut q = ReadyQueue::default();
+        q.set_key_rate_limit(Some(2.0), t0);
+        assert!(q.key_limited());
+        for id in 0..10 {
+            q.push_back(task(id, 3, "flood", 1.0));
+        }
+        q.push_back(task(100, 3, "quiet", 1.0));
+        q.push_back(task(200, 4, "", 1.0));
+        let mut got = Vec::new();
+        while let Pop::Task(t) = q.pop(t0, true) {
+            got.push(t.info.scheduled_event_id);
+        }
+        // flood's burst of two, quiet's task and the lower level's: flood waits 0.5 s.
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 1, 100, 200]);
+        match q.pop(t0, true) {
+            Pop::Held(Some(at)) => assert_eq!(at, t0 + std::time::Duration::from_millis(500)),
+            other => panic!("{other:?}"),
+        }
+        // Unlimited (forwarding to the root partition), it goes at once.
+        assert!(matches!(q.pop(t0, false), Pop::Task(_)));
+        // A refund gives the dispatch back.
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        let Pop::Task(t) = q.pop(t1, true) else {
+            panic!("flood has two tokens again");
+        };
+        q.refund_key(&t);
+        q.push_front(t);
+        assert!(matches!(q.pop(t1, true), Pop::Task(_)));
+        assert!(matches!(q.pop(t1, true), Pop::Task(_)));
+        assert!(matches!(q.pop(t1, true), Pop::Held(Some(_))));
+        // Without a rate the keys are paused.
+        q.set_key_rate_limit(Some(0.0), t1);
+        assert!(matches!(
+            q.pop(t1 + std::time::Duration::from_secs(9), true),
+            Pop::Held(None)
+        ));
+        q.set_key_rate_limit(None, t1);
+        assert_eq!(drain(&mut q).len(), 5);
+    }
+
+    #[test]
+    fn key_limits_apply_to_tasks_without_a_key_too() {
+        let t0 = Instant::now();
+        let mut q = ReadyQueue::default();
+        q.set_key_rate_limit(Some(1.0), t0);
+        q.push_back(task(1, 3, "", 1.0));
+        q.push_back(task(2, 3, "", 1.0));
+        assert!(matches!(q.pop(t0, true), Pop::Task(_)));
+        assert!(matches!(q.pop(t0, true), Pop::Held(Some(_))));
+        let probe = task(3, 3, "", 1.0);
+        assert!(q.take_key(&probe, t0).is_err(), "a sync match is held too");
+        assert!(q.take_key(&task(4, 3, "other", 2.0), t0).is_ok());
     }
 }
