@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import RateLimitSource, TaskQueueType
 from temporalio.api.taskqueue.v1 import RateLimit, TaskQueue
 from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
@@ -276,3 +276,57 @@ async def test_the_fairness_key_rate_limit_holds_back_only_the_key_over_it(
     # gold at weight 2: a burst of four, then four a second; the other four take about one.
     gold_spread = max(gold) - start
     assert 0.7 <= gold_spread < max(flood) - start, f"gold's eight took {gold_spread:.2f} s"
+
+
+async def effective_rate_limit(client: Client, queue: str):
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=ACTIVITY
+        )
+    )
+    eff = resp.effective_rate_limit
+    return round(eff.requests_per_second, 3), RateLimitSource.Name(eff.rate_limit_source)
+
+
+@pytest.mark.timeout(180)
+async def test_the_workers_activity_rate_limits_dispatch_and_describe_reports_it(
+    client, task_queue, new_id
+):
+    act_queue = f"{task_queue}-activities"
+    rate, source = await effective_rate_limit(client, act_queue)
+    assert source == "RATE_LIMIT_SOURCE_SYSTEM", (rate, source)
+    n = 10
+    clock = Clock()
+    async with worker(client, task_queue, workflows=[ScheduleMany]):
+        handle = await client.start_workflow(
+            ScheduleMany.run, args=[act_queue, [{}] * n], id=new_id(), task_queue=task_queue
+        )
+        await wait_until(
+            lambda: _backlogged(client, act_queue, n), timeout=30, what=f"{n} backlogged tasks"
+        )
+        async with worker(
+            client, act_queue, activities=[clock.record], max_task_queue_activities_per_second=2
+        ):
+            await result_within(handle, 120)
+            assert await effective_rate_limit(client, act_queue) == (
+                2.0,
+                "RATE_LIMIT_SOURCE_WORKER",
+            )
+            # The config's limit replaces the worker's.
+            await update(
+                client,
+                act_queue,
+                update_queue_rate_limit=Update(rate_limit=RateLimit(requests_per_second=9)),
+            )
+            await wait_until(
+                lambda: _is(effective_rate_limit(client, act_queue), (9.0, "RATE_LIMIT_SOURCE_API")),
+                timeout=20,
+                what="the config's limit in effect",
+            )
+    spread = clock.times[-1] - clock.times[0]
+    # A burst of two, then two a second: the other eight take about four seconds.
+    assert spread >= 3.0, f"{n} tasks at 2/s ran within {spread:.2f} s"
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected

@@ -8,11 +8,14 @@
 use std::collections::HashMap;
 
 use temper_proto::internal::v1::DescribeTaskQueueRequest;
-use temper_proto::temporal::api::enums::v1::{BuildIdTaskReachability, DescribeTaskQueueMode};
+use temper_proto::temporal::api::enums::v1::{
+    BuildIdTaskReachability, DescribeTaskQueueMode, RateLimitSource,
+};
 use temper_proto::temporal::api::taskqueue::v1::{
     PollerInfo, TaskQueueStats, TaskQueueStatus, TaskQueueTypeInfo, TaskQueueVersionInfo,
 };
 use temper_proto::temporal::api::workflowservice::v1::DescribeTaskQueueResponse;
+use temper_proto::temporal::api::workflowservice::v1::describe_task_queue_response::EffectiveRateLimit;
 use temper_types::partition_name;
 use tonic::Status;
 
@@ -20,6 +23,7 @@ use crate::engine::Core;
 use crate::forward::forwarded;
 use crate::key::{QueueKey, QueueKind, QueueType};
 use crate::pollers::DEFAULT_TASK_DISPATCH_RPS;
+use crate::queue::{LimitSource, TaskQueue};
 use crate::service::{namespace, task_queue};
 
 impl Core {
@@ -182,6 +186,8 @@ impl Core {
             }
         }
         merge_pollers(&mut response.pollers, self.version_pollers(&key));
+        response.effective_rate_limit =
+            Some(self.effective_rate_limit(&key, queue.as_deref()).await);
         if want_status {
             let status = queue.map(|q| q.status()).unwrap_or(TaskQueueStatus {
                 rate_per_second: DEFAULT_TASK_DISPATCH_RPS,
@@ -197,6 +203,39 @@ impl Core {
 }
 
 impl Core {
+    /// The dispatch limit a partition applies, for the whole queue: the queue rate limit of
+    /// UpdateTaskQueueConfig, else the workers' `max_tasks_per_second` (known once a worker
+    /// polled the partition here), else none, which is reported as Temporal's default
+    /// dispatch rate with source SYSTEM.
+    async fn effective_rate_limit(
+        &self,
+        key: &QueueKey,
+        queue: Option<&TaskQueue>,
+    ) -> EffectiveRateLimit {
+        let (rate, source) = match queue {
+            Some(queue) => {
+                // A partition loaded for another reason than a poll may not have it yet.
+                self.apply_task_queue_config(key, queue).await;
+                queue.effective_rate_limit()
+            }
+            None => match self.partition_config(key).await.and_then(|c| c.rate) {
+                Some(share) => {
+                    let partitions = self.config().partitions.partitions(&key.name);
+                    (Some(share * f64::from(partitions.max(1))), LimitSource::Api)
+                }
+                None => (None, LimitSource::System),
+            },
+        };
+        EffectiveRateLimit {
+            requests_per_second: rate.unwrap_or(DEFAULT_TASK_DISPATCH_RPS) as f32,
+            rate_limit_source: match source {
+                LimitSource::System => RateLimitSource::System,
+                LimitSource::Api => RateLimitSource::Api,
+                LimitSource::Worker => RateLimitSource::Worker,
+            } as i32,
+        }
+    }
+
     /// The pollers of a partition's worker deployment versions (their own queues beside
     /// the unversioned one; see `crate::versioning`).
     fn version_pollers(&self, key: &QueueKey) -> Vec<PollerInfo> {

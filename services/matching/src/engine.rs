@@ -418,22 +418,29 @@ impl Core {
     /// registry's cache, so a change reaches every node within its propagation delay). The
     /// queue rate limit is shared evenly by the queue's partitions.
     pub(crate) async fn apply_task_queue_config(&self, key: &QueueKey, queue: &TaskQueue) {
-        if key.kind != QueueKind::Normal {
-            return;
+        if let Some(config) = self.partition_config(key).await {
+            queue.apply_config(&config);
         }
-        let Some(registry) = self.deployments.get() else {
-            return;
-        };
+    }
+
+    /// A normal partition's share of its task queue's UpdateTaskQueueConfig settings;
+    /// `None` if they cannot be read now (or for other kinds of queue).
+    pub(crate) async fn partition_config(&self, key: &QueueKey) -> Option<PartitionConfig> {
+        if key.kind != QueueKind::Normal {
+            return None;
+        }
+        let registry = self.deployments.get()?;
         match registry
             .task_queue_config(&key.namespace_id, &key.name, key.task_type.as_i32())
             .await
         {
             Ok(config) => {
                 let partitions = self.ctx.config.partitions.partitions(&key.name);
-                queue.apply_config(&config_for_partition(config, partitions));
+                Some(config_for_partition(config, partitions))
             }
             Err(status) => {
                 tracing::debug!(queue = %key, %status, "could not read the task queue config; keeping the previous one");
+                None
             }
         }
     }
@@ -579,7 +586,10 @@ pub(crate) fn config_for_partition(
     partitions: u32,
 ) -> PartitionConfig {
     let Some(config) = config else {
-        return PartitionConfig::default();
+        return PartitionConfig {
+            partitions,
+            ..PartitionConfig::default()
+        };
     };
     let share = |limit: Option<&temper_proto::temporal::api::taskqueue::v1::RateLimitConfig>| {
         limit
@@ -590,5 +600,6 @@ pub(crate) fn config_for_partition(
         rate: share(config.queue_rate_limit.as_ref()),
         key_rate: share(config.fairness_keys_rate_limit_default.as_ref()),
         overrides: config.fairness_weight_overrides,
+        partitions,
     }
 }

@@ -50,6 +50,9 @@ pub(crate) struct PartitionConfig {
     pub key_rate: Option<f64>,
     /// Fairness key -> the weight its tasks count with, whatever they carry.
     pub overrides: std::collections::HashMap<String, f32>,
+    /// The queue's partitions, which share the workers' `max_tasks_per_second` (0 counts
+    /// as 1).
+    pub partitions: u32,
 }
 
 /// What every queue of one engine shares.
@@ -122,8 +125,28 @@ struct State {
     dispatches: RateCounter,
     /// The persisted backlog; `None` for sticky queues.
     backlog: Option<Backlog>,
-    /// This partition's share of the queue rate limit (UpdateTaskQueueConfig), if one is set.
+    /// This partition's dispatch limit, if any: its share of the queue rate limit
+    /// (UpdateTaskQueueConfig), or else of the last poller's `max_tasks_per_second`.
     limit: Option<DispatchLimit>,
+    /// Where `limit` comes from.
+    limit_source: LimitSource,
+    /// This partition's share of the queue rate limit of UpdateTaskQueueConfig.
+    config_rate: Option<f64>,
+    /// The last poll's `max_tasks_per_second` (activity workers), for the whole queue.
+    worker_rate: Option<f64>,
+    /// How many partitions the queue has (shares of the rates above).
+    partitions: u32,
+}
+
+/// Where a partition's dispatch limit comes from (Temporal's `RateLimitSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitSource {
+    /// No limit (Temporal's system default).
+    System,
+    /// UpdateTaskQueueConfig.
+    Api,
+    /// The workers' `max_tasks_per_second`.
+    Worker,
 }
 
 /// One task queue partition.
@@ -219,6 +242,10 @@ impl TaskQueue {
                 dispatches: RateCounter::new(now),
                 backlog,
                 limit: None,
+                limit_source: LimitSource::System,
+                config_rate: None,
+                worker_rate: None,
+                partitions: 1,
             }),
             lease_io: tokio::sync::Mutex::new(()),
             forward_polls: Arc::new(Semaphore::new(ctx.config.max_forwarded_polls.max(1))),
@@ -256,6 +283,46 @@ impl TaskQueue {
         st.last_activity = now;
         st.pollers.record(seen, wall, now);
         st.poller_version = crate::versioning::poller_version(seen.deployment_options.as_ref());
+        // As in Temporal, the last poll's limit is the workers' (none if it set none).
+        if st.worker_rate != seen.max_tasks_per_second {
+            st.worker_rate = seen.max_tasks_per_second;
+            Self::refresh_limit_locked(&mut st, now);
+        }
+    }
+
+    /// Bring the dispatch limit in line with its sources: the config's rate, else the
+    /// workers', each shared by the partitions.
+    fn refresh_limit_locked(st: &mut State, now: Instant) {
+        let worker_share = st
+            .worker_rate
+            .filter(|r| r.is_finite())
+            .map(|r| r.max(0.0) / f64::from(st.partitions.max(1)));
+        let (rate, source) = match (st.config_rate, worker_share) {
+            (Some(rate), _) => (Some(rate), LimitSource::Api),
+            (None, Some(rate)) => (Some(rate), LimitSource::Worker),
+            (None, None) => (None, LimitSource::System),
+        };
+        st.limit_source = source;
+        match (rate, st.limit.as_mut()) {
+            (None, _) => st.limit = None,
+            (Some(rate), Some(limit)) => {
+                if limit.rate() != rate {
+                    limit.set_rate(rate, now);
+                }
+            }
+            (Some(rate), None) => st.limit = Some(DispatchLimit::new(rate, now)),
+        }
+    }
+
+    /// The queue's dispatch limit as this partition applies it, for the whole queue (its
+    /// share times the partitions; `None`: no limit), and where it comes from.
+    pub(crate) fn effective_rate_limit(&self) -> (Option<f64>, LimitSource) {
+        let st = self.lock();
+        let total = st
+            .limit
+            .as_ref()
+            .map(|l| l.rate() * f64::from(st.partitions.max(1)));
+        (total, st.limit_source)
     }
 
     /// The deployment version of the worker that polled last (`None`: unversioned).
@@ -322,20 +389,14 @@ impl TaskQueue {
     }
 
     /// Apply the task queue's UpdateTaskQueueConfig settings to this partition: its share of
-    /// the queue rate limit and of the fairness key rate limit, and the fairness weight
-    /// overrides.
+    /// the queue rate limit (which replaces the workers' `max_tasks_per_second`) and of the
+    /// fairness key rate limit, and the fairness weight overrides.
     pub(crate) fn apply_config(&self, config: &PartitionConfig) {
         let now = Instant::now();
         let mut st = self.lock();
-        match (config.rate, st.limit.as_mut()) {
-            (None, _) => st.limit = None,
-            (Some(rate), Some(limit)) => {
-                if limit.rate() != rate {
-                    limit.set_rate(rate, now);
-                }
-            }
-            (Some(rate), None) => st.limit = Some(DispatchLimit::new(rate, now)),
-        }
+        st.config_rate = config.rate;
+        st.partitions = config.partitions.max(1);
+        Self::refresh_limit_locked(&mut st, now);
         st.ready.set_key_rate_limit(config.key_rate, now);
         st.ready.set_weight_overrides(&config.overrides);
     }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::engine::config_for_partition;
-use crate::queue::PartitionConfig;
+use crate::queue::{LimitSource, PartitionConfig};
 
 fn rate(rate: Option<f64>) -> PartitionConfig {
     PartitionConfig {
@@ -184,7 +184,13 @@ fn partitions_share_the_queue_rate_limit() {
     let share = config_for_partition(Some(lifted), 4);
     assert_eq!(share.rate, None);
     assert_eq!(share.key_rate, Some(2.0), "the key limit is shared too");
-    assert_eq!(config_for_partition(None, 1), PartitionConfig::default());
+    assert_eq!(
+        config_for_partition(None, 3),
+        PartitionConfig {
+            partitions: 3,
+            ..PartitionConfig::default()
+        }
+    );
 }
 
 #[tokio::test]
@@ -285,4 +291,68 @@ async fn a_fairness_key_rate_limit_scales_with_the_weight() {
     let elapsed = start.elapsed();
     assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1_500), "{elapsed:?}");
+}
+
+async fn poll_limited(h: &Harness, max_tasks_per_second: Option<f64>) -> String {
+    use temper_proto::temporal::api::taskqueue::v1::TaskQueueMetadata;
+    use temper_proto::temporal::api::workflowservice::v1::PollActivityTaskQueueRequest as ApiPoll;
+    let resp = h
+        .engine
+        .poll_activity_task_queue(Request::new(PollActivityTaskQueueRequest {
+            namespace_id: NS.to_owned(),
+            poller_id: format!("poll-{}", uuid::Uuid::new_v4()),
+            request: Some(ApiPoll {
+                namespace: "default".to_owned(),
+                task_queue: Some(normal("jobs")),
+                identity: "worker".to_owned(),
+                task_queue_metadata: Some(TaskQueueMetadata {
+                    max_tasks_per_second: max_tasks_per_second.map(|value| value.into()),
+                }),
+                ..Default::default()
+            }),
+            long_poll_timeout_ms: 5_000,
+            ..Default::default()
+        }))
+        .await
+        .expect("poll")
+        .into_inner();
+    resp.workflow_execution.expect("a task").workflow_id
+}
+
+#[tokio::test]
+async fn the_workers_max_tasks_per_second_limits_dispatch_unless_the_config_sets_one() {
+    let h = Harness::new();
+    let q = queue(&h).await;
+    assert_eq!(q.effective_rate_limit(), (None, LimitSource::System));
+    for i in 0..6 {
+        add(&h, &format!("wf-{i}"), "").await;
+    }
+    // The worker asks for 4 a second: a burst of four, then 4/s.
+    let start = Instant::now();
+    for _ in 0..6 {
+        poll_limited(&h, Some(4.0)).await;
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+    assert_eq!(q.effective_rate_limit(), (Some(4.0), LimitSource::Worker));
+    // The config's rate replaces the worker's.
+    q.apply_config(&rate(Some(1000.0)));
+    assert_eq!(q.effective_rate_limit(), (Some(1000.0), LimitSource::Api));
+    for i in 0..10 {
+        add(&h, &format!("fast-{i}"), "").await;
+    }
+    let start = Instant::now();
+    for _ in 0..10 {
+        poll_limited(&h, Some(4.0)).await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    // Without either, no limit; a poll that sets none lifts the worker's.
+    q.apply_config(&rate(None));
+    add(&h, "last", "").await;
+    poll_limited(&h, None).await;
+    assert_eq!(q.effective_rate_limit(), (None, LimitSource::System));
 }
