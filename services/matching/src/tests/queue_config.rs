@@ -306,7 +306,7 @@ async fn poll_limited(h: &Harness, max_tasks_per_second: Option<f64>) -> String 
                 task_queue: Some(normal("jobs")),
                 identity: "worker".to_owned(),
                 task_queue_metadata: Some(TaskQueueMetadata {
-                    max_tasks_per_second: max_tasks_per_second.map(|value| value.into()),
+                    max_tasks_per_second,
                 }),
                 ..Default::default()
             }),
