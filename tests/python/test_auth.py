@@ -11,6 +11,7 @@ tests skip against the reference server.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import re
 import urllib.request
 import uuid
@@ -365,3 +366,21 @@ async def test_a_jwks_server_of_an_unknown_ca_is_refused(tmp_path: Path, key: Si
     finally:
         await srv.stop()
         jwks.close()
+
+
+@pytest.mark.timeout(60)
+async def test_the_web_ui_with_authorization_needs_a_sign_in_provider(
+    tmp_path: Path, jwks: JwksServer
+):
+    ui = ["--ui", "--ui-port", str(harness.free_port())]
+    srv = AuthServer(tmp_path / "srv", jwks, more=ui)
+    proc = subprocess.run(srv.command(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "--ui with --auth-* needs --ui-auth-provider-url and --ui-auth-client-id" in (
+        proc.stderr
+    ), proc.stderr
+    # The provider's settings without --ui are refused by the flags themselves.
+    lone = AuthServer(tmp_path / "lone", jwks, more=["--ui-auth-client-id", "x"])
+    proc = subprocess.run(lone.command(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "--ui-auth-provider-url" in proc.stderr, proc.stderr

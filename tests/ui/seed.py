@@ -83,9 +83,13 @@ async def main() -> None:
     parser.add_argument("--address", required=True)
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--api-key", help="a bearer token, for a server with authorization on")
     args = parser.parse_args()
 
-    client = await Client.connect(args.address, namespace=args.namespace)
+    # An api_key turns TLS on in the SDK unless told otherwise; the test server is plaintext.
+    client = await Client.connect(
+        args.address, namespace=args.namespace, api_key=args.api_key, tls=False
+    )
     run = uuid.uuid4().hex[:8]
     idle_queue = f"ui-idle-{run}"
     work_queue = f"ui-work-{run}"

@@ -123,7 +123,7 @@ pub struct DevArgs {
     /// this JWKS document (http:// or https://), fetched at start, every minute, and when a
     /// token names an unknown key id. Roles come from the token's `permissions` claim
     /// (docs/security.md). Default: off (every call allowed).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["ui", "auth_key_file"])]
+    #[arg(long, value_name = "URL", conflicts_with = "auth_key_file")]
     pub auth_jwks_url: Option<String>,
     /// With `--auth-jwks-url https://...`: also trust the CAs of this PEM bundle for the
     /// JWKS server's certificate (besides the system's root CAs).
@@ -131,7 +131,7 @@ pub struct DevArgs {
     pub auth_jwks_ca: Option<PathBuf>,
     /// Turn authorization on with the signing keys in this file: a PEM public key (RSA or
     /// P-256) or a JWKS JSON document.
-    #[arg(long, value_name = "FILE", conflicts_with = "ui")]
+    #[arg(long, value_name = "FILE")]
     pub auth_key_file: Option<PathBuf>,
     /// With `--auth-*`: tokens must name this audience (`aud`).
     #[arg(long, value_name = "AUD")]
@@ -142,6 +142,45 @@ pub struct DevArgs {
     /// With `--auth-*`: log every authorization decision on the `temper::audit` target.
     #[arg(long)]
     pub auth_audit_log: bool,
+    /// With `--ui`: the Web UI signs users in through this OpenID Connect provider (its
+    /// issuer URL, where `.well-known/openid-configuration` is found) and passes their token
+    /// on with every call; needed with `--ui` and `--auth-*`. Needs `--ui-auth-client-id`.
+    #[arg(long, value_name = "URL", requires_all = ["ui", "ui_auth_client_id"])]
+    pub ui_auth_provider_url: Option<String>,
+    /// With `--ui-auth-provider-url`: the Web UI's OAuth2 client id at the provider.
+    #[arg(long, value_name = "ID", requires = "ui_auth_provider_url")]
+    pub ui_auth_client_id: Option<String>,
+    /// With `--ui-auth-provider-url`: the Web UI's OAuth2 client secret (better given in the
+    /// environment than on the command line).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TEMPER_UI_AUTH_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "ui_auth_provider_url"
+    )]
+    pub ui_auth_client_secret: Option<String>,
+    /// With `--ui-auth-provider-url`: where the provider sends the browser back, as
+    /// registered with it. Default: the Web UI's own `/auth/sso/callback`.
+    #[arg(long, value_name = "URL", requires = "ui_auth_provider_url")]
+    pub ui_auth_callback_url: Option<String>,
+    /// With `--ui-auth-provider-url`: the issuer the provider's tokens name, when it differs
+    /// from the provider URL.
+    #[arg(long, value_name = "URL", requires = "ui_auth_provider_url")]
+    pub ui_auth_issuer_url: Option<String>,
+    /// With `--ui-auth-provider-url`: the OAuth2 scopes to ask for, comma-separated.
+    #[arg(
+        long,
+        value_name = "SCOPES",
+        value_delimiter = ',',
+        default_value = "openid,profile,email",
+        requires = "ui_auth_provider_url"
+    )]
+    pub ui_auth_scopes: Vec<String>,
+    /// With `--ui-auth-provider-url`: pass the user's ID token to the gRPC port instead of
+    /// the access token (for providers whose access tokens are not JWTs).
+    #[arg(long, requires = "ui_auth_provider_url")]
+    pub ui_auth_use_id_token: bool,
     /// Accepted for compatibility with `temporal server start-dev`: no UI (the default
     /// without `--ui`).
     #[arg(long, hide = true)]
@@ -211,6 +250,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         anyhow::bail!(
             "--ui with --tls-client-ca needs --ui-tls-cert and --ui-tls-key: a client \
              certificate of the client CA for the Web UI server"
+        );
+    }
+    let auth_on = args.auth_jwks_url.is_some() || args.auth_key_file.is_some();
+    if args.ui && auth_on && args.ui_auth_provider_url.is_none() {
+        anyhow::bail!(
+            "--ui with --auth-* needs --ui-auth-provider-url and --ui-auth-client-id: the Web \
+             UI signs users in through an OpenID Connect provider and passes their tokens on \
+             (docs/security.md#the-web-ui)"
         );
     }
     let ui_addr = args.ui.then(|| ui_address(&args, addr)).transpose()?;
@@ -305,7 +352,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => None,
         Some(ui_addr) => match crate::ui::locate(args.ui_server_bin.as_deref()) {
             Ok(bin) => {
-                match crate::ui::UiServer::start(&bin, addr, ui_addr, ui_tls(&args).as_ref()) {
+                let auth = ui_auth(&args, ui_addr);
+                let tls = ui_tls(&args);
+                match crate::ui::UiServer::start(&bin, addr, ui_addr, tls.as_ref(), auth.as_ref()) {
                     Ok(ui) => Some(ui),
                     Err(e) => {
                         tracing::warn!("no Temporal Web UI: {e:#}");
@@ -413,6 +462,23 @@ fn auth_settings(args: &DevArgs) -> Option<temper_auth::AuthSettings> {
         cert_permissions: Default::default(),
         audit_log: args.auth_audit_log,
         max_message_bytes: MAX_MESSAGE_BYTES,
+    })
+}
+
+/// How `--ui` signs users in (`--ui-auth-*`), if it does.
+fn ui_auth(args: &DevArgs, ui: SocketAddr) -> Option<crate::ui::UiAuth> {
+    let provider_url = args.ui_auth_provider_url.clone()?;
+    Some(crate::ui::UiAuth {
+        provider_url,
+        issuer_url: args.ui_auth_issuer_url.clone(),
+        client_id: args.ui_auth_client_id.clone().unwrap_or_default(),
+        client_secret: args.ui_auth_client_secret.clone().unwrap_or_default(),
+        callback_url: args
+            .ui_auth_callback_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/auth/sso/callback", crate::ui::url(ui))),
+        scopes: args.ui_auth_scopes.clone(),
+        use_id_token: args.ui_auth_use_id_token,
     })
 }
 

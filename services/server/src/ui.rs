@@ -108,10 +108,30 @@ pub struct UiTls {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
+/// How the UI server signs users in: an OpenID Connect provider and the UI's client there.
+/// The UI server passes the signed-in user's token on as the `authorization` header of its
+/// calls, which temper checks like any other caller's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiAuth {
+    pub provider_url: String,
+    pub issuer_url: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub callback_url: String,
+    pub scopes: Vec<String>,
+    /// Pass the ID token instead of the access token.
+    pub use_id_token: bool,
+}
+
 /// Our config for the UI server (its YAML keys, from its config struct): the Temporal API
-/// address (over TLS with `tls`), where to listen, auth off, plain-HTTP cookies, no phoning
-/// home.
-pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr, tls: Option<&UiTls>) -> String {
+/// address (over TLS with `tls`), where to listen, sign-in (off without `auth`), plain-HTTP
+/// cookies unless the callback is https, no phoning home.
+pub fn config_yaml(
+    grpc: SocketAddr,
+    ui: SocketAddr,
+    tls: Option<&UiTls>,
+    auth: Option<&UiAuth>,
+) -> String {
     let host = match ui.ip() {
         IpAddr::V6(ip) => format!("\"{ip}\""),
         IpAddr::V4(ip) => ip.to_string(),
@@ -136,14 +156,39 @@ pub fn config_yaml(grpc: SocketAddr, ui: SocketAddr, tls: Option<&UiTls>) -> Str
          cors:\n  \
            cookieInsecure: true\n  \
            allowOrigins:\n{origins}\
-         auth:\n  \
-           enabled: false\n\
+         {auth}\
          disableNewsFetch: true\n\
          notifyOnNewVersion: false\n\
          hideLogs: true\n\
          {tls}",
         grpc = dial_address(grpc),
         tls = tls.map(tls_yaml).unwrap_or_default(),
+        auth = auth.map_or_else(|| "auth:\n  enabled: false\n".to_owned(), auth_yaml),
+    )
+}
+
+/// The UI server's `auth` section: one OIDC provider.
+fn auth_yaml(auth: &UiAuth) -> String {
+    let scopes: String = auth
+        .scopes
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("        - {}\n", yaml_string(s)))
+        .collect();
+    let issuer = auth
+        .issuer_url
+        .as_ref()
+        .map(|i| format!("      issuerUrl: {}\n", yaml_string(i)))
+        .unwrap_or_default();
+    format!(
+        "auth:\n  enabled: true\n  providers:\n    - label: temper\n      type: oidc\n      \
+         providerUrl: {provider}\n{issuer}      clientId: {id}\n      clientSecret: {secret}\n      \
+         callbackUrl: {callback}\n      useIdTokenAsBearer: {id_token}\n      scopes:\n{scopes}",
+        provider = yaml_string(&auth.provider_url),
+        id = yaml_string(&auth.client_id),
+        secret = yaml_string(&auth.client_secret),
+        callback = yaml_string(&auth.callback_url),
+        id_token = auth.use_id_token,
     )
 }
 
@@ -168,6 +213,17 @@ fn tls_yaml(tls: &UiTls) -> String {
     )
 }
 
+/// Write `text` to a new file only its owner may read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
 /// A YAML double-quoted string.
 fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
@@ -187,6 +243,7 @@ impl UiServer {
         grpc: SocketAddr,
         ui: SocketAddr,
         tls: Option<&UiTls>,
+        auth: Option<&UiAuth>,
     ) -> anyhow::Result<UiServer> {
         // The UI server would only log a bind error and exit: say so before starting it.
         std::net::TcpListener::bind(ui)
@@ -195,7 +252,8 @@ impl UiServer {
             std::env::temp_dir().join(format!("temper-ui-{}-{}", std::process::id(), ui.port()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = dir.join("temper.yaml");
-        std::fs::write(&config, config_yaml(grpc, ui, tls))
+        // The config may hold the UI's OAuth2 client secret: readable by this user only.
+        write_private(&config, &config_yaml(grpc, ui, tls, auth))
             .with_context(|| format!("writing {}", config.display()))?;
         let mut child = tokio::process::Command::new(bin)
             .arg("--root")
@@ -348,6 +406,7 @@ mod tests {
             "0.0.0.0:7233".parse().expect("address"),
             "0.0.0.0:8233".parse().expect("address"),
             None,
+            None,
         );
         assert!(
             yaml.contains("temporalGrpcAddress: \"127.0.0.1:7233\"\n"),
@@ -359,6 +418,7 @@ mod tests {
         let v6 = config_yaml(
             "[::1]:7233".parse().expect("address"),
             "[::1]:8233".parse().expect("address"),
+            None,
             None,
         );
         assert!(v6.contains("temporalGrpcAddress: \"[::1]:7233\"\n"), "{v6}");
@@ -377,6 +437,7 @@ mod tests {
             "127.0.0.1:7233".parse().expect("address"),
             "127.0.0.1:8233".parse().expect("address"),
             Some(&tls),
+            None,
         );
         assert!(
             yaml.ends_with(
@@ -392,6 +453,7 @@ mod tests {
             "127.0.0.1:7233".parse().expect("address"),
             "127.0.0.1:8233".parse().expect("address"),
             Some(&mutual),
+            None,
         );
         assert!(
             yaml.ends_with(
@@ -399,5 +461,50 @@ mod tests {
             ),
             "{yaml}"
         );
+    }
+
+    #[test]
+    fn with_a_provider_the_ui_server_signs_users_in() {
+        let auth = UiAuth {
+            provider_url: "http://127.0.0.1:9000".into(),
+            issuer_url: None,
+            client_id: "temper-ui".into(),
+            client_secret: "s\"ecret".into(),
+            callback_url: "http://127.0.0.1:8233/auth/sso/callback".into(),
+            scopes: vec!["openid".into(), "email".into()],
+            use_id_token: false,
+        };
+        let yaml = config_yaml(
+            "127.0.0.1:7233".parse().expect("address"),
+            "127.0.0.1:8233".parse().expect("address"),
+            None,
+            Some(&auth),
+        );
+        assert!(!yaml.contains("enabled: false"), "{yaml}");
+        assert!(
+            yaml.contains(
+                "auth:\n  enabled: true\n  providers:\n    - label: temper\n      type: oidc\n      \
+                 providerUrl: \"http://127.0.0.1:9000\"\n      clientId: \"temper-ui\"\n      \
+                 clientSecret: \"s\\\"ecret\"\n      callbackUrl: \"http://127.0.0.1:8233/auth/sso/callback\"\n      \
+                 useIdTokenAsBearer: false\n      scopes:\n        - \"openid\"\n        - \"email\"\n"
+            ),
+            "{yaml}"
+        );
+        assert!(yaml.contains("disableNewsFetch: true\n"), "{yaml}");
+        let yaml = config_yaml(
+            "127.0.0.1:7233".parse().expect("address"),
+            "127.0.0.1:8233".parse().expect("address"),
+            None,
+            Some(&UiAuth {
+                issuer_url: Some("https://idp.example.com/".into()),
+                use_id_token: true,
+                ..auth
+            }),
+        );
+        assert!(
+            yaml.contains("      issuerUrl: \"https://idp.example.com/\"\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("useIdTokenAsBearer: true\n"), "{yaml}");
     }
 }
