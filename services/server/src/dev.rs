@@ -75,7 +75,8 @@ pub struct DevArgs {
     /// a batch that sets no rate, default 50), `limit.historyCount.suggestContinueAsNew`
     /// (events, default 4096) and `limit.historySize.suggestContinueAsNew` (bytes, default
     /// 4 MiB) past which workflow tasks suggest continue-as-new,
-    /// `system.enableEagerWorkflowStart` (default true), and
+    /// `system.enableEagerWorkflowStart` (default true), `matching.getTasksBatchSize` (the
+    /// backlog page: tasks read from the store at once, default 1000), and
     /// `frontend.enableExecuteMultiOperation` and `frontend.activityAPIsEnabled` when true
     /// (always on in temper). Every other key is ignored with one warning line each.
     #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]

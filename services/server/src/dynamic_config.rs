@@ -12,6 +12,8 @@ const EAGER_WORKFLOW_START: &str = "system.enableEagerWorkflowStart";
 const NEXUS_ENDPOINTS_REFRESH: &str = "system.refreshNexusEndpointsMinWait";
 const VERSIONING_DATA_APIS: &str = "frontend.workerVersioningDataAPIs";
 const UPDATE_CALLBACKS: &str = "history.enableUpdateCallbacks";
+/// Matching's backlog page: tasks read from the store at once, and kept in memory per level.
+const GET_TASKS_BATCH_SIZE: &str = "matching.getTasksBatchSize";
 /// temper's own keys (Temporal has none for these): the frontend's fair admission and the
 /// bound on open workflows per namespace, as `[frontend]` sets them on `temper server start`.
 const MAX_INFLIGHT: &str = "temper.frontend.maxInflight";
@@ -80,6 +82,13 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
             EAGER_WORKFLOW_START => config.eager_workflow_start = boolean()?,
             VERSIONING_DATA_APIS => config.worker_versioning_data_apis = boolean()?,
             UPDATE_CALLBACKS => config.limits.update_callbacks = boolean()?,
+            GET_TASKS_BATCH_SIZE => {
+                let n = int()?;
+                if n > 100_000 {
+                    anyhow::bail!("--dynamic-config-value {key}: {value} must be 1 to 100000");
+                }
+                config.matching.backlog_read_batch_size = usize::try_from(n)?;
+            }
             NEXUS_ENDPOINTS_REFRESH => {
                 // A Go duration, bare or as a JSON string (the reference takes JSON only).
                 let text = value.trim_matches('"');
@@ -161,6 +170,18 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_backlog_page_size_is_matchings_get_tasks_batch_size() {
+        let mut config = NodeConfig::dev(4, "n");
+        apply(&values(&["matching.getTasksBatchSize=20"]), &mut config).expect("valid");
+        assert_eq!(config.matching.backlog_read_batch_size, 20);
+        for bad in ["0", "100001", "x"] {
+            let mut config = NodeConfig::dev(4, "n");
+            let kv = format!("matching.getTasksBatchSize={bad}");
+            assert!(apply(&values(&[&kv]), &mut config).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,8 +12,18 @@
 //! oldest unfinished task of any level) in one range delete per level that had tasks, the
 //! rest one by one. The lease row keeps that one ack level; a new owner reads every level
 //! from it.
+//!
+//! Fairness across a backlog deeper than memory: stored tasks are read in the order they
+//! were written, so a task of a quiet fairness key written behind a flood of another key's
+//! would wait for the whole flood. Instead, a task that would stay in the store only because
+//! memory is full is kept in memory "ahead" of the read cursor when its key has no task in
+//! the store unread (so each key stays in order) and fewer than a tenth of a page in memory,
+//! up to a page of such tasks per level. It is stored like any other; the read that later
+//! reaches its id skips it. Which keys have unread stored tasks is only known for what this
+//! owner wrote: after a load whose first page was full, a level keeps no task ahead until it
+//! has been read through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,11 +88,44 @@ impl Cursor {
     }
 }
 
+/// Tasks of one level kept in memory ahead of its read cursor (see the module docs).
+#[derive(Debug, Default)]
+struct Ahead {
+    /// Whether `unread` is known: false from a load whose first page was full until the level
+    /// has been read through.
+    known: bool,
+    /// Fairness key -> its tasks written to the store and not read back yet.
+    unread: HashMap<String, u32>,
+    /// Ids of tasks kept in memory although above the read cursor.
+    ids: BTreeSet<TaskId>,
+}
+
+impl Ahead {
+    /// Forget ids the read cursor has passed.
+    fn passed(&mut self, read_level: TaskId) {
+        if self.ids.first().is_some_and(|&first| first <= read_level) {
+            self.ids = self.ids.split_off(&(read_level + 1));
+        }
+    }
+
+    /// One task of `key` was read back from the store.
+    fn read_back(&mut self, key: &str) {
+        if let Some(n) = self.unread.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.unread.remove(key);
+            }
+        }
+    }
+}
+
 pub(super) struct Backlog {
     range_id: RangeId,
     ids: TaskIdAllocator,
     /// Per priority level (index 0: level 1).
     cursors: [Cursor; LEVELS as usize],
+    /// Per priority level: tasks kept in memory ahead of the cursor.
+    ahead: [Ahead; LEVELS as usize],
     /// Highest task id loaded into memory at any level; writes under way are above it.
     max_loaded: TaskId,
     reading: bool,
@@ -199,14 +242,18 @@ impl TaskQueue {
         tracing::debug!(queue = %key, range_id = %lease.range_id,
             loaded = pages.iter().map(Vec::len).sum::<usize>(), "task queue leased");
         let mut cursors = [Cursor::new(lease.ack_level); LEVELS as usize];
-        for (cursor, page) in cursors.iter_mut().zip(&pages) {
+        let mut ahead: [Ahead; LEVELS as usize] = std::array::from_fn(|_| Ahead::default());
+        for ((cursor, ahead), page) in cursors.iter_mut().zip(&mut ahead).zip(&pages) {
             cursor.more_in_store = page.len() >= batch;
             cursor.needs_range_delete = !page.is_empty();
+            // What the store holds beyond a full page, and of which keys, is unknown.
+            ahead.known = !cursor.more_in_store;
         }
         let backlog = Backlog {
             range_id: lease.range_id,
             ids: TaskIdAllocator::new(lease.range_id),
             cursors,
+            ahead,
             max_loaded: lease.ack_level,
             reading: false,
             read_failed_at: None,
@@ -293,8 +340,14 @@ impl TaskQueue {
             cursor.read_level = stored.task_id;
             cursor.needs_range_delete = true;
             b.max_loaded = b.max_loaded.max(stored.task_id);
+            let ahead = &mut b.ahead[level_index(level)];
+            if ahead.ids.remove(&stored.task_id) {
+                // Kept in memory when it was written: there already, or done.
+                continue;
+            }
             match TaskInfo::decode(&stored.data) {
                 Ok(mut info) => {
+                    ahead.read_back(&info.priority.fairness_key);
                     // Where the task is stored decides its level (a task stored before
                     // levels existed has the default one).
                     info.priority.level = level;
@@ -486,25 +539,41 @@ impl TaskQueue {
         }
         let level = info.priority.level;
         // Memory holds about one read page per level; beyond that, tasks wait in the store.
-        let memory_full =
-            st.ready.level_len(level) >= self.ctx.config.backlog_read_batch_size.max(1);
+        let batch = self.ctx.config.backlog_read_batch_size.max(1);
+        let memory_full = st.ready.level_len(level) >= batch;
+        let key_in_memory = st.ready.key_len(level, &info.priority.fairness_key);
         let Some(b) = st.backlog.as_mut() else {
             return;
         };
-        let cursor = b.cursor(level);
+        let idx = level_index(level);
+        let cursor = &mut b.cursors[idx];
         cursor.needs_range_delete = true;
         if cursor.more_in_store || memory_full {
-            cursor.more_in_store = true;
-            cursor.skipped_writes += 1;
-            cursor.unread_hint += 1;
-            return;
+            let ahead = &mut b.ahead[idx];
+            let key = &info.priority.fairness_key;
+            let keep = ahead.known
+                && !ahead.unread.contains_key(key)
+                && key_in_memory < (batch / 10).max(1)
+                && ahead.ids.len() < batch
+                && id > cursor.read_level;
+            if !keep {
+                cursor.more_in_store = true;
+                cursor.skipped_writes += 1;
+                cursor.unread_hint += 1;
+                *ahead.unread.entry(key.clone()).or_default() += 1;
+                return;
+            }
+            // A quiet key behind a deep backlog: into memory now (see the module docs).
+            ahead.ids.insert(id);
+        } else {
+            if id <= cursor.read_level {
+                // A read that raced this write already loaded it.
+                return;
+            }
+            cursor.read_level = id;
+            b.ahead[idx].passed(id);
+            b.max_loaded = b.max_loaded.max(id);
         }
-        if id <= cursor.read_level {
-            // A read that raced this write already loaded it.
-            return;
-        }
-        cursor.read_level = id;
-        b.max_loaded = b.max_loaded.max(id);
         b.outstanding.insert(id, level);
         let task = Task {
             info,
@@ -554,9 +623,21 @@ impl TaskQueue {
         if b.reading {
             return ReadStart::No;
         }
-        let Some(level) =
-            (1..best_in_memory).find(|&level| b.cursors[level_index(level)].more_in_store)
-        else {
+        // A level with only tasks kept ahead of its cursor in memory is read too (else a
+        // quiet key that keeps writing would hold the rest of the level in the store).
+        let Some(level) = (1..=best_in_memory.min(LEVELS)).find(|&level| {
+            let idx = level_index(level);
+            b.cursors[idx].more_in_store
+                && (level < best_in_memory || {
+                    let ahead = &b.ahead[idx];
+                    let ahead_loaded = ahead
+                        .ids
+                        .iter()
+                        .filter(|id| b.outstanding.contains_key(id))
+                        .count();
+                    st.ready.level_len(level) <= ahead_loaded
+                })
+        }) else {
             return ReadStart::No;
         };
         if let Some(failed) = b.read_failed_at {
@@ -598,9 +679,18 @@ impl TaskQueue {
                 self.load_locked(&mut st, page);
                 if let Some(b) = st.backlog.as_mut() {
                     b.read_failed_at = None;
-                    let cursor = b.cursor(ticket.level);
+                    let idx = level_index(ticket.level);
+                    let cursor = &mut b.cursors[idx];
                     cursor.more_in_store = full || cursor.skipped_writes != ticket.skipped_writes;
                     cursor.unread_hint = (cursor.unread_hint - n).max(0);
+                    let (read_level, read_through) = (cursor.read_level, !cursor.more_in_store);
+                    let ahead = &mut b.ahead[idx];
+                    ahead.passed(read_level);
+                    if read_through {
+                        // Everything stored is read: no key has unread tasks.
+                        ahead.known = true;
+                        ahead.unread.clear();
+                    }
                 }
             }
             Err(err) => {

@@ -316,6 +316,17 @@ impl ReadyQueue {
         self.levels[level_index(level)].len
     }
 
+    /// Tasks of fairness key `key` waiting at `level`.
+    pub(crate) fn key_len(&self, level: u8, key: &str) -> usize {
+        let l = &self.levels[level_index(level)];
+        let slot = if key.is_empty() {
+            Some(0)
+        } else {
+            l.index.get(key).copied()
+        };
+        slot.map_or(0, |i| l.slots[i].tasks.len())
+    }
+
     /// The highest-priority level that has a task.
     pub(crate) fn best_level(&self) -> Option<u8> {
         self.levels
