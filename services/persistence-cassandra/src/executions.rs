@@ -9,7 +9,7 @@ use temper_persistence::{
 };
 use temper_types::{NamespaceId, RangeId, ShardId};
 
-use crate::CassandraStore;
+use crate::{CassandraStore, Rows};
 use crate::commit::{self, Failure};
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
@@ -380,10 +380,7 @@ impl CassandraStore {
             if rows.applied()? {
                 return Ok(());
             }
-            let shard_row = rows
-                .iter()
-                .find(|row| RowKey::shard_row(shard).is(row).unwrap_or(false));
-            if let Some(err) = commit::shard_condition(shard_id, range_id, shard_row.as_ref())? {
+            if let Some(err) = shard_refusal(&rows, shard_id, range_id)? {
                 return Err(err);
             }
             // The shard condition held: the pointer moved. Try again.
@@ -608,15 +605,24 @@ impl ExecutionStore for CassandraStore {
         if rows.applied()? {
             return Ok(());
         }
-        let shard_row = rows
-            .iter()
-            .find(|row| RowKey::shard_row(shard).is(row).unwrap_or(false));
-        Err(
-            commit::shard_condition(shard_id, range_id, shard_row.as_ref())?.unwrap_or_else(|| {
-                StoreError::Internal(format!("{what}: the batch was not applied"))
-            }),
-        )
+        Err(shard_refusal(&rows, shard_id, range_id)?
+            .unwrap_or_else(|| StoreError::Internal(format!("{what}: the batch was not applied"))))
     }
+}
+
+/// The error a refused conditional batch on a shard's partition gets from the shard row's
+/// fence (the shard's range moved on, or it has no row); `None` if the fence held and another
+/// condition refused the batch.
+fn shard_refusal(
+    rows: &Rows,
+    shard_id: ShardId,
+    range_id: RangeId,
+) -> Result<Option<StoreError>, StoreError> {
+    let shard = shard_key(shard_id)?;
+    let shard_row = rows
+        .iter()
+        .find(|row| RowKey::shard_row(shard).is(row).unwrap_or(false));
+    commit::shard_condition(shard_id, range_id, shard_row.as_ref())
 }
 
 /// The cluster metadata row's partition key.
