@@ -93,7 +93,11 @@ impl QueueSinks {
     }
 }
 
-const MAX_CONCURRENT_TASKS: usize = 512;
+/// Transfer (and, separately, timer) tasks one shard runs at once. Each running task is a
+/// spawned future of tens of KiB (a heap profile put 512 per shard at about 300 MiB when
+/// thousands of timers came due together); 64 keeps a burst's memory small and its timers no
+/// later (docs/performance.md#open-workflows-and-memory).
+const MAX_CONCURRENT_TASKS: usize = 64;
 const ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(crate) fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {

@@ -9,10 +9,10 @@ use temper_persistence::{
 };
 use temper_types::{NamespaceId, RangeId, ShardId};
 
-use crate::{CassandraStore, Rows};
 use crate::commit::{self, Failure};
 use crate::rows::{ENCODING, RowView, Values, bigint, blob, int, limit, text};
 use crate::statements::Stmt;
+use crate::{CassandraStore, Rows};
 
 /// What each row of a shard partition is (the `row_type` clustering column).
 pub(crate) mod row_type {

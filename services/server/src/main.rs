@@ -10,7 +10,9 @@ use temper_server::telemetry;
 
 /// glibc's malloc hands large freed blocks back to the kernel and faults them in again on
 /// the next request; per-message buffers (gzip state above all) made that a third of the
-/// server's CPU. mimalloc keeps them.
+/// server's CPU. mimalloc keeps them. (Without the default feature `mimalloc` the system
+/// allocator serves, for heap profilers.)
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
