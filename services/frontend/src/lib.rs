@@ -145,12 +145,12 @@ impl Frontend {
 
     /// The id of the namespace a request names, once the request is within the rate limits.
     async fn ns_id(&self, name: &str) -> Result<String, Status> {
-        Ok(self.namespace(name).await?.id.0)
+        Ok(self.namespace(name).await?.id.0.clone())
     }
 
     /// The namespace a request names, once the request is within the rate limits and (for
     /// the calls that take one) has its place among the requests running on this node.
-    async fn namespace(&self, name: &str) -> Result<Namespace, Status> {
+    async fn namespace(&self, name: &str) -> Result<Arc<Namespace>, Status> {
         rpc_span::namespace(name);
         self.limits.admit_host()?;
         // Looked up first: the per-namespace limiter keeps a bucket for every name it sees,
@@ -185,7 +185,7 @@ impl Frontend {
     /// Like [`Self::ns_id`] for long polls, which the rate limits do not count.
     async fn ns_id_long_poll(&self, name: &str) -> Result<String, Status> {
         rpc_span::namespace(name);
-        Ok(self.namespaces.get(name).await?.id.0)
+        Ok(self.namespaces.get(name).await?.id.0.clone())
     }
 
     /// The namespace of a task token must be the namespace named in the request.
@@ -491,7 +491,7 @@ impl WorkflowService for Frontend {
             self.limits.admit(&r.namespace)?;
             self.namespaces.get(&r.namespace).await?
         } else if !r.id.is_empty() {
-            self.namespaces.get_by_id(&r.id).await?
+            Arc::new(self.namespaces.get_by_id(&r.id).await?)
         } else {
             return Err(Status::invalid_argument("Namespace not set on request."));
         };
@@ -556,7 +556,7 @@ impl WorkflowService for Frontend {
         r.request_eager_execution &= self.config.eager_workflow_start;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         self.admit_start(&ns).await?;
-        let namespace_id = ns.id.0;
+        let namespace_id = ns.id.0.clone();
         self.history
             .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
                 namespace_id,
@@ -958,7 +958,7 @@ impl WorkflowService for Frontend {
         let ns = self.namespace(&r.namespace).await?;
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         self.admit_start(&ns).await?;
-        let namespace_id = ns.id.0;
+        let namespace_id = ns.id.0.clone();
         self.history
             .signal_with_start_workflow_execution(Request::new(
                 internal::SignalWithStartWorkflowExecutionRequest {

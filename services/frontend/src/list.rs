@@ -63,7 +63,7 @@ impl Frontend {
         &self,
         namespace: &str,
         query: &str,
-    ) -> Result<(Namespace, SearchAttributes, Query), Status> {
+    ) -> Result<(std::sync::Arc<Namespace>, SearchAttributes, Query), Status> {
         let ns = self.namespace(namespace).await?;
         let attrs = visibility::registry(&ns);
         let query = visibility::parse(query, &attrs)?;

@@ -127,7 +127,7 @@ impl Frontend {
         };
         // Every search attribute says its type, even those a client sent untagged (as
         // Temporal answers since 1.24).
-        let attrs = crate::visibility::registry(&self.namespace(&namespace).await?);
+        let attrs = crate::visibility::registry(self.namespace(&namespace).await?.as_ref());
         if let Some(sa) = resp.search_attributes.as_mut() {
             crate::visibility::tag_types(sa, &attrs);
         }

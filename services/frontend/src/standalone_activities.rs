@@ -210,7 +210,7 @@ impl Frontend {
             _ => return Err(unexpected()),
         };
         // Every search attribute says its type, as Temporal answers.
-        let attrs = crate::visibility::registry(&self.namespace(&namespace).await?);
+        let attrs = crate::visibility::registry(self.namespace(&namespace).await?.as_ref());
         if let Some(sa) = resp
             .info
             .as_mut()
