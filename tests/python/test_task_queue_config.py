@@ -9,6 +9,7 @@ test_priority.py)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,34 @@ class Clock:
         self.by_key.setdefault(tag.rsplit(":", 1)[-1], []).append(now)
 
 
+async def backlog_then_work(
+    client: Client,
+    task_queue: str,
+    wf_id: str,
+    priorities: list[dict[str, Any]],
+    clock: Clock,
+    during: Callable[[], Awaitable[None]] | None = None,
+    **worker_args: Any,
+) -> None:
+    """Schedule one `record` activity per priority with no activity worker, wait until all
+    are backlogged, then run them on a worker made with `worker_args` until the workflow
+    completes; `during` runs after that, with the worker still polling."""
+    act_queue = f"{task_queue}-activities"
+    n = len(priorities)
+    async with worker(client, task_queue, workflows=[ScheduleMany]):
+        handle = await client.start_workflow(
+            ScheduleMany.run, args=[act_queue, priorities], id=wf_id, task_queue=task_queue
+        )
+        await wait_until(
+            lambda: _backlogged(client, act_queue, n), timeout=30, what=f"{n} backlogged tasks"
+        )
+        async with worker(client, act_queue, activities=[clock.record], **worker_args):
+            await result_within(handle, 120)
+            if during is not None:
+                await during()
+    assert len(clock.times) == n
+
+
 @pytest.mark.timeout(180)
 async def test_the_queue_rate_limit_spaces_out_a_backlog(client, task_queue, new_id):
     act_queue = f"{task_queue}-activities"
@@ -218,16 +247,7 @@ async def test_the_queue_rate_limit_spaces_out_a_backlog(client, task_queue, new
     )
     n = 10
     clock = Clock()
-    async with worker(client, task_queue, workflows=[ScheduleMany]):
-        handle = await client.start_workflow(
-            ScheduleMany.run, args=[act_queue, [{}] * n], id=new_id(), task_queue=task_queue
-        )
-        await wait_until(
-            lambda: _backlogged(client, act_queue, n), timeout=30, what=f"{n} backlogged tasks"
-        )
-        async with worker(client, act_queue, activities=[clock.record]):
-            await result_within(handle, 120)
-    assert len(clock.times) == n
+    await backlog_then_work(client, task_queue, new_id(), [{}] * n, clock)
     spread = clock.times[-1] - clock.times[0]
     # A burst of up to two, then two a second: the other eight take about four seconds
     # (without the limit, ten tasks for an idle worker take well under one).
@@ -255,17 +275,8 @@ async def test_the_fairness_key_rate_limit_holds_back_only_the_key_over_it(
         + [{"fairness_key": "quiet"}] * 3
         + [{"fairness_key": "gold"}] * 8
     )
-    n = len(priorities)
     clock = Clock()
-    async with worker(client, task_queue, workflows=[ScheduleMany]):
-        handle = await client.start_workflow(
-            ScheduleMany.run, args=[act_queue, priorities], id=new_id(), task_queue=task_queue
-        )
-        await wait_until(
-            lambda: _backlogged(client, act_queue, n), timeout=30, what=f"{n} backlogged tasks"
-        )
-        async with worker(client, act_queue, activities=[clock.record]):
-            await result_within(handle, 120)
+    await backlog_then_work(client, task_queue, new_id(), priorities, clock)
     start = min(clock.times)
     flood, quiet, gold = (clock.by_key[k] for k in ("flood", "quiet", "gold"))
     assert (len(flood), len(quiet), len(gold)) == (10, 3, 8)
@@ -297,32 +308,30 @@ async def test_the_workers_activity_rate_limits_dispatch_and_describe_reports_it
     assert source == "RATE_LIMIT_SOURCE_SYSTEM", (rate, source)
     n = 10
     clock = Clock()
-    async with worker(client, task_queue, workflows=[ScheduleMany]):
-        handle = await client.start_workflow(
-            ScheduleMany.run, args=[act_queue, [{}] * n], id=new_id(), task_queue=task_queue
+
+    async def while_the_worker_polls() -> None:
+        assert await effective_rate_limit(client, act_queue) == (2.0, "RATE_LIMIT_SOURCE_WORKER")
+        # The config's limit replaces the worker's.
+        await update(
+            client,
+            act_queue,
+            update_queue_rate_limit=Update(rate_limit=RateLimit(requests_per_second=9)),
         )
         await wait_until(
-            lambda: _backlogged(client, act_queue, n), timeout=30, what=f"{n} backlogged tasks"
+            lambda: _is(effective_rate_limit(client, act_queue), (9.0, "RATE_LIMIT_SOURCE_API")),
+            timeout=20,
+            what="the config's limit in effect",
         )
-        async with worker(
-            client, act_queue, activities=[clock.record], max_task_queue_activities_per_second=2
-        ):
-            await result_within(handle, 120)
-            assert await effective_rate_limit(client, act_queue) == (
-                2.0,
-                "RATE_LIMIT_SOURCE_WORKER",
-            )
-            # The config's limit replaces the worker's.
-            await update(
-                client,
-                act_queue,
-                update_queue_rate_limit=Update(rate_limit=RateLimit(requests_per_second=9)),
-            )
-            await wait_until(
-                lambda: _is(effective_rate_limit(client, act_queue), (9.0, "RATE_LIMIT_SOURCE_API")),
-                timeout=20,
-                what="the config's limit in effect",
-            )
+
+    await backlog_then_work(
+        client,
+        task_queue,
+        new_id(),
+        [{}] * n,
+        clock,
+        during=while_the_worker_polls,
+        max_task_queue_activities_per_second=2,
+    )
     spread = clock.times[-1] - clock.times[0]
     # A burst of two, then two a second: the other eight take about four seconds.
     assert spread >= 3.0, f"{n} tasks at 2/s ran within {spread:.2f} s"
