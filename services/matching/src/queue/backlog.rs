@@ -629,13 +629,17 @@ impl TaskQueue {
             let idx = level_index(level);
             b.cursors[idx].more_in_store
                 && (level < best_in_memory || {
+                    // Checked on every poll: count the kept tasks only when they could be all
+                    // that memory holds of the level.
                     let ahead = &b.ahead[idx];
-                    let ahead_loaded = ahead
-                        .ids
-                        .iter()
-                        .filter(|id| b.outstanding.contains_key(id))
-                        .count();
-                    st.ready.level_len(level) <= ahead_loaded
+                    let in_memory = st.ready.level_len(level);
+                    in_memory <= ahead.ids.len()
+                        && in_memory
+                            <= ahead
+                                .ids
+                                .iter()
+                                .filter(|id| b.outstanding.contains_key(id))
+                                .count()
                 })
         }) else {
             return ReadStart::No;

@@ -163,10 +163,15 @@ impl Level {
             Some(limits) => {
                 let mut held: Option<Option<Instant>> = None;
                 let mut chosen = None;
-                let candidates: Box<dyn Iterator<Item = (u64, usize)>> = if keyed {
-                    Box::new(self.active.iter().copied())
+                // No allocation per pop: the two iterators live on the stack.
+                let mut by_pass;
+                let mut only_unkeyed;
+                let candidates: &mut dyn Iterator<Item = (u64, usize)> = if keyed {
+                    by_pass = self.active.iter().copied();
+                    &mut by_pass
                 } else {
-                    Box::new(std::iter::once((0, 0)))
+                    only_unkeyed = std::iter::once((0, 0));
+                    &mut only_unkeyed
                 };
                 for (pass, i) in candidates {
                     let slot = &self.slots[i];
