@@ -738,10 +738,22 @@ impl TaskQueue {
                     b.deleting = false;
                     return;
                 }
-                (std::mem::take(&mut b.pending_deletes), save)
+                // The levels to range-delete are taken with the ack level they are deleted
+                // through: a task stored and finished after this (above that ack level) sets
+                // its level's flag again for the next round. Taken later, the flag of such a
+                // task would be spent on a range delete that stops below it, and the next
+                // round, whose ack level covers it, would neither range-delete its level nor
+                // delete it alone.
+                let levels: Vec<u8> = match save {
+                    Some(_) => (1..=LEVELS)
+                        .filter(|&l| std::mem::take(&mut b.cursor(l).needs_range_delete))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                (std::mem::take(&mut b.pending_deletes), save, levels)
             };
             let ok = tokio::select! {
-                ok = self.delete_batch(work.0, work.1) => ok,
+                ok = self.delete_batch(work.0, work.1, work.2) => ok,
                 () = self.ctx.shutdown.cancelled() => false,
             };
             if !ok {
@@ -754,17 +766,18 @@ impl TaskQueue {
         }
     }
 
-    async fn delete_batch(&self, ids: Vec<(u8, TaskId)>, save: Option<TaskId>) -> bool {
+    /// Range-delete `levels` through `save` and save it as the ack level, then delete the
+    /// finished tasks above it one by one.
+    async fn delete_batch(
+        &self,
+        ids: Vec<(u8, TaskId)>,
+        save: Option<TaskId>,
+        levels: Vec<u8>,
+    ) -> bool {
         let store = &self.ctx.store;
         if let Some(ack_level) = save {
             // One range delete per level that had tasks since its last one (in the common
             // case, only the default level).
-            let levels: Vec<u8> = match self.lock().backlog.as_mut() {
-                Some(b) => (1..=LEVELS)
-                    .filter(|&l| std::mem::take(&mut b.cursor(l).needs_range_delete))
-                    .collect(),
-                None => return false,
-            };
             for (i, &level) in levels.iter().enumerate() {
                 if let Err(err) = store
                     .delete_queue_tasks_through(&self.store_key, level, ack_level)
