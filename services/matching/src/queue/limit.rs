@@ -7,6 +7,31 @@ use std::collections::HashMap;
 
 use tokio::time::{Duration, Instant};
 
+/// A limit whose rate can change in place.
+pub(crate) trait Rated {
+    fn rate(&self) -> f64;
+    fn set_rate(&mut self, rate: f64, now: Instant);
+}
+
+/// Bring `slot` to `rate`: none is no limit; a changed rate keeps the limit's saved tokens;
+/// a new limit starts from `new`.
+pub(crate) fn apply_rate<L: Rated>(
+    slot: &mut Option<L>,
+    rate: Option<f64>,
+    now: Instant,
+    new: impl FnOnce(f64, Instant) -> L,
+) {
+    match (rate, slot.as_mut()) {
+        (None, _) => *slot = None,
+        (Some(rate), Some(limit)) => {
+            if limit.rate() != rate {
+                limit.set_rate(rate, now);
+            }
+        }
+        (Some(rate), None) => *slot = Some(new(rate, now)),
+    }
+}
+
 /// Dispatches allowed per second, with a bucket of one second's worth (at least one).
 #[derive(Debug)]
 pub(crate) struct DispatchLimit {
@@ -26,18 +51,6 @@ impl DispatchLimit {
             tokens: burst,
             at: now,
         }
-    }
-
-    pub(crate) fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// Change the rate; the tokens saved so far stay (up to the new burst).
-    pub(crate) fn set_rate(&mut self, rate: f64, now: Instant) {
-        self.refill(now);
-        self.rate = rate.max(0.0);
-        self.burst = burst_of(self.rate);
-        self.tokens = self.tokens.min(self.burst);
     }
 
     fn refill(&mut self, now: Instant) {
@@ -73,6 +86,20 @@ impl DispatchLimit {
     }
 }
 
+impl Rated for DispatchLimit {
+    fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Change the rate; the tokens saved so far stay (up to the new burst).
+    fn set_rate(&mut self, rate: f64, now: Instant) {
+        self.refill(now);
+        self.rate = rate.max(0.0);
+        self.burst = burst_of(self.rate);
+        self.tokens = self.tokens.min(self.burst);
+    }
+}
+
 /// Keys whose buckets are looked at for forgetting once this many are kept.
 const KEYS_BEFORE_PRUNING: usize = 4096;
 
@@ -93,21 +120,6 @@ impl KeyLimits {
         Self {
             rate: rate.max(0.0),
             buckets: HashMap::new(),
-        }
-    }
-
-    pub(crate) fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// Change the rate; each key keeps the tokens it saved (up to its new burst).
-    pub(crate) fn set_rate(&mut self, rate: f64, now: Instant) {
-        let old = self.rate;
-        self.rate = rate.max(0.0);
-        for bucket in self.buckets.values_mut() {
-            // A bucket's rate is the old rate times its key's weight.
-            let weight = if old > 0.0 { bucket.rate() / old } else { 1.0 };
-            bucket.set_rate(self.rate * weight, now);
         }
     }
 
@@ -145,6 +157,23 @@ impl KeyLimits {
     #[cfg(test)]
     fn tracked(&self) -> usize {
         self.buckets.len()
+    }
+}
+
+impl Rated for KeyLimits {
+    fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Change the rate; each key keeps the tokens it saved (up to its new burst).
+    fn set_rate(&mut self, rate: f64, now: Instant) {
+        let old = self.rate;
+        self.rate = rate.max(0.0);
+        for bucket in self.buckets.values_mut() {
+            // A bucket's rate is the old rate times its key's weight.
+            let weight = if old > 0.0 { bucket.rate() / old } else { 1.0 };
+            bucket.set_rate(self.rate * weight, now);
+        }
     }
 }
 

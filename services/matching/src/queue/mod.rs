@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use backlog::WriteError;
 use backlog::{Backlog, ReadStart};
-use limit::DispatchLimit;
+use limit::{DispatchLimit, Rated, apply_rate};
 use ready::{Pop, ReadyQueue};
 
 use crate::config::MatchingConfig;
@@ -303,15 +303,7 @@ impl TaskQueue {
             (None, None) => (None, LimitSource::System),
         };
         st.limit_source = source;
-        match (rate, st.limit.as_mut()) {
-            (None, _) => st.limit = None,
-            (Some(rate), Some(limit)) => {
-                if limit.rate() != rate {
-                    limit.set_rate(rate, now);
-                }
-            }
-            (Some(rate), None) => st.limit = Some(DispatchLimit::new(rate, now)),
-        }
+        apply_rate(&mut st.limit, rate, now, DispatchLimit::new);
     }
 
     /// The queue's dispatch limit as this partition applies it, for the whole queue (its

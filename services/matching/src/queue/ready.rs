@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::limit::KeyLimits;
+use super::limit::{KeyLimits, apply_rate};
 use crate::priority::{LEVELS, level_index};
 use crate::task::Task;
 
@@ -274,15 +274,9 @@ impl ReadyQueue {
     /// Set (`Some`: tasks a second for a key of weight 1) or remove the per fairness key
     /// rate limit.
     pub(crate) fn set_key_rate_limit(&mut self, rate: Option<f64>, now: Instant) {
-        match (rate, self.key_limits.as_mut()) {
-            (None, _) => self.key_limits = None,
-            (Some(rate), Some(limits)) => {
-                if limits.rate() != rate {
-                    limits.set_rate(rate, now);
-                }
-            }
-            (Some(rate), None) => self.key_limits = Some(KeyLimits::new(rate)),
-        }
+        apply_rate(&mut self.key_limits, rate, now, |rate, _| {
+            KeyLimits::new(rate)
+        });
     }
 
     /// Whether a per fairness key rate limit is set.
