@@ -14,7 +14,7 @@ use temper_persistence::{
 };
 use temper_proto::temporal::api::history::v1::{History, HistoryEvent};
 use temper_types::{RangeId, ShardId, TaskIdAllocator};
-use temper_workflow::{Mutation, pb, time::millis};
+use temper_workflow::{Mutation, pb, time::millis_ceil};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -351,7 +351,8 @@ impl Writer {
         }
         for (at, t) in new_timers {
             let key = TaskKey {
-                fire_time_ms: millis(at),
+                // Rounded up: a timer never fires before its time.
+                fire_time_ms: millis_ceil(at),
                 task_id: self.next_id().await?,
             };
             tasks.push(TaskRecord {

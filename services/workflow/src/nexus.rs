@@ -503,7 +503,11 @@ pub fn on_timeout(txn: &mut Txn<'_>, scheduled_event_id: i64, timeout_type: i32)
         _ => (&op.scheduled_time, &op.schedule_to_close_timeout),
     };
     let deadline = from.as_ref().map(|t| from_ts(t) + from_dur(limit));
-    if deadline.is_some_and(|d| d > txn.now) {
+    if let Some(deadline) = deadline.filter(|d| *d > txn.now) {
+        // Early (a clock that stepped back): wait for the deadline, never drop the timeout.
+        let mut t = txn.timer_task(pb::TimerTaskKind::NexusTimeout, scheduled_event_id, 0);
+        t.timeout_type = kind as i32;
+        txn.add_timer_task(deadline, t);
         return;
     }
     let cause = Failure {

@@ -259,6 +259,29 @@ fn the_timeout_ends_it_with_temporals_failure() {
 }
 
 #[test]
+fn a_timeout_timer_that_fires_early_waits_for_the_deadline() {
+    let mut h = Harness::start();
+    let id = scheduled(&mut h);
+    // The schedule-to-close deadline is 30 s after scheduling; the timer comes a little early.
+    h.now += Duration::from_secs(30) - Duration::from_micros(300);
+    h.apply(|t| on_timeout(t, id, 0));
+    assert!(
+        h.ms.nexus_operations.contains_key(&id),
+        "not timed out early"
+    );
+    assert_eq!(h.last.timers.len(), 1, "re-armed");
+    let (at, timer) = h.last.timers[0].clone();
+    assert_eq!(at, h.now + Duration::from_micros(300), "for the deadline");
+    assert_eq!(timer.kind, pb::TimerTaskKind::NexusTimeout as i32);
+    h.now += Duration::from_micros(300);
+    h.apply(|t| on_timeout(t, id, timer.timeout_type));
+    assert!(
+        h.ms.nexus_operations.is_empty(),
+        "timed out at the deadline"
+    );
+}
+
+#[test]
 fn canceling_an_operation_not_started_cancels_it_at_once() {
     let mut h = Harness::start();
     let id = scheduled(&mut h);

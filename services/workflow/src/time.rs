@@ -29,6 +29,22 @@ pub fn millis(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// `t` in milliseconds since the epoch, rounded up: a timer stored at this time never comes
+/// due before `t` (rounded down, it would fire up to a millisecond early, and a handler that
+/// checks its deadline against the clock would find it not reached yet).
+pub fn millis_ceil(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| {
+            let ms = d.as_millis() as i64;
+            if d.subsec_nanos() % 1_000_000 == 0 {
+                ms
+            } else {
+                ms.saturating_add(1)
+            }
+        })
+        .unwrap_or(0)
+}
+
 pub fn from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
@@ -104,6 +120,24 @@ pub fn is_negative(d: &Option<wkt::Duration>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fire_time_rounds_up_to_the_millisecond() {
+        let exact = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(millis_ceil(exact), 1_700_000_000_123);
+        let later = exact + Duration::from_nanos(400_000);
+        assert_eq!(
+            millis(later),
+            1_700_000_000_123,
+            "rounded down: before the time"
+        );
+        assert_eq!(millis_ceil(later), 1_700_000_000_124);
+        assert!(from_millis(millis_ceil(later)) >= later);
+        assert_eq!(
+            millis_ceil(exact + Duration::from_nanos(1)),
+            1_700_000_000_124
+        );
+    }
 
     #[test]
     fn round_trips() {
