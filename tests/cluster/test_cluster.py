@@ -19,6 +19,7 @@ from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
+from temporalio.service import RetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from cluster import Cluster, report
@@ -219,7 +220,15 @@ async def test_paused_node_never_writes_a_lost_shard(cluster: Cluster) -> None:
 @pytest.mark.timeout(300)
 async def test_rolling_restart_without_failed_requests(cluster: Cluster) -> None:
     await cluster.start()
-    clients = [await Client.connect(cluster[n].address) for n in ("a", "b")]
+    # Every node restarts in turn, the ones these clients talk to too: between a node's exit
+    # and its new process listening, a connection to it is refused. The clients retry for up
+    # to 30 s, as a client behind a load balancer would reach another node; with the SDK's
+    # defaults a refused connection was given up after five retries (about 1.5 s), less than
+    # a restart takes on a busy 2-core machine. What the test checks is that the cluster fails no request it accepts.
+    retry = RetryConfig(max_retries=60, max_elapsed_time_millis=30_000, max_interval_millis=1_000)
+    clients = [
+        await Client.connect(cluster[n].address, retry_config=retry) for n in ("a", "b")
+    ]
     load = Load(clients[0], "tq-roll", "wfroll")
     ws = workers(clients, "tq-roll")
     stop = asyncio.Event()
