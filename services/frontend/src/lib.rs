@@ -4,6 +4,7 @@
 pub mod admission;
 mod batch;
 mod build_ids;
+mod compression;
 mod deployments;
 mod error_text;
 mod errors;
@@ -29,6 +30,7 @@ mod visibility;
 use std::sync::Arc;
 use std::time::Duration;
 
+use compression::small_uncompressed;
 use temper_client::{HistoryClient, MatchingClient};
 use temper_proto::api::workflowservice::v1::workflow_service_server::WorkflowService;
 use temper_proto::internal::v1 as internal;
@@ -557,15 +559,17 @@ impl WorkflowService for Frontend {
         search_attributes::check(&ns, r.search_attributes.as_ref())?;
         self.admit_start(&ns).await?;
         let namespace_id = ns.id.0.clone();
-        self.history
-            .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
-                namespace_id,
-                namespace: r.namespace.clone(),
-                request: Some(r),
-                parent: None,
-                scheduled_by: String::new(),
-            }))
-            .await
+        small_uncompressed(
+            self.history
+                .start_workflow_execution(Request::new(internal::StartWorkflowExecutionRequest {
+                    namespace_id,
+                    namespace: r.namespace.clone(),
+                    request: Some(r),
+                    parent: None,
+                    scheduled_by: String::new(),
+                }))
+                .await,
+        )
     }
 
     async fn poll_workflow_task_queue(
@@ -577,14 +581,16 @@ impl WorkflowService for Frontend {
         check_task_queue(&r.task_queue)?;
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id_long_poll(&r.namespace).await?;
-        self.matching
-            .poll_workflow_task_queue(Request::new(internal::PollWorkflowTaskQueueRequest {
-                namespace_id,
-                poller_id: uuid::Uuid::new_v4().to_string(),
-                request: Some(r),
-                long_poll_timeout_ms: budget.as_millis() as i64,
-            }))
-            .await
+        small_uncompressed(
+            self.matching
+                .poll_workflow_task_queue(Request::new(internal::PollWorkflowTaskQueueRequest {
+                    namespace_id,
+                    poller_id: uuid::Uuid::new_v4().to_string(),
+                    request: Some(r),
+                    long_poll_timeout_ms: budget.as_millis() as i64,
+                }))
+                .await,
+        )
     }
 
     async fn poll_activity_task_queue(
@@ -604,16 +610,18 @@ impl WorkflowService for Frontend {
         check_task_queue(&r.task_queue)?;
         check_identity(&r.identity)?;
         let namespace_id = self.ns_id_long_poll(&r.namespace).await?;
-        self.matching
-            .poll_activity_task_queue(Request::new(internal::PollActivityTaskQueueRequest {
-                namespace_id,
-                poller_id: uuid::Uuid::new_v4().to_string(),
-                request: Some(r),
-                long_poll_timeout_ms: budget.as_millis() as i64,
-                sdk_name,
-                sdk_version,
-            }))
-            .await
+        small_uncompressed(
+            self.matching
+                .poll_activity_task_queue(Request::new(internal::PollActivityTaskQueueRequest {
+                    namespace_id,
+                    poller_id: uuid::Uuid::new_v4().to_string(),
+                    request: Some(r),
+                    long_poll_timeout_ms: budget.as_millis() as i64,
+                    sdk_name,
+                    sdk_version,
+                }))
+                .await,
+        )
     }
 
     async fn respond_workflow_task_completed(
@@ -639,15 +647,17 @@ impl WorkflowService for Frontend {
         } else {
             None
         };
-        self.history
-            .respond_workflow_task_completed(Request::new(
-                internal::RespondWorkflowTaskCompletedRequest {
-                    namespace_id,
-                    request: Some(r),
-                    search_attributes,
-                },
-            ))
-            .await
+        small_uncompressed(
+            self.history
+                .respond_workflow_task_completed(Request::new(
+                    internal::RespondWorkflowTaskCompletedRequest {
+                        namespace_id,
+                        request: Some(r),
+                        search_attributes,
+                    },
+                ))
+                .await,
+        )
     }
 
     async fn respond_workflow_task_failed(
@@ -672,15 +682,17 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RecordActivityTaskHeartbeatResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
-        self.history
-            .record_activity_task_heartbeat(Request::new(
-                internal::RecordActivityTaskHeartbeatRequest {
-                    namespace_id,
-                    request: Some(r),
-                    by_id: None,
-                },
-            ))
-            .await
+        small_uncompressed(
+            self.history
+                .record_activity_task_heartbeat(Request::new(
+                    internal::RecordActivityTaskHeartbeatRequest {
+                        namespace_id,
+                        request: Some(r),
+                        by_id: None,
+                    },
+                ))
+                .await,
+        )
     }
 
     async fn record_activity_task_heartbeat_by_id(
@@ -719,15 +731,17 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ws::RespondActivityTaskCompletedResponse>, Status> {
         let r = r.into_inner();
         let namespace_id = self.ns_for_token(&r.namespace, &r.task_token).await?;
-        self.history
-            .respond_activity_task_completed(Request::new(
-                internal::RespondActivityTaskCompletedRequest {
-                    namespace_id,
-                    request: Some(r),
-                    by_id: None,
-                },
-            ))
-            .await
+        small_uncompressed(
+            self.history
+                .respond_activity_task_completed(Request::new(
+                    internal::RespondActivityTaskCompletedRequest {
+                        namespace_id,
+                        request: Some(r),
+                        by_id: None,
+                    },
+                ))
+                .await,
+        )
     }
 
     async fn respond_activity_task_completed_by_id(
