@@ -2,7 +2,7 @@
 //! keeps in the shard's partition, and the conditional commit batch over it.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use temper_persistence::{
     ClusterMetadata, ClusterMetadataStore, CommitError, ConflictKind, CurrentExecution,
     CurrentRunCondition, ExecutionKey, ExecutionRecord, ExecutionStore, ExecutionWrite,
@@ -193,9 +193,10 @@ fn apply_write(conn: &Connection, shard: i64, write: &ExecutionWrite) -> rusqlit
     Ok(())
 }
 
-/// The whole batch in one immediate transaction. Conditions are all checked against the
-/// state before the batch (as a Cassandra conditional batch does), then everything is
-/// applied; an early return drops the transaction, which rolls it back.
+/// The whole batch in one savepoint of the writer's immediate transaction (see `pool`).
+/// Conditions are all checked against the state before the batch (as a Cassandra
+/// conditional batch does), then everything is applied; an early return drops the
+/// savepoint, which rolls the batch back.
 fn commit_batch(
     conn: &mut Connection,
     shard_id: ShardId,
@@ -203,7 +204,7 @@ fn commit_batch(
     writes: &[ExecutionWrite],
 ) -> rusqlite::Result<Result<(), CommitError>> {
     let shard = i64::from(shard_id.0);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     match check_range(&tx, shard_id, held)? {
         Ok(()) => {}
         Err(StoreError::OwnershipLost { held, actual }) => {
@@ -272,7 +273,7 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if let Err(e) = check_range(&tx, record.shard_id, expected_range_id)? {
                 return Ok(Err(e));
             }
@@ -351,7 +352,7 @@ impl ExecutionStore for SqliteStore {
         let key = key.clone();
         self.write(move |c| {
             let shard = i64::from(shard_id.0);
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if let Err(e) = check_range(&tx, shard_id, range_id)? {
                 return Ok(Err(e));
             }
@@ -449,7 +450,7 @@ impl ExecutionStore for SqliteStore {
         exclusive_max: TaskKey,
     ) -> Result<(), StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if let Err(e) = check_range(&tx, shard_id, range_id)? {
                 return Ok(Err(e));
             }
@@ -479,7 +480,7 @@ impl ClusterMetadataStore for SqliteStore {
     ) -> Result<ClusterMetadata, StoreError> {
         let proposed = proposed.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO cluster_metadata (id, cluster_name, num_shards)
                  VALUES (1, ?1, ?2)",

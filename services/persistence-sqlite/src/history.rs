@@ -51,7 +51,7 @@ impl HistoryStore for SqliteStore {
         // One transaction for the whole batch: a group commit's nodes cost one lock and one
         // WAL append instead of one each.
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO history_node (tree_id, branch_id, node_id, txn_id, data)

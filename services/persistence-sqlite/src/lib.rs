@@ -91,16 +91,14 @@ impl SqliteStore {
         Persistence::from_backend(Arc::new(self))
     }
 
-    /// Run `f` on the writer connection, off the async threads.
+    /// Run `f` on the writer connection, off the async threads, in a group transaction
+    /// (see `pool`).
     async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || pool.with_writer(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("sqlite writer task failed: {e}")))?
+        self.pool.write(f).await
     }
 
     /// Run `f` on a reader connection, off the async threads.

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::TransactionBehavior;
 use temper_persistence::{MemberRow, MembershipStore, StoreError};
 
 use crate::SqliteStore;
@@ -22,7 +21,7 @@ impl MembershipStore for SqliteStore {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.write(move |c| {
             let now = now_ms();
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             tx.prepare_cached("DELETE FROM cluster_membership WHERE expires_at_ms <= ?1")?
                 .execute([now])?;
             tx.prepare_cached(

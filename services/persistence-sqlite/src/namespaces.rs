@@ -1,7 +1,7 @@
 //! Namespaces, unique by id and by name.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row};
 use temper_persistence::{NamespaceRecord, NamespaceStore, StoreError};
 use temper_types::NamespaceId;
 
@@ -35,7 +35,7 @@ impl NamespaceStore for SqliteStore {
     async fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if id_of_name(&tx, &record.name)?.is_some() {
                 return Ok(Err(StoreError::AlreadyExists(format!(
                     "a namespace named {:?} exists already",
@@ -111,7 +111,7 @@ impl NamespaceStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let actual: Option<i64> = tx
                 .prepare_cached("SELECT notification_version FROM namespaces WHERE id = ?1")?
                 .query_row([record.id.as_str()], |row| row.get(0))

@@ -4,7 +4,7 @@
 //! several processes sharing the file see one order of updates.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row};
 use temper_persistence::{NexusEndpointRecord, NexusEndpointStore, StoreError};
 
 use crate::SqliteStore;
@@ -48,7 +48,7 @@ impl NexusEndpointStore for SqliteStore {
     async fn create_nexus_endpoint(&self, record: &NexusEndpointRecord) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if version_of(&tx, &record.id)?.is_some() {
                 return Ok(Err(StoreError::AlreadyExists(format!(
                     "a Nexus endpoint with id {} exists already",
@@ -77,7 +77,7 @@ impl NexusEndpointStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             match version_of(&tx, &record.id)? {
                 None => {
                     return Ok(Err(StoreError::NotFound(format!(

@@ -1,11 +1,17 @@
 //! Connections and error mapping.
 //!
 //! One writer connection behind a mutex: SQLite takes one writer at a time per database,
-//! so queueing writers here costs nothing and keeps their statement cache warm. Readers
+//! so queueing writers here costs nothing and keeps their statement cache warm. Writes are
+//! group-committed: those queued while a transaction is being written go together into the
+//! next one, each in a savepoint of its own (a write that fails rolls back only itself), and
+//! each caller hears back once the transaction is committed. Every shard's writer and the
+//! matching backlogs write through here, so at load one transaction (one lock, one WAL
+//! append of the pages they share) serves many of them instead of one each. Readers
 //! take an idle connection (opening one if none is idle) and give it back afterwards, so
 //! reads run in parallel with the writer under WAL. An in-memory database has a single
 //! connection for both.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -30,7 +36,26 @@ pub(crate) struct Pool {
     writer: Mutex<Connection>,
     /// `None` for an in-memory database: reads go to the writer.
     readers: Option<Readers>,
+    /// Writes waiting for the next group transaction.
+    queue: Mutex<WriteQueue>,
 }
+
+/// What a write tells its caller once its group's transaction has ended (the commit's
+/// outcome).
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A queued write: run in the group's transaction (`None`: the transaction could not be
+/// begun, so it is not run).
+type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Finish + Send>;
+
+#[derive(Default)]
+struct WriteQueue {
+    jobs: Vec<Job>,
+    /// A blocking thread is writing groups; it takes new jobs until none are left.
+    draining: bool,
+}
+
+/// Name of the savepoint each write of a group runs in.
+const JOB_SAVEPOINT: &str = "temper_write";
 
 struct Readers {
     path: PathBuf,
@@ -68,6 +93,7 @@ impl Pool {
                 idle: Mutex::new(Vec::new()),
                 slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
+            queue: Mutex::default(),
         })
     }
 
@@ -78,6 +104,7 @@ impl Pool {
         Ok(Self {
             writer: Mutex::new(conn),
             readers: None,
+            queue: Mutex::default(),
         })
     }
 
@@ -94,11 +121,60 @@ impl Pool {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn with_writer<R>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
-    ) -> Result<R, StoreError> {
-        f(&mut self.writer()).map_err(store_error)
+    /// Run `f` on the writer connection, in the next group transaction, off the async
+    /// threads; returns once that transaction is committed. `f` runs in a savepoint: an error
+    /// (or a panic) rolls back what it wrote and nothing else. `f` must not begin or end a
+    /// transaction itself; it may use savepoints.
+    pub(crate) async fn write<R, F>(self: &Arc<Self>, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let out = match conn {
+                Some(conn) => run_in_savepoint(conn, f),
+                None => Err(StoreError::Unavailable("not written".into())),
+            };
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = tx.send(committed.and(out));
+            })
+        });
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.jobs.push(job);
+            !std::mem::replace(&mut q.draining, true)
+        };
+        if start {
+            let pool = self.clone();
+            tokio::task::spawn_blocking(move || pool.drain());
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Internal(
+                "the SQLite writer stopped before answering".into(),
+            ))
+        })
+    }
+
+    /// Write groups until no write is waiting.
+    fn drain(&self) {
+        loop {
+            let jobs = {
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if q.jobs.is_empty() {
+                    q.draining = false;
+                    return;
+                }
+                std::mem::take(&mut q.jobs)
+            };
+            let mut conn = self.writer();
+            let finishes = write_group(&mut conn, jobs);
+            drop(conn);
+            let (committed, finishes) = finishes;
+            for finish in finishes {
+                finish(committed.clone());
+            }
+        }
     }
 
     /// Wait (asynchronously) for a reader connection to be free; hold the slot while
@@ -155,12 +231,82 @@ impl Readers {
     }
 }
 
+/// One group transaction: begin, run each job in its savepoint, commit. Returns the
+/// commit's outcome (what every job's caller hears unless its own write failed) and the
+/// jobs' finishers.
+fn write_group(conn: &mut Connection, jobs: Vec<Job>) -> (Result<(), StoreError>, Vec<Finish>) {
+    let mut finishes = Vec::with_capacity(jobs.len());
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = store_error(e);
+        finishes.extend(jobs.into_iter().map(|job| job(None)));
+        return (Err(err), finishes);
+    }
+    let mut aborted = false;
+    for job in jobs {
+        if aborted {
+            finishes.push(job(None));
+            continue;
+        }
+        finishes.push(job(Some(conn)));
+        // Some errors (a full disk, an I/O error) make SQLite roll the whole transaction
+        // back; the writes after that would each commit on their own. Run no more of them.
+        aborted = conn.is_autocommit();
+    }
+    if aborted {
+        return (
+            Err(StoreError::Unavailable(
+                "SQLite rolled the write transaction back".into(),
+            )),
+            finishes,
+        );
+    }
+    let committed = match conn.execute_batch("COMMIT") {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let err = store_error(e);
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(err)
+        }
+    };
+    (committed, finishes)
+}
+
+/// Run one write of a group in its own savepoint.
+fn run_in_savepoint<R>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+) -> Result<R, StoreError> {
+    conn.execute_batch(&format!("SAVEPOINT {JOB_SAVEPOINT}"))
+        .map_err(store_error)?;
+    let out = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+        Ok(Ok(r)) => {
+            return conn
+                .execute_batch(&format!("RELEASE {JOB_SAVEPOINT}"))
+                .map(|()| r)
+                .map_err(store_error);
+        }
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(_) => Err(StoreError::Internal("a SQLite write panicked".into())),
+    };
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch(&format!(
+            "ROLLBACK TO {JOB_SAVEPOINT}; RELEASE {JOB_SAVEPOINT}"
+        ));
+    }
+    out
+}
+
 /// Per-connection settings (journal mode is per database and set once by the writer).
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // In WAL mode NORMAL loses at most the last transactions on power loss, never
     // consistency; FULL would fsync every commit.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The savepoint each write of a group runs in keeps its undo pages in a temporary
+    // journal: in memory, not in a file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
@@ -241,6 +387,103 @@ pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool on a fresh file with a table `t (x INTEGER UNIQUE)`.
+    async fn pool_with_table(dir: &tempfile::TempDir) -> Arc<Pool> {
+        let pool = Arc::new(Pool::open_file(&dir.path().join("group.db")).expect("open"));
+        pool.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)"))
+            .await
+            .expect("create");
+        pool
+    }
+
+    fn rows(pool: &Pool) -> Vec<i64> {
+        pool.with_reader(|c| {
+            let mut stmt = c.prepare("SELECT x FROM t ORDER BY x")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .expect("read")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_or_panicking_write_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = pool_with_table(&dir).await;
+        // Many writes at once, so that groups form; some fail halfway (a unique key taken
+        // by their own first insert), one panics after writing.
+        let mut calls = Vec::new();
+        for i in 0..200i64 {
+            let pool = pool.clone();
+            calls.push(tokio::spawn(async move {
+                pool.write(move |c| {
+                    let sp = c.savepoint()?;
+                    sp.execute("INSERT INTO t (x) VALUES (?1)", [i * 10])?;
+                    if i % 7 == 3 {
+                        // Fails: written already, by this very write.
+                        sp.execute("INSERT INTO t (x) VALUES (?1)", [i * 10])?;
+                    }
+                    if i == 101 {
+                        panic!("a write that panics");
+                    }
+                    sp.execute("INSERT INTO t (x) VALUES (?1)", [i * 10 + 1])?;
+                    sp.commit()
+                })
+                .await
+            }));
+        }
+        let mut expected = Vec::new();
+        for (i, call) in calls.into_iter().enumerate() {
+            let i = i as i64;
+            let out = call.await.expect("join");
+            if i % 7 == 3 {
+                assert!(
+                    matches!(&out, Err(StoreError::Internal(m)) if m.contains("UNIQUE")),
+                    "{i}: {out:?}"
+                );
+            } else if i == 101 {
+                assert_eq!(
+                    out,
+                    Err(StoreError::Internal("a SQLite write panicked".into()))
+                );
+            } else {
+                assert_eq!(out, Ok(()), "{i}");
+                expected.extend([i * 10, i * 10 + 1]);
+            }
+        }
+        assert_eq!(
+            rows(&pool),
+            expected,
+            "exactly the successful writes, whole"
+        );
+        // The writer goes on after all that.
+        pool.write(|c| c.execute("INSERT INTO t (x) VALUES (-1)", []))
+            .await
+            .expect("a later write");
+        assert_eq!(rows(&pool).first(), Some(&-1));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_cannot_begin_reports_the_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = pool_with_table(&dir).await;
+        let holder = Connection::open(dir.path().join("group.db")).expect("open");
+        holder
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (5);")
+            .expect("hold the write lock");
+        pool.writer()
+            .busy_timeout(Duration::from_millis(50))
+            .expect("short wait");
+        let out = pool
+            .write(|c| c.execute("INSERT INTO t (x) VALUES (6)", []))
+            .await;
+        assert!(matches!(out, Err(StoreError::Unavailable(_))), "{out:?}");
+        holder.execute_batch("ROLLBACK").expect("release");
+        pool.write(|c| c.execute("INSERT INTO t (x) VALUES (7)", []))
+            .await
+            .expect("written once the lock is free");
+        assert_eq!(rows(&pool), vec![7]);
+    }
 
     /// A connection to `path` that gives up at once instead of waiting for a lock.
     fn impatient(path: &Path) -> Connection {

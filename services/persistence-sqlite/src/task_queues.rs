@@ -1,7 +1,7 @@
 //! Matching backlog: a lease row per task queue partition and its tasks.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use temper_persistence::{QueueTask, StoreError, TaskQueueKey, TaskQueueLease, TaskQueueStore};
 use temper_types::{RangeId, TaskId};
 
@@ -52,7 +52,7 @@ impl TaskQueueStore for SqliteStore {
     async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<TaskQueueLease, StoreError> {
         let key = key.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let (ns, name, task_type, partition) = params(&key);
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO task_queues
@@ -86,7 +86,7 @@ impl TaskQueueStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let key = key.clone();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if let Err(e) = check_lease(&tx, &key, range_id)? {
                 return Ok(Err(e));
             }
@@ -111,7 +111,7 @@ impl TaskQueueStore for SqliteStore {
         let key = key.clone();
         let tasks = tasks.to_vec();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             if let Err(e) = check_lease(&tx, &key, range_id)? {
                 return Ok(Err(e));
             }

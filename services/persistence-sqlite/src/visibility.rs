@@ -341,7 +341,7 @@ impl SqliteStore {
     /// with very many runs (`loadtest/visibility`); the server never calls it.
     pub async fn load_visibility(&self, records: Vec<VisibilityRecord>) -> Result<(), StoreError> {
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             for r in &records {
                 upsert(&tx, r)?;
             }
