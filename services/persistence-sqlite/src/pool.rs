@@ -54,8 +54,10 @@ struct WriteQueue {
     draining: bool,
 }
 
-/// Name of the savepoint each write of a group runs in.
-const JOB_SAVEPOINT: &str = "temper_write";
+/// The savepoint each write of a group runs in (statements prepared once, cached).
+const SAVEPOINT: &str = "SAVEPOINT temper_write";
+const RELEASE: &str = "RELEASE temper_write";
+const ROLLBACK_TO: &str = "ROLLBACK TO temper_write; RELEASE temper_write";
 
 struct Readers {
     path: PathBuf,
@@ -167,10 +169,7 @@ impl Pool {
                 }
                 std::mem::take(&mut q.jobs)
             };
-            let mut conn = self.writer();
-            let finishes = write_group(&mut conn, jobs);
-            drop(conn);
-            let (committed, finishes) = finishes;
+            let (committed, finishes) = write_group(&mut self.writer(), jobs);
             for finish in finishes {
                 finish(committed.clone());
             }
@@ -236,7 +235,7 @@ impl Readers {
 /// jobs' finishers.
 fn write_group(conn: &mut Connection, jobs: Vec<Job>) -> (Result<(), StoreError>, Vec<Finish>) {
     let mut finishes = Vec::with_capacity(jobs.len());
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = store_error(e);
         finishes.extend(jobs.into_iter().map(|job| job(None)));
         return (Err(err), finishes);
@@ -260,7 +259,7 @@ fn write_group(conn: &mut Connection, jobs: Vec<Job>) -> (Result<(), StoreError>
             finishes,
         );
     }
-    let committed = match conn.execute_batch("COMMIT") {
+    let committed = match exec_cached(conn, "COMMIT") {
         Ok(()) => Ok(()),
         Err(e) => {
             let err = store_error(e);
@@ -278,24 +277,23 @@ fn run_in_savepoint<R>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
 ) -> Result<R, StoreError> {
-    conn.execute_batch(&format!("SAVEPOINT {JOB_SAVEPOINT}"))
-        .map_err(store_error)?;
+    exec_cached(conn, SAVEPOINT).map_err(store_error)?;
     let out = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
         Ok(Ok(r)) => {
-            return conn
-                .execute_batch(&format!("RELEASE {JOB_SAVEPOINT}"))
-                .map(|()| r)
-                .map_err(store_error);
+            return exec_cached(conn, RELEASE).map(|()| r).map_err(store_error);
         }
         Ok(Err(e)) => Err(store_error(e)),
         Err(_) => Err(StoreError::Internal("a SQLite write panicked".into())),
     };
     if !conn.is_autocommit() {
-        let _ = conn.execute_batch(&format!(
-            "ROLLBACK TO {JOB_SAVEPOINT}; RELEASE {JOB_SAVEPOINT}"
-        ));
+        let _ = conn.execute_batch(ROLLBACK_TO);
     }
     out
+}
+
+/// One statement without parameters or rows, prepared once per connection.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Per-connection settings (journal mode is per database and set once by the writer).
