@@ -166,4 +166,6 @@ routed! {
         |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Nexus);
     respond_nexus_task_failed(internal::RespondNexusTaskFailedRequest) -> internal::RespondNexusTaskFailedResponse,
         |r| key_of(&r.namespace_id, r.task_queue.as_ref(), TaskQueueType::Nexus);
+    force_load_task_queue_partition(internal::ForceLoadTaskQueuePartitionRequest) -> internal::ForceLoadTaskQueuePartitionResponse,
+        |r| routing_key(&r.namespace_id, r.task_queue.as_ref().map(|q| q.name.as_str()).unwrap_or_default(), r.task_queue_type);
 }

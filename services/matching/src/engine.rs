@@ -298,6 +298,8 @@ impl Core {
                 let queue = TaskQueue::open_normal(key.clone(), self.ctx.clone()).await?;
                 if key.is_child() {
                     self.start_backlog_forwarder(&queue);
+                } else {
+                    self.load_children(key);
                 }
                 Ok(queue)
             }

@@ -25,9 +25,9 @@ use std::time::{Duration, SystemTime};
 
 use temper_client::{MatchingClient, status};
 use temper_proto::internal::v1::{
-    AddActivityTaskRequest, AddWorkflowTaskRequest, PollActivityTaskQueueRequest,
-    PollWorkflowTaskQueueRequest, QueryWorkflowRequest, QueryWorkflowResponse,
-    SyncMatchRefusedFailure,
+    AddActivityTaskRequest, AddWorkflowTaskRequest, ForceLoadTaskQueuePartitionRequest,
+    PollActivityTaskQueueRequest, PollWorkflowTaskQueueRequest, QueryWorkflowRequest,
+    QueryWorkflowResponse, SyncMatchRefusedFailure,
 };
 use temper_proto::temporal::api::enums::v1::TaskQueueKind;
 use temper_proto::temporal::api::taskqueue::v1::TaskQueue as TaskQueueRef;
@@ -37,7 +37,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Status};
 
 use crate::engine::{Core, Poll, PollRequest, PollResponse};
-use crate::key::{QueueKey, QueueType};
+use crate::key::{QueueKey, QueueKind, QueueType};
 use crate::queue::TaskQueue;
 use crate::task::{Outcome, TaskInfo};
 
@@ -263,6 +263,67 @@ impl Core {
             .query_workflow(forwarded(req, key.partition))
             .await?
             .into_inner())
+    }
+
+    /// Have every child partition of `root` loaded on its owner, in the background
+    /// (Temporal's ForceLoadAllChildPartitions): a child with a stored backlog then reads it
+    /// and offers it to the root's pollers, even if no poll or add ever lands on that child
+    /// (workers poll partitions at random, and a few pollers can miss one for minutes). Done
+    /// when a root is loaded, and again after the matching ring moved partitions.
+    pub(crate) fn load_children(&self, root: &QueueKey) {
+        let partitions = self.ctx.config.partitions.partitions(&root.name);
+        if root.kind != QueueKind::Normal
+            || root.is_child()
+            || root.task_type == QueueType::Nexus
+            || partitions < 2
+        {
+            return;
+        }
+        let Ok(client) = self.forwarder() else {
+            return;
+        };
+        for partition in 1..partitions {
+            let child = root.with_partition(partition);
+            let client = client.clone();
+            let shutdown = self.ctx.shutdown.clone();
+            self.ctx.spawn(async move {
+                let req = ForceLoadTaskQueuePartitionRequest {
+                    namespace_id: child.namespace_id.0.clone(),
+                    task_queue: Some(TaskQueueRef {
+                        name: child.partition_name(),
+                        kind: TaskQueueKind::Normal as i32,
+                        normal_name: String::new(),
+                    }),
+                    task_queue_type: child.task_type.as_i32(),
+                    version: child.version.clone(),
+                };
+                let result = tokio::select! {
+                    r = client.force_load_task_queue_partition(Request::new(req)) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                match result {
+                    Ok(r) if r.get_ref().was_unloaded => {
+                        tracing::debug!(queue = %child, "loaded a child partition for its root");
+                    }
+                    Ok(_) => {}
+                    Err(status) => {
+                        tracing::warn!(queue = %child, %status,
+                            "could not have a child partition loaded; it is served once a poll or an add reaches it");
+                    }
+                }
+            });
+        }
+    }
+
+    /// [`Core::load_children`] of every loaded root partition.
+    pub(crate) fn load_children_of_roots(&self) {
+        let roots =
+            self.loaded_where(|k| k.kind == QueueKind::Normal && !k.is_child() && k.partition == 0);
+        for root in roots {
+            if !root.is_lost() {
+                self.load_children(root.key());
+            }
+        }
     }
 
     /// Start offering a child partition's backlog to the root, for as long as the queue

@@ -92,6 +92,13 @@ impl MatchingEngine {
         self.core.retain_partitions(keep);
     }
 
+    /// After the matching ring changed: every loaded root partition has its children loaded
+    /// again on their owners (in the background), so that a child that moved serves its
+    /// stored backlog without waiting for a poll or an add to land on it.
+    pub fn load_children_of_roots(&self) {
+        self.core.load_children_of_roots();
+    }
+
     /// Stop: waiting polls answer empty at once, new adds fail with `Unavailable`,
     /// background store work stops. Idempotent.
     pub fn shutdown(&self) {
@@ -203,5 +210,13 @@ impl MatchingService for MatchingEngine {
         request: Request<temper_proto::internal::v1::RespondNexusTaskFailedRequest>,
     ) -> Result<Response<temper_proto::internal::v1::RespondNexusTaskFailedResponse>, Status> {
         self.core.respond_nexus_task_failed(request).await
+    }
+
+    async fn force_load_task_queue_partition(
+        &self,
+        request: Request<temper_proto::internal::v1::ForceLoadTaskQueuePartitionRequest>,
+    ) -> Result<Response<temper_proto::internal::v1::ForceLoadTaskQueuePartitionResponse>, Status>
+    {
+        self.core.force_load_task_queue_partition(request).await
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use temper_client::MatchingService;
 use temper_proto::internal::v1::{
     AddActivityTaskRequest, AddActivityTaskResponse, AddWorkflowTaskRequest,
-    AddWorkflowTaskResponse, DescribeTaskQueueRequest, PollActivityTaskQueueRequest,
+    AddWorkflowTaskResponse, DescribeTaskQueueRequest, ForceLoadTaskQueuePartitionRequest,
+    ForceLoadTaskQueuePartitionResponse, PollActivityTaskQueueRequest,
     PollWorkflowTaskQueueRequest, QueryWorkflowRequest, QueryWorkflowResponse,
     RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse, ShutdownWorkerRequest,
     ShutdownWorkerResponse, VersionDirective,
@@ -397,5 +398,30 @@ impl MatchingService for Core {
     ) -> Result<Response<temper_proto::internal::v1::RespondNexusTaskFailedResponse>, Status> {
         self.deliver_nexus_failed(request.into_inner())?;
         Ok(Response::new(Default::default()))
+    }
+
+    async fn force_load_task_queue_partition(
+        &self,
+        request: Request<ForceLoadTaskQueuePartitionRequest>,
+    ) -> Result<Response<ForceLoadTaskQueuePartitionResponse>, Status> {
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace_id)?;
+        let tq = task_queue(req.task_queue.as_ref())?;
+        let task_type = match QueueType::from_i32(req.task_queue_type) {
+            Some(t @ (QueueType::Workflow | QueueType::Activity)) => t,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "task queue type {} has no backlog to load; only workflow and activity task queues do",
+                    req.task_queue_type
+                )));
+            }
+        };
+        let key = QueueKey::from_name(ns, &tq.name, task_type, QueueKind::Normal)
+            .with_version(req.version);
+        let was_unloaded = self.loaded(&key).is_none();
+        self.queue(&key).await?;
+        Ok(Response::new(ForceLoadTaskQueuePartitionResponse {
+            was_unloaded,
+        }))
     }
 }

@@ -793,6 +793,7 @@ async fn follow_rings(
     let mut quorum = Quorum::default();
     let mut majority = true;
     let mut last_version = None;
+    let mut last_matching_version = None;
     let mut peers_open = true;
     loop {
         let view = views.borrow_and_update().clone();
@@ -827,6 +828,12 @@ async fn follow_rings(
                 view.owner(Role::Matching, &key.routing_key())
                     .is_some_and(|o| o.name == me)
             });
+            // Partitions may have moved: the roots this node serves have their children
+            // loaded on their (new) owners, so no stored backlog waits for a stray poll.
+            if last_matching_version != Some(view.version()) {
+                last_matching_version = Some(view.version());
+                m.load_children_of_roots();
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => return,

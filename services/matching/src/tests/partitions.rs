@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use prost::Message;
 use temper_proto::internal::v1::{
     AddActivityTaskResponse, AddWorkflowTaskResponse, DescribeTaskQueueRequest,
-    QueryWorkflowRequest, QueryWorkflowResponse, RespondQueryTaskCompletedRequest,
-    RespondQueryTaskCompletedResponse, ShutdownWorkerRequest, ShutdownWorkerResponse,
+    ForceLoadTaskQueuePartitionRequest, ForceLoadTaskQueuePartitionResponse, QueryWorkflowRequest,
+    QueryWorkflowResponse, RespondQueryTaskCompletedRequest, RespondQueryTaskCompletedResponse,
+    ShutdownWorkerRequest, ShutdownWorkerResponse,
 };
 use temper_proto::persistence::v1::TaskToken;
 use temper_proto::temporal::api::enums::v1::TaskQueueType;
@@ -33,6 +34,8 @@ const PARTITIONS: u32 = 4;
 struct Router {
     engines: Vec<Weak<MatchingEngine>>,
     moved: Mutex<HashMap<u32, usize>>,
+    /// The partitions ForceLoadTaskQueuePartition was routed for, by name.
+    force_loads: Mutex<Vec<String>>,
 }
 
 impl Router {
@@ -136,6 +139,21 @@ impl MatchingService for Router {
         let e = self.pick(r.get_ref().task_queue.as_ref())?;
         e.respond_query_task_completed(r).await
     }
+
+    async fn force_load_task_queue_partition(
+        &self,
+        r: Request<ForceLoadTaskQueuePartitionRequest>,
+    ) -> Result<Response<ForceLoadTaskQueuePartitionResponse>, Status> {
+        self.force_loads.lock().expect("router lock").push(
+            r.get_ref()
+                .task_queue
+                .as_ref()
+                .map(|q| q.name.clone())
+                .unwrap_or_default(),
+        );
+        let e = self.pick(r.get_ref().task_queue.as_ref())?;
+        e.force_load_task_queue_partition(r).await
+    }
 }
 
 /// One or two engines over one store and history, reached through a router.
@@ -170,6 +188,7 @@ impl Cluster {
         let router = Arc::new(Router {
             engines: engines.iter().map(Arc::downgrade).collect(),
             moved: Mutex::new(HashMap::new()),
+            force_loads: Mutex::new(Vec::new()),
         });
         if engines.len() > 1 {
             for e in &engines {
@@ -542,6 +561,140 @@ async fn released_partitions_answer_their_polls_and_move_with_their_backlog() {
     let resp = forwarded.await.expect("poll task").expect("poll");
     assert_eq!(resp.task_token, token("wf-after", 2));
     c.shutdown();
+}
+
+/// The partitions of `c`'s activity queue loaded on some engine.
+fn loaded_activity_partitions(c: &Cluster) -> Vec<u32> {
+    (0..PARTITIONS)
+        .filter(|p| {
+            c.engines
+                .iter()
+                .any(|e| e.core.loaded(&c.key(QueueType::Activity, *p)).is_some())
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_moved_serves_its_backlog_to_the_roots_pollers_without_a_poll_of_its_own() {
+    let c = Cluster::new(2, config());
+    // Partitions 0 and 2 live on engine 0, 1 and 3 on engine 1. Nobody polls: the tasks
+    // added on partition 3 are stored there.
+    for i in 0..3 {
+        add_activity_on(&*c.svc(), 3, &format!("act-{i}"))
+            .await
+            .expect("add");
+    }
+    assert_eq!(c.stored(QueueType::Activity, 3), 3);
+
+    // Engine 1 lets go of partition 3 (the ring gave it to engine 0); nothing loads it again
+    // until the root's node hears that the ring changed.
+    c.router.moved.lock().expect("router lock").insert(3, 0);
+    c.engines[1].retain_partitions(|k| k.partition != 3);
+    assert!(!loaded_activity_partitions(&c).contains(&3));
+    c.engines[0].load_children_of_roots();
+
+    // Workers polling only the root get partition 3's backlog.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let resp = poll_activity_on(&*c.svc(), 0, 10_000).await.expect("poll");
+        got.push(String::from_utf8(resp.task_token).expect("token"));
+    }
+    got.sort();
+    assert_eq!(got, ["act-0/5", "act-1/5", "act-2/5"]);
+    assert!(
+        c.engines[0]
+            .core
+            .loaded(&c.key(QueueType::Activity, 3))
+            .is_some(),
+        "partition 3 now loaded on its new owner"
+    );
+    c.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_root_loaded_after_a_restart_loads_its_children_and_serves_their_backlog() {
+    let store = Arc::new(fakes::FakeStore::default());
+    let history = Arc::new(fakes::FakeHistory::default());
+    let before = Arc::new(MatchingEngine::new(
+        store.clone(),
+        history.clone(),
+        config(),
+    ));
+    for i in 0..2 {
+        add_activity_on(&*before, 2, &format!("act-{i}"))
+            .await
+            .expect("add");
+    }
+    before.shutdown();
+    before.wait_stopped().await;
+    drop(before);
+
+    // After the restart only the root is polled; it has partition 2 loaded, whose backlog
+    // reaches the root's poller.
+    let after = Arc::new(MatchingEngine::new(store.clone(), history, config()));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let resp = poll_activity_on(&*after, 0, 10_000).await.expect("poll");
+        got.push(String::from_utf8(resp.task_token).expect("token"));
+    }
+    got.sort();
+    assert_eq!(got, ["act-0/5", "act-1/5"]);
+    let key = key("orders", QueueType::Activity, QueueKind::Normal);
+    for p in 1..PARTITIONS {
+        assert!(
+            after.core.loaded(&key.with_partition(p)).is_some(),
+            "partition {p} loaded"
+        );
+    }
+    after.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_normal_roots_of_partitioned_queues_load_children() {
+    let c = Cluster::new(2, config());
+    add_activity_on(&*c.svc(), 1, "act").await.expect("add");
+    // The child's offer loaded the root, which had every child loaded.
+    eventually("every partition loaded", || {
+        loaded_activity_partitions(&c) == [0, 1, 2, 3]
+    })
+    .await;
+    let routed = c.router.force_loads.lock().expect("router lock").clone();
+    assert_eq!(
+        routed,
+        (1..PARTITIONS)
+            .map(|p| partition_name("orders", p))
+            .collect::<Vec<_>>(),
+        "one ForceLoad per child, none for the root"
+    );
+    c.shutdown();
+
+    // One partition: nothing to load.
+    let single = Cluster::new(
+        2,
+        MatchingConfig {
+            partitions: PartitionConfig::uniform(1),
+            ..MatchingConfig::default()
+        },
+    );
+    add_activity_on(&*single.svc(), 0, "act")
+        .await
+        .expect("add");
+    single.engines[0].load_children_of_roots();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(single.router.force_loads.lock().expect("lock").is_empty());
+    single.shutdown();
+
+    // A Nexus queue has no backlog: ForceLoad refuses it.
+    let err = c.engines[0]
+        .force_load_task_queue_partition(Request::new(ForceLoadTaskQueuePartitionRequest {
+            namespace_id: NS.to_owned(),
+            task_queue: Some(on(1)),
+            task_queue_type: TaskQueueType::Nexus as i32,
+            version: String::new(),
+        }))
+        .await
+        .expect_err("nexus");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
 
 #[tokio::test(start_paused = true)]
