@@ -763,7 +763,15 @@ impl ShardContext {
         current.condition = condition;
         let entry = self.entry(key);
         let mut slot = entry.lock().await;
-        let events = self.commit(key, None, &ms, Some(current), mutation).await?;
+        let events = match self.commit(key, None, &ms, Some(current), mutation).await {
+            Ok(events) => events,
+            Err(e) => {
+                // The run was never created: keep no cache entry for it.
+                drop(slot);
+                self.forget(key);
+                return Err(e);
+            }
+        };
         crate::metrics::transition(&self.retention.name(&key.namespace_id).await, None);
         slot.set_state(Some((ms.clone(), 1)));
         slot.events = Some(EventLog::from_events(&events));

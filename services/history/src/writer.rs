@@ -390,9 +390,12 @@ impl Writer {
         let mut prepared = Vec::with_capacity(batch.len());
         let mut writes = Vec::with_capacity(batch.len());
         let mut nodes = Vec::with_capacity(batch.len());
+        // How many of `nodes` each prepared request made, in order.
+        let mut node_counts = Vec::with_capacity(batch.len());
         for req in batch {
             match self.prepare(req).await {
                 Ok((p, (w, n))) => {
+                    node_counts.push(n.len());
                     prepared.push(p);
                     writes.extend(w);
                     nodes.extend(n);
@@ -409,9 +412,11 @@ impl Writer {
                 }
             }
         }
-        // History first (one call for the whole batch); a commit that then fails leaves
-        // orphan nodes that readers ignore.
-        if let Err(e) = self.persistence.history.append_history_nodes(&nodes).await {
+        // A store that keeps history beside executions (SQLite) writes the nodes in the
+        // commit's transaction. Otherwise history goes first (one call for the whole batch);
+        // a commit that then fails leaves orphan nodes that readers ignore.
+        let together = self.persistence.executions.commits_history();
+        if !together && let Err(e) = self.persistence.history.append_history_nodes(&nodes).await {
             for p in prepared {
                 let _ = p.reply.send(Err(CommitError::Store(e.clone())));
             }
@@ -421,11 +426,15 @@ impl Writer {
             // Until the new tasks are in the queues' channels, the queues must not read or
             // delete tasks in the store.
             let _held = self.sinks.hold().await;
-            let result = self
-                .persistence
-                .executions
-                .commit(self.shard_id, self.ids.range_id(), &writes)
-                .await;
+            let executions = &self.persistence.executions;
+            let range_id = self.ids.range_id();
+            let result = if together {
+                executions
+                    .commit_with_history(self.shard_id, range_id, &nodes, &writes)
+                    .await
+            } else {
+                executions.commit(self.shard_id, range_id, &writes).await
+            };
             match result {
                 Ok(()) => {
                     for p in prepared {
@@ -445,6 +454,9 @@ impl Writer {
                     }
                     let p = prepared.remove(which);
                     writes.drain(first..first + p.writes);
+                    let first_node: usize = node_counts[..which].iter().sum();
+                    let own_nodes = node_counts.remove(which);
+                    nodes.drain(first_node..first_node + own_nodes);
                     let _ = p.reply.send(Err(CommitError::Conflict {
                         index: index - first,
                         kind,

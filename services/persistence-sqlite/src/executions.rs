@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 use temper_persistence::{
-    ClusterMetadata, ClusterMetadataStore, CommitError, ConflictKind, CurrentExecution,
+    BranchId, ClusterMetadata, ClusterMetadataStore, CommitError, ConflictKind, CurrentExecution,
     CurrentRunCondition, ExecutionKey, ExecutionRecord, ExecutionStore, ExecutionWrite,
-    ShardRecord, StoreError, TaskCategory, TaskKey, TaskRecord,
+    HistoryNode, ShardRecord, StoreError, TaskCategory, TaskKey, TaskRecord,
 };
 use temper_types::{NamespaceId, RangeId, ShardId};
 
@@ -197,10 +197,13 @@ fn apply_write(conn: &Connection, shard: i64, write: &ExecutionWrite) -> rusqlit
 /// Conditions are all checked against the state before the batch (as a Cassandra
 /// conditional batch does), then everything is applied; an early return drops the
 /// savepoint, which rolls the batch back.
+/// Check every condition of `writes`, then write `nodes` and apply `writes`, in one
+/// savepoint: all of it or, when a condition fails, none.
 fn commit_batch(
     conn: &mut Connection,
     shard_id: ShardId,
     held: RangeId,
+    nodes: &[(BranchId, HistoryNode)],
     writes: &[ExecutionWrite],
 ) -> rusqlite::Result<Result<(), CommitError>> {
     let shard = i64::from(shard_id.0);
@@ -217,6 +220,7 @@ fn commit_batch(
             return Ok(Err(CommitError::Conflict { index, kind }));
         }
     }
+    crate::history::insert_nodes(&tx, nodes)?;
     for write in writes {
         apply_write(&tx, shard, write)?;
     }
@@ -339,7 +343,25 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<(), CommitError> {
         validate(writes)?;
         let writes = writes.to_vec();
-        self.write(move |c| commit_batch(c, shard_id, range_id, &writes))
+        self.write(move |c| commit_batch(c, shard_id, range_id, &[], &writes))
+            .await?
+    }
+
+    fn commits_history(&self) -> bool {
+        true
+    }
+
+    async fn commit_with_history(
+        &self,
+        shard_id: ShardId,
+        range_id: RangeId,
+        nodes: &[(BranchId, HistoryNode)],
+        writes: &[ExecutionWrite],
+    ) -> Result<(), CommitError> {
+        validate(writes)?;
+        let writes = writes.to_vec();
+        let nodes = nodes.to_vec();
+        self.write(move |c| commit_batch(c, shard_id, range_id, &nodes, &writes))
             .await?
     }
 

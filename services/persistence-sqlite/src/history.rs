@@ -14,6 +14,31 @@ fn node(row: &Row<'_>) -> rusqlite::Result<HistoryNode> {
     })
 }
 
+/// Insert (or replace: a retried append writes the same node again) history nodes, in the
+/// caller's transaction.
+pub(crate) fn insert_nodes(
+    c: &rusqlite::Connection,
+    nodes: &[(BranchId, HistoryNode)],
+) -> rusqlite::Result<()> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = c.prepare_cached(
+        "INSERT OR REPLACE INTO history_node (tree_id, branch_id, node_id, txn_id, data)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (branch, node) in nodes {
+        stmt.execute((
+            &branch.tree_id,
+            &branch.branch_id,
+            node.node_id,
+            node.txn_id,
+            &node.events,
+        ))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl HistoryStore for SqliteStore {
     async fn append_history_node(
@@ -52,21 +77,7 @@ impl HistoryStore for SqliteStore {
         // WAL append instead of one each.
         self.write(move |c| {
             let tx = c.savepoint()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO history_node (tree_id, branch_id, node_id, txn_id, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for (branch, node) in &nodes {
-                    stmt.execute((
-                        &branch.tree_id,
-                        &branch.branch_id,
-                        node.node_id,
-                        node.txn_id,
-                        &node.events,
-                    ))?;
-                }
-            }
+            insert_nodes(&tx, &nodes)?;
             tx.commit()
         })
         .await

@@ -177,6 +177,13 @@ pub trait Around: Send + Sync + 'static {
     /// [`Operation::AppendHistoryNodes`] call forwarded as the inner store's batched write.
     const SPLIT_HISTORY_BATCHES: bool = false;
 
+    /// What the decorated store answers to `commits_history`, given the inner store's
+    /// answer: a hook may make the services append history apart, as on a store that
+    /// keeps it apart.
+    fn commits_history(&self, inner: bool) -> bool {
+        inner
+    }
+
     /// Run `call`, the inner store's answer to `op`, and return what the caller gets.
     /// `batch` is the number of items a batched write carries (commit writes, history
     /// nodes, queue tasks), `None` for the other operations. A hook may skip `call` (it
@@ -295,6 +302,26 @@ impl<H: Around> ExecutionStore for Decorated<H> {
         writes: &[ExecutionWrite],
     ) -> Result<(), CommitError> {
         let call = self.inner.executions.commit(shard_id, range_id, writes);
+        self.batch(Operation::Commit, writes.len(), call).await
+    }
+
+    fn commits_history(&self) -> bool {
+        self.hook
+            .commits_history(self.inner.executions.commits_history())
+    }
+
+    /// Seen by the hook as a commit: it is one, carrying its history nodes.
+    async fn commit_with_history(
+        &self,
+        shard_id: ShardId,
+        range_id: RangeId,
+        nodes: &[(BranchId, HistoryNode)],
+        writes: &[ExecutionWrite],
+    ) -> Result<(), CommitError> {
+        let call = self
+            .inner
+            .executions
+            .commit_with_history(shard_id, range_id, nodes, writes);
         self.batch(Operation::Commit, writes.len(), call).await
     }
 

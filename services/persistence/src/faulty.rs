@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,8 @@ pub struct FaultyStore {
 struct Faults {
     state: Arc<Mutex<State>>,
     paused: Arc<watch::Sender<HashSet<Op>>>,
+    /// Have the services append history apart from the commit, as on Cassandra.
+    history_apart: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for FaultyStore {
@@ -89,6 +92,7 @@ impl FaultyStore {
             faults: Faults {
                 state: Arc::default(),
                 paused: Arc::new(watch::channel(HashSet::new()).0),
+                history_apart: Arc::default(),
             },
         }
     }
@@ -96,6 +100,13 @@ impl FaultyStore {
     /// This store as the services' bundle of trait objects.
     pub fn into_persistence(self) -> Persistence {
         Decorated::new(self.inner, self.faults).into_persistence()
+    }
+
+    /// Answer false to `commits_history` whatever the wrapped store can do: the history
+    /// writer then appends history nodes with their own call before each commit, as it does
+    /// on a store that keeps history apart (Cassandra).
+    pub fn keep_history_apart(&self) {
+        self.faults.history_apart.store(true, Ordering::Relaxed);
     }
 
     /// The wrapped store, to read or write behind the service's back.
@@ -183,6 +194,10 @@ impl Around for Faults {
     // Tests arm faults on single history appends (`Op::AppendHistoryNode`) and count them;
     // the history writer appends in batches.
     const SPLIT_HISTORY_BATCHES: bool = true;
+
+    fn commits_history(&self, inner: bool) -> bool {
+        inner && !self.history_apart.load(Ordering::Relaxed)
+    }
 
     /// Count the call, take its rule, wait while paused, then apply the rule around `call`.
     async fn around<T, E, F>(&self, op: Op, batch: Option<usize>, call: F) -> Result<T, E>

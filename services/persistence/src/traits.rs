@@ -73,6 +73,29 @@ pub trait ExecutionStore: Send + Sync {
         writes: &[ExecutionWrite],
     ) -> Result<(), CommitError>;
 
+    /// Whether this store implements [`Self::commit_with_history`]: it keeps history nodes
+    /// in the same database as executions and can write both in one transaction. A store
+    /// whose history lives apart answers false (the default), and the history writer
+    /// appends the nodes first, then commits.
+    fn commits_history(&self) -> bool {
+        false
+    }
+
+    /// [`Self::commit`] together with the history nodes the writes' new events go in, in
+    /// one transaction: both are applied or neither, under the same conditions as a
+    /// commit. Only called on a store whose [`Self::commits_history`] is true.
+    async fn commit_with_history(
+        &self,
+        _shard_id: ShardId,
+        _range_id: RangeId,
+        _nodes: &[(BranchId, HistoryNode)],
+        _writes: &[ExecutionWrite],
+    ) -> Result<(), CommitError> {
+        Err(CommitError::Store(StoreError::Internal(
+            "this store keeps history apart; append the nodes, then commit".into(),
+        )))
+    }
+
     /// Delete an execution row, its visibility record, and its current-run pointer if it
     /// points at this run. Conditional on the shard's range id.
     async fn delete_execution(

@@ -1,6 +1,6 @@
 //! StartWorkflowExecution: request-id idempotency, workflow id reuse and conflict policies.
 
-use temper_persistence::{CurrentRunCondition, ExecutionKey, run_state};
+use temper_persistence::{CurrentExecution, CurrentRunCondition, ExecutionKey, run_state};
 use temper_proto::internal::v1 as internal;
 use temper_proto::temporal::api::common::v1::{Payload, Payloads};
 use temper_proto::temporal::api::enums::v1::{
@@ -99,9 +99,17 @@ pub(crate) async fn start_with_update(
         .unwrap_or(WorkflowIdReusePolicy::Unspecified);
     let conflict = WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
         .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+    // The current run is not read before the first attempt: a new workflow id is the common
+    // case, so the run is created under MustNotExist, and if the id is taken the conflict
+    // hands back the current run the store has, for the policies to decide on.
+    let mut known: Option<Option<CurrentExecution>> = Some(None);
     for _ in 0..MAX_RACES {
         let run_id = temper_types::new_run_id();
-        let condition = match shard.current_run(ns, &req.workflow_id).await? {
+        let current = match known.take() {
+            Some(current) => current,
+            None => shard.current_run(ns, &req.workflow_id).await?,
+        };
+        let condition = match current {
             None => CurrentRunCondition::MustNotExist,
             Some(current) => {
                 if current.create_request_id == request_id {
@@ -238,8 +246,10 @@ pub(crate) async fn start_with_update(
                     ..Default::default()
                 });
             }
-            Err(e) if current_run_conflict(&e).is_some() => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => match current_run_conflict(&e) {
+                Some(actual) => known = Some(actual),
+                None => return Err(e.into()),
+            },
         }
     }
     Err(HistoryError::Busy)

@@ -31,7 +31,11 @@ struct Setup {
 
 /// One shard holding `N` fresh workflows, their states cached.
 async fn setup() -> Setup {
-    let store = store();
+    setup_with(store()).await
+}
+
+/// [`setup`] on `store` (e.g. one that keeps history apart).
+async fn setup_with(store: FaultyStore) -> Setup {
     let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
     let mut keys = Vec::new();
     for i in 0..N {
@@ -196,7 +200,21 @@ async fn a_stale_version_is_retried_alone_on_the_reloaded_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_conflict_drops_one_write_and_it_is_applied_exactly_once() {
-    let s = setup().await;
+    // SQLite writes the nodes in the commit: the dropped attempt wrote nothing.
+    injected_conflict(store(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_conflict_with_history_apart_leaves_an_orphan_node_that_loses() {
+    // A store that keeps history apart got the dropped attempt's node before the commit.
+    let store = store();
+    store.keep_history_apart();
+    injected_conflict(store, 2).await;
+}
+
+/// `nodes`: how many versions of the retried update's history node the store holds.
+async fn injected_conflict(store: FaultyStore, nodes: usize) {
+    let s = setup_with(store).await;
     let results = s
         .group(|| {
             s.store.fail_commit(
@@ -223,16 +241,20 @@ async fn an_injected_conflict_drops_one_write_and_it_is_applied_exactly_once() {
     for i in 0..N {
         assert_eq!(s.signals(i).await, 1, "execution {i}");
         assert_eq!(s.version(i).await, 2, "execution {i}");
+        // Each kept its own history node: dropping one write dropped only its node.
+        let events = stored_history(&s.p, ShardId(1), &s.keys[i]).await;
+        assert_eq!(events.len(), 3, "execution {i}: {events:?}");
     }
-    // The dropped attempt left its history node behind; the retry's node, with a higher
-    // transaction id, is the one that counts.
-    let nodes =
+    // With history apart, the dropped attempt left its history node behind; the retry's
+    // node, with a higher transaction id, is the one that counts.
+    let stored =
         s.p.history
             .read_history_nodes(&branch_of(&s.keys[retried]), 3, 4, None, 10)
             .await
             .expect("read nodes");
-    assert_eq!(nodes.len(), 2, "orphan and winner of node 3");
-    assert!(nodes[0].txn_id > nodes[1].txn_id);
+    assert_eq!(stored.len(), nodes, "versions of node 3: {stored:?}");
+    assert!(stored.windows(2).all(|w| w[0].txn_id > w[1].txn_id));
+    let nodes = stored;
     let events = stored_history(&s.p, ShardId(1), &s.keys[retried]).await;
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].task_id, nodes[0].txn_id);

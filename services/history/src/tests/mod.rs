@@ -12,6 +12,7 @@ mod query;
 mod queues;
 mod read_rule;
 mod reset_delete;
+mod start;
 mod store_failures;
 mod updates;
 mod workflow_tasks;

@@ -15,6 +15,11 @@ fn unavailable() -> StoreError {
 /// Signal once with `op` failing once: the signal must fail cleanly, then succeed.
 async fn fail_once_then_succeed(op: Op) {
     let store = store();
+    if op == Op::AppendHistoryNode {
+        // SQLite writes history nodes in the commit's transaction; an append of its own
+        // happens only on a store that keeps history apart.
+        store.keep_history_apart();
+    }
     let p = store.inner().clone();
     let matching = Arc::new(FakeMatching::default());
     let engine = engine(&store, 1, matching.clone()).await;

@@ -7,8 +7,8 @@ use super::{
     update,
 };
 use crate::{
-    CommitError, ConflictKind, CurrentRunCondition, CurrentRunWrite, ExecutionRecord, Persistence,
-    StoreError, TaskCategory, run_state,
+    BranchId, CommitError, ConflictKind, CurrentRunCondition, CurrentRunWrite, ExecutionRecord,
+    HistoryNode, Persistence, StoreError, TaskCategory, run_state,
 };
 
 async fn execution(p: &Persistence, workflow_id: &str, run_id: &str) -> Option<ExecutionRecord> {
@@ -595,4 +595,152 @@ pub async fn case_delete_execution(p: &Persistence) {
         .delete_execution(SHARD, held, &key("wf2", "run-a"))
         .await
         .expect("delete is idempotent");
+}
+
+/// A commit with its history nodes ([`crate::ExecutionStore::commit_with_history`]) applies
+/// both or neither, under the commit's conditions; a store that keeps history apart refuses
+/// the call and writes nothing.
+pub async fn case_commit_with_history_is_one_transaction(p: &Persistence) {
+    let held = acquire(p, SHARD).await;
+    let branch = BranchId {
+        tree_id: "tree-wf".to_owned(),
+        branch_id: "branch-wf".to_owned(),
+    };
+    let node = |id: i64| HistoryNode {
+        node_id: id,
+        txn_id: id,
+        events: format!("events {id}").into_bytes(),
+    };
+    let nodes_of = || async {
+        p.history
+            .read_history_nodes(&branch, 1, i64::MAX, None, 100)
+            .await
+            .expect("read_history_nodes")
+            .into_iter()
+            .map(|n| n.node_id)
+            .collect::<Vec<_>>()
+    };
+    let first = create("wf", "run-1", vec![transfer(10)]);
+    let result = p
+        .executions
+        .commit_with_history(
+            SHARD,
+            held,
+            &[(branch.clone(), node(1))],
+            std::slice::from_ref(&first),
+        )
+        .await;
+    if !p.executions.commits_history() {
+        assert!(
+            matches!(result, Err(CommitError::Store(StoreError::Internal(_)))),
+            "{result:?}"
+        );
+        assert_eq!(execution(p, "wf", "run-1").await, None);
+        assert!(nodes_of().await.is_empty());
+        assert!(every_task(p, SHARD).await.is_empty());
+        return;
+    }
+    result.expect("commit with history");
+    assert_eq!(
+        execution(p, "wf", "run-1")
+            .await
+            .map(|r| r.db_record_version),
+        Some(1)
+    );
+    assert_eq!(nodes_of().await, [1]);
+    assert_eq!(
+        all_tasks(p, SHARD, TaskCategory::Transfer).await,
+        vec![transfer(10)]
+    );
+
+    // A write whose condition fails: its nodes are not written either.
+    let err = p
+        .executions
+        .commit_with_history(
+            SHARD,
+            held,
+            &[(branch.clone(), node(2))],
+            &[update("wf", "run-1", 5, vec![transfer(11)])],
+        )
+        .await
+        .expect_err("wrong expected version");
+    assert!(
+        matches!(err, CommitError::Conflict { index: 0, .. }),
+        "{err:?}"
+    );
+    // Nor under a range id the shard no longer has.
+    let stale = RangeId(held.0 - 1);
+    let err = p
+        .executions
+        .commit_with_history(
+            SHARD,
+            stale,
+            &[(branch.clone(), node(3))],
+            &[update("wf", "run-1", 1, vec![transfer(12)])],
+        )
+        .await
+        .expect_err("stale range");
+    assert_eq!(
+        err,
+        CommitError::ShardOwnershipLost {
+            held: stale,
+            actual: held,
+        }
+    );
+    assert_eq!(nodes_of().await, [1]);
+    assert_eq!(
+        execution(p, "wf", "run-1")
+            .await
+            .map(|r| r.db_record_version),
+        Some(1)
+    );
+    assert_eq!(
+        all_tasks(p, SHARD, TaskCategory::Transfer).await,
+        vec![transfer(10)]
+    );
+
+    // The right version applies both.
+    p.executions
+        .commit_with_history(
+            SHARD,
+            held,
+            &[(branch.clone(), node(4))],
+            &[update("wf", "run-1", 1, vec![transfer(13)])],
+        )
+        .await
+        .expect("right version");
+    assert_eq!(nodes_of().await, [1, 4]);
+    assert_eq!(
+        execution(p, "wf", "run-1")
+            .await
+            .map(|r| r.db_record_version),
+        Some(2)
+    );
+}
+
+/// Creating a run under MustNotExist while the id has a current run is refused with that run
+/// in the conflict, whole: the history service decides a start on it without reading the
+/// pointer again.
+pub async fn case_a_taken_workflow_id_refuses_with_its_current_run(p: &Persistence) {
+    let held = acquire(p, SHARD).await;
+    p.executions
+        .commit(SHARD, held, &[create("wf", "run-1", vec![])])
+        .await
+        .expect("first run");
+    let err = p
+        .executions
+        .commit(SHARD, held, &[create("wf", "run-2", vec![transfer(60)])])
+        .await
+        .expect_err("the id is taken");
+    assert_eq!(
+        err,
+        CommitError::Conflict {
+            index: 0,
+            kind: ConflictKind::CurrentRunMismatch {
+                actual: Some(current("run-1", run_state::RUNNING)),
+            },
+        }
+    );
+    assert_eq!(execution(p, "wf", "run-2").await, None);
+    assert!(every_task(p, SHARD).await.is_empty());
 }

@@ -149,9 +149,26 @@ async fn call_everything(p: &Persistence) {
     );
     assert_eq!(e.get_execution(shard, &execution()).await, Err(unused()));
     assert_eq!(
-        e.commit(shard, RangeId(1), &[write.clone(), write]).await,
+        e.commit(shard, RangeId(1), &[write.clone(), write.clone()])
+            .await,
         Err(CommitError::Store(unused())),
         "a commit's error passes through as it is"
+    );
+    assert!(
+        !e.commits_history(),
+        "forwarded: the inner store keeps history apart"
+    );
+    let together = e
+        .commit_with_history(
+            shard,
+            RangeId(1),
+            &[(branch(), node(1))],
+            &[write.clone(), write],
+        )
+        .await;
+    assert!(
+        matches!(together, Err(CommitError::Store(StoreError::Internal(_)))),
+        "{together:?}"
     );
     assert_eq!(
         e.delete_execution(shard, RangeId(1), &execution()).await,
@@ -219,6 +236,7 @@ async fn every_store_method_reaches_the_hook_once_under_its_own_name() {
             ("update_shard", None),
             ("get_current_execution", None),
             ("get_execution", None),
+            ("commit", Some(2)),
             ("commit", Some(2)),
             ("delete_execution", None),
             ("get_tasks", None),
