@@ -46,23 +46,8 @@ impl HistoryStore for SqliteStore {
         branch: &BranchId,
         node: &HistoryNode,
     ) -> Result<(), StoreError> {
-        let branch = branch.clone();
-        let node = node.clone();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO history_node (tree_id, branch_id, node_id, txn_id, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute((
-                &branch.tree_id,
-                &branch.branch_id,
-                node.node_id,
-                node.txn_id,
-                &node.events,
-            ))?;
-            Ok(())
-        })
-        .await
+        let one = [(branch.clone(), node.clone())];
+        self.write(move |c| insert_nodes(c, &one)).await
     }
 
     async fn append_history_nodes(
