@@ -1019,12 +1019,16 @@ async def test_id_conflict_and_reuse_policies(
             client, start_request(endpoint, "run_workflow", harness.unique("handler-wf"), oid)
         )
         await raw_terminate(client, oid)
+        # The new run is an async operation whose handler workflow waits for a signal, so it
+        # is still running when USE_EXISTING asks (a sync one can finish first, and then
+        # REJECT_DUPLICATE refuses the id instead).
+        after = harness.unique("handler-wf")
         resp = await raw_start(
             client,
             start_request(
                 endpoint,
-                "echo",
-                "after terminate",
+                "run_workflow",
+                after,
                 oid,
                 id_reuse_policy=REUSE.NEXUS_OPERATION_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
             ),
@@ -1038,7 +1042,16 @@ async def test_id_conflict_and_reuse_policies(
             id_conflict_policy=NexusOperationIDConflictPolicy.USE_EXISTING,
         )
         assert handle.run_id == resp.run_id
-        assert await asyncio.wait_for(handle.result(), 30) == "echo after terminate"
+
+        async def finished() -> bool:
+            try:
+                await client.get_workflow_handle(after).signal(BlockingWorkflow.finish)
+            except RPCError:
+                return False  # the handler has not started it yet
+            return True
+
+        await harness.wait_until(finished, timeout=20, what="the handler workflow signalled")
+        assert await asyncio.wait_for(handle.result(), 30) == f"workflow result for {after}"
 
 
 @pytest.mark.timeout(60)
