@@ -65,9 +65,11 @@ async def test_a_slow_worker_gets_a_longer_timeout_from_the_fourth_attempt(
     assert attrs.attempt == 4
     timeout = attrs.start_to_close_timeout.ToTimedelta()
     assert timedelta(seconds=5) <= timeout < timedelta(seconds=6), timeout
-    # Scheduled about 3 s after the start: three 1 s timeouts, no waiting in between.
+    # Scheduled about 3 s after the start: three 1 s timeouts, no waiting in between. A server
+    # that waited even 1 s between attempts would take 5 s or more; the rest is slack for a
+    # loaded machine (4.51 s was seen on Cassandra while the SQLite suite ran alongside).
     since_start = scheduled.event_time.ToDatetime() - events[0].event_time.ToDatetime()
-    assert since_start < timedelta(seconds=4.5), since_start
+    assert since_start < timedelta(seconds=4.9), since_start
     assert elapsed < 12, elapsed
 
 
