@@ -317,8 +317,7 @@ impl Core {
 
     /// [`Core::load_children`] of every loaded root partition.
     pub(crate) fn load_children_of_roots(&self) {
-        let roots =
-            self.loaded_where(|k| k.kind == QueueKind::Normal && !k.is_child() && k.partition == 0);
+        let roots = self.loaded_where(|k| k.kind == QueueKind::Normal && !k.is_child());
         for root in roots {
             if !root.is_lost() {
                 self.load_children(root.key());

@@ -196,9 +196,7 @@ fn apply_write(conn: &Connection, shard: i64, write: &ExecutionWrite) -> rusqlit
 /// The whole batch in one savepoint of the writer's immediate transaction (see `pool`).
 /// Conditions are all checked against the state before the batch (as a Cassandra
 /// conditional batch does), then everything is applied; an early return drops the
-/// savepoint, which rolls the batch back.
-/// Check every condition of `writes`, then write `nodes` and apply `writes`, in one
-/// savepoint: all of it or, when a condition fails, none.
+/// savepoint, which rolls the batch back (the history `nodes` with it).
 fn commit_batch(
     conn: &mut Connection,
     shard_id: ShardId,
@@ -341,10 +339,8 @@ impl ExecutionStore for SqliteStore {
         range_id: RangeId,
         writes: &[ExecutionWrite],
     ) -> Result<(), CommitError> {
-        validate(writes)?;
-        let writes = writes.to_vec();
-        self.write(move |c| commit_batch(c, shard_id, range_id, &[], &writes))
-            .await?
+        self.commit_with_history(shard_id, range_id, &[], writes)
+            .await
     }
 
     fn commits_history(&self) -> bool {
