@@ -6,11 +6,13 @@
 //! A gate orders the writer's commits against the processors' own store calls: the writer
 //! holds it from a commit until that commit's tasks are in the channels, so a processor that
 //! holds it knows every committed task is either in the store or waiting in its channel.
-//! The initial load needs that (a task committed while loading must not be processed twice),
-//! and so does deleting timers: a new timer may fire before timers already queued, so a
-//! deletion bound computed without it could remove it from the store before it arrives.
+//! Loads read the store without it (a shard with a large backlog must not stall its commits
+//! while it reads) and then take it only to drain the channel: a task committed during the
+//! read may be in both, and is kept once. Deleting timers needs it: a new timer may fire
+//! before timers already queued, so a deletion bound computed without it could remove it from
+//! the store before it arrives.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -108,18 +110,31 @@ pub(crate) fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
     }
 }
 
-/// Load the tasks of a category below `until` the store still holds, and drop what the
-/// writer sent before: those tasks were committed before the load, so the load has them (or,
-/// from `until` on, they wait in the store).
-async fn load_once<T: Message + Default, B>(
+/// The tasks of a category below `until`: what the store holds, then what the writer sent
+/// that is not among them.
+///
+/// The read runs without the gate, so commits go on meanwhile. Once it is done, the gate
+/// is taken to drain the channel: every commit the read saw has sent its tasks by then (the
+/// writer holds the gate from commit to send), and every task committed since this node
+/// took the shard is either in the store or in the channel, so nothing is missed and the
+/// keys the read returned are dropped from the channel's share. Tasks from `until` on stay
+/// in the store.
+async fn load_once<T: Message + Default>(
     shard: &ShardContext,
     category: TaskCategory,
     until: TaskKey,
-    inbox: &mut Inbox<B>,
+    inbox: &mut Inbox<Vec<(TaskKey, T)>>,
 ) -> Result<Vec<(TaskKey, T)>, HistoryError> {
+    let mut tasks = load(shard, category, TaskKey::MIN, until).await?;
     let _held = inbox.gate.lock().await;
-    let tasks = load(shard, category, TaskKey::MIN, until).await?;
-    while inbox.rx.try_recv().is_ok() {}
+    let mut seen: HashSet<TaskKey> = tasks.iter().map(|(k, _)| *k).collect();
+    while let Ok(batch) = inbox.rx.try_recv() {
+        for (k, t) in batch {
+            if k < until && seen.insert(k) {
+                tasks.push((k, t));
+            }
+        }
+    }
     Ok(tasks)
 }
 
@@ -557,7 +572,7 @@ async fn process_transfer(
 
 /// How often the timer window moves on: shorter than the window (`[history]
 /// timer_window_s`), so a timer is in memory before it is due, and short, so each move reads
-/// few timers (commits wait while it does).
+/// few timers (the queue fires none while it reads).
 fn window_step(window: Duration) -> Duration {
     (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
@@ -594,9 +609,13 @@ impl TimerWindow {
         self.pending.insert(k, t);
     }
 
-    /// Move the window to `until`, loading the stored timers it now covers. Under the gate,
-    /// with what the writer sent taken in first: those timers are in the store, and the ones
-    /// the old window did not cover are loaded again here (same keys, held once).
+    /// Move the window to `until`, loading the stored timers it now covers.
+    ///
+    /// The read runs without the gate (commits go on while it reads). The writer's timers
+    /// from the old horizon on were left to the store until now, and a timer committed during
+    /// the read may or may not be in what it returned; so, under the gate, the channel is
+    /// drained with the new horizon, then the read's timers are added (a key in both is held
+    /// once). None of these timers was due in the old window, so none has run yet.
     async fn advance(
         &mut self,
         shard: &ShardContext,
@@ -606,18 +625,19 @@ impl TimerWindow {
         if until <= self.horizon {
             return Ok(());
         }
-        let _held = inbox.gate.lock().await;
-        while let Ok(batch) = inbox.rx.try_recv() {
-            self.take(batch);
-        }
         let below = TaskKey {
             fire_time_ms: self.horizon.fire_time_ms - 1,
             task_id: i64::MAX,
         };
-        for (k, t) in load::<pb::TimerTask>(shard, TaskCategory::Timer, below, until).await? {
+        let stored = load::<pb::TimerTask>(shard, TaskCategory::Timer, below, until).await?;
+        let _held = inbox.gate.lock().await;
+        self.horizon = until;
+        while let Ok(batch) = inbox.rx.try_recv() {
+            self.take(batch);
+        }
+        for (k, t) in stored {
             self.hold(k, t);
         }
-        self.horizon = until;
         Ok(())
     }
 }
@@ -634,8 +654,7 @@ pub(crate) async fn run_timers(
         acker: acker.clone(),
         horizon: window_end(shard.now() + shard.timer_window),
     };
-    match load_once::<pb::TimerTask, _>(&shard, TaskCategory::Timer, window.horizon, &mut inbox)
-        .await
+    match load_once::<pb::TimerTask>(&shard, TaskCategory::Timer, window.horizon, &mut inbox).await
     {
         Ok(tasks) => {
             for (k, t) in tasks {

@@ -84,6 +84,61 @@ async fn tasks_committed_while_the_queues_load_reach_matching_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_start_while_the_queues_read_the_store() {
+    // A shard with a large backlog reads it for a while: commits must not wait for that.
+    // The queues' reads are held here for as long as it takes a start to commit.
+    let store = store();
+    let matching = Arc::new(FakeMatching::default());
+    store.pause(Op::GetTasks);
+    let engine = engine(&store, 1, matching.clone()).await;
+    eventually(
+        "both queues reading the store at once (neither holds the commits' gate)",
+        || async { (store.calls(Op::GetTasks) >= 2).then_some(()) },
+    )
+    .await;
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        start(&engine, "first", Duration::from_millis(300)),
+    )
+    .await
+    .expect("a start commits while the queues load");
+    store.resume(Op::GetTasks);
+    // The run's timeout (inside the first window) fires once the loads are done.
+    eventually("the first run times out", || async {
+        (status(&engine, "first").await == WorkflowExecutionStatus::TimedOut).then_some(())
+    })
+    .await;
+
+    // Once loaded, the timer window moves on (every 500 ms in tests) with a read of its
+    // own; commits go on during that one too. This run's timeout is past the window it
+    // commits in, so only that move (or a later one) can fire it.
+    let reads = store.calls(Op::GetTasks);
+    store.pause(Op::GetTasks);
+    eventually("the timer window is reading the store", || async {
+        (store.calls(Op::GetTasks) > reads).then_some(())
+    })
+    .await;
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        start(&engine, "second", Duration::from_millis(2500)),
+    )
+    .await
+    .expect("a start commits while the timer window loads");
+    store.resume(Op::GetTasks);
+
+    eventually("the second run times out", || async {
+        (status(&engine, "second").await == WorkflowExecutionStatus::TimedOut).then_some(())
+    })
+    .await;
+    drained(&store, ShardId(1), TaskCategory::Transfer).await;
+    for run in [&first, &second] {
+        let tasks = matching.workflow_tasks_of(run);
+        assert_eq!(tasks.len(), 1, "one workflow task each: {tasks:?}");
+    }
+    drained(&store, ShardId(1), TaskCategory::Timer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undelivered_workflow_task_is_delivered_after_a_restart() {
     let store = store();
     let refusing = FakeMatching::refusing();
