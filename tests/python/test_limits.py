@@ -6,16 +6,24 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from temporalio import workflow
 from temporalio.api.common.v1 import Payloads, WorkflowType
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.namespace.v1 import UpdateNamespaceInfo
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    RegisterNamespaceRequest,
+    StartWorkflowExecutionRequest,
+    UpdateNamespaceRequest,
+)
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+import harness
 from harness import NAMESPACE, history_events, result_within, wait_for_event, worker
 
 ET = EventType
@@ -281,3 +289,49 @@ async def test_too_long_workflow_id_is_rejected(client, task_queue):
     async with worker(client, task_queue, workflows=WORKFLOWS):
         handle = await start(client, "w" * 1000, task_queue, expected=0)
         assert await result_within(handle, 30) == []
+
+
+@pytest.mark.skipif(
+    harness.server_kind() == "temporal",
+    reason="the bound on namespace data is temper's; the reference server sets none",
+)
+@pytest.mark.timeout(60)
+async def test_namespace_data_is_bounded(client):
+    """A namespace's data (keys and values together) holds at most 256 KiB; a registration or
+    an update past that is refused and changes nothing."""
+    limit = 256 * 1024
+    name = f"data-{uuid.uuid4().hex[:8]}"
+    svc = client.workflow_service
+    week = Duration(seconds=7 * 24 * 3600)
+    with pytest.raises(RPCError) as err:
+        await svc.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=name,
+                workflow_execution_retention_period=week,
+                data={"big": "x" * limit},
+            )
+        )
+    assert err.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert f"Namespace data is {limit + 3} bytes" in err.value.message
+
+    await svc.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=week, data={"a": "1" * 200_000}
+        )
+    )
+    # Merged in, the second entry takes it past the bound: refused, the first one kept.
+    with pytest.raises(RPCError) as err:
+        await svc.update_namespace(
+            UpdateNamespaceRequest(
+                namespace=name, update_info=UpdateNamespaceInfo(data={"b": "2" * 100_000})
+            )
+        )
+    assert err.value.status == RPCStatusCode.INVALID_ARGUMENT
+    # Replacing the entry with a smaller one is within it.
+    await svc.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=name, update_info=UpdateNamespaceInfo(data={"a": "3", "b": "4" * 100_000})
+        )
+    )
+    data = (await svc.describe_namespace(DescribeNamespaceRequest(namespace=name))).namespace_info.data
+    assert dict(data) == {"a": "3", "b": "4" * 100_000}

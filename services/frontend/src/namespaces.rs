@@ -62,6 +62,25 @@ const MAX_LOOKUP_NAME_LENGTH: usize = 1000;
 /// Shortest retention Temporal accepts.
 const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// The most a namespace's `data` may hold, keys and values together. Temporal sets no
+/// bound, but every call on a namespace reads its record, and a fuzz run's UpdateNamespace
+/// calls (which merge their entries in) grew `default`'s to 9 MB
+/// (docs/testing.md#fuzzing-the-api). A registration or update past it is refused with
+/// INVALID_ARGUMENT and changes nothing.
+pub const MAX_NAMESPACE_DATA_BYTES: usize = 256 * 1024;
+
+/// Refuse a namespace `data` map larger than [`MAX_NAMESPACE_DATA_BYTES`].
+fn check_data_size(data: &HashMap<String, String>) -> Result<(), Status> {
+    let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_NAMESPACE_DATA_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "Namespace data is {size} bytes (keys and values together); the limit is \
+             {MAX_NAMESPACE_DATA_BYTES}."
+        )));
+    }
+    Ok(())
+}
+
 pub struct Namespaces {
     store: Arc<dyn NamespaceStore>,
     cluster_name: String,
@@ -169,6 +188,7 @@ impl Namespaces {
 
     pub async fn register(&self, r: RegisterNamespaceRequest) -> Result<(), Status> {
         validate_name(&r.namespace)?;
+        check_data_size(&r.data)?;
         let retention = from_dur(&r.workflow_execution_retention_period);
         if retention < MIN_RETENTION {
             return Err(Status::invalid_argument(
@@ -220,6 +240,7 @@ impl Namespaces {
                     info.owner_email = u.owner_email.clone();
                 }
                 info.data.extend(u.data.clone());
+                check_data_size(&info.data)?;
             }
             if let Some(c) = &r.config {
                 let config = detail.config.get_or_insert_with(Default::default);
@@ -402,6 +423,16 @@ mod tests {
         ) -> Result<Vec<NamespaceRecord>, StoreError> {
             Ok(vec![self.record.clone()])
         }
+    }
+
+    #[test]
+    fn namespace_data_past_the_bound_is_refused() {
+        let at = HashMap::from([("k".to_string(), "v".repeat(MAX_NAMESPACE_DATA_BYTES - 1))]);
+        assert!(check_data_size(&at).is_ok());
+        let over = HashMap::from([("k".to_string(), "v".repeat(MAX_NAMESPACE_DATA_BYTES))]);
+        let refused = check_data_size(&over).expect_err("one byte over");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().contains("262145 bytes"), "{refused:?}");
     }
 
     /// Found with a heap profile of a fuzz run: UpdateNamespace calls had grown `default`'s
