@@ -34,7 +34,8 @@ use tonic::{Request, Response, Status};
 pub use controller::ShardControl;
 pub use error::HistoryError;
 pub use shard::{
-    CacheBudget, DEFAULT_CACHE_BUDGET_BYTES, DEFAULT_TIMER_WINDOW, MemoryConfig, ShardContext,
+    CacheBudget, DEFAULT_CACHE_BUDGET_BYTES, DEFAULT_MAX_TIMERS, DEFAULT_TIMER_WINDOW,
+    MemoryConfig, ShardContext,
 };
 
 /// Where a running shard's queues are (see [`HistoryEngine::shard_stats`]).

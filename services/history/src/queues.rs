@@ -125,7 +125,7 @@ async fn load_once<T: Message + Default>(
     until: TaskKey,
     inbox: &mut Inbox<Vec<(TaskKey, T)>>,
 ) -> Result<Vec<(TaskKey, T)>, HistoryError> {
-    let mut tasks = load(shard, category, TaskKey::MIN, until).await?;
+    let mut tasks = load(shard, category, TaskKey::MIN, until, usize::MAX).await?;
     let _held = inbox.gate.lock().await;
     let mut seen: HashSet<TaskKey> = tasks.iter().map(|(k, _)| *k).collect();
     while let Ok(batch) = inbox.rx.try_recv() {
@@ -138,22 +138,30 @@ async fn load_once<T: Message + Default>(
     Ok(tasks)
 }
 
-/// Load the tasks of a category the store holds with `exclusive_min < key < exclusive_max`.
+/// Load the first `limit` tasks of a category the store holds with
+/// `exclusive_min < key < exclusive_max`.
 async fn load<T: Message + Default>(
     shard: &ShardContext,
     category: TaskCategory,
     exclusive_min: TaskKey,
     exclusive_max: TaskKey,
+    limit: usize,
 ) -> Result<Vec<(TaskKey, T)>, HistoryError> {
     let mut out = Vec::new();
     let mut from = exclusive_min;
+    let mut read = 0;
     loop {
+        let page_size = (limit - read).min(1000);
+        if page_size == 0 {
+            return Ok(out);
+        }
         let page = shard
             .persistence
             .executions
-            .get_tasks(shard.shard_id, category, from, exclusive_max, 1000)
+            .get_tasks(shard.shard_id, category, from, exclusive_max, page_size)
             .await?;
         let n = page.len();
+        read += n;
         for rec in page {
             from = rec.key;
             match T::decode(rec.data.as_slice()) {
@@ -163,7 +171,7 @@ async fn load<T: Message + Default>(
                 }
             }
         }
-        if n < 1000 {
+        if n < page_size {
             return Ok(out);
         }
     }
@@ -173,6 +181,9 @@ async fn load<T: Message + Default>(
 struct Acker {
     outstanding: Mutex<BTreeSet<TaskKey>>,
     max_seen: Mutex<Option<TaskKey>>,
+    /// Never delete from here on (the timer window's horizon: later timers may not have
+    /// been seen).
+    ceiling: Mutex<Option<TaskKey>>,
     acked: Mutex<TaskKey>,
     /// The last delete failed: it is retried every tick, and logged once at WARN until it
     /// works again (a store outage must not log twice a second for every shard).
@@ -184,6 +195,7 @@ impl Acker {
         Self {
             outstanding: Mutex::new(BTreeSet::new()),
             max_seen: Mutex::new(None),
+            ceiling: Mutex::new(None),
             acked: Mutex::new(TaskKey::MIN),
             delete_failing: std::sync::atomic::AtomicBool::new(false),
         }
@@ -195,6 +207,16 @@ impl Acker {
         if m.is_none_or(|m| k > m) {
             *m = Some(k);
         }
+    }
+
+    /// `k` is no longer held (it went back to the store): not outstanding, not done.
+    fn forget(&self, k: &TaskKey) {
+        self.outstanding.lock().expect("acker poisoned").remove(k);
+    }
+
+    /// Delete nothing at or past `k` from now on.
+    fn ceiling(&self, k: TaskKey) {
+        *self.ceiling.lock().expect("acker poisoned") = Some(k);
     }
 
     fn done(&self, k: &TaskKey) {
@@ -219,11 +241,12 @@ impl Acker {
             Some(k) => k,
             None => {
                 let m = (*self.max_seen.lock().expect("acker poisoned"))?;
-                TaskKey {
-                    fire_time_ms: m.fire_time_ms,
-                    task_id: m.task_id + 1,
-                }
+                key_after(m)
             }
+        };
+        let bound = match *self.ceiling.lock().expect("acker poisoned") {
+            Some(c) => bound.min(c),
+            None => bound,
         };
         let mut acked = self.acked.lock().expect("acker poisoned");
         if bound > *acked {
@@ -585,37 +608,94 @@ fn window_end(at: std::time::SystemTime) -> TaskKey {
     }
 }
 
+/// The last key before `k`: the exclusive lower bound of a read that starts at `k`.
+fn key_before(k: TaskKey) -> TaskKey {
+    match k.task_id.checked_sub(1) {
+        Some(task_id) => TaskKey { task_id, ..k },
+        None => TaskKey {
+            fire_time_ms: k.fire_time_ms.saturating_sub(1),
+            task_id: i64::MAX,
+        },
+    }
+}
+
+/// The first key after `k`.
+fn key_after(k: TaskKey) -> TaskKey {
+    match k.task_id.checked_add(1) {
+        Some(task_id) => TaskKey { task_id, ..k },
+        None => TaskKey {
+            fire_time_ms: k.fire_time_ms.saturating_add(1),
+            task_id: i64::MIN,
+        },
+    }
+}
+
 /// The timers held in memory: every stored timer below `horizon` that is not done yet.
-/// Timers at or past it are in the store only; the acker never deletes that far, as all it
-/// has seen is below the horizon.
+/// Timers at or past it are in the store only, and the acker is told never to delete that
+/// far.
+///
+/// The horizon is the end of the time window (`[history] timer_window_s` from now), or
+/// lower when the shard's share of `[history] max_timers_in_memory` is reached: then the
+/// latest timers held go back to being in the store only, the horizon comes down to them
+/// (`cut`), and the next ones are read as soon as the timers held fall to half the share.
 struct TimerWindow {
     pending: BTreeMap<TaskKey, pb::TimerTask>,
     acker: Arc<Acker>,
     horizon: TaskKey,
+    /// The horizon is below the time window's end because the share was reached.
+    cut: bool,
 }
 
 impl TimerWindow {
-    /// A timer from the writer: held if inside the window, else left to the store.
-    fn take(&mut self, batch: TimerBatch) {
+    fn new(acker: Arc<Acker>) -> Self {
+        let window = Self {
+            pending: BTreeMap::new(),
+            acker,
+            horizon: TaskKey::MIN,
+            cut: false,
+        };
+        window.acker.ceiling(window.horizon);
+        window
+    }
+
+    /// Timers from the writer or the store: held if below the horizon, else left to the
+    /// store. Past `share`, the latest held timer goes back to the store only and the
+    /// horizon comes down to it.
+    fn take(&mut self, batch: impl IntoIterator<Item = (TaskKey, pb::TimerTask)>, share: usize) {
         for (k, t) in batch {
-            if k < self.horizon {
-                self.hold(k, t);
+            if k >= self.horizon {
+                continue;
+            }
+            self.acker.add(k);
+            self.pending.insert(k, t);
+            if self.pending.len() > share {
+                let (last, _) = self.pending.pop_last().expect("more than the share");
+                self.acker.forget(&last);
+                self.set_horizon(last);
+                self.cut = true;
             }
         }
     }
 
-    fn hold(&mut self, k: TaskKey, t: pb::TimerTask) {
-        self.acker.add(k);
-        self.pending.insert(k, t);
+    fn set_horizon(&mut self, horizon: TaskKey) {
+        self.horizon = horizon;
+        self.acker.ceiling(horizon);
     }
 
-    /// Move the window to `until`, loading the stored timers it now covers.
+    /// Whether to read the next timers now rather than at the next step: the share cut the
+    /// window short and half of it is free again.
+    fn wants_more(&self, share: usize) -> bool {
+        self.cut && self.pending.len() <= share / 2
+    }
+
+    /// Move the window to `until`, loading the stored timers it now covers, as many as the
+    /// share has room for.
     ///
     /// The read runs without the gate (commits go on while it reads). The writer's timers
     /// from the old horizon on were left to the store until now, and a timer committed during
     /// the read may or may not be in what it returned; so, under the gate, the channel is
     /// drained with the new horizon, then the read's timers are added (a key in both is held
-    /// once). None of these timers was due in the old window, so none has run yet.
+    /// once). None of these timers was held before, so none has run yet.
     async fn advance(
         &mut self,
         shard: &ShardContext,
@@ -625,19 +705,35 @@ impl TimerWindow {
         if until <= self.horizon {
             return Ok(());
         }
-        let below = TaskKey {
-            fire_time_ms: self.horizon.fire_time_ms - 1,
-            task_id: i64::MAX,
+        let share = shard.timer_share();
+        let room = share.saturating_sub(self.pending.len());
+        if room == 0 {
+            // Short of `until`: read on as soon as half the share is free.
+            self.cut = true;
+            return Ok(());
+        }
+        let stored = load::<pb::TimerTask>(
+            shard,
+            TaskCategory::Timer,
+            key_before(self.horizon),
+            until,
+            room,
+        )
+        .await?;
+        // A full read may have left more below `until`: the window ends after what it read.
+        let (horizon, cut) = match stored.last() {
+            Some((last, _)) if stored.len() == room && key_after(*last) < until => {
+                (key_after(*last), true)
+            }
+            _ => (until, false),
         };
-        let stored = load::<pb::TimerTask>(shard, TaskCategory::Timer, below, until).await?;
         let _held = inbox.gate.lock().await;
-        self.horizon = until;
+        self.set_horizon(horizon);
+        self.cut = cut;
         while let Ok(batch) = inbox.rx.try_recv() {
-            self.take(batch);
+            self.take(batch, share);
         }
-        for (k, t) in stored {
-            self.hold(k, t);
-        }
+        self.take(stored, share);
         Ok(())
     }
 }
@@ -649,18 +745,10 @@ pub(crate) async fn run_timers(
 ) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
-    let mut window = TimerWindow {
-        pending: BTreeMap::new(),
-        acker: acker.clone(),
-        horizon: window_end(shard.now() + shard.timer_window),
-    };
-    match load_once::<pb::TimerTask>(&shard, TaskCategory::Timer, window.horizon, &mut inbox).await
-    {
-        Ok(tasks) => {
-            for (k, t) in tasks {
-                window.hold(k, t);
-            }
-        }
+    let mut window = TimerWindow::new(acker.clone());
+    let until = window_end(shard.now() + shard.timer_window);
+    match window.advance(&shard, &mut inbox, until).await {
+        Ok(()) => {}
         Err(e) => {
             tracing::error!(shard = %shard.shard_id, error = %e, "loading timer tasks failed; closing shard");
             shard.cancel.cancel();
@@ -708,6 +796,17 @@ pub(crate) async fn run_timers(
             // Owned by the shard: stopping it ends the task wherever it waits.
             shard.tasks.spawn("timer_task", work);
         }
+        // The share cut the window short and half of it is free: read the next timers now,
+        // not at the next step (a burst of due timers larger than the share).
+        let share = shard.timer_share();
+        if window.wants_more(share) {
+            let until = window_end(shard.now() + shard.timer_window);
+            if let Err(e) = window.advance(&shard, &mut inbox, until).await {
+                tracing::warn!(shard = %shard.shard_id, error = %e, "loading timers failed; will retry");
+                // Retried at the next step, not at once.
+                window.cut = false;
+            }
+        }
         // With every slot taken, the next due timer waits for a slot, not for its time.
         let wait = match window.pending.first_key_value() {
             _ if blocked => step,
@@ -717,7 +816,7 @@ pub(crate) async fn run_timers(
         tokio::select! {
             _ = shard.cancel.cancelled() => return,
             b = inbox.rx.recv() => match b {
-                Some(batch) => window.take(batch),
+                Some(batch) => window.take(batch, share),
                 None => return,
             },
             p = limit.clone().acquire_owned(), if blocked => match p {
@@ -736,7 +835,7 @@ pub(crate) async fn run_timers(
                 // sort below the bound the timers already here would give.
                 let _held = inbox.gate.lock().await;
                 while let Ok(batch) = inbox.rx.try_recv() {
-                    window.take(batch);
+                    window.take(batch, share);
                 }
                 flush_acks(&shard, TaskCategory::Timer, &acker).await;
             }

@@ -290,6 +290,8 @@ pub struct ShardContext {
     budget: Arc<CacheBudget>,
     /// Timers due within this window are held in memory; later ones wait in the store.
     pub(crate) timer_window: Duration,
+    /// The node's bound on timers held in memory (see [`ShardContext::timer_share`]).
+    max_timers: usize,
     /// How long closed runs are kept, per namespace.
     retention: Arc<Retention>,
     /// Cancelled when the shard is lost or closed.
@@ -326,12 +328,19 @@ pub struct MemoryConfig {
     pub cache_budget: Arc<CacheBudget>,
     /// Timers due within this window are held in memory; the rest wait in the store.
     pub timer_window: Duration,
+    /// At most this many timers held in memory by the node, shared by its shards: past a
+    /// shard's share, its latest timers wait in the store too, however soon they are due.
+    pub max_timers: usize,
 }
 
 /// The default run cache budget of a node.
 pub const DEFAULT_CACHE_BUDGET_BYTES: usize = 64 << 20;
 /// The default timer window.
 pub const DEFAULT_TIMER_WINDOW: Duration = Duration::from_secs(600);
+/// The default bound on the timers a node holds in memory.
+pub const DEFAULT_MAX_TIMERS: usize = 32_768;
+/// A shard holds at least this many timers, whatever its share of the node's bound.
+const MIN_TIMERS_PER_SHARD: usize = 8;
 
 impl Default for MemoryConfig {
     fn default() -> Self {
@@ -343,6 +352,7 @@ impl Default for MemoryConfig {
             } else {
                 DEFAULT_TIMER_WINDOW
             },
+            max_timers: DEFAULT_MAX_TIMERS,
         }
     }
 }
@@ -358,6 +368,13 @@ pub(crate) struct QueueStats {
 }
 
 impl ShardContext {
+    /// How many timers this shard may hold in memory now: its share of the node's bound
+    /// among the shards the node runs.
+    pub(crate) fn timer_share(&self) -> usize {
+        (self.max_timers / self.budget.shards.load(Ordering::Relaxed).max(1))
+            .max(MIN_TIMERS_PER_SHARD)
+    }
+
     /// How long the namespace keeps closed runs (cached; no store read on most calls).
     pub async fn retention_of(&self, ns: &NamespaceId) -> Duration {
         self.retention.of(ns).await
@@ -380,6 +397,7 @@ impl ShardContext {
     ) -> Self {
         let budget = memory.cache_budget.clone();
         let timer_window = memory.timer_window;
+        let max_timers = memory.max_timers;
         budget.shard_started();
         Self {
             shard_id,
@@ -389,6 +407,7 @@ impl ShardContext {
             cache: Mutex::new(RunCache::new(budget.clone())),
             budget,
             timer_window,
+            max_timers,
             writer,
             retention,
             cancel: tasks.token().clone(),

@@ -509,6 +509,10 @@ pub struct StoreSection {
     pub cassandra: CassandraConfig,
 }
 
+/// The range of `[history] max_timers_in_memory` (and of its dynamic config key).
+pub const MIN_MAX_TIMERS: u64 = 1024;
+pub const MAX_MAX_TIMERS: u64 = 100_000_000;
+
 /// Workflow state: what a history node keeps in memory (docs/operations.md#memory).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -520,6 +524,10 @@ pub struct HistorySection {
     /// Timers due within this many seconds are held in memory; later ones wait in the store
     /// until the window reaches them. Default: 600.
     pub timer_window_s: u64,
+    /// At most this many timers held in memory by the node, shared by the shards it runs;
+    /// past a shard's share its latest timers wait in the store too, and are read as the
+    /// ones held fire. Default: 32768.
+    pub max_timers_in_memory: u64,
 }
 
 impl Default for HistorySection {
@@ -527,6 +535,7 @@ impl Default for HistorySection {
         Self {
             cache_budget_mib: (temper_history::DEFAULT_CACHE_BUDGET_BYTES >> 20) as u64,
             timer_window_s: temper_history::DEFAULT_TIMER_WINDOW.as_secs(),
+            max_timers_in_memory: temper_history::DEFAULT_MAX_TIMERS as u64,
         }
     }
 }
@@ -539,6 +548,7 @@ impl HistorySection {
                 usize::try_from(self.cache_budget_mib << 20).unwrap_or(usize::MAX),
             ),
             timer_window: std::time::Duration::from_secs(self.timer_window_s),
+            max_timers: usize::try_from(self.max_timers_in_memory).unwrap_or(usize::MAX),
         }
     }
 
@@ -548,6 +558,11 @@ impl HistorySection {
         }
         if !(10..=86_400).contains(&self.timer_window_s) {
             anyhow::bail!("history.timer_window_s must be 10 to 86400");
+        }
+        if !(MIN_MAX_TIMERS..=MAX_MAX_TIMERS).contains(&self.max_timers_in_memory) {
+            anyhow::bail!(
+                "history.max_timers_in_memory must be {MIN_MAX_TIMERS} to {MAX_MAX_TIMERS}"
+            );
         }
         Ok(())
     }
@@ -939,15 +954,24 @@ mod tests {
                 "TEMPER_HISTORY__CACHE_BUDGET_MIB".to_owned(),
                 "8".to_owned(),
             )],
-            &["history.timer_window_s=120".into()],
+            &[
+                "history.timer_window_s=120".into(),
+                "history.max_timers_in_memory=5000".into(),
+            ],
         )
         .expect("valid");
         let memory = c.history.memory();
         assert_eq!(memory.cache_budget.limit(), 8 << 20);
         assert_eq!(memory.timer_window, std::time::Duration::from_secs(120));
+        assert_eq!(memory.max_timers, 5000);
         let defaults = ServerConfig::layered(None, [], &[]).expect("defaults");
         assert_eq!(defaults.history.memory().cache_budget.limit(), 64 << 20);
-        for bad in ["history.cache_budget_mib=0", "history.timer_window_s=1"] {
+        assert_eq!(defaults.history.memory().max_timers, 32_768);
+        for bad in [
+            "history.cache_budget_mib=0",
+            "history.timer_window_s=1",
+            "history.max_timers_in_memory=10",
+        ] {
             let e = ServerConfig::layered(None, [], &[bad.into()]).expect_err(bad);
             let key = bad.split('=').next().expect("key");
             assert!(format!("{e:#}").contains(key), "{e:#}");

@@ -131,6 +131,11 @@ const DOCS: &[Doc] = &[
         "Timers due within this many seconds are held in memory; later ones wait in the store and are read as the window moves on (every quarter of it, at most every 10 s), so memory does not grow with the number of waiting workflows.",
     ),
     doc(
+        "history",
+        "max_timers_in_memory",
+        "At most this many timers held in memory by the node, shared by the shards it runs (1024 to 100000000). Past a shard's share, its latest timers wait in the store too, however soon they are due, and are read as the ones held fire: a burst of due timers costs bounded memory.",
+    ),
+    doc(
         "store",
         "kind",
         "Where state lives: sqlite (one file; several processes on one host may share it) or cassandra (Cassandra 4+ or ScyllaDB).",

@@ -23,6 +23,7 @@ const NAMESPACE_MAX_OPEN_WORKFLOWS: &str = "temper.frontend.namespaceMaxOpenWork
 /// History's memory, as `[history]` sets it on `temper server start`.
 const CACHE_BUDGET_MIB: &str = "temper.history.cacheBudgetMib";
 const TIMER_WINDOW_SECONDS: &str = "temper.history.timerWindowSeconds";
+const MAX_TIMERS_IN_MEMORY: &str = "temper.history.maxTimersInMemory";
 
 /// Keys that switch on a feature temper always has: `true` is honoured by what temper does
 /// anyway; `false` (switching it off) is not, and is reported.
@@ -124,6 +125,16 @@ pub fn apply(values: &[String], config: &mut NodeConfig) -> anyhow::Result<Vec<S
                 }
                 config.memory.timer_window = std::time::Duration::from_secs(s);
             }
+            MAX_TIMERS_IN_MEMORY => {
+                use temper_server::config::{MAX_MAX_TIMERS, MIN_MAX_TIMERS};
+                let n = u64::try_from(int()?)?;
+                if !(MIN_MAX_TIMERS..=MAX_MAX_TIMERS).contains(&n) {
+                    anyhow::bail!(
+                        "--dynamic-config-value {key}: {value} must be {MIN_MAX_TIMERS} to {MAX_MAX_TIMERS}"
+                    );
+                }
+                config.memory.max_timers = usize::try_from(n)?;
+            }
             k if ALWAYS_ON.contains(&k) => {
                 if !boolean()? {
                     ignored.push(format!("{key}={value}"));
@@ -210,6 +221,7 @@ mod tests {
             &values(&[
                 "temper.history.cacheBudgetMib=16",
                 "temper.history.timerWindowSeconds=60",
+                "temper.history.maxTimersInMemory=4096",
             ]),
             &mut config,
         )
@@ -219,7 +231,9 @@ mod tests {
             config.memory.timer_window,
             std::time::Duration::from_secs(60)
         );
+        assert_eq!(config.memory.max_timers, 4096);
         for bad in [
+            "temper.history.maxTimersInMemory=100",
             "temper.history.cacheBudgetMib=0",
             "temper.history.timerWindowSeconds=5",
             "temper.history.timerWindowSeconds=x",

@@ -362,6 +362,51 @@ async fn timers_past_the_window_fire_when_the_window_reaches_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_due_timers_than_the_share_fire_from_bounded_memory() {
+    // One shard whose share of the node's timers is 16, and 120 run timeouts inside the
+    // 30 s window that all come due together: 60 before a restart, 60 after it. Past the
+    // share, a timer from the writer pushes the latest one held back to the store; after
+    // the restart, the first read stops at 16, and the rest are read as the held ones fire.
+    let memory = || crate::MemoryConfig {
+        max_timers: 16,
+        timer_window: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let store = store();
+    let due = tokio::time::Instant::now() + Duration::from_secs(6);
+    let timeout = || due.saturating_duration_since(tokio::time::Instant::now());
+    let first = engine_with(&store, 1, Arc::new(FakeMatching::default()), memory()).await;
+    for i in 0..60 {
+        start(&first, &format!("before-{i}"), timeout()).await;
+    }
+    first.shutdown().await;
+    drop(first);
+    let second = engine_with(&store, 1, Arc::new(FakeMatching::default()), memory()).await;
+    let mut most = 0;
+    for i in 0..60 {
+        start(&second, &format!("after-{i}"), timeout()).await;
+        most = most.max(second.shard_stats(ShardId(1)).expect("runs").timers_pending);
+    }
+    // Until they are due, the timers held are the ones waiting (none runs yet).
+    while tokio::time::Instant::now() + Duration::from_millis(200) < due {
+        most = most.max(second.shard_stats(ShardId(1)).expect("runs").timers_pending);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        (1..=16).contains(&most),
+        "at most the share held before they are due, but {most}"
+    );
+    let ids = (0..60).flat_map(|i| [format!("before-{i}"), format!("after-{i}")]);
+    for wf in ids {
+        eventually("the run times out", || async {
+            (status(&second, &wf).await == WorkflowExecutionStatus::TimedOut).then_some(())
+        })
+        .await;
+    }
+    drained(&store, ShardId(1), TaskCategory::Timer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_evicted_by_a_small_cache_budget_are_read_again_when_their_timers_fire() {
     // A budget smaller than one cached run: every run nobody is using goes at the next
     // insert, so each timer below finds its run evicted and reads it from the store.
@@ -369,6 +414,7 @@ async fn runs_evicted_by_a_small_cache_budget_are_read_again_when_their_timers_f
     let memory = crate::MemoryConfig {
         cache_budget: budget.clone(),
         timer_window: Duration::from_secs(1),
+        ..Default::default()
     };
     let store = store();
     let engine = engine_with(&store, 2, Arc::new(FakeMatching::default()), memory).await;
