@@ -26,6 +26,13 @@ pub const TASK_LATENCY: &str = "temper_task_latency_seconds";
 pub const STATE_TRANSITIONS: &str = "temper_state_transitions_total";
 /// Runs closed, by `namespace` and `status`.
 pub const WORKFLOW_COMPLETED: &str = "temper_workflow_completed_total";
+/// Background tasks that panicked (a bug; see the ERROR line). Label `task`.
+pub const TASK_PANICS: &str = "temper_history_task_panics_total";
+
+/// A background task panicked.
+pub(crate) fn task_panicked(task: &'static str) {
+    metrics::counter!(TASK_PANICS, "task" => task).increment(1);
+}
 
 /// How late a task of `queue` started.
 pub(crate) fn task_latency(queue: &'static str, late: Duration) {
