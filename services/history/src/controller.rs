@@ -63,6 +63,7 @@ impl HistoryEngine {
         matching: MatchingClient,
     ) -> Result<(), HistoryError> {
         let all: BTreeSet<ShardId> = (1..=self.config.num_shards).map(ShardId).collect();
+        self.config.memory.cache_budget.expect_shards(all.len());
         *self.targets.write().expect("targets poisoned") = all.clone();
         *self.shard_control.write().expect("poisoned") = ShardControl::default();
         for id in all {
@@ -96,6 +97,7 @@ impl HistoryEngine {
             return;
         }
         let _serial = self.control.lock().await;
+        self.config.memory.cache_budget.expect_shards(shards.len());
         *self.targets.write().expect("targets poisoned") = shards.clone();
         let running: Vec<ShardId> = self
             .shards
@@ -216,6 +218,7 @@ impl HistoryEngine {
     /// shards' work has ended.
     pub async fn release_all_shards(&self) {
         let _serial = self.control.lock().await;
+        self.config.memory.cache_budget.expect_shards(0);
         self.targets.write().expect("targets poisoned").clear();
         let ids: Vec<ShardId> = self
             .shards

@@ -668,12 +668,18 @@ impl TimerWindow {
             }
             self.acker.add(k);
             self.pending.insert(k, t);
-            if self.pending.len() > share {
-                let (last, _) = self.pending.pop_last().expect("more than the share");
-                self.acker.forget(&last);
-                self.set_horizon(last);
-                self.cut = true;
-            }
+            self.trim(share);
+        }
+    }
+
+    /// Send the latest held timers back to the store until at most `share` are held (the
+    /// share shrinks when the node takes more shards).
+    fn trim(&mut self, share: usize) {
+        while self.pending.len() > share {
+            let (last, _) = self.pending.pop_last().expect("more than the share");
+            self.acker.forget(&last);
+            self.set_horizon(last);
+            self.cut = true;
         }
     }
 
@@ -799,6 +805,7 @@ pub(crate) async fn run_timers(
         // The share cut the window short and half of it is free: read the next timers now,
         // not at the next step (a burst of due timers larger than the share).
         let share = shard.timer_share();
+        window.trim(share);
         if window.wants_more(share) {
             let until = window_end(shard.now() + shard.timer_window);
             if let Err(e) = window.advance(&shard, &mut inbox, until).await {

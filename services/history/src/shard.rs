@@ -74,6 +74,9 @@ pub struct CacheBudget {
     limit: usize,
     /// Shards running on this node.
     shards: std::sync::atomic::AtomicUsize,
+    /// Shards this node is to run (the controller's targets): while they start, a shard's
+    /// share of what the node holds is already the share it will have.
+    expected_shards: std::sync::atomic::AtomicUsize,
     /// Bytes of every cached run on the node (also exported as a gauge).
     used: std::sync::atomic::AtomicUsize,
 }
@@ -83,6 +86,7 @@ impl CacheBudget {
         Arc::new(Self {
             limit: limit_bytes,
             shards: Default::default(),
+            expected_shards: Default::default(),
             used: Default::default(),
         })
     }
@@ -99,6 +103,20 @@ impl CacheBudget {
 
     fn share(&self) -> usize {
         self.limit / self.shards.load(Ordering::Relaxed).max(1)
+    }
+
+    /// The node is to run `n` shards from now on.
+    pub(crate) fn expect_shards(&self, n: usize) {
+        self.expected_shards.store(n, Ordering::Relaxed);
+    }
+
+    /// The shards a node-wide bound is split among: those running, or those it is to run
+    /// if more.
+    fn sharing(&self) -> usize {
+        self.shards
+            .load(Ordering::Relaxed)
+            .max(self.expected_shards.load(Ordering::Relaxed))
+            .max(1)
     }
 
     pub(crate) fn shard_started(&self) {
@@ -369,10 +387,9 @@ pub(crate) struct QueueStats {
 
 impl ShardContext {
     /// How many timers this shard may hold in memory now: its share of the node's bound
-    /// among the shards the node runs.
+    /// among the shards the node runs (or is starting).
     pub(crate) fn timer_share(&self) -> usize {
-        (self.max_timers / self.budget.shards.load(Ordering::Relaxed).max(1))
-            .max(MIN_TIMERS_PER_SHARD)
+        (self.max_timers / self.budget.sharing()).max(MIN_TIMERS_PER_SHARD)
     }
 
     /// How long the namespace keeps closed runs (cached; no store read on most calls).
@@ -1141,6 +1158,21 @@ mod run_cache_tests {
         drop(e);
         assert_eq!(budget.used(), 0);
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn node_wide_bounds_are_split_among_the_shards_the_node_is_to_run() {
+        let budget = CacheBudget::new(1000);
+        assert_eq!(budget.sharing(), 1);
+        budget.expect_shards(16);
+        budget.shard_started();
+        assert_eq!(budget.sharing(), 16, "one started of sixteen to run");
+        for _ in 0..19 {
+            budget.shard_started();
+        }
+        assert_eq!(budget.sharing(), 20, "more running than expected");
+        budget.expect_shards(0);
+        assert_eq!(budget.sharing(), 20);
     }
 
     #[test]
