@@ -638,6 +638,9 @@ fn key_after(k: TaskKey) -> TaskKey {
 /// lower when the shard's share of `[history] max_timers_in_memory` is reached: then the
 /// latest timers held go back to being in the store only, the horizon comes down to them
 /// (`cut`), and the next ones are read as soon as the timers held fall to half the share.
+/// (A timer already running when the horizon comes down below it is not deleted once done,
+/// so it is read and fired again later: each timer checks the run's state when it fires, as
+/// it does after a restart, and a second firing changes nothing.)
 struct TimerWindow {
     pending: BTreeMap<TaskKey, pb::TimerTask>,
     acker: Arc<Acker>,
