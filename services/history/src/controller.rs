@@ -296,8 +296,30 @@ impl HistoryEngine {
         });
     }
 
+    /// Whether `store`, a range id the store showed that differs from the one `ctx` held
+    /// when the read was sent, is this node's own: the shard writer renews the range id
+    /// itself every 2^20 task ids, and a renewal that lands during the read shows as a newer
+    /// range id (a one-hour soak stopped a single node's shard that way). It is ours if `ctx`
+    /// holds it now, or holds what a second read shows (the renewal's CAS lands just before
+    /// the writer stores the new range id).
+    async fn renewed_here(&self, ctx: &ShardContext, store: i64) -> bool {
+        use std::sync::atomic::Ordering::Acquire;
+        if ctx.range.load(Acquire) == store {
+            return true;
+        }
+        match self
+            .persistence
+            .executions
+            .get_or_create_shard(ctx.shard_id, &[])
+            .await
+        {
+            Ok(rec) => rec.range_id.0 == ctx.range.load(Acquire),
+            Err(_) => false,
+        }
+    }
+
     /// Stop every running shard whose range id in the store is no longer the one it holds.
-    async fn stop_stale_shards(&self, unconfirmed_limit: std::time::Duration) {
+    pub(crate) async fn stop_stale_shards(&self, unconfirmed_limit: std::time::Duration) {
         let running: Vec<Arc<ShardContext>> = self
             .shards
             .read()
@@ -315,7 +337,9 @@ impl HistoryEngine {
                 .get_or_create_shard(ctx.shard_id, &[])
                 .await
             {
-                Ok(rec) if rec.range_id.0 != held => {
+                Ok(rec)
+                    if rec.range_id.0 != held && !self.renewed_here(&ctx, rec.range_id.0).await =>
+                {
                     tracing::warn!(shard = %ctx.shard_id, held, store = rec.range_id.0,
                         "another node took this shard; stopping it");
                     ctx.stop().await;

@@ -172,3 +172,35 @@ async fn a_stale_owner_never_deletes_the_timers_the_new_owner_wrote() {
         "the new owner's timer was deleted: {timers:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_renewed_here_during_the_ownership_check_does_not_stop_the_shard() {
+    // Found by a one-hour soak: the shard writer renews the range id itself (a CAS, then it
+    // stores the new id in the context); a check whose store read saw the CAS but had loaded
+    // the old id stopped a single node's shard as if another node had taken it.
+    let store = store();
+    let engine = engine(&store, 1, Arc::new(FakeMatching::default())).await;
+    let ctx = engine
+        .shards
+        .read()
+        .expect("shard map")
+        .get(&ShardId(1))
+        .cloned()
+        .expect("running");
+    // The check's reads are slow; the renewal's CAS lands before the first one answers and
+    // the writer stores the new id while it is on its way.
+    store.delay(Op::GetOrCreateShard, 2, Duration::from_millis(300));
+    let renewed = steal_shard(store.inner(), ShardId(1)).await;
+    let range = ctx.range.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        range.store(renewed.0, std::sync::atomic::Ordering::Release);
+    });
+    engine.stop_stale_shards(Duration::from_secs(60)).await;
+    assert!(!ctx.cancel.is_cancelled(), "the shard keeps running");
+
+    // Another node's CAS (the context never holds that id) still stops it.
+    steal_shard(store.inner(), ShardId(1)).await;
+    engine.stop_stale_shards(Duration::from_secs(60)).await;
+    assert!(ctx.cancel.is_cancelled(), "the shard is stopped");
+}
