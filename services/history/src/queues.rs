@@ -110,30 +110,31 @@ pub(crate) fn key_of(ns: &str, wf: &str, run: &str) -> ExecutionKey {
     }
 }
 
-/// The tasks of a category below `until`: what the store holds, then what the writer sent
-/// that is not among them.
+/// The transfer tasks of the shard: what the store holds, then what the writer sent that
+/// is not among them.
 ///
 /// The read runs without the gate, so commits go on meanwhile. Once it is done, the gate
 /// is taken to drain the channel: every commit the read saw has sent its tasks by then (the
 /// writer holds the gate from commit to send), and every task committed since this node
 /// took the shard is either in the store or in the channel, so nothing is missed and the
-/// keys the read returned are dropped from the channel's share. Tasks from `until` on stay
-/// in the store.
-async fn load_once<T: Message + Default>(
+/// keys the read returned are dropped from the channel's share. (The timer queue loads
+/// through its window, [`TimerWindow::advance`].)
+async fn load_transfer(
     shard: &ShardContext,
-    category: TaskCategory,
-    until: TaskKey,
-    inbox: &mut Inbox<Vec<(TaskKey, T)>>,
-) -> Result<Vec<(TaskKey, T)>, HistoryError> {
-    let mut tasks = load(shard, category, TaskKey::MIN, until, usize::MAX).await?;
+    inbox: &mut Inbox<TransferBatch>,
+) -> Result<TransferBatch, HistoryError> {
+    let mut tasks = load(
+        shard,
+        TaskCategory::Transfer,
+        TaskKey::MIN,
+        TaskKey::MAX,
+        usize::MAX,
+    )
+    .await?;
     let _held = inbox.gate.lock().await;
     let mut seen: HashSet<TaskKey> = tasks.iter().map(|(k, _)| *k).collect();
     while let Ok(batch) = inbox.rx.try_recv() {
-        for (k, t) in batch {
-            if k < until && seen.insert(k) {
-                tasks.push((k, t));
-            }
-        }
+        tasks.extend(batch.into_iter().filter(|(k, _)| seen.insert(*k)));
     }
     Ok(tasks)
 }
@@ -377,7 +378,7 @@ pub(crate) async fn run_transfer(
 ) {
     let acker = Arc::new(Acker::new());
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_TASKS));
-    let initial = match load_once(&shard, TaskCategory::Transfer, TaskKey::MAX, &mut inbox).await {
+    let initial = match load_transfer(&shard, &mut inbox).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(shard = %shard.shard_id, error = %e, "loading transfer tasks failed; closing shard");
